@@ -1,0 +1,22 @@
+import * as path from "node:path"
+import { defineConfig } from "vitest/config"
+
+const core = path.resolve(import.meta.dirname, "packages/core/src")
+const cli = path.resolve(import.meta.dirname, "packages/cli/src")
+
+export default defineConfig({
+  resolve: {
+    alias: [
+      { find: /^@quarry\/core$/, replacement: path.join(core, "index.ts") },
+      { find: /^@quarry\/core\/(.*)$/, replacement: path.join(core, "$1.ts") },
+      { find: /^@quarry\/cli$/, replacement: path.join(cli, "index.ts") },
+      { find: /^@quarry\/cli\/(.*)$/, replacement: path.join(cli, "$1.ts") }
+    ]
+  },
+  test: {
+    include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts", "bench/test/**/*.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    pool: "forks"
+  }
+})
