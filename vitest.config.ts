@@ -3,12 +3,15 @@ import { defineConfig } from "vitest/config"
 
 const core = path.resolve(import.meta.dirname, "packages/core/src")
 const cli = path.resolve(import.meta.dirname, "packages/cli/src")
+const llm = path.resolve(import.meta.dirname, "packages/llm/src")
 
 export default defineConfig({
   resolve: {
     alias: [
       { find: /^@quarry\/core$/, replacement: path.join(core, "index.ts") },
       { find: /^@quarry\/core\/(.*)$/, replacement: path.join(core, "$1.ts") },
+      { find: /^@quarry\/llm$/, replacement: path.join(llm, "index.ts") },
+      { find: /^@quarry\/llm\/(.*)$/, replacement: path.join(llm, "$1.ts") },
       { find: /^@quarry\/cli$/, replacement: path.join(cli, "index.ts") },
       { find: /^@quarry\/cli\/(.*)$/, replacement: path.join(cli, "$1.ts") }
     ]

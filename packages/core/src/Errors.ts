@@ -1,0 +1,222 @@
+/**
+ * The typed errors of `@quarry/core`. Every message says what happened and what to do about it.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+import { RunId } from "./Run.js"
+
+/**
+ * A run id that no run in the database has.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RunNotFound extends Schema.TaggedError<RunNotFound>()("RunNotFound", { runId: Schema.String }) {
+  override get message() {
+    return `run "${this.runId}" does not exist in this database; list runs with \`quarry runs\``
+  }
+}
+
+/**
+ * A run id that is already taken.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RunAlreadyExists extends Schema.TaggedError<RunAlreadyExists>()("RunAlreadyExists", {
+  runId: Schema.String
+}) {
+  override get message() {
+    return `run "${this.runId}" already exists; choose another --run-id or resume it with \`quarry resume ${this.runId}\``
+  }
+}
+
+/**
+ * Another live process (or manager) holds the run's lease.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RunLocked extends Schema.TaggedError<RunLocked>()("RunLocked", {
+  runId: RunId,
+  owner: Schema.String,
+  expiresAt: Schema.Number
+}) {
+  override get message() {
+    return `run "${this.runId}" is being executed by ${this.owner} (lease valid until ${
+      new Date(this.expiresAt).toISOString()
+    }); wait for it to finish, or cancel it with \`quarry cancel ${this.runId}\``
+  }
+}
+
+/**
+ * The run is not in a state that allows the operation (e.g. exporting a run that has not completed).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidRunState extends Schema.TaggedError<InvalidRunState>()("InvalidRunState", {
+  runId: RunId,
+  status: Schema.String,
+  expected: Schema.String
+}) {
+  override get message() {
+    return `run "${this.runId}" is ${this.status}, but this needs a run that is ${this.expected}`
+  }
+}
+
+/**
+ * The environment no longer matches what the run was planned with (extractor, chunker, ontology).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PlanMismatch extends Schema.TaggedError<PlanMismatch>()("PlanMismatch", {
+  runId: RunId,
+  field: Schema.String,
+  stored: Schema.String,
+  current: Schema.String
+}) {
+  override get message() {
+    return `run "${this.runId}" was started with ${this.field} ${this.stored}, but this process has ${this.current}; ` +
+      `resume it with the same ${this.field}, or start a new run`
+  }
+}
+
+/**
+ * The stored input text no longer matches the SHA-256 recorded when the run was created.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InputMismatch extends Schema.TaggedError<InputMismatch>()("InputMismatch", {
+  runId: RunId,
+  expected: Schema.String,
+  actual: Schema.String
+}) {
+  override get message() {
+    return `the stored input of run "${this.runId}" has SHA-256 ${this.actual}, expected ${this.expected}; ` +
+      `the database was modified outside Quarry, start a new run from the original document`
+  }
+}
+
+/**
+ * The storage layer failed (I/O, SQLite, a row that does not decode).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PersistenceError extends Schema.TaggedError<PersistenceError>()("PersistenceError", {
+  operation: Schema.String,
+  cause: Schema.Defect
+}) {
+  override get message() {
+    const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    return `storage failed during ${this.operation}: ${cause}`
+  }
+}
+
+/**
+ * The database cannot be trusted to keep committed work; lists every reason.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DurabilityError extends Schema.TaggedError<DurabilityError>()("DurabilityError", {
+  filename: Schema.String,
+  reasons: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `database ${this.filename} is not durable: ${this.reasons.join("; ")}`
+  }
+}
+
+/**
+ * An extractor failed on a batch. `retryable` says whether running the batch again may succeed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ExtractorError extends Schema.TaggedError<ExtractorError>()("ExtractorError", {
+  extractor: Schema.String,
+  batchIndex: Schema.Int,
+  reason: Schema.String,
+  retryable: Schema.Boolean,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message() {
+    return `extractor ${this.extractor} failed on batch ${this.batchIndex}: ${this.reason}`
+  }
+}
+
+/**
+ * No extractor of that name is registered in this process.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UnknownExtractor extends Schema.TaggedError<UnknownExtractor>()("UnknownExtractor", {
+  name: Schema.String,
+  available: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `unknown extractor "${this.name}"; available: ${this.available.join(", ")}`
+  }
+}
+
+/**
+ * Writing the merged artifact failed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class MergeError extends Schema.TaggedError<MergeError>()("MergeError", {
+  path: Schema.String,
+  cause: Schema.Defect
+}) {
+  override get message() {
+    const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    return `could not write the artifact ${this.path}: ${cause}`
+  }
+}
+
+/**
+ * A run stopped because its cancellation was requested.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RunCancelled extends Schema.TaggedError<RunCancelled>()("RunCancelled", { runId: RunId }) {
+  override get message() {
+    return `run "${this.runId}" was cancelled; resume it with \`quarry resume ${this.runId}\``
+  }
+}
+
+/**
+ * A run failed earlier (in this or another process); carries the recorded error.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RunFailed extends Schema.TaggedError<RunFailed>()("RunFailed", {
+  runId: RunId,
+  reason: Schema.String,
+  error: Schema.String
+}) {
+  override get message() {
+    return `run "${this.runId}" failed (${this.reason}): ${this.error}; resume it with \`quarry resume ${this.runId}\``
+  }
+}
+
+/**
+ * A run was interrupted (signal, shutdown) and can be resumed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RunInterrupted extends Schema.TaggedError<RunInterrupted>()("RunInterrupted", { runId: RunId }) {
+  override get message() {
+    return `run "${this.runId}" was interrupted; resume it with \`quarry resume ${this.runId}\``
+  }
+}

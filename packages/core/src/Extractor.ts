@@ -1,0 +1,239 @@
+/**
+ * The extractor contract: one call per batch, from chunk texts to entity mentions and relations with document spans.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type { Chunk } from "./Chunking.js"
+import { type ExtractorError, UnknownExtractor } from "./Errors.js"
+import type { PersistenceError } from "./Errors.js"
+import type { Ontology } from "./Ontology.js"
+import type { RunId } from "./Run.js"
+
+/**
+ * A half-open range of UTF-16 offsets into the whole document.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Span = Schema.Struct({ start: Schema.Int, end: Schema.Int })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Span = typeof Span.Type
+
+/**
+ * One occurrence of an entity in the document.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const EntityMention = Schema.Struct({
+  label: Schema.String,
+  /** IRI of the entity's class in the run's ontology. */
+  type: Schema.String,
+  span: Span,
+  confidence: Schema.Number,
+  attributes: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), {
+    default: () => ({})
+  })
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type EntityMention = typeof EntityMention.Type
+
+/**
+ * An entity named by label and type; the merge resolves it to the same IRI as its mentions.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const EntityRef = Schema.TaggedStruct("Entity", { label: Schema.String, type: Schema.String })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type EntityRef = typeof EntityRef.Type
+
+/**
+ * A literal value, typed by an XSD datatype IRI or tagged with a language.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Literal = Schema.TaggedStruct("Literal", {
+  value: Schema.String,
+  datatype: Schema.optional(Schema.String),
+  language: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Literal = typeof Literal.Type
+
+/**
+ * A statement `subject predicate object` found in the text.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const RelationMention = Schema.Struct({
+  subject: EntityRef,
+  predicate: Schema.String,
+  object: Schema.Union(EntityRef, Literal),
+  span: Schema.optional(Span),
+  confidence: Schema.Number
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RelationMention = typeof RelationMention.Type
+
+/**
+ * What an extractor call cost (LLM extractors report it; offline extractors leave it out).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Usage = Schema.Struct({
+  requests: Schema.Int,
+  promptTokens: Schema.Int,
+  completionTokens: Schema.Int,
+  costUsd: Schema.optional(Schema.Number)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Usage = typeof Usage.Type
+
+/**
+ * The result of one extractor call, stored with the batch's checkpoint.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const BatchOutput = Schema.Struct({
+  entities: Schema.Array(EntityMention),
+  relations: Schema.Array(RelationMention),
+  usage: Schema.optional(Usage)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type BatchOutput = typeof BatchOutput.Type
+
+/**
+ * An entity the run already knows from committed batches.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KnownEntity {
+  readonly label: string
+  readonly type: string
+  readonly iri: string
+}
+
+/**
+ * What an extractor gets for one batch. `knownEntities` waits until every batch before `batchIndex - concurrency + 1`
+ * is committed and then reads exactly those batches' entities, so the context never depends on timing.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BatchInput {
+  readonly runId: RunId
+  readonly batchIndex: number
+  readonly chunks: ReadonlyArray<Chunk>
+  readonly ontology: Option.Option<Ontology>
+  readonly knownEntities: Effect.Effect<ReadonlyArray<KnownEntity>, PersistenceError>
+}
+
+/**
+ * An extractor. `version` and `configHash` are stored with each run; resume refuses a different one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Extractor {
+  readonly name: string
+  readonly version: string
+  /** A hash of every setting that changes the output (model, prompt, thresholds). */
+  readonly configHash: string
+  readonly extract: (input: BatchInput) => Effect.Effect<BatchOutput, ExtractorError>
+}
+
+/**
+ * The extractors this process can run, by name. Runs name their extractor; the registry supplies it.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Registry extends Context.Tag("@quarry/core/Extractor/Registry")<Registry, {
+  readonly names: ReadonlyArray<string>
+  readonly get: (name: string) => Effect.Effect<Extractor, UnknownExtractor>
+}>() {}
+
+/**
+ * A registry holding the given extractors.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeRegistry = (extractors: ReadonlyArray<Extractor>): Registry["Type"] => {
+  const byName = new Map(extractors.map((e) => [e.name, e] as const))
+  const names = [...byName.keys()].sort()
+  return {
+    names,
+    get: (name) => {
+      const extractor = byName.get(name)
+      return extractor === undefined ?
+        Effect.fail(new UnknownExtractor({ name, available: names })) :
+        Effect.succeed(extractor)
+    }
+  }
+}
+
+/**
+ * A layer providing a registry of the given extractors.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerRegistry = (...extractors: ReadonlyArray<Extractor>): Layer.Layer<Registry> =>
+  Layer.succeed(Registry, makeRegistry(extractors))
+
+/**
+ * Encodes a batch output to the canonical JSON stored in the database (keys in schema order, so the same output
+ * always gives the same bytes and hash).
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeOutput = Schema.encodeSync(Schema.parseJson(BatchOutput))
+
+/**
+ * Decodes a stored batch output.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const decodeOutput = Schema.decodeUnknown(Schema.parseJson(BatchOutput))

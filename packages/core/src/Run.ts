@@ -1,0 +1,161 @@
+/**
+ * Run identity, status and the stored description of a run.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+import * as Chunking from "./Chunking.js"
+
+/**
+ * A run id: 1 to 128 characters of `[A-Za-z0-9._-]`, never `.` or `..` or containing `..`, so it is safe as a
+ * file name.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const RunId = Schema.String.pipe(
+  Schema.pattern(/^[A-Za-z0-9._-]{1,128}$/, {
+    message: () => "a run id is 1 to 128 characters of letters, digits, '.', '_' or '-'"
+  }),
+  Schema.filter((s) => !s.includes("..") && s !== ".", { message: () => "a run id must not contain '..'" }),
+  Schema.brand("RunId")
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RunId = typeof RunId.Type
+
+/**
+ * Where a run is in its life: `pending -> running -> completed`; `running -> failed | cancelled | interrupted`;
+ * the last three can be resumed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const RunStatus = Schema.Literal("pending", "running", "completed", "failed", "cancelled", "interrupted")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RunStatus = typeof RunStatus.Type
+
+/**
+ * Statuses from which `resume` continues a run.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isResumable = (status: RunStatus): boolean =>
+  status === "pending" || status === "failed" || status === "cancelled" || status === "interrupted" ||
+  status === "running"
+
+/**
+ * Artifact formats the merge can write.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const OutputFormat = Schema.Literal("turtle", "ntriples", "jsonl")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type OutputFormat = typeof OutputFormat.Type
+
+/**
+ * The usual file extension of each format.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const formatExtension: Record<OutputFormat, string> = { turtle: "ttl", ntriples: "nt", jsonl: "jsonl" }
+
+/**
+ * The extractor a run was planned with; resume refuses a different one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ExtractorIdentity extends Schema.Class<ExtractorIdentity>("@quarry/core/Run/ExtractorIdentity")({
+  name: Schema.String,
+  version: Schema.String,
+  configHash: Schema.String
+}) {}
+
+/**
+ * Everything the output of a run depends on, fixed when the run is created.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class RunPlan extends Schema.Class<RunPlan>("@quarry/core/Run/RunPlan")({
+  inputSha256: Schema.String,
+  inputLength: Schema.Int,
+  chunking: Chunking.ChunkingParams,
+  chunkerVersion: Schema.String,
+  extractor: ExtractorIdentity,
+  ontologySha256: Schema.OptionFromNullOr(Schema.String),
+  concurrency: Schema.Int,
+  totalBatches: Schema.Int,
+  outputPath: Schema.String,
+  outputFormat: OutputFormat
+}) {}
+
+/**
+ * The artifact of a completed run.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Artifact extends Schema.Class<Artifact>("@quarry/core/Run/Artifact")({
+  path: Schema.String,
+  sha256: Schema.String,
+  bytes: Schema.Int,
+  format: OutputFormat
+}) {}
+
+/**
+ * Who holds a run's lease and until when (epoch milliseconds).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Lease extends Schema.Class<Lease>("@quarry/core/Run/Lease")({
+  owner: Schema.String,
+  expiresAt: Schema.Number
+}) {}
+
+/**
+ * A run as stored.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Run extends Schema.Class<Run>("@quarry/core/Run/Run")({
+  id: RunId,
+  status: RunStatus,
+  statusVersion: Schema.Int,
+  createdAt: Schema.Number,
+  updatedAt: Schema.Number,
+  startedAt: Schema.Option(Schema.Number),
+  finishedAt: Schema.Option(Schema.Number),
+  plan: RunPlan,
+  committedBatches: Schema.Int,
+  entityMentions: Schema.Int,
+  relations: Schema.Int,
+  digest: Schema.String,
+  lastError: Schema.Option(Schema.String),
+  failureReason: Schema.Option(Schema.String),
+  artifact: Schema.Option(Artifact),
+  lease: Schema.Option(Lease),
+  cancelRequested: Schema.Boolean
+}) {
+  /** True when every batch has been committed. */
+  get allBatchesCommitted(): boolean {
+    return this.committedBatches >= this.plan.totalBatches
+  }
+}
