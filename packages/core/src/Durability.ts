@@ -1,0 +1,146 @@
+/**
+ * Durability validation: is this database able to keep every committed transaction?
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { DurabilityError } from "./Errors.js"
+import { latestSchemaVersion } from "./internal/migrations.js"
+
+/**
+ * What `validate` found; `reasons` is empty when the database is durable.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class DurabilityReport extends Schema.Class<DurabilityReport>("@quarry/core/Durability/DurabilityReport")({
+  filename: Schema.String,
+  journalMode: Schema.String,
+  synchronous: Schema.String,
+  foreignKeys: Schema.Boolean,
+  quickCheck: Schema.String,
+  schemaVersion: Schema.Int,
+  supportedSchemaVersion: Schema.Int,
+  sqliteVersion: Schema.String,
+  reasons: Schema.Array(Schema.String)
+}) {
+  /** True when nothing stands in the way of durable commits. */
+  get durable(): boolean {
+    return this.reasons.length === 0
+  }
+}
+
+/**
+ * Checks that can be made before the file is opened: in-memory and temporary databases, missing or read-only
+ * directories. Opening such a database would either lose everything or fail later with a worse message.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const checkLocation = (filename: string): ReadonlyArray<string> => {
+  if (filename === ":memory:" || filename.startsWith("file::memory:") || /[?&]mode=memory\b/.test(filename)) {
+    return ["it is an in-memory database, which is lost when the process exits; pass a file path"]
+  }
+  if (filename.trim() === "") {
+    return ["an empty file name opens a temporary database that is deleted on close; pass a file path"]
+  }
+  const directory = path.dirname(path.resolve(filename))
+  try {
+    if (!fs.statSync(directory).isDirectory()) return [`${directory} is not a directory`]
+  } catch {
+    return [`the directory ${directory} does not exist; create it first`]
+  }
+  try {
+    fs.accessSync(directory, fs.constants.W_OK)
+  } catch {
+    return [`the directory ${directory} is not writable, so SQLite cannot create its journal files there`]
+  }
+  if (fs.existsSync(filename) && fs.statSync(filename).isDirectory()) {
+    return [`${filename} is a directory, not a database file`]
+  }
+  return []
+}
+
+const synchronousNames = ["OFF", "NORMAL", "FULL", "EXTRA"]
+
+/**
+ * Inspects an open database: location, journal mode, synchronous level, foreign keys, `quick_check` and schema
+ * version. Never fails for a finding; every finding is a reason in the report.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const inspect = Effect.fn("Durability.inspect")(function*(filename: string) {
+  const sql = yield* SqlClient.SqlClient
+  const reasons = [...checkLocation(filename)]
+  const pragma = (name: string) =>
+    sql.unsafe<Record<string, unknown>>(`PRAGMA ${name}`).pipe(
+      Effect.map((rows) => rows[0] === undefined ? undefined : Object.values(rows[0])[0])
+    )
+  const files = yield* sql<{ file: string }>`SELECT file FROM pragma_database_list WHERE name = 'main'`
+  if (reasons.length === 0 && (files[0]?.file ?? "") === "") {
+    reasons.push("the database has no file (in-memory or temporary); pass a file path")
+  }
+  const journalMode = String(yield* pragma("journal_mode")).toLowerCase()
+  if (journalMode !== "wal") {
+    reasons.push(`journal_mode is ${journalMode}; Quarry needs WAL for crash-safe commits with concurrent readers`)
+  }
+  const synchronousLevel = Number(yield* pragma("synchronous"))
+  const synchronous = synchronousNames[synchronousLevel] ?? String(synchronousLevel)
+  if (synchronousLevel < 2) {
+    reasons.push(`synchronous is ${synchronous}; committed transactions can be lost on power failure, set FULL`)
+  }
+  const foreignKeys = Number(yield* pragma("foreign_keys")) === 1
+  if (!foreignKeys) reasons.push("foreign_keys is OFF; set it ON so that no batch can exist without its run")
+  const quickCheck = String(yield* pragma("quick_check"))
+  if (quickCheck !== "ok") reasons.push(`quick_check failed: ${quickCheck}; restore the database from a backup`)
+  const migrated = yield* sql<{ version: number | null }>`
+    SELECT MAX(migration_id) AS version FROM effect_sql_migrations`.pipe(
+    Effect.catchAll(() => Effect.succeed([{ version: 0 }]))
+  )
+  const schemaVersion = migrated[0]?.version ?? 0
+  if (schemaVersion > latestSchemaVersion) {
+    reasons.push(
+      `the schema version is ${schemaVersion} but this Quarry knows up to ${latestSchemaVersion}; upgrade Quarry`
+    )
+  }
+  const version = yield* sql<{ v: string }>`SELECT sqlite_version() AS v`
+  return new DurabilityReport({
+    filename,
+    journalMode,
+    synchronous,
+    foreignKeys,
+    quickCheck,
+    schemaVersion,
+    supportedSchemaVersion: latestSchemaVersion,
+    sqliteVersion: version[0]?.v ?? "unknown",
+    reasons
+  })
+})
+
+/**
+ * Fails with one `DurabilityError` listing every reason the database cannot be trusted.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const validate = Effect.fn("Durability.validate")(function*(filename: string) {
+  const report = yield* inspect(filename).pipe(
+    Effect.catchTag(
+      "SqlError",
+      (error) =>
+        new DurabilityError({
+          filename,
+          reasons: [`it cannot be read as a SQLite database (${describe(error.cause)})`]
+        })
+    )
+  )
+  if (!report.durable) return yield* new DurabilityError({ filename, reasons: report.reasons })
+  return report
+})
+
+const describe = (cause: unknown) => cause instanceof Error ? cause.message : String(cause)

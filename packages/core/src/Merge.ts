@@ -1,0 +1,361 @@
+/**
+ * Stream-merges a run's committed batch outputs into one artifact (Turtle, N-Triples or JSON Lines).
+ *
+ * Entities are resolved across batches and overlapping chunks in scratch tables (SQLite temp tables), read back page
+ * by page, and written through a temp file that is fsynced and renamed into place. Memory does not grow with the
+ * number of batches; the bytes depend only on the committed outputs.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { createHash, randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { MergeError, PersistenceError } from "./Errors.js"
+import type * as Extractor from "./Extractor.js"
+import { entityIri, entityKey } from "./internal/entities.js"
+import * as Rdf from "./internal/rdf.js"
+import type { Ontology } from "./Ontology.js"
+import { Artifact, type OutputFormat, type RunId } from "./Run.js"
+import { RunStore } from "./RunStore.js"
+
+/**
+ * Options of a merge.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MergeOptions {
+  readonly runId: RunId
+  readonly path: string
+  readonly format: OutputFormat
+  readonly ontology: Option.Option<Ontology>
+  /** Batches read per page (default 256). */
+  readonly pageSize?: number | undefined
+}
+
+interface EntityRow {
+  readonly ord: number
+  readonly entity_key: string
+  readonly label: string
+  readonly type: string
+  readonly attributes: string
+}
+
+interface MentionRow {
+  readonly entity_key: string
+  readonly start: number
+  readonly end: number
+}
+
+interface RelationRow {
+  readonly ord: number
+  readonly subject_key: string
+  readonly predicate: string
+  readonly object_key: string | null
+  readonly object_value: string | null
+  readonly object_datatype: string | null
+  readonly object_language: string | null
+}
+
+const rowsPerInsert = 400
+const rowsPerRead = 1000
+
+/** Writes text to a temp file beside `target`, then fsyncs, renames and fsyncs the directory. */
+const atomicFile = (target: string) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: async () => {
+        const temp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(6).toString("hex")}.tmp`)
+        return { temp, handle: await fs.open(temp, "w") }
+      },
+      catch: (cause) => new MergeError({ path: target, cause })
+    }),
+    ({ handle, temp }, exit) =>
+      Effect.promise(async () => {
+        await handle.close().catch(() => undefined)
+        if (exit._tag === "Failure") await fs.rm(temp, { force: true })
+      })
+  ).pipe(Effect.map(({ handle, temp }) => {
+    const hash = createHash("sha256")
+    let bytes = 0
+    const write = (text: string) =>
+      text === "" ? Effect.void : Effect.tryPromise({
+        try: async () => {
+          const buffer = Buffer.from(text, "utf8")
+          hash.update(buffer)
+          bytes += buffer.length
+          await handle.write(buffer)
+        },
+        catch: (cause) => new MergeError({ path: target, cause })
+      })
+    const commit = Effect.tryPromise({
+      try: async () => {
+        await handle.sync()
+        await handle.close()
+        await fs.rename(temp, target)
+        const directory = await fs.open(path.dirname(target), "r")
+        try {
+          await directory.sync()
+        } finally {
+          await directory.close()
+        }
+        return { sha256: hash.digest("hex"), bytes }
+      },
+      catch: (cause) => new MergeError({ path: target, cause })
+    })
+    return { write, commit }
+  }))
+
+const validPrefix = /^(?:[A-Za-z][A-Za-z0-9_-]*)?$/
+
+const prefixesFor = (ontology: Option.Option<Ontology>) => {
+  const prefixes: Record<string, string> = { ...Rdf.standardPrefixes }
+  if (Option.isSome(ontology)) {
+    for (const [prefix, namespace] of Object.entries(ontology.value.prefixes)) {
+      if (validPrefix.test(prefix) && !Object.values(prefixes).includes(namespace)) prefixes[prefix] = namespace
+    }
+  }
+  return prefixes
+}
+
+/** Serialises entities and relations in one of the formats. */
+const formatter = (format: OutputFormat, ontology: Option.Option<Ontology>) => {
+  const prefixes = prefixesFor(ontology)
+  const name = format === "turtle" ? Rdf.prefixer(prefixes) : Rdf.iriRef
+  const object = (r: RelationRow) =>
+    r.object_key !== null ?
+      Rdf.iriRef(keyIri(r.object_key)) :
+      Rdf.literal({
+        value: r.object_value ?? "",
+        datatype: r.object_datatype ?? undefined,
+        language: r.object_language ?? undefined
+      }, name)
+  switch (format) {
+    case "turtle":
+      return {
+        header: Rdf.prefixHeader(prefixes),
+        entity: (e: EntityRow, _mentions: ReadonlyArray<MentionRow>) =>
+          `\n${Rdf.iriRef(entityIri(e.label, e.type))} a ${name(e.type)} ;\n    rdfs:label ${
+            Rdf.literal({ value: e.label })
+          } .\n`,
+        relationsHeader: "\n",
+        relation: (r: RelationRow) =>
+          `${Rdf.iriRef(keyIri(r.subject_key))} ${r.predicate === Rdf.RDF_TYPE ? "a" : name(r.predicate)} ${
+            object(r)
+          } .\n`
+      }
+    case "ntriples":
+      return {
+        header: "",
+        entity: (e: EntityRow, _mentions: ReadonlyArray<MentionRow>) => {
+          const subject = Rdf.iriRef(entityIri(e.label, e.type))
+          return `${subject} ${Rdf.iriRef(Rdf.RDF_TYPE)} ${Rdf.iriRef(e.type)} .\n` +
+            `${subject} ${Rdf.iriRef(Rdf.RDFS_LABEL)} ${Rdf.literal({ value: e.label })} .\n`
+        },
+        relationsHeader: "",
+        relation: (r: RelationRow) => `${Rdf.iriRef(keyIri(r.subject_key))} ${Rdf.iriRef(r.predicate)} ${object(r)} .\n`
+      }
+    case "jsonl":
+      return {
+        header: "",
+        entity: (e: EntityRow, mentions: ReadonlyArray<MentionRow>) =>
+          JSON.stringify({
+            kind: "entity",
+            iri: entityIri(e.label, e.type),
+            label: e.label,
+            type: e.type,
+            attributes: JSON.parse(e.attributes),
+            mentions: mentions.map((m) => [m.start, m.end])
+          }) + "\n",
+        relationsHeader: "",
+        relation: (r: RelationRow) =>
+          JSON.stringify({
+            kind: "relation",
+            subject: keyIri(r.subject_key),
+            predicate: r.predicate,
+            object: r.object_key !== null ?
+              { iri: keyIri(r.object_key) } :
+              {
+                value: r.object_value,
+                ...(r.object_datatype === null ? {} : { datatype: r.object_datatype }),
+                ...(r.object_language === null ? {} : { language: r.object_language })
+              }
+          }) + "\n"
+      }
+  }
+}
+
+/** The IRI of an entity key (`type NUL normalised label`). */
+const keyIri = (key: string) => {
+  const cut = key.indexOf("\u0000")
+  return entityIri(key.slice(cut + 1), key.slice(0, cut))
+}
+
+/**
+ * Writes an artifact for a run with no batches: valid and empty (Turtle keeps its prefix header).
+ *
+ * @since 0.1.0
+ * @category merging
+ */
+export const writeEmpty = Effect.fn("Merge.writeEmpty")(function*(options: Omit<MergeOptions, "runId" | "pageSize">) {
+  const file = yield* atomicFile(options.path)
+  yield* file.write(formatter(options.format, options.ontology).header)
+  const written = yield* file.commit
+  return new Artifact({ path: options.path, format: options.format, ...written })
+}, Effect.scoped)
+
+/**
+ * Merges every committed batch of a run into an artifact at `options.path`.
+ *
+ * @since 0.1.0
+ * @category merging
+ */
+export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
+  const sql = yield* SqlClient.SqlClient
+  const store = yield* RunStore
+  const suffix = randomBytes(6).toString("hex")
+  const tables = {
+    entities: `quarry_merge_entities_${suffix}`,
+    mentions: `quarry_merge_mentions_${suffix}`,
+    relations: `quarry_merge_relations_${suffix}`
+  }
+  const E = sql(tables.entities)
+  const M = sql(tables.mentions)
+  const R = sql(tables.relations)
+  yield* Effect.acquireRelease(
+    Effect.all([
+      sql`CREATE TEMP TABLE ${E} (
+        entity_key TEXT PRIMARY KEY, ord INTEGER NOT NULL UNIQUE, label TEXT NOT NULL, type TEXT NOT NULL,
+        attributes TEXT NOT NULL)`,
+      sql`CREATE TEMP TABLE ${M} (
+        entity_key TEXT NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+        PRIMARY KEY (entity_key, start, "end")) WITHOUT ROWID`,
+      sql`CREATE TEMP TABLE ${R} (
+        ord INTEGER NOT NULL UNIQUE, subject_key TEXT NOT NULL, predicate TEXT NOT NULL, object_key TEXT,
+        object_value TEXT, object_datatype TEXT, object_language TEXT, identity TEXT PRIMARY KEY)`
+    ], { discard: true }),
+    () =>
+      Effect.all([sql`DROP TABLE IF EXISTS ${E}`, sql`DROP TABLE IF EXISTS ${M}`, sql`DROP TABLE IF EXISTS ${R}`], {
+        discard: true
+      }).pipe(Effect.ignore)
+  )
+
+  const insertRows = (table: ReturnType<typeof sql>, rows: ReadonlyArray<Record<string, unknown>>, conflict: string) =>
+    Effect.forEach(
+      chunksOf(rows, rowsPerInsert),
+      (slice) => sql`INSERT INTO ${table} ${sql.insert(slice)} ON CONFLICT (${sql.literal(conflict)}) DO NOTHING`,
+      { discard: true }
+    )
+
+  // Pass 1: resolve. First appearance (batch order, then order within the batch) decides label and position.
+  let entityOrd = 0
+  let relationOrd = 0
+  const pageSize = options.pageSize ?? 256
+  let after = -1
+  while (true) {
+    const page = yield* store.batchPage(options.runId, after, pageSize)
+    if (page.length === 0) break
+    after = page[page.length - 1]!.batchIndex
+    const entities: Array<Record<string, unknown>> = []
+    const mentions: Array<Record<string, unknown>> = []
+    const relations: Array<Record<string, unknown>> = []
+    const addEntity = (label: string, type: string, attributes: Readonly<Record<string, string>>) => {
+      const key = entityKey(label, type)
+      entities.push({ entity_key: key, ord: entityOrd++, label, type, attributes: JSON.stringify(attributes) })
+      return key
+    }
+    for (const { output } of page) {
+      for (const mention of output.entities) {
+        const key = addEntity(mention.label, mention.type, mention.attributes)
+        mentions.push({ entity_key: key, start: mention.span.start, end: mention.span.end })
+      }
+      for (const relation of output.relations) {
+        relations.push(relationRow(relation, relationOrd++, addEntity))
+      }
+    }
+    yield* sql.withTransaction(Effect.all([
+      insertRows(E, entities, "entity_key"),
+      insertRows(M, mentions, "entity_key, start, \"end\""),
+      insertRows(R, relations, "identity")
+    ], { discard: true }))
+  }
+
+  // Pass 2: write, page by page.
+  const format = formatter(options.format, options.ontology)
+  const file = yield* atomicFile(options.path)
+  yield* file.write(format.header)
+  let lastOrd = -1
+  while (true) {
+    const rows = yield* sql<EntityRow>`SELECT ord, entity_key, label, type, attributes FROM ${E}
+      WHERE ord > ${lastOrd} ORDER BY ord LIMIT ${rowsPerRead}`
+    if (rows.length === 0) break
+    lastOrd = rows[rows.length - 1]!.ord
+    const mentions = options.format === "jsonl" ?
+      yield* sql<MentionRow>`SELECT entity_key, start, "end" FROM ${M}
+        WHERE entity_key IN ${sql.in(rows.map((r) => r.entity_key))} ORDER BY entity_key, start, "end"` :
+      []
+    const byKey = new Map<string, Array<MentionRow>>()
+    for (const m of mentions) {
+      const list = byKey.get(m.entity_key)
+      if (list === undefined) byKey.set(m.entity_key, [m])
+      else list.push(m)
+    }
+    yield* file.write(rows.map((row) => format.entity(row, byKey.get(row.entity_key) ?? [])).join(""))
+  }
+  yield* file.write(format.relationsHeader)
+  lastOrd = -1
+  while (true) {
+    const rows = yield* sql<RelationRow>`SELECT ord, subject_key, predicate, object_key, object_value,
+        object_datatype, object_language FROM ${R}
+      WHERE ord > ${lastOrd} ORDER BY ord LIMIT ${rowsPerRead}`
+    if (rows.length === 0) break
+    lastOrd = rows[rows.length - 1]!.ord
+    yield* file.write(rows.map(format.relation).join(""))
+  }
+  const written = yield* file.commit
+  return new Artifact({ path: options.path, format: options.format, ...written })
+}, (effect, options) =>
+  effect.pipe(
+    Effect.scoped,
+    Effect.catchTag("SqlError", (cause) => new PersistenceError({ operation: "merge", cause })),
+    Effect.annotateLogs({ runId: options.runId })
+  ))
+
+const relationRow = (
+  relation: Extractor.RelationMention,
+  ord: number,
+  addEntity: (label: string, type: string, attributes: Readonly<Record<string, string>>) => string
+): Record<string, unknown> => {
+  const subject = addEntity(relation.subject.label, relation.subject.type, {})
+  const object = relation.object
+  const objectKey = object._tag === "Entity" ? addEntity(object.label, object.type, {}) : null
+  const row = {
+    ord,
+    subject_key: subject,
+    predicate: relation.predicate,
+    object_key: objectKey,
+    object_value: object._tag === "Literal" ? object.value : null,
+    object_datatype: object._tag === "Literal" ? object.datatype ?? null : null,
+    object_language: object._tag === "Literal" ? object.language ?? null : null
+  }
+  return {
+    ...row,
+    identity: JSON.stringify([
+      subject,
+      row.predicate,
+      objectKey,
+      row.object_value,
+      row.object_datatype,
+      row.object_language
+    ])
+  }
+}
+
+const chunksOf = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}

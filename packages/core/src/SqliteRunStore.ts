@@ -1,0 +1,537 @@
+/**
+ * The `RunStore` on SQLite: one file, every multi-row write in one transaction.
+ *
+ * @since 0.1.0
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlSchema from "@effect/sql/SqlSchema"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { deflateRawSync, inflateRawSync } from "node:zlib"
+import * as Chunking from "./Chunking.js"
+import { InvalidRunState, PersistenceError, RunAlreadyExists, RunLocked, RunNotFound } from "./Errors.js"
+import * as Extractor from "./Extractor.js"
+import { entityKey, sha256 } from "./internal/entities.js"
+import { Artifact, ExtractorIdentity, Lease, OutputFormat, Run, RunId, RunPlan, RunStatus } from "./Run.js"
+import type * as RunStore from "./RunStore.js"
+import { RunStore as RunStoreTag } from "./RunStore.js"
+
+/** The digest a run starts from, before any batch. */
+const genesisDigest = sha256("quarry")
+
+/** Outputs larger than this are stored deflated. */
+const compressAbove = 4096
+
+const RunRow = Schema.Struct({
+  id: RunId,
+  status: RunStatus,
+  status_version: Schema.Int,
+  created_at: Schema.Number,
+  updated_at: Schema.Number,
+  started_at: Schema.NullOr(Schema.Number),
+  finished_at: Schema.NullOr(Schema.Number),
+  input_sha256: Schema.String,
+  input_length: Schema.Int,
+  chunking_strategy: Chunking.Strategy,
+  window_size: Schema.Int,
+  overlap: Schema.Int,
+  batch_size: Schema.Int,
+  chunker_version: Schema.String,
+  extractor_name: Schema.String,
+  extractor_version: Schema.String,
+  extractor_config_hash: Schema.String,
+  ontology_sha256: Schema.NullOr(Schema.String),
+  concurrency: Schema.Int,
+  total_batches: Schema.Int,
+  output_path: Schema.String,
+  output_format: OutputFormat,
+  committed_batches: Schema.Int,
+  entity_mentions: Schema.Int,
+  relations: Schema.Int,
+  digest: Schema.String,
+  last_error: Schema.NullOr(Schema.String),
+  failure_reason: Schema.NullOr(Schema.String),
+  artifact_path: Schema.NullOr(Schema.String),
+  artifact_sha256: Schema.NullOr(Schema.String),
+  artifact_bytes: Schema.NullOr(Schema.Int),
+  artifact_format: Schema.NullOr(OutputFormat),
+  lease_owner: Schema.NullOr(Schema.String),
+  lease_expires_at: Schema.NullOr(Schema.Number),
+  cancel_requested: Schema.Number
+})
+
+const toRun = (row: typeof RunRow.Type): Run =>
+  new Run({
+    id: row.id,
+    status: row.status,
+    statusVersion: row.status_version,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    startedAt: Option.fromNullable(row.started_at),
+    finishedAt: Option.fromNullable(row.finished_at),
+    plan: new RunPlan({
+      inputSha256: row.input_sha256,
+      inputLength: row.input_length,
+      chunking: new Chunking.ChunkingParams({
+        strategy: row.chunking_strategy,
+        windowSize: row.window_size,
+        overlap: row.overlap,
+        batchSize: row.batch_size
+      }),
+      chunkerVersion: row.chunker_version,
+      extractor: new ExtractorIdentity({
+        name: row.extractor_name,
+        version: row.extractor_version,
+        configHash: row.extractor_config_hash
+      }),
+      ontologySha256: Option.fromNullable(row.ontology_sha256),
+      concurrency: row.concurrency,
+      totalBatches: row.total_batches,
+      outputPath: row.output_path,
+      outputFormat: row.output_format
+    }),
+    committedBatches: row.committed_batches,
+    entityMentions: row.entity_mentions,
+    relations: row.relations,
+    digest: row.digest,
+    lastError: Option.fromNullable(row.last_error),
+    failureReason: Option.fromNullable(row.failure_reason),
+    artifact: row.artifact_path !== null && row.artifact_sha256 !== null && row.artifact_bytes !== null &&
+        row.artifact_format !== null ?
+      Option.some(
+        new Artifact({
+          path: row.artifact_path,
+          sha256: row.artifact_sha256,
+          bytes: row.artifact_bytes,
+          format: row.artifact_format
+        })
+      ) :
+      Option.none(),
+    lease: row.lease_owner !== null && row.lease_expires_at !== null ?
+      Option.some(new Lease({ owner: row.lease_owner, expiresAt: row.lease_expires_at })) :
+      Option.none(),
+    cancelRequested: row.cancel_requested !== 0
+  })
+
+const BatchRow = Schema.Struct({
+  batch_index: Schema.Int,
+  output: Schema.Uint8ArrayFromSelf,
+  encoding: Schema.Literal("json", "deflate")
+})
+
+const EntityRow = Schema.Struct({ entity_key: Schema.String, label: Schema.String, type: Schema.String })
+
+const UsageRow = Schema.Struct({ usage: Schema.NullOr(Schema.String) })
+
+const ErrorRow = Schema.Struct({ at: Schema.Number, reason: Schema.String, message: Schema.String })
+
+/**
+ * Test-only hooks into the commit transaction, to inject a failure or an interruption between its writes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Hooks {
+  readonly beforeCheckpoint?: ((commit: RunStore.BatchCommit) => Effect.Effect<void, PersistenceError>) | undefined
+}
+
+const persistence = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.catchIf(
+    effect,
+    (
+      e: unknown
+    ): e is Exclude<
+      E,
+      { readonly _tag: "RunNotFound" | "RunLocked" | "RunAlreadyExists" | "InvalidRunState" | "PersistenceError" }
+    > => typeof e === "object" && e !== null && "_tag" in e && (e._tag === "SqlError" || e._tag === "ParseError"),
+    (cause) => new PersistenceError({ operation, cause })
+  )
+
+/**
+ * Builds the store on the `SqlClient` in context (migrated by `Database.layer`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (hooks: Hooks = {}) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+
+    const findRun = SqlSchema.findOne({
+      Request: Schema.String,
+      Result: RunRow,
+      execute: (id) => sql`SELECT * FROM runs WHERE id = ${id}`
+    })
+
+    const getRun = (runId: RunId) =>
+      findRun(runId).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(new RunNotFound({ runId })),
+          onSome: (row) => Effect.succeed(toRun(row))
+        }))
+      )
+
+    // For a run this transaction has just read or written: it cannot have vanished (runs are never deleted).
+    const reread = (runId: RunId) => getRun(runId).pipe(Effect.catchTag("RunNotFound", Effect.die))
+
+    const lockedBy = (run: Run) =>
+      Option.match(run.lease, {
+        onNone: () => new RunLocked({ runId: run.id, owner: "unknown", expiresAt: 0 }),
+        onSome: (lease) => new RunLocked({ runId: run.id, owner: lease.owner, expiresAt: lease.expiresAt })
+      })
+
+    const createRun = (input: RunStore.NewRun) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const existing = yield* sql<{ id: string }>`SELECT id FROM runs WHERE id = ${input.id}`
+        if (existing.length > 0) return yield* new RunAlreadyExists({ runId: input.id })
+        if (Option.isSome(input.ontology)) {
+          yield* sql`INSERT INTO ontologies (sha256, source)
+            VALUES (${input.ontology.value.sha256}, ${input.ontology.value.source})
+            ON CONFLICT (sha256) DO NOTHING`
+        }
+        yield* sql`INSERT INTO runs ${
+          sql.insert({
+            id: input.id,
+            status: "pending",
+            status_version: 0,
+            created_at: now,
+            updated_at: now,
+            input_sha256: input.inputSha256,
+            input_length: input.input.length,
+            chunking_strategy: input.chunking.strategy,
+            window_size: input.chunking.windowSize,
+            overlap: input.chunking.overlap,
+            batch_size: input.chunking.batchSize,
+            chunker_version: input.chunkerVersion,
+            extractor_name: input.extractor.name,
+            extractor_version: input.extractor.version,
+            extractor_config_hash: input.extractor.configHash,
+            ontology_sha256: Option.getOrNull(Option.map(input.ontology, (o) => o.sha256)),
+            concurrency: input.concurrency,
+            total_batches: input.totalBatches,
+            output_path: input.outputPath,
+            output_format: input.outputFormat,
+            digest: genesisDigest
+          })
+        }`
+        yield* sql`INSERT INTO run_inputs (run_id, sha256, text) VALUES (${input.id}, ${input.inputSha256}, ${input.input})`
+        return yield* reread(input.id)
+      })).pipe(persistence("createRun"), Effect.withSpan("SqliteRunStore.createRun"))
+
+    const listRuns = (filter: { readonly status?: RunStatus | undefined } = {}) =>
+      SqlSchema.findAll({
+        Request: Schema.NullOr(Schema.String),
+        Result: RunRow,
+        execute: (status) =>
+          status === null ?
+            sql`SELECT * FROM runs ORDER BY created_at, id` :
+            sql`SELECT * FROM runs WHERE status = ${status} ORDER BY created_at, id`
+      })(filter.status ?? null).pipe(Effect.map((rows) => rows.map(toRun)), persistence("listRuns"))
+
+    const readInput = (runId: RunId) =>
+      sql<{ text: string }>`SELECT text FROM run_inputs WHERE run_id = ${runId}`.pipe(
+        Effect.flatMap((rows) =>
+          rows[0] === undefined ? Effect.fail(new RunNotFound({ runId })) : Effect.succeed(rows[0].text)
+        ),
+        persistence("readInput")
+      )
+
+    const readOntologySource = (digest: string) =>
+      sql<{ source: string }>`SELECT source FROM ontologies WHERE sha256 = ${digest}`.pipe(
+        Effect.map((rows) => Option.fromNullable(rows[0]?.source)),
+        persistence("readOntologySource")
+      )
+
+    // Every write transaction starts with a write, so that SQLite takes the write lock (waiting on `busy_timeout`)
+    // before reading, instead of failing with SQLITE_BUSY when upgrading a read snapshot.
+    const touch = (runId: RunId, now: number) => sql`UPDATE runs SET updated_at = ${now} WHERE id = ${runId}`
+
+    const claim = (runId: RunId, owner: string, leaseMs: number) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        yield* touch(runId, now)
+        const run = yield* getRun(runId)
+        if (run.status === "completed") return run
+        if (
+          run.status === "running" && Option.isSome(run.lease) && run.lease.value.owner !== owner &&
+          run.lease.value.expiresAt > now
+        ) {
+          return yield* lockedBy(run)
+        }
+        yield* sql`UPDATE runs SET
+            status = 'running',
+            status_version = status_version + 1,
+            started_at = COALESCE(started_at, ${now}),
+            finished_at = NULL,
+            lease_owner = ${owner},
+            lease_expires_at = ${now + leaseMs},
+            cancel_requested = 0
+          WHERE id = ${runId} AND status_version = ${run.statusVersion}`
+        return yield* reread(runId)
+      })).pipe(persistence("claim"), Effect.withSpan("SqliteRunStore.claim", { attributes: { runId } }))
+
+    const heartbeat = (runId: RunId, owner: string, leaseMs: number) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const rows = yield* sql<{ cancel_requested: number }>`UPDATE runs
+          SET lease_expires_at = ${now + leaseMs}
+          WHERE id = ${runId} AND lease_owner = ${owner} AND status = 'running'
+          RETURNING cancel_requested`
+        if (rows[0] === undefined) return yield* lockedBy(yield* reread(runId))
+        return { cancelRequested: rows[0].cancel_requested !== 0 }
+      }).pipe(persistence("heartbeat"))
+
+    const commitBatch = (commit: RunStore.BatchCommit) =>
+      Effect.gen(function*() {
+        // Encoding, hashing and compression happen before the transaction: it holds the only connection.
+        const json = Extractor.encodeOutput(commit.output)
+        const outputSha256 = sha256(json)
+        const raw = Buffer.from(json, "utf8")
+        const [blob, encoding] = raw.length > compressAbove ? [deflateRawSync(raw), "deflate"] : [raw, "json"]
+        const entities = new Map<string, { label: string; type: string }>()
+        for (const mention of commit.output.entities) {
+          const key = entityKey(mention.label, mention.type)
+          if (!entities.has(key)) entities.set(key, { label: mention.label, type: mention.type })
+        }
+        const usage = commit.output.usage === undefined ? null : JSON.stringify(commit.output.usage)
+        return yield* sql.withTransaction(Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          yield* touch(commit.runId, now)
+          const run = yield* reread(commit.runId)
+          if (Option.getOrUndefined(run.lease)?.owner !== commit.owner) return yield* lockedBy(run)
+          if (commit.batchIndex < run.committedBatches) {
+            // Already committed (a retried commit): return the stored checkpoint, write nothing.
+            const rows = yield* sql<{ entity_mentions: number; relations: number; digest: string }>`
+              SELECT entity_mentions, relations, digest FROM checkpoints
+              WHERE run_id = ${commit.runId} AND batch_index = ${commit.batchIndex}`
+            const stored = rows[0]!
+            return {
+              runId: commit.runId,
+              batchIndex: commit.batchIndex,
+              committedBatches: run.committedBatches,
+              entityMentions: stored.entity_mentions,
+              relations: stored.relations,
+              digest: stored.digest,
+              cancelRequested: run.cancelRequested
+            }
+          }
+          if (commit.batchIndex !== run.committedBatches) {
+            return yield* Effect.die(
+              new Error(`batch ${commit.batchIndex} committed out of order (next is ${run.committedBatches})`)
+            )
+          }
+          yield* sql`INSERT INTO batches ${
+            sql.insert({
+              run_id: commit.runId,
+              batch_index: commit.batchIndex,
+              output: blob,
+              encoding,
+              output_sha256: outputSha256,
+              entity_mentions: commit.output.entities.length,
+              relations: commit.output.relations.length,
+              attempts: commit.attempts,
+              duration_ms: Math.round(commit.durationMs),
+              usage,
+              committed_at: now
+            })
+          }`
+          for (const [key, entity] of entities) {
+            yield* sql`INSERT INTO entities (run_id, entity_key, label, type, first_batch)
+              VALUES (${commit.runId}, ${key}, ${entity.label}, ${entity.type}, ${commit.batchIndex})
+              ON CONFLICT (run_id, entity_key) DO NOTHING`
+          }
+          if (hooks.beforeCheckpoint) yield* hooks.beforeCheckpoint(commit)
+          const checkpoint: RunStore.Checkpoint = {
+            runId: commit.runId,
+            batchIndex: commit.batchIndex,
+            committedBatches: commit.batchIndex + 1,
+            entityMentions: run.entityMentions + commit.output.entities.length,
+            relations: run.relations + commit.output.relations.length,
+            digest: sha256(run.digest + outputSha256),
+            cancelRequested: run.cancelRequested
+          }
+          yield* sql`INSERT INTO checkpoints ${
+            sql.insert({
+              run_id: commit.runId,
+              batch_index: commit.batchIndex,
+              entity_mentions: checkpoint.entityMentions,
+              relations: checkpoint.relations,
+              digest: checkpoint.digest,
+              committed_at: now
+            })
+          }`
+          yield* sql`UPDATE runs SET
+              committed_batches = ${checkpoint.committedBatches},
+              entity_mentions = ${checkpoint.entityMentions},
+              relations = ${checkpoint.relations},
+              digest = ${checkpoint.digest}
+            WHERE id = ${commit.runId}`
+          return checkpoint
+        }))
+      }).pipe(
+        persistence("commitBatch"),
+        Effect.withSpan("SqliteRunStore.commitBatch", {
+          attributes: { runId: commit.runId, batch: commit.batchIndex }
+        })
+      )
+
+    const complete = (runId: RunId, owner: string, artifact: Artifact) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const rows = yield* sql<{ id: string }>`UPDATE runs SET
+            status = 'completed',
+            status_version = status_version + 1,
+            updated_at = ${now},
+            finished_at = ${now},
+            last_error = NULL,
+            failure_reason = NULL,
+            artifact_path = ${artifact.path},
+            artifact_sha256 = ${artifact.sha256},
+            artifact_bytes = ${artifact.bytes},
+            artifact_format = ${artifact.format},
+            lease_owner = NULL,
+            lease_expires_at = NULL
+          WHERE id = ${runId} AND lease_owner = ${owner} AND status = 'running'
+          RETURNING id`
+        const run = yield* reread(runId)
+        if (rows.length === 0) return yield* lockedBy(run)
+        return run
+      })).pipe(persistence("complete"))
+
+    const finish = (runId: RunId, owner: string, outcome: RunStore.Outcome) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const rows = yield* sql<{ id: string }>`UPDATE runs SET
+            status = ${outcome.status},
+            status_version = status_version + 1,
+            updated_at = ${now},
+            finished_at = ${now},
+            last_error = ${outcome.error ?? null},
+            failure_reason = ${outcome.reason ?? null},
+            lease_owner = NULL,
+            lease_expires_at = NULL
+          WHERE id = ${runId} AND lease_owner = ${owner} AND status = 'running'
+          RETURNING id`
+        if (rows.length > 0 && outcome.error !== undefined) {
+          yield* sql`INSERT INTO run_errors (run_id, at, reason, message)
+            VALUES (${runId}, ${now}, ${outcome.reason ?? outcome.status}, ${outcome.error})`
+        }
+      })).pipe(persistence("finish"))
+
+    const requestCancel = (runId: RunId) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        yield* touch(runId, now)
+        const run = yield* getRun(runId)
+        switch (run.status) {
+          case "completed":
+            return yield* new InvalidRunState({ runId, status: run.status, expected: "not yet completed" })
+          case "cancelled":
+            return run
+          case "running": {
+            const live = Option.isSome(run.lease) && run.lease.value.expiresAt > now
+            if (live) {
+              yield* sql`UPDATE runs SET cancel_requested = 1 WHERE id = ${runId}`
+              return yield* reread(runId)
+            }
+            break
+          }
+        }
+        // Not executing anywhere: cancel at once.
+        yield* sql`UPDATE runs SET
+            status = 'cancelled',
+            status_version = status_version + 1,
+            finished_at = ${now},
+            cancel_requested = 1,
+            lease_owner = NULL,
+            lease_expires_at = NULL
+          WHERE id = ${runId} AND status_version = ${run.statusVersion}`
+        return yield* reread(runId)
+      })).pipe(persistence("requestCancel"))
+
+    const decodeBatch = (row: typeof BatchRow.Type) =>
+      Extractor.decodeOutput(
+        Buffer.from(row.encoding === "deflate" ? inflateRawSync(row.output) : row.output).toString("utf8")
+      ).pipe(Effect.map((output): RunStore.StoredBatch => ({ batchIndex: row.batch_index, output })))
+
+    const batchPage = (runId: RunId, after: number, limit: number) =>
+      SqlSchema.findAll({
+        Request: Schema.Struct({ runId: Schema.String, after: Schema.Number, limit: Schema.Number }),
+        Result: BatchRow,
+        execute: (req) =>
+          sql`SELECT batch_index, output, encoding FROM batches
+            WHERE run_id = ${req.runId} AND batch_index > ${req.after}
+            ORDER BY batch_index LIMIT ${req.limit}`
+      })({ runId, after, limit }).pipe(
+        Effect.flatMap(Effect.forEach(decodeBatch)),
+        persistence("batchPage")
+      )
+
+    const knownEntities = (runId: RunId, beforeBatch: number) =>
+      SqlSchema.findAll({
+        Request: Schema.Struct({ runId: Schema.String, before: Schema.Number }),
+        Result: EntityRow,
+        execute: (req) =>
+          sql`SELECT entity_key, label, type FROM entities
+            WHERE run_id = ${req.runId} AND first_batch < ${req.before}
+            ORDER BY first_batch, entity_key`
+      })({ runId, before: beforeBatch }).pipe(
+        Effect.map((rows) => rows.map((row) => ({ key: row.entity_key, label: row.label, type: row.type }))),
+        persistence("knownEntities")
+      )
+
+    const usageTotals = (runId: RunId) =>
+      SqlSchema.findAll({
+        Request: Schema.String,
+        Result: UsageRow,
+        execute: (id) => sql`SELECT usage FROM batches WHERE run_id = ${id} AND usage IS NOT NULL`
+      })(runId).pipe(
+        Effect.flatMap(Effect.forEach((row) => Schema.decodeUnknown(Schema.parseJson(Extractor.Usage))(row.usage))),
+        Effect.map((usages) =>
+          usages.reduce<RunStore.UsageTotals>((total, u) => ({
+            requests: total.requests + u.requests,
+            promptTokens: total.promptTokens + u.promptTokens,
+            completionTokens: total.completionTokens + u.completionTokens,
+            costUsd: total.costUsd + (u.costUsd ?? 0)
+          }), { requests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 })
+        ),
+        persistence("usageTotals")
+      )
+
+    const errors = (runId: RunId) =>
+      SqlSchema.findAll({
+        Request: Schema.String,
+        Result: ErrorRow,
+        execute: (id) => sql`SELECT at, reason, message FROM run_errors WHERE run_id = ${id} ORDER BY at, rowid`
+      })(runId).pipe(persistence("errors"))
+
+    return RunStoreTag.of({
+      createRun,
+      getRun: (runId) => getRun(runId).pipe(persistence("getRun")),
+      listRuns,
+      readInput,
+      readOntologySource,
+      claim,
+      heartbeat,
+      commitBatch,
+      complete,
+      finish,
+      requestCancel,
+      batchPage,
+      knownEntities,
+      usageTotals,
+      errors
+    })
+  })
+
+/**
+ * The store as a layer over the `SqlClient` in context.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<RunStoreTag, never, SqlClient.SqlClient> = Layer.effect(RunStoreTag, make())

@@ -1,0 +1,369 @@
+/**
+ * One run's program. `create` plans and stores a run; `execute` is the single code path for start and resume:
+ * it reads the stored plan, skips committed batches, extracts the rest with bounded concurrency, commits them in
+ * order and merges the artifact.
+ *
+ * @since 0.1.0
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import { randomBytes } from "node:crypto"
+import * as os from "node:os"
+import * as Chunking from "./Chunking.js"
+import { InputMismatch, PlanMismatch, RunCancelled } from "./Errors.js"
+import * as Extractor from "./Extractor.js"
+import { entityIri, sha256 } from "./internal/entities.js"
+import * as Merge from "./Merge.js"
+import * as Ontology from "./Ontology.js"
+import { ExtractorIdentity, type OutputFormat, type Run, RunId } from "./Run.js"
+import { RunStore } from "./RunStore.js"
+
+/**
+ * Progress of an execution, for progress bars and JSON event streams.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WorkflowEvent =
+  | {
+    readonly _tag: "RunStarted"
+    readonly runId: RunId
+    readonly totalBatches: number
+    readonly committedBatches: number
+  }
+  | {
+    readonly _tag: "BatchCommitted"
+    readonly runId: RunId
+    readonly batchIndex: number
+    readonly committedBatches: number
+    readonly totalBatches: number
+    readonly entityMentions: number
+    readonly relations: number
+  }
+  | { readonly _tag: "MergeStarted"; readonly runId: RunId }
+
+/**
+ * Options of `execute`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecuteOptions {
+  /** Who holds the lease (default: a fresh id naming this host and process). */
+  readonly owner?: string | undefined
+  /** How long a lease lasts without a heartbeat (default 30 s); a heartbeat renews it every third of that. */
+  readonly leaseMs?: number | undefined
+  readonly onEvent?: ((event: WorkflowEvent) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * Options of `create`. Everything the output depends on is stored with the run; resume never reads these again.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CreateOptions {
+  readonly runId?: RunId | undefined
+  readonly input: string
+  readonly chunking?: {
+    readonly strategy?: string | undefined
+    readonly windowSize?: number | undefined
+    readonly overlap?: number | undefined
+    readonly batchSize?: number | undefined
+  } | undefined
+  readonly extractor: string
+  /** Ontology source text (Turtle, N-Triples or N-Quads). */
+  readonly ontology?: { readonly text: string; readonly format?: string | undefined } | undefined
+  /** Extractor calls in flight at once (default 1). */
+  readonly concurrency?: number | undefined
+  readonly output: { readonly path: string; readonly format: OutputFormat }
+}
+
+/**
+ * The default lease length.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultLeaseMs = 30_000
+
+/**
+ * A lease owner id naming this host and process, unique per call.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeOwnerId = (): string => `${os.hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`
+
+/**
+ * A fresh run id: the creation time plus random letters.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeRunId = Effect.map(Clock.currentTimeMillis, (now) =>
+  RunId.make(
+    `run-${new Date(now).toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15)}-${
+      randomBytes(3).toString("hex")
+    }`
+  ))
+
+/**
+ * Validates options, plans the batches and stores the run with its input and plan in one transaction.
+ * Nothing is written when any option is invalid.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const create = Effect.fn("Workflow.create")(function*(options: CreateOptions) {
+  const store = yield* RunStore
+  const registry = yield* Extractor.Registry
+  const chunking = yield* Either.match(Chunking.validate(options.chunking ?? {}), {
+    onLeft: Effect.fail,
+    onRight: Effect.succeed
+  })
+  const concurrency = options.concurrency ?? 1
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+    return yield* new Chunking.ChunkingError({
+      parameter: "batchSize",
+      value: concurrency,
+      reason: `concurrency (${concurrency}) must be a whole number greater than 0`
+    })
+  }
+  const extractor = yield* registry.get(options.extractor)
+  const ontology = options.ontology === undefined ?
+    Option.none() :
+    Option.some(yield* Ontology.parse(options.ontology.text, { format: options.ontology.format }))
+  const runId = options.runId ?? (yield* makeRunId)
+  const batches = Chunking.plan(options.input, chunking)
+  return yield* store.createRun({
+    id: runId,
+    input: options.input,
+    inputSha256: sha256(options.input),
+    chunking,
+    chunkerVersion: Chunking.chunkerVersion,
+    extractor: new ExtractorIdentity({
+      name: extractor.name,
+      version: extractor.version,
+      configHash: extractor.configHash
+    }),
+    ontology: Option.map(ontology, (o) => ({ sha256: o.sha256, source: options.ontology!.text })),
+    concurrency,
+    totalBatches: batches.length,
+    outputPath: options.output.path,
+    outputFormat: options.output.format
+  })
+})
+
+/** Everything `execute` checks before it writes anything. */
+const prepare = Effect.fn("Workflow.prepare")(function*(run: Run) {
+  const store = yield* RunStore
+  const registry = yield* Extractor.Registry
+  const { plan } = run
+  const extractor = yield* registry.get(plan.extractor.name)
+  const mismatch = (field: string, stored: string, current: string) =>
+    new PlanMismatch({ runId: run.id, field, stored, current })
+  if (extractor.version !== plan.extractor.version) {
+    return yield* mismatch(`extractor ${extractor.name} version`, plan.extractor.version, extractor.version)
+  }
+  if (extractor.configHash !== plan.extractor.configHash) {
+    return yield* mismatch(
+      `extractor ${extractor.name} configuration`,
+      plan.extractor.configHash,
+      extractor.configHash
+    )
+  }
+  if (plan.chunkerVersion !== Chunking.chunkerVersion) {
+    return yield* mismatch("chunker version", plan.chunkerVersion, Chunking.chunkerVersion)
+  }
+  const input = yield* store.readInput(run.id)
+  const actual = sha256(input)
+  if (actual !== plan.inputSha256) {
+    return yield* new InputMismatch({ runId: run.id, expected: plan.inputSha256, actual })
+  }
+  let ontology = Option.none<Ontology.Ontology>()
+  if (Option.isSome(plan.ontologySha256)) {
+    const expected = plan.ontologySha256.value
+    const source = yield* store.readOntologySource(expected)
+    if (Option.isNone(source)) return yield* mismatch("ontology", expected, "none stored")
+    const parsed = yield* Ontology.parse(source.value).pipe(
+      Effect.mapError((e) => mismatch("ontology", expected, `an unreadable ontology (${e.message})`))
+    )
+    if (parsed.sha256 !== expected) return yield* mismatch("ontology", expected, parsed.sha256)
+    ontology = Option.some(parsed)
+  }
+  const batches = Chunking.plan(input, plan.chunking)
+  if (batches.length !== plan.totalBatches) {
+    return yield* mismatch("batch count", String(plan.totalBatches), String(batches.length))
+  }
+  return { extractor, batches, ontology }
+})
+
+/** Records how an execution that held the lease ended; only the lease holder's record counts. */
+const recordExit = (runId: RunId, owner: string, exit: Exit.Exit<Run, unknown>) =>
+  Effect.gen(function*() {
+    if (Exit.isSuccess(exit)) return
+    const store = yield* RunStore
+    const cause = exit.cause
+    const failure = Cause.failureOption(cause)
+    if (Option.isSome(failure)) {
+      const error = failure.value
+      if (error instanceof RunCancelled) return yield* store.finish(runId, owner, { status: "cancelled" })
+      if (tagOf(error) === "RunLocked") return // the lease was lost: the new holder owns the record
+      return yield* store.finish(runId, owner, {
+        status: "failed",
+        reason: tagOf(error) ?? "error",
+        error: error instanceof Error ? error.message : String(error)
+      })
+    }
+    if (Cause.isInterruptedOnly(cause)) {
+      const run = yield* store.getRun(runId)
+      return yield* store.finish(runId, owner, { status: run.cancelRequested ? "cancelled" : "interrupted" })
+    }
+    yield* store.finish(runId, owner, { status: "failed", reason: "defect", error: Cause.pretty(cause) })
+  }).pipe(
+    Effect.catchAllCause((cause) => Effect.logError("could not record the end of the run", cause)),
+    Effect.annotateLogs({ runId })
+  )
+
+const tagOf = (u: unknown): string | undefined =>
+  typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" ? u._tag : undefined
+
+/**
+ * Executes a run: the one code path for start and resume. A completed run is returned as it is.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, options: ExecuteOptions = {}) {
+  const store = yield* RunStore
+  const stored = yield* store.getRun(runId)
+  if (stored.status === "completed") return stored
+  const { batches, extractor, ontology } = yield* prepare(stored)
+  const owner = options.owner ?? makeOwnerId()
+  const leaseMs = options.leaseMs ?? defaultLeaseMs
+  const run = yield* store.claim(runId, owner, leaseMs)
+  if (run.status === "completed") return run
+  const emit = options.onEvent ?? (() => Effect.void)
+  const { concurrency, totalBatches } = run.plan
+
+  const body = Effect.gen(function*() {
+    yield* emit({ _tag: "RunStarted", runId, totalBatches, committedBatches: run.committedBatches })
+    yield* Effect.logInfo(`executing run ${runId}: ${run.committedBatches}/${totalBatches} batches committed`)
+    if (totalBatches === 0) {
+      const artifact = yield* Merge.writeEmpty({
+        path: run.plan.outputPath,
+        format: run.plan.outputFormat,
+        ontology
+      })
+      return yield* store.complete(runId, owner, artifact)
+    }
+    const committed = yield* SubscriptionRef.make(run.committedBatches)
+    // Batch i sees the entities of batches < i - concurrency + 1 only: those are committed before it can start
+    // whatever the timing, so its context (and output) never depends on scheduling.
+    const knownEntities = (batchIndex: number) => {
+      const horizon = batchIndex - concurrency + 1
+      if (horizon <= 0) return Effect.succeed([])
+      return committed.changes.pipe(
+        Stream.filter((n) => n >= horizon),
+        Stream.take(1),
+        Stream.runDrain,
+        Effect.zipRight(store.knownEntities(runId, horizon)),
+        Effect.map((rows) => rows.map((e) => ({ label: e.label, type: e.type, iri: entityIri(e.label, e.type) })))
+      )
+    }
+    const extractOne = (batch: Chunking.Batch) =>
+      Effect.gen(function*() {
+        const started = yield* Clock.currentTimeMillis
+        const output = yield* extractor.extract({
+          runId,
+          batchIndex: batch.index,
+          chunks: batch.chunks,
+          ontology,
+          knownEntities: knownEntities(batch.index)
+        })
+        const finished = yield* Clock.currentTimeMillis
+        return { batch, output, durationMs: finished - started }
+      }).pipe(Effect.annotateLogs({ batch: batch.index }))
+
+    yield* Stream.fromIterable(batches.slice(run.committedBatches)).pipe(
+      Stream.mapEffect(extractOne, { concurrency }),
+      Stream.mapEffect(({ batch, durationMs, output }) =>
+        Effect.gen(function*() {
+          const checkpoint = yield* store.commitBatch({
+            runId,
+            owner,
+            batchIndex: batch.index,
+            output,
+            attempts: 1,
+            durationMs
+          })
+          yield* SubscriptionRef.set(committed, checkpoint.committedBatches)
+          yield* emit({
+            _tag: "BatchCommitted",
+            runId,
+            batchIndex: batch.index,
+            committedBatches: checkpoint.committedBatches,
+            totalBatches,
+            entityMentions: checkpoint.entityMentions,
+            relations: checkpoint.relations
+          })
+          if (checkpoint.cancelRequested) return yield* new RunCancelled({ runId })
+        })
+      ),
+      Stream.runDrain
+    )
+    yield* emit({ _tag: "MergeStarted", runId })
+    const artifact = yield* Merge.merge({
+      runId,
+      path: run.plan.outputPath,
+      format: run.plan.outputFormat,
+      ontology
+    })
+    return yield* store.complete(runId, owner, artifact)
+  })
+
+  // The heartbeat keeps the lease alive and notices cancellation from other processes between commits.
+  const heartbeat = store.heartbeat(runId, owner, leaseMs).pipe(
+    Effect.flatMap(({ cancelRequested }) => cancelRequested ? new RunCancelled({ runId }) : Effect.void),
+    Effect.repeat(Schedule.spaced(Math.max(1, Math.floor(leaseMs / 3)))),
+    Effect.delay(Math.max(1, Math.floor(leaseMs / 3))),
+    Effect.zipRight(Effect.never)
+  )
+
+  return yield* Effect.raceFirst(body, heartbeat).pipe(
+    Effect.onExit((exit) => recordExit(runId, owner, exit))
+  )
+}, (effect, runId) => Effect.annotateLogs(effect, { runId }))
+
+/**
+ * The errors `execute` can fail with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ExecuteError = Effect.Effect.Error<ReturnType<typeof execute>>
+
+/**
+ * The services `execute` needs.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ExecuteRequirements = RunStore | Extractor.Registry | SqlClient.SqlClient
+
+/**
+ * The errors `create` can fail with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type CreateError = Effect.Effect.Error<ReturnType<typeof create>>

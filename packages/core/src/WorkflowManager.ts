@@ -1,0 +1,202 @@
+/**
+ * Many runs in one process: a scoped service owning a `FiberMap` keyed by run id. Closing its scope interrupts
+ * every run, and each is recorded `interrupted` (resumable).
+ *
+ * @since 0.1.0
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberMap from "effect/FiberMap"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import {
+  InvalidRunState,
+  type PersistenceError,
+  RunCancelled,
+  RunFailed,
+  RunInterrupted,
+  type RunNotFound
+} from "./Errors.js"
+import type * as Extractor from "./Extractor.js"
+import type { Run, RunId } from "./Run.js"
+import { RunStore } from "./RunStore.js"
+import * as Workflow from "./Workflow.js"
+
+/**
+ * A run executing in this manager.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunHandle {
+  readonly runId: RunId
+  readonly fiber: Fiber.RuntimeFiber<Run, Workflow.ExecuteError>
+}
+
+/**
+ * Why awaiting a run failed: its execution error, or the recorded end of a run that is not executing here.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AwaitError =
+  | Workflow.ExecuteError
+  | RunFailed
+  | RunCancelled
+  | RunInterrupted
+  | InvalidRunState
+  | RunNotFound
+  | PersistenceError
+
+/**
+ * Options of `start` and `resume`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecutionOptions {
+  readonly onEvent?: ((event: Workflow.WorkflowEvent) => Effect.Effect<void>) | undefined
+}
+
+/**
+ * The workflow manager.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class WorkflowManager extends Context.Tag("@quarry/core/WorkflowManager")<WorkflowManager, {
+  /** The lease owner id of this manager. */
+  readonly owner: string
+  /** Creates a run and executes it. While a run with the given id is active here, returns its handle. */
+  readonly start: (
+    options: Workflow.CreateOptions,
+    execution?: ExecutionOptions
+  ) => Effect.Effect<RunHandle, Workflow.CreateError>
+  /** Executes a stored run from its last checkpoint. While it is active here, returns its handle. */
+  readonly resume: (runId: RunId, execution?: ExecutionOptions) => Effect.Effect<RunHandle>
+  /** Requests cancellation; a run executing here is interrupted and recorded `cancelled`. */
+  readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
+  /** Waits for a run's end: the completed run, or its typed failure. */
+  readonly await: (runId: RunId) => Effect.Effect<Run, AwaitError>
+  /** Ids of the runs executing here. */
+  readonly active: Effect.Effect<ReadonlyArray<RunId>>
+  /** Waits until no run executes here. */
+  readonly awaitIdle: Effect.Effect<void>
+}>() {}
+
+/**
+ * Options of the manager.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ManagerOptions {
+  readonly owner?: string | undefined
+  readonly leaseMs?: number | undefined
+}
+
+/**
+ * Builds a manager in the current scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: ManagerOptions = {}) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const context = yield* Effect.context<RunStore | Extractor.Registry | SqlClient.SqlClient>()
+    const owner = options.owner ?? Workflow.makeOwnerId()
+    const runs = yield* FiberMap.make<RunId, Run, Workflow.ExecuteError>()
+
+    const launch = (runId: RunId, execution: ExecutionOptions = {}) =>
+      FiberMap.run(
+        runs,
+        runId,
+        Workflow.execute(runId, { owner, leaseMs: options.leaseMs, onEvent: execution.onEvent }).pipe(
+          Effect.provide(context)
+        ),
+        { onlyIfMissing: true }
+      ).pipe(Effect.map((fiber): RunHandle => ({ runId, fiber })))
+
+    const active = Effect.sync(() => Array.from(runs, ([runId]) => runId))
+
+    const start = (createOptions: Workflow.CreateOptions, execution?: ExecutionOptions) =>
+      Effect.gen(function*() {
+        if (createOptions.runId !== undefined) {
+          const existing = yield* FiberMap.get(runs, createOptions.runId).pipe(Effect.option)
+          if (Option.isSome(existing)) return { runId: createOptions.runId, fiber: existing.value }
+        }
+        const run = yield* Workflow.create(createOptions).pipe(Effect.provide(context))
+        return yield* launch(run.id, execution)
+      })
+
+    const cancel = (runId: RunId) =>
+      Effect.gen(function*() {
+        yield* store.requestCancel(runId)
+        const fiber = yield* FiberMap.get(runs, runId).pipe(Effect.option)
+        if (Option.isSome(fiber)) yield* Fiber.interrupt(fiber.value)
+        return yield* store.getRun(runId)
+      }).pipe(Effect.withSpan("WorkflowManager.cancel", { attributes: { runId } }))
+
+    const recorded = (run: Run): Effect.Effect<Run, AwaitError> => {
+      switch (run.status) {
+        case "completed":
+          return Effect.succeed(run)
+        case "failed":
+          return Effect.fail(
+            new RunFailed({
+              runId: run.id,
+              reason: Option.getOrElse(run.failureReason, () => "error"),
+              error: Option.getOrElse(run.lastError, () => "unknown error")
+            })
+          )
+        case "cancelled":
+          return Effect.fail(new RunCancelled({ runId: run.id }))
+        case "interrupted":
+          return Effect.fail(new RunInterrupted({ runId: run.id }))
+        default:
+          return Effect.fail(new InvalidRunState({ runId: run.id, status: run.status, expected: "finished" }))
+      }
+    }
+
+    const await_ = (runId: RunId) =>
+      FiberMap.get(runs, runId).pipe(
+        Effect.option,
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.flatMap(store.getRun(runId), recorded),
+          onSome: (fiber) =>
+            Fiber.join(fiber).pipe(
+              // Interrupted from outside this caller (cancel, shutdown): report what was recorded.
+              Effect.catchAllCause((cause) =>
+                Cause.isInterruptedOnly(cause) ?
+                  Effect.flatMap(store.getRun(runId), recorded) :
+                  Effect.failCause(cause)
+              )
+            )
+        }))
+      )
+
+    return WorkflowManager.of({
+      owner,
+      start,
+      resume: (runId, execution) => launch(runId, execution),
+      cancel,
+      await: await_,
+      active,
+      awaitIdle: FiberMap.awaitEmpty(runs).pipe(Effect.ignore)
+    })
+  })
+
+/**
+ * The manager as a scoped layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: ManagerOptions = {}
+): Layer.Layer<WorkflowManager, never, RunStore | Extractor.Registry | SqlClient.SqlClient> =>
+  Layer.scoped(WorkflowManager, make(options))

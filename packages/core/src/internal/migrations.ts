@@ -1,0 +1,103 @@
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Effect from "effect/Effect"
+
+/** Append-only: never edit a migration that has shipped; add the next number instead. */
+const migrations = {
+  "0001_create_runs": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE ontologies (
+      sha256 TEXT PRIMARY KEY,
+      source TEXT NOT NULL
+    )`
+    yield* sql`CREATE TABLE runs (
+      id TEXT PRIMARY KEY,
+      status TEXT NOT NULL
+        CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled', 'interrupted')),
+      status_version INTEGER NOT NULL,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      started_at INTEGER,
+      finished_at INTEGER,
+      input_sha256 TEXT NOT NULL,
+      input_length INTEGER NOT NULL,
+      chunking_strategy TEXT NOT NULL,
+      window_size INTEGER NOT NULL,
+      overlap INTEGER NOT NULL,
+      batch_size INTEGER NOT NULL,
+      chunker_version TEXT NOT NULL,
+      extractor_name TEXT NOT NULL,
+      extractor_version TEXT NOT NULL,
+      extractor_config_hash TEXT NOT NULL,
+      ontology_sha256 TEXT REFERENCES ontologies (sha256),
+      concurrency INTEGER NOT NULL,
+      total_batches INTEGER NOT NULL,
+      output_path TEXT NOT NULL,
+      output_format TEXT NOT NULL,
+      committed_batches INTEGER NOT NULL DEFAULT 0,
+      entity_mentions INTEGER NOT NULL DEFAULT 0,
+      relations INTEGER NOT NULL DEFAULT 0,
+      digest TEXT NOT NULL,
+      last_error TEXT,
+      failure_reason TEXT,
+      artifact_path TEXT,
+      artifact_sha256 TEXT,
+      artifact_bytes INTEGER,
+      artifact_format TEXT,
+      lease_owner TEXT,
+      lease_expires_at INTEGER,
+      cancel_requested INTEGER NOT NULL DEFAULT 0
+    )`
+    yield* sql`CREATE INDEX runs_by_status ON runs (status, created_at)`
+    yield* sql`CREATE TABLE run_inputs (
+      run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+      sha256 TEXT NOT NULL,
+      text TEXT NOT NULL
+    )`
+    yield* sql`CREATE TABLE batches (
+      run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+      batch_index INTEGER NOT NULL,
+      output BLOB NOT NULL,
+      encoding TEXT NOT NULL CHECK (encoding IN ('json', 'deflate')),
+      output_sha256 TEXT NOT NULL,
+      entity_mentions INTEGER NOT NULL,
+      relations INTEGER NOT NULL,
+      attempts INTEGER NOT NULL,
+      duration_ms INTEGER NOT NULL,
+      usage TEXT,
+      committed_at INTEGER NOT NULL,
+      PRIMARY KEY (run_id, batch_index)
+    )`
+    yield* sql`CREATE TABLE checkpoints (
+      run_id TEXT NOT NULL,
+      batch_index INTEGER NOT NULL,
+      entity_mentions INTEGER NOT NULL,
+      relations INTEGER NOT NULL,
+      digest TEXT NOT NULL,
+      committed_at INTEGER NOT NULL,
+      PRIMARY KEY (run_id, batch_index),
+      FOREIGN KEY (run_id, batch_index) REFERENCES batches (run_id, batch_index) ON DELETE CASCADE
+    ) WITHOUT ROWID`
+    yield* sql`CREATE TABLE entities (
+      run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+      entity_key TEXT NOT NULL,
+      label TEXT NOT NULL,
+      type TEXT NOT NULL,
+      first_batch INTEGER NOT NULL,
+      PRIMARY KEY (run_id, entity_key)
+    ) WITHOUT ROWID`
+    yield* sql`CREATE INDEX entities_by_batch ON entities (run_id, first_batch)`
+    yield* sql`CREATE TABLE run_errors (
+      run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+      at INTEGER NOT NULL,
+      reason TEXT NOT NULL,
+      message TEXT NOT NULL
+    )`
+    yield* sql`CREATE INDEX run_errors_by_run ON run_errors (run_id, at)`
+  })
+}
+
+/** The newest schema version this code knows; a database with a newer one is refused. */
+export const latestSchemaVersion = Object.keys(migrations).length
+
+export const migrate = Migrator.make({})({ loader: Migrator.fromRecord(migrations) })
