@@ -26,6 +26,7 @@ export default tseslint.config(
       "@typescript-eslint/no-namespace": "off",
       "@typescript-eslint/no-empty-object-type": "off",
       "no-constant-condition": "off",
+      "no-control-regex": "off",
       "require-yield": "off"
     }
   },
