@@ -116,6 +116,15 @@ const toRun = (row: typeof RunRow.Type): Run =>
     cancelRequested: row.cancel_requested !== 0
   })
 
+const ProgressRow = Schema.Struct({
+  committedBatches: Schema.propertySignature(Schema.Int).pipe(Schema.fromKey("committed_batches")),
+  entityMentions: Schema.propertySignature(Schema.Int).pipe(Schema.fromKey("entity_mentions")),
+  relations: Schema.Int,
+  digest: Schema.String,
+  leaseOwner: Schema.propertySignature(Schema.NullOr(Schema.String)).pipe(Schema.fromKey("lease_owner")),
+  cancelRequested: Schema.propertySignature(Schema.Number).pipe(Schema.fromKey("cancel_requested"))
+})
+
 const BatchRow = Schema.Struct({
   batch_index: Schema.Int,
   output: Schema.Uint8ArrayFromSelf,
@@ -176,6 +185,14 @@ export const make = (hooks: Hooks = {}) =>
 
     // For a run this transaction has just read or written: it cannot have vanished (runs are never deleted).
     const reread = (runId: RunId) => getRun(runId).pipe(Effect.catchTag("RunNotFound", Effect.die))
+
+    const findProgress = SqlSchema.findAll({
+      Request: Schema.String,
+      Result: ProgressRow,
+      execute: (id) =>
+        sql`SELECT committed_batches, entity_mentions, relations, digest, lease_owner, cancel_requested
+          FROM runs WHERE id = ${id}`
+    })
 
     const lockedBy = (run: Run) =>
       Option.match(run.lease, {
@@ -301,8 +318,10 @@ export const make = (hooks: Hooks = {}) =>
         return yield* sql.withTransaction(Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           yield* touch(commit.runId, now)
-          const run = yield* reread(commit.runId)
-          if (Option.getOrUndefined(run.lease)?.owner !== commit.owner) return yield* lockedBy(run)
+          // Only the progress columns: this runs once per batch and is on the hot path.
+          const rows = yield* findProgress(commit.runId)
+          const run = rows[0]
+          if (run === undefined || run.leaseOwner !== commit.owner) return yield* lockedBy(yield* reread(commit.runId))
           if (commit.batchIndex < run.committedBatches) {
             // Already committed (a retried commit): return the stored checkpoint, write nothing.
             const rows = yield* sql<{ entity_mentions: number; relations: number; digest: string }>`
@@ -316,7 +335,7 @@ export const make = (hooks: Hooks = {}) =>
               entityMentions: stored.entity_mentions,
               relations: stored.relations,
               digest: stored.digest,
-              cancelRequested: run.cancelRequested
+              cancelRequested: run.cancelRequested !== 0
             }
           }
           if (commit.batchIndex !== run.committedBatches) {
@@ -352,7 +371,7 @@ export const make = (hooks: Hooks = {}) =>
             entityMentions: run.entityMentions + commit.output.entities.length,
             relations: run.relations + commit.output.relations.length,
             digest: sha256(run.digest + outputSha256),
-            cancelRequested: run.cancelRequested
+            cancelRequested: run.cancelRequested !== 0
           }
           yield* sql`INSERT INTO checkpoints ${
             sql.insert({
