@@ -220,3 +220,24 @@ export class RunInterrupted extends Schema.TaggedError<RunInterrupted>()("RunInt
     return `run "${this.runId}" was interrupted; resume it with \`quarry resume ${this.runId}\``
   }
 }
+
+/**
+ * A run stopped before exceeding its cost or token budget. Resume it with a higher budget.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("BudgetExceeded", {
+  runId: RunId,
+  limit: Schema.Literal("cost", "tokens"),
+  spent: Schema.Number,
+  max: Schema.Number
+}) {
+  override get message() {
+    const [flag, spent, max] = this.limit === "cost" ?
+      ["--max-cost", `$${this.spent.toFixed(4)}`, `$${this.max}`] :
+      ["--max-tokens", `${this.spent} tokens`, `${this.max} tokens`]
+    return `run "${this.runId}" stopped before exceeding its budget: spent ${spent} of ${flag} ${max}, and the next ` +
+      `batch would go over; resume it with a higher ${flag}: \`quarry resume ${this.runId} ${flag} <more>\``
+  }
+}

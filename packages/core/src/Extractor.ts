@@ -165,6 +165,11 @@ export interface BatchInput {
   readonly chunks: ReadonlyArray<Chunk>
   readonly ontology: Option.Option<Ontology>
   readonly knownEntities: Effect.Effect<ReadonlyArray<KnownEntity>, PersistenceError>
+  /**
+   * Records the usage of one attempt (e.g. one HTTP call) as soon as it is known, so that spend on attempts lost to
+   * a crash still counts against budgets. Absent outside a workflow (e.g. in an extractor's unit tests).
+   */
+  readonly recordUsage?: ((usage: Usage) => Effect.Effect<void>) | undefined
 }
 
 /**

@@ -13,13 +13,14 @@ import * as Option from "effect/Option"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import type * as Chunking from "./Chunking.js"
 import { MergeError, PersistenceError } from "./Errors.js"
 import type * as Extractor from "./Extractor.js"
 import { entityIri, entityKey } from "./internal/entities.js"
 import * as Rdf from "./internal/rdf.js"
 import type { Ontology } from "./Ontology.js"
 import { Artifact, type OutputFormat, type RunId } from "./Run.js"
-import { RunStore } from "./RunStore.js"
+import { RunStore, type SkippedBatch } from "./RunStore.js"
 
 /**
  * Options of a merge.
@@ -205,6 +206,54 @@ export const writeEmpty = Effect.fn("Merge.writeEmpty")(function*(options: Omit<
   yield* file.write(formatter(options.format, options.ontology).header)
   const written = yield* file.commit
   return new Artifact({ path: options.path, format: options.format, ...written })
+}, Effect.scoped)
+
+/**
+ * Where the manifest of skipped batches of a partial artifact is written.
+ *
+ * @since 0.1.0
+ * @category merging
+ */
+export const manifestPath = (artifactPath: string): string => `${artifactPath}.skipped.json`
+
+/**
+ * Writes (or, when nothing was skipped, removes) the manifest listing the batches a partial artifact is missing,
+ * with their document offsets and errors.
+ *
+ * @since 0.1.0
+ * @category merging
+ */
+export const writeSkippedManifest = Effect.fn("Merge.writeSkippedManifest")(function*(
+  runId: RunId,
+  artifactPath: string,
+  skipped: ReadonlyArray<SkippedBatch>,
+  batches: ReadonlyArray<Chunking.Batch>
+) {
+  const target = manifestPath(artifactPath)
+  if (skipped.length === 0) {
+    return yield* Effect.tryPromise({
+      try: () => fs.rm(target, { force: true }),
+      catch: (cause) => new MergeError({ path: target, cause })
+    })
+  }
+  const file = yield* atomicFile(target)
+  yield* file.write(
+    JSON.stringify(
+      {
+        runId,
+        artifact: artifactPath,
+        complete: false,
+        skipped: skipped.map(({ batchIndex, error }) => {
+          const chunks = batches[batchIndex]?.chunks ?? []
+          return { batch: batchIndex, start: chunks[0]?.start ?? null, end: chunks.at(-1)?.end ?? null, error }
+        }),
+        resume: `quarry resume ${runId} --retry-skipped`
+      },
+      null,
+      2
+    ) + "\n"
+  )
+  yield* file.commit
 }, Effect.scoped)
 
 /**

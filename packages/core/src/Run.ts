@@ -75,6 +75,39 @@ export type OutputFormat = typeof OutputFormat.Type
 export const formatExtension: Record<OutputFormat, string> = { turtle: "ttl", ntriples: "nt", jsonl: "jsonl" }
 
 /**
+ * What a run does when a batch fails after the extractor's own retries: `fail` the run (resumable), or `skip` the
+ * batch (recorded with its error; the run completes with a partial artifact and a manifest of skipped batches).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const BatchErrorPolicy = Schema.Literal("fail", "skip")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type BatchErrorPolicy = typeof BatchErrorPolicy.Type
+
+/**
+ * Usage summed over batches (LLM extractors report it; offline extractors leave it at zero).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class UsageTotals extends Schema.Class<UsageTotals>("@quarry/core/Run/UsageTotals")({
+  requests: Schema.Int,
+  promptTokens: Schema.Int,
+  completionTokens: Schema.Int,
+  costUsd: Schema.Number
+}) {
+  /** Prompt plus completion tokens. */
+  get tokens(): number {
+    return this.promptTokens + this.completionTokens
+  }
+}
+
+/**
  * The extractor a run was planned with; resume refuses a different one.
  *
  * @since 0.1.0
@@ -102,7 +135,8 @@ export class RunPlan extends Schema.Class<RunPlan>("@quarry/core/Run/RunPlan")({
   concurrency: Schema.Int,
   totalBatches: Schema.Int,
   outputPath: Schema.String,
-  outputFormat: OutputFormat
+  outputFormat: OutputFormat,
+  onBatchError: BatchErrorPolicy
 }) {}
 
 /**
@@ -145,9 +179,12 @@ export class Run extends Schema.Class<Run>("@quarry/core/Run/Run")({
   finishedAt: Schema.Option(Schema.Number),
   plan: RunPlan,
   committedBatches: Schema.Int,
+  skippedBatches: Schema.Int,
   entityMentions: Schema.Int,
   relations: Schema.Int,
   digest: Schema.String,
+  /** Usage of committed batches: what the artifact cost. */
+  usage: UsageTotals,
   lastError: Schema.Option(Schema.String),
   failureReason: Schema.Option(Schema.String),
   artifact: Schema.Option(Artifact),

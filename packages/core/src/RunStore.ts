@@ -9,7 +9,16 @@ import type * as Option from "effect/Option"
 import type * as Chunking from "./Chunking.js"
 import type { InvalidRunState, PersistenceError, RunAlreadyExists, RunLocked, RunNotFound } from "./Errors.js"
 import type * as Extractor from "./Extractor.js"
-import type { Artifact, ExtractorIdentity, OutputFormat, Run, RunId, RunStatus } from "./Run.js"
+import type {
+  Artifact,
+  BatchErrorPolicy,
+  ExtractorIdentity,
+  OutputFormat,
+  Run,
+  RunId,
+  RunStatus,
+  UsageTotals
+} from "./Run.js"
 
 /**
  * Everything needed to create a run; written in one transaction.
@@ -30,6 +39,7 @@ export interface NewRun {
   readonly totalBatches: number
   readonly outputPath: string
   readonly outputFormat: OutputFormat
+  readonly onBatchError: BatchErrorPolicy
 }
 
 /**
@@ -45,6 +55,8 @@ export interface BatchCommit {
   readonly output: Extractor.BatchOutput
   readonly attempts: number
   readonly durationMs: number
+  /** Set when the batch failed and the run's policy is `skip`: the output is empty and the error is kept. */
+  readonly skipped?: { readonly error: string } | undefined
 }
 
 /**
@@ -89,16 +101,14 @@ export interface Outcome {
 }
 
 /**
- * Usage totals of a run, summed over committed batches.
+ * A batch that was skipped under the `skip` policy.
  *
  * @since 0.1.0
  * @category models
  */
-export interface UsageTotals {
-  readonly requests: number
-  readonly promptTokens: number
-  readonly completionTokens: number
-  readonly costUsd: number
+export interface SkippedBatch {
+  readonly batchIndex: number
+  readonly error: string
 }
 
 /**
@@ -135,7 +145,8 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   readonly claim: (
     runId: RunId,
     owner: string,
-    leaseMs: number
+    leaseMs: number,
+    options?: { readonly reopen?: boolean | undefined }
   ) => Effect.Effect<Run, RunNotFound | RunLocked | PersistenceError>
   /** Extends the lease; fails with `RunLocked` when the lease was lost. Returns whether cancellation was requested. */
   readonly heartbeat: (
@@ -145,6 +156,20 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   ) => Effect.Effect<{ readonly cancelRequested: boolean }, RunLocked | PersistenceError>
   /** Writes a batch output, its checkpoint and the run's progress in one transaction; idempotent per batch. */
   readonly commitBatch: (commit: BatchCommit) => Effect.Effect<Checkpoint, RunLocked | PersistenceError>
+  /**
+   * Replaces a skipped batch with a successful output and rechains every later checkpoint, in one transaction.
+   * A batch that is not skipped is left alone.
+   */
+  readonly replaceSkipped: (commit: BatchCommit) => Effect.Effect<void, RunLocked | PersistenceError>
+  readonly skippedBatches: (runId: RunId) => Effect.Effect<ReadonlyArray<SkippedBatch>, PersistenceError>
+  /** Records the usage of one extractor attempt as soon as it is known (its own small transaction). */
+  readonly recordAttempt: (
+    runId: RunId,
+    batchIndex: number,
+    usage: Extractor.Usage
+  ) => Effect.Effect<void, PersistenceError>
+  /** Usage of every recorded attempt, committed or not: what the run has actually spent. */
+  readonly attemptTotals: (runId: RunId) => Effect.Effect<UsageTotals, PersistenceError>
   /** Records a completed run with its artifact and releases the lease. */
   readonly complete: (
     runId: RunId,
@@ -169,6 +194,5 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
     ReadonlyArray<{ readonly key: string; readonly label: string; readonly type: string }>,
     PersistenceError
   >
-  readonly usageTotals: (runId: RunId) => Effect.Effect<UsageTotals, PersistenceError>
   readonly errors: (runId: RunId) => Effect.Effect<ReadonlyArray<RunErrorEntry>, PersistenceError>
 }>() {}

@@ -15,7 +15,18 @@ import * as Chunking from "./Chunking.js"
 import { InvalidRunState, PersistenceError, RunAlreadyExists, RunLocked, RunNotFound } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import { entityKey, sha256 } from "./internal/entities.js"
-import { Artifact, ExtractorIdentity, Lease, OutputFormat, Run, RunId, RunPlan, RunStatus } from "./Run.js"
+import {
+  Artifact,
+  BatchErrorPolicy,
+  ExtractorIdentity,
+  Lease,
+  OutputFormat,
+  Run,
+  RunId,
+  RunPlan,
+  RunStatus,
+  UsageTotals
+} from "./Run.js"
 import type * as RunStore from "./RunStore.js"
 import { RunStore as RunStoreTag } from "./RunStore.js"
 
@@ -48,10 +59,16 @@ const RunRow = Schema.Struct({
   total_batches: Schema.Int,
   output_path: Schema.String,
   output_format: OutputFormat,
+  on_batch_error: BatchErrorPolicy,
   committed_batches: Schema.Int,
+  skipped_batches: Schema.Int,
   entity_mentions: Schema.Int,
   relations: Schema.Int,
   digest: Schema.String,
+  usage_requests: Schema.Int,
+  usage_prompt_tokens: Schema.Int,
+  usage_completion_tokens: Schema.Int,
+  usage_cost_usd: Schema.Number,
   last_error: Schema.NullOr(Schema.String),
   failure_reason: Schema.NullOr(Schema.String),
   artifact_path: Schema.NullOr(Schema.String),
@@ -91,12 +108,20 @@ const toRun = (row: typeof RunRow.Type): Run =>
       concurrency: row.concurrency,
       totalBatches: row.total_batches,
       outputPath: row.output_path,
-      outputFormat: row.output_format
+      outputFormat: row.output_format,
+      onBatchError: row.on_batch_error
     }),
     committedBatches: row.committed_batches,
+    skippedBatches: row.skipped_batches,
     entityMentions: row.entity_mentions,
     relations: row.relations,
     digest: row.digest,
+    usage: new UsageTotals({
+      requests: row.usage_requests,
+      promptTokens: row.usage_prompt_tokens,
+      completionTokens: row.usage_completion_tokens,
+      costUsd: row.usage_cost_usd
+    }),
     lastError: Option.fromNullable(row.last_error),
     failureReason: Option.fromNullable(row.failure_reason),
     artifact: row.artifact_path !== null && row.artifact_sha256 !== null && row.artifact_bytes !== null &&
@@ -133,7 +158,21 @@ const BatchRow = Schema.Struct({
 
 const EntityRow = Schema.Struct({ entity_key: Schema.String, label: Schema.String, type: Schema.String })
 
-const UsageRow = Schema.Struct({ usage: Schema.NullOr(Schema.String) })
+const TotalsRow = Schema.Struct({
+  requests: Schema.NullOr(Schema.Number),
+  prompt_tokens: Schema.NullOr(Schema.Number),
+  completion_tokens: Schema.NullOr(Schema.Number),
+  cost_usd: Schema.NullOr(Schema.Number)
+})
+
+const SkippedRow = Schema.Struct({ batch_index: Schema.Int, error: Schema.NullOr(Schema.String) })
+
+const ChainRow = Schema.Struct({
+  batch_index: Schema.Int,
+  output_sha256: Schema.String,
+  entity_mentions: Schema.Int,
+  relations: Schema.Int
+})
 
 const ErrorRow = Schema.Struct({ at: Schema.Number, reason: Schema.String, message: Schema.String })
 
@@ -232,6 +271,7 @@ export const make = (hooks: Hooks = {}) =>
             total_batches: input.totalBatches,
             output_path: input.outputPath,
             output_format: input.outputFormat,
+            on_batch_error: input.onBatchError,
             digest: genesisDigest
           })
         }`
@@ -267,12 +307,17 @@ export const make = (hooks: Hooks = {}) =>
     // before reading, instead of failing with SQLITE_BUSY when upgrading a read snapshot.
     const touch = (runId: RunId, now: number) => sql`UPDATE runs SET updated_at = ${now} WHERE id = ${runId}`
 
-    const claim = (runId: RunId, owner: string, leaseMs: number) =>
+    const claim = (
+      runId: RunId,
+      owner: string,
+      leaseMs: number,
+      options: { readonly reopen?: boolean | undefined } = {}
+    ) =>
       sql.withTransaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         yield* touch(runId, now)
         const run = yield* getRun(runId)
-        if (run.status === "completed") return run
+        if (run.status === "completed" && options.reopen !== true) return run
         if (
           run.status === "running" && Option.isSome(run.lease) && run.lease.value.owner !== owner &&
           run.lease.value.expiresAt > now
@@ -314,7 +359,8 @@ export const make = (hooks: Hooks = {}) =>
           const key = entityKey(mention.label, mention.type)
           if (!entities.has(key)) entities.set(key, { label: mention.label, type: mention.type })
         }
-        const usage = commit.output.usage === undefined ? null : JSON.stringify(commit.output.usage)
+        const usage = commit.output.usage
+        const usageJson = usage === undefined ? null : JSON.stringify(usage)
         return yield* sql.withTransaction(Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           yield* touch(commit.runId, now)
@@ -347,6 +393,8 @@ export const make = (hooks: Hooks = {}) =>
             sql.insert({
               run_id: commit.runId,
               batch_index: commit.batchIndex,
+              status: commit.skipped === undefined ? "ok" : "skipped",
+              error: commit.skipped?.error ?? null,
               output: blob,
               encoding,
               output_sha256: outputSha256,
@@ -354,7 +402,7 @@ export const make = (hooks: Hooks = {}) =>
               relations: commit.output.relations.length,
               attempts: commit.attempts,
               duration_ms: Math.round(commit.durationMs),
-              usage,
+              usage: usageJson,
               committed_at: now
             })
           }`
@@ -387,7 +435,12 @@ export const make = (hooks: Hooks = {}) =>
               committed_batches = ${checkpoint.committedBatches},
               entity_mentions = ${checkpoint.entityMentions},
               relations = ${checkpoint.relations},
-              digest = ${checkpoint.digest}
+              digest = ${checkpoint.digest},
+              skipped_batches = skipped_batches + ${commit.skipped === undefined ? 0 : 1},
+              usage_requests = usage_requests + ${usage?.requests ?? 0},
+              usage_prompt_tokens = usage_prompt_tokens + ${usage?.promptTokens ?? 0},
+              usage_completion_tokens = usage_completion_tokens + ${usage?.completionTokens ?? 0},
+              usage_cost_usd = usage_cost_usd + ${usage?.costUsd ?? 0}
             WHERE id = ${commit.runId}`
           return checkpoint
         }))
@@ -503,23 +556,113 @@ export const make = (hooks: Hooks = {}) =>
         persistence("knownEntities")
       )
 
-    const usageTotals = (runId: RunId) =>
+    const attemptTotals = (runId: RunId) =>
+      SqlSchema.single({
+        Request: Schema.String,
+        Result: TotalsRow,
+        execute: (id) =>
+          sql`SELECT SUM(requests) AS requests, SUM(prompt_tokens) AS prompt_tokens,
+              SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd
+            FROM usage_attempts WHERE run_id = ${id}`
+      })(runId).pipe(
+        Effect.map((row) =>
+          new UsageTotals({
+            requests: row.requests ?? 0,
+            promptTokens: row.prompt_tokens ?? 0,
+            completionTokens: row.completion_tokens ?? 0,
+            costUsd: row.cost_usd ?? 0
+          })
+        ),
+        Effect.catchTag("NoSuchElementException", Effect.die),
+        persistence("attemptTotals")
+      )
+
+    const recordAttempt = (runId: RunId, batchIndex: number, usage: Extractor.Usage) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        yield* sql`INSERT INTO usage_attempts ${
+          sql.insert({
+            run_id: runId,
+            batch_index: batchIndex,
+            at: now,
+            requests: usage.requests,
+            prompt_tokens: usage.promptTokens,
+            completion_tokens: usage.completionTokens,
+            cost_usd: usage.costUsd ?? 0
+          })
+        }`
+      }).pipe(persistence("recordAttempt"))
+
+    const skippedBatches = (runId: RunId) =>
       SqlSchema.findAll({
         Request: Schema.String,
-        Result: UsageRow,
-        execute: (id) => sql`SELECT usage FROM batches WHERE run_id = ${id} AND usage IS NOT NULL`
+        Result: SkippedRow,
+        execute: (id) =>
+          sql`SELECT batch_index, error FROM batches WHERE run_id = ${id} AND status = 'skipped' ORDER BY batch_index`
       })(runId).pipe(
-        Effect.flatMap(Effect.forEach((row) => Schema.decodeUnknown(Schema.parseJson(Extractor.Usage))(row.usage))),
-        Effect.map((usages) =>
-          usages.reduce<RunStore.UsageTotals>((total, u) => ({
-            requests: total.requests + u.requests,
-            promptTokens: total.promptTokens + u.promptTokens,
-            completionTokens: total.completionTokens + u.completionTokens,
-            costUsd: total.costUsd + (u.costUsd ?? 0)
-          }), { requests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 })
-        ),
-        persistence("usageTotals")
+        Effect.map((rows) => rows.map((row) => ({ batchIndex: row.batch_index, error: row.error ?? "" }))),
+        persistence("skippedBatches")
       )
+
+    const replaceSkipped = (commit: RunStore.BatchCommit) =>
+      Effect.gen(function*() {
+        const json = Extractor.encodeOutput(commit.output)
+        const outputSha256 = sha256(json)
+        const raw = Buffer.from(json, "utf8")
+        const [blob, encoding] = raw.length > compressAbove ? [deflateRawSync(raw), "deflate"] : [raw, "json"]
+        const usage = commit.output.usage
+        yield* sql.withTransaction(Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          yield* touch(commit.runId, now)
+          const run = yield* reread(commit.runId)
+          if (Option.getOrUndefined(run.lease)?.owner !== commit.owner) return yield* lockedBy(run)
+          const replaced = yield* sql<{ batch_index: number }>`UPDATE batches SET
+              status = 'ok', error = NULL, output = ${blob}, encoding = ${encoding},
+              output_sha256 = ${outputSha256}, entity_mentions = ${commit.output.entities.length},
+              relations = ${commit.output.relations.length}, attempts = attempts + ${commit.attempts},
+              duration_ms = ${Math.round(commit.durationMs)},
+              usage = ${usage === undefined ? null : JSON.stringify(usage)}, committed_at = ${now}
+            WHERE run_id = ${commit.runId} AND batch_index = ${commit.batchIndex} AND status = 'skipped'
+            RETURNING batch_index`
+          if (replaced.length === 0) return
+          for (const mention of commit.output.entities) {
+            yield* sql`INSERT INTO entities (run_id, entity_key, label, type, first_batch)
+              VALUES (${commit.runId}, ${entityKey(mention.label, mention.type)}, ${mention.label}, ${mention.type},
+                ${commit.batchIndex})
+              ON CONFLICT (run_id, entity_key) DO UPDATE SET first_batch = MIN(first_batch, excluded.first_batch)`
+          }
+          // Rechain: every checkpoint from this batch on depends on its output hash and counts.
+          const chain = yield* SqlSchema.findAll({
+            Request: Schema.String,
+            Result: ChainRow,
+            execute: (id) =>
+              sql`SELECT batch_index, output_sha256, entity_mentions, relations FROM batches
+                WHERE run_id = ${id} ORDER BY batch_index`
+          })(commit.runId)
+          let digest = genesisDigest
+          let entityMentions = 0
+          let relations = 0
+          for (const row of chain) {
+            digest = sha256(digest + row.output_sha256)
+            entityMentions += row.entity_mentions
+            relations += row.relations
+            if (row.batch_index < commit.batchIndex) continue
+            yield* sql`UPDATE checkpoints SET digest = ${digest}, entity_mentions = ${entityMentions},
+                relations = ${relations}
+              WHERE run_id = ${commit.runId} AND batch_index = ${row.batch_index}`
+          }
+          yield* sql`UPDATE runs SET
+              entity_mentions = ${entityMentions},
+              relations = ${relations},
+              digest = ${digest},
+              skipped_batches = skipped_batches - 1,
+              usage_requests = usage_requests + ${usage?.requests ?? 0},
+              usage_prompt_tokens = usage_prompt_tokens + ${usage?.promptTokens ?? 0},
+              usage_completion_tokens = usage_completion_tokens + ${usage?.completionTokens ?? 0},
+              usage_cost_usd = usage_cost_usd + ${usage?.costUsd ?? 0}
+            WHERE id = ${commit.runId}`
+        }))
+      }).pipe(persistence("replaceSkipped"), Effect.withSpan("SqliteRunStore.replaceSkipped"))
 
     const errors = (runId: RunId) =>
       SqlSchema.findAll({
@@ -542,7 +685,10 @@ export const make = (hooks: Hooks = {}) =>
       requestCancel,
       batchPage,
       knownEntities,
-      usageTotals,
+      replaceSkipped,
+      skippedBatches,
+      recordAttempt,
+      attemptTotals,
       errors
     })
   })

@@ -12,18 +12,19 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { randomBytes } from "node:crypto"
 import * as os from "node:os"
 import * as Chunking from "./Chunking.js"
-import { InputMismatch, PlanMismatch, RunCancelled } from "./Errors.js"
+import { BudgetExceeded, type ExtractorError, InputMismatch, PlanMismatch, RunCancelled } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import { entityIri, sha256 } from "./internal/entities.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
-import { ExtractorIdentity, type OutputFormat, type Run, RunId } from "./Run.js"
+import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId, UsageTotals } from "./Run.js"
 import { RunStore } from "./RunStore.js"
 
 /**
@@ -62,6 +63,16 @@ export interface ExecuteOptions {
   /** How long a lease lasts without a heartbeat (default 30 s); a heartbeat renews it every third of that. */
   readonly leaseMs?: number | undefined
   readonly onEvent?: ((event: WorkflowEvent) => Effect.Effect<void>) | undefined
+  /**
+   * Stop (status `failed`, reason `budget`) before spend would exceed these limits. Spend counts every recorded
+   * attempt, also attempts lost to earlier crashes. Not part of the plan: resume with a higher budget.
+   */
+  readonly budget?: {
+    readonly maxCostUsd?: number | undefined
+    readonly maxTokens?: number | undefined
+  } | undefined
+  /** Re-extract the batches that were skipped under the `skip` policy (reopens a completed run). */
+  readonly retrySkipped?: boolean | undefined
 }
 
 /**
@@ -85,6 +96,8 @@ export interface CreateOptions {
   /** Extractor calls in flight at once (default 1). */
   readonly concurrency?: number | undefined
   readonly output: { readonly path: string; readonly format: OutputFormat }
+  /** What to do when a batch fails after the extractor's retries (default `fail`). */
+  readonly onBatchError?: BatchErrorPolicy | undefined
 }
 
 /**
@@ -159,9 +172,12 @@ export const create = Effect.fn("Workflow.create")(function*(options: CreateOpti
     concurrency,
     totalBatches: batches.length,
     outputPath: options.output.path,
-    outputFormat: options.output.format
+    outputFormat: options.output.format,
+    onBatchError: options.onBatchError ?? "fail"
   })
 })
+
+const emptyOutput: Extractor.BatchOutput = { entities: [], relations: [] }
 
 /** Everything `execute` checks before it writes anything. */
 const prepare = Effect.fn("Workflow.prepare")(function*(run: Run) {
@@ -220,7 +236,7 @@ const recordExit = (runId: RunId, owner: string, exit: Exit.Exit<Run, unknown>) 
       if (tagOf(error) === "RunLocked") return // the lease was lost: the new holder owns the record
       return yield* store.finish(runId, owner, {
         status: "failed",
-        reason: tagOf(error) ?? "error",
+        reason: error instanceof BudgetExceeded ? "budget" : tagOf(error) ?? "error",
         error: error instanceof Error ? error.message : String(error)
       })
     }
@@ -246,12 +262,13 @@ const tagOf = (u: unknown): string | undefined =>
 export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, options: ExecuteOptions = {}) {
   const store = yield* RunStore
   const stored = yield* store.getRun(runId)
-  if (stored.status === "completed") return stored
+  const reopen = options.retrySkipped === true && stored.skippedBatches > 0
+  if (stored.status === "completed" && !reopen) return stored
   const { batches, extractor, ontology } = yield* prepare(stored)
   const owner = options.owner ?? makeOwnerId()
   const leaseMs = options.leaseMs ?? defaultLeaseMs
-  const run = yield* store.claim(runId, owner, leaseMs)
-  if (run.status === "completed") return run
+  const run = yield* store.claim(runId, owner, leaseMs, { reopen })
+  if (run.status === "completed" && !reopen) return run
   const emit = options.onEvent ?? (() => Effect.void)
   const { concurrency, totalBatches } = run.plan
 
@@ -280,23 +297,84 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
         Effect.map((rows) => rows.map((e) => ({ label: e.label, type: e.type, iri: entityIri(e.label, e.type) })))
       )
     }
+    // Spend so far, from every recorded attempt (including attempts lost to crashes), kept up to date in memory.
+    const spent = yield* Ref.make(yield* store.attemptTotals(runId))
+    const recordUsage = (batchIndex: number) => (usage: Extractor.Usage) =>
+      Effect.zipRight(
+        Ref.update(spent, (total) =>
+          new UsageTotals({
+            requests: total.requests + usage.requests,
+            promptTokens: total.promptTokens + usage.promptTokens,
+            completionTokens: total.completionTokens + usage.completionTokens,
+            costUsd: total.costUsd + (usage.costUsd ?? 0)
+          })),
+        store.recordAttempt(runId, batchIndex, usage).pipe(
+          Effect.catchAll((error) => Effect.logWarning("could not record usage", error))
+        )
+      )
+    const extracted = yield* Ref.make(0)
+    const checkBudget = Effect.gen(function*() {
+      const budget = options.budget
+      if (budget === undefined) return
+      const total = yield* Ref.get(spent)
+      // Project the next batch's spend from the average so far, so that the budget is never exceeded knowingly.
+      const done = Math.max(1, (yield* Ref.get(extracted)) + run.committedBatches)
+      const projectedCost = total.costUsd + total.costUsd / done
+      const projectedTokens = total.tokens + total.tokens / done
+      if (
+        budget.maxCostUsd !== undefined && (total.costUsd >= budget.maxCostUsd || projectedCost > budget.maxCostUsd)
+      ) {
+        return yield* new BudgetExceeded({ runId, limit: "cost", spent: total.costUsd, max: budget.maxCostUsd })
+      }
+      if (budget.maxTokens !== undefined && (total.tokens >= budget.maxTokens || projectedTokens > budget.maxTokens)) {
+        return yield* new BudgetExceeded({ runId, limit: "tokens", spent: total.tokens, max: budget.maxTokens })
+      }
+    })
     const extractOne = (batch: Chunking.Batch) =>
       Effect.gen(function*() {
+        yield* checkBudget
         const started = yield* Clock.currentTimeMillis
-        const output = yield* extractor.extract({
+        const result = yield* extractor.extract({
           runId,
           batchIndex: batch.index,
           chunks: batch.chunks,
           ontology,
-          knownEntities: knownEntities(batch.index)
-        })
+          knownEntities: knownEntities(batch.index),
+          recordUsage: recordUsage(batch.index)
+        }).pipe(
+          Effect.map((output) => ({ output, skipped: undefined })),
+          Effect.catchIf(
+            (error: ExtractorError) => run.plan.onBatchError === "skip" && error._tag === "ExtractorError",
+            (error) =>
+              Effect.as(Effect.logWarning(`skipping batch ${batch.index}: ${error.message}`), {
+                output: emptyOutput,
+                skipped: { error: error.message }
+              })
+          )
+        )
+        yield* Ref.update(extracted, (n) => n + 1)
         const finished = yield* Clock.currentTimeMillis
-        return { batch, output, durationMs: finished - started }
+        return { batch, ...result, durationMs: finished - started }
       }).pipe(Effect.annotateLogs({ batch: batch.index }))
+
+    if (reopen) {
+      for (const { batchIndex } of yield* store.skippedBatches(runId)) {
+        const retried = yield* extractOne(batches[batchIndex]!)
+        if (retried.skipped !== undefined) continue
+        yield* store.replaceSkipped({
+          runId,
+          owner,
+          batchIndex,
+          output: retried.output,
+          attempts: 1,
+          durationMs: retried.durationMs
+        })
+      }
+    }
 
     yield* Stream.fromIterable(batches.slice(run.committedBatches)).pipe(
       Stream.mapEffect(extractOne, { concurrency }),
-      Stream.mapEffect(({ batch, durationMs, output }) =>
+      Stream.mapEffect(({ batch, durationMs, output, skipped }) =>
         Effect.gen(function*() {
           const checkpoint = yield* store.commitBatch({
             runId,
@@ -304,7 +382,8 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
             batchIndex: batch.index,
             output,
             attempts: 1,
-            durationMs
+            durationMs,
+            skipped
           })
           yield* SubscriptionRef.set(committed, checkpoint.committedBatches)
           yield* emit({
@@ -328,6 +407,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
       format: run.plan.outputFormat,
       ontology
     })
+    yield* Merge.writeSkippedManifest(runId, artifact.path, yield* store.skippedBatches(runId), batches)
     return yield* store.complete(runId, owner, artifact)
   })
 

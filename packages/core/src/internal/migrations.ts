@@ -34,10 +34,16 @@ const migrations = {
       total_batches INTEGER NOT NULL,
       output_path TEXT NOT NULL,
       output_format TEXT NOT NULL,
+      on_batch_error TEXT NOT NULL CHECK (on_batch_error IN ('fail', 'skip')),
       committed_batches INTEGER NOT NULL DEFAULT 0,
+      skipped_batches INTEGER NOT NULL DEFAULT 0,
       entity_mentions INTEGER NOT NULL DEFAULT 0,
       relations INTEGER NOT NULL DEFAULT 0,
       digest TEXT NOT NULL,
+      usage_requests INTEGER NOT NULL DEFAULT 0,
+      usage_prompt_tokens INTEGER NOT NULL DEFAULT 0,
+      usage_completion_tokens INTEGER NOT NULL DEFAULT 0,
+      usage_cost_usd REAL NOT NULL DEFAULT 0,
       last_error TEXT,
       failure_reason TEXT,
       artifact_path TEXT,
@@ -57,6 +63,8 @@ const migrations = {
     yield* sql`CREATE TABLE batches (
       run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
       batch_index INTEGER NOT NULL,
+      status TEXT NOT NULL CHECK (status IN ('ok', 'skipped')),
+      error TEXT,
       output BLOB NOT NULL,
       encoding TEXT NOT NULL CHECK (encoding IN ('json', 'deflate')),
       output_sha256 TEXT NOT NULL,
@@ -94,6 +102,18 @@ const migrations = {
       message TEXT NOT NULL
     )`
     yield* sql`CREATE INDEX run_errors_by_run ON run_errors (run_id, at)`
+    // Usage of every extractor attempt, written as soon as it is known (outside the batch transaction), so that
+    // spend on attempts lost to a crash is still counted against budgets and reported.
+    yield* sql`CREATE TABLE usage_attempts (
+      run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+      batch_index INTEGER NOT NULL,
+      at INTEGER NOT NULL,
+      requests INTEGER NOT NULL,
+      prompt_tokens INTEGER NOT NULL,
+      completion_tokens INTEGER NOT NULL,
+      cost_usd REAL NOT NULL
+    )`
+    yield* sql`CREATE INDEX usage_attempts_by_run ON usage_attempts (run_id, batch_index)`
   })
 }
 
