@@ -1,0 +1,158 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
+import { ExtractorError } from "@quarry/core/Errors"
+import type * as Extractor from "@quarry/core/Extractor"
+import * as Merge from "@quarry/core/Merge"
+import { RunStore } from "@quarry/core/RunStore"
+import * as Workflow from "@quarry/core/Workflow"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { readText, sharedData, storeLayer, tempDir } from "./fixtures.js"
+
+const text = readText(sharedData("texts", "long-multi-chapter.txt"))
+const chunking = { windowSize: 300, overlap: 50, batchSize: 1 }
+
+/** The capitalized extractor, failing on the given batches. */
+const failingOn = (failing: ReadonlySet<number>): Extractor.Extractor => {
+  const base = CapitalizedExtractor.make()
+  return {
+    ...base,
+    extract: (input) =>
+      failing.has(input.batchIndex) ?
+        Effect.fail(
+          new ExtractorError({
+            extractor: base.name,
+            batchIndex: input.batchIndex,
+            reason: "scripted",
+            retryable: false
+          })
+        ) :
+        base.extract(input)
+  }
+}
+
+/** The capitalized extractor that reports 100 tokens and $0.01 per batch through both channels. */
+const metered: Extractor.Extractor = {
+  ...CapitalizedExtractor.make(),
+  extract: (input) =>
+    Effect.gen(function*() {
+      const usage = { requests: 1, promptTokens: 80, completionTokens: 20, costUsd: 0.01 }
+      if (input.recordUsage) yield* input.recordUsage(usage)
+      return { ...CapitalizedExtractor.extractMentions(input), usage }
+    })
+}
+
+describe("batch error policy", () => {
+  it.scoped("skip completes with a partial artifact and a manifest; retrySkipped restores the full artifact", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const db = path.join(dir, "q.db")
+      const clean = path.join(dir, "clean.ttl")
+      const partial = path.join(dir, "partial.ttl")
+      const cleanRun = yield* Effect.gen(function*() {
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "capitalized",
+          chunking,
+          output: { path: clean, format: "turtle" }
+        })
+        return yield* Workflow.execute(run.id)
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "clean.db"))))
+      assert.strictEqual(cleanRun.status, "completed")
+
+      const runId = yield* Effect.gen(function*() {
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "capitalized",
+          chunking,
+          onBatchError: "skip",
+          output: { path: partial, format: "turtle" }
+        })
+        const done = yield* Workflow.execute(run.id)
+        assert.strictEqual(done.status, "completed")
+        assert.strictEqual(done.skippedBatches, 2)
+        const skipped = yield* (yield* RunStore).skippedBatches(run.id)
+        assert.deepStrictEqual(skipped.map((s) => s.batchIndex), [1, 3])
+        return run.id
+      }).pipe(Effect.provide(storeLayer(db, [failingOn(new Set([1, 3]))])))
+
+      const manifest = JSON.parse(fs.readFileSync(Merge.manifestPath(partial), "utf8"))
+      assert.deepStrictEqual(manifest.skipped.map((s: { batch: number }) => s.batch), [1, 3])
+      assert.include(manifest.skipped[0].error, "scripted")
+      assert.notStrictEqual(fs.readFileSync(partial, "utf8"), fs.readFileSync(clean, "utf8"))
+
+      const retried = yield* Workflow.execute(runId, { retrySkipped: true }).pipe(
+        Effect.provide(storeLayer(db, [failingOn(new Set())]))
+      )
+      assert.strictEqual(retried.status, "completed")
+      assert.strictEqual(retried.skippedBatches, 0)
+      assert.strictEqual(retried.digest, cleanRun.digest, "rechained digest equals a clean run's")
+      assert.strictEqual(fs.readFileSync(partial, "utf8"), fs.readFileSync(clean, "utf8"))
+      assert.isFalse(fs.existsSync(Merge.manifestPath(partial)))
+    }))
+
+  it.scoped("fail policy fails the run, keeps committed batches, and resume completes", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const db = path.join(dir, "q.db")
+      const out = path.join(dir, "out.ttl")
+      const runId = yield* Effect.gen(function*() {
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "capitalized",
+          chunking,
+          output: { path: out, format: "turtle" }
+        })
+        const exit = yield* Effect.exit(Workflow.execute(run.id))
+        assert.isTrue(Exit.isFailure(exit))
+        const failed = yield* (yield* RunStore).getRun(run.id)
+        assert.strictEqual(failed.status, "failed")
+        assert.strictEqual(failed.committedBatches, 2)
+        assert.deepStrictEqual(Option.getOrUndefined(failed.failureReason), "ExtractorError")
+        return run.id
+      }).pipe(Effect.provide(storeLayer(db, [failingOn(new Set([2]))])))
+      const done = yield* Workflow.execute(runId).pipe(Effect.provide(storeLayer(db, [failingOn(new Set())])))
+      assert.strictEqual(done.status, "completed")
+    }))
+})
+
+describe("budgets", () => {
+  it.scoped("stop before exceeding, count across restarts, and resume with a higher budget", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const out = path.join(dir, "out.ttl")
+      yield* Effect.gen(function*() {
+        const store = yield* RunStore
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "capitalized",
+          chunking,
+          output: { path: out, format: "turtle" }
+        })
+        assert.isTrue(run.plan.totalBatches > 6)
+        const exit = yield* Effect.exit(Workflow.execute(run.id, { budget: { maxCostUsd: 0.035 } }))
+        assert.isTrue(Exit.isFailure(exit))
+        const stopped = yield* store.getRun(run.id)
+        assert.strictEqual(stopped.status, "failed")
+        assert.strictEqual(Option.getOrUndefined(stopped.failureReason), "budget")
+        // 3 batches cost 0.03; a 4th would reach 0.04 > 0.035.
+        assert.strictEqual(stopped.committedBatches, 3)
+        assert.isAtMost((yield* store.attemptTotals(run.id)).costUsd, 0.035)
+
+        const tokens = yield* Effect.exit(Workflow.execute(run.id, { budget: { maxTokens: 450 } }))
+        assert.isTrue(Exit.isFailure(tokens))
+        assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 4)
+
+        const done = yield* Workflow.execute(run.id, { budget: { maxCostUsd: 100 } })
+        assert.strictEqual(done.status, "completed")
+        assert.strictEqual(done.usage.requests, done.plan.totalBatches)
+        assert.strictEqual(done.usage.promptTokens, 80 * done.plan.totalBatches)
+        assert.closeTo(done.usage.costUsd, 0.01 * done.plan.totalBatches, 1e-9)
+        const attempts = yield* store.attemptTotals(run.id)
+        assert.strictEqual(attempts.requests, done.plan.totalBatches)
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [metered])))
+    }))
+})
