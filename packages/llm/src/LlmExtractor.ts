@@ -1,0 +1,775 @@
+/**
+ * The `llm` extractor: one Chat Completions call per batch (plus retries and repairs) against any OpenAI-compatible
+ * server, with the reply constrained to a JSON schema derived from the run's ontology and mapped to document spans.
+ *
+ * Every HTTP attempt goes through the process-wide `CircuitBreaker` and `RateLimiter` of its endpoint (base URL +
+ * model). Transient failures (network, timeout, 429, 5xx) are retried with exponential backoff and jitter, bounded in
+ * attempts and total time, honouring `Retry-After`; a reply that is not valid JSON or does not match the schema is
+ * sent back with the validation error, a bounded number of times. The batch's `usage` sums every attempt.
+ *
+ * @since 0.1.0
+ */
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as Errors from "@quarry/core/Errors"
+import type * as Extractor from "@quarry/core/Extractor"
+import type * as Ontology from "@quarry/core/Ontology"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import type * as Redacted from "effect/Redacted"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
+import { createHash } from "node:crypto"
+import * as ChatCompletions from "./ChatCompletions.js"
+import * as CircuitBreaker from "./CircuitBreaker.js"
+import { type BatchText, batchText, occurrences } from "./internal/spans.js"
+import * as Tokens from "./internal/tokens.js"
+import * as Pricing from "./Pricing.js"
+import * as Prompt from "./Prompt.js"
+import * as RateLimiter from "./RateLimiter.js"
+
+/**
+ * The extractor's registry name.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const name = "llm"
+
+/**
+ * The extractor's version: bumped when the mapping from replies to batch outputs changes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const version = "1"
+
+/**
+ * How the reply's JSON format is requested. `auto` asks for a strict JSON schema and, if the server rejects that,
+ * falls back to a plain JSON object, then to the prompt's instructions alone (remembered for the extractor's life).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ResponseFormatMode = "auto" | "json_schema" | "json_object" | "none"
+
+/**
+ * Everything the extractor can be told. Only `baseUrl` and `model` are required.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Including the API version path: `https://api.openai.com/v1`, `http://localhost:11434/v1`. */
+  readonly baseUrl: string
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  readonly model: string
+  /** Default 0. */
+  readonly temperature?: number | undefined
+  /** Completion budget per call, default 4096. */
+  readonly maxTokens?: number | undefined
+  /** Default `max_tokens`; OpenAI's reasoning models need `max_completion_tokens`. */
+  readonly maxTokensParameter?: "max_tokens" | "max_completion_tokens" | undefined
+  readonly seed?: number | undefined
+  /** Default `auto`. */
+  readonly responseFormat?: ResponseFormatMode | undefined
+  /** Per HTTP call, default 120 seconds. */
+  readonly callTimeout?: Duration.DurationInput | undefined
+  /** HTTP attempts per call, including the first, default 6. */
+  readonly maxAttempts?: number | undefined
+  /** Total time spent on one call's attempts and waits, default 10 minutes. */
+  readonly maxRetryTime?: Duration.DurationInput | undefined
+  /** First backoff delay, default 1 second; doubles per attempt up to `retryMaxDelay` (default 60 seconds). */
+  readonly retryBaseDelay?: Duration.DurationInput | undefined
+  readonly retryMaxDelay?: Duration.DurationInput | undefined
+  /** Repair prompts after an invalid reply, default 2. */
+  readonly repairAttempts?: number | undefined
+  /** Known entities quoted in the prompt (only those named in the batch text), default 50. */
+  readonly maxKnownEntities?: number | undefined
+  /** Default: 4 concurrent requests, no per-minute limits. */
+  readonly limits?: RateLimiter.Limits | undefined
+  /** Default: open after 5 consecutive failures for 30 seconds. */
+  readonly breaker?: Partial<CircuitBreaker.Settings> | undefined
+  readonly prices?: Pricing.PriceTable | undefined
+}
+
+/**
+ * Why a batch failed, with the usage its attempts consumed (the `cause` of the `ExtractorError`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LlmBatchFailure extends Schema.TaggedError<LlmBatchFailure>()("LlmBatchFailure", {
+  reason: Schema.Union(ChatCompletions.ChatErrorReason, Schema.Literal("invalid_output", "known_entities")),
+  detail: Schema.String,
+  attempts: Schema.Int,
+  usage: Schema.Struct({
+    requests: Schema.Int,
+    promptTokens: Schema.Int,
+    completionTokens: Schema.Int,
+    costUsd: Schema.optional(Schema.Number)
+  })
+}) {
+  override get message() {
+    return this.detail
+  }
+}
+
+/**
+ * The usage an `llm` extractor failure had consumed before it failed, if the error came from this extractor.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const usageOfError = (error: Errors.ExtractorError): Option.Option<Extractor.Usage> =>
+  error.cause instanceof LlmBatchFailure ? Option.some(error.cause.usage) : Option.none()
+
+const positive = (config: Config.Config<number>) =>
+  Config.validate(config, { message: "must be at least 1", validation: (n: number) => n >= 1 })
+
+const optionalPositive = (key: string) => Config.option(positive(Config.integer(key)))
+
+/**
+ * The options read from the environment (`QUARRY_LLM_*`); see `docs/llm.md` for the list.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  baseUrl: Config.string("QUARRY_LLM_BASE_URL").pipe(
+    Config.withDefault("https://api.openai.com/v1"),
+    Config.withDescription("Chat Completions base URL including the version path")
+  ),
+  apiKey: Config.option(Config.redacted("QUARRY_LLM_API_KEY")).pipe(
+    Config.withDescription("API key sent as a bearer token; local servers usually need none")
+  ),
+  model: Config.nonEmptyString("QUARRY_LLM_MODEL").pipe(Config.withDescription("model name")),
+  temperature: Config.number("QUARRY_LLM_TEMPERATURE").pipe(Config.withDefault(0)),
+  maxTokens: positive(Config.integer("QUARRY_LLM_MAX_TOKENS")).pipe(Config.withDefault(4096)),
+  maxTokensParameter: Config.literal("max_tokens", "max_completion_tokens")("QUARRY_LLM_MAX_TOKENS_PARAMETER").pipe(
+    Config.withDefault("max_tokens" as const)
+  ),
+  seed: Config.option(Config.integer("QUARRY_LLM_SEED")),
+  responseFormat: Config.literal("auto", "json_schema", "json_object", "none")("QUARRY_LLM_RESPONSE_FORMAT").pipe(
+    Config.withDefault("auto" as const)
+  ),
+  callTimeout: Config.duration("QUARRY_LLM_TIMEOUT").pipe(Config.withDefault(Duration.seconds(120))),
+  maxAttempts: positive(Config.integer("QUARRY_LLM_MAX_ATTEMPTS")).pipe(Config.withDefault(6)),
+  maxRetryTime: Config.duration("QUARRY_LLM_MAX_RETRY_TIME").pipe(Config.withDefault(Duration.minutes(10))),
+  repairAttempts: Config.integer("QUARRY_LLM_REPAIR_ATTEMPTS").pipe(Config.withDefault(2)),
+  maxKnownEntities: Config.integer("QUARRY_LLM_MAX_KNOWN_ENTITIES").pipe(Config.withDefault(50)),
+  requestsPerMinute: optionalPositive("QUARRY_LLM_RPM"),
+  tokensPerMinute: optionalPositive("QUARRY_LLM_TPM"),
+  maxConcurrent: positive(Config.integer("QUARRY_LLM_MAX_CONCURRENT")).pipe(Config.withDefault(4)),
+  failureThreshold: positive(Config.integer("QUARRY_LLM_BREAKER_THRESHOLD")).pipe(Config.withDefault(5)),
+  cooldown: Config.duration("QUARRY_LLM_BREAKER_COOLDOWN").pipe(Config.withDefault(Duration.seconds(30))),
+  prices: Config.option(Schema.Config("QUARRY_LLM_PRICES", Schema.parseJson(Pricing.PriceTable))),
+  pricePrompt: Config.option(Config.number("QUARRY_LLM_PRICE_PROMPT")),
+  priceCompletion: Config.option(Config.number("QUARRY_LLM_PRICE_COMPLETION"))
+}).pipe(Config.map((c): Options => {
+  const prices: Record<string, Pricing.Price> = { ...Option.getOrElse(c.prices, () => ({})) }
+  if (Option.isSome(c.pricePrompt) || Option.isSome(c.priceCompletion)) {
+    prices[c.model] = {
+      prompt: Option.getOrElse(c.pricePrompt, () => 0),
+      completion: Option.getOrElse(c.priceCompletion, () => 0)
+    }
+  }
+  return {
+    baseUrl: c.baseUrl,
+    apiKey: Option.getOrUndefined(c.apiKey),
+    model: c.model,
+    temperature: c.temperature,
+    maxTokens: c.maxTokens,
+    maxTokensParameter: c.maxTokensParameter,
+    seed: Option.getOrUndefined(c.seed),
+    responseFormat: c.responseFormat,
+    callTimeout: c.callTimeout,
+    maxAttempts: c.maxAttempts,
+    maxRetryTime: c.maxRetryTime,
+    repairAttempts: c.repairAttempts,
+    maxKnownEntities: c.maxKnownEntities,
+    limits: {
+      requestsPerMinute: Option.getOrUndefined(c.requestsPerMinute),
+      tokensPerMinute: Option.getOrUndefined(c.tokensPerMinute),
+      maxConcurrent: c.maxConcurrent
+    },
+    breaker: { failureThreshold: c.failureThreshold, cooldown: c.cooldown },
+    prices
+  }
+}))
+
+interface Settings {
+  readonly endpoint: ChatCompletions.Endpoint
+  readonly key: string
+  readonly model: string
+  readonly temperature: number
+  readonly maxTokens: number
+  readonly maxTokensParameter: "max_tokens" | "max_completion_tokens"
+  readonly seed: number | undefined
+  readonly responseFormat: ResponseFormatMode
+  readonly callTimeout: Duration.Duration
+  readonly maxAttempts: number
+  readonly maxRetryTime: number
+  readonly retryBaseDelay: number
+  readonly retryMaxDelay: number
+  readonly repairAttempts: number
+  readonly maxKnownEntities: number
+  readonly limits: RateLimiter.Limits
+  readonly breaker: CircuitBreaker.Settings
+  readonly prices: Pricing.PriceTable
+}
+
+const millis = (d: Duration.DurationInput | undefined, fallback: Duration.DurationInput) =>
+  Duration.toMillis(d ?? fallback)
+
+const resolve = (o: Options): Settings => ({
+  endpoint: { baseUrl: o.baseUrl, apiKey: Option.fromNullable(o.apiKey) },
+  key: endpointKey(o.baseUrl, o.model),
+  model: o.model,
+  temperature: o.temperature ?? 0,
+  maxTokens: o.maxTokens ?? 4096,
+  maxTokensParameter: o.maxTokensParameter ?? "max_tokens",
+  seed: o.seed,
+  responseFormat: o.responseFormat ?? "auto",
+  callTimeout: Duration.decode(o.callTimeout ?? Duration.seconds(120)),
+  maxAttempts: Math.max(1, o.maxAttempts ?? 6),
+  maxRetryTime: millis(o.maxRetryTime, Duration.minutes(10)),
+  retryBaseDelay: millis(o.retryBaseDelay, Duration.seconds(1)),
+  retryMaxDelay: millis(o.retryMaxDelay, Duration.seconds(60)),
+  repairAttempts: Math.max(0, o.repairAttempts ?? 2),
+  maxKnownEntities: Math.max(0, o.maxKnownEntities ?? 50),
+  limits: o.limits ?? { maxConcurrent: 4 },
+  breaker: {
+    failureThreshold: o.breaker?.failureThreshold ?? 5,
+    cooldown: o.breaker?.cooldown ?? Duration.seconds(30)
+  },
+  prices: o.prices ?? {}
+})
+
+/**
+ * The key the limiter and the breaker use for an endpoint: the sanitised base URL and the model.
+ *
+ * @since 0.1.0
+ * @category endpoints
+ */
+export const endpointKey = (baseUrl: string, model: string): string =>
+  `${ChatCompletions.sanitizeBaseUrl(baseUrl)} ${model}`
+
+/**
+ * The configuration hash: what changes the output (model, temperature, max tokens, seed, response format mode, the
+ * prompt template hash). Not the URL, the key, timeouts, limits or prices: a run can resume with new ones.
+ *
+ * @since 0.1.0
+ * @category identity
+ */
+export const configHash = (options: Options): string => {
+  const s = resolve(options)
+  return createHash("sha256").update(JSON.stringify({
+    model: s.model,
+    temperature: s.temperature,
+    maxTokens: s.maxTokens,
+    seed: s.seed ?? null,
+    responseFormat: s.responseFormat,
+    promptTemplate: Prompt.templateHash
+  })).digest("hex")
+}
+
+interface Prepared {
+  readonly vocabulary: Prompt.Vocabulary
+  readonly system: string
+  readonly schema: Record<string, unknown>
+  readonly decode: (content: string) => Either.Either<Prompt.Reply, string>
+}
+
+const prepare = (ontology: Option.Option<Ontology.Ontology>): Prepared => {
+  const vocabulary = Prompt.vocabulary(ontology)
+  return {
+    vocabulary,
+    system: Prompt.systemMessage(vocabulary),
+    schema: Prompt.jsonSchema(vocabulary),
+    decode: Prompt.decodeReply(vocabulary)
+  }
+}
+
+interface MutableUsage {
+  requests: number
+  promptTokens: number
+  completionTokens: number
+  costUsd: number | undefined
+}
+
+const toUsage = (u: MutableUsage): Extractor.Usage =>
+  u.costUsd === undefined ?
+    { requests: u.requests, promptTokens: u.promptTokens, completionTokens: u.completionTokens } :
+    { requests: u.requests, promptTokens: u.promptTokens, completionTokens: u.completionTokens, costUsd: u.costUsd }
+
+const requestsMetric = Metric.counter("quarry_llm_requests", { description: "Chat Completions requests sent" })
+const promptTokensMetric = Metric.counter("quarry_llm_prompt_tokens", { description: "prompt tokens used" })
+const completionTokensMetric = Metric.counter("quarry_llm_completion_tokens", {
+  description: "completion tokens used"
+})
+const droppedMetric = Metric.counter("quarry_llm_dropped_mentions", {
+  description: "entity and relation mentions dropped because they are not in the batch text"
+})
+
+const clamp01 = (n: number) => Number.isFinite(n) ? Math.min(1, Math.max(0, n)) : 0.5
+
+const countsForBreaker = (reason: ChatCompletions.ChatErrorReason) =>
+  reason === "network" || reason === "timeout" || reason === "server" || reason === "bad_response"
+
+const mentionsResponseFormat = (detail: string) =>
+  /response_format|json_schema|json_object|structured output|response format/i.test(detail)
+
+/** Maps a decoded reply to document spans; counts what it had to drop. */
+const toOutput = (
+  vocabulary: Prompt.Vocabulary,
+  reply: Prompt.Reply,
+  batch: BatchText,
+  known: ReadonlyArray<Extractor.KnownEntity>
+) => {
+  const classes = new Map(vocabulary.classes.map((c) => [c.key, c]))
+  const properties = new Map(vocabulary.properties.map((p) => [p.key, p]))
+  const entities = new Map<string, Extractor.EntityMention>()
+  let droppedEntities = 0
+  for (const e of reply.entities) {
+    const type = classes.get(e.type)
+    const found = occurrences(batch, e.label)
+    if (type === undefined || found.length === 0) {
+      droppedEntities++
+      continue
+    }
+    for (const o of found) {
+      const id = `${o.start}:${o.end}:${type.iri}`
+      if (entities.has(id)) continue
+      entities.set(id, {
+        label: o.text.replace(/\s+/g, " "),
+        type: type.iri,
+        span: { start: o.start, end: o.end },
+        confidence: clamp01(e.confidence),
+        attributes: {}
+      })
+    }
+  }
+  const knownLabels = new Map(known.map((k) => [k.label.toLowerCase(), k.label]))
+  const resolveLabel = (label: string): Option.Option<string> => {
+    const [first] = occurrences(batch, label)
+    if (first !== undefined) return Option.some(first.text.replace(/\s+/g, " "))
+    return Option.fromNullable(knownLabels.get(label.trim().toLowerCase()))
+  }
+  const relations = new Map<string, Extractor.RelationMention>()
+  let droppedRelations = 0
+  for (const r of reply.relations) {
+    const property = properties.get(r.predicate)
+    const subjectType = classes.get(r.subjectType)
+    const subject = resolveLabel(r.subject)
+    if (property === undefined || subjectType === undefined || Option.isNone(subject)) {
+      droppedRelations++
+      continue
+    }
+    let object: Extractor.RelationMention["object"]
+    if (r.objectType === "literal") {
+      if (r.object.trim() === "") {
+        droppedRelations++
+        continue
+      }
+      object = property.datatype === undefined ?
+        { _tag: "Literal", value: r.object } :
+        { _tag: "Literal", value: r.object, datatype: property.datatype }
+    } else {
+      const objectType = classes.get(r.objectType)
+      const label = resolveLabel(r.object)
+      if (objectType === undefined || Option.isNone(label)) {
+        droppedRelations++
+        continue
+      }
+      object = { _tag: "Entity", label: label.value, type: objectType.iri }
+    }
+    const [evidence] = r.evidence.trim() === "" ? [] : occurrences(batch, r.evidence)
+    const relation: Extractor.RelationMention = {
+      subject: { _tag: "Entity", label: subject.value, type: subjectType.iri },
+      predicate: property.iri,
+      object,
+      ...(evidence === undefined ? {} : { span: { start: evidence.start, end: evidence.end } }),
+      confidence: clamp01(r.confidence)
+    }
+    const id = JSON.stringify([relation.subject, relation.predicate, relation.object, relation.span ?? null])
+    if (!relations.has(id)) relations.set(id, relation)
+  }
+  const sorted = [...entities.values()].sort((a, b) =>
+    a.span.start - b.span.start || a.span.end - b.span.end || (a.type < b.type ? -1 : a.type > b.type ? 1 : 0)
+  )
+  return { entities: sorted, relations: [...relations.values()], droppedEntities, droppedRelations }
+}
+
+/** Known entities named in the batch text, in the run's order, at most `max`. */
+const relevantKnown = (known: ReadonlyArray<Extractor.KnownEntity>, text: string, max: number) => {
+  const seen = new Set<string>()
+  const out: Array<Extractor.KnownEntity> = []
+  for (const k of known) {
+    if (out.length >= max) break
+    const id = `${k.label}\u0000${k.type}`
+    if (seen.has(id) || k.label.trim() === "" || !text.includes(k.label)) continue
+    seen.add(id)
+    out.push(k)
+  }
+  return out
+}
+
+type Format = "json_schema" | "json_object" | "none"
+
+/**
+ * Builds the extractor. Uses the process-wide `RateLimiter` and `CircuitBreaker` and the given `HttpClient`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options
+): Effect.Effect<
+  Extractor.Extractor,
+  never,
+  HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker
+> =>
+  Effect.gen(function*() {
+    const client = yield* HttpClient.HttpClient
+    const limiter = yield* RateLimiter.RateLimiter
+    const breaker = yield* CircuitBreaker.CircuitBreaker
+    const s = resolve(options)
+    const hash = configHash(options)
+    const format = yield* Ref.make<Format>(s.responseFormat === "auto" ? "json_schema" : s.responseFormat)
+    const prepared = new Map<string, Prepared>()
+    const preparedFor = (ontology: Option.Option<Ontology.Ontology>) => {
+      const id = Option.match(ontology, { onNone: () => "", onSome: (o) => o.sha256 })
+      let p = prepared.get(id)
+      if (p === undefined) {
+        if (prepared.size >= 8) prepared.clear()
+        p = prepare(ontology)
+        prepared.set(id, p)
+      }
+      return p
+    }
+    const metrics = {
+      requests: Metric.tagged(requestsMetric, "endpoint", s.key),
+      promptTokens: Metric.tagged(promptTokensMetric, "endpoint", s.key),
+      completionTokens: Metric.tagged(completionTokensMetric, "endpoint", s.key),
+      dropped: Metric.tagged(droppedMetric, "endpoint", s.key)
+    }
+
+    const addUsage = (usage: Ref.Ref<MutableUsage>, prompt: number, completion: number) =>
+      Effect.zipRight(
+        Ref.update(usage, (u) => {
+          const cost = Pricing.cost(s.prices, s.model, prompt, completion)
+          return {
+            requests: u.requests,
+            promptTokens: u.promptTokens + prompt,
+            completionTokens: u.completionTokens + completion,
+            costUsd: Option.isSome(cost) ? (u.costUsd ?? 0) + cost.value : u.costUsd
+          }
+        }),
+        Effect.all([
+          Metric.update(metrics.promptTokens, prompt),
+          Metric.update(metrics.completionTokens, completion)
+        ], { discard: true })
+      )
+
+    /** One HTTP attempt through the breaker and the limiter; its usage is added to `usage`. */
+    const attemptOnce = (
+      messages: ReadonlyArray<ChatCompletions.Message>,
+      schema: Record<string, unknown>,
+      promptEstimate: number,
+      usage: Ref.Ref<MutableUsage>
+    ): Effect.Effect<ChatCompletions.Completion, ChatCompletions.ChatError> =>
+      Effect.gen(function*() {
+        const current = yield* Ref.get(format)
+        const responseFormat: ChatCompletions.ResponseFormat = current === "json_schema" ?
+          { type: "json_schema", name: "quarry_extraction", schema } :
+          current === "json_object" ?
+          { type: "json_object" } :
+          { type: "text" }
+        const request: ChatCompletions.Request = {
+          model: s.model,
+          messages,
+          temperature: s.temperature,
+          maxTokens: s.maxTokens,
+          maxTokensParameter: s.maxTokensParameter,
+          seed: s.seed,
+          responseFormat
+        }
+        const call = limiter.withPermit(s.key, s.limits, promptEstimate + s.maxTokens, (permit) =>
+          Effect.gen(function*() {
+            yield* Ref.update(usage, (u) => ({ ...u, requests: u.requests + 1 }))
+            yield* Metric.update(metrics.requests, 1)
+            const result = yield* Effect.either(ChatCompletions.complete(client, s.endpoint, request, s.callTimeout))
+            if (Either.isLeft(result)) {
+              const error = result.left
+              if (error.reason === "rate_limited" && error.retryAfterMillis !== undefined) {
+                yield* limiter.pause(s.key, Duration.millis(error.retryAfterMillis))
+              }
+              return yield* Effect.fail(error)
+            }
+            const completion = result.right
+            // Servers that do not report usage get an estimate with the bundled tokenizer.
+            const reported = Option.getOrElse(completion.usage, () => ({
+              promptTokens: promptEstimate,
+              completionTokens: Tokens.count(completion.content)
+            }))
+            yield* permit.settle(reported.promptTokens + reported.completionTokens)
+            yield* addUsage(usage, reported.promptTokens, reported.completionTokens)
+            return completion
+          }))
+        return yield* breaker.protect(
+          s.key,
+          s.breaker,
+          call,
+          (e) => e._tag === "ChatError" && countsForBreaker(e.reason)
+        ).pipe(
+          Effect.catchTags({
+            CircuitOpen: (e) =>
+              Effect.fail(
+                new ChatCompletions.ChatError({
+                  reason: "circuit_open",
+                  endpoint: ChatCompletions.sanitizeBaseUrl(s.endpoint.baseUrl),
+                  detail: e.message,
+                  retryAfterMillis: e.retryAfterMillis
+                })
+              ),
+            RequestTooLarge: (e) =>
+              Effect.fail(
+                new ChatCompletions.ChatError({
+                  reason: "too_large",
+                  endpoint: ChatCompletions.sanitizeBaseUrl(s.endpoint.baseUrl),
+                  detail: e.message
+                })
+              )
+          })
+        )
+      })
+
+    interface Attempts {
+      readonly count: number
+    }
+
+    /** Attempts until success, a permanent failure, or the attempt/time budget is spent. */
+    const callWithRetries = (
+      messages: ReadonlyArray<ChatCompletions.Message>,
+      schema: Record<string, unknown>,
+      usage: Ref.Ref<MutableUsage>,
+      attempts: Ref.Ref<Attempts>
+    ): Effect.Effect<ChatCompletions.Completion, ChatCompletions.ChatError> =>
+      Effect.gen(function*() {
+        const startedAt = yield* Clock.currentTimeMillis
+        const promptEstimate = Tokens.estimatePrompt(messages)
+        let attempt = 1
+        while (true) {
+          yield* Ref.update(attempts, (a) => ({ count: a.count + 1 }))
+          const result = yield* Effect.either(attemptOnce(messages, schema, promptEstimate, usage))
+          if (Either.isRight(result)) return result.right
+          const error = result.left
+          const current = yield* Ref.get(format)
+          if (
+            s.responseFormat === "auto" && error.reason === "bad_request" && current !== "none" &&
+            mentionsResponseFormat(error.detail)
+          ) {
+            const next: Format = current === "json_schema" ? "json_object" : "none"
+            yield* Ref.set(format, next)
+            yield* Effect.logWarning(`the server rejected response_format ${current}; falling back to ${next}`).pipe(
+              Effect.annotateLogs({ detail: error.detail })
+            )
+            continue
+          }
+          if (!error.retryable) return yield* Effect.fail(error)
+          const elapsed = (yield* Clock.currentTimeMillis) - startedAt
+          if (attempt >= s.maxAttempts) {
+            return yield* Effect.fail(exhausted(error, `${attempt} attempts`))
+          }
+          const backoff = Math.min(s.retryMaxDelay, s.retryBaseDelay * 2 ** (attempt - 1))
+          const jitter = yield* Random.next
+          const delay = error.retryAfterMillis !== undefined ?
+            error.retryAfterMillis + jitter * Math.min(1000, s.retryBaseDelay) :
+            backoff / 2 + jitter * backoff / 2
+          if (elapsed + delay > s.maxRetryTime) {
+            return yield* Effect.fail(
+              exhausted(error, `${attempt} attempts; the next would start after the retry time limit`)
+            )
+          }
+          yield* Effect.logWarning(
+            `${error.message}; retrying in ${Duration.format(Duration.millis(Math.round(delay)))} ` +
+              `(attempt ${attempt + 1} of ${s.maxAttempts})`
+          )
+          yield* Effect.sleep(Duration.millis(delay))
+          attempt++
+        }
+      })
+
+    const exhausted = (error: ChatCompletions.ChatError, what: string) =>
+      new ChatCompletions.ChatError({
+        reason: error.reason,
+        endpoint: error.endpoint,
+        detail: `${error.detail} (gave up after ${what})`,
+        ...(error.status === undefined ? {} : { status: error.status })
+      })
+
+    const fail = (
+      input: Extractor.BatchInput,
+      reason: LlmBatchFailure["reason"],
+      detail: string,
+      retryable: boolean,
+      usage: Ref.Ref<MutableUsage>,
+      attempts: Ref.Ref<Attempts>
+    ) =>
+      Effect.gen(function*() {
+        const used = toUsage(yield* Ref.get(usage))
+        const failure = new LlmBatchFailure({ reason, detail, attempts: (yield* Ref.get(attempts)).count, usage: used })
+        yield* Effect.logWarning(`batch failed: ${detail}`).pipe(
+          Effect.annotateLogs({ reason, requests: used.requests, promptTokens: used.promptTokens })
+        )
+        return yield* Effect.fail(
+          new Errors.ExtractorError({
+            extractor: name,
+            batchIndex: input.batchIndex,
+            reason: detail,
+            retryable,
+            cause: failure
+          })
+        )
+      })
+
+    const extract = Effect.fn("LlmExtractor.extract")(function*(input: Extractor.BatchInput) {
+      const usage = yield* Ref.make<MutableUsage>({
+        requests: 0,
+        promptTokens: 0,
+        completionTokens: 0,
+        costUsd: undefined
+      })
+      const attempts = yield* Ref.make<Attempts>({ count: 0 })
+      const batch = batchText(input.chunks)
+      const text = batch.text
+      if (text.trim() === "") return { entities: [], relations: [], usage: toUsage(yield* Ref.get(usage)) }
+      const p = preparedFor(input.ontology)
+      const known = yield* Effect.either(input.knownEntities)
+      if (Either.isLeft(known)) {
+        return yield* fail(input, "known_entities", known.left.message, true, usage, attempts)
+      }
+      const base: ReadonlyArray<ChatCompletions.Message> = [
+        { role: "system", content: p.system },
+        {
+          role: "user",
+          content: Prompt.userMessage(p.vocabulary, text, relevantKnown(known.right, text, s.maxKnownEntities))
+        }
+      ]
+      let messages = base
+      for (let repair = 0;; repair++) {
+        const result = yield* Effect.either(callWithRetries(messages, p.schema, usage, attempts))
+        if (Either.isLeft(result)) {
+          const error = result.left
+          return yield* fail(
+            input,
+            error.reason,
+            error.message,
+            error.retryable || error.reason === "circuit_open",
+            usage,
+            attempts
+          )
+        }
+        const completion = result.right
+        const problem = completion.refusal !== null && completion.refusal !== "" ?
+          Either.left(`the model refused: ${completion.refusal}`) :
+          completion.finishReason === "length" ?
+          Either.left(
+            `the reply was cut off at the limit of ${s.maxTokens} completion tokens; reply with a shorter JSON ` +
+              `object (fewer entities and relations)`
+          ) :
+          p.decode(completion.content)
+        if (Either.isRight(problem)) {
+          const output = toOutput(p.vocabulary, problem.right, batch, known.right)
+          const dropped = output.droppedEntities + output.droppedRelations
+          if (dropped > 0) {
+            yield* Metric.update(metrics.dropped, dropped)
+            yield* Effect.logInfo(`dropped ${dropped} mentions that are not in the batch text`).pipe(
+              Effect.annotateLogs({
+                droppedEntities: output.droppedEntities,
+                droppedRelations: output.droppedRelations
+              })
+            )
+          }
+          const out: Extractor.BatchOutput = {
+            entities: output.entities,
+            relations: output.relations,
+            usage: toUsage(yield* Ref.get(usage))
+          }
+          return out
+        }
+        if (repair >= s.repairAttempts) {
+          return yield* fail(
+            input,
+            "invalid_output",
+            `the model's reply did not match the extraction schema after ${repair} repair attempts: ${problem.left}`,
+            true,
+            usage,
+            attempts
+          )
+        }
+        yield* Effect.logWarning("the reply did not match the extraction schema; asking the model to repair it").pipe(
+          Effect.annotateLogs({ error: problem.left })
+        )
+        messages = completion.finishReason === "length" ?
+          [...base, { role: "user", content: Prompt.repairMessage(problem.left) }] :
+          [...base, { role: "assistant", content: completion.content }, {
+            role: "user",
+            content: Prompt.repairMessage(problem.left)
+          }]
+      }
+    }, (effect, input) =>
+      Effect.annotateLogs(effect, {
+        extractor: name,
+        endpoint: s.key,
+        runId: input.runId,
+        batch: input.batchIndex
+      }))
+
+    return { name, version, configHash: hash, extract }
+  })
+
+/**
+ * The `llm` extractor as a service, for applications that register it by tag.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class LlmExtractor extends Context.Tag("@quarry/llm/LlmExtractor")<LlmExtractor, Extractor.Extractor>() {}
+
+/**
+ * The extractor built from explicit options.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options
+): Layer.Layer<LlmExtractor, never, HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker> =>
+  Layer.effect(LlmExtractor, make(options))
+
+/**
+ * The extractor built from `QUARRY_LLM_*` configuration, with `overrides` (e.g. CLI flags) taking precedence.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  overrides: Partial<Options> = {}
+): Layer.Layer<
+  LlmExtractor,
+  ConfigError.ConfigError,
+  HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker
+> => Layer.effect(LlmExtractor, Effect.flatMap(config, (options) => make({ ...options, ...definedOnly(overrides) })))
+
+const definedOnly = (overrides: Partial<Options>): Partial<Options> =>
+  Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined))
