@@ -293,8 +293,10 @@ const failure = (
     ...(extra.retryAfterMillis === undefined ? {} : { retryAfterMillis: extra.retryAfterMillis })
   })
 
+// Scrubbed before parsing, so no excerpt of the body (e.g. in a JSON parse error) can carry a piece of the key.
 const readBody = (endpoint: Endpoint, response: HttpClientResponse.HttpClientResponse) =>
   response.text.pipe(
+    Effect.map((text) => scrub(text, endpoint.apiKey)),
     Effect.mapError((error) => failure(endpoint, "network", `reading the response body failed: ${error.reason}`))
   )
 

@@ -306,6 +306,13 @@ interface MutableUsage {
   costUsd: number | undefined
 }
 
+/** What one batch has spent so far, and where to report each attempt as it happens. */
+interface Ledger {
+  readonly usage: Ref.Ref<MutableUsage>
+  readonly attempts: Ref.Ref<number>
+  readonly record: (usage: Extractor.Usage) => Effect.Effect<void>
+}
+
 const toUsage = (u: MutableUsage): Extractor.Usage =>
   u.costUsd === undefined ?
     { requests: u.requests, promptTokens: u.promptTokens, completionTokens: u.completionTokens } :
@@ -463,29 +470,32 @@ export const make = (
       dropped: Metric.tagged(droppedMetric, "endpoint", s.key)
     }
 
-    const addUsage = (usage: Ref.Ref<MutableUsage>, prompt: number, completion: number) =>
-      Effect.zipRight(
-        Ref.update(usage, (u) => {
-          const cost = Pricing.cost(s.prices, s.model, prompt, completion)
-          return {
-            requests: u.requests,
-            promptTokens: u.promptTokens + prompt,
-            completionTokens: u.completionTokens + completion,
-            costUsd: Option.isSome(cost) ? (u.costUsd ?? 0) + cost.value : u.costUsd
-          }
-        }),
-        Effect.all([
-          Metric.update(metrics.promptTokens, prompt),
-          Metric.update(metrics.completionTokens, completion)
-        ], { discard: true })
-      )
+    /** Adds one HTTP attempt to the batch's usage and reports it at once to the run's ledger, if any. */
+    const account = (ledger: Ledger, prompt: number, completion: number) => {
+      const cost = Pricing.cost(s.prices, s.model, prompt, completion)
+      const attempt: Extractor.Usage = Option.isSome(cost) ?
+        { requests: 1, promptTokens: prompt, completionTokens: completion, costUsd: cost.value } :
+        { requests: 1, promptTokens: prompt, completionTokens: completion }
+      return Effect.all([
+        Ref.update(ledger.usage, (u) => ({
+          requests: u.requests + 1,
+          promptTokens: u.promptTokens + prompt,
+          completionTokens: u.completionTokens + completion,
+          costUsd: Option.isSome(cost) ? (u.costUsd ?? 0) + cost.value : u.costUsd
+        })),
+        ledger.record(attempt),
+        Metric.update(metrics.requests, 1),
+        Metric.update(metrics.promptTokens, prompt),
+        Metric.update(metrics.completionTokens, completion)
+      ], { discard: true })
+    }
 
-    /** One HTTP attempt through the breaker and the limiter; its usage is added to `usage`. */
+    /** One HTTP attempt through the breaker and the limiter, accounted in the ledger. */
     const attemptOnce = (
       messages: ReadonlyArray<ChatCompletions.Message>,
       schema: Record<string, unknown>,
       promptEstimate: number,
-      usage: Ref.Ref<MutableUsage>
+      ledger: Ledger
     ): Effect.Effect<ChatCompletions.Completion, ChatCompletions.ChatError> =>
       Effect.gen(function*() {
         const current = yield* Ref.get(format)
@@ -505,24 +515,25 @@ export const make = (
         }
         const call = limiter.withPermit(s.key, s.limits, promptEstimate + s.maxTokens, (permit) =>
           Effect.gen(function*() {
-            yield* Ref.update(usage, (u) => ({ ...u, requests: u.requests + 1 }))
-            yield* Metric.update(metrics.requests, 1)
-            const result = yield* Effect.either(ChatCompletions.complete(client, s.endpoint, request, s.callTimeout))
-            if (Either.isLeft(result)) {
-              const error = result.left
+            // Sent is spent: an attempt counts even when it fails or is interrupted before the reply.
+            const reply = yield* Effect.either(ChatCompletions.complete(client, s.endpoint, request, s.callTimeout))
+              .pipe(Effect.onInterrupt(() => account(ledger, 0, 0)))
+            if (Either.isLeft(reply)) {
+              const error = reply.left
+              yield* account(ledger, 0, 0)
               if (error.reason === "rate_limited" && error.retryAfterMillis !== undefined) {
                 yield* limiter.pause(s.key, Duration.millis(error.retryAfterMillis))
               }
               return yield* Effect.fail(error)
             }
-            const completion = result.right
+            const completion = reply.right
             // Servers that do not report usage get an estimate with the bundled tokenizer.
             const reported = Option.getOrElse(completion.usage, () => ({
               promptTokens: promptEstimate,
               completionTokens: Tokens.count(completion.content)
             }))
             yield* permit.settle(reported.promptTokens + reported.completionTokens)
-            yield* addUsage(usage, reported.promptTokens, reported.completionTokens)
+            yield* account(ledger, reported.promptTokens, reported.completionTokens)
             return completion
           }))
         return yield* breaker.protect(
@@ -553,24 +564,19 @@ export const make = (
         )
       })
 
-    interface Attempts {
-      readonly count: number
-    }
-
     /** Attempts until success, a permanent failure, or the attempt/time budget is spent. */
     const callWithRetries = (
       messages: ReadonlyArray<ChatCompletions.Message>,
       schema: Record<string, unknown>,
-      usage: Ref.Ref<MutableUsage>,
-      attempts: Ref.Ref<Attempts>
+      ledger: Ledger
     ): Effect.Effect<ChatCompletions.Completion, ChatCompletions.ChatError> =>
       Effect.gen(function*() {
         const startedAt = yield* Clock.currentTimeMillis
         const promptEstimate = Tokens.estimatePrompt(messages)
         let attempt = 1
         while (true) {
-          yield* Ref.update(attempts, (a) => ({ count: a.count + 1 }))
-          const result = yield* Effect.either(attemptOnce(messages, schema, promptEstimate, usage))
+          yield* Ref.update(ledger.attempts, (n) => n + 1)
+          const result = yield* Effect.either(attemptOnce(messages, schema, promptEstimate, ledger))
           if (Either.isRight(result)) return result.right
           const error = result.left
           const current = yield* Ref.get(format)
@@ -622,12 +628,11 @@ export const make = (
       reason: LlmBatchFailure["reason"],
       detail: string,
       retryable: boolean,
-      usage: Ref.Ref<MutableUsage>,
-      attempts: Ref.Ref<Attempts>
+      ledger: Ledger
     ) =>
       Effect.gen(function*() {
-        const used = toUsage(yield* Ref.get(usage))
-        const failure = new LlmBatchFailure({ reason, detail, attempts: (yield* Ref.get(attempts)).count, usage: used })
+        const used = toUsage(yield* Ref.get(ledger.usage))
+        const failure = new LlmBatchFailure({ reason, detail, attempts: yield* Ref.get(ledger.attempts), usage: used })
         yield* Effect.logWarning(`batch failed: ${detail}`).pipe(
           Effect.annotateLogs({ reason, requests: used.requests, promptTokens: used.promptTokens })
         )
@@ -643,20 +648,18 @@ export const make = (
       })
 
     const extract = Effect.fn("LlmExtractor.extract")(function*(input: Extractor.BatchInput) {
-      const usage = yield* Ref.make<MutableUsage>({
-        requests: 0,
-        promptTokens: 0,
-        completionTokens: 0,
-        costUsd: undefined
-      })
-      const attempts = yield* Ref.make<Attempts>({ count: 0 })
+      const ledger: Ledger = {
+        usage: yield* Ref.make<MutableUsage>({ requests: 0, promptTokens: 0, completionTokens: 0, costUsd: undefined }),
+        attempts: yield* Ref.make(0),
+        record: input.recordUsage ?? (() => Effect.void)
+      }
       const batch = batchText(input.chunks)
       const text = batch.text
-      if (text.trim() === "") return { entities: [], relations: [], usage: toUsage(yield* Ref.get(usage)) }
+      if (text.trim() === "") return { entities: [], relations: [], usage: toUsage(yield* Ref.get(ledger.usage)) }
       const p = preparedFor(input.ontology)
       const known = yield* Effect.either(input.knownEntities)
       if (Either.isLeft(known)) {
-        return yield* fail(input, "known_entities", known.left.message, true, usage, attempts)
+        return yield* fail(input, "known_entities", known.left.message, true, ledger)
       }
       const base: ReadonlyArray<ChatCompletions.Message> = [
         { role: "system", content: p.system },
@@ -667,7 +670,7 @@ export const make = (
       ]
       let messages = base
       for (let repair = 0;; repair++) {
-        const result = yield* Effect.either(callWithRetries(messages, p.schema, usage, attempts))
+        const result = yield* Effect.either(callWithRetries(messages, p.schema, ledger))
         if (Either.isLeft(result)) {
           const error = result.left
           return yield* fail(
@@ -675,8 +678,7 @@ export const make = (
             error.reason,
             error.message,
             error.retryable || error.reason === "circuit_open",
-            usage,
-            attempts
+            ledger
           )
         }
         const completion = result.right
@@ -703,7 +705,7 @@ export const make = (
           const out: Extractor.BatchOutput = {
             entities: output.entities,
             relations: output.relations,
-            usage: toUsage(yield* Ref.get(usage))
+            usage: toUsage(yield* Ref.get(ledger.usage))
           }
           return out
         }
@@ -713,8 +715,7 @@ export const make = (
             "invalid_output",
             `the model's reply did not match the extraction schema after ${repair} repair attempts: ${problem.left}`,
             true,
-            usage,
-            attempts
+            ledger
           )
         }
         yield* Effect.logWarning("the reply did not match the extraction schema; asking the model to repair it").pipe(

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import type * as Errors from "@quarry/core/Errors"
+import type * as Extractor from "@quarry/core/Extractor"
 import * as CircuitBreaker from "@quarry/llm/CircuitBreaker"
 import * as LlmExtractor from "@quarry/llm/LlmExtractor"
 import * as Prompt from "@quarry/llm/Prompt"
@@ -176,12 +177,28 @@ describe("LlmExtractor", () => {
       const fake = yield* FakeOpenAi.make()
       yield* fake.enqueue(FakeOpenAi.error(500, "The server had an error"), FakeOpenAi.completion(goodReply))
       const extractor = yield* LlmExtractor.make(options(fake.baseUrl))
-      const output = yield* extractor.extract(batch(text))
+      const recorded: Array<Extractor.Usage> = []
+      const output = yield* extractor.extract({
+        ...batch(text),
+        recordUsage: (usage) => Effect.sync(() => void recorded.push(usage))
+      })
       const requests = yield* fake.requests
       assert.strictEqual(requests.length, 2)
       assert.strictEqual(output.usage?.requests, 2)
       assert.strictEqual(output.usage?.promptTokens, requests[1]!.promptTokens)
       assert.strictEqual(output.entities.length, 3)
+      // Each attempt is reported to the run's ledger as it happens; together they are the batch's usage.
+      const { completionTokens, promptTokens } = requests[1]!
+      assert.deepStrictEqual(recorded, [
+        { requests: 1, promptTokens: 0, completionTokens: 0, costUsd: 0 },
+        { requests: 1, promptTokens, completionTokens, costUsd: (promptTokens + 2 * completionTokens) / 1e6 }
+      ])
+      assert.deepStrictEqual(output.usage, {
+        requests: 2,
+        promptTokens,
+        completionTokens,
+        costUsd: (promptTokens + 2 * completionTokens) / 1e6
+      })
     }).pipe(Effect.provide(services)))
 
   it.scopedLive("gives up after maxAttempts transient failures, retryable, with the usage spent", () =>
