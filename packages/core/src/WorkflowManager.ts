@@ -111,15 +111,22 @@ export const make = (options: ManagerOptions = {}) =>
     const owner = options.owner ?? Workflow.makeOwnerId()
     const runs = yield* FiberMap.make<RunId, Run, Workflow.ExecuteError>()
 
+    // `FiberMap.run` with `onlyIfMissing` hands back an already-interrupted dummy fiber when the key is taken, so the
+    // active run's own fiber is looked up before launching, and again after (should another launch have won).
     const launch = (runId: RunId, execution: ExecutionOptions = {}) =>
-      FiberMap.run(
-        runs,
-        runId,
-        Workflow.execute(runId, { owner, leaseMs: options.leaseMs, onEvent: execution.onEvent }).pipe(
-          Effect.provide(context)
-        ),
-        { onlyIfMissing: true }
-      ).pipe(Effect.map((fiber): RunHandle => ({ runId, fiber })))
+      Effect.gen(function*() {
+        const active = FiberMap.unsafeGet(runs, runId)
+        if (Option.isSome(active)) return { runId, fiber: active.value }
+        const fiber = yield* FiberMap.run(
+          runs,
+          runId,
+          Workflow.execute(runId, { owner, leaseMs: options.leaseMs, onEvent: execution.onEvent }).pipe(
+            Effect.provide(context)
+          ),
+          { onlyIfMissing: true }
+        )
+        return { runId, fiber: Option.getOrElse(FiberMap.unsafeGet(runs, runId), () => fiber) }
+      })
 
     const active = Effect.sync(() => Array.from(runs, ([runId]) => runId))
 
