@@ -85,7 +85,7 @@ export interface Options {
   readonly callTimeout?: Duration.DurationInput | undefined
   /** HTTP attempts per call, including the first, default 6. */
   readonly maxAttempts?: number | undefined
-  /** Total time spent on one call's attempts and waits, default 10 minutes. */
+  /** Time spent retrying one call, from its first failure; default 10 minutes. No attempt starts after it. */
   readonly maxRetryTime?: Duration.DurationInput | undefined
   /** First backoff delay, default 1 second; doubles per attempt up to `retryMaxDelay` (default 60 seconds). */
   readonly retryBaseDelay?: Duration.DurationInput | undefined
@@ -494,14 +494,14 @@ export const make = (
     const attemptOnce = (
       messages: ReadonlyArray<ChatCompletions.Message>,
       schema: Record<string, unknown>,
+      used: Format,
       promptEstimate: number,
       ledger: Ledger
     ): Effect.Effect<ChatCompletions.Completion, ChatCompletions.ChatError> =>
       Effect.gen(function*() {
-        const current = yield* Ref.get(format)
-        const responseFormat: ChatCompletions.ResponseFormat = current === "json_schema" ?
+        const responseFormat: ChatCompletions.ResponseFormat = used === "json_schema" ?
           { type: "json_schema", name: "quarry_extraction", schema } :
-          current === "json_object" ?
+          used === "json_object" ?
           { type: "json_object" } :
           { type: "text" }
         const request: ChatCompletions.Request = {
@@ -571,28 +571,34 @@ export const make = (
       ledger: Ledger
     ): Effect.Effect<ChatCompletions.Completion, ChatCompletions.ChatError> =>
       Effect.gen(function*() {
-        const startedAt = yield* Clock.currentTimeMillis
         const promptEstimate = Tokens.estimatePrompt(messages)
+        // The retry time counts from the first failure: time queued in the rate limiter before it is not retrying.
+        let firstFailureAt: number | undefined
         let attempt = 1
         while (true) {
           yield* Ref.update(ledger.attempts, (n) => n + 1)
-          const result = yield* Effect.either(attemptOnce(messages, schema, promptEstimate, ledger))
+          const used = yield* Ref.get(format)
+          const result = yield* Effect.either(attemptOnce(messages, schema, used, promptEstimate, ledger))
           if (Either.isRight(result)) return result.right
           const error = result.left
-          const current = yield* Ref.get(format)
           if (
-            s.responseFormat === "auto" && error.reason === "bad_request" && current !== "none" &&
+            s.responseFormat === "auto" && error.reason === "bad_request" && used !== "none" &&
             mentionsResponseFormat(error.detail)
           ) {
-            const next: Format = current === "json_schema" ? "json_object" : "none"
-            yield* Ref.set(format, next)
-            yield* Effect.logWarning(`the server rejected response_format ${current}; falling back to ${next}`).pipe(
-              Effect.annotateLogs({ detail: error.detail })
-            )
+            const next: Format = used === "json_schema" ? "json_object" : "none"
+            // Concurrent batches may all see the rejection: step down once per format actually rejected.
+            const stepped = yield* Ref.modify(format, (current) => current === used ? [true, next] : [false, current])
+            if (stepped) {
+              yield* Effect.logWarning(`the server rejected response_format ${used}; falling back to ${next}`).pipe(
+                Effect.annotateLogs({ detail: error.detail })
+              )
+            }
             continue
           }
           if (!error.retryable) return yield* Effect.fail(error)
-          const elapsed = (yield* Clock.currentTimeMillis) - startedAt
+          const now = yield* Clock.currentTimeMillis
+          firstFailureAt ??= now
+          const elapsed = now - firstFailureAt
           if (attempt >= s.maxAttempts) {
             return yield* Effect.fail(exhausted(error, `${attempt} attempts`))
           }

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import type * as Errors from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
+import * as ExtractorModule from "@quarry/core/Extractor"
 import * as CircuitBreaker from "@quarry/llm/CircuitBreaker"
 import * as LlmExtractor from "@quarry/llm/LlmExtractor"
 import * as Prompt from "@quarry/llm/Prompt"
@@ -9,6 +10,7 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
@@ -504,5 +506,37 @@ describe("LlmExtractor", () => {
         Effect.withConfigProvider(LlmExtractor.config, ConfigProvider.fromMap(new Map()))
       )
       assert.include(String(missing), "QUARRY_LLM_MODEL")
+    }))
+
+  it.scopedLive("layerConfig builds the extractor from configuration, explicit overrides winning", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      yield* fake.enqueue(FakeOpenAi.completion(goodReply))
+      const provider = ConfigProvider.fromMap(
+        new Map([
+          ["QUARRY_LLM_BASE_URL", fake.baseUrl],
+          ["QUARRY_LLM_API_KEY", apiKey],
+          ["QUARRY_LLM_MODEL", "env-model"],
+          ["QUARRY_LLM_TEMPERATURE", "0.9"]
+        ])
+      )
+      // As in docs/llm.md: the extractor in core's registry, built from configuration plus overrides.
+      const registry = Layer.effect(
+        ExtractorModule.Registry,
+        Effect.map(LlmExtractor.LlmExtractor, (llm) => ExtractorModule.makeRegistry([llm]))
+      ).pipe(Layer.provide(LlmExtractor.layerConfig({ temperature: 0.1, seed: undefined })), Layer.provide(services))
+      const extractor = yield* Effect.gen(function*() {
+        const llm = yield* Effect.flatMap(ExtractorModule.Registry, (r) => r.get("llm"))
+        yield* llm.extract(batch(text))
+        return llm
+      }).pipe(Effect.provide(registry), Effect.withConfigProvider(provider))
+      const [request] = yield* fake.requests
+      assert.strictEqual(request!.body.model, "env-model")
+      assert.strictEqual(request!.body.temperature, 0.1)
+      assert.strictEqual(request!.authorization, `Bearer ${apiKey}`)
+      assert.strictEqual(
+        extractor.configHash,
+        LlmExtractor.configHash({ ...options(fake.baseUrl), model: "env-model", temperature: 0.1, maxTokens: 4096 })
+      )
     }))
 })
