@@ -98,10 +98,16 @@ export const inspect = Effect.fn("Durability.inspect")(function*(filename: strin
   if (!foreignKeys) reasons.push("foreign_keys is OFF; set it ON so that no batch can exist without its run")
   const quickCheck = String(yield* pragma("quick_check"))
   if (quickCheck !== "ok") reasons.push(`quick_check failed: ${quickCheck}; restore the database from a backup`)
-  const migrated = yield* sql<{ version: number | null }>`
-    SELECT MAX(migration_id) AS version FROM effect_sql_migrations`.pipe(
-    Effect.catchAll(() => Effect.succeed([{ version: 0 }]))
-  )
+  // Look the table up first: on a database not yet migrated the query would fail to prepare, and the driver caches
+  // that failure for the connection, so the version would read 0 on this connection even after migrating.
+  const migrationTables = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM sqlite_master
+    WHERE type = 'table' AND name = 'effect_sql_migrations'`
+  const migrated = (migrationTables[0]?.n ?? 0) === 0 ?
+    [{ version: 0 }] :
+    yield* sql<{ version: number | null }>`
+      SELECT MAX(migration_id) AS version FROM effect_sql_migrations`.pipe(
+      Effect.catchAll(() => Effect.succeed([{ version: 0 }]))
+    )
   const schemaVersion = migrated[0]?.version ?? 0
   if (schemaVersion > latestSchemaVersion) {
     reasons.push(
