@@ -30,7 +30,19 @@ const open = (filename: string) =>
     if (reasons.length > 0) return yield* new DurabilityError({ filename, reasons })
     return Layer.scopedContext(
       Effect.map(
-        SqliteClient.make({ filename }),
+        SqliteClient.make({ filename }).pipe(
+          // The driver throws while opening a file that is not a database (SQLITE_NOTADB): a finding, not a defect.
+          Effect.catchAllDefect((defect) =>
+            new DurabilityError({
+              filename,
+              reasons: [
+                `it cannot be opened as a SQLite database (${
+                  defect instanceof Error ? defect.message : String(defect)
+                })`
+              ]
+            })
+          )
+        ),
         (client) => Context.make(SqliteClient.SqliteClient, client).pipe(Context.add(SqlClientTag.SqlClient, client))
       )
     ).pipe(Layer.provide(Reactivity.layer))
