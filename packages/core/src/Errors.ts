@@ -112,9 +112,17 @@ export class PersistenceError extends Schema.TaggedError<PersistenceError>()("Pe
   cause: Schema.Defect
 }) {
   override get message() {
-    const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
-    return `storage failed during ${this.operation}: ${cause}`
+    return `storage failed during ${this.operation}: ${describeCauses(this.cause)}`
   }
+}
+
+/** An error's message followed by its causes' messages: an `SqlError` only says "Failed to execute statement". */
+const describeCauses = (cause: unknown): string => {
+  const messages: Array<string> = []
+  for (let current = cause; current instanceof Error && messages.length < 5; current = current.cause) {
+    if (current.message !== "" && !messages.includes(current.message)) messages.push(current.message)
+  }
+  return messages.length === 0 ? String(cause) : messages.join(": ")
 }
 
 /**
