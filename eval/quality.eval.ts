@@ -1,0 +1,290 @@
+/**
+ * `pnpm eval`: precision, recall and F1 of the offline extractor against the hand-annotated gold files in
+ * `eval/gold/`, beside raw compromise (people(), places(), organizations()) as a baseline, and the extractor's
+ * throughput on moby-dick.txt. Set EVAL_VERBOSE=1 for every miss and every spurious prediction, EVAL_THROUGHPUT=0 to
+ * skip the throughput run.
+ */
+import * as Chunking from "@quarry/core/Chunking"
+import type * as Extractor from "@quarry/core/Extractor"
+import * as OfflineExtractor from "@quarry/core/OfflineExtractor"
+import * as Ontology from "@quarry/core/Ontology"
+import nlp from "compromise"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { it } from "vitest"
+import {
+  addCounts,
+  categories,
+  type Category,
+  type Counts,
+  fixed,
+  type Gold,
+  type PredictedEntity,
+  type PredictedRelation,
+  prf,
+  row,
+  scoreEntities,
+  scoreRelations,
+  zero
+} from "./score.js"
+
+const root = path.resolve(import.meta.dirname, "..")
+const dataDir = process.env.QUARRY_DATA ?? path.resolve(root, "../shared/data")
+const textsDir = path.join(dataDir, "texts")
+const goldDir = path.join(root, "eval/gold")
+const verbose = process.env.EVAL_VERBOSE === "1"
+
+const FOAF = "http://xmlns.com/foaf/0.1/"
+const schema = (local: string) => [`http://schema.org/${local}`, `https://schema.org/${local}`]
+
+/** The evaluation's own reading of predicate IRIs (independent of the extractor's tables). */
+const predicates = new Map<string, { readonly name: string; readonly inverse: boolean }>([
+  [`${FOAF}knows`, { name: "knows", inverse: false }],
+  ...schema("knows").map((i) => [i, { name: "knows", inverse: false }] as const),
+  ...schema("worksFor").map((i) => [i, { name: "worksFor", inverse: false }] as const),
+  ...schema("employee").map((i) => [i, { name: "worksFor", inverse: true }] as const),
+  ...schema("memberOf").map((i) => [i, { name: "memberOf", inverse: false }] as const),
+  ["http://www.w3.org/ns/org#memberOf", { name: "memberOf", inverse: false }],
+  [`${FOAF}member`, { name: "memberOf", inverse: true }],
+  ...schema("member").map((i) => [i, { name: "memberOf", inverse: true }] as const),
+  ...schema("founder").map((i) => [i, { name: "founded", inverse: true }] as const),
+  ...schema("foundingDate").map((i) => [i, { name: "foundingDate", inverse: false }] as const),
+  ...schema("location").map((i) => [i, { name: "location", inverse: false }] as const),
+  ...schema("homeLocation").map((i) => [i, { name: "location", inverse: false }] as const),
+  [`${FOAF}based_near`, { name: "location", inverse: false }],
+  ...schema("spouse").map((i) => [i, { name: "spouse", inverse: false }] as const),
+  ...schema("parent").map((i) => [i, { name: "parent", inverse: false }] as const),
+  ...schema("children").map((i) => [i, { name: "parent", inverse: true }] as const),
+  ...schema("sibling").map((i) => [i, { name: "sibling", inverse: false }] as const),
+  [`${FOAF}mbox`, { name: "mbox", inverse: false }],
+  ...schema("email").map((i) => [i, { name: "mbox", inverse: false }] as const),
+  [`${FOAF}homepage`, { name: "homepage", inverse: false }],
+  ...schema("url").map((i) => [i, { name: "homepage", inverse: false }] as const),
+  [`${FOAF}weblog`, { name: "weblog", inverse: false }]
+])
+
+const localName = (iri: string) => iri.slice(Math.max(iri.lastIndexOf("#"), iri.lastIndexOf("/")) + 1)
+
+const emailShape = /^[^\s@]+@[^\s@]+\.[^\s@]+$/u
+const urlShape = /^(?:[a-z]+:\/\/|www\.)/iu
+const dateShape =
+  /^(?:\d{4}s?|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?,? \d{4}|\d{1,2}(?:st|nd|rd|th)? (?:of )?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{4}|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]* \d{4}|\d{4}-\d{2}-\d{2})$/iu
+
+const categoryOf = (ontology: Ontology.Ontology) => {
+  const supers = new Map(ontology.classes.map((c) => [c.iri, c.superClasses] as const))
+  const names = (iri: string) => {
+    const seen = new Set([iri])
+    const stack = [iri]
+    while (stack.length > 0) {
+      for (const s of supers.get(stack.pop()!) ?? []) {
+        if (!seen.has(s)) {
+          seen.add(s)
+          stack.push(s)
+        }
+      }
+    }
+    return new Set([...seen].map(localName))
+  }
+  return (type: string, label: string): Category => {
+    if (emailShape.test(label)) return "email"
+    if (urlShape.test(label)) return "url"
+    const n = names(type)
+    if (n.has("Person")) return "person"
+    if (n.has("Organization") || n.has("Organisation") || n.has("Group")) return "organization"
+    if (n.has("Place") || n.has("SpatialThing") || n.has("Location")) return "place"
+    if (n.has("Date") || n.has("DateTime") || dateShape.test(label.trim())) return "date"
+    return "other"
+  }
+}
+
+const loadOntology = (files: ReadonlyArray<string>) =>
+  Effect.runSync(
+    Ontology.parse(files.map((f) => fs.readFileSync(path.join(dataDir, "ontologies", f), "utf8")).join("\n"), {
+      source: files.join("+")
+    })
+  )
+
+const goldFiles = () =>
+  fs.readdirSync(goldDir).filter((f) => f.endsWith(".json")).sort().map((f): Gold =>
+    JSON.parse(fs.readFileSync(path.join(goldDir, f), "utf8"))
+  )
+
+/** Runs the extractor the way a run does: default chunking, batch by batch, earlier batches as known entities. */
+const runOffline = (text: string, ontology: Ontology.Ontology) => {
+  const entities: Array<Extractor.EntityMention> = []
+  const relations: Array<Extractor.RelationMention> = []
+  const known: Array<Extractor.KnownEntity> = []
+  for (const batch of Chunking.plan(text, Chunking.defaults)) {
+    const out = OfflineExtractor.extractSync({
+      chunks: batch.chunks,
+      ontology: Option.some(ontology),
+      knownEntities: [...known]
+    })
+    entities.push(...out.entities)
+    relations.push(...out.relations)
+    for (const e of out.entities) known.push({ label: e.label, type: e.type, iri: `${e.type} ${e.label}` })
+  }
+  return { entities, relations }
+}
+
+const baseline = (text: string): Array<PredictedEntity> => {
+  if (text.trim() === "") return []
+  const doc = nlp(text)
+  const pick = (view: ReturnType<typeof doc.people>, type: Category): Array<PredictedEntity> =>
+    view.out("array").map((label: string) => ({ label, type }))
+  return [
+    ...pick(doc.people(), "person"),
+    ...pick(doc.places(), "place"),
+    ...pick(doc.organizations(), "organization")
+  ]
+}
+
+interface Table {
+  readonly entities: Record<Category, Counts>
+  readonly relations: Map<string, Counts>
+}
+
+const emptyTable = (): Table => ({
+  entities: {
+    person: zero(),
+    organization: zero(),
+    place: zero(),
+    date: zero(),
+    email: zero(),
+    url: zero(),
+    other: zero()
+  },
+  relations: new Map()
+})
+
+const printEntityTable = (title: string, offline: Table, base: Table) => {
+  const lines = [
+    `\n### ${title}\n`,
+    row(["type", "gold", "offline P", "offline R", "offline F1", "compromise P", "compromise R", "compromise F1"]),
+    row(["---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"])
+  ]
+  const sum = (t: Table, types: ReadonlyArray<Category>) => {
+    const c = zero()
+    for (const k of types) addCounts(c, t.entities[k])
+    return c
+  }
+  const line = (name: string, o: Counts, b: Counts | undefined) => {
+    const x = prf(o)
+    const y = b === undefined ? undefined : prf(b)
+    lines.push(row([
+      name,
+      o.gold,
+      fixed(x.p),
+      fixed(x.r),
+      fixed(x.f1),
+      y === undefined ? "–" : fixed(y.p),
+      y === undefined ? "–" : fixed(y.r),
+      y === undefined ? "–" : fixed(y.f1)
+    ]))
+  }
+  const named: ReadonlyArray<Category> = ["person", "organization", "place"]
+  for (const k of categories) line(k, offline.entities[k], named.includes(k) ? base.entities[k] : undefined)
+  line("**person+organization+place**", sum(offline, named), sum(base, named))
+  line("**all types**", sum(offline, categories), undefined)
+  console.log(lines.join("\n"))
+}
+
+const printRelationTable = (offline: Table) => {
+  const lines = [
+    "\n### Relations (offline extractor)\n",
+    row(["predicate", "gold", "predicted", "P", "R", "F1"]),
+    row(["---", "---:", "---:", "---:", "---:", "---:"])
+  ]
+  const all = zero()
+  for (const [name, c] of [...offline.relations].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const x = prf(c)
+    addCounts(all, c)
+    lines.push(row([name, c.gold, c.predicted, fixed(x.p), fixed(x.r), fixed(x.f1)]))
+  }
+  const x = prf(all)
+  lines.push(row(["**all**", all.gold, all.predicted, fixed(x.p), fixed(x.r), fixed(x.f1)]))
+  console.log(lines.join("\n"))
+}
+
+it("entity and relation quality against the gold annotations", () => {
+  const ontology = loadOntology(["foaf.ttl", "schemaorg.ttl"])
+  const category = categoryOf(ontology)
+  const offline = emptyTable()
+  const base = emptyTable()
+  for (const gold of goldFiles()) {
+    const text = fs.readFileSync(path.join(textsDir, gold.text), "utf8")
+    const out = runOffline(text, ontology)
+    const entities = out.entities.map((e) => ({ label: e.label, type: category(e.type, e.label) }))
+    const relations: Array<PredictedRelation> = []
+    for (const r of out.relations) {
+      const p = predicates.get(r.predicate)
+      if (p === undefined) continue
+      const object = r.object._tag === "Entity" ? r.object.label : r.object.value
+      let [s, o] = p.inverse ? [object, r.subject.label] : [r.subject.label, object]
+      // Membership points from the member to the group, whichever way the ontology declares it.
+      if (p.name === "memberOf" && r.object._tag === "Entity") {
+        const subjectCategory = category(p.inverse ? r.object.type : r.subject.type, s)
+        if (subjectCategory !== "person") [s, o] = [o, s]
+      }
+      relations.push({ subject: s, predicate: p.name, object: o })
+    }
+    const e = scoreEntities(gold, entities)
+    const b = scoreEntities(gold, baseline(text))
+    const r = scoreRelations(gold, relations)
+    for (const k of categories) {
+      addCounts(offline.entities[k], e.counts[k])
+      addCounts(base.entities[k], b.counts[k])
+    }
+    for (const [name, c] of r.counts) {
+      const into = offline.relations.get(name) ?? zero()
+      addCounts(into, c)
+      offline.relations.set(name, into)
+    }
+    if (verbose) {
+      console.log(`\n## ${gold.text}`)
+      if (e.missed.length > 0) console.log(`  missed entities: ${e.missed.join(" | ")}`)
+      if (e.spurious.length > 0) console.log(`  spurious entities: ${e.spurious.join(" | ")}`)
+      if (r.missed.length > 0) console.log(`  missed relations:\n    ${r.missed.join("\n    ")}`)
+      if (r.spurious.length > 0) console.log(`  spurious relations:\n    ${r.spurious.join("\n    ")}`)
+    }
+  }
+  console.log(`\nOntology: foaf.ttl + schemaorg.ttl; texts: ${goldFiles().length} gold files in eval/gold/`)
+  printEntityTable("Entities (distinct label and type per document, lenient matching)", offline, base)
+  printRelationTable(offline)
+})
+
+it("throughput on moby-dick.txt", () => {
+  if (process.env.EVAL_THROUGHPUT === "0") return
+  const file = path.join(textsDir, "moby-dick.txt")
+  if (!fs.existsSync(file)) return
+  const text = fs.readFileSync(file, "utf8")
+  const ontology = loadOntology(["foaf.ttl"])
+  const plan = Chunking.plan(text, Chunking.defaults)
+  const kb = Buffer.byteLength(text, "utf8") / 1024
+  const time = (f: () => void) => {
+    const t0 = performance.now()
+    f()
+    return (performance.now() - t0) / 1000
+  }
+  // Warm-up on the first batch, so lexicon building and JIT are not counted.
+  OfflineExtractor.extractSync({ chunks: plan[0]!.chunks, ontology: Option.some(ontology) })
+  const segments = plan.map((b) => {
+    const first = b.chunks[0]!
+    const last = b.chunks[b.chunks.length - 1]!
+    return text.slice(first.start, last.end)
+  })
+  const raw = time(() => {
+    for (const s of segments) nlp(s).json({ offset: true })
+  })
+  const offline = time(() => {
+    for (const batch of plan) OfflineExtractor.extractSync({ chunks: batch.chunks, ontology: Option.some(ontology) })
+  })
+  console.log(
+    `\n### Throughput on moby-dick.txt (${kb.toFixed(0)} KB, ${plan.length} batches of default chunking)\n\n` +
+      `${row(["", "seconds", "KB/s"])}\n${row(["---", "---:", "---:"])}\n` +
+      `${row(["compromise parse + offsets only", raw.toFixed(1), (kb / raw).toFixed(0)])}\n` +
+      `${row(["offline extractor", offline.toFixed(1), (kb / offline).toFixed(0)])}`
+  )
+})

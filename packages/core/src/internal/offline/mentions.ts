@@ -1,0 +1,690 @@
+/**
+ * Mentions of the offline extractor: name candidates from compromise tokens, typed by votes (titles, organisation
+ * heads, gazetteer, compromise's lexicon and tags, context cues, ontology class words), values (e-mail addresses,
+ * URLs, dates) from patterns, and one type per label across the batch.
+ */
+import { findDates } from "./dates.js"
+import {
+  commonAcronyms,
+  eventSuffixes,
+  honorifics,
+  knownOrganizations,
+  knownPlaces,
+  nameParticles,
+  notNames,
+  ofJoiningHeads,
+  organizationPrefixes,
+  organizationSuffixes,
+  prefixJobTitles,
+  projectSuffixes,
+  roleWords,
+  speechVerbs
+} from "./lexicon.js"
+import type { Kind, TypeMap } from "./mapping.js"
+import { analyse, isFirstName, lexiconTags, type Token, type Unit } from "./nlp.js"
+import { findEmails, findUrls, labelKey, layoutOf, mask, type Segment } from "./text.js"
+
+/** Kinds a name can have (values have fixed kinds). */
+type NameKind = "person" | "organization" | "place" | "event" | "project" | "work"
+
+const nameKinds: ReadonlyArray<NameKind> = ["person", "organization", "place", "event", "project", "work"]
+
+type Votes = Record<NameKind, number>
+
+const noVotes = (): Votes => ({ person: 0, organization: 0, place: 0, event: 0, project: 0, work: 0 })
+
+/** One occurrence of a name or value in a segment, before the batch decides its type. */
+export interface Occurrence {
+  /** Document offsets. */
+  readonly start: number
+  readonly end: number
+  readonly label: string
+  readonly key: string
+  readonly words: ReadonlyArray<string>
+  readonly votes: Votes
+  readonly classVotes: Map<string, number>
+  /** Values (e-mail, URL, date) have a fixed kind. */
+  readonly fixed: Kind | undefined
+  readonly title: string | undefined
+  /** Index of the occurrence this one renames in parentheses ("田中優子 (Yuko Tanaka)"). */
+  aliasOf: number | undefined
+  readonly unit: number
+  readonly value: string | undefined
+  readonly datatype: string | undefined
+}
+
+/** A segment after analysis: its text, units and occurrences (occurrence indexes are batch-wide). */
+export interface AnalysedSegment {
+  readonly segment: Segment
+  readonly units: ReadonlyArray<Unit>
+  /** Batch-wide index of the segment's first unit. */
+  readonly unitBase: number
+  readonly occurrences: ReadonlyArray<number>
+  readonly paragraphOf: (documentOffset: number) => number
+  readonly lineOf: (documentOffset: number) => number
+}
+
+const strip = (word: string) => word.replace(/\.$/u, "").toLowerCase()
+
+const nonNameTags = [
+  "Pronoun",
+  "Determiner",
+  "Preposition",
+  "Conjunction",
+  "QuestionWord",
+  "Copula",
+  "Modal",
+  "Auxiliary",
+  "Negative"
+]
+
+const camelCase = /^(?!Mc|Mac|O')\p{Lu}?\p{Ll}+\p{Lu}|^\p{Lu}{2,}\p{Ll}+\p{Lu}|\p{Ll}\p{Lu}$/u
+const acronym = /^\p{Lu}[\p{Lu}\p{N}&]{1,5}$/u
+
+const lexiconKind = (phrase: string): NameKind | undefined => {
+  const tags = lexiconTags(phrase)
+  if (tags.includes("Organization") || tags.includes("SportsTeam")) return "organization"
+  if (tags.some((t) => t === "City" || t === "Country" || t === "Region" || t === "Place")) return "place"
+  return undefined
+}
+
+const isNameToken = (t: Token): boolean => {
+  if (t.tags.has("Email") || t.tags.has("Url") || notNames.has(t.lower)) return false
+  if (nonNameTags.some((tag) => t.tags.has(tag)) && !t.tags.has("ProperNoun")) return false
+  const capital = /^\p{Lu}/u.test(t.text) || /^\p{Lo}/u.test(t.text) || camelCase.test(t.text)
+  if (!capital) return false
+  if (!t.initial) return true
+  // A capital at the start of a sentence or line proves nothing; ask for evidence that it is a name.
+  return t.tags.has("ProperNoun") || t.tags.has("Person") || t.tags.has("Place") || t.tags.has("Organization") ||
+    camelCase.test(t.text) || /^\p{Lo}/u.test(t.text) || isFirstName(t.lower) || lexiconKind(t.lower) !== undefined ||
+    knownOrganizations.has(t.lower) || acronym.test(t.text)
+}
+
+const corporateAfterComma = new Set(["llc", "inc", "ltd", "corp", "plc", "gmbh", "ag", "sa", "llp", "lp", "co"])
+
+const joinable = (previous: Token, next: Token): boolean => {
+  const gap = previous.after
+  if (previous.possessive) return false
+  if (/^[ \t]+$/u.test(gap) || gap === "-" || gap === "‐" || gap === "–") return true
+  if (/^\.[ \t]+$/u.test(gap)) {
+    return /^\p{Lu}$/u.test(previous.text) || honorifics.has(previous.lower) ||
+      ["st", "mt", "ft"].includes(previous.lower)
+  }
+  if (/^,[ \t]+$/u.test(gap)) return corporateAfterComma.has(strip(next.text))
+  return false
+}
+
+/** Whether a lower-case word between two name tokens continues the name ("University of X", "Smith & Jones"). */
+const connects = (run: ReadonlyArray<Token>, word: Token, next: Token | undefined): boolean => {
+  if (next === undefined || !/^[ \t]+$/u.test(word.before) || !/^[ \t]+$/u.test(word.after)) return false
+  if (!/^\p{Lu}/u.test(next.text)) return false
+  if (word.text === "&") return true
+  if (nameParticles.has(word.text)) return true
+  if (word.text === "of" || word.text === "for") {
+    const last = strip(run[run.length - 1]!.text)
+    return ofJoiningHeads.has(last) || organizationPrefixes.has(strip(run[0]!.text))
+  }
+  return false
+}
+
+/** Splits a unit into runs of name tokens. */
+const runsOf = (unit: Unit): Array<Array<Token>> => {
+  const runs: Array<Array<Token>> = []
+  let run: Array<Token> = []
+  const close = () => {
+    if (run.length > 0) runs.push(run)
+    run = []
+  }
+  const tokens = unit.tokens
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!
+    if (isNameToken(t)) {
+      if (run.length > 0 && !joinable(run[run.length - 1]!, t)) close()
+      run.push(t)
+      if (t.possessive) close()
+    } else if (run.length > 0 && connects(run, t, tokens[i + 1]) && isNameToken(tokens[i + 1]!)) {
+      run.push(t)
+    } else {
+      close()
+    }
+  }
+  close()
+  return runs
+}
+
+/** A heading line ("Chapter 1: The Pioneers"): mostly capitalised words, no sentence end. */
+const isHeading = (line: string): boolean => {
+  const trimmed = line.trim()
+  if (trimmed.length === 0 || trimmed.length > 100 || /[.!?]$/u.test(trimmed)) return false
+  const words = trimmed.split(/\s+/u).map((w) => w.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, "")).filter((w) =>
+    w.length > 0 && !["of", "the", "a", "an", "and", "in", "on", "for", "to", "at", "with"].includes(w)
+  )
+  if (words.length < 2) return false
+  const capitalised = words.filter((w) => /^[\p{Lu}\p{N}]/u.test(w)).length
+  return capitalised / words.length >= 0.75
+}
+
+const roles = [...roleWords].join("|")
+const after = {
+  speech: new RegExp(`^\\s+(?:${[...speechVerbs].join("|")})\\b`, "iu"),
+  who: /^,?\s+who\b/iu,
+  roleParen: new RegExp(`^\\s*\\((?:[\\w-]+\\s+){0,2}(?:${roles})\\b`, "iu"),
+  roleApposition: new RegExp(`^\\s*,\\s+(?:the\\s+|a\\s+|an\\s+)?(?:[\\w-]+\\s+){0,2}(?:${roles})\\b`, "iu"),
+  roleCopula: new RegExp(`^\\s+(?:is|was)\\s+(?:a|an|the)\\s+(?:[\\w-]+\\s+){0,3}(?:${roles})\\b`, "iu"),
+  personVerb: /^\s+(?:knows|knew|met|married|and\s+\p{Lu}\p{Ll}+\s+met)\b/u,
+  personPossessive:
+    /^['’]s\s+(?:e-?mail|homepage|home page|website|wife|husband|son|daughter|father|mother|colleague|title|work|research|career|supervisor|friend)\b/iu,
+  orgVerb: /^\s+(?:is|was)\s+(?:based|headquartered|located|founded|incorporated)\b/iu,
+  orgPossessive:
+    /^['’]s\s+(?:offices?|headquarters|employees|ceo|cto|founders?|products?|customers|staff|board|division|efforts)\b/iu
+}
+const before = {
+  place: /\b(?:in|near|across|throughout)\s+$/iu,
+  atFrom: /\b(?:at|from)\s+$/iu,
+  worksAt: /\b(?:works?|worked|working|employed)\s+(?:at|for)\s+$/iu,
+  joined: /\b(?:joined|joins|join)\s+$/iu,
+  roleOf: new RegExp(`\\b(?:${roles}|founder|co-founder|member)\\s+(?:of|at)\\s+$`, "iu"),
+  basedIn: /\b(?:based|headquartered|located|born|lives?|lived|living|offices?)\s+in\s+$/iu,
+  founded: /\b(?:founded|co-?founded|established|started)\s+$/iu,
+  foundedBy: /\b(?:founded|created|led|written|invented|directed)\s+by\s+$/iu
+}
+
+const add = (votes: Votes, kind: NameKind, n: number) => {
+  votes[kind] += n
+}
+
+/** Votes of one occurrence of a name. */
+const vote = (
+  words: ReadonlyArray<string>,
+  tokens: ReadonlyArray<Token>,
+  title: string | undefined,
+  text: string,
+  start: number,
+  end: number,
+  heading: boolean
+): Votes => {
+  const votes = noVotes()
+  const n = words.length
+  const first = words[0]!
+  const last = words[n - 1]!
+  const phrase = words.join(" ")
+  if (title !== undefined) add(votes, "person", 5)
+  if (n >= 2 && organizationSuffixes.has(last)) add(votes, "organization", 4)
+  if (n >= 2 && organizationPrefixes.has(first)) add(votes, "organization", 4)
+  if (n >= 2 && eventSuffixes.has(last)) add(votes, "event", 6)
+  if (n >= 2 && projectSuffixes.has(last)) add(votes, "project", 6)
+  if (knownOrganizations.has(phrase)) add(votes, "organization", 5)
+  if (knownPlaces.has(phrase)) add(votes, "place", 5)
+  const lexical = lexiconKind(phrase)
+  if (lexical !== undefined) add(votes, lexical, 3)
+  if (n === 1 && isFirstName(first)) add(votes, "person", 2)
+  if (n === 1 && lexiconTags(first).includes("LastName")) add(votes, "person", 1)
+  const capitalisedWords = tokens.filter((t) => /^\p{Lu}/u.test(t.text)).length
+  if (n >= 2 && n <= 4 && capitalisedWords === n && !organizationSuffixes.has(last)) {
+    if (isFirstName(first) || lexiconTags(first).includes("Person")) add(votes, "person", 3)
+    if (lexiconTags(last).includes("LastName")) add(votes, "person", 1)
+  }
+  if (n === 1 && camelCase.test(tokens[0]!.text)) add(votes, "organization", 2)
+  if (!heading) {
+    const share = (tag: string) => tokens.filter((t) => t.tags.has(tag) && !t.tags.has("Honorific")).length / n
+    if (share("Person") >= 0.5) add(votes, "person", 2)
+    if (share("Place") >= 0.5) add(votes, "place", 2)
+    if (share("Organization") >= 0.5) add(votes, "organization", 1.5)
+    if (n === 1 && acronym.test(tokens[0]!.text) && !commonAcronyms.has(first.replace(/s$/u, ""))) {
+      add(votes, "organization", 1.5)
+    }
+    const left = text.slice(Math.max(0, start - 48), start)
+    const right = text.slice(end, end + 64)
+    if (before.place.test(left)) add(votes, "place", 1.5)
+    if (before.atFrom.test(left)) {
+      add(votes, "organization", 1)
+      add(votes, "place", 0.5)
+    }
+    if (before.worksAt.test(left) || before.roleOf.test(left)) add(votes, "organization", 2)
+    if (before.joined.test(left)) add(votes, "organization", 1)
+    if (before.basedIn.test(left)) add(votes, "place", 2)
+    if (before.founded.test(left)) add(votes, "organization", 1.5)
+    if (before.foundedBy.test(left)) add(votes, "person", 1.5)
+    if (/,\s*$/u.test(left) && /\p{Lu}\p{Ll}+,\s*$/u.test(left) && lexiconTags(first).includes("Abbreviation")) {
+      add(votes, "place", 2)
+    }
+    if (after.speech.test(right)) add(votes, "person", 2)
+    if (after.who.test(right)) add(votes, "person", 1)
+    if (after.roleParen.test(right) || after.roleApposition.test(right) || after.roleCopula.test(right)) {
+      add(votes, "person", 1.5)
+    }
+    if (after.personVerb.test(right) || after.personPossessive.test(right)) add(votes, "person", 1.5)
+    if (after.orgVerb.test(right) || after.orgPossessive.test(right)) add(votes, "organization", 1.5)
+  }
+  return votes
+}
+
+/** Nouns before "called"/"named"/"titled" and the kind they give the name that follows. */
+const nounKinds: ReadonlyArray<readonly [RegExp, NameKind]> = [
+  [/\b(?:conference|summit|symposium|workshop|festival|meeting|event|congress)$/iu, "event"],
+  [/\b(?:project|initiative|programme|program)$/iu, "project"],
+  [
+    /\b(?:company|firm|startup|organi[sz]ation|group|consortium|team|club|society|association|institute|lab|laboratory|university|agency|foundation|network|community)$/iu,
+    "organization"
+  ],
+  [
+    /\b(?:paper|book|article|document|report|film|movie|song|album|talk|presentation|product|tool|software|system|app|application|language|vocabulary|standard|framework|library|study|thesis|novel|poem|play|series|show)$/iu,
+    "work"
+  ],
+  [/\b(?:city|town|village|country|region|island|river|mountain|place)$/iu, "place"]
+]
+
+const genericClassPhrases = new Set([
+  "thing",
+  "class",
+  "resource",
+  "text",
+  "number",
+  "boolean",
+  "date",
+  "time",
+  "url",
+  "data type",
+  "enumeration",
+  "structured value",
+  "intangible",
+  "role",
+  "action",
+  "property",
+  "value",
+  "integer",
+  "float",
+  "literal"
+])
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/gu, "\\$&")
+
+const phrasePatternCache = new WeakMap<TypeMap, RegExp | undefined>()
+
+const classPhrasePattern = (types: TypeMap): RegExp | undefined => {
+  if (phrasePatternCache.has(types)) return phrasePatternCache.get(types)
+  const phrases = types.classPhrases.map((p) => p.phrase).filter((p) =>
+    p.length >= 3 && !genericClassPhrases.has(p) && /^[\p{Ll}\p{N} -]+$/u.test(p)
+  )
+  const pattern = phrases.length === 0 ?
+    undefined :
+    new RegExp(
+      `(?<![\\p{L}\\p{N}-])(?:${[...new Set(phrases)].map(escape).join("|")})(?:s|es)?(?![\\p{L}\\p{N}-])`,
+      "gu"
+    )
+  phrasePatternCache.set(types, pattern)
+  return pattern
+}
+
+const classOfPhrase = (types: TypeMap, phrase: string): string | undefined => {
+  const wanted = phrase.toLowerCase()
+  return types.classPhrases.find((p) => p.phrase === wanted || `${p.phrase}s` === wanted || `${p.phrase}es` === wanted)
+    ?.iri
+}
+
+const quoted = /^["“]([^"”\n]{2,120})["”]/u
+
+/** Collects the occurrences of a batch's segments. Occurrence offsets are document offsets. */
+export const collect = (
+  segments: ReadonlyArray<Segment>,
+  types: TypeMap
+): { readonly occurrences: Array<Occurrence>; readonly analysed: Array<AnalysedSegment> } => {
+  const occurrences: Array<Occurrence> = []
+  const analysed: Array<AnalysedSegment> = []
+  let unitBase = 0
+  for (const segment of segments) {
+    const base = segment.start
+    const text = segment.text
+    const urls = findUrls(text)
+    const withoutUrls = mask(text, urls)
+    const emails = findEmails(withoutUrls)
+    const masked = mask(withoutUrls, emails)
+    const dates = findDates(masked)
+    const units = analyse(masked)
+    const layout = layoutOf(text)
+    const own: Array<number> = []
+    const push = (o: Occurrence) => {
+      own.push(occurrences.length)
+      occurrences.push(o)
+      return occurrences.length - 1
+    }
+    const unitAt = (offset: number) => {
+      const index = units.findIndex((u) => offset >= u.start && offset < u.end + 1)
+      return unitBase + (index >= 0 ? index : Math.max(0, units.findIndex((u) => u.start > offset)))
+    }
+    const value = (m: { start: number; end: number; text: string }, kind: Kind, v?: string, datatype?: string) =>
+      push({
+        start: base + m.start,
+        end: base + m.end,
+        label: m.text,
+        key: labelKey(m.text),
+        words: [m.text.toLowerCase()],
+        votes: noVotes(),
+        classVotes: new Map(),
+        fixed: kind,
+        title: undefined,
+        aliasOf: undefined,
+        unit: unitAt(m.start),
+        value: v,
+        datatype
+      })
+    for (const m of emails) value(m, "email")
+    for (const m of urls) value(m, "url")
+    for (const d of dates) value(d, "date", d.value, d.datatype)
+
+    const lines = text.split("\n")
+    const headingLines = new Set<number>()
+    lines.forEach((line, i) => {
+      if (isHeading(line)) headingLines.add(i)
+    })
+    const names: Array<{ readonly index: number; readonly start: number; readonly end: number }> = []
+    units.forEach((unit, u) => {
+      for (const run of runsOf(unit)) {
+        let from = 0
+        const titleTokens: Array<Token> = []
+        while (from < run.length - 1) {
+          const t = run[from]!
+          const nextToken = run[from + 1]!
+          const honorific = honorifics.has(strip(t.text)) && /^\.?[ \t]+$/u.test(t.after)
+          const job = prefixJobTitles.has(t.lower) && t.after === " " &&
+            (isFirstName(nextToken.lower) || nextToken.tags.has("FirstName"))
+          if (!honorific && !job) break
+          titleTokens.push(t)
+          from++
+        }
+        let to = run.length
+        while (to > from && (run[to - 1]!.text === "&" || nameParticles.has(run[to - 1]!.text))) to--
+        const tokens = run.slice(from, to)
+        if (tokens.length === 0) continue
+        const words = tokens.filter((t) => t.text !== "&" && !/^\p{Ll}/u.test(t.text)).map((t) => strip(t.text))
+        if (words.length === 1 && (commonAcronyms.has(words[0]!.replace(/s$/u, "")) || notNames.has(words[0]!))) {
+          continue
+        }
+        const start = tokens[0]!.start
+        const end = tokens[tokens.length - 1]!.end
+        const label = text.slice(start, end)
+        let title: string | undefined
+        if (titleTokens.length > 0) {
+          const titleEnd = titleTokens[titleTokens.length - 1]!.end
+          title = text.slice(titleTokens[0]!.start, titleEnd + (text[titleEnd] === "." ? 1 : 0))
+        }
+        const lineIndex = text.slice(0, start).split("\n").length - 1
+        const heading = headingLines.has(lineIndex)
+        const runStart = titleTokens.length > 0 ? titleTokens[0]!.start : start
+        const index = push({
+          start: base + start,
+          end: base + end,
+          label,
+          key: labelKey(label),
+          words: tokens.map((t) => t.lower),
+          votes: vote(words, tokens, title, text, runStart, end, heading),
+          classVotes: new Map(),
+          fixed: undefined,
+          title,
+          aliasOf: undefined,
+          unit: unitBase + u,
+          value: undefined,
+          datatype: undefined
+        })
+        names.push({ index, start, end })
+      }
+    })
+    names.sort((a, b) => a.start - b.start)
+    const nameAt = (offset: number) => names.find((n) => n.start === offset)
+    const nameEndingAt = (offset: number) => names.find((n) => n.end === offset)
+
+    // Parenthesised renamings share the type of the name before them: "田中優子 (Yuko Tanaka)".
+    for (let i = 1; i < names.length; i++) {
+      const a = names[i - 1]!
+      const b = names[i]!
+      if (/^\s*\(\s*$/u.test(text.slice(a.end, b.start)) && /^\s*\)/u.test(text.slice(b.end))) {
+        occurrences[b.index]!.aliasOf = a.index
+      }
+    }
+
+    const explicit = (index: number, iri: string, weight: number) => {
+      const votes = occurrences[index]!.classVotes
+      votes.set(iri, (votes.get(iri) ?? 0) + weight)
+    }
+    const quotedOccurrence = (at: number, iri: string | undefined, kind: NameKind | undefined) => {
+      const m = quoted.exec(text.slice(at))
+      if (m === null) return
+      const start = at + 1 + (m[1]!.length - m[1]!.trimStart().length)
+      const label = m[1]!.trim()
+      if (label.length === 0) return
+      const end = start + label.length
+      const existing = names.find((n) => n.start === start && n.end === end)
+      const votes = noVotes()
+      if (kind !== undefined) add(votes, kind, 3)
+      const index = existing?.index ?? push({
+        start: base + start,
+        end: base + end,
+        label,
+        key: labelKey(label),
+        words: label.toLowerCase().split(/\s+/u),
+        votes,
+        classVotes: new Map(),
+        fixed: undefined,
+        title: undefined,
+        aliasOf: undefined,
+        unit: unitAt(start),
+        value: undefined,
+        datatype: undefined
+      })
+      if (existing !== undefined && kind !== undefined) add(occurrences[index]!.votes, kind, 3)
+      if (iri !== undefined) explicit(index, iri, 6)
+    }
+
+    // "a research group called X", "a paper titled "Y"", "presented "Z"".
+    for (const m of masked.matchAll(/\b([\p{L}-]+)\s+(called|named|titled|entitled)\s+/gu)) {
+      const at = m.index + m[0].length
+      const noun = m[1]!
+      const kind = /titled$/u.test(m[2]!) ? "work" : nounKinds.find(([pattern]) => pattern.test(noun))?.[1]
+      const iri = classOfPhrase(types, noun)
+      const name = nameAt(at)
+      if (name !== undefined) {
+        if (kind !== undefined) add(occurrences[name.index]!.votes, kind, 3)
+        if (iri !== undefined) explicit(name.index, iri, 6)
+      } else if (kind !== undefined || iri !== undefined) {
+        quotedOccurrence(at, iri, kind)
+      }
+    }
+    for (const m of masked.matchAll(/\b(?:presented|published|wrote|released)\s+(?=["“])/gu)) {
+      quotedOccurrence(m.index + m[0].length, undefined, "work")
+    }
+
+    // Class words of the ontology: "the company Acme", "Acme, a company", "the Acme organization".
+    const pattern = classPhrasePattern(types)
+    if (pattern !== undefined) {
+      for (const m of masked.matchAll(pattern)) {
+        const iri = classOfPhrase(types, m[0])
+        if (iri === undefined) continue
+        const s = m.index
+        const e = s + m[0].length
+        const left = masked.slice(Math.max(0, s - 40), s)
+        const right = masked.slice(e, e + 40)
+        const next = /^(\s*,)?\s+(?:(?:called|named|known as)\s+)?/u.exec(right)
+        if (/\b(?:the|a|an|our|their|its|his|her|this|that)\s+(?:[\p{Ll}-]+\s+){0,2}$/iu.test(left) && next !== null) {
+          const at = e + next[0].length
+          const name = nameAt(at)
+          if (name !== undefined) explicit(name.index, iri, 6)
+          else if (quoted.test(masked.slice(at))) quotedOccurrence(at, iri, undefined)
+        }
+        const apposition = /^(.*?)\s*,\s*(?:a|an|the)\s+(?:[\p{Ll}-]+\s+){0,2}$/u.exec(left)
+        if (apposition !== null) {
+          const name = nameEndingAt(s - left.length + apposition[1]!.length)
+          if (name !== undefined) explicit(name.index, iri, 5)
+        }
+        const preceding = /\b(?:the|a|an)\s+$/iu
+        const name = nameEndingAt(s - 1)
+        if (
+          name !== undefined && masked[s - 1] === " " &&
+          preceding.test(masked.slice(Math.max(0, name.start - 8), name.start))
+        ) {
+          explicit(name.index, iri, 5)
+        }
+      }
+    }
+
+    analysed.push({
+      segment,
+      units,
+      unitBase,
+      occurrences: own,
+      paragraphOf: (offset) => layout.paragraph(offset - base),
+      lineOf: (offset) => layout.line(offset - base)
+    })
+    unitBase += units.length
+  }
+  return { occurrences, analysed }
+}
+
+/** A decided mention: the type the batch gave its label. */
+export interface Mention {
+  readonly occurrence: number
+  readonly start: number
+  readonly end: number
+  readonly label: string
+  readonly kind: Kind
+  /** The ontology class; `undefined` when the unmapped policy dropped it (it can still anchor relations). */
+  readonly type: string | undefined
+  readonly confidence: number
+  readonly title: string | undefined
+  readonly unit: number
+  readonly value: string | undefined
+  readonly datatype: string | undefined
+}
+
+/** What the run already knows, reduced to what typing needs. */
+export interface Known {
+  readonly byKey: ReadonlyMap<string, string>
+  readonly personTokens: ReadonlySet<string>
+}
+
+const threshold = 1.5
+
+/** Decides one type per label across the batch and returns the mentions in document order. */
+export const decide = (
+  occurrences: ReadonlyArray<Occurrence>,
+  types: TypeMap,
+  known: Known
+): Array<Mention> => {
+  const groups = new Map<string, Array<number>>()
+  occurrences.forEach((o, i) => {
+    if (o.fixed !== undefined) return
+    const list = groups.get(o.key)
+    if (list === undefined) groups.set(o.key, [i])
+    else list.push(i)
+  })
+  const total = (indexes: ReadonlyArray<number>) => {
+    const votes = noVotes()
+    const classes = new Map<string, number>()
+    for (const i of indexes) {
+      const o = occurrences[i]!
+      for (const k of nameKinds) votes[k] += o.votes[k]
+      if (o.aliasOf !== undefined) {
+        const a = occurrences[o.aliasOf]!
+        for (const k of nameKinds) votes[k] += a.votes[k]
+      }
+      for (const [iri, n] of o.classVotes) classes.set(iri, (classes.get(iri) ?? 0) + n)
+    }
+    return { votes, classes }
+  }
+  const best = (votes: Votes): { kind: NameKind; score: number } => {
+    let kind: NameKind = "person"
+    let score = -1
+    for (const k of nameKinds) {
+      if (votes[k] > score) {
+        kind = k
+        score = votes[k]
+      }
+    }
+    return { kind, score }
+  }
+  const totals = new Map([...groups].map(([key, indexes]) => [key, total(indexes)] as const))
+
+  // Bare first or last names of people named in full in the batch (or known to the run) are people too.
+  const personWords = new Set(known.personTokens)
+  for (const [key, indexes] of groups) {
+    const t = totals.get(key)!
+    const b = best(t.votes)
+    const words = occurrences[indexes[0]!]!.words
+    if (b.kind === "person" && b.score >= threshold && words.length >= 2) {
+      personWords.add(words[0]!)
+      personWords.add(words[words.length - 1]!)
+    }
+  }
+  for (const [key, indexes] of groups) {
+    const words = occurrences[indexes[0]!]!.words
+    if (words.length === 1 && personWords.has(words[0]!)) totals.get(key)!.votes.person += 3
+    const knownType = known.byKey.get(key)
+    if (knownType !== undefined) {
+      const classes = totals.get(key)!.classes
+      classes.set(knownType, (classes.get(knownType) ?? 0) + 4)
+    }
+  }
+
+  const mentions: Array<Mention> = []
+  const decided = new Map<string, { kind: Kind; type: string | undefined; confidence: number } | undefined>()
+  for (const [key, t] of totals) {
+    const classes = [...t.classes].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    const b = best(t.votes)
+    if (classes.length > 0 && classes[0]![1] >= 3) {
+      const iri = classes[0]![0]
+      decided.set(key, { kind: types.kindOfClass(iri) ?? b.kind, type: iri, confidence: 0.85 })
+    } else if (b.score >= threshold) {
+      decided.set(key, {
+        kind: b.kind,
+        type: types.classOf(b.kind),
+        confidence: Math.min(0.95, Math.round((0.5 + b.score * 0.05) * 100) / 100)
+      })
+    }
+  }
+  occurrences.forEach((o, i) => {
+    if (o.fixed !== undefined) {
+      mentions.push({
+        occurrence: i,
+        start: o.start,
+        end: o.end,
+        label: o.label,
+        kind: o.fixed,
+        type: types.classOf(o.fixed),
+        confidence: o.fixed === "date" ? 0.9 : 0.99,
+        title: undefined,
+        unit: o.unit,
+        value: o.value,
+        datatype: o.datatype
+      })
+      return
+    }
+    const d = decided.get(o.key)
+    if (d === undefined) return
+    mentions.push({
+      occurrence: i,
+      start: o.start,
+      end: o.end,
+      label: o.label,
+      kind: d.kind,
+      type: d.type,
+      confidence: d.confidence,
+      title: o.title,
+      unit: o.unit,
+      value: undefined,
+      datatype: undefined
+    })
+  })
+  // Overlaps: a value (URL, e-mail, date) or the longer name wins.
+  mentions.sort((a, b) => a.start - b.start || b.end - a.end || a.occurrence - b.occurrence)
+  const kept: Array<Mention> = []
+  for (const m of mentions) {
+    const previous = kept[kept.length - 1]
+    if (previous !== undefined && m.start < previous.end) {
+      const valueWins = m.kind === "email" || m.kind === "url" || m.kind === "date"
+      const previousValue = previous.kind === "email" || previous.kind === "url" || previous.kind === "date"
+      if (valueWins && !previousValue) kept[kept.length - 1] = m
+      continue
+    }
+    kept.push(m)
+  }
+  return kept
+}

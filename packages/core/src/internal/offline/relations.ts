@@ -1,0 +1,761 @@
+/**
+ * Relations of the offline extractor: documented surface patterns between the mentions of one sentence, plus
+ * owners for e-mail addresses and homepages. Each pattern only fires where the ontology has a fitting property.
+ */
+import type * as Extractor from "../../Extractor.js"
+import { accountHosts, genericMailboxes, groupSuffixes, organizationSuffixes, roleWords } from "./lexicon.js"
+import { type Kind, literalFor, type RelationKind, type TypeMap } from "./mapping.js"
+import type { AnalysedSegment, Mention } from "./mentions.js"
+import { genderOf } from "./nlp.js"
+import { fold, foldGerman, type Segment } from "./text.js"
+
+/** A mention as a relation end: its canonical label (the full name where the batch has one) and type. */
+interface Item {
+  readonly start: number
+  readonly end: number
+  readonly kind: Kind
+  readonly label: string
+  readonly type: string | undefined
+  readonly possessive: boolean
+  readonly value: string | undefined
+  readonly datatype: string | undefined
+  readonly group: boolean
+}
+
+const isValue = (kind: Kind) => kind === "email" || kind === "url" || kind === "date"
+
+const words = (label: string) => label.toLowerCase().split(/[\s-]+/u).filter((w) => w.length > 0)
+
+/**
+ * The canonical label of each mention: a bare first or last name becomes the nearest full name of the batch
+ * ("Bob" → "Bob Johnson"), a short organisation name its long form ("BigTech" → "BigTech Corporation").
+ */
+export const canonicalLabels = (
+  mentions: ReadonlyArray<Mention>,
+  knownPeople: ReadonlyArray<{ readonly label: string; readonly type: string }>
+): Array<{ readonly label: string; readonly type: string | undefined }> => {
+  const people = mentions.filter((m) => m.kind === "person" && words(m.label).length >= 2)
+  const orgs = mentions.filter((m) => m.kind === "organization")
+  const nearest = (m: Mention, candidates: ReadonlyArray<Mention>) => {
+    let bestBefore: Mention | undefined
+    let bestAfter: Mention | undefined
+    for (const c of candidates) {
+      if (c.start <= m.start) bestBefore = c
+      else if (bestAfter === undefined) bestAfter = c
+    }
+    return bestBefore ?? bestAfter
+  }
+  return mentions.map((m) => {
+    const own = { label: m.label, type: m.type }
+    const w = words(m.label)
+    if (m.kind === "person" && w.length === 1) {
+      const full = people.filter((p) => {
+        const pw = words(p.label)
+        return pw[0] === w[0] || pw[pw.length - 1] === w[0]
+      })
+      const chosen = nearest(m, full)
+      if (chosen !== undefined) return { label: chosen.label, type: chosen.type }
+      const knownFull = knownPeople.filter((k) => words(k.label).includes(w[0]!))
+      if (knownFull.length === 1) return { label: knownFull[0]!.label, type: knownFull[0]!.type }
+      return own
+    }
+    if (m.kind === "organization") {
+      const longer = orgs.filter((o) => {
+        if (!o.label.startsWith(`${m.label} `)) return false
+        return words(o.label.slice(m.label.length)).every((x) => organizationSuffixes.has(x.replace(/\.$/u, "")))
+      })
+      const chosen = nearest(m, longer)
+      if (chosen !== undefined) return { label: chosen.label, type: chosen.type }
+    }
+    return own
+  })
+}
+
+const roles = [...roleWords].join("|")
+const title = "(?: (?:dr|prof|professor|mr|mrs|ms)\\.?)?"
+
+interface Rule {
+  readonly a: ReadonlyArray<Kind>
+  readonly b: ReadonlyArray<Kind>
+  readonly gap: RegExp
+  /** Text after `b` that must follow. */
+  readonly after?: RegExp
+  /** `a` must be possessive (a name with 's, or His/Her). */
+  readonly possessive?: boolean
+  /** Text before `a` that must precede it. */
+  readonly before?: RegExp
+  readonly relation: RelationKind | "worksForOrMember"
+  /** The relation points from `b` to `a`. */
+  readonly swap?: boolean
+  readonly chainObjects?: boolean
+  readonly chainSubjects?: boolean
+  /** Also emit `memberOf` (founders of a group are members). */
+  readonly member?: boolean
+  /** No other person may stand between `a` and `b`. */
+  readonly adjacent?: boolean
+  readonly confidence: number
+}
+
+const person: ReadonlyArray<Kind> = ["person"]
+const org: ReadonlyArray<Kind> = ["organization"]
+const place: ReadonlyArray<Kind> = ["place"]
+
+/** The patterns, documented in docs/extractor.md. Gaps are matched lower-cased, quotes removed, spaces collapsed. */
+const rules: ReadonlyArray<Rule> = [
+  // knows
+  {
+    a: person,
+    b: person,
+    gap: new RegExp(
+      `^(?:knows|knew|has known|had known|have known|met|meets|has met|had met|first met|befriended|collaborated with|collaborates with|worked with|works with|worked closely with|co-?authored with|partnered with)${title}$`
+    ),
+    relation: "knows",
+    chainObjects: true,
+    chainSubjects: true,
+    confidence: 0.8
+  },
+  {
+    a: person,
+    b: person,
+    possessive: true,
+    gap: new RegExp(
+      `^(?:'s )?(?:[\\w-]+ )?(?:colleague|friend|co-?author|collaborator|mentor|supervisor|advisor|adviser|student|boss|manager|partner|co-?founder)s?,?${title}$`
+    ),
+    relation: "knows",
+    confidence: 0.75
+  },
+  {
+    a: person,
+    b: person,
+    gap: new RegExp(
+      `\\b(?:his|her|their) (?:[\\w-]+ )?(?:colleague|friend|co-?author|collaborator|supervisor|mentor|advisor|adviser|co-?founder)s?,?${title}$`
+    ),
+    adjacent: true,
+    relation: "knows",
+    confidence: 0.7
+  },
+  {
+    a: person,
+    b: person,
+    gap:
+      /^, (?:a |an |the |his |her )?(?:[\w-]+ )?(?:colleague|friend|co-?author|collaborator|student|mentor|supervisor) of$/,
+    relation: "knows",
+    confidence: 0.75
+  },
+  {
+    a: person,
+    b: person,
+    possessive: true,
+    gap: new RegExp(`^(?:'s )?(?:work|collaboration|research|partnership|papers?) with${title}$`),
+    relation: "knows",
+    confidence: 0.7
+  },
+  {
+    a: person,
+    b: person,
+    gap: new RegExp(
+      `\\b(?:co-?authored|collaborated|worked)\\b.{0,30}\\bwith(?: (?:his|her|their) [\\w-]+,?)?${title}$`
+    ),
+    adjacent: true,
+    relation: "knows",
+    confidence: 0.7
+  },
+  {
+    a: person,
+    b: person,
+    gap: new RegExp(`^and${title}$`),
+    after:
+      /^\s+(?:met|have met|had met|first met|are friends|were friends|became friends|are colleagues|were colleagues|know each other|knew each other|co-?authored|are co-?authors|were co-?authors|collaborated|have collaborated|worked together|work together)\b/iu,
+    relation: "knows",
+    chainSubjects: true,
+    confidence: 0.75
+  },
+  // family
+  {
+    a: person,
+    b: person,
+    gap: new RegExp(`^and${title}$`),
+    after: /^\s+(?:are|were|got|have been) married\b|^\s+married\b/iu,
+    relation: "spouse",
+    confidence: 0.8
+  },
+  {
+    a: person,
+    b: person,
+    gap: new RegExp(`^and${title}$`),
+    after: /^\s+(?:are|were) (?:siblings|brothers|sisters|twins)\b/iu,
+    relation: "sibling",
+    confidence: 0.8
+  },
+  {
+    a: person,
+    b: person,
+    gap: /^(?:married|marries|has married|had married|is married to|was married to|wed|weds)$/,
+    relation: "spouse",
+    confidence: 0.85
+  },
+  {
+    a: person,
+    b: person,
+    possessive: true,
+    gap: /^(?:'s )?(?:wife|husband|spouse),?$/,
+    relation: "spouse",
+    confidence: 0.8
+  },
+  { a: person, b: person, gap: /^, (?:his|her) (?:wife|husband|spouse),?$/, relation: "spouse", confidence: 0.8 },
+  {
+    a: person,
+    b: person,
+    gap: /^(?:, (?:the )?|(?:is|was) (?:the )?)(?:eldest |youngest |only )?(?:son|daughter|child) of$/,
+    relation: "parent",
+    confidence: 0.85
+  },
+  {
+    a: person,
+    b: person,
+    possessive: true,
+    gap: /^(?:'s )?(?:son|daughter|child),?$/,
+    relation: "parent",
+    swap: true,
+    confidence: 0.8
+  },
+  {
+    a: person,
+    b: person,
+    possessive: true,
+    gap: /^(?:'s )?(?:father|mother|parent),?$/,
+    relation: "parent",
+    confidence: 0.8
+  },
+  {
+    a: person,
+    b: person,
+    gap: /^(?:, (?:the )?|(?:is|was) (?:the )?)(?:father|mother|parent) of$/,
+    relation: "parent",
+    swap: true,
+    confidence: 0.85
+  },
+  {
+    a: person,
+    b: person,
+    gap: /^(?:, (?:the )?|(?:is|was) (?:the )?)(?:older |younger |twin )?(?:brother|sister|sibling) of$/,
+    relation: "sibling",
+    confidence: 0.85
+  },
+  {
+    a: person,
+    b: person,
+    possessive: true,
+    gap: /^(?:'s )?(?:brother|sister|sibling),?$/,
+    relation: "sibling",
+    confidence: 0.8
+  },
+  // employment and membership
+  {
+    a: person,
+    b: org,
+    gap:
+      /^(?:, )?(?:(?:who|which) )?(?:(?:has|had|have) )?(?:always |previously |also |now |currently |later |still |then )*(?:works?|worked|working|been working|is employed|was employed|employed|been employed)(?: [\w-]+)? (?:at|for|with|in)(?: the)?$/,
+    adjacent: true,
+    relation: "worksFor",
+    chainSubjects: true,
+    confidence: 0.85
+  },
+  {
+    a: person,
+    b: org,
+    gap:
+      /^(?:(?:is|was|has been|had been|have been) )?(?:now |currently |still |also )?(?:stayed|stays|remained|remains|is|was|been) (?:now |currently )?at$/,
+    adjacent: true,
+    relation: "worksFor",
+    confidence: 0.7
+  },
+  {
+    a: person,
+    b: org,
+    gap: /^(?:, )?(?:who )?(?:had |has |later |then )?(?:joined|joins|rejoined)(?: the)?$/,
+    adjacent: true,
+    relation: "worksForOrMember",
+    confidence: 0.75
+  },
+  {
+    a: person,
+    b: org,
+    gap: /^(?:, )?(?:who )?(?:had |has )?(?:joined|came|moved) from$/,
+    adjacent: true,
+    relation: "worksFor",
+    confidence: 0.65
+  },
+  {
+    a: person,
+    b: org,
+    gap: new RegExp(
+      `^(?:,|(?:, )?(?:who )?(?:is|was|became|becomes|has been|had been|serves as|served as|works as|worked as|remained|remains))(?: now| currently| also| still)?(?: (?:a|an|the|its|their|his|her))?(?: [\\w-]+){0,3} (?:${roles})(?: [\\w&-]+){0,3} (?:at|of|for|with|in|from)(?: the)?$`
+    ),
+    adjacent: true,
+    relation: "worksFor",
+    confidence: 0.8
+  },
+  {
+    a: person,
+    b: org,
+    gap:
+      /^(?:leads?|led|heads?|headed|manages?|managed|runs?|ran|directs?|directed|oversees|oversaw)(?: the| a| an)?(?: [\w-]+){0,4} (?:at|of|in|for)$/,
+    adjacent: true,
+    relation: "worksFor",
+    confidence: 0.7
+  },
+  { a: person, b: org, gap: /^(?:from|at)$/, relation: "worksFor", confidence: 0.6 },
+  { a: org, b: person, gap: /^'s$/, relation: "worksFor", swap: true, confidence: 0.6 },
+  {
+    a: org,
+    b: person,
+    before: /(?:^|[.!?]\s+|\n)\s*at\s+$/iu,
+    gap: /^,$/,
+    relation: "worksFor",
+    swap: true,
+    chainObjects: true,
+    confidence: 0.6
+  },
+  {
+    a: person,
+    b: org,
+    gap:
+      /^(?:(?:is|was|became|becomes|has been|had been) )?(?:also )?(?:a |an )?(?:founding |active |full |board |senior )?members? of(?: the)?$/,
+    adjacent: true,
+    relation: "memberOf",
+    chainSubjects: true,
+    confidence: 0.8
+  },
+  // founding
+  {
+    a: person,
+    b: org,
+    gap:
+      /^(?:, )?(?:who )?(?:(?:had|has|would|later|then|also|went on to|helped(?: to)?) )*(?:co-?founded|founded|co-?found|found|established|launched|set up|started|created|formed|incorporated)(?: (?:the|a|an))?(?: [\w-]+){0,3}?(?: (?:called|named))?$/,
+    adjacent: true,
+    relation: "founded",
+    chainSubjects: true,
+    member: true,
+    confidence: 0.8
+  },
+  {
+    a: person,
+    b: org,
+    gap: /^, (?:the |a |an |its )?(?:co-?founder|founder)(?: and [\w-]+)? of$/,
+    relation: "founded",
+    confidence: 0.85
+  },
+  {
+    a: org,
+    b: person,
+    gap: new RegExp(
+      `^(?:, )?(?:(?:was|is|were|had been) )?(?:co-?founded|founded|established|started|created|set up|formed) by${title}$`
+    ),
+    relation: "founded",
+    swap: true,
+    chainObjects: true,
+    confidence: 0.85
+  },
+  // location
+  {
+    a: org,
+    b: place,
+    gap:
+      /^(?:(?:, )?(?:(?:is|was|are|were) )?|, (?:a|an|the) (?:[\w-]+ ){0,3})(?:based|headquartered|located|situated) in$/,
+    relation: "location",
+    chainObjects: true,
+    confidence: 0.85
+  },
+  {
+    a: org,
+    b: place,
+    gap: /\b(?:offices?|headquarters|locations?|branch(?:es)?|campus(?:es)?|hq) in(?: [\w ]{0,30}:)?$/,
+    relation: "location",
+    chainObjects: true,
+    confidence: 0.7
+  },
+  {
+    a: person,
+    b: place,
+    gap: /^(?:, )?(?:who )?(?:lives|lived|living|resides|resided|is based|was based|based) in$/,
+    relation: "location",
+    confidence: 0.75
+  }
+]
+
+const foundingDateGap =
+  /^(?:, )?(?:(?:was|is|were) )?(?:co-?founded|founded|established|formed|started|created|launched|incorporated)(?: by .{0,80}?)?(?: in \w+)? in$/
+
+const conjunction = new RegExp(`^(?:\\([^)]{0,40}\\) ?)?(?:,|, and|, or|and|or)${title}$`)
+
+const normalise = (gap: string) =>
+  gap.toLowerCase().replace(/[“”"]/gu, "").replace(/[’‘]/gu, "'").replace(/\s+/gu, " ").trim()
+
+const pronouns: Readonly<Record<string, { readonly gender: "female" | "male"; readonly possessive: boolean }>> = {
+  he: { gender: "male", possessive: false },
+  she: { gender: "female", possessive: false },
+  his: { gender: "male", possessive: true },
+  her: { gender: "female", possessive: true }
+}
+
+type Target =
+  | { readonly _tag: "Item"; readonly item: Item }
+  | { readonly _tag: "Literal"; readonly literal: Extractor.Literal; readonly start: number; readonly end: number }
+  | {
+    readonly _tag: "Value"
+    readonly relation: "mbox" | "homepage" | "weblog"
+    readonly value: string
+    readonly start: number
+    readonly end: number
+  }
+
+/** Finds the relations of a batch. */
+export const findRelations = (
+  analysed: ReadonlyArray<AnalysedSegment>,
+  mentions: ReadonlyArray<Mention>,
+  canonical: ReadonlyArray<{ readonly label: string; readonly type: string | undefined }>,
+  types: TypeMap
+): Array<Extractor.RelationMention> => {
+  const segmentAt = (offset: number): Segment | undefined =>
+    analysed.find((a) => offset >= a.segment.start && offset <= a.segment.start + a.segment.text.length)?.segment
+  const textOf = (start: number, end: number) => {
+    const seg = segmentAt(start)
+    return seg === undefined ? "" : seg.text.slice(start - seg.start, Math.max(start, end) - seg.start)
+  }
+  const items = mentions.map((m, i): Item => {
+    const c = canonical[i]!
+    const next = textOf(m.end, m.end + 3)
+    return {
+      start: m.start,
+      end: m.end,
+      kind: m.kind,
+      label: c.label,
+      type: c.type,
+      possessive: /^['’]s?(?!\p{L})/u.test(next),
+      value: m.value,
+      datatype: m.datatype,
+      group: m.kind === "organization" &&
+        (groupSuffixes.has(words(c.label).at(-1) ?? "") || (c.type !== undefined && /Group$/u.test(c.type)))
+    }
+  })
+
+  const out: Array<Extractor.RelationMention> = []
+  const seen = new Set<string>()
+  const emit = (relation: RelationKind, s: Item, target: Target, confidence: number) => {
+    if (s.type === undefined) return
+    if (target._tag === "Item" && target.item.type === undefined) return
+    const objectType = target._tag === "Item" ? target.item.type : undefined
+    const chosen = types.property(relation, s.type, objectType)
+    if (chosen === undefined) return
+    const subject: Extractor.EntityRef = { _tag: "Entity", label: s.label, type: s.type }
+    let object: Extractor.EntityRef | Extractor.Literal
+    switch (target._tag) {
+      case "Item":
+        object = { _tag: "Entity", label: target.item.label, type: objectType ?? "" }
+        break
+      case "Literal":
+        object = target.literal
+        break
+      case "Value": {
+        const literal = literalFor(target.relation, chosen.iri, target.value)
+        object = literal.datatype === undefined ?
+          { _tag: "Literal", value: literal.value } :
+          { _tag: "Literal", value: literal.value, datatype: literal.datatype }
+      }
+    }
+    if (object._tag === "Literal" && chosen.inverse) return
+    if (object._tag === "Entity" && object.label === subject.label && object.type === subject.type) return
+    const [from, to] = chosen.inverse && object._tag === "Entity" ? [object, subject] : [subject, object]
+    if (from._tag !== "Entity") return
+    const key = JSON.stringify([from, chosen.iri, to])
+    if (seen.has(key)) return
+    seen.add(key)
+    const targetStart = target._tag === "Item" ? target.item.start : target.start
+    const targetEnd = target._tag === "Item" ? target.item.end : target.end
+    out.push({
+      subject: from,
+      predicate: chosen.iri,
+      object: to,
+      span: { start: Math.min(s.start, targetStart), end: Math.max(s.end, targetEnd) },
+      confidence
+    })
+  }
+
+  const lists = new Map<number, Array<Item>>()
+  mentions.forEach((m, i) => {
+    const list = lists.get(m.unit)
+    if (list === undefined) lists.set(m.unit, [items[i]!])
+    else list.push(items[i]!)
+  })
+  // A sentence opening with He/She/His/Her: the pronoun stands for the last fitting person before it.
+  const lastPersonBefore = (offset: number, gender: "female" | "male") => {
+    let found: Item | undefined
+    for (const it of items) {
+      if (it.start >= offset) break
+      if (it.kind !== "person" || offset - it.end > 1500) continue
+      const g = genderOf(words(it.label)[0] ?? "")
+      if (g === undefined || g === gender) found = it
+    }
+    return found
+  }
+  for (const a of analysed) {
+    a.units.forEach((unit, u) => {
+      const first = unit.tokens[0]
+      const pronoun = first === undefined ? undefined : pronouns[first.lower]
+      if (first === undefined || pronoun === undefined) return
+      const start = a.segment.start + first.start
+      const antecedent = lastPersonBefore(start, pronoun.gender)
+      if (antecedent === undefined) return
+      const virtual: Item = { ...antecedent, start, end: a.segment.start + first.end, possessive: pronoun.possessive }
+      const list = lists.get(a.unitBase + u)
+      if (list === undefined) lists.set(a.unitBase + u, [virtual])
+      else list.unshift(virtual)
+    })
+  }
+
+  for (const unit of [...lists.keys()].sort((x, y) => x - y)) {
+    const list = lists.get(unit)!
+    const gap = (i: number, j: number) => normalise(textOf(list[i]!.end, list[j]!.start))
+    const chain = (from: number, step: 1 | -1): Array<Item> => {
+      const found: Array<Item> = []
+      const kind = list[from]!.kind
+      let previous = from
+      for (let k = from + step; k >= 0 && k < list.length; k += step) {
+        const g = step === 1 ? gap(previous, k) : gap(k, previous)
+        const candidate = list[k]!
+        if (candidate.kind === kind && conjunction.test(g)) {
+          found.push(candidate)
+          previous = k
+        } else if (
+          step === 1 && kind === "person" && (candidate.kind === "organization" || candidate.kind === "place") &&
+          /^(?:from|at|of)$/u.test(g)
+        ) {
+          previous = k
+        } else {
+          break
+        }
+      }
+      return found
+    }
+    for (let i = 0; i < list.length; i++) {
+      const x = list[i]!
+      if (isValue(x.kind)) continue
+      for (let j = i + 1; j < list.length && j <= i + 8; j++) {
+        const y = list[j]!
+        if (y.kind === "email" || y.kind === "url") continue
+        const g = gap(i, j)
+        if (g.length > 120) break
+        if (y.kind === "date") {
+          if (x.kind === "organization" && y.value !== undefined && foundingDateGap.test(g)) {
+            emit("foundingDate", x, dateTarget(y), 0.75)
+          }
+          continue
+        }
+        const between = list.slice(i + 1, j)
+        for (const rule of rules) {
+          if (!rule.a.includes(x.kind) || !rule.b.includes(y.kind) || !rule.gap.test(g)) continue
+          if (rule.possessive === true && !x.possessive) continue
+          if (rule.adjacent === true && between.some((z) => z.kind === "person")) continue
+          if (rule.after !== undefined && !rule.after.test(textOf(y.end, y.end + 60))) continue
+          if (rule.before !== undefined && !rule.before.test(textOf(Math.max(0, x.start - 40), x.start))) continue
+          const subjects = [x, ...(rule.chainSubjects === true ? chain(i, -1) : [])]
+          const objects = [y, ...(rule.chainObjects === true ? chain(j, 1) : [])]
+          const relation: RelationKind = rule.relation === "worksForOrMember" ?
+            (y.group ? "memberOf" : "worksFor") :
+            rule.relation
+          for (const s of subjects) {
+            for (const o of objects) {
+              if (rule.swap === true) emit(relation, o, { _tag: "Item", item: s }, rule.confidence)
+              else emit(relation, s, { _tag: "Item", item: o }, rule.confidence)
+              if (rule.member === true && /\bformed\b/u.test(g)) {
+                emit("memberOf", s, { _tag: "Item", item: o }, rule.confidence)
+              }
+            }
+          }
+          if (relation === "founded") {
+            const orgIndex = rule.swap === true ? i : j
+            const next = list[orgIndex + 1]
+            if (
+              next !== undefined && next.kind === "date" && next.value !== undefined &&
+              gap(orgIndex, orgIndex + 1) === "in"
+            ) {
+              emit("foundingDate", list[orgIndex]!, dateTarget(next), 0.75)
+            }
+          }
+          break
+        }
+      }
+    }
+  }
+
+  valueOwners(analysed, mentions, items, textOf, emit)
+  return out
+}
+
+const dateTarget = (date: Item): Target => ({
+  _tag: "Literal",
+  literal: date.datatype === undefined ?
+    { _tag: "Literal", value: date.value ?? date.label } :
+    { _tag: "Literal", value: date.value ?? date.label, datatype: date.datatype },
+  start: date.start,
+  end: date.end
+})
+
+const nameParts = (label: string): Array<string> => {
+  const parts = label.split(/[\s\-.,&'’()]+/u).filter((w) => w.length > 0)
+  return [...new Set(parts.flatMap((p) => [fold(p), foldGerman(p)]))]
+}
+
+const stripSuffixes = (label: string) => {
+  const w = label.split(/\s+/u)
+  while (w.length > 1 && organizationSuffixes.has(w[w.length - 1]!.toLowerCase().replace(/[.,]$/u, ""))) w.pop()
+  return w.join(" ")
+}
+
+/** How strongly a name shows in an address or URL ("bob.johnson", "bjohnson", "lisapark", "田中"). */
+const nameScore = (label: string, target: string, kind: Kind): number => {
+  const parts = nameParts(kind === "organization" ? stripSuffixes(label) : label)
+  let score = 0
+  for (const p of parts) {
+    if (/^\p{Lo}/u.test(p)) {
+      for (let i = 0; i + 2 <= p.length; i++) {
+        if (target.includes(p.slice(i, i + 2))) {
+          score += 2
+          break
+        }
+      }
+    } else if (p.length >= 3 && target.includes(p)) {
+      score += 2
+    }
+  }
+  if (kind === "person") {
+    const ws = label.split(/\s+/u)
+    if (ws.length >= 2) {
+      const initial = fold(ws[0]!).slice(0, 1)
+      for (const lastName of [fold(ws[ws.length - 1]!), foldGerman(ws[ws.length - 1]!)]) {
+        const compact = lastName.replace(/[^\p{L}\p{N}]/gu, "")
+        if (
+          initial.length > 0 && (target.includes(`${initial}${lastName}`) || target.includes(`${initial}${compact}`))
+        ) {
+          score += 2
+        }
+      }
+    }
+  }
+  return score
+}
+
+const homepageCue =
+  /\b(?:home ?page|web ?site|site|page|profile|publications|notes|research is at|work is at|maintains?|maintained|resources)\b[^\n]{0,60}$/iu
+const blogCue = /\b(?:blog|weblog)\b[^\n]{0,40}$/iu
+const mailCue = /\b(?:e-?mail|contact|reach|reached|mailbox|address)\b/iu
+
+const hostOf = (url: string) => {
+  const m = /^(?:[a-z]+:\/\/)?([^/?#]+)/iu.exec(url)
+  return (m?.[1] ?? "").toLowerCase().replace(/^www\./u, "")
+}
+
+/** E-mail addresses and homepages: the owner whose name the value spells, else the person of the same sentence. */
+const valueOwners = (
+  analysed: ReadonlyArray<AnalysedSegment>,
+  mentions: ReadonlyArray<Mention>,
+  items: ReadonlyArray<Item>,
+  textOf: (start: number, end: number) => string,
+  emit: (relation: RelationKind, s: Item, target: Target, confidence: number) => void
+) => {
+  const paragraphOf = (offset: number) => {
+    const a = analysed.find((s) => offset >= s.segment.start && offset <= s.segment.start + s.segment.text.length)
+    return a === undefined ? -1 : a.paragraphOf(offset)
+  }
+  const lineStart = (offset: number) => {
+    const a = analysed.find((s) => offset >= s.segment.start && offset <= s.segment.start + s.segment.text.length)
+    if (a === undefined) return offset
+    const local = offset - a.segment.start
+    return a.segment.start + a.segment.text.lastIndexOf("\n", local - 1) + 1
+  }
+  const agents = items.filter((it) => it.kind === "person" || it.kind === "organization")
+  const owner = (value: Item, target: string, allowOrgs: boolean) => {
+    let best: Item | undefined
+    let bestScore = 0
+    let bestDistance = Number.POSITIVE_INFINITY
+    for (const agent of agents) {
+      if (agent.kind === "organization" && !allowOrgs) continue
+      const score = nameScore(agent.label, target, agent.kind) + (agent.kind === "person" ? 0.5 : 0)
+      if (score < 2) continue
+      const distance = agent.start <= value.start ? value.start - agent.start : 2 * (agent.start - value.start) + 1
+      if (score > bestScore || (score === bestScore && distance < bestDistance)) {
+        best = agent
+        bestScore = score
+        bestDistance = distance
+      }
+    }
+    return best
+  }
+  const sameUnitPerson = (index: number) => {
+    const m = mentions[index]!
+    let found: Item | undefined
+    for (let k = index - 1; k >= 0 && mentions[k]!.unit === m.unit; k--) {
+      if (items[k]!.kind === "person") {
+        found = items[k]
+        break
+      }
+    }
+    return found
+  }
+  const paragraphPerson = (index: number) => {
+    const m = mentions[index]!
+    const paragraph = paragraphOf(m.start)
+    for (let k = index - 1; k >= 0; k--) {
+      if (paragraphOf(mentions[k]!.start) !== paragraph) break
+      if (items[k]!.kind === "person") return items[k]
+    }
+    return undefined
+  }
+  mentions.forEach((m, index) => {
+    const value = items[index]!
+    if (m.kind === "email") {
+      const local = m.label.slice(0, m.label.indexOf("@"))
+      const target = fold(local)
+      const named = owner(value, target, false)
+      const generic = local.toLowerCase().split(/[._+-]+/u).some((p) =>
+        genericMailboxes.has(p) || p === "firstname" || p === "lastname" || p === "name" || p === "user"
+      )
+      const line = textOf(lineStart(m.start), m.start)
+      const fallback = named ?? (generic ? undefined : sameUnitPerson(index) ??
+        (mailCue.test(line) ? paragraphPerson(index) : undefined))
+      if (fallback !== undefined) {
+        emit(
+          "mbox",
+          fallback,
+          { _tag: "Value", relation: "mbox", value: m.label, start: m.start, end: m.end },
+          named !== undefined ? 0.9 : 0.6
+        )
+      }
+    } else if (m.kind === "url") {
+      const host = hostOf(m.label)
+      const left = textOf(Math.max(lineStart(m.start), m.start - 100), m.start)
+      const blog = blogCue.test(left)
+      const cue = blog || homepageCue.test(left)
+      const account = accountHosts.includes(host)
+      if (account && !/home ?page/iu.test(left)) return
+      const target = fold(decodeURIComponentSafe(m.label))
+      const named = owner(value, target, cue)
+      const chosen = named !== undefined && (named.kind === "person" || cue) ?
+        named :
+        (cue ? sameUnitPerson(index) : undefined)
+      if (chosen !== undefined) {
+        const relation = blog ? "weblog" : "homepage"
+        emit(relation, chosen, { _tag: "Value", relation, value: m.label, start: m.start, end: m.end }, 0.7)
+      }
+    }
+  })
+}
+
+const decodeURIComponentSafe = (url: string) => {
+  try {
+    return decodeURIComponent(url)
+  } catch {
+    return url
+  }
+}
