@@ -1,0 +1,439 @@
+/**
+ * The contract every `RunStore` implementation must pass. Call `runStoreSuite` from the implementation's test file
+ * with a layer that builds a fresh, empty store in the given directory.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Chunking from "@quarry/core/Chunking"
+import * as Extractor from "@quarry/core/Extractor"
+import { Artifact, ExtractorIdentity, RunId } from "@quarry/core/Run"
+import * as RunStore from "@quarry/core/RunStore"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import { createHash } from "node:crypto"
+import { tempDir } from "./fixtures.js"
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex")
+
+const thing = "http://www.w3.org/2002/07/owl#Thing"
+const person = "http://xmlns.com/foaf/0.1/Person"
+
+/** A synthetic batch output: one entity of its own, plus the given extra mentions. */
+export const syntheticOutput = (
+  batchIndex: number,
+  extra: ReadonlyArray<Extractor.EntityMention> = []
+): Extractor.BatchOutput => ({
+  entities: [
+    {
+      label: `Entity ${batchIndex}`,
+      type: thing,
+      span: { start: batchIndex * 10, end: batchIndex * 10 + 8 },
+      confidence: 0.9,
+      attributes: {}
+    },
+    ...extra
+  ],
+  relations: [],
+  usage: { requests: 1, promptTokens: batchIndex, completionTokens: 2, costUsd: 0.5 }
+})
+
+const input = "Ahab met Starbuck. 田中優子 and Ελένη wrote 😀 notes.\n"
+
+/** A run to create, with every plan field set to something other than a default. */
+export const newRun = (id: string, overrides: Partial<RunStore.NewRun> = {}): RunStore.NewRun => ({
+  id: RunId.make(id),
+  input,
+  inputSha256: sha256(input),
+  chunking: new Chunking.ChunkingParams({ strategy: "sentences", windowSize: 321, overlap: 17, batchSize: 3 }),
+  chunkerVersion: "test-chunker",
+  extractor: new ExtractorIdentity({ name: "test-extractor", version: "7", configHash: "cfg-hash" }),
+  ontology: Option.some({ sha256: "onto-sha", source: "@prefix ex: <http://example.org/> ." }),
+  concurrency: 4,
+  totalBatches: 12,
+  outputPath: "/nowhere/out.nt",
+  outputFormat: "ntriples",
+  onBatchError: "fail",
+  ...overrides
+})
+
+const leaseMs = 10_000
+const start = Date.UTC(2025, 0, 1)
+
+/** Fails the test with the value when an effect that must fail succeeded. */
+const flipOrFail = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(
+    Effect.either(effect),
+    Either.match({
+      onLeft: Effect.succeed,
+      onRight: (a) => Effect.dieMessage(`expected a failure, got ${JSON.stringify(a)}`)
+    })
+  )
+
+/**
+ * Registers the contract tests for one implementation. `makeLayer` builds a fresh, empty store in `dir`.
+ */
+export const runStoreSuite = (
+  name: string,
+  makeLayer: (dir: string) => Layer.Layer<RunStore.RunStore, unknown>
+) =>
+  describe(`RunStore contract (${name})`, () => {
+    const withStore = <A, E, R>(f: (store: RunStore.RunStore["Type"]) => Effect.Effect<A, E, R>) =>
+      Effect.gen(function*() {
+        yield* TestClock.setTime(start)
+        const dir = yield* tempDir
+        const context = yield* Layer.build(makeLayer(dir))
+        return yield* f(Context.get(context, RunStore.RunStore))
+      })
+
+    /** Claims a run and commits `count` synthetic batches; returns their outputs. */
+    const commitMany = (store: RunStore.RunStore["Type"], runId: RunId, owner: string, count: number) =>
+      Effect.forEach(Array.from({ length: count }, (_, i) => i), (batchIndex) =>
+        store.commitBatch({
+          runId,
+          owner,
+          batchIndex,
+          output: syntheticOutput(batchIndex),
+          attempts: 1,
+          durationMs: 5
+        }))
+
+    it.scoped("createRun stores the input and the whole plan; getRun and readInput read them back", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("r1"))
+          const run = yield* store.getRun(RunId.make("r1"))
+          assert.deepStrictEqual(run, created)
+          assert.strictEqual(run.status, "pending")
+          assert.strictEqual(run.committedBatches, 0)
+          assert.isTrue(Option.isNone(run.lease))
+          assert.isTrue(Option.isNone(run.artifact))
+          const expected = newRun("r1")
+          assert.deepStrictEqual(run.plan.chunking, expected.chunking)
+          assert.strictEqual(run.plan.chunkerVersion, "test-chunker")
+          assert.deepStrictEqual(run.plan.extractor, expected.extractor)
+          assert.deepStrictEqual(run.plan.ontologySha256, Option.some("onto-sha"))
+          assert.strictEqual(run.plan.concurrency, 4)
+          assert.strictEqual(run.plan.totalBatches, 12)
+          assert.strictEqual(run.plan.inputSha256, sha256(input))
+          assert.strictEqual(run.plan.inputLength, input.length)
+          assert.strictEqual(run.plan.outputPath, "/nowhere/out.nt")
+          assert.strictEqual(run.plan.outputFormat, "ntriples")
+          assert.strictEqual(yield* store.readInput(run.id), input)
+          assert.deepStrictEqual(
+            yield* store.readOntologySource("onto-sha"),
+            Option.some("@prefix ex: <http://example.org/> .")
+          )
+          assert.deepStrictEqual(yield* store.readOntologySource("unknown"), Option.none())
+        })
+      ))
+
+    it.scoped("createRun refuses a taken id and leaves the first run untouched", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const first = yield* store.createRun(newRun("dup"))
+          const error = yield* flipOrFail(store.createRun(newRun("dup", { input: "other", totalBatches: 1 })))
+          assert.strictEqual(error._tag, "RunAlreadyExists")
+          assert.deepStrictEqual(yield* store.getRun(first.id), first)
+          assert.strictEqual(yield* store.readInput(first.id), input)
+        })
+      ))
+
+    it.scoped("unknown runs are RunNotFound", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const missing = RunId.make("missing")
+          assert.strictEqual((yield* flipOrFail(store.getRun(missing)))._tag, "RunNotFound")
+          assert.strictEqual((yield* flipOrFail(store.readInput(missing)))._tag, "RunNotFound")
+          assert.strictEqual((yield* flipOrFail(store.claim(missing, "me", leaseMs)))._tag, "RunNotFound")
+          assert.strictEqual((yield* flipOrFail(store.requestCancel(missing)))._tag, "RunNotFound")
+        })
+      ))
+
+    it.scoped("claim takes the lease; a live lease is RunLocked with owner and expiry; an expired one is taken over", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("lease"))
+          const claimed = yield* store.claim(created.id, "owner-a", leaseMs)
+          assert.strictEqual(claimed.status, "running")
+          assert.isTrue(claimed.statusVersion > created.statusVersion)
+          assert.deepStrictEqual(
+            Option.map(claimed.lease, (l) => [l.owner, l.expiresAt]),
+            Option.some(["owner-a", start + leaseMs])
+          )
+
+          yield* TestClock.adjust(leaseMs - 1)
+          const locked = yield* flipOrFail(store.claim(created.id, "owner-b", leaseMs))
+          assert.strictEqual(locked._tag, "RunLocked")
+          if (locked._tag === "RunLocked") {
+            assert.strictEqual(locked.owner, "owner-a")
+            assert.strictEqual(locked.expiresAt, start + leaseMs)
+          }
+          // The holder may claim again (a restart of the same owner); its heartbeat moves the expiry.
+          yield* store.claim(created.id, "owner-a", leaseMs)
+          const heartbeat = yield* store.heartbeat(created.id, "owner-a", leaseMs)
+          assert.isFalse(heartbeat.cancelRequested)
+          const renewedUntil = start + leaseMs - 1 + leaseMs
+          yield* TestClock.adjust(leaseMs - 1)
+          const stillLocked = yield* flipOrFail(store.claim(created.id, "owner-b", leaseMs))
+          assert.strictEqual(stillLocked._tag, "RunLocked")
+          if (stillLocked._tag === "RunLocked") assert.strictEqual(stillLocked.expiresAt, renewedUntil)
+
+          yield* TestClock.adjust(2)
+          const taken = yield* store.claim(created.id, "owner-b", leaseMs)
+          assert.strictEqual(taken.status, "running")
+          assert.deepStrictEqual(Option.map(taken.lease, (l) => l.owner), Option.some("owner-b"))
+          // The old owner lost it: no heartbeat, no commit, no completion.
+          assert.strictEqual((yield* flipOrFail(store.heartbeat(created.id, "owner-a", leaseMs)))._tag, "RunLocked")
+          const commit = yield* flipOrFail(commitMany(store, created.id, "owner-a", 1))
+          assert.strictEqual(commit._tag, "RunLocked")
+          const artifact = new Artifact({ path: "/x", sha256: "s", bytes: 1, format: "turtle" })
+          assert.strictEqual((yield* flipOrFail(store.complete(created.id, "owner-a", artifact)))._tag, "RunLocked")
+          assert.strictEqual((yield* store.getRun(created.id)).committedBatches, 0)
+        })
+      ))
+
+    it.scoped("commitBatch writes checkpoints with cumulative counters and the chained digest", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("chain"))
+          yield* store.claim(created.id, "me", leaseMs)
+          const checkpoints = yield* commitMany(store, created.id, "me", 5)
+          let digest = created.digest
+          checkpoints.forEach((checkpoint, i) => {
+            digest = sha256(digest + sha256(Extractor.encodeOutput(syntheticOutput(i))))
+            assert.strictEqual(checkpoint.digest, digest, `digest of batch ${i}`)
+            assert.strictEqual(checkpoint.batchIndex, i)
+            assert.strictEqual(checkpoint.committedBatches, i + 1)
+            assert.strictEqual(checkpoint.entityMentions, i + 1)
+            assert.strictEqual(checkpoint.relations, 0)
+            assert.isFalse(checkpoint.cancelRequested)
+          })
+          const run = yield* store.getRun(created.id)
+          assert.strictEqual(run.committedBatches, 5)
+          assert.strictEqual(run.entityMentions, 5)
+          assert.strictEqual(run.digest, digest)
+          assert.deepStrictEqual(
+            [run.usage.requests, run.usage.promptTokens, run.usage.completionTokens, run.usage.costUsd],
+            [5, 0 + 1 + 2 + 3 + 4, 10, 2.5]
+          )
+        })
+      ))
+
+    it.scoped("committing an already-committed batch returns the stored checkpoint and writes nothing", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("again"))
+          yield* store.claim(created.id, "me", leaseMs)
+          const [first, second] = yield* commitMany(store, created.id, "me", 3)
+          const before = yield* store.getRun(created.id)
+          const pageBefore = yield* store.batchPage(created.id, -1, 100)
+          // A retry with a different output (e.g. a re-extraction after a crash) must not replace the stored one.
+          const retried = yield* store.commitBatch({
+            runId: created.id,
+            owner: "me",
+            batchIndex: 1,
+            output: syntheticOutput(99),
+            attempts: 2,
+            durationMs: 1
+          })
+          assert.strictEqual(retried.digest, second!.digest)
+          assert.strictEqual(retried.batchIndex, 1)
+          assert.strictEqual(retried.entityMentions, second!.entityMentions)
+          assert.strictEqual(retried.relations, second!.relations)
+          const again = yield* store.commitBatch({
+            runId: created.id,
+            owner: "me",
+            batchIndex: 0,
+            output: syntheticOutput(0),
+            attempts: 1,
+            durationMs: 5
+          })
+          assert.strictEqual(again.digest, first!.digest)
+          assert.deepStrictEqual(yield* store.getRun(created.id), before)
+          assert.deepStrictEqual(yield* store.batchPage(created.id, -1, 100), pageBefore)
+          assert.deepStrictEqual(yield* store.knownEntities(created.id, 100), [
+            ...(yield* store.knownEntities(created.id, 3))
+          ])
+          assert.notInclude(
+            (yield* store.knownEntities(created.id, 100)).map((e) => e.label),
+            "Entity 99"
+          )
+        })
+      ))
+
+    it.scoped("batchPage reads committed outputs in batch order, page by page", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("pages", { totalBatches: 10 }))
+          yield* store.claim(created.id, "me", leaseMs)
+          yield* commitMany(store, created.id, "me", 10)
+          const seen: Array<number> = []
+          let after = -1
+          for (;;) {
+            const page = yield* store.batchPage(created.id, after, 3)
+            if (page.length === 0) break
+            assert.isAtMost(page.length, 3)
+            for (const batch of page) {
+              seen.push(batch.batchIndex)
+              assert.deepStrictEqual(batch.output, syntheticOutput(batch.batchIndex))
+            }
+            after = page[page.length - 1]!.batchIndex
+          }
+          assert.deepStrictEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+          assert.deepStrictEqual(yield* store.batchPage(RunId.make("nobody"), -1, 3), [])
+        })
+      ))
+
+    it.scoped("knownEntities gives entities first seen before a batch, once each, in order of first appearance", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("known"))
+          yield* store.claim(created.id, "me", leaseMs)
+          const mention = (label: string, type = person) => ({
+            label,
+            type,
+            span: { start: 0, end: label.length },
+            confidence: 1,
+            attributes: {}
+          })
+          const outputs = [
+            { entities: [mention("Ahab"), mention("田中優子")], relations: [] },
+            { entities: [mention("AHAB"), mention("Ελένη"), mention("Ahab", thing)], relations: [] },
+            { entities: [mention("Starbuck")], relations: [] }
+          ]
+          for (const [batchIndex, output] of outputs.entries()) {
+            yield* store.commitBatch({ runId: created.id, owner: "me", batchIndex, output, attempts: 1, durationMs: 1 })
+          }
+          const view = (before: number) =>
+            Effect.map(store.knownEntities(created.id, before), (rows) => rows.map((e) => `${e.label}|${e.type}`))
+          assert.deepStrictEqual(yield* view(0), [])
+          assert.sameMembers(yield* view(1), [`Ahab|${person}`, `田中優子|${person}`])
+          const two = yield* view(2)
+          // "AHAB" is the same person as "Ahab"; the Thing "Ahab" is another entity; Greek stays intact.
+          assert.sameMembers(two, [`Ahab|${person}`, `田中優子|${person}`, `Ελένη|${person}`, `Ahab|${thing}`])
+          assert.deepStrictEqual(two.slice(0, 2).sort(), (yield* view(1)).sort())
+          assert.sameMembers(yield* view(3), [...two, `Starbuck|${person}`])
+          assert.strictEqual((yield* store.knownEntities(created.id, 3)).length, 5)
+        })
+      ))
+
+    it.scoped("concurrent commits from two runs lose nothing", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const count = 40
+          const a = yield* store.createRun(newRun("run-a", { totalBatches: count }))
+          const b = yield* store.createRun(newRun("run-b", { totalBatches: count }))
+          yield* store.claim(a.id, "owner-a", leaseMs)
+          yield* store.claim(b.id, "owner-b", leaseMs)
+          yield* Effect.all([
+            commitMany(store, a.id, "owner-a", count),
+            commitMany(store, b.id, "owner-b", count),
+            // Reads interleaved with the writes.
+            Effect.forEach(Array.from({ length: count }), () => store.knownEntities(a.id, count), { discard: true })
+          ], { concurrency: "unbounded" })
+          for (const run of [a, b]) {
+            const stored = yield* store.getRun(run.id)
+            assert.strictEqual(stored.committedBatches, count)
+            assert.strictEqual(stored.entityMentions, count)
+            let digest = run.digest
+            for (let i = 0; i < count; i++) digest = sha256(digest + sha256(Extractor.encodeOutput(syntheticOutput(i))))
+            assert.strictEqual(stored.digest, digest)
+            const page = yield* store.batchPage(run.id, -1, 1000)
+            assert.deepStrictEqual(page.map((p) => p.batchIndex), Array.from({ length: count }, (_, i) => i))
+            assert.strictEqual((yield* store.knownEntities(run.id, count)).length, count)
+          }
+        })
+      ))
+
+    it.scoped("complete records the artifact, releases the lease, and is terminal", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("done", { totalBatches: 1 }))
+          yield* store.claim(created.id, "me", leaseMs)
+          yield* commitMany(store, created.id, "me", 1)
+          const artifact = new Artifact({ path: "/out.nt", sha256: "abc", bytes: 42, format: "ntriples" })
+          const completed = yield* store.complete(created.id, "me", artifact)
+          assert.strictEqual(completed.status, "completed")
+          assert.deepStrictEqual(completed.artifact, Option.some(artifact))
+          assert.isTrue(Option.isNone(completed.lease))
+          // Claiming a completed run returns it unchanged (resume is a no-op).
+          const claimed = yield* store.claim(created.id, "other", leaseMs)
+          assert.strictEqual(claimed.status, "completed")
+          assert.strictEqual(claimed.statusVersion, completed.statusVersion)
+          assert.strictEqual((yield* flipOrFail(store.requestCancel(created.id)))._tag, "InvalidRunState")
+          assert.deepStrictEqual((yield* store.listRuns({ status: "completed" })).map((r) => r.id), [created.id])
+        })
+      ))
+
+    it.scoped("finish records a failure with its error history; the run can be claimed again", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("fails"))
+          yield* store.claim(created.id, "me", leaseMs)
+          yield* commitMany(store, created.id, "me", 2)
+          yield* store.finish(created.id, "me", { status: "failed", reason: "ExtractorError", error: "boom 1" })
+          const failed = yield* store.getRun(created.id)
+          assert.strictEqual(failed.status, "failed")
+          assert.deepStrictEqual(failed.lastError, Option.some("boom 1"))
+          assert.deepStrictEqual(failed.failureReason, Option.some("ExtractorError"))
+          assert.isTrue(Option.isNone(failed.lease))
+          assert.strictEqual(failed.committedBatches, 2)
+          // Someone who does not hold the lease cannot record an end.
+          yield* store.claim(created.id, "me", leaseMs)
+          yield* store.finish(created.id, "intruder", { status: "failed", reason: "x", error: "not mine" })
+          assert.strictEqual((yield* store.getRun(created.id)).status, "running")
+          yield* TestClock.adjust(1)
+          yield* store.finish(created.id, "me", { status: "failed", reason: "PersistenceError", error: "boom 2" })
+          const errors = yield* store.errors(created.id)
+          assert.deepStrictEqual(errors.map((e) => [e.reason, e.message]), [
+            ["ExtractorError", "boom 1"],
+            ["PersistenceError", "boom 2"]
+          ])
+          const resumed = yield* store.claim(created.id, "me", leaseMs)
+          assert.strictEqual(resumed.status, "running")
+          assert.strictEqual(resumed.committedBatches, 2)
+          yield* store.finish(created.id, "me", { status: "interrupted" })
+          assert.strictEqual((yield* store.getRun(created.id)).status, "interrupted")
+          assert.strictEqual((yield* store.errors(created.id)).length, 2)
+        })
+      ))
+
+    it.scoped("requestCancel cancels an idle run at once and flags a running one for its holder", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const idle = yield* store.createRun(newRun("idle"))
+          const cancelled = yield* store.requestCancel(idle.id)
+          assert.strictEqual(cancelled.status, "cancelled")
+          assert.isTrue(cancelled.statusVersion > idle.statusVersion)
+
+          const busy = yield* store.createRun(newRun("busy"))
+          yield* store.claim(busy.id, "me", leaseMs)
+          const flagged = yield* store.requestCancel(busy.id)
+          assert.strictEqual(flagged.status, "running")
+          assert.isTrue(flagged.cancelRequested)
+          assert.isTrue((yield* store.heartbeat(busy.id, "me", leaseMs)).cancelRequested)
+          const [checkpoint] = yield* commitMany(store, busy.id, "me", 1)
+          assert.isTrue(checkpoint!.cancelRequested)
+          yield* store.finish(busy.id, "me", { status: "cancelled" })
+          assert.strictEqual((yield* store.getRun(busy.id)).status, "cancelled")
+          // A cancelled run is resumable, and the request does not stick to the next execution.
+          const resumed = yield* store.claim(busy.id, "me", leaseMs)
+          assert.isFalse(resumed.cancelRequested)
+
+          // A running run whose holder died (lease expired) is cancelled at once.
+          const orphan = yield* store.createRun(newRun("orphan"))
+          yield* store.claim(orphan.id, "dead", leaseMs)
+          yield* TestClock.adjust(leaseMs + 1)
+          assert.strictEqual((yield* store.requestCancel(orphan.id)).status, "cancelled")
+
+          assert.sameMembers(
+            (yield* store.listRuns({ status: "cancelled" })).map((r) => r.id),
+            [idle.id, orphan.id]
+          )
+          assert.strictEqual((yield* store.listRuns()).length, 3)
+        })
+      ))
+  })
