@@ -1,15 +1,36 @@
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
+import * as Chunking from "@quarry/core/Chunking"
+import type * as Extractor from "@quarry/core/Extractor"
+import { RunId } from "@quarry/core/Run"
+import * as RunStore from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as N3 from "n3"
+import * as fs from "node:fs"
 import * as path from "node:path"
-import { readText, sharedData, storeLayer, tempDir } from "./fixtures.js"
+import {
+  cleanArtifact,
+  countRows,
+  failingAt,
+  readBytes,
+  readText,
+  recordingTracer,
+  scriptedExtractor,
+  sharedData,
+  snapshot,
+  storeLayer,
+  tempDir
+} from "./fixtures.js"
+
+const text = readText(sharedData("texts", "long-multi-chapter.txt"))
+const custom = { strategy: "chars", windowSize: 300, overlap: 50, batchSize: 2 } as const
 
 describe("Workflow", () => {
   it.scoped("executes a multi-batch run to an artifact", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const text = readText(sharedData("texts", "long-multi-chapter.txt"))
       const out = path.join(dir, "out.ttl")
       const result = yield* Effect.gen(function*() {
         const run = yield* Workflow.create({
@@ -25,5 +46,249 @@ describe("Workflow", () => {
       assert.isTrue(Option.isSome(result.artifact))
       const ttl = readText(out)
       assert.include(ttl, "rdfs:label")
+    }))
+
+  describe("chunking parameters", () => {
+    it.scoped("are stored by createRun in the same transaction as the run and its input", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        yield* Effect.gen(function*() {
+          const store = yield* RunStore.RunStore
+          const sql = yield* SqlClient.SqlClient
+          const run = yield* Workflow.create({
+            input: text,
+            extractor: "capitalized",
+            chunking: custom,
+            concurrency: 3,
+            output: { path: path.join(dir, "a.ttl"), format: "turtle" }
+          })
+          const stored = yield* store.getRun(run.id)
+          assert.deepStrictEqual(stored.plan.chunking, new Chunking.ChunkingParams(custom))
+          assert.strictEqual(stored.plan.chunkerVersion, Chunking.chunkerVersion)
+          assert.strictEqual(stored.plan.concurrency, 3)
+          assert.strictEqual(stored.plan.totalBatches, Chunking.plan(text, new Chunking.ChunkingParams(custom)).length)
+          assert.strictEqual(yield* store.readInput(run.id), text)
+
+          // Make the input insert fail: the run row written just before it must not survive.
+          yield* sql`CREATE TRIGGER refuse_input BEFORE INSERT ON run_inputs BEGIN SELECT RAISE(ABORT, 'no'); END`
+          const error = yield* Effect.flip(Workflow.create({
+            runId: RunId.make("atomic"),
+            input: text,
+            extractor: "capitalized",
+            chunking: custom,
+            output: { path: path.join(dir, "b.ttl"), format: "turtle" }
+          }))
+          assert.strictEqual(error._tag, "PersistenceError")
+          assert.strictEqual(yield* countRows("runs", "atomic"), 0)
+          assert.deepStrictEqual((yield* store.listRuns()).map((r) => r.id), [run.id])
+        }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
+      }))
+
+    it.scoped("resume uses the stored parameters, not the caller's or the defaults, and skips committed batches", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const params = new Chunking.ChunkingParams(custom)
+        const total = Chunking.plan(text, params).length
+        assert.notStrictEqual(total, Chunking.plan(text, Chunking.defaults).length)
+        const clean = yield* cleanArtifact(dir, "params", { input: text, extractor: "capitalized", chunking: custom })
+        const db = path.join(dir, "q.db")
+        const out = path.join(dir, "out.ttl")
+        const run = yield* Workflow.create({
+          runId: RunId.make("params-run"),
+          input: text,
+          extractor: "capitalized",
+          chunking: custom,
+          output: { path: out, format: "turtle" }
+        }).pipe(Effect.provide(storeLayer(db)))
+        const failed = yield* Effect.flip(Workflow.execute(run.id)).pipe(Effect.provide(storeLayer(db, [failingAt(3)])))
+        assert.strictEqual(failed._tag, "ExtractorError")
+
+        const seen: Array<Extractor.BatchInput> = []
+        const recorder = scriptedExtractor({ before: (input) => Effect.sync(() => seen.push(input)) })
+        yield* Effect.gen(function*() {
+          // A caller with other parameters cannot change the stored run...
+          const again = yield* Effect.flip(Workflow.create({
+            runId: run.id,
+            input: text,
+            extractor: "capitalized",
+            output: { path: out, format: "turtle" }
+          }))
+          assert.strictEqual(again._tag, "RunAlreadyExists")
+          // ...and execute takes no parameters at all: it reads them from the run.
+          const done = yield* Workflow.execute(run.id)
+          assert.strictEqual(done.status, "completed")
+          assert.strictEqual(done.committedBatches, total)
+          assert.deepStrictEqual(done.plan.chunking, params)
+        }).pipe(Effect.provide(storeLayer(db, [recorder])))
+        // Only the batches that were not committed were extracted, cut with the stored parameters.
+        assert.deepStrictEqual(seen.map((b) => b.batchIndex), Array.from({ length: total - 3 }, (_, i) => i + 3))
+        const expected = Chunking.plan(text, params)
+        for (const input of seen) {
+          assert.deepStrictEqual(input.chunks, expected[input.batchIndex]!.chunks)
+          assert.isAtMost(input.chunks.length, 2)
+          for (const chunk of input.chunks) assert.isAtMost(chunk.end - chunk.start, 300)
+        }
+        assert.deepStrictEqual(readBytes(out), clean)
+      }))
+  })
+
+  describe("refusals before anything is written", () => {
+    it.scoped("a stored input that no longer matches its hash is InputMismatch", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const out = path.join(dir, "out.ttl")
+        yield* Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const run = yield* Workflow.create({
+            input: text,
+            extractor: "capitalized",
+            chunking: custom,
+            output: { path: out, format: "turtle" }
+          })
+          yield* sql`UPDATE run_inputs SET text = ${text.replace("a", "b")} WHERE run_id = ${run.id}`
+          const before = yield* snapshot(run.id)
+          const error = yield* Effect.flip(Workflow.execute(run.id))
+          assert.strictEqual(error._tag, "InputMismatch")
+          if (error._tag === "InputMismatch") assert.strictEqual(error.expected, run.plan.inputSha256)
+          assert.deepStrictEqual(yield* snapshot(run.id), before)
+          assert.strictEqual((yield* snapshot(run.id)).batches, "[]")
+        }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
+        assert.isFalse(fs.existsSync(out))
+      }))
+
+    it.scoped("an extractor whose version changed is PlanMismatch, also for a partly executed run", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const db = path.join(dir, "q.db")
+        const out = path.join(dir, "out.ttl")
+        const run = yield* Effect.gen(function*() {
+          const created = yield* Workflow.create({
+            input: text,
+            extractor: "capitalized",
+            chunking: custom,
+            output: { path: out, format: "turtle" }
+          })
+          return created
+        }).pipe(Effect.provide(storeLayer(db)))
+        yield* Effect.flip(Workflow.execute(run.id)).pipe(Effect.provide(storeLayer(db, [failingAt(2)])))
+
+        const newer = scriptedExtractor({ version: "2" })
+        yield* Effect.gen(function*() {
+          const before = yield* snapshot(run.id)
+          assert.strictEqual(yield* countRows("batches", run.id), 2)
+          const error = yield* Effect.flip(Workflow.execute(run.id))
+          assert.strictEqual(error._tag, "PlanMismatch")
+          if (error._tag === "PlanMismatch") {
+            assert.include(error.field, "version")
+            assert.strictEqual(error.stored, "1")
+            assert.strictEqual(error.current, "2")
+          }
+          assert.deepStrictEqual(yield* snapshot(run.id), before)
+        }).pipe(Effect.provide(storeLayer(db, [newer])))
+        assert.isFalse(fs.existsSync(out))
+      }))
+  })
+
+  describe("zero-batch runs", () => {
+    for (const [name, input] of [["empty", ""], ["whitespace-only", "  \n\t \r\n\u00a0 "]] as const) {
+      it.scoped(`${name} input completes with an empty valid artifact without merging; resume is a no-op`, () =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          const outputs = {
+            turtle: path.join(dir, "out.ttl"),
+            ntriples: path.join(dir, "out.nt"),
+            jsonl: path.join(dir, "out.jsonl")
+          }
+          const { names, tracer } = yield* recordingTracer
+          yield* Effect.gen(function*() {
+            for (const [format, out] of Object.entries(outputs) as Array<[keyof typeof outputs, string]>) {
+              const run = yield* Workflow.create({ input, extractor: "capitalized", output: { path: out, format } })
+              assert.strictEqual(run.plan.totalBatches, 0)
+              names.length = 0
+              const done = yield* Workflow.execute(run.id).pipe(Effect.withTracer(tracer))
+              assert.strictEqual(done.status, "completed")
+              assert.include(names, "Workflow.execute")
+              assert.include(names, "Merge.writeEmpty")
+              assert.notInclude(names, "Merge.merge")
+              const bytes = readBytes(out)
+              assert.deepStrictEqual(Option.map(done.artifact, (a) => a.bytes), Option.some(bytes.length))
+              if (format === "turtle") {
+                assert.deepStrictEqual(new N3.Parser().parse(bytes.toString("utf8")), [])
+              } else {
+                assert.strictEqual(bytes.length, 0)
+              }
+
+              names.length = 0
+              const again = yield* Workflow.execute(run.id).pipe(Effect.withTracer(tracer))
+              assert.deepStrictEqual(again, done)
+              assert.notInclude(names, "Merge.writeEmpty")
+              assert.notInclude(names, "Merge.merge")
+              assert.deepStrictEqual(readBytes(out), bytes)
+            }
+          }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
+        }))
+    }
+  })
+
+  it.scopedLive("determinism: batch i sees exactly the entities of batches < i - concurrency + 1, whatever the timing", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const concurrency = 3
+      const chunking = { windowSize: 200, overlap: 40, batchSize: 1 }
+      const runOnce = (name: string, delayMs: (batchIndex: number) => number) =>
+        Effect.gen(function*() {
+          const known = new Map<number, ReadonlyArray<string>>()
+          let inFlight = 0
+          let maxInFlight = 0
+          const extractor = scriptedExtractor({
+            contextual: true,
+            before: (input) =>
+              Effect.sync(() => {
+                inFlight++
+                maxInFlight = Math.max(maxInFlight, inFlight)
+              }).pipe(
+                Effect.zipRight(Effect.sleep(delayMs(input.batchIndex))),
+                Effect.ensuring(Effect.sync(() => inFlight--))
+              ),
+            onKnown: (batchIndex, entities) => known.set(batchIndex, entities.map((e) => `${e.label}|${e.type}`))
+          })
+          const out = path.join(dir, `${name}.jsonl`)
+          const stored = yield* Effect.gen(function*() {
+            const store = yield* RunStore.RunStore
+            const run = yield* Workflow.create({
+              input: text,
+              extractor: "capitalized",
+              chunking,
+              concurrency,
+              output: { path: out, format: "jsonl" }
+            })
+            yield* Workflow.execute(run.id)
+            return yield* store.batchPage(run.id, -1, 10_000)
+          }).pipe(Effect.provide(storeLayer(path.join(dir, `${name}.db`), [extractor])))
+          return { known, maxInFlight, stored, artifact: readBytes(out) }
+        })
+      const a = yield* runOnce("a", (i) => ((i * 37) % 11) * 3)
+      const b = yield* runOnce("b", (i) => ((1000 - i) * 53 % 7) * 4)
+      assert.isAbove(a.stored.length, 10)
+      assert.isAbove(a.maxInFlight, 1, "batches must really run concurrently for this test to mean anything")
+      assert.isAbove(b.maxInFlight, 1)
+
+      // The expected context, computed independently from the stored outputs.
+      const normalise = (label: string) => label.normalize("NFKC").toLowerCase().replace(/\s+/gu, " ").trim()
+      for (const { batchIndex } of a.stored) {
+        const horizon = batchIndex - concurrency + 1
+        const firstSeen = new Map<string, string>()
+        for (const { batchIndex: j, output } of a.stored) {
+          if (j >= horizon) break
+          for (const e of output.entities) {
+            const key = `${e.type}\u0000${normalise(e.label)}`
+            if (!firstSeen.has(key)) firstSeen.set(key, `${e.label}|${e.type}`)
+          }
+        }
+        assert.sameMembers([...(a.known.get(batchIndex) ?? [])], [...firstSeen.values()], `batch ${batchIndex}`)
+        assert.strictEqual(a.known.get(batchIndex)!.length, firstSeen.size)
+      }
+      assert.deepStrictEqual(b.known, a.known)
+      assert.deepStrictEqual(b.artifact, a.artifact)
     }))
 })
