@@ -1,0 +1,133 @@
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it } from "@effect/vitest"
+import * as Database from "@quarry/core/Database"
+import * as Durability from "@quarry/core/Durability"
+import * as RunStore from "@quarry/core/RunStore"
+import * as SqliteRunStore from "@quarry/core/SqliteRunStore"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { tempDir } from "./fixtures.js"
+import { newRun } from "./RunStoreSuite.js"
+
+const pragma = (name: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql.unsafe<Record<string, unknown>>(`PRAGMA ${name}`)
+    return Object.values(rows[0] ?? {})[0]
+  })
+
+const tables = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`
+  return rows.map((r) => r.name)
+})
+
+const schemaVersion = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const rows = yield* sql<{ v: number }>`SELECT MAX(migration_id) AS v FROM effect_sql_migrations`
+  return rows[0]!.v
+})
+
+describe("Database", () => {
+  it.scoped("layer opens a file with durable pragmas and the migrated schema", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = path.join(dir, "q.db")
+      yield* Effect.gen(function*() {
+        assert.strictEqual(yield* pragma("journal_mode"), "wal")
+        assert.strictEqual(yield* pragma("synchronous"), 2)
+        assert.strictEqual(yield* pragma("foreign_keys"), 1)
+        assert.strictEqual(yield* pragma("busy_timeout"), Database.busyTimeoutMs)
+        const names = yield* tables
+        for (const table of ["runs", "run_inputs", "batches", "checkpoints", "entities", "run_errors"]) {
+          assert.include(names, table)
+        }
+        const report = yield* Durability.inspect(file)
+        assert.strictEqual(yield* schemaVersion, report.supportedSchemaVersion)
+        // The report reads the schema version of a database migrated on this very connection.
+        assert.strictEqual(report.schemaVersion, report.supportedSchemaVersion)
+      }).pipe(Effect.provide(Database.layer(file)))
+      assert.isTrue(fs.existsSync(file))
+    }))
+
+  it.scoped("reopening keeps the data and does not migrate again", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = path.join(dir, "q.db")
+      const withStore = Layer.provideMerge(SqliteRunStore.layer, Database.layer(file))
+      const created = yield* Effect.flatMap(RunStore.RunStore, (store) => store.createRun(newRun("kept"))).pipe(
+        Effect.provide(withStore)
+      )
+      const [run, migrations] = yield* Effect.gen(function*() {
+        const store = yield* RunStore.RunStore
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM effect_sql_migrations`
+        return [yield* store.getRun(created.id), rows[0]!.n] as const
+      }).pipe(Effect.provide(withStore))
+      assert.deepStrictEqual(run, created)
+      assert.strictEqual(migrations, yield* schemaVersion.pipe(Effect.provide(Database.layer(file))))
+    }))
+
+  it.scoped("refuses a database whose schema is newer than this code, and leaves it as it is", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = path.join(dir, "q.db")
+      const future = yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const next = (yield* schemaVersion) + 1
+        yield* sql`INSERT INTO effect_sql_migrations (migration_id, name) VALUES (${next}, 'from_the_future')`
+        return next
+      }).pipe(Effect.provide(Database.layer(file)))
+      const error = yield* Effect.flip(Layer.build(Database.layer(file)))
+      assert.strictEqual(error._tag, "DurabilityError")
+      assert.match(error.reasons.join("\n"), new RegExp(`schema version is ${future}`))
+      assert.include(error.message, "upgrade Quarry")
+      // Read without Quarry's layer: still the future schema, nothing rolled back or migrated.
+      const rows = yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        return yield* sql<{ migration_id: number }>`SELECT migration_id FROM effect_sql_migrations ORDER BY 1`
+      }).pipe(Effect.provide(SqliteClient.layer({ filename: file })))
+      assert.strictEqual(rows.at(-1)!.migration_id, future)
+    }))
+
+  it.scoped("refuses a file that is not a SQLite database with a clear reason, and does not touch it", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = path.join(dir, "notes.db")
+      const content = "These are my notes, not a database.\n".repeat(200)
+      fs.writeFileSync(file, content)
+      const error = yield* Effect.flip(Layer.build(Database.layer(file)))
+      assert.strictEqual(error._tag, "DurabilityError")
+      assert.match(error.reasons.join("\n"), /not a (SQLite )?database/i)
+      assert.strictEqual(fs.readFileSync(file, "utf8"), content)
+      assert.deepStrictEqual(fs.readdirSync(dir).filter((f) => f !== "notes.db" && !f.startsWith("notes.db-")), [])
+    }))
+
+  it.scoped("refuses in-memory and temporary databases before opening them", () =>
+    Effect.gen(function*() {
+      for (const filename of [":memory:", ""]) {
+        const error = yield* Effect.flip(Layer.build(Database.layer(filename)))
+        assert.strictEqual(error._tag, "DurabilityError")
+        assert.match(error.reasons.join("\n"), /in-memory|temporary/)
+      }
+    }))
+
+  it.scoped("layerEphemeral is a real, durable file that is removed with its scope", () =>
+    Effect.gen(function*() {
+      const file = yield* Effect.scoped(
+        Effect.gen(function*() {
+          const sql = yield* SqlClient.SqlClient
+          const rows = yield* sql<{ file: string }>`SELECT file FROM pragma_database_list WHERE name = 'main'`
+          const filename = rows[0]!.file
+          assert.isTrue(fs.existsSync(filename))
+          assert.isTrue((yield* Durability.validate(filename)).durable)
+          return filename
+        }).pipe(Effect.provide(Database.layerEphemeral))
+      )
+      assert.isFalse(fs.existsSync(file))
+      assert.isFalse(fs.existsSync(path.dirname(file)))
+    }))
+})
