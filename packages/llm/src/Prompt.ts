@@ -16,11 +16,6 @@ import { createHash } from "node:crypto"
 const OWL_THING = "http://www.w3.org/2002/07/owl#Thing"
 const XSD = "http://www.w3.org/2001/XMLSchema#"
 const RDFS_LITERAL = "http://www.w3.org/2000/01/rdf-schema#Literal"
-const DESCRIPTION_PREDICATES = [
-  "http://www.w3.org/2000/01/rdf-schema#comment",
-  "http://www.w3.org/2004/02/skos/core#definition",
-  "http://purl.org/dc/terms/description"
-]
 
 /**
  * A class as the model sees it.
@@ -33,6 +28,8 @@ export interface ClassTerm {
   readonly iri: string
   readonly label: string
   readonly description: string | undefined
+  /** Other names of the class (`skos:altLabel`), to help the model recognise it. */
+  readonly synonyms: ReadonlyArray<string>
   readonly superClasses: ReadonlyArray<string>
 }
 
@@ -85,35 +82,9 @@ const pickLabel = (labels: ReadonlyArray<Ontology.Label>, fallback: string) =>
   (labels.find((l) => l.language === "en") ?? labels.find((l) => l.language === undefined) ?? labels[0])?.value ??
     fallback
 
-const oneLine = (text: string, max = 200) => {
-  const flat = text.replace(/\s+/g, " ").trim()
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
-}
-
-/** Descriptions read from the canonical N-Triples, so they do not depend on what the ontology view carries. */
-const descriptions = (ontology: Ontology.Ontology): Map<string, string> => {
-  const found = new Map<string, { value: string; rank: number }>()
-  const line = /^<([^>]*)> <([^>]*)> ("(?:[^"\\]|\\.)*")(?:@([A-Za-z0-9-]+))?(?:\^\^<[^>]*>)? \.$/
-  for (const text of ontology.canonical.split("\n")) {
-    const match = line.exec(text)
-    if (match === null) continue
-    const predicate = DESCRIPTION_PREDICATES.indexOf(match[2]!)
-    if (predicate < 0) continue
-    let value: string
-    try {
-      value = JSON.parse(match[3]!)
-    } catch {
-      continue
-    }
-    const language = match[4]
-    const rank = predicate * 3 + (language === "en" ? 0 : language === undefined ? 1 : 2)
-    const previous = found.get(match[1]!)
-    if (previous === undefined || rank < previous.rank) found.set(match[1]!, { value, rank })
-  }
-  return new Map([...found].map(([iri, { value }]) => [iri, oneLine(value)]))
-}
-
-const isDatatype = (iri: string) => iri.startsWith(XSD) || iri === RDFS_LITERAL
+const synonyms = (
+  labels: ReadonlyArray<Ontology.Label>
+) => [...new Set(labels.filter((l) => l.language === undefined || l.language === "en").map((l) => l.value))]
 
 /**
  * The vocabulary of an ontology; without an ontology (or without classes), the single class `owl:Thing`.
@@ -122,7 +93,14 @@ const isDatatype = (iri: string) => iri.startsWith(XSD) || iri === RDFS_LITERAL
  * @category constructors
  */
 export const vocabulary = (ontology: Option.Option<Ontology.Ontology>): Vocabulary => {
-  const thing: ClassTerm = { key: "Thing", iri: OWL_THING, label: "Thing", description: undefined, superClasses: [] }
+  const thing: ClassTerm = {
+    key: "Thing",
+    iri: OWL_THING,
+    label: "Thing",
+    description: undefined,
+    synonyms: [],
+    superClasses: []
+  }
   if (Option.isNone(ontology) || ontology.value.classes.length === 0) {
     return {
       classes: [thing],
@@ -130,37 +108,38 @@ export const vocabulary = (ontology: Option.Option<Ontology.Ontology>): Vocabula
     }
   }
   const o = ontology.value
-  const notes = descriptions(o)
   const keys = uniqueKeys(o.classes.map((c) => c.iri))
   const classKeys = new Map(o.classes.map((c, i) => [c.iri, keys[i]!]))
   const classes = o.classes.map((c, i): ClassTerm => ({
     key: keys[i]!,
     iri: c.iri,
     label: pickLabel(c.labels, localName(c.iri)),
-    description: notes.get(c.iri),
+    description: c.description,
+    synonyms: synonyms(c.altLabels),
     superClasses: c.superClasses.flatMap((s) => Option.toArray(Option.fromNullable(classKeys.get(s))))
   }))
   return { classes: [classes[0]!, ...classes.slice(1)], properties: propertiesOf(o, classKeys) }
 }
 
 const propertiesOf = (o: Ontology.Ontology, classKeys: ReadonlyMap<string, string>): Array<PropertyTerm> => {
-  const notes = descriptions(o)
   const keys = uniqueKeys(o.properties.map((p) => p.iri))
-  const named = (iris: ReadonlyArray<string>) => iris.map((iri) => classKeys.get(iri) ?? localName(iri))
+  const datatypes = new Set(o.datatypes)
+  const isDatatype = (iri: string) => datatypes.has(iri) || iri.startsWith(XSD) || iri === RDFS_LITERAL
+  const named = (iri: string) =>
+    classKeys.get(iri) ??
+      (iri.startsWith(XSD) ? `xsd:${iri.slice(XSD.length)}` : isDatatype(iri) ? "literal" : localName(iri))
   return o.properties.map((p, i) => {
-    const literal = p.range.length > 0 && p.range.every(isDatatype)
-    const [onlyRange] = p.range
+    const literalRanges = p.range.filter(isDatatype)
+    const [onlyLiteralRange] = literalRanges
     return {
       key: keys[i]!,
       iri: p.iri,
       label: pickLabel(p.labels, localName(p.iri)),
-      description: notes.get(p.iri),
-      domain: named(p.domain),
-      range: literal
-        ? p.range.map((r) => r.startsWith(XSD) ? `xsd:${r.slice(XSD.length)}` : "literal")
-        : named(p.range),
-      literal,
-      datatype: literal && p.range.length === 1 && onlyRange?.startsWith(XSD) ? onlyRange : undefined
+      description: p.description,
+      domain: p.domain.map(named),
+      range: [...new Set(p.range.map(named))],
+      literal: p.kind === "datatype" || (p.range.length > 0 && literalRanges.length === p.range.length),
+      datatype: literalRanges.length === 1 && onlyLiteralRange?.startsWith(XSD) ? onlyLiteralRange : undefined
     }
   })
 }
@@ -326,9 +305,9 @@ const fill = (template: string, values: Record<string, string>) =>
   template.replace(/\{\{(\w+)\}\}/g, (_, name: string) => values[name] ?? "")
 
 const describeClass = (c: ClassTerm) =>
-  `- ${c.key}: ${c.label}${c.description === undefined ? "" : ` - ${c.description}`}${
-    c.superClasses.length === 0 ? "" : ` (a kind of ${c.superClasses.join(", ")})`
-  }`
+  `- ${c.key}: ${c.label}${c.synonyms.length === 0 ? "" : ` (also: ${c.synonyms.join(", ")})`}${
+    c.description === undefined ? "" : ` - ${c.description}`
+  }${c.superClasses.length === 0 ? "" : ` (a kind of ${c.superClasses.join(", ")})`}`
 
 const describeProperty = (p: PropertyTerm) =>
   `- ${p.key}: ${p.label}${p.description === undefined ? "" : ` - ${p.description}`}; ${

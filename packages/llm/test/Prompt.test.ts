@@ -35,6 +35,25 @@ describe("Prompt", () => {
       assert.deepStrictEqual(keys, ["Agent", "Agent_2", "_2023_Event"])
     }))
 
+  it.effect("shows synonyms, and ranges that allow both literals and entities", () =>
+    Effect.gen(function*() {
+      const o = yield* Ontology.parse(`
+        @prefix owl: <http://www.w3.org/2002/07/owl#> .
+        @prefix rdf: <http://www.w3.org/1999/02/22-rdf-syntax-ns#> .
+        @prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+        @prefix skos: <http://www.w3.org/2004/02/skos/core#> .
+        @prefix xsd: <http://www.w3.org/2001/XMLSchema#> .
+        @prefix ex: <http://example.org/> .
+        ex:Organization a owl:Class ; rdfs:label "Organization" ; skos:altLabel "company", "firm" .
+        ex:founder a rdf:Property ; rdfs:range ex:Organization, xsd:string .`)
+      const vocabulary = Prompt.vocabulary(Option.some(o))
+      const system = Prompt.systemMessage(vocabulary)
+      assert.include(system, "- Organization: Organization (also: company, firm)")
+      assert.include(system, "- founder: founder; any -> Organization | xsd:string")
+      assert.isFalse(vocabulary.properties[0]!.literal)
+      assert.strictEqual(vocabulary.properties[0]!.datatype, "http://www.w3.org/2001/XMLSchema#string")
+    }))
+
   it("falls back to owl:Thing without an ontology, with no relations in the schema", () => {
     const vocabulary = Prompt.vocabulary(Option.none())
     assert.deepStrictEqual(vocabulary.classes.map((c) => c.iri), ["http://www.w3.org/2002/07/owl#Thing"])
