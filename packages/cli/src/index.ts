@@ -1,1 +1,22 @@
-export {}
+/**
+ * @since 0.1.0
+ */
+export * as Cancel from "./Cancel.js"
+export * as Cli from "./Cli.js"
+export * as Doctor from "./Doctor.js"
+export * as Errors from "./Errors.js"
+export * as Events from "./Events.js"
+export * as Execution from "./Execution.js"
+export * as ExitCode from "./ExitCode.js"
+export * as Export from "./Export.js"
+export * as Extractors from "./Extractors.js"
+export * as Flags from "./Flags.js"
+export * as Inputs from "./Inputs.js"
+export * as Output from "./Output.js"
+export * as Resume from "./Resume.js"
+export * as RunView from "./RunView.js"
+export * as Settings from "./Settings.js"
+export * as Start from "./Start.js"
+export * as Status from "./Status.js"
+export * as Store from "./Store.js"
+export * as TestHooks from "./TestHooks.js"

@@ -1,0 +1,107 @@
+/**
+ * The `quarry` program: the command tree, and `run`, which parses the arguments, executes the command and answers
+ * with the exit code (printing what went wrong to stderr).
+ *
+ * @since 0.1.0
+ */
+import type * as CliApp from "@effect/cli/CliApp"
+import * as Command from "@effect/cli/Command"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import * as Cancel from "./Cancel.js"
+import * as Doctor from "./Doctor.js"
+import * as Errors from "./Errors.js"
+import * as ExitCode from "./ExitCode.js"
+import * as Export from "./Export.js"
+import * as Output from "./Output.js"
+import * as Resume from "./Resume.js"
+import * as Settings from "./Settings.js"
+import * as Start from "./Start.js"
+import * as Status from "./Status.js"
+
+/**
+ * The version `quarry --version` prints.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const version = "0.1.0"
+
+/**
+ * The root command with every subcommand.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("quarry").pipe(
+  Command.withDescription("Durable extraction workflows: text in, knowledge graph out, resumable at any point."),
+  Command.withSubcommands([
+    Start.command,
+    Resume.command,
+    Status.status,
+    Status.runs,
+    Cancel.command,
+    Export.command,
+    Doctor.command
+  ])
+)
+
+const cli = Command.run(command, { name: "quarry", version })
+
+/**
+ * What `run` needs: the platform services of `@effect/cli` and the output streams.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Environment = CliApp.CliApp.Environment | Output.Output
+
+/**
+ * Runs the program on `argv` (as `process.argv`: runtime and script first) and answers with the exit code. Errors
+ * are printed to stderr and become their exit code; an interruption (a signal) stays an interruption, which the
+ * entry point turns into 130.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, Environment> =>
+  Effect.gen(function*() {
+    const settings = yield* Settings.config.pipe(
+      Effect.mapError((error) => new Errors.UsageError({ message: `bad environment: ${error.message}` }))
+    )
+    yield* cli(argv).pipe(Effect.provideService(Settings.Settings, settings))
+    return ExitCode.ok
+  }).pipe(
+    Effect.catchAllCause((cause) =>
+      Effect.gen(function*() {
+        if (Cause.isInterruptedOnly(cause)) return yield* Effect.interrupt
+        const output = yield* Output.Output
+        const failure = Cause.failureOption(cause)
+        if (Option.isNone(failure)) {
+          yield* output.err(`quarry: internal error (please report it):\n${Cause.pretty(cause)}`)
+          return ExitCode.runFailed
+        }
+        const now = yield* Clock.currentTimeMillis
+        const message = Errors.describe(failure.value, now)
+        if (Option.isSome(message)) yield* output.err(`quarry: ${message.value}`)
+        return ExitCode.fromError(failure.value)
+      })
+    ),
+    // Logs go to stderr (stdout carries only results); `--log-level` lowers the threshold.
+    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))),
+    Logger.withMinimumLogLevel(LogLevel.Warning)
+  )
+
+/**
+ * The services `run` needs, on Node with the real process streams.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Environment> = Layer.merge(NodeContext.layer, Output.layer)

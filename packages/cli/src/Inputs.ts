@@ -1,0 +1,201 @@
+/**
+ * Checks of everything a command is given (files, numbers, paths), made before anything is written. Each failure is
+ * a `UsageError` whose message names the problem and the fix.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { UsageError } from "./Errors.js"
+
+const fail = (message: string) => Effect.fail(new UsageError({ message }))
+
+/** A synchronous file-system call, failing with the thrown error itself (its `code` tells what went wrong). */
+const attempt = <A>(f: () => A): Effect.Effect<A, unknown> => Effect.try({ try: f, catch: (error) => error })
+
+const errnoCode = (error: unknown): string | undefined =>
+  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ?
+    error.code :
+    undefined
+
+const describeFsError = (error: unknown): string => {
+  switch (errnoCode(error)) {
+    case "ENOENT":
+      return "it does not exist"
+    case "EACCES":
+    case "EPERM":
+      return "permission denied"
+    case "EISDIR":
+      return "it is a directory"
+    case "ENOTDIR":
+      return "a part of its path is not a directory"
+    default:
+      return error instanceof Error ? error.message : String(error)
+  }
+}
+
+/** The offset of the first byte that makes `bytes` invalid UTF-8 (binary search over streaming prefixes). */
+const firstInvalidUtf8 = (bytes: Uint8Array): number => {
+  const validPrefix = (n: number) => {
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, n), { stream: true })
+      return true
+    } catch {
+      return false
+    }
+  }
+  let lo = 0
+  let hi = bytes.length
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2)
+    if (validPrefix(mid)) lo = mid
+    else hi = mid - 1
+  }
+  return lo
+}
+
+/**
+ * Reads a UTF-8 text file: it must exist, be a readable file (not a directory), contain no NUL byte (binary) and
+ * be valid UTF-8. A byte order mark is dropped. `what` names the file in messages ("input file", "ontology").
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const readTextFile = (file: string, what: string): Effect.Effect<string, UsageError> =>
+  Effect.gen(function*() {
+    const stat = yield* attempt(() => fs.statSync(file)).pipe(
+      Effect.catchAll((error) =>
+        errnoCode(error) === "ENOENT" ?
+          fail(`${what} ${file} does not exist; check the path`) :
+          fail(`cannot read ${what} ${file}: ${describeFsError(error)}`)
+      )
+    )
+    if (stat.isDirectory()) return yield* fail(`${what} ${file} is a directory; pass a text file`)
+    const bytes = yield* attempt(() => fs.readFileSync(file)).pipe(
+      Effect.catchAll((error) => fail(`cannot read ${what} ${file}: ${describeFsError(error)}`))
+    )
+    const nul = bytes.indexOf(0)
+    if (nul >= 0) {
+      return yield* fail(
+        `${what} ${file} looks like a binary file (a NUL byte at offset ${nul}); Quarry reads UTF-8 text, so ` +
+          `extract the text first (e.g. with pdftotext)`
+      )
+    }
+    return yield* attempt(() => new TextDecoder("utf-8", { fatal: true }).decode(bytes)).pipe(
+      Effect.catchAll(() =>
+        fail(
+          `${what} ${file} is not valid UTF-8 (first invalid byte at offset ${firstInvalidUtf8(bytes)}); ` +
+            `convert it first, e.g. \`iconv -f latin1 -t utf-8 ${file}\``
+        )
+      )
+    )
+  })
+
+/**
+ * Parses a whole-number option given as text. Range checks are left to the caller (the chunking validation names
+ * them); text that is not a number at all is refused here, naming the option.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const parseNumber = (name: string, raw: string, requirement: string): Effect.Effect<number, UsageError> => {
+  const trimmed = raw.trim()
+  const value = Number(trimmed)
+  return trimmed === "" || Number.isNaN(value) ?
+    fail(`${name} (${JSON.stringify(raw)}) must be ${requirement}`) :
+    Effect.succeed(value)
+}
+
+/**
+ * True for the names SQLite treats as in-memory or temporary databases (refused by the durability check, exit 3).
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const isEphemeralDatabase = (db: string): boolean =>
+  db.trim() === "" || db === ":memory:" || db.startsWith("file::memory:") || /[?&]mode=memory\b/.test(db)
+
+const sqliteHeader = Buffer.from("SQLite format 3\u0000", "latin1")
+
+/** The directory a file would be created in must exist, be a directory and be writable. */
+const checkDirectory = (file: string, what: string, flag: string) =>
+  Effect.gen(function*() {
+    const directory = path.dirname(path.resolve(file))
+    const stat = yield* attempt(() => fs.statSync(directory)).pipe(Effect.option)
+    if (stat._tag === "None") {
+      return yield* fail(
+        `the directory ${directory} of ${what} ${file} does not exist; create it first (mkdir -p ${directory}) ` +
+          `or pass another ${flag}`
+      )
+    }
+    if (!stat.value.isDirectory()) return yield* fail(`${directory} (in ${flag} ${file}) is not a directory`)
+    const writable = yield* attempt(() => fs.accessSync(directory, fs.constants.W_OK)).pipe(Effect.isSuccess)
+    if (!writable) {
+      return yield* fail(
+        `the directory ${directory} of ${what} ${file} is not writable; pass a ${flag} in a writable directory`
+      )
+    }
+  })
+
+/**
+ * Checks a database path before it is opened: its directory exists and is writable, and an existing file is a
+ * SQLite database (its 16-byte header). In-memory names pass here: the durability check refuses them (exit 3).
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const checkDatabase = (db: string): Effect.Effect<void, UsageError> =>
+  Effect.gen(function*() {
+    if (isEphemeralDatabase(db)) return
+    yield* checkDirectory(db, "the database", "--db")
+    const stat = yield* attempt(() => fs.statSync(db)).pipe(Effect.option)
+    if (stat._tag === "None") return
+    if (stat.value.isDirectory()) return yield* fail(`--db ${db} is a directory, not a database file`)
+    if (stat.value.size === 0) return
+    const header = yield* attempt(() => {
+      const fd = fs.openSync(db, "r")
+      try {
+        const buffer = Buffer.alloc(sqliteHeader.length)
+        const read = fs.readSync(fd, buffer, 0, buffer.length, 0)
+        return buffer.subarray(0, read)
+      } finally {
+        fs.closeSync(fd)
+      }
+    }).pipe(Effect.catchAll((error) => fail(`cannot read the database ${db}: ${describeFsError(error)}`)))
+    if (!header.equals(sqliteHeader)) {
+      return yield* fail(
+        `--db ${db} is not a SQLite database (it does not start with the SQLite header); pass a Quarry ` +
+          `database, or a new file name to create one`
+      )
+    }
+  })
+
+/**
+ * True when the database file exists (read-only commands never create one).
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const databaseExists = (db: string): boolean => {
+  try {
+    return fs.statSync(db).isFile()
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Checks an artifact path before any work: its directory exists and is writable, and it is not a directory.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const checkOutput = (out: string): Effect.Effect<void, UsageError> =>
+  Effect.gen(function*() {
+    yield* checkDirectory(out, "the output", "--out")
+    const isDirectory = yield* attempt(() => fs.statSync(out).isDirectory()).pipe(
+      Effect.orElseSucceed(() => false)
+    )
+    if (isDirectory) return yield* fail(`--out ${out} is a directory; pass a file name`)
+  })

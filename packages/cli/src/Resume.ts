@@ -1,0 +1,112 @@
+/**
+ * `quarry resume <run-id>`: continue a run from its last checkpoint with its stored parameters.
+ *
+ * @since 0.1.0
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import { RunNotFound } from "@quarry/core/Errors"
+import * as Merge from "@quarry/core/Merge"
+import * as Ontology from "@quarry/core/Ontology"
+import type * as Run from "@quarry/core/Run"
+import { RunStore } from "@quarry/core/RunStore"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as path from "node:path"
+import * as Errors from "./Errors.js"
+import * as Events from "./Events.js"
+import * as Execution from "./Execution.js"
+import * as Flags from "./Flags.js"
+import * as Inputs from "./Inputs.js"
+import { Output } from "./Output.js"
+import { Settings } from "./Settings.js"
+import * as Start from "./Start.js"
+import * as Store from "./Store.js"
+
+/** How many times resume waits for the lease of a holder that died on this host before giving up. */
+const maxTakeovers = 3
+
+const options = {
+  runId: Args.text({ name: "run-id" }).pipe(Args.withDescription("The run to continue.")),
+  db: Flags.db,
+  out: Options.text("out").pipe(
+    Options.withPseudoName("FILE"),
+    Options.withDescription("Also write the finished artifact here (re-merged from the stored batches)."),
+    Options.optional
+  ),
+  json: Flags.json
+}
+
+/**
+ * The `resume` command.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("resume", options, (flags) =>
+  Effect.gen(function*() {
+    const settings = yield* Settings
+    const output = yield* Output
+    const db = yield* Flags.resolveDb(flags.db)
+    const runId = yield* Start.decodeRunId(flags.runId)
+    yield* Inputs.checkDatabase(db)
+    if (Option.isSome(flags.out)) yield* Inputs.checkOutput(flags.out.value)
+    // Never create a database just to find that the run is not in it.
+    if (!Inputs.isEphemeralDatabase(db) && !Inputs.databaseExists(db)) return yield* new RunNotFound({ runId })
+
+    const execute = Execution.execute(runId, { db, json: flags.json, leaseMs: settings.leaseMs })
+    // A holder that died on this host leaves a lease that can only expire: wait for that, then take the run over.
+    const attempt = (
+      takeovers: number
+    ): Effect.Effect<Run.Run, Effect.Effect.Error<typeof execute>, Effect.Effect.Context<typeof execute>> =>
+      Effect.catchTag(execute, "RunLocked", (locked) =>
+        Effect.gen(function*() {
+          if (takeovers >= maxTakeovers || !Errors.holderIsGone(locked.owner)) return yield* locked
+          const now = yield* Clock.currentTimeMillis
+          const waitMs = Math.max(0, locked.expiresAt - now) + 50
+          yield* output.err(
+            `quarry: run ${runId} was held by ${Errors.describeHolder(locked.owner)}, which is no longer running; ` +
+              `taking it over when its lease expires in ${Events.formatDuration(waitMs)}`
+          )
+          yield* Effect.sleep(waitMs)
+          return yield* attempt(takeovers + 1)
+        }))
+
+    return yield* Effect.gen(function*() {
+      const run = yield* attempt(0)
+      if (Option.isSome(flags.out)) yield* copyArtifact(run, path.resolve(flags.out.value), flags.json)
+    }).pipe(Effect.provide(Store.layer(db, settings.testHooks)))
+  }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
+    Command.withDescription("Continue a run from its last checkpoint, with the parameters it was started with.")
+  )
+
+/** Writes a completed run's artifact to another path, re-merged from the stored batches. */
+const copyArtifact = (run: Run.Run, target: string, json: boolean) =>
+  Effect.gen(function*() {
+    const output = yield* Output
+    const ontology = yield* loadOntology(run)
+    const artifact = yield* Merge.merge({ runId: run.id, path: target, format: run.plan.outputFormat, ontology })
+    const now = yield* Clock.currentTimeMillis
+    yield* output.out(
+      json ?
+        Events.encode("artifact.written", now, { runId: run.id, artifact: Events.artifactJson(artifact) }) :
+        `artifact ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
+    )
+  })
+
+/**
+ * The ontology a run was planned with, loaded from the database.
+ *
+ * @since 0.1.0
+ * @category execution
+ */
+export const loadOntology = (run: Run.Run) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    if (Option.isNone(run.plan.ontologySha256)) return Option.none<Ontology.Ontology>()
+    const source = yield* store.readOntologySource(run.plan.ontologySha256.value)
+    if (Option.isNone(source)) return Option.none<Ontology.Ontology>()
+    return Option.some(yield* Ontology.parse(source.value).pipe(Effect.orDie))
+  })

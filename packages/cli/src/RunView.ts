@@ -1,0 +1,159 @@
+/**
+ * How runs are shown by `status`, `runs` and `cancel`: JSON for scripts, key-value blocks and tables for people.
+ *
+ * @since 0.1.0
+ */
+import type { Run } from "@quarry/core/Run"
+import * as Option from "effect/Option"
+import * as Errors from "./Errors.js"
+import * as Events from "./Events.js"
+import * as Flags from "./Flags.js"
+
+const iso = (ms: number) => new Date(ms).toISOString()
+
+const leaseLive = (run: Run, now: number) =>
+  run.status === "running" && Option.isSome(run.lease) && run.lease.value.expiresAt > now
+
+/**
+ * Whether `quarry resume` would continue the run now: not completed, and not executing under a live lease.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const resumable = (run: Run, now: number): boolean => run.status !== "completed" && !leaseLive(run, now)
+
+const percent = (run: Run) =>
+  run.plan.totalBatches === 0 ? 100 : Math.floor((run.committedBatches / run.plan.totalBatches) * 100)
+
+/**
+ * A run as JSON: status, progress, counters, timings, plan, artifact, last error, lease, resumability.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const toJson = (run: Run, now: number, db: string) => {
+  const canResume = resumable(run, now)
+  return {
+    id: run.id,
+    status: run.status,
+    resumable: canResume,
+    resume: canResume ? Flags.resumeCommand(run.id, db) : null,
+    progress: {
+      committedBatches: run.committedBatches,
+      totalBatches: run.plan.totalBatches,
+      percent: percent(run)
+    },
+    counters: { entityMentions: run.entityMentions, relations: run.relations },
+    timings: {
+      createdAt: iso(run.createdAt),
+      updatedAt: iso(run.updatedAt),
+      startedAt: Option.getOrNull(Option.map(run.startedAt, iso)),
+      finishedAt: Option.getOrNull(Option.map(run.finishedAt, iso)),
+      durationMs: Option.getOrNull(
+        Option.zipWith(run.startedAt, run.finishedAt, (started, finished) => finished - started)
+      )
+    },
+    plan: {
+      extractor: { name: run.plan.extractor.name, version: run.plan.extractor.version },
+      chunking: {
+        strategy: run.plan.chunking.strategy,
+        windowSize: run.plan.chunking.windowSize,
+        overlap: run.plan.chunking.overlap,
+        batchSize: run.plan.chunking.batchSize
+      },
+      concurrency: run.plan.concurrency,
+      input: { characters: run.plan.inputLength, sha256: run.plan.inputSha256 },
+      ontologySha256: Option.getOrNull(run.plan.ontologySha256),
+      output: { path: run.plan.outputPath, format: run.plan.outputFormat }
+    },
+    artifact: Option.getOrNull(Option.map(run.artifact, Events.artifactJson)),
+    lastError: Option.getOrNull(run.lastError),
+    failureReason: Option.getOrNull(run.failureReason),
+    lease: Option.getOrNull(Option.map(run.lease, (lease) => ({
+      owner: lease.owner,
+      expiresAt: iso(lease.expiresAt),
+      live: lease.expiresAt > now
+    }))),
+    cancelRequested: run.cancelRequested
+  }
+}
+
+const when = (ms: Option.Option<number>) => Option.match(ms, { onNone: () => "-", onSome: iso })
+
+/**
+ * One run for people: a block of `key  value` lines.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const details = (run: Run, now: number, db: string): ReadonlyArray<string> => {
+  const rows: Array<[string, string]> = []
+  const statusNote = run.status === "completed" ?
+    "" :
+    leaseLive(run, now) ?
+    " (executing)" :
+    ` (resumable: ${Flags.resumeCommand(run.id, db)})`
+  rows.push(["run", run.id])
+  rows.push([
+    "status",
+    `${run.status}${statusNote}${run.cancelRequested && run.status === "running" ? ", cancel requested" : ""}`
+  ])
+  rows.push(["progress", `${run.committedBatches}/${run.plan.totalBatches} batches (${percent(run)}%)`])
+  rows.push(["found", `${run.entityMentions} entity mentions, ${run.relations} relations`])
+  rows.push(["extractor", `${run.plan.extractor.name} (version ${run.plan.extractor.version})`])
+  const c = run.plan.chunking
+  rows.push([
+    "chunking",
+    `${c.strategy}, window ${c.windowSize}, overlap ${c.overlap}, batch size ${c.batchSize}, concurrency ${run.plan.concurrency}`
+  ])
+  rows.push(["input", `${run.plan.inputLength} characters, sha256 ${run.plan.inputSha256}`])
+  rows.push(["ontology", Option.match(run.plan.ontologySha256, { onNone: () => "none", onSome: (s) => `sha256 ${s}` })])
+  rows.push(["output", `${run.plan.outputPath} (${run.plan.outputFormat})`])
+  rows.push(["created", iso(run.createdAt)])
+  rows.push(["started", when(run.startedAt)])
+  rows.push(["finished", when(run.finishedAt)])
+  const duration = Option.zipWith(run.startedAt, run.finishedAt, (s, f) => f - s)
+  if (Option.isSome(duration)) rows.push(["duration", Events.formatDuration(duration.value)])
+  if (Option.isSome(run.lease)) {
+    const lease = run.lease.value
+    rows.push([
+      "lease",
+      `${Errors.describeHolder(lease.owner)} (${lease.owner}), until ${iso(lease.expiresAt)}${
+        lease.expiresAt > now ? "" : " (expired)"
+      }`
+    ])
+  }
+  if (Option.isSome(run.artifact)) {
+    const a = run.artifact.value
+    rows.push(["artifact", `${a.path} (${a.format}, ${a.bytes} bytes)`])
+    rows.push(["sha256", a.sha256])
+  }
+  if (Option.isSome(run.lastError)) {
+    rows.push(["last error", `${Option.getOrElse(run.failureReason, () => "error")}: ${run.lastError.value}`])
+  }
+  const width = Math.max(...rows.map(([key]) => key.length))
+  return rows.map(([key, value]) => `${key.padEnd(width)}  ${value}`)
+}
+
+/**
+ * Runs for people: one line each under a header.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const table = (runs: ReadonlyArray<Run>, now: number): ReadonlyArray<string> => {
+  const header = ["RUN", "STATUS", "BATCHES", "ENTITIES", "RELATIONS", "UPDATED", "ARTIFACT"]
+  const rows = runs.map((run) => [
+    run.id,
+    leaseLive(run, now) ? "running" : run.status === "running" ? "running (orphaned)" : run.status,
+    `${run.committedBatches}/${run.plan.totalBatches}`,
+    String(run.entityMentions),
+    String(run.relations),
+    iso(run.updatedAt).replace(/\.\d{3}Z$/, "Z"),
+    Option.match(run.artifact, { onNone: () => "-", onSome: (a) => a.path })
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) =>
+    cells.map((cell, i) => i === cells.length - 1 ? cell : cell.padEnd(widths[i]!)).join("  ")
+  return [line(header), ...rows.map(line)]
+}

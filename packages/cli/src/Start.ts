@@ -1,0 +1,188 @@
+/**
+ * `quarry start <input>`: validate everything, create the run, execute it.
+ *
+ * @since 0.1.0
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Chunking from "@quarry/core/Chunking"
+import { RunAlreadyExists } from "@quarry/core/Errors"
+import * as Extractor from "@quarry/core/Extractor"
+import * as Ontology from "@quarry/core/Ontology"
+import * as Run from "@quarry/core/Run"
+import { RunStore } from "@quarry/core/RunStore"
+import * as Workflow from "@quarry/core/Workflow"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as path from "node:path"
+import { UsageError } from "./Errors.js"
+import * as Execution from "./Execution.js"
+import * as Extractors from "./Extractors.js"
+import * as Flags from "./Flags.js"
+import * as Inputs from "./Inputs.js"
+import { Settings } from "./Settings.js"
+import * as Store from "./Store.js"
+
+const optionalText = (name: string, pseudo: string, description: string) =>
+  Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.optional)
+
+const options = {
+  input: Args.text({ name: "input" }).pipe(Args.withDescription("The UTF-8 text file to extract from.")),
+  db: Flags.db,
+  runId: optionalText(
+    "run-id",
+    "ID",
+    "The run's id: 1 to 128 of A-Z a-z 0-9 . _ - (default: run-<date>-<time>-<random>)."
+  ),
+  chunking: optionalText("chunking", "chars|sentences", "How the text is cut into chunks (default chars)."),
+  window: optionalText(
+    "window",
+    "N",
+    "Chunk size: characters (chars) or a character budget (sentences); default 1000."
+  ),
+  overlap: optionalText("overlap", "N", "Characters shared by neighbouring chunks (default: window / 5, at most 200)."),
+  batchSize: optionalText("batch-size", "N", "Chunks per extractor call, the unit of commit (default 10)."),
+  concurrency: optionalText("concurrency", "N", "Extractor calls in flight at once (default 1)."),
+  extractor: optionalText("extractor", "NAME", `The extractor (default ${Extractors.defaultName}).`),
+  ontology: optionalText("ontology", "FILE", "An ontology in Turtle, N-Triples or N-Quads."),
+  out: optionalText("out", "FILE", "Where the artifact goes (default: next to the database, named after the run)."),
+  format: optionalText(
+    "format",
+    "turtle|ntriples|jsonl",
+    "The artifact's format (default: from the --out extension, else turtle)."
+  ),
+  json: Flags.json
+}
+
+const formatsByExtension: Record<string, Run.OutputFormat> = {
+  ".ttl": "turtle",
+  ".turtle": "turtle",
+  ".nt": "ntriples",
+  ".jsonl": "jsonl",
+  ".ndjson": "jsonl"
+}
+
+/**
+ * The artifact format: `--format`, else the one the `--out` extension names, else `fallback`.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const resolveFormat = (
+  format: Option.Option<string>,
+  out: Option.Option<string>,
+  fallback: Run.OutputFormat
+): Effect.Effect<Run.OutputFormat, UsageError> =>
+  Option.match(format, {
+    onSome: (raw) =>
+      Schema.is(Run.OutputFormat)(raw) ?
+        Effect.succeed(raw) :
+        new UsageError({ message: `format "${raw}" is unknown; use turtle, ntriples or jsonl` }),
+    onNone: () =>
+      Effect.succeed(
+        Option.match(out, {
+          onNone: () => fallback,
+          onSome: (file) => formatsByExtension[path.extname(file).toLowerCase()] ?? fallback
+        })
+      )
+  })
+
+/**
+ * Where an artifact goes by default: next to the database, named after the run, with the format's extension.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const defaultOutput = (db: string, runId: string, format: Run.OutputFormat): string =>
+  path.join(path.dirname(path.resolve(db)), `${runId}.${Run.formatExtension[format]}`)
+
+/**
+ * Decodes a run id given on the command line.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const decodeRunId = (raw: string): Effect.Effect<Run.RunId, UsageError> =>
+  Either.match(Schema.decodeUnknownEither(Run.RunId)(raw), {
+    onRight: Effect.succeed,
+    onLeft: (error) =>
+      new UsageError({
+        message: `run id ${JSON.stringify(raw.length > 140 ? `${raw.slice(0, 140)}...` : raw)} is not valid: ${
+          ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => issue.message).join("; ")
+        }`
+      })
+  })
+
+const count = (name: string, raw: Option.Option<string>, requirement: string) =>
+  Option.match(raw, {
+    onNone: () => Effect.succeed(undefined),
+    onSome: (text) => Inputs.parseNumber(name, text, requirement)
+  })
+
+/**
+ * The `start` command.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("start", options, (flags) =>
+  Effect.gen(function*() {
+    const settings = yield* Settings
+    const db = yield* Flags.resolveDb(flags.db)
+    // Flags first: nothing below touches the disk until they are all valid.
+    const chunking = yield* Either.match(
+      Chunking.validate({
+        strategy: Option.getOrUndefined(flags.chunking),
+        windowSize: yield* count("window", flags.window, "a whole number greater than 0"),
+        overlap: yield* count("overlap", flags.overlap, "a whole number of 0 or more"),
+        batchSize: yield* count("batch-size", flags.batchSize, "a whole number greater than 0")
+      }),
+      { onLeft: Effect.fail, onRight: Effect.succeed }
+    )
+    const concurrency = (yield* count("concurrency", flags.concurrency, "a whole number greater than 0")) ?? 1
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+      return yield* new UsageError({
+        message: `concurrency (${concurrency}) must be a whole number greater than 0`
+      })
+    }
+    const format = yield* resolveFormat(flags.format, flags.out, "turtle")
+    const givenRunId = yield* Effect.transposeOption(Option.map(flags.runId, decodeRunId))
+    const extractorName = Option.getOrElse(flags.extractor, () => Extractors.defaultName)
+    yield* Effect.flatMap(Extractor.Registry, (registry) => registry.get(extractorName)).pipe(
+      Effect.provide(Extractors.layer(settings.testHooks))
+    )
+    // Files: the input, the ontology, the database's location, the artifact's location.
+    const input = yield* Inputs.readTextFile(flags.input, "input file")
+    const ontology = yield* Effect.transposeOption(Option.map(flags.ontology, (file) =>
+      Effect.gen(function*() {
+        const text = yield* Inputs.readTextFile(file, "ontology")
+        yield* Ontology.parse(text, { source: file, format: path.extname(file).slice(1) || undefined })
+        return { text, format: path.extname(file).slice(1) || undefined }
+      })))
+    yield* Inputs.checkDatabase(db)
+    const runId = Option.isSome(givenRunId) ? givenRunId.value : yield* Workflow.makeRunId
+    const out = path.resolve(Option.getOrElse(flags.out, () => defaultOutput(db, runId, format)))
+    yield* Inputs.checkOutput(out)
+
+    return yield* Effect.gen(function*() {
+      const store = yield* RunStore
+      const existing = yield* store.getRun(runId).pipe(Effect.option)
+      if (Option.isSome(existing)) return yield* new RunAlreadyExists({ runId })
+      yield* Workflow.create({
+        runId,
+        input,
+        chunking,
+        extractor: extractorName,
+        ontology: Option.getOrUndefined(ontology),
+        concurrency,
+        output: { path: out, format }
+      })
+      return yield* Execution.execute(runId, { db, json: flags.json, leaseMs: settings.leaseMs })
+    }).pipe(Effect.provide(Store.layer(db, settings.testHooks)))
+  }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
+    Command.withDescription("Create a run from a text file and execute it.")
+  )

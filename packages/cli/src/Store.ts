@@ -1,0 +1,34 @@
+/**
+ * Opening the database for a command: the durable database layer, the run store (with the test-only commit hooks)
+ * and the extractor registry.
+ *
+ * @since 0.1.0
+ */
+import * as Database from "@quarry/core/Database"
+import type { DurabilityError } from "@quarry/core/Errors"
+import * as RunStore from "@quarry/core/RunStore"
+import * as SqliteRunStore from "@quarry/core/SqliteRunStore"
+import type * as Workflow from "@quarry/core/Workflow"
+import * as Layer from "effect/Layer"
+import * as Extractors from "./Extractors.js"
+import * as TestHooks from "./TestHooks.js"
+
+/**
+ * Everything a command needs from the database.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Services = Workflow.ExecuteRequirements
+
+/**
+ * The services over the database at `db`; fails with a `DurabilityError` when it cannot be trusted.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (db: string, hooks: TestHooks.TestHooks): Layer.Layer<Services, DurabilityError> =>
+  Layer.mergeAll(
+    Layer.effect(RunStore.RunStore, SqliteRunStore.make(TestHooks.storeHooks(hooks))),
+    Extractors.layer(hooks)
+  ).pipe(Layer.provideMerge(Database.layer(db)))
