@@ -88,8 +88,8 @@ const categoryOf = (ontology: Ontology.Ontology) => {
     return new Set([...seen].map(localName))
   }
   return (type: string, label: string): Category => {
-    if (emailShape.test(label)) return "email"
     if (urlShape.test(label)) return "url"
+    if (emailShape.test(label)) return "email"
     const n = names(type)
     if (n.has("Person")) return "person"
     if (n.has("Organization") || n.has("Organisation") || n.has("Group")) return "organization"

@@ -46,7 +46,8 @@ export const findDates = (text: string): Array<DateMatch> => {
   for (const result of chrono.casual.parse(text, { instant: referenceDate, timezone: 0 })) {
     if (result.tags().has("result/relativeDate") || !/\d/.test(result.text)) continue
     const start = result.start
-    const stated = start.isCertain("year") || (start.isCertain("month") && start.isCertain("day"))
+    const monthName = /\p{L}{3}/u.test(result.text)
+    const stated = start.isCertain("year") || (start.isCertain("month") && start.isCertain("day") && monthName)
     if (!stated) continue
     // A range ("2015 to 2018") gives two dates; chrono reports it as one result with an end.
     if (result.end !== undefined && /\b(?:to|until|till|through|-|–)\b/u.test(result.text)) continue

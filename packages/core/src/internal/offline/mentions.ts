@@ -149,19 +149,28 @@ const runsOf = (unit: Unit): Array<Array<Token>> => {
     }
   }
   close()
-  return runs
+  // "MIT Sarah", "Google Sarah": an organisation name glued to a first name is two names.
+  return runs.flatMap((r) => {
+    for (let i = 1; i < r.length; i++) {
+      const head = r.slice(0, i).map((t) => t.lower).join(" ")
+      const orgHead = knownOrganizations.has(head) || lexiconKind(head) === "organization" ||
+        (i === 1 && acronym.test(r[0]!.text))
+      if (orgHead && isFirstName(r[i]!.lower)) return [r.slice(0, i), r.slice(i)]
+    }
+    return [r]
+  })
 }
 
 /** A heading line ("Chapter 1: The Pioneers"): mostly capitalised words, no sentence end. */
 const isHeading = (line: string): boolean => {
   const trimmed = line.trim()
-  if (trimmed.length === 0 || trimmed.length > 100 || /[.!?]$/u.test(trimmed)) return false
+  if (trimmed.length === 0 || trimmed.length > 100 || /[.!?,]$|,\s|@|:\/\//u.test(trimmed)) return false
   const words = trimmed.split(/\s+/u).map((w) => w.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, "")).filter((w) =>
     w.length > 0 && !["of", "the", "a", "an", "and", "in", "on", "for", "to", "at", "with"].includes(w)
   )
   if (words.length < 2) return false
   const capitalised = words.filter((w) => /^[\p{Lu}\p{N}]/u.test(w)).length
-  return capitalised / words.length >= 0.75
+  return capitalised === words.length
 }
 
 const roles = [...roleWords].join("|")
@@ -180,7 +189,7 @@ const after = {
 }
 const before = {
   place: /\b(?:in|near|across|throughout)\s+$/iu,
-  atFrom: /\b(?:at|from)\s+$/iu,
+  atFrom: /\b(?:at|from)\s+(?:the\s+)?$/iu,
   worksAt: /\b(?:works?|worked|working|employed)\s+(?:at|for)\s+$/iu,
   joined: /\b(?:joined|joins|join)\s+$/iu,
   roleOf: new RegExp(`\\b(?:${roles}|founder|co-founder|member)\\s+(?:of|at)\\s+$`, "iu"),
@@ -209,10 +218,13 @@ const vote = (
   const last = words[n - 1]!
   const phrase = words.join(" ")
   if (title !== undefined) add(votes, "person", 5)
-  if (n >= 2 && organizationSuffixes.has(last)) add(votes, "organization", 4)
-  if (n >= 2 && organizationPrefixes.has(first)) add(votes, "organization", 4)
-  if (n >= 2 && eventSuffixes.has(last)) add(votes, "event", 6)
-  if (n >= 2 && projectSuffixes.has(last)) add(votes, "project", 6)
+  // Headings are title case throughout: there, a head word proves nothing.
+  if (!heading) {
+    if (n >= 2 && organizationSuffixes.has(last)) add(votes, "organization", 4)
+    if (n >= 2 && words.some((w) => organizationPrefixes.has(w))) add(votes, "organization", 4)
+    if (n >= 2 && eventSuffixes.has(last)) add(votes, "event", 6)
+    if (n >= 2 && projectSuffixes.has(last)) add(votes, "project", 6)
+  }
   if (knownOrganizations.has(phrase)) add(votes, "organization", 5)
   if (knownPlaces.has(phrase)) add(votes, "place", 5)
   const lexical = lexiconKind(phrase)
@@ -229,9 +241,9 @@ const vote = (
     const share = (tag: string) => tokens.filter((t) => t.tags.has(tag) && !t.tags.has("Honorific")).length / n
     if (share("Person") >= 0.5) add(votes, "person", 2)
     if (share("Place") >= 0.5) add(votes, "place", 2)
-    if (share("Organization") >= 0.5) add(votes, "organization", 1.5)
+    if (share("Organization") >= 0.5) add(votes, "organization", 1)
     if (n === 1 && acronym.test(tokens[0]!.text) && !commonAcronyms.has(first.replace(/s$/u, ""))) {
-      add(votes, "organization", 1.5)
+      add(votes, "organization", 1)
     }
     const left = text.slice(Math.max(0, start - 48), start)
     const right = text.slice(end, end + 64)
@@ -258,6 +270,29 @@ const vote = (
   }
   return votes
 }
+
+/** A single word the lexicon knows as a common word ("Engineering", "Frank", "Eve"). */
+const isCommonWord = (words: ReadonlyArray<string>) => {
+  if (words.length !== 1 || knownOrganizations.has(words[0]!) || knownPlaces.has(words[0]!)) return false
+  const tags = lexiconTags(words[0]!)
+  return tags.length > 0 && !tags.some((t) => nameTags.has(t))
+}
+
+const nameTags: ReadonlySet<string> = new Set([
+  "FirstName",
+  "MaleName",
+  "FemaleName",
+  "LastName",
+  "Person",
+  "Organization",
+  "SportsTeam",
+  "City",
+  "Country",
+  "Region",
+  "Place",
+  "ProperNoun",
+  "Acronym"
+])
 
 /** Nouns before "called"/"named"/"titled" and the kind they give the name that follows. */
 const nounKinds: ReadonlyArray<readonly [RegExp, NameKind]> = [
@@ -400,6 +435,11 @@ export const collect = (
         if (words.length === 1 && (commonAcronyms.has(words[0]!.replace(/s$/u, "")) || notNames.has(words[0]!))) {
           continue
         }
+        // Job titles in title case ("Chief Technology Officer", "VP Engineering") and demonyms are not names.
+        if (roleWords.has(words[0]!) || prefixJobTitles.has(words[0]!) || roleWords.has(words[words.length - 1]!)) {
+          continue
+        }
+        if (words.length === 1 && lexiconTags(words[0]!).some((t) => t === "Demonym" || t === "Language")) continue
         const start = tokens[0]!.start
         const end = tokens[tokens.length - 1]!.end
         const label = text.slice(start, end)
@@ -437,9 +477,11 @@ export const collect = (
     for (let i = 1; i < names.length; i++) {
       const a = names[i - 1]!
       const b = names[i]!
-      if (/^\s*\(\s*$/u.test(text.slice(a.end, b.start)) && /^\s*\)/u.test(text.slice(b.end))) {
-        occurrences[b.index]!.aliasOf = a.index
-      }
+      if (!/^\s*\(\s*$/u.test(text.slice(a.end, b.start)) || !/^\s*\)/u.test(text.slice(b.end))) continue
+      // A person's other name, or an acronym of what precedes ("Amazon Web Services (AWS)"); not "Amazon (Satori)".
+      const va = occurrences[a.index]!.votes
+      const personal = va.person > 0 && nameKinds.every((k) => va.person >= va[k])
+      if (personal || acronym.test(text.slice(b.start, b.end))) occurrences[b.index]!.aliasOf = a.index
     }
 
     const explicit = (index: number, iri: string, weight: number) => {
@@ -476,7 +518,9 @@ export const collect = (
     }
 
     // "a research group called X", "a paper titled "Y"", "presented "Z"".
-    for (const m of masked.matchAll(/\b([\p{L}-]+)\s+(called|named|titled|entitled)\s+/gu)) {
+    for (
+      const m of masked.matchAll(/\b([\p{L}-]+)\s+(?:(?:was|is|were|are|being)\s+)?(called|named|titled|entitled)\s+/gu)
+    ) {
       const at = m.index + m[0].length
       const noun = m[1]!
       const kind = /titled$/u.test(m[2]!) ? "work" : nounKinds.find(([pattern]) => pattern.test(noun))?.[1]
@@ -503,7 +547,7 @@ export const collect = (
         const e = s + m[0].length
         const left = masked.slice(Math.max(0, s - 40), s)
         const right = masked.slice(e, e + 40)
-        const next = /^(\s*,)?\s+(?:(?:called|named|known as)\s+)?/u.exec(right)
+        const next = /^(\s*,)?\s+(?:(?:(?:was|is|were|are)\s+)?(?:called|named|known as)\s+)?/u.exec(right)
         if (/\b(?:the|a|an|our|their|its|his|her|this|that)\s+(?:[\p{Ll}-]+\s+){0,2}$/iu.test(left) && next !== null) {
           const at = e + next[0].length
           const name = nameAt(at)
@@ -616,7 +660,10 @@ export const decide = (
   }
   for (const [key, indexes] of groups) {
     const words = occurrences[indexes[0]!]!.words
-    if (words.length === 1 && personWords.has(words[0]!)) totals.get(key)!.votes.person += 3
+    const votes = totals.get(key)!.votes
+    if (words.length === 1 && personWords.has(words[0]!)) votes.person += 3
+    // A common word needs more than context to be a name, however often it occurs.
+    if (isCommonWord(words)) { for (const k of nameKinds) votes[k] -= 1.5 }
     const knownType = known.byKey.get(key)
     if (knownType !== undefined) {
       const classes = totals.get(key)!.classes

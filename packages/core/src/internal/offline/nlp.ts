@@ -65,7 +65,9 @@ export const analyse = (text: string): Array<Unit> => {
     const previous = raw[i - 1]
     const before = text.slice(previous === undefined ? 0 : previous.end, r.start)
     if (previous !== undefined && (previous.sentence !== r.sentence || before.includes("\n"))) flush()
-    const possessive = r.tags.has("Possessive") && possessivePattern.test(r.text) && r.text.length > 2
+    // compromise does not always tag "MIT's" or "Michael's" as possessive; an apostrophe-s ending a name is one.
+    const possessive = r.text.length > 2 &&
+      (r.tags.has("Possessive") ? possessivePattern.test(r.text) : /^\p{Lu}.*['’]s$/u.test(r.text))
     const surface = possessive ? r.text.replace(possessivePattern, "") : r.text
     const next = raw[i + 1]
     const end = r.start + surface.length

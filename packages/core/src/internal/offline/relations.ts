@@ -62,7 +62,7 @@ export const canonicalLabels = (
     if (m.kind === "organization") {
       const longer = orgs.filter((o) => {
         if (!o.label.startsWith(`${m.label} `)) return false
-        return words(o.label.slice(m.label.length)).every((x) => organizationSuffixes.has(x.replace(/\.$/u, "")))
+        return words(o.label.slice(m.label.length)).every((x) => legalForms.has(x.replace(/[.,]$/u, "")))
       })
       const chosen = nearest(m, longer)
       if (chosen !== undefined) return { label: chosen.label, type: chosen.type }
@@ -70,6 +70,27 @@ export const canonicalLabels = (
     return own
   })
 }
+
+/** Endings that name the same organisation in full ("BigTech" → "BigTech Corporation", not "Google" → "Google Research"). */
+const legalForms: ReadonlySet<string> = new Set([
+  "inc",
+  "incorporated",
+  "corp",
+  "corporation",
+  "co",
+  "company",
+  "ltd",
+  "limited",
+  "llc",
+  "llp",
+  "plc",
+  "gmbh",
+  "ag",
+  "sa",
+  "technologies",
+  "holdings",
+  "group"
+])
 
 const roles = [...roleWords].join("|")
 const title = "(?: (?:dr|prof|professor|mr|mrs|ms)\\.?)?"
@@ -93,6 +114,8 @@ interface Rule {
   readonly member?: boolean
   /** No other person may stand between `a` and `b`. */
   readonly adjacent?: boolean
+  /** A bare "X from/at Y": not when Y only modifies a noun ("from AWS partnerships"). */
+  readonly affiliation?: boolean
   readonly confidence: number
 }
 
@@ -255,7 +278,7 @@ const rules: ReadonlyArray<Rule> = [
     a: person,
     b: org,
     gap:
-      /^(?:, )?(?:(?:who|which) )?(?:(?:has|had|have) )?(?:always |previously |also |now |currently |later |still |then )*(?:works?|worked|working|been working|is employed|was employed|employed|been employed)(?: [\w-]+)? (?:at|for|with|in)(?: the)?$/,
+      /^(?:, )?(?:(?:who|which) )?(?:(?:has|had|have) )?(?:always |previously |also |now |currently |later |still |then )*(?:works?|worked|working|been working|is employed|was employed|employed|been employed)(?: [\w-]+){0,4}? (?:at|for|with|in)(?: the)?$/,
     adjacent: true,
     relation: "worksFor",
     chainSubjects: true,
@@ -265,7 +288,7 @@ const rules: ReadonlyArray<Rule> = [
     a: person,
     b: org,
     gap:
-      /^(?:(?:is|was|has been|had been|have been) )?(?:now |currently |still |also )?(?:stayed|stays|remained|remains|is|was|been) (?:now |currently )?at$/,
+      /^(?:, )?(?:who )?(?:has been|had been|have been|is|was|stayed|stays|remained|remains)(?: now| currently| still| also)? at$/,
     adjacent: true,
     relation: "worksFor",
     confidence: 0.7
@@ -277,6 +300,23 @@ const rules: ReadonlyArray<Rule> = [
     adjacent: true,
     relation: "worksForOrMember",
     confidence: 0.75
+  },
+  {
+    a: person,
+    b: org,
+    gap:
+      /\b(?:was|been|got|is|being) (?:recruited|hired|headhunted|poached|employed) by$|^(?:, )?(?:who )?(?:left|moved|switched|went)(?: \w+)? (?:for|to)$/,
+    adjacent: true,
+    relation: "worksFor",
+    confidence: 0.65
+  },
+  {
+    a: person,
+    b: org,
+    gap: /\b(?:years?|months?|decades?|stint|tenure|career) (?:at|with)$/,
+    adjacent: true,
+    relation: "worksFor",
+    confidence: 0.65
   },
   {
     a: person,
@@ -305,7 +345,7 @@ const rules: ReadonlyArray<Rule> = [
     relation: "worksFor",
     confidence: 0.7
   },
-  { a: person, b: org, gap: /^(?:from|at)$/, relation: "worksFor", confidence: 0.6 },
+  { a: person, b: org, gap: /^(?:from|at)(?: the)?$/, relation: "worksFor", affiliation: true, confidence: 0.6 },
   { a: org, b: person, gap: /^'s$/, relation: "worksFor", swap: true, confidence: 0.6 },
   {
     a: org,
@@ -332,7 +372,7 @@ const rules: ReadonlyArray<Rule> = [
     a: person,
     b: org,
     gap:
-      /^(?:, )?(?:who )?(?:(?:had|has|would|later|then|also|went on to|helped(?: to)?) )*(?:co-?founded|founded|co-?found|found|established|launched|set up|started|created|formed|incorporated)(?: (?:the|a|an))?(?: [\w-]+){0,3}?(?: (?:called|named))?$/,
+      /^(?:, )?(?:who )?(?:(?:had|has|would|later|then|also|went on to|helped(?: to)?) )*(?:co-?founded|founded|co-?found|found|established|launched|set up|started|formed|incorporated)(?: (?:the|a|an))?(?: [\w-]+){0,3}?(?: (?:called|named))?$/,
     adjacent: true,
     relation: "founded",
     chainSubjects: true,
@@ -350,7 +390,7 @@ const rules: ReadonlyArray<Rule> = [
     a: org,
     b: person,
     gap: new RegExp(
-      `^(?:, )?(?:(?:was|is|were|had been) )?(?:co-?founded|founded|established|started|created|set up|formed) by${title}$`
+      `^(?:, )?(?:(?:was|is|were|had been) )?(?:co-?founded|founded|established|started|set up|formed) by${title}$`
     ),
     relation: "founded",
     swap: true,
@@ -390,7 +430,35 @@ const foundingDateGap =
 const conjunction = new RegExp(`^(?:\\([^)]{0,40}\\) ?)?(?:,|, and|, or|and|or)${title}$`)
 
 const normalise = (gap: string) =>
-  gap.toLowerCase().replace(/[“”"]/gu, "").replace(/[’‘]/gu, "'").replace(/\s+/gu, " ").trim()
+  gap.toLowerCase().replace(/[“”"]/gu, "").replace(/[’‘]/gu, "'").replace(/\s+/gu, " ").trim().replace(/^\)\s*/u, "")
+
+const genericOrganizationWords: ReadonlySet<string> = new Set([
+  "company",
+  "firm",
+  "organization",
+  "organisation",
+  "corporation",
+  "startup",
+  "business"
+])
+
+const definiteOrganizationWords: ReadonlySet<string> = new Set([
+  ...genericOrganizationWords,
+  "consortium",
+  "university",
+  "institute",
+  "group",
+  "lab",
+  "laboratory",
+  "team",
+  "foundation",
+  "society",
+  "association",
+  "agency",
+  "bank",
+  "college",
+  "school"
+])
 
 const pronouns: Readonly<Record<string, { readonly gender: "female" | "male"; readonly possessive: boolean }>> = {
   he: { gender: "male", possessive: false },
@@ -499,19 +567,61 @@ export const findRelations = (
     }
     return found
   }
+  // A sentence opening with "The company"/"The consortium": the last organisation of that kind before it.
+  const lastOrganizationBefore = (offset: number, word: string) => {
+    let found: Item | undefined
+    for (const it of items) {
+      if (it.start >= offset) break
+      if (it.kind !== "organization" || offset - it.end > 1500) continue
+      if (genericOrganizationWords.has(word) || words(it.label).at(-1) === word) found = it
+    }
+    return found
+  }
   for (const a of analysed) {
     a.units.forEach((unit, u) => {
       const first = unit.tokens[0]
-      const pronoun = first === undefined ? undefined : pronouns[first.lower]
-      if (first === undefined || pronoun === undefined) return
+      if (first === undefined) return
       const start = a.segment.start + first.start
-      const antecedent = lastPersonBefore(start, pronoun.gender)
-      if (antecedent === undefined) return
-      const virtual: Item = { ...antecedent, start, end: a.segment.start + first.end, possessive: pronoun.possessive }
+      let virtual: Item | undefined
+      const pronoun = pronouns[first.lower]
+      const second = unit.tokens[1]
+      if (pronoun !== undefined) {
+        const antecedent = lastPersonBefore(start, pronoun.gender)
+        if (antecedent !== undefined) {
+          virtual = { ...antecedent, start, end: a.segment.start + first.end, possessive: pronoun.possessive }
+        }
+      } else if (first.lower === "the" && second !== undefined && definiteOrganizationWords.has(second.lower)) {
+        const antecedent = lastOrganizationBefore(start, second.lower)
+        if (antecedent !== undefined) {
+          virtual = { ...antecedent, start, end: a.segment.start + second.end, possessive: second.possessive }
+        }
+      }
+      if (virtual === undefined) return
       const list = lists.get(a.unitBase + u)
       if (list === undefined) lists.set(a.unitBase + u, [virtual])
       else list.unshift(virtual)
     })
+  }
+  const tokens = analysed.flatMap((a) =>
+    a.units.flatMap((unit) =>
+      unit.tokens.map((t) => ({ start: a.segment.start + t.start, text: t.text, tags: t.tags }))
+    )
+  )
+  const tokenAfter = (offset: number) => {
+    let lo = 0
+    let hi = tokens.length
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (tokens[mid]!.start < offset) lo = mid + 1
+      else hi = mid
+    }
+    return tokens[lo]
+  }
+  /** "from AWS partnerships": the name only modifies the noun after it. */
+  const modifiesNoun = (it: Item) => {
+    const next = tokenAfter(it.end)
+    return next !== undefined && /^\s*$/u.test(textOf(it.end, next.start)) && /^\p{Ll}/u.test(next.text) &&
+      next.tags.has("Noun") && !next.tags.has("Verb")
   }
 
   for (const unit of [...lists.keys()].sort((x, y) => x - y)) {
@@ -557,6 +667,12 @@ export const findRelations = (
           if (!rule.a.includes(x.kind) || !rule.b.includes(y.kind) || !rule.gap.test(g)) continue
           if (rule.possessive === true && !x.possessive) continue
           if (rule.adjacent === true && between.some((z) => z.kind === "person")) continue
+          if (rule.affiliation === true && modifiesNoun(y)) continue
+          // "Google's Sarah": the organisation qualifies the person after it, not the subject before it.
+          if (
+            x.kind === "person" && y.kind === "organization" && y.possessive && list[j + 1]?.kind === "person" &&
+            gap(j, j + 1) === "'s"
+          ) continue
           if (rule.after !== undefined && !rule.after.test(textOf(y.end, y.end + 60))) continue
           if (rule.before !== undefined && !rule.before.test(textOf(Math.max(0, x.start - 40), x.start))) continue
           const subjects = [x, ...(rule.chainSubjects === true ? chain(i, -1) : [])]
@@ -647,7 +763,8 @@ const nameScore = (label: string, target: string, kind: Kind): number => {
 }
 
 const homepageCue =
-  /\b(?:home ?page|web ?site|site|page|profile|publications|notes|research is at|work is at|maintains?|maintained|resources)\b[^\n]{0,60}$/iu
+  /\b(?:home ?page|web ?site|site|page|profile|publications|notes|research is at|work is at)\b[^\n]{0,60}$/iu
+const organizationHomepageCue = /\b(?:home ?page|web ?site|(?:corporate|main|official|company) site)\b[^\n]{0,60}$/iu
 const blogCue = /\b(?:blog|weblog)\b[^\n]{0,40}$/iu
 const mailCue = /\b(?:e-?mail|contact|reach|reached|mailbox|address)\b/iu
 
@@ -739,11 +856,32 @@ const valueOwners = (
       const cue = blog || homepageCue.test(left)
       const account = accountHosts.includes(host)
       if (account && !/home ?page/iu.test(left)) return
-      const target = fold(decodeURIComponentSafe(m.label))
-      const named = owner(value, target, cue)
-      const chosen = named !== undefined && (named.kind === "person" || cue) ?
-        named :
-        (cue ? sameUnitPerson(index) : undefined)
+      const decoded = fold(decodeURIComponentSafe(m.label).replace(/^[a-z]+:\/\//iu, ""))
+      const cut = decoded.search(/[/?#]/u)
+      const hostPart = cut < 0 ? decoded : decoded.slice(0, cut)
+      const pathPart = cut < 0 ? "" : decoded.slice(cut)
+      // A person's name in the path, or all over the host ("alicechen.io"), makes a homepage without a cue word;
+      // an organisation's name in the host only with one ("corporate site", "website").
+      const organizationCue = organizationHomepageCue.test(left)
+      let named: Item | undefined
+      let bestScore = 0
+      let bestDistance = Number.POSITIVE_INFINITY
+      for (const agent of agents) {
+        const inHost = nameScore(agent.label, hostPart, agent.kind)
+        const inPath = nameScore(agent.label, pathPart, agent.kind)
+        const eligible = agent.kind === "person" ?
+          inPath >= 2 || inHost >= 4 || (cue && inHost >= 2) :
+          organizationCue && inHost >= 2
+        if (!eligible) continue
+        const score = inHost + inPath + (agent.kind === "person" && inPath > 0 ? 1 : 0)
+        const distance = agent.start <= value.start ? value.start - agent.start : 2 * (agent.start - value.start) + 1
+        if (score > bestScore || (score === bestScore && distance < bestDistance)) {
+          named = agent
+          bestScore = score
+          bestDistance = distance
+        }
+      }
+      const chosen = named ?? (cue ? sameUnitPerson(index) : undefined)
       if (chosen !== undefined) {
         const relation = blog ? "weblog" : "homepage"
         emit(relation, chosen, { _tag: "Value", relation, value: m.label, start: m.start, end: m.end }, 0.7)
