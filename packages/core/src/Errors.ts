@@ -230,6 +230,22 @@ export class RunInterrupted extends Schema.TaggedError<RunInterrupted>()("RunInt
 }
 
 /**
+ * A run ran past its deadline and was stopped; committed batches are kept. Resume it (with a longer deadline).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class DeadlineExceeded extends Schema.TaggedError<DeadlineExceeded>()("DeadlineExceeded", {
+  runId: RunId,
+  deadlineMs: Schema.Number
+}) {
+  override get message() {
+    return `run "${this.runId}" did not finish within its deadline of ${this.deadlineMs} ms; committed batches are ` +
+      `kept, resume it with \`quarry resume ${this.runId}\``
+  }
+}
+
+/**
  * A run stopped before exceeding its cost or token budget. Resume it with a higher budget.
  *
  * @since 0.1.0

@@ -170,6 +170,11 @@ export interface BatchInput {
    * a crash still counts against budgets. Absent outside a workflow (e.g. in an extractor's unit tests).
    */
   readonly recordUsage?: ((usage: Usage) => Effect.Effect<void>) | undefined
+  /**
+   * Publishes the extractor's state (e.g. `{ circuit: "open" }`) with the run, where `quarry status` shows it.
+   * Absent outside a workflow.
+   */
+  readonly reportStatus?: ((status: Readonly<Record<string, string>>) => Effect.Effect<void>) | undefined
 }
 
 /**

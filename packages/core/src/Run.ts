@@ -189,7 +189,9 @@ export class Run extends Schema.Class<Run>("@quarry/core/Run/Run")({
   failureReason: Schema.Option(Schema.String),
   artifact: Schema.Option(Artifact),
   lease: Schema.Option(Lease),
-  cancelRequested: Schema.Boolean
+  cancelRequested: Schema.Boolean,
+  /** What the executing extractor last reported about itself (e.g. an LLM endpoint's circuit breaker state). */
+  extractorStatus: Schema.Record({ key: Schema.String, value: Schema.String })
 }) {
   /** True when every batch has been committed. */
   get allBatchesCommitted(): boolean {

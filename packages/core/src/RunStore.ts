@@ -168,6 +168,11 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
     batchIndex: number,
     usage: Extractor.Usage
   ) => Effect.Effect<void, PersistenceError>
+  /** Stores what the executing extractor reports about itself. */
+  readonly setExtractorStatus: (
+    runId: RunId,
+    status: Readonly<Record<string, string>>
+  ) => Effect.Effect<void, PersistenceError>
   /** Usage of every recorded attempt, committed or not: what the run has actually spent. */
   readonly attemptTotals: (runId: RunId) => Effect.Effect<UsageTotals, PersistenceError>
   /** Records a completed run with its artifact and releases the lease. */

@@ -77,7 +77,8 @@ const RunRow = Schema.Struct({
   artifact_format: Schema.NullOr(OutputFormat),
   lease_owner: Schema.NullOr(Schema.String),
   lease_expires_at: Schema.NullOr(Schema.Number),
-  cancel_requested: Schema.Number
+  cancel_requested: Schema.Number,
+  extractor_status: Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.String }))
 })
 
 const toRun = (row: typeof RunRow.Type): Run =>
@@ -138,7 +139,8 @@ const toRun = (row: typeof RunRow.Type): Run =>
     lease: row.lease_owner !== null && row.lease_expires_at !== null ?
       Option.some(new Lease({ owner: row.lease_owner, expiresAt: row.lease_expires_at })) :
       Option.none(),
-    cancelRequested: row.cancel_requested !== 0
+    cancelRequested: row.cancel_requested !== 0,
+    extractorStatus: row.extractor_status
   })
 
 const ProgressRow = Schema.Struct({
@@ -593,6 +595,12 @@ export const make = (hooks: Hooks = {}) =>
         }`
       }).pipe(persistence("recordAttempt"))
 
+    const setExtractorStatus = (runId: RunId, status: Readonly<Record<string, string>>) =>
+      sql`UPDATE runs SET extractor_status = ${JSON.stringify(status)} WHERE id = ${runId}`.pipe(
+        Effect.asVoid,
+        persistence("setExtractorStatus")
+      )
+
     const skippedBatches = (runId: RunId) =>
       SqlSchema.findAll({
         Request: Schema.String,
@@ -688,6 +696,7 @@ export const make = (hooks: Hooks = {}) =>
       replaceSkipped,
       skippedBatches,
       recordAttempt,
+      setExtractorStatus,
       attemptTotals,
       errors
     })

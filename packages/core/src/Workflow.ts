@@ -19,7 +19,14 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import { randomBytes } from "node:crypto"
 import * as os from "node:os"
 import * as Chunking from "./Chunking.js"
-import { BudgetExceeded, type ExtractorError, InputMismatch, PlanMismatch, RunCancelled } from "./Errors.js"
+import {
+  BudgetExceeded,
+  DeadlineExceeded,
+  type ExtractorError,
+  InputMismatch,
+  PlanMismatch,
+  RunCancelled
+} from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import { entityIri, sha256 } from "./internal/entities.js"
 import * as Merge from "./Merge.js"
@@ -71,6 +78,8 @@ export interface ExecuteOptions {
     readonly maxCostUsd?: number | undefined
     readonly maxTokens?: number | undefined
   } | undefined
+  /** Stop the execution (status `failed`, reason `deadline`) when it runs longer than this. */
+  readonly deadlineMs?: number | undefined
   /** Re-extract the batches that were skipped under the `skip` policy (reopens a completed run). */
   readonly retrySkipped?: boolean | undefined
 }
@@ -236,7 +245,9 @@ const recordExit = (runId: RunId, owner: string, exit: Exit.Exit<Run, unknown>) 
       if (tagOf(error) === "RunLocked") return // the lease was lost: the new holder owns the record
       return yield* store.finish(runId, owner, {
         status: "failed",
-        reason: error instanceof BudgetExceeded ? "budget" : tagOf(error) ?? "error",
+        reason: error instanceof BudgetExceeded ? "budget" : error instanceof DeadlineExceeded ?
+          "deadline" :
+          tagOf(error) ?? "error",
         error: error instanceof Error ? error.message : String(error)
       })
     }
@@ -312,6 +323,10 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
           Effect.catchAll((error) => Effect.logWarning("could not record usage", error))
         )
       )
+    const reportStatus = (status: Readonly<Record<string, string>>) =>
+      store.setExtractorStatus(runId, status).pipe(
+        Effect.catchAll((error) => Effect.logWarning("could not store the extractor status", error))
+      )
     const extracted = yield* Ref.make(0)
     const checkBudget = Effect.gen(function*() {
       const budget = options.budget
@@ -340,7 +355,8 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
           chunks: batch.chunks,
           ontology,
           knownEntities: knownEntities(batch.index),
-          recordUsage: recordUsage(batch.index)
+          recordUsage: recordUsage(batch.index),
+          reportStatus
         }).pipe(
           Effect.map((output) => ({ output, skipped: undefined })),
           Effect.catchIf(
@@ -381,7 +397,8 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
             owner,
             batchIndex: batch.index,
             output,
-            attempts: 1,
+            // An LLM extractor reports one request per HTTP attempt.
+            attempts: Math.max(1, output.usage?.requests ?? 1),
             durationMs,
             skipped
           })
@@ -419,7 +436,11 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
     Effect.zipRight(Effect.never)
   )
 
-  return yield* Effect.raceFirst(body, heartbeat).pipe(
+  const deadline = options.deadlineMs
+  const bounded = deadline === undefined ? body : body.pipe(
+    Effect.timeoutFail({ duration: deadline, onTimeout: () => new DeadlineExceeded({ runId, deadlineMs: deadline }) })
+  )
+  return yield* Effect.raceFirst(bounded, heartbeat).pipe(
     Effect.onExit((exit) => recordExit(runId, owner, exit))
   )
 }, (effect, runId) => Effect.annotateLogs(effect, { runId }))

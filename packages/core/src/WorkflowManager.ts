@@ -52,14 +52,12 @@ export type AwaitError =
   | PersistenceError
 
 /**
- * Options of `start` and `resume`.
+ * Options of `start` and `resume`: everything of `Workflow.execute` except the lease, which the manager owns.
  *
  * @since 0.1.0
  * @category models
  */
-export interface ExecutionOptions {
-  readonly onEvent?: ((event: Workflow.WorkflowEvent) => Effect.Effect<void>) | undefined
-}
+export type ExecutionOptions = Omit<Workflow.ExecuteOptions, "owner" | "leaseMs">
 
 /**
  * The workflow manager.
@@ -120,7 +118,7 @@ export const make = (options: ManagerOptions = {}) =>
         const fiber = yield* FiberMap.run(
           runs,
           runId,
-          Workflow.execute(runId, { owner, leaseMs: options.leaseMs, onEvent: execution.onEvent }).pipe(
+          Workflow.execute(runId, { ...execution, owner, leaseMs: options.leaseMs }).pipe(
             Effect.provide(context)
           ),
           { onlyIfMissing: true }

@@ -52,7 +52,8 @@ const migrations = {
       artifact_format TEXT,
       lease_owner TEXT,
       lease_expires_at INTEGER,
-      cancel_requested INTEGER NOT NULL DEFAULT 0
+      cancel_requested INTEGER NOT NULL DEFAULT 0,
+      extractor_status TEXT NOT NULL DEFAULT '{}'
     )`
     yield* sql`CREATE INDEX runs_by_status ON runs (status, created_at)`
     yield* sql`CREATE TABLE run_inputs (
