@@ -156,3 +156,38 @@ describe("budgets", () => {
       }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [metered])))
     }))
 })
+
+describe("deadline and extractor status", () => {
+  it.live("a run past its deadline fails with reason deadline and resumes to completion", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const slow: Extractor.Extractor = {
+        ...CapitalizedExtractor.make(),
+        extract: (input) =>
+          Effect.gen(function*() {
+            if (input.reportStatus) yield* input.reportStatus({ circuit: "closed", batch: String(input.batchIndex) })
+            yield* Effect.sleep(40)
+            return CapitalizedExtractor.extractMentions(input)
+          })
+      }
+      yield* Effect.gen(function*() {
+        const store = yield* RunStore
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "capitalized",
+          chunking,
+          output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+        })
+        const exit = yield* Effect.exit(Workflow.execute(run.id, { deadlineMs: 100 }))
+        assert.isTrue(Exit.isFailure(exit))
+        const stopped = yield* store.getRun(run.id)
+        assert.strictEqual(stopped.status, "failed")
+        assert.strictEqual(Option.getOrUndefined(stopped.failureReason), "deadline")
+        assert.isBelow(stopped.committedBatches, stopped.plan.totalBatches)
+        assert.strictEqual(stopped.extractorStatus.circuit, "closed")
+        const done = yield* Workflow.execute(run.id)
+        assert.strictEqual(done.status, "completed")
+        assert.strictEqual(done.extractorStatus.batch, String(done.plan.totalBatches - 1))
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [slow])))
+    }).pipe(Effect.scoped))
+})
