@@ -27,6 +27,8 @@ export interface GoldRelation {
 /** One annotated text. */
 export interface Gold {
   readonly text: string
+  /** Only this part of the text (UTF-16 offsets) is annotated and extracted. */
+  readonly excerpt?: { readonly start: number; readonly end: number }
   readonly entities: ReadonlyArray<GoldEntity>
   readonly relations: ReadonlyArray<GoldRelation>
 }

@@ -88,7 +88,7 @@ const lexiconKind = (phrase: string): NameKind | undefined => {
   return undefined
 }
 
-const isNameToken = (t: Token): boolean => {
+const isNameToken = (t: Token, capitalisedElsewhere: ReadonlySet<string>): boolean => {
   if (t.tags.has("Email") || t.tags.has("Url") || notNames.has(t.lower)) return false
   if (nonNameTags.some((tag) => t.tags.has(tag)) && !t.tags.has("ProperNoun")) return false
   const capital = /^\p{Lu}/u.test(t.text) || /^\p{Lo}/u.test(t.text) || camelCase.test(t.text)
@@ -97,8 +97,43 @@ const isNameToken = (t: Token): boolean => {
   // A capital at the start of a sentence or line proves nothing; ask for evidence that it is a name.
   return t.tags.has("ProperNoun") || t.tags.has("Person") || t.tags.has("Place") || t.tags.has("Organization") ||
     camelCase.test(t.text) || /^\p{Lo}/u.test(t.text) || isFirstName(t.lower) || lexiconKind(t.lower) !== undefined ||
-    knownOrganizations.has(t.lower) || acronym.test(t.text)
+    knownOrganizations.has(t.lower) || acronym.test(t.text) || capitalisedElsewhere.has(t.lower)
 }
+
+/** Words that, after a possessive, complete a place name ("Martha's Vineyard"). */
+const possessivePlaceWords: ReadonlySet<string> = new Set([
+  "vineyard",
+  "straits",
+  "strait",
+  "island",
+  "islands",
+  "bay",
+  "sound",
+  "point",
+  "head",
+  "cape",
+  "wood",
+  "inn",
+  "church",
+  "cathedral",
+  "abbey",
+  "hall",
+  "park",
+  "square",
+  "land",
+  "hill",
+  "lake",
+  "river",
+  "harbor",
+  "harbour",
+  "cove",
+  "landing",
+  "creek",
+  "field",
+  "fields",
+  "college",
+  "hospital"
+])
 
 const corporateAfterComma = new Set(["llc", "inc", "ltd", "corp", "plc", "gmbh", "ag", "sa", "llp", "lp", "co"])
 
@@ -128,7 +163,8 @@ const connects = (run: ReadonlyArray<Token>, word: Token, next: Token | undefine
 }
 
 /** Splits a unit into runs of name tokens. */
-const runsOf = (unit: Unit): Array<Array<Token>> => {
+const runsOf = (unit: Unit, capitalisedElsewhere: ReadonlySet<string>): Array<Array<Token>> => {
+  const isName = (t: Token) => isNameToken(t, capitalisedElsewhere)
   const runs: Array<Array<Token>> = []
   let run: Array<Token> = []
   const close = () => {
@@ -138,11 +174,15 @@ const runsOf = (unit: Unit): Array<Array<Token>> => {
   const tokens = unit.tokens
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!
-    if (isNameToken(t)) {
-      if (run.length > 0 && !joinable(run[run.length - 1]!, t)) close()
+    if (isName(t)) {
+      const previous = run[run.length - 1]
+      // "Martha's Vineyard", "Behring's Straits": a possessive that names a place with the word after it.
+      const placeAfterPossessive = previous !== undefined && previous.possessive && previous.after.endsWith(" ") &&
+        /^['’]s[ \t]+$/u.test(previous.after) && possessivePlaceWords.has(t.lower)
+      if (previous !== undefined && !placeAfterPossessive && (previous.possessive || !joinable(previous, t))) close()
       run.push(t)
-      if (t.possessive) close()
-    } else if (run.length > 0 && connects(run, t, tokens[i + 1]) && isNameToken(tokens[i + 1]!)) {
+      if (t.possessive && !possessivePlaceWords.has(tokens[i + 1]?.lower ?? "")) close()
+    } else if (run.length > 0 && connects(run, t, tokens[i + 1]) && isName(tokens[i + 1]!)) {
       run.push(t)
     } else {
       close()
@@ -150,7 +190,12 @@ const runsOf = (unit: Unit): Array<Array<Token>> => {
   }
   close()
   // "MIT Sarah", "Google Sarah": an organisation name glued to a first name is two names.
-  return runs.flatMap((r) => {
+  return runs.map((r) => {
+    // "the Massachusetts Indians": a trailing demonym describes people, it is not part of the place.
+    let end = r.length
+    while (end > 1 && r[end - 1]!.tags.has("Demonym")) end--
+    return r.slice(0, end)
+  }).flatMap((r) => {
     for (let i = 1; i < r.length; i++) {
       const head = r.slice(0, i).map((t) => t.lower).join(" ")
       const orgHead = knownOrganizations.has(head) || lexiconKind(head) === "organization" ||
@@ -176,11 +221,13 @@ const isHeading = (line: string): boolean => {
 const roles = [...roleWords].join("|")
 const after = {
   speech: new RegExp(`^\\s+(?:${[...speechVerbs].join("|")})\\b`, "iu"),
-  who: /^,?\s+who\b/iu,
+  who: /^,?\s+(?:who|whom|whose)\b/iu,
   roleParen: new RegExp(`^\\s*\\((?:[\\w-]+\\s+){0,2}(?:${roles})\\b`, "iu"),
   roleApposition: new RegExp(`^\\s*,\\s+(?:the\\s+|a\\s+|an\\s+)?(?:[\\w-]+\\s+){0,2}(?:${roles})\\b`, "iu"),
   roleCopula: new RegExp(`^\\s+(?:is|was)\\s+(?:a|an|the)\\s+(?:[\\w-]+\\s+){0,3}(?:${roles})\\b`, "iu"),
   personVerb: /^\s+(?:knows|knew|met|married|and\s+\p{Lu}\p{Ll}+\s+met)\b/u,
+  personApposition:
+    /^\s*,\s+(?:a|an|the|his|her)\s+(?:[\w-]+\s+){0,2}(?:native|mate|captain|sailor|seaman|harpooneer|man|woman|boy|girl|fellow|son|daughter|wife|husband|friend|cousin|uncle|aunt|brother|sister|widow|child|king|queen|poet|writer|author|painter|priest)\b/iu,
   personPossessive:
     /^['’]s\s+(?:e-?mail|homepage|home page|website|wife|husband|son|daughter|father|mother|colleague|title|work|research|career|supervisor|friend)\b/iu,
   orgVerb: /^\s+(?:is|was)\s+(?:based|headquartered|located|founded|incorporated)\b/iu,
@@ -188,7 +235,7 @@ const after = {
     /^['’]s\s+(?:offices?|headquarters|employees|ceo|cto|founders?|products?|customers|staff|board|division|efforts)\b/iu
 }
 const before = {
-  place: /\b(?:in|near|across|throughout)\s+$/iu,
+  place: /\b(?:in|near|across|throughout|native of)\s+$/iu,
   atFrom: /\b(?:at|from)\s+(?:the\s+)?$/iu,
   worksAt: /\b(?:works?|worked|working|employed)\s+(?:at|for)\s+$/iu,
   joined: /\b(?:joined|joins|join)\s+$/iu,
@@ -210,7 +257,8 @@ const vote = (
   text: string,
   start: number,
   end: number,
-  heading: boolean
+  heading: boolean,
+  next: Token | undefined
 ): Votes => {
   const votes = noVotes()
   const n = words.length
@@ -227,6 +275,7 @@ const vote = (
   }
   if (knownOrganizations.has(phrase)) add(votes, "organization", 5)
   if (knownPlaces.has(phrase)) add(votes, "place", 5)
+  if (n >= 2 && possessivePlaceWords.has(last) && /['’]s\s/u.test(text.slice(start, end))) add(votes, "place", 5)
   const lexical = lexiconKind(phrase)
   if (lexical !== undefined) add(votes, lexical, 3)
   if (n === 1 && isFirstName(first)) add(votes, "person", 2)
@@ -261,6 +310,14 @@ const vote = (
       add(votes, "place", 2)
     }
     if (after.speech.test(right)) add(votes, "person", 2)
+    // An unknown word doing something ("Stubb was", "Queequeg gave") is more likely someone than something.
+    if (
+      n === 1 && next !== undefined && lexiconTags(first).length === 0 && !tokens[0]!.possessive &&
+      !before.place.test(left) && !before.atFrom.test(left) &&
+      (next.tags.has("PastTense") || next.tags.has("PresentTense") || next.tags.has("Copula")) &&
+      !next.tags.has("Infinitive") && !next.tags.has("Gerund") && /^[ \t]+$/u.test(next.before)
+    ) add(votes, "person", 1.5)
+    if (after.personApposition.test(right)) add(votes, "person", 1.5)
     if (after.who.test(right)) add(votes, "person", 1)
     if (after.roleParen.test(right) || after.roleApposition.test(right) || after.roleCopula.test(right)) {
       add(votes, "person", 1.5)
@@ -293,6 +350,15 @@ const nameTags: ReadonlySet<string> = new Set([
   "ProperNoun",
   "Acronym"
 ])
+
+const adverbs: ReadonlySet<string> = new Set(["now", "then", "also", "still", "never", "always", "soon", "too", "once"])
+
+/** The token after a run, skipping adverbs ("Queequeg now gave"). */
+const tokenAfter = (unit: Unit, last: Token): Token | undefined => {
+  let i = unit.tokens.indexOf(last) + 1
+  while (i < unit.tokens.length && (unit.tokens[i]!.tags.has("Adverb") || adverbs.has(unit.tokens[i]!.lower))) i++
+  return unit.tokens[i]
+}
 
 /** Nouns before "called"/"named"/"titled" and the kind they give the name that follows. */
 const nounKinds: ReadonlyArray<readonly [RegExp, NameKind]> = [
@@ -367,15 +433,28 @@ export const collect = (
   const occurrences: Array<Occurrence> = []
   const analysed: Array<AnalysedSegment> = []
   let unitBase = 0
-  for (const segment of segments) {
-    const base = segment.start
-    const text = segment.text
-    const urls = findUrls(text)
-    const withoutUrls = mask(text, urls)
+  const prepared = segments.map((segment) => {
+    const urls = findUrls(segment.text)
+    const withoutUrls = mask(segment.text, urls)
     const emails = findEmails(withoutUrls)
     const masked = mask(withoutUrls, emails)
+    return { segment, urls, emails, masked, units: analyse(masked) }
+  })
+  // A capital at the start of a sentence counts as a name when the same word is capitalised inside a sentence too.
+  const capitalisedElsewhere = new Set<string>()
+  for (const p of prepared) {
+    for (const unit of p.units) {
+      for (const t of unit.tokens) {
+        if (!t.initial && /^\p{Lu}/u.test(t.text) && !nonNameTags.some((tag) => t.tags.has(tag))) {
+          capitalisedElsewhere.add(t.lower)
+        }
+      }
+    }
+  }
+  for (const { segment, urls, emails, masked, units } of prepared) {
+    const base = segment.start
+    const text = segment.text
     const dates = findDates(masked)
-    const units = analyse(masked)
     const layout = layoutOf(text)
     const own: Array<number> = []
     const push = (o: Occurrence) => {
@@ -414,7 +493,7 @@ export const collect = (
     })
     const names: Array<{ readonly index: number; readonly start: number; readonly end: number }> = []
     units.forEach((unit, u) => {
-      for (const run of runsOf(unit)) {
+      for (const run of runsOf(unit, capitalisedElsewhere)) {
         let from = 0
         const titleTokens: Array<Token> = []
         while (from < run.length - 1) {
@@ -457,7 +536,7 @@ export const collect = (
           label,
           key: labelKey(label),
           words: tokens.map((t) => t.lower),
-          votes: vote(words, tokens, title, text, runStart, end, heading),
+          votes: vote(words, tokens, title, text, runStart, end, heading, tokenAfter(unit, tokens[tokens.length - 1]!)),
           classVotes: new Map(),
           fixed: undefined,
           title,
