@@ -527,8 +527,7 @@ export const collect = (
           const titleEnd = titleTokens[titleTokens.length - 1]!.end
           title = text.slice(titleTokens[0]!.start, titleEnd + (text[titleEnd] === "." ? 1 : 0))
         }
-        const lineIndex = text.slice(0, start).split("\n").length - 1
-        const heading = headingLines.has(lineIndex)
+        const heading = headingLines.has(layout.line(start))
         const runStart = titleTokens.length > 0 ? titleTokens[0]!.start : start
         const index = push({
           start: base + start,
