@@ -5,6 +5,7 @@
  * skip the throughput run.
  */
 import * as Chunking from "@quarry/core/Chunking"
+import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import type * as Extractor from "@quarry/core/Extractor"
 import * as OfflineExtractor from "@quarry/core/OfflineExtractor"
 import * as Ontology from "@quarry/core/Ontology"
@@ -273,6 +274,21 @@ it("entity and relation quality against the gold annotations", () => {
     `Entities: held-out Moby-Dick chapters (${heldout.length} files in eval/heldout/)`,
     h.offline,
     h.base
+  )
+
+  // The same texts under the built-in default ontology (what `quarry start` uses without --ontology).
+  const builtIn = evaluate(dev, Effect.runSync(DefaultOntology.load))
+  const named = zero()
+  for (const k of ["person", "organization", "place"] as const) addCounts(named, builtIn.offline.entities[k])
+  const related = zero()
+  for (const c of builtIn.offline.relations.values()) addCounts(related, c)
+  const x = prf(named)
+  const y = prf(related)
+  console.log(
+    `\n### The shared texts under the built-in default ontology\n\n${row(["", "P", "R", "F1"])}\n` +
+      `${row(["---", "---:", "---:", "---:"])}\n` +
+      `${row(["person+organization+place", fixed(x.p), fixed(x.r), fixed(x.f1)])}\n` +
+      `${row(["relations", fixed(y.p), fixed(y.r), fixed(y.f1)])}`
   )
 })
 

@@ -206,9 +206,30 @@ const localName = (iri: string) => iri.slice(Math.max(iri.lastIndexOf("#"), iri.
 
 const thingLocalNames = new Set(["Thing", "Resource"])
 
+/** Labels and synonyms (`skos:altLabel`) as phrases; the local name when there is no label. */
 const phrasesOfClass = (c: OntologyClass | OntologyProperty): Array<string> => {
   const labels = c.labels.map((l) => phraseOf(l.value)).filter((p) => p.length > 0)
-  return labels.length > 0 ? [...new Set(labels)] : [phraseOf(localName(c.iri))]
+  const main = labels.length > 0 ? labels : [phraseOf(localName(c.iri))]
+  const synonyms = c.altLabels.map((l) => phraseOf(l.value)).filter((p) => p.length > 0)
+  return [...new Set([...main, ...synonyms])]
+}
+
+/**
+ * One class per phrase, longest phrases first. Where several classes share a phrase ("person": foaf:Person and
+ * schema:Person), the class a kind maps to wins, so one label is not typed two ways.
+ */
+const onePerPhrase = (
+  phrases: ReadonlyArray<{ readonly phrase: string; readonly iri: string }>,
+  preferred: ReadonlySet<string>
+) => {
+  const chosen = new Map<string, string>()
+  for (const p of phrases) {
+    const current = chosen.get(p.phrase)
+    if (current === undefined || (!preferred.has(current) && preferred.has(p.iri))) chosen.set(p.phrase, p.iri)
+  }
+  return [...chosen].map(([phrase, iri]) => ({ phrase, iri })).sort((a, b) =>
+    b.phrase.length - a.phrase.length || (a.phrase < b.phrase ? -1 : 1)
+  )
 }
 
 /** Builds the type map for a run's ontology (or the built-in defaults without one). */
@@ -308,7 +329,7 @@ export const typeMap = (ontology: Option.Option<Ontology>, unmapped: Unmapped): 
   }
   return {
     classOf,
-    classPhrases: [...phrases].sort((a, b) => b.phrase.length - a.phrase.length || (a.phrase < b.phrase ? -1 : 1)),
+    classPhrases: onePerPhrase(phrases, new Set(kindClasses.map(([, c]) => c))),
     kindOfClass,
     property
   }
