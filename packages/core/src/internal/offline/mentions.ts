@@ -199,7 +199,7 @@ const runsOf = (unit: Unit, capitalisedElsewhere: ReadonlySet<string>): Array<Ar
     for (let i = 1; i < r.length; i++) {
       const head = r.slice(0, i).map((t) => t.lower).join(" ")
       const orgHead = knownOrganizations.has(head) || lexiconKind(head) === "organization" ||
-        (i === 1 && acronym.test(r[0]!.text))
+        (i === 1 && acronym.test(r[0]!.text) && !commonAcronyms.has(r[0]!.lower) && !prefixJobTitles.has(r[0]!.lower))
       if (orgHead && isFirstName(r[i]!.lower)) return [r.slice(0, i), r.slice(i)]
     }
     return [r]
@@ -522,6 +522,14 @@ export const collect = (
         const start = tokens[0]!.start
         const end = tokens[tokens.length - 1]!.end
         const label = text.slice(start, end)
+        // An honorific the run did not take in (a sentence-initial "Professor" is not a name token itself).
+        const outside = unit.tokens[unit.tokens.indexOf(tokens[0]!) - 1]
+        if (
+          titleTokens.length === 0 && outside !== undefined && /^\p{Lu}/u.test(outside.text) &&
+          (honorifics.has(strip(outside.text)) ||
+            (prefixJobTitles.has(outside.lower) && isFirstName(tokens[0]!.lower))) &&
+          /^\.?[ \t]+$/u.test(outside.after)
+        ) titleTokens.push(outside)
         let title: string | undefined
         if (titleTokens.length > 0) {
           const titleEnd = titleTokens[titleTokens.length - 1]!.end

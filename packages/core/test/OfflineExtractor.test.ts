@@ -1,0 +1,437 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Chunking from "@quarry/core/Chunking"
+import * as DefaultOntology from "@quarry/core/DefaultOntology"
+import * as Extractor from "@quarry/core/Extractor"
+import * as OfflineExtractor from "@quarry/core/OfflineExtractor"
+import * as Ontology from "@quarry/core/Ontology"
+import * as Run from "@quarry/core/Run"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+// Helpers ---------------------------------------------------------------------------------------------------------
+
+const data = "/work/shared/data"
+const readText = (name: string) => fs.readFileSync(path.join(data, "texts", name), "utf8")
+const loadOntology = (name: string) =>
+  Ontology.parse(fs.readFileSync(path.join(data, "ontologies", name), "utf8"), { source: name })
+
+const FOAF = "http://xmlns.com/foaf/0.1/"
+const SCHEMA = "http://schema.org/"
+const SCHEMAS = "https://schema.org/"
+const XSD = "http://www.w3.org/2001/XMLSchema#"
+const OWL_THING = "http://www.w3.org/2002/07/owl#Thing"
+
+const runId = Run.RunId.make("offline-test")
+
+/** A batch holding the whole text as one chunk, or the given chunks. */
+const batch = (
+  text: string,
+  ontology: Option.Option<Ontology.Ontology>,
+  options: {
+    readonly chunks?: ReadonlyArray<Chunking.Chunk>
+    readonly known?: ReadonlyArray<Extractor.KnownEntity>
+  } = {}
+): Extractor.BatchInput => ({
+  runId,
+  batchIndex: 0,
+  chunks: options.chunks ?? [new Chunking.Chunk({ index: 0, start: 0, end: text.length, text })],
+  ontology,
+  knownEntities: Effect.succeed(options.known ?? [])
+})
+
+const extract = (
+  text: string,
+  ontology: Option.Option<Ontology.Ontology> = Option.none(),
+  options: OfflineExtractor.Options = {},
+  known: ReadonlyArray<Extractor.KnownEntity> = []
+) => OfflineExtractor.make(options).extract(batch(text, ontology, { known }))
+
+const defaultOntology = DefaultOntology.load
+
+const labelsOfType = (output: Extractor.BatchOutput, type: string) =>
+  output.entities.filter((e) => e.type === type).map((e) => e.label)
+
+const entity = (output: Extractor.BatchOutput, label: string) => {
+  const found = output.entities.find((e) => e.label === label)
+  assert.isDefined(found, `no mention labelled ${label}: ${output.entities.map((e) => e.label).join(", ")}`)
+  return found!
+}
+
+const triples = (output: Extractor.BatchOutput) =>
+  output.relations.map((r) =>
+    `${r.subject.label} ${r.predicate} ${r.object._tag === "Entity" ? r.object.label : r.object.value}`
+  )
+
+const hasTriple = (output: Extractor.BatchOutput, subject: string, predicate: string, object: string) =>
+  assert.include(triples(output), `${subject} ${predicate} ${object}`, triples(output).join("\n"))
+
+const texts = fs.readdirSync(path.join(data, "texts")).filter((f) => f.endsWith(".txt") && f !== "moby-dick.txt")
+
+// Spans -----------------------------------------------------------------------------------------------------------
+
+describe("OfflineExtractor spans", () => {
+  it.effect("every mention's span slices its label out of the document, in every shared text, batch by batch", () =>
+    Effect.gen(function*() {
+      const ontology = Option.some(yield* defaultOntology)
+      const extractor = OfflineExtractor.make()
+      for (const name of texts) {
+        const text = readText(name)
+        for (const b of Chunking.plan(text, Chunking.defaults)) {
+          const output = yield* extractor.extract(batch(text, ontology, { chunks: b.chunks }))
+          for (const e of output.entities) {
+            const surface = text.slice(e.span.start, e.span.end)
+            assert.isTrue(
+              surface === e.label || surface.includes(e.label),
+              `${name}: span [${e.span.start}, ${e.span.end}) is "${surface}", label "${e.label}"`
+            )
+            assert.isTrue(e.span.start >= b.chunks[0]!.start && e.span.end <= b.chunks[b.chunks.length - 1]!.end)
+          }
+          for (const r of output.relations) {
+            assert.isDefined(r.span)
+            assert.isTrue(r.span!.start >= 0 && r.span!.end <= text.length && r.span!.start < r.span!.end)
+          }
+        }
+      }
+    }))
+
+  it.effect("overlapping chunks are read once and give document offsets", () =>
+    Effect.gen(function*() {
+      const text = "Alice Smith works at Acme Corporation. Bob Johnson lives in Berlin."
+      const chunks = [
+        new Chunking.Chunk({ index: 0, start: 0, end: 45, text: text.slice(0, 45) }),
+        new Chunking.Chunk({ index: 1, start: 30, end: text.length, text: text.slice(30) })
+      ]
+      const output = yield* OfflineExtractor.make().extract(batch(text, Option.none(), { chunks }))
+      const acme = output.entities.filter((e) => e.label === "Acme Corporation")
+      assert.strictEqual(acme.length, 1)
+      assert.strictEqual(text.slice(acme[0]!.span.start, acme[0]!.span.end), "Acme Corporation")
+      assert.strictEqual(text.slice(entity(output, "Berlin").span.start, entity(output, "Berlin").span.end), "Berlin")
+    }))
+
+  it.effect("an empty batch and whitespace give nothing", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* extract(""), { entities: [], relations: [] })
+      assert.deepStrictEqual(yield* extract("   \n\n  "), { entities: [], relations: [] })
+    }))
+})
+
+// Names -----------------------------------------------------------------------------------------------------------
+
+describe("OfflineExtractor names", () => {
+  it.effect("titles are stripped from names and kept as the title attribute", () =>
+    Effect.gen(function*() {
+      const output = yield* extract(
+        "Dr. Sarah Chen met Prof. Michael Brown. Professor James Wilson joined later. CEO Tim Cook said hello."
+      )
+      const expected = [["Sarah Chen", "Dr."], ["Michael Brown", "Prof."], ["James Wilson", "Professor"], [
+        "Tim Cook",
+        "CEO"
+      ]] as const
+      for (const [label, title] of expected) {
+        const e = entity(output, label)
+        assert.strictEqual(e.type, `${FOAF}Person`)
+        assert.strictEqual(e.attributes.title, title)
+      }
+      assert.isFalse(output.entities.some((e) => /^(?:Dr|Prof|Professor|CEO)\b/.test(e.label)))
+    }))
+
+  it.effect("CJK, Greek, Cyrillic, Icelandic and accented names keep every letter", () =>
+    Effect.gen(function*() {
+      const text = readText("edge-cases-unicode.txt")
+      const output = yield* extract(text, Option.some(yield* defaultOntology))
+      const people = labelsOfType(output, `${FOAF}Person`)
+      for (
+        const name of [
+          "François Müller",
+          "田中優子",
+          "Björk Sigurðsson",
+          "Αλέξανδρος Παπαδόπουλος",
+          "Анна Петрова",
+          "李明",
+          "José García-López"
+        ]
+      ) {
+        assert.include(people, name)
+        const e = entity(output, name)
+        assert.strictEqual(text.slice(e.span.start, e.span.end), name)
+      }
+      const organizations = labelsOfType(output, `${FOAF}Organization`)
+      for (const name of ["ETH Zürich", "University of Iceland", "Universidad Complutense de Madrid"]) {
+        assert.include(organizations, name)
+      }
+      hasTriple(output, "François Müller", `${SCHEMA}worksFor`, "ETH Zürich")
+      hasTriple(output, "Björk Sigurðsson", `${FOAF}homepage`, "https://hi.is/staff/björk")
+    }))
+
+  it.effect("organisation heads, gazetteer, context cues and the batch's votes type names", () =>
+    Effect.gen(function*() {
+      const output = yield* extract(
+        "Lisa Park joined Neural Systems Ltd after years at Google. The startup is based in Silicon Valley. " +
+          "Later, Park said the University of Iceland had called."
+      )
+      assert.strictEqual(entity(output, "Lisa Park").type, `${FOAF}Person`)
+      assert.strictEqual(entity(output, "Park").type, `${FOAF}Person`)
+      assert.strictEqual(entity(output, "Park").attributes.canonical, "Lisa Park")
+      assert.strictEqual(entity(output, "Neural Systems Ltd").type, `${FOAF}Organization`)
+      assert.strictEqual(entity(output, "Google").type, `${FOAF}Organization`)
+      assert.strictEqual(entity(output, "University of Iceland").type, `${FOAF}Organization`)
+      assert.strictEqual(entity(output, "Silicon Valley").type, `${SCHEMA}Place`)
+    }))
+
+  it.effect("job titles in title case and sentence-initial words are not names", () =>
+    Effect.gen(function*() {
+      const output = yield* extract(
+        "Together they worked hard. Alice's title is \"Chief Technology Officer (CTO)\". Meanwhile nothing happened."
+      )
+      assert.deepStrictEqual(output.entities.map((e) => e.label), ["Alice"])
+    }))
+
+  it.effect("a class word of the ontology types the name it introduces", () =>
+    Effect.gen(function*() {
+      const ontology = Option.some(yield* loadOntology("example-organization.ttl"))
+      const output = yield* extract(
+        "She visited the company Acme and Globex, a startup company from Ohio. The manager Bob Stone waved.",
+        ontology
+      )
+      assert.strictEqual(entity(output, "Acme").type, "http://example.org/org#Company")
+      assert.strictEqual(entity(output, "Globex").type, "http://example.org/org#StartupCompany")
+      assert.strictEqual(entity(output, "Bob Stone").type, "http://example.org/org#Manager")
+    }))
+
+  it.effect("bare names take the type of an entity the run already knows", () =>
+    Effect.gen(function*() {
+      const known = [{ label: "Ada Quillfeather", type: `${FOAF}Person`, iri: "urn:x:ada" }]
+      const text = "They saw Quillfeather."
+      const withKnown = yield* extract(text, Option.none(), {}, known)
+      assert.strictEqual(entity(withKnown, "Quillfeather").type, `${FOAF}Person`)
+      assert.strictEqual(entity(withKnown, "Quillfeather").attributes.canonical, "Ada Quillfeather")
+      const without = yield* extract(text, Option.none(), { useKnownEntities: false }, known)
+      assert.isFalse(without.entities.some((e) => e.label === "Quillfeather"))
+    }))
+})
+
+// Values ----------------------------------------------------------------------------------------------------------
+
+describe("OfflineExtractor values", () => {
+  it.effect("e-mail addresses and URLs, with trailing punctuation cut and @ inside URLs kept", () =>
+    Effect.gen(function*() {
+      const text = "Write to bob.j@big-tech.com, see https://medium.com/@bob.martinez.tech and " +
+        "https://en.wikipedia.org/wiki/Foo_(bar). Also www.example.org/x?y=1&z=2."
+      const output = yield* extract(text, Option.none(), { unmapped: "generic" })
+      const labels = output.entities.map((e) => e.label)
+      assert.includeMembers(labels, [
+        "bob.j@big-tech.com",
+        "https://medium.com/@bob.martinez.tech",
+        "https://en.wikipedia.org/wiki/Foo_(bar)",
+        "www.example.org/x?y=1&z=2"
+      ])
+      assert.notInclude(labels, "bob.martinez.tech")
+      assert.strictEqual(entity(output, "https://medium.com/@bob.martinez.tech").type, `${FOAF}Document`)
+      assert.strictEqual(entity(output, "bob.j@big-tech.com").type, OWL_THING)
+    }))
+
+  it.effect("dates: complete ones as xsd:date, partial ones by what is stated, relative ones not at all", () =>
+    Effect.gen(function*() {
+      const output = yield* extract(
+        "It opened on March 5, 2021, moved in January 2019, was founded in 2010, " +
+          "grew in the 1990s, met on March 7 and again last month."
+      )
+      const value = (
+        label: string
+      ) => [entity(output, label).attributes.value, entity(output, label).attributes.datatype]
+      assert.deepStrictEqual(value("March 5, 2021"), ["2021-03-05", `${XSD}date`])
+      assert.deepStrictEqual(value("January 2019"), ["2019-01", `${XSD}gYearMonth`])
+      assert.deepStrictEqual(value("2010"), ["2010", `${XSD}gYear`])
+      assert.deepStrictEqual(value("1990s"), [undefined, undefined])
+      assert.deepStrictEqual(value("March 7"), [undefined, undefined])
+      assert.isFalse(output.entities.some((e) => e.label.includes("last month")))
+    }))
+})
+
+// Relations -------------------------------------------------------------------------------------------------------
+
+describe("OfflineExtractor relations", () => {
+  const relations = (text: string) => Effect.flatMap(defaultOntology, (o) => extract(text, Option.some(o)))
+
+  it.effect("employment: works at, role of, joined, years at", () =>
+    Effect.gen(function*() {
+      const output = yield* relations(
+        "Bob Johnson works at Acme Corporation. Dr. Emma Watson, CEO of Quantum Computing Inc, spoke. " +
+          "Carol Smith joined BigTech Corporation in 2019. Sarah Jones brought expertise from her five years at Amazon Web Services."
+      )
+      hasTriple(output, "Bob Johnson", `${SCHEMA}worksFor`, "Acme Corporation")
+      hasTriple(output, "Emma Watson", `${SCHEMA}worksFor`, "Quantum Computing Inc")
+      hasTriple(output, "Carol Smith", `${SCHEMA}worksFor`, "BigTech Corporation")
+      hasTriple(output, "Sarah Jones", `${SCHEMA}worksFor`, "Amazon Web Services")
+    }))
+
+  it.effect("membership: member of, joined a group", () =>
+    Effect.gen(function*() {
+      const output = yield* relations(
+        "Dan Brickley is a member of the Semantic Web Consortium. Libby Miller joined the Open Data Group."
+      )
+      hasTriple(output, "Dan Brickley", `${SCHEMA}memberOf`, "Semantic Web Consortium")
+      hasTriple(output, "Libby Miller", `${SCHEMA}memberOf`, "Open Data Group")
+    }))
+
+  it.effect("founding: founded, founded by (with every founder), founder of, founding date as xsd:gYear", () =>
+    Effect.gen(function*() {
+      const output = yield* relations(
+        "Dr. Elizabeth Warren founded TechCorp in 2010. The company \"Smith & Johnson, LLC\" was founded by " +
+          "Alice Smith and Bob Johnson in 2012. Tom Wilson, Founder of StartupX, smiled."
+      )
+      hasTriple(output, "TechCorp", `${SCHEMA}founder`, "Elizabeth Warren")
+      hasTriple(output, "Smith & Johnson, LLC", `${SCHEMA}founder`, "Alice Smith")
+      hasTriple(output, "Smith & Johnson, LLC", `${SCHEMA}founder`, "Bob Johnson")
+      hasTriple(output, "StartupX", `${SCHEMA}founder`, "Tom Wilson")
+      const date = output.relations.find((r) =>
+        r.subject.label === "TechCorp" && r.predicate === `${SCHEMA}foundingDate`
+      )
+      assert.deepStrictEqual(date?.object, { _tag: "Literal", value: "2010", datatype: `${XSD}gYear` })
+    }))
+
+  it.effect("location: based in, headquartered in, offices in", () =>
+    Effect.gen(function*() {
+      const output = yield* relations(
+        "Acme Corporation is based in Berlin. Globex Inc, a company headquartered in Tokyo, grew. " +
+          "Initech Ltd has offices in London, Paris and Madrid."
+      )
+      hasTriple(output, "Acme Corporation", `${SCHEMA}location`, "Berlin")
+      hasTriple(output, "Globex Inc", `${SCHEMA}location`, "Tokyo")
+      for (const city of ["London", "Paris", "Madrid"]) hasTriple(output, "Initech Ltd", `${SCHEMA}location`, city)
+    }))
+
+  it.effect("family: married, son of, sibling, parent", () =>
+    Effect.gen(function*() {
+      const output = yield* relations(
+        "John Miller married Mary Smith. Tom Miller, the son of John Miller, was born later. " +
+          "Anna Miller is the sister of Tom Miller. Peter Brown and Jane Brown are married."
+      )
+      hasTriple(output, "John Miller", `${SCHEMA}spouse`, "Mary Smith")
+      hasTriple(output, "Tom Miller", `${SCHEMA}parent`, "John Miller")
+      hasTriple(output, "Anna Miller", `${SCHEMA}sibling`, "Tom Miller")
+      hasTriple(output, "Peter Brown", `${SCHEMA}spouse`, "Jane Brown")
+    }))
+
+  it.effect("knows: X knows Y, Z and W; X and Y met; a colleague; pronouns that open a sentence", () =>
+    Effect.gen(function*() {
+      const output = yield* relations(
+        "Alice Chen knows Bob Martinez, Carol Thompson, and David Kumar. Eve Williams and Frank Lee met in Paris. " +
+          "Dr. Lisa Park leads research. Her colleague, Michael Roberts, helped."
+      )
+      for (const other of ["Bob Martinez", "Carol Thompson", "David Kumar"]) {
+        hasTriple(output, "Alice Chen", `${FOAF}knows`, other)
+      }
+      hasTriple(output, "Eve Williams", `${FOAF}knows`, "Frank Lee")
+      hasTriple(output, "Lisa Park", `${FOAF}knows`, "Michael Roberts")
+    }))
+
+  it.effect("mbox and homepage: by the name the value spells, as mailto: and xsd:anyURI", () =>
+    Effect.gen(function*() {
+      const output = yield* relations(
+        "Alice Smith is an engineer. Contact: alice@example.com, support@example.com. " +
+          "Bob Johnson's homepage is https://bob.example.com and his blog is at https://bob-writes.example.org."
+      )
+      const mbox = output.relations.filter((r) => r.predicate === `${FOAF}mbox`)
+      assert.deepStrictEqual(mbox.map((r) => [r.subject.label, r.object]), [[
+        "Alice Smith",
+        { _tag: "Literal", value: "mailto:alice@example.com", datatype: `${XSD}anyURI` }
+      ]])
+      hasTriple(output, "Bob Johnson", `${FOAF}homepage`, "https://bob.example.com")
+    }))
+
+  it.effect("a relation is only emitted where the ontology has a fitting property", () =>
+    Effect.gen(function*() {
+      const foaf = Option.some(yield* loadOntology("foaf.ttl"))
+      const output = yield* extract("Bob Johnson works at Acme Corporation. Bob Johnson knows Alice Smith.", foaf)
+      assert.deepStrictEqual(triples(output), [`Bob Johnson ${FOAF}knows Alice Smith`])
+    }))
+})
+
+// Ontology mapping ------------------------------------------------------------------------------------------------
+
+describe("OfflineExtractor ontology mapping", () => {
+  const text = "Dr. Sarah Chen works at Acme Corporation in Berlin. She knows Bob Johnson."
+
+  it.effect("foaf.ttl: FOAF classes; a place (no FOAF class) goes to owl:Thing or is dropped", () =>
+    Effect.gen(function*() {
+      const foaf = Option.some(yield* loadOntology("foaf.ttl"))
+      const generic = yield* extract(text, foaf, { unmapped: "generic" })
+      assert.strictEqual(entity(generic, "Sarah Chen").type, `${FOAF}Person`)
+      assert.strictEqual(entity(generic, "Acme Corporation").type, `${FOAF}Organization`)
+      assert.strictEqual(entity(generic, "Berlin").type, OWL_THING)
+      const dropped = yield* extract(text, foaf, { unmapped: "drop" })
+      assert.isFalse(dropped.entities.some((e) => e.label === "Berlin"))
+      assert.strictEqual(entity(dropped, "Sarah Chen").type, `${FOAF}Person`)
+    }))
+
+  it.effect("schemaorg.ttl: schema.org classes and properties in its https namespace", () =>
+    Effect.gen(function*() {
+      const schema = Option.some(yield* loadOntology("schemaorg.ttl"))
+      const output = yield* extract(text, schema)
+      assert.strictEqual(entity(output, "Sarah Chen").type, `${SCHEMAS}Person`)
+      assert.strictEqual(entity(output, "Acme Corporation").type, `${SCHEMAS}Organization`)
+      assert.strictEqual(entity(output, "Berlin").type, `${SCHEMAS}Place`)
+      hasTriple(output, "Sarah Chen", `${SCHEMAS}worksFor`, "Acme Corporation")
+      hasTriple(output, "Sarah Chen", `${SCHEMAS}knows`, "Bob Johnson")
+    }))
+
+  it.effect("an ontology without agent classes: people go to its most general agent class", () =>
+    Effect.gen(function*() {
+      const ontology = Option.some(
+        yield* Ontology.parse(
+          `@prefix ex: <http://example.org/> . @prefix owl: <http://www.w3.org/2002/07/owl#> .
+           @prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .
+           ex:Agent a owl:Class ; rdfs:label "Agent" . ex:Thing a owl:Class ; rdfs:label "Thing" .`
+        )
+      )
+      const output = yield* extract(text, ontology)
+      assert.strictEqual(entity(output, "Sarah Chen").type, "http://example.org/Agent")
+      assert.strictEqual(entity(output, "Berlin").type, "http://example.org/Thing")
+    }))
+
+  it("the unmapped policy is part of the configuration hash", () => {
+    assert.notStrictEqual(
+      OfflineExtractor.make({ unmapped: "generic" }).configHash,
+      OfflineExtractor.make({ unmapped: "drop" }).configHash
+    )
+    assert.strictEqual(OfflineExtractor.make().configHash, OfflineExtractor.make({ unmapped: "generic" }).configHash)
+    assert.strictEqual(OfflineExtractor.make().name, "offline")
+  })
+
+  it.effect("layerConfig reads QUARRY_OFFLINE_* settings", () =>
+    Effect.gen(function*() {
+      const extractor = yield* OfflineExtractor.OfflineExtractor
+      assert.strictEqual(extractor.configHash, OfflineExtractor.configHash({ unmapped: "drop" }))
+    }).pipe(
+      Effect.provide(
+        OfflineExtractor.layerConfig().pipe(
+          Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["QUARRY_OFFLINE_UNMAPPED", "drop"]]))))
+        )
+      )
+    ))
+})
+
+// Determinism -----------------------------------------------------------------------------------------------------
+
+describe("OfflineExtractor determinism", () => {
+  it.effect("the same batch gives the same output, from the same or a new extractor, byte for byte", () =>
+    Effect.gen(function*() {
+      const ontology = Option.some(yield* defaultOntology)
+      for (const name of ["long-multi-chapter.txt", "edge-cases-unicode.txt", "ambiguous-temporal.txt"]) {
+        const text = readText(name)
+        for (const b of Chunking.plan(text, Chunking.defaults)) {
+          const input = batch(text, ontology, { chunks: b.chunks })
+          const first = yield* OfflineExtractor.make().extract(input)
+          const second = yield* OfflineExtractor.make().extract(input)
+          const third = yield* OfflineExtractor.make().extract(batch(text, ontology, { chunks: [...b.chunks] }))
+          assert.deepStrictEqual(second, first)
+          assert.strictEqual(Extractor.encodeOutput(third), Extractor.encodeOutput(first))
+        }
+      }
+    }))
+})
