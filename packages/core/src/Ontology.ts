@@ -416,7 +416,7 @@ const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>
     for (const slot of quad) {
       if (typeof slot === "number" && !seen.has(slot)) {
         seen.add(slot)
-        incident[slot]!.push(index)
+        incident[slot].push(index)
       }
     }
   })
@@ -434,13 +434,13 @@ const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>
       const next = colors.slice()
       for (let node = 0; node < count; node++) {
         // A node alone in its cell stays alone; freezing its colour saves work and changes no partition.
-        if (sizes.get(colors[node]!) === 1) continue
-        const around = incident[node]!.map((q) =>
-          renderQuad(quads[q]!, (other) => (other === node ? "_:@" : `_:${colors[other]}`))
+        if (sizes.get(colors[node]) === 1) continue
+        const around = incident[node].map((q) =>
+          renderQuad(quads[q], (other) => (other === node ? "_:@" : `_:${colors[other]}`))
         ).sort()
         next[node] = sha256Hex(`${colors[node]}\n${around.join("\n")}`)
       }
-      for (let node = 0; node < count; node++) colors[node] = next[node]!
+      for (let node = 0; node < count; node++) colors[node] = next[node]
       const refined = cellSizes(colors).size
       if (refined === cells) break
       cells = refined
@@ -457,7 +457,7 @@ const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>
   const automorphism = (from: Leaf, to: Leaf): Int32Array => {
     const nodeOf = new Map<string, number>()
     to.labels.forEach((label, node) => nodeOf.set(label, node))
-    return Int32Array.from(from.labels, (label) => nodeOf.get(label)!)
+    return Int32Array.from(from.labels, (label) => nodeOf.get(label) ?? -1)
   }
 
   // In a forest of blank nodes (what Turtle's [ ] and ( ) produce), colour refinement already separates every pair
@@ -466,15 +466,15 @@ const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>
   const forest = (() => {
     const parent = Array.from({ length: count }, (_, i) => i)
     const find = (x: number): number => {
-      while (parent[x] !== x) x = parent[x] = parent[parent[x]!]!
+      while (parent[x] !== x) x = parent[x] = parent[parent[x]]
       return x
     }
     for (const quad of quads) {
       const nodes = [...new Set(quad.filter((slot): slot is number => typeof slot === "number"))]
       if (nodes.length > 2) return false
       if (nodes.length < 2) continue
-      const a = find(nodes[0]!)
-      const b = find(nodes[1]!)
+      const a = find(nodes[0])
+      const b = find(nodes[1])
       if (a === b) return false
       parent[a] = b
     }
@@ -489,13 +489,13 @@ const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>
     const parent = new Map<number, number>(members.map((m) => [m, m]))
     const find = (x: number): number => {
       let root = x
-      while (parent.get(root) !== root) root = parent.get(root)!
+      for (let up = parent.get(root); up !== undefined && up !== root; up = parent.get(root)) root = up
       return root
     }
     for (const sigma of automorphisms) {
       if (!path.every((fixed) => sigma[fixed] === fixed)) continue
       for (const m of members) {
-        const image = sigma[m]!
+        const image = sigma[m]
         if (parent.has(image)) parent.set(find(m), find(image))
       }
     }
@@ -528,7 +528,7 @@ const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>
       if (size < 2) continue
       if (target === undefined) target = color
       else {
-        const targetSize = sizes.get(target)!
+        const targetSize = sizes.get(target) ?? 0
         if (size < targetSize || (size === targetSize && color < target)) target = color
       }
     }
@@ -549,8 +549,11 @@ const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>
     return undefined
   }
 
-  search(Array.from({ length: count }, () => ""), [])
-  return best!.labels.map((label) => `_:c${label}`)
+  // Every node starts alike; a lone node keeps this colour, so its label has the same shape as the others.
+  const initial = sha256Hex("")
+  search(Array.from({ length: count }, () => initial), [])
+  // A search always reaches at least one leaf, so `best` is set here.
+  return (best?.labels ?? []).map((label) => `_:c${label}`)
 }
 
 /**
@@ -594,7 +597,7 @@ export const canonicalize = (quads: ReadonlyArray<N3.Quad>): string => {
   }
   if (blankIndex.size > 0) {
     const labels = labelBlankNodes(blankIndex.size, blankQuads)
-    for (const quad of blankQuads) lines.add(renderQuad(quad, (node) => labels[node]!))
+    for (const quad of blankQuads) lines.add(renderQuad(quad, (node) => labels[node]))
   }
   const sorted = [...lines].sort()
   return sorted.length === 0 ? "" : `${sorted.join("\n")}\n`
@@ -764,7 +767,7 @@ const cleanDescription = (text: string): string => {
     .trim()
   if (plain.length <= 200) return plain
   const sentence = /^(.{20,200}?[.!?])\s/.exec(plain)
-  if (sentence !== null) return sentence[1]!
+  if (sentence?.[1] !== undefined) return sentence[1]
   const cut = plain.slice(0, 199)
   const space = cut.lastIndexOf(" ")
   return `${space > 100 ? cut.slice(0, space) : cut}…`
@@ -823,8 +826,7 @@ export const view = (quads: ReadonlyArray<N3.Quad>): View => {
       ...(classCandidates.has(`${ns}DataType`) || mentioned.has(`${ns}DataType`) ? [`${ns}DataType`] : [])
     ])
   ]
-  while (pending.length > 0) {
-    const iri = pending.pop()!
+  for (let iri = pending.pop(); iri !== undefined; iri = pending.pop()) {
     if (declaredDatatypes.has(iri)) continue
     declaredDatatypes.add(iri)
     pending.push(...(subclassesOf.get(iri) ?? []))
@@ -1214,8 +1216,8 @@ export const mostGeneralAgentOrThing = (
   const size = (iri: string): number => {
     const seen = new Set<string>()
     const pending = [iri]
-    while (pending.length > 0) {
-      for (const child of index.descendants.get(pending.pop()!) ?? []) {
+    for (let current = pending.pop(); current !== undefined; current = pending.pop()) {
+      for (const child of index.descendants.get(current) ?? []) {
         if (seen.has(child)) continue
         seen.add(child)
         pending.push(child)

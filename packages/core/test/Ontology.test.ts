@@ -72,9 +72,9 @@ const scrambled = (quads: ReadonlyArray<N3.Quad>, seed: number): Array<N3.Quad> 
   }
   const quads2 = quads.map((q) =>
     N3.DataFactory.quad(
-      rename(q.subject) as N3.Quad_Subject,
+      rename(q.subject),
       q.predicate,
-      rename(q.object) as N3.Quad_Object,
+      rename(q.object),
       q.graph
     )
   )
