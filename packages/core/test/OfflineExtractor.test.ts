@@ -240,9 +240,10 @@ describe("OfflineExtractor values", () => {
         "It opened on March 5, 2021, moved in January 2019, was founded in 2010, " +
           "grew in the 1990s, met on March 7 and again last month."
       )
-      const value = (
-        label: string
-      ) => [entity(output, label).attributes.value, entity(output, label).attributes.datatype]
+      const value = (label: string): ReadonlyArray<string | undefined> => [
+        entity(output, label).attributes.value,
+        entity(output, label).attributes.datatype
+      ]
       assert.deepStrictEqual(value("March 5, 2021"), ["2021-03-05", `${XSD}date`])
       assert.deepStrictEqual(value("January 2019"), ["2019-01", `${XSD}gYearMonth`])
       assert.deepStrictEqual(value("2010"), ["2010", `${XSD}gYear`])
