@@ -345,6 +345,32 @@ describe("Ontology", () => {
         assert.isAbove(checked, 90)
       }))
 
+    it.effect("keeps named graphs (N-Quads, TriG) in the content, blank graph names included", () =>
+      Effect.gen(function*() {
+        const nquads = `<http://e/a> <http://e/p> <http://e/o> <http://e/g1> .
+<http://e/a> <http://e/p> <http://e/o> _:g .
+_:g <http://e/q> "x" .
+`
+        const trig = `@prefix e: <http://e/> . e:g1 { e:a e:p e:o } _:other { e:a e:p e:o } _:other e:q "x" .`
+        const fromNq = yield* Ontology.parse(nquads, { format: "nquads" })
+        const fromTrig = yield* Ontology.parse(trig, { format: "trig" })
+        assert.strictEqual(fromNq.sha256, fromTrig.sha256)
+        assert.strictEqual(fromNq.tripleCount, 3)
+        assert.include(fromNq.canonical, "<http://e/a> <http://e/p> <http://e/o> <http://e/g1> .")
+        const defaultGraphOnly = yield* Ontology.parse("<http://e/a> <http://e/p> <http://e/o> .", { format: "nquads" })
+        assert.notStrictEqual(defaultGraphOnly.sha256, fromNq.sha256)
+      }))
+
+    it.effect("an empty ontology is valid and has the identity of the empty text", () =>
+      Effect.gen(function*() {
+        const empty = yield* Ontology.parse("# nothing here\n", { format: "turtle" })
+        assert.strictEqual(empty.canonical, "")
+        assert.strictEqual(empty.sha256, Ontology.digest(""))
+        assert.strictEqual(empty.tripleCount, 0)
+        assert.isTrue(Option.isNone(Ontology.mostGeneralAgentOrThing(empty)))
+        assert.isTrue(Option.isNone(Ontology.classByLabel(empty, "person")))
+      }))
+
     it("keeps identical-looking blank nodes apart and stable under reordering", () => {
       const twice = `@prefix ex: <http://example.org/> . @prefix owl: <${OWL}> . @prefix rdfs: <${RDFS}> .
         ex:C rdfs:subClassOf [ owl:onProperty ex:p ; owl:someValuesFrom ex:D ] ,
