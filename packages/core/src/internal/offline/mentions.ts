@@ -291,7 +291,11 @@ const vote = (
     if (share("Person") >= 0.5) add(votes, "person", 2)
     if (share("Place") >= 0.5) add(votes, "place", 2)
     if (share("Organization") >= 0.5) add(votes, "organization", 1)
-    if (n === 1 && acronym.test(tokens[0]!.text) && !commonAcronyms.has(first.replace(/s$/u, ""))) {
+    // An acronym, not a shouted common word ("BOOK", "SAILOR") or a Roman numeral.
+    if (
+      n === 1 && acronym.test(tokens[0]!.text) && !commonAcronyms.has(first.replace(/s$/u, "")) &&
+      lexiconTags(first).length === 0 && !/^[IVXLCDM]+$/u.test(tokens[0]!.text)
+    ) {
       add(votes, "organization", 1)
     }
     const left = text.slice(Math.max(0, start - 48), start)
@@ -519,6 +523,7 @@ export const collect = (
           continue
         }
         if (words.length === 1 && lexiconTags(words[0]!).some((t) => t === "Demonym" || t === "Language")) continue
+        if (tokens.every((t) => t.tags.has("Demonym") || /^[IVXLCDM]+\.?$/u.test(t.text))) continue
         const start = tokens[0]!.start
         const end = tokens[tokens.length - 1]!.end
         const label = text.slice(start, end)
