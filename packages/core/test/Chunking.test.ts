@@ -3,6 +3,7 @@ import * as Chunking from "@quarry/core/Chunking"
 import * as Either from "effect/Either"
 import * as fc from "effect/FastCheck"
 import * as fs from "node:fs"
+import * as path from "node:path"
 
 // Helpers ---------------------------------------------------------------------------------------------------------
 
@@ -35,7 +36,8 @@ const wordAround = (text: string, i: number) => {
 const innerCuts = (chunks: ReadonlyArray<Chunking.Chunk>, length: number) =>
   chunks.flatMap((c) => [c.start, c.end]).filter((i) => i > 0 && i < length)
 
-const readText = (name: string) => fs.readFileSync(`/work/shared/data/texts/${name}`, "utf8")
+const readText = (name: string) =>
+  fs.readFileSync(path.resolve(import.meta.dirname, "../../../test/data/texts", name), "utf8")
 
 /**
  * Where the sentence strategy ends sentences in `text`: the cuts it makes with overlap 0 over every window size from

@@ -9,7 +9,7 @@ import * as Option from "effect/Option"
 import * as N3 from "n3"
 import * as path from "node:path"
 
-const ontologies = path.resolve(import.meta.dirname, "../../../../shared/data/ontologies")
+const ontologies = path.resolve(import.meta.dirname, "../../../test/data/ontologies")
 const file = (name: string) => path.join(ontologies, name)
 
 const RDFS = "http://www.w3.org/2000/01/rdf-schema#"

@@ -11,7 +11,7 @@ import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
 import * as path from "node:path"
 
-const ontologies = path.resolve(import.meta.dirname, "../../../../shared/data/ontologies")
+const ontologies = path.resolve(import.meta.dirname, "../../../test/data/ontologies")
 
 /** A small ontology per name; different names are different ontologies. */
 const text = (name: string, prefix = "ex") => ({

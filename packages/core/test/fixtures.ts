@@ -33,7 +33,7 @@ export const storeLayer = (
 export const readText = (file: string) => fs.readFileSync(file, "utf8")
 
 export const sharedData = (...parts: ReadonlyArray<string>) =>
-  path.resolve(import.meta.dirname, "../../../../shared/data", ...parts)
+  path.resolve(import.meta.dirname, "../../../test/data", ...parts)
 
 /** Like `storeLayer`, with test-only hooks inside the store's commit transaction. */
 export const storeLayerWithHooks = (
