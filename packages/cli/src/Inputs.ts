@@ -35,24 +35,33 @@ const describeFsError = (error: unknown): string => {
   }
 }
 
-/** The offset of the first byte that makes `bytes` invalid UTF-8 (binary search over streaming prefixes). */
+/** The offset where the first invalid UTF-8 sequence of `bytes` starts. */
 const firstInvalidUtf8 = (bytes: Uint8Array): number => {
-  const validPrefix = (n: number) => {
+  // Streaming decodes accept a prefix that ends inside a sequence, so prefix validity is monotonic: binary search
+  // for the shortest prefix that fails.
+  const fails = (n: number) => {
     try {
       new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, n), { stream: true })
-      return true
-    } catch {
       return false
+    } catch {
+      return true
     }
   }
-  let lo = 0
+  let lo = 1
   let hi = bytes.length
   while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2)
-    if (validPrefix(mid)) lo = mid
-    else hi = mid - 1
+    const mid = Math.floor((lo + hi) / 2)
+    if (fails(mid)) hi = mid
+    else lo = mid + 1
   }
-  return lo
+  const culprit = lo - 1
+  // The byte that failed may end a sequence that started earlier (a lead byte cut short): report that start.
+  for (let start = culprit - 1; start >= Math.max(0, culprit - 3); start--) {
+    const byte = bytes[start]!
+    if (byte >= 0xc0) return start
+    if (byte < 0x80) break
+  }
+  return culprit
 }
 
 /**

@@ -1,0 +1,282 @@
+/**
+ * The catalogue of bad inputs: every case exits 2 (3 for an in-memory database) with a specific message, prints
+ * nothing on stdout, and leaves the database exactly as it was (same bytes, same modification time, no journal).
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { makeDir, removeDir, run, sha256File, texts } from "./support.js"
+
+const canWrite = (dir: string) => {
+  try {
+    fs.writeFileSync(path.join(dir, ".probe"), "")
+    fs.rmSync(path.join(dir, ".probe"))
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * How this process can make a directory read-only: `chmod 0555` for ordinary users; root ignores permission bits
+ * and needs the immutable attribute (`chattr +i`). Proven by a probe write.
+ */
+const lockMethod: "chmod" | "chattr" | undefined = (() => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "quarry-lock-probe-"))
+  try {
+    if (process.getuid?.() !== 0) {
+      fs.chmodSync(dir, 0o555)
+      const locked = !canWrite(dir)
+      fs.chmodSync(dir, 0o755)
+      return locked ? "chmod" : undefined
+    }
+    try {
+      execFileSync("chattr", ["+i", dir], { stdio: "ignore" })
+    } catch {
+      return undefined
+    }
+    const locked = !canWrite(dir)
+    execFileSync("chattr", ["-i", dir], { stdio: "ignore" })
+    return locked ? "chattr" : undefined
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})()
+
+const lock = (dir: string, locked: boolean) => {
+  if (lockMethod === "chmod") fs.chmodSync(dir, locked ? 0o555 : 0o755)
+  else if (lockMethod === "chattr") execFileSync("chattr", [locked ? "+i" : "-i", dir], { stdio: "ignore" })
+}
+
+const notes = "these are my notes, not a database\n".repeat(10)
+
+interface Snapshot {
+  readonly sha256: string
+  readonly mtimeMs: number
+  readonly siblings: ReadonlyArray<string>
+}
+
+describe("bad inputs", () => {
+  let dir = ""
+  let db = ""
+  let snapshot: Snapshot | undefined
+  const small = path.join(texts, "long-multi-chapter.txt")
+  // The cases run concurrently, so a case may see another one's database open (its -wal and -shm files): those
+  // are compared once all cases are done.
+  const take = (withJournal = false): Snapshot => ({
+    sha256: sha256File(db),
+    mtimeMs: fs.statSync(db).mtimeMs,
+    siblings: fs.readdirSync(dir).filter((name) => withJournal || !/-(wal|shm|journal)$/.test(name)).sort()
+  })
+
+  beforeAll(async () => {
+    dir = makeDir()
+    db = path.join(dir, "q.db")
+    const done = await run(["start", small, "--db", db, "--run-id", "done", "--window", "500"])
+    assert.strictEqual(done.code, 0, done.stderr)
+    const binary = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48])
+    fs.writeFileSync(path.join(dir, "image.png"), binary)
+    fs.writeFileSync(
+      path.join(dir, "latin1.txt"),
+      Buffer.from("Ahab's caf\u00e9 na\u00efve r\u00e9sum\u00e9\n", "latin1")
+    )
+    fs.writeFileSync(path.join(dir, "notes.db"), notes)
+    fs.mkdirSync(path.join(dir, "folder"))
+    fs.mkdirSync(path.join(dir, "readonly"))
+    snapshot = take(true)
+  }, 60_000)
+  afterAll(() => {
+    lock(path.join(dir, "readonly"), false)
+    removeDir(dir)
+  })
+
+  const cases: ReadonlyArray<{
+    readonly name: string
+    readonly args: () => ReadonlyArray<string>
+    readonly message: () => string
+    readonly code?: number
+  }> = [
+    {
+      name: "missing input file",
+      args: () => ["start", path.join(dir, "missing.txt"), "--db", db],
+      message: () => `input file ${path.join(dir, "missing.txt")} does not exist; check the path`
+    },
+    {
+      name: "directory as input",
+      args: () => ["start", path.join(dir, "folder"), "--db", db],
+      message: () => `input file ${path.join(dir, "folder")} is a directory; pass a text file`
+    },
+    {
+      name: "binary input",
+      args: () => ["start", path.join(dir, "image.png"), "--db", db],
+      message: () => "looks like a binary file (a NUL byte at offset 8)"
+    },
+    {
+      name: "invalid UTF-8",
+      args: () => ["start", path.join(dir, "latin1.txt"), "--db", db],
+      message: () => "is not valid UTF-8 (first invalid byte at offset 10)"
+    },
+    {
+      name: "window 0",
+      args: () => ["start", small, "--db", db, "--window", "0"],
+      message: () => "window (0) must be a whole number greater than 0"
+    },
+    {
+      name: "negative window",
+      args: () => ["start", small, "--db", db, "--window", "-5"],
+      message: () => "window (-5) must be a whole number greater than 0"
+    },
+    {
+      name: "negative overlap",
+      args: () => ["start", small, "--db", db, "--overlap=-1"],
+      message: () => "overlap (-1) must be a whole number of 0 or more"
+    },
+    {
+      name: "negative batch size",
+      args: () => ["start", small, "--db", db, "--batch-size", "-3"],
+      message: () => "batch-size (-3) must be a whole number greater than 0"
+    },
+    {
+      name: "non-integer window",
+      args: () => ["start", small, "--db", db, "--window", "1.5"],
+      message: () => "window (1.5) must be a whole number greater than 0"
+    },
+    {
+      name: "non-numeric window",
+      args: () => ["start", small, "--db", db, "--window", "lots"],
+      message: () => "window (\"lots\") must be a whole number greater than 0"
+    },
+    {
+      name: "non-integer concurrency",
+      args: () => ["start", small, "--db", db, "--concurrency", "2.5"],
+      message: () => "concurrency (2.5) must be a whole number greater than 0"
+    },
+    {
+      name: "overlap equal to window",
+      args: () => ["start", small, "--db", db, "--window", "200", "--overlap", "200"],
+      message: () => "overlap (200) must be smaller than window (200)"
+    },
+    {
+      name: "overlap larger than window",
+      args: () => ["start", small, "--db", db, "--window", "200", "--overlap", "300"],
+      message: () => "overlap (300) must be smaller than window (200)"
+    },
+    {
+      name: "batch size 0",
+      args: () => ["start", small, "--db", db, "--batch-size", "0"],
+      message: () => "batch-size (0) must be a whole number greater than 0"
+    },
+    {
+      name: "run id with /",
+      args: () => ["start", small, "--db", db, "--run-id", "a/b"],
+      message: () => "run id \"a/b\" is not valid: a run id is 1 to 128 characters of letters, digits, '.', '_' or '-'"
+    },
+    {
+      name: "run id with ..",
+      args: () => ["start", small, "--db", db, "--run-id", "x..y"],
+      message: () => "run id \"x..y\" is not valid: a run id must not contain '..'"
+    },
+    {
+      name: "run id over 128 characters",
+      args: () => ["start", small, "--db", db, "--run-id", "r".repeat(129)],
+      message: () => "is not valid: a run id is 1 to 128 characters"
+    },
+    {
+      name: "duplicate run id",
+      args: () => ["start", small, "--db", db, "--run-id", "done"],
+      message: () => "run \"done\" already exists; choose another --run-id or resume it with `quarry resume done`"
+    },
+    {
+      name: "unknown run id for resume",
+      args: () => ["resume", "ghost", "--db", db],
+      message: () => "run \"ghost\" does not exist in this database; list runs with `quarry runs`"
+    },
+    {
+      name: "unknown run id for status",
+      args: () => ["status", "ghost", "--db", db],
+      message: () => "run \"ghost\" does not exist in this database"
+    },
+    {
+      name: "unknown run id for export",
+      args: () => ["export", "ghost", "--db", db],
+      message: () => "run \"ghost\" does not exist in this database"
+    },
+    {
+      name: "unknown format",
+      args: () => ["start", small, "--db", db, "--format", "rdfxml"],
+      message: () => "format \"rdfxml\" is unknown; use turtle, ntriples or jsonl"
+    },
+    {
+      name: "unknown format for export",
+      args: () => ["export", "done", "--db", db, "--format", "rdfxml"],
+      message: () => "format \"rdfxml\" is unknown; use turtle, ntriples or jsonl"
+    },
+    {
+      name: "unknown extractor",
+      args: () => ["start", small, "--db", db, "--extractor", "gpt-17"],
+      message: () => "unknown extractor \"gpt-17\"; available: "
+    },
+    {
+      name: "--db that is not SQLite",
+      args: () => ["start", small, "--db", path.join(dir, "notes.db")],
+      message: () =>
+        `--db ${path.join(dir, "notes.db")} is not a SQLite database (it does not start with the SQLite header)`
+    },
+    {
+      name: "--db :memory:",
+      args: () => ["start", small, "--db", ":memory:"],
+      message: () => "database :memory: is not durable: it is an in-memory database",
+      code: 3
+    },
+    {
+      name: "--db in a directory that does not exist",
+      args: () => ["start", small, "--db", path.join(dir, "nowhere", "q.db")],
+      message: () =>
+        `the directory ${path.join(dir, "nowhere")} of the database ${
+          path.join(dir, "nowhere", "q.db")
+        } does not exist; create it first`
+    },
+    {
+      name: "--out in a directory that does not exist",
+      args: () => ["start", small, "--db", db, "--out", path.join(dir, "nowhere", "out.ttl")],
+      message: () => `the directory ${path.join(dir, "nowhere")} of the output`
+    }
+  ]
+
+  describe.concurrent("each case", () => {
+    for (const c of cases) {
+      it(`${c.name}: exit ${c.code ?? 2} with a specific message, database unchanged`, async () => {
+        const result = await run(c.args(), { cwd: dir })
+        assert.strictEqual(result.code, c.code ?? 2, result.stderr)
+        assert.include(result.stderr, c.message())
+        assert.strictEqual(result.stdout, "")
+        assert.deepStrictEqual(take(), snapshot)
+        assert.strictEqual(fs.readFileSync(path.join(dir, "notes.db"), "utf8"), notes)
+      }, 60_000)
+    }
+  })
+
+  it("leaves no journal behind: the database and its directory are exactly as before", () => {
+    assert.deepStrictEqual(take(true), snapshot)
+  })
+
+  it.skipIf(lockMethod === undefined)("--db in a read-only directory: exit 2, nothing created", async () => {
+    const readonly = path.join(dir, "readonly")
+    lock(readonly, true)
+    try {
+      assert.isFalse(canWrite(readonly), "the directory must really be read-only for this test to mean anything")
+      const result = await run(["start", small, "--db", path.join(readonly, "q.db")], { cwd: dir })
+      assert.strictEqual(result.code, 2, result.stderr)
+      assert.include(
+        result.stderr,
+        `the directory ${readonly} of the database ${path.join(readonly, "q.db")} is not writable`
+      )
+      assert.deepStrictEqual(fs.readdirSync(readonly), [])
+      assert.deepStrictEqual(take(), snapshot)
+    } finally {
+      lock(readonly, false)
+    }
+  }, 30_000)
+})

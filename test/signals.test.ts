@@ -1,0 +1,90 @@
+/**
+ * SIGINT and SIGTERM in the middle of a run: exit 130, the run is recorded `interrupted` with the command that
+ * resumes it, and resuming completes to the same bytes as an uninterrupted run.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as path from "node:path"
+import {
+  committedEvents,
+  jsonLines,
+  makeDir,
+  mobyDick,
+  readRun,
+  referenceRun,
+  removeDir,
+  run,
+  sha256File,
+  sleep,
+  start,
+  withDb
+} from "./support.js"
+
+const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "25" }
+
+describe("signals", () => {
+  let dir = ""
+  let reference = { sha256: "", digest: "" }
+
+  beforeAll(async () => {
+    dir = makeDir()
+    reference = await referenceRun(dir)
+  }, 120_000)
+  afterAll(() => removeDir(dir))
+
+  const startRun = (runId: string) => {
+    const db = path.join(dir, `${runId}.db`)
+    const out = path.join(dir, `${runId}.ttl`)
+    const child = start(
+      ["start", mobyDick.input, ...mobyDick.flags, "--db", db, "--run-id", runId, "--out", out, "--json"],
+      { env }
+    )
+    return { db, out, child }
+  }
+
+  const resumeToEnd = async (runId: string, db: string, out: string) => {
+    const resumed = await run(["resume", runId, "--db", db], { env })
+    assert.strictEqual(resumed.code, 0, resumed.stderr)
+    assert.strictEqual(sha256File(out), reference.sha256)
+    assert.strictEqual(readRun(db, runId)!.digest, reference.digest)
+  }
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    it(`${signal}: exit 130, run interrupted with its resume command, resume completes to the same bytes`, async () => {
+      const runId = signal.toLowerCase()
+      const { child, db, out } = startRun(runId)
+      await child.waitFor((stdout) => committedEvents(stdout) >= 3)
+      child.child.kill(signal)
+      const exit = await child.exited
+      await sleep(10)
+      assert.strictEqual(exit.code, 130, child.stderr)
+      const events = jsonLines(child.stdout)
+      const last = events.at(-1)!
+      assert.strictEqual(last.event, "run.interrupted")
+      assert.strictEqual(last.resume, `quarry resume ${runId} --db ${db}`)
+      assert.include(child.stderr, `interrupted after ${last.committedBatches}/67 batches`)
+      assert.include(child.stderr, `Resume it with: quarry resume ${runId} --db ${db}`)
+      const stored = readRun(db, runId)!
+      assert.strictEqual(stored.status, "interrupted")
+      assert.strictEqual(stored.committed_batches, last.committedBatches)
+      assert.isBelow(stored.committed_batches, stored.total_batches)
+      const status = await run(["status", runId, "--db", db, "--json"])
+      assert.deepInclude(JSON.parse(status.stdout), { status: "interrupted", resumable: true })
+      await resumeToEnd(runId, db, out)
+    }, 120_000)
+  }
+
+  it("a second SIGINT exits at once, leaving a consistent database that resumes to the same bytes", async () => {
+    const { child, db, out } = startRun("twice")
+    await child.waitFor((stdout) => committedEvents(stdout) >= 3)
+    const sent = Date.now()
+    child.child.kill("SIGINT")
+    child.child.kill("SIGINT")
+    const exit = await child.exited
+    assert.isBelow(Date.now() - sent, 2_000)
+    assert.strictEqual(exit.code, 130, child.stderr)
+    withDb(db, (sqlite) => assert.deepStrictEqual(sqlite.pragma("integrity_check"), [{ integrity_check: "ok" }]))
+    const stored = readRun(db, "twice")!
+    assert.include(["interrupted", "running"], stored.status)
+    await resumeToEnd("twice", db, out)
+  }, 120_000)
+})

@@ -1,0 +1,97 @@
+/**
+ * Two processes and one run: a second `resume` of a live run exits 4 naming the holder; after the holder is
+ * SIGKILLed, resume takes the run over once its lease expires. `cancel` from another process stops a run at its
+ * next batch boundary (exit 5), and the run stays resumable.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as os from "node:os"
+import * as path from "node:path"
+import {
+  committedEvents,
+  jsonLines,
+  makeDir,
+  mobyDick,
+  readRun,
+  referenceRun,
+  removeDir,
+  run,
+  sha256File,
+  start
+} from "./support.js"
+
+// Long enough that the taking-over process starts (about a second) while the dead holder's lease is still live.
+const leaseMs = 5000
+const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "40", QUARRY_LEASE_MS: String(leaseMs) }
+
+describe("two processes", () => {
+  let dir = ""
+  let reference = { sha256: "", digest: "" }
+
+  beforeAll(async () => {
+    dir = makeDir()
+    reference = await referenceRun(dir)
+  }, 120_000)
+  afterAll(() => removeDir(dir))
+
+  const startRun = (runId: string) => {
+    const db = path.join(dir, `${runId}.db`)
+    const out = path.join(dir, `${runId}.ttl`)
+    const child = start(
+      ["start", mobyDick.input, ...mobyDick.flags, "--db", db, "--run-id", runId, "--out", out, "--json"],
+      { env }
+    )
+    return { db, out, child }
+  }
+
+  it(
+    "resume of a live run exits 4 with the holder; after a SIGKILL the lease expires and resume takes over",
+    async () => {
+      const { child, db, out } = startRun("held")
+      await child.waitFor((stdout) => committedEvents(stdout) >= 2)
+      const second = await run(["resume", "held", "--db", db, "--json"], { env })
+      assert.strictEqual(second.code, 4, second.stderr)
+      assert.include(second.stderr, `run held is being executed by process ${child.pid} on host ${os.hostname()}`)
+      assert.include(second.stderr, "quarry cancel held")
+      assert.deepInclude(jsonLines(second.stdout)[0], { event: "error", exitCode: 4, error: "RunLocked" })
+
+      child.child.kill("SIGKILL")
+      await child.exited
+      const stored = readRun(db, "held")!
+      assert.strictEqual(stored.status, "running")
+      assert.isNotNull(stored.lease_expires_at)
+
+      const takeover = await run(["resume", "held", "--db", db], { env })
+      assert.strictEqual(takeover.code, 0, takeover.stderr)
+      assert.include(
+        takeover.stderr,
+        `was held by process ${child.pid} on host ${os.hostname()}, which is no longer running`
+      )
+      assert.include(takeover.stderr, `resuming at batch ${stored.committed_batches}/67`)
+      // It took over only once the dead holder's lease had expired.
+      assert.isAtLeast(Date.now(), stored.lease_expires_at!)
+      assert.strictEqual(sha256File(out), reference.sha256)
+      assert.strictEqual(readRun(db, "held")!.digest, reference.digest)
+    },
+    120_000
+  )
+
+  it("cancel from another process stops the run at its next batch boundary: exit 5, cancelled, resumable", async () => {
+    const { child, db, out } = startRun("stop")
+    await child.waitFor((stdout) => committedEvents(stdout) >= 3)
+    const cancel = await run(["cancel", "stop", "--db", db])
+    assert.strictEqual(cancel.code, 0, cancel.stderr)
+    assert.include(cancel.stdout, `cancellation of run stop requested; process ${child.pid} on host`)
+    const exit = await child.exited
+    assert.strictEqual(exit.code, 5, child.stderr)
+    const last = jsonLines(child.stdout).at(-1)!
+    assert.deepInclude(last, { event: "run.cancelled", resume: `quarry resume stop --db ${db}` })
+    assert.include(child.stderr, "was cancelled after")
+    const stored = readRun(db, "stop")!
+    assert.strictEqual(stored.status, "cancelled")
+    assert.strictEqual(stored.committed_batches, last.committedBatches)
+    assert.isBelow(stored.committed_batches, stored.total_batches)
+    const resumed = await run(["resume", "stop", "--db", db], { env })
+    assert.strictEqual(resumed.code, 0, resumed.stderr)
+    assert.strictEqual(sha256File(out), reference.sha256)
+  }, 120_000)
+})
