@@ -312,16 +312,25 @@ it("throughput on moby-dick.txt", () => {
     const last = b.chunks[b.chunks.length - 1]!
     return text.slice(first.start, last.end)
   })
-  const raw = time(() => {
-    for (const s of segments) nlp(s).json({ offset: true })
-  })
-  const offline = time(() => {
-    for (const batch of plan) OfflineExtractor.extractSync({ chunks: batch.chunks, ontology: Option.some(ontology) })
-  })
+  // Alternate the two measurements and keep each one's best, so warm-up and a busy machine skew them less.
+  const rawRun = () =>
+    time(() => {
+      for (const s of segments) nlp(s).compute("offset")
+    })
+  const offlineRun = () =>
+    time(() => {
+      for (const batch of plan) OfflineExtractor.extractSync({ chunks: batch.chunks, ontology: Option.some(ontology) })
+    })
+  let raw = Number.POSITIVE_INFINITY
+  let offline = Number.POSITIVE_INFINITY
+  for (let round = 0; round < 2; round++) {
+    raw = Math.min(raw, rawRun())
+    offline = Math.min(offline, offlineRun())
+  }
   console.log(
     `\n### Throughput on moby-dick.txt (${kb.toFixed(0)} KB, ${plan.length} batches of default chunking)\n\n` +
       `${row(["", "seconds", "KB/s"])}\n${row(["---", "---:", "---:"])}\n` +
-      `${row(["compromise parse + offsets only", raw.toFixed(1), (kb / raw).toFixed(0)])}\n` +
+      `${row(["compromise alone (tagging and offsets)", raw.toFixed(1), (kb / raw).toFixed(0)])}\n` +
       `${row(["offline extractor", offline.toFixed(1), (kb / offline).toFixed(0)])}`
   )
 })
