@@ -42,7 +42,7 @@ const inspect = (db: string): Effect.Effect<Report, never, Settings> =>
       }
       return { database, exists, durable: details.durable, reasons: details.reasons, details, runs }
     }).pipe(
-      Effect.provide(Store.layer(db, settings.testHooks)),
+      Effect.provide(Store.layer(db, settings)),
       Effect.catchAll((error): Effect.Effect<Report> =>
         Effect.succeed({
           database,

@@ -5,7 +5,9 @@
  */
 import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
 import * as Extractor from "@quarry/core/Extractor"
+import * as OfflineExtractor from "@quarry/core/OfflineExtractor"
 import type * as Layer from "effect/Layer"
+import type { Settings } from "./Settings.js"
 import * as TestHooks from "./TestHooks.js"
 
 /**
@@ -14,10 +16,11 @@ import * as TestHooks from "./TestHooks.js"
  * @since 0.1.0
  * @category constants
  */
-export const defaultName = "capitalized"
+export const defaultName = OfflineExtractor.name
 
-/** The extractors every `quarry` process registers. */
-const builtIn = (): ReadonlyArray<Extractor.Extractor> => [
+/** The extractors every `quarry` process registers, configured from the environment. */
+const builtIn = (settings: Settings["Type"]): ReadonlyArray<Extractor.Extractor> => [
+  OfflineExtractor.make(settings.offline),
   CapitalizedExtractor.make()
 ]
 
@@ -27,5 +30,5 @@ const builtIn = (): ReadonlyArray<Extractor.Extractor> => [
  * @since 0.1.0
  * @category layers
  */
-export const layer = (hooks: TestHooks.TestHooks): Layer.Layer<Extractor.Registry> =>
-  Extractor.layerRegistry(...builtIn(), ...TestHooks.extractors(hooks))
+export const layer = (settings: Settings["Type"]): Layer.Layer<Extractor.Registry> =>
+  Extractor.layerRegistry(...builtIn(settings), ...TestHooks.extractors(settings.testHooks))

@@ -77,7 +77,7 @@ export const command = Command.make("resume", options, (flags) =>
     return yield* Effect.gen(function*() {
       const run = yield* attempt(0)
       if (Option.isSome(flags.out)) yield* copyArtifact(run, path.resolve(flags.out.value), flags.json)
-    }).pipe(Effect.provide(Store.layer(db, settings.testHooks)))
+    }).pipe(Effect.provide(Store.layer(db, settings)))
   }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
     Command.withDescription("Continue a run from its last checkpoint, with the parameters it was started with.")
   )

@@ -7,6 +7,7 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Chunking from "@quarry/core/Chunking"
+import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import { RunAlreadyExists } from "@quarry/core/Errors"
 import * as Extractor from "@quarry/core/Extractor"
 import * as Ontology from "@quarry/core/Ontology"
@@ -48,7 +49,11 @@ const options = {
   batchSize: optionalText("batch-size", "N", "Chunks per extractor call, the unit of commit (default 10)."),
   concurrency: optionalText("concurrency", "N", "Extractor calls in flight at once (default 1)."),
   extractor: optionalText("extractor", "NAME", `The extractor (default ${Extractors.defaultName}).`),
-  ontology: optionalText("ontology", "FILE", "An ontology in Turtle, N-Triples or N-Quads."),
+  ontology: optionalText(
+    "ontology",
+    "FILE",
+    "An ontology in Turtle, N-Triples, N-Quads or TriG (default: the built-in FOAF + schema.org subset)."
+  ),
   out: optionalText("out", "FILE", "Where the artifact goes (default: next to the database, named after the run)."),
   format: optionalText(
     "format",
@@ -153,7 +158,7 @@ export const command = Command.make("start", options, (flags) =>
     const givenRunId = yield* Effect.transposeOption(Option.map(flags.runId, decodeRunId))
     const extractorName = Option.getOrElse(flags.extractor, () => Extractors.defaultName)
     yield* Effect.flatMap(Extractor.Registry, (registry) => registry.get(extractorName)).pipe(
-      Effect.provide(Extractors.layer(settings.testHooks))
+      Effect.provide(Extractors.layer(settings))
     )
     // Files: the input, the ontology, the database's location, the artifact's location.
     const input = yield* Inputs.readTextFile(flags.input, "input file")
@@ -163,6 +168,8 @@ export const command = Command.make("start", options, (flags) =>
         yield* Ontology.parse(text, { source: file, format: path.extname(file).slice(1) || undefined })
         return { text, format: path.extname(file).slice(1) || undefined }
       })))
+    // A run without --ontology is planned with the built-in one (stored with the run like any other).
+    const ontologySource = Option.getOrElse(ontology, () => ({ text: DefaultOntology.turtle, format: "turtle" }))
     yield* Inputs.checkDatabase(db)
     const runId = Option.isSome(givenRunId) ? givenRunId.value : yield* Workflow.makeRunId
     const out = path.resolve(Option.getOrElse(flags.out, () => defaultOutput(db, runId, format)))
@@ -177,12 +184,12 @@ export const command = Command.make("start", options, (flags) =>
         input,
         chunking,
         extractor: extractorName,
-        ontology: Option.getOrUndefined(ontology),
+        ontology: ontologySource,
         concurrency,
         output: { path: out, format }
       })
       return yield* Execution.execute(runId, { db, json: flags.json, leaseMs: settings.leaseMs })
-    }).pipe(Effect.provide(Store.layer(db, settings.testHooks)))
+    }).pipe(Effect.provide(Store.layer(db, settings)))
   }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
     Command.withDescription("Create a run from a text file and execute it.")
   )

@@ -38,7 +38,7 @@ export const withStore = <A, E, R>(
     const settings = yield* Settings
     yield* Inputs.checkDatabase(db)
     if (!Inputs.isEphemeralDatabase(db) && !Inputs.databaseExists(db)) return yield* onMissing()
-    return yield* effect.pipe(Effect.provide(Store.layer(db, settings.testHooks)))
+    return yield* effect.pipe(Effect.provide(Store.layer(db, settings)))
   })
 
 /**

@@ -11,6 +11,7 @@ import * as SqliteRunStore from "@quarry/core/SqliteRunStore"
 import type * as Workflow from "@quarry/core/Workflow"
 import * as Layer from "effect/Layer"
 import * as Extractors from "./Extractors.js"
+import type { Settings } from "./Settings.js"
 import * as TestHooks from "./TestHooks.js"
 
 /**
@@ -27,8 +28,8 @@ export type Services = Workflow.ExecuteRequirements
  * @since 0.1.0
  * @category layers
  */
-export const layer = (db: string, hooks: TestHooks.TestHooks): Layer.Layer<Services, DurabilityError> =>
+export const layer = (db: string, settings: Settings["Type"]): Layer.Layer<Services, DurabilityError> =>
   Layer.mergeAll(
-    Layer.effect(RunStore.RunStore, SqliteRunStore.make(TestHooks.storeHooks(hooks))),
-    Extractors.layer(hooks)
+    Layer.effect(RunStore.RunStore, SqliteRunStore.make(TestHooks.storeHooks(settings.testHooks))),
+    Extractors.layer(settings)
   ).pipe(Layer.provideMerge(Database.layer(db)))

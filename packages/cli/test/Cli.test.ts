@@ -3,7 +3,6 @@ import * as ExitCode from "@quarry/cli/ExitCode"
 import * as RunView from "@quarry/cli/RunView"
 import * as Settings from "@quarry/cli/Settings"
 import * as Store from "@quarry/cli/Store"
-import * as TestHooks from "@quarry/cli/TestHooks"
 import { RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
@@ -40,7 +39,7 @@ describe("quarry start", () => {
       const artifact = path.join(dir, "first.ttl")
       assert.isTrue(fs.existsSync(artifact))
       const lines = result.stdout().trim().split("\n")
-      assert.match(lines[0]!, /^run first completed: 11\/11 batches, \d+ entity mentions, 0 relations in /)
+      assert.match(lines[0]!, /^run first completed: 11\/11 batches, \d+ entity mentions, \d+ relations in /)
       assert.strictEqual(
         lines[1],
         `artifact ${artifact} (turtle, ${fs.statSync(artifact).size} bytes, sha256 ${sha256File(artifact)})`
@@ -225,7 +224,7 @@ describe("quarry resume", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const db = path.join(dir, "q.db")
-      const hooks = yield* TestHooks.config
+      const settings = yield* Settings.config
       yield* Effect.gen(function*() {
         const run = yield* Workflow.create({
           runId: RunId.make("held"),
@@ -235,7 +234,7 @@ describe("quarry resume", () => {
         })
         const store = yield* RunStore
         yield* store.claim(run.id, "elsewhere:4242:abcd", 60_000)
-      }).pipe(Effect.provide(Store.layer(db, hooks)))
+      }).pipe(Effect.provide(Store.layer(db, settings)))
       const result = yield* quarry(["resume", "held", "--db", db])
       assert.strictEqual(result.code, 4)
       assert.include(result.stderr(), "run held is being executed by process 4242 on host elsewhere")
@@ -254,7 +253,7 @@ describe("quarry resume", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const db = path.join(dir, "q.db")
-      const hooks = yield* TestHooks.config
+      const settings = yield* Settings.config
       yield* Effect.gen(function*() {
         const run = yield* Workflow.create({
           runId: RunId.make("orphan"),
@@ -265,7 +264,7 @@ describe("quarry resume", () => {
         })
         const store = yield* RunStore
         yield* store.claim(run.id, "elsewhere:4242:abcd", 1)
-      }).pipe(Effect.provide(Store.layer(db, hooks)))
+      }).pipe(Effect.provide(Store.layer(db, settings)))
       yield* Effect.sleep(20)
       const copy = path.join(dir, "copy.ttl")
       const result = yield* quarry(["resume", "orphan", "--db", db, "--out", copy])
