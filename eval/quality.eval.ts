@@ -139,8 +139,8 @@ const runOffline = (text: string, ontology: Ontology.Ontology) => {
 const baseline = (text: string): Array<PredictedEntity> => {
   if (text.trim() === "") return []
   const doc = nlp(text)
-  const pick = (view: ReturnType<typeof doc.people>, type: Category): Array<PredictedEntity> =>
-    view.out("array").map((label: string) => ({ label, type }))
+  const pick = (view: { readonly out: (format: "array") => ReadonlyArray<string> }, type: Category) =>
+    view.out("array").map((label): PredictedEntity => ({ label, type }))
   return [
     ...pick(doc.people(), "person"),
     ...pick(doc.places(), "place"),
