@@ -124,11 +124,12 @@ const runOffline = (text: string, ontology: Ontology.Ontology) => {
   const relations: Array<Extractor.RelationMention> = []
   const known: Array<Extractor.KnownEntity> = []
   for (const batch of Chunking.plan(text, Chunking.defaults)) {
+    // `generic` keeps every mention, so that dates and e-mail addresses are measured under any ontology.
     const out = OfflineExtractor.extractSync({
       chunks: batch.chunks,
       ontology: Option.some(ontology),
       knownEntities: [...known]
-    })
+    }, { unmapped: "generic" })
     entities.push(...out.entities)
     relations.push(...out.relations)
     for (const e of out.entities) known.push({ label: e.label, type: e.type, iri: `${e.type} ${e.label}` })

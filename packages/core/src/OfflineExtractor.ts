@@ -45,9 +45,11 @@ export const version = "1"
  */
 export interface Options {
   /**
-   * A mention whose kind has no class in the ontology (a place under plain FOAF, an e-mail address under most
-   * ontologies): `generic` types it by the ontology's most general agent class (people, organisations) or thing class
-   * (everything else, `owl:Thing` when the ontology declares none); `drop` leaves it out. Default `generic`.
+   * A mention whose kind has no class in the ontology (a place under plain FOAF, an e-mail address or a date under
+   * most ontologies): `drop` leaves it out (its value still appears in relations, e.g. as the `foaf:mbox` literal);
+   * `generic` types it by the ontology's most general agent class (people, organisations) or thing class (everything
+   * else, `owl:Thing` when the ontology declares none). Default `drop`: a graph without "alan@example.com a
+   * schema:Thing" nodes.
    */
   readonly unmapped?: Unmapped | undefined
   /**
@@ -74,7 +76,7 @@ export interface Settings {
  * @since 0.1.0
  * @category constants
  */
-export const defaults: Settings = { unmapped: "generic", useKnownEntities: true }
+export const defaults: Settings = { unmapped: "drop", useKnownEntities: true }
 
 /**
  * Fills in the defaults.
@@ -97,7 +99,7 @@ export const resolve = (options: Options = {}): Settings => ({
 export const config: Config.Config<Settings> = Config.all({
   unmapped: Config.literal("generic", "drop")("QUARRY_OFFLINE_UNMAPPED").pipe(
     Config.withDefault(defaults.unmapped),
-    Config.withDescription("what to do with mentions whose kind has no class in the ontology: generic | drop")
+    Config.withDescription("what to do with mentions whose kind has no class in the ontology: drop | generic")
   ),
   useKnownEntities: Config.boolean("QUARRY_OFFLINE_USE_KNOWN_ENTITIES").pipe(
     Config.withDefault(defaults.useKnownEntities),

@@ -238,7 +238,9 @@ describe("OfflineExtractor values", () => {
     Effect.gen(function*() {
       const output = yield* extract(
         "It opened on March 5, 2021, moved in January 2019, was founded in 2010, " +
-          "grew in the 1990s, met on March 7 and again last month."
+          "grew in the 1990s, met on March 7 and again last month.",
+        Option.none(),
+        { unmapped: "generic" }
       )
       const value = (label: string): ReadonlyArray<string | undefined> => [
         entity(output, label).attributes.value,
@@ -390,7 +392,7 @@ describe("OfflineExtractor ontology mapping", () => {
            ex:Agent a owl:Class ; rdfs:label "Agent" . ex:Thing a owl:Class ; rdfs:label "Thing" .`
         )
       )
-      const output = yield* extract(text, ontology)
+      const output = yield* extract(text, ontology, { unmapped: "generic" })
       assert.strictEqual(entity(output, "Sarah Chen").type, "http://example.org/Agent")
       assert.strictEqual(entity(output, "Berlin").type, "http://example.org/Thing")
     }))
@@ -400,18 +402,20 @@ describe("OfflineExtractor ontology mapping", () => {
       OfflineExtractor.make({ unmapped: "generic" }).configHash,
       OfflineExtractor.make({ unmapped: "drop" }).configHash
     )
-    assert.strictEqual(OfflineExtractor.make().configHash, OfflineExtractor.make({ unmapped: "generic" }).configHash)
+    assert.strictEqual(OfflineExtractor.make().configHash, OfflineExtractor.make({ unmapped: "drop" }).configHash)
     assert.strictEqual(OfflineExtractor.make().name, "offline")
   })
 
   it.effect("layerConfig reads QUARRY_OFFLINE_* settings", () =>
     Effect.gen(function*() {
       const extractor = yield* OfflineExtractor.OfflineExtractor
-      assert.strictEqual(extractor.configHash, OfflineExtractor.configHash({ unmapped: "drop" }))
+      assert.strictEqual(extractor.configHash, OfflineExtractor.configHash({ unmapped: "generic" }))
     }).pipe(
       Effect.provide(
         OfflineExtractor.layerConfig().pipe(
-          Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["QUARRY_OFFLINE_UNMAPPED", "drop"]]))))
+          Layer.provide(
+            Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["QUARRY_OFFLINE_UNMAPPED", "generic"]])))
+          )
         )
       )
     ))
