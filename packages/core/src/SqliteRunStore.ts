@@ -36,6 +36,9 @@ const genesisDigest = sha256("quarry")
 /** Outputs larger than this are stored deflated. */
 const compressAbove = 4096
 
+/** Entity rows per INSERT statement (5 parameters each, far below SQLite's limit of 32,766). */
+const entityRowsPerInsert = 400
+
 const RunRow = Schema.Struct({
   id: RunId,
   status: RunStatus,
@@ -408,9 +411,16 @@ export const make = (hooks: Hooks = {}) =>
               committed_at: now
             })
           }`
-          for (const [key, entity] of entities) {
-            yield* sql`INSERT INTO entities (run_id, entity_key, label, type, first_batch)
-              VALUES (${commit.runId}, ${key}, ${entity.label}, ${entity.type}, ${commit.batchIndex})
+          // Multi-row inserts: one statement per entity cost ~35% of a commit's CPU (pnpm bench, section 1).
+          const entityRows = Array.from(entities, ([key, entity]) => ({
+            run_id: commit.runId,
+            entity_key: key,
+            label: entity.label,
+            type: entity.type,
+            first_batch: commit.batchIndex
+          }))
+          for (let i = 0; i < entityRows.length; i += entityRowsPerInsert) {
+            yield* sql`INSERT INTO entities ${sql.insert(entityRows.slice(i, i + entityRowsPerInsert))}
               ON CONFLICT (run_id, entity_key) DO NOTHING`
           }
           if (hooks.beforeCheckpoint) yield* hooks.beforeCheckpoint(commit)
