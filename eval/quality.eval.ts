@@ -32,7 +32,7 @@ import {
 } from "./score.js"
 
 const root = path.resolve(import.meta.dirname, "..")
-const dataDir = process.env.QUARRY_DATA ?? path.resolve(root, "../shared/data")
+const dataDir = process.env.QUARRY_DATA ?? path.resolve(root, "test/data")
 const textsDir = path.join(dataDir, "texts")
 const goldDir = path.join(root, "eval/gold")
 const heldoutDir = path.join(root, "eval/heldout")

@@ -14,7 +14,7 @@ import * as path from "node:path"
 
 // Helpers ---------------------------------------------------------------------------------------------------------
 
-const data = "/work/shared/data"
+const data = path.resolve(import.meta.dirname, "../../../test/data")
 const readText = (name: string) => fs.readFileSync(path.join(data, "texts", name), "utf8")
 const loadOntology = (name: string) =>
   Ontology.parse(fs.readFileSync(path.join(data, "ontologies", name), "utf8"), { source: name })
