@@ -136,7 +136,9 @@ export class RunPlan extends Schema.Class<RunPlan>("@quarry/core/Run/RunPlan")({
   totalBatches: Schema.Int,
   outputPath: Schema.String,
   outputFormat: OutputFormat,
-  onBatchError: BatchErrorPolicy
+  onBatchError: BatchErrorPolicy,
+  /** Whether the artifact carries PROV-O provenance (mentions with offsets, run, extractor). */
+  provenance: Schema.Boolean
 }) {}
 
 /**

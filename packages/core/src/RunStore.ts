@@ -40,6 +40,7 @@ export interface NewRun {
   readonly outputPath: string
   readonly outputFormat: OutputFormat
   readonly onBatchError: BatchErrorPolicy
+  readonly provenance: boolean
 }
 
 /**

@@ -63,6 +63,7 @@ const RunRow = Schema.Struct({
   output_path: Schema.String,
   output_format: OutputFormat,
   on_batch_error: BatchErrorPolicy,
+  provenance: Schema.Number,
   committed_batches: Schema.Int,
   skipped_batches: Schema.Int,
   entity_mentions: Schema.Int,
@@ -113,7 +114,8 @@ const toRun = (row: typeof RunRow.Type): Run =>
       totalBatches: row.total_batches,
       outputPath: row.output_path,
       outputFormat: row.output_format,
-      onBatchError: row.on_batch_error
+      onBatchError: row.on_batch_error,
+      provenance: row.provenance !== 0
     }),
     committedBatches: row.committed_batches,
     skippedBatches: row.skipped_batches,
@@ -277,6 +279,7 @@ export const make = (hooks: Hooks = {}) =>
             output_path: input.outputPath,
             output_format: input.outputFormat,
             on_batch_error: input.onBatchError,
+            provenance: input.provenance ? 1 : 0,
             digest: genesisDigest
           })
         }`

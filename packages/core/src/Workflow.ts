@@ -107,6 +107,8 @@ export interface CreateOptions {
   readonly output: { readonly path: string; readonly format: OutputFormat }
   /** What to do when a batch fails after the extractor's retries (default `fail`). */
   readonly onBatchError?: BatchErrorPolicy | undefined
+  /** Write PROV-O provenance into the artifact (default false). */
+  readonly provenance?: boolean | undefined
 }
 
 /**
@@ -182,7 +184,8 @@ export const create = Effect.fn("Workflow.create")(function*(options: CreateOpti
     totalBatches: batches.length,
     outputPath: options.output.path,
     outputFormat: options.output.format,
-    onBatchError: options.onBatchError ?? "fail"
+    onBatchError: options.onBatchError ?? "fail",
+    provenance: options.provenance ?? false
   })
 })
 
@@ -422,7 +425,8 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
       runId,
       path: run.plan.outputPath,
       format: run.plan.outputFormat,
-      ontology
+      ontology,
+      provenance: run.plan.provenance ? { extractor: run.plan.extractor } : undefined
     })
     yield* Merge.writeSkippedManifest(runId, artifact.path, yield* store.skippedBatches(runId), batches)
     return yield* store.complete(runId, owner, artifact)

@@ -3,6 +3,7 @@ import type * as Extractor from "@quarry/core/Extractor"
 import * as Merge from "@quarry/core/Merge"
 import { type OutputFormat, RunId } from "@quarry/core/Run"
 import * as RunStore from "@quarry/core/RunStore"
+import * as Workflow from "@quarry/core/Workflow"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as N3 from "n3"
@@ -223,5 +224,83 @@ describe("Merge", () => {
         yield* Merge.merge({ runId: RunId.make("nothing"), path: target, format: "ntriples", ontology: Option.none() })
         assert.strictEqual(readBytes(target).length, 0)
       }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
+    }))
+})
+
+describe("Merge output quality", () => {
+  const text = "Bob Johnson (bob@example.org) met Alice. Later Bob left."
+  const bobMail = "bob@example.org"
+  const fixed: Extractor.Extractor = {
+    name: "fixed",
+    version: "3",
+    configHash: "none",
+    extract: () =>
+      Effect.succeed({
+        entities: [
+          { label: "Bob Johnson", type: PERSON, span: { start: 0, end: 11 }, confidence: 1, attributes: {} },
+          { label: "Alice", type: PERSON, span: { start: 34, end: 39 }, confidence: 1, attributes: {} },
+          {
+            label: "Bob",
+            type: PERSON,
+            span: { start: 47, end: 50 },
+            confidence: 1,
+            attributes: { canonical: "Bob Johnson" }
+          }
+        ],
+        relations: [{
+          subject: { _tag: "Entity", label: "Bob Johnson", type: PERSON },
+          predicate: `${FOAF}mbox`,
+          object: { _tag: "Literal", value: bobMail, datatype: "http://www.w3.org/2001/XMLSchema#anyURI" },
+          confidence: 1
+        }]
+      })
+  }
+  const run = (provenance: boolean) =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const out = path.join(dir, "out.ttl")
+      const done = yield* Effect.gen(function*() {
+        const created = yield* Workflow.create({
+          input: text,
+          extractor: "fixed",
+          provenance,
+          output: { path: out, format: "turtle" }
+        })
+        return yield* Workflow.execute(created.id)
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [fixed])))
+      return { done, quads: new N3.Parser().parse(fs.readFileSync(out, "utf8")) }
+    })
+  const bob = `${ENTITY}Person/bob_johnson`
+  const PROV = "http://www.w3.org/ns/prov#"
+
+  it.scoped("folds a short mention into its canonical entity and writes mailboxes as mailto: IRIs", () =>
+    Effect.gen(function*() {
+      const { quads } = yield* run(false)
+      const labels = quads.filter((q) => q.predicate.value === "http://www.w3.org/2000/01/rdf-schema#label")
+      assert.deepStrictEqual(labels.map((q) => q.object.value).sort(), ["Alice", "Bob Johnson"])
+      const mbox = quads.find((q) => q.predicate.value === `${FOAF}mbox`)
+      assert.strictEqual(mbox?.subject.value, bob)
+      assert.strictEqual(mbox?.object.termType, "NamedNode")
+      assert.strictEqual(mbox?.object.value, `mailto:${bobMail}`)
+      assert.isUndefined(quads.find((q) => q.predicate.value.startsWith(PROV)), "no provenance unless asked")
+    }))
+
+  it.scoped("--provenance: the run is a prov:Activity of the extractor, entities derive from their mentions", () =>
+    Effect.gen(function*() {
+      const { done, quads } = yield* run(true)
+      const runIri = `https://w3id.org/quarry/run/${done.id}`
+      const has = (s: string, p: string, o: string) =>
+        quads.some((q) => q.subject.value === s && q.predicate.value === p && q.object.value === o)
+      assert.isTrue(has(runIri, "http://www.w3.org/1999/02/22-rdf-syntax-ns#type", `${PROV}Activity`))
+      assert.isTrue(has(runIri, `${PROV}wasAssociatedWith`, "https://w3id.org/quarry/extractor/fixed/3"))
+      assert.isTrue(has(bob, `${PROV}wasGeneratedBy`, runIri))
+      const mentions = quads.filter((q) => q.subject.value === bob && q.predicate.value === `${PROV}wasDerivedFrom`)
+        .map((q) => q.object.value).sort()
+      assert.deepStrictEqual(mentions, [`${runIri}/mention/0-11`, `${runIri}/mention/47-50`])
+      const start = quads.find((q) =>
+        q.subject.value === `${runIri}/mention/47-50` && q.predicate.value === "https://w3id.org/quarry/ns#start"
+      )
+      assert.strictEqual(start?.object.value, "47")
+      assert.strictEqual(start?.object.termType === "Literal" ? start.object.datatype.value : "", XSD_INTEGER)
     }))
 })

@@ -56,6 +56,7 @@ export const newRun = (id: string, overrides: Partial<RunStore.NewRun> = {}): Ru
   outputPath: "/nowhere/out.nt",
   outputFormat: "ntriples",
   onBatchError: "fail",
+  provenance: true,
   ...overrides
 })
 

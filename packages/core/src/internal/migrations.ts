@@ -35,6 +35,7 @@ const migrations = {
       output_path TEXT NOT NULL,
       output_format TEXT NOT NULL,
       on_batch_error TEXT NOT NULL CHECK (on_batch_error IN ('fail', 'skip')),
+      provenance INTEGER NOT NULL DEFAULT 0,
       committed_batches INTEGER NOT NULL DEFAULT 0,
       skipped_batches INTEGER NOT NULL DEFAULT 0,
       entity_mentions INTEGER NOT NULL DEFAULT 0,
