@@ -73,6 +73,24 @@ describe("signals", () => {
     }, 120_000)
   }
 
+  it(
+    "SIGINT is honoured promptly while a synchronous extractor (the default offline one) keeps the CPU busy",
+    async () => {
+      const db = path.join(dir, "offline.db")
+      const child = start(["start", mobyDick.input, "--db", db, "--run-id", "offline", "--json"])
+      await child.waitFor((stdout) => committedEvents(stdout) >= 2)
+      const sent = Date.now()
+      child.child.kill("SIGINT")
+      const exit = await child.exited
+      assert.isBelow(Date.now() - sent, 3_000)
+      assert.strictEqual(exit.code, 130, child.stderr)
+      const stored = readRun(db, "offline")!
+      assert.strictEqual(stored.status, "interrupted")
+      assert.isBelow(stored.committed_batches, stored.total_batches)
+    },
+    120_000
+  )
+
   it("a second SIGINT exits at once, leaving a consistent database that resumes to the same bytes", async () => {
     const { child, db, out } = startRun("twice")
     await child.waitFor((stdout) => committedEvents(stdout) >= 3)

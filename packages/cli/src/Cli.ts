@@ -19,6 +19,7 @@ import * as Doctor from "./Doctor.js"
 import * as Errors from "./Errors.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Export from "./Export.js"
+import * as FairScheduler from "./FairScheduler.js"
 import * as Output from "./Output.js"
 import * as Resume from "./Resume.js"
 import * as Settings from "./Settings.js"
@@ -95,7 +96,9 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
     ),
     // Logs go to stderr (stdout carries only results); `--log-level` lowers the threshold.
     Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))),
-    Logger.withMinimumLogLevel(LogLevel.Warning)
+    Logger.withMinimumLogLevel(LogLevel.Warning),
+    // Heartbeats and signals must get through while a run does synchronous work.
+    Effect.withScheduler(FairScheduler.make())
   )
 
 /**
