@@ -61,6 +61,14 @@ export const progressJson = (run: Run) => ({
 })
 
 /**
+ * `1 batch`, `2 batches`.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const plural = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`
+
+/**
  * A duration for people: `850ms`, `12.3s`, `4m05s`, `2h03m`.
  *
  * @since 0.1.0

@@ -106,7 +106,7 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
             if (!options.json) {
               yield* output.err(
                 event.committedBatches === 0 ?
-                  `quarry: run ${runId}: ${event.totalBatches} batches` :
+                  `quarry: run ${runId}: ${Events.plural(event.totalBatches, "batch", "batches")}` :
                   `quarry: run ${runId}: resuming at batch ${event.committedBatches}/${event.totalBatches}`
               )
             }
@@ -127,7 +127,10 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
             draw(event.committedBatches === event.totalBatches)
           )
         case "MergeStarted":
-          return Effect.zipRight(emit("merge.started"), status(`${runId}: merging ${state.total} batches...`))
+          return Effect.zipRight(
+            emit("merge.started"),
+            status(`merging ${Events.plural(state.total, "batch", "batches")}...`)
+          )
       }
     }
 
