@@ -82,7 +82,8 @@ describe("signals", () => {
       const sent = Date.now()
       child.child.kill("SIGINT")
       const exit = await child.exited
-      assert.isBelow(Date.now() - sent, 3_000)
+      // Without a scheduler that lets the event loop turn, the signal waited for the merge (10+ s).
+      assert.isBelow(Date.now() - sent, 5_000)
       assert.strictEqual(exit.code, 130, child.stderr)
       const stored = readRun(db, "offline")!
       assert.strictEqual(stored.status, "interrupted")
@@ -98,7 +99,7 @@ describe("signals", () => {
     child.child.kill("SIGINT")
     child.child.kill("SIGINT")
     const exit = await child.exited
-    assert.isBelow(Date.now() - sent, 2_000)
+    assert.isBelow(Date.now() - sent, 5_000)
     assert.strictEqual(exit.code, 130, child.stderr)
     withDb(db, (sqlite) => assert.deepStrictEqual(sqlite.pragma("integrity_check"), [{ integrity_check: "ok" }]))
     const stored = readRun(db, "twice")!

@@ -79,11 +79,11 @@ describe("two processes", () => {
     "the holder renews its lease while a synchronous extractor keeps the CPU busy: no takeover of a live run",
     async () => {
       const db = path.join(dir, "busy.db")
-      const shortLease = { QUARRY_LEASE_MS: "1000" }
+      const shortLease = { QUARRY_LEASE_MS: "1500" }
       const child = start(["start", mobyDick.input, "--db", db, "--run-id", "busy", "--json"], { env: shortLease })
       await child.waitFor((stdout) => committedEvents(stdout) >= 1)
       // Three lease lengths later, the run is still held: the heartbeat got through the offline extractor's work.
-      const until = Date.now() + 3_000
+      const until = Date.now() + 4_500
       while (Date.now() < until) {
         const second = await run(["resume", "busy", "--db", db], { env: shortLease })
         assert.strictEqual(second.code, 4, second.stderr)
