@@ -27,6 +27,8 @@ export interface ExecutionOptions {
   readonly db: string
   readonly json: boolean
   readonly leaseMs: number
+  /** TEST-ONLY (`QUARRY_TEST_SHUTDOWN_DELAY_MS`): a pause after an interruption, before it is reported. */
+  readonly shutdownDelayMs?: number | undefined
 }
 
 /** Errors raised before the run is claimed: nothing was written, they keep their own exit codes. */
@@ -142,6 +144,7 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
       })
 
     const interrupted = Effect.gen(function*() {
+      if (options.shutdownDelayMs !== undefined) yield* Effect.sleep(options.shutdownDelayMs)
       yield* status("")
       const run = yield* current
       yield* emit("run.interrupted", {

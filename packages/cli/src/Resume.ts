@@ -56,7 +56,12 @@ export const command = Command.make("resume", options, (flags) =>
     // Never create a database just to find that the run is not in it.
     if (!Inputs.isEphemeralDatabase(db) && !Inputs.databaseExists(db)) return yield* new RunNotFound({ runId })
 
-    const execute = Execution.execute(runId, { db, json: flags.json, leaseMs: settings.leaseMs })
+    const execute = Execution.execute(runId, {
+      db,
+      json: flags.json,
+      leaseMs: settings.leaseMs,
+      shutdownDelayMs: Option.getOrUndefined(settings.testHooks.shutdownDelayMs)
+    })
     // A holder that died on this host leaves a lease that can only expire: wait for that, then take the run over.
     const attempt = (
       takeovers: number

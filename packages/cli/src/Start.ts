@@ -188,7 +188,12 @@ export const command = Command.make("start", options, (flags) =>
         concurrency,
         output: { path: out, format }
       })
-      return yield* Execution.execute(runId, { db, json: flags.json, leaseMs: settings.leaseMs })
+      return yield* Execution.execute(runId, {
+        db,
+        json: flags.json,
+        leaseMs: settings.leaseMs,
+        shutdownDelayMs: Option.getOrUndefined(settings.testHooks.shutdownDelayMs)
+      })
     }).pipe(Effect.provide(Store.layer(db, settings)))
   }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
     Command.withDescription("Create a run from a text file and execute it.")

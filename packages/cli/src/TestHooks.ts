@@ -9,6 +9,8 @@
  * - `QUARRY_TEST_FAIL_BATCH`: `test-slow` fails (not retryable) on this batch index.
  * - `QUARRY_TEST_COMMIT_DELAY_MS`: every batch commit sleeps this long inside its transaction (between the batch
  *   rows and the checkpoint row).
+ * - `QUARRY_TEST_SHUTDOWN_DELAY_MS`: after a signal has interrupted a run (and the run was recorded `interrupted`),
+ *   the process waits this long before reporting it, so that a test can send the second signal during shutdown.
  *
  * @since 0.1.0
  */
@@ -31,7 +33,8 @@ export const config = Config.all({
   extractorDelayMs: Config.option(Config.integer("QUARRY_TEST_EXTRACTOR_DELAY_MS")),
   callLog: Config.option(Config.string("QUARRY_TEST_CALL_LOG")),
   failBatch: Config.option(Config.integer("QUARRY_TEST_FAIL_BATCH")),
-  commitDelayMs: Config.option(Config.integer("QUARRY_TEST_COMMIT_DELAY_MS"))
+  commitDelayMs: Config.option(Config.integer("QUARRY_TEST_COMMIT_DELAY_MS")),
+  shutdownDelayMs: Config.option(Config.integer("QUARRY_TEST_SHUTDOWN_DELAY_MS"))
 })
 
 /**
