@@ -43,7 +43,13 @@ export const toJson = (run: Run, now: number, db: string) => {
       totalBatches: run.plan.totalBatches,
       percent: percent(run)
     },
-    counters: { entityMentions: run.entityMentions, relations: run.relations },
+    counters: { entityMentions: run.entityMentions, relations: run.relations, skippedBatches: run.skippedBatches },
+    usage: {
+      requests: run.usage.requests,
+      promptTokens: run.usage.promptTokens,
+      completionTokens: run.usage.completionTokens,
+      costUsd: run.usage.costUsd
+    },
     timings: {
       createdAt: iso(run.createdAt),
       updatedAt: iso(run.updatedAt),
@@ -62,6 +68,7 @@ export const toJson = (run: Run, now: number, db: string) => {
         batchSize: run.plan.chunking.batchSize
       },
       concurrency: run.plan.concurrency,
+      onBatchError: run.plan.onBatchError,
       input: { characters: run.plan.inputLength, sha256: run.plan.inputSha256 },
       ontologySha256: Option.getOrNull(run.plan.ontologySha256),
       output: { path: run.plan.outputPath, format: run.plan.outputFormat }
@@ -100,6 +107,16 @@ export const details = (run: Run, now: number, db: string): ReadonlyArray<string
   ])
   rows.push(["progress", `${run.committedBatches}/${run.plan.totalBatches} batches (${percent(run)}%)`])
   rows.push(["found", `${run.entityMentions} entity mentions, ${run.relations} relations`])
+  if (run.skippedBatches > 0) {
+    rows.push(["skipped", `${run.skippedBatches} batches failed and were skipped (policy ${run.plan.onBatchError})`])
+  }
+  if (run.usage.requests > 0) {
+    rows.push([
+      "usage",
+      `${run.usage.requests} requests, ${run.usage.promptTokens} prompt + ${run.usage.completionTokens} completion ` +
+      `tokens, $${run.usage.costUsd.toFixed(4)}`
+    ])
+  }
   rows.push(["extractor", `${run.plan.extractor.name} (version ${run.plan.extractor.version})`])
   const c = run.plan.chunking
   rows.push([
