@@ -172,9 +172,9 @@ export const run = (config: Config) =>
           "start",
           input,
           "--db",
-          path.join(dir, `cli-${r}-${withExtractor}.db`),
+          path.join(dir, withExtractor ? `quarry-${r}.db` : `quarry-${r}-default.db`),
           "--out",
-          path.join(dir, `cli-${r}.ttl`),
+          path.join(dir, `quarry-${r}.ttl`),
           ...(withExtractor ? ["--extractor", extractor.name] : [])
         ]
         let chosen = args(substitute === undefined)

@@ -41,7 +41,7 @@ export interface Config {
 export const configs: Record<"smoke" | "quick" | "full", Config> = {
   smoke: { few: 2, many: 20, repeats: 2 },
   quick: { few: 10, many: 10_000, repeats: 5 },
-  full: { few: 10, many: 10_000, repeats: 15 }
+  full: { few: 10, many: 10_000, repeats: 25 }
 }
 
 /**
@@ -169,7 +169,9 @@ export const run = (config: Config) =>
   }))
 
 const section = (config: Config, data: Data): Report.Section => {
-  const met = data.ratio <= 1.1
+  // The two states are measured back to back, so the per-pair ratio cancels most of the machine's drift.
+  const measured = data.pairedRatio.median
+  const met = measured <= 1.1
   return {
     id: "3",
     title: "Resume latency",
@@ -194,9 +196,11 @@ const section = (config: Config, data: Data): Report.Section => {
     targets: [{
       name: "Resume latency",
       goal: `${Stats.int(config.many)} / ${Stats.int(config.few)} committed <= 1.1`,
-      measured: `${Stats.ratio(data.ratio)} (per-pair ${Stats.range(data.pairedRatio, Stats.ratio)})`,
+      measured: `${Stats.ratio(measured)} (median of per-pair ratios; range ${
+        Stats.range(data.pairedRatio, Stats.ratio)
+      }; ratio of medians ${Stats.ratio(data.ratio)})`,
       status: met ? "met" : "missed",
-      comment: met ? undefined : `missed by ${Stats.num((data.ratio / 1.1 - 1) * 100, 0)}%.`
+      comment: met ? undefined : `missed by ${Stats.num((measured / 1.1 - 1) * 100, 0)}%.`
     }],
     notes: [
       "Resume reads the run row, the stored input and the ontology; it never reads committed outputs (entity context " +

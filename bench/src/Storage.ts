@@ -3,8 +3,9 @@
  *
  * @since 0.1.0
  */
-import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
+import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import type * as Extractor from "@quarry/core/Extractor"
+import * as OfflineExtractor from "@quarry/core/OfflineExtractor"
 import { RunId } from "@quarry/core/Run"
 import * as Workflow from "@quarry/core/Workflow"
 import BetterSqlite3 from "better-sqlite3"
@@ -121,7 +122,8 @@ const runAndMeasure = (
   name: string,
   input: string,
   extractor: Extractor.Extractor,
-  chunking: Workflow.CreateOptions["chunking"]
+  chunking: Workflow.CreateOptions["chunking"],
+  ontology?: Workflow.CreateOptions["ontology"]
 ) =>
   Effect.gen(function*() {
     const file = path.join(dir, `${name.replace(/[^a-z0-9]+/gi, "-")}.db`)
@@ -139,6 +141,7 @@ const runAndMeasure = (
         input,
         extractor: counting.name,
         chunking,
+        ontology,
         output: { path: path.join(dir, "storage.nt"), format: "ntriples" }
       })
       return yield* Workflow.execute(created.id)
@@ -174,10 +177,11 @@ export const run = (config: Config) =>
         dir,
         `${path.basename(config.document)}${
           config.documentChars === undefined ? "" : ` (first ${Stats.int(config.documentChars)} chars)`
-        }, capitalized extractor, default chunking`,
+        }, offline extractor, default chunking and ontology`,
         document,
-        CapitalizedExtractor.make(),
-        {}
+        OfflineExtractor.make(),
+        {},
+        { text: DefaultOntology.turtle, format: "turtle" }
       )
     )
     const data: Data = { rows }
