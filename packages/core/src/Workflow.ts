@@ -391,10 +391,16 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
       }
     }
 
+    // A batch keeps its concurrency slot until it is committed (in batch order: it waits for the previous commit),
+    // so at most `concurrency` batches are ever extracted but not committed: all that a crash can make us redo.
+    const awaitTurn = (batchIndex: number) =>
+      committed.changes.pipe(Stream.filter((n) => n >= batchIndex), Stream.take(1), Stream.runDrain)
+
     yield* Stream.fromIterable(batches.slice(run.committedBatches)).pipe(
-      Stream.mapEffect(extractOne, { concurrency }),
-      Stream.mapEffect(({ batch, durationMs, output, skipped }) =>
+      Stream.mapEffect((batch) =>
         Effect.gen(function*() {
+          const { durationMs, output, skipped } = yield* extractOne(batch)
+          yield* awaitTurn(batch.index)
           const checkpoint = yield* store.commitBatch({
             runId,
             owner,
@@ -416,8 +422,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
             relations: checkpoint.relations
           })
           if (checkpoint.cancelRequested) return yield* new RunCancelled({ runId })
-        })
-      ),
+        }), { concurrency }),
       Stream.runDrain
     )
     yield* emit({ _tag: "MergeStarted", runId })
