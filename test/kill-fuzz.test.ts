@@ -105,6 +105,10 @@ describe("kill -9 at random moments", () => {
       }
       if (killed) {
         assert.strictEqual(exit.signal, "SIGKILL")
+        // What the kill lost: batches this process extracted that are not committed. At most `concurrency`.
+        const committedAtKill = readRun(db, "fuzz")?.committed_batches ?? 0
+        const lost = new Set(calls.map((line) => Number(line.split(" ")[1])).filter((i) => i >= committedAtKill))
+        assert.isAtMost(lost.size, concurrency, `attempt ${attempt} lost ${[...lost].join(", ")}`)
         continue
       }
       assert.strictEqual(exit.code, 0, `attempt ${attempt} exited ${exit.code}: ${child.stderr}`)
