@@ -12,8 +12,8 @@ import * as path from "node:path"
 /** The built executable. */
 export const bin = path.resolve(import.meta.dirname, "../packages/cli/dist/bin.js")
 
-/** The shared test texts (`../shared/data/texts` from the repository root). */
-export const texts = path.resolve(import.meta.dirname, "../../shared/data/texts")
+/** The test texts, kept in the repository (`test/data/texts`, a copy of the team's shared data set). */
+export const texts = path.resolve(import.meta.dirname, "data/texts")
 
 if (!fs.existsSync(bin)) {
   throw new Error(`${bin} does not exist: build first (pnpm build, or pnpm test which builds before running vitest)`)

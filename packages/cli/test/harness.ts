@@ -108,8 +108,8 @@ export const tempDir = Effect.acquireRelease(
   (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
 )
 
-/** A file of the shared test texts. */
-export const text = (name: string) => path.resolve(import.meta.dirname, "../../../../shared/data/texts", name)
+/** A file of the test texts (`test/data/texts` at the repository root). */
+export const text = (name: string) => path.resolve(import.meta.dirname, "../../../test/data/texts", name)
 
 /** SHA-256 of a file's bytes. */
 export const sha256File = (file: string) => createHash("sha256").update(fs.readFileSync(file)).digest("hex")
