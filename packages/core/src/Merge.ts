@@ -74,7 +74,15 @@ const atomicFile = (target: string) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
-        const temp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(6).toString("hex")}.tmp`)
+        const directory = path.dirname(target)
+        const prefix = `.${path.basename(target)}.`
+        // A process killed while writing leaves its temp file behind; the artifact itself is never half-written.
+        for (const name of await fs.readdir(directory)) {
+          if (name.startsWith(prefix) && /^[0-9a-f]{12}\.tmp$/.test(name.slice(prefix.length))) {
+            await fs.rm(path.join(directory, name), { force: true })
+          }
+        }
+        const temp = path.join(directory, `${prefix}${randomBytes(6).toString("hex")}.tmp`)
         return { temp, handle: await fs.open(temp, "w") }
       },
       catch: (cause) => new MergeError({ path: target, cause })

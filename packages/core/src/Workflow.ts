@@ -28,6 +28,7 @@ import {
   RunCancelled
 } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
+import * as FairScheduler from "./FairScheduler.js"
 import { entityIri, sha256 } from "./internal/entities.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
@@ -450,7 +451,10 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
     Effect.timeoutFail({ duration: deadline, onTimeout: () => new DeadlineExceeded({ runId, deadlineMs: deadline }) })
   )
   return yield* Effect.raceFirst(bounded, heartbeat).pipe(
-    Effect.onExit((exit) => recordExit(runId, owner, exit))
+    Effect.onExit((exit) => recordExit(runId, owner, exit)),
+    // Synchronous extractors and SQLite calls would otherwise starve the event loop: the heartbeat's timer would
+    // not fire (the lease would expire under a live run) and signals would wait until the run suspends.
+    Effect.withScheduler(FairScheduler.make())
   )
 }, (effect, runId) => Effect.annotateLogs(effect, { runId }))
 

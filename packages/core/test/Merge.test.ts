@@ -304,3 +304,20 @@ describe("Merge output quality", () => {
       assert.strictEqual(start?.object.termType === "Literal" ? start.object.datatype.value : "", XSD_INTEGER)
     }))
 })
+
+describe("Merge temp files", () => {
+  it.scoped("a temp file left by a killed merge is removed by the next merge; other files stay", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const out = path.join(dir, "out.ttl")
+      const stale = path.join(dir, ".out.ttl.0123456789ab.tmp")
+      const unrelated = path.join(dir, ".other.ttl.0123456789ab.tmp")
+      fs.writeFileSync(stale, "half a graph")
+      fs.writeFileSync(unrelated, "not ours")
+      const artifact = yield* Merge.writeEmpty({ path: out, format: "ntriples", ontology: Option.none() })
+      assert.strictEqual(artifact.bytes, 0)
+      assert.isFalse(fs.existsSync(stale))
+      assert.isTrue(fs.existsSync(unrelated))
+      assert.deepStrictEqual(fs.readdirSync(dir).sort(), [".other.ttl.0123456789ab.tmp", "out.ttl"])
+    }))
+})
