@@ -10,6 +10,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as N3 from "n3"
 import { createHash } from "node:crypto"
+import * as Rdf from "./internal/rdf.js"
 
 /**
  * A label with its language tag (lower case), if any.
@@ -331,31 +332,7 @@ export const parseQuads = Effect.fn("Ontology.parseQuads")(function*(text: strin
 // Canonical form
 // ---------------------------------------------------------------------------------------------------------------
 
-const hex4 = (c: string) => c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")
-
-const iriRef = (iri: string) => `<${iri.replace(/[\u0000-\u0020<>"{}|^`\\]/gu, (c) => `\\u${hex4(c)}`)}>`
-
-const escapeLiteral = (value: string) =>
-  value.replace(/[\u0000-\u001f\u007f"\\]/gu, (c) => {
-    switch (c) {
-      case "\"":
-        return "\\\""
-      case "\\":
-        return "\\\\"
-      case "\n":
-        return "\\n"
-      case "\r":
-        return "\\r"
-      case "\t":
-        return "\\t"
-      case "\b":
-        return "\\b"
-      case "\f":
-        return "\\f"
-      default:
-        return `\\u${hex4(c)}`
-    }
-  })
+const { escapeString: escapeLiteral, iriRef } = Rdf
 
 const literalString = (literal: N3.Literal): string => {
   const value = `"${escapeLiteral(literal.value)}"`

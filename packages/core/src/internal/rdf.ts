@@ -23,7 +23,8 @@ export const iriRef = (iri: string): string =>
     )
   }>`
 
-const escapeString = (value: string) =>
+/** Escapes a string for a quoted N-Triples/Turtle literal. */
+export const escapeString = (value: string) =>
   value.replace(/["\\\n\r\t\b\f]|[\u0000-\u001f\u007f]/gu, (c) => {
     switch (c) {
       case "\"":
