@@ -5,7 +5,8 @@
  * Every HTTP attempt goes through the process-wide `CircuitBreaker` and `RateLimiter` of its endpoint (base URL +
  * model). Transient failures (network, timeout, 429, 5xx) are retried with exponential backoff and jitter, bounded in
  * attempts and total time, honouring `Retry-After`; a reply that is not valid JSON or does not match the schema is
- * sent back with the validation error, a bounded number of times. The batch's `usage` sums every attempt.
+ * sent back with the validation error, a bounded number of times. The batch's `usage` sums every attempt. After an
+ * attempt, a change of the endpoint's circuit state is published with the run (`BatchInput.reportStatus`).
  *
  * @since 0.1.0
  */
@@ -137,74 +138,80 @@ const positive = (config: Config.Config<number>) =>
 
 const optionalPositive = (key: string) => Config.option(positive(Config.integer(key)))
 
+/** The configuration with the model from `model` (an explicit model makes `QUARRY_LLM_MODEL` optional). */
+const configWithModel = (model: Config.Config<string>): Config.Config<Options> =>
+  Config.all({
+    baseUrl: Config.string("QUARRY_LLM_BASE_URL").pipe(
+      Config.withDefault("https://api.openai.com/v1"),
+      Config.withDescription("Chat Completions base URL including the version path")
+    ),
+    apiKey: Config.option(Config.redacted("QUARRY_LLM_API_KEY")).pipe(
+      Config.withDescription("API key sent as a bearer token; local servers usually need none")
+    ),
+    model,
+    temperature: Config.number("QUARRY_LLM_TEMPERATURE").pipe(Config.withDefault(0)),
+    maxTokens: positive(Config.integer("QUARRY_LLM_MAX_TOKENS")).pipe(Config.withDefault(4096)),
+    maxTokensParameter: Config.literal("max_tokens", "max_completion_tokens")("QUARRY_LLM_MAX_TOKENS_PARAMETER").pipe(
+      Config.withDefault("max_tokens" as const)
+    ),
+    seed: Config.option(Config.integer("QUARRY_LLM_SEED")),
+    responseFormat: Config.literal("auto", "json_schema", "json_object", "none")("QUARRY_LLM_RESPONSE_FORMAT").pipe(
+      Config.withDefault("auto" as const)
+    ),
+    callTimeout: Config.duration("QUARRY_LLM_TIMEOUT").pipe(Config.withDefault(Duration.seconds(120))),
+    maxAttempts: positive(Config.integer("QUARRY_LLM_MAX_ATTEMPTS")).pipe(Config.withDefault(6)),
+    maxRetryTime: Config.duration("QUARRY_LLM_MAX_RETRY_TIME").pipe(Config.withDefault(Duration.minutes(10))),
+    repairAttempts: Config.integer("QUARRY_LLM_REPAIR_ATTEMPTS").pipe(Config.withDefault(2)),
+    maxKnownEntities: Config.integer("QUARRY_LLM_MAX_KNOWN_ENTITIES").pipe(Config.withDefault(50)),
+    requestsPerMinute: optionalPositive("QUARRY_LLM_RPM"),
+    tokensPerMinute: optionalPositive("QUARRY_LLM_TPM"),
+    maxConcurrent: positive(Config.integer("QUARRY_LLM_MAX_CONCURRENT")).pipe(Config.withDefault(4)),
+    failureThreshold: positive(Config.integer("QUARRY_LLM_BREAKER_THRESHOLD")).pipe(Config.withDefault(5)),
+    cooldown: Config.duration("QUARRY_LLM_BREAKER_COOLDOWN").pipe(Config.withDefault(Duration.seconds(30))),
+    prices: Config.option(Schema.Config("QUARRY_LLM_PRICES", Schema.parseJson(Pricing.PriceTable))),
+    pricePrompt: Config.option(Config.number("QUARRY_LLM_PRICE_PROMPT")),
+    priceCompletion: Config.option(Config.number("QUARRY_LLM_PRICE_COMPLETION"))
+  }).pipe(Config.map((c): Options => {
+    const prices: Record<string, Pricing.Price> = { ...Option.getOrElse(c.prices, () => ({})) }
+    if (Option.isSome(c.pricePrompt) || Option.isSome(c.priceCompletion)) {
+      prices[c.model] = {
+        prompt: Option.getOrElse(c.pricePrompt, () => 0),
+        completion: Option.getOrElse(c.priceCompletion, () => 0)
+      }
+    }
+    return {
+      baseUrl: c.baseUrl,
+      apiKey: Option.getOrUndefined(c.apiKey),
+      model: c.model,
+      temperature: c.temperature,
+      maxTokens: c.maxTokens,
+      maxTokensParameter: c.maxTokensParameter,
+      seed: Option.getOrUndefined(c.seed),
+      responseFormat: c.responseFormat,
+      callTimeout: c.callTimeout,
+      maxAttempts: c.maxAttempts,
+      maxRetryTime: c.maxRetryTime,
+      repairAttempts: c.repairAttempts,
+      maxKnownEntities: c.maxKnownEntities,
+      limits: {
+        requestsPerMinute: Option.getOrUndefined(c.requestsPerMinute),
+        tokensPerMinute: Option.getOrUndefined(c.tokensPerMinute),
+        maxConcurrent: c.maxConcurrent
+      },
+      breaker: { failureThreshold: c.failureThreshold, cooldown: c.cooldown },
+      prices
+    }
+  }))
+
 /**
  * The options read from the environment (`QUARRY_LLM_*`); see `docs/llm.md` for the list.
  *
  * @since 0.1.0
  * @category config
  */
-export const config: Config.Config<Options> = Config.all({
-  baseUrl: Config.string("QUARRY_LLM_BASE_URL").pipe(
-    Config.withDefault("https://api.openai.com/v1"),
-    Config.withDescription("Chat Completions base URL including the version path")
-  ),
-  apiKey: Config.option(Config.redacted("QUARRY_LLM_API_KEY")).pipe(
-    Config.withDescription("API key sent as a bearer token; local servers usually need none")
-  ),
-  model: Config.nonEmptyString("QUARRY_LLM_MODEL").pipe(Config.withDescription("model name")),
-  temperature: Config.number("QUARRY_LLM_TEMPERATURE").pipe(Config.withDefault(0)),
-  maxTokens: positive(Config.integer("QUARRY_LLM_MAX_TOKENS")).pipe(Config.withDefault(4096)),
-  maxTokensParameter: Config.literal("max_tokens", "max_completion_tokens")("QUARRY_LLM_MAX_TOKENS_PARAMETER").pipe(
-    Config.withDefault("max_tokens" as const)
-  ),
-  seed: Config.option(Config.integer("QUARRY_LLM_SEED")),
-  responseFormat: Config.literal("auto", "json_schema", "json_object", "none")("QUARRY_LLM_RESPONSE_FORMAT").pipe(
-    Config.withDefault("auto" as const)
-  ),
-  callTimeout: Config.duration("QUARRY_LLM_TIMEOUT").pipe(Config.withDefault(Duration.seconds(120))),
-  maxAttempts: positive(Config.integer("QUARRY_LLM_MAX_ATTEMPTS")).pipe(Config.withDefault(6)),
-  maxRetryTime: Config.duration("QUARRY_LLM_MAX_RETRY_TIME").pipe(Config.withDefault(Duration.minutes(10))),
-  repairAttempts: Config.integer("QUARRY_LLM_REPAIR_ATTEMPTS").pipe(Config.withDefault(2)),
-  maxKnownEntities: Config.integer("QUARRY_LLM_MAX_KNOWN_ENTITIES").pipe(Config.withDefault(50)),
-  requestsPerMinute: optionalPositive("QUARRY_LLM_RPM"),
-  tokensPerMinute: optionalPositive("QUARRY_LLM_TPM"),
-  maxConcurrent: positive(Config.integer("QUARRY_LLM_MAX_CONCURRENT")).pipe(Config.withDefault(4)),
-  failureThreshold: positive(Config.integer("QUARRY_LLM_BREAKER_THRESHOLD")).pipe(Config.withDefault(5)),
-  cooldown: Config.duration("QUARRY_LLM_BREAKER_COOLDOWN").pipe(Config.withDefault(Duration.seconds(30))),
-  prices: Config.option(Schema.Config("QUARRY_LLM_PRICES", Schema.parseJson(Pricing.PriceTable))),
-  pricePrompt: Config.option(Config.number("QUARRY_LLM_PRICE_PROMPT")),
-  priceCompletion: Config.option(Config.number("QUARRY_LLM_PRICE_COMPLETION"))
-}).pipe(Config.map((c): Options => {
-  const prices: Record<string, Pricing.Price> = { ...Option.getOrElse(c.prices, () => ({})) }
-  if (Option.isSome(c.pricePrompt) || Option.isSome(c.priceCompletion)) {
-    prices[c.model] = {
-      prompt: Option.getOrElse(c.pricePrompt, () => 0),
-      completion: Option.getOrElse(c.priceCompletion, () => 0)
-    }
-  }
-  return {
-    baseUrl: c.baseUrl,
-    apiKey: Option.getOrUndefined(c.apiKey),
-    model: c.model,
-    temperature: c.temperature,
-    maxTokens: c.maxTokens,
-    maxTokensParameter: c.maxTokensParameter,
-    seed: Option.getOrUndefined(c.seed),
-    responseFormat: c.responseFormat,
-    callTimeout: c.callTimeout,
-    maxAttempts: c.maxAttempts,
-    maxRetryTime: c.maxRetryTime,
-    repairAttempts: c.repairAttempts,
-    maxKnownEntities: c.maxKnownEntities,
-    limits: {
-      requestsPerMinute: Option.getOrUndefined(c.requestsPerMinute),
-      tokensPerMinute: Option.getOrUndefined(c.tokensPerMinute),
-      maxConcurrent: c.maxConcurrent
-    },
-    breaker: { failureThreshold: c.failureThreshold, cooldown: c.cooldown },
-    prices
-  }
-}))
+export const config: Config.Config<Options> = configWithModel(
+  Config.nonEmptyString("QUARRY_LLM_MODEL").pipe(Config.withDescription("model name"))
+)
 
 interface Settings {
   readonly endpoint: ChatCompletions.Endpoint
@@ -311,7 +318,12 @@ interface Ledger {
   readonly usage: Ref.Ref<MutableUsage>
   readonly attempts: Ref.Ref<number>
   readonly record: (usage: Extractor.Usage) => Effect.Effect<void>
+  /** Publishes the endpoint's circuit state with the run when it changed since the run last heard of it. */
+  readonly publishCircuit: Effect.Effect<void>
 }
+
+const circuitName = (state: CircuitBreaker.State): string =>
+  state._tag === "Closed" ? "closed" : state._tag === "Open" ? "open" : "half-open"
 
 const toUsage = (u: MutableUsage): Extractor.Usage =>
   u.costUsd === undefined ?
@@ -463,6 +475,19 @@ export const make = (
       }
       return p
     }
+    // The circuit state last published per run: only changes are written to the run.
+    const published = new Map<string, string>()
+    const publishCircuit = (input: Extractor.BatchInput): Effect.Effect<void> => {
+      const report = input.reportStatus
+      if (report === undefined) return Effect.void
+      return Effect.flatMap(breaker.state(s.key), (state) => {
+        const circuit = circuitName(state)
+        if (published.get(input.runId) === circuit) return Effect.void
+        if (published.size >= 256) published.clear()
+        published.set(input.runId, circuit)
+        return report({ circuit, endpoint: s.key })
+      })
+    }
     const metrics = {
       requests: Metric.tagged(requestsMetric, "endpoint", s.key),
       promptTokens: Metric.tagged(promptTokensMetric, "endpoint", s.key),
@@ -579,6 +604,7 @@ export const make = (
           yield* Ref.update(ledger.attempts, (n) => n + 1)
           const used = yield* Ref.get(format)
           const result = yield* Effect.either(attemptOnce(messages, schema, used, promptEstimate, ledger))
+          yield* ledger.publishCircuit
           if (Either.isRight(result)) return result.right
           const error = result.left
           if (
@@ -657,7 +683,8 @@ export const make = (
       const ledger: Ledger = {
         usage: yield* Ref.make<MutableUsage>({ requests: 0, promptTokens: 0, completionTokens: 0, costUsd: undefined }),
         attempts: yield* Ref.make(0),
-        record: input.recordUsage ?? (() => Effect.void)
+        record: input.recordUsage ?? (() => Effect.void),
+        publishCircuit: publishCircuit(input)
       }
       const batch = batchText(input.chunks)
       const text = batch.text
@@ -776,7 +803,26 @@ export const layerConfig = (
   LlmExtractor,
   ConfigError.ConfigError,
   HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker
-> => Layer.effect(LlmExtractor, Effect.flatMap(config, (options) => make({ ...options, ...definedOnly(overrides) })))
+> => Layer.effect(LlmExtractor, makeConfig(overrides))
+
+/**
+ * Builds the extractor from `QUARRY_LLM_*` configuration, with `overrides` taking precedence; an overriding `model`
+ * makes `QUARRY_LLM_MODEL` optional (and is the model the `QUARRY_LLM_PRICE_*` shortcut prices).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeConfig = (
+  overrides: Partial<Options> = {}
+): Effect.Effect<
+  Extractor.Extractor,
+  ConfigError.ConfigError,
+  HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker
+> =>
+  Effect.flatMap(
+    overrides.model === undefined ? config : configWithModel(Config.succeed(overrides.model)),
+    (options) => make({ ...options, ...definedOnly(overrides) })
+  )
 
 const definedOnly = (overrides: Partial<Options>): Partial<Options> =>
   Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined))

@@ -462,6 +462,36 @@ describe("LlmExtractor", () => {
       assert.notInclude(logs.lines.join("\n"), apiKey)
     }).pipe(Effect.provide(services)))
 
+  it.scoped("publishes the circuit state with the run when it changes, once per change", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const opts = options(fake.baseUrl, {
+        maxAttempts: 1,
+        callTimeout: "1 hour",
+        breaker: { failureThreshold: 2, cooldown: "30 seconds" }
+      })
+      const key = LlmExtractor.endpointKey(opts.baseUrl, opts.model)
+      const extractor = yield* LlmExtractor.make(opts)
+      const reported: Array<Readonly<Record<string, string>>> = []
+      const input: Extractor.BatchInput = {
+        ...batch(text),
+        reportStatus: (status) => Effect.sync(() => void reported.push(status))
+      }
+      yield* fake.enqueue(FakeOpenAi.error(500, "down"), FakeOpenAi.error(500, "down"))
+      yield* Effect.exit(extractor.extract(input))
+      yield* Effect.exit(extractor.extract(input))
+      yield* Effect.exit(extractor.extract(input))
+      yield* TestClock.adjust("31 seconds")
+      yield* fake.enqueue(FakeOpenAi.completion(goodReply))
+      yield* extractor.extract(input)
+      assert.deepStrictEqual(reported, [
+        { circuit: "closed", endpoint: key },
+        { circuit: "open", endpoint: key },
+        { circuit: "closed", endpoint: key }
+      ])
+      assert.notInclude(JSON.stringify(reported), apiKey)
+    }).pipe(Effect.provide(services)))
+
   it.scopedLive("a batch without an ontology extracts owl:Thing mentions", () =>
     Effect.gen(function*() {
       const fake = yield* FakeOpenAi.make()
@@ -507,6 +537,28 @@ describe("LlmExtractor", () => {
       )
       assert.include(String(missing), "QUARRY_LLM_MODEL")
     }))
+
+  it.scopedLive("makeConfig with an explicit model needs no QUARRY_LLM_MODEL, and prices that model", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      yield* fake.enqueue(FakeOpenAi.completion(goodReply, { usage: { prompt_tokens: 1000, completion_tokens: 100 } }))
+      const provider = ConfigProvider.fromMap(
+        new Map([
+          ["QUARRY_LLM_BASE_URL", fake.baseUrl],
+          ["QUARRY_LLM_PRICE_PROMPT", "10"],
+          ["QUARRY_LLM_PRICE_COMPLETION", "20"]
+        ])
+      )
+      const extractor = yield* LlmExtractor.makeConfig({ model: "flag-model" }).pipe(
+        Effect.withConfigProvider(provider)
+      )
+      const output = yield* extractor.extract(batch(text))
+      const [request] = yield* fake.requests
+      assert.strictEqual(request!.body.model, "flag-model")
+      assert.closeTo(output.usage?.costUsd ?? 0, 0.012, 1e-12)
+      const missing = yield* Effect.flip(LlmExtractor.makeConfig().pipe(Effect.withConfigProvider(provider)))
+      assert.include(String(missing), "QUARRY_LLM_MODEL")
+    }).pipe(Effect.provide(services)))
 
   it.scopedLive("layerConfig builds the extractor from configuration, explicit overrides winning", () =>
     Effect.gen(function*() {
