@@ -26,6 +26,9 @@ Cli.run(process.argv).pipe(
   Effect.provide(Cli.layer),
   NodeRuntime.runMain({
     disableErrorReporting: true,
+    // runMain would swap the default logger for its pretty one (on stdout), which `Cli.run`'s own logger (logfmt
+    // on stderr) could then not replace: warnings would land among the JSON events.
+    disablePrettyLogger: true,
     teardown: (exit, onExit) => onExit(ExitCode.fromExit(exit))
   })
 )
