@@ -97,6 +97,9 @@ describe("bad inputs", () => {
     readonly args: () => ReadonlyArray<string>
     readonly message: () => string
     readonly code?: number
+    readonly env?: Readonly<Record<string, string>>
+    /** Text that must appear nowhere in the output (a secret given where it does not belong). */
+    readonly absent?: string
   }> = [
     {
       name: "missing input file",
@@ -219,6 +222,97 @@ describe("bad inputs", () => {
       message: () => "unknown extractor \"gpt-17\"; available: "
     },
     {
+      name: "--max-cost 0",
+      args: () => ["start", small, "--db", db, "--max-cost", "0"],
+      message: () => "max-cost (\"0\") must be an amount in US dollars greater than 0, such as 2.50"
+    },
+    {
+      name: "non-numeric --max-cost",
+      args: () => ["start", small, "--db", db, "--max-cost", "lots"],
+      message: () => "max-cost (\"lots\") must be an amount in US dollars greater than 0"
+    },
+    {
+      name: "non-integer --max-tokens",
+      args: () => ["start", small, "--db", db, "--max-tokens", "1.5"],
+      message: () => "max-tokens (\"1.5\") must be a whole number of tokens greater than 0"
+    },
+    {
+      name: "unreadable --deadline",
+      args: () => ["start", small, "--db", db, "--deadline", "soon"],
+      message: () => "deadline (\"soon\") must be a duration of at least 1ms, such as 90s, 15m, 2h, 1h30m"
+    },
+    {
+      name: "--deadline 0s",
+      args: () => ["start", small, "--db", db, "--deadline", "0s"],
+      message: () => "deadline (\"0s\") must be a duration of at least 1ms"
+    },
+    {
+      name: "unknown --on-batch-error",
+      args: () => ["start", small, "--db", db, "--on-batch-error", "ignore"],
+      message: () => "on-batch-error \"ignore\" is unknown; use fail (the run fails and stays resumable) or skip"
+    },
+    {
+      name: "an llm option for another extractor",
+      args: () => ["start", small, "--db", db, "--model", "gpt-4o-mini"],
+      message: () => "--model applies only to the llm extractor; pass --extractor llm, or leave --model out"
+    },
+    {
+      name: "llm without a model",
+      args: () => ["start", small, "--db", db, "--extractor", "llm"],
+      message: () => "the llm extractor needs a model: pass --model NAME or set QUARRY_LLM_MODEL"
+    },
+    {
+      name: "llm temperature out of range",
+      args: () => ["start", small, "--db", db, "--extractor", "llm", "--model", "m", "--temperature", "3"],
+      message: () => "temperature (\"3\") must be a number from 0 to 2"
+    },
+    {
+      name: "llm --max-output-tokens 0",
+      args: () => ["start", small, "--db", db, "--extractor", "llm", "--model", "m", "--max-output-tokens", "0"],
+      message: () => "max-output-tokens (\"0\") must be a whole number of tokens greater than 0"
+    },
+    {
+      name: "llm --base-url that is not http(s)",
+      args: () => ["start", small, "--db", db, "--extractor", "llm", "--model", "m", "--base-url", "ftp://x/v1"],
+      message: () => "base-url must be an http:// or https:// URL including the API version path"
+    },
+    {
+      name: "llm --base-url with credentials",
+      args:
+        () => ["start", small, "--db", db, "--extractor", "llm", "--model", "m", "--base-url", "https://u:sk-pw@h/v1"],
+      message: () => "base-url must not carry credentials; put the API key in QUARRY_LLM_API_KEY",
+      absent: "sk-pw"
+    },
+    {
+      name: "bad QUARRY_LLM_* configuration",
+      args: () => ["start", small, "--db", db, "--extractor", "llm"],
+      env: { QUARRY_LLM_MODEL: "m", QUARRY_LLM_TEMPERATURE: "warm" },
+      message: () => "bad llm extractor configuration: "
+    },
+    {
+      name: "an API key as an option",
+      args: () => ["start", small, "--db", db, "--extractor", "llm", "--api-key=sk-live-SECRET-1234"],
+      message: () =>
+        "quarry takes no --api-key option: the API key is read only from the environment variable " +
+        "QUARRY_LLM_API_KEY",
+      absent: "SECRET"
+    },
+    {
+      name: "--max-cost for resume",
+      args: () => ["resume", "done", "--db", db, "--max-cost=-2"],
+      message: () => "max-cost (\"-2\") must be an amount in US dollars greater than 0"
+    },
+    {
+      name: "--deadline for resume",
+      args: () => ["resume", "done", "--db", db, "--deadline", "1 fortnight"],
+      message: () => "deadline (\"1 fortnight\") must be a duration"
+    },
+    {
+      name: "an llm option to resume a run of another extractor",
+      args: () => ["resume", "done", "--db", db, "--model", "m"],
+      message: () => "--model applies only to the llm extractor; run done uses the offline extractor"
+    },
+    {
       name: "--db that is not SQLite",
       args: () => ["start", small, "--db", path.join(dir, "notes.db")],
       message: () =>
@@ -248,10 +342,11 @@ describe("bad inputs", () => {
   describe.concurrent("each case", () => {
     for (const c of cases) {
       it(`${c.name}: exit ${c.code ?? 2} with a specific message, database unchanged`, async () => {
-        const result = await run(c.args(), { cwd: dir })
+        const result = await run(c.args(), { cwd: dir, ...(c.env === undefined ? {} : { env: c.env }) })
         assert.strictEqual(result.code, c.code ?? 2, result.stderr)
         assert.include(result.stderr, c.message())
         assert.strictEqual(result.stdout, "")
+        if (c.absent !== undefined) assert.notInclude(result.stderr, c.absent)
         assert.deepStrictEqual(take(), snapshot)
         assert.strictEqual(fs.readFileSync(path.join(dir, "notes.db"), "utf8"), notes)
       }, 60_000)

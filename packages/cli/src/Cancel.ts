@@ -33,13 +33,16 @@ export const command = Command.make("cancel", {
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
     const runId = yield* Start.decodeRunId(flags.runId)
-    const run = yield* withStore(
+    const { ledger, run } = yield* withStore(
       db,
-      Effect.flatMap(RunStore, (store) => store.requestCancel(runId)),
+      Effect.gen(function*() {
+        const run = yield* Effect.flatMap(RunStore, (store) => store.requestCancel(runId))
+        return { run, ledger: yield* RunView.ledger(run) }
+      }),
       () => Effect.fail(new RunNotFound({ runId }))
     )
     const now = yield* Clock.currentTimeMillis
-    if (flags.json) return yield* output.out(JSON.stringify(RunView.toJson(run, now, db)))
+    if (flags.json) return yield* output.out(JSON.stringify(RunView.toJson(run, ledger, now, db)))
     if (run.status === "cancelled") {
       return yield* output.out(
         `run ${runId} is cancelled (${run.committedBatches}/${run.plan.totalBatches} batches committed); resume it ` +

@@ -20,6 +20,7 @@ import * as Doctor from "./Doctor.js"
 import * as Errors from "./Errors.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Export from "./Export.js"
+import * as Llm from "./Llm.js"
 import * as Output from "./Output.js"
 import * as Resume from "./Resume.js"
 import * as Settings from "./Settings.js"
@@ -56,12 +57,13 @@ export const command = Command.make("quarry").pipe(
 const cli = Command.run(command, { name: "quarry", version })
 
 /**
- * What `run` needs: the platform services of `@effect/cli` and the output streams.
+ * What `run` needs: the platform services of `@effect/cli`, the output streams, and the services the `llm`
+ * extractor runs on (one rate limiter and one circuit breaker for the process).
  *
  * @since 0.1.0
  * @category models
  */
-export type Environment = CliApp.CliApp.Environment | Output.Output
+export type Environment = CliApp.CliApp.Environment | Output.Output | Llm.Services
 
 /**
  * Runs the program on `argv` (as `process.argv`: runtime and script first) and answers with the exit code. Errors
@@ -76,6 +78,7 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
     const settings = yield* Settings.config.pipe(
       Effect.mapError((error) => new Errors.UsageError({ message: `bad environment: ${error.message}` }))
     )
+    yield* refuseSecretOptions(argv)
     yield* cli(argv).pipe(Effect.provideService(Settings.Settings, settings))
     return ExitCode.ok
   }).pipe(
@@ -107,4 +110,19 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<Environment> = Layer.merge(NodeContext.layer, Output.layer)
+export const layer: Layer.Layer<Environment> = Layer.mergeAll(NodeContext.layer, Output.layer, Llm.layerServices)
+
+/**
+ * An API key given as an option is refused before the parser sees it: the parser would echo `--api-key=<key>` as
+ * an unknown argument, and options end up in shell history and process lists.
+ */
+const refuseSecretOptions = (argv: ReadonlyArray<string>) => {
+  const secret = argv.slice(2).find((arg) => /^--?(api-?key|key|token)(=|$)/i.test(arg))
+  return secret === undefined ? Effect.void : Effect.fail(
+    new Errors.UsageError({
+      message: `quarry takes no ${secret.split("=")[0]} option: the API key is read only from the environment ` +
+        `variable QUARRY_LLM_API_KEY (export QUARRY_LLM_API_KEY=...), so that it stays out of shell history, ` +
+        `process lists and logs`
+    })
+  )
+}

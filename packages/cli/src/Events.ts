@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import type { Artifact, Run } from "@quarry/core/Run"
+import type { Artifact, Run, UsageTotals } from "@quarry/core/Run"
 
 /**
  * The names of the JSON events, in the order a run can produce them. Every `--json` execution ends with exactly
@@ -56,9 +56,34 @@ export const artifactJson = (artifact: Artifact) => ({
 export const progressJson = (run: Run) => ({
   committedBatches: run.committedBatches,
   totalBatches: run.plan.totalBatches,
+  skippedBatches: run.skippedBatches,
   entityMentions: run.entityMentions,
-  relations: run.relations
+  relations: run.relations,
+  usage: usageJson(run.usage)
 })
+
+/**
+ * Usage totals (requests, tokens, cost) as reported in events and `status --json`.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const usageJson = (usage: UsageTotals) => ({
+  requests: usage.requests,
+  promptTokens: usage.promptTokens,
+  completionTokens: usage.completionTokens,
+  costUsd: usage.costUsd
+})
+
+/**
+ * Usage totals for people: `12 requests, 9800 prompt + 1200 completion tokens, $0.0123`.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const usageText = (usage: UsageTotals): string =>
+  `${plural(usage.requests, "request", "requests")}, ${usage.promptTokens} prompt + ${usage.completionTokens} ` +
+  `completion tokens, $${usage.costUsd.toFixed(4)}`
 
 /**
  * `1 batch`, `2 batches`.

@@ -4,6 +4,8 @@
  *
  * @since 0.1.0
  */
+import { BudgetExceeded, DeadlineExceeded } from "@quarry/core/Errors"
+import * as Merge from "@quarry/core/Merge"
 import type { Run, RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
@@ -27,6 +29,12 @@ export interface ExecutionOptions {
   readonly db: string
   readonly json: boolean
   readonly leaseMs: number
+  /** Budget and deadline of this execution (not stored with the run). */
+  readonly limits?: Flags.Limits | undefined
+  /** Re-extract the batches skipped under the `skip` policy. */
+  readonly retrySkipped?: boolean | undefined
+  /** Extractor options to repeat in the suggested resume command (`--model NAME`, ...). */
+  readonly extractorArgs?: ReadonlyArray<string> | undefined
   /** TEST-ONLY (`QUARRY_TEST_SHUTDOWN_DELAY_MS`): a pause after an interruption, before it is reported. */
   readonly shutdownDelayMs?: number | undefined
 }
@@ -59,7 +67,10 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
   Effect.gen(function*() {
     const output = yield* Output
     const store = yield* RunStore
-    const hint = Flags.resumeCommand(runId, options.db)
+    const extractorArgs = options.extractorArgs ?? []
+    const limitArgs = options.limits?.args ?? []
+    // The same limits again: a resume without them would run unbounded.
+    const hint = Flags.resumeCommand(runId, options.db, [...extractorArgs, ...limitArgs])
     const startedAt = yield* Clock.currentTimeMillis
     const state = { started: false, total: 0, committed: 0, atStart: 0, entities: 0, lastDraw: 0 }
 
@@ -95,6 +106,9 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
           return Effect.gen(function*() {
             const run = yield* store.getRun(runId).pipe(Effect.option)
             state.entities = Option.match(run, { onNone: () => 0, onSome: (r) => r.entityMentions })
+            const retrying = options.retrySkipped === true ?
+              Option.match(run, { onNone: () => 0, onSome: (r) => r.skippedBatches }) :
+              0
             const out = Option.match(run, {
               onNone: () => ({}),
               onSome: (r) => ({ output: { path: r.plan.outputPath, format: r.plan.outputFormat } })
@@ -103,11 +117,14 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
               db: options.db,
               totalBatches: event.totalBatches,
               committedBatches: event.committedBatches,
+              ...(options.retrySkipped === true ? { retryingSkippedBatches: retrying } : {}),
               ...out
             })
             if (!options.json) {
               yield* output.err(
-                event.committedBatches === 0 ?
+                retrying > 0 ?
+                  `quarry: run ${runId}: retrying ${Events.plural(retrying, "skipped batch", "skipped batches")}` :
+                  event.committedBatches === 0 ?
                   `quarry: run ${runId}: ${Events.plural(event.totalBatches, "batch", "batches")}` :
                   `quarry: run ${runId}: resuming at batch ${event.committedBatches}/${event.totalBatches}`
               )
@@ -162,11 +179,15 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
         yield* status("")
         const now = yield* Clock.currentTimeMillis
         const artifact = Option.getOrUndefined(run.artifact)
+        const manifest = artifact !== undefined && run.skippedBatches > 0 ?
+          Merge.manifestPath(artifact.path) :
+          undefined
         yield* emit("run.completed", {
           ...Events.progressJson(run),
           durationMs: now - startedAt,
           alreadyCompleted: !state.started,
-          artifact: artifact === undefined ? null : Events.artifactJson(artifact)
+          artifact: artifact === undefined ? null : Events.artifactJson(artifact),
+          manifest: manifest ?? null
         })
         if (options.json) return run
         yield* output.out(
@@ -181,6 +202,14 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
         if (artifact !== undefined) {
           yield* output.out(
             `artifact ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
+          )
+        }
+        if (run.usage.requests > 0) yield* output.out(`usage ${Events.usageText(run.usage)}`)
+        if (manifest !== undefined) {
+          yield* output.out(
+            `${Events.plural(run.skippedBatches, "batch was", "batches were")} skipped (--on-batch-error skip), ` +
+              `so the artifact is partial; they are listed in ${manifest}. Retry them with: ` +
+              `${Flags.resumeCommand(runId, options.db, [...extractorArgs, ...limitArgs, "--retry-skipped"])}`
           )
         }
         return run
@@ -201,13 +230,58 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
               `committed batch is kept. Resume it with: ${hint}`
           })
         }
-        const reason = tagOf(error) ?? "defect"
-        yield* emit("run.failed", {
-          ...Option.match(run, { onNone: () => ({}), onSome: Events.progressJson }),
-          reason,
-          error: messageOf(error),
-          resume: hint
-        })
+        // The reason the run was recorded with (budget, deadline, the error's tag, defect).
+        const reason = Option.getOrElse(
+          Option.flatMap(run, (r) => r.failureReason),
+          () => tagOf(error) ?? "defect"
+        )
+        const progress = Option.match(run, { onNone: () => ({}), onSome: Events.progressJson })
+        if (error instanceof BudgetExceeded) {
+          const flag = error.limit === "cost" ? "--max-cost" : "--max-tokens"
+          const others = Flags.withoutOption(limitArgs, flag)
+          const resume = Flags.resumeCommand(runId, options.db, [
+            ...extractorArgs,
+            ...others,
+            flag,
+            error.limit === "cost" ? "<USD>" : "<N>"
+          ])
+          const [spent, max] = error.limit === "cost" ?
+            [`$${error.spent.toFixed(4)}`, `$${error.max}`] :
+            [`${error.spent} tokens`, `${error.max} tokens`]
+          yield* emit("run.failed", {
+            ...progress,
+            reason,
+            error: messageOf(error),
+            budget: { limit: error.limit, spent: error.spent, max: error.max },
+            resume
+          })
+          return yield* new Errors.RunEnded({
+            exitCode: ExitCode.runFailed,
+            message: `run ${runId} stopped after ${progressOf(run)} batches before exceeding its budget: spent ` +
+              `${spent} of ${flag} ${max}, and the next batch would go over. Every committed batch is kept; resume ` +
+              `it with a higher budget: ${resume}`
+          })
+        }
+        if (error instanceof DeadlineExceeded) {
+          const resume = Flags.resumeCommand(runId, options.db, [
+            ...extractorArgs,
+            ...Flags.withoutOption(limitArgs, "--deadline")
+          ])
+          yield* emit("run.failed", {
+            ...progress,
+            reason,
+            error: messageOf(error),
+            deadlineMs: error.deadlineMs,
+            resume
+          })
+          return yield* new Errors.RunEnded({
+            exitCode: ExitCode.runFailed,
+            message: `run ${runId} stopped at its deadline (${Events.formatDuration(error.deadlineMs)}) after ` +
+              `${progressOf(run)} batches. Every committed batch is kept; resume it (with a longer --deadline, or ` +
+              `none): ${resume}`
+          })
+        }
+        yield* emit("run.failed", { ...progress, reason, error: messageOf(error), resume: hint })
         return yield* new Errors.RunEnded({
           exitCode: ExitCode.runFailed,
           message: `run ${runId} failed after ${progressOf(run)} batches: ${messageOf(error)}. Every committed ` +
@@ -215,7 +289,13 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
         })
       })
 
-    return yield* Workflow.execute(runId, { leaseMs: options.leaseMs, onEvent }).pipe(
+    return yield* Workflow.execute(runId, {
+      leaseMs: options.leaseMs,
+      onEvent,
+      budget: options.limits?.budget,
+      deadlineMs: options.limits?.deadlineMs,
+      retrySkipped: options.retrySkipped
+    }).pipe(
       Effect.onInterrupt(() => interrupted),
       Effect.catchAllCause((cause): Effect.Effect<never, Workflow.ExecuteError | Errors.RunEnded> => {
         if (Cause.isInterruptedOnly(cause)) return Effect.interrupt

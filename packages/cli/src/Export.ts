@@ -17,7 +17,7 @@ import * as Events from "./Events.js"
 import * as Flags from "./Flags.js"
 import * as Inputs from "./Inputs.js"
 import { Output } from "./Output.js"
-import { loadOntology } from "./Resume.js"
+import { loadOntology, provenanceOf } from "./Resume.js"
 import * as Start from "./Start.js"
 import { withStore } from "./Status.js"
 
@@ -60,7 +60,7 @@ export const command = Command.make("export", {
         const target = path.resolve(Option.getOrElse(flags.out, () => Start.defaultOutput(db, runId, format)))
         yield* Inputs.checkOutput(target)
         const ontology = yield* loadOntology(run)
-        return yield* Merge.merge({ runId, path: target, format, ontology })
+        return yield* Merge.merge({ runId, path: target, format, ontology, provenance: provenanceOf(run) })
       }),
       () => Effect.fail(new RunNotFound({ runId }))
     )

@@ -6,7 +6,18 @@
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { UsageError } from "./Errors.js"
+import * as Inputs from "./Inputs.js"
 import { Settings } from "./Settings.js"
+
+/**
+ * An optional option with a text value (numbers too: they are checked by the command, with specific messages).
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const optionalText = (name: string, pseudo: string, description: string) =>
+  Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.optional)
 
 /**
  * `--db PATH`: the database file.
@@ -54,7 +65,8 @@ export const dbFlag = (db: string): string =>
  * @since 0.1.0
  * @category formatting
  */
-export const resumeCommand = (runId: string, db: string): string => `quarry resume ${runId}${dbFlag(db)}`
+export const resumeCommand = (runId: string, db: string, args: ReadonlyArray<string> = []): string =>
+  `quarry resume ${runId}${dbFlag(db)}${args.map((arg) => ` ${arg}`).join("")}`
 
 /**
  * Quotes a word for a POSIX shell when it needs it.
@@ -64,3 +76,98 @@ export const resumeCommand = (runId: string, db: string): string => `quarry resu
  */
 export const shellQuote = (word: string): string =>
   /^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
+
+/**
+ * `--max-cost`, `--max-tokens` and `--deadline`: limits of one execution (`start` or `resume`), never stored with
+ * the run, so a resume takes new ones.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const limits = {
+  maxCost: optionalText(
+    "max-cost",
+    "USD",
+    "Stop (failed, reason budget, resumable) before the run's spend would exceed USD, counting every attempt " +
+      "(also those lost to crashes). Not stored: give it again to resume."
+  ),
+  maxTokens: optionalText(
+    "max-tokens",
+    "N",
+    "Stop before the run's prompt + completion tokens would exceed N, counted like --max-cost. Not stored."
+  ),
+  deadline: optionalText(
+    "deadline",
+    "DURATION",
+    "Stop this execution (failed, reason deadline, resumable) after DURATION: 90s, 15m, 2h, 1h30m. Not stored."
+  )
+}
+
+/**
+ * The limits of one execution, checked; `args` repeats them for a suggested resume command.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Limits {
+  readonly budget?: { readonly maxCostUsd?: number | undefined; readonly maxTokens?: number | undefined } | undefined
+  readonly deadlineMs?: number | undefined
+  readonly args: ReadonlyArray<string>
+}
+
+/**
+ * Checks `--max-cost`, `--max-tokens` and `--deadline`.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const parseLimits = (flags: {
+  readonly maxCost: Option.Option<string>
+  readonly maxTokens: Option.Option<string>
+  readonly deadline: Option.Option<string>
+}): Effect.Effect<Limits, UsageError> =>
+  Effect.gen(function*() {
+    const maxCostUsd = yield* Effect.transposeOption(
+      Option.map(flags.maxCost, (raw) => Inputs.parseUsd("max-cost", raw))
+    )
+    const maxTokens = yield* Effect.transposeOption(
+      Option.map(flags.maxTokens, (raw) => Inputs.parsePositiveInteger("max-tokens", raw, "tokens"))
+    )
+    const deadlineMs = yield* Effect.transposeOption(Option.map(flags.deadline, (raw) =>
+      Option.match(
+        Option.filter(Inputs.parseDuration(raw), (ms) => ms >= 1 && Number.isFinite(ms)),
+        {
+          onNone: () =>
+            new UsageError({
+              message: `deadline (${JSON.stringify(raw)}) must be a duration of at least 1ms, such as 90s, 15m, 2h, ` +
+                `1h30m or "5 minutes"`
+            }),
+          onSome: (ms) => Effect.succeed(Math.round(ms))
+        }
+      )))
+    const budget = Option.isNone(maxCostUsd) && Option.isNone(maxTokens) ? undefined : {
+      maxCostUsd: Option.getOrUndefined(maxCostUsd),
+      maxTokens: Option.getOrUndefined(maxTokens)
+    }
+    return {
+      budget,
+      deadlineMs: Option.getOrUndefined(deadlineMs),
+      args: [
+        ...Option.match(flags.maxCost, { onNone: () => [], onSome: (raw) => ["--max-cost", shellQuote(raw.trim())] }),
+        ...Option.match(flags.maxTokens, {
+          onNone: () => [],
+          onSome: (raw) => ["--max-tokens", shellQuote(raw.trim())]
+        }),
+        ...Option.match(flags.deadline, { onNone: () => [], onSome: (raw) => ["--deadline", shellQuote(raw.trim())] })
+      ]
+    }
+  })
+
+/**
+ * `args` without the option `flag` and its value (`--max-cost 2` out of `--max-cost 2 --deadline 1h`).
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const withoutOption = (args: ReadonlyArray<string>, flag: string): ReadonlyArray<string> =>
+  args.filter((_, i) => args[i] !== flag && args[i - 1] !== flag)

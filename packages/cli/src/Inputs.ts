@@ -4,7 +4,9 @@
  *
  * @since 0.1.0
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { UsageError } from "./Errors.js"
@@ -208,3 +210,48 @@ export const checkOutput = (out: string): Effect.Effect<void, UsageError> =>
     )
     if (isDirectory) return yield* fail(`--out ${out} is a directory; pass a file name`)
   })
+
+const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+/**
+ * Parses a duration given on the command line into milliseconds: compact (`500ms`, `90s`, `15m`, `2h`, `1h30m`,
+ * `1d`) or Effect's own form (`90 seconds`, `5 minutes`, as in `QUARRY_LLM_TIMEOUT`). `None` for anything else.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const parseDuration = (raw: string): Option.Option<number> => {
+  const text = raw.trim()
+  if (/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(text)) {
+    let ms = 0
+    for (const [, value, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(value) * units[unit!]!
+    return Option.some(ms)
+  }
+  return Option.map(Duration.decodeUnknown(text), Duration.toMillis)
+}
+
+/**
+ * Parses `--max-cost`: US dollars, a finite number greater than 0 (a leading `$` is allowed).
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const parseUsd = (name: string, raw: string): Effect.Effect<number, UsageError> => {
+  const value = Number(raw.trim().replace(/^\$/, ""))
+  return raw.trim() === "" || !Number.isFinite(value) || value <= 0 ?
+    fail(`${name} (${JSON.stringify(raw)}) must be an amount in US dollars greater than 0, such as 2.50`) :
+    Effect.succeed(value)
+}
+
+/**
+ * Parses a count that must be a whole number greater than 0, naming the option and the unit in the message.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const parsePositiveInteger = (name: string, raw: string, unit: string): Effect.Effect<number, UsageError> => {
+  const value = Number(raw.trim())
+  return raw.trim() === "" || !Number.isSafeInteger(value) || value < 1 ?
+    fail(`${name} (${JSON.stringify(raw)}) must be a whole number of ${unit} greater than 0`) :
+    Effect.succeed(value)
+}

@@ -7,6 +7,7 @@ import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import { RunNotFound } from "@quarry/core/Errors"
+import * as Extractor from "@quarry/core/Extractor"
 import * as Merge from "@quarry/core/Merge"
 import * as Ontology from "@quarry/core/Ontology"
 import type * as Run from "@quarry/core/Run"
@@ -18,8 +19,10 @@ import * as path from "node:path"
 import * as Errors from "./Errors.js"
 import * as Events from "./Events.js"
 import * as Execution from "./Execution.js"
+import * as Extractors from "./Extractors.js"
 import * as Flags from "./Flags.js"
 import * as Inputs from "./Inputs.js"
+import * as Llm from "./Llm.js"
 import { Output } from "./Output.js"
 import { Settings } from "./Settings.js"
 import * as Start from "./Start.js"
@@ -36,6 +39,14 @@ const options = {
     Options.withDescription("Also write the finished artifact here (re-merged from the stored batches)."),
     Options.optional
   ),
+  retrySkipped: Options.boolean("retry-skipped").pipe(
+    Options.withDescription(
+      "Extract again the batches skipped under --on-batch-error skip (also of a completed run); the artifact is " +
+        "rewritten and its manifest removed once none is left."
+    )
+  ),
+  ...Flags.limits,
+  ...Llm.options,
   json: Flags.json
 }
 
@@ -51,6 +62,8 @@ export const command = Command.make("resume", options, (flags) =>
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
     const runId = yield* Start.decodeRunId(flags.runId)
+    const limits = yield* Flags.parseLimits(flags)
+    const llm = yield* Llm.parse(flags)
     yield* Inputs.checkDatabase(db)
     if (Option.isSome(flags.out)) yield* Inputs.checkOutput(flags.out.value)
     // Never create a database just to find that the run is not in it.
@@ -60,7 +73,10 @@ export const command = Command.make("resume", options, (flags) =>
       db,
       json: flags.json,
       leaseMs: settings.leaseMs,
-      shutdownDelayMs: Option.getOrUndefined(settings.testHooks.shutdownDelayMs)
+      shutdownDelayMs: Option.getOrUndefined(settings.testHooks.shutdownDelayMs),
+      limits,
+      retrySkipped: flags.retrySkipped,
+      extractorArgs: llm.args
     })
     // A holder that died on this host leaves a lease that can only expire: wait for that, then take the run over.
     const attempt = (
@@ -80,7 +96,15 @@ export const command = Command.make("resume", options, (flags) =>
         }))
 
     return yield* Effect.gen(function*() {
-      const run = yield* attempt(0)
+      // The run's extractor decides which one to build (the llm one only for an llm run), before anything is written.
+      const stored = yield* Effect.flatMap(RunStore, (store) => store.getRun(runId))
+      const extractor = stored.plan.extractor.name
+      yield* Llm.refuseFor(extractor, llm, `run ${runId} uses the ${extractor} extractor`)
+      const extracts = stored.status !== "completed" || (flags.retrySkipped && stored.skippedBatches > 0)
+      const registry = extracts ?
+        yield* Extractors.registryFor(settings, extractor, llm, runId) :
+        Extractors.registry(settings)
+      const run = yield* attempt(0).pipe(Effect.provideService(Extractor.Registry, registry))
       if (Option.isSome(flags.out)) yield* copyArtifact(run, path.resolve(flags.out.value), flags.json)
     }).pipe(Effect.provide(Store.layer(db, settings)))
   }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
@@ -92,7 +116,13 @@ const copyArtifact = (run: Run.Run, target: string, json: boolean) =>
   Effect.gen(function*() {
     const output = yield* Output
     const ontology = yield* loadOntology(run)
-    const artifact = yield* Merge.merge({ runId: run.id, path: target, format: run.plan.outputFormat, ontology })
+    const artifact = yield* Merge.merge({
+      runId: run.id,
+      path: target,
+      format: run.plan.outputFormat,
+      ontology,
+      provenance: provenanceOf(run)
+    })
     const now = yield* Clock.currentTimeMillis
     yield* output.out(
       json ?
@@ -100,6 +130,15 @@ const copyArtifact = (run: Run.Run, target: string, json: boolean) =>
         `artifact ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
     )
   })
+
+/**
+ * The provenance option of a re-merge: the run's own choice (`--provenance` at start).
+ *
+ * @since 0.1.0
+ * @category execution
+ */
+export const provenanceOf = (run: Run.Run): { readonly extractor: Run.ExtractorIdentity } | undefined =>
+  run.plan.provenance ? { extractor: run.plan.extractor } : undefined
 
 /**
  * The ontology a run was planned with, loaded from the database.

@@ -3,7 +3,10 @@
  *
  * @since 0.1.0
  */
-import type { Run } from "@quarry/core/Run"
+import type { PersistenceError } from "@quarry/core/Errors"
+import { type Run, UsageTotals } from "@quarry/core/Run"
+import { RunStore, type SkippedBatch } from "@quarry/core/RunStore"
+import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Errors from "./Errors.js"
 import * as Events from "./Events.js"
@@ -22,16 +25,59 @@ const leaseLive = (run: Run, now: number) =>
  */
 export const resumable = (run: Run, now: number): boolean => run.status !== "completed" && !leaseLive(run, now)
 
+/**
+ * What is shown of a run beyond its row: its attempt ledger and its skipped batches.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Ledger {
+  /** Usage of every recorded extractor attempt, committed or not: what the run has spent. */
+  readonly attempts: UsageTotals
+  readonly skipped: ReadonlyArray<SkippedBatch>
+}
+
+/**
+ * Reads a run's ledger.
+ *
+ * @since 0.1.0
+ * @category loading
+ */
+export const ledger = (run: Run): Effect.Effect<Ledger, PersistenceError, RunStore> =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    return { attempts: yield* store.attemptTotals(run.id), skipped: yield* store.skippedBatches(run.id) }
+  })
+
+/**
+ * Spend on attempts whose results were not committed (lost to crashes, or spent on batches that failed or were
+ * skipped): the attempt ledger minus the usage of committed batches.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const lostUsage = (run: Run, ledger: Ledger): UsageTotals => {
+  const minus = (a: number, b: number) => Math.max(0, a - b)
+  return new UsageTotals({
+    requests: minus(ledger.attempts.requests, run.usage.requests),
+    promptTokens: minus(ledger.attempts.promptTokens, run.usage.promptTokens),
+    completionTokens: minus(ledger.attempts.completionTokens, run.usage.completionTokens),
+    // Sums of floating-point costs: drop the noise below a billionth of a cent.
+    costUsd: Math.round(minus(ledger.attempts.costUsd, run.usage.costUsd) * 1e11) / 1e11
+  })
+}
+
 const percent = (run: Run) =>
   run.plan.totalBatches === 0 ? 100 : Math.floor((run.committedBatches / run.plan.totalBatches) * 100)
 
 /**
- * A run as JSON: status, progress, counters, timings, plan, artifact, last error, lease, resumability.
+ * A run as JSON: status, progress, counters, usage (committed, every attempt, lost), skipped batches, extractor
+ * status, timings, plan, artifact, last error, lease, resumability.
  *
  * @since 0.1.0
  * @category encoding
  */
-export const toJson = (run: Run, now: number, db: string) => {
+export const toJson = (run: Run, ledger: Ledger, now: number, db: string) => {
   const canResume = resumable(run, now)
   return {
     id: run.id,
@@ -44,12 +90,11 @@ export const toJson = (run: Run, now: number, db: string) => {
       percent: percent(run)
     },
     counters: { entityMentions: run.entityMentions, relations: run.relations, skippedBatches: run.skippedBatches },
-    usage: {
-      requests: run.usage.requests,
-      promptTokens: run.usage.promptTokens,
-      completionTokens: run.usage.completionTokens,
-      costUsd: run.usage.costUsd
-    },
+    usage: Events.usageJson(run.usage),
+    attemptUsage: Events.usageJson(ledger.attempts),
+    lostUsage: Events.usageJson(lostUsage(run, ledger)),
+    skipped: ledger.skipped.map((s) => ({ batchIndex: s.batchIndex, error: s.error })),
+    extractorStatus: run.extractorStatus,
     timings: {
       createdAt: iso(run.createdAt),
       updatedAt: iso(run.updatedAt),
@@ -69,6 +114,7 @@ export const toJson = (run: Run, now: number, db: string) => {
       },
       concurrency: run.plan.concurrency,
       onBatchError: run.plan.onBatchError,
+      provenance: run.plan.provenance,
       input: { characters: run.plan.inputLength, sha256: run.plan.inputSha256 },
       ontologySha256: Option.getOrNull(run.plan.ontologySha256),
       output: { path: run.plan.outputPath, format: run.plan.outputFormat }
@@ -93,7 +139,7 @@ const when = (ms: Option.Option<number>) => Option.match(ms, { onNone: () => "-"
  * @since 0.1.0
  * @category formatting
  */
-export const details = (run: Run, now: number, db: string): ReadonlyArray<string> => {
+export const details = (run: Run, ledger: Ledger, now: number, db: string): ReadonlyArray<string> => {
   const rows: Array<[string, string]> = []
   const statusNote = run.status === "completed" ?
     "" :
@@ -108,16 +154,27 @@ export const details = (run: Run, now: number, db: string): ReadonlyArray<string
   rows.push(["progress", `${run.committedBatches}/${run.plan.totalBatches} batches (${percent(run)}%)`])
   rows.push(["found", `${run.entityMentions} entity mentions, ${run.relations} relations`])
   if (run.skippedBatches > 0) {
-    rows.push(["skipped", `${run.skippedBatches} batches failed and were skipped (policy ${run.plan.onBatchError})`])
-  }
-  if (run.usage.requests > 0) {
     rows.push([
-      "usage",
-      `${run.usage.requests} requests, ${run.usage.promptTokens} prompt + ${run.usage.completionTokens} completion ` +
-      `tokens, $${run.usage.costUsd.toFixed(4)}`
+      "skipped",
+      `${Events.plural(run.skippedBatches, "batch", "batches")} failed and ${
+        run.skippedBatches === 1 ? "was" : "were"
+      } skipped (retry with: ${Flags.resumeCommand(run.id, db, ["--retry-skipped"])})`
     ])
+    for (const s of ledger.skipped) rows.push(["", `batch ${s.batchIndex}: ${s.error}`])
+  }
+  if (run.usage.requests > 0) rows.push(["usage", Events.usageText(run.usage)])
+  const lost = lostUsage(run, ledger)
+  if (lost.requests > 0) {
+    rows.push(["lost", `${Events.usageText(lost)} on attempts whose results were not committed`])
   }
   rows.push(["extractor", `${run.plan.extractor.name} (version ${run.plan.extractor.version})`])
+  const status = Object.entries(run.extractorStatus)
+  if (status.length > 0) {
+    rows.push([
+      "extractor state",
+      status.map(([key, value]) => key === "circuit" ? `circuit ${value}` : `${key} ${value}`).join(", ")
+    ])
+  }
   const c = run.plan.chunking
   rows.push([
     "chunking",
@@ -125,7 +182,14 @@ export const details = (run: Run, now: number, db: string): ReadonlyArray<string
   ])
   rows.push(["input", `${run.plan.inputLength} characters, sha256 ${run.plan.inputSha256}`])
   rows.push(["ontology", Option.match(run.plan.ontologySha256, { onNone: () => "none", onSome: (s) => `sha256 ${s}` })])
-  rows.push(["output", `${run.plan.outputPath} (${run.plan.outputFormat})`])
+  rows.push([
+    "output",
+    `${run.plan.outputPath} (${run.plan.outputFormat})${run.plan.provenance ? ", with PROV-O provenance" : ""}`
+  ])
+  rows.push([
+    "on batch error",
+    run.plan.onBatchError === "skip" ? "skip (record the error, go on)" : "fail (the run fails, resumable)"
+  ])
   rows.push(["created", iso(run.createdAt)])
   rows.push(["started", when(run.startedAt)])
   rows.push(["finished", when(run.finishedAt)])

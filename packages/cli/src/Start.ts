@@ -25,11 +25,11 @@ import * as Execution from "./Execution.js"
 import * as Extractors from "./Extractors.js"
 import * as Flags from "./Flags.js"
 import * as Inputs from "./Inputs.js"
+import * as Llm from "./Llm.js"
 import { Settings } from "./Settings.js"
 import * as Store from "./Store.js"
 
-const optionalText = (name: string, pseudo: string, description: string) =>
-  Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.optional)
+const optionalText = Flags.optionalText
 
 const options = {
   input: Args.text({ name: "input" }).pipe(Args.withDescription("The UTF-8 text file to extract from.")),
@@ -48,7 +48,12 @@ const options = {
   overlap: optionalText("overlap", "N", "Characters shared by neighbouring chunks (default: window / 5, at most 200)."),
   batchSize: optionalText("batch-size", "N", "Chunks per extractor call, the unit of commit (default 10)."),
   concurrency: optionalText("concurrency", "N", "Extractor calls in flight at once (default 1)."),
-  extractor: optionalText("extractor", "NAME", `The extractor (default ${Extractors.defaultName}).`),
+  extractor: optionalText(
+    "extractor",
+    "NAME",
+    `The extractor: offline, llm (an OpenAI-compatible server, see --model), capitalized (default ` +
+      `${Extractors.defaultName}).`
+  ),
   ontology: optionalText(
     "ontology",
     "FILE",
@@ -60,6 +65,21 @@ const options = {
     "turtle|ntriples|jsonl",
     "The artifact's format (default: from the --out extension, else turtle)."
   ),
+  onBatchError: optionalText(
+    "on-batch-error",
+    "fail|skip",
+    "When a batch still fails after the extractor's retries: fail the run (resumable; the default), or skip the " +
+      "batch, record its error and complete with a partial artifact plus a manifest (<artifact>.skipped.json). " +
+      "Stored with the run."
+  ),
+  provenance: Options.boolean("provenance").pipe(
+    Options.withDescription(
+      "Add PROV-O provenance to the artifact: the run, the extractor, each entity's mentions as document offsets. " +
+        "Stored with the run."
+    )
+  ),
+  ...Flags.limits,
+  ...Llm.options,
   json: Flags.json
 }
 
@@ -156,10 +176,21 @@ export const command = Command.make("start", options, (flags) =>
     }
     const format = yield* resolveFormat(flags.format, flags.out, "turtle")
     const givenRunId = yield* Effect.transposeOption(Option.map(flags.runId, decodeRunId))
+    const onBatchError = yield* Effect.transposeOption(Option.map(flags.onBatchError, (raw) => {
+      const policy = raw.trim()
+      return Schema.is(Run.BatchErrorPolicy)(policy) ?
+        Effect.succeed(policy) :
+        new UsageError({
+          message: `on-batch-error ${JSON.stringify(raw)} is unknown; use fail (the run fails and stays ` +
+            `resumable) or skip (the batch is recorded as skipped with its error, and the run goes on)`
+        })
+    }))
+    const limits = yield* Flags.parseLimits(flags)
+    const llm = yield* Llm.parse(flags)
     const extractorName = Option.getOrElse(flags.extractor, () => Extractors.defaultName)
-    yield* Effect.flatMap(Extractor.Registry, (registry) => registry.get(extractorName)).pipe(
-      Effect.provide(Extractors.layer(settings))
-    )
+    yield* Llm.refuseFor(extractorName, llm, `pass --extractor llm, or leave ${llm.given.join(", ")} out`)
+    // The extractor is built (the llm one from its configuration) before any file is touched.
+    const registry = yield* Extractors.registryFor(settings, extractorName, llm)
     // Files: the input, the ontology, the database's location, the artifact's location.
     const input = yield* Inputs.readTextFile(flags.input, "input file")
     const ontology = yield* Effect.transposeOption(Option.map(flags.ontology, (file) =>
@@ -186,15 +217,22 @@ export const command = Command.make("start", options, (flags) =>
         extractor: extractorName,
         ontology: ontologySource,
         concurrency,
-        output: { path: out, format }
+        output: { path: out, format },
+        onBatchError: Option.getOrUndefined(onBatchError),
+        provenance: flags.provenance
       })
       return yield* Execution.execute(runId, {
         db,
         json: flags.json,
         leaseMs: settings.leaseMs,
-        shutdownDelayMs: Option.getOrUndefined(settings.testHooks.shutdownDelayMs)
+        shutdownDelayMs: Option.getOrUndefined(settings.testHooks.shutdownDelayMs),
+        limits,
+        extractorArgs: llm.args
       })
-    }).pipe(Effect.provide(Store.layer(db, settings)))
+    }).pipe(
+      Effect.provideService(Extractor.Registry, registry),
+      Effect.provide(Store.layer(db, settings))
+    )
   }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
     Command.withDescription("Create a run from a text file and execute it.")
   )

@@ -61,9 +61,11 @@ export const status = Command.make("status", {
     const runId = yield* Effect.transposeOption(Option.map(flags.runId, Start.decodeRunId))
     const find = Effect.gen(function*() {
       const store = yield* RunStore
-      if (Option.isSome(runId)) return Option.some(yield* store.getRun(runId.value))
-      const runs = yield* store.listRuns()
-      return Option.fromNullable(runs.at(-1))
+      const found = Option.isSome(runId) ?
+        Option.some(yield* store.getRun(runId.value)) :
+        Option.fromNullable((yield* store.listRuns()).at(-1))
+      if (Option.isNone(found)) return Option.none()
+      return Option.some({ run: found.value, ledger: yield* RunView.ledger(found.value) })
     })
     const run = yield* withStore(db, find, () =>
       Option.match(runId, {
@@ -74,8 +76,9 @@ export const status = Command.make("status", {
     if (Option.isNone(run)) {
       return yield* flags.json ? output.out("null") : output.out(`no runs in ${db}`)
     }
-    if (flags.json) return yield* output.out(JSON.stringify(RunView.toJson(run.value, now, db)))
-    for (const line of RunView.details(run.value, now, db)) yield* output.out(line)
+    const { ledger, run: shown } = run.value
+    if (flags.json) return yield* output.out(JSON.stringify(RunView.toJson(shown, ledger, now, db)))
+    for (const line of RunView.details(shown, ledger, now, db)) yield* output.out(line)
   })).pipe(Command.withDescription("Show a run: status, progress, counters, timings, artifact, last error."))
 
 /**
@@ -100,13 +103,15 @@ export const runs = Command.make("runs", {
       Schema.is(Run.RunStatus)(raw) ?
         Effect.succeed(raw) :
         new UsageError({ message: `status "${raw}" is unknown; use one of ${Run.RunStatus.literals.join(", ")}` })))
-    const list = yield* withStore(
-      db,
-      Effect.flatMap(RunStore, (store) => store.listRuns({ status: Option.getOrUndefined(status) })),
-      () => Effect.succeed([])
+    const listed = Effect.flatMap(RunStore, (store) => store.listRuns({ status: Option.getOrUndefined(status) })).pipe(
+      Effect.flatMap(Effect.forEach((run) => Effect.map(RunView.ledger(run), (ledger) => ({ run, ledger }))))
     )
+    const rows = yield* withStore(db, listed, () => Effect.succeed([]))
     const now = yield* Clock.currentTimeMillis
-    if (flags.json) return yield* output.out(JSON.stringify(list.map((run) => RunView.toJson(run, now, db))))
+    if (flags.json) {
+      return yield* output.out(JSON.stringify(rows.map(({ ledger, run }) => RunView.toJson(run, ledger, now, db))))
+    }
+    const list = rows.map(({ run }) => run)
     if (list.length === 0) {
       return yield* output.out(Option.match(status, {
         onNone: () => `no runs in ${db}`,

@@ -3,6 +3,7 @@ import * as ExitCode from "@quarry/cli/ExitCode"
 import * as RunView from "@quarry/cli/RunView"
 import * as Settings from "@quarry/cli/Settings"
 import * as Store from "@quarry/cli/Store"
+import * as Ontology from "@quarry/core/Ontology"
 import { RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
@@ -25,6 +26,10 @@ const slow = (delayMs: number, extra: Record<string, string> = {}) => ({
 })
 
 type RunJson = ReturnType<typeof RunView.toJson>
+
+interface Term {
+  readonly value: string
+}
 
 const statusJson = (db: string, runId: string) =>
   Effect.map(quarry(["status", runId, "--db", db, "--json"]), (r): RunJson => JSON.parse(r.stdout()))
@@ -435,6 +440,71 @@ describe("quarry export", () => {
       const notDone = yield* quarry(["export", "f", "--db", db])
       assert.strictEqual(notDone.code, 2)
       assert.include(notDone.stderr(), "run \"f\" is failed, but this needs a run that is completed")
+    }))
+})
+
+describe("quarry start --provenance", () => {
+  it.scopedLive("writes PROV-O triples that parse with n3: the run, the extractor, each mention's offsets", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const db = path.join(dir, "q.db")
+      const started = yield* quarry(["start", small, "--db", db, "--run-id", "prov", "--provenance", ...smallFlags])
+      assert.strictEqual(started.code, 0, started.stderr())
+      const PROV = "http://www.w3.org/ns/prov#"
+      const RDF_TYPE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#type"
+      const LABEL = "http://www.w3.org/2000/01/rdf-schema#label"
+      const runIri = "https://w3id.org/quarry/run/prov"
+      const input = fs.readFileSync(small, "utf8")
+      const check = (quads: ReadonlyArray<{ subject: Term; predicate: Term; object: Term }>) => {
+        const has = (s: string, p: string, o: string) =>
+          quads.some((q) => q.subject.value === s && q.predicate.value === p && q.object.value === o)
+        const objects = (s: string, p: string) =>
+          quads.filter((q) => q.subject.value === s && q.predicate.value === p).map((q) => q.object.value)
+        assert.isTrue(has(runIri, RDF_TYPE, `${PROV}Activity`))
+        const [agent] = objects(runIri, `${PROV}wasAssociatedWith`)
+        assert.match(agent!, /^https:\/\/w3id\.org\/quarry\/extractor\/offline\//)
+        assert.isTrue(has(agent!, RDF_TYPE, `${PROV}SoftwareAgent`))
+        const entities = [...new Set(quads.filter((q) => q.predicate.value === LABEL).map((q) => q.subject.value))]
+          .filter((e) => e !== agent)
+        assert.isAbove(entities.length, 10)
+        let mentions = 0
+        for (const entity of entities) {
+          assert.isTrue(has(entity, `${PROV}wasGeneratedBy`, runIri), entity)
+          const label = objects(entity, LABEL)[0]!
+          const derived = objects(entity, `${PROV}wasDerivedFrom`)
+          assert.isAbove(derived.length, 0, entity)
+          for (const mention of derived) {
+            const start = Number(objects(mention, "https://w3id.org/quarry/ns#start")[0])
+            const end = Number(objects(mention, "https://w3id.org/quarry/ns#end")[0])
+            assert.isTrue(Number.isSafeInteger(start) && start < end && end <= input.length, mention)
+            // The mention's text is the label, or the label's longer or shorter form ("Dr. Sarah Chen", "Chen").
+            const said = input.slice(start, end).replace(/\s+/g, " ")
+            assert.isTrue(said.includes(label) || label.includes(said), `${mention}: "${said}" vs "${label}"`)
+            mentions++
+          }
+        }
+        return mentions
+      }
+      const { quads: turtle } = yield* Ontology.parseQuads(fs.readFileSync(path.join(dir, "prov.ttl"), "utf8"), {
+        format: "turtle"
+      })
+      const mentions = check(turtle)
+      const shown = yield* statusJson(db, "prov")
+      assert.isTrue(shown.plan.provenance)
+
+      // A re-merge keeps the run's choice.
+      const exported = yield* quarry(["export", "prov", "--db", db, "--format", "ntriples"])
+      assert.strictEqual(exported.code, 0, exported.stderr())
+      const { quads: ntriples } = yield* Ontology.parseQuads(fs.readFileSync(path.join(dir, "prov.nt"), "utf8"), {
+        format: "ntriples"
+      })
+      assert.strictEqual(check(ntriples), mentions)
+      assert.strictEqual(ntriples.length, turtle.length)
+
+      const plain = yield* quarry(["start", small, "--db", db, "--run-id", "plain", ...smallFlags])
+      assert.strictEqual(plain.code, 0, plain.stderr())
+      assert.notInclude(fs.readFileSync(path.join(dir, "plain.ttl"), "utf8"), "wasDerivedFrom")
+      assert.isFalse((yield* statusJson(db, "plain")).plan.provenance)
     }))
 })
 

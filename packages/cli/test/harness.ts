@@ -4,6 +4,7 @@
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as Cli from "@quarry/cli/Cli"
+import * as Llm from "@quarry/cli/Llm"
 import * as Output from "@quarry/cli/Output"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Console from "effect/Console"
@@ -85,7 +86,7 @@ export const program = (
 ) => {
   const into = options.into ?? capture()
   return Cli.run(["node", "quarry", ...args]).pipe(
-    Effect.provide(Layer.merge(NodeContext.layer, Output.layerPlain)),
+    Effect.provide(Layer.mergeAll(NodeContext.layer, Output.layerPlain, Llm.layerServices)),
     Effect.withConsole(into.console),
     Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(options.env ?? {}))))
   )

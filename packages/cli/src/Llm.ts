@@ -1,0 +1,207 @@
+/**
+ * The `llm` extractor on the command line: its options (`--model`, `--base-url`, `--temperature`,
+ * `--max-output-tokens`, each overriding its `QUARRY_LLM_*` variable), the process-wide services it runs on (an
+ * undici HTTP client, the rate limiter and the circuit breaker), and building it. The API key is read only from
+ * `QUARRY_LLM_API_KEY`: an option would end up in shell history and process lists.
+ *
+ * `@quarry/llm/LlmExtractor` (with its bundled tokenizer, about 200 ms of start-up) is loaded only when a command
+ * builds the extractor; the limiter and the breaker are small and provided to every command.
+ *
+ * @since 0.1.0
+ */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as Extractor from "@quarry/core/Extractor"
+import * as CircuitBreaker from "@quarry/llm/CircuitBreaker"
+import type * as LlmExtractor from "@quarry/llm/LlmExtractor"
+import * as RateLimiter from "@quarry/llm/RateLimiter"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { UsageError } from "./Errors.js"
+import * as Flags from "./Flags.js"
+import * as Inputs from "./Inputs.js"
+
+/**
+ * The extractor's registry name (`LlmExtractor.name`, repeated here so that naming it does not load the module).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const name = "llm"
+
+/**
+ * What the `llm` extractor runs on.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Services = HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker
+
+/**
+ * The services, once per process: every run of the process shares one limiter and one breaker per endpoint.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerServices: Layer.Layer<Services> = Layer.mergeAll(
+  NodeHttpClient.layerUndici,
+  RateLimiter.layer,
+  CircuitBreaker.layer
+)
+
+/**
+ * The options of `start` and `resume` that configure the `llm` extractor.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const options = {
+  model: Flags.optionalText("model", "NAME", "llm extractor: the model (default: QUARRY_LLM_MODEL)."),
+  baseUrl: Flags.optionalText(
+    "base-url",
+    "URL",
+    "llm extractor: the OpenAI-compatible endpoint, with its version path, e.g. http://127.0.0.1:8080/v1 " +
+      "(default: QUARRY_LLM_BASE_URL, else https://api.openai.com/v1)."
+  ),
+  temperature: Flags.optionalText(
+    "temperature",
+    "T",
+    "llm extractor: sampling temperature from 0 to 2 (default: QUARRY_LLM_TEMPERATURE, else 0)."
+  ),
+  maxOutputTokens: Flags.optionalText(
+    "max-output-tokens",
+    "N",
+    "llm extractor: completion tokens per call (default: QUARRY_LLM_MAX_TOKENS, else 4096)."
+  )
+}
+
+/**
+ * The options as given on the command line, checked.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Overrides {
+  readonly model?: string | undefined
+  readonly baseUrl?: string | undefined
+  readonly temperature?: number | undefined
+  readonly maxTokens?: number | undefined
+  /** The names of the options that were given (`--model`, ...). */
+  readonly given: ReadonlyArray<string>
+  /** The options that were given with their values, to repeat in a suggested resume command. */
+  readonly args: ReadonlyArray<string>
+}
+
+const fail = (message: string) => Effect.fail(new UsageError({ message }))
+
+const checkBaseUrl = (raw: string): Effect.Effect<string, UsageError> => {
+  const url = URL.canParse(raw) ? new URL(raw) : undefined
+  // The value is not echoed: a URL may carry credentials.
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    return fail(
+      "base-url must be an http:// or https:// URL including the API version path, such as " +
+        "http://127.0.0.1:8080/v1 or https://api.openai.com/v1"
+    )
+  }
+  if (url.username !== "" || url.password !== "") {
+    return fail("base-url must not carry credentials; put the API key in QUARRY_LLM_API_KEY")
+  }
+  return Effect.succeed(raw)
+}
+
+/**
+ * Checks the options.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const parse = (flags: {
+  readonly model: Option.Option<string>
+  readonly baseUrl: Option.Option<string>
+  readonly temperature: Option.Option<string>
+  readonly maxOutputTokens: Option.Option<string>
+}): Effect.Effect<Overrides, UsageError> =>
+  Effect.gen(function*() {
+    const model = Option.map(flags.model, (raw) => raw.trim())
+    if (Option.isSome(model) && model.value === "") return yield* fail("model must not be empty")
+    const baseUrl = yield* Effect.transposeOption(Option.map(flags.baseUrl, checkBaseUrl))
+    const temperature = yield* Effect.transposeOption(Option.map(flags.temperature, (raw) => {
+      const value = Number(raw.trim())
+      return raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 2 ?
+        fail(`temperature (${JSON.stringify(raw)}) must be a number from 0 to 2`) :
+        Effect.succeed(value)
+    }))
+    const maxTokens = yield* Effect.transposeOption(
+      Option.map(flags.maxOutputTokens, (raw) => Inputs.parsePositiveInteger("max-output-tokens", raw, "tokens"))
+    )
+    const arg = (flag: string, value: Option.Option<string>) =>
+      Option.match(value, { onNone: () => [], onSome: (v) => [flag, Flags.shellQuote(v.trim())] })
+    const given = ([
+      ["--model", flags.model],
+      ["--base-url", flags.baseUrl],
+      ["--temperature", flags.temperature],
+      ["--max-output-tokens", flags.maxOutputTokens]
+    ] as const).filter(([, value]) => Option.isSome(value)).map(([flag]) => flag)
+    return {
+      given,
+      model: Option.getOrUndefined(model),
+      baseUrl: Option.getOrUndefined(baseUrl),
+      temperature: Option.getOrUndefined(temperature),
+      maxTokens: Option.getOrUndefined(maxTokens),
+      args: [
+        ...arg("--model", flags.model),
+        ...arg("--base-url", flags.baseUrl),
+        ...arg("--temperature", flags.temperature),
+        ...arg("--max-output-tokens", flags.maxOutputTokens)
+      ]
+    }
+  })
+
+/**
+ * Refuses the options for an extractor other than `llm` (they would be silently ignored).
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const refuseFor = (extractor: string, overrides: Overrides, what: string): Effect.Effect<void, UsageError> => {
+  const given = overrides.given
+  if (extractor === name || given.length === 0) return Effect.void
+  return fail(`${given.join(", ")} ${given.length === 1 ? "applies" : "apply"} only to the llm extractor; ${what}`)
+}
+
+/**
+ * Builds the extractor from `QUARRY_LLM_*` and the options (which win). `runId` names the run being resumed in the
+ * message about a missing model. Bad configuration is a `UsageError` (exit 2); nothing is sent to the server.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  overrides: Overrides,
+  runId?: string | undefined
+): Effect.Effect<Extractor.Extractor, UsageError, Services> =>
+  Effect.gen(function*() {
+    if (overrides.model === undefined) {
+      const model = yield* Config.option(Config.string("QUARRY_LLM_MODEL")).pipe(Effect.orElseSucceed(Option.none))
+      if (Option.isNone(model) || model.value.trim() === "") {
+        return yield* fail(
+          runId === undefined ?
+            "the llm extractor needs a model: pass --model NAME or set QUARRY_LLM_MODEL" :
+            `run ${runId} uses the llm extractor, which needs a model: pass --model with the model it was started ` +
+            `with, or set QUARRY_LLM_MODEL`
+        )
+      }
+    }
+    const module: typeof LlmExtractor = yield* Effect.promise(() => import("@quarry/llm/LlmExtractor"))
+    const given: Partial<LlmExtractor.Options> = {
+      ...(overrides.model === undefined ? {} : { model: overrides.model }),
+      ...(overrides.baseUrl === undefined ? {} : { baseUrl: overrides.baseUrl }),
+      temperature: overrides.temperature,
+      maxTokens: overrides.maxTokens
+    }
+    return yield* module.makeConfig(given).pipe(
+      Effect.mapError((error) => new UsageError({ message: `bad llm extractor configuration: ${error.message}` }))
+    )
+  })

@@ -1,0 +1,283 @@
+/**
+ * `quarry --extractor llm` end to end: real `quarry` processes against a scripted Chat Completions server on
+ * 127.0.0.1 (started in this process, reached over loopback). Budgets stop and resume; a SIGKILLed run's usage
+ * ledger equals what the server reported for the committed batches, with the spend lost to the kill reported apart;
+ * the skip policy and `--retry-skipped`; the circuit breaker's state in `status`; the API key stays secret.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as FakeLlm from "../packages/cli/test/FakeLlm.js"
+import { jsonLines, makeDir, readRun, removeDir, run, sleep, start, withDb } from "./support.js"
+
+const apiKey = "sk-e2e-SECRET-7f3a9c0d1e2b"
+
+/** USD per million tokens, as in the environment below. */
+const price = { prompt: 10, completion: 20 }
+
+interface Usage {
+  readonly requests: number
+  readonly promptTokens: number
+  readonly completionTokens: number
+  readonly costUsd: number
+}
+
+const costOf = (promptTokens: number, completionTokens: number) =>
+  (promptTokens * price.prompt + completionTokens * price.completion) / 1e6
+
+/** The usage of the given records, as the server reports it. */
+const expectedUsage = (batches: ReadonlyArray<number>): Usage =>
+  batches.reduce((sum, b) => {
+    const u = FakeLlm.usageOf(b)
+    return {
+      requests: sum.requests + 1,
+      promptTokens: sum.promptTokens + u.promptTokens,
+      completionTokens: sum.completionTokens + u.completionTokens,
+      costUsd: sum.costUsd + costOf(u.promptTokens, u.completionTokens)
+    }
+  }, { requests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 })
+
+const assertUsage = (actual: unknown, expected: Usage, what: string) => {
+  const u = actual as Usage
+  assert.deepStrictEqual(
+    [u.requests, u.promptTokens, u.completionTokens],
+    [expected.requests, expected.promptTokens, expected.completionTokens],
+    what
+  )
+  assert.closeTo(u.costUsd, expected.costUsd, 1e-9, what)
+}
+
+/** The fields of `status --json` these tests read. */
+interface Shown {
+  readonly status: string
+  readonly failureReason: string | null
+  readonly usage: Usage
+  readonly attemptUsage: Usage
+  readonly lostUsage: Usage
+  readonly counters: { readonly skippedBatches: number }
+  readonly skipped: ReadonlyArray<{ readonly batchIndex: number; readonly error: string }>
+  readonly extractorStatus: Readonly<Record<string, string>>
+  readonly plan: { readonly onBatchError: string }
+}
+
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i)
+
+describe("quarry --extractor llm", () => {
+  let dir = ""
+  const servers: Array<FakeLlm.FakeLlm> = []
+
+  beforeAll(() => {
+    dir = makeDir()
+  })
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.close()))
+    removeDir(dir)
+  })
+
+  /** A fresh server, a document of `records` records, and the environment that points `quarry` at the server. */
+  const setup = async (name: string, records: number, behaviour: FakeLlm.Behaviour = {}) => {
+    const fake = await FakeLlm.start(behaviour)
+    servers.push(fake)
+    const input = path.join(dir, `${name}.txt`)
+    fs.writeFileSync(input, FakeLlm.document(records))
+    const env: Record<string, string> = {
+      QUARRY_LLM_BASE_URL: fake.baseUrl,
+      QUARRY_LLM_API_KEY: apiKey,
+      QUARRY_LLM_PRICE_PROMPT: String(price.prompt),
+      QUARRY_LLM_PRICE_COMPLETION: String(price.completion),
+      QUARRY_LEASE_MS: "1000"
+    }
+    const db = path.join(dir, `${name}.db`)
+    const out = path.join(dir, `${name}.ttl`)
+    const common = ["--db", db]
+    const startArgs = [
+      "start",
+      input,
+      "--extractor",
+      "llm",
+      "--model",
+      "test-model",
+      ...FakeLlm.chunkingFlags,
+      ...common,
+      "--run-id",
+      name,
+      "--out",
+      out
+    ]
+    return { server: fake, input, env, db, out, common, startArgs }
+  }
+
+  const status = async (runId: string, db: string, env: Record<string, string>) => {
+    const shown = await run(["status", runId, "--db", db, "--json"], { env })
+    assert.strictEqual(shown.code, 0, shown.stderr)
+    return JSON.parse(shown.stdout) as Shown
+  }
+
+  const assertNoSecret = (texts: ReadonlyArray<string>, db: string) => {
+    for (const text of texts) assert.notInclude(text, apiKey)
+    for (const file of fs.readdirSync(dir).filter((f) => f.startsWith(path.basename(db)))) {
+      assert.notInclude(fs.readFileSync(path.join(dir, file)).toString("latin1"), apiKey, file)
+    }
+  }
+
+  it(
+    "--max-cost stops the run before the budget is exceeded (exit 1, reason budget); resume with more completes",
+    async () => {
+      const { db, env, server, startArgs } = await setup("budget", 8)
+      // Record b costs 0.012 + 0.00012 b: after 3 records $0.0364, and a 4th (projected from the average) would pass
+      // $0.04.
+      const stopped = await run([...startArgs, "--max-cost", "0.04", "--json"], { env })
+      assert.strictEqual(stopped.code, 1, stopped.stderr)
+      const failed = jsonLines(stopped.stdout).at(-1)!
+      assert.strictEqual(failed.event, "run.failed")
+      assert.strictEqual(failed.reason, "budget")
+      assert.strictEqual(failed.committedBatches, 3)
+      assert.deepInclude(failed.budget, { limit: "cost", max: 0.04 })
+      assertUsage(failed.usage, expectedUsage([0, 1, 2]), "run.failed usage")
+      const resume = `quarry resume budget --db ${db} --model test-model --max-cost <USD>`
+      assert.strictEqual(failed.resume, resume)
+      assert.include(stopped.stderr, `before exceeding its budget: spent $0.0364 of --max-cost $0.04`)
+      assert.include(stopped.stderr, `resume it with a higher budget: ${resume}`)
+      assert.strictEqual(server.log.length, 3, "no request is sent past the budget")
+
+      const shown = await status("budget", db, env)
+      assert.strictEqual(shown.status, "failed")
+      assert.strictEqual(shown.failureReason, "budget")
+      assert.isAtMost(shown.attemptUsage.costUsd, 0.04)
+
+      // Without the model it was started with, resume says what is missing.
+      const noModel = await run(["resume", "budget", "--db", db, "--max-cost", "1"], { env })
+      assert.strictEqual(noModel.code, 2)
+      assert.include(noModel.stderr, "run budget uses the llm extractor, which needs a model: pass --model")
+
+      const resumed = await run(
+        ["resume", "budget", "--db", db, "--model", "test-model", "--max-cost", "1", "--json"],
+        {
+          env
+        }
+      )
+      assert.strictEqual(resumed.code, 0, resumed.stderr)
+      const completed = jsonLines(resumed.stdout).at(-1)!
+      assert.strictEqual(completed.event, "run.completed")
+      assert.strictEqual(completed.committedBatches, 8)
+      assertUsage(completed.usage, expectedUsage(range(0, 8)), "usage of the completed run")
+      assert.deepStrictEqual(server.log.map((r) => r.model), Array(8).fill("test-model"))
+      assertNoSecret([stopped.stdout, stopped.stderr, resumed.stdout, resumed.stderr, JSON.stringify(shown)], db)
+    },
+    30_000
+  )
+
+  it(
+    "kill -9 mid-run: the run's usage equals what the server reported for committed batches; lost spend is apart",
+    async () => {
+      // Record 3's first request is never answered; record 4 is answered meanwhile and waits for 3 to commit.
+      const { db, env, server, startArgs } = await setup("killed", 8, { hold: 3 })
+      const child = start([...startArgs, "--concurrency", "2", "--json"], { env })
+      const recorded = (batch: number) =>
+        fs.existsSync(db) && withDb(db, (sqlite) => {
+          const table = sqlite.prepare("SELECT name FROM sqlite_master WHERE name = 'usage_attempts'").get()
+          return table !== undefined &&
+            sqlite.prepare("SELECT 1 FROM usage_attempts WHERE run_id = 'killed' AND batch_index = ?").get(batch) !==
+              undefined
+        })
+      for (let waited = 0; !recorded(4); waited += 25) {
+        if (waited > 20_000) assert.fail(`record 4 was never recorded; stderr:\n${child.stderr}`)
+        await sleep(25)
+      }
+      child.child.kill("SIGKILL")
+      await child.exited
+      const killedAt = Date.now()
+      const committedAtKill = readRun(db, "killed")!.committed_batches
+      assert.strictEqual(committedAtKill, 3)
+
+      const resumed = await run(["resume", "killed", "--db", db, "--model", "test-model"], { env })
+      assert.strictEqual(resumed.code, 0, resumed.stderr)
+      const shown = await status("killed", db, env)
+      assert.strictEqual(shown.status, "completed")
+
+      // What the server reported for the requests whose results were committed: before the kill, those of the
+      // batches committed by then; after it, every one.
+      const answered = server.log.filter((r) => r.status === 200 && !r.held)
+      const committed = answered.filter((r) => r.at >= killedAt || r.batch < committedAtKill)
+      const lost = answered.filter((r) => r.at < killedAt && r.batch >= committedAtKill)
+      assert.deepStrictEqual(committed.map((r) => r.batch).sort(), range(0, 8))
+      assert.deepStrictEqual(lost.map((r) => r.batch), [4])
+      const sum = (rows: ReadonlyArray<FakeLlm.Logged>): Usage => ({
+        requests: rows.length,
+        promptTokens: rows.reduce((n, r) => n + r.promptTokens, 0),
+        completionTokens: rows.reduce((n, r) => n + r.completionTokens, 0),
+        costUsd: rows.reduce((n, r) => n + costOf(r.promptTokens, r.completionTokens), 0)
+      })
+      assertUsage(shown.usage, sum(committed), "run usage = the server's usage of committed batches")
+      assertUsage(shown.lostUsage, sum(lost), "lost spend = the answered attempt the kill lost")
+      assertUsage(shown.attemptUsage, sum(answered), "every answered attempt is in the ledger")
+      assertNoSecret([child.stdout, child.stderr, resumed.stdout, resumed.stderr], db)
+    },
+    30_000
+  )
+
+  it(
+    "--on-batch-error skip completes with a partial artifact and a manifest; --retry-skipped completes it",
+    async () => {
+      const { common, db, env, out, server, startArgs } = await setup("skip", 6, { reject: [1, 4] })
+      const started = await run([...startArgs, "--on-batch-error", "skip", "--json"], { env })
+      assert.strictEqual(started.code, 0, started.stderr)
+      const completed = jsonLines(started.stdout).at(-1)!
+      assert.strictEqual(completed.event, "run.completed")
+      assert.strictEqual(completed.skippedBatches, 2)
+      const manifestPath = `${out}.skipped.json`
+      assert.strictEqual(completed.manifest, manifestPath)
+      const manifest = JSON.parse(fs.readFileSync(manifestPath, "utf8"))
+      assert.deepStrictEqual(manifest.skipped.map((s: { batch: number }) => s.batch), [1, 4])
+      assert.include(manifest.skipped[0].error, "content policy")
+      const partial = fs.readFileSync(out, "utf8")
+      for (const name of FakeLlm.people(1)) assert.notInclude(partial, `"${name}"`)
+      for (const name of FakeLlm.people(2)) assert.include(partial, `"${name}"`)
+
+      const shown = await status("skip", db, env)
+      assert.strictEqual(shown.plan.onBatchError, "skip")
+      assert.deepStrictEqual(shown.skipped.map((s: { batchIndex: number }) => s.batchIndex), [1, 4])
+      assert.include(shown.skipped[1].error, "record 4 violates the test server's content policy")
+      const text = await run(["status", "skip", ...common], { env })
+      assert.include(text.stdout, "2 batches failed and were skipped")
+      assert.include(text.stdout, `retry with: quarry resume skip --db ${db} --retry-skipped`)
+
+      server.behave({})
+      const retried = await run(["resume", "skip", ...common, "--model", "test-model", "--retry-skipped", "--json"], {
+        env
+      })
+      assert.strictEqual(retried.code, 0, retried.stderr)
+      const done = jsonLines(retried.stdout).at(-1)!
+      assert.strictEqual(done.event, "run.completed")
+      assert.strictEqual(done.skippedBatches, 0)
+      assert.strictEqual(done.manifest, null)
+      assert.isFalse(fs.existsSync(manifestPath))
+      const full = fs.readFileSync(out, "utf8")
+      for (const b of range(0, 6)) for (const name of FakeLlm.people(b)) assert.include(full, `"${name}"`)
+      assert.deepStrictEqual(server.log.slice(6).map((r) => r.batch), [1, 4], "only the skipped batches again")
+    },
+    30_000
+  )
+
+  it("the circuit breaker's state is in status after the server fails repeatedly", async () => {
+    const { common, db, env, server, startArgs } = await setup("breaker", 3, { down: true })
+    const breakerEnv = {
+      ...env,
+      QUARRY_LLM_MAX_ATTEMPTS: "2",
+      QUARRY_LLM_BREAKER_THRESHOLD: "2",
+      QUARRY_LLM_BREAKER_COOLDOWN: "1 minute",
+      QUARRY_LLM_MAX_RETRY_TIME: "3 seconds"
+    }
+    const started = await run([...startArgs, "--on-batch-error", "skip"], { env: breakerEnv })
+    assert.strictEqual(started.code, 0, started.stderr)
+    // Two failures open the circuit; the later batches fail fast without a request.
+    assert.strictEqual(server.log.length, 2)
+    const shown = await status("breaker", db, env)
+    assert.deepStrictEqual(shown.extractorStatus, { circuit: "open", endpoint: `${server.baseUrl} test-model` })
+    assert.strictEqual(shown.counters.skippedBatches, 3)
+    assert.include(shown.skipped[2]!.error, "suspended after 2 consecutive failures")
+    assert.deepInclude(shown.lostUsage, { requests: 2, promptTokens: 0, completionTokens: 0 })
+    const text = await run(["status", "breaker", ...common], { env })
+    assert.match(text.stdout, /extractor state\s+circuit open, endpoint http:\/\/127\.0\.0\.1:\d+\/v1 test-model/)
+  }, 30_000)
+})
