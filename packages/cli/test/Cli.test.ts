@@ -443,6 +443,37 @@ describe("quarry export", () => {
     }))
 })
 
+describe("quarry start --deadline", () => {
+  it.scopedLive("stops the execution at its deadline (exit 1, reason deadline); resume completes it", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const db = path.join(dir, "q.db")
+      const args = ["--db", db, "--extractor", "test-slow", ...smallFlags]
+      const stopped = yield* quarry(
+        ["start", small, ...args, "--run-id", "d", "--deadline", "350ms", "--json"],
+        slow(100)
+      )
+      assert.strictEqual(stopped.code, ExitCode.runFailed, stopped.stderr())
+      const failed = stopped.json().at(-1)!
+      assert.strictEqual(failed.event, "run.failed")
+      assert.strictEqual(failed.reason, "deadline")
+      assert.strictEqual(failed.deadlineMs, 350)
+      assert.isAbove(Number(failed.committedBatches), 0)
+      assert.isBelow(Number(failed.committedBatches), 11)
+      assert.strictEqual(failed.resume, `quarry resume d --db ${db}`)
+      assert.include(
+        stopped.stderr(),
+        `stopped at its deadline (350ms) after ${failed.committedBatches}/11 batches. Every committed batch is kept; ` +
+          `resume it (with a longer --deadline, or none): quarry resume d --db ${db}`
+      )
+      const shown = yield* statusJson(db, "d")
+      assert.strictEqual(shown.failureReason, "deadline")
+      const resumed = yield* quarry(["resume", "d", "--db", db, "--deadline", "1h"], slow(0))
+      assert.strictEqual(resumed.code, 0, resumed.stderr())
+      assert.strictEqual((yield* statusJson(db, "d")).status, "completed")
+    }))
+})
+
 describe("quarry start --provenance", () => {
   it.scopedLive("writes PROV-O triples that parse with n3: the run, the extractor, each mention's offsets", () =>
     Effect.gen(function*() {
