@@ -68,7 +68,7 @@ export const replayExtractor = (
 })
 
 // The store's encoding, repeated here for the raw baseline: outputs above 4 KB are stored deflated.
-const compressAbove = 4096
+const { compressAbove } = SqliteRunStore
 
 const normalizeLabel = (label: string): string => label.normalize("NFKC").toLowerCase().replace(/\s+/gu, " ").trim()
 

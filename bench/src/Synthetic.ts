@@ -24,7 +24,7 @@ export interface Shape {
 }
 
 /**
- * About 20 entities per batch, about 3.5 KB of JSON (under the store's 4 KB threshold: stored uncompressed).
+ * About 20 entities per batch, about 3.5 KB of JSON (above the store's 1 KB threshold: stored deflated).
  *
  * @since 0.1.0
  * @category shapes
@@ -32,7 +32,7 @@ export interface Shape {
 export const small: Shape = { entities: 20, relations: 3, pool: 2000 }
 
 /**
- * About 10 KB of JSON per batch (stored deflated, as the store compresses outputs above 4 KB).
+ * About 10 KB of JSON per batch (stored deflated, as the store compresses outputs above 1 KB).
  *
  * @since 0.1.0
  * @category shapes

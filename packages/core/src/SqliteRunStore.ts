@@ -33,8 +33,13 @@ import { RunStore as RunStoreTag } from "./RunStore.js"
 /** The digest a run starts from, before any batch. */
 const genesisDigest = sha256("quarry")
 
-/** Outputs larger than this are stored deflated. */
-const compressAbove = 4096
+/**
+ * Outputs larger than this many bytes of JSON are stored deflated (mention JSON deflates to about a fifth).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const compressAbove = 1024
 
 /** Entity rows per INSERT statement (5 parameters each, far below SQLite's limit of 32,766). */
 const entityRowsPerInsert = 400
@@ -232,12 +237,13 @@ export const make = (hooks: Hooks = {}) =>
     // For a run this transaction has just read or written: it cannot have vanished (runs are never deleted).
     const reread = (runId: RunId) => getRun(runId).pipe(Effect.catchTag("RunNotFound", Effect.die))
 
-    const findProgress = SqlSchema.findAll({
-      Request: Schema.String,
+    // One statement takes the write lock and reads the progress columns: this runs once per batch.
+    const lockProgress = SqlSchema.findAll({
+      Request: Schema.Struct({ id: Schema.String, now: Schema.Number }),
       Result: ProgressRow,
-      execute: (id) =>
-        sql`SELECT committed_batches, entity_mentions, relations, digest, lease_owner, cancel_requested
-          FROM runs WHERE id = ${id}`
+      execute: ({ id, now }) =>
+        sql`UPDATE runs SET updated_at = ${now} WHERE id = ${id}
+          RETURNING committed_batches, entity_mentions, relations, digest, lease_owner, cancel_requested`
     })
 
     const lockedBy = (run: Run) =>
@@ -371,9 +377,7 @@ export const make = (hooks: Hooks = {}) =>
         const usageJson = usage === undefined ? null : JSON.stringify(usage)
         return yield* sql.withTransaction(Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
-          yield* touch(commit.runId, now)
-          // Only the progress columns: this runs once per batch and is on the hot path.
-          const rows = yield* findProgress(commit.runId)
+          const rows = yield* lockProgress({ id: commit.runId, now })
           const run = rows[0]
           if (run === undefined || run.leaseOwner !== commit.owner) return yield* lockedBy(yield* reread(commit.runId))
           if (commit.batchIndex < run.committedBatches) {

@@ -96,7 +96,6 @@ const migrations = {
       first_batch INTEGER NOT NULL,
       PRIMARY KEY (run_id, entity_key)
     ) WITHOUT ROWID`
-    yield* sql`CREATE INDEX entities_by_batch ON entities (run_id, first_batch)`
     yield* sql`CREATE TABLE run_errors (
       run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
       at INTEGER NOT NULL,
