@@ -67,7 +67,7 @@ export const replayExtractor = (
   extract: (input) => Effect.sync(() => outputFor(input.batchIndex))
 })
 
-// The store's encoding, repeated here for the raw baseline: outputs above 4 KB are stored deflated.
+// The store's encoding, repeated here for the raw baseline: outputs above the store's threshold are stored deflated.
 const { compressAbove } = SqliteRunStore
 
 const normalizeLabel = (label: string): string => label.normalize("NFKC").toLowerCase().replace(/\s+/gu, " ").trim()

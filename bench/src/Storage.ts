@@ -7,6 +7,7 @@ import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import type * as Extractor from "@quarry/core/Extractor"
 import * as OfflineExtractor from "@quarry/core/OfflineExtractor"
 import { RunId } from "@quarry/core/Run"
+import * as SqliteRunStore from "@quarry/core/SqliteRunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import BetterSqlite3 from "better-sqlite3"
 import * as Effect from "effect/Effect"
@@ -65,7 +66,7 @@ export interface Measured {
   readonly batches: number
   /** Canonical JSON bytes of the outputs (what the extractor produced). */
   readonly outputBytes: number
-  /** Bytes of the stored output blobs (deflated above 4 KB). */
+  /** Bytes of the stored output blobs (deflated above `SqliteRunStore.compressAbove`). */
   readonly blobBytes: number
   /** The database file after its last connection closed (the WAL is checkpointed and removed then). */
   readonly dbBytes: number
@@ -196,12 +197,16 @@ const section = (data: Data): Report.Section => {
   const misses = data.rows.filter((m) => !ok(m))
   const perBatch = (m: Measured, ...names: ReadonlyArray<string>) =>
     m.tables.filter((t) => names.includes(t.name)).reduce((n, t) => n + t.bytes, 0) / m.batches
-  const why = (m: Measured) =>
-    `the batches table takes ${Stats.bytes(perBatch(m, "batches", "sqlite_autoindex_batches_1"))} per batch for ` +
-    `${Stats.bytes(m.blobBytes / m.batches)} of stored output (page slack: rows of about ` +
-    `${Stats.bytes(m.outputBytes / m.batches)} fill 4 KB pages one by one), and the run's entity index ` +
-    `(entities + entities_by_batch) adds ${Stats.bytes(perBatch(m, "entities", "entities_by_batch"))} per batch; ` +
-    `checkpoints take ${Stats.bytes(perBatch(m, "checkpoints"))}`
+  const why = (m: Measured) => {
+    const stored = m.blobBytes / m.batches
+    return `the batches table takes ${
+      Stats.bytes(perBatch(m, "batches", "sqlite_autoindex_batches_1"))
+    } per batch for ${Stats.bytes(stored)} of stored output` +
+      // A row over half a page leaves the rest of its page to rows that fit there, often none.
+      (stored > 2048 ? ` (page slack: rows of about ${Stats.bytes(stored)} fill 4 KB pages one by one)` : "") +
+      `, the run's entity index adds ${Stats.bytes(perBatch(m, "entities", "entities_by_batch"))} per batch, ` +
+      `checkpoints ${Stats.bytes(perBatch(m, "checkpoints"))}`
+  }
   const tableNames = [...new Set(data.rows.flatMap((m) => m.tables.map((t) => t.name)))]
   return {
     id: "6",
@@ -261,9 +266,10 @@ const section = (data: Data): Report.Section => {
         misses.length === 0 ? "every run meets it." : `runs outside it: ${misses.map(describe).join("; ")}.`
       }`,
       "No table grows with a snapshot per batch: checkpoints hold counters and a digest, entity rows are written " +
-      "once per new entity. Outputs above 4 KB are stored deflated, so the ratio can fall below 1 for large " +
-      "outputs, while the stored input text (kept for exact resume) dominates when outputs are small next to the " +
-      "document (run 3)."
+      `once per new entity. Outputs above ${
+        Stats.bytes(SqliteRunStore.compressAbove)
+      } are stored deflated, so the ratio can fall below 1, while the stored input text (kept for exact resume) ` +
+      "weighs most when outputs are small next to the document (run 3)."
     ]
   }
 }
