@@ -265,8 +265,7 @@ describe("quarry --extractor llm", () => {
       ...env,
       QUARRY_LLM_MAX_ATTEMPTS: "2",
       QUARRY_LLM_BREAKER_THRESHOLD: "2",
-      QUARRY_LLM_BREAKER_COOLDOWN: "1 minute",
-      QUARRY_LLM_MAX_RETRY_TIME: "3 seconds"
+      QUARRY_LLM_BREAKER_COOLDOWN: "1 minute"
     }
     const started = await run([...startArgs, "--on-batch-error", "skip"], { env: breakerEnv })
     assert.strictEqual(started.code, 0, started.stderr)
