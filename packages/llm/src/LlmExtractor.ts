@@ -806,8 +806,20 @@ export const layerConfig = (
 > => Layer.effect(LlmExtractor, makeConfig(overrides))
 
 /**
- * Builds the extractor from `QUARRY_LLM_*` configuration, with `overrides` taking precedence; an overriding `model`
- * makes `QUARRY_LLM_MODEL` optional (and is the model the `QUARRY_LLM_PRICE_*` shortcut prices).
+ * The options from `QUARRY_LLM_*` configuration with `overrides` taking precedence; an overriding `model` makes
+ * `QUARRY_LLM_MODEL` optional (and is the model the `QUARRY_LLM_PRICE_*` shortcut prices).
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const configWith = (overrides: Partial<Options> = {}): Config.Config<Options> =>
+  Config.map(
+    overrides.model === undefined ? config : configWithModel(Config.succeed(overrides.model)),
+    (options) => ({ ...options, ...definedOnly(overrides) })
+  )
+
+/**
+ * Builds the extractor from `configWith(overrides)`.
  *
  * @since 0.1.0
  * @category constructors
@@ -818,11 +830,7 @@ export const makeConfig = (
   Extractor.Extractor,
   ConfigError.ConfigError,
   HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker
-> =>
-  Effect.flatMap(
-    overrides.model === undefined ? config : configWithModel(Config.succeed(overrides.model)),
-    (options) => make({ ...options, ...definedOnly(overrides) })
-  )
+> => Effect.flatMap(configWith(overrides), make)
 
 const definedOnly = (overrides: Partial<Options>): Partial<Options> =>
   Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined))
