@@ -284,6 +284,12 @@ describe("bad inputs", () => {
       absent: "sk-pw"
     },
     {
+      name: "llm --max-cost without prices",
+      args: () => ["start", small, "--db", db, "--extractor", "llm", "--model", "m", "--max-cost", "5"],
+      message: () =>
+        "--max-cost needs the price of model m: set QUARRY_LLM_PRICE_PROMPT and QUARRY_LLM_PRICE_COMPLETION"
+    },
+    {
       name: "bad QUARRY_LLM_* configuration",
       args: () => ["start", small, "--db", db, "--extractor", "llm"],
       env: { QUARRY_LLM_MODEL: "m", QUARRY_LLM_TEMPERATURE: "warm" },

@@ -61,8 +61,8 @@ export const names = (settings: Settings["Type"]): ReadonlyArray<string> =>
   [...registry(settings).names, Llm.name].sort()
 
 /**
- * The registry for a run of extractor `name`: with `llm` built when that is the one (`runId` names a resumed run in
- * its messages), else after checking that `name` exists.
+ * The registry for a run of extractor `name`: with `llm` built when that is the one, else after checking that
+ * `name` exists.
  *
  * @since 0.1.0
  * @category constructors
@@ -71,10 +71,10 @@ export const registryFor = (
   settings: Settings["Type"],
   name: string,
   llm: Llm.Overrides,
-  runId?: string | undefined
+  options: Llm.MakeOptions = {}
 ): Effect.Effect<Extractor.Registry["Type"], Errors.UnknownExtractor | UsageError, Llm.Services> =>
   Effect.gen(function*() {
-    if (name === Llm.name) return registry(settings, Option.some(yield* Llm.make(llm, runId)))
+    if (name === Llm.name) return registry(settings, Option.some(yield* Llm.make(llm, options)))
     const withoutLlm = registry(settings)
     if (!withoutLlm.names.includes(name)) {
       return yield* new Errors.UnknownExtractor({ name, available: names(settings) })

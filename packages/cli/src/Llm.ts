@@ -172,24 +172,37 @@ export const refuseFor = (extractor: string, overrides: Overrides, what: string)
 }
 
 /**
- * Builds the extractor from `QUARRY_LLM_*` and the options (which win). `runId` names the run being resumed in the
- * message about a missing model. Bad configuration is a `UsageError` (exit 2); nothing is sent to the server.
+ * What building the extractor depends on beyond its options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MakeOptions {
+  /** The run being resumed, named in the message about a missing model. */
+  readonly runId?: string | undefined
+  /** A cost budget was given: the model must have a price, or the budget could never stop the run. */
+  readonly needsPrice?: boolean | undefined
+}
+
+/**
+ * Builds the extractor from `QUARRY_LLM_*` and the options (which win). Bad configuration is a `UsageError` (exit
+ * 2); nothing is sent to the server.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (
   overrides: Overrides,
-  runId?: string | undefined
+  options: MakeOptions = {}
 ): Effect.Effect<Extractor.Extractor, UsageError, Services> =>
   Effect.gen(function*() {
     if (overrides.model === undefined) {
       const model = yield* Config.option(Config.string("QUARRY_LLM_MODEL")).pipe(Effect.orElseSucceed(Option.none))
       if (Option.isNone(model) || model.value.trim() === "") {
         return yield* fail(
-          runId === undefined ?
+          options.runId === undefined ?
             "the llm extractor needs a model: pass --model NAME or set QUARRY_LLM_MODEL" :
-            `run ${runId} uses the llm extractor, which needs a model: pass --model with the model it was started ` +
+            `run ${options.runId} uses the llm extractor, which needs a model: pass --model with the model it was started ` +
             `with, or set QUARRY_LLM_MODEL`
         )
       }
@@ -201,7 +214,15 @@ export const make = (
       temperature: overrides.temperature,
       maxTokens: overrides.maxTokens
     }
-    return yield* module.makeConfig(given).pipe(
+    const configured = yield* module.configWith(given).pipe(
       Effect.mapError((error) => new UsageError({ message: `bad llm extractor configuration: ${error.message}` }))
     )
+    if (options.needsPrice === true && configured.prices?.[configured.model] === undefined) {
+      return yield* fail(
+        `--max-cost needs the price of model ${configured.model}: set QUARRY_LLM_PRICE_PROMPT and ` +
+          `QUARRY_LLM_PRICE_COMPLETION (or QUARRY_LLM_PRICES), in USD per million tokens; without prices every ` +
+          `call costs $0 and the budget would never stop the run (bound a free model with --max-tokens)`
+      )
+    }
+    return yield* module.make(configured)
   })

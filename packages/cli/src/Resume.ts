@@ -102,7 +102,10 @@ export const command = Command.make("resume", options, (flags) =>
       yield* Llm.refuseFor(extractor, llm, `run ${runId} uses the ${extractor} extractor`)
       const extracts = stored.status !== "completed" || (flags.retrySkipped && stored.skippedBatches > 0)
       const registry = extracts ?
-        yield* Extractors.registryFor(settings, extractor, llm, runId) :
+        yield* Extractors.registryFor(settings, extractor, llm, {
+          runId,
+          needsPrice: limits.budget?.maxCostUsd !== undefined
+        }) :
         Extractors.registry(settings)
       const run = yield* attempt(0).pipe(Effect.provideService(Extractor.Registry, registry))
       if (Option.isSome(flags.out)) yield* copyArtifact(run, path.resolve(flags.out.value), flags.json)

@@ -190,7 +190,9 @@ export const command = Command.make("start", options, (flags) =>
     const extractorName = Option.getOrElse(flags.extractor, () => Extractors.defaultName)
     yield* Llm.refuseFor(extractorName, llm, `pass --extractor llm, or leave ${llm.given.join(", ")} out`)
     // The extractor is built (the llm one from its configuration) before any file is touched.
-    const registry = yield* Extractors.registryFor(settings, extractorName, llm)
+    const registry = yield* Extractors.registryFor(settings, extractorName, llm, {
+      needsPrice: limits.budget?.maxCostUsd !== undefined
+    })
     // Files: the input, the ontology, the database's location, the artifact's location.
     const input = yield* Inputs.readTextFile(flags.input, "input file")
     const ontology = yield* Effect.transposeOption(Option.map(flags.ontology, (file) =>
