@@ -33,14 +33,14 @@ export interface Config {
 }
 
 /**
- * The shared Moby-Dick text.
+ * The Moby-Dick text of the repository's test data.
  *
  * @since 0.1.0
  * @category constants
  */
 export const mobyDick = path.resolve(
   path.dirname(fileURLToPath(import.meta.url)),
-  "../../../shared/data/texts/moby-dick.txt"
+  "../../test/data/texts/moby-dick.txt"
 )
 
 /**
