@@ -134,7 +134,8 @@ describe("quarry --extractor llm", () => {
       assert.strictEqual(failed.committedBatches, 3)
       assert.deepInclude(failed.budget, { limit: "cost", max: 0.04 })
       assertUsage(failed.usage, expectedUsage([0, 1, 2]), "run.failed usage")
-      const resume = `quarry resume budget --db ${db} --model test-model --max-cost <USD>`
+      // The model is stored with the run: the resume command does not repeat it.
+      const resume = `quarry resume budget --db ${db} --max-cost <USD>`
       assert.strictEqual(failed.resume, resume)
       assert.include(stopped.stderr, `before exceeding its budget: spent $0.0364 of --max-cost $0.04`)
       assert.include(stopped.stderr, `resume it with a higher budget: ${resume}`)
@@ -145,17 +146,7 @@ describe("quarry --extractor llm", () => {
       assert.strictEqual(shown.failureReason, "budget")
       assert.isAtMost(shown.attemptUsage.costUsd, 0.04)
 
-      // Without the model it was started with, resume says what is missing.
-      const noModel = await run(["resume", "budget", "--db", db, "--max-cost", "1"], { env })
-      assert.strictEqual(noModel.code, 2)
-      assert.include(noModel.stderr, "run budget uses the llm extractor, which needs a model: pass --model")
-
-      const resumed = await run(
-        ["resume", "budget", "--db", db, "--model", "test-model", "--max-cost", "1", "--json"],
-        {
-          env
-        }
-      )
+      const resumed = await run(["resume", "budget", "--db", db, "--max-cost", "1", "--json"], { env })
       assert.strictEqual(resumed.code, 0, resumed.stderr)
       const completed = jsonLines(resumed.stdout).at(-1)!
       assert.strictEqual(completed.event, "run.completed")
@@ -163,6 +154,62 @@ describe("quarry --extractor llm", () => {
       assertUsage(completed.usage, expectedUsage(range(0, 8)), "usage of the completed run")
       assert.deepStrictEqual(server.log.map((r) => r.model), Array(8).fill("test-model"))
       assertNoSecret([stopped.stdout, stopped.stderr, resumed.stdout, resumed.stderr, JSON.stringify(shown)], db)
+    },
+    30_000
+  )
+
+  it(
+    "resume uses the model, temperature and max output tokens the run started with; contradicting options exit 2",
+    async () => {
+      const { common, db, env, server, startArgs } = await setup("settings", 4, { reject: [2] })
+      const started = await run([...startArgs, "--temperature", "0.3", "--max-output-tokens", "2000", "--json"], {
+        env
+      })
+      assert.strictEqual(started.code, 1, started.stderr)
+      const failed = jsonLines(started.stdout).at(-1)!
+      assert.strictEqual(failed.event, "run.failed")
+      assert.strictEqual(failed.committedBatches, 2)
+      // Nothing of the extractor's identity in the printed resume commands: it is stored with the run.
+      const resume = `quarry resume settings --db ${db}`
+      assert.strictEqual(failed.resume, resume)
+      assert.include(started.stderr, `resume it with: ${resume}`)
+
+      const settings = { model: "test-model", temperature: 0.3, maxTokens: 2000, responseFormat: "auto" }
+      const shown = await run(["status", "settings", ...common, "--json"], { env })
+      assert.deepStrictEqual(JSON.parse(shown.stdout).plan.extractor.settings, settings)
+      const text = await run(["status", "settings", ...common], { env })
+      assert.match(
+        text.stdout,
+        /extractor\s+llm \(version 1\), model test-model, temperature 0\.3, maxTokens 2000, responseFormat auto\n/
+      )
+
+      for (
+        const [option, value, stored] of [
+          ["--temperature", "0.5", "--temperature 0.3"],
+          ["--model", "other-model", "--model test-model"],
+          ["--max-output-tokens", "100", "--max-output-tokens 2000"]
+        ]
+      ) {
+        const refused = await run(["resume", "settings", ...common, option, value], { env })
+        assert.strictEqual(refused.code, 2, refused.stderr)
+        assert.include(refused.stderr, `run settings was started with ${stored}, and a run resumes with the settings`)
+      }
+      assert.strictEqual(server.log.length, 3, "a refused resume sends nothing")
+
+      server.behave({})
+      // The same values again are accepted; the environment's model and temperature do not override the run's.
+      const resumed = await run(["resume", "settings", ...common, "--temperature", "0.3", "--json"], {
+        env: { ...env, QUARRY_LLM_MODEL: "env-model", QUARRY_LLM_TEMPERATURE: "1.5", QUARRY_LLM_SEED: "9" }
+      })
+      assert.strictEqual(resumed.code, 0, resumed.stderr)
+      assert.strictEqual(jsonLines(resumed.stdout).at(-1)!.event, "run.completed")
+      assert.deepStrictEqual(server.log.map((r) => [r.batch, r.status]), [[0, 200], [1, 200], [2, 400], [2, 200], [
+        3,
+        200
+      ]])
+      for (const request of server.log) {
+        assert.deepStrictEqual([request.model, request.temperature, request.maxTokens], ["test-model", 0.3, 2000])
+      }
     },
     30_000
   )
@@ -243,9 +290,7 @@ describe("quarry --extractor llm", () => {
       assert.include(text.stdout, `retry with: quarry resume skip --db ${db} --retry-skipped`)
 
       server.behave({})
-      const retried = await run(["resume", "skip", ...common, "--model", "test-model", "--retry-skipped", "--json"], {
-        env
-      })
+      const retried = await run(["resume", "skip", ...common, "--retry-skipped", "--json"], { env })
       assert.strictEqual(retried.code, 0, retried.stderr)
       const done = jsonLines(retried.stdout).at(-1)!
       assert.strictEqual(done.event, "run.completed")

@@ -33,7 +33,7 @@ export interface ExecutionOptions {
   readonly limits?: Flags.Limits | undefined
   /** Re-extract the batches skipped under the `skip` policy. */
   readonly retrySkipped?: boolean | undefined
-  /** Extractor options to repeat in the suggested resume command (`--model NAME`, ...). */
+  /** Extractor options a resume needs again, for the suggested resume command (`--base-url URL`). */
   readonly extractorArgs?: ReadonlyArray<string> | undefined
   /** TEST-ONLY (`QUARRY_TEST_SHUTDOWN_DELAY_MS`): a pause after an interruption, before it is reported. */
   readonly shutdownDelayMs?: number | undefined

@@ -4,6 +4,10 @@
  * undici HTTP client, the rate limiter and the circuit breaker), and building it. The API key is read only from
  * `QUARRY_LLM_API_KEY`: an option would end up in shell history and process lists.
  *
+ * A resumed run's extractor is built from the settings stored with the run (model, temperature, max output tokens,
+ * seed, response format), whatever the environment says; an option that contradicts them is refused. The base URL,
+ * the key, limits and prices are not part of a run's identity and still come from the options and the environment.
+ *
  * `@quarry/llm/LlmExtractor` (with its bundled tokenizer, about 200 ms of start-up) is loaded only when a command
  * builds the extractor; the limiter and the breaker are small and provided to every command.
  *
@@ -17,8 +21,10 @@ import type * as LlmExtractor from "@quarry/llm/LlmExtractor"
 import * as RateLimiter from "@quarry/llm/RateLimiter"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import { UsageError } from "./Errors.js"
 import * as Flags from "./Flags.js"
 import * as Inputs from "./Inputs.js"
@@ -58,7 +64,11 @@ export const layerServices: Layer.Layer<Services> = Layer.mergeAll(
  * @category options
  */
 export const options = {
-  model: Flags.optionalText("model", "NAME", "llm extractor: the model (default: QUARRY_LLM_MODEL)."),
+  model: Flags.optionalText(
+    "model",
+    "NAME",
+    "llm extractor: the model (default: QUARRY_LLM_MODEL; resume uses the run's own)."
+  ),
   baseUrl: Flags.optionalText(
     "base-url",
     "URL",
@@ -68,12 +78,14 @@ export const options = {
   temperature: Flags.optionalText(
     "temperature",
     "T",
-    "llm extractor: sampling temperature from 0 to 2 (default: QUARRY_LLM_TEMPERATURE, else 0)."
+    "llm extractor: sampling temperature from 0 to 2 (default: QUARRY_LLM_TEMPERATURE, else 0; resume uses the " +
+      "run's own)."
   ),
   maxOutputTokens: Flags.optionalText(
     "max-output-tokens",
     "N",
-    "llm extractor: completion tokens per call (default: QUARRY_LLM_MAX_TOKENS, else 4096)."
+    "llm extractor: completion tokens per call (default: QUARRY_LLM_MAX_TOKENS, else 4096; resume uses the run's " +
+      "own)."
   )
 }
 
@@ -90,7 +102,10 @@ export interface Overrides {
   readonly maxTokens?: number | undefined
   /** The names of the options that were given (`--model`, ...). */
   readonly given: ReadonlyArray<string>
-  /** The options that were given with their values, to repeat in a suggested resume command. */
+  /**
+   * The options a resume needs again, with their values, for a suggested resume command: `--base-url` only, since
+   * the model, temperature and max output tokens are stored with the run.
+   */
   readonly args: ReadonlyArray<string>
 }
 
@@ -150,12 +165,7 @@ export const parse = (flags: {
       baseUrl: Option.getOrUndefined(baseUrl),
       temperature: Option.getOrUndefined(temperature),
       maxTokens: Option.getOrUndefined(maxTokens),
-      args: [
-        ...arg("--model", flags.model),
-        ...arg("--base-url", flags.baseUrl),
-        ...arg("--temperature", flags.temperature),
-        ...arg("--max-output-tokens", flags.maxOutputTokens)
-      ]
+      args: arg("--base-url", flags.baseUrl)
     }
   })
 
@@ -182,11 +192,17 @@ export interface MakeOptions {
   readonly runId?: string | undefined
   /** A cost budget was given: the model must have a price, or the budget could never stop the run. */
   readonly needsPrice?: boolean | undefined
+  /**
+   * The settings the run being resumed was started with (`Run.plan.extractor.settings`): they, not the environment,
+   * decide the model, temperature, max output tokens, seed and response format.
+   */
+  readonly stored?: Readonly<Record<string, string | number | boolean>> | undefined
 }
 
 /**
- * Builds the extractor from `QUARRY_LLM_*` and the options (which win). Bad configuration is a `UsageError` (exit
- * 2); nothing is sent to the server.
+ * Builds the extractor from `QUARRY_LLM_*` and the options (which win), or, for a resumed run, from its stored
+ * settings (an option that contradicts one is refused). Bad configuration is a `UsageError` (exit 2); nothing is
+ * sent to the server.
  *
  * @since 0.1.0
  * @category constructors
@@ -196,27 +212,67 @@ export const make = (
   options: MakeOptions = {}
 ): Effect.Effect<Extractor.Extractor, UsageError, Services> =>
   Effect.gen(function*() {
-    if (overrides.model === undefined) {
+    const what = options.runId === undefined ? "the run" : `run ${options.runId}`
+    const hasStored = options.stored !== undefined && Object.keys(options.stored).length > 0
+    if (!hasStored && overrides.model === undefined) {
       const model = yield* Config.option(Config.string("QUARRY_LLM_MODEL")).pipe(Effect.orElseSucceed(Option.none))
       if (Option.isNone(model) || model.value.trim() === "") {
         return yield* fail(
           options.runId === undefined ?
             "the llm extractor needs a model: pass --model NAME or set QUARRY_LLM_MODEL" :
-            `run ${options.runId} uses the llm extractor, which needs a model: pass --model with the model it was started ` +
-            `with, or set QUARRY_LLM_MODEL`
+            `${what} uses the llm extractor, which needs a model: pass --model with the model it was started with, ` +
+            `or set QUARRY_LLM_MODEL`
         )
       }
     }
     const module: typeof LlmExtractor = yield* Effect.promise(() => import("@quarry/llm/LlmExtractor"))
-    const given: Partial<LlmExtractor.Options> = {
-      ...(overrides.model === undefined ? {} : { model: overrides.model }),
-      ...(overrides.baseUrl === undefined ? {} : { baseUrl: overrides.baseUrl }),
-      temperature: overrides.temperature,
-      maxTokens: overrides.maxTokens
+    const stored = hasStored ?
+      Option.some(
+        yield* Either.match(module.decodeSettings(options.stored), {
+          onLeft: (error) =>
+            fail(
+              `${what} was started with llm settings this version of quarry cannot read ` +
+                `(${ParseResult.TreeFormatter.formatErrorSync(error)}); start a new run`
+            ),
+          onRight: Effect.succeed
+        })
+      ) :
+      Option.none()
+    if (Option.isSome(stored)) {
+      const contradicted = ([
+        ["--model", overrides.model, stored.value.model],
+        ["--temperature", overrides.temperature, stored.value.temperature],
+        ["--max-output-tokens", overrides.maxTokens, stored.value.maxTokens]
+      ] as const).filter(([, given, was]) => given !== undefined && given !== was)
+      if (contradicted.length > 0) {
+        const started = contradicted.map(([option, , was]) => `${option} ${was}`).join(" ")
+        const names = contradicted.map(([option]) => option).join(", ")
+        return yield* fail(
+          `${what} was started with ${started}, and a run resumes with the settings it was started with; leave ` +
+            `${names} out, or start a new run to change ${contradicted.length === 1 ? "it" : "them"}`
+        )
+      }
     }
-    const configured = yield* module.configWith(given).pipe(
+    const given: Partial<LlmExtractor.Options> = Option.match(stored, {
+      onNone: () => ({
+        ...(overrides.model === undefined ? {} : { model: overrides.model }),
+        ...(overrides.baseUrl === undefined ? {} : { baseUrl: overrides.baseUrl }),
+        temperature: overrides.temperature,
+        maxTokens: overrides.maxTokens
+      }),
+      onSome: (settings) => ({
+        model: settings.model,
+        ...(overrides.baseUrl === undefined ? {} : { baseUrl: overrides.baseUrl })
+      })
+    })
+    const fromConfig = yield* module.configWith(given).pipe(
       Effect.mapError((error) => new UsageError({ message: `bad llm extractor configuration: ${error.message}` }))
     )
+    // The stored settings win over the environment too (QUARRY_LLM_TEMPERATURE, QUARRY_LLM_SEED, ...).
+    const configured = Option.match(stored, {
+      onNone: () => fromConfig,
+      onSome: (settings) => module.withSettings(fromConfig, settings)
+    })
     if (options.needsPrice === true && configured.prices?.[configured.model] === undefined) {
       return yield* fail(
         `--max-cost needs the price of model ${configured.model}: set QUARRY_LLM_PRICE_PROMPT and ` +

@@ -104,7 +104,8 @@ export const command = Command.make("resume", options, (flags) =>
       const registry = extracts ?
         yield* Extractors.registryFor(settings, extractor, llm, {
           runId,
-          needsPrice: limits.budget?.maxCostUsd !== undefined
+          needsPrice: limits.budget?.maxCostUsd !== undefined,
+          stored: stored.plan.extractor.settings
         }) :
         Extractors.registry(settings)
       const run = yield* attempt(0).pipe(Effect.provideService(Extractor.Registry, registry))

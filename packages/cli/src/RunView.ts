@@ -72,7 +72,7 @@ const percent = (run: Run) =>
 
 /**
  * A run as JSON: status, progress, counters, usage (committed, every attempt, lost), skipped batches, extractor
- * status, timings, plan, artifact, last error, lease, resumability.
+ * status, timings, plan (with the extractor's settings), artifact, last error, lease, resumability.
  *
  * @since 0.1.0
  * @category encoding
@@ -105,7 +105,11 @@ export const toJson = (run: Run, ledger: Ledger, now: number, db: string) => {
       )
     },
     plan: {
-      extractor: { name: run.plan.extractor.name, version: run.plan.extractor.version },
+      extractor: {
+        name: run.plan.extractor.name,
+        version: run.plan.extractor.version,
+        settings: run.plan.extractor.settings
+      },
       chunking: {
         strategy: run.plan.chunking.strategy,
         windowSize: run.plan.chunking.windowSize,
@@ -167,7 +171,8 @@ export const details = (run: Run, ledger: Ledger, now: number, db: string): Read
   if (lost.requests > 0) {
     rows.push(["lost", `${Events.usageText(lost)} on attempts whose results were not committed`])
   }
-  rows.push(["extractor", `${run.plan.extractor.name} (version ${run.plan.extractor.version})`])
+  const settings = Object.entries(run.plan.extractor.settings).map(([key, value]) => `, ${key} ${value}`).join("")
+  rows.push(["extractor", `${run.plan.extractor.name} (version ${run.plan.extractor.version})${settings}`])
   const status = Object.entries(run.extractorStatus)
   if (status.length > 0) {
     rows.push([

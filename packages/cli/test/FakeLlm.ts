@@ -61,6 +61,9 @@ export interface Behaviour {
 export interface Logged {
   readonly batch: number
   readonly model: string | undefined
+  /** The sampling settings the request asked for. */
+  readonly temperature: number | undefined
+  readonly maxTokens: number | undefined
   readonly status: number
   /** Tokens the reply reported (0 for an error reply). */
   readonly promptTokens: number
@@ -94,7 +97,16 @@ export const start = async (initial: Behaviour = {}): Promise<FakeLlm> => {
   const answer = (body: typeof FakeOpenAi.RequestBody.Type): FakeOpenAi.Step => {
     const text = batchText(body)
     const batch = Number(/Record (\d+)/.exec(text)?.[1] ?? -1)
-    const entry = { batch, model: body.model, at: Date.now(), promptTokens: 0, completionTokens: 0, held: false }
+    const entry = {
+      batch,
+      model: body.model,
+      temperature: body.temperature,
+      maxTokens: body.max_tokens,
+      at: Date.now(),
+      promptTokens: 0,
+      completionTokens: 0,
+      held: false
+    }
     if (behaviour.down === true) {
       log.push({ ...entry, status: 500 })
       return FakeOpenAi.error(500, "the test server is down")

@@ -178,7 +178,8 @@ export interface BatchInput {
 }
 
 /**
- * An extractor. `version` and `configHash` are stored with each run; resume refuses a different one.
+ * An extractor. `version`, `configHash` and `settings` are stored with each run; resume refuses a different version
+ * or hash.
  *
  * @since 0.1.0
  * @category models
@@ -188,6 +189,13 @@ export interface Extractor {
   readonly version: string
   /** A hash of every setting that changes the output (model, prompt, thresholds). */
   readonly configHash: string
+  /**
+   * The settings behind `configHash` that a caller chose (model, temperature, ...): everything that changes the output
+   * and is not a secret. Stored with the run as JSON, shown by `quarry status`, and used to build the same extractor
+   * again on resume, so that a run resumes with exactly the settings it started with. Never an API key, a token, a
+   * URL with credentials or anything else secret: the database is not a secret store. Finite numbers only.
+   */
+  readonly settings?: Readonly<Record<string, string | number | boolean>> | undefined
   readonly extract: (input: BatchInput) => Effect.Effect<BatchOutput, ExtractorError>
 }
 

@@ -108,7 +108,26 @@ export class UsageTotals extends Schema.Class<UsageTotals>("@quarry/core/Run/Usa
 }
 
 /**
- * The extractor a run was planned with; resume refuses a different one.
+ * The settings an extractor publishes about itself (`Extractor.settings`): everything that changes its output and is
+ * not a secret, stored with the run as JSON. Numbers are finite so that they survive JSON.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const ExtractorSettings = Schema.Record({
+  key: Schema.String,
+  value: Schema.Union(Schema.String, Schema.Finite, Schema.Boolean)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ExtractorSettings = typeof ExtractorSettings.Type
+
+/**
+ * The extractor a run was planned with; resume refuses a different one. `settings` are what the extractor published
+ * when the run was created (empty for an extractor that publishes none), so that it can be rebuilt the same way.
  *
  * @since 0.1.0
  * @category models
@@ -116,7 +135,8 @@ export class UsageTotals extends Schema.Class<UsageTotals>("@quarry/core/Run/Usa
 export class ExtractorIdentity extends Schema.Class<ExtractorIdentity>("@quarry/core/Run/ExtractorIdentity")({
   name: Schema.String,
   version: Schema.String,
-  configHash: Schema.String
+  configHash: Schema.String,
+  settings: ExtractorSettings
 }) {}
 
 /**

@@ -19,6 +19,7 @@ import {
   Artifact,
   BatchErrorPolicy,
   ExtractorIdentity,
+  ExtractorSettings,
   Lease,
   OutputFormat,
   Run,
@@ -62,6 +63,7 @@ const RunRow = Schema.Struct({
   extractor_name: Schema.String,
   extractor_version: Schema.String,
   extractor_config_hash: Schema.String,
+  extractor_settings: Schema.parseJson(ExtractorSettings),
   ontology_sha256: Schema.NullOr(Schema.String),
   concurrency: Schema.Int,
   total_batches: Schema.Int,
@@ -112,7 +114,8 @@ const toRun = (row: typeof RunRow.Type): Run =>
       extractor: new ExtractorIdentity({
         name: row.extractor_name,
         version: row.extractor_version,
-        configHash: row.extractor_config_hash
+        configHash: row.extractor_config_hash,
+        settings: row.extractor_settings
       }),
       ontologySha256: Option.fromNullable(row.ontology_sha256),
       concurrency: row.concurrency,
@@ -152,6 +155,8 @@ const toRun = (row: typeof RunRow.Type): Run =>
     cancelRequested: row.cancel_requested !== 0,
     extractorStatus: row.extractor_status
   })
+
+const encodeSettings = Schema.encode(Schema.parseJson(ExtractorSettings))
 
 const ProgressRow = Schema.Struct({
   committedBatches: Schema.propertySignature(Schema.Int).pipe(Schema.fromKey("committed_batches")),
@@ -253,45 +258,49 @@ export const make = (hooks: Hooks = {}) =>
       })
 
     const createRun = (input: RunStore.NewRun) =>
-      sql.withTransaction(Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        const existing = yield* sql<{ id: string }>`SELECT id FROM runs WHERE id = ${input.id}`
-        if (existing.length > 0) return yield* new RunAlreadyExists({ runId: input.id })
-        if (Option.isSome(input.ontology)) {
-          yield* sql`INSERT INTO ontologies (sha256, source)
+      Effect.gen(function*() {
+        const settings = yield* encodeSettings(input.extractor.settings)
+        return yield* sql.withTransaction(Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          const existing = yield* sql<{ id: string }>`SELECT id FROM runs WHERE id = ${input.id}`
+          if (existing.length > 0) return yield* new RunAlreadyExists({ runId: input.id })
+          if (Option.isSome(input.ontology)) {
+            yield* sql`INSERT INTO ontologies (sha256, source)
             VALUES (${input.ontology.value.sha256}, ${input.ontology.value.source})
             ON CONFLICT (sha256) DO NOTHING`
-        }
-        yield* sql`INSERT INTO runs ${
-          sql.insert({
-            id: input.id,
-            status: "pending",
-            status_version: 0,
-            created_at: now,
-            updated_at: now,
-            input_sha256: input.inputSha256,
-            input_length: input.input.length,
-            chunking_strategy: input.chunking.strategy,
-            window_size: input.chunking.windowSize,
-            overlap: input.chunking.overlap,
-            batch_size: input.chunking.batchSize,
-            chunker_version: input.chunkerVersion,
-            extractor_name: input.extractor.name,
-            extractor_version: input.extractor.version,
-            extractor_config_hash: input.extractor.configHash,
-            ontology_sha256: Option.getOrNull(Option.map(input.ontology, (o) => o.sha256)),
-            concurrency: input.concurrency,
-            total_batches: input.totalBatches,
-            output_path: input.outputPath,
-            output_format: input.outputFormat,
-            on_batch_error: input.onBatchError,
-            provenance: input.provenance ? 1 : 0,
-            digest: genesisDigest
-          })
-        }`
-        yield* sql`INSERT INTO run_inputs (run_id, sha256, text) VALUES (${input.id}, ${input.inputSha256}, ${input.input})`
-        return yield* reread(input.id)
-      })).pipe(persistence("createRun"), Effect.withSpan("SqliteRunStore.createRun"))
+          }
+          yield* sql`INSERT INTO runs ${
+            sql.insert({
+              id: input.id,
+              status: "pending",
+              status_version: 0,
+              created_at: now,
+              updated_at: now,
+              input_sha256: input.inputSha256,
+              input_length: input.input.length,
+              chunking_strategy: input.chunking.strategy,
+              window_size: input.chunking.windowSize,
+              overlap: input.chunking.overlap,
+              batch_size: input.chunking.batchSize,
+              chunker_version: input.chunkerVersion,
+              extractor_name: input.extractor.name,
+              extractor_version: input.extractor.version,
+              extractor_config_hash: input.extractor.configHash,
+              extractor_settings: settings,
+              ontology_sha256: Option.getOrNull(Option.map(input.ontology, (o) => o.sha256)),
+              concurrency: input.concurrency,
+              total_batches: input.totalBatches,
+              output_path: input.outputPath,
+              output_format: input.outputFormat,
+              on_batch_error: input.onBatchError,
+              provenance: input.provenance ? 1 : 0,
+              digest: genesisDigest
+            })
+          }`
+          yield* sql`INSERT INTO run_inputs (run_id, sha256, text) VALUES (${input.id}, ${input.inputSha256}, ${input.input})`
+          return yield* reread(input.id)
+        }))
+      }).pipe(persistence("createRun"), Effect.withSpan("SqliteRunStore.createRun"))
 
     const listRuns = (filter: { readonly status?: RunStatus | undefined } = {}) =>
       SqlSchema.findAll({

@@ -178,7 +178,8 @@ export const create = Effect.fn("Workflow.create")(function*(options: CreateOpti
     extractor: new ExtractorIdentity({
       name: extractor.name,
       version: extractor.version,
-      configHash: extractor.configHash
+      configHash: extractor.configHash,
+      settings: extractor.settings ?? {}
     }),
     ontology: Option.map(ontology, (o) => ({ sha256: o.sha256, source: options.ontology!.text })),
     concurrency,
@@ -204,6 +205,18 @@ const prepare = Effect.fn("Workflow.prepare")(function*(run: Run) {
     return yield* mismatch(`extractor ${extractor.name} version`, plan.extractor.version, extractor.version)
   }
   if (extractor.configHash !== plan.extractor.configHash) {
+    // The hash decides; a setting that changed names what did.
+    const current = extractor.settings ?? {}
+    const show = (value: string | number | boolean | undefined) => value === undefined ? "unset" : String(value)
+    const changed = [...new Set([...Object.keys(plan.extractor.settings), ...Object.keys(current)])].sort()
+      .find((key) => plan.extractor.settings[key] !== current[key])
+    if (changed !== undefined) {
+      return yield* mismatch(
+        `extractor ${extractor.name} setting ${changed}`,
+        show(plan.extractor.settings[changed]),
+        show(current[changed])
+      )
+    }
     return yield* mismatch(
       `extractor ${extractor.name} configuration`,
       plan.extractor.configHash,

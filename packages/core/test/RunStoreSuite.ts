@@ -49,7 +49,12 @@ export const newRun = (id: string, overrides: Partial<RunStore.NewRun> = {}): Ru
   inputSha256: sha256(input),
   chunking: new Chunking.ChunkingParams({ strategy: "sentences", windowSize: 321, overlap: 17, batchSize: 3 }),
   chunkerVersion: "test-chunker",
-  extractor: new ExtractorIdentity({ name: "test-extractor", version: "7", configHash: "cfg-hash" }),
+  extractor: new ExtractorIdentity({
+    name: "test-extractor",
+    version: "7",
+    configHash: "cfg-hash",
+    settings: { model: "m-1", temperature: 0.3, seed: 42, strict: true }
+  }),
   ontology: Option.some({ sha256: "onto-sha", source: "@prefix ex: <http://example.org/> ." }),
   concurrency: 4,
   totalBatches: 12,
@@ -115,6 +120,12 @@ export const runStoreSuite = (
           assert.deepStrictEqual(run.plan.chunking, expected.chunking)
           assert.strictEqual(run.plan.chunkerVersion, "test-chunker")
           assert.deepStrictEqual(run.plan.extractor, expected.extractor)
+          assert.deepStrictEqual(run.plan.extractor.settings, {
+            model: "m-1",
+            temperature: 0.3,
+            seed: 42,
+            strict: true
+          })
           assert.deepStrictEqual(run.plan.ontologySha256, Option.some("onto-sha"))
           assert.strictEqual(run.plan.concurrency, 4)
           assert.strictEqual(run.plan.totalBatches, 12)

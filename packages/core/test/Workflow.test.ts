@@ -1,5 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
+import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
 import * as Chunking from "@quarry/core/Chunking"
 import type * as Extractor from "@quarry/core/Extractor"
 import { RunId } from "@quarry/core/Run"
@@ -186,6 +187,61 @@ describe("Workflow", () => {
           assert.deepStrictEqual(yield* snapshot(run.id), before)
         }).pipe(Effect.provide(storeLayer(db, [newer])))
         assert.isFalse(fs.existsSync(out))
+      }))
+  })
+
+  describe("extractor settings", () => {
+    /** The capitalized extractor publishing `settings`, with a config hash that covers them. */
+    const tuned = (settings: Readonly<Record<string, string | number | boolean>>): Extractor.Extractor => ({
+      ...CapitalizedExtractor.make(),
+      configHash: `tuned ${JSON.stringify(settings)}`,
+      settings
+    })
+
+    it.scoped("are stored with the run and read back; a changed one is a PlanMismatch naming it", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const db = path.join(dir, "q.db")
+        const settings = { model: "m", temperature: 0.3, seed: 7, strict: false }
+        const run = yield* Effect.gen(function*() {
+          const created = yield* Workflow.create({
+            input: text,
+            extractor: "capitalized",
+            chunking: custom,
+            output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+          })
+          assert.deepStrictEqual(created.plan.extractor.settings, settings)
+          const read = yield* (yield* RunStore.RunStore).getRun(created.id)
+          assert.deepStrictEqual(read.plan.extractor.settings, settings)
+          const sql = yield* SqlClient.SqlClient
+          const rows = yield* sql<{ extractor_settings: string }>`SELECT extractor_settings FROM runs`
+          assert.deepStrictEqual(JSON.parse(rows[0]!.extractor_settings), settings)
+          return created
+        }).pipe(Effect.provide(storeLayer(db, [tuned(settings)])))
+
+        const error = yield* Effect.flip(Workflow.execute(run.id)).pipe(
+          Effect.provide(storeLayer(db, [tuned({ ...settings, temperature: 0.5 })]))
+        )
+        assert.strictEqual(error._tag, "PlanMismatch")
+        if (error._tag === "PlanMismatch") {
+          assert.strictEqual(error.field, "extractor capitalized setting temperature")
+          assert.strictEqual(error.stored, "0.3")
+          assert.strictEqual(error.current, "0.5")
+        }
+        const done = yield* Workflow.execute(run.id).pipe(Effect.provide(storeLayer(db, [tuned(settings)])))
+        assert.strictEqual(done.status, "completed")
+        assert.deepStrictEqual(done.plan.extractor.settings, settings)
+      }))
+
+    it.scoped("are empty for an extractor that publishes none", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "capitalized",
+          output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+        }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
+        assert.deepStrictEqual(run.plan.extractor.settings, {})
       }))
   })
 

@@ -272,7 +272,8 @@ export const endpointKey = (baseUrl: string, model: string): string =>
 
 /**
  * The configuration hash: what changes the output (model, temperature, max tokens, seed, response format mode, the
- * prompt template hash). Not the URL, the key, timeouts, limits or prices: a run can resume with new ones.
+ * prompt template hash). Not the URL, the key, timeouts, limits or prices: a run can resume with new ones. The same
+ * options but the template are published as the run's `settings` (`settingsOf`).
  *
  * @since 0.1.0
  * @category identity
@@ -288,6 +289,68 @@ export const configHash = (options: Options): string => {
     promptTemplate: Prompt.templateHash
   })).digest("hex")
 }
+
+/**
+ * The settings the extractor publishes with each run (`Extractor.settings`): the options its `configHash` covers (the
+ * prompt template aside, which is code, not a setting). Nothing secret: no key, no URL, no price.
+ *
+ * @since 0.1.0
+ * @category identity
+ */
+export const RunSettings = Schema.Struct({
+  model: Schema.String,
+  temperature: Schema.Finite,
+  maxTokens: Schema.Int,
+  seed: Schema.optionalWith(Schema.Int, { exact: true }),
+  responseFormat: Schema.Literal("auto", "json_schema", "json_object", "none")
+})
+
+/**
+ * @since 0.1.0
+ * @category identity
+ */
+export type RunSettings = typeof RunSettings.Type
+
+/**
+ * The settings `options` resolve to (defaults filled in), as the extractor publishes them.
+ *
+ * @since 0.1.0
+ * @category identity
+ */
+export const settingsOf = (options: Options): RunSettings => {
+  const s = resolve(options)
+  return {
+    model: s.model,
+    temperature: s.temperature,
+    maxTokens: s.maxTokens,
+    ...(s.seed === undefined ? {} : { seed: s.seed }),
+    responseFormat: s.responseFormat
+  }
+}
+
+/**
+ * Reads the settings stored with a run (e.g. to resume it).
+ *
+ * @since 0.1.0
+ * @category identity
+ */
+export const decodeSettings = Schema.decodeUnknownEither(RunSettings)
+
+/**
+ * `options` with the given settings in place of their own, so that the extractor is the one that published them
+ * (same `configHash`): a seed the settings lack is removed, whatever the options said.
+ *
+ * @since 0.1.0
+ * @category identity
+ */
+export const withSettings = (options: Options, settings: RunSettings): Options => ({
+  ...options,
+  model: settings.model,
+  temperature: settings.temperature,
+  maxTokens: settings.maxTokens,
+  seed: settings.seed,
+  responseFormat: settings.responseFormat
+})
 
 interface Prepared {
   readonly vocabulary: Prompt.Vocabulary
@@ -769,7 +832,7 @@ export const make = (
         batch: input.batchIndex
       }))
 
-    return { name, version, configHash: hash, extract }
+    return { name, version, configHash: hash, settings: settingsOf(options), extract }
   })
 
 /**

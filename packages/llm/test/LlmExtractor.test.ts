@@ -8,6 +8,7 @@ import * as Prompt from "@quarry/llm/Prompt"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -151,6 +152,36 @@ describe("LlmExtractor", () => {
       assert.notInclude(hash, apiKey)
       assert.match(Prompt.templateHash, /^[0-9a-f]{64}$/)
     }))
+
+  it.scoped("publishes the settings its configHash covers; withSettings rebuilds the same identity from them", () =>
+    Effect.gen(function*() {
+      const started = options("http://localhost:1/v1", { temperature: 0.3, seed: 11, responseFormat: "json_object" })
+      const extractor = yield* LlmExtractor.make(started)
+      const expected = {
+        model: "test-model",
+        temperature: 0.3,
+        maxTokens: 500,
+        seed: 11,
+        responseFormat: "json_object"
+      }
+      assert.deepStrictEqual(extractor.settings, expected)
+      assert.notInclude(JSON.stringify(extractor.settings), apiKey)
+      const stored = LlmExtractor.decodeSettings(JSON.parse(JSON.stringify(extractor.settings)))
+      assert.isTrue(Either.isRight(stored))
+      if (Either.isLeft(stored)) return
+      // Other options (as a resume's environment might give them): the stored settings win, also over a seed.
+      const elsewhere = options("http://elsewhere/v1", { model: "other", temperature: 1, maxTokens: 9, seed: 5 })
+      assert.strictEqual(
+        LlmExtractor.configHash(LlmExtractor.withSettings(elsewhere, stored.right)),
+        extractor.configHash
+      )
+      const unseeded = LlmExtractor.settingsOf(options("http://localhost:1/v1"))
+      assert.isFalse("seed" in unseeded)
+      const rebuilt = LlmExtractor.withSettings(elsewhere, unseeded)
+      assert.strictEqual(rebuilt.seed, undefined)
+      assert.strictEqual(LlmExtractor.configHash(rebuilt), LlmExtractor.configHash(options("http://localhost:1/v1")))
+      assert.isTrue(Either.isLeft(LlmExtractor.decodeSettings({ ...expected, responseFormat: "yaml" })))
+    }).pipe(Effect.provide(services)))
 
   it.scoped("waits for Retry-After after a 429, rather than its own short backoff", () =>
     Effect.gen(function*() {

@@ -29,6 +29,7 @@ const migrations = {
       extractor_name TEXT NOT NULL,
       extractor_version TEXT NOT NULL,
       extractor_config_hash TEXT NOT NULL,
+      extractor_settings TEXT NOT NULL DEFAULT '{}',
       ontology_sha256 TEXT REFERENCES ontologies (sha256),
       concurrency INTEGER NOT NULL,
       total_batches INTEGER NOT NULL,
