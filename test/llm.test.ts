@@ -285,6 +285,9 @@ describe("quarry --extractor llm", () => {
       assert.strictEqual(shown.plan.onBatchError, "skip")
       assert.deepStrictEqual(shown.skipped.map((s: { batchIndex: number }) => s.batchIndex), [1, 4])
       assert.include(shown.skipped[1].error, "record 4 violates the test server's content policy")
+      // The rejected requests are committed with their skipped batches (no tokens: the server answered 400).
+      assertUsage(shown.usage, { ...expectedUsage([0, 2, 3, 5]), requests: 6 }, "usage with the skipped batches")
+      assert.deepInclude(shown.lostUsage, { requests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 })
       const text = await run(["status", "skip", ...common], { env })
       assert.include(text.stdout, "2 batches failed and were skipped")
       assert.include(text.stdout, `retry with: quarry resume skip --db ${db} --retry-skipped`)
@@ -300,6 +303,9 @@ describe("quarry --extractor llm", () => {
       const full = fs.readFileSync(out, "utf8")
       for (const b of range(0, 6)) for (const name of FakeLlm.people(b)) assert.include(full, `"${name}"`)
       assert.deepStrictEqual(server.log.slice(6).map((r) => r.batch), [1, 4], "only the skipped batches again")
+      const retriedShown = await status("skip", db, env)
+      assertUsage(retriedShown.usage, { ...expectedUsage(range(0, 6)), requests: 8 }, "usage after the retry")
+      assert.deepInclude(retriedShown.lostUsage, { requests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 })
     },
     30_000
   )
@@ -320,7 +326,9 @@ describe("quarry --extractor llm", () => {
     assert.deepStrictEqual(shown.extractorStatus, { circuit: "open", endpoint: `${server.baseUrl} test-model` })
     assert.strictEqual(shown.counters.skippedBatches, 3)
     assert.include(shown.skipped[2]!.error, "suspended after 2 consecutive failures")
-    assert.deepInclude(shown.lostUsage, { requests: 2, promptTokens: 0, completionTokens: 0 })
+    // The two failed requests are committed with the skipped batches: the run's usage, not lost spend.
+    assert.deepInclude(shown.usage, { requests: 2, promptTokens: 0, completionTokens: 0 })
+    assert.deepInclude(shown.lostUsage, { requests: 0, promptTokens: 0, completionTokens: 0 })
     const text = await run(["status", "breaker", ...common], { env })
     assert.match(text.stdout, /extractor state\s+circuit open, endpoint http:\/\/127\.0\.0\.1:\d+\/v1 test-model/)
   }, 30_000)

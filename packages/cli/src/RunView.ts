@@ -50,8 +50,8 @@ export const ledger = (run: Run): Effect.Effect<Ledger, PersistenceError, RunSto
   })
 
 /**
- * Spend on attempts whose results were not committed (lost to crashes, or spent on batches that failed or were
- * skipped): the attempt ledger minus the usage of committed batches.
+ * Spend on attempts whose results were not committed (lost to crashes, or spent on batches that failed the run; a
+ * skipped batch commits its failed attempts' usage): the attempt ledger minus the usage of committed batches.
  *
  * @since 0.1.0
  * @category models

@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { Usage } from "./internal/usage.js"
 import { RunId } from "./Run.js"
 
 /**
@@ -141,7 +142,10 @@ export class DurabilityError extends Schema.TaggedError<DurabilityError>()("Dura
 }
 
 /**
- * An extractor failed on a batch. `retryable` says whether running the batch again may succeed.
+ * An extractor failed on a batch. `retryable` says whether running the batch again may succeed. `usage` is what the
+ * failed attempts consumed (an LLM extractor's requests and tokens, the same shape as `Extractor.Usage`): a workflow
+ * that skips the batch commits it as the batch's usage, so that it counts in the run's usage rather than as lost
+ * spend.
  *
  * @since 0.1.0
  * @category errors
@@ -151,6 +155,7 @@ export class ExtractorError extends Schema.TaggedError<ExtractorError>()("Extrac
   batchIndex: Schema.Int,
   reason: Schema.String,
   retryable: Schema.Boolean,
+  usage: Schema.optional(Usage),
   cause: Schema.optional(Schema.Defect)
 }) {
   override get message() {

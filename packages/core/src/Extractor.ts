@@ -11,6 +11,7 @@ import * as Schema from "effect/Schema"
 import type { Chunk } from "./Chunking.js"
 import { type ExtractorError, UnknownExtractor } from "./Errors.js"
 import type { PersistenceError } from "./Errors.js"
+import * as internalUsage from "./internal/usage.js"
 import type { Ontology } from "./Ontology.js"
 import type { RunId } from "./Run.js"
 
@@ -109,12 +110,7 @@ export type RelationMention = typeof RelationMention.Type
  * @since 0.1.0
  * @category models
  */
-export const Usage = Schema.Struct({
-  requests: Schema.Int,
-  promptTokens: Schema.Int,
-  completionTokens: Schema.Int,
-  costUsd: Schema.optional(Schema.Number)
-})
+export const Usage = internalUsage.Usage
 
 /**
  * @since 0.1.0

@@ -158,8 +158,10 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   /** Writes a batch output, its checkpoint and the run's progress in one transaction; idempotent per batch. */
   readonly commitBatch: (commit: BatchCommit) => Effect.Effect<Checkpoint, RunLocked | PersistenceError>
   /**
-   * Replaces a skipped batch with a successful output and rechains every later checkpoint, in one transaction.
-   * A batch that is not skipped is left alone.
+   * Replaces a skipped batch with the output of its retry and rechains every later checkpoint, in one transaction.
+   * When the retry failed again (`skipped` set), the batch stays skipped with the new error. Either way the batch's
+   * usage becomes its earlier usage plus the retry's, and the run's usage grows by the retry's. A batch that is not
+   * skipped is left alone.
    */
   readonly replaceSkipped: (commit: BatchCommit) => Effect.Effect<void, RunLocked | PersistenceError>
   readonly skippedBatches: (runId: RunId) => Effect.Effect<ReadonlyArray<SkippedBatch>, PersistenceError>

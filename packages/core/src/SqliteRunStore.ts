@@ -15,6 +15,7 @@ import * as Chunking from "./Chunking.js"
 import { InvalidRunState, PersistenceError, RunAlreadyExists, RunLocked, RunNotFound } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import { entityKey, sha256 } from "./internal/entities.js"
+import * as Usage from "./internal/usage.js"
 import {
   Artifact,
   BatchErrorPolicy,
@@ -183,6 +184,8 @@ const TotalsRow = Schema.Struct({
 })
 
 const SkippedRow = Schema.Struct({ batch_index: Schema.Int, error: Schema.NullOr(Schema.String) })
+
+const SkippedUsageRow = Schema.Struct({ usage: Schema.NullOr(Schema.parseJson(Extractor.Usage)) })
 
 const ChainRow = Schema.Struct({
   batch_index: Schema.Int,
@@ -638,24 +641,42 @@ export const make = (hooks: Hooks = {}) =>
         persistence("skippedBatches")
       )
 
+    const findSkippedUsage = SqlSchema.findOne({
+      Request: Schema.Struct({ runId: Schema.String, batchIndex: Schema.Number }),
+      Result: SkippedUsageRow,
+      execute: (req) =>
+        sql`SELECT usage FROM batches
+          WHERE run_id = ${req.runId} AND batch_index = ${req.batchIndex} AND status = 'skipped'`
+    })
+
     const replaceSkipped = (commit: RunStore.BatchCommit) =>
       Effect.gen(function*() {
-        const json = Extractor.encodeOutput(commit.output)
+        // Only the lease holder (checked below) changes a skipped batch, so its usage can be read before the write.
+        const earlier = yield* findSkippedUsage({ runId: commit.runId, batchIndex: commit.batchIndex })
+        if (Option.isNone(earlier)) return
+        // The batch's usage covers every execution of it; the run's usage grows by this retry's.
+        const usage = commit.output.usage
+        const batchUsage = Usage.add(earlier.value.usage ?? undefined, usage)
+        const output: Extractor.BatchOutput = batchUsage === undefined ?
+          { entities: commit.output.entities, relations: commit.output.relations } :
+          { entities: commit.output.entities, relations: commit.output.relations, usage: batchUsage }
+        const json = Extractor.encodeOutput(output)
         const outputSha256 = sha256(json)
         const raw = Buffer.from(json, "utf8")
         const [blob, encoding] = raw.length > compressAbove ? [deflateRawSync(raw), "deflate"] : [raw, "json"]
-        const usage = commit.output.usage
+        const stillSkipped = commit.skipped !== undefined
         yield* sql.withTransaction(Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           yield* touch(commit.runId, now)
           const run = yield* reread(commit.runId)
           if (Option.getOrUndefined(run.lease)?.owner !== commit.owner) return yield* lockedBy(run)
           const replaced = yield* sql<{ batch_index: number }>`UPDATE batches SET
-              status = 'ok', error = NULL, output = ${blob}, encoding = ${encoding},
-              output_sha256 = ${outputSha256}, entity_mentions = ${commit.output.entities.length},
-              relations = ${commit.output.relations.length}, attempts = attempts + ${commit.attempts},
+              status = ${stillSkipped ? "skipped" : "ok"}, error = ${commit.skipped?.error ?? null},
+              output = ${blob}, encoding = ${encoding},
+              output_sha256 = ${outputSha256}, entity_mentions = ${output.entities.length},
+              relations = ${output.relations.length}, attempts = attempts + ${commit.attempts},
               duration_ms = ${Math.round(commit.durationMs)},
-              usage = ${usage === undefined ? null : JSON.stringify(usage)}, committed_at = ${now}
+              usage = ${batchUsage === undefined ? null : JSON.stringify(batchUsage)}, committed_at = ${now}
             WHERE run_id = ${commit.runId} AND batch_index = ${commit.batchIndex} AND status = 'skipped'
             RETURNING batch_index`
           if (replaced.length === 0) return
@@ -689,7 +710,7 @@ export const make = (hooks: Hooks = {}) =>
               entity_mentions = ${entityMentions},
               relations = ${relations},
               digest = ${digest},
-              skipped_batches = skipped_batches - 1,
+              skipped_batches = skipped_batches - ${stillSkipped ? 0 : 1},
               usage_requests = usage_requests + ${usage?.requests ?? 0},
               usage_prompt_tokens = usage_prompt_tokens + ${usage?.promptTokens ?? 0},
               usage_completion_tokens = usage_completion_tokens + ${usage?.completionTokens ?? 0},

@@ -380,7 +380,9 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
             (error: ExtractorError) => run.plan.onBatchError === "skip" && error._tag === "ExtractorError",
             (error) =>
               Effect.as(Effect.logWarning(`skipping batch ${batch.index}: ${error.message}`), {
-                output: emptyOutput,
+                // The failed attempts' usage is committed with the skipped batch: it is part of the run's usage,
+                // not lost spend.
+                output: error.usage === undefined ? emptyOutput : { ...emptyOutput, usage: error.usage },
                 skipped: { error: error.message }
               })
           )
@@ -393,14 +395,15 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
     if (reopen) {
       for (const { batchIndex } of yield* store.skippedBatches(runId)) {
         const retried = yield* extractOne(batches[batchIndex]!)
-        if (retried.skipped !== undefined) continue
+        // Also when it failed again: its usage and its latest error are recorded with the batch.
         yield* store.replaceSkipped({
           runId,
           owner,
           batchIndex,
           output: retried.output,
-          attempts: 1,
-          durationMs: retried.durationMs
+          attempts: Math.max(1, retried.output.usage?.requests ?? 1),
+          durationMs: retried.durationMs,
+          skipped: retried.skipped
         })
       }
     }

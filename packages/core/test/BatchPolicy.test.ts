@@ -3,6 +3,7 @@ import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
 import { ExtractorError } from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
 import * as Merge from "@quarry/core/Merge"
+import type * as Run from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import * as Effect from "effect/Effect"
@@ -45,7 +46,85 @@ const metered: Extractor.Extractor = {
     })
 }
 
+/**
+ * Like `metered`, but the given batches fail after two attempts, with an `ExtractorError` carrying those attempts'
+ * usage (as the llm extractor's does).
+ */
+const meteredFailingOn = (failing: ReadonlySet<number>): Extractor.Extractor => ({
+  ...CapitalizedExtractor.make(),
+  extract: (input) =>
+    Effect.gen(function*() {
+      const attempt = { requests: 1, promptTokens: 80, completionTokens: 20, costUsd: 0.01 }
+      if (input.recordUsage) yield* input.recordUsage(attempt)
+      if (!failing.has(input.batchIndex)) return { ...CapitalizedExtractor.extractMentions(input), usage: attempt }
+      const failed = { requests: 1, promptTokens: 80, completionTokens: 0, costUsd: 0.008 }
+      if (input.recordUsage) yield* input.recordUsage(failed)
+      return yield* new ExtractorError({
+        extractor: "capitalized",
+        batchIndex: input.batchIndex,
+        reason: "scripted after two attempts",
+        retryable: true,
+        usage: { requests: 2, promptTokens: 160, completionTokens: 20, costUsd: 0.018 }
+      })
+    })
+})
+
+/** Asserts that the run's usage is every recorded attempt's: nothing spent is left out as lost. */
+const assertNothingLost = (run: Run.Run) =>
+  Effect.gen(function*() {
+    const attempts = yield* (yield* RunStore).attemptTotals(run.id)
+    assert.deepStrictEqual(
+      [run.usage.requests, run.usage.promptTokens, run.usage.completionTokens],
+      [attempts.requests, attempts.promptTokens, attempts.completionTokens]
+    )
+    assert.closeTo(run.usage.costUsd, attempts.costUsd, 1e-9)
+  })
+
 describe("batch error policy", () => {
+  it.scoped("the usage of a skipped batch's failed attempts is part of the run's usage, also after retries", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const db = path.join(dir, "q.db")
+      const runId = yield* Effect.gen(function*() {
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "capitalized",
+          chunking,
+          onBatchError: "skip",
+          output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+        })
+        const done = yield* Workflow.execute(run.id)
+        assert.strictEqual(done.skippedBatches, 2)
+        const ok = done.plan.totalBatches - 2
+        assert.strictEqual(done.usage.requests, ok + 2 * 2, "the failed attempts are in the run's usage")
+        assert.strictEqual(done.usage.promptTokens, 80 * ok + 160 * 2)
+        assert.closeTo(done.usage.costUsd, 0.01 * ok + 0.018 * 2, 1e-9)
+        yield* assertNothingLost(done)
+        const skipped = (yield* (yield* RunStore).batchPage(run.id, 0, 1))[0]!
+        assert.deepStrictEqual(skipped.output, {
+          entities: [],
+          relations: [],
+          usage: { requests: 2, promptTokens: 160, completionTokens: 20, costUsd: 0.018 }
+        })
+
+        // Retried and failing again: still skipped, and the retry's spend is counted too.
+        const again = yield* Workflow.execute(run.id, { retrySkipped: true })
+        assert.strictEqual(again.skippedBatches, 2)
+        assert.strictEqual(again.usage.requests, ok + 2 * 2 * 2)
+        yield* assertNothingLost(again)
+        const twice = (yield* (yield* RunStore).batchPage(run.id, 0, 1))[0]!
+        assert.deepInclude(twice.output.usage, { requests: 4, promptTokens: 320, completionTokens: 40 })
+        return run.id
+      }).pipe(Effect.provide(storeLayer(db, [meteredFailingOn(new Set([1, 3]))])))
+
+      const healed = yield* Workflow.execute(runId, { retrySkipped: true }).pipe(
+        Effect.provide(storeLayer(db, [meteredFailingOn(new Set())]))
+      )
+      assert.strictEqual(healed.skippedBatches, 0)
+      assert.strictEqual(healed.usage.requests, healed.plan.totalBatches + 2 * 2 * 2)
+      yield* assertNothingLost(healed).pipe(Effect.provide(storeLayer(db)))
+    }))
+
   it.scoped("skip completes with a partial artifact and a manifest; retrySkipped restores the full artifact", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

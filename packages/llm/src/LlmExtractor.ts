@@ -125,7 +125,8 @@ export class LlmBatchFailure extends Schema.TaggedError<LlmBatchFailure>()("LlmB
 }
 
 /**
- * The usage an `llm` extractor failure had consumed before it failed, if the error came from this extractor.
+ * The usage an `llm` extractor failure had consumed before it failed, if the error came from this extractor (the
+ * same as `ExtractorError.usage`, which the extractor sets too).
  *
  * @since 0.1.0
  * @category errors
@@ -737,6 +738,8 @@ export const make = (
             batchIndex: input.batchIndex,
             reason: detail,
             retryable,
+            // Committed with the batch if the run skips it, so that this spend is not reported as lost.
+            usage: used,
             cause: failure
           })
         )

@@ -251,6 +251,9 @@ describe("LlmExtractor", () => {
         Option.map(LlmExtractor.usageOfError(error), (u) => u.requests),
         Option.some(3)
       )
+      // On the error itself too, where a workflow that skips the batch finds it.
+      assert.strictEqual(error.usage?.requests, 3)
+      assert.deepStrictEqual(Option.some(error.usage), LlmExtractor.usageOfError(error))
     }).pipe(Effect.provide(services)))
 
   it.scopedLive("does not wait for a Retry-After beyond the total retry time", () =>
