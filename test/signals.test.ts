@@ -16,6 +16,7 @@ import {
   sha256File,
   sleep,
   start,
+  startMobyDick,
   withDb
 } from "./support.js"
 
@@ -31,15 +32,7 @@ describe("signals", () => {
   }, 120_000)
   afterAll(() => removeDir(dir))
 
-  const startRun = (runId: string) => {
-    const db = path.join(dir, `${runId}.db`)
-    const out = path.join(dir, `${runId}.ttl`)
-    const child = start(
-      ["start", mobyDick.input, ...mobyDick.flags, "--db", db, "--run-id", runId, "--out", out, "--json"],
-      { env }
-    )
-    return { db, out, child }
-  }
+  const startRun = (runId: string) => startMobyDick(dir, runId, env)
 
   const resumeToEnd = async (runId: string, db: string, out: string) => {
     const resumed = await run(["resume", runId, "--db", db], { env })

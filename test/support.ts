@@ -193,3 +193,14 @@ export const referenceRun = async (dir: string, extra: ReadonlyArray<string> = [
   if (result.code !== 0) throw new Error(`reference run failed (${result.code}): ${result.stderr}`)
   return { sha256: sha256File(out), digest: readRun(db, "reference")!.digest }
 }
+
+/** Starts `quarry start` on Moby-Dick with `--json` in `dir`, under the run's own database and artifact names. */
+export const startMobyDick = (dir: string, runId: string, env: Readonly<Record<string, string>>) => {
+  const db = path.join(dir, `${runId}.db`)
+  const out = path.join(dir, `${runId}.ttl`)
+  const child = start(
+    ["start", mobyDick.input, ...mobyDick.flags, "--db", db, "--run-id", runId, "--out", out, "--json"],
+    { env }
+  )
+  return { db, out, child }
+}

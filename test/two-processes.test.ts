@@ -16,7 +16,8 @@ import {
   removeDir,
   run,
   sha256File,
-  start
+  start,
+  startMobyDick
 } from "./support.js"
 
 // Long enough that the taking-over process starts (about a second) while the dead holder's lease is still live.
@@ -33,15 +34,7 @@ describe("two processes", () => {
   }, 120_000)
   afterAll(() => removeDir(dir))
 
-  const startRun = (runId: string) => {
-    const db = path.join(dir, `${runId}.db`)
-    const out = path.join(dir, `${runId}.ttl`)
-    const child = start(
-      ["start", mobyDick.input, ...mobyDick.flags, "--db", db, "--run-id", runId, "--out", out, "--json"],
-      { env }
-    )
-    return { db, out, child }
-  }
+  const startRun = (runId: string) => startMobyDick(dir, runId, env)
 
   it(
     "resume of a live run exits 4 with the holder; after a SIGKILL the lease expires and resume takes over",
