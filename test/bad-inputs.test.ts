@@ -3,52 +3,10 @@
  * nothing on stdout, and leaves the database exactly as it was (same bytes, same modification time, no journal).
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
+import { canWrite, lockMethod, setReadOnly } from "./readOnlyDirectory.js"
 import { makeDir, removeDir, run, sha256File, texts } from "./support.js"
-
-const canWrite = (dir: string) => {
-  try {
-    fs.writeFileSync(path.join(dir, ".probe"), "")
-    fs.rmSync(path.join(dir, ".probe"))
-    return true
-  } catch {
-    return false
-  }
-}
-
-/**
- * How this process can make a directory read-only: `chmod 0555` for ordinary users; root ignores permission bits
- * and needs the immutable attribute (`chattr +i`). Proven by a probe write.
- */
-const lockMethod: "chmod" | "chattr" | undefined = (() => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "quarry-lock-probe-"))
-  try {
-    if (process.getuid?.() !== 0) {
-      fs.chmodSync(dir, 0o555)
-      const locked = !canWrite(dir)
-      fs.chmodSync(dir, 0o755)
-      return locked ? "chmod" : undefined
-    }
-    try {
-      execFileSync("chattr", ["+i", dir], { stdio: "ignore" })
-    } catch {
-      return undefined
-    }
-    const locked = !canWrite(dir)
-    execFileSync("chattr", ["-i", dir], { stdio: "ignore" })
-    return locked ? "chattr" : undefined
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true })
-  }
-})()
-
-const lock = (dir: string, locked: boolean) => {
-  if (lockMethod === "chmod") fs.chmodSync(dir, locked ? 0o555 : 0o755)
-  else if (lockMethod === "chattr") execFileSync("chattr", [locked ? "+i" : "-i", dir], { stdio: "ignore" })
-}
 
 const notes = "these are my notes, not a database\n".repeat(10)
 
@@ -88,7 +46,7 @@ describe("bad inputs", () => {
     snapshot = take(true)
   }, 60_000)
   afterAll(() => {
-    lock(path.join(dir, "readonly"), false)
+    setReadOnly(path.join(dir, "readonly"), false)
     removeDir(dir)
   })
 
@@ -365,7 +323,7 @@ describe("bad inputs", () => {
 
   it.skipIf(lockMethod === undefined)("--db in a read-only directory: exit 2, nothing created", async () => {
     const readonly = path.join(dir, "readonly")
-    lock(readonly, true)
+    setReadOnly(readonly, true)
     try {
       assert.isFalse(canWrite(readonly), "the directory must really be read-only for this test to mean anything")
       const result = await run(["start", small, "--db", path.join(readonly, "q.db")], { cwd: dir })
@@ -377,7 +335,7 @@ describe("bad inputs", () => {
       assert.deepStrictEqual(fs.readdirSync(readonly), [])
       assert.deepStrictEqual(take(), snapshot)
     } finally {
-      lock(readonly, false)
+      setReadOnly(readonly, false)
     }
   }, 30_000)
 })

@@ -5,10 +5,10 @@ import * as Database from "@quarry/core/Database"
 import * as Durability from "@quarry/core/Durability"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { canWrite, lockMethod, setReadOnly } from "../../../test/readOnlyDirectory.js"
 import { tempDir } from "./fixtures.js"
 
 /** A bare client (no Quarry pragmas, no validation) on `filename`, to validate databases Quarry did not set up. */
@@ -17,57 +17,14 @@ const bareClient = (filename: string) => SqliteClient.layer({ filename })
 const validateOn = (filename: string, client: Layer.Layer<SqlClient.SqlClient, unknown>) =>
   Effect.flip(Durability.validate(filename)).pipe(Effect.provide(client))
 
-const canWrite = (dir: string) => {
-  const probe = path.join(dir, "probe")
-  try {
-    fs.writeFileSync(probe, "")
-    fs.rmSync(probe)
-    return true
-  } catch {
-    return false
-  }
-}
-
-/**
- * How this process can make a directory it cannot write to. Ordinary users: `chmod 0555`. Root ignores permission
- * bits, so a root process needs the immutable attribute (`chattr +i`, needs CAP_LINUX_IMMUTABLE and a file system
- * that supports it). Each way is proven by a probe write, not assumed.
- */
-const lockMethod: "chmod" | "chattr" | undefined = (() => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "quarry-lock-probe-"))
-  try {
-    if (process.getuid?.() !== 0) {
-      fs.chmodSync(dir, 0o555)
-      const locked = !canWrite(dir)
-      fs.chmodSync(dir, 0o755)
-      return locked ? "chmod" : undefined
-    }
-    try {
-      execFileSync("chattr", ["+i", dir], { stdio: "ignore" })
-    } catch {
-      return undefined
-    }
-    const locked = !canWrite(dir)
-    execFileSync("chattr", ["-i", dir], { stdio: "ignore" })
-    return locked ? "chattr" : undefined
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true })
-  }
-})()
-
 /** Makes `dir` unwritable until the scope closes. */
 const lockDirectory = (dir: string) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      if (lockMethod === "chmod") fs.chmodSync(dir, 0o555)
-      else execFileSync("chattr", ["+i", dir], { stdio: "ignore" })
+      setReadOnly(dir, true)
       assert.isFalse(canWrite(dir), "the directory must really be unwritable for this test to mean anything")
     }),
-    () =>
-      Effect.sync(() => {
-        if (lockMethod === "chmod") fs.chmodSync(dir, 0o755)
-        else execFileSync("chattr", ["-i", dir], { stdio: "ignore" })
-      })
+    () => Effect.sync(() => setReadOnly(dir, false))
   )
 
 describe("Durability", () => {
