@@ -6,9 +6,9 @@
  */
 import * as Chunking from "@quarry/core/Chunking"
 import * as DefaultOntology from "@quarry/core/DefaultOntology"
-import * as OfflineExtractor from "@quarry/core/OfflineExtractor"
 import { RunId } from "@quarry/core/Run"
 import * as Workflow from "@quarry/core/Workflow"
+import * as OfflineExtractor from "@quarry/offline/OfflineExtractor"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { spawn } from "node:child_process"

@@ -5,10 +5,10 @@
  */
 import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import type * as Extractor from "@quarry/core/Extractor"
-import * as OfflineExtractor from "@quarry/core/OfflineExtractor"
 import { RunId } from "@quarry/core/Run"
 import * as SqliteRunStore from "@quarry/core/SqliteRunStore"
 import * as Workflow from "@quarry/core/Workflow"
+import * as OfflineExtractor from "@quarry/offline/OfflineExtractor"
 import BetterSqlite3 from "better-sqlite3"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"

@@ -7,7 +7,7 @@
 import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
 import * as Errors from "@quarry/core/Errors"
 import * as Extractor from "@quarry/core/Extractor"
-import * as OfflineExtractor from "@quarry/core/OfflineExtractor"
+import * as OfflineExtractor from "@quarry/offline/OfflineExtractor"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Option from "effect/Option"

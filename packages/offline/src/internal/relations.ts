@@ -2,7 +2,7 @@
  * Relations of the offline extractor: documented surface patterns between the mentions of one sentence, plus
  * owners for e-mail addresses and homepages. Each pattern only fires where the ontology has a fitting property.
  */
-import type * as Extractor from "../../Extractor.js"
+import type * as Extractor from "@quarry/core/Extractor"
 import { accountHosts, genericMailboxes, groupSuffixes, organizationSuffixes, roleWords } from "./lexicon.js"
 import { type Kind, literalFor, type RelationKind, type TypeMap } from "./mapping.js"
 import type { AnalysedSegment, Mention } from "./mentions.js"

@@ -2,8 +2,8 @@
  * Maps what the offline extractor finds (kinds of mentions, kinds of relations) to the classes and properties of
  * the run's ontology: first a small table of FOAF and schema.org IRIs, then class and property labels.
  */
+import type { Ontology, OntologyClass, OntologyProperty } from "@quarry/core/Ontology"
 import * as Option from "effect/Option"
-import type { Ontology, OntologyClass, OntologyProperty } from "../../Ontology.js"
 
 /** What a mention is, before it is typed by the ontology. */
 export type Kind = "person" | "organization" | "place" | "event" | "project" | "work" | "date" | "email" | "url"

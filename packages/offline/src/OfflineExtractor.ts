@@ -6,6 +6,9 @@
  *
  * @since 0.1.0
  */
+import { ExtractorError } from "@quarry/core/Errors"
+import type * as Extractor from "@quarry/core/Extractor"
+import type { Ontology } from "@quarry/core/Ontology"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
@@ -13,13 +16,10 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { createHash } from "node:crypto"
-import { ExtractorError } from "./Errors.js"
-import type * as Extractor from "./Extractor.js"
-import { type TypeMap, typeMap, type Unmapped } from "./internal/offline/mapping.js"
-import { collect, decide, type Known } from "./internal/offline/mentions.js"
-import { canonicalLabels, findRelations } from "./internal/offline/relations.js"
-import { labelKey, segmentsOf } from "./internal/offline/text.js"
-import type { Ontology } from "./Ontology.js"
+import { type TypeMap, typeMap, type Unmapped } from "./internal/mapping.js"
+import { collect, decide, type Known } from "./internal/mentions.js"
+import { canonicalLabels, findRelations } from "./internal/relations.js"
+import { labelKey, segmentsOf } from "./internal/text.js"
 
 /**
  * The extractor's name, as runs and the registry know it.
@@ -256,7 +256,7 @@ export const make = (options: Options = {}): Extractor.Extractor => {
  * @since 0.1.0
  * @category tags
  */
-export class OfflineExtractor extends Context.Tag("@quarry/core/OfflineExtractor")<
+export class OfflineExtractor extends Context.Tag("@quarry/offline/OfflineExtractor")<
   OfflineExtractor,
   Extractor.Extractor
 >() {}

@@ -1,7 +1,7 @@
 /**
  * Text helpers of the offline extractor: contiguous segments of a batch, e-mail and URL detection, folding.
  */
-import type { Chunk } from "../../Chunking.js"
+import type { Chunk } from "@quarry/core/Chunking"
 
 /** A contiguous stretch of the document: `text === document.slice(start, start + text.length)`. */
 export interface Segment {
