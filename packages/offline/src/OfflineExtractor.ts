@@ -35,7 +35,7 @@ export const name = "offline"
  * @since 0.1.0
  * @category constants
  */
-export const version = "1"
+export const version = "2"
 
 /**
  * What the extractor can be told. Every option changes the output and is part of the configuration hash.

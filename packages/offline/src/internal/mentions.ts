@@ -4,6 +4,7 @@
  * URLs, dates) from patterns, and one type per label across the batch.
  */
 import { findDates } from "./dates.js"
+import * as Gazetteer from "./gazetteer.js"
 import {
   commonAcronyms,
   eventSuffixes,
@@ -12,16 +13,18 @@ import {
   knownPlaces,
   nameParticles,
   notNames,
+  notNamesAlone,
   ofJoiningHeads,
   organizationPrefixes,
   organizationSuffixes,
   prefixJobTitles,
   projectSuffixes,
+  rankModifiers,
   roleWords,
   speechVerbs
 } from "./lexicon.js"
 import type { Kind, TypeMap } from "./mapping.js"
-import { analyse, isFirstName, lexiconTags, type Token, type Unit } from "./nlp.js"
+import { analyse, isFirstName, isGivenName, lexiconTags, type Token, type Unit } from "./nlp.js"
 import { findEmails, findUrls, labelKey, layoutOf, mask, type Segment } from "./text.js"
 
 /** Kinds a name can have (values have fixed kinds). */
@@ -48,6 +51,8 @@ export interface Occurrence {
   readonly title: string | undefined
   /** Index of the occurrence this one renames in parentheses ("田中優子 (Yuko Tanaka)"). */
   aliasOf: number | undefined
+  /** Batch-wide id of the list of names this one stands in ("Hamas, Hizballah, and Islamic Jihad"). */
+  list: number | undefined
   readonly unit: number
   readonly value: string | undefined
   readonly datatype: string | undefined
@@ -151,8 +156,10 @@ const joinable = (previous: Token, next: Token): boolean => {
 
 /** Whether a lower-case word between two name tokens continues the name ("University of X", "Smith & Jones"). */
 const connects = (run: ReadonlyArray<Token>, word: Token, next: Token | undefined): boolean => {
-  if (next === undefined || !/^[ \t]+$/u.test(word.before) || !/^[ \t]+$/u.test(word.after)) return false
-  if (!/^\p{Lu}/u.test(next.text)) return false
+  if (next === undefined || !/^\p{Lu}/u.test(next.text)) return false
+  // "Mazar-e-Sharif", "Jaish-e-Mohammed", "Abd-al-Aziz": a short linking word inside a hyphenated name.
+  if (run[run.length - 1]!.after === "-" && word.after === "-" && /^\p{Ll}{1,3}$/u.test(word.text)) return true
+  if (!/^[ \t]+$/u.test(word.before) || !/^[ \t]+$/u.test(word.after)) return false
   if (word.text === "&") return true
   if (nameParticles.has(word.text)) return true
   if (word.text === "of" || word.text === "for") {
@@ -190,7 +197,7 @@ const runsOf = (unit: Unit, capitalisedElsewhere: ReadonlySet<string>): Array<Ar
   }
   close()
   // "MIT Sarah", "Google Sarah": an organisation name glued to a first name is two names.
-  return runs.map((r) => {
+  return runs.flatMap(splitAtRank).map((r) => {
     // "the Massachusetts Indians": a trailing demonym describes people, it is not part of the place.
     let end = r.length
     while (end > 1 && r[end - 1]!.tags.has("Demonym")) end--
@@ -204,6 +211,20 @@ const runsOf = (unit: Unit, capitalisedElsewhere: ReadonlySet<string>): Array<Ar
     }
     return [r]
   })
+}
+
+/** "Army Staff Sergeant Justin Peck", "Acme CEO Jane Doe": an organisation before a title and a name is two names. */
+const splitAtRank = (run: Array<Token>): Array<Array<Token>> => {
+  for (let i = 1; i < run.length - 1; i++) {
+    const t = run[i]!
+    const title = honorifics.has(strip(t.text)) || (prefixJobTitles.has(t.lower) && t.text !== t.lower)
+    if (!title || run[i - 1]!.after !== " ") continue
+    let at = i
+    while (at > 1 && rankModifiers.has(run[at - 1]!.lower)) at--
+    if (at === 0 || honorifics.has(strip(run[at - 1]!.text))) return [run]
+    return [run.slice(0, at), run.slice(at)]
+  }
+  return [run]
 }
 
 /** A heading line ("Chapter 1: The Pioneers"): mostly capitalised words, no sentence end. */
@@ -275,6 +296,8 @@ const vote = (
   }
   if (knownOrganizations.has(phrase)) add(votes, "organization", 5)
   if (knownPlaces.has(phrase)) add(votes, "place", 5)
+  // Weaker than the hand list: a city's name also names its university or team ("a professor at Berkeley").
+  else if (Gazetteer.places().has(phrase)) add(votes, "place", 2.5)
   if (n >= 2 && possessivePlaceWords.has(last) && /['’]s\s/u.test(text.slice(start, end))) add(votes, "place", 5)
   const lexical = lexiconKind(phrase)
   if (lexical !== undefined) add(votes, lexical, 3)
@@ -282,7 +305,7 @@ const vote = (
   if (n === 1 && lexiconTags(first).includes("LastName")) add(votes, "person", 1)
   const capitalisedWords = tokens.filter((t) => /^\p{Lu}/u.test(t.text)).length
   if (n >= 2 && n <= 4 && capitalisedWords === n && !organizationSuffixes.has(last)) {
-    if (isFirstName(first) || lexiconTags(first).includes("Person")) add(votes, "person", 3)
+    if (isGivenName(first) || lexiconTags(first).includes("Person")) add(votes, "person", 3)
     if (lexiconTags(last).includes("LastName")) add(votes, "person", 1)
   }
   if (n === 1 && camelCase.test(tokens[0]!.text)) add(votes, "organization", 2)
@@ -429,6 +452,8 @@ const classOfPhrase = (types: TypeMap, phrase: string): string | undefined => {
 
 const quoted = /^["“]([^"”\n]{2,120})["”]/u
 
+const listGap = /^(?:,\s+(?:(?:and|or)\s+)?|\s+(?:and|or)\s+)$/u
+
 /** Collects the occurrences of a batch's segments. Occurrence offsets are document offsets. */
 export const collect = (
   segments: ReadonlyArray<Segment>,
@@ -437,6 +462,7 @@ export const collect = (
   const occurrences: Array<Occurrence> = []
   const analysed: Array<AnalysedSegment> = []
   let unitBase = 0
+  let lists = 0
   const prepared = segments.map((segment) => {
     const urls = findUrls(segment.text)
     const withoutUrls = mask(segment.text, urls)
@@ -482,6 +508,7 @@ export const collect = (
         fixed: kind,
         title: undefined,
         aliasOf: undefined,
+        list: undefined,
         unit: unitAt(m.start),
         value: v,
         datatype
@@ -503,7 +530,10 @@ export const collect = (
         while (from < run.length - 1) {
           const t = run[from]!
           const nextToken = run[from + 1]!
-          const honorific = honorifics.has(strip(t.text)) && /^\.?[ \t]+$/u.test(t.after)
+          const honorific = (honorifics.has(strip(t.text)) ||
+            (rankModifiers.has(t.lower) &&
+              (honorifics.has(strip(nextToken.text)) || prefixJobTitles.has(nextToken.lower)))) &&
+            /^\.?[ \t]+$/u.test(t.after)
           const job = prefixJobTitles.has(t.lower) && t.after === " " &&
             (isFirstName(nextToken.lower) || nextToken.tags.has("FirstName"))
           if (!honorific && !job) break
@@ -515,7 +545,10 @@ export const collect = (
         const tokens = run.slice(from, to)
         if (tokens.length === 0) continue
         const words = tokens.filter((t) => t.text !== "&" && !/^\p{Ll}/u.test(t.text)).map((t) => strip(t.text))
-        if (words.length === 1 && (commonAcronyms.has(words[0]!.replace(/s$/u, "")) || notNames.has(words[0]!))) {
+        if (
+          words.length === 1 &&
+          (commonAcronyms.has(words[0]!.replace(/s$/u, "")) || notNames.has(words[0]!) || notNamesAlone.has(words[0]!))
+        ) {
           continue
         }
         // Job titles in title case ("Chief Technology Officer", "VP Engineering") and demonyms are not names.
@@ -553,6 +586,7 @@ export const collect = (
           fixed: undefined,
           title,
           aliasOf: undefined,
+          list: undefined,
           unit: unitBase + u,
           value: undefined,
           datatype: undefined
@@ -561,6 +595,16 @@ export const collect = (
       }
     })
     names.sort((a, b) => a.start - b.start)
+    // Three or more names joined by commas (the last by "and"/"or") are one list: its items are typed together.
+    for (let i = 0; i < names.length;) {
+      let j = i
+      while (j + 1 < names.length && listGap.test(text.slice(names[j]!.end, names[j + 1]!.start))) j++
+      if (j - i >= 2) {
+        for (let k = i; k <= j; k++) occurrences[names[k]!.index]!.list = lists
+        lists++
+      }
+      i = j + 1
+    }
     const nameAt = (offset: number) => names.find((n) => n.start === offset)
     const nameEndingAt = (offset: number) => names.find((n) => n.end === offset)
 
@@ -600,6 +644,7 @@ export const collect = (
         fixed: undefined,
         title: undefined,
         aliasOf: undefined,
+        list: undefined,
         unit: unitAt(start),
         value: undefined,
         datatype: undefined
@@ -760,6 +805,31 @@ export const decide = (
       const classes = totals.get(key)!.classes
       classes.set(knownType, (classes.get(knownType) ?? 0) + 4)
     }
+  }
+
+  // List items share the kind most of the list's decided items have ("France, Spain, and Prussia").
+  const lists = new Map<number, Set<string>>()
+  occurrences.forEach((o) => {
+    if (o.list === undefined || o.fixed !== undefined) return
+    const keys = lists.get(o.list) ?? new Set<string>()
+    keys.add(o.key)
+    lists.set(o.list, keys)
+  })
+  const listKinds = [...lists.values()].map((keys) => {
+    const tally = noVotes()
+    let typed = 0
+    for (const key of keys) {
+      const b = best(totals.get(key)!.votes)
+      if (b.score >= threshold) {
+        tally[b.kind]++
+        typed++
+      }
+    }
+    const major = best(tally)
+    return { keys, kind: major.score * 2 > typed ? major.kind : undefined }
+  })
+  for (const { keys, kind } of listKinds) {
+    if (kind !== undefined) { for (const key of keys) totals.get(key)!.votes[kind] += 3 }
   }
 
   const mentions: Array<Mention> = []

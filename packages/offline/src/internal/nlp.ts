@@ -3,6 +3,7 @@
  * and lookups in compromise's own lexicon. No plugin is registered and the global lexicon is never changed.
  */
 import nlp from "compromise"
+import * as Gazetteer from "./gazetteer.js"
 
 /** A token of a segment, in segment offsets. A trailing possessive ("Alice's") is cut from the token. */
 export interface Token {
@@ -109,6 +110,14 @@ const firstNameTags = new Set(["FirstName", "MaleName", "FemaleName"])
 
 /** Whether the lexicon knows the word as a given name. */
 export const isFirstName = (word: string): boolean => lexiconTags(word).some((t) => firstNameTags.has(t))
+
+/**
+ * Whether the word may start a person's full name: compromise's lexicon knows it as a given name, or the first-name
+ * gazetteer lists it and the lexicon knows it as nothing else. Weaker than `isFirstName` ("Web" is in the gazetteer):
+ * only for the first word of a longer name.
+ */
+export const isGivenName = (word: string): boolean =>
+  isFirstName(word) || (lexiconTags(word).length === 0 && Gazetteer.firstNames().has(word))
 
 /** The gender the lexicon gives a first name, if any. */
 export const genderOf = (word: string): "female" | "male" | undefined => {

@@ -3,7 +3,15 @@
  * owners for e-mail addresses and homepages. Each pattern only fires where the ontology has a fitting property.
  */
 import type * as Extractor from "@quarry/core/Extractor"
-import { accountHosts, genericMailboxes, groupSuffixes, organizationSuffixes, roleWords } from "./lexicon.js"
+import {
+  accountHosts,
+  genericMailboxes,
+  groupSuffixes,
+  honorifics,
+  organizationSuffixes,
+  rankModifiers,
+  roleWords
+} from "./lexicon.js"
 import { type Kind, literalFor, type RelationKind, type TypeMap } from "./mapping.js"
 import type { AnalysedSegment, Mention } from "./mentions.js"
 import { genderOf } from "./nlp.js"
@@ -93,6 +101,13 @@ const legalForms: ReadonlySet<string> = new Set([
 ])
 
 const roles = [...roleWords].join("|")
+/** Titles and ranks that stand between an organisation and a name ("Acme CEO", "Army Staff Sergeant"). */
+const titles = [...new Set([...roleWords, ...honorifics, ...rankModifiers])].map((w) => w.replace(/\./gu, "\\.")).join(
+  "|"
+)
+/** Offices held of a country, state or city ("President of Czechoslovakia", "the Governor of Ohio"). */
+const offices =
+  "president|vice-president|vice president|governor|mayor|king|queen|emperor|empress|sultan|prime minister|minister|premier|chancellor|senator|ambassador|secretary|consul|representative"
 const title = "(?: (?:dr|prof|professor|mr|mrs|ms)\\.?)?"
 
 interface Rule {
@@ -275,6 +290,23 @@ const rules: ReadonlyArray<Rule> = [
   },
   // employment and membership
   {
+    // "Acme CEO Jane Doe", "Army Staff Sergeant John Miller", "the Acme founder, Jane Doe"
+    a: org,
+    b: person,
+    gap: new RegExp(`^(?:(?:${titles})\\.? ){0,3}(?:${titles})\\.?,?$`),
+    relation: "worksForOrMember",
+    swap: true,
+    confidence: 0.7
+  },
+  {
+    // "Jane Doe, the Governor of Ohio", "Jane Doe, President of France"
+    a: person,
+    b: place,
+    gap: new RegExp(`^, (?:the |a |an |then |now |former )*(?:${offices}) (?:of|for)(?: the)?$`),
+    relation: "worksFor",
+    confidence: 0.75
+  },
+  {
     a: person,
     b: org,
     gap:
@@ -421,6 +453,50 @@ const rules: ReadonlyArray<Rule> = [
     gap: /^(?:, )?(?:who )?(?:lives|lived|living|resides|resided|is based|was based|based) in$/,
     relation: "location",
     confidence: 0.75
+  },
+  {
+    // "Jane Doe of Ohio", "Jane Doe, a teacher from Ohio" (not a bare "from": "knows Tom from Silicon Valley")
+    a: person,
+    b: place,
+    gap: /^(?:of|, (?:a|an|the) (?:[\w-]+ ){0,4}(?:from|of|in))$/,
+    adjacent: true,
+    relation: "location",
+    confidence: 0.65
+  },
+  {
+    // "Acme, a small business in Ohio", "Acme of Ohio"
+    a: org,
+    b: place,
+    gap:
+      /^, (?:a|an|the) (?:[\w-]+,? ){0,4}(?:business|company|firm|maker|manufacturer|plant|factory|store|shop|bank|school|university|college|hospital|church|group|organi[sz]ation|charity) (?:in|of|from)$/,
+    relation: "location",
+    confidence: 0.7
+  },
+  // family through a possessive: "(He ... with) his wife Mary", "her son John"
+  {
+    a: person,
+    b: person,
+    gap: /\b(?:his|her) (?:wife|husband|spouse),?$/,
+    adjacent: true,
+    relation: "spouse",
+    confidence: 0.7
+  },
+  {
+    a: person,
+    b: person,
+    gap: /\b(?:his|her|their) (?:new |eldest |youngest |only |baby )?(?:son|daughter|child)(?: named)?,?$/,
+    adjacent: true,
+    relation: "parent",
+    swap: true,
+    confidence: 0.65
+  },
+  {
+    a: person,
+    b: person,
+    gap: /\b(?:his|her) (?:older |younger |twin |elder )?(?:brother|sister),?$/,
+    adjacent: true,
+    relation: "sibling",
+    confidence: 0.65
   }
 ]
 
@@ -678,7 +754,7 @@ export const findRelations = (
           const subjects = [x, ...(rule.chainSubjects === true ? chain(i, -1) : [])]
           const objects = [y, ...(rule.chainObjects === true ? chain(j, 1) : [])]
           const relation: RelationKind = rule.relation === "worksForOrMember" ?
-            (y.group ? "memberOf" : "worksFor") :
+            ((rule.swap === true ? x : y).group ? "memberOf" : "worksFor") :
             rule.relation
           for (const s of subjects) {
             for (const o of objects) {
