@@ -210,10 +210,12 @@ export const storeHooks = (hooks: TestHooks): SqliteRunStore.Hooks =>
  * @since 0.1.0
  * @category layers
  */
-export const layer = (hooks: TestHooks): Layer.Layer<never> => {
+export const layer = (hooks: TestHooks): Layer.Layer<CrashPoint.CrashPoint> => {
   const log = Option.getOrUndefined(hooks.callLog)
   const target = Option.getOrUndefined(hooks.crashAt)
-  if (log === undefined && target === undefined) return Layer.empty
+  if (log === undefined && target === undefined) {
+    return Layer.succeed(CrashPoint.CrashPoint, CrashPoint.CrashPoint.defaultValue())
+  }
   let reached = 0
   const line = (event: string, point: CrashPoint.Point, batchIndex: number | undefined) => {
     if (log !== undefined) fs.appendFileSync(log, `${event} ${point} ${batchIndex ?? "-"} ${process.pid}\n`)
@@ -224,7 +226,7 @@ export const layer = (hooks: TestHooks): Layer.Layer<never> => {
         line("hit", point, batchIndex)
         if (point !== target?.point || ++reached !== target.occurrence) return Effect.void
         line("crash", point, batchIndex)
-        // SIGKILL: no finalizer, no rollback, no WAL checkpoint; exactly what a power cut or the OOM killer leaves.
+        // SIGKILL: no finalizer, no rollback, no WAL checkpoint; what a crash or the OOM killer leaves.
         process.kill(process.pid, "SIGKILL")
         return Effect.never
       })
