@@ -124,13 +124,36 @@ export const committedEvents = (stdout: string): number => stdout.split("\"event
 /** SHA-256 of a file. */
 export const sha256File = (file: string): string => createHash("sha256").update(fs.readFileSync(file)).digest("hex")
 
-/** Runs `f` on the database (better-sqlite3), closing it afterwards. */
+/**
+ * Runs `f` on the database opened READ-ONLY (better-sqlite3), closing it afterwards. A read-write connection would
+ * checkpoint the WAL into the database and delete it on close: after a kill, the restart would then never meet the
+ * hot WAL the crash left, which is what a crash test must exercise. A read-only connection never writes the database
+ * or its WAL (only the shared-memory index, which the next process to open the file rebuilds from the WAL anyway).
+ */
 export const withDb = <A>(file: string, f: (db: Database.Database) => A): A => {
-  const db = new Database(file)
+  const db = new Database(file, { readonly: true, fileMustExist: true })
   try {
     return f(db)
   } finally {
     db.close()
+  }
+}
+
+/** Bytes in the database's WAL file (0 when there is none). */
+export const walBytes = (file: string): number => fs.statSync(`${file}-wal`, { throwIfNoEntry: false })?.size ?? 0
+
+/**
+ * Runs `f` on a copy of the database's main file alone, without its WAL: what a reader would see had the WAL been
+ * lost. The original files are not touched.
+ */
+export const withMainFileOnly = <A>(file: string, f: (db: Database.Database) => A): A => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "quarry-main-file-"))
+  try {
+    const copy = path.join(dir, "main.db")
+    fs.copyFileSync(file, copy)
+    return withDb(copy, f)
+  } finally {
+    removeDir(dir)
   }
 }
 

@@ -31,5 +31,6 @@ export type Services = Workflow.ExecuteRequirements
 export const layer = (db: string, settings: Settings["Type"]): Layer.Layer<Services, DurabilityError> =>
   Layer.mergeAll(
     Layer.effect(RunStore.RunStore, SqliteRunStore.make(TestHooks.storeHooks(settings.testHooks))),
-    Extractors.layer(settings)
+    Extractors.layer(settings),
+    TestHooks.layer(settings.testHooks)
   ).pipe(Layer.provideMerge(Database.layer(db)))

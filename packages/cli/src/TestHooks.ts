@@ -3,10 +3,15 @@
  * tests can land kills and signals inside extraction and inside commits, and count extractor calls. Nothing here is
  * active unless its variable is set; none of it is part of the supported interface.
  *
- * - `QUARRY_TEST_EXTRACTOR_DELAY_MS`: registers the extractor `test-slow` (the `capitalized` output, so runs stay
- *   deterministic), which sleeps this long per batch.
- * - `QUARRY_TEST_CALL_LOG`: `test-slow` appends `extract <batch index> <pid>` to this file when a call starts.
- * - `QUARRY_TEST_FAIL_BATCH`: `test-slow` fails (not retryable) on this batch index.
+ * - `QUARRY_TEST_EXTRACTOR_DELAY_MS`: registers the extractors `test-slow` (the `capitalized` output, so runs stay
+ *   deterministic) and `test-contextual` (the same mentions, retyped and counted by the entities the run already
+ *   knows: its output depends on `knownEntities`), which sleep this long per batch.
+ * - `QUARRY_TEST_CALL_LOG`: the test extractors append `extract <batch index> <pid>` to this file when a call
+ *   starts; every crash point reached appends `hit <point> <batch index or -> <pid>`.
+ * - `QUARRY_TEST_FAIL_BATCH`: the test extractors fail (not retryable) on this batch index.
+ * - `QUARRY_TEST_CRASH_AT`: `<point>` or `<point>:<n>` (a `CrashPoint.Point`): the process kills itself with SIGKILL
+ *   the n-th time (default 1) it reaches that crash point, after appending `crash <point> <batch index or -> <pid>`
+ *   to the call log.
  * - `QUARRY_TEST_COMMIT_DELAY_MS`: every batch commit sleeps this long inside its transaction (between the batch
  *   rows and the checkpoint row).
  * - `QUARRY_TEST_SHUTDOWN_DELAY_MS`: after a signal has interrupted a run (and the run was recorded `interrupted`),
@@ -15,13 +20,49 @@
  * @since 0.1.0
  */
 import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
+import * as CrashPoint from "@quarry/core/CrashPoint"
 import { ExtractorError } from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
 import * as SqliteRunStore from "@quarry/core/SqliteRunStore"
 import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
+
+/**
+ * Where a test process kills itself: the n-th time it reaches a crash point.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CrashAt {
+  readonly point: CrashPoint.Point
+  readonly occurrence: number
+}
+
+const isPoint = Schema.is(CrashPoint.Point)
+
+/** `<point>` or `<point>:<n>`. */
+const crashAt: Config.Config<CrashAt> = Config.string("QUARRY_TEST_CRASH_AT").pipe(
+  Config.mapOrFail((raw) => {
+    const [point = "", occurrence = "1", ...rest] = raw.split(":")
+    const n = Number(occurrence)
+    return isPoint(point) && rest.length === 0 && Number.isSafeInteger(n) && n > 0 ?
+      Either.right({ point, occurrence: n }) :
+      Either.left(
+        ConfigError.InvalidData(
+          [],
+          `QUARRY_TEST_CRASH_AT must be <point> or <point>:<n> (n > 0), with a point among ${
+            CrashPoint.points.join(", ")
+          }; got "${raw}"`
+        )
+      )
+  })
+)
 
 /**
  * The test-only settings.
@@ -34,7 +75,8 @@ export const config = Config.all({
   callLog: Config.option(Config.string("QUARRY_TEST_CALL_LOG")),
   failBatch: Config.option(Config.integer("QUARRY_TEST_FAIL_BATCH")),
   commitDelayMs: Config.option(Config.integer("QUARRY_TEST_COMMIT_DELAY_MS")),
-  shutdownDelayMs: Config.option(Config.integer("QUARRY_TEST_SHUTDOWN_DELAY_MS"))
+  shutdownDelayMs: Config.option(Config.integer("QUARRY_TEST_SHUTDOWN_DELAY_MS")),
+  crashAt: Config.option(crashAt)
 })
 
 /**
@@ -46,7 +88,7 @@ export const config = Config.all({
 export type TestHooks = Config.Config.Success<typeof config>
 
 /**
- * The name of the test-only extractor.
+ * The name of the test-only extractor with the `capitalized` output.
  *
  * @since 0.1.0
  * @category constants
@@ -54,7 +96,48 @@ export type TestHooks = Config.Config.Success<typeof config>
 export const slowExtractorName = "test-slow"
 
 /**
- * TEST-ONLY: the extractors to add to the registry (`test-slow` when `QUARRY_TEST_EXTRACTOR_DELAY_MS` is set).
+ * The name of the test-only extractor whose output depends on the entities the run already knows.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const contextualExtractorName = "test-contextual"
+
+const testNs = "https://w3id.org/quarry/test#"
+const XSD_INTEGER = "http://www.w3.org/2001/XMLSchema#integer"
+
+/**
+ * The `test-contextual` output: the `capitalized` mentions, a mention whose label the run already knows typed
+ * `test:Recurring`, and one `test:knownBefore` relation giving how many entities the batch was shown. Any change
+ * in the context a batch sees (one entity more or less) changes its output.
+ *
+ * @since 0.1.0
+ * @category extraction
+ */
+export const contextualOutput = (
+  input: Extractor.BatchInput,
+  known: ReadonlyArray<Extractor.KnownEntity>
+): Extractor.BatchOutput => {
+  const labels = new Set(known.map((entity) => entity.label))
+  const entities = CapitalizedExtractor.extractMentions(input).entities.map((mention) =>
+    labels.has(mention.label) ? { ...mention, type: `${testNs}Recurring` } : mention
+  )
+  const first = entities[0]
+  return {
+    entities,
+    relations: first === undefined ? [] : [{
+      subject: { _tag: "Entity", label: first.label, type: first.type },
+      predicate: `${testNs}knownBefore`,
+      object: { _tag: "Literal", value: String(known.length), datatype: XSD_INTEGER },
+      span: first.span,
+      confidence: 1
+    }]
+  }
+}
+
+/**
+ * TEST-ONLY: the extractors to add to the registry (`test-slow` and `test-contextual` when
+ * `QUARRY_TEST_EXTRACTOR_DELAY_MS` is set).
  *
  * @since 0.1.0
  * @category constructors
@@ -64,8 +147,11 @@ export const extractors = (hooks: TestHooks): ReadonlyArray<Extractor.Extractor>
   const delayMs = hooks.extractorDelayMs.value
   const log = Option.getOrUndefined(hooks.callLog)
   const failBatch = Option.getOrUndefined(hooks.failBatch)
-  return [{
-    name: slowExtractorName,
+  const make = (
+    name: string,
+    output: (input: Extractor.BatchInput) => Effect.Effect<Extractor.BatchOutput, ExtractorError>
+  ): Extractor.Extractor => ({
+    name,
     version: "1",
     configHash: "none",
     extract: (input) =>
@@ -77,15 +163,31 @@ export const extractors = (hooks: TestHooks): ReadonlyArray<Extractor.Extractor>
         if (delayMs > 0) yield* Effect.sleep(delayMs)
         if (input.batchIndex === failBatch) {
           return yield* new ExtractorError({
-            extractor: slowExtractorName,
+            extractor: name,
             batchIndex: input.batchIndex,
             reason: "QUARRY_TEST_FAIL_BATCH asked this batch to fail",
             retryable: false
           })
         }
-        return CapitalizedExtractor.extractMentions(input)
+        return yield* output(input)
       })
-  }]
+  })
+  return [
+    make(slowExtractorName, (input) => Effect.succeed(CapitalizedExtractor.extractMentions(input))),
+    make(contextualExtractorName, (input) =>
+      input.knownEntities.pipe(
+        Effect.map((known) => contextualOutput(input, known)),
+        Effect.mapError((cause) =>
+          new ExtractorError({
+            extractor: contextualExtractorName,
+            batchIndex: input.batchIndex,
+            reason: `could not read the entities known to the run: ${cause.message}`,
+            retryable: true,
+            cause
+          })
+        )
+      ))
+  ]
 }
 
 /**
@@ -100,3 +202,33 @@ export const storeHooks = (hooks: TestHooks): SqliteRunStore.Hooks =>
     onNone: () => ({}),
     onSome: (ms) => ({ beforeCheckpoint: () => Effect.sleep(ms) })
   })
+
+/**
+ * TEST-ONLY: the crash points of this process: with `QUARRY_TEST_CALL_LOG` every point reached is logged; with
+ * `QUARRY_TEST_CRASH_AT` the process SIGKILLs itself at the chosen one. Without either, the engine's default (nothing).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (hooks: TestHooks): Layer.Layer<CrashPoint.CrashPoint> => {
+  const log = Option.getOrUndefined(hooks.callLog)
+  const target = Option.getOrUndefined(hooks.crashAt)
+  if (log === undefined && target === undefined) {
+    return Layer.succeed(CrashPoint.CrashPoint, CrashPoint.CrashPoint.defaultValue())
+  }
+  let reached = 0
+  const line = (event: string, point: CrashPoint.Point, batchIndex: number | undefined) => {
+    if (log !== undefined) fs.appendFileSync(log, `${event} ${point} ${batchIndex ?? "-"} ${process.pid}\n`)
+  }
+  return Layer.succeed(CrashPoint.CrashPoint, {
+    hit: (point, batchIndex) =>
+      Effect.suspend(() => {
+        line("hit", point, batchIndex)
+        if (point !== target?.point || ++reached !== target.occurrence) return Effect.void
+        line("crash", point, batchIndex)
+        // SIGKILL: no finalizer, no rollback, no WAL checkpoint; what a crash or the OOM killer leaves.
+        process.kill(process.pid, "SIGKILL")
+        return Effect.never
+      })
+  })
+}

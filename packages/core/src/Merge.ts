@@ -14,6 +14,7 @@ import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import type * as Chunking from "./Chunking.js"
+import * as CrashPoint from "./CrashPoint.js"
 import { MergeError, PersistenceError } from "./Errors.js"
 import type * as Extractor from "./Extractor.js"
 import { entityIri, entityKey } from "./internal/entities.js"
@@ -466,6 +467,7 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
     lastOrd = rows[rows.length - 1]!.ord
     yield* file.write(rows.map(format.relation).join(""))
   }
+  yield* CrashPoint.hit("merge.beforeRename")
   const written = yield* file.commit
   return new Artifact({ path: options.path, format: options.format, ...written })
 }, (effect, options) =>

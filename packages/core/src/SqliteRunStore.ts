@@ -12,6 +12,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { deflateRawSync, inflateRawSync } from "node:zlib"
 import * as Chunking from "./Chunking.js"
+import * as CrashPoint from "./CrashPoint.js"
 import { InvalidRunState, PersistenceError, RunAlreadyExists, RunLocked, RunNotFound } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import { entityKey, sha256 } from "./internal/entities.js"
@@ -301,6 +302,7 @@ export const make = (hooks: Hooks = {}) =>
             })
           }`
           yield* sql`INSERT INTO run_inputs (run_id, sha256, text) VALUES (${input.id}, ${input.inputSha256}, ${input.input})`
+          yield* CrashPoint.hit("createRun.transaction")
           return yield* reread(input.id)
         }))
       }).pipe(persistence("createRun"), Effect.withSpan("SqliteRunStore.createRun"))
@@ -473,6 +475,7 @@ export const make = (hooks: Hooks = {}) =>
               usage_completion_tokens = usage_completion_tokens + ${usage?.completionTokens ?? 0},
               usage_cost_usd = usage_cost_usd + ${usage?.costUsd ?? 0}
             WHERE id = ${commit.runId}`
+          yield* CrashPoint.hit("commitBatch.transaction", commit.batchIndex)
           return checkpoint
         }))
       }).pipe(
@@ -716,6 +719,7 @@ export const make = (hooks: Hooks = {}) =>
               usage_completion_tokens = usage_completion_tokens + ${usage?.completionTokens ?? 0},
               usage_cost_usd = usage_cost_usd + ${usage?.costUsd ?? 0}
             WHERE id = ${commit.runId}`
+          yield* CrashPoint.hit("replaceSkipped.transaction", commit.batchIndex)
         }))
       }).pipe(persistence("replaceSkipped"), Effect.withSpan("SqliteRunStore.replaceSkipped"))
 

@@ -19,6 +19,7 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import { randomBytes } from "node:crypto"
 import * as os from "node:os"
 import * as Chunking from "./Chunking.js"
+import * as CrashPoint from "./CrashPoint.js"
 import {
   BudgetExceeded,
   DeadlineExceeded,
@@ -422,6 +423,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
       Stream.mapEffect((batch) =>
         Effect.gen(function*() {
           const { durationMs, output, skipped } = yield* extractOne(batch)
+          yield* CrashPoint.hit("extract.beforeCommit", batch.index)
           yield* awaitTurn(batch.index)
           const checkpoint = yield* store.commitBatch({
             runId,
@@ -433,6 +435,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
             durationMs,
             skipped
           })
+          yield* CrashPoint.hit("commit.beforeEvent", batch.index)
           yield* SubscriptionRef.set(committed, checkpoint.committedBatches)
           yield* emit({
             _tag: "BatchCommitted",
@@ -456,6 +459,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
       provenance: run.plan.provenance ? { extractor: run.plan.extractor } : undefined
     })
     yield* Merge.writeSkippedManifest(runId, artifact.path, yield* store.skippedBatches(runId), batches)
+    yield* CrashPoint.hit("merge.afterRename")
     return yield* store.complete(runId, owner, artifact)
   })
 

@@ -3,6 +3,7 @@
  */
 export * as CapitalizedExtractor from "./CapitalizedExtractor.js"
 export * as Chunking from "./Chunking.js"
+export * as CrashPoint from "./CrashPoint.js"
 export * as Database from "./Database.js"
 export * as DefaultOntology from "./DefaultOntology.js"
 export * as Durability from "./Durability.js"
