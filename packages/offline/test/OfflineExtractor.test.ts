@@ -255,6 +255,82 @@ describe("OfflineExtractor values", () => {
     }))
 })
 
+// Ordinary prose --------------------------------------------------------------------------------------------------
+
+describe("OfflineExtractor on ordinary prose", () => {
+  const prose = (text: string) => Effect.flatMap(defaultOntology, (o) => extract(text, Option.some(o)))
+  const typeOf = (output: Extractor.BatchOutput, label: string) => entity(output, label).type
+
+  it.effect("institutions are organisations; capitalised common nouns alone are not names", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "The Navy and the Congress agreed. The Nation is strong and the Union endures. " +
+          "Democrats and Republicans met in the Senate. The National Guard and the Coast Guard helped."
+      )
+      for (const label of ["Navy", "Congress", "Democrats", "Republicans", "Senate", "National Guard", "Coast Guard"]) {
+        assert.strictEqual(typeOf(output, label), `${FOAF}Organization`, label)
+      }
+      assert.isFalse(output.entities.some((e) => e.label === "Nation" || e.label === "Union"))
+    }))
+
+  it.effect("hyphenated names with a linking particle stay whole", () =>
+    Effect.gen(function*() {
+      const output = yield* prose("The convoy reached Mazar-e-Sharif at dawn.")
+      const labels = output.entities.map((e) => e.label)
+      assert.include(labels, "Mazar-e-Sharif")
+      assert.notInclude(labels, "Mazar")
+      assert.notInclude(labels, "Sharif")
+    }))
+
+  it.effect("the names of a list are typed together", () =>
+    Effect.gen(function*() {
+      const output = yield* prose("Groups like Hamas, Hizballah, Islamic Jihad, and Jaish-e-Mohammed operate there.")
+      for (const label of ["Hamas", "Hizballah", "Islamic Jihad", "Jaish-e-Mohammed"]) {
+        assert.strictEqual(typeOf(output, label), `${FOAF}Organization`, label)
+      }
+    }))
+
+  it.effect("cities, countries and US states from the gazetteers are places", () =>
+    Effect.gen(function*() {
+      const output = yield* prose("She flew from Aalborg to Abeokuta, then drove through Wyoming into Paraguay.")
+      for (const label of ["Aalborg", "Abeokuta", "Wyoming", "Paraguay"]) {
+        assert.strictEqual(typeOf(output, label), `${SCHEMA}Place`, label)
+      }
+    }))
+
+  it.effect("an organisation before a rank or title is split from the person, who works for it", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "Navy Petty Officer Dana Cole steered. Acme Corporation CEO Jane Doe spoke. Army Staff Sergeant John Miller waved."
+      )
+      hasTriple(output, "Dana Cole", `${SCHEMA}worksFor`, "Navy")
+      hasTriple(output, "Jane Doe", `${SCHEMA}worksFor`, "Acme Corporation")
+      hasTriple(output, "John Miller", `${SCHEMA}worksFor`, "Army")
+      assert.strictEqual(entity(output, "John Miller").attributes.title, "Staff Sergeant")
+    }))
+
+  it.effect("appositions and prepositions: a person of a place, a person from a place, a business in a place", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "Saul of Tarsus listened. Miriam Katz, a nurse from Denver, arrived. We visited Acme Tools, a small business in Texas."
+      )
+      hasTriple(output, "Saul", `${SCHEMA}homeLocation`, "Tarsus")
+      hasTriple(output, "Miriam Katz", `${SCHEMA}homeLocation`, "Denver")
+      hasTriple(output, "Acme Tools", `${SCHEMA}location`, "Texas")
+    }))
+
+  it.effect("family through a possessive: his wife, her son, his brother", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "Tom Baker came home with his wife Anna Baker. Lucy Grant lives with her son Peter Grant. " +
+          "Carl Lund wrote to his brother Erik Lund."
+      )
+      hasTriple(output, "Tom Baker", `${SCHEMA}spouse`, "Anna Baker")
+      hasTriple(output, "Peter Grant", `${SCHEMA}parent`, "Lucy Grant")
+      hasTriple(output, "Carl Lund", `${SCHEMA}sibling`, "Erik Lund")
+    }))
+})
+
 // Relations -------------------------------------------------------------------------------------------------------
 
 describe("OfflineExtractor relations", () => {

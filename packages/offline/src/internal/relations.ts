@@ -105,9 +105,6 @@ const roles = [...roleWords].join("|")
 const titles = [...new Set([...roleWords, ...honorifics, ...rankModifiers])].map((w) => w.replace(/\./gu, "\\.")).join(
   "|"
 )
-/** Offices held of a country, state or city ("President of Czechoslovakia", "the Governor of Ohio"). */
-const offices =
-  "president|vice-president|vice president|governor|mayor|king|queen|emperor|empress|sultan|prime minister|minister|premier|chancellor|senator|ambassador|secretary|consul|representative"
 const title = "(?: (?:dr|prof|professor|mr|mrs|ms)\\.?)?"
 
 interface Rule {
@@ -297,14 +294,6 @@ const rules: ReadonlyArray<Rule> = [
     relation: "worksForOrMember",
     swap: true,
     confidence: 0.7
-  },
-  {
-    // "Jane Doe, the Governor of Ohio", "Jane Doe, President of France"
-    a: person,
-    b: place,
-    gap: new RegExp(`^, (?:the |a |an |then |now |former )*(?:${offices}) (?:of|for)(?: the)?$`),
-    relation: "worksFor",
-    confidence: 0.75
   },
   {
     a: person,
