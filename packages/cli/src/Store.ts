@@ -23,13 +23,19 @@ import * as TestHooks from "./TestHooks.js"
 export type Services = Workflow.ExecuteRequirements
 
 /**
- * The services over the database at `db`; fails with a `DurabilityError` when it cannot be trusted.
+ * The services over the database at `db`; fails with a `DurabilityError` when it cannot be trusted. `start` and
+ * `resume` keep the default `quickCheck` (after an unclean shutdown); the commands that only read or flag a run pass
+ * `never`, and `doctor` runs its own.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (db: string, settings: Settings["Type"]): Layer.Layer<Services, DurabilityError> =>
+export const layer = (
+  db: string,
+  settings: Settings["Type"],
+  options: Database.Options = {}
+): Layer.Layer<Services, DurabilityError> =>
   Layer.mergeAll(
     Layer.effect(RunStore.RunStore, SqliteRunStore.make(TestHooks.storeHooks(settings.testHooks))),
     Extractors.layer(settings)
-  ).pipe(Layer.provideMerge(Database.layer(db)))
+  ).pipe(Layer.provideMerge(Database.layer(db, options)))
