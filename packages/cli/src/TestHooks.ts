@@ -17,7 +17,7 @@
 import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
 import { ExtractorError } from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
-import * as SqliteRunStore from "@quarry/core/SqliteRunStore"
+import type * as SqliteRunStore from "@quarry/core/SqliteRunStore"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
