@@ -1,6 +1,7 @@
 /**
- * Helpers for the end-to-end tests: they spawn the BUILT `quarry` (`packages/cli/dist/bin.js`, built by
- * `pnpm test` through `tsc -b` before vitest runs) as real child processes, with real signals and real files.
+ * Helpers for the end-to-end tests: they spawn the BUILT `quarry`, the bundle users run
+ * (`packages/cli/dist/bundle/quarry.js`, built by `pnpm test` through `pnpm build` before vitest runs), as real child
+ * processes, with real signals and real files.
  */
 import Database from "better-sqlite3"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -9,8 +10,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 
-/** The built executable. */
-export const bin = path.resolve(import.meta.dirname, "../packages/cli/dist/bin.js")
+/** The built executable (the `bin` of `@quarry/cli`). */
+export const bin = path.resolve(import.meta.dirname, "../packages/cli/dist/bundle/quarry.js")
 
 /** The test texts, kept in the repository (`test/data/texts`, a copy of the team's shared data set). */
 export const texts = path.resolve(import.meta.dirname, "data/texts")
@@ -51,7 +52,7 @@ export interface SpawnOptions {
   readonly cwd?: string
 }
 
-/** Starts `node bin.js <args>`. */
+/** Starts `node quarry.js <args>`. */
 export const start = (args: ReadonlyArray<string>, options: SpawnOptions = {}): Running => {
   const child = spawn(process.execPath, [bin, ...args], {
     cwd: options.cwd ?? os.tmpdir(),

@@ -60,7 +60,7 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
  * @since 0.1.0
  * @category constants
  */
-export const cliBin = path.join(repoRoot, "packages/cli/dist/bin.js")
+export const cliBin = path.join(repoRoot, "packages/cli/dist/bundle/quarry.js")
 
 /**
  * Figures of the extractor and of the end-to-end runs.
@@ -186,7 +186,7 @@ export const run = (config: Config) =>
           chosen = args(false)
           result = yield* runCli(chosen)
         }
-        command = `node packages/cli/dist/bin.js ${
+        command = `node packages/cli/dist/bundle/quarry.js ${
           chosen.map((a) => a.startsWith(dir) ? path.basename(a) : a).join(" ")
         }`
         if (result.code !== 0) {

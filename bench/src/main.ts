@@ -13,6 +13,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as ChunkingSpeed from "./ChunkingSpeed.js"
+import * as CliStartup from "./CliStartup.js"
 import * as CommitOverhead from "./CommitOverhead.js"
 import * as Concurrency from "./Concurrency.js"
 import { repoRoot } from "./ExtractorSpeed.js"
@@ -41,7 +42,9 @@ const benchmarks: ReadonlyArray<Benchmark> = [
   { id: "5", title: "Many runs", run: (mode) => ManyRuns.run(ManyRuns.configs[mode]) },
   { id: "6", title: "Storage", run: (mode) => Storage.run(Storage.configs[mode]) },
   { id: "7", title: "Extractor speed", run: (mode) => ExtractorSpeed.run(ExtractorSpeed.configs[mode]) },
-  { id: "8", title: "Chunking speed", run: (mode) => ChunkingSpeed.run(ChunkingSpeed.configs[mode]) }
+  { id: "8", title: "Chunking speed", run: (mode) => ChunkingSpeed.run(ChunkingSpeed.configs[mode]) },
+  { id: "9", title: "CLI start-up", run: (mode) => CliStartup.runStartup(CliStartup.startupConfigs[mode]) },
+  { id: "12", title: "status on a large database", run: (mode) => CliStartup.runStatus(CliStartup.statusConfigs[mode]) }
 ]
 
 /** A section standing for a benchmark that crashed: the document says so rather than leaving it out. */

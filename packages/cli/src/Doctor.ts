@@ -35,14 +35,16 @@ const inspect = (db: string): Effect.Effect<Report, never, Settings> =>
     const notSqlite = yield* Inputs.checkDatabase(db).pipe(Effect.flip, Effect.option)
     if (notSqlite._tag === "Some") return { database, exists, durable: false, reasons: [notSqlite.value.message] }
     return yield* Effect.gen(function*() {
-      const details = yield* Durability.inspect(db)
+      // Opening ran the one quick_check (a read of the whole file) and refuses a damaged file before migrating it.
+      const checked = yield* Durability.inspect(db, { quickCheck: false })
+      const details = new Durability.DurabilityReport({ ...checked, quickCheck: "ok" })
       const runs: Record<string, number> = {}
       for (const run of yield* Effect.flatMap(RunStore, (store) => store.listRuns())) {
         runs[run.status] = (runs[run.status] ?? 0) + 1
       }
       return { database, exists, durable: details.durable, reasons: details.reasons, details, runs }
     }).pipe(
-      Effect.provide(Store.layer(db, settings)),
+      Effect.provide(Store.layer(db, settings, { quickCheck: "always" })),
       Effect.catchAll((error): Effect.Effect<Report> =>
         Effect.succeed({
           database,

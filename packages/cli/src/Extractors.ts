@@ -1,55 +1,93 @@
 /**
- * The extractors the `quarry` command can run, in one place: adding an extractor is one line in `builtIn`. The `llm`
- * extractor is built only by a command that runs it (see `Llm`), and then joins the registry.
+ * The extractors the `quarry` command can run, in one place: adding an extractor is one entry in `builtIn`. An
+ * extractor's module is loaded only by a command that runs it: the offline extractor's NLP models (compromise,
+ * chrono-node) take several times longer to load than `quarry status` takes to answer. The `llm` extractor is built
+ * only by a command that runs it (see `Llm`), and then joins the registry.
  *
  * @since 0.1.0
  */
 import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
 import * as Errors from "@quarry/core/Errors"
 import * as Extractor from "@quarry/core/Extractor"
-import * as OfflineExtractor from "@quarry/offline/OfflineExtractor"
+import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
-import type * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import type { UsageError } from "./Errors.js"
+import * as Layer from "effect/Layer"
+import { UsageError } from "./Errors.js"
 import * as Llm from "./Llm.js"
 import type { Settings } from "./Settings.js"
 import * as TestHooks from "./TestHooks.js"
 
 /**
- * The extractor `quarry start` uses without `--extractor`.
+ * The extractor `quarry start` uses without `--extractor` (`OfflineExtractor.name`, repeated here so that naming it
+ * does not load the module).
  *
  * @since 0.1.0
  * @category constants
  */
-export const defaultName = OfflineExtractor.name
+export const defaultName = "offline"
 
-/** The extractors every `quarry` process registers, configured from the environment. */
-const builtIn = (settings: Settings["Type"]): ReadonlyArray<Extractor.Extractor> => [
-  OfflineExtractor.make(settings.offline),
-  CapitalizedExtractor.make(),
-  ...TestHooks.extractors(settings.testHooks)
+/** An extractor known by name, built (its module loaded, its environment read) by a command that runs it. */
+interface Entry {
+  readonly name: string
+  readonly build: Effect.Effect<Extractor.Extractor, UsageError>
+}
+
+const badEnvironment = (error: ConfigError.ConfigError) =>
+  new UsageError({ message: `bad environment: ${error.message}` })
+
+const ready = (extractor: Extractor.Extractor): Entry => ({ name: extractor.name, build: Effect.succeed(extractor) })
+
+/** The extractors every `quarry` process knows, with the test-only ones the hooks enable. */
+const builtIn = (settings: Settings["Type"]): ReadonlyArray<Entry> => [
+  {
+    name: defaultName,
+    // The module reads its own `QUARRY_OFFLINE_*` settings, so a command that never loads it never reads them.
+    build: Effect.promise(() => import("@quarry/offline/OfflineExtractor")).pipe(
+      Effect.flatMap((offline) => Effect.map(Effect.mapError(offline.config, badEnvironment), offline.make))
+    )
+  },
+  ready(CapitalizedExtractor.make()),
+  ...TestHooks.extractors(settings.testHooks).map(ready)
 ]
 
 /**
- * The registry: the built-in extractors, the test-only ones the hooks enable, and `llm` when it was built.
+ * The registry: every built-in extractor, built on first use, and `built` (the extractor a command built up front,
+ * `llm` included).
+ */
+const make = (
+  settings: Settings["Type"],
+  built: ReadonlyArray<Extractor.Extractor>
+): Extractor.Registry["Type"] => {
+  const entries = [...built.map(ready), ...builtIn(settings).filter((e) => !built.some((b) => b.name === e.name))]
+  const names = entries.map((e) => e.name).sort()
+  return {
+    names,
+    get: (name) => {
+      const entry = entries.find((e) => e.name === name)
+      // `start` and `resume` build their extractor with `registryFor` first, where bad settings are a usage error.
+      return entry === undefined ?
+        Effect.fail(new Errors.UnknownExtractor({ name, available: names })) :
+        Effect.orDie(entry.build)
+    }
+  }
+}
+
+/**
+ * The registry without `llm`, for the commands that run no extractor: nothing is loaded until one is asked for.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const registry = (
-  settings: Settings["Type"],
-  llm: Option.Option<Extractor.Extractor> = Option.none()
-): Extractor.Registry["Type"] => Extractor.makeRegistry([...builtIn(settings), ...Option.toArray(llm)])
+export const registry = (settings: Settings["Type"]): Extractor.Registry["Type"] => make(settings, [])
 
 /**
- * The registry without `llm`, for the commands that run no extractor or not that one.
+ * The registry as a layer.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (settings: Settings["Type"]): Layer.Layer<Extractor.Registry> =>
-  Extractor.layerRegistry(...builtIn(settings))
+  Layer.sync(Extractor.Registry, () => registry(settings))
 
 /**
  * Every name `--extractor` accepts, sorted.
@@ -58,11 +96,11 @@ export const layer = (settings: Settings["Type"]): Layer.Layer<Extractor.Registr
  * @category constants
  */
 export const names = (settings: Settings["Type"]): ReadonlyArray<string> =>
-  [...registry(settings).names, Llm.name].sort()
+  [...builtIn(settings).map((e) => e.name), Llm.name].sort()
 
 /**
- * The registry for a run of extractor `name`: with `llm` built when that is the one, else after checking that
- * `name` exists.
+ * The registry for a run of extractor `name`, with that extractor built: bad settings for it are a `UsageError`
+ * before anything is written.
  *
  * @since 0.1.0
  * @category constructors
@@ -74,10 +112,8 @@ export const registryFor = (
   options: Llm.MakeOptions = {}
 ): Effect.Effect<Extractor.Registry["Type"], Errors.UnknownExtractor | UsageError, Llm.Services> =>
   Effect.gen(function*() {
-    if (name === Llm.name) return registry(settings, Option.some(yield* Llm.make(llm, options)))
-    const withoutLlm = registry(settings)
-    if (!withoutLlm.names.includes(name)) {
-      return yield* new Errors.UnknownExtractor({ name, available: names(settings) })
-    }
-    return withoutLlm
+    if (name === Llm.name) return make(settings, [yield* Llm.make(llm, options)])
+    const entry = builtIn(settings).find((e) => e.name === name)
+    if (entry === undefined) return yield* new Errors.UnknownExtractor({ name, available: names(settings) })
+    return make(settings, [yield* entry.build])
   })

@@ -9,17 +9,18 @@
  * the key, limits and prices are not part of a run's identity and still come from the options and the environment.
  *
  * `@quarry/llm/LlmExtractor` (with its bundled tokenizer, about 200 ms of start-up) is loaded only when a command
- * builds the extractor; the limiter and the breaker are small and provided to every command.
+ * builds the extractor, and undici only when it sends its first request; the limiter and the breaker are small and
+ * provided to every command.
  *
  * @since 0.1.0
  */
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClient from "@effect/platform/HttpClient"
 import type * as Extractor from "@quarry/core/Extractor"
 import * as CircuitBreaker from "@quarry/llm/CircuitBreaker"
 import type * as LlmExtractor from "@quarry/llm/LlmExtractor"
 import * as RateLimiter from "@quarry/llm/RateLimiter"
 import * as Config from "effect/Config"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -52,7 +53,20 @@ export type Services = HttpClient.HttpClient | RateLimiter.RateLimiter | Circuit
  * @category layers
  */
 export const layerServices: Layer.Layer<Services> = Layer.mergeAll(
-  NodeHttpClient.layerUndici,
+  Layer.scoped(
+    HttpClient.HttpClient,
+    Effect.gen(function*() {
+      // undici is about a megabyte of JavaScript that only a run of this extractor needs: load it on the first request.
+      const scope = yield* Effect.scope
+      const undici = yield* Effect.cached(
+        Effect.promise(() => import("@effect/platform-node/NodeHttpClient")).pipe(
+          Effect.flatMap((module) => Layer.buildWithScope(module.layerUndici, scope)),
+          Effect.map(Context.get(HttpClient.HttpClient))
+        )
+      )
+      return HttpClient.make((request) => Effect.flatMap(undici, (client) => client.execute(request)))
+    })
+  ),
   RateLimiter.layer,
   CircuitBreaker.layer
 )

@@ -1,6 +1,7 @@
 /**
- * The environment the CLI reads: the default database (`QUARRY_DB`), the lease length (`QUARRY_LEASE_MS`), the
- * offline extractor's settings (`QUARRY_OFFLINE_*`) and the test-only hooks. Read once, through `Config`, so tests can set them with a `ConfigProvider`.
+ * The environment the CLI reads: the default database (`QUARRY_DB`), the lease length (`QUARRY_LEASE_MS`) and the
+ * test-only hooks. Read once, through `Config`, so tests can set them with a `ConfigProvider`. An extractor reads its
+ * own settings (`QUARRY_OFFLINE_*`, `QUARRY_LLM_*`) when a command builds it.
  *
  * @since 0.1.0
  */
@@ -37,7 +38,6 @@ export const config = Config.all({
     }),
     Config.withDefault(Workflow.defaultLeaseMs)
   ),
-  offline: OfflineExtractor.config,
   testHooks: TestHooks.config
 })
 

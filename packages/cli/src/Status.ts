@@ -24,7 +24,8 @@ import * as Store from "./Store.js"
 
 /**
  * Runs a read-only query against the database; `onMissing` answers when the database file does not exist (read
- * commands never create one).
+ * commands never create one). No `quick_check`: it reads the whole file, which made `status` on a database of
+ * gigabytes take seconds; `doctor` runs it, and `start`/`resume` after an unclean shutdown.
  *
  * @since 0.1.0
  * @category utils
@@ -38,7 +39,7 @@ export const withStore = <A, E, R>(
     const settings = yield* Settings
     yield* Inputs.checkDatabase(db)
     if (!Inputs.isEphemeralDatabase(db) && !Inputs.databaseExists(db)) return yield* onMissing()
-    return yield* effect.pipe(Effect.provide(Store.layer(db, settings)))
+    return yield* effect.pipe(Effect.provide(Store.layer(db, settings, { quickCheck: "never" })))
   })
 
 /**

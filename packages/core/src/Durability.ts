@@ -68,13 +68,28 @@ export const checkLocation = (filename: string): ReadonlyArray<string> => {
 const synchronousNames = ["OFF", "NORMAL", "FULL", "EXTRA"]
 
 /**
- * Inspects an open database: location, journal mode, synchronous level, foreign keys, `quick_check` and schema
- * version. Never fails for a finding; every finding is a reason in the report.
+ * What `inspect` and `validate` check beyond the cheap pragmas.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface InspectOptions {
+  /**
+   * Run `PRAGMA quick_check` (default `true`). It reads every page of the file: seconds on a database of gigabytes,
+   * so callers that only read skip it (the report says `skipped`); see "Durability at the entry points" in
+   * docs/architecture.md.
+   */
+  readonly quickCheck?: boolean | undefined
+}
+
+/**
+ * Inspects an open database: location, journal mode, synchronous level, foreign keys, `quick_check` (unless
+ * skipped) and schema version. Never fails for a finding; every finding is a reason in the report.
  *
  * @since 0.1.0
  * @category validation
  */
-export const inspect = Effect.fn("Durability.inspect")(function*(filename: string) {
+export const inspect = Effect.fn("Durability.inspect")(function*(filename: string, options: InspectOptions = {}) {
   const sql = yield* SqlClient.SqlClient
   const reasons = [...checkLocation(filename)]
   const pragma = (name: string) =>
@@ -96,8 +111,10 @@ export const inspect = Effect.fn("Durability.inspect")(function*(filename: strin
   }
   const foreignKeys = Number(yield* pragma("foreign_keys")) === 1
   if (!foreignKeys) reasons.push("foreign_keys is OFF; set it ON so that no batch can exist without its run")
-  const quickCheck = String(yield* pragma("quick_check"))
-  if (quickCheck !== "ok") reasons.push(`quick_check failed: ${quickCheck}; restore the database from a backup`)
+  const quickCheck = options.quickCheck === false ? "skipped" : String(yield* pragma("quick_check"))
+  if (quickCheck !== "ok" && quickCheck !== "skipped") {
+    reasons.push(`quick_check failed: ${quickCheck}; restore the database from a backup`)
+  }
   // Look the table up first: on a database not yet migrated the query would fail to prepare, and the driver caches
   // that failure for the connection, so the version would read 0 on this connection even after migrating.
   const migrationTables = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM sqlite_master
@@ -134,8 +151,8 @@ export const inspect = Effect.fn("Durability.inspect")(function*(filename: strin
  * @since 0.1.0
  * @category validation
  */
-export const validate = Effect.fn("Durability.validate")(function*(filename: string) {
-  const report = yield* inspect(filename).pipe(
+export const validate = Effect.fn("Durability.validate")(function*(filename: string, options: InspectOptions = {}) {
+  const report = yield* inspect(filename, options).pipe(
     Effect.catchTag(
       "SqlError",
       (error) =>

@@ -1,0 +1,44 @@
+/**
+ * Bundles the `quarry` executable (`dist/bin.js`, compiled by `tsc -b`) into `dist/bundle/`: one entry file plus
+ * chunks that only the commands needing them load (the offline extractor's NLP models, the llm extractor, undici).
+ * Node resolves and reads hundreds of files of `effect` and friends per unbundled start, which cost more than
+ * everything `quarry status` does; the bundle makes that one file. better-sqlite3 stays external (a native module,
+ * resolved from `node_modules` at run time). `dist/bundle/meta.json` records what went where.
+ *
+ * Usage: node scripts/bundle.mjs (from any directory; run after `tsc -b`).
+ */
+import * as esbuild from "esbuild"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+const root = path.resolve(import.meta.dirname, "..")
+const entry = path.join(root, "dist/bin.js")
+const outdir = path.join(root, "dist/bundle")
+
+if (!fs.existsSync(entry)) {
+  console.error(`quarry bundle: ${entry} does not exist; compile first (tsc -b tsconfig.build.json)`)
+  process.exit(1)
+}
+// Chunk names carry content hashes: stale chunks of an earlier build would pile up.
+fs.rmSync(outdir, { recursive: true, force: true })
+
+const result = await esbuild.build({
+  entryPoints: { quarry: entry },
+  outdir,
+  bundle: true,
+  // Dynamic `import()`s become chunks loaded on demand.
+  splitting: true,
+  format: "esm",
+  platform: "node",
+  target: "node20",
+  external: ["better-sqlite3"],
+  // Bundled CommonJS modules (undici, readable-stream) call `require` for Node's own modules.
+  banner: {
+    js: "import { createRequire as __quarryCreateRequire } from \"node:module\"\n" +
+      "const require = __quarryCreateRequire(import.meta.url)"
+  },
+  metafile: true,
+  logLevel: "warning"
+})
+fs.writeFileSync(path.join(outdir, "meta.json"), JSON.stringify(result.metafile))
+fs.chmodSync(path.join(outdir, "quarry.js"), 0o755)

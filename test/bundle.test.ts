@@ -1,0 +1,94 @@
+/**
+ * The bundled `quarry` (`packages/cli/dist/bundle/quarry.js`, what `bin` points at): it starts, each command loads
+ * only the chunks it needs, and the read-only commands do not read the whole database (no `quick_check`), while
+ * `doctor` does.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { damage } from "./damagedDatabase.js"
+import { bin, makeDir, removeDir, run, texts } from "./support.js"
+
+/** esbuild's metafile, as far as it is read here. */
+interface Metafile {
+  readonly outputs: Readonly<
+    Record<string, {
+      readonly imports: ReadonlyArray<{ readonly path: string; readonly kind: string; readonly external?: boolean }>
+      readonly inputs: Readonly<Record<string, unknown>>
+    }>
+  >
+}
+
+/** The packages only some commands need: the offline extractor's NLP models, the llm extractor's, its HTTP client. */
+const lazyPackages = ["compromise", "chrono-node", "gpt-tokenizer", "undici"]
+
+describe("the bundled quarry", () => {
+  let dir = ""
+  beforeAll(() => {
+    dir = makeDir()
+  })
+  afterAll(() => removeDir(dir))
+
+  it("is the package's bin and starts", async () => {
+    const pkg: unknown = JSON.parse(
+      fs.readFileSync(path.resolve(import.meta.dirname, "../packages/cli/package.json"), "utf8")
+    )
+    assert.deepInclude(pkg, { bin: { quarry: "./dist/bundle/quarry.js" } })
+    assert.strictEqual(path.resolve(import.meta.dirname, "../packages/cli/dist/bundle/quarry.js"), bin)
+    const version = await run(["--version"])
+    assert.strictEqual(version.code, 0, version.stderr)
+    assert.match(version.stdout, /^\d+\.\d+\.\d+\s*$/)
+  })
+
+  it("loads the extractors' packages only from chunks that a command imports when it runs them", () => {
+    const metafile: Metafile = JSON.parse(fs.readFileSync(path.join(path.dirname(bin), "meta.json"), "utf8"))
+    const outputs = metafile.outputs
+    const entry = Object.keys(outputs).find((file) => file.endsWith("/quarry.js"))
+    assert.isDefined(entry)
+    // Everything Node loads before the first line of quarry runs: the entry and its static imports, transitively.
+    const loaded = new Set<string>()
+    const visit = (file: string) => {
+      if (loaded.has(file)) return
+      loaded.add(file)
+      for (const i of outputs[file]?.imports ?? []) {
+        if (i.kind === "import-statement" && i.external !== true) visit(i.path)
+      }
+    }
+    visit(entry!)
+    const inputs = [...loaded].flatMap((file) => Object.keys(outputs[file]?.inputs ?? {}))
+    assert.isAbove(inputs.length, 100, "the start-up chunks hold effect and the commands")
+    for (const name of lazyPackages) {
+      const bundled = Object.values(outputs).some((o) => Object.keys(o.inputs).some((i) => i.includes(`/${name}/`)))
+      assert.isTrue(bundled, `${name} is in the bundle`)
+      assert.deepStrictEqual(inputs.filter((i) => i.includes(`/${name}/`)), [], `${name} is loaded at start-up`)
+    }
+  })
+
+  it("status and runs answer on a damaged database without reading all of it; doctor finds the damage", async () => {
+    const db = path.join(dir, "damaged.db")
+    const start = await run([
+      "start",
+      path.join(texts, "long-multi-chapter.txt"),
+      "--db",
+      db,
+      "--run-id",
+      "r",
+      "--extractor",
+      "capitalized",
+      "--out",
+      path.join(dir, "r.ttl")
+    ])
+    assert.strictEqual(start.code, 0, start.stderr)
+    const finding = damage(db)
+    const status = await run(["status", "r", "--db", db])
+    assert.strictEqual(status.code, 0, status.stderr)
+    assert.match(status.stdout, /^status +completed$/m)
+    const runs = await run(["runs", "--db", db])
+    assert.strictEqual(runs.code, 0, runs.stderr)
+    assert.match(runs.stdout, /^r +completed/m)
+    const doctor = await run(["doctor", "--db", db])
+    assert.strictEqual(doctor.code, 3, doctor.stdout)
+    assert.include(doctor.stdout, "quick_check failed")
+    assert.include(doctor.stdout, finding.split("\n")[0])
+  })
+})
