@@ -6,7 +6,6 @@
  * @since 0.1.0
  */
 import * as Workflow from "@quarry/core/Workflow"
-import * as OfflineExtractor from "@quarry/offline/OfflineExtractor"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as TestHooks from "./TestHooks.js"
