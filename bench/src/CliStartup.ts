@@ -124,7 +124,7 @@ export interface StartupConfig {
  * @category configs
  */
 export const startupConfigs: Record<"smoke" | "quick" | "full", StartupConfig> = {
-  smoke: { repeats: 2 },
+  smoke: { repeats: 1 },
   quick: { repeats: 5 },
   full: { repeats: 10 }
 }
@@ -280,7 +280,7 @@ export interface StatusConfig {
  * @category configs
  */
 export const statusConfigs: Record<"smoke" | "quick" | "full", StatusConfig> = {
-  smoke: { smallBytes: 1 * 2 ** 20, largeBytes: 4 * 2 ** 20, repeats: 2, doctorRepeats: 1 },
+  smoke: { smallBytes: 1 * 2 ** 20, largeBytes: 4 * 2 ** 20, repeats: 1, doctorRepeats: 1 },
   quick: { smallBytes: 10 * 2 ** 20, largeBytes: 200 * 2 ** 20, repeats: 5, doctorRepeats: 2 },
   full: { smallBytes: 10 * 2 ** 20, largeBytes: 2 * 2 ** 30, repeats: 10, doctorRepeats: 3 }
 }
