@@ -309,6 +309,15 @@ describe("OfflineExtractor on ordinary prose", () => {
       assert.strictEqual(entity(output, "John Miller").attributes.title, "Staff Sergeant")
     }))
 
+  it.effect("a rank's modifiers stay with the rank, whole or after an organisation", () =>
+    Effect.gen(function*() {
+      const output = yield* prose("We heard Vice President Ana Ruiz. Navy Chief Petty Officer Dana Cole steered.")
+      assert.strictEqual(entity(output, "Ana Ruiz").attributes.title, "Vice President")
+      hasTriple(output, "Dana Cole", `${SCHEMA}worksFor`, "Navy")
+      const labels = output.entities.map((e) => e.label)
+      for (const fragment of ["Vice", "Chief", "Navy Chief"]) assert.notInclude(labels, fragment)
+    }))
+
   it.effect("appositions and prepositions: a person of a place, a person from a place, a business in a place", () =>
     Effect.gen(function*() {
       const output = yield* prose(

@@ -196,13 +196,13 @@ const runsOf = (unit: Unit, capitalisedElsewhere: ReadonlySet<string>): Array<Ar
     }
   }
   close()
-  // "MIT Sarah", "Google Sarah": an organisation name glued to a first name is two names.
   return runs.flatMap(splitAtRank).map((r) => {
     // "the Massachusetts Indians": a trailing demonym describes people, it is not part of the place.
     let end = r.length
     while (end > 1 && r[end - 1]!.tags.has("Demonym")) end--
     return r.slice(0, end)
   }).flatMap((r) => {
+    // "MIT Sarah", "Google Sarah": an organisation name glued to a first name is two names.
     for (let i = 1; i < r.length; i++) {
       const head = r.slice(0, i).map((t) => t.lower).join(" ")
       const orgHead = knownOrganizations.has(head) || lexiconKind(head) === "organization" ||
@@ -220,11 +220,18 @@ const splitAtRank = (run: Array<Token>): Array<Array<Token>> => {
     const title = honorifics.has(strip(t.text)) || (prefixJobTitles.has(t.lower) && t.text !== t.lower)
     if (!title || run[i - 1]!.after !== " ") continue
     let at = i
-    while (at > 1 && rankModifiers.has(run[at - 1]!.lower)) at--
+    while (at > 0 && rankModifiers.has(run[at - 1]!.lower)) at--
     if (at === 0 || honorifics.has(strip(run[at - 1]!.text))) return [run]
     return [run.slice(0, at), run.slice(at)]
   }
   return [run]
+}
+
+/** Whether the rank modifiers from `at` on ("Chief Petty ...") lead to a title ("... Officer"). */
+const titleAhead = (run: ReadonlyArray<Token>, at: number): boolean => {
+  let k = at
+  while (k < run.length - 1 && rankModifiers.has(run[k]!.lower)) k++
+  return k > at && (honorifics.has(strip(run[k]!.text)) || prefixJobTitles.has(run[k]!.lower))
 }
 
 /** A heading line ("Chapter 1: The Pioneers"): mostly capitalised words, no sentence end. */
@@ -530,9 +537,7 @@ export const collect = (
         while (from < run.length - 1) {
           const t = run[from]!
           const nextToken = run[from + 1]!
-          const honorific = (honorifics.has(strip(t.text)) ||
-            (rankModifiers.has(t.lower) &&
-              (honorifics.has(strip(nextToken.text)) || prefixJobTitles.has(nextToken.lower)))) &&
+          const honorific = (honorifics.has(strip(t.text)) || (rankModifiers.has(t.lower) && titleAhead(run, from))) &&
             /^\.?[ \t]+$/u.test(t.after)
           const job = prefixJobTitles.has(t.lower) && t.after === " " &&
             (isFirstName(nextToken.lower) || nextToken.tags.has("FirstName"))
