@@ -141,11 +141,11 @@ describe("SqliteRunStore", () => {
       yield* Effect.gen(function*() {
         const store = yield* RunStore.RunStore
         const created = yield* store.createRun(newRun("interrupted"))
-        yield* store.claim(created.id, "me", 60_000)
+        const holder = Option.getOrThrow((yield* store.claim(created.id, "me", 60_000)).holder)
         const commit = (batchIndex: number) =>
           store.commitBatch({
             runId: created.id,
-            owner: "me",
+            holder,
             batchIndex,
             output: syntheticOutput(batchIndex),
             attempts: 1,
@@ -202,7 +202,7 @@ describe("SqliteRunStore", () => {
         const store = yield* RunStore.RunStore
         const sql = yield* SqlClient.SqlClient
         const created = yield* store.createRun(newRun("big", { totalBatches: 2 }))
-        yield* store.claim(created.id, "me", 60_000)
+        const holder = Option.getOrThrow((yield* store.claim(created.id, "me", 60_000)).holder)
         const big: Extractor.BatchOutput = {
           entities: Array.from({ length: 300 }, (_, i) => ({
             label: `Person ${i} 田中優子 Ελένη`,
@@ -215,7 +215,7 @@ describe("SqliteRunStore", () => {
         }
         yield* store.commitBatch({
           runId: created.id,
-          owner: "me",
+          holder,
           batchIndex: 0,
           output: big,
           attempts: 1,
@@ -223,7 +223,7 @@ describe("SqliteRunStore", () => {
         })
         yield* store.commitBatch({
           runId: created.id,
-          owner: "me",
+          holder,
           batchIndex: 1,
           output: syntheticOutput(1),
           attempts: 1,
