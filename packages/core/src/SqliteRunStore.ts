@@ -353,18 +353,17 @@ export const make = (hooks: Hooks = {}) =>
     // before reading, instead of failing with SQLITE_BUSY when upgrading a read snapshot.
     const touch = (runId: RunId, now: number) => sql`UPDATE runs SET updated_at = ${now} WHERE id = ${runId}`
 
-    const findHolder = SqlSchema.single({
-      Request: Schema.String,
-      Result: HolderRow,
-      execute: (id) => sql`SELECT lease_token, lease_host, lease_pid, lease_pid_started FROM runs WHERE id = ${id}`
-    })
+    // For a run this transaction has just written: it cannot have vanished.
+    const readHolder = (runId: RunId) =>
+      SqlSchema.single({
+        Request: Schema.String,
+        Result: HolderRow,
+        execute: (id) => sql`SELECT lease_token, lease_host, lease_pid, lease_pid_started FROM runs WHERE id = ${id}`
+      })(runId).pipe(Effect.catchTag("NoSuchElementException", Effect.die))
 
-    // The run's current holder token, read inside a write transaction (so it cannot change before the commit).
+    // Read inside a write transaction, so the holder cannot change before the transaction commits.
     const holds = (runId: RunId, holder: RunStore.LeaseHolder) =>
-      findHolder(runId).pipe(
-        Effect.map((row) => row.lease_token === holder.token),
-        Effect.catchTag("NoSuchElementException", Effect.die)
-      )
+      Effect.map(readHolder(runId), (row) => row.lease_token === holder.token)
 
     const claim = (
       runId: RunId,
@@ -384,7 +383,7 @@ export const make = (hooks: Hooks = {}) =>
         }
         if (
           run.status === "running" && Option.isSome(run.lease) && run.lease.value.expiresAt > now &&
-          !holderIsDead(yield* findHolder(runId).pipe(Effect.catchTag("NoSuchElementException", Effect.die)))
+          !holderIsDead(yield* readHolder(runId))
         ) {
           return yield* lockedBy(run)
         }
@@ -583,7 +582,8 @@ export const make = (hooks: Hooks = {}) =>
           case "cancelled":
             return run
           case "running": {
-            const live = Option.isSome(run.lease) && run.lease.value.expiresAt > now
+            const live = Option.isSome(run.lease) && run.lease.value.expiresAt > now &&
+              !holderIsDead(yield* readHolder(runId))
             if (live) {
               yield* sql`UPDATE runs SET cancel_requested = 1 WHERE id = ${runId}`
               return yield* reread(runId)

@@ -427,7 +427,7 @@ describe("SqliteRunStore concurrency", () => {
       assert.isTrue(Option.isSome(taken.holder))
     }).pipe(Effect.scoped))
 
-  it.scoped("a lease whose pid now belongs to a process with another start time (pid reused) is taken over", () =>
+  it.scoped("a lease whose pid now belongs to a process with another start time (pid reused) is dead: cancel and claim act at once", () =>
     Effect.gen(function*() {
       const { sql, store } = yield* openStore(path.join(yield* tempDir, "q.db"))
       const run = yield* store.createRun(newRun("reused"))
@@ -435,6 +435,8 @@ describe("SqliteRunStore concurrency", () => {
       assert.strictEqual((yield* Effect.flip(store.claim(run.id, "second", 600_000)))._tag, "RunLocked")
       // The recorded holder is this (live) pid, but with a start time that is not this process's.
       yield* sql`UPDATE runs SET lease_pid_started = '1' WHERE id = ${run.id}`
+      // Nobody executes it any more: a cancel takes effect at once instead of waiting for a holder to notice.
+      assert.strictEqual((yield* store.requestCancel(run.id)).status, "cancelled")
       const taken = yield* store.claim(run.id, "second", 600_000)
       assert.deepStrictEqual(Option.map(taken.run.lease, (l) => l.owner), Option.some("second"))
     }))
