@@ -10,6 +10,7 @@ import { RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
@@ -115,9 +116,11 @@ const fill = (file: string, runId: RunId, batches: number, encoded: Harness.Enco
     }))
     yield* Effect.gen(function*() {
       const store = yield* RunStore
-      const owner = Workflow.makeOwnerId()
-      yield* store.claim(runId, owner, Workflow.defaultLeaseMs)
-      yield* store.finish(runId, owner, { status: "interrupted" })
+      const { holder } = yield* store.claim(runId, Workflow.makeOwnerId(), Workflow.defaultLeaseMs)
+      yield* Option.match(holder, {
+        onNone: () => Effect.void,
+        onSome: (holder) => store.finish(runId, holder, { status: "interrupted" })
+      })
     }).pipe(Effect.provide(Harness.engineLayer(file, [])))
   })
 

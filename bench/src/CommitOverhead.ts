@@ -8,6 +8,7 @@ import { RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as path from "node:path"
 import * as Harness from "./Harness.js"
 import type * as Report from "./Report.js"
@@ -117,13 +118,13 @@ export const run = (config: Config) =>
         }),
         store: Effect.gen(function*() {
           const created = yield* create
-          const owner = Workflow.makeOwnerId()
-          yield* store.claim(created.id, owner, Workflow.defaultLeaseMs)
+          const claimed = yield* store.claim(created.id, Workflow.makeOwnerId(), Workflow.defaultLeaseMs)
+          const holder = Option.getOrThrow(claimed.holder)
           const start = clock()
           for (let i = 0; i < count; i++) {
             yield* store.commitBatch({
               runId: created.id,
-              owner,
+              holder,
               batchIndex: i,
               output: outputs[i]!,
               attempts: 1,
@@ -131,7 +132,7 @@ export const run = (config: Config) =>
             })
           }
           const result = perBatch(start, clock())
-          yield* store.finish(created.id, owner, { status: "interrupted" })
+          yield* store.finish(created.id, holder, { status: "interrupted" })
           return result
         }),
         raw: Effect.gen(function*() {

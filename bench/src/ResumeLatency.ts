@@ -12,6 +12,7 @@ import * as Workflow from "@quarry/core/Workflow"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import { createHash } from "node:crypto"
 import * as path from "node:path"
@@ -116,9 +117,8 @@ export const run = (config: Config) =>
       const store = yield* RunStore
       // Interrupted runs, as after a crash that was noticed (the state `quarry resume` starts from).
       for (const runId of Object.values(runs)) {
-        const owner = Workflow.makeOwnerId()
-        yield* store.claim(runId, owner, Workflow.defaultLeaseMs)
-        yield* store.finish(runId, owner, { status: "interrupted" })
+        const claimed = yield* store.claim(runId, Workflow.makeOwnerId(), Workflow.defaultLeaseMs)
+        yield* store.finish(runId, Option.getOrThrow(claimed.holder), { status: "interrupted" })
       }
       const measure = (runId: RunId) =>
         Effect.gen(function*() {

@@ -7,7 +7,8 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import * as SqlClientTag from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Statement from "@effect/sql/Statement"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -36,6 +37,23 @@ export const busyTimeoutMs = 10_000
  */
 export type QuickCheck = "always" | "afterUncleanShutdown" | "never"
 
+/** Not exported: only this module's validating layers can build a `Database` service. */
+const validated: unique symbol = Symbol("@quarry/core/Database/validated")
+
+/**
+ * A database that passed durability validation and is migrated; the store requires it, so that an in-memory,
+ * unmigrated or `synchronous=NORMAL` client cannot be used by accident. Only `layer` and `layerEphemeral` provide it.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Database extends Context.Tag("@quarry/core/Database")<Database, {
+  readonly [validated]: true
+  readonly filename: string
+  /** The client of this database: every statement holds the connection while it runs. */
+  readonly sql: SqlClient.SqlClient
+}>() {}
+
 /**
  * Options of `layer`.
  *
@@ -44,6 +62,8 @@ export type QuickCheck = "always" | "afterUncleanShutdown" | "never"
  */
 export interface Options {
   readonly quickCheck?: QuickCheck | undefined
+  /** How long a statement waits for another process's write lock (default `busyTimeoutMs`). */
+  readonly busyTimeoutMs?: number | undefined
 }
 
 /** Decided before the file is opened: opening it in WAL mode creates the log. */
@@ -56,39 +76,53 @@ const wantsQuickCheck = (filename: string, mode: QuickCheck): boolean => {
   }
 }
 
+/**
+ * The driver's client releases its connection permit before a statement outside a transaction runs, so such a
+ * statement could run inside another fiber's open transaction (and vanish with its rollback). This client acquires
+ * statements the way the driver acquires transactions: the permit is held until the statement is done. Transactions
+ * begin IMMEDIATE: they take the write lock first (waiting on `busy_timeout`) instead of failing with SQLITE_BUSY
+ * when a read snapshot has to be upgraded.
+ */
+const serialised = (driver: SqliteClient.SqliteClient) =>
+  SqlClient.make({
+    acquirer: driver.reserve,
+    transactionAcquirer: driver.reserve,
+    compiler: Statement.makeCompilerSqlite(),
+    spanAttributes: [["db.system.name", "sqlite"]],
+    beginTransaction: "BEGIN IMMEDIATE"
+  })
+
 const open = (filename: string) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const reasons = Durability.checkLocation(filename)
     if (reasons.length > 0) return yield* new DurabilityError({ filename, reasons })
-    return Layer.scopedContext(
-      Effect.map(
-        SqliteClient.make({ filename }).pipe(
-          // The driver throws while opening a file that is not a database (SQLITE_NOTADB): a finding, not a defect.
-          Effect.catchAllDefect((defect) =>
-            new DurabilityError({
-              filename,
-              reasons: [
-                `it cannot be opened as a SQLite database (${
-                  defect instanceof Error ? defect.message : String(defect)
-                })`
-              ]
-            })
-          )
+    return Layer.scoped(
+      SqlClient.SqlClient,
+      SqliteClient.make({ filename }).pipe(
+        // The driver throws while opening a file that is not a database (SQLITE_NOTADB): a finding, not a defect.
+        Effect.catchAllDefect((defect) =>
+          new DurabilityError({
+            filename,
+            reasons: [
+              `it cannot be opened as a SQLite database (${defect instanceof Error ? defect.message : String(defect)})`
+            ]
+          })
         ),
-        (client) => Context.make(SqliteClient.SqliteClient, client).pipe(Context.add(SqlClientTag.SqlClient, client))
+        Effect.flatMap(serialised)
       )
     ).pipe(Layer.provide(Reactivity.layer))
   }))
 
-const prepare = (filename: string, quickCheck: boolean) =>
+const prepare = (filename: string, options: Options, quickCheck: boolean) =>
   Effect.gen(function*() {
-    const sql = yield* SqliteClient.SqliteClient
+    const sql = yield* SqlClient.SqlClient
     yield* sql`PRAGMA synchronous = FULL`
     yield* sql`PRAGMA foreign_keys = ON`
-    yield* sql.unsafe(`PRAGMA busy_timeout = ${busyTimeoutMs}`)
+    yield* sql.unsafe(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? busyTimeoutMs}`)
     // Refuse a newer schema or a damaged file before migrating anything.
     yield* Durability.validate(filename, { quickCheck })
     yield* migrate
+    return Database.of({ [validated]: true, filename, sql })
   }).pipe(
     Effect.catchTags({
       SqlError: (error) => new DurabilityError({ filename, reasons: [`it cannot be used: ${error.message}`] }),
@@ -106,10 +140,10 @@ const prepare = (filename: string, quickCheck: boolean) =>
 export const layer = (
   filename: string,
   options: Options = {}
-): Layer.Layer<SqliteClient.SqliteClient | SqlClientTag.SqlClient, DurabilityError> =>
+): Layer.Layer<Database | SqlClient.SqlClient, DurabilityError> =>
   Layer.unwrapEffect(Effect.sync(() => {
     const quickCheck = wantsQuickCheck(filename, options.quickCheck ?? "afterUncleanShutdown")
-    return Layer.effectDiscard(prepare(filename, quickCheck)).pipe(Layer.provideMerge(open(filename)))
+    return Layer.effect(Database, prepare(filename, options, quickCheck)).pipe(Layer.provideMerge(open(filename)))
   }))
 
 /**
@@ -119,11 +153,10 @@ export const layer = (
  * @since 0.1.0
  * @category layers
  */
-export const layerEphemeral: Layer.Layer<SqliteClient.SqliteClient | SqlClientTag.SqlClient, DurabilityError> = Layer
-  .unwrapScoped(
-    Effect.gen(function*() {
-      const fs = yield* FileSystem.FileSystem
-      const directory = yield* fs.makeTempDirectoryScoped({ prefix: "quarry-" })
-      return layer(path.join(directory, "quarry.db"))
-    }).pipe(Effect.orDie, Effect.provide(NodeFileSystem.layer))
-  )
+export const layerEphemeral: Layer.Layer<Database | SqlClient.SqlClient, DurabilityError> = Layer.unwrapScoped(
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const directory = yield* fs.makeTempDirectoryScoped({ prefix: "quarry-" })
+    return layer(path.join(directory, "quarry.db"))
+  }).pipe(Effect.orDie, Effect.provide(NodeFileSystem.layer))
+)

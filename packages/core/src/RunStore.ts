@@ -3,11 +3,19 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import type * as Chunking from "./Chunking.js"
-import type { InvalidRunState, PersistenceError, RunAlreadyExists, RunLocked, RunNotFound } from "./Errors.js"
+import {
+  type InvalidRunState,
+  type PersistenceError,
+  type RunAlreadyExists,
+  RunCancelled,
+  type RunLocked,
+  type RunNotFound
+} from "./Errors.js"
 import type * as Extractor from "./Extractor.js"
 import type {
   Artifact,
@@ -44,14 +52,38 @@ export interface NewRun {
 }
 
 /**
- * One batch result to commit, with the lease owner that produced it.
+ * Who holds a run's lease: the owner's name, for people, and the random token of this claim, which every write of
+ * the holder presents. Two executions with the same owner name hold different tokens: only the latest claim writes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LeaseHolder {
+  readonly owner: string
+  readonly token: string
+}
+
+/**
+ * What `claim` gives: the run and, when it took the lease, the holder to present on every write. A completed run
+ * that was not reopened is returned without a holder.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Claimed {
+  readonly run: Run
+  readonly holder: Option.Option<LeaseHolder>
+}
+
+/**
+ * One batch result to commit, with the lease holder that produced it.
  *
  * @since 0.1.0
  * @category models
  */
 export interface BatchCommit {
   readonly runId: RunId
-  readonly owner: string
+  readonly holder: LeaseHolder
   readonly batchIndex: number
   readonly output: Extractor.BatchOutput
   readonly attempts: number
@@ -125,6 +157,20 @@ export interface RunErrorEntry {
 }
 
 /**
+ * An entity known to a run, as extractors see it in their context.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KnownEntity {
+  readonly key: string
+  readonly label: string
+  readonly type: string
+  /** The batch the entity was first seen in. */
+  readonly firstBatch: number
+}
+
+/**
  * The run store.
  *
  * @since 0.1.0
@@ -140,19 +186,24 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   readonly readInput: (runId: RunId) => Effect.Effect<string, RunNotFound | PersistenceError>
   readonly readOntologySource: (sha256: string) => Effect.Effect<Option.Option<string>, PersistenceError>
   /**
-   * Takes the run's lease and moves it to `running`. A completed run is returned unchanged. Fails with `RunLocked`
-   * while another owner's lease is live; an expired lease is taken over.
+   * Takes the run's lease with a fresh token and moves it to `running`. A completed run is returned unchanged.
+   * Fails with `RunLocked` while another claim's lease is live; an expired lease, or one whose holder is provably
+   * dead (same host, process gone), is taken over. With `expectedVersion` (the `statusVersion` the caller read),
+   * a run cancelled since then fails with `RunCancelled`: a cancel that raced the caller sticks.
    */
   readonly claim: (
     runId: RunId,
     owner: string,
     leaseMs: number,
-    options?: { readonly reopen?: boolean | undefined }
-  ) => Effect.Effect<Run, RunNotFound | RunLocked | PersistenceError>
+    options?: {
+      readonly reopen?: boolean | undefined
+      readonly expectedVersion?: number | undefined
+    }
+  ) => Effect.Effect<Claimed, RunNotFound | RunLocked | RunCancelled | PersistenceError>
   /** Extends the lease; fails with `RunLocked` when the lease was lost. Returns whether cancellation was requested. */
   readonly heartbeat: (
     runId: RunId,
-    owner: string,
+    holder: LeaseHolder,
     leaseMs: number
   ) => Effect.Effect<{ readonly cancelRequested: boolean }, RunLocked | PersistenceError>
   /** Writes a batch output, its checkpoint and the run's progress in one transaction; idempotent per batch. */
@@ -181,11 +232,11 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   /** Records a completed run with its artifact and releases the lease. */
   readonly complete: (
     runId: RunId,
-    owner: string,
+    holder: LeaseHolder,
     artifact: Artifact
   ) => Effect.Effect<Run, RunLocked | PersistenceError>
-  /** Records a run that stopped without completing and releases the lease. */
-  readonly finish: (runId: RunId, owner: string, outcome: Outcome) => Effect.Effect<void, PersistenceError>
+  /** Records a run that stopped without completing and releases the lease (a holder that lost it writes nothing). */
+  readonly finish: (runId: RunId, holder: LeaseHolder, outcome: Outcome) => Effect.Effect<void, PersistenceError>
   /** Asks a run to stop. A run that is not executing is marked `cancelled` at once. */
   readonly requestCancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
   /** Committed batch outputs with index greater than `after`, in order, at most `limit`. */
@@ -194,13 +245,87 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
     after: number,
     limit: number
   ) => Effect.Effect<ReadonlyArray<StoredBatch>, PersistenceError>
-  /** Entities first seen in batches before `beforeBatch`, in order of first appearance. */
+  /**
+   * Entities first seen in batches `fromBatch <= b < beforeBatch` (default from 0), once each, in order of first
+   * appearance (first batch, then key).
+   */
   readonly knownEntities: (
     runId: RunId,
-    beforeBatch: number
-  ) => Effect.Effect<
-    ReadonlyArray<{ readonly key: string; readonly label: string; readonly type: string }>,
-    PersistenceError
-  >
+    beforeBatch: number,
+    fromBatch?: number
+  ) => Effect.Effect<ReadonlyArray<KnownEntity>, PersistenceError>
   readonly errors: (runId: RunId) => Effect.Effect<ReadonlyArray<RunErrorEntry>, PersistenceError>
 }>() {}
+
+/**
+ * Keeps a lease alive: a heartbeat every third of `leaseMs`. A heartbeat that fails for a transient reason (e.g. the
+ * write lock held by another process past `busy_timeout`) is retried with backoff for as long as the lease is still
+ * valid; only a lost lease (`RunLocked`), a requested cancel (`RunCancelled`) or a lease that would expire before
+ * a retry could renew it ends the loop. Never succeeds.
+ *
+ * @since 0.1.0
+ * @category leases
+ */
+export const keepLease = (
+  store: RunStore["Type"],
+  runId: RunId,
+  holder: LeaseHolder,
+  leaseMs: number
+): Effect.Effect<never, RunLocked | RunCancelled | PersistenceError> =>
+  Effect.gen(function*() {
+    const interval = Math.max(1, Math.floor(leaseMs / 3))
+    let expiresAt = (yield* Clock.currentTimeMillis) + leaseMs
+    let backoff = Math.max(1, Math.floor(interval / 8))
+    yield* Effect.sleep(interval)
+    while (true) {
+      const started = yield* Clock.currentTimeMillis
+      const beat = yield* Effect.either(store.heartbeat(runId, holder, leaseMs))
+      const now = yield* Clock.currentTimeMillis
+      if (beat._tag === "Right") {
+        if (beat.right.cancelRequested) return yield* new RunCancelled({ runId })
+        expiresAt = started + leaseMs
+        backoff = Math.max(1, Math.floor(interval / 8))
+        yield* Effect.sleep(interval)
+        continue
+      }
+      if (beat.left._tag === "RunLocked") return yield* beat.left
+      // Transient: retry while a retry can still renew the lease (it takes about as long as this attempt did).
+      if (now + backoff + (now - started) >= expiresAt) return yield* beat.left
+      yield* Effect.logWarning(`heartbeat failed, retrying in ${backoff} ms: ${beat.left.message}`)
+      yield* Effect.sleep(backoff)
+      backoff = Math.min(backoff * 2, interval)
+    }
+  }).pipe(Effect.withSpan("RunStore.keepLease", { attributes: { runId } }))
+
+/**
+ * A per-execution reader of `knownEntities` that reads each batch's entities once: a request for the entities
+ * before batch `h` reads only those first seen in batches not read yet, so a batch's cost does not grow with the
+ * length of the run. Answers are identical to `store.knownEntities(runId, h)` as long as the batches before `h`
+ * are committed when it is asked (entities of committed batches never move to a later first batch).
+ *
+ * @since 0.1.0
+ * @category readers
+ */
+export const knownEntitiesReader = (
+  store: RunStore["Type"],
+  runId: RunId
+): Effect.Effect<(beforeBatch: number) => Effect.Effect<ReadonlyArray<KnownEntity>, PersistenceError>> =>
+  Effect.gen(function*() {
+    const lock = yield* Effect.makeSemaphore(1)
+    const entities: Array<KnownEntity> = []
+    // countBefore[b]: how many entities were first seen before batch b, for every b read so far.
+    const countBefore: Array<number> = [0]
+    return (beforeBatch: number) =>
+      lock.withPermits(1)(Effect.gen(function*() {
+        const readUpTo = countBefore.length - 1
+        if (beforeBatch > readUpTo) {
+          // Rows come in order of first batch: when a row of batch f arrives, every entity so far is from before f.
+          for (const row of yield* store.knownEntities(runId, beforeBatch, readUpTo)) {
+            while (countBefore.length <= row.firstBatch) countBefore.push(entities.length)
+            entities.push(row)
+          }
+          while (countBefore.length <= beforeBatch) countBefore.push(entities.length)
+        }
+        return entities.slice(0, countBefore[beforeBatch] ?? 0)
+      }))
+  })

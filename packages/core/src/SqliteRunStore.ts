@@ -3,19 +3,21 @@
  *
  * @since 0.1.0
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { randomBytes } from "node:crypto"
 import { deflateRawSync, inflateRawSync } from "node:zlib"
 import * as Chunking from "./Chunking.js"
 import * as CrashPoint from "./CrashPoint.js"
-import { InvalidRunState, PersistenceError, RunAlreadyExists, RunLocked, RunNotFound } from "./Errors.js"
+import * as Database from "./Database.js"
+import { InvalidRunState, PersistenceError, RunAlreadyExists, RunCancelled, RunLocked, RunNotFound } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import { entityKey, sha256 } from "./internal/entities.js"
+import * as Processes from "./internal/processes.js"
 import * as Usage from "./internal/usage.js"
 import {
   Artifact,
@@ -165,7 +167,7 @@ const ProgressRow = Schema.Struct({
   entityMentions: Schema.propertySignature(Schema.Int).pipe(Schema.fromKey("entity_mentions")),
   relations: Schema.Int,
   digest: Schema.String,
-  leaseOwner: Schema.propertySignature(Schema.NullOr(Schema.String)).pipe(Schema.fromKey("lease_owner")),
+  leaseToken: Schema.propertySignature(Schema.NullOr(Schema.String)).pipe(Schema.fromKey("lease_token")),
   cancelRequested: Schema.propertySignature(Schema.Number).pipe(Schema.fromKey("cancel_requested"))
 })
 
@@ -175,7 +177,19 @@ const BatchRow = Schema.Struct({
   encoding: Schema.Literal("json", "deflate")
 })
 
-const EntityRow = Schema.Struct({ entity_key: Schema.String, label: Schema.String, type: Schema.String })
+const EntityRow = Schema.Struct({
+  entity_key: Schema.String,
+  label: Schema.String,
+  type: Schema.String,
+  first_batch: Schema.Int
+})
+
+const HolderRow = Schema.Struct({
+  lease_token: Schema.NullOr(Schema.String),
+  lease_host: Schema.NullOr(Schema.String),
+  lease_pid: Schema.NullOr(Schema.Int),
+  lease_pid_started: Schema.NullOr(Schema.String)
+})
 
 const TotalsRow = Schema.Struct({
   requests: Schema.NullOr(Schema.Number),
@@ -219,15 +233,21 @@ const persistence = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E,
     (cause) => new PersistenceError({ operation, cause })
   )
 
+/** A lease holder that provably died on this host: its lease is taken over without waiting for it to expire. */
+const holderIsDead = (row: typeof HolderRow.Type) =>
+  row.lease_host !== null && row.lease_pid !== null &&
+  Processes.isDead({ host: row.lease_host, pid: row.lease_pid, started: row.lease_pid_started })
+
 /**
- * Builds the store on the `SqlClient` in context (migrated by `Database.layer`).
+ * Builds the store on the validated, migrated `Database` in context (`Database.layer` or `Database.layerEphemeral`).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (hooks: Hooks = {}) =>
   Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
+    const { sql } = yield* Database.Database
+    const me = Processes.self()
 
     const findRun = SqlSchema.findOne({
       Request: Schema.String,
@@ -252,7 +272,7 @@ export const make = (hooks: Hooks = {}) =>
       Result: ProgressRow,
       execute: ({ id, now }) =>
         sql`UPDATE runs SET updated_at = ${now} WHERE id = ${id}
-          RETURNING committed_batches, entity_mentions, relations, digest, lease_owner, cancel_requested`
+          RETURNING committed_batches, entity_mentions, relations, digest, lease_token, cancel_requested`
     })
 
     const lockedBy = (run: Run) =>
@@ -335,41 +355,63 @@ export const make = (hooks: Hooks = {}) =>
     // before reading, instead of failing with SQLITE_BUSY when upgrading a read snapshot.
     const touch = (runId: RunId, now: number) => sql`UPDATE runs SET updated_at = ${now} WHERE id = ${runId}`
 
+    // For a run this transaction has just written: it cannot have vanished.
+    const readHolder = (runId: RunId) =>
+      SqlSchema.single({
+        Request: Schema.String,
+        Result: HolderRow,
+        execute: (id) => sql`SELECT lease_token, lease_host, lease_pid, lease_pid_started FROM runs WHERE id = ${id}`
+      })(runId).pipe(Effect.catchTag("NoSuchElementException", Effect.die))
+
+    // Read inside a write transaction, so the holder cannot change before the transaction commits.
+    const holds = (runId: RunId, holder: RunStore.LeaseHolder) =>
+      Effect.map(readHolder(runId), (row) => row.lease_token === holder.token)
+
     const claim = (
       runId: RunId,
       owner: string,
       leaseMs: number,
-      options: { readonly reopen?: boolean | undefined } = {}
+      options: { readonly reopen?: boolean | undefined; readonly expectedVersion?: number | undefined } = {}
     ) =>
       sql.withTransaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         yield* touch(runId, now)
         const run = yield* getRun(runId)
-        if (run.status === "completed" && options.reopen !== true) return run
+        const changed = options.expectedVersion !== undefined && options.expectedVersion !== run.statusVersion
+        // Cancelled since the caller read the run (e.g. while it prepared): the cancel wins.
+        if (changed && run.status === "cancelled") return yield* new RunCancelled({ runId })
+        if (run.status === "completed" && options.reopen !== true) {
+          return { run, holder: Option.none() } satisfies RunStore.Claimed
+        }
         if (
-          run.status === "running" && Option.isSome(run.lease) && run.lease.value.owner !== owner &&
-          run.lease.value.expiresAt > now
+          run.status === "running" && Option.isSome(run.lease) && run.lease.value.expiresAt > now &&
+          !holderIsDead(yield* readHolder(runId))
         ) {
           return yield* lockedBy(run)
         }
+        const holder: RunStore.LeaseHolder = { owner, token: randomBytes(16).toString("hex") }
         yield* sql`UPDATE runs SET
             status = 'running',
             status_version = status_version + 1,
             started_at = COALESCE(started_at, ${now}),
             finished_at = NULL,
             lease_owner = ${owner},
+            lease_token = ${holder.token},
+            lease_host = ${me.host},
+            lease_pid = ${me.pid},
+            lease_pid_started = ${me.started},
             lease_expires_at = ${now + leaseMs},
             cancel_requested = 0
           WHERE id = ${runId} AND status_version = ${run.statusVersion}`
-        return yield* reread(runId)
+        return { run: yield* reread(runId), holder: Option.some(holder) } satisfies RunStore.Claimed
       })).pipe(persistence("claim"), Effect.withSpan("SqliteRunStore.claim", { attributes: { runId } }))
 
-    const heartbeat = (runId: RunId, owner: string, leaseMs: number) =>
+    const heartbeat = (runId: RunId, holder: RunStore.LeaseHolder, leaseMs: number) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const rows = yield* sql<{ cancel_requested: number }>`UPDATE runs
           SET lease_expires_at = ${now + leaseMs}
-          WHERE id = ${runId} AND lease_owner = ${owner} AND status = 'running'
+          WHERE id = ${runId} AND lease_token = ${holder.token} AND status = 'running'
           RETURNING cancel_requested`
         if (rows[0] === undefined) return yield* lockedBy(yield* reread(runId))
         return { cancelRequested: rows[0].cancel_requested !== 0 }
@@ -393,7 +435,9 @@ export const make = (hooks: Hooks = {}) =>
           const now = yield* Clock.currentTimeMillis
           const rows = yield* lockProgress({ id: commit.runId, now })
           const run = rows[0]
-          if (run === undefined || run.leaseOwner !== commit.owner) return yield* lockedBy(yield* reread(commit.runId))
+          if (run === undefined || run.leaseToken !== commit.holder.token) {
+            return yield* lockedBy(yield* reread(commit.runId))
+          }
           if (commit.batchIndex < run.committedBatches) {
             // Already committed (a retried commit): return the stored checkpoint, write nothing.
             const rows = yield* sql<{ entity_mentions: number; relations: number; digest: string }>`
@@ -485,7 +529,7 @@ export const make = (hooks: Hooks = {}) =>
         })
       )
 
-    const complete = (runId: RunId, owner: string, artifact: Artifact) =>
+    const complete = (runId: RunId, holder: RunStore.LeaseHolder, artifact: Artifact) =>
       sql.withTransaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const rows = yield* sql<{ id: string }>`UPDATE runs SET
@@ -500,15 +544,16 @@ export const make = (hooks: Hooks = {}) =>
             artifact_bytes = ${artifact.bytes},
             artifact_format = ${artifact.format},
             lease_owner = NULL,
+            lease_token = NULL,
             lease_expires_at = NULL
-          WHERE id = ${runId} AND lease_owner = ${owner} AND status = 'running'
+          WHERE id = ${runId} AND lease_token = ${holder.token} AND status = 'running'
           RETURNING id`
         const run = yield* reread(runId)
         if (rows.length === 0) return yield* lockedBy(run)
         return run
       })).pipe(persistence("complete"))
 
-    const finish = (runId: RunId, owner: string, outcome: RunStore.Outcome) =>
+    const finish = (runId: RunId, holder: RunStore.LeaseHolder, outcome: RunStore.Outcome) =>
       sql.withTransaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const rows = yield* sql<{ id: string }>`UPDATE runs SET
@@ -519,8 +564,9 @@ export const make = (hooks: Hooks = {}) =>
             last_error = ${outcome.error ?? null},
             failure_reason = ${outcome.reason ?? null},
             lease_owner = NULL,
+            lease_token = NULL,
             lease_expires_at = NULL
-          WHERE id = ${runId} AND lease_owner = ${owner} AND status = 'running'
+          WHERE id = ${runId} AND lease_token = ${holder.token} AND status = 'running'
           RETURNING id`
         if (rows.length > 0 && outcome.error !== undefined) {
           yield* sql`INSERT INTO run_errors (run_id, at, reason, message)
@@ -539,7 +585,8 @@ export const make = (hooks: Hooks = {}) =>
           case "cancelled":
             return run
           case "running": {
-            const live = Option.isSome(run.lease) && run.lease.value.expiresAt > now
+            const live = Option.isSome(run.lease) && run.lease.value.expiresAt > now &&
+              !holderIsDead(yield* readHolder(runId))
             if (live) {
               yield* sql`UPDATE runs SET cancel_requested = 1 WHERE id = ${runId}`
               return yield* reread(runId)
@@ -554,6 +601,7 @@ export const make = (hooks: Hooks = {}) =>
             finished_at = ${now},
             cancel_requested = 1,
             lease_owner = NULL,
+            lease_token = NULL,
             lease_expires_at = NULL
           WHERE id = ${runId} AND status_version = ${run.statusVersion}`
         return yield* reread(runId)
@@ -577,16 +625,23 @@ export const make = (hooks: Hooks = {}) =>
         persistence("batchPage")
       )
 
-    const knownEntities = (runId: RunId, beforeBatch: number) =>
+    const knownEntities = (runId: RunId, beforeBatch: number, fromBatch = 0) =>
       SqlSchema.findAll({
-        Request: Schema.Struct({ runId: Schema.String, before: Schema.Number }),
+        Request: Schema.Struct({ runId: Schema.String, from: Schema.Number, before: Schema.Number }),
         Result: EntityRow,
         execute: (req) =>
-          sql`SELECT entity_key, label, type FROM entities
-            WHERE run_id = ${req.runId} AND first_batch < ${req.before}
+          sql`SELECT entity_key, label, type, first_batch FROM entities
+            WHERE run_id = ${req.runId} AND first_batch >= ${req.from} AND first_batch < ${req.before}
             ORDER BY first_batch, entity_key`
-      })({ runId, before: beforeBatch }).pipe(
-        Effect.map((rows) => rows.map((row) => ({ key: row.entity_key, label: row.label, type: row.type }))),
+      })({ runId, from: fromBatch, before: beforeBatch }).pipe(
+        Effect.map((rows) =>
+          rows.map((row): RunStore.KnownEntity => ({
+            key: row.entity_key,
+            label: row.label,
+            type: row.type,
+            firstBatch: row.first_batch
+          }))
+        ),
         persistence("knownEntities")
       )
 
@@ -671,8 +726,7 @@ export const make = (hooks: Hooks = {}) =>
         yield* sql.withTransaction(Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           yield* touch(commit.runId, now)
-          const run = yield* reread(commit.runId)
-          if (Option.getOrUndefined(run.lease)?.owner !== commit.owner) return yield* lockedBy(run)
+          if (!(yield* holds(commit.runId, commit.holder))) return yield* lockedBy(yield* reread(commit.runId))
           const replaced = yield* sql<{ batch_index: number }>`UPDATE batches SET
               status = ${stillSkipped ? "skipped" : "ok"}, error = ${commit.skipped?.error ?? null},
               output = ${blob}, encoding = ${encoding},
@@ -754,9 +808,9 @@ export const make = (hooks: Hooks = {}) =>
   })
 
 /**
- * The store as a layer over the `SqlClient` in context.
+ * The store as a layer over the validated `Database` in context.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<RunStoreTag, never, SqlClient.SqlClient> = Layer.effect(RunStoreTag, make())
+export const layer: Layer.Layer<RunStoreTag, never, Database.Database> = Layer.effect(RunStoreTag, make())

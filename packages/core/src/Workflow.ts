@@ -13,7 +13,6 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
-import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { randomBytes } from "node:crypto"
@@ -34,7 +33,7 @@ import { entityIri, sha256 } from "./internal/entities.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
 import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId, UsageTotals } from "./Run.js"
-import { RunStore } from "./RunStore.js"
+import { keepLease, knownEntitiesReader, type LeaseHolder, RunStore } from "./RunStore.js"
 
 /**
  * Progress of an execution, for progress bars and JSON event streams.
@@ -251,7 +250,7 @@ const prepare = Effect.fn("Workflow.prepare")(function*(run: Run) {
 })
 
 /** Records how an execution that held the lease ended; only the lease holder's record counts. */
-const recordExit = (runId: RunId, owner: string, exit: Exit.Exit<Run, unknown>) =>
+const recordExit = (runId: RunId, owner: LeaseHolder, exit: Exit.Exit<Run, unknown>) =>
   Effect.gen(function*() {
     if (Exit.isSuccess(exit)) return
     const store = yield* RunStore
@@ -294,10 +293,15 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   const reopen = options.retrySkipped === true && stored.skippedBatches > 0
   if (stored.status === "completed" && !reopen) return stored
   const { batches, extractor, ontology } = yield* prepare(stored)
-  const owner = options.owner ?? makeOwnerId()
   const leaseMs = options.leaseMs ?? defaultLeaseMs
-  const run = yield* store.claim(runId, owner, leaseMs, { reopen })
-  if (run.status === "completed" && !reopen) return run
+  const claimed = yield* store.claim(runId, options.owner ?? makeOwnerId(), leaseMs, {
+    reopen,
+    expectedVersion: stored.statusVersion
+  })
+  const run = claimed.run
+  if (Option.isNone(claimed.holder)) return run
+  // Every write of this execution presents its claim's token.
+  const owner = claimed.holder.value
   const emit = options.onEvent ?? (() => Effect.void)
   const { concurrency, totalBatches } = run.plan
 
@@ -313,6 +317,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
       return yield* store.complete(runId, owner, artifact)
     }
     const committed = yield* SubscriptionRef.make(run.committedBatches)
+    const readKnownEntities = yield* knownEntitiesReader(store, runId)
     // Batch i sees the entities of batches < i - concurrency + 1 only: those are committed before it can start
     // whatever the timing, so its context (and output) never depends on scheduling.
     const knownEntities = (batchIndex: number) => {
@@ -322,7 +327,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
         Stream.filter((n) => n >= horizon),
         Stream.take(1),
         Stream.runDrain,
-        Effect.zipRight(store.knownEntities(runId, horizon)),
+        Effect.zipRight(readKnownEntities(horizon)),
         Effect.map((rows) => rows.map((e) => ({ label: e.label, type: e.type, iri: entityIri(e.label, e.type) })))
       )
     }
@@ -399,7 +404,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
         // Also when it failed again: its usage and its latest error are recorded with the batch.
         yield* store.replaceSkipped({
           runId,
-          owner,
+          holder: owner,
           batchIndex,
           output: retried.output,
           attempts: Math.max(1, retried.output.usage?.requests ?? 1),
@@ -427,7 +432,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
           yield* awaitTurn(batch.index)
           const checkpoint = yield* store.commitBatch({
             runId,
-            owner,
+            holder: owner,
             batchIndex: batch.index,
             output,
             // An LLM extractor reports one request per HTTP attempt.
@@ -463,13 +468,8 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
     return yield* store.complete(runId, owner, artifact)
   })
 
-  // The heartbeat keeps the lease alive and notices cancellation from other processes between commits.
-  const heartbeat = store.heartbeat(runId, owner, leaseMs).pipe(
-    Effect.flatMap(({ cancelRequested }) => cancelRequested ? new RunCancelled({ runId }) : Effect.void),
-    Effect.repeat(Schedule.spaced(Math.max(1, Math.floor(leaseMs / 3)))),
-    Effect.delay(Math.max(1, Math.floor(leaseMs / 3))),
-    Effect.zipRight(Effect.never)
-  )
+  // The heartbeat keeps the lease alive (retrying transient failures) and notices cancellation from other processes.
+  const heartbeat = keepLease(store, runId, owner, leaseMs)
 
   const deadline = options.deadlineMs
   const bounded = deadline === undefined ? body : body.pipe(

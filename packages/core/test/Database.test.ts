@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { coreDist, spawnNode } from "./children.js"
 import { tempDir } from "./fixtures.js"
 import { newRun } from "./RunStoreSuite.js"
 
@@ -130,4 +131,32 @@ describe("Database", () => {
       assert.isFalse(fs.existsSync(file))
       assert.isFalse(fs.existsSync(path.dirname(file)))
     }))
+
+  it.live("two processes opening the same new, empty file at once both migrate it and succeed", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      for (let round = 0; round < 2; round++) {
+        const file = path.join(dir, `new-${round}.db`)
+        const open = () =>
+          spawnNode(`
+            import * as Effect from "effect/Effect"
+            import * as Layer from "effect/Layer"
+            import * as Database from ${JSON.stringify(coreDist("Database"))}
+            console.log("ready")
+            process.stdin.once("data", () => {
+              Effect.runPromise(Effect.scoped(Layer.build(Database.layer(${JSON.stringify(file)})))).then(
+                () => { console.log("ok"); process.exit(0) },
+                (error) => { console.error(String(error)); process.exit(1) }
+              )
+            })
+          `)
+        const children = [open(), open()]
+        yield* Effect.promise(() => Promise.all(children.map((child) => child.waitFor("ready"))))
+        // Released together: both find an empty file and race to migrate it.
+        for (const child of children) child.process.stdin!.write("go\n")
+        const codes = yield* Effect.promise(() => Promise.all(children.map((child) => child.exited)))
+        assert.deepStrictEqual(codes, [0, 0], children.map((child) => child.output()).join("\n"))
+        assert.strictEqual(yield* schemaVersion.pipe(Effect.provide(Database.layer(file))), 2)
+      }
+    }).pipe(Effect.scoped))
 })

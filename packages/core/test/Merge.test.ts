@@ -111,11 +111,11 @@ describe("Merge", () => {
         yield* Effect.gen(function*() {
           const store = yield* RunStore.RunStore
           const run = yield* store.createRun(newRun("big-merge", { totalBatches: batchCount }))
-          yield* store.claim(run.id, "merger", 600_000)
+          const holder = Option.getOrThrow((yield* store.claim(run.id, "merger", 600_000)).holder)
           for (let i = 0; i < batchCount; i++) {
             yield* store.commitBatch({
               runId: run.id,
-              owner: "merger",
+              holder,
               batchIndex: i,
               output: output(i),
               attempts: 1,

@@ -94,12 +94,21 @@ export const runStoreSuite = (
         return yield* f(Context.get(context, RunStore.RunStore))
       })
 
-    /** Claims a run and commits `count` synthetic batches; returns their outputs. */
-    const commitMany = (store: RunStore.RunStore["Type"], runId: RunId, owner: string, count: number) =>
+    /** Claims a run's lease; the holder that every later write presents. */
+    const take = (store: RunStore.RunStore["Type"], runId: RunId, owner: string) =>
+      Effect.map(store.claim(runId, owner, leaseMs), (claimed) => Option.getOrThrow(claimed.holder))
+
+    /** Commits `count` synthetic batches; returns their checkpoints. */
+    const commitMany = (
+      store: RunStore.RunStore["Type"],
+      runId: RunId,
+      holder: RunStore.LeaseHolder,
+      count: number
+    ) =>
       Effect.forEach(Array.from({ length: count }, (_, i) => i), (batchIndex) =>
         store.commitBatch({
           runId,
-          owner,
+          holder,
           batchIndex,
           output: syntheticOutput(batchIndex),
           attempts: 1,
@@ -168,7 +177,8 @@ export const runStoreSuite = (
       withStore((store) =>
         Effect.gen(function*() {
           const created = yield* store.createRun(newRun("lease"))
-          const claimed = yield* store.claim(created.id, "owner-a", leaseMs)
+          const { holder: holderA, run: claimed } = yield* store.claim(created.id, "owner-a", leaseMs)
+          const a = Option.getOrThrow(holderA)
           assert.strictEqual(claimed.status, "running")
           assert.isTrue(claimed.statusVersion > created.statusVersion)
           assert.deepStrictEqual(
@@ -183,9 +193,13 @@ export const runStoreSuite = (
             assert.strictEqual(locked.owner, "owner-a")
             assert.strictEqual(locked.expiresAt, start + leaseMs)
           }
-          // The holder may claim again (a restart of the same owner); its heartbeat moves the expiry.
-          yield* store.claim(created.id, "owner-a", leaseMs)
-          const heartbeat = yield* store.heartbeat(created.id, "owner-a", leaseMs)
+          // The same owner name is no claim: a second execution named "owner-a" is refused while the lease is live.
+          assert.strictEqual((yield* flipOrFail(store.claim(created.id, "owner-a", leaseMs)))._tag, "RunLocked")
+          // Only the claim's token renews the lease: the name alone does not.
+          const impostor = { owner: "owner-a", token: "guessed" }
+          assert.strictEqual((yield* flipOrFail(store.heartbeat(created.id, impostor, leaseMs)))._tag, "RunLocked")
+          assert.strictEqual((yield* flipOrFail(commitMany(store, created.id, impostor, 1)))._tag, "RunLocked")
+          const heartbeat = yield* store.heartbeat(created.id, a, leaseMs)
           assert.isFalse(heartbeat.cancelRequested)
           const renewedUntil = start + leaseMs - 1 + leaseMs
           yield* TestClock.adjust(leaseMs - 1)
@@ -194,15 +208,18 @@ export const runStoreSuite = (
           if (stillLocked._tag === "RunLocked") assert.strictEqual(stillLocked.expiresAt, renewedUntil)
 
           yield* TestClock.adjust(2)
-          const taken = yield* store.claim(created.id, "owner-b", leaseMs)
-          assert.strictEqual(taken.status, "running")
-          assert.deepStrictEqual(Option.map(taken.lease, (l) => l.owner), Option.some("owner-b"))
-          // The old owner lost it: no heartbeat, no commit, no completion.
-          assert.strictEqual((yield* flipOrFail(store.heartbeat(created.id, "owner-a", leaseMs)))._tag, "RunLocked")
-          const commit = yield* flipOrFail(commitMany(store, created.id, "owner-a", 1))
+          const taken = yield* store.claim(created.id, "owner-a", leaseMs)
+          assert.strictEqual(taken.run.status, "running")
+          assert.deepStrictEqual(Option.map(taken.run.lease, (l) => l.owner), Option.some("owner-a"))
+          assert.notStrictEqual(Option.getOrThrow(taken.holder).token, a.token)
+          // The old claim lost it, even under the same owner name: no heartbeat, no commit, no completion, no end.
+          assert.strictEqual((yield* flipOrFail(store.heartbeat(created.id, a, leaseMs)))._tag, "RunLocked")
+          const commit = yield* flipOrFail(commitMany(store, created.id, a, 1))
           assert.strictEqual(commit._tag, "RunLocked")
           const artifact = new Artifact({ path: "/x", sha256: "s", bytes: 1, format: "turtle" })
-          assert.strictEqual((yield* flipOrFail(store.complete(created.id, "owner-a", artifact)))._tag, "RunLocked")
+          assert.strictEqual((yield* flipOrFail(store.complete(created.id, a, artifact)))._tag, "RunLocked")
+          yield* store.finish(created.id, a, { status: "failed", reason: "x", error: "stale" })
+          assert.strictEqual((yield* store.getRun(created.id)).status, "running")
           assert.strictEqual((yield* store.getRun(created.id)).committedBatches, 0)
         })
       ))
@@ -211,8 +228,8 @@ export const runStoreSuite = (
       withStore((store) =>
         Effect.gen(function*() {
           const created = yield* store.createRun(newRun("chain"))
-          yield* store.claim(created.id, "me", leaseMs)
-          const checkpoints = yield* commitMany(store, created.id, "me", 5)
+          const me = yield* take(store, created.id, "me")
+          const checkpoints = yield* commitMany(store, created.id, me, 5)
           let digest = created.digest
           checkpoints.forEach((checkpoint, i) => {
             digest = sha256(digest + sha256(Extractor.encodeOutput(syntheticOutput(i))))
@@ -238,14 +255,14 @@ export const runStoreSuite = (
       withStore((store) =>
         Effect.gen(function*() {
           const created = yield* store.createRun(newRun("again"))
-          yield* store.claim(created.id, "me", leaseMs)
-          const [first, second] = yield* commitMany(store, created.id, "me", 3)
+          const me = yield* take(store, created.id, "me")
+          const [first, second] = yield* commitMany(store, created.id, me, 3)
           const before = yield* store.getRun(created.id)
           const pageBefore = yield* store.batchPage(created.id, -1, 100)
           // A retry with a different output (e.g. a re-extraction after a crash) must not replace the stored one.
           const retried = yield* store.commitBatch({
             runId: created.id,
-            owner: "me",
+            holder: me,
             batchIndex: 1,
             output: syntheticOutput(99),
             attempts: 2,
@@ -257,7 +274,7 @@ export const runStoreSuite = (
           assert.strictEqual(retried.relations, second!.relations)
           const again = yield* store.commitBatch({
             runId: created.id,
-            owner: "me",
+            holder: me,
             batchIndex: 0,
             output: syntheticOutput(0),
             attempts: 1,
@@ -280,8 +297,7 @@ export const runStoreSuite = (
       withStore((store) =>
         Effect.gen(function*() {
           const created = yield* store.createRun(newRun("pages", { totalBatches: 10 }))
-          yield* store.claim(created.id, "me", leaseMs)
-          yield* commitMany(store, created.id, "me", 10)
+          yield* commitMany(store, created.id, yield* take(store, created.id, "me"), 10)
           const seen: Array<number> = []
           let after = -1
           for (;;) {
@@ -303,7 +319,7 @@ export const runStoreSuite = (
       withStore((store) =>
         Effect.gen(function*() {
           const created = yield* store.createRun(newRun("known"))
-          yield* store.claim(created.id, "me", leaseMs)
+          const me = yield* take(store, created.id, "me")
           const mention = (label: string, type = person) => ({
             label,
             type,
@@ -317,7 +333,7 @@ export const runStoreSuite = (
             { entities: [mention("Starbuck")], relations: [] }
           ]
           for (const [batchIndex, output] of outputs.entries()) {
-            yield* store.commitBatch({ runId: created.id, owner: "me", batchIndex, output, attempts: 1, durationMs: 1 })
+            yield* store.commitBatch({ runId: created.id, holder: me, batchIndex, output, attempts: 1, durationMs: 1 })
           }
           const view = (before: number) =>
             Effect.map(store.knownEntities(created.id, before), (rows) => rows.map((e) => `${e.label}|${e.type}`))
@@ -329,6 +345,10 @@ export const runStoreSuite = (
           assert.deepStrictEqual(two.slice(0, 2).sort(), (yield* view(1)).sort())
           assert.sameMembers(yield* view(3), [...two, `Starbuck|${person}`])
           assert.strictEqual((yield* store.knownEntities(created.id, 3)).length, 5)
+          // A range reads only the entities first seen in it, with their first batch.
+          const range = yield* store.knownEntities(created.id, 3, 1)
+          assert.sameMembers(range.map((e) => `${e.label}|${e.firstBatch}`), ["Ελένη|1", "Ahab|1", "Starbuck|2"])
+          assert.deepStrictEqual((yield* store.knownEntities(created.id, 3)).slice(2), range)
         })
       ))
 
@@ -338,11 +358,11 @@ export const runStoreSuite = (
           const count = 40
           const a = yield* store.createRun(newRun("run-a", { totalBatches: count }))
           const b = yield* store.createRun(newRun("run-b", { totalBatches: count }))
-          yield* store.claim(a.id, "owner-a", leaseMs)
-          yield* store.claim(b.id, "owner-b", leaseMs)
+          const holderA = yield* take(store, a.id, "owner-a")
+          const holderB = yield* take(store, b.id, "owner-b")
           yield* Effect.all([
-            commitMany(store, a.id, "owner-a", count),
-            commitMany(store, b.id, "owner-b", count),
+            commitMany(store, a.id, holderA, count),
+            commitMany(store, b.id, holderB, count),
             // Reads interleaved with the writes.
             Effect.forEach(Array.from({ length: count }), () => store.knownEntities(a.id, count), { discard: true })
           ], { concurrency: "unbounded" })
@@ -364,17 +384,18 @@ export const runStoreSuite = (
       withStore((store) =>
         Effect.gen(function*() {
           const created = yield* store.createRun(newRun("done", { totalBatches: 1 }))
-          yield* store.claim(created.id, "me", leaseMs)
-          yield* commitMany(store, created.id, "me", 1)
+          const me = yield* take(store, created.id, "me")
+          yield* commitMany(store, created.id, me, 1)
           const artifact = new Artifact({ path: "/out.nt", sha256: "abc", bytes: 42, format: "ntriples" })
-          const completed = yield* store.complete(created.id, "me", artifact)
+          const completed = yield* store.complete(created.id, me, artifact)
           assert.strictEqual(completed.status, "completed")
           assert.deepStrictEqual(completed.artifact, Option.some(artifact))
           assert.isTrue(Option.isNone(completed.lease))
           // Claiming a completed run returns it unchanged (resume is a no-op).
           const claimed = yield* store.claim(created.id, "other", leaseMs)
-          assert.strictEqual(claimed.status, "completed")
-          assert.strictEqual(claimed.statusVersion, completed.statusVersion)
+          assert.strictEqual(claimed.run.status, "completed")
+          assert.strictEqual(claimed.run.statusVersion, completed.statusVersion)
+          assert.isTrue(Option.isNone(claimed.holder))
           assert.strictEqual((yield* flipOrFail(store.requestCancel(created.id)))._tag, "InvalidRunState")
           assert.deepStrictEqual((yield* store.listRuns({ status: "completed" })).map((r) => r.id), [created.id])
         })
@@ -384,9 +405,9 @@ export const runStoreSuite = (
       withStore((store) =>
         Effect.gen(function*() {
           const created = yield* store.createRun(newRun("fails"))
-          yield* store.claim(created.id, "me", leaseMs)
-          yield* commitMany(store, created.id, "me", 2)
-          yield* store.finish(created.id, "me", { status: "failed", reason: "ExtractorError", error: "boom 1" })
+          const first = yield* take(store, created.id, "me")
+          yield* commitMany(store, created.id, first, 2)
+          yield* store.finish(created.id, first, { status: "failed", reason: "ExtractorError", error: "boom 1" })
           const failed = yield* store.getRun(created.id)
           assert.strictEqual(failed.status, "failed")
           assert.deepStrictEqual(failed.lastError, Option.some("boom 1"))
@@ -394,20 +415,25 @@ export const runStoreSuite = (
           assert.isTrue(Option.isNone(failed.lease))
           assert.strictEqual(failed.committedBatches, 2)
           // Someone who does not hold the lease cannot record an end.
-          yield* store.claim(created.id, "me", leaseMs)
-          yield* store.finish(created.id, "intruder", { status: "failed", reason: "x", error: "not mine" })
+          const second = yield* take(store, created.id, "me")
+          yield* store.finish(created.id, { owner: "intruder", token: "x" }, {
+            status: "failed",
+            reason: "x",
+            error: "no"
+          })
+          yield* store.finish(created.id, first, { status: "failed", reason: "x", error: "an earlier claim" })
           assert.strictEqual((yield* store.getRun(created.id)).status, "running")
           yield* TestClock.adjust(1)
-          yield* store.finish(created.id, "me", { status: "failed", reason: "PersistenceError", error: "boom 2" })
+          yield* store.finish(created.id, second, { status: "failed", reason: "PersistenceError", error: "boom 2" })
           const errors = yield* store.errors(created.id)
           assert.deepStrictEqual(errors.map((e) => [e.reason, e.message]), [
             ["ExtractorError", "boom 1"],
             ["PersistenceError", "boom 2"]
           ])
           const resumed = yield* store.claim(created.id, "me", leaseMs)
-          assert.strictEqual(resumed.status, "running")
-          assert.strictEqual(resumed.committedBatches, 2)
-          yield* store.finish(created.id, "me", { status: "interrupted" })
+          assert.strictEqual(resumed.run.status, "running")
+          assert.strictEqual(resumed.run.committedBatches, 2)
+          yield* store.finish(created.id, Option.getOrThrow(resumed.holder), { status: "interrupted" })
           assert.strictEqual((yield* store.getRun(created.id)).status, "interrupted")
           assert.strictEqual((yield* store.errors(created.id)).length, 2)
         })
@@ -422,18 +448,27 @@ export const runStoreSuite = (
           assert.isTrue(cancelled.statusVersion > idle.statusVersion)
 
           const busy = yield* store.createRun(newRun("busy"))
-          yield* store.claim(busy.id, "me", leaseMs)
+          const me = yield* take(store, busy.id, "me")
           const flagged = yield* store.requestCancel(busy.id)
           assert.strictEqual(flagged.status, "running")
           assert.isTrue(flagged.cancelRequested)
-          assert.isTrue((yield* store.heartbeat(busy.id, "me", leaseMs)).cancelRequested)
-          const [checkpoint] = yield* commitMany(store, busy.id, "me", 1)
+          assert.isTrue((yield* store.heartbeat(busy.id, me, leaseMs)).cancelRequested)
+          const [checkpoint] = yield* commitMany(store, busy.id, me, 1)
           assert.isTrue(checkpoint!.cancelRequested)
-          yield* store.finish(busy.id, "me", { status: "cancelled" })
-          assert.strictEqual((yield* store.getRun(busy.id)).status, "cancelled")
+          yield* store.finish(busy.id, me, { status: "cancelled" })
+          const stopped = yield* store.getRun(busy.id)
+          assert.strictEqual(stopped.status, "cancelled")
           // A cancelled run is resumable, and the request does not stick to the next execution.
-          const resumed = yield* store.claim(busy.id, "me", leaseMs)
-          assert.isFalse(resumed.cancelRequested)
+          const resumed = yield* store.claim(busy.id, "me", leaseMs, { expectedVersion: stopped.statusVersion })
+          assert.isFalse(resumed.run.cancelRequested)
+          // A cancel that lands after the caller read the run (expectedVersion) sticks: the claim is refused.
+          const resumedHolder = Option.getOrThrow(resumed.holder)
+          yield* store.finish(busy.id, resumedHolder, { status: "interrupted" })
+          const read = yield* store.getRun(busy.id)
+          yield* store.requestCancel(busy.id)
+          const raced = yield* flipOrFail(store.claim(busy.id, "me", leaseMs, { expectedVersion: read.statusVersion }))
+          assert.strictEqual(raced._tag, "RunCancelled")
+          assert.strictEqual((yield* store.getRun(busy.id)).status, "cancelled")
 
           // A running run whose holder died (lease expired) is cancelled at once.
           const orphan = yield* store.createRun(newRun("orphan"))
@@ -443,7 +478,7 @@ export const runStoreSuite = (
 
           assert.sameMembers(
             (yield* store.listRuns({ status: "cancelled" })).map((r) => r.id),
-            [idle.id, orphan.id]
+            [idle.id, busy.id, orphan.id]
           )
           assert.strictEqual((yield* store.listRuns()).length, 3)
         })

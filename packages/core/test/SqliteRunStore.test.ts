@@ -8,13 +8,18 @@ import type { RunId } from "@quarry/core/Run"
 import * as RunStore from "@quarry/core/RunStore"
 import * as SqliteRunStore from "@quarry/core/SqliteRunStore"
 import * as Workflow from "@quarry/core/Workflow"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import { createHash } from "node:crypto"
 import * as path from "node:path"
+import { coreDist, holdWriteLock, spawnNode } from "./children.js"
 import { cleanArtifact, countRows, readBytes, readText, sharedData, snapshot, tempDir } from "./fixtures.js"
 import { newRun, runStoreSuite, syntheticOutput } from "./RunStoreSuite.js"
 
@@ -141,11 +146,11 @@ describe("SqliteRunStore", () => {
       yield* Effect.gen(function*() {
         const store = yield* RunStore.RunStore
         const created = yield* store.createRun(newRun("interrupted"))
-        yield* store.claim(created.id, "me", 60_000)
+        const holder = Option.getOrThrow((yield* store.claim(created.id, "me", 60_000)).holder)
         const commit = (batchIndex: number) =>
           store.commitBatch({
             runId: created.id,
-            owner: "me",
+            holder,
             batchIndex,
             output: syntheticOutput(batchIndex),
             attempts: 1,
@@ -202,7 +207,7 @@ describe("SqliteRunStore", () => {
         const store = yield* RunStore.RunStore
         const sql = yield* SqlClient.SqlClient
         const created = yield* store.createRun(newRun("big", { totalBatches: 2 }))
-        yield* store.claim(created.id, "me", 60_000)
+        const holder = Option.getOrThrow((yield* store.claim(created.id, "me", 60_000)).holder)
         const big: Extractor.BatchOutput = {
           entities: Array.from({ length: 300 }, (_, i) => ({
             label: `Person ${i} 田中優子 Ελένη`,
@@ -215,7 +220,7 @@ describe("SqliteRunStore", () => {
         }
         yield* store.commitBatch({
           runId: created.id,
-          owner: "me",
+          holder,
           batchIndex: 0,
           output: big,
           attempts: 1,
@@ -223,7 +228,7 @@ describe("SqliteRunStore", () => {
         })
         yield* store.commitBatch({
           runId: created.id,
-          owner: "me",
+          holder,
           batchIndex: 1,
           output: syntheticOutput(1),
           attempts: 1,
@@ -236,5 +241,208 @@ describe("SqliteRunStore", () => {
         assert.deepStrictEqual(page[0]!.output, big)
         assert.deepStrictEqual(page[1]!.output, syntheticOutput(1))
       }).pipe(Effect.provide(layerWithHook(path.join(dir, "q.db"), () => Effect.void)))
+    }))
+})
+
+/** A store on a real file, built for the test's scope. */
+const openStore = (filename: string, options: Database.Options = {}) =>
+  Effect.map(
+    Layer.build(SqliteRunStore.layer.pipe(Layer.provideMerge(Database.layer(filename, options)))),
+    (context) => ({ store: Context.get(context, RunStore.RunStore), sql: Context.get(context, SqlClient.SqlClient) })
+  )
+
+const holderOf = (claimed: RunStore.Claimed) => Option.getOrThrow(claimed.holder)
+
+describe("SqliteRunStore concurrency", () => {
+  it.scoped("a write outside any transaction never lands inside another fiber's transaction (forced interleaving)", () =>
+    Effect.gen(function*() {
+      const { sql, store } = yield* openStore(path.join(yield* tempDir, "q.db"))
+      const run = yield* store.createRun(newRun("interleaved"))
+      // Fiber B records usage (one statement, no transaction) while fiber A runs a transaction that yields and rolls
+      // back. Sweeping B's yield points and A's start covers the moment between B's connection permit and B's
+      // statement: with the driver's own client B's row ran inside A's transaction and vanished (17 of 480 here).
+      const rollback = (delay: number) =>
+        Effect.zipRight(
+          Effect.forEach(Array.from({ length: delay }), () => Effect.yieldNow(), { discard: true }),
+          sql.withTransaction(
+            sql`UPDATE runs SET updated_at = updated_at + 1 WHERE id = ${run.id}`.pipe(
+              Effect.zipRight(Effect.yieldNow()),
+              Effect.zipRight(Effect.fail("rolled back"))
+            )
+          )
+        ).pipe(Effect.either)
+      const rounds = 480
+      for (let round = 0; round < rounds; round++) {
+        const write = store.recordAttempt(run.id, round, { requests: 1, promptTokens: 1, completionTokens: 1 }).pipe(
+          Effect.locally(FiberRef.currentMaxOpsBeforeYield, 16 + (round % 48))
+        )
+        yield* Effect.all([write, rollback(Math.floor(round / 48))], { concurrency: 2 })
+      }
+      const rows = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM usage_attempts WHERE run_id = ${run.id}`
+      assert.strictEqual(rows[0]!.n, rounds)
+    }))
+
+  it.live("createRun waits for another process's write lock instead of failing (transactions begin IMMEDIATE)", () =>
+    Effect.gen(function*() {
+      const file = path.join(yield* tempDir, "q.db")
+      const { store } = yield* openStore(file)
+      yield* store.createRun(newRun("first"))
+      const holder = holdWriteLock(file, 600)
+      yield* Effect.promise(() => holder.waitFor("locked"))
+      // A transaction that began with a read would fail at its first write with SQLITE_BUSY, busy handler skipped.
+      const created = yield* store.createRun(newRun("second", { ontology: Option.none() }))
+      assert.strictEqual(created.status, "pending")
+      yield* Effect.promise(() => holder.waitFor("released"))
+      assert.strictEqual(yield* Effect.promise(() => holder.exited), 0)
+    }).pipe(Effect.scoped))
+
+  it.scoped("a cancel that lands while execute prepares sticks: the claim is refused and the run stays cancelled", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      let cancels = 0
+      // `prepare` reads the input; cancel the run at that moment, after execute read its status version.
+      const cancelling = Layer.effect(
+        RunStore.RunStore,
+        Effect.map(SqliteRunStore.make(), (store) => ({
+          ...store,
+          readInput: (runId: RunId) =>
+            Effect.zipRight(
+              Effect.tap(store.requestCancel(runId).pipe(Effect.orDie), () => cancels++),
+              store.readInput(runId)
+            )
+        }))
+      )
+      yield* Effect.gen(function*() {
+        const run = yield* Workflow.create({
+          ...createOptions,
+          output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+        })
+        const error = yield* Effect.flip(Workflow.execute(run.id))
+        assert.strictEqual(error._tag, "RunCancelled")
+        assert.strictEqual(cancels, 1)
+        const store = yield* RunStore.RunStore
+        const after = yield* store.getRun(run.id)
+        assert.strictEqual(after.status, "cancelled")
+        assert.strictEqual(after.committedBatches, 0)
+      }).pipe(
+        Effect.provide(
+          Layer.mergeAll(cancelling, Extractor.layerRegistry(CapitalizedExtractor.make())).pipe(
+            Layer.provideMerge(Database.layer(path.join(dir, "q.db")))
+          )
+        )
+      )
+    }))
+
+  it.live("keepLease retries heartbeats that fail while another process holds the write lock, and keeps the lease", () =>
+    Effect.gen(function*() {
+      const file = path.join(yield* tempDir, "q.db")
+      // A short busy timeout makes the heartbeat fail (SQLITE_BUSY) while the other process holds the lock.
+      const { store } = yield* openStore(file, { busyTimeoutMs: 50 })
+      const run = yield* store.createRun(newRun("beating"))
+      const leaseMs = 1_500
+      const holder = holderOf(yield* store.claim(run.id, "me", leaseMs))
+      let failures = 0
+      let successes = 0
+      const counting: RunStore.RunStore["Type"] = {
+        ...store,
+        heartbeat: (runId, h, ms) =>
+          store.heartbeat(runId, h, ms).pipe(
+            Effect.tap(() => successes++),
+            Effect.tapError(() => Effect.sync(() => failures++))
+          )
+      }
+      const locker = holdWriteLock(file, 900)
+      yield* Effect.promise(() => locker.waitFor("locked"))
+      // Its retry warnings are expected here: keep the test quiet.
+      const fiber = yield* Effect.fork(
+        RunStore.keepLease(counting, run.id, holder, leaseMs).pipe(Logger.withMinimumLogLevel(LogLevel.Error))
+      )
+      yield* Effect.promise(() => locker.exited)
+      // Wait for a heartbeat after the lock was released.
+      const released = Date.now()
+      const before = successes
+      while (successes === before && Date.now() - released < 3_000) yield* Effect.sleep(20)
+      assert.isAbove(failures, 0, "a heartbeat failed while the lock was held")
+      assert.isAbove(successes, before, "a heartbeat succeeded after the lock was released")
+      assert.isTrue(Option.isNone(yield* fiber.poll), "the loop is still running")
+      const lease = Option.getOrThrow((yield* store.getRun(run.id)).lease)
+      assert.isAbove(lease.expiresAt, released)
+      yield* Fiber.interrupt(fiber)
+      // A lost lease ends the loop at once.
+      const lost = yield* Effect.flip(RunStore.keepLease(store, run.id, { owner: "me", token: "stale" }, 30))
+      assert.strictEqual(lost._tag, "RunLocked")
+    }).pipe(Effect.scoped))
+
+  it.scoped("knownEntitiesReader reads each batch's entities once and answers exactly as knownEntities", () =>
+    Effect.gen(function*() {
+      const { store } = yield* openStore(path.join(yield* tempDir, "q.db"))
+      const run = yield* store.createRun(newRun("known", { totalBatches: 12 }))
+      const holder = holderOf(yield* store.claim(run.id, "me", 60_000))
+      for (let batchIndex = 0; batchIndex < 12; batchIndex++) {
+        // Batch i mentions its own entity and re-mentions entity 0 (already known: not new).
+        const output = syntheticOutput(batchIndex, batchIndex > 0 ? syntheticOutput(0).entities : [])
+        yield* store.commitBatch({ runId: run.id, holder, batchIndex, output, attempts: 1, durationMs: 1 })
+      }
+      const reads: Array<[number, number]> = []
+      const recording: RunStore.RunStore["Type"] = {
+        ...store,
+        knownEntities: (runId, before, from) => {
+          reads.push([from ?? 0, before])
+          return store.knownEntities(runId, before, from)
+        }
+      }
+      const read = yield* RunStore.knownEntitiesReader(recording, run.id)
+      // Concurrent batches ask out of order; earlier horizons come from memory.
+      for (const horizon of [0, 1, 3, 2, 3, 7, 5, 12, 12]) {
+        assert.deepStrictEqual(yield* read(horizon), yield* store.knownEntities(run.id, horizon), `horizon ${horizon}`)
+      }
+      // Each batch's entities were read once: the ranges are disjoint and cover 0..12.
+      assert.deepStrictEqual(reads, [[0, 1], [1, 3], [3, 7], [7, 12]])
+    }))
+
+  it.live("a lease holder killed with SIGKILL is taken over at once; a live holder is not", () =>
+    Effect.gen(function*() {
+      const file = path.join(yield* tempDir, "q.db")
+      const { store } = yield* openStore(file)
+      const run = yield* store.createRun(newRun("orphaned"))
+      const claimant = spawnNode(`
+        import * as Effect from "effect/Effect"
+        import * as Layer from "effect/Layer"
+        import * as Database from ${JSON.stringify(coreDist("Database"))}
+        import * as RunStore from ${JSON.stringify(coreDist("RunStore"))}
+        import * as SqliteRunStore from ${JSON.stringify(coreDist("SqliteRunStore"))}
+        const program = Effect.gen(function*() {
+          const store = yield* RunStore.RunStore
+          yield* store.claim(${JSON.stringify(run.id)}, "doomed", 600000)
+          console.log("claimed")
+          return yield* Effect.never
+        })
+        Effect.runFork(program.pipe(
+          Effect.provide(SqliteRunStore.layer.pipe(Layer.provideMerge(Database.layer(${JSON.stringify(file)}))))
+        ))
+      `)
+      yield* Effect.promise(() => claimant.waitFor("claimed"))
+      // Alive (same host, same process start time): its ten-minute lease holds.
+      const locked = yield* Effect.flip(store.claim(run.id, "rescuer", 60_000))
+      assert.strictEqual(locked._tag, "RunLocked")
+      claimant.process.kill("SIGKILL")
+      yield* Effect.promise(() => claimant.exited)
+      const taken = yield* store.claim(run.id, "rescuer", 60_000)
+      assert.deepStrictEqual(Option.map(taken.run.lease, (l) => l.owner), Option.some("rescuer"))
+      assert.isTrue(Option.isSome(taken.holder))
+    }).pipe(Effect.scoped))
+
+  it.scoped("a lease whose pid now belongs to a process with another start time (pid reused) is dead: cancel and claim act at once", () =>
+    Effect.gen(function*() {
+      const { sql, store } = yield* openStore(path.join(yield* tempDir, "q.db"))
+      const run = yield* store.createRun(newRun("reused"))
+      yield* store.claim(run.id, "first", 600_000)
+      assert.strictEqual((yield* Effect.flip(store.claim(run.id, "second", 600_000)))._tag, "RunLocked")
+      // The recorded holder is this (live) pid, but with a start time that is not this process's.
+      yield* sql`UPDATE runs SET lease_pid_started = '1' WHERE id = ${run.id}`
+      // Nobody executes it any more: a cancel takes effect at once instead of waiting for a holder to notice.
+      assert.strictEqual((yield* store.requestCancel(run.id)).status, "cancelled")
+      const taken = yield* store.claim(run.id, "second", 600_000)
+      assert.deepStrictEqual(Option.map(taken.run.lease, (l) => l.owner), Option.some("second"))
     }))
 })

@@ -284,7 +284,7 @@ describe("WorkflowManager", () => {
           const run = yield* Workflow.create(startOptions(dir, "orphan", docA))
           // A process claimed the run and died without recording anything.
           const claimed = yield* store.claim(run.id, "dead-process", leaseMs)
-          const expiresAt = Option.getOrThrow(claimed.lease).expiresAt
+          const expiresAt = Option.getOrThrow(claimed.run.lease).expiresAt
           const rescuer = yield* WorkflowManager.make({ owner: "rescuer", leaseMs })
           const refused = yield* Effect.flip(Fiber.join((yield* rescuer.resume(run.id)).fiber))
           assert.strictEqual(refused._tag, "RunLocked")

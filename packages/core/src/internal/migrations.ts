@@ -116,6 +116,17 @@ const migrations = {
       cost_usd REAL NOT NULL
     )`
     yield* sql`CREATE INDEX usage_attempts_by_run ON usage_attempts (run_id, batch_index)`
+  }),
+  "0002_lease_tokens": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // A random token per claim: the owner name alone does not tell two executions with the same name apart.
+    yield* sql`ALTER TABLE runs ADD COLUMN lease_token TEXT`
+    // Where the holder runs, so that a holder that is provably dead (same host, process gone) is taken over at once.
+    yield* sql`ALTER TABLE runs ADD COLUMN lease_host TEXT`
+    yield* sql`ALTER TABLE runs ADD COLUMN lease_pid INTEGER`
+    yield* sql`ALTER TABLE runs ADD COLUMN lease_pid_started TEXT`
+    // knownEntities reads the entities first seen in a range of batches.
+    yield* sql`CREATE INDEX entities_by_first_batch ON entities (run_id, first_batch, entity_key)`
   })
 }
 
