@@ -2,8 +2,9 @@
  * Bundles the `quarry` executable (`dist/bin.js`, compiled by `tsc -b`) into `dist/bundle/`: one entry file plus
  * chunks that only the commands needing them load (the offline extractor's NLP models, the llm extractor, undici).
  * Node resolves and reads hundreds of files of `effect` and friends per unbundled start, which cost more than
- * everything `quarry status` does; the bundle makes that one file. better-sqlite3 stays external (a native module,
- * resolved from `node_modules` at run time). `dist/bundle/meta.json` records what went where.
+ * everything `quarry status` does; the bundle makes that one file. better-sqlite3 (a native module) and
+ * `@quarry/offline` (which reads data files beside its modules) stay external, resolved from `node_modules` at run
+ * time. `dist/bundle/meta.json` records what went where.
  *
  * Usage: node scripts/bundle.mjs (from any directory; run after `tsc -b`).
  */
@@ -31,7 +32,9 @@ const result = await esbuild.build({
   format: "esm",
   platform: "node",
   target: "node20",
-  external: ["better-sqlite3"],
+  // The offline extractor reads its gazetteers (package JSON files, `data/cities.json`) relative to its own module,
+  // so it is loaded from its package, not copied into a chunk.
+  external: ["better-sqlite3", "@quarry/offline", "@quarry/offline/*"],
   // Bundled CommonJS modules (undici, readable-stream) call `require` for Node's own modules.
   banner: {
     js: "import { createRequire as __quarryCreateRequire } from \"node:module\"\n" +
