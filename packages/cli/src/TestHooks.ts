@@ -7,11 +7,12 @@
  *   deterministic) and `test-contextual` (the same mentions, retyped and counted by the entities the run already
  *   knows: its output depends on `knownEntities`), which sleep this long per batch.
  * - `QUARRY_TEST_CALL_LOG`: the test extractors append `extract <batch index> <pid>` to this file when a call
- *   starts; every crash point reached appends `hit <point> <batch index or -> <pid>`.
+ *   starts.
+ * - `QUARRY_TEST_CRASH_LOG`: every crash point reached appends `hit <point> <batch index or -> <pid>` to this file.
  * - `QUARRY_TEST_FAIL_BATCH`: the test extractors fail (not retryable) on this batch index.
  * - `QUARRY_TEST_CRASH_AT`: `<point>` or `<point>:<n>` (a `CrashPoint.Point`): the process kills itself with SIGKILL
  *   the n-th time (default 1) it reaches that crash point, after appending `crash <point> <batch index or -> <pid>`
- *   to the call log.
+ *   to the crash log.
  * - `QUARRY_TEST_COMMIT_DELAY_MS`: every batch commit sleeps this long inside its transaction (between the batch
  *   rows and the checkpoint row).
  * - `QUARRY_TEST_SHUTDOWN_DELAY_MS`: after a signal has interrupted a run (and the run was recorded `interrupted`),
@@ -76,7 +77,8 @@ export const config = Config.all({
   failBatch: Config.option(Config.integer("QUARRY_TEST_FAIL_BATCH")),
   commitDelayMs: Config.option(Config.integer("QUARRY_TEST_COMMIT_DELAY_MS")),
   shutdownDelayMs: Config.option(Config.integer("QUARRY_TEST_SHUTDOWN_DELAY_MS")),
-  crashAt: Config.option(crashAt)
+  crashAt: Config.option(crashAt),
+  crashLog: Config.option(Config.string("QUARRY_TEST_CRASH_LOG"))
 })
 
 /**
@@ -204,14 +206,14 @@ export const storeHooks = (hooks: TestHooks): SqliteRunStore.Hooks =>
   })
 
 /**
- * TEST-ONLY: the crash points of this process: with `QUARRY_TEST_CALL_LOG` every point reached is logged; with
+ * TEST-ONLY: the crash points of this process: with `QUARRY_TEST_CRASH_LOG` every point reached is logged; with
  * `QUARRY_TEST_CRASH_AT` the process SIGKILLs itself at the chosen one. Without either, the engine's default (nothing).
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (hooks: TestHooks): Layer.Layer<CrashPoint.CrashPoint> => {
-  const log = Option.getOrUndefined(hooks.callLog)
+  const log = Option.getOrUndefined(hooks.crashLog)
   const target = Option.getOrUndefined(hooks.crashAt)
   if (log === undefined && target === undefined) {
     return Layer.succeed(CrashPoint.CrashPoint, CrashPoint.CrashPoint.defaultValue())
