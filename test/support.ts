@@ -49,6 +49,8 @@ export interface Running {
 export interface SpawnOptions {
   readonly env?: Readonly<Record<string, string>>
   readonly cwd?: string
+  /** Run as this user (and its own group), e.g. `unprivileged.uid` so that file permissions apply to it. */
+  readonly uid?: number
 }
 
 /** Starts `node bin.js <args>`. */
@@ -56,6 +58,7 @@ export const start = (args: ReadonlyArray<string>, options: SpawnOptions = {}): 
   const child = spawn(process.execPath, [bin, ...args], {
     cwd: options.cwd ?? os.tmpdir(),
     env: childEnv(options.env ?? {}),
+    ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.uid }),
     stdio: ["ignore", "pipe", "pipe"]
   })
   const listeners = new Set<() => void>()

@@ -15,6 +15,7 @@ import * as Chunking from "./Chunking.js"
 import { InvalidRunState, PersistenceError, RunAlreadyExists, RunLocked, RunNotFound } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import { entityKey, sha256 } from "./internal/entities.js"
+import { failOnSqlDefect, withTransaction } from "./internal/transaction.js"
 import * as Usage from "./internal/usage.js"
 import {
   Artifact,
@@ -216,7 +217,7 @@ const persistence = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E,
       { readonly _tag: "RunNotFound" | "RunLocked" | "RunAlreadyExists" | "InvalidRunState" | "PersistenceError" }
     > => typeof e === "object" && e !== null && "_tag" in e && (e._tag === "SqlError" || e._tag === "ParseError"),
     (cause) => new PersistenceError({ operation, cause })
-  )
+  ).pipe(failOnSqlDefect((cause) => new PersistenceError({ operation, cause })))
 
 /**
  * Builds the store on the `SqlClient` in context (migrated by `Database.layer`).
@@ -227,6 +228,7 @@ const persistence = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E,
 export const make = (hooks: Hooks = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    const transaction = withTransaction(sql)
 
     const findRun = SqlSchema.findOne({
       Request: Schema.String,
@@ -263,7 +265,7 @@ export const make = (hooks: Hooks = {}) =>
     const createRun = (input: RunStore.NewRun) =>
       Effect.gen(function*() {
         const settings = yield* encodeSettings(input.extractor.settings)
-        return yield* sql.withTransaction(Effect.gen(function*() {
+        return yield* transaction(Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           const existing = yield* sql<{ id: string }>`SELECT id FROM runs WHERE id = ${input.id}`
           if (existing.length > 0) return yield* new RunAlreadyExists({ runId: input.id })
@@ -339,7 +341,7 @@ export const make = (hooks: Hooks = {}) =>
       leaseMs: number,
       options: { readonly reopen?: boolean | undefined } = {}
     ) =>
-      sql.withTransaction(Effect.gen(function*() {
+      transaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         yield* touch(runId, now)
         const run = yield* getRun(runId)
@@ -387,7 +389,7 @@ export const make = (hooks: Hooks = {}) =>
         }
         const usage = commit.output.usage
         const usageJson = usage === undefined ? null : JSON.stringify(usage)
-        return yield* sql.withTransaction(Effect.gen(function*() {
+        return yield* transaction(Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           const rows = yield* lockProgress({ id: commit.runId, now })
           const run = rows[0]
@@ -483,7 +485,7 @@ export const make = (hooks: Hooks = {}) =>
       )
 
     const complete = (runId: RunId, owner: string, artifact: Artifact) =>
-      sql.withTransaction(Effect.gen(function*() {
+      transaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const rows = yield* sql<{ id: string }>`UPDATE runs SET
             status = 'completed',
@@ -506,7 +508,7 @@ export const make = (hooks: Hooks = {}) =>
       })).pipe(persistence("complete"))
 
     const finish = (runId: RunId, owner: string, outcome: RunStore.Outcome) =>
-      sql.withTransaction(Effect.gen(function*() {
+      transaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const rows = yield* sql<{ id: string }>`UPDATE runs SET
             status = ${outcome.status},
@@ -526,7 +528,7 @@ export const make = (hooks: Hooks = {}) =>
       })).pipe(persistence("finish"))
 
     const requestCancel = (runId: RunId) =>
-      sql.withTransaction(Effect.gen(function*() {
+      transaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         yield* touch(runId, now)
         const run = yield* getRun(runId)
@@ -665,7 +667,7 @@ export const make = (hooks: Hooks = {}) =>
         const raw = Buffer.from(json, "utf8")
         const [blob, encoding] = raw.length > compressAbove ? [deflateRawSync(raw), "deflate"] : [raw, "json"]
         const stillSkipped = commit.skipped !== undefined
-        yield* sql.withTransaction(Effect.gen(function*() {
+        yield* transaction(Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           yield* touch(commit.runId, now)
           const run = yield* reread(commit.runId)
