@@ -80,15 +80,7 @@ const defaultStaleAfterMs = 30_000
 const rowsPerRead = 1000
 
 /** Options of the artifact's atomic write. */
-interface AtomicOptions {
-  /**
-   * Checked right before the temp file replaces the artifact: a process that lost the run's lease must not replace
-   * what the new holder wrote (the workflow passes a heartbeat).
-   */
-  readonly fence?: Effect.Effect<void, RunLocked | PersistenceError> | undefined
-  /** Temp files left by earlier merges are swept once older than this (a younger one may be a live merge's). */
-  readonly staleAfterMs?: number | undefined
-}
+type AtomicOptions = Pick<MergeOptions, "fence" | "staleAfterMs">
 
 /** Temp files of merges killed mid-write; the artifact itself is never half-written. */
 const sweepStaleTemps = async (target: string, staleAfterMs: number) => {
