@@ -67,34 +67,55 @@ export const setUnprivilegedReadOnly = (dir: string, readOnly: boolean): void =>
   fs.chmodSync(dir, readOnly ? 0o555 : 0o755)
 
 /**
- * How this process can make a directory it cannot write to itself: `chmod 0555` for ordinary users, `chattr +i`
- * for root (which needs CAP_LINUX_IMMUTABLE and a file system that supports it). Proven by a probe write;
- * `undefined` when neither works.
+ * How this process can make a directory it cannot write to itself: `chmod 0555` for ordinary users; for root (which
+ * ignores permission bits) the immutable attribute (`chattr +i`, which needs CAP_LINUX_IMMUTABLE and a file system
+ * that supports it), else a read-only bind mount of the directory onto itself (CAP_SYS_ADMIN). Each way is proven by
+ * a probe write; `undefined` when none works, which `CI=true` refuses.
  */
-export const lockMethod: "chmod" | "chattr" | undefined = (() => {
+export const lockMethod: "chmod" | "chattr" | "bind" | undefined = (() => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "quarry-lock-probe-"))
   try {
-    if (!root) {
-      fs.chmodSync(dir, 0o555)
+    const methods = root ? (["chattr", "bind"] as const) : (["chmod"] as const)
+    for (const method of methods) {
+      try {
+        lock(method, dir, true)
+      } catch {
+        continue
+      }
       const locked = !canWrite(dir)
-      fs.chmodSync(dir, 0o755)
-      return locked ? "chmod" : undefined
+      lock(method, dir, false)
+      if (locked) return method
     }
-    try {
-      execFileSync("chattr", ["+i", dir], { stdio: "ignore" })
-    } catch {
-      return undefined
-    }
-    const locked = !canWrite(dir)
-    execFileSync("chattr", ["-i", dir], { stdio: "ignore" })
-    return locked ? "chattr" : undefined
+    return undefined
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
 })()
 
+if (lockMethod === undefined && process.env.CI === "true") {
+  throw new Error("CI=true: this process cannot make a directory read-only for itself (chmod, chattr +i, bind mount)")
+}
+
+function lock(method: "chmod" | "chattr" | "bind", dir: string, readOnly: boolean): void {
+  const run = (command: string, args: ReadonlyArray<string>) => execFileSync(command, args, { stdio: "ignore" })
+  switch (method) {
+    case "chmod":
+      return fs.chmodSync(dir, readOnly ? 0o555 : 0o755)
+    case "chattr":
+      return void run("chattr", [readOnly ? "+i" : "-i", dir])
+    case "bind":
+      if (!readOnly) return void run("umount", [dir])
+      run("mount", ["--bind", dir, dir])
+      try {
+        return void run("mount", ["-o", "remount,bind,ro", dir])
+      } catch (error) {
+        run("umount", [dir])
+        throw error
+      }
+  }
+}
+
 /** Makes `dir` read-only (or writable again) for this process, with `lockMethod`. */
 export const setReadOnly = (dir: string, readOnly: boolean): void => {
-  if (lockMethod === "chmod") fs.chmodSync(dir, readOnly ? 0o555 : 0o755)
-  else if (lockMethod === "chattr") execFileSync("chattr", [readOnly ? "+i" : "-i", dir], { stdio: "ignore" })
+  if (lockMethod !== undefined) lock(lockMethod, dir, readOnly)
 }
