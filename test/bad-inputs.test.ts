@@ -5,8 +5,14 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { canWrite, lockMethod, setReadOnly } from "./readOnlyDirectory.js"
-import { makeDir, removeDir, run, sha256File, texts } from "./support.js"
+import {
+  assertUnprivilegedCanRun,
+  giveToUnprivileged,
+  setUnprivilegedReadOnly,
+  unprivileged,
+  unprivilegedCanWrite
+} from "./readOnlyDirectory.js"
+import { jsonLines, makeDir, removeDir, run, sha256File, texts } from "./support.js"
 
 const notes = "these are my notes, not a database\n".repeat(10)
 
@@ -43,10 +49,20 @@ describe("bad inputs", () => {
     fs.writeFileSync(path.join(dir, "notes.db"), notes)
     fs.mkdirSync(path.join(dir, "folder"))
     fs.mkdirSync(path.join(dir, "readonly"))
+    fs.writeFileSync(path.join(dir, "secret.txt"), "Captain Ahab's private log.\n", { mode: 0o600 })
+    fs.writeFileSync(path.join(dir, "broken.ttl"), "@prefix ex: <http://example.org/> .\nex:a ex:b\n")
+    fs.writeFileSync(path.join(dir, "classless.ttl"), "@prefix ex: <http://example.org/> .\nex:a ex:b ex:c .\n")
+    // 600 MB that take no space: read whole, they would take seconds and 600 MB of memory.
+    fs.writeFileSync(path.join(dir, "huge.txt"), "")
+    fs.truncateSync(path.join(dir, "huge.txt"), 600 * 1024 * 1024)
+    // The unprivileged user (nobody, when these tests run as root) must reach the directory to be refused a file.
+    assertUnprivilegedCanRun()
+    fs.chmodSync(dir, 0o755)
+    giveToUnprivileged(path.join(dir, "readonly"))
     snapshot = take(true)
   }, 60_000)
   afterAll(() => {
-    setReadOnly(path.join(dir, "readonly"), false)
+    setUnprivilegedReadOnly(path.join(dir, "readonly"), false)
     removeDir(dir)
   })
 
@@ -56,6 +72,8 @@ describe("bad inputs", () => {
     readonly message: () => string
     readonly code?: number
     readonly env?: Readonly<Record<string, string>>
+    /** Run as the unprivileged user (permissions apply even when the tests run as root). */
+    readonly unprivileged?: boolean
     /** Text that must appear nowhere in the output (a secret given where it does not belong). */
     readonly absent?: string
   }> = [
@@ -78,6 +96,54 @@ describe("bad inputs", () => {
       name: "invalid UTF-8",
       args: () => ["start", path.join(dir, "latin1.txt"), "--db", db],
       message: () => "is not valid UTF-8 (first invalid byte at offset 10)"
+    },
+    {
+      name: "unreadable input file (EACCES, as an unprivileged user)",
+      args: () => ["start", path.join(dir, "secret.txt"), "--db", db],
+      unprivileged: true,
+      message: () =>
+        `cannot read input file ${path.join(dir, "secret.txt")}: permission denied; make it readable by this user`
+    },
+    {
+      name: "input over the default size limit (512 MB), refused before reading it",
+      args: () => ["start", path.join(dir, "huge.txt"), "--db", db],
+      message: () =>
+        `input file ${path.join(dir, "huge.txt")} is 629145600 bytes (600 MB), over the limit of 536870912 bytes ` +
+        `(512 MB); split it, or raise the limit with --max-input-size (or QUARRY_MAX_INPUT_BYTES)`
+    },
+    {
+      name: "input over --max-input-size",
+      args: () => ["start", small, "--db", db, "--max-input-size", "1K"],
+      message: () => `input file ${small} is ${fs.statSync(small).size} bytes, over the limit of 1024 bytes`
+    },
+    {
+      name: "input over QUARRY_MAX_INPUT_BYTES",
+      args: () => ["start", small, "--db", db],
+      env: { QUARRY_MAX_INPUT_BYTES: "100" },
+      message: () => `input file ${small} is ${fs.statSync(small).size} bytes, over the limit of 100 bytes`
+    },
+    {
+      name: "unreadable --max-input-size",
+      args: () => ["start", small, "--db", db, "--max-input-size", "lots"],
+      message: () =>
+        "max-input-size (\"lots\") must be a size greater than 0: bytes, or with a unit, such as 64MB or 2GB"
+    },
+    {
+      name: "ontology with a syntax error",
+      args: () => ["start", small, "--db", db, "--ontology", path.join(dir, "broken.ttl")],
+      message: () => `ontology ${path.join(dir, "broken.ttl")} could not be read (line 3, column 1)`
+    },
+    {
+      name: "ontology without classes",
+      args: () => ["start", small, "--db", db, "--ontology", path.join(dir, "classless.ttl")],
+      message: () =>
+        `ontology ${path.join(dir, "classless.ttl")} declares no classes (no rdfs:Class or owl:Class), so nothing ` +
+        `could be extracted with it`
+    },
+    {
+      name: "missing ontology file",
+      args: () => ["start", small, "--db", db, "--ontology", path.join(dir, "missing.ttl")],
+      message: () => `ontology ${path.join(dir, "missing.ttl")} does not exist; check the path`
     },
     {
       name: "window 0",
@@ -306,14 +372,18 @@ describe("bad inputs", () => {
   describe.concurrent("each case", () => {
     for (const c of cases) {
       it(`${c.name}: exit ${c.code ?? 2} with a specific message, database unchanged`, async () => {
-        const result = await run(c.args(), { cwd: dir, ...(c.env === undefined ? {} : { env: c.env }) })
+        const result = await run(c.args(), {
+          cwd: dir,
+          ...(c.env === undefined ? {} : { env: c.env }),
+          ...(c.unprivileged === true ? unprivileged : {})
+        })
         assert.strictEqual(result.code, c.code ?? 2, result.stderr)
         assert.include(result.stderr, c.message())
         assert.strictEqual(result.stdout, "")
         if (c.absent !== undefined) assert.notInclude(result.stderr, c.absent)
         assert.deepStrictEqual(take(), snapshot)
         assert.strictEqual(fs.readFileSync(path.join(dir, "notes.db"), "utf8"), notes)
-      }, 60_000)
+      }, 180_000) // a generous bound: under a loaded machine one CLI start can take a minute
     }
   })
 
@@ -321,12 +391,12 @@ describe("bad inputs", () => {
     assert.deepStrictEqual(take(true), snapshot)
   })
 
-  it.skipIf(lockMethod === undefined)("--db in a read-only directory: exit 2, nothing created", async () => {
+  it("--db in a read-only directory (as an unprivileged user): exit 2, nothing created", async () => {
     const readonly = path.join(dir, "readonly")
-    setReadOnly(readonly, true)
+    setUnprivilegedReadOnly(readonly, true)
     try {
-      assert.isFalse(canWrite(readonly), "the directory must really be read-only for this test to mean anything")
-      const result = await run(["start", small, "--db", path.join(readonly, "q.db")], { cwd: dir })
+      assert.isFalse(unprivilegedCanWrite(readonly), "the directory must really be read-only for this test to mean it")
+      const result = await run(["start", small, "--db", path.join(readonly, "q.db")], { cwd: dir, ...unprivileged })
       assert.strictEqual(result.code, 2, result.stderr)
       assert.include(
         result.stderr,
@@ -335,7 +405,53 @@ describe("bad inputs", () => {
       assert.deepStrictEqual(fs.readdirSync(readonly), [])
       assert.deepStrictEqual(take(), snapshot)
     } finally {
-      setReadOnly(readonly, false)
+      setUnprivilegedReadOnly(readonly, false)
     }
   }, 30_000)
+})
+
+describe("inputs that are valid but unusual", () => {
+  let dir = ""
+  beforeAll(() => {
+    dir = makeDir()
+  })
+  afterAll(() => removeDir(dir))
+
+  it("an empty input: exit 0, said explicitly, an empty valid artifact", async () => {
+    fs.writeFileSync(path.join(dir, "empty.txt"), "")
+    const db = path.join(dir, "empty.db")
+    const out = path.join(dir, "empty.nt")
+    const result = await run(["start", path.join(dir, "empty.txt"), "--db", db, "--run-id", "empty", "--out", out])
+    assert.strictEqual(result.code, 0, result.stderr)
+    assert.include(
+      result.stderr,
+      `input file ${path.join(dir, "empty.txt")} is empty: the run completes at once with an empty artifact`
+    )
+    assert.include(result.stdout, "run empty completed: 0/0 batches")
+    assert.strictEqual(fs.readFileSync(out, "utf8"), "")
+  }, 60_000)
+
+  it("a UTF-8 byte order mark is dropped: the same input, SHA-256 and artifact as without it", async () => {
+    const text = fs.readFileSync(path.join(texts, "long-multi-chapter.txt"), "utf8")
+    fs.writeFileSync(path.join(dir, "plain.txt"), text)
+    fs.writeFileSync(path.join(dir, "bom.txt"), "\uFEFF" + text)
+    assert.strictEqual(fs.readFileSync(path.join(dir, "bom.txt"))[0], 0xef)
+    const ran = await Promise.all(["plain", "bom"].map(async (name) => {
+      const out = path.join(dir, `${name}.ttl`)
+      const result = await run([
+        "start",
+        path.join(dir, `${name}.txt`),
+        "--db",
+        path.join(dir, `${name}.db`),
+        "--run-id",
+        name,
+        "--out",
+        out
+      ])
+      assert.strictEqual(result.code, 0, result.stderr)
+      const status = await run(["status", name, "--db", path.join(dir, `${name}.db`), "--json"])
+      return { sha256: sha256File(out), input: (jsonLines(status.stdout)[0]!.plan as { input: unknown }).input }
+    }))
+    assert.deepStrictEqual(ran[1], ran[0])
+  }, 60_000)
 })

@@ -50,6 +50,8 @@ export interface Running {
 export interface SpawnOptions {
   readonly env?: Readonly<Record<string, string>>
   readonly cwd?: string
+  /** Run as this user (and its own group), e.g. `unprivileged.uid` so that file permissions apply to it. */
+  readonly uid?: number
 }
 
 /** Starts `node quarry.js <args>`. */
@@ -57,6 +59,7 @@ export const start = (args: ReadonlyArray<string>, options: SpawnOptions = {}): 
   const child = spawn(process.execPath, [bin, ...args], {
     cwd: options.cwd ?? os.tmpdir(),
     env: childEnv(options.env ?? {}),
+    ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.uid }),
     stdio: ["ignore", "pipe", "pipe"]
   })
   const listeners = new Set<() => void>()

@@ -281,11 +281,23 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
               `none): ${resume}`
           })
         }
-        yield* emit("run.failed", { ...progress, reason, error: messageOf(error), resume: hint })
+        // A full or read-only disk can also refuse the record of the failure: the lease then has to run out.
+        const unrecorded = Option.exists(run, (r) => r.status === "running")
+        yield* emit("run.failed", {
+          ...progress,
+          reason,
+          error: messageOf(error),
+          ...(unrecorded ? { recorded: false } : {}),
+          resume: hint
+        })
         return yield* new Errors.RunEnded({
           exitCode: ExitCode.runFailed,
           message: `run ${runId} failed after ${progressOf(run)} batches: ${messageOf(error)}. Every committed ` +
-            `batch is kept; fix the cause, then resume it with: ${hint}`
+            `batch is kept; ${
+              unrecorded ?
+                "the failure could not be recorded, so the run still shows running until its lease expires; " :
+                ""
+            }fix the cause, then resume it with: ${hint}`
         })
       })
 
@@ -303,7 +315,8 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
         if (Option.isSome(failure)) {
           return beforeClaim.has(tagOf(failure.value) ?? "") ? Effect.fail(failure.value) : ended(failure.value)
         }
-        return Effect.zipRight(Effect.logError("the run died", cause), ended(Cause.squash(cause)))
+        // The stack trace only at debug level (--log-level debug): the message below says what happened.
+        return Effect.zipRight(Effect.logDebug("the run died", cause), ended(Cause.squash(cause)))
       }),
       Effect.flatMap(completed)
     )

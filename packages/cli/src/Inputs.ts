@@ -67,13 +67,56 @@ const firstInvalidUtf8 = (bytes: Uint8Array): number => {
 }
 
 /**
- * Reads a UTF-8 text file: it must exist, be a readable file (not a directory), contain no NUL byte (binary) and
- * be valid UTF-8. A byte order mark is dropped. `what` names the file in messages ("input file", "ontology").
+ * The largest input read by default: 512 MiB (`--max-input-size`, `QUARRY_MAX_INPUT_BYTES`).
  *
  * @since 0.1.0
  * @category validation
  */
-export const readTextFile = (file: string, what: string): Effect.Effect<string, UsageError> =>
+export const defaultMaxInputBytes = 512 * 1024 * 1024
+
+const sizeUnits: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3
+}
+
+/**
+ * Parses a size: bytes, or a number with a binary unit (`K`/`KB`, `M`/`MB`, `G`/`GB`, powers of 1024).
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const parseSize = (name: string, raw: string): Effect.Effect<number, UsageError> => {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim())
+  const unit = match === null ? undefined : sizeUnits[match[2]!.toLowerCase()]
+  const bytes = match === null || unit === undefined ? Number.NaN : Math.floor(Number(match[1]) * unit)
+  return Number.isSafeInteger(bytes) && bytes > 0 ?
+    Effect.succeed(bytes) :
+    fail(`${name} (${JSON.stringify(raw)}) must be a size greater than 0: bytes, or with a unit, such as 64MB or 2GB`)
+}
+
+/** A size for people: `536870912 bytes (512 MB)`. */
+const formatSize = (bytes: number) =>
+  bytes >= 1024 * 1024 ? `${bytes} bytes (${Math.round(bytes / 1024 / 1024)} MB)` : `${bytes} bytes`
+
+/**
+ * Reads a UTF-8 text file: it must exist, be a readable file (not a directory) of at most `maxBytes` (checked with
+ * `stat`, before reading it), contain no NUL byte (binary) and be valid UTF-8. A byte order mark is dropped: offsets
+ * count from the first character after it. `what` names the file in messages ("input file", "ontology").
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const readTextFile = (
+  file: string,
+  what: string,
+  maxBytes: number = defaultMaxInputBytes
+): Effect.Effect<string, UsageError> =>
   Effect.gen(function*() {
     const stat = yield* attempt(() => fs.statSync(file)).pipe(
       Effect.catchAll((error) =>
@@ -83,8 +126,20 @@ export const readTextFile = (file: string, what: string): Effect.Effect<string, 
       )
     )
     if (stat.isDirectory()) return yield* fail(`${what} ${file} is a directory; pass a text file`)
+    if (stat.size > maxBytes) {
+      return yield* fail(
+        `${what} ${file} is ${formatSize(stat.size)}, over the limit of ${formatSize(maxBytes)}; split it, or raise ` +
+          `the limit with --max-input-size (or QUARRY_MAX_INPUT_BYTES)`
+      )
+    }
     const bytes = yield* attempt(() => fs.readFileSync(file)).pipe(
-      Effect.catchAll((error) => fail(`cannot read ${what} ${file}: ${describeFsError(error)}`))
+      Effect.catchAll((error) =>
+        fail(
+          `cannot read ${what} ${file}: ${describeFsError(error)}${
+            isPermissionError(error) ? "; make it readable by this user (e.g. chmod a+r)" : ""
+          }`
+        )
+      )
     )
     const nul = bytes.indexOf(0)
     if (nul >= 0) {
@@ -102,6 +157,8 @@ export const readTextFile = (file: string, what: string): Effect.Effect<string, 
       )
     )
   })
+
+const isPermissionError = (error: unknown) => errnoCode(error) === "EACCES" || errnoCode(error) === "EPERM"
 
 /**
  * Parses a whole-number option given as text. Range checks are left to the caller (the chunking validation names

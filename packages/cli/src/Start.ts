@@ -14,6 +14,7 @@ import * as Ontology from "@quarry/core/Ontology"
 import * as Run from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
+import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
@@ -26,6 +27,7 @@ import * as Extractors from "./Extractors.js"
 import * as Flags from "./Flags.js"
 import * as Inputs from "./Inputs.js"
 import * as Llm from "./Llm.js"
+import { Output } from "./Output.js"
 import { Settings } from "./Settings.js"
 import * as Store from "./Store.js"
 
@@ -77,6 +79,12 @@ const options = {
       "Add PROV-O provenance to the artifact: the run, the extractor, each entity's mentions as document offsets. " +
         "Stored with the run."
     )
+  ),
+  maxInputSize: optionalText(
+    "max-input-size",
+    "SIZE",
+    "Refuse an input (or ontology) file larger than this, before reading it: bytes, or 64MB, 2GB (default 512MB, " +
+      "or QUARRY_MAX_INPUT_BYTES)."
   ),
   ...Flags.limits,
   ...Llm.options,
@@ -142,6 +150,18 @@ export const decodeRunId = (raw: string): Effect.Effect<Run.RunId, UsageError> =
       })
   })
 
+/** `--max-input-size`, else `QUARRY_MAX_INPUT_BYTES`, else 512 MiB. */
+const maxInputBytes = (flag: Option.Option<string>) =>
+  Option.match(flag, {
+    onSome: (raw) => Inputs.parseSize("max-input-size", raw),
+    onNone: () =>
+      Config.integer("QUARRY_MAX_INPUT_BYTES").pipe(
+        Config.validate({ message: "must be a whole number of bytes greater than 0", validation: (n) => n > 0 }),
+        Config.withDefault(Inputs.defaultMaxInputBytes),
+        Effect.mapError((error) => new UsageError({ message: `QUARRY_MAX_INPUT_BYTES: ${error}` }))
+      )
+  })
+
 const count = (name: string, raw: Option.Option<string>, requirement: string) =>
   Option.match(raw, {
     onNone: () => Effect.succeed(undefined),
@@ -193,12 +213,20 @@ export const command = Command.make("start", options, (flags) =>
     const registry = yield* Extractors.registryFor(settings, extractorName, llm, {
       needsPrice: limits.budget?.maxCostUsd !== undefined
     })
+    const maxBytes = yield* maxInputBytes(flags.maxInputSize)
     // Files: the input, the ontology, the database's location, the artifact's location.
-    const input = yield* Inputs.readTextFile(flags.input, "input file")
+    const input = yield* Inputs.readTextFile(flags.input, "input file", maxBytes)
     const ontology = yield* Effect.transposeOption(Option.map(flags.ontology, (file) =>
       Effect.gen(function*() {
-        const text = yield* Inputs.readTextFile(file, "ontology")
-        yield* Ontology.parse(text, { source: file, format: path.extname(file).slice(1) || undefined })
+        const text = yield* Inputs.readTextFile(file, "ontology", maxBytes)
+        const parsed = yield* Ontology.parse(text, { source: file, format: path.extname(file).slice(1) || undefined })
+        // Nothing could be typed by it: every mention would be dropped, silently.
+        if (parsed.classes.length === 0) {
+          return yield* new UsageError({
+            message: `ontology ${file} declares no classes (no rdfs:Class or owl:Class), so nothing could be ` +
+              `extracted with it; pass an ontology with classes, or leave --ontology out for the built-in one`
+          })
+        }
         return { text, format: path.extname(file).slice(1) || undefined }
       })))
     // A run without --ontology is planned with the built-in one (stored with the run like any other).
@@ -207,6 +235,13 @@ export const command = Command.make("start", options, (flags) =>
     const runId = Option.isSome(givenRunId) ? givenRunId.value : yield* Workflow.makeRunId
     const out = path.resolve(Option.getOrElse(flags.out, () => defaultOutput(db, runId, format)))
     yield* Inputs.checkOutput(out)
+
+    if (input === "") {
+      yield* Effect.flatMap(Output, (output) =>
+        output.err(
+          `quarry: input file ${flags.input} is empty: the run completes at once with an empty artifact (no entities)`
+        ))
+    }
 
     return yield* Effect.gen(function*() {
       const store = yield* RunStore

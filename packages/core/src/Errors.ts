@@ -103,17 +103,83 @@ export class InputMismatch extends Schema.TaggedError<InputMismatch>()("InputMis
 }
 
 /**
- * The storage layer failed (I/O, SQLite, a row that does not decode).
+ * What kind of storage failure a `PersistenceError` is, read from the SQLite result code (or errno) of its cause:
+ * `disk-full` (SQLITE_FULL, ENOSPC), `read-only` (SQLITE_READONLY*, EROFS, EACCES), `locked` (SQLITE_BUSY*,
+ * SQLITE_LOCKED*), `corrupt` (SQLITE_CORRUPT*, SQLITE_NOTADB), `io` (SQLITE_IOERR*, SQLITE_CANTOPEN*, EIO) or
+ * `other`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const StorageFailure = Schema.Literal("disk-full", "read-only", "locked", "corrupt", "io", "other")
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type StorageFailure = typeof StorageFailure.Type
+
+const failureByCode: ReadonlyArray<readonly [RegExp, StorageFailure]> = [
+  [/^(SQLITE_FULL|ENOSPC|EDQUOT|EFBIG)$/, "disk-full"],
+  [/^(SQLITE_READONLY(_\w+)?|SQLITE_PERM|SQLITE_AUTH|EROFS|EACCES|EPERM)$/, "read-only"],
+  [/^(SQLITE_BUSY(_\w+)?|SQLITE_LOCKED(_\w+)?)$/, "locked"],
+  [/^(SQLITE_CORRUPT(_\w+)?|SQLITE_NOTADB)$/, "corrupt"],
+  [/^(SQLITE_IOERR(_\w+)?|SQLITE_CANTOPEN(_\w+)?|EIO)$/, "io"]
+]
+
+/** The result code of the first error in `cause`'s chain that carries one (`SqliteError.code`, a Node errno). */
+const codeOf = (cause: unknown): string | undefined => {
+  for (let current = cause, depth = 0; typeof current === "object" && current !== null && depth < 8; depth++) {
+    if ("code" in current && typeof current.code === "string") return current.code
+    current = "cause" in current ? current.cause : undefined
+  }
+  return undefined
+}
+
+/**
+ * Classifies a storage failure by the result code in its cause chain.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const classifyStorageFailure = (cause: unknown): StorageFailure => {
+  const code = codeOf(cause)
+  if (code === undefined) return "other"
+  return failureByCode.find(([pattern]) => pattern.test(code))?.[1] ?? "other"
+}
+
+const advice: Record<StorageFailure, string> = {
+  "disk-full": "the file system of the database is full; free space there, then try again",
+  "read-only": "the database (or its directory) is not writable; make both writable by this user, then try again",
+  locked: "another connection held the database's write lock for too long; stop the other writer, then try again",
+  corrupt: "the database file is damaged; run `quarry doctor`, and restore it from a backup if that fails",
+  io: "the operating system reported an I/O error on the database; check the disk and file system, then try again",
+  other: "check the database, then try again"
+}
+
+/**
+ * The storage layer failed (I/O, SQLite, a row that does not decode). `reason` classifies the failure (when not
+ * given, it is read from the cause's SQLite result code) so that the message can say what to do.
  *
  * @since 0.1.0
  * @category errors
  */
 export class PersistenceError extends Schema.TaggedError<PersistenceError>()("PersistenceError", {
   operation: Schema.String,
+  reason: StorageFailure,
   cause: Schema.Defect
 }) {
+  constructor(
+    props: { readonly operation: string; readonly cause: unknown; readonly reason?: StorageFailure | undefined },
+    disableValidation?: boolean
+  ) {
+    super({ ...props, reason: props.reason ?? classifyStorageFailure(props.cause) }, disableValidation)
+  }
+
   override get message() {
-    return `storage failed during ${this.operation}: ${describeCauses(this.cause)}`
+    const code = codeOf(this.cause)
+    return `storage failed during ${this.operation}${this.reason === "other" ? "" : ` (${this.reason})`}: ` +
+      `${describeCauses(this.cause)}${code === undefined ? "" : ` [${code}]`}; ${advice[this.reason]}`
   }
 }
 
@@ -190,7 +256,13 @@ export class MergeError extends Schema.TaggedError<MergeError>()("MergeError", {
 }) {
   override get message() {
     const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
-    return `could not write the artifact ${this.path}: ${cause}`
+    const reason = classifyStorageFailure(this.cause)
+    const hint = reason === "disk-full" ?
+      "; free space on its file system, then try again" :
+      reason === "read-only" ?
+      "; make its directory writable by this user, then try again" :
+      ""
+    return `could not write the artifact ${this.path}: ${cause}${hint}`
   }
 }
 

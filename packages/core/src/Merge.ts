@@ -15,10 +15,11 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import type * as Chunking from "./Chunking.js"
 import * as CrashPoint from "./CrashPoint.js"
-import { MergeError, PersistenceError } from "./Errors.js"
+import { MergeError, PersistenceError, type RunLocked } from "./Errors.js"
 import type * as Extractor from "./Extractor.js"
 import { entityIri, entityKey } from "./internal/entities.js"
 import * as Rdf from "./internal/rdf.js"
+import { failOnSqlDefect, withTransaction } from "./internal/transaction.js"
 import type { Ontology } from "./Ontology.js"
 import { Artifact, type ExtractorIdentity, type OutputFormat, type RunId } from "./Run.js"
 import { RunStore, type SkippedBatch } from "./RunStore.js"
@@ -41,6 +42,13 @@ export interface MergeOptions {
    * its mentions (document offsets). JSON Lines always carries mentions; this adds a `run` line.
    */
   readonly provenance?: { readonly extractor: ExtractorIdentity } | undefined
+  /**
+   * Checked right before the artifact replaces the previous one (the workflow confirms its lease): a process that
+   * lost its lease never replaces a newer artifact.
+   */
+  readonly fence?: Effect.Effect<void, RunLocked | PersistenceError> | undefined
+  /** Temp files of earlier merges are swept once older than this (default 30 s, the default lease). */
+  readonly staleAfterMs?: number | undefined
 }
 
 interface EntityRow {
@@ -68,22 +76,42 @@ interface RelationRow {
 }
 
 const rowsPerInsert = 400
+/** The default lease (`Workflow.defaultLeaseMs`): a temp file younger than that may belong to a live merge. */
+const defaultStaleAfterMs = 30_000
 const rowsPerRead = 1000
 
-/** Writes text to a temp file beside `target`, then fsyncs, renames and fsyncs the directory. */
-const atomicFile = (target: string) =>
+/** Options of the artifact's atomic write. */
+type AtomicOptions = Pick<MergeOptions, "fence" | "staleAfterMs">
+
+/** Temp files of merges killed mid-write; the artifact itself is never half-written. */
+const sweepStaleTemps = async (target: string, staleAfterMs: number) => {
+  const directory = path.dirname(target)
+  const prefix = `.${path.basename(target)}.`
+  const now = Date.now()
+  for (const name of await fs.readdir(directory)) {
+    if (!name.startsWith(prefix) || !/^[0-9a-f]{12}\.tmp$/.test(name.slice(prefix.length))) continue
+    const file = path.join(directory, name)
+    const stat = await fs.stat(file).catch(() => undefined)
+    if (stat !== undefined && now - stat.mtimeMs > staleAfterMs) await fs.rm(file, { force: true })
+  }
+}
+
+/** `handle.write` may write fewer bytes than asked (a full disk, a file size limit): write the rest, or fail. */
+const writeAll = async (handle: fs.FileHandle, buffer: Buffer) => {
+  for (let offset = 0; offset < buffer.length;) {
+    const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset)
+    if (bytesWritten <= 0) throw new Error(`the file system accepted no bytes at offset ${offset}`)
+    offset += bytesWritten
+  }
+}
+
+/** Writes text to a temp file beside `target`, then fsyncs, checks its size, renames and fsyncs the directory. */
+const atomicFile = (target: string, options: AtomicOptions = {}) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
-        const directory = path.dirname(target)
-        const prefix = `.${path.basename(target)}.`
-        // A process killed while writing leaves its temp file behind; the artifact itself is never half-written.
-        for (const name of await fs.readdir(directory)) {
-          if (name.startsWith(prefix) && /^[0-9a-f]{12}\.tmp$/.test(name.slice(prefix.length))) {
-            await fs.rm(path.join(directory, name), { force: true })
-          }
-        }
-        const temp = path.join(directory, `${prefix}${randomBytes(6).toString("hex")}.tmp`)
+        await sweepStaleTemps(target, options.staleAfterMs ?? defaultStaleAfterMs)
+        const temp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(6).toString("hex")}.tmp`)
         return { temp, handle: await fs.open(temp, "w") }
       },
       catch: (cause) => new MergeError({ path: target, cause })
@@ -96,20 +124,24 @@ const atomicFile = (target: string) =>
   ).pipe(Effect.map(({ handle, temp }) => {
     const hash = createHash("sha256")
     let bytes = 0
+    const io = <A>(f: () => Promise<A>) =>
+      Effect.tryPromise({ try: f, catch: (cause) => new MergeError({ path: target, cause }) })
     const write = (text: string) =>
-      text === "" ? Effect.void : Effect.tryPromise({
-        try: async () => {
-          const buffer = Buffer.from(text, "utf8")
-          hash.update(buffer)
-          bytes += buffer.length
-          await handle.write(buffer)
-        },
-        catch: (cause) => new MergeError({ path: target, cause })
+      text === "" ? Effect.void : io(async () => {
+        const buffer = Buffer.from(text, "utf8")
+        await writeAll(handle, buffer)
+        hash.update(buffer)
+        bytes += buffer.length
       })
-    const commit = Effect.tryPromise({
-      try: async () => {
+    const commit = Effect.gen(function*() {
+      yield* io(async () => {
         await handle.sync()
+        const { size } = await handle.stat()
+        if (size !== bytes) throw new Error(`the temp file ${temp} holds ${size} bytes, but ${bytes} were written`)
         await handle.close()
+      })
+      if (options.fence !== undefined) yield* options.fence
+      yield* io(async () => {
         await fs.rename(temp, target)
         const directory = await fs.open(path.dirname(target), "r")
         try {
@@ -117,9 +149,8 @@ const atomicFile = (target: string) =>
         } finally {
           await directory.close()
         }
-        return { sha256: hash.digest("hex"), bytes }
-      },
-      catch: (cause) => new MergeError({ path: target, cause })
+      })
+      return { sha256: hash.digest("hex"), bytes }
     })
     return { write, commit }
   }))
@@ -300,7 +331,7 @@ const keyIri = (key: string) => {
  * @category merging
  */
 export const writeEmpty = Effect.fn("Merge.writeEmpty")(function*(options: Omit<MergeOptions, "runId" | "pageSize">) {
-  const file = yield* atomicFile(options.path)
+  const file = yield* atomicFile(options.path, options)
   yield* file.write(formatter(options.format, options.ontology).header)
   const written = yield* file.commit
   return new Artifact({ path: options.path, format: options.format, ...written })
@@ -424,7 +455,7 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
         relations.push(relationRow(relation, relationOrd++, addEntity))
       }
     }
-    yield* sql.withTransaction(Effect.all([
+    yield* withTransaction(sql)(Effect.all([
       insertRows(E, entities, "entity_key"),
       insertRows(M, mentions, "entity_key, start, \"end\""),
       insertRows(R, relations, "identity")
@@ -437,7 +468,7 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
     options.ontology,
     options.provenance === undefined ? undefined : provenanceOf(options.runId, options.provenance.extractor)
   )
-  const file = yield* atomicFile(options.path)
+  const file = yield* atomicFile(options.path, options)
   yield* file.write(format.header)
   let lastOrd = -1
   while (true) {
@@ -474,6 +505,7 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
   effect.pipe(
     Effect.scoped,
     Effect.catchTag("SqlError", (cause) => new PersistenceError({ operation: "merge", cause })),
+    failOnSqlDefect((cause) => new PersistenceError({ operation: "merge", cause })),
     Effect.annotateLogs({ runId: options.runId })
   ))
 

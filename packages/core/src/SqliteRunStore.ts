@@ -18,6 +18,7 @@ import { InvalidRunState, PersistenceError, RunAlreadyExists, RunCancelled, RunL
 import * as Extractor from "./Extractor.js"
 import { entityKey, sha256 } from "./internal/entities.js"
 import * as Processes from "./internal/processes.js"
+import { failOnSqlDefect, withTransaction } from "./internal/transaction.js"
 import * as Usage from "./internal/usage.js"
 import {
   Artifact,
@@ -231,7 +232,7 @@ const persistence = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E,
       { readonly _tag: "RunNotFound" | "RunLocked" | "RunAlreadyExists" | "InvalidRunState" | "PersistenceError" }
     > => typeof e === "object" && e !== null && "_tag" in e && (e._tag === "SqlError" || e._tag === "ParseError"),
     (cause) => new PersistenceError({ operation, cause })
-  )
+  ).pipe(failOnSqlDefect((cause) => new PersistenceError({ operation, cause })))
 
 /** A lease holder that provably died on this host: its lease is taken over without waiting for it to expire. */
 const holderIsDead = (row: typeof HolderRow.Type) =>
@@ -248,6 +249,7 @@ export const make = (hooks: Hooks = {}) =>
   Effect.gen(function*() {
     const { sql } = yield* Database.Database
     const me = Processes.self()
+    const transaction = withTransaction(sql)
 
     const findRun = SqlSchema.findOne({
       Request: Schema.String,
@@ -284,7 +286,7 @@ export const make = (hooks: Hooks = {}) =>
     const createRun = (input: RunStore.NewRun) =>
       Effect.gen(function*() {
         const settings = yield* encodeSettings(input.extractor.settings)
-        return yield* sql.withTransaction(Effect.gen(function*() {
+        return yield* transaction(Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           const existing = yield* sql<{ id: string }>`SELECT id FROM runs WHERE id = ${input.id}`
           if (existing.length > 0) return yield* new RunAlreadyExists({ runId: input.id })
@@ -373,7 +375,7 @@ export const make = (hooks: Hooks = {}) =>
       leaseMs: number,
       options: { readonly reopen?: boolean | undefined; readonly expectedVersion?: number | undefined } = {}
     ) =>
-      sql.withTransaction(Effect.gen(function*() {
+      transaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         yield* touch(runId, now)
         const run = yield* getRun(runId)
@@ -431,7 +433,7 @@ export const make = (hooks: Hooks = {}) =>
         }
         const usage = commit.output.usage
         const usageJson = usage === undefined ? null : JSON.stringify(usage)
-        return yield* sql.withTransaction(Effect.gen(function*() {
+        return yield* transaction(Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           const rows = yield* lockProgress({ id: commit.runId, now })
           const run = rows[0]
@@ -530,7 +532,7 @@ export const make = (hooks: Hooks = {}) =>
       )
 
     const complete = (runId: RunId, holder: RunStore.LeaseHolder, artifact: Artifact) =>
-      sql.withTransaction(Effect.gen(function*() {
+      transaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const rows = yield* sql<{ id: string }>`UPDATE runs SET
             status = 'completed',
@@ -554,7 +556,7 @@ export const make = (hooks: Hooks = {}) =>
       })).pipe(persistence("complete"))
 
     const finish = (runId: RunId, holder: RunStore.LeaseHolder, outcome: RunStore.Outcome) =>
-      sql.withTransaction(Effect.gen(function*() {
+      transaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const rows = yield* sql<{ id: string }>`UPDATE runs SET
             status = ${outcome.status},
@@ -575,7 +577,7 @@ export const make = (hooks: Hooks = {}) =>
       })).pipe(persistence("finish"))
 
     const requestCancel = (runId: RunId) =>
-      sql.withTransaction(Effect.gen(function*() {
+      transaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         yield* touch(runId, now)
         const run = yield* getRun(runId)
@@ -723,7 +725,7 @@ export const make = (hooks: Hooks = {}) =>
         const raw = Buffer.from(json, "utf8")
         const [blob, encoding] = raw.length > compressAbove ? [deflateRawSync(raw), "deflate"] : [raw, "json"]
         const stillSkipped = commit.skipped !== undefined
-        yield* sql.withTransaction(Effect.gen(function*() {
+        yield* transaction(Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
           yield* touch(commit.runId, now)
           if (!(yield* holds(commit.runId, commit.holder))) return yield* lockedBy(yield* reread(commit.runId))

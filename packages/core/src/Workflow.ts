@@ -274,7 +274,13 @@ const recordExit = (runId: RunId, owner: LeaseHolder, exit: Exit.Exit<Run, unkno
     }
     yield* store.finish(runId, owner, { status: "failed", reason: "defect", error: Cause.pretty(cause) })
   }).pipe(
-    Effect.catchAllCause((cause) => Effect.logError("could not record the end of the run", cause)),
+    // The cause (with its stack) only at debug level: the command reports the run's error itself.
+    Effect.catchAllCause((cause) =>
+      Effect.zipRight(
+        Effect.logError(`could not record the end of the run: ${Cause.squash(cause)}`),
+        Effect.logDebug("could not record the end of the run", cause)
+      )
+    ),
     Effect.annotateLogs({ runId })
   )
 
@@ -305,6 +311,9 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   const emit = options.onEvent ?? (() => Effect.void)
   const { concurrency, totalBatches } = run.plan
 
+  // The artifact replaces the previous one only while this execution still holds the lease.
+  const fencing = { fence: Effect.asVoid(store.heartbeat(runId, owner, leaseMs)), staleAfterMs: leaseMs }
+
   const body = Effect.gen(function*() {
     yield* emit({ _tag: "RunStarted", runId, totalBatches, committedBatches: run.committedBatches })
     yield* Effect.logInfo(`executing run ${runId}: ${run.committedBatches}/${totalBatches} batches committed`)
@@ -312,7 +321,8 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
       const artifact = yield* Merge.writeEmpty({
         path: run.plan.outputPath,
         format: run.plan.outputFormat,
-        ontology
+        ontology,
+        ...fencing
       })
       return yield* store.complete(runId, owner, artifact)
     }
@@ -461,7 +471,8 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
       path: run.plan.outputPath,
       format: run.plan.outputFormat,
       ontology,
-      provenance: run.plan.provenance ? { extractor: run.plan.extractor } : undefined
+      provenance: run.plan.provenance ? { extractor: run.plan.extractor } : undefined,
+      ...fencing
     })
     yield* Merge.writeSkippedManifest(runId, artifact.path, yield* store.skippedBatches(runId), batches)
     yield* CrashPoint.hit("merge.afterRename")

@@ -306,7 +306,7 @@ describe("Merge output quality", () => {
 })
 
 describe("Merge temp files", () => {
-  it.scoped("a temp file left by a killed merge is removed by the next merge; other files stay", () =>
+  it.scoped("a temp file left by a killed merge is removed by the next merge once stale; other files stay", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const out = path.join(dir, "out.ttl")
@@ -314,6 +314,9 @@ describe("Merge temp files", () => {
       const unrelated = path.join(dir, ".other.ttl.0123456789ab.tmp")
       fs.writeFileSync(stale, "half a graph")
       fs.writeFileSync(unrelated, "not ours")
+      // Older than the lease (30 s by default): a younger temp file may belong to a live merge.
+      const old = new Date(Date.now() - 60_000)
+      fs.utimesSync(stale, old, old)
       const artifact = yield* Merge.writeEmpty({ path: out, format: "ntriples", ontology: Option.none() })
       assert.strictEqual(artifact.bytes, 0)
       assert.isFalse(fs.existsSync(stale))
