@@ -4,6 +4,7 @@ import { defineConfig } from "vitest/config"
 const core = path.resolve(import.meta.dirname, "packages/core/src")
 const cli = path.resolve(import.meta.dirname, "packages/cli/src")
 const llm = path.resolve(import.meta.dirname, "packages/llm/src")
+const server = path.resolve(import.meta.dirname, "packages/server/src")
 
 export default defineConfig({
   resolve: {
@@ -12,6 +13,8 @@ export default defineConfig({
       { find: /^@quarry\/core\/(.*)$/, replacement: path.join(core, "$1.ts") },
       { find: /^@quarry\/llm$/, replacement: path.join(llm, "index.ts") },
       { find: /^@quarry\/llm\/(.*)$/, replacement: path.join(llm, "$1.ts") },
+      { find: /^@quarry\/server$/, replacement: path.join(server, "index.ts") },
+      { find: /^@quarry\/server\/(.*)$/, replacement: path.join(server, "$1.ts") },
       { find: /^@quarry\/cli$/, replacement: path.join(cli, "index.ts") },
       { find: /^@quarry\/cli\/(.*)$/, replacement: path.join(cli, "$1.ts") }
     ]
