@@ -217,6 +217,9 @@ export const command = Command.make("serve", options, (flags) =>
             // The runs' leases expire and the next start recovers them; nothing committed is lost.
             yield* Effect.sync(() => process.exit(1))
           }
+          // TEST-ONLY (QUARRY_TEST_SHUTDOWN_DELAY_MS): keep answering while drained, so tests can probe it.
+          const delay = Option.getOrUndefined(settings.testHooks.shutdownDelayMs)
+          if (delay !== undefined) yield* Effect.sleep(delay)
         })
       ))
     }))

@@ -111,6 +111,13 @@ export class Runs extends HttpApiGroup.make("runs")
       .addError(ApiError.Unavailable)
   )
   .add(
+    HttpApiEndpoint.del("delete", "/runs/:id")
+      .setPath(RunPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(ApiError.NotFound)
+      .addError(ApiError.Conflict)
+  )
+  .add(
     HttpApiEndpoint.get("artifact", "/runs/:id/artifact")
       .setPath(RunPath)
       .addSuccess(HttpApiSchema.Text({ contentType: "application/octet-stream" }))

@@ -299,8 +299,17 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
           }),
           Effect.flatMap(view)
         ))
-    .handle("artifact", ({ path, request }) =>
-      artifact(path.id, request))
+    .handle("delete", ({ path }) =>
+      Effect.flatMap(RunStore, (store) =>
+        store.deleteRun(path.id)).pipe(
+          Effect.catchTags({
+            RunNotFound: (e) => Effect.fail(notFound(e)),
+            InvalidRunState: (e) => Effect.fail(conflict(e)),
+            PersistenceError: internal
+          }),
+          Effect.asVoid
+        ))
+    .handle("artifact", ({ path, request }) => artifact(path.id, request))
     .handle("events", ({ path, request }) => events(path.id, request)))
 
 const probe = (status: string) => ({ status })
