@@ -6,6 +6,7 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import Database from "better-sqlite3"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { makeDir, mobyDick, referenceRun, removeDir, type Running, sleep, start } from "./support.js"
@@ -154,6 +155,17 @@ describe("quarry serve", () => {
         assert.strictEqual(different.status, 409)
         assert.strictEqual(different.json().error.tag, "RunAlreadyExists")
 
+        // Prometheus metrics, checked by promtool (Debian's prometheus; .ci/run installs it).
+        const metrics = await call(server, "GET", "/metrics")
+        assert.strictEqual(metrics.status, 200)
+        assert.include(metrics.headers.get("content-type") ?? "", "text/plain")
+        assert.include(metrics.text, "quarry_runs{status=\"completed\"} 1")
+        assert.include(metrics.text, "quarry_runs_ended_total{status=\"completed\"} 1")
+        assert.match(metrics.text, /quarry_http_requests_total\{method="POST",route="\/v1\/runs",status="202"\} 1/)
+        const promtool = spawnSync("promtool", ["check", "metrics"], { input: metrics.text, encoding: "utf8" })
+        assert.isUndefined(promtool.error, "promtool is missing: apt-get install prometheus")
+        assert.strictEqual(promtool.status, 0, `${promtool.stdout}${promtool.stderr}`)
+
         const listed = await call(server, "GET", "/v1/runs?status=completed&limit=10")
         assert.deepStrictEqual(listed.json().runs.map((r: { id: string }) => r.id), ["moby"])
 
@@ -280,6 +292,7 @@ describe("quarry serve", () => {
         "DELETE /v1/runs/{id}",
         "GET /healthz",
         "GET /livez",
+        "GET /metrics",
         "GET /readyz",
         "GET /startupz",
         "GET /v1/runs",

@@ -21,11 +21,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import * as Metrics from "./Metrics.js"
 
 /**
  * The queue is full: the run was not stored. Retry later.
@@ -152,8 +154,15 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     Effect.gen(function*() {
       yield* Ref.update(active, (set) => new Set([...set, entry.runId]))
       const handle = yield* manager.resume(entry.runId, entry.execution)
+      yield* Metric.increment(Metrics.runsStarted)
       yield* Fiber.await(handle.fiber).pipe(
         Effect.zipRight(Ref.update(active, (set) => new Set([...set].filter((id) => id !== entry.runId)))),
+        Effect.zipRight(
+          store.getRun(entry.runId).pipe(
+            Effect.flatMap((run) => Metric.increment(Metric.tagged(Metrics.runsEnded, "status", run.status))),
+            Effect.ignore
+          )
+        ),
         Effect.zipRight(Queue.offer(wake, undefined)),
         Effect.forkIn(runsScope)
       )

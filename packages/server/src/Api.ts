@@ -149,7 +149,7 @@ const Health = Schema.Struct({
 const Probe = Schema.Struct({ status: Schema.String }).annotations({ identifier: "Probe" })
 
 /**
- * Probes for orchestrators; no token needed.
+ * Probes for orchestrators and the Prometheus scrape endpoint; no token needed.
  *
  * @since 0.1.0
  * @category groups
@@ -159,6 +159,11 @@ export class Probes extends HttpApiGroup.make("probes")
   .add(HttpApiEndpoint.get("readyz", "/readyz").addSuccess(Probe).addError(ApiError.Unavailable))
   .add(HttpApiEndpoint.get("startupz", "/startupz").addSuccess(Probe).addError(ApiError.Unavailable))
   .add(HttpApiEndpoint.get("healthz", "/healthz").addSuccess(Health))
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics").addSuccess(
+      HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" })
+    )
+  )
 {}
 
 /**

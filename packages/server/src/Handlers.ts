@@ -30,6 +30,7 @@ import * as path from "node:path"
 import * as Admission from "./Admission.js"
 import { QuarryApi, SubmitRun } from "./Api.js"
 import { ApiError, from } from "./ApiError.js"
+import * as Metrics from "./Metrics.js"
 import * as RunEvents from "./RunEvents.js"
 import * as RunView from "./RunView.js"
 
@@ -360,7 +361,8 @@ const probesGroup = HttpApiBuilder.group(QuarryApi, "probes", (handlers) =>
           draining: stats.draining,
           started: stats.started
         }
-      })))
+      }))
+    .handle("metrics", () => Effect.flatten(Metrics.Scrape)))
 
 /**
  * Every handler of the API.

@@ -14,8 +14,14 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import { randomUUID } from "node:crypto"
+import * as Metrics from "./Metrics.js"
+
+const labels = (tags: Record<string, string>) =>
+  Object.entries(tags).map(([key, value]) => MetricLabel.make(key, value))
 
 const validId = /^[A-Za-z0-9._:-]{1,128}$/
 
@@ -45,6 +51,12 @@ const handle = <E, R>(
       )
     )
     const endedAt = yield* Clock.currentTimeMillis
+    const route = Metrics.routeOf(request.url.split("?")[0]!)
+    const tags = { method: request.method, route }
+    yield* Metric.increment(
+      Metric.taggedWithLabels(Metrics.httpRequests, labels({ ...tags, status: String(response.status) }))
+    )
+    yield* Metric.update(Metric.taggedWithLabels(Metrics.httpDuration, labels(tags)), (endedAt - startedAt) / 1000)
     yield* Effect.logInfo("request").pipe(Effect.annotateLogs({
       method: request.method,
       path: request.url.split("?")[0],

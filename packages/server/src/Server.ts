@@ -22,6 +22,7 @@ import * as Admission from "./Admission.js"
 import { QuarryApi } from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Handlers from "./Handlers.js"
+import * as Metrics from "./Metrics.js"
 import * as RequestLog from "./RequestLog.js"
 
 /**
@@ -62,6 +63,7 @@ export const layer = (
 > => {
   const api = HttpApiBuilder.api(QuarryApi).pipe(
     Layer.provide(Handlers.layer),
+    Layer.provide(Metrics.layer),
     Layer.provide(Auth.layer(options.tokens)),
     Layer.provide(Layer.succeed(Handlers.ServerInfo, {
       version: options.version,
