@@ -132,7 +132,7 @@ const plan = (submission: SubmitRun, info: ServerInfo["Type"]) =>
       onBatchError: submission.onBatchError,
       provenance: submission.provenance
     }
-    return { create, chunking, ontologySha256: ontology.sha256 }
+    return { runId, create, chunking, ontologySha256: ontology.sha256 }
   })
 
 /** Whether a stored run is what this submission would create (the idempotency check of `runId`). */
@@ -154,7 +154,7 @@ const submit = (request: HttpServerRequest.HttpServerRequest) =>
     const admission = yield* Admission.Admission
     const submission = yield* readSubmission(request)
     const planned = yield* plan(submission, info)
-    const runId = planned.create.runId!
+    const runId = planned.runId
     const existing = yield* store.getRun(runId).pipe(Effect.option)
     if (Option.isSome(existing)) {
       if (!samePlan(existing.value, planned)) {
@@ -212,9 +212,10 @@ const list = (
         runs.filter((r) => r.createdAt > createdAt || (r.createdAt === createdAt && r.id > id))
     })
     const page = rest.slice(0, limit)
+    const last = page.at(-1)
     return {
       runs: yield* Effect.forEach(page, view),
-      nextCursor: rest.length > limit ? cursorOf(page[page.length - 1]!) : null
+      nextCursor: rest.length > limit && last !== undefined ? cursorOf(last) : null
     }
   })
 
@@ -325,7 +326,7 @@ const probesGroup = HttpApiBuilder.group(QuarryApi, "probes", (handlers) =>
           return yield* new ApiError({ status: 503, tag: "Draining", message: "the server is shutting down" })
         }
         const sql = yield* SqlClient.SqlClient
-        // Open, migrated and writable: an immediate transaction takes the write lock.
+        // Open and migrated: a transaction over the runs table answers (busy or broken databases do not).
         yield* sql.withTransaction(sql`SELECT count(*) FROM runs`).pipe(
           Effect.mapError((e) => new ApiError({ status: 503, tag: "DatabaseUnavailable", message: e.message }))
         )

@@ -28,7 +28,10 @@ const queueDepth = Metric.gauge("quarry_queued_runs", { description: "Runs waiti
  * @since 0.1.0
  * @category metrics
  */
-export const runsEnded = Metric.counter("quarry_runs_ended_total", { description: "Runs that ended in this process", incremental: true })
+export const runsEnded = Metric.counter("quarry_runs_ended_total", {
+  description: "Runs that ended in this process",
+  incremental: true
+})
 
 /**
  * Runs started (or resumed) here.
@@ -36,7 +39,10 @@ export const runsEnded = Metric.counter("quarry_runs_ended_total", { description
  * @since 0.1.0
  * @category metrics
  */
-export const runsStarted = Metric.counter("quarry_runs_started_total", { description: "Runs started in this process", incremental: true })
+export const runsStarted = Metric.counter("quarry_runs_started_total", {
+  description: "Runs started in this process",
+  incremental: true
+})
 
 /**
  * HTTP requests by method, route and status.
@@ -44,7 +50,10 @@ export const runsStarted = Metric.counter("quarry_runs_started_total", { descrip
  * @since 0.1.0
  * @category metrics
  */
-export const httpRequests = Metric.counter("quarry_http_requests_total", { description: "HTTP requests answered", incremental: true })
+export const httpRequests = Metric.counter("quarry_http_requests_total", {
+  description: "HTTP requests answered",
+  incremental: true
+})
 
 /**
  * HTTP request latency in seconds, by method and route.

@@ -7,7 +7,7 @@
  *
  * @since 0.1.0
  */
-import type { PersistenceError } from "@quarry/core/Errors"
+import type { PersistenceError, RunNotFound } from "@quarry/core/Errors"
 import type { Run, RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Chunk from "effect/Chunk"
@@ -121,7 +121,7 @@ const encoder = new TextEncoder()
 export const stream = (runId: RunId, options: Options): Stream.Stream<Uint8Array, never, RunStore> => {
   const seen = Option.getOrElse(options.lastEventId, () => -1)
   const initial: State = { started: seen >= 0, committed: Math.max(0, seen) }
-  const readings: Stream.Stream<Run, PersistenceError | { readonly _tag: "RunNotFound" }, RunStore> = Stream
+  const readings: Stream.Stream<Run, PersistenceError | RunNotFound, RunStore> = Stream
     .repeatEffectWithSchedule(Effect.flatMap(RunStore, (store) => store.getRun(runId)), Schedule.spaced(options.pollMs))
   const events = readings.pipe(
     Stream.mapAccum(initial, step),
