@@ -9,8 +9,6 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as HttpServer from "@effect/platform/HttpServer"
-import * as Admission from "@quarry/server/Admission"
-import * as Server from "@quarry/server/Server"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -169,6 +167,8 @@ export const command = Command.make("serve", options, (flags) =>
     }
     yield* Inputs.checkDatabase(db)
     const startedAt = yield* Clock.currentTimeMillis
+    // Loaded here, not at the top: the server (its API reference UI, OpenTelemetry) would slow every other command.
+    const { Admission, Server } = yield* Effect.promise(() => import("@quarry/server"))
     const layer = Server.layer({
       host: flags.host,
       port,

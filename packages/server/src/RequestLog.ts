@@ -13,11 +13,13 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import { randomUUID } from "node:crypto"
+import * as Admission from "./Admission.js"
 import * as Metrics from "./Metrics.js"
 
 const labels = (tags: Record<string, string>) =>
@@ -78,9 +80,16 @@ export const middleware = (maxBodyBytes: number) =>
       const request = yield* HttpServerRequest.HttpServerRequest
       const given = request.headers["x-request-id"]
       const requestId = given !== undefined && validId.test(given) ? given : randomUUID()
-      // The response is written inside `app`, so the header is added by a pre-response handler.
+      // While draining, connections are not kept alive: a request on a reused connection must not arrive after the
+      // server stopped handling requests. The response is written inside `app`, hence a pre-response handler.
+      const draining = yield* Effect.flatMap(Admission.Admission, (admission) => Deferred.isDone(admission.draining))
       yield* HttpApp.appendPreResponseHandler((_, response) =>
-        Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))
+        Effect.succeed(
+          HttpServerResponse.setHeaders(response, {
+            "x-request-id": requestId,
+            ...(draining ? { connection: "close" } : {})
+          })
+        )
       )
       return yield* Effect.annotateLogs(handle(app, request, maxBodyBytes), { requestId })
     })
