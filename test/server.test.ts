@@ -33,7 +33,11 @@ const serve = async (
   env: Readonly<Record<string, string>> = slow
 ): Promise<Server> => {
   const child = start(["serve", "--db", db, "--port", "0", "--json", ...args], { env })
-  await child.waitFor((stdout) => stdout.includes("server.listening"))
+  // A server that never says it listens must not outlive the test.
+  await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
+    child.child.kill("SIGKILL")
+    throw error
+  })
   const listening = JSON.parse(child.stdout.split("\n")[0]!) as { port: number; event: string }
   assert.strictEqual(listening.event, "server.listening")
   return { child, db, url: `http://127.0.0.1:${listening.port}` }
