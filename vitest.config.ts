@@ -5,6 +5,7 @@ const core = path.resolve(import.meta.dirname, "packages/core/src")
 const cli = path.resolve(import.meta.dirname, "packages/cli/src")
 const llm = path.resolve(import.meta.dirname, "packages/llm/src")
 const offline = path.resolve(import.meta.dirname, "packages/offline/src")
+const server = path.resolve(import.meta.dirname, "packages/server/src")
 
 export default defineConfig({
   resolve: {
@@ -15,6 +16,8 @@ export default defineConfig({
       { find: /^@quarry\/llm\/(.*)$/, replacement: path.join(llm, "$1.ts") },
       { find: /^@quarry\/offline$/, replacement: path.join(offline, "index.ts") },
       { find: /^@quarry\/offline\/(.*)$/, replacement: path.join(offline, "$1.ts") },
+      { find: /^@quarry\/server$/, replacement: path.join(server, "index.ts") },
+      { find: /^@quarry\/server\/(.*)$/, replacement: path.join(server, "$1.ts") },
       { find: /^@quarry\/cli$/, replacement: path.join(cli, "index.ts") },
       { find: /^@quarry\/cli\/(.*)$/, replacement: path.join(cli, "$1.ts") }
     ]

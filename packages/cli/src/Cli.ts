@@ -23,6 +23,7 @@ import * as Export from "./Export.js"
 import * as Llm from "./Llm.js"
 import * as Output from "./Output.js"
 import * as Resume from "./Resume.js"
+import * as Serve from "./Serve.js"
 import * as Settings from "./Settings.js"
 import * as Start from "./Start.js"
 import * as Status from "./Status.js"
@@ -50,7 +51,8 @@ export const command = Command.make("quarry").pipe(
     Status.runs,
     Cancel.command,
     Export.command,
-    Doctor.command
+    Doctor.command,
+    Serve.command
   ])
 )
 

@@ -255,6 +255,12 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
     fromBatch?: number
   ) => Effect.Effect<ReadonlyArray<KnownEntity>, PersistenceError>
   readonly errors: (runId: RunId) => Effect.Effect<ReadonlyArray<RunErrorEntry>, PersistenceError>
+  /**
+   * Deletes a finished run (completed, failed, cancelled or interrupted): its rows and its artifact files, in one
+   * transaction that the files are removed inside of, so a failed removal leaves everything in place. Answers with
+   * the run as it was.
+   */
+  readonly deleteRun: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
 }>() {}
 
 /**

@@ -10,6 +10,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
 import { deflateRawSync, inflateRawSync } from "node:zlib"
 import * as Chunking from "./Chunking.js"
 import * as CrashPoint from "./CrashPoint.js"
@@ -786,6 +787,31 @@ export const make = (hooks: Hooks = {}) =>
         execute: (id) => sql`SELECT at, reason, message FROM run_errors WHERE run_id = ${id} ORDER BY at, rowid`
       })(runId).pipe(persistence("errors"))
 
+    const finished = new Set<RunStatus>(["completed", "failed", "cancelled", "interrupted"])
+    const deleteRun = (runId: RunId) =>
+      transaction(Effect.gen(function*() {
+        const run = yield* getRun(runId)
+        if (!finished.has(run.status)) {
+          return yield* new InvalidRunState({
+            runId,
+            status: run.status,
+            expected: "finished (completed, failed, cancelled or interrupted; cancel it first)"
+          })
+        }
+        yield* sql`DELETE FROM runs WHERE id = ${runId} AND status_version = ${run.statusVersion}`
+        // Inside the transaction: a file that cannot be removed rolls the rows back.
+        for (const artifact of Option.toArray(run.artifact)) {
+          yield* Effect.try({
+            try: () => {
+              fs.rmSync(artifact.path, { force: true })
+              fs.rmSync(`${artifact.path}.skipped.json`, { force: true })
+            },
+            catch: (cause) => new PersistenceError({ operation: "deleteRun", cause })
+          })
+        }
+        return run
+      })).pipe(persistence("deleteRun"), Effect.withSpan("SqliteRunStore.deleteRun"))
+
     return RunStoreTag.of({
       createRun,
       getRun: (runId) => getRun(runId).pipe(persistence("getRun")),
@@ -805,7 +831,8 @@ export const make = (hooks: Hooks = {}) =>
       recordAttempt,
       setExtractorStatus,
       attemptTotals,
-      errors
+      errors,
+      deleteRun
     })
   })
 

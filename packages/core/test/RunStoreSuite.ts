@@ -14,6 +14,8 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
 import { tempDir } from "./fixtures.js"
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex")
@@ -398,6 +400,35 @@ export const runStoreSuite = (
           assert.isTrue(Option.isNone(claimed.holder))
           assert.strictEqual((yield* flipOrFail(store.requestCancel(created.id)))._tag, "InvalidRunState")
           assert.deepStrictEqual((yield* store.listRuns({ status: "completed" })).map((r) => r.id), [created.id])
+        })
+      ))
+
+    it.scoped("deleteRun removes a finished run's rows and artifact files; pending and running runs are refused", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const dir = yield* tempDir
+          const file = path.join(dir, "gone.nt")
+          fs.writeFileSync(file, "<a> <b> <c> .\n")
+          fs.writeFileSync(`${file}.skipped.json`, "[]")
+          const created = yield* store.createRun(newRun("gone", { totalBatches: 1 }))
+          assert.strictEqual((yield* flipOrFail(store.deleteRun(created.id)))._tag, "InvalidRunState")
+          const holder = yield* take(store, created.id, "me")
+          assert.strictEqual((yield* flipOrFail(store.deleteRun(created.id)))._tag, "InvalidRunState")
+          yield* commitMany(store, created.id, holder, 1)
+          yield* store.complete(
+            created.id,
+            holder,
+            new Artifact({ path: file, sha256: "x", bytes: 14, format: "ntriples" })
+          )
+          const kept = yield* store.createRun(newRun("kept"))
+          const deleted = yield* store.deleteRun(created.id)
+          assert.strictEqual(deleted.status, "completed")
+          assert.isFalse(fs.existsSync(file))
+          assert.isFalse(fs.existsSync(`${file}.skipped.json`))
+          assert.strictEqual((yield* flipOrFail(store.getRun(created.id)))._tag, "RunNotFound")
+          assert.deepStrictEqual(yield* store.batchPage(created.id, -1, 10), [])
+          assert.deepStrictEqual((yield* store.listRuns()).map((r) => r.id), [kept.id])
+          assert.strictEqual((yield* flipOrFail(store.deleteRun(created.id)))._tag, "RunNotFound")
         })
       ))
 

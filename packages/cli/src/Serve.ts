@@ -1,0 +1,231 @@
+/**
+ * `quarry serve`: Quarry as a long-running HTTP service (see `@quarry/server`). Every option can also come from a
+ * `QUARRY_*` environment variable; tokens come only from the environment (`QUARRY_API_TOKENS`,
+ * `QUARRY_API_TOKEN_FILE`). The first SIGTERM/SIGINT drains (readiness off, new work refused, runs recorded
+ * `interrupted`, event streams ended) and exits 0; a second one exits at once (130, see `bin.ts`).
+ *
+ * @since 0.1.0
+ */
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as HashSet from "effect/HashSet"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as fs from "node:fs"
+import { UsageError } from "./Errors.js"
+import * as Flags from "./Flags.js"
+import * as Inputs from "./Inputs.js"
+import { Output } from "./Output.js"
+import { Settings } from "./Settings.js"
+import * as Store from "./Store.js"
+
+const fromEnv = <A>(option: Options.Options<A>, config: Config.Config<A>, fallback: A) =>
+  option.pipe(Options.withFallbackConfig(config), Options.withDefault(fallback))
+
+const options = {
+  db: Flags.db,
+  host: fromEnv(
+    Options.text("host").pipe(Options.withDescription("The interface to listen on (QUARRY_HOST; default 127.0.0.1).")),
+    Config.string("QUARRY_HOST"),
+    "127.0.0.1"
+  ),
+  port: fromEnv(
+    Options.text("port").pipe(Options.withDescription("The port (QUARRY_PORT; default 7340; 0 picks a free one).")),
+    Config.string("QUARRY_PORT"),
+    "7340"
+  ),
+  maxActiveRuns: fromEnv(
+    Options.text("max-active-runs").pipe(
+      Options.withDescription("Runs executing at once; the others wait (QUARRY_MAX_ACTIVE_RUNS; default 4).")
+    ),
+    Config.string("QUARRY_MAX_ACTIVE_RUNS"),
+    "4"
+  ),
+  maxQueuedRuns: fromEnv(
+    Options.text("max-queued-runs").pipe(
+      Options.withDescription(
+        "Runs waiting at most; beyond, submissions get 429 (QUARRY_MAX_QUEUED_RUNS; default 1000)."
+      )
+    ),
+    Config.string("QUARRY_MAX_QUEUED_RUNS"),
+    "1000"
+  ),
+  maxBody: fromEnv(
+    Options.text("max-body").pipe(
+      Options.withDescription("The largest request body, e.g. 50MB, 512KB (QUARRY_MAX_BODY; default 50MB).")
+    ),
+    Config.string("QUARRY_MAX_BODY"),
+    "50MB"
+  ),
+  drainTimeout: fromEnv(
+    Options.text("drain-timeout").pipe(
+      Options.withDescription("How long a shutdown may take, e.g. 25s (QUARRY_DRAIN_TIMEOUT; default 25s).")
+    ),
+    Config.string("QUARRY_DRAIN_TIMEOUT"),
+    "25s"
+  ),
+  noRecover: fromEnv(
+    Options.boolean("no-recover").pipe(
+      Options.withDescription("Do not resume the runs earlier processes left behind (QUARRY_NO_RECOVER).")
+    ),
+    Config.boolean("QUARRY_NO_RECOVER"),
+    false
+  ),
+  insecureNoAuth: Options.boolean("insecure-no-auth").pipe(
+    Options.withDescription("Serve a non-loopback host without API tokens (anyone who reaches it can submit).")
+  ),
+  json: Flags.json
+}
+
+const tokensConfig = Config.all({
+  list: Config.option(Config.redacted("QUARRY_API_TOKENS")),
+  file: Config.option(Config.string("QUARRY_API_TOKEN_FILE"))
+})
+
+const splitTokens = (text: string) =>
+  text.split(/[,\n]/).map((t) => t.trim()).filter((t) => t.length > 0).map((t) => Redacted.make(t))
+
+/** The API tokens from `QUARRY_API_TOKENS` (comma-separated) and the lines of `QUARRY_API_TOKEN_FILE`. */
+const readTokens = Effect.gen(function*() {
+  const given = yield* tokensConfig.pipe(
+    Effect.mapError((e) => new UsageError({ message: `bad token configuration: ${e.message}` }))
+  )
+  const listed = Option.match(given.list, { onNone: () => [], onSome: (list) => splitTokens(Redacted.value(list)) })
+  const file = Option.getOrUndefined(given.file)
+  const filed = file === undefined ? [] : splitTokens(
+    yield* Effect.try({
+      try: () => fs.readFileSync(file, "utf8"),
+      catch: (error) =>
+        new UsageError({
+          message: `cannot read QUARRY_API_TOKEN_FILE ${file}: ${
+            error instanceof Error ? error.message : String(error)
+          }`
+        })
+    })
+  )
+  return [...listed, ...filed]
+})
+
+const loopback = (host: string) => host === "127.0.0.1" || host === "::1" || host === "localhost"
+
+const sizeUnits: Record<string, number> = { "": 1, b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }
+
+const parseSize = (raw: string) => {
+  const match = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i.exec(raw.trim())
+  return match === null ?
+    Effect.fail(new UsageError({ message: `max-body ${JSON.stringify(raw)} is not a size; use e.g. 50MB or 512KB` })) :
+    Effect.succeed(Math.floor(Number(match[1]) * sizeUnits[(match[2] ?? "").toLowerCase()]!))
+}
+
+const wholeNumber = (name: string, raw: string, min: number) =>
+  Effect.flatMap(
+    Inputs.parseNumber(name, raw, `a whole number of ${min} or more`),
+    (n) =>
+      Number.isSafeInteger(n) && n >= min ?
+        Effect.succeed(n) :
+        Effect.fail(new UsageError({ message: `${name} (${raw}) must be a whole number of ${min} or more` }))
+  )
+
+/**
+ * The `serve` command.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("serve", options, (flags) =>
+  Effect.gen(function*() {
+    const settings = yield* Settings
+    const output = yield* Output
+    const db = yield* Flags.resolveDb(flags.db)
+    const port = yield* wholeNumber("port", flags.port, 0)
+    if (port > 65535) return yield* new UsageError({ message: `port (${port}) must be at most 65535` })
+    const maxActiveRuns = yield* wholeNumber("max-active-runs", flags.maxActiveRuns, 1)
+    const maxQueuedRuns = yield* wholeNumber("max-queued-runs", flags.maxQueuedRuns, 0)
+    const maxBodyBytes = yield* parseSize(flags.maxBody)
+    const drainTimeoutMs = yield* Option.match(Inputs.parseDuration(flags.drainTimeout), {
+      onNone: () =>
+        Effect.fail(
+          new UsageError({ message: `drain-timeout ${JSON.stringify(flags.drainTimeout)} is not a duration; e.g. 25s` })
+        ),
+      onSome: Effect.succeed
+    })
+    const tokens = yield* readTokens
+    if (tokens.length === 0 && !loopback(flags.host) && !flags.insecureNoAuth) {
+      return yield* new UsageError({
+        message: `refusing to serve ${flags.host} without API tokens: set QUARRY_API_TOKENS (or ` +
+          `QUARRY_API_TOKEN_FILE), listen on 127.0.0.1, or pass --insecure-no-auth if the network is trusted`
+      })
+    }
+    yield* Inputs.checkDatabase(db)
+    const startedAt = yield* Clock.currentTimeMillis
+    // Loaded here, not at the top: the server (its API reference UI, OpenTelemetry) would slow every other command.
+    const { Admission, Server } = yield* Effect.promise(() => import("@quarry/server"))
+    const layer = Server.layer({
+      host: flags.host,
+      port,
+      maxActiveRuns,
+      maxQueuedRuns,
+      maxBodyBytes,
+      tokens,
+      recover: !flags.noRecover,
+      leaseMs: settings.leaseMs,
+      database: db,
+      version: "0.1.0",
+      startedAt
+    }).pipe(Layer.provideMerge(Store.layer(db, settings)))
+
+    yield* Effect.scoped(Effect.gen(function*() {
+      const context = yield* Layer.build(layer).pipe(
+        Effect.catchTag("ServeError", (error) =>
+          Effect.fail(
+            new UsageError({ message: `cannot listen on ${flags.host}:${port}: ${String(error.cause)}` })
+          ))
+      )
+      const address = Context.get(context, HttpServer.HttpServer).address
+      const actualPort = address._tag === "TcpAddress" ? address.port : port
+      const url = `http://${flags.host.includes(":") ? `[${flags.host}]` : flags.host}:${actualPort}`
+      const now = yield* Clock.currentTimeMillis
+      yield* output.out(
+        flags.json ?
+          JSON.stringify({
+            event: "server.listening",
+            time: new Date(now).toISOString(),
+            url,
+            host: flags.host,
+            port: actualPort,
+            db
+          }) :
+          `quarry serve: listening on ${url} (database ${db})`
+      )
+      const admission = Context.get(context, Admission.Admission)
+      // Drain before the layer closes: the HTTP server still answers (readyz 503, submissions 503) meanwhile.
+      yield* Effect.never.pipe(Effect.onInterrupt(() =>
+        Effect.gen(function*() {
+          yield* Effect.logInfo("draining")
+          const drained = yield* admission.drain.pipe(Effect.timeout(drainTimeoutMs), Effect.option)
+          if (Option.isNone(drained)) {
+            yield* Effect.logError(`drain did not finish within ${flags.drainTimeout}; exiting anyway`)
+            // The runs' leases expire and the next start recovers them; nothing committed is lost.
+            yield* Effect.sync(() => process.exit(1))
+          }
+          // TEST-ONLY (QUARRY_TEST_SHUTDOWN_DELAY_MS): keep answering while drained, so tests can probe it.
+          const delay = Option.getOrUndefined(settings.testHooks.shutdownDelayMs)
+          if (delay !== undefined) yield* Effect.sleep(delay)
+        })
+      ))
+    }))
+  }).pipe(
+    // A drained server exits 0: the interruption by the signal was the request to stop, and it was honoured.
+    Effect.onInterrupt(() => Effect.sync(() => process.exit(0))),
+    Logger.withMinimumLogLevel(LogLevel.Info),
+    Effect.locally(FiberRef.currentLoggers, HashSet.make(Logger.withConsoleError(Logger.jsonLogger)))
+  )).pipe(Command.withDescription("Serve the HTTP API: submit, watch and fetch runs; probes; drain on SIGTERM."))

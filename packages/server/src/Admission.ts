@@ -1,0 +1,283 @@
+/**
+ * Admission: at most `maxActiveRuns` runs execute at once; the others wait in FIFO order. The queue is durable
+ * because a submitted run is stored `pending` before it is queued: on start the queue is rebuilt from the database
+ * (pending runs in creation order), and boot recovery queues the orphans of earlier processes (runs left
+ * `interrupted`, or `running` under an expired lease). Drain stops taking work and interrupts every run here, which
+ * records them `interrupted` (resumable).
+ *
+ * @since 0.1.0
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { InvalidRunState, type PersistenceError, type RunNotFound } from "@quarry/core/Errors"
+import type * as Extractor from "@quarry/core/Extractor"
+import type { Run, RunId } from "@quarry/core/Run"
+import { RunStore } from "@quarry/core/RunStore"
+import * as Workflow from "@quarry/core/Workflow"
+import * as WorkflowManager from "@quarry/core/WorkflowManager"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Metrics from "./Metrics.js"
+
+/**
+ * The queue is full: the run was not stored. Retry later.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class QueueFull extends Schema.TaggedError<QueueFull>()("QueueFull", { maxQueuedRuns: Schema.Int }) {
+  override get message(): string {
+    return `the queue already holds ${this.maxQueuedRuns} waiting runs (--max-queued-runs); nothing was stored, ` +
+      `retry later`
+  }
+}
+
+/**
+ * The server is draining (shutting down): it takes no new work. Retry against another instance or after restart.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Draining extends Schema.TaggedError<Draining>()("Draining", {}) {
+  override get message(): string {
+    return "the server is shutting down and takes no new runs; nothing was stored, retry after it restarts"
+  }
+}
+
+/**
+ * Options of admission.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly maxActiveRuns: number
+  readonly maxQueuedRuns: number
+  /** Queue the orphans of earlier processes on start and whenever a lease expires (default true). */
+  readonly recover?: boolean | undefined
+  /** The lease length of runs executed here (default `Workflow.defaultLeaseMs`). */
+  readonly leaseMs?: number | undefined
+  /** How often to look for orphaned runs and refill free slots (default a third of the lease). */
+  readonly scanIntervalMs?: number | undefined
+}
+
+/**
+ * What admission reports about itself.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  readonly active: number
+  readonly queued: number
+  readonly draining: boolean
+  /** Boot recovery has queued every orphan it found. */
+  readonly started: boolean
+}
+
+interface Entry {
+  readonly runId: RunId
+  readonly execution: WorkflowManager.ExecutionOptions
+}
+
+/**
+ * The admission service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Admission extends Context.Tag("@quarry/server/Admission")<Admission, {
+  /** Stores a new run `pending` and queues it. */
+  readonly submit: (
+    options: Workflow.CreateOptions,
+    execution: WorkflowManager.ExecutionOptions
+  ) => Effect.Effect<Run, Workflow.CreateError | QueueFull | Draining>
+  /** Queues a stored run to continue from its last checkpoint. */
+  readonly resume: (
+    runId: RunId,
+    execution: WorkflowManager.ExecutionOptions
+  ) => Effect.Effect<Run, QueueFull | Draining | RunNotFound | InvalidRunState | PersistenceError>
+  /** Cancels a run, queued or executing. */
+  readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
+  /** The 1-based place of a waiting run. */
+  readonly position: (runId: RunId) => Effect.Effect<Option.Option<number>>
+  readonly stats: Effect.Effect<Stats>
+  /** Completes when draining starts. */
+  readonly draining: Deferred.Deferred<void>
+  /** Stops taking work and interrupts every run executing here (recorded `interrupted`). */
+  readonly drain: Effect.Effect<void>
+}>() {}
+
+/**
+ * Builds admission in the current scope and starts its dispatcher.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fn("Admission.make")(function*(options: Options) {
+  const store = yield* RunStore
+  const context = yield* Effect.context<RunStore | Extractor.Registry | SqlClient.SqlClient>()
+  const leaseMs = options.leaseMs ?? Workflow.defaultLeaseMs
+  const scanIntervalMs = options.scanIntervalMs ?? Math.max(50, Math.floor(leaseMs / 3))
+  const recover = options.recover ?? true
+
+  // The runs are interrupted by closing this scope, before the HTTP server and the database go away.
+  const runsScope = yield* Scope.make()
+  yield* Effect.addFinalizer(() => Scope.close(runsScope, Exit.void))
+  const manager = yield* WorkflowManager.make({ leaseMs }).pipe(Scope.extend(runsScope), Effect.provide(context))
+
+  const queue = yield* Ref.make<ReadonlyArray<Entry>>([])
+  const active = yield* Ref.make<ReadonlySet<RunId>>(new Set())
+  const started = yield* Ref.make(false)
+  const draining = yield* Deferred.make<void>()
+  const wake = yield* Queue.sliding<void>(1)
+
+  const isDraining = Deferred.isDone(draining)
+  const enqueue = (entry: Entry) =>
+    Ref.update(queue, (entries) => entries.some((e) => e.runId === entry.runId) ? entries : [...entries, entry]).pipe(
+      Effect.zipRight(Queue.offer(wake, undefined))
+    )
+  const known = (runId: RunId) =>
+    Effect.zipWith(Ref.get(queue), Ref.get(active), (q, a) => a.has(runId) || q.some((e) => e.runId === runId))
+
+  const launch = (entry: Entry) =>
+    Effect.gen(function*() {
+      yield* Ref.update(active, (set) => new Set([...set, entry.runId]))
+      const handle = yield* manager.resume(entry.runId, entry.execution)
+      yield* Metric.increment(Metrics.runsStarted)
+      yield* Fiber.await(handle.fiber).pipe(
+        Effect.zipRight(Ref.update(active, (set) => new Set([...set].filter((id) => id !== entry.runId)))),
+        Effect.zipRight(
+          store.getRun(entry.runId).pipe(
+            Effect.flatMap((run) => Metric.increment(Metric.tagged(Metrics.runsEnded, "status", run.status))),
+            Effect.ignore
+          )
+        ),
+        Effect.zipRight(Queue.offer(wake, undefined)),
+        Effect.forkIn(runsScope)
+      )
+    }).pipe(Effect.annotateLogs({ runId: entry.runId }))
+
+  const fill = Effect.gen(function*() {
+    while (!(yield* isDraining)) {
+      const running = yield* Ref.get(active)
+      if (running.size >= options.maxActiveRuns) return
+      const next = yield* Ref.modify(queue, (entries) => [entries[0], entries.slice(1)] as const)
+      if (next === undefined) return
+      yield* launch(next)
+    }
+  })
+
+  // Orphans: `interrupted` by an earlier process (only at boot), or `running` under an expired lease.
+  const orphans = (atBoot: boolean) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const running = yield* store.listRuns({ status: "running" })
+      const expired = running.filter((run) => Option.isNone(run.lease) || run.lease.value.expiresAt <= now)
+      const interrupted = atBoot ? yield* store.listRuns({ status: "interrupted" }) : []
+      for (const run of [...interrupted, ...expired].sort((a, b) => a.createdAt - b.createdAt)) {
+        if (!(yield* known(run.id))) {
+          yield* Effect.logInfo("recovering run").pipe(Effect.annotateLogs({ runId: run.id, status: run.status }))
+          yield* enqueue({ runId: run.id, execution: {} })
+        }
+      }
+    })
+
+  const boot = Effect.gen(function*() {
+    if (recover) yield* orphans(true)
+    for (const run of yield* store.listRuns({ status: "pending" })) yield* enqueue({ runId: run.id, execution: {} })
+    yield* Ref.set(started, true)
+  })
+
+  const dispatcher = Effect.gen(function*() {
+    yield* boot
+    while (true) {
+      yield* fill
+      yield* Queue.take(wake).pipe(Effect.timeout(scanIntervalMs), Effect.ignore)
+      if (recover) yield* orphans(false)
+    }
+  }).pipe(
+    Effect.tapErrorCause((cause) => Effect.logError("admission stopped", cause)),
+    Effect.interruptible
+  )
+  const dispatcherFiber = yield* Effect.forkIn(dispatcher, runsScope)
+
+  const refuseWhenDraining = Effect.flatMap(isDraining, (d) => d ? Effect.fail(new Draining()) : Effect.void)
+  const refuseWhenFull = Effect.flatMap(Ref.get(queue), (entries) =>
+    entries.length >= options.maxQueuedRuns ?
+      Effect.fail(new QueueFull({ maxQueuedRuns: options.maxQueuedRuns })) :
+      Effect.void)
+
+  const submit = Effect.fn("Admission.submit")(
+    function*(create: Workflow.CreateOptions, execution: WorkflowManager.ExecutionOptions) {
+      yield* refuseWhenDraining
+      yield* refuseWhenFull
+      const run = yield* Workflow.create(create).pipe(Effect.provide(context))
+      yield* enqueue({ runId: run.id, execution })
+      return run
+    }
+  )
+
+  const resume = Effect.fn("Admission.resume")(
+    function*(runId: RunId, execution: WorkflowManager.ExecutionOptions) {
+      yield* refuseWhenDraining
+      const run = yield* store.getRun(runId)
+      if (run.status === "completed" && execution.retrySkipped !== true) return run
+      if (yield* known(runId)) return run
+      const now = yield* Clock.currentTimeMillis
+      if (run.status === "running" && Option.exists(run.lease, (lease) => lease.expiresAt > now)) {
+        return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
+      }
+      yield* refuseWhenFull
+      yield* enqueue({ runId, execution })
+      return run
+    }
+  )
+
+  const cancel = Effect.fn("Admission.cancel")(function*(runId: RunId) {
+    yield* Ref.update(queue, (entries) => entries.filter((e) => e.runId !== runId))
+    return yield* manager.cancel(runId)
+  })
+
+  const position = (runId: RunId) =>
+    Effect.map(Ref.get(queue), (entries) => {
+      const index = entries.findIndex((e) => e.runId === runId)
+      return index < 0 ? Option.none() : Option.some(index + 1)
+    })
+
+  const stats = Effect.all({
+    active: Effect.map(Ref.get(active), (set) => set.size),
+    queued: Effect.map(Ref.get(queue), (entries) => entries.length),
+    draining: isDraining,
+    started: Ref.get(started)
+  })
+
+  const drain = Effect.gen(function*() {
+    if (!(yield* Deferred.succeed(draining, undefined))) return
+    yield* Fiber.interrupt(dispatcherFiber)
+    yield* Scope.close(runsScope, Exit.void)
+  }).pipe(Effect.withSpan("Admission.drain"))
+
+  return Admission.of({ submit, resume, cancel, position, stats, draining, drain })
+})
+
+/**
+ * Admission as a scoped layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options
+): Layer.Layer<Admission, never, RunStore | Extractor.Registry | SqlClient.SqlClient> =>
+  Layer.scoped(Admission, make(options))

@@ -1,0 +1,175 @@
+/**
+ * The HTTP API, declared once: endpoints with their payload, parameter, success and error schemas. The handlers
+ * (`Handlers`), the OpenAPI document (`/openapi.json`) and any client come from this declaration.
+ *
+ * @since 0.1.0
+ */
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
+import * as OpenApi from "@effect/platform/OpenApi"
+import * as Run from "@quarry/core/Run"
+import * as Schema from "effect/Schema"
+import * as ApiError from "./ApiError.js"
+import * as RunView from "./RunView.js"
+
+/**
+ * The body of `POST /v1/runs`. Everything the output depends on is stored with the run.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const SubmitRun = Schema.Struct({
+  input: Schema.String.annotations({ description: "The UTF-8 text to extract from." }),
+  runId: Schema.optional(Run.RunId).annotations({ description: "Makes the submission idempotent." }),
+  extractor: Schema.optional(Schema.String).annotations({ description: "The extractor (default offline)." }),
+  ontology: Schema.optional(Schema.String).annotations({
+    description: "An ontology in Turtle (default: the built-in FOAF + schema.org subset)."
+  }),
+  chunking: Schema.optional(Schema.Struct({
+    strategy: Schema.optional(Schema.String),
+    windowSize: Schema.optional(Schema.Number),
+    overlap: Schema.optional(Schema.Number),
+    batchSize: Schema.optional(Schema.Number)
+  })),
+  concurrency: Schema.optional(Schema.Number),
+  format: Schema.optional(Run.OutputFormat),
+  onBatchError: Schema.optional(Run.BatchErrorPolicy),
+  provenance: Schema.optional(Schema.Boolean),
+  budget: Schema.optional(Schema.Struct({
+    maxCostUsd: Schema.optional(Schema.Number),
+    maxTokens: Schema.optional(Schema.Number)
+  }))
+}).annotations({ identifier: "SubmitRun" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type SubmitRun = typeof SubmitRun.Type
+
+/**
+ * Bearer-token authorization of the `/v1` routes.
+ *
+ * @since 0.1.0
+ * @category middleware
+ */
+export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("@quarry/server/Authorization", {
+  failure: ApiError.Unauthorized,
+  security: { bearer: HttpApiSecurity.bearer }
+}) {}
+
+const RunPath = Schema.Struct({ id: Run.RunId })
+
+/**
+ * The run endpoints under `/v1`.
+ *
+ * @since 0.1.0
+ * @category groups
+ */
+export class Runs extends HttpApiGroup.make("runs")
+  .add(
+    HttpApiEndpoint.post("submit", "/runs")
+      .setPayload(SubmitRun)
+      .addSuccess(RunView.RunView, { status: 202 })
+      .addError(ApiError.BadRequest)
+      .addError(ApiError.Conflict)
+      .addError(ApiError.PayloadTooLarge)
+      .addError(ApiError.Unprocessable)
+      .addError(ApiError.TooManyRequests)
+      .addError(ApiError.Unavailable)
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/runs")
+      .setUrlParams(Schema.Struct({
+        status: Schema.optional(Run.RunStatus),
+        limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000))),
+        cursor: Schema.optional(Schema.String)
+      }))
+      .addSuccess(RunView.RunPage)
+      .addError(ApiError.BadRequest)
+  )
+  .add(HttpApiEndpoint.get("get", "/runs/:id").setPath(RunPath).addSuccess(RunView.RunView).addError(ApiError.NotFound))
+  .add(
+    HttpApiEndpoint.post("cancel", "/runs/:id/cancel")
+      .setPath(RunPath)
+      .addSuccess(RunView.RunView)
+      .addError(ApiError.NotFound)
+      .addError(ApiError.Conflict)
+  )
+  .add(
+    HttpApiEndpoint.post("resume", "/runs/:id/resume")
+      .setPath(RunPath)
+      .setUrlParams(Schema.Struct({ retrySkipped: Schema.optional(Schema.BooleanFromString) }))
+      .addSuccess(RunView.RunView, { status: 202 })
+      .addError(ApiError.NotFound)
+      .addError(ApiError.Conflict)
+      .addError(ApiError.TooManyRequests)
+      .addError(ApiError.Unavailable)
+  )
+  .add(
+    HttpApiEndpoint.del("delete", "/runs/:id")
+      .setPath(RunPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(ApiError.NotFound)
+      .addError(ApiError.Conflict)
+  )
+  .add(
+    HttpApiEndpoint.get("artifact", "/runs/:id/artifact")
+      .setPath(RunPath)
+      .addSuccess(HttpApiSchema.Text({ contentType: "application/octet-stream" }))
+      .addSuccess(HttpApiSchema.Empty(304))
+      .addError(ApiError.NotFound)
+      .addError(ApiError.Conflict)
+  )
+  .add(
+    HttpApiEndpoint.get("events", "/runs/:id/events")
+      .setPath(RunPath)
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/event-stream" }))
+      .addError(ApiError.NotFound)
+  )
+  .middleware(Authorization)
+  .addError(ApiError.BadRequest)
+  .addError(ApiError.Internal)
+  .prefix("/v1")
+{}
+
+const Health = Schema.Struct({
+  version: Schema.String,
+  uptimeMs: Schema.Number,
+  database: Schema.Struct({ path: Schema.String, durable: Schema.Boolean, problems: Schema.Array(Schema.String) }),
+  runs: Schema.Struct({ active: Schema.Int, queued: Schema.Int }),
+  draining: Schema.Boolean,
+  started: Schema.Boolean
+}).annotations({ identifier: "Health" })
+
+const Probe = Schema.Struct({ status: Schema.String }).annotations({ identifier: "Probe" })
+
+/**
+ * Probes for orchestrators and the Prometheus scrape endpoint; no token needed.
+ *
+ * @since 0.1.0
+ * @category groups
+ */
+export class Probes extends HttpApiGroup.make("probes")
+  .add(HttpApiEndpoint.get("livez", "/livez").addSuccess(Probe))
+  .add(HttpApiEndpoint.get("readyz", "/readyz").addSuccess(Probe).addError(ApiError.Unavailable))
+  .add(HttpApiEndpoint.get("startupz", "/startupz").addSuccess(Probe).addError(ApiError.Unavailable))
+  .add(HttpApiEndpoint.get("healthz", "/healthz").addSuccess(Health))
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics").addSuccess(
+      HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" })
+    )
+  )
+{}
+
+/**
+ * The Quarry API.
+ *
+ * @since 0.1.0
+ * @category api
+ */
+export class QuarryApi extends HttpApi.make("quarry").add(Runs).add(Probes).annotate(OpenApi.Title, "Quarry") {}

@@ -1,0 +1,374 @@
+/**
+ * The handlers of the API: thin translations between HTTP and `Admission`/`RunStore`, with domain errors mapped to
+ * their statuses.
+ *
+ * @since 0.1.0
+ */
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as Chunking from "@quarry/core/Chunking"
+import * as DefaultOntology from "@quarry/core/DefaultOntology"
+import * as Durability from "@quarry/core/Durability"
+import * as Ontology from "@quarry/core/Ontology"
+import * as Run from "@quarry/core/Run"
+import { RunStore } from "@quarry/core/RunStore"
+import * as Workflow from "@quarry/core/Workflow"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import { createHash } from "node:crypto"
+import * as path from "node:path"
+import * as Admission from "./Admission.js"
+import { QuarryApi, SubmitRun } from "./Api.js"
+import { ApiError, from } from "./ApiError.js"
+import * as Metrics from "./Metrics.js"
+import * as RunEvents from "./RunEvents.js"
+import * as RunView from "./RunView.js"
+
+/**
+ * What the handlers need to know about the server.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class ServerInfo extends Context.Tag("@quarry/server/ServerInfo")<ServerInfo, {
+  readonly version: string
+  readonly database: string
+  /** Where artifacts are written (the database's directory by default). */
+  readonly artifacts: string
+  readonly startedAt: number
+  readonly pollMs: number
+  readonly heartbeatMs: number
+}>() {}
+
+const notFound = from(404)
+const conflict = from(409)
+const unprocessable = from(422)
+const internal = (error: { readonly _tag: string; readonly message: string }) =>
+  Effect.zipRight(Effect.logError("request failed", error), Effect.fail(from(500)(error)))
+
+const view = (run: Run.Run) =>
+  Effect.gen(function*() {
+    const admission = yield* Admission.Admission
+    const now = yield* Clock.currentTimeMillis
+    return RunView.make(run, yield* admission.position(run.id), now)
+  })
+
+const getRun = (runId: Run.RunId) =>
+  Effect.flatMap(RunStore, (store) => store.getRun(runId)).pipe(
+    Effect.catchTags({ RunNotFound: (e) => Effect.fail(notFound(e)), PersistenceError: internal })
+  )
+
+const json = (body: unknown, status: number, headers: Record<string, string> = {}) =>
+  HttpServerResponse.json(body, { status, headers }).pipe(Effect.orDie)
+
+const sha256 = (text: string) => createHash("sha256").update(text, "utf8").digest("hex")
+
+const badRequest = (tag: string, message: string) => new ApiError({ status: 400, tag, message })
+const invalid = (tag: string, message: string) => new ApiError({ status: 422, tag, message })
+
+/** Reads and decodes the submission: 400 for bytes that are not JSON text, 422 for a body that breaks the schema. */
+const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function*() {
+    const bytes = yield* request.arrayBuffer.pipe(
+      Effect.mapError(() => badRequest("RequestError", "the request body could not be read"))
+    )
+    const text = yield* Effect.try({
+      try: () => new TextDecoder("utf-8", { fatal: true }).decode(bytes),
+      catch: () => badRequest("InvalidUtf8", "the request body is not valid UTF-8; send JSON text")
+    })
+    const body = yield* Effect.try({
+      try: (): unknown => JSON.parse(text),
+      catch: (error) => badRequest("InvalidJson", `the request body is not JSON: ${String(error)}`)
+    })
+    const submission = yield* Schema.decodeUnknown(SubmitRun, { onExcessProperty: "error" })(body).pipe(
+      Effect.mapError((error) =>
+        invalid(
+          "InvalidRequest",
+          ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => `${i.path.join(".") || "body"}: ${i.message}`)
+            .join("; ")
+        )
+      )
+    )
+    if (submission.input.trim().length === 0) {
+      return yield* invalid("EmptyInput", "input is empty; send the text to extract from")
+    }
+    if (submission.input.includes("\u0000")) {
+      return yield* invalid("BinaryInput", "input contains NUL characters: it looks binary; send UTF-8 text")
+    }
+    return submission
+  })
+
+/** Everything a submission stores, validated: what `Workflow.create` gets, and the digests to compare with. */
+const plan = (submission: SubmitRun, info: ServerInfo["Type"]) =>
+  Effect.gen(function*() {
+    const chunking = yield* Either.match(Chunking.validate(submission.chunking ?? {}), {
+      onLeft: (e) => Effect.fail(unprocessable(e)),
+      onRight: Effect.succeed
+    })
+    const ontologyText = submission.ontology ?? DefaultOntology.turtle
+    const ontology = yield* Ontology.parse(ontologyText, { source: "ontology", format: "turtle" }).pipe(
+      Effect.mapError(unprocessable)
+    )
+    const runId = submission.runId ?? (yield* Workflow.makeRunId)
+    const format = submission.format ?? "turtle"
+    const create: Workflow.CreateOptions = {
+      runId,
+      input: submission.input,
+      chunking,
+      extractor: submission.extractor ?? "offline",
+      ontology: { text: ontologyText, format: "turtle" },
+      concurrency: submission.concurrency,
+      output: { path: path.join(info.artifacts, `${runId}.${Run.formatExtension[format]}`), format },
+      onBatchError: submission.onBatchError,
+      provenance: submission.provenance
+    }
+    return { runId, create, chunking, ontologySha256: ontology.sha256 }
+  })
+
+/** Whether a stored run is what this submission would create (the idempotency check of `runId`). */
+const samePlan = (run: Run.Run, submitted: Effect.Effect.Success<ReturnType<typeof plan>>) => {
+  const p = run.plan
+  const c = submitted.create
+  return p.inputSha256 === sha256(c.input) && p.extractor.name === c.extractor &&
+    p.outputFormat === c.output.format && p.onBatchError === (c.onBatchError ?? "fail") &&
+    p.provenance === (c.provenance ?? false) && p.concurrency === (c.concurrency ?? 1) &&
+    p.chunking.strategy === submitted.chunking.strategy && p.chunking.windowSize === submitted.chunking.windowSize &&
+    p.chunking.overlap === submitted.chunking.overlap && p.chunking.batchSize === submitted.chunking.batchSize &&
+    Option.contains(p.ontologySha256, submitted.ontologySha256)
+}
+
+const submit = (request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function*() {
+    const info = yield* ServerInfo
+    const store = yield* RunStore
+    const admission = yield* Admission.Admission
+    const submission = yield* readSubmission(request)
+    const planned = yield* plan(submission, info)
+    const runId = planned.runId
+    const existing = yield* store.getRun(runId).pipe(Effect.option)
+    if (Option.isSome(existing)) {
+      if (!samePlan(existing.value, planned)) {
+        return yield* new ApiError({
+          status: 409,
+          tag: "RunAlreadyExists",
+          message: `run ${runId} already exists with a different input or parameters; choose another runId`
+        })
+      }
+      return yield* json(yield* view(existing.value), 200)
+    }
+    const run = yield* admission.submit(planned.create, { budget: submission.budget }).pipe(
+      Effect.catchTags({
+        QueueFull: (e) => Effect.fail(e),
+        Draining: (e) => Effect.fail(from(503)(e)),
+        ChunkingError: (e) => Effect.fail(unprocessable(e)),
+        OntologyError: (e) => Effect.fail(unprocessable(e)),
+        UnknownExtractor: (e) => Effect.fail(unprocessable(e)),
+        RunAlreadyExists: (e) => Effect.fail(conflict(e)),
+        PersistenceError: internal
+      })
+    )
+    return yield* json(yield* view(run), 202, { location: `/v1/runs/${run.id}` })
+  }).pipe(
+    // A full queue answers with when to come back.
+    Effect.catchTag(
+      "QueueFull",
+      (e) => json({ error: { tag: e._tag, message: e.message } }, 429, { "retry-after": "5" })
+    )
+  )
+
+const cursorOf = (run: Run.Run) => Buffer.from(JSON.stringify([run.createdAt, run.id])).toString("base64url")
+const CursorKey = Schema.parseJson(Schema.Tuple(Schema.Number, Schema.String))
+
+const list = (
+  params: {
+    readonly status?: Run.RunStatus | undefined
+    readonly limit?: number | undefined
+    readonly cursor?: string | undefined
+  }
+) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const limit = params.limit ?? 100
+    const after = params.cursor === undefined ? Option.none() : Option.some(
+      yield* Schema.decodeUnknown(CursorKey)(Buffer.from(params.cursor, "base64url").toString("utf8")).pipe(
+        Effect.mapError(() => badRequest("InvalidCursor", "cursor is not one this server handed out; start without it"))
+      )
+    )
+    const runs = yield* store.listRuns({ status: params.status }).pipe(Effect.catchTag("PersistenceError", internal))
+    // Keyset: runs are ordered by (created_at, id); a page starts after the cursor's key.
+    const rest = Option.match(after, {
+      onNone: () => runs,
+      onSome: ([createdAt, id]) =>
+        runs.filter((r) => r.createdAt > createdAt || (r.createdAt === createdAt && r.id > id))
+    })
+    const page = rest.slice(0, limit)
+    const last = page.at(-1)
+    return {
+      runs: yield* Effect.forEach(page, view),
+      nextCursor: rest.length > limit && last !== undefined ? cursorOf(last) : null
+    }
+  })
+
+const contentTypes: Record<Run.OutputFormat, string> = {
+  turtle: "text/turtle; charset=utf-8",
+  ntriples: "application/n-triples; charset=utf-8",
+  jsonl: "application/x-ndjson; charset=utf-8"
+}
+
+const artifact = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function*() {
+    const run = yield* getRun(runId)
+    if (run.status !== "completed" || Option.isNone(run.artifact)) {
+      return yield* new ApiError({
+        status: 409,
+        tag: "InvalidRunState",
+        message: `run ${runId} is ${run.status}, not completed: its artifact exists once it completes`
+      })
+    }
+    const { format, path: file, sha256: digest } = run.artifact.value
+    const etag = `"${digest}"`
+    if (request.headers["if-none-match"]?.split(",").some((tag) => tag.trim() === etag) === true) {
+      return HttpServerResponse.empty({ status: 304, headers: { etag } })
+    }
+    return yield* HttpServerResponse.file(file, { headers: { "content-type": contentTypes[format] } }).pipe(
+      // The ETag is the artifact's SHA-256 (the platform's own is size and mtime).
+      Effect.map(HttpServerResponse.setHeader("etag", etag)),
+      Effect.mapError(() =>
+        new ApiError({
+          status: 409,
+          tag: "ArtifactMissing",
+          message: `the artifact file of run ${runId} is gone; write it again with quarry export ${runId}`
+        })
+      )
+    )
+  })
+
+const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) =>
+  Effect.gen(function*() {
+    yield* getRun(runId)
+    const info = yield* ServerInfo
+    const admission = yield* Admission.Admission
+    const store = yield* RunStore
+    const lastEventId = Option.filter(
+      Option.map(Option.fromNullable(request.headers["last-event-id"]), Number),
+      Number.isSafeInteger
+    )
+    const body = RunEvents.stream(runId, {
+      lastEventId,
+      pollMs: info.pollMs,
+      heartbeatMs: info.heartbeatMs,
+      until: Deferred.await(admission.draining)
+    }).pipe(Stream.provideService(RunStore, store))
+    return HttpServerResponse.stream(body, {
+      contentType: "text/event-stream",
+      headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
+    })
+  })
+
+const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
+  handlers
+    .handleRaw("submit", ({ request }) => submit(request))
+    .handle("list", ({ urlParams }) => list(urlParams))
+    .handle("get", ({ path }) => Effect.flatMap(getRun(path.id), view))
+    .handle("cancel", ({ path }) =>
+      Effect.flatMap(Admission.Admission, (a) => a.cancel(path.id)).pipe(
+        Effect.catchTags({
+          RunNotFound: (e) => Effect.fail(notFound(e)),
+          InvalidRunState: (e) => Effect.fail(conflict(e)),
+          PersistenceError: internal
+        }),
+        Effect.flatMap(view)
+      ))
+    .handle("resume", ({ path, urlParams }) =>
+      Effect.flatMap(Admission.Admission, (a) =>
+        a.resume(path.id, { retrySkipped: urlParams.retrySkipped })).pipe(
+          Effect.catchTags({
+            RunNotFound: (e) => Effect.fail(notFound(e)),
+            InvalidRunState: (e) => Effect.fail(conflict(e)),
+            QueueFull: (e) => Effect.fail(from(429)(e)),
+            Draining: (e) => Effect.fail(from(503)(e)),
+            PersistenceError: internal
+          }),
+          Effect.flatMap(view)
+        ))
+    .handle("delete", ({ path }) =>
+      Effect.flatMap(RunStore, (store) =>
+        store.deleteRun(path.id)).pipe(
+          Effect.catchTags({
+            RunNotFound: (e) => Effect.fail(notFound(e)),
+            InvalidRunState: (e) => Effect.fail(conflict(e)),
+            PersistenceError: internal
+          }),
+          Effect.asVoid
+        ))
+    .handle("artifact", ({ path, request }) => artifact(path.id, request))
+    .handle("events", ({ path, request }) => events(path.id, request)))
+
+const probe = (status: string) => ({ status })
+
+const probesGroup = HttpApiBuilder.group(QuarryApi, "probes", (handlers) =>
+  handlers
+    .handle("livez", () => Effect.succeed(probe("ok")))
+    .handle("readyz", () =>
+      Effect.gen(function*() {
+        const admission = yield* Admission.Admission
+        if ((yield* admission.stats).draining) {
+          return yield* new ApiError({ status: 503, tag: "Draining", message: "the server is shutting down" })
+        }
+        const sql = yield* SqlClient.SqlClient
+        // Open and migrated: a transaction over the runs table answers (busy or broken databases do not).
+        yield* sql.withTransaction(sql`SELECT count(*) FROM runs`).pipe(
+          Effect.mapError((e) => new ApiError({ status: 503, tag: "DatabaseUnavailable", message: e.message }))
+        )
+        return probe("ready")
+      }))
+    .handle("startupz", () =>
+      Effect.gen(function*() {
+        const admission = yield* Admission.Admission
+        if (!(yield* admission.stats).started) {
+          return yield* new ApiError({
+            status: 503,
+            tag: "Starting",
+            message: "boot recovery is still scheduling runs"
+          })
+        }
+        return probe("started")
+      }))
+    .handle("healthz", () =>
+      Effect.gen(function*() {
+        const info = yield* ServerInfo
+        const stats = yield* (yield* Admission.Admission).stats
+        const now = yield* Clock.currentTimeMillis
+        const report = yield* Durability.inspect(info.database).pipe(Effect.option)
+        return {
+          version: info.version,
+          uptimeMs: now - info.startedAt,
+          database: {
+            path: info.database,
+            durable: Option.exists(report, (r) => r.durable),
+            problems: Option.match(report, { onNone: () => ["the durability report failed"], onSome: (r) => r.reasons })
+          },
+          runs: { active: stats.active, queued: stats.queued },
+          draining: stats.draining,
+          started: stats.started
+        }
+      }))
+    .handle("metrics", () => Effect.flatten(Metrics.Scrape)))
+
+/**
+ * Every handler of the API.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = Layer.mergeAll(runsGroup, probesGroup)

@@ -1,0 +1,121 @@
+/**
+ * Prometheus metrics through Effect's `Metric`, exported by `@effect/opentelemetry` to the OpenTelemetry Prometheus
+ * exporter, whose own serializer writes the text format (no hand-written exposition). Gauges that describe the
+ * database (runs by status) and admission (active, queued) are refreshed when scraped.
+ *
+ * @since 0.1.0
+ */
+import * as OtelMetrics from "@effect/opentelemetry/Metrics"
+import * as Resource from "@effect/opentelemetry/Resource"
+import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
+import * as Run from "@quarry/core/Run"
+import { RunStore } from "@quarry/core/RunStore"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as Admission from "./Admission.js"
+
+/** Runs in the database by status. */
+const runsByStatus = Metric.gauge("quarry_runs", { description: "Runs in the database by status" })
+const activeRuns = Metric.gauge("quarry_active_runs", { description: "Runs executing in this process" })
+const queueDepth = Metric.gauge("quarry_queued_runs", { description: "Runs waiting for a slot" })
+
+/**
+ * Runs that ended here, by outcome (completed, failed, cancelled, interrupted).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const runsEnded = Metric.counter("quarry_runs_ended_total", {
+  description: "Runs that ended in this process",
+  incremental: true
+})
+
+/**
+ * Runs started (or resumed) here.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const runsStarted = Metric.counter("quarry_runs_started_total", {
+  description: "Runs started in this process",
+  incremental: true
+})
+
+/**
+ * HTTP requests by method, route and status.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const httpRequests = Metric.counter("quarry_http_requests_total", {
+  description: "HTTP requests answered",
+  incremental: true
+})
+
+/**
+ * HTTP request latency in seconds, by method and route.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const httpDuration = Metric.histogram(
+  "quarry_http_request_duration_seconds",
+  MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 16 }),
+  "HTTP request latency"
+)
+
+/**
+ * The route of a request path, with run ids replaced (bounded label values).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const routeOf = (path: string): string => path.replace(/^\/v1\/runs\/[^/]+/, "/v1/runs/{id}")
+
+/**
+ * The scrape endpoint's source.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Scrape extends Context.Tag("@quarry/server/Metrics/Scrape")<Scrape, Effect.Effect<string>>() {}
+
+/**
+ * Metrics export: registers Effect's metrics with a Prometheus exporter that only serializes on demand (no second
+ * HTTP server), and `Scrape`, which refreshes the gauges and answers with the text format.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Scrape, never, RunStore | Admission.Admission> = Layer.unwrapEffect(
+  Effect.sync(() => {
+    const exporter = new PrometheusExporter({ preventServerStart: true })
+    const serializer = new PrometheusSerializer()
+    const scrape = Effect.gen(function*() {
+      const store = yield* RunStore
+      const admission = yield* Admission.Admission
+      const runs = yield* store.listRuns().pipe(Effect.orElseSucceed(() => []))
+      for (const status of Run.RunStatus.literals) {
+        yield* Metric.set(
+          runsByStatus.pipe(Metric.tagged("status", status)),
+          runs.filter((run) => run.status === status).length
+        )
+      }
+      const stats = yield* admission.stats
+      yield* Metric.set(activeRuns, stats.active)
+      yield* Metric.set(queueDepth, stats.queued)
+      const collected = yield* Effect.promise(() => exporter.collect())
+      return serializer.serialize(collected.resourceMetrics)
+    })
+    return Layer.effect(
+      Scrape,
+      Effect.map(Effect.context<RunStore | Admission.Admission>(), (context) => Effect.provide(scrape, context))
+    ).pipe(
+      Layer.provideMerge(OtelMetrics.layer(() => exporter)),
+      Layer.provide(Resource.layer({ serviceName: "quarry" }))
+    )
+  })
+)

@@ -1,0 +1,84 @@
+/**
+ * The service as a layer: admission over the workflow manager, the API handlers with bearer auth, the OpenAPI
+ * document (`/openapi.json`), the API reference UI (`/docs`, served from the package, no CDN) and the Node HTTP
+ * server. Closing the layer drains: the runs are interrupted (recorded `interrupted`) before the HTTP server and the
+ * database close.
+ *
+ * @since 0.1.0
+ */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
+import type * as HttpServer from "@effect/platform/HttpServer"
+import type { ServeError } from "@effect/platform/HttpServerError"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type * as Extractor from "@quarry/core/Extractor"
+import type { RunStore } from "@quarry/core/RunStore"
+import * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
+import { createServer } from "node:http"
+import * as path from "node:path"
+import * as Admission from "./Admission.js"
+import { QuarryApi } from "./Api.js"
+import * as Auth from "./Auth.js"
+import * as Handlers from "./Handlers.js"
+import * as Metrics from "./Metrics.js"
+import * as RequestLog from "./RequestLog.js"
+
+/**
+ * Options of the server.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends Admission.Options {
+  readonly host: string
+  /** 0 picks a free port. */
+  readonly port: number
+  readonly maxBodyBytes: number
+  readonly tokens: ReadonlyArray<Redacted.Redacted<string>>
+  /** The database file (reported by `/healthz`; artifacts go next to it unless `artifacts` is set). */
+  readonly database: string
+  readonly artifacts?: string | undefined
+  readonly version: string
+  readonly startedAt: number
+  /** How often an event stream reads its run (default 200 ms). */
+  readonly pollMs?: number | undefined
+  /** How often an event stream sends a heartbeat comment (default 15 s). */
+  readonly heartbeatMs?: number | undefined
+}
+
+/**
+ * The server: listening once built, drained when its scope closes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options
+): Layer.Layer<
+  HttpServer.HttpServer | Admission.Admission,
+  ServeError,
+  RunStore | Extractor.Registry | SqlClient.SqlClient
+> => {
+  const api = HttpApiBuilder.api(QuarryApi).pipe(
+    Layer.provide(Handlers.layer),
+    Layer.provide(Metrics.layer),
+    Layer.provide(Auth.layer(options.tokens)),
+    Layer.provide(Layer.succeed(Handlers.ServerInfo, {
+      version: options.version,
+      database: options.database,
+      artifacts: options.artifacts ?? path.dirname(path.resolve(options.database)),
+      startedAt: options.startedAt,
+      pollMs: options.pollMs ?? 200,
+      heartbeatMs: options.heartbeatMs ?? 15_000
+    }))
+  )
+  const http = HttpApiBuilder.serve(RequestLog.middleware(options.maxBodyBytes)).pipe(
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+    Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+    Layer.provide(api),
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
+  )
+  return http.pipe(Layer.provideMerge(Admission.layer(options)))
+}

@@ -1,0 +1,389 @@
+/**
+ * `quarry serve` end to end: the built CLI as a child process on `--port 0` with a temporary database, driven over
+ * real HTTP. Submissions, polling, Server-Sent Events, artifacts byte-identical to `quarry start`, the error
+ * statuses, idempotent resubmission, auth, the OpenAPI document, drain on SIGTERM with boot recovery, and recovery
+ * after SIGKILL once the lease expires.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import Database from "better-sqlite3"
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { makeDir, mobyDick, referenceRun, removeDir, type Running, sleep, start } from "./support.js"
+
+const slow = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "25" }
+const mobyText = () => fs.readFileSync(mobyDick.input, "utf8")
+/** The body that plans what `mobyDick.flags` plan for `quarry start`. */
+const mobyBody = (runId: string) => ({
+  input: mobyText(),
+  runId,
+  extractor: "test-slow",
+  chunking: { windowSize: 2000, batchSize: 10 }
+})
+
+interface Server {
+  readonly child: Running
+  readonly url: string
+  readonly db: string
+}
+
+const serve = async (
+  db: string,
+  args: ReadonlyArray<string> = [],
+  env: Readonly<Record<string, string>> = slow
+): Promise<Server> => {
+  const child = start(["serve", "--db", db, "--port", "0", "--json", ...args], { env })
+  // A server that never says it listens must not outlive the test.
+  await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
+    child.child.kill("SIGKILL")
+    throw error
+  })
+  const listening = JSON.parse(child.stdout.split("\n")[0]!) as { port: number; event: string }
+  assert.strictEqual(listening.event, "server.listening")
+  return { child, db, url: `http://127.0.0.1:${listening.port}` }
+}
+
+const stop = async (server: Server) => {
+  if (server.child.child.exitCode === null) server.child.child.kill("SIGKILL")
+  await server.child.exited
+}
+
+const call = async (
+  server: Server,
+  method: string,
+  route: string,
+  body?: unknown,
+  headers: Record<string, string> = {}
+) => {
+  const response = await fetch(`${server.url}${route}`, {
+    method,
+    headers: { "content-type": "application/json", ...headers },
+    ...(body === undefined ? {} : { body: typeof body === "string" ? body : JSON.stringify(body) })
+  })
+  const text = await response.text()
+  return { status: response.status, headers: response.headers, text, json: () => JSON.parse(text) }
+}
+
+/** A run's row, read without write access (a crashed server's database is never repaired by the test). */
+const row = (db: string, runId: string) => {
+  const sqlite = new Database(db, { readonly: true, fileMustExist: true })
+  try {
+    return sqlite.prepare("SELECT status, committed_batches, artifact_sha256 FROM runs WHERE id = ?").get(runId) as
+      | { status: string; committed_batches: number; artifact_sha256: string | null }
+      | undefined
+  } finally {
+    sqlite.close()
+  }
+}
+
+const until = async (check: () => boolean | Promise<boolean>, timeoutMs = 90_000, what = "a condition") => {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(100)
+  }
+}
+
+/** Reads an SSE stream to its end: the events with their ids and names. */
+const readEvents = async (server: Server, runId: string, lastEventId?: string) => {
+  const response = await fetch(`${server.url}/v1/runs/${runId}/events`, {
+    headers: lastEventId === undefined ? {} : { "last-event-id": lastEventId }
+  })
+  assert.strictEqual(response.status, 200)
+  assert.include(response.headers.get("content-type") ?? "", "text/event-stream")
+  const text = await response.text()
+  return text.split("\n\n").filter((block) => block.startsWith("id:")).map((block) => {
+    const fields = Object.fromEntries(
+      block.split("\n").map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 2)])
+    )
+    return { id: Number(fields.id), event: fields.event!, data: JSON.parse(fields.data!) as Record<string, unknown> }
+  })
+}
+
+describe("quarry serve", () => {
+  let dir = ""
+  let reference = { sha256: "", digest: "" }
+
+  beforeAll(async () => {
+    dir = makeDir()
+    reference = await referenceRun(dir)
+  }, 120_000)
+  afterAll(() => removeDir(dir))
+
+  it(
+    "submit, poll, SSE to the end; the artifact is byte-identical to quarry start's, with a SHA-256 ETag",
+    async () => {
+      const server = await serve(path.join(dir, "basic.db"))
+      try {
+        const submitted = await call(server, "POST", "/v1/runs", mobyBody("moby"))
+        assert.strictEqual(submitted.status, 202, submitted.text)
+        assert.strictEqual(submitted.headers.get("location"), "/v1/runs/moby")
+        assert.include(submitted.json(), { id: "moby" })
+        assert.isString(submitted.headers.get("x-request-id"))
+
+        const events = await readEvents(server, "moby")
+        assert.strictEqual(events[0]!.event, "run.started")
+        assert.isAbove(events.filter((e) => e.event === "batch.committed").length, 0)
+        const last = events.at(-1)!
+        assert.strictEqual(last.event, "run.completed")
+        assert.strictEqual(last.data.committedBatches, 67)
+        assert.deepStrictEqual(events.map((e) => e.id), [...events.map((e) => e.id)].sort((a, b) => a - b))
+
+        // Resuming the stream after the last id seen gives only the end.
+        const rest = await readEvents(server, "moby", "67")
+        assert.deepStrictEqual(rest.map((e) => e.event), ["run.completed"])
+
+        const polled = await call(server, "GET", "/v1/runs/moby")
+        assert.strictEqual(polled.status, 200)
+        assert.deepInclude(polled.json(), {
+          status: "completed",
+          progress: { committedBatches: 67, totalBatches: 67, percent: 100 }
+        })
+
+        const artifact = await fetch(`${server.url}/v1/runs/moby/artifact`)
+        assert.strictEqual(artifact.status, 200)
+        const bytes = Buffer.from(await artifact.arrayBuffer())
+        const { createHash } = await import("node:crypto")
+        assert.strictEqual(createHash("sha256").update(bytes).digest("hex"), reference.sha256)
+        assert.strictEqual(artifact.headers.get("etag"), `"${reference.sha256}"`)
+        const cached = await fetch(`${server.url}/v1/runs/moby/artifact`, {
+          headers: { "if-none-match": `"${reference.sha256}"` }
+        })
+        assert.strictEqual(cached.status, 304)
+
+        // The same body again is the same run; a different body under the same id is a conflict.
+        const again = await call(server, "POST", "/v1/runs", mobyBody("moby"))
+        assert.strictEqual(again.status, 200, again.text)
+        assert.strictEqual(again.json().id, "moby")
+        const different = await call(server, "POST", "/v1/runs", { ...mobyBody("moby"), concurrency: 2 })
+        assert.strictEqual(different.status, 409)
+        assert.strictEqual(different.json().error.tag, "RunAlreadyExists")
+
+        // Prometheus metrics, checked by promtool (Debian's prometheus; .ci/run installs it).
+        const metrics = await call(server, "GET", "/metrics")
+        assert.strictEqual(metrics.status, 200)
+        assert.include(metrics.headers.get("content-type") ?? "", "text/plain")
+        assert.include(metrics.text, "quarry_runs{status=\"completed\"} 1")
+        assert.include(metrics.text, "quarry_runs_ended_total{status=\"completed\"} 1")
+        assert.match(metrics.text, /quarry_http_requests_total\{method="POST",route="\/v1\/runs",status="202"\} 1/)
+        const promtool = spawnSync("promtool", ["check", "metrics"], { input: metrics.text, encoding: "utf8" })
+        assert.isUndefined(promtool.error, "promtool is missing: apt-get install prometheus")
+        assert.strictEqual(promtool.status, 0, `${promtool.stdout}${promtool.stderr}`)
+
+        const listed = await call(server, "GET", "/v1/runs?status=completed&limit=10")
+        assert.deepStrictEqual(listed.json().runs.map((r: { id: string }) => r.id), ["moby"])
+
+        // Deleting a finished run removes its rows and its artifact.
+        assert.strictEqual((await call(server, "DELETE", "/v1/runs/moby")).status, 204)
+        assert.strictEqual((await call(server, "GET", "/v1/runs/moby")).status, 404)
+        assert.isFalse(fs.existsSync(path.join(dir, "moby.ttl")))
+        assert.strictEqual((await call(server, "DELETE", "/v1/runs/moby")).status, 404)
+      } finally {
+        await stop(server)
+      }
+    },
+    180_000
+  )
+
+  it("bad requests: 400, 404, 409, 413, 422, 429 with typed errors, and nothing stored", async () => {
+    const db = path.join(dir, "errors.db")
+    const server = await serve(db, ["--max-body", "64KB", "--max-active-runs", "1", "--max-queued-runs", "1"], {
+      QUARRY_TEST_EXTRACTOR_DELAY_MS: "200"
+    })
+    try {
+      const notJson = await call(server, "POST", "/v1/runs", "not json")
+      assert.strictEqual(notJson.status, 400)
+      assert.strictEqual(notJson.json().error.tag, "InvalidJson")
+      const binary = await fetch(`${server.url}/v1/runs`, {
+        method: "POST",
+        body: Buffer.from([0x7b, 0xff, 0xfe, 0x7d])
+      })
+      assert.strictEqual(binary.status, 400)
+      for (
+        const [body, tag] of [
+          [{ input: "" }, "EmptyInput"],
+          [{ input: "a\u0000b" }, "BinaryInput"],
+          [{ input: "text", chunking: { windowSize: 0 } }, "ChunkingError"],
+          [{ input: "text", ontology: "@prefix broken" }, "OntologyError"],
+          [{ input: "text", extractor: "nope" }, "UnknownExtractor"],
+          [{ input: "text", runId: "../etc" }, "InvalidRequest"],
+          [{ input: 42 }, "InvalidRequest"]
+        ] as const
+      ) {
+        const response = await call(server, "POST", "/v1/runs", body)
+        assert.strictEqual(response.status, 422, `${JSON.stringify(body)}: ${response.text}`)
+        assert.strictEqual(response.json().error.tag, tag)
+      }
+      const large = await call(server, "POST", "/v1/runs", { input: "x".repeat(70_000) })
+      assert.strictEqual(large.status, 413)
+      assert.strictEqual(large.json().error.tag, "PayloadTooLarge")
+      assert.deepStrictEqual((await call(server, "GET", "/v1/runs")).json().runs, [])
+
+      assert.strictEqual((await call(server, "GET", "/v1/runs/missing")).status, 404)
+      assert.strictEqual((await call(server, "GET", "/v1/runs/a%20b")).status, 400)
+
+      // One executing, one waiting, the next refused with Retry-After.
+      const text = fs.readFileSync(mobyDick.input, "utf8").slice(0, 60_000)
+      const body = (runId: string) => ({
+        input: text,
+        runId,
+        extractor: "test-slow",
+        chunking: { windowSize: 2000, batchSize: 2 }
+      })
+      assert.strictEqual((await call(server, "POST", "/v1/runs", body("first"))).status, 202)
+      await until(async () => (await call(server, "GET", "/v1/runs/first")).json().status === "running")
+      const second = await call(server, "POST", "/v1/runs", body("second"))
+      assert.strictEqual(second.status, 202)
+      assert.strictEqual(second.json().queuePosition, 1)
+      const third = await call(server, "POST", "/v1/runs", body("third"))
+      assert.strictEqual(third.status, 429)
+      assert.strictEqual(third.headers.get("retry-after"), "5")
+      assert.strictEqual((await call(server, "GET", "/v1/runs/third")).status, 404)
+
+      const early = await call(server, "GET", "/v1/runs/first/artifact")
+      assert.strictEqual(early.status, 409)
+      assert.strictEqual((await call(server, "DELETE", "/v1/runs/first")).status, 409)
+      const cancelled = await call(server, "POST", "/v1/runs/second/cancel")
+      assert.strictEqual(cancelled.status, 200)
+      assert.strictEqual(cancelled.json().status, "cancelled")
+      assert.strictEqual(cancelled.json().queuePosition, null)
+      const resumed = await call(server, "POST", "/v1/runs/second/resume?retrySkipped=true")
+      assert.strictEqual(resumed.status, 202, resumed.text)
+      assert.strictEqual(resumed.json().queuePosition, 1)
+      assert.strictEqual((await call(server, "POST", "/v1/runs/missing/resume")).status, 404)
+      assert.strictEqual((await call(server, "POST", "/v1/runs/missing/cancel")).status, 404)
+    } finally {
+      await stop(server)
+    }
+  }, 120_000)
+
+  it(
+    "with tokens: 401 on /v1 without or with a wrong token, probes open; a public host without tokens is refused",
+    async () => {
+      const server = await serve(path.join(dir, "auth.db"), [], { QUARRY_API_TOKENS: "s3cret-one, s3cret-two" })
+      try {
+        assert.strictEqual((await call(server, "GET", "/v1/runs")).status, 401)
+        const wrong = await call(server, "GET", "/v1/runs", undefined, { authorization: "Bearer s3cret-three" })
+        assert.strictEqual(wrong.status, 401)
+        assert.notInclude(wrong.text, "s3cret")
+        const right = await call(server, "GET", "/v1/runs", undefined, { authorization: "Bearer s3cret-two" })
+        assert.strictEqual(right.status, 200)
+        for (const probe of ["/livez", "/readyz", "/startupz", "/healthz", "/openapi.json", "/docs"]) {
+          assert.strictEqual((await call(server, "GET", probe)).status, 200, probe)
+        }
+        assert.notInclude(server.child.stderr, "s3cret")
+      } finally {
+        await stop(server)
+      }
+      const refused = start(["serve", "--db", path.join(dir, "public.db"), "--host", "0.0.0.0", "--port", "0"])
+      assert.strictEqual((await refused.exited).code, 2)
+      assert.include(refused.stderr, "without API tokens")
+      assert.isFalse(fs.existsSync(path.join(dir, "public.db")))
+    },
+    60_000
+  )
+
+  it("the OpenAPI document is OpenAPI 3 and lists every route", async () => {
+    const server = await serve(path.join(dir, "openapi.db"))
+    try {
+      const spec = (await call(server, "GET", "/openapi.json")).json()
+      assert.match(spec.openapi, /^3\.\d+\.\d+$/)
+      assert.isString(spec.info.title)
+      const routes = Object.entries(spec.paths as Record<string, Record<string, unknown>>).flatMap(([p, methods]) =>
+        Object.keys(methods).map((m) => `${m.toUpperCase()} ${p}`)
+      ).sort()
+      assert.deepStrictEqual(routes, [
+        "DELETE /v1/runs/{id}",
+        "GET /healthz",
+        "GET /livez",
+        "GET /metrics",
+        "GET /readyz",
+        "GET /startupz",
+        "GET /v1/runs",
+        "GET /v1/runs/{id}",
+        "GET /v1/runs/{id}/artifact",
+        "GET /v1/runs/{id}/events",
+        "POST /v1/runs",
+        "POST /v1/runs/{id}/cancel",
+        "POST /v1/runs/{id}/resume"
+      ])
+      assert.property(spec.components.securitySchemes, "bearer")
+      const docs = await call(server, "GET", "/docs")
+      assert.include(docs.text, "<html")
+      // The UI's script is inline, served by the server itself (no CDN).
+      assert.notMatch(docs.text, /<script[^>]+src=/)
+    } finally {
+      await stop(server)
+    }
+  }, 60_000)
+
+  it(
+    "SIGTERM with three active runs: readyz and submissions 503, exit 0, runs interrupted; a restart completes them unasked",
+    async () => {
+      const db = path.join(dir, "drain.db")
+      // The test-only shutdown delay keeps the drained server answering long enough to probe it.
+      const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "150", QUARRY_TEST_SHUTDOWN_DELAY_MS: "3000" }
+      const server = await serve(db, ["--max-active-runs", "3", "--drain-timeout", "20s"], env)
+      const ids = ["d1", "d2", "d3"]
+      for (const id of ids) assert.strictEqual((await call(server, "POST", "/v1/runs", mobyBody(id))).status, 202)
+      await until(() => ids.every((id) => (row(db, id)?.committed_batches ?? 0) >= 2), 60_000, "three runs committing")
+      const sent = Date.now()
+      assert.strictEqual((await call(server, "GET", "/readyz")).status, 200)
+      const events = (await fetch(`${server.url}/v1/runs/d1/events`)).body!.getReader()
+      const first = new TextDecoder().decode((await events.read()).value)
+      assert.include(first, "event: run.started")
+      const stream = (async () => {
+        while (!(await events.read()).done) continue
+      })()
+      server.child.child.kill("SIGTERM")
+      await until(async () => (await call(server, "GET", "/readyz")).status === 503, 5_000, "readyz 503")
+      const refused = await call(server, "POST", "/v1/runs", { input: "late" })
+      assert.strictEqual(refused.status, 503)
+      assert.strictEqual(refused.json().error.tag, "Draining")
+      for (const id of ids) assert.strictEqual(row(db, id)!.status, "interrupted", id)
+      // Open event streams end with the drain, before the process exits.
+      await stream
+      assert.isNull(server.child.child.exitCode)
+      const exit = await server.child.exited
+      assert.isBelow(Date.now() - sent, 20_000)
+      assert.strictEqual(exit.code, 0, server.child.stderr)
+      for (const id of ids) {
+        const stored = row(db, id)!
+        assert.strictEqual(stored.status, "interrupted", id)
+        assert.isBelow(stored.committed_batches, 67)
+      }
+      const restarted = await serve(db, ["--max-active-runs", "3"], { QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" })
+      try {
+        await until(() => ids.every((id) => row(db, id)?.status === "completed"), 90_000, "recovered runs")
+        for (const id of ids) assert.strictEqual(row(db, id)!.artifact_sha256, reference.sha256, id)
+        assert.notInclude(restarted.child.stderr, "\"method\":\"POST\"")
+      } finally {
+        await stop(restarted)
+      }
+    },
+    180_000
+  )
+
+  it(
+    "SIGKILL: a restart leaves the dead server's live lease alone, then recovers the run once it expires",
+    async () => {
+      const db = path.join(dir, "kill.db")
+      const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "100", QUARRY_LEASE_MS: "3000" }
+      const server = await serve(db, [], env)
+      assert.strictEqual((await call(server, "POST", "/v1/runs", mobyBody("killed"))).status, 202)
+      await until(() => (row(db, "killed")?.committed_batches ?? 0) >= 3, 60_000, "commits")
+      server.child.child.kill("SIGKILL")
+      await server.child.exited
+      const killedAt = Date.now()
+      const restarted = await serve(db, [], { ...env, QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" })
+      try {
+        await until(() => row(db, "killed")?.status === "completed", 90_000, "the recovered run")
+        assert.isAtLeast(Date.now() - killedAt, 2_500)
+        assert.strictEqual(row(db, "killed")!.artifact_sha256, reference.sha256)
+      } finally {
+        await stop(restarted)
+      }
+    },
+    180_000
+  )
+})
