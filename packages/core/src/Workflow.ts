@@ -12,28 +12,32 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Ref from "effect/Ref"
-import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { randomBytes } from "node:crypto"
-import * as os from "node:os"
+import * as Budget from "./Budget.js"
+import * as Cancellation from "./Cancellation.js"
 import * as Chunking from "./Chunking.js"
+import * as Deadline from "./Deadline.js"
 import {
   BudgetExceeded,
   DeadlineExceeded,
-  type ExtractorError,
   InputMismatch,
+  type PersistenceError,
   PlanMismatch,
-  RunCancelled
+  RunCancelled,
+  type RunNotFound
 } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import * as FairScheduler from "./FairScheduler.js"
 import { entityIri, sha256 } from "./internal/entities.js"
+import * as Lease from "./Lease.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
-import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId, UsageTotals } from "./Run.js"
-import { RunStore } from "./RunStore.js"
+import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId } from "./Run.js"
+import { type Outcome, RunStore } from "./RunStore.js"
+import * as SkipPolicy from "./SkipPolicy.js"
+import * as UsageLedger from "./UsageLedger.js"
 
 /**
  * Progress of an execution, for progress bars and JSON event streams.
@@ -73,12 +77,10 @@ export interface ExecuteOptions {
   readonly onEvent?: ((event: WorkflowEvent) => Effect.Effect<void>) | undefined
   /**
    * Stop (status `failed`, reason `budget`) before spend would exceed these limits. Spend counts every recorded
-   * attempt, also attempts lost to earlier crashes. Not part of the plan: resume with a higher budget.
+   * attempt, also attempts lost to earlier crashes; batches in flight reserve their projected spend (see `Budget`).
+   * Not part of the plan: resume with a higher budget.
    */
-  readonly budget?: {
-    readonly maxCostUsd?: number | undefined
-    readonly maxTokens?: number | undefined
-  } | undefined
+  readonly budget?: Budget.Limits | undefined
   /** Stop the execution (status `failed`, reason `deadline`) when it runs longer than this. */
   readonly deadlineMs?: number | undefined
   /** Re-extract the batches that were skipped under the `skip` policy (reopens a completed run). */
@@ -118,7 +120,7 @@ export interface CreateOptions {
  * @since 0.1.0
  * @category constants
  */
-export const defaultLeaseMs = 30_000
+export const defaultLeaseMs = Lease.defaultLeaseMs
 
 /**
  * A lease owner id naming this host and process, unique per call.
@@ -126,7 +128,7 @@ export const defaultLeaseMs = 30_000
  * @since 0.1.0
  * @category constructors
  */
-export const makeOwnerId = (): string => `${os.hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`
+export const makeOwnerId = Lease.makeOwnerId
 
 /**
  * A fresh run id: the creation time plus random letters.
@@ -191,98 +193,298 @@ export const create = Effect.fn("Workflow.create")(function*(options: CreateOpti
   })
 })
 
-const emptyOutput: Extractor.BatchOutput = { entities: [], relations: [] }
+/** The extractor of this process must be the very one the run was planned with. */
+const checkExtractor = (run: Run, extractor: Extractor.Extractor): Effect.Effect<void, PlanMismatch> => {
+  const stored = run.plan.extractor
+  const mismatch = (field: string, was: string, now: string) =>
+    new PlanMismatch({ runId: run.id, field: `extractor ${extractor.name} ${field}`, stored: was, current: now })
+  if (extractor.version !== stored.version) return mismatch("version", stored.version, extractor.version)
+  if (extractor.configHash === stored.configHash) return Effect.void
+  // The hash decides; a setting that changed names what did.
+  const current = extractor.settings ?? {}
+  const show = (value: string | number | boolean | undefined) => value === undefined ? "unset" : String(value)
+  const changed = [...new Set([...Object.keys(stored.settings), ...Object.keys(current)])].sort()
+    .find((key) => stored.settings[key] !== current[key])
+  return changed === undefined ?
+    mismatch("configuration", stored.configHash, extractor.configHash) :
+    mismatch(`setting ${changed}`, show(stored.settings[changed]), show(current[changed]))
+}
+
+/** The run's stored ontology, parsed and checked against its recorded hash. */
+const loadOntology = Effect.fnUntraced(function*(run: Run) {
+  if (Option.isNone(run.plan.ontologySha256)) return Option.none<Ontology.Ontology>()
+  const expected = run.plan.ontologySha256.value
+  const mismatch = (current: string) =>
+    new PlanMismatch({ runId: run.id, field: "ontology", stored: expected, current })
+  const source = yield* (yield* RunStore).readOntologySource(expected)
+  if (Option.isNone(source)) return yield* mismatch("none stored")
+  const parsed = yield* Ontology.parse(source.value).pipe(
+    Effect.mapError((e) => mismatch(`an unreadable ontology (${e.message})`))
+  )
+  if (parsed.sha256 !== expected) return yield* mismatch(parsed.sha256)
+  return Option.some(parsed)
+})
+
+/** What `execute` works from once `prepare` has checked it. */
+interface Prepared {
+  readonly extractor: Extractor.Extractor
+  readonly batches: ReadonlyArray<Chunking.Batch>
+  readonly ontology: Option.Option<Ontology.Ontology>
+}
 
 /** Everything `execute` checks before it writes anything. */
 const prepare = Effect.fn("Workflow.prepare")(function*(run: Run) {
   const store = yield* RunStore
-  const registry = yield* Extractor.Registry
+  const extractor = yield* (yield* Extractor.Registry).get(run.plan.extractor.name)
+  yield* checkExtractor(run, extractor)
   const { plan } = run
-  const extractor = yield* registry.get(plan.extractor.name)
-  const mismatch = (field: string, stored: string, current: string) =>
-    new PlanMismatch({ runId: run.id, field, stored, current })
-  if (extractor.version !== plan.extractor.version) {
-    return yield* mismatch(`extractor ${extractor.name} version`, plan.extractor.version, extractor.version)
-  }
-  if (extractor.configHash !== plan.extractor.configHash) {
-    // The hash decides; a setting that changed names what did.
-    const current = extractor.settings ?? {}
-    const show = (value: string | number | boolean | undefined) => value === undefined ? "unset" : String(value)
-    const changed = [...new Set([...Object.keys(plan.extractor.settings), ...Object.keys(current)])].sort()
-      .find((key) => plan.extractor.settings[key] !== current[key])
-    if (changed !== undefined) {
-      return yield* mismatch(
-        `extractor ${extractor.name} setting ${changed}`,
-        show(plan.extractor.settings[changed]),
-        show(current[changed])
-      )
-    }
-    return yield* mismatch(
-      `extractor ${extractor.name} configuration`,
-      plan.extractor.configHash,
-      extractor.configHash
-    )
-  }
   if (plan.chunkerVersion !== Chunking.chunkerVersion) {
-    return yield* mismatch("chunker version", plan.chunkerVersion, Chunking.chunkerVersion)
+    return yield* new PlanMismatch({
+      runId: run.id,
+      field: "chunker version",
+      stored: plan.chunkerVersion,
+      current: Chunking.chunkerVersion
+    })
   }
   const input = yield* store.readInput(run.id)
   const actual = sha256(input)
   if (actual !== plan.inputSha256) {
     return yield* new InputMismatch({ runId: run.id, expected: plan.inputSha256, actual })
   }
-  let ontology = Option.none<Ontology.Ontology>()
-  if (Option.isSome(plan.ontologySha256)) {
-    const expected = plan.ontologySha256.value
-    const source = yield* store.readOntologySource(expected)
-    if (Option.isNone(source)) return yield* mismatch("ontology", expected, "none stored")
-    const parsed = yield* Ontology.parse(source.value).pipe(
-      Effect.mapError((e) => mismatch("ontology", expected, `an unreadable ontology (${e.message})`))
-    )
-    if (parsed.sha256 !== expected) return yield* mismatch("ontology", expected, parsed.sha256)
-    ontology = Option.some(parsed)
-  }
+  const ontology = yield* loadOntology(run)
   const batches = Chunking.plan(input, plan.chunking)
   if (batches.length !== plan.totalBatches) {
-    return yield* mismatch("batch count", String(plan.totalBatches), String(batches.length))
+    return yield* new PlanMismatch({
+      runId: run.id,
+      field: "batch count",
+      stored: String(plan.totalBatches),
+      current: String(batches.length)
+    })
   }
-  return { extractor, batches, ontology }
+  return { extractor, batches, ontology } satisfies Prepared
 })
 
+/** How an execution that did not complete ended, as recorded; `undefined` when it must not be recorded. */
+const outcomeOf = (
+  runId: RunId,
+  cause: Cause.Cause<unknown>
+): Effect.Effect<Outcome | undefined, RunNotFound | PersistenceError, RunStore> => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isNone(failure)) {
+    return Cause.isInterruptedOnly(cause) ?
+      Effect.map(
+        Effect.flatMap(RunStore, (store) => store.getRun(runId)),
+        (run): Outcome => ({ status: run.cancelRequested ? "cancelled" : "interrupted" })
+      ) :
+      Effect.succeed({ status: "failed", reason: "defect", error: Cause.pretty(cause) })
+  }
+  const error = failure.value
+  if (error instanceof RunCancelled) return Effect.succeed({ status: "cancelled" })
+  if (tagOf(error) === "RunLocked") return Effect.succeed(undefined) // the lease was lost: the new holder records
+  const reason = error instanceof BudgetExceeded ?
+    "budget" :
+    error instanceof DeadlineExceeded ?
+    "deadline" :
+    tagOf(error) ?? "error"
+  return Effect.succeed({ status: "failed", reason, error: error instanceof Error ? error.message : String(error) })
+}
+
 /** Records how an execution that held the lease ended; only the lease holder's record counts. */
-const recordExit = (runId: RunId, owner: string, exit: Exit.Exit<Run, unknown>) =>
-  Effect.gen(function*() {
-    if (Exit.isSuccess(exit)) return
-    const store = yield* RunStore
-    const cause = exit.cause
-    const failure = Cause.failureOption(cause)
-    if (Option.isSome(failure)) {
-      const error = failure.value
-      if (error instanceof RunCancelled) return yield* store.finish(runId, owner, { status: "cancelled" })
-      if (tagOf(error) === "RunLocked") return // the lease was lost: the new holder owns the record
-      return yield* store.finish(runId, owner, {
-        status: "failed",
-        reason: error instanceof BudgetExceeded ? "budget" : error instanceof DeadlineExceeded ?
-          "deadline" :
-          tagOf(error) ?? "error",
-        error: error instanceof Error ? error.message : String(error)
-      })
-    }
-    if (Cause.isInterruptedOnly(cause)) {
-      const run = yield* store.getRun(runId)
-      return yield* store.finish(runId, owner, { status: run.cancelRequested ? "cancelled" : "interrupted" })
-    }
-    yield* store.finish(runId, owner, { status: "failed", reason: "defect", error: Cause.pretty(cause) })
+const recordExit = (lease: Lease.Lease, exit: Exit.Exit<Run, unknown>) =>
+  Exit.isSuccess(exit) ? Effect.void : Effect.gen(function*() {
+    const outcome = yield* outcomeOf(lease.runId, exit.cause)
+    if (outcome !== undefined) yield* (yield* RunStore).finish(lease.runId, lease.owner, outcome)
   }).pipe(
     Effect.catchAllCause((cause) => Effect.logError("could not record the end of the run", cause)),
-    Effect.annotateLogs({ runId })
+    Effect.annotateLogs({ runId: lease.runId })
   )
 
 const tagOf = (u: unknown): string | undefined =>
   typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" ? u._tag : undefined
 
+/** How many batches are committed, and a way to wait for more. */
+const makeCommitted = (initial: number) =>
+  Effect.map(SubscriptionRef.make(initial), (ref) => ({
+    set: (n: number) => SubscriptionRef.set(ref, n),
+    // Subscribing to `changes` costs about 1 ms of CPU per batch (pnpm bench, section 1), so only a wait that is not
+    // over yet subscribes; `changes` starts with the current value, so no commit is missed in between.
+    atLeast: (n: number) =>
+      Effect.flatMap(SubscriptionRef.get(ref), (current) =>
+        current >= n ?
+          Effect.void :
+          ref.changes.pipe(Stream.filter((c) => c >= n), Stream.take(1), Stream.runDrain))
+  }))
+
+/** One execution after its claim: the run, what `prepare` checked, and the policies in force. */
+interface Execution extends Prepared {
+  readonly run: Run
+  readonly lease: Lease.Lease
+  readonly budget: Budget.Budget
+  readonly ledger: UsageLedger.UsageLedger
+  readonly committed: Effect.Effect.Success<ReturnType<typeof makeCommitted>>
+  readonly emit: (event: WorkflowEvent) => Effect.Effect<void>
+}
+
+// Batch i sees the entities of batches < i - concurrency + 1 only: those are committed before it can start whatever
+// the timing, so its context (and output) never depends on scheduling.
+const knownEntities = (x: Execution, batchIndex: number) => {
+  const horizon = batchIndex - x.run.plan.concurrency + 1
+  if (horizon <= 0) return Effect.succeed([])
+  return x.committed.atLeast(horizon).pipe(
+    Effect.zipRight(Effect.flatMap(RunStore, (store) => store.knownEntities(x.run.id, horizon))),
+    Effect.map((rows) => rows.map((e) => ({ label: e.label, type: e.type, iri: entityIri(e.label, e.type) })))
+  )
+}
+
+/** Before committing, writes the batch's usage the ledger still keeps, also when the batch failed. */
+const flushingUsage =
+  (ledger: UsageLedger.UsageLedger, batchIndex: number) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | PersistenceError, R> =>
+    Effect.matchCauseEffect(self, {
+      onSuccess: (a) => Effect.as(ledger.flush(batchIndex), a),
+      onFailure: (cause) =>
+        Effect.matchCauseEffect(ledger.flush(batchIndex), {
+          onSuccess: () => Effect.failCause(cause),
+          // Neither failure hides the other.
+          onFailure: (flushed) => Effect.failCause(Cause.parallel(cause, flushed))
+        })
+    })
+
+/** Extracts one batch under the run's policies: usage into the ledger and the budget, output checked, skip policy. */
+const extract = (x: Execution, batch: Chunking.Batch) =>
+  Effect.gen(function*() {
+    const started = yield* Clock.currentTimeMillis
+    const store = yield* RunStore
+    const result = yield* x.extractor.extract({
+      runId: x.run.id,
+      batchIndex: batch.index,
+      chunks: batch.chunks,
+      ontology: x.ontology,
+      knownEntities: Effect.provideService(knownEntities(x, batch.index), RunStore, store),
+      recordUsage: (usage) => Effect.zipRight(x.budget.record(batch.index, usage), x.ledger.record(batch.index, usage)),
+      reportStatus: x.ledger.reportStatus
+    }).pipe(
+      Effect.flatMap(Extractor.checkOutput(x.extractor.name, batch.index)),
+      SkipPolicy.apply(x.run.plan.onBatchError),
+      Effect.ensuring(x.budget.settle(batch.index)),
+      flushingUsage(x.ledger, batch.index)
+    )
+    const finished = yield* Clock.currentTimeMillis
+    return { ...result, durationMs: finished - started }
+  }).pipe(Effect.annotateLogs({ batch: batch.index }))
+
 /**
- * Executes a run: the one code path for start and resume. A completed run is returned as it is.
+ * Reserves the batch's budget. When the budget is exhausted, first lets every earlier batch commit: they are
+ * extracted and paid for already.
+ */
+const reserve = (x: Execution, batch: Chunking.Batch) =>
+  x.budget.reserve(batch.index).pipe(
+    Effect.tapError(() => x.committed.atLeast(batch.index)),
+    Effect.as(batch)
+  )
+
+/** Commits a batch once every batch before it is committed, and reports it. */
+const commit = (x: Execution, batch: Chunking.Batch, result: SkipPolicy.Extracted & { readonly durationMs: number }) =>
+  Effect.gen(function*() {
+    yield* x.committed.atLeast(batch.index)
+    const checkpoint = yield* (yield* RunStore).commitBatch({
+      runId: x.run.id,
+      owner: x.lease.owner,
+      batchIndex: batch.index,
+      output: result.output,
+      attempts: SkipPolicy.attemptsOf(result.output),
+      durationMs: result.durationMs,
+      skipped: result.skipped
+    })
+    yield* x.committed.set(checkpoint.committedBatches)
+    yield* x.emit({
+      _tag: "BatchCommitted",
+      runId: x.run.id,
+      batchIndex: batch.index,
+      committedBatches: checkpoint.committedBatches,
+      totalBatches: x.run.plan.totalBatches,
+      entityMentions: checkpoint.entityMentions,
+      relations: checkpoint.relations
+    })
+    yield* Cancellation.afterCommit(x.run.id, checkpoint)
+  })
+
+/**
+ * Extracts and commits the batches not committed yet. Budgets are reserved in batch order; a batch keeps its
+ * concurrency slot until it is committed (in batch order), so at most `concurrency` batches are ever extracted but
+ * not committed: all that a crash can make us redo.
+ */
+const extractAndCommit = (x: Execution) =>
+  Stream.fromIterable(x.batches.slice(x.run.committedBatches)).pipe(
+    Stream.mapEffect((batch) => reserve(x, batch)),
+    Stream.mapEffect((batch) => Effect.flatMap(extract(x, batch), (result) => commit(x, batch, result)), {
+      concurrency: x.run.plan.concurrency
+    }),
+    Stream.runDrain
+  )
+
+/** Merges the committed batches into the artifact and completes the run. */
+const mergeAndComplete = Effect.fnUntraced(function*(x: Execution) {
+  const store = yield* RunStore
+  const { plan } = x.run
+  yield* x.emit({ _tag: "MergeStarted", runId: x.run.id })
+  const artifact = yield* Merge.merge({
+    runId: x.run.id,
+    path: plan.outputPath,
+    format: plan.outputFormat,
+    ontology: x.ontology,
+    provenance: plan.provenance ? { extractor: plan.extractor } : undefined
+  })
+  yield* Merge.writeSkippedManifest(x.run.id, artifact.path, yield* store.skippedBatches(x.run.id), x.batches)
+  return yield* store.complete(x.run.id, x.lease.owner, artifact)
+})
+
+/** The execution's policies, starting from what the run recorded before. */
+const makeExecution = Effect.fnUntraced(function*(
+  run: Run,
+  prepared: Prepared,
+  lease: Lease.Lease,
+  options: ExecuteOptions
+) {
+  const store = yield* RunStore
+  return {
+    ...prepared,
+    run,
+    lease,
+    budget: yield* Budget.make({
+      runId: run.id,
+      limits: options.budget,
+      spent: yield* store.attemptTotals(run.id),
+      settledBatches: run.committedBatches
+    }),
+    ledger: yield* UsageLedger.make(run.id),
+    committed: yield* makeCommitted(run.committedBatches),
+    emit: options.onEvent ?? (() => Effect.void)
+  } satisfies Execution
+})
+
+/** The run once claimed: retry skipped batches when reopened, extract and commit the rest, merge, complete. */
+const run = Effect.fnUntraced(function*(x: Execution, reopen: boolean) {
+  const { committedBatches, id, plan } = x.run
+  yield* x.emit({ _tag: "RunStarted", runId: id, totalBatches: plan.totalBatches, committedBatches })
+  yield* Effect.logDebug(`executing run ${id}: ${committedBatches}/${plan.totalBatches} batches committed`)
+  if (plan.totalBatches === 0) {
+    const artifact = yield* Merge.writeEmpty({ path: plan.outputPath, format: plan.outputFormat, ontology: x.ontology })
+    return yield* (yield* RunStore).complete(id, x.lease.owner, artifact)
+  }
+  if (reopen) {
+    yield* SkipPolicy.retrySkipped(x.lease, (batchIndex) => {
+      const batch = x.batches[batchIndex]!
+      return Effect.zipRight(x.budget.reserve(batchIndex), extract(x, batch))
+    })
+  }
+  yield* extractAndCommit(x)
+  return yield* mergeAndComplete(x)
+})
+
+/**
+ * Executes a run: the one code path for start and resume (prepare, claim, extract, commit, merge, complete). A
+ * completed run is returned as it is.
  *
  * @since 0.1.0
  * @category operations
@@ -292,187 +494,18 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   const stored = yield* store.getRun(runId)
   const reopen = options.retrySkipped === true && stored.skippedBatches > 0
   if (stored.status === "completed" && !reopen) return stored
-  const { batches, extractor, ontology } = yield* prepare(stored)
-  const owner = options.owner ?? makeOwnerId()
-  const leaseMs = options.leaseMs ?? defaultLeaseMs
-  const run = yield* store.claim(runId, owner, leaseMs, { reopen })
-  if (run.status === "completed" && !reopen) return run
-  const emit = options.onEvent ?? (() => Effect.void)
-  const { concurrency, totalBatches } = run.plan
-
-  const body = Effect.gen(function*() {
-    yield* emit({ _tag: "RunStarted", runId, totalBatches, committedBatches: run.committedBatches })
-    yield* Effect.logInfo(`executing run ${runId}: ${run.committedBatches}/${totalBatches} batches committed`)
-    if (totalBatches === 0) {
-      const artifact = yield* Merge.writeEmpty({
-        path: run.plan.outputPath,
-        format: run.plan.outputFormat,
-        ontology
-      })
-      return yield* store.complete(runId, owner, artifact)
-    }
-    const committed = yield* SubscriptionRef.make(run.committedBatches)
-    // Batch i sees the entities of batches < i - concurrency + 1 only: those are committed before it can start
-    // whatever the timing, so its context (and output) never depends on scheduling.
-    const knownEntities = (batchIndex: number) => {
-      const horizon = batchIndex - concurrency + 1
-      if (horizon <= 0) return Effect.succeed([])
-      return committed.changes.pipe(
-        Stream.filter((n) => n >= horizon),
-        Stream.take(1),
-        Stream.runDrain,
-        Effect.zipRight(store.knownEntities(runId, horizon)),
-        Effect.map((rows) => rows.map((e) => ({ label: e.label, type: e.type, iri: entityIri(e.label, e.type) })))
-      )
-    }
-    // Spend so far, from every recorded attempt (including attempts lost to crashes), kept up to date in memory.
-    const spent = yield* Ref.make(yield* store.attemptTotals(runId))
-    const recordUsage = (batchIndex: number) => (usage: Extractor.Usage) =>
-      Effect.zipRight(
-        Ref.update(spent, (total) =>
-          new UsageTotals({
-            requests: total.requests + usage.requests,
-            promptTokens: total.promptTokens + usage.promptTokens,
-            completionTokens: total.completionTokens + usage.completionTokens,
-            costUsd: total.costUsd + (usage.costUsd ?? 0)
-          })),
-        store.recordAttempt(runId, batchIndex, usage).pipe(
-          Effect.catchAll((error) => Effect.logWarning("could not record usage", error))
-        )
-      )
-    const reportStatus = (status: Readonly<Record<string, string>>) =>
-      store.setExtractorStatus(runId, status).pipe(
-        Effect.catchAll((error) => Effect.logWarning("could not store the extractor status", error))
-      )
-    const extracted = yield* Ref.make(0)
-    const checkBudget = Effect.gen(function*() {
-      const budget = options.budget
-      if (budget === undefined) return
-      const total = yield* Ref.get(spent)
-      // Project the next batch's spend from the average so far, so that the budget is never exceeded knowingly.
-      const done = Math.max(1, (yield* Ref.get(extracted)) + run.committedBatches)
-      const projectedCost = total.costUsd + total.costUsd / done
-      const projectedTokens = total.tokens + total.tokens / done
-      if (
-        budget.maxCostUsd !== undefined && (total.costUsd >= budget.maxCostUsd || projectedCost > budget.maxCostUsd)
-      ) {
-        return yield* new BudgetExceeded({ runId, limit: "cost", spent: total.costUsd, max: budget.maxCostUsd })
-      }
-      if (budget.maxTokens !== undefined && (total.tokens >= budget.maxTokens || projectedTokens > budget.maxTokens)) {
-        return yield* new BudgetExceeded({ runId, limit: "tokens", spent: total.tokens, max: budget.maxTokens })
-      }
-    })
-    const extractOne = (batch: Chunking.Batch) =>
-      Effect.gen(function*() {
-        yield* checkBudget
-        const started = yield* Clock.currentTimeMillis
-        const result = yield* extractor.extract({
-          runId,
-          batchIndex: batch.index,
-          chunks: batch.chunks,
-          ontology,
-          knownEntities: knownEntities(batch.index),
-          recordUsage: recordUsage(batch.index),
-          reportStatus
-        }).pipe(
-          Effect.map((output) => ({ output, skipped: undefined })),
-          Effect.catchIf(
-            (error: ExtractorError) => run.plan.onBatchError === "skip" && error._tag === "ExtractorError",
-            (error) =>
-              Effect.as(Effect.logWarning(`skipping batch ${batch.index}: ${error.message}`), {
-                // The failed attempts' usage is committed with the skipped batch: it is part of the run's usage,
-                // not lost spend.
-                output: error.usage === undefined ? emptyOutput : { ...emptyOutput, usage: error.usage },
-                skipped: { error: error.message }
-              })
-          )
-        )
-        yield* Ref.update(extracted, (n) => n + 1)
-        const finished = yield* Clock.currentTimeMillis
-        return { batch, ...result, durationMs: finished - started }
-      }).pipe(Effect.annotateLogs({ batch: batch.index }))
-
-    if (reopen) {
-      for (const { batchIndex } of yield* store.skippedBatches(runId)) {
-        const retried = yield* extractOne(batches[batchIndex]!)
-        // Also when it failed again: its usage and its latest error are recorded with the batch.
-        yield* store.replaceSkipped({
-          runId,
-          owner,
-          batchIndex,
-          output: retried.output,
-          attempts: Math.max(1, retried.output.usage?.requests ?? 1),
-          durationMs: retried.durationMs,
-          skipped: retried.skipped
-        })
-      }
-    }
-
-    // A batch keeps its concurrency slot until it is committed (in batch order: it waits for the previous commit),
-    // so at most `concurrency` batches are ever extracted but not committed: all that a crash can make us redo.
-    // Subscribing to `changes` costs about 1 ms of CPU per batch (pnpm bench, section 1), so only a batch whose turn
-    // has not come yet subscribes; `changes` starts with the current value, so no commit is missed in between.
-    const awaitTurn = (batchIndex: number) =>
-      Effect.flatMap(SubscriptionRef.get(committed), (n) =>
-        n >= batchIndex ?
-          Effect.void :
-          committed.changes.pipe(Stream.filter((n) => n >= batchIndex), Stream.take(1), Stream.runDrain))
-
-    yield* Stream.fromIterable(batches.slice(run.committedBatches)).pipe(
-      Stream.mapEffect((batch) =>
-        Effect.gen(function*() {
-          const { durationMs, output, skipped } = yield* extractOne(batch)
-          yield* awaitTurn(batch.index)
-          const checkpoint = yield* store.commitBatch({
-            runId,
-            owner,
-            batchIndex: batch.index,
-            output,
-            // An LLM extractor reports one request per HTTP attempt.
-            attempts: Math.max(1, output.usage?.requests ?? 1),
-            durationMs,
-            skipped
-          })
-          yield* SubscriptionRef.set(committed, checkpoint.committedBatches)
-          yield* emit({
-            _tag: "BatchCommitted",
-            runId,
-            batchIndex: batch.index,
-            committedBatches: checkpoint.committedBatches,
-            totalBatches,
-            entityMentions: checkpoint.entityMentions,
-            relations: checkpoint.relations
-          })
-          if (checkpoint.cancelRequested) return yield* new RunCancelled({ runId })
-        }), { concurrency }),
-      Stream.runDrain
-    )
-    yield* emit({ _tag: "MergeStarted", runId })
-    const artifact = yield* Merge.merge({
-      runId,
-      path: run.plan.outputPath,
-      format: run.plan.outputFormat,
-      ontology,
-      provenance: run.plan.provenance ? { extractor: run.plan.extractor } : undefined
-    })
-    yield* Merge.writeSkippedManifest(runId, artifact.path, yield* store.skippedBatches(runId), batches)
-    return yield* store.complete(runId, owner, artifact)
-  })
-
-  // The heartbeat keeps the lease alive and notices cancellation from other processes between commits.
-  const heartbeat = store.heartbeat(runId, owner, leaseMs).pipe(
-    Effect.flatMap(({ cancelRequested }) => cancelRequested ? new RunCancelled({ runId }) : Effect.void),
-    Effect.repeat(Schedule.spaced(Math.max(1, Math.floor(leaseMs / 3)))),
-    Effect.delay(Math.max(1, Math.floor(leaseMs / 3))),
-    Effect.zipRight(Effect.never)
-  )
-
-  const deadline = options.deadlineMs
-  const bounded = deadline === undefined ? body : body.pipe(
-    Effect.timeoutFail({ duration: deadline, onTimeout: () => new DeadlineExceeded({ runId, deadlineMs: deadline }) })
-  )
-  return yield* Effect.raceFirst(bounded, heartbeat).pipe(
-    Effect.onExit((exit) => recordExit(runId, owner, exit)),
+  const prepared = yield* prepare(stored)
+  const lease = Lease.make(runId, options)
+  const claimed = yield* store.claim(runId, lease.owner, lease.leaseMs, { reopen })
+  if (claimed.status === "completed" && !reopen) return claimed
+  return yield* Effect.raceFirst(
+    makeExecution(claimed, prepared, lease, options).pipe(
+      Effect.flatMap((execution) => run(execution, reopen)),
+      Deadline.bound(runId, options.deadlineMs)
+    ),
+    Cancellation.watch(lease)
+  ).pipe(
+    Effect.onExit((exit) => recordExit(lease, exit)),
     // Synchronous extractors and SQLite calls would otherwise starve the event loop: the heartbeat's timer would
     // not fire (the lease would expire under a live run) and signals would wait until the run suspends.
     Effect.withScheduler(FairScheduler.make())
