@@ -76,8 +76,9 @@ interface State {
   readonly held: ReadonlyMap<number, Held>
 }
 
-type Decision =
-  | { readonly _tag: "Reserve"; readonly spend: Spend }
+type Decision = { readonly _tag: "Reserve"; readonly spend: Spend } | NoReservation
+
+type NoReservation =
   | { readonly _tag: "Wait" }
   | { readonly _tag: "Exceeded"; readonly limit: "cost" | "tokens"; readonly spent: number; readonly max: number }
 
@@ -183,28 +184,26 @@ export const make = (options: {
     })
 
     // Every change of the state (usage recorded, a batch settled) may make room: decide again on each, atomically.
+    // Only a reservation changes the state: a `Wait` must not publish, or every waiter would wake every other one.
+    const attempt = (limits: Limits, batchIndex: number) =>
+      SubscriptionRef.modifyEffect(state, (current) => {
+        const decision = decide(limits, current)
+        return decision._tag === "Reserve" ?
+          Effect.succeed([true, withHeld(current, batchIndex, { reserved: decision.spend, recorded: zero })] as const) :
+          Effect.fail(decision)
+      }).pipe(
+        Effect.catchAll((decision) =>
+          decision._tag === "Wait" ?
+            Effect.succeed(false) :
+            new BudgetExceeded({ runId, limit: decision.limit, spent: decision.spent, max: decision.max })
+        )
+      )
     const reserveWithin = (limits: Limits, batchIndex: number) =>
       state.changes.pipe(
-        Stream.mapEffect(() =>
-          SubscriptionRef.modify(state, (current): [Decision, State] => {
-            const decision = decide(limits, current)
-            return decision._tag === "Reserve" ?
-              [decision, withHeld(current, batchIndex, { reserved: decision.spend, recorded: zero })] :
-              [decision, current]
-          })
-        ),
-        Stream.filter((decision) => decision._tag !== "Wait"),
+        Stream.mapEffect(() => attempt(limits, batchIndex)),
+        Stream.filter((reserved) => reserved),
         Stream.runHead,
-        Effect.flatMap((decision) =>
-          Option.isSome(decision) && decision.value._tag === "Exceeded" ?
-            new BudgetExceeded({
-              runId,
-              limit: decision.value.limit,
-              spent: decision.value.spent,
-              max: decision.value.max
-            }) :
-            Effect.void
-        )
+        Effect.asVoid
       )
 
     return {
