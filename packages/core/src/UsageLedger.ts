@@ -83,7 +83,9 @@ export const make = (
         Effect.zipRight(Ref.set(unwrittenStatus, undefined)),
         Effect.catchAll((error) =>
           Effect.zipRight(
-            Effect.logWarning("could not store the extractor status yet; trying again before the next commit", error),
+            Effect.logWarning(
+              `could not store the extractor status yet (${error.message}); trying again before the next commit`
+            ),
             Ref.set(unwrittenStatus, status)
           )
         )
