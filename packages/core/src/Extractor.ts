@@ -9,6 +9,7 @@ import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { Chunk } from "./Chunking.js"
+import type * as Compensation from "./Compensation.js"
 import { ExtractorError, UnknownExtractor } from "./Errors.js"
 import type { PersistenceError } from "./Errors.js"
 import * as internalUsage from "./internal/usage.js"
@@ -171,6 +172,11 @@ export interface BatchInput {
    * Absent outside a workflow.
    */
   readonly reportStatus?: ((status: Readonly<Record<string, string>>) => Effect.Effect<void>) | undefined
+  /**
+   * Registers a step that undoes something this batch did outside the database (e.g. deletes an uploaded file); the
+   * steps run newest first if the run is cancelled. Absent outside a workflow.
+   */
+  readonly compensate?: ((step: Compensation.Step) => Effect.Effect<void>) | undefined
 }
 
 /**

@@ -18,6 +18,7 @@ import { randomBytes } from "node:crypto"
 import * as Budget from "./Budget.js"
 import * as Cancellation from "./Cancellation.js"
 import * as Chunking from "./Chunking.js"
+import * as Compensation from "./Compensation.js"
 import * as Deadline from "./Deadline.js"
 import {
   BudgetExceeded,
@@ -85,6 +86,8 @@ export interface ExecuteOptions {
   readonly deadlineMs?: number | undefined
   /** Re-extract the batches that were skipped under the `skip` policy (reopens a completed run). */
   readonly retrySkipped?: boolean | undefined
+  /** The application's own undo steps, run (after the extractor's, newest first) if the run is cancelled. */
+  readonly compensations?: ReadonlyArray<Compensation.Step> | undefined
 }
 
 /**
@@ -280,6 +283,9 @@ const outcomeOf = (
   }
   const error = failure.value
   if (error instanceof RunCancelled) return Effect.succeed({ status: "cancelled" })
+  if (error instanceof Compensation.CompensationFailed) {
+    return Effect.succeed({ status: "cancelled", reason: "compensation_failed", error: error.message })
+  }
   if (tagOf(error) === "RunLocked") return Effect.succeed(undefined) // the lease was lost: the new holder records
   const reason = error instanceof BudgetExceeded ?
     "budget" :
@@ -289,14 +295,29 @@ const outcomeOf = (
   return Effect.succeed({ status: "failed", reason, error: error instanceof Error ? error.message : String(error) })
 }
 
-/** Records how an execution that held the lease ended; only the lease holder's record counts. */
-const recordExit = (lease: Lease.Lease, exit: Exit.Exit<Run, unknown>) =>
+/**
+ * Records how an execution that held the lease ended; only the lease holder's record counts. A run cancelled by
+ * interruption is compensated here (a finalizer is the only place an interrupted fiber still runs).
+ */
+const recordExit = (lease: Lease.Lease, compensations: Compensation.Compensations, exit: Exit.Exit<Run, unknown>) =>
   Exit.isSuccess(exit) ? Effect.void : Effect.gen(function*() {
-    const outcome = yield* outcomeOf(lease.runId, exit.cause)
+    let outcome = yield* outcomeOf(lease.runId, exit.cause)
+    if (outcome?.status === "cancelled" && outcome.reason === undefined) {
+      const undone = yield* Effect.either(compensations.run("cancelled"))
+      if (undone._tag === "Left") outcome = { ...outcome, reason: "compensation_failed", error: undone.left.message }
+    }
     if (outcome !== undefined) yield* (yield* RunStore).finish(lease.runId, lease.owner, outcome)
   }).pipe(
     Effect.catchAllCause((cause) => Effect.logError("could not record the end of the run", cause)),
     Effect.annotateLogs({ runId: lease.runId })
+  )
+
+/** A run stopped by a cancel undoes what it did; a failing undo step is reported with the cancel, never instead. */
+const compensatingCancel = (compensations: Compensation.Compensations) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.catchIf(
+    self,
+    (error): error is E & RunCancelled => error instanceof RunCancelled,
+    (cancelled) => Effect.zipRight(compensations.run(cancelled.message), Effect.fail(cancelled))
   )
 
 const tagOf = (u: unknown): string | undefined =>
@@ -321,6 +342,7 @@ interface Execution extends Prepared {
   readonly lease: Lease.Lease
   readonly budget: Budget.Budget
   readonly ledger: UsageLedger.UsageLedger
+  readonly compensations: Compensation.Compensations
   readonly committed: Effect.Effect.Success<ReturnType<typeof makeCommitted>>
   readonly emit: (event: WorkflowEvent) => Effect.Effect<void>
 }
@@ -362,7 +384,8 @@ const extract = (x: Execution, batch: Chunking.Batch) =>
       ontology: x.ontology,
       knownEntities: Effect.provideService(knownEntities(x, batch.index), RunStore, store),
       recordUsage: (usage) => Effect.zipRight(x.budget.record(batch.index, usage), x.ledger.record(batch.index, usage)),
-      reportStatus: x.ledger.reportStatus
+      reportStatus: x.ledger.reportStatus,
+      compensate: x.compensations.register
     }).pipe(
       Effect.flatMap(Extractor.checkOutput(x.extractor.name, batch.index)),
       SkipPolicy.apply(x.run.plan.onBatchError),
@@ -444,10 +467,12 @@ const makeExecution = Effect.fnUntraced(function*(
   run: Run,
   prepared: Prepared,
   lease: Lease.Lease,
+  compensations: Compensation.Compensations,
   options: ExecuteOptions
 ) {
   const store = yield* RunStore
   return {
+    compensations,
     ...prepared,
     run,
     lease,
@@ -498,14 +523,17 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   const lease = Lease.make(runId, options)
   const claimed = yield* store.claim(runId, lease.owner, lease.leaseMs, { reopen })
   if (claimed.status === "completed" && !reopen) return claimed
+  const compensations = yield* Compensation.make(runId)
+  yield* Effect.forEach(options.compensations ?? [], compensations.register, { discard: true })
   return yield* Effect.raceFirst(
-    makeExecution(claimed, prepared, lease, options).pipe(
+    makeExecution(claimed, prepared, lease, compensations, options).pipe(
       Effect.flatMap((execution) => run(execution, reopen)),
       Deadline.bound(runId, options.deadlineMs)
     ),
     Cancellation.watch(lease)
   ).pipe(
-    Effect.onExit((exit) => recordExit(lease, exit)),
+    compensatingCancel(compensations),
+    Effect.onExit((exit) => recordExit(lease, compensations, exit)),
     // Synchronous extractors and SQLite calls would otherwise starve the event loop: the heartbeat's timer would
     // not fire (the lease would expire under a live run) and signals would wait until the run suspends.
     Effect.withScheduler(FairScheduler.make())

@@ -145,7 +145,16 @@ const recorded = (run: Run): Effect.Effect<Run, AwaitError> => {
         })
       )
     case "cancelled":
-      return Effect.fail(new RunCancelled({ runId: run.id }))
+      // A cancel whose undo steps failed reports both, as recorded.
+      return Option.contains(run.failureReason, "compensation_failed") ?
+        Effect.fail(
+          new RunFailed({
+            runId: run.id,
+            reason: "compensation_failed",
+            error: Option.getOrElse(run.lastError, () => "unknown error")
+          })
+        ) :
+        Effect.fail(new RunCancelled({ runId: run.id }))
     case "interrupted":
       return Effect.fail(new RunInterrupted({ runId: run.id }))
     default:
