@@ -9,7 +9,8 @@ import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { Chunk } from "./Chunking.js"
-import { type ExtractorError, UnknownExtractor } from "./Errors.js"
+import type * as Compensation from "./Compensation.js"
+import { ExtractorError, UnknownExtractor } from "./Errors.js"
 import type { PersistenceError } from "./Errors.js"
 import * as internalUsage from "./internal/usage.js"
 import type { Ontology } from "./Ontology.js"
@@ -171,6 +172,11 @@ export interface BatchInput {
    * Absent outside a workflow.
    */
   readonly reportStatus?: ((status: Readonly<Record<string, string>>) => Effect.Effect<void>) | undefined
+  /**
+   * Registers a step that undoes something this batch did outside the database (e.g. deletes an uploaded file); the
+   * steps run newest first if the run is cancelled. Absent outside a workflow.
+   */
+  readonly compensate?: ((step: Compensation.Step) => Effect.Effect<void>) | undefined
 }
 
 /**
@@ -251,3 +257,29 @@ export const encodeOutput = Schema.encodeSync(Schema.parseJson(BatchOutput))
  * @category encoding
  */
 export const decodeOutput = Schema.decodeUnknown(Schema.parseJson(BatchOutput))
+
+const encodeOutputEffect = Schema.encode(Schema.parseJson(BatchOutput))
+
+/**
+ * Checks that an extractor's output survives encoding as the store encodes it and decoding as the merge decodes it
+ * (e.g. no `NaN` confidence, which JSON turns into `null`). An output that does not is an `ExtractorError` naming the
+ * batch (not retryable: the same input gives the same output), with the output's usage when that is well formed.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const checkOutput =
+  (extractor: string, batchIndex: number) => (output: BatchOutput): Effect.Effect<BatchOutput, ExtractorError> =>
+    encodeOutputEffect(output).pipe(
+      Effect.flatMap(decodeOutput),
+      Effect.mapError((error) =>
+        new ExtractorError({
+          extractor,
+          batchIndex,
+          reason: `its output does not match the batch output schema (a bug in the extractor): ${error.message}`,
+          retryable: false,
+          usage: Schema.is(Usage)(output.usage) ? output.usage : undefined,
+          cause: error
+        })
+      )
+    )

@@ -378,15 +378,8 @@ interface Leaf {
   readonly path: ReadonlyArray<number>
 }
 
-/**
- * Canonical blank node labels by colour refinement (each node's colour is the hash of the quads around it, iterated
- * until the partition is stable) and, where refinement leaves nodes that look alike, individualisation with
- * backtracking: each candidate node of the smallest tied cell is individualised in turn, and the labelling giving
- * the smallest canonical text wins. Automorphisms found on the way prune equivalent branches, so symmetric
- * structures (the same restriction written twice) stay cheap. The result depends only on the graph, never on the
- * parser's labels or the order of the input.
- */
-const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>>): ReadonlyArray<string> => {
+/** For each blank node, the indexes of the quads it appears in. */
+const incidentQuads = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>>): Array<Array<number>> => {
   const incident: Array<Array<number>> = Array.from({ length: count }, () => [])
   quads.forEach((quad, index) => {
     const seen = new Set<number>()
@@ -397,66 +390,108 @@ const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>
       }
     }
   })
+  return incident
+}
 
-  const cellSizes = (colors: ReadonlyArray<string>) => {
-    const sizes = new Map<string, number>()
-    for (const color of colors) sizes.set(color, (sizes.get(color) ?? 0) + 1)
-    return sizes
+const cellSizes = (colors: ReadonlyArray<string>) => {
+  const sizes = new Map<string, number>()
+  for (const color of colors) sizes.set(color, (sizes.get(color) ?? 0) + 1)
+  return sizes
+}
+
+/** Colour refinement in place: each node's colour becomes the hash of the quads around it, until stable. */
+const refine = (
+  colors: Array<string>,
+  quads: ReadonlyArray<ReadonlyArray<Slot>>,
+  incident: ReadonlyArray<ReadonlyArray<number>>
+): void => {
+  const count = colors.length
+  let cells = cellSizes(colors).size
+  while (cells < count) {
+    const sizes = cellSizes(colors)
+    const next = colors.slice()
+    for (let node = 0; node < count; node++) {
+      // A node alone in its cell stays alone; freezing its colour saves work and changes no partition.
+      if (sizes.get(colors[node]) === 1) continue
+      const around = incident[node].map((q) =>
+        renderQuad(quads[q], (other) => (other === node ? "_:@" : `_:${colors[other]}`))
+      ).sort()
+      next[node] = sha256Hex(`${colors[node]}\n${around.join("\n")}`)
+    }
+    for (let node = 0; node < count; node++) colors[node] = next[node]
+    const refined = cellSizes(colors).size
+    if (refined === cells) break
+    cells = refined
   }
+}
 
-  const refine = (colors: Array<string>): void => {
-    let cells = cellSizes(colors).size
-    while (cells < count) {
-      const sizes = cellSizes(colors)
-      const next = colors.slice()
-      for (let node = 0; node < count; node++) {
-        // A node alone in its cell stays alone; freezing its colour saves work and changes no partition.
-        if (sizes.get(colors[node]) === 1) continue
-        const around = incident[node].map((q) =>
-          renderQuad(quads[q], (other) => (other === node ? "_:@" : `_:${colors[other]}`))
-        ).sort()
-        next[node] = sha256Hex(`${colors[node]}\n${around.join("\n")}`)
-      }
-      for (let node = 0; node < count; node++) colors[node] = next[node]
-      const refined = cellSizes(colors).size
-      if (refined === cells) break
-      cells = refined
+const leafOf = (
+  quads: ReadonlyArray<ReadonlyArray<Slot>>,
+  colors: ReadonlyArray<string>,
+  path: ReadonlyArray<number>
+): Leaf => {
+  const short = colors.map((color) => color.slice(0, 16))
+  const labels = new Set(short).size === colors.length ? short : colors
+  const candidate = quads.map((quad) => renderQuad(quad, (node) => `_:c${labels[node]}`)).sort().join("\n")
+  return { candidate, labels, path }
+}
+
+const automorphism = (from: Leaf, to: Leaf): Int32Array => {
+  const nodeOf = new Map<string, number>()
+  to.labels.forEach((label, node) => nodeOf.set(label, node))
+  return Int32Array.from(from.labels, (label) => nodeOf.get(label) ?? -1)
+}
+
+// In a forest of blank nodes (what Turtle's [ ] and ( ) produce), colour refinement already separates every pair
+// of nodes that no automorphism maps onto each other (a node's stable colour fixes its tree up to isomorphism),
+// so any one member of a tied cell leads to the best leaf: one path instead of a search.
+const isForest = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>>): boolean => {
+  const parent = Array.from({ length: count }, (_, i) => i)
+  const find = (x: number): number => {
+    while (parent[x] !== x) x = parent[x] = parent[parent[x]]
+    return x
+  }
+  for (const quad of quads) {
+    const nodes = [...new Set(quad.filter((slot): slot is number => typeof slot === "number"))]
+    if (nodes.length > 2) return false
+    if (nodes.length < 2) continue
+    const a = find(nodes[0])
+    const b = find(nodes[1])
+    if (a === b) return false
+    parent[a] = b
+  }
+  return true
+}
+
+/** The smallest cell of nodes that still look alike (ties broken by colour), as its members. */
+const smallestTiedCell = (colors: ReadonlyArray<string>, sizes: ReadonlyMap<string, number>) => {
+  let target: string | undefined
+  for (const [color, size] of sizes) {
+    if (size < 2) continue
+    if (target === undefined) target = color
+    else {
+      const targetSize = sizes.get(target) ?? 0
+      if (size < targetSize || (size === targetSize && color < target)) target = color
     }
   }
+  const members: Array<number> = []
+  colors.forEach((color, node) => {
+    if (color === target) members.push(node)
+  })
+  return members
+}
 
-  const leafOf = (colors: ReadonlyArray<string>, path: ReadonlyArray<number>): Leaf => {
-    const short = colors.map((color) => color.slice(0, 16))
-    const labels = new Set(short).size === count ? short : colors
-    const candidate = quads.map((quad) => renderQuad(quad, (node) => `_:c${labels[node]}`)).sort().join("\n")
-    return { candidate, labels, path }
-  }
-
-  const automorphism = (from: Leaf, to: Leaf): Int32Array => {
-    const nodeOf = new Map<string, number>()
-    to.labels.forEach((label, node) => nodeOf.set(label, node))
-    return Int32Array.from(from.labels, (label) => nodeOf.get(label) ?? -1)
-  }
-
-  // In a forest of blank nodes (what Turtle's [ ] and ( ) produce), colour refinement already separates every pair
-  // of nodes that no automorphism maps onto each other (a node's stable colour fixes its tree up to isomorphism),
-  // so any one member of a tied cell leads to the best leaf: one path instead of a search.
-  const forest = (() => {
-    const parent = Array.from({ length: count }, (_, i) => i)
-    const find = (x: number): number => {
-      while (parent[x] !== x) x = parent[x] = parent[parent[x]]
-      return x
-    }
-    for (const quad of quads) {
-      const nodes = [...new Set(quad.filter((slot): slot is number => typeof slot === "number"))]
-      if (nodes.length > 2) return false
-      if (nodes.length < 2) continue
-      const a = find(nodes[0])
-      const b = find(nodes[1])
-      if (a === b) return false
-      parent[a] = b
-    }
-    return true
-  })()
+/**
+ * Canonical blank node labels by colour refinement (each node's colour is the hash of the quads around it, iterated
+ * until the partition is stable) and, where refinement leaves nodes that look alike, individualisation with
+ * backtracking: each candidate node of the smallest tied cell is individualised in turn, and the labelling giving
+ * the smallest canonical text wins. Automorphisms found on the way prune equivalent branches, so symmetric
+ * structures (the same restriction written twice) stay cheap. The result depends only on the graph, never on the
+ * parser's labels or the order of the input.
+ */
+const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>>): ReadonlyArray<string> => {
+  const incident = incidentQuads(count, quads)
+  const forest = isForest(count, quads)
 
   const automorphisms: Array<Int32Array> = []
   let first: Leaf | undefined
@@ -481,10 +516,10 @@ const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>
 
   /** Returns the depth to backtrack to when an automorphism proves the rest of a subtree equivalent. */
   const search = (colors: Array<string>, path: Array<number>): number | undefined => {
-    refine(colors)
+    refine(colors, quads, incident)
     const sizes = cellSizes(colors)
     if (sizes.size === count) {
-      const leaf = leafOf(colors, path)
+      const leaf = leafOf(quads, colors, path)
       if (first === undefined || best === undefined) {
         first = leaf
         best = leaf
@@ -500,19 +535,7 @@ const labelBlankNodes = (count: number, quads: ReadonlyArray<ReadonlyArray<Slot>
       else if (leaf.candidate < best.candidate) best = leaf
       return undefined
     }
-    let target: string | undefined
-    for (const [color, size] of sizes) {
-      if (size < 2) continue
-      if (target === undefined) target = color
-      else {
-        const targetSize = sizes.get(target) ?? 0
-        if (size < targetSize || (size === targetSize && color < target)) target = color
-      }
-    }
-    const members: Array<number> = []
-    colors.forEach((color, node) => {
-      if (color === target) members.push(node)
-    })
+    const members = smallestTiedCell(colors, sizes)
     const explored: Array<number> = []
     for (const node of members) {
       if (forest && explored.length > 0) break
@@ -761,17 +784,8 @@ const commentsOf = (graph: Graph, iri: string) => {
   return comments.length > 0 ? comments : labelsOf(graph, iri, `${SKOS}definition`)
 }
 
-/**
- * Builds the class/property view from quads. The result depends only on the set of triples (not on their order),
- * so every serialisation of the same ontology gets the same view.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const view = (quads: ReadonlyArray<N3.Quad>): View => {
-  const graph = new Graph(quads)
-
-  // Datatypes: declared ones (rdfs:Datatype, schema:DataType), their subclasses, and built-in ones used anywhere.
+/** The IRIs that may be classes or properties, read off the triples that mention them. */
+const candidatesOf = (graph: Graph) => {
   const subclassesOf = new Map<string, Array<string>>()
   const classCandidates = new Set<string>()
   const propertyCandidates = new Set<string>()
@@ -795,72 +809,102 @@ export const view = (quads: ReadonlyArray<N3.Quad>): View => {
       propertyCandidates.add(subject)
     }
   }
-  const declaredDatatypes = new Set<string>()
+  return { subclassesOf, classCandidates, propertyCandidates, mentioned }
+}
+
+/** Declared datatypes (rdfs:Datatype, schema:DataType) and their subclasses. */
+const declaredDatatypesOf = (graph: Graph, candidates: ReturnType<typeof candidatesOf>): Set<string> => {
+  const declared = new Set<string>()
   const pending = [
     ...graph.namedSubjects(RDF_TYPE, `${RDFS}Datatype`),
     ...[SCHEMA_HTTP, SCHEMA_HTTPS].flatMap((ns) => [
       ...graph.namedSubjects(RDF_TYPE, `${ns}DataType`),
-      ...(classCandidates.has(`${ns}DataType`) || mentioned.has(`${ns}DataType`) ? [`${ns}DataType`] : [])
+      ...(candidates.classCandidates.has(`${ns}DataType`) || candidates.mentioned.has(`${ns}DataType`) ?
+        [`${ns}DataType`] :
+        [])
     ])
   ]
   for (let iri = pending.pop(); iri !== undefined; iri = pending.pop()) {
-    if (declaredDatatypes.has(iri)) continue
-    declaredDatatypes.add(iri)
-    pending.push(...(subclassesOf.get(iri) ?? []))
+    if (declared.has(iri)) continue
+    declared.add(iri)
+    pending.push(...(candidates.subclassesOf.get(iri) ?? []))
   }
-  const isDatatype = (iri: string) => isBuiltinDatatype(iri) || declaredDatatypes.has(iri)
+  return declared
+}
 
-  const classIris = sortedUnique([...classCandidates].filter((iri) => !isMetaClass(iri) && !isDatatype(iri)))
-  const classes: Array<OntologyClass> = classIris.map((iri) => {
-    const comments = commentsOf(graph, iri)
-    return {
-      iri,
-      labels: labelsOf(graph, iri, `${RDFS}label`, `${SKOS}prefLabel`),
-      superClasses: namedObjects(graph, iri, `${RDFS}subClassOf`).filter((s) => s !== iri && !isMetaClass(s)),
-      altLabels: labelsOf(graph, iri, `${SKOS}altLabel`),
-      comments,
-      description: describe(comments)
-    }
-  })
+const classOf = (graph: Graph, iri: string): OntologyClass => {
+  const comments = commentsOf(graph, iri)
+  return {
+    iri,
+    labels: labelsOf(graph, iri, `${RDFS}label`, `${SKOS}prefLabel`),
+    superClasses: namedObjects(graph, iri, `${RDFS}subClassOf`).filter((s) => s !== iri && !isMetaClass(s)),
+    altLabels: labelsOf(graph, iri, `${SKOS}altLabel`),
+    comments,
+    description: describe(comments)
+  }
+}
 
-  const expand = (iri: string, ...predicates: ReadonlyArray<string>) =>
+/** A property's kind: declared by its OWL type, else told by whether its ranges are datatypes. */
+const kindOf = (types: ReadonlySet<string>, range: ReadonlyArray<string>, isDatatype: (iri: string) => boolean) => {
+  const literalRanges = range.filter(isDatatype).length
+  const kind: PropertyKind = types.has(`${OWL}DatatypeProperty`) ?
+    "datatype" :
+    types.has(`${OWL}ObjectProperty`) ?
+    "object" :
+    types.has(`${OWL}AnnotationProperty`) ?
+    "annotation" :
+    range.length === 0 ?
+    "unknown" :
+    literalRanges === range.length ?
+    "datatype" :
+    literalRanges === 0 ?
+    "object" :
+    "mixed"
+  return kind
+}
+
+const propertyOf = (graph: Graph, iri: string, isDatatype: (iri: string) => boolean): OntologyProperty => {
+  const expand = (...predicates: ReadonlyArray<string>) =>
     sortedUnique(graph.objects(iri, ...predicates).flatMap((term) => graph.classesOf(term)))
+  const comments = commentsOf(graph, iri)
+  const range = expand(`${RDFS}range`, `${SCHEMA_HTTP}rangeIncludes`, `${SCHEMA_HTTPS}rangeIncludes`)
+  return {
+    iri,
+    labels: labelsOf(graph, iri, `${RDFS}label`, `${SKOS}prefLabel`),
+    domain: expand(`${RDFS}domain`, `${SCHEMA_HTTP}domainIncludes`, `${SCHEMA_HTTPS}domainIncludes`),
+    range,
+    altLabels: labelsOf(graph, iri, `${SKOS}altLabel`),
+    comments,
+    description: describe(comments),
+    kind: kindOf(new Set(namedObjects(graph, iri, RDF_TYPE)), range, isDatatype),
+    superProperties: namedObjects(graph, iri, `${RDFS}subPropertyOf`).filter((s) => s !== iri)
+  }
+}
 
+/**
+ * Builds the class/property view from quads. The result depends only on the set of triples (not on their order),
+ * so every serialisation of the same ontology gets the same view.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const view = (quads: ReadonlyArray<N3.Quad>): View => {
+  const graph = new Graph(quads)
+  const candidates = candidatesOf(graph)
+  // Datatypes: declared ones, their subclasses, and built-in ones used anywhere.
+  const declaredDatatypes = declaredDatatypesOf(graph, candidates)
+  const isDatatype = (iri: string) => isBuiltinDatatype(iri) || declaredDatatypes.has(iri)
+  const classIris = sortedUnique(
+    [...candidates.classCandidates].filter((iri) => !isMetaClass(iri) && !isDatatype(iri))
+  )
+  const properties = sortedUnique(candidates.propertyCandidates).map((iri) => propertyOf(graph, iri, isDatatype))
   const usedDatatypes = new Set<string>(declaredDatatypes)
-  const properties: Array<OntologyProperty> = sortedUnique(propertyCandidates).map((iri) => {
-    const comments = commentsOf(graph, iri)
-    const domain = expand(iri, `${RDFS}domain`, `${SCHEMA_HTTP}domainIncludes`, `${SCHEMA_HTTPS}domainIncludes`)
-    const range = expand(iri, `${RDFS}range`, `${SCHEMA_HTTP}rangeIncludes`, `${SCHEMA_HTTPS}rangeIncludes`)
-    for (const r of range) if (isDatatype(r)) usedDatatypes.add(r)
-    const types = new Set(namedObjects(graph, iri, RDF_TYPE))
-    const literalRanges = range.filter(isDatatype).length
-    const kind: PropertyKind = types.has(`${OWL}DatatypeProperty`) ?
-      "datatype" :
-      types.has(`${OWL}ObjectProperty`) ?
-      "object" :
-      types.has(`${OWL}AnnotationProperty`) ?
-      "annotation" :
-      range.length === 0 ?
-      "unknown" :
-      literalRanges === range.length ?
-      "datatype" :
-      literalRanges === 0 ?
-      "object" :
-      "mixed"
-    return {
-      iri,
-      labels: labelsOf(graph, iri, `${RDFS}label`, `${SKOS}prefLabel`),
-      domain,
-      range,
-      altLabels: labelsOf(graph, iri, `${SKOS}altLabel`),
-      comments,
-      description: describe(comments),
-      kind,
-      superProperties: namedObjects(graph, iri, `${RDFS}subPropertyOf`).filter((s) => s !== iri)
-    }
-  })
-
-  return { classes, properties, datatypes: sortedUnique(usedDatatypes) }
+  for (const property of properties) for (const r of property.range) if (isDatatype(r)) usedDatatypes.add(r)
+  return {
+    classes: classIris.map((iri) => classOf(graph, iri)),
+    properties,
+    datatypes: sortedUnique(usedDatatypes)
+  }
 }
 
 /**

@@ -147,6 +147,136 @@ const validate = (options: Options) => {
 }
 
 /**
+ * The cache's entries and pending builds. Mutated only inside single synchronous steps, so every lookup/insert is
+ * atomic with respect to other fibers.
+ */
+class Table {
+  private readonly buckets = new Map<string, Array<Entry>>()
+  private readonly pending = new Map<string, Array<Pending>>()
+  private size = 0
+  private tick = 0
+  private sequence = 0
+  private readonly counters = { hits: 0, misses: 0, coalesced: 0, evictions: 0, expirations: 0, collisions: 0 }
+
+  constructor(
+    private readonly eviction: Eviction,
+    private readonly maxEntries: number,
+    private readonly ttlMillis: number
+  ) {}
+
+  stats(): Stats {
+    return { ...this.counters, size: this.size }
+  }
+
+  clear(): void {
+    this.buckets.clear()
+    this.size = 0
+  }
+
+  private expired(entry: Entry, now: number) {
+    return now - entry.insertedAt >= this.ttlMillis
+  }
+
+  private remove(entry: Entry) {
+    const bucket = this.buckets.get(entry.key)
+    if (bucket === undefined) return
+    const at = bucket.indexOf(entry)
+    if (at < 0) return
+    bucket.splice(at, 1)
+    if (bucket.length === 0) this.buckets.delete(entry.key)
+    this.size--
+  }
+
+  private entries() {
+    return [...this.buckets.values()].flat()
+  }
+
+  private worse(a: Entry, b: Entry): boolean {
+    switch (this.eviction) {
+      case "lru":
+        return a.lastUsed < b.lastUsed
+      case "lfu":
+        return a.uses < b.uses || (a.uses === b.uses && a.lastUsed < b.lastUsed)
+      case "fifo":
+        return a.sequence < b.sequence
+    }
+  }
+
+  lookup(key: string, canonical: string, now: number, deferred: Deferred.Deferred<Ontology.Ontology>) {
+    const counters = this.counters
+    let collided = false
+    for (const entry of [...(this.buckets.get(key) ?? [])]) {
+      if (this.expired(entry, now)) {
+        this.remove(entry)
+        counters.expirations++
+      } else if (entry.canonical === canonical) {
+        entry.lastUsed = ++this.tick
+        entry.uses++
+        counters.hits++
+        if (collided) counters.collisions++
+        return { result: { _tag: "Hit", ontology: entry.ontology } satisfies Lookup, collided }
+      } else {
+        collided = true
+      }
+    }
+    for (const building of this.pending.get(key) ?? []) {
+      if (building.canonical === canonical) {
+        building.waiters++
+        counters.coalesced++
+        if (collided) counters.collisions++
+        return { result: { _tag: "Wait", deferred: building.deferred } satisfies Lookup, collided }
+      }
+      collided = true
+    }
+    if (collided) counters.collisions++
+    counters.misses++
+    const registered: Pending = { canonical, deferred, waiters: 0 }
+    this.pending.set(key, [...(this.pending.get(key) ?? []), registered])
+    return { result: { _tag: "Miss", pending: registered } satisfies Lookup, collided }
+  }
+
+  unregister(key: string, registered: Pending) {
+    const rest = (this.pending.get(key) ?? []).filter((p) => p !== registered)
+    if (rest.length === 0) this.pending.delete(key)
+    else this.pending.set(key, rest)
+  }
+
+  insert(key: string, registered: Pending, ontology: Ontology.Ontology, now: number) {
+    this.unregister(key, registered)
+    for (const entry of this.entries()) {
+      if (this.expired(entry, now)) {
+        this.remove(entry)
+        this.counters.expirations++
+      }
+    }
+    const entry: Entry = {
+      key,
+      canonical: registered.canonical,
+      ontology,
+      insertedAt: now,
+      sequence: this.sequence++,
+      lastUsed: ++this.tick,
+      uses: 1 + registered.waiters
+    }
+    this.buckets.set(key, [...(this.buckets.get(key) ?? []), entry])
+    this.size++
+    this.evictBeyondCapacity(entry)
+  }
+
+  private evictBeyondCapacity(kept: Entry) {
+    while (this.size > this.maxEntries) {
+      let victim: Entry | undefined
+      for (const candidate of this.entries()) {
+        if (candidate !== kept && (victim === undefined || this.worse(candidate, victim))) victim = candidate
+      }
+      if (victim === undefined) break
+      this.remove(victim)
+      this.counters.evictions++
+    }
+  }
+}
+
+/**
  * Builds the cache service. Invalid options (a `maxEntries` below 1, an unknown eviction policy) are defects: they
  * are programming errors; configuration from the environment is validated by {@link config} instead.
  *
@@ -160,106 +290,7 @@ export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<O
     const { eviction, maxEntries, ttlMillis } = valid.right
     const hash = options.hash ?? Ontology.digest
 
-    // Mutated only inside single synchronous steps, so every lookup/insert is atomic with respect to other fibers.
-    const buckets = new Map<string, Array<Entry>>()
-    const pending = new Map<string, Array<Pending>>()
-    let size = 0
-    let tick = 0
-    let sequence = 0
-    const counters = { hits: 0, misses: 0, coalesced: 0, evictions: 0, expirations: 0, collisions: 0 }
-
-    const expired = (entry: Entry, now: number) => now - entry.insertedAt >= ttlMillis
-
-    const remove = (entry: Entry) => {
-      const bucket = buckets.get(entry.key)
-      if (bucket === undefined) return
-      const at = bucket.indexOf(entry)
-      if (at < 0) return
-      bucket.splice(at, 1)
-      if (bucket.length === 0) buckets.delete(entry.key)
-      size--
-    }
-
-    const entries = () => [...buckets.values()].flat()
-
-    const worse = (a: Entry, b: Entry): boolean => {
-      switch (eviction) {
-        case "lru":
-          return a.lastUsed < b.lastUsed
-        case "lfu":
-          return a.uses < b.uses || (a.uses === b.uses && a.lastUsed < b.lastUsed)
-        case "fifo":
-          return a.sequence < b.sequence
-      }
-    }
-
-    const lookup = (key: string, canonical: string, now: number, deferred: Deferred.Deferred<Ontology.Ontology>) => {
-      let collided = false
-      for (const entry of [...(buckets.get(key) ?? [])]) {
-        if (expired(entry, now)) {
-          remove(entry)
-          counters.expirations++
-        } else if (entry.canonical === canonical) {
-          entry.lastUsed = ++tick
-          entry.uses++
-          counters.hits++
-          if (collided) counters.collisions++
-          return { result: { _tag: "Hit", ontology: entry.ontology } satisfies Lookup, collided }
-        } else {
-          collided = true
-        }
-      }
-      for (const building of pending.get(key) ?? []) {
-        if (building.canonical === canonical) {
-          building.waiters++
-          counters.coalesced++
-          if (collided) counters.collisions++
-          return { result: { _tag: "Wait", deferred: building.deferred } satisfies Lookup, collided }
-        }
-        collided = true
-      }
-      if (collided) counters.collisions++
-      counters.misses++
-      const registered: Pending = { canonical, deferred, waiters: 0 }
-      pending.set(key, [...(pending.get(key) ?? []), registered])
-      return { result: { _tag: "Miss", pending: registered } satisfies Lookup, collided }
-    }
-
-    const unregister = (key: string, registered: Pending) => {
-      const rest = (pending.get(key) ?? []).filter((p) => p !== registered)
-      if (rest.length === 0) pending.delete(key)
-      else pending.set(key, rest)
-    }
-
-    const insert = (key: string, registered: Pending, ontology: Ontology.Ontology, now: number) => {
-      unregister(key, registered)
-      for (const entry of entries()) {
-        if (expired(entry, now)) {
-          remove(entry)
-          counters.expirations++
-        }
-      }
-      const entry: Entry = {
-        key,
-        canonical: registered.canonical,
-        ontology,
-        insertedAt: now,
-        sequence: sequence++,
-        lastUsed: ++tick,
-        uses: 1 + registered.waiters
-      }
-      buckets.set(key, [...(buckets.get(key) ?? []), entry])
-      size++
-      while (size > maxEntries) {
-        let victim: Entry | undefined
-        for (const candidate of entries()) {
-          if (candidate !== entry && (victim === undefined || worse(candidate, victim))) victim = candidate
-        }
-        if (victim === undefined) break
-        remove(victim)
-        counters.evictions++
-      }
-    }
+    const table = new Table(eviction, maxEntries, ttlMillis)
 
     const build = (key: string, registered: Pending, parsed: Ontology.Parsed) =>
       Effect.gen(function*() {
@@ -267,11 +298,14 @@ export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<O
         yield* Effect.yieldNow()
         const ontology = Ontology.prepare(Ontology.fromCanonical(parsed.quads, parsed.prefixes, registered.canonical))
         const now = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-        yield* Effect.sync(() => insert(key, registered, ontology, now))
+        yield* Effect.sync(() => table.insert(key, registered, ontology, now))
         return ontology
       }).pipe(
         Effect.onExit((exit) =>
-          Effect.zipRight(Effect.sync(() => unregister(key, registered)), Deferred.done(registered.deferred, exit))
+          Effect.zipRight(
+            Effect.sync(() => table.unregister(key, registered)),
+            Deferred.done(registered.deferred, exit)
+          )
         )
       )
 
@@ -287,7 +321,7 @@ export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<O
       // for the build would wait forever; only waiting for someone else's build stays interruptible.
       const { collided, ontology } = yield* Effect.uninterruptibleMask((restore) =>
         Effect.gen(function*() {
-          const { collided, result } = lookup(key, canonical, now, deferred)
+          const { collided, result } = table.lookup(key, canonical, now, deferred)
           switch (result._tag) {
             case "Hit":
               return { collided, ontology: result.ontology }
@@ -308,11 +342,8 @@ export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<O
 
     return OntologyCache.of({
       get,
-      stats: Effect.sync(() => ({ ...counters, size })),
-      clear: Effect.sync(() => {
-        buckets.clear()
-        size = 0
-      })
+      stats: Effect.sync(() => table.stats()),
+      clear: Effect.sync(() => table.clear())
     })
   })
 

@@ -12,28 +12,34 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { randomBytes } from "node:crypto"
-import * as os from "node:os"
+import * as Budget from "./Budget.js"
+import * as Cancellation from "./Cancellation.js"
 import * as Chunking from "./Chunking.js"
+import * as Compensation from "./Compensation.js"
 import * as CrashPoint from "./CrashPoint.js"
+import * as Deadline from "./Deadline.js"
 import {
   BudgetExceeded,
   DeadlineExceeded,
-  type ExtractorError,
   InputMismatch,
+  type PersistenceError,
   PlanMismatch,
-  RunCancelled
+  RunCancelled,
+  type RunNotFound
 } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import * as FairScheduler from "./FairScheduler.js"
 import { entityIri, sha256 } from "./internal/entities.js"
+import * as Lease from "./Lease.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
-import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId, UsageTotals } from "./Run.js"
-import { keepLease, knownEntitiesReader, type LeaseHolder, RunStore } from "./RunStore.js"
+import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId } from "./Run.js"
+import { type KnownEntity, knownEntitiesReader, type Outcome, RunStore } from "./RunStore.js"
+import * as SkipPolicy from "./SkipPolicy.js"
+import * as UsageLedger from "./UsageLedger.js"
 
 /**
  * Progress of an execution, for progress bars and JSON event streams.
@@ -73,16 +79,16 @@ export interface ExecuteOptions {
   readonly onEvent?: ((event: WorkflowEvent) => Effect.Effect<void>) | undefined
   /**
    * Stop (status `failed`, reason `budget`) before spend would exceed these limits. Spend counts every recorded
-   * attempt, also attempts lost to earlier crashes. Not part of the plan: resume with a higher budget.
+   * attempt, also attempts lost to earlier crashes; batches in flight reserve their projected spend (see `Budget`).
+   * Not part of the plan: resume with a higher budget.
    */
-  readonly budget?: {
-    readonly maxCostUsd?: number | undefined
-    readonly maxTokens?: number | undefined
-  } | undefined
+  readonly budget?: Budget.Limits | undefined
   /** Stop the execution (status `failed`, reason `deadline`) when it runs longer than this. */
   readonly deadlineMs?: number | undefined
   /** Re-extract the batches that were skipped under the `skip` policy (reopens a completed run). */
   readonly retrySkipped?: boolean | undefined
+  /** The application's own undo steps, run (after the extractor's, newest first) if the run is cancelled. */
+  readonly compensations?: ReadonlyArray<Compensation.Step> | undefined
 }
 
 /**
@@ -118,7 +124,7 @@ export interface CreateOptions {
  * @since 0.1.0
  * @category constants
  */
-export const defaultLeaseMs = 30_000
+export const defaultLeaseMs = Lease.defaultLeaseMs
 
 /**
  * A lease owner id naming this host and process, unique per call.
@@ -126,7 +132,7 @@ export const defaultLeaseMs = 30_000
  * @since 0.1.0
  * @category constructors
  */
-export const makeOwnerId = (): string => `${os.hostname()}:${process.pid}:${randomBytes(4).toString("hex")}`
+export const makeOwnerId = Lease.makeOwnerId
 
 /**
  * A fresh run id: the creation time plus random letters.
@@ -191,88 +197,117 @@ export const create = Effect.fn("Workflow.create")(function*(options: CreateOpti
   })
 })
 
-const emptyOutput: Extractor.BatchOutput = { entities: [], relations: [] }
+/** The extractor of this process must be the very one the run was planned with. */
+const checkExtractor = (run: Run, extractor: Extractor.Extractor): Effect.Effect<void, PlanMismatch> => {
+  const stored = run.plan.extractor
+  const mismatch = (field: string, was: string, now: string) =>
+    new PlanMismatch({ runId: run.id, field: `extractor ${extractor.name} ${field}`, stored: was, current: now })
+  if (extractor.version !== stored.version) return mismatch("version", stored.version, extractor.version)
+  if (extractor.configHash === stored.configHash) return Effect.void
+  // The hash decides; a setting that changed names what did.
+  const current = extractor.settings ?? {}
+  const show = (value: string | number | boolean | undefined) => value === undefined ? "unset" : String(value)
+  const changed = [...new Set([...Object.keys(stored.settings), ...Object.keys(current)])].sort()
+    .find((key) => stored.settings[key] !== current[key])
+  return changed === undefined ?
+    mismatch("configuration", stored.configHash, extractor.configHash) :
+    mismatch(`setting ${changed}`, show(stored.settings[changed]), show(current[changed]))
+}
+
+/** The run's stored ontology, parsed and checked against its recorded hash. */
+const loadOntology = Effect.fnUntraced(function*(run: Run) {
+  if (Option.isNone(run.plan.ontologySha256)) return Option.none<Ontology.Ontology>()
+  const expected = run.plan.ontologySha256.value
+  const mismatch = (current: string) =>
+    new PlanMismatch({ runId: run.id, field: "ontology", stored: expected, current })
+  const source = yield* (yield* RunStore).readOntologySource(expected)
+  if (Option.isNone(source)) return yield* mismatch("none stored")
+  const parsed = yield* Ontology.parse(source.value).pipe(
+    Effect.mapError((e) => mismatch(`an unreadable ontology (${e.message})`))
+  )
+  if (parsed.sha256 !== expected) return yield* mismatch(parsed.sha256)
+  return Option.some(parsed)
+})
+
+/** What `execute` works from once `prepare` has checked it. */
+interface Prepared {
+  readonly extractor: Extractor.Extractor
+  readonly batches: ReadonlyArray<Chunking.Batch>
+  readonly ontology: Option.Option<Ontology.Ontology>
+}
 
 /** Everything `execute` checks before it writes anything. */
 const prepare = Effect.fn("Workflow.prepare")(function*(run: Run) {
   const store = yield* RunStore
-  const registry = yield* Extractor.Registry
+  const extractor = yield* (yield* Extractor.Registry).get(run.plan.extractor.name)
+  yield* checkExtractor(run, extractor)
   const { plan } = run
-  const extractor = yield* registry.get(plan.extractor.name)
-  const mismatch = (field: string, stored: string, current: string) =>
-    new PlanMismatch({ runId: run.id, field, stored, current })
-  if (extractor.version !== plan.extractor.version) {
-    return yield* mismatch(`extractor ${extractor.name} version`, plan.extractor.version, extractor.version)
-  }
-  if (extractor.configHash !== plan.extractor.configHash) {
-    // The hash decides; a setting that changed names what did.
-    const current = extractor.settings ?? {}
-    const show = (value: string | number | boolean | undefined) => value === undefined ? "unset" : String(value)
-    const changed = [...new Set([...Object.keys(plan.extractor.settings), ...Object.keys(current)])].sort()
-      .find((key) => plan.extractor.settings[key] !== current[key])
-    if (changed !== undefined) {
-      return yield* mismatch(
-        `extractor ${extractor.name} setting ${changed}`,
-        show(plan.extractor.settings[changed]),
-        show(current[changed])
-      )
-    }
-    return yield* mismatch(
-      `extractor ${extractor.name} configuration`,
-      plan.extractor.configHash,
-      extractor.configHash
-    )
-  }
   if (plan.chunkerVersion !== Chunking.chunkerVersion) {
-    return yield* mismatch("chunker version", plan.chunkerVersion, Chunking.chunkerVersion)
+    return yield* new PlanMismatch({
+      runId: run.id,
+      field: "chunker version",
+      stored: plan.chunkerVersion,
+      current: Chunking.chunkerVersion
+    })
   }
   const input = yield* store.readInput(run.id)
   const actual = sha256(input)
   if (actual !== plan.inputSha256) {
     return yield* new InputMismatch({ runId: run.id, expected: plan.inputSha256, actual })
   }
-  let ontology = Option.none<Ontology.Ontology>()
-  if (Option.isSome(plan.ontologySha256)) {
-    const expected = plan.ontologySha256.value
-    const source = yield* store.readOntologySource(expected)
-    if (Option.isNone(source)) return yield* mismatch("ontology", expected, "none stored")
-    const parsed = yield* Ontology.parse(source.value).pipe(
-      Effect.mapError((e) => mismatch("ontology", expected, `an unreadable ontology (${e.message})`))
-    )
-    if (parsed.sha256 !== expected) return yield* mismatch("ontology", expected, parsed.sha256)
-    ontology = Option.some(parsed)
-  }
+  const ontology = yield* loadOntology(run)
   const batches = Chunking.plan(input, plan.chunking)
   if (batches.length !== plan.totalBatches) {
-    return yield* mismatch("batch count", String(plan.totalBatches), String(batches.length))
+    return yield* new PlanMismatch({
+      runId: run.id,
+      field: "batch count",
+      stored: String(plan.totalBatches),
+      current: String(batches.length)
+    })
   }
-  return { extractor, batches, ontology }
+  return { extractor, batches, ontology } satisfies Prepared
 })
 
-/** Records how an execution that held the lease ended; only the lease holder's record counts. */
-const recordExit = (runId: RunId, owner: LeaseHolder, exit: Exit.Exit<Run, unknown>) =>
-  Effect.gen(function*() {
-    if (Exit.isSuccess(exit)) return
-    const store = yield* RunStore
-    const cause = exit.cause
-    const failure = Cause.failureOption(cause)
-    if (Option.isSome(failure)) {
-      const error = failure.value
-      if (error instanceof RunCancelled) return yield* store.finish(runId, owner, { status: "cancelled" })
-      if (tagOf(error) === "RunLocked") return // the lease was lost: the new holder owns the record
-      return yield* store.finish(runId, owner, {
-        status: "failed",
-        reason: error instanceof BudgetExceeded ? "budget" : error instanceof DeadlineExceeded ?
-          "deadline" :
-          tagOf(error) ?? "error",
-        error: error instanceof Error ? error.message : String(error)
-      })
+/** How an execution that did not complete ended, as recorded; `undefined` when it must not be recorded. */
+const outcomeOf = (
+  runId: RunId,
+  cause: Cause.Cause<unknown>
+): Effect.Effect<Outcome | undefined, RunNotFound | PersistenceError, RunStore> => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isNone(failure)) {
+    return Cause.isInterruptedOnly(cause) ?
+      Effect.map(
+        Effect.flatMap(RunStore, (store) => store.getRun(runId)),
+        (run): Outcome => ({ status: run.cancelRequested ? "cancelled" : "interrupted" })
+      ) :
+      Effect.succeed({ status: "failed", reason: "defect", error: Cause.pretty(cause) })
+  }
+  const error = failure.value
+  if (error instanceof RunCancelled) return Effect.succeed({ status: "cancelled" })
+  if (error instanceof Compensation.CompensationFailed) {
+    return Effect.succeed({ status: "cancelled", reason: "compensation_failed", error: error.message })
+  }
+  if (tagOf(error) === "RunLocked") return Effect.succeed(undefined) // the lease was lost: the new holder records
+  const reason = error instanceof BudgetExceeded ?
+    "budget" :
+    error instanceof DeadlineExceeded ?
+    "deadline" :
+    tagOf(error) ?? "error"
+  return Effect.succeed({ status: "failed", reason, error: error instanceof Error ? error.message : String(error) })
+}
+
+/**
+ * Records how an execution that held the lease ended; only the lease holder's record counts. A run cancelled by
+ * interruption is compensated here (a finalizer is the only place an interrupted fiber still runs).
+ */
+const recordExit = (lease: Lease.Lease, compensations: Compensation.Compensations, exit: Exit.Exit<Run, unknown>) =>
+  Exit.isSuccess(exit) ? Effect.void : Effect.gen(function*() {
+    let outcome = yield* outcomeOf(lease.runId, exit.cause)
+    if (outcome?.status === "cancelled" && outcome.reason === undefined) {
+      const undone = yield* Effect.either(compensations.run("cancelled"))
+      if (undone._tag === "Left") outcome = { ...outcome, reason: "compensation_failed", error: undone.left.message }
     }
-    if (Cause.isInterruptedOnly(cause)) {
-      const run = yield* store.getRun(runId)
-      return yield* store.finish(runId, owner, { status: run.cancelRequested ? "cancelled" : "interrupted" })
-    }
-    yield* store.finish(runId, owner, { status: "failed", reason: "defect", error: Cause.pretty(cause) })
+    if (outcome !== undefined) yield* (yield* RunStore).finish(lease.runId, lease.holder, outcome)
   }).pipe(
     // The cause (with its stack) only at debug level: the command reports the run's error itself.
     Effect.catchAllCause((cause) =>
@@ -281,14 +316,229 @@ const recordExit = (runId: RunId, owner: LeaseHolder, exit: Exit.Exit<Run, unkno
         Effect.logDebug("could not record the end of the run", cause)
       )
     ),
-    Effect.annotateLogs({ runId })
+    Effect.annotateLogs({ runId: lease.runId })
+  )
+
+/** A run stopped by a cancel undoes what it did; a failing undo step is reported with the cancel, never instead. */
+const compensatingCancel = (compensations: Compensation.Compensations) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.catchIf(
+    self,
+    (error): error is E & RunCancelled => error instanceof RunCancelled,
+    (cancelled) => Effect.zipRight(compensations.run(cancelled.message), Effect.fail(cancelled))
   )
 
 const tagOf = (u: unknown): string | undefined =>
   typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" ? u._tag : undefined
 
+/** How many batches are committed, and a way to wait for more. */
+const makeCommitted = (initial: number) =>
+  Effect.map(SubscriptionRef.make(initial), (ref) => ({
+    set: (n: number) => SubscriptionRef.set(ref, n),
+    // Subscribing to `changes` costs about 1 ms of CPU per batch (pnpm bench, section 1), so only a wait that is not
+    // over yet subscribes; `changes` starts with the current value, so no commit is missed in between.
+    atLeast: (n: number) =>
+      Effect.flatMap(SubscriptionRef.get(ref), (current) =>
+        current >= n ?
+          Effect.void :
+          ref.changes.pipe(Stream.filter((c) => c >= n), Stream.take(1), Stream.runDrain))
+  }))
+
+/** One execution after its claim: the run, what `prepare` checked, and the policies in force. */
+interface Execution extends Prepared {
+  readonly run: Run
+  readonly lease: Lease.Lease
+  readonly budget: Budget.Budget
+  readonly ledger: UsageLedger.UsageLedger
+  readonly compensations: Compensation.Compensations
+  readonly committed: Effect.Effect.Success<ReturnType<typeof makeCommitted>>
+  /** Reads the entities known before a batch, incrementally (`RunStore.knownEntitiesReader`). */
+  readonly readKnownEntities: (beforeBatch: number) => Effect.Effect<ReadonlyArray<KnownEntity>, PersistenceError>
+  readonly emit: (event: WorkflowEvent) => Effect.Effect<void>
+}
+
+// Batch i sees the entities of batches < i - concurrency + 1 only: those are committed before it can start whatever
+// the timing, so its context (and output) never depends on scheduling.
+const knownEntities = (x: Execution, batchIndex: number) => {
+  const horizon = batchIndex - x.run.plan.concurrency + 1
+  if (horizon <= 0) return Effect.succeed([])
+  return x.committed.atLeast(horizon).pipe(
+    Effect.zipRight(x.readKnownEntities(horizon)),
+    Effect.map((rows) => rows.map((e) => ({ label: e.label, type: e.type, iri: entityIri(e.label, e.type) })))
+  )
+}
+
+/** Before committing, writes the batch's usage the ledger still keeps, also when the batch failed. */
+const flushingUsage =
+  (ledger: UsageLedger.UsageLedger, batchIndex: number) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | PersistenceError, R> =>
+    Effect.matchCauseEffect(self, {
+      onSuccess: (a) => Effect.as(ledger.flush(batchIndex), a),
+      onFailure: (cause) =>
+        Effect.matchCauseEffect(ledger.flush(batchIndex), {
+          onSuccess: () => Effect.failCause(cause),
+          // Neither failure hides the other.
+          onFailure: (flushed) => Effect.failCause(Cause.parallel(cause, flushed))
+        })
+    })
+
+/** Extracts one batch under the run's policies: usage into the ledger and the budget, output checked, skip policy. */
+const extract = (x: Execution, batch: Chunking.Batch) =>
+  Effect.gen(function*() {
+    const started = yield* Clock.currentTimeMillis
+    const store = yield* RunStore
+    const result = yield* x.extractor.extract({
+      runId: x.run.id,
+      batchIndex: batch.index,
+      chunks: batch.chunks,
+      ontology: x.ontology,
+      knownEntities: Effect.provideService(knownEntities(x, batch.index), RunStore, store),
+      recordUsage: (usage) => Effect.zipRight(x.budget.record(batch.index, usage), x.ledger.record(batch.index, usage)),
+      reportStatus: x.ledger.reportStatus,
+      compensate: x.compensations.register
+    }).pipe(
+      Effect.flatMap(Extractor.checkOutput(x.extractor.name, batch.index)),
+      SkipPolicy.apply(x.run.plan.onBatchError),
+      Effect.ensuring(x.budget.settle(batch.index)),
+      flushingUsage(x.ledger, batch.index)
+    )
+    const finished = yield* Clock.currentTimeMillis
+    return { ...result, durationMs: finished - started }
+  }).pipe(Effect.annotateLogs({ batch: batch.index }))
+
 /**
- * Executes a run: the one code path for start and resume. A completed run is returned as it is.
+ * Reserves the batch's budget. When the budget is exhausted, first lets every earlier batch commit: they are
+ * extracted and paid for already.
+ */
+const reserve = (x: Execution, batch: Chunking.Batch) =>
+  x.budget.reserve(batch.index).pipe(
+    Effect.tapError(() => x.committed.atLeast(batch.index)),
+    Effect.as(batch)
+  )
+
+/** Commits a batch once every batch before it is committed, and reports it. */
+const commit = (x: Execution, batch: Chunking.Batch, result: SkipPolicy.Extracted & { readonly durationMs: number }) =>
+  Effect.gen(function*() {
+    yield* CrashPoint.hit("extract.beforeCommit", batch.index)
+    yield* x.committed.atLeast(batch.index)
+    const checkpoint = yield* (yield* RunStore).commitBatch({
+      runId: x.run.id,
+      holder: x.lease.holder,
+      batchIndex: batch.index,
+      output: result.output,
+      attempts: SkipPolicy.attemptsOf(result.output),
+      durationMs: result.durationMs,
+      skipped: result.skipped
+    })
+    yield* CrashPoint.hit("commit.beforeEvent", batch.index)
+    yield* x.committed.set(checkpoint.committedBatches)
+    yield* x.emit({
+      _tag: "BatchCommitted",
+      runId: x.run.id,
+      batchIndex: batch.index,
+      committedBatches: checkpoint.committedBatches,
+      totalBatches: x.run.plan.totalBatches,
+      entityMentions: checkpoint.entityMentions,
+      relations: checkpoint.relations
+    })
+    yield* Cancellation.afterCommit(x.run.id, checkpoint)
+  })
+
+/**
+ * Extracts and commits the batches not committed yet. Budgets are reserved in batch order; a batch keeps its
+ * concurrency slot until it is committed (in batch order), so at most `concurrency` batches are ever extracted but
+ * not committed: all that a crash can make us redo.
+ */
+const extractAndCommit = (x: Execution) =>
+  Stream.fromIterable(x.batches.slice(x.run.committedBatches)).pipe(
+    Stream.mapEffect((batch) => reserve(x, batch)),
+    Stream.mapEffect((batch) => Effect.flatMap(extract(x, batch), (result) => commit(x, batch, result)), {
+      concurrency: x.run.plan.concurrency
+    }),
+    Stream.runDrain
+  )
+
+/**
+ * The artifact replaces an earlier one only while this execution still holds the lease (checked right before the
+ * rename), and only temp files older than a lease are swept as left over by a killed merge.
+ */
+const fencing = (store: RunStore["Type"], lease: Lease.Lease) => ({
+  fence: Effect.asVoid(store.heartbeat(lease.runId, lease.holder, lease.leaseMs)),
+  staleAfterMs: lease.leaseMs
+})
+
+/** Merges the committed batches into the artifact and completes the run. */
+const mergeAndComplete = Effect.fnUntraced(function*(x: Execution) {
+  const store = yield* RunStore
+  const { plan } = x.run
+  yield* x.emit({ _tag: "MergeStarted", runId: x.run.id })
+  const artifact = yield* Merge.merge({
+    runId: x.run.id,
+    path: plan.outputPath,
+    format: plan.outputFormat,
+    ontology: x.ontology,
+    provenance: plan.provenance ? { extractor: plan.extractor } : undefined,
+    ...fencing(store, x.lease)
+  })
+  yield* Merge.writeSkippedManifest(x.run.id, artifact.path, yield* store.skippedBatches(x.run.id), x.batches)
+  yield* CrashPoint.hit("merge.afterRename")
+  return yield* store.complete(x.run.id, x.lease.holder, artifact)
+})
+
+/** The execution's policies, starting from what the run recorded before. */
+const makeExecution = Effect.fnUntraced(function*(
+  run: Run,
+  prepared: Prepared,
+  lease: Lease.Lease,
+  compensations: Compensation.Compensations,
+  options: ExecuteOptions
+) {
+  const store = yield* RunStore
+  return {
+    compensations,
+    ...prepared,
+    run,
+    lease,
+    budget: yield* Budget.make({
+      runId: run.id,
+      limits: options.budget,
+      spent: yield* store.attemptTotals(run.id),
+      settledBatches: run.committedBatches
+    }),
+    ledger: yield* UsageLedger.make(run.id),
+    committed: yield* makeCommitted(run.committedBatches),
+    readKnownEntities: yield* knownEntitiesReader(store, run.id),
+    emit: options.onEvent ?? (() => Effect.void)
+  } satisfies Execution
+})
+
+/** The run once claimed: retry skipped batches when reopened, extract and commit the rest, merge, complete. */
+const run = Effect.fnUntraced(function*(x: Execution, reopen: boolean) {
+  const { committedBatches, id, plan } = x.run
+  yield* x.emit({ _tag: "RunStarted", runId: id, totalBatches: plan.totalBatches, committedBatches })
+  yield* Effect.logDebug(`executing run ${id}: ${committedBatches}/${plan.totalBatches} batches committed`)
+  const store = yield* RunStore
+  if (plan.totalBatches === 0) {
+    const artifact = yield* Merge.writeEmpty({
+      path: plan.outputPath,
+      format: plan.outputFormat,
+      ontology: x.ontology,
+      ...fencing(store, x.lease)
+    })
+    return yield* store.complete(id, x.lease.holder, artifact)
+  }
+  if (reopen) {
+    yield* SkipPolicy.retrySkipped(x.lease, (batchIndex) => {
+      const batch = x.batches[batchIndex]!
+      return Effect.zipRight(x.budget.reserve(batchIndex), extract(x, batch))
+    })
+  }
+  yield* extractAndCommit(x)
+  return yield* mergeAndComplete(x)
+})
+
+/**
+ * Executes a run: the one code path for start and resume (prepare, claim, extract, commit, merge, complete). A
+ * completed run is returned as it is.
  *
  * @since 0.1.0
  * @category operations
@@ -298,196 +548,24 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   const stored = yield* store.getRun(runId)
   const reopen = options.retrySkipped === true && stored.skippedBatches > 0
   if (stored.status === "completed" && !reopen) return stored
-  const { batches, extractor, ontology } = yield* prepare(stored)
-  const leaseMs = options.leaseMs ?? defaultLeaseMs
-  const claimed = yield* store.claim(runId, options.owner ?? makeOwnerId(), leaseMs, {
+  const prepared = yield* prepare(stored)
+  const { lease: claimedLease, run: claimed } = yield* Lease.claim(runId, options, {
     reopen,
     expectedVersion: stored.statusVersion
   })
-  const run = claimed.run
-  if (Option.isNone(claimed.holder)) return run
-  // Every write of this execution presents its claim's token.
-  const owner = claimed.holder.value
-  const emit = options.onEvent ?? (() => Effect.void)
-  const { concurrency, totalBatches } = run.plan
-
-  // The artifact replaces the previous one only while this execution still holds the lease.
-  const fencing = { fence: Effect.asVoid(store.heartbeat(runId, owner, leaseMs)), staleAfterMs: leaseMs }
-
-  const body = Effect.gen(function*() {
-    yield* emit({ _tag: "RunStarted", runId, totalBatches, committedBatches: run.committedBatches })
-    yield* Effect.logInfo(`executing run ${runId}: ${run.committedBatches}/${totalBatches} batches committed`)
-    if (totalBatches === 0) {
-      const artifact = yield* Merge.writeEmpty({
-        path: run.plan.outputPath,
-        format: run.plan.outputFormat,
-        ontology,
-        ...fencing
-      })
-      return yield* store.complete(runId, owner, artifact)
-    }
-    const committed = yield* SubscriptionRef.make(run.committedBatches)
-    const readKnownEntities = yield* knownEntitiesReader(store, runId)
-    // Batch i sees the entities of batches < i - concurrency + 1 only: those are committed before it can start
-    // whatever the timing, so its context (and output) never depends on scheduling.
-    const knownEntities = (batchIndex: number) => {
-      const horizon = batchIndex - concurrency + 1
-      if (horizon <= 0) return Effect.succeed([])
-      return committed.changes.pipe(
-        Stream.filter((n) => n >= horizon),
-        Stream.take(1),
-        Stream.runDrain,
-        Effect.zipRight(readKnownEntities(horizon)),
-        Effect.map((rows) => rows.map((e) => ({ label: e.label, type: e.type, iri: entityIri(e.label, e.type) })))
-      )
-    }
-    // Spend so far, from every recorded attempt (including attempts lost to crashes), kept up to date in memory.
-    const spent = yield* Ref.make(yield* store.attemptTotals(runId))
-    const recordUsage = (batchIndex: number) => (usage: Extractor.Usage) =>
-      Effect.zipRight(
-        Ref.update(spent, (total) =>
-          new UsageTotals({
-            requests: total.requests + usage.requests,
-            promptTokens: total.promptTokens + usage.promptTokens,
-            completionTokens: total.completionTokens + usage.completionTokens,
-            costUsd: total.costUsd + (usage.costUsd ?? 0)
-          })),
-        store.recordAttempt(runId, batchIndex, usage).pipe(
-          Effect.catchAll((error) => Effect.logWarning("could not record usage", error))
-        )
-      )
-    const reportStatus = (status: Readonly<Record<string, string>>) =>
-      store.setExtractorStatus(runId, status).pipe(
-        Effect.catchAll((error) => Effect.logWarning("could not store the extractor status", error))
-      )
-    const extracted = yield* Ref.make(0)
-    const checkBudget = Effect.gen(function*() {
-      const budget = options.budget
-      if (budget === undefined) return
-      const total = yield* Ref.get(spent)
-      // Project the next batch's spend from the average so far, so that the budget is never exceeded knowingly.
-      const done = Math.max(1, (yield* Ref.get(extracted)) + run.committedBatches)
-      const projectedCost = total.costUsd + total.costUsd / done
-      const projectedTokens = total.tokens + total.tokens / done
-      if (
-        budget.maxCostUsd !== undefined && (total.costUsd >= budget.maxCostUsd || projectedCost > budget.maxCostUsd)
-      ) {
-        return yield* new BudgetExceeded({ runId, limit: "cost", spent: total.costUsd, max: budget.maxCostUsd })
-      }
-      if (budget.maxTokens !== undefined && (total.tokens >= budget.maxTokens || projectedTokens > budget.maxTokens)) {
-        return yield* new BudgetExceeded({ runId, limit: "tokens", spent: total.tokens, max: budget.maxTokens })
-      }
-    })
-    const extractOne = (batch: Chunking.Batch) =>
-      Effect.gen(function*() {
-        yield* checkBudget
-        const started = yield* Clock.currentTimeMillis
-        const result = yield* extractor.extract({
-          runId,
-          batchIndex: batch.index,
-          chunks: batch.chunks,
-          ontology,
-          knownEntities: knownEntities(batch.index),
-          recordUsage: recordUsage(batch.index),
-          reportStatus
-        }).pipe(
-          Effect.map((output) => ({ output, skipped: undefined })),
-          Effect.catchIf(
-            (error: ExtractorError) => run.plan.onBatchError === "skip" && error._tag === "ExtractorError",
-            (error) =>
-              Effect.as(Effect.logWarning(`skipping batch ${batch.index}: ${error.message}`), {
-                // The failed attempts' usage is committed with the skipped batch: it is part of the run's usage,
-                // not lost spend.
-                output: error.usage === undefined ? emptyOutput : { ...emptyOutput, usage: error.usage },
-                skipped: { error: error.message }
-              })
-          )
-        )
-        yield* Ref.update(extracted, (n) => n + 1)
-        const finished = yield* Clock.currentTimeMillis
-        return { batch, ...result, durationMs: finished - started }
-      }).pipe(Effect.annotateLogs({ batch: batch.index }))
-
-    if (reopen) {
-      for (const { batchIndex } of yield* store.skippedBatches(runId)) {
-        const retried = yield* extractOne(batches[batchIndex]!)
-        // Also when it failed again: its usage and its latest error are recorded with the batch.
-        yield* store.replaceSkipped({
-          runId,
-          holder: owner,
-          batchIndex,
-          output: retried.output,
-          attempts: Math.max(1, retried.output.usage?.requests ?? 1),
-          durationMs: retried.durationMs,
-          skipped: retried.skipped
-        })
-      }
-    }
-
-    // A batch keeps its concurrency slot until it is committed (in batch order: it waits for the previous commit),
-    // so at most `concurrency` batches are ever extracted but not committed: all that a crash can make us redo.
-    // Subscribing to `changes` costs about 1 ms of CPU per batch (pnpm bench, section 1), so only a batch whose turn
-    // has not come yet subscribes; `changes` starts with the current value, so no commit is missed in between.
-    const awaitTurn = (batchIndex: number) =>
-      Effect.flatMap(SubscriptionRef.get(committed), (n) =>
-        n >= batchIndex ?
-          Effect.void :
-          committed.changes.pipe(Stream.filter((n) => n >= batchIndex), Stream.take(1), Stream.runDrain))
-
-    yield* Stream.fromIterable(batches.slice(run.committedBatches)).pipe(
-      Stream.mapEffect((batch) =>
-        Effect.gen(function*() {
-          const { durationMs, output, skipped } = yield* extractOne(batch)
-          yield* CrashPoint.hit("extract.beforeCommit", batch.index)
-          yield* awaitTurn(batch.index)
-          const checkpoint = yield* store.commitBatch({
-            runId,
-            holder: owner,
-            batchIndex: batch.index,
-            output,
-            // An LLM extractor reports one request per HTTP attempt.
-            attempts: Math.max(1, output.usage?.requests ?? 1),
-            durationMs,
-            skipped
-          })
-          yield* CrashPoint.hit("commit.beforeEvent", batch.index)
-          yield* SubscriptionRef.set(committed, checkpoint.committedBatches)
-          yield* emit({
-            _tag: "BatchCommitted",
-            runId,
-            batchIndex: batch.index,
-            committedBatches: checkpoint.committedBatches,
-            totalBatches,
-            entityMentions: checkpoint.entityMentions,
-            relations: checkpoint.relations
-          })
-          if (checkpoint.cancelRequested) return yield* new RunCancelled({ runId })
-        }), { concurrency }),
-      Stream.runDrain
-    )
-    yield* emit({ _tag: "MergeStarted", runId })
-    const artifact = yield* Merge.merge({
-      runId,
-      path: run.plan.outputPath,
-      format: run.plan.outputFormat,
-      ontology,
-      provenance: run.plan.provenance ? { extractor: run.plan.extractor } : undefined,
-      ...fencing
-    })
-    yield* Merge.writeSkippedManifest(runId, artifact.path, yield* store.skippedBatches(runId), batches)
-    yield* CrashPoint.hit("merge.afterRename")
-    return yield* store.complete(runId, owner, artifact)
-  })
-
-  // The heartbeat keeps the lease alive (retrying transient failures) and notices cancellation from other processes.
-  const heartbeat = keepLease(store, runId, owner, leaseMs)
-
-  const deadline = options.deadlineMs
-  const bounded = deadline === undefined ? body : body.pipe(
-    Effect.timeoutFail({ duration: deadline, onTimeout: () => new DeadlineExceeded({ runId, deadlineMs: deadline }) })
-  )
-  return yield* Effect.raceFirst(bounded, heartbeat).pipe(
-    Effect.onExit((exit) => recordExit(runId, owner, exit)),
+  if (Option.isNone(claimedLease)) return claimed
+  const lease = claimedLease.value
+  const compensations = yield* Compensation.make(runId)
+  yield* Effect.forEach(options.compensations ?? [], compensations.register, { discard: true })
+  return yield* Effect.raceFirst(
+    makeExecution(claimed, prepared, lease, compensations, options).pipe(
+      Effect.flatMap((execution) => run(execution, reopen)),
+      Deadline.bound(runId, options.deadlineMs)
+    ),
+    Cancellation.watch(lease)
+  ).pipe(
+    compensatingCancel(compensations),
+    Effect.onExit((exit) => recordExit(lease, compensations, exit)),
     // Synchronous extractors and SQLite calls would otherwise starve the event loop: the heartbeat's timer would
     // not fire (the lease would expire under a live run) and signals would wait until the run suspends.
     Effect.withScheduler(FairScheduler.make())

@@ -8,6 +8,7 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
@@ -94,6 +95,71 @@ export class WorkflowManager extends Context.Tag("@quarry/core/WorkflowManager")
 export interface ManagerOptions {
   readonly owner?: string | undefined
   readonly leaseMs?: number | undefined
+  /** How many ended runs `await` still reports with their own typed exit (default 1,000; older ones: the store's). */
+  readonly recentExits?: number | undefined
+}
+
+/**
+ * The exits of the runs that ended here most recently, so that `await` after the end still gives a run's typed
+ * error (`PlanMismatch`, `RunLocked`, ... are not all in the store, and the store's record is a message, not the
+ * error). Bounded: the oldest exit goes first.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RecentExits {
+  readonly set: (runId: RunId, exit: Exit.Exit<Run, Workflow.ExecuteError>) => void
+  readonly get: (runId: RunId) => Option.Option<Exit.Exit<Run, Workflow.ExecuteError>>
+}
+
+/**
+ * A bounded map of recent exits holding at most `capacity` of them.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeRecentExits = (capacity: number): RecentExits => {
+  const exits = new Map<RunId, Exit.Exit<Run, Workflow.ExecuteError>>()
+  return {
+    set: (runId, exit) => {
+      // A Map iterates in insertion order: re-inserting makes this the newest, and the first key is the oldest.
+      exits.delete(runId)
+      exits.set(runId, exit)
+      if (exits.size > capacity) exits.delete(exits.keys().next().value!)
+    },
+    get: (runId) => Option.fromNullable(exits.get(runId))
+  }
+}
+
+/** The recorded end of a run that did not end here (or too long ago), as `await` reports it. */
+const recorded = (run: Run): Effect.Effect<Run, AwaitError> => {
+  switch (run.status) {
+    case "completed":
+      return Effect.succeed(run)
+    case "failed":
+      return Effect.fail(
+        new RunFailed({
+          runId: run.id,
+          reason: Option.getOrElse(run.failureReason, () => "error"),
+          error: Option.getOrElse(run.lastError, () => "unknown error")
+        })
+      )
+    case "cancelled":
+      // A cancel whose undo steps failed reports both, as recorded.
+      return Option.contains(run.failureReason, "compensation_failed") ?
+        Effect.fail(
+          new RunFailed({
+            runId: run.id,
+            reason: "compensation_failed",
+            error: Option.getOrElse(run.lastError, () => "unknown error")
+          })
+        ) :
+        Effect.fail(new RunCancelled({ runId: run.id }))
+    case "interrupted":
+      return Effect.fail(new RunInterrupted({ runId: run.id }))
+    default:
+      return Effect.fail(new InvalidRunState({ runId: run.id, status: run.status, expected: "finished" }))
+  }
 }
 
 /**
@@ -108,6 +174,7 @@ export const make = (options: ManagerOptions = {}) =>
     const context = yield* Effect.context<RunStore | Extractor.Registry | SqlClient.SqlClient>()
     const owner = options.owner ?? Workflow.makeOwnerId()
     const runs = yield* FiberMap.make<RunId, Run, Workflow.ExecuteError>()
+    const exits = makeRecentExits(options.recentExits ?? 1_000)
 
     // `FiberMap.run` with `onlyIfMissing` hands back an already-interrupted dummy fiber when the key is taken, so the
     // active run's own fiber is looked up before launching, and again after (should another launch have won).
@@ -119,7 +186,9 @@ export const make = (options: ManagerOptions = {}) =>
           runs,
           runId,
           Workflow.execute(runId, { ...execution, owner, leaseMs: options.leaseMs }).pipe(
-            Effect.provide(context)
+            Effect.provide(context),
+            // Kept before the fiber leaves the map, so that no `await` finds neither.
+            Effect.onExit((exit) => Effect.sync(() => exits.set(runId, exit)))
           ),
           { onlyIfMissing: true }
         )
@@ -146,50 +215,28 @@ export const make = (options: ManagerOptions = {}) =>
         return yield* store.getRun(runId)
       }).pipe(Effect.withSpan("WorkflowManager.cancel", { attributes: { runId } }))
 
-    const recorded = (run: Run): Effect.Effect<Run, AwaitError> => {
-      switch (run.status) {
-        case "completed":
-          return Effect.succeed(run)
-        case "failed":
-          return Effect.fail(
-            new RunFailed({
-              runId: run.id,
-              reason: Option.getOrElse(run.failureReason, () => "error"),
-              error: Option.getOrElse(run.lastError, () => "unknown error")
-            })
-          )
-        case "cancelled":
-          return Effect.fail(new RunCancelled({ runId: run.id }))
-        case "interrupted":
-          return Effect.fail(new RunInterrupted({ runId: run.id }))
-        default:
-          return Effect.fail(new InvalidRunState({ runId: run.id, status: run.status, expected: "finished" }))
-      }
-    }
+    // Interrupted from outside the run (cancel, shutdown): report what was recorded.
+    const ended = (runId: RunId, exit: Exit.Exit<Run, Workflow.ExecuteError>): Effect.Effect<Run, AwaitError> =>
+      Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ?
+        Effect.flatMap(store.getRun(runId), recorded) :
+        exit
 
     const await_ = (runId: RunId) =>
-      FiberMap.get(runs, runId).pipe(
-        Effect.option,
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.flatMap(store.getRun(runId), recorded),
-          onSome: (fiber) =>
-            Fiber.join(fiber).pipe(
-              // Interrupted from outside this caller (cancel, shutdown): report what was recorded.
-              Effect.catchAllCause((cause) =>
-                Cause.isInterruptedOnly(cause) ?
-                  Effect.flatMap(store.getRun(runId), recorded) :
-                  Effect.failCause(cause)
-              )
-            )
-        }))
-      )
+      Option.match(FiberMap.unsafeGet(runs, runId), {
+        onSome: (fiber) => Effect.flatMap(Fiber.await(fiber), (exit) => ended(runId, exit)),
+        onNone: () =>
+          Option.match(exits.get(runId), {
+            onSome: (exit) => ended(runId, exit),
+            onNone: () => Effect.flatMap(store.getRun(runId), recorded)
+          })
+      })
 
     return WorkflowManager.of({
       owner,
       start,
       resume: (runId, execution) => launch(runId, execution),
       cancel,
-      await: await_,
+      await: (runId) => Effect.suspend(() => await_(runId)),
       active,
       awaitIdle: FiberMap.awaitEmpty(runs).pipe(Effect.ignore)
     })

@@ -245,6 +245,69 @@ describe("Workflow", () => {
       }))
   })
 
+  describe("an extractor output that does not match its schema", () => {
+    // A NaN confidence passes the type checker and would become `null` in the stored JSON, unreadable at merge time.
+    const broken = scriptedExtractor({ name: "broken" })
+    const brokenOn = (batchIndex: number): Extractor.Extractor => ({
+      ...broken,
+      extract: (input) =>
+        Effect.map(broken.extract(input), (output) =>
+          input.batchIndex !== batchIndex ? output : {
+            ...output,
+            entities: output.entities.map((e) => ({ ...e, confidence: Number.NaN })),
+            usage: { requests: 1, promptTokens: 5, completionTokens: 1 }
+          })
+    })
+    const createBroken = (dir: string, onBatchError: "fail" | "skip") =>
+      Workflow.create({
+        input: text,
+        extractor: "broken",
+        chunking: custom,
+        onBatchError,
+        output: { path: path.join(dir, `${onBatchError}.ttl`), format: "turtle" }
+      })
+
+    it.scoped("is an ExtractorError naming the batch (not a defect), and nothing of that batch is committed", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        yield* Effect.gen(function*() {
+          const run = yield* createBroken(dir, "fail")
+          const error = yield* Effect.flip(Workflow.execute(run.id))
+          assert.strictEqual(error._tag, "ExtractorError")
+          if (error._tag === "ExtractorError") {
+            assert.strictEqual(error.batchIndex, 2)
+            assert.isFalse(error.retryable)
+            assert.include(error.message, "extractor broken failed on batch 2")
+            assert.include(error.message, "does not match the batch output schema")
+          }
+          const failed = yield* (yield* RunStore.RunStore).getRun(run.id)
+          assert.strictEqual(failed.status, "failed")
+          assert.deepStrictEqual(failed.failureReason, Option.some("ExtractorError"))
+          assert.strictEqual(failed.committedBatches, 2)
+          assert.strictEqual(yield* countRows("batches", run.id), 2)
+        }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [brokenOn(2)])))
+      }))
+
+    it.scoped("under the skip policy, the batch is skipped with that error and its usage, and the run completes", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        yield* Effect.gen(function*() {
+          const store = yield* RunStore.RunStore
+          const run = yield* createBroken(dir, "skip")
+          const done = yield* Workflow.execute(run.id)
+          assert.strictEqual(done.status, "completed")
+          const skipped = yield* store.skippedBatches(run.id)
+          assert.deepStrictEqual(skipped.map((s) => s.batchIndex), [1])
+          assert.include(skipped[0]!.error, "does not match the batch output schema")
+          assert.deepStrictEqual((yield* store.batchPage(run.id, 0, 1))[0]!.output.usage, {
+            requests: 1,
+            promptTokens: 5,
+            completionTokens: 1
+          })
+        }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [brokenOn(1)])))
+      }))
+  })
+
   describe("zero-batch runs", () => {
     for (const [name, input] of [["empty", ""], ["whitespace-only", "  \n\t \r\n\u00a0 "]] as const) {
       it.scoped(`${name} input completes with an empty valid artifact without merging; resume is a no-op`, () =>

@@ -127,8 +127,12 @@ describe("WorkflowManager", () => {
         assert.deepStrictEqual(errors.map((e) => e.reason), ["ExtractorError"])
         assert.include(errors[0]!.message, "scripted failure on batch 2")
         assert.strictEqual(yield* countRows("run_errors", runId), 1)
-        // Once the fiber is gone, await reports the recorded failure.
-        const recorded = yield* Effect.flip(manager.await(runId))
+        // Once the fiber is gone, this manager still gives the typed error; another one, the recorded failure.
+        assert.deepStrictEqual(yield* manager.active, [])
+        const again = yield* Effect.flip(manager.await(runId))
+        assert.strictEqual(again, error)
+        const other = yield* WorkflowManager.make()
+        const recorded = yield* Effect.flip(other.await(runId))
         assert.strictEqual(recorded._tag, "RunFailed")
         if (recorded._tag === "RunFailed") {
           assert.strictEqual(recorded.reason, "ExtractorError")
@@ -245,6 +249,49 @@ describe("WorkflowManager", () => {
       assert.deepStrictEqual(readBytes(path.join(dir, "iso-a.jsonl")), aloneA)
       assert.deepStrictEqual(readBytes(path.join(dir, "iso-b.jsonl")), aloneB)
     }))
+
+  describe("await after the run's fiber ended", () => {
+    it.scoped("gives a failure of prepare (PlanMismatch) as it was, not the stored status", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const db = path.join(dir, "q.db")
+        const run = yield* Workflow.create(startOptions(dir, "mismatch", docA)).pipe(Effect.provide(storeLayer(db)))
+        const newer = scriptedExtractor({ version: "999" })
+        yield* Effect.gen(function*() {
+          const manager = yield* WorkflowManager.make()
+          yield* manager.resume(run.id)
+          yield* manager.awaitIdle
+          assert.deepStrictEqual(yield* manager.active, [])
+          const error = yield* Effect.flip(manager.await(run.id))
+          assert.strictEqual(error._tag, "PlanMismatch")
+          if (error._tag === "PlanMismatch") assert.strictEqual(error.current, "999")
+          // Nothing was claimed or recorded: the store still says pending.
+          assert.strictEqual((yield* (yield* RunStore.RunStore).getRun(run.id)).status, "pending")
+        }).pipe(Effect.provide(storeLayer(db, [newer])))
+      }))
+
+    it.scoped("gives a failure of claim (RunLocked) as it was; the bound keeps only the newest exits", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        yield* Effect.gen(function*() {
+          const store = yield* RunStore.RunStore
+          const manager = yield* WorkflowManager.make({ owner: "late", recentExits: 1 })
+          const held = yield* Workflow.create(startOptions(dir, "held-elsewhere", docA))
+          yield* store.claim(held.id, "someone-else", 60_000)
+          yield* manager.resume(held.id)
+          yield* manager.awaitIdle
+          const locked = yield* Effect.flip(manager.await(held.id))
+          assert.strictEqual(locked._tag, "RunLocked")
+          if (locked._tag === "RunLocked") assert.strictEqual(locked.owner, "someone-else")
+
+          // A second run ends here: with room for one exit, the first run's await falls back to the store.
+          const other = yield* manager.start(startOptions(dir, "second", docB))
+          assert.strictEqual((yield* manager.await(other.runId)).status, "completed")
+          const stale = yield* Effect.flip(manager.await(held.id))
+          assert.strictEqual(stale._tag, "InvalidRunState")
+        }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
+      }))
+  })
 
   describe("lease", () => {
     it.scoped("a second manager cannot execute a run another live manager holds", () =>

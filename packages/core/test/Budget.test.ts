@@ -1,0 +1,162 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Budget from "@quarry/core/Budget"
+import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
+import type * as Extractor from "@quarry/core/Extractor"
+import { RunId, UsageTotals } from "@quarry/core/Run"
+import { RunStore } from "@quarry/core/RunStore"
+import * as Workflow from "@quarry/core/Workflow"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as path from "node:path"
+import { readText, sharedData, storeLayer, tempDir } from "./fixtures.js"
+
+const runId = RunId.make("budget")
+const nothingSpent = new UsageTotals({ requests: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 })
+const cent = { requests: 1, promptTokens: 80, completionTokens: 20, costUsd: 0.01 }
+
+/** Lets every forked fiber run as far as it can. */
+const settleFibers = Effect.repeatN(Effect.yieldNow(), 20)
+
+const isWaiting = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
+  Effect.zipRight(settleFibers, Effect.map(Fiber.poll(fiber), Option.isNone))
+
+describe("Budget", () => {
+  it.effect("the first batch runs alone; later ones start while spent + reserved + their projection fits", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({
+        runId,
+        limits: { maxCostUsd: 0.035 },
+        spent: nothingSpent,
+        settledBatches: 0
+      })
+      yield* budget.reserve(0)
+      const second = yield* Effect.fork(budget.reserve(1))
+      assert.isTrue(yield* isWaiting(second), "nothing is known about a batch's cost until one settles")
+      yield* budget.record(0, cent)
+      yield* budget.settle(0)
+      yield* Fiber.join(second)
+      assert.deepStrictEqual(yield* budget.projection, Option.some({ costUsd: 0.01, tokens: 100 }))
+      // 0.01 spent + 0.01 reserved by batch 1 + 0.01 projected = 0.03 <= 0.035.
+      yield* budget.reserve(2)
+      // 0.01 + 0.02 + 0.01 = 0.04 > 0.035: batch 3 waits while batches 1 and 2 hold reservations.
+      const fourth = yield* Effect.fork(budget.reserve(3))
+      assert.isTrue(yield* isWaiting(fourth))
+      yield* budget.record(1, cent)
+      yield* budget.settle(1)
+      assert.isTrue(yield* isWaiting(fourth))
+      yield* budget.record(2, cent)
+      yield* budget.settle(2)
+      // Nothing in flight could make room any more: 0.03 spent + 0.01 projected > 0.035.
+      const exit = yield* Fiber.await(fourth)
+      assert.isTrue(Exit.isFailure(exit))
+      const error = yield* Effect.flip(exit)
+      assert.strictEqual(error.limit, "cost")
+      assert.closeTo(error.spent, 0.03, 1e-9)
+      assert.strictEqual(error.max, 0.035)
+    }))
+
+  it.effect("a batch that costs less than it reserved makes room for the next one", () =>
+    Effect.gen(function*() {
+      // Earlier executions settled 2 batches for 200 tokens: 100 projected per batch.
+      const spent = new UsageTotals({ requests: 2, promptTokens: 160, completionTokens: 40, costUsd: 0 })
+      const budget = yield* Budget.make({ runId, limits: { maxTokens: 450 }, spent, settledBatches: 2 })
+      yield* budget.reserve(2)
+      // 200 spent + 100 reserved + 100 projected = 400 <= 450; one more would be 500.
+      yield* budget.reserve(3)
+      const fifth = yield* Effect.fork(budget.reserve(4))
+      assert.isTrue(yield* isWaiting(fifth))
+      // Batch 2 cost 10 tokens: 210 spent + 100 still reserved by batch 3 + ~103 projected fits.
+      yield* budget.record(2, { requests: 1, promptTokens: 10, completionTokens: 0 })
+      yield* budget.settle(2)
+      yield* Fiber.join(fifth)
+      assert.deepStrictEqual(yield* budget.spent, { costUsd: 0, tokens: 210 })
+    }))
+
+  it.effect("spend already at the limit fails at once; without limits nothing ever waits", () =>
+    Effect.gen(function*() {
+      const spent = new UsageTotals({ requests: 3, promptTokens: 0, completionTokens: 0, costUsd: 0.05 })
+      const spentOut = yield* Budget.make({ runId, limits: { maxCostUsd: 0.05 }, spent, settledBatches: 0 })
+      const error = yield* Effect.flip(spentOut.reserve(0))
+      assert.strictEqual(error._tag, "BudgetExceeded")
+      const unlimited = yield* Budget.make({ runId, spent: nothingSpent, settledBatches: 0 })
+      yield* Effect.forEach([0, 1, 2, 3], (i) => unlimited.reserve(i), { discard: true })
+    }))
+})
+
+const text = readText(sharedData("texts", "long-multi-chapter.txt"))
+
+/**
+ * An extractor that reports $0.01 per batch as it goes, takes a little real time, and counts how many batches it
+ * extracts at once.
+ */
+const meteredSlow = () => {
+  const peak = { inFlight: 0, max: 0 }
+  const extractor: Extractor.Extractor = {
+    ...CapitalizedExtractor.make(),
+    extract: (input) =>
+      Effect.gen(function*() {
+        peak.inFlight += 1
+        peak.max = Math.max(peak.max, peak.inFlight)
+        yield* Effect.sleep(20)
+        if (input.recordUsage) yield* input.recordUsage(cent)
+        yield* Effect.sleep(5)
+        peak.inFlight -= 1
+        return { ...CapitalizedExtractor.extractMentions(input), usage: cent }
+      })
+  }
+  return { extractor, peak }
+}
+
+describe("Budget in a workflow", () => {
+  it.scopedLive("concurrency 8, a budget for 3 batches: spend stays within one batch's projected cost of it", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { extractor, peak } = meteredSlow()
+      yield* Effect.gen(function*() {
+        const store = yield* RunStore
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "capitalized",
+          chunking: { windowSize: 300, overlap: 50, batchSize: 1 },
+          concurrency: 8,
+          output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+        })
+        assert.isAbove(run.plan.totalBatches, 8)
+        const error = yield* Effect.flip(Workflow.execute(run.id, { budget: { maxCostUsd: 0.035 } }))
+        assert.strictEqual(error._tag, "BudgetExceeded")
+        const spent = (yield* store.attemptTotals(run.id)).costUsd
+        assert.isAtMost(spent, 0.035 + 0.01, `spent $${spent} of a $0.035 budget`)
+        const stopped = yield* store.getRun(run.id)
+        assert.strictEqual(stopped.status, "failed")
+        assert.deepStrictEqual(stopped.failureReason, Option.some("budget"))
+        // Every batch paid for was committed: nothing extracted was thrown away at the stop.
+        assert.strictEqual((yield* store.attemptTotals(run.id)).requests, stopped.committedBatches)
+        assert.strictEqual(stopped.committedBatches, 3)
+        assert.isAtLeast(peak.max, 2, "batches within the budget still run concurrently")
+
+        const done = yield* Workflow.execute(run.id, { budget: { maxCostUsd: 1 } })
+        assert.strictEqual(done.status, "completed")
+        assert.strictEqual((yield* store.attemptTotals(run.id)).requests, done.plan.totalBatches)
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [extractor])))
+    }))
+
+  it.scopedLive("without a budget, batches are not held back: all 8 slots fill", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { extractor, peak } = meteredSlow()
+      const done = yield* Effect.gen(function*() {
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "capitalized",
+          chunking: { windowSize: 300, overlap: 50, batchSize: 1 },
+          concurrency: 8,
+          output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+        })
+        return yield* Workflow.execute(run.id)
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [extractor])))
+      assert.strictEqual(done.status, "completed")
+      assert.strictEqual(peak.max, 8)
+    }))
+})
