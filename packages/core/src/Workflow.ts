@@ -37,7 +37,7 @@ import * as Lease from "./Lease.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
 import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId } from "./Run.js"
-import { type KnownEntity, knownEntitiesReader, type Outcome, RunStore } from "./RunStore.js"
+import { knownEntitiesReader, type KnownEntity, type Outcome, RunStore } from "./RunStore.js"
 import * as SkipPolicy from "./SkipPolicy.js"
 import * as UsageLedger from "./UsageLedger.js"
 
