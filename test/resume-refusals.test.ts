@@ -7,7 +7,7 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { jsonLines, makeDir, readRun, removeDir, run, sha256File, texts, withDb } from "./support.js"
+import { jsonLines, makeDir, readRun, removeDir, run, sha256File, texts, withDb, withWritableDb } from "./support.js"
 
 interface Refusal {
   readonly name: string
@@ -84,7 +84,7 @@ describe("resume refusals", () => {
       it(`${refusal.name}: ${refusal.error}, exit 2, nothing written`, async () => {
         const db = path.join(dir, `${refusal.name.replace(/\W+/g, "-")}.db`)
         fs.copyFileSync(failed, db)
-        withDb(db, (sqlite) => sqlite.exec(refusal.tamper))
+        withWritableDb(db, (sqlite) => sqlite.exec(refusal.tamper))
         const before = sha256File(db)
         const result = await run(["resume", "r", "--db", db, "--json"], {
           env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" }

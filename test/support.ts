@@ -143,6 +143,19 @@ export const withDb = <A>(file: string, f: (db: Database.Database) => A): A => {
   }
 }
 
+/**
+ * Runs `f` on the database opened READ-WRITE: only for tests that tamper with a stored run on purpose (never between
+ * a kill and a restart; crash tests use `withDb`).
+ */
+export const withWritableDb = <A>(file: string, f: (db: Database.Database) => A): A => {
+  const db = new Database(file, { fileMustExist: true })
+  try {
+    return f(db)
+  } finally {
+    db.close()
+  }
+}
+
 /** Bytes in the database's WAL file (0 when there is none). */
 export const walBytes = (file: string): number => fs.statSync(`${file}-wal`, { throwIfNoEntry: false })?.size ?? 0
 

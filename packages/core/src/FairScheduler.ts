@@ -50,8 +50,11 @@ export const make = (sliceMs = 25): Scheduler.Scheduler => {
       queue.scheduleTask(task, priority)
       schedule()
     },
+    // Also by time: a fiber that ran one long synchronous step (an extractor call) yields at its next step, whatever
+    // its step count, or fibers that end before `maxOpsBeforeYield` steps would never let the event loop turn.
     shouldYield: (fiber) =>
-      fiber.currentOpCount > fiber.getFiberRef(FiberRef.currentMaxOpsBeforeYield) ?
+      fiber.currentOpCount > fiber.getFiberRef(FiberRef.currentMaxOpsBeforeYield) ||
+        performance.now() - sliceStart >= sliceMs ?
         fiber.getFiberRef(FiberRef.currentSchedulingPriority) :
         false
   }
