@@ -34,31 +34,43 @@ describe("read-only storage", () => {
   }, 60_000)
   afterAll(() => removeDir(dir))
 
-  it("a database made read-only: exit 1, read-only named, nothing written; resumable once writable again", async () => {
-    const db = path.join(dir, "ro.db")
-    const out = path.join(dir, "ro.nt")
-    const failed = await run(["start", input, ...flags, "--db", db, "--run-id", "ro", "--out", out], {
-      env: { ...env, QUARRY_TEST_FAIL_BATCH: "1" },
-      ...unprivileged
-    })
-    assert.strictEqual(failed.code, 1, failed.stderr)
-    fs.chmodSync(db, 0o444)
-    const before = sha256File(db)
+  it(
+    "a database made read-only: exit 1, read-only named, nothing written; resumable once it and its -wal/-shm are writable",
+    async () => {
+      const db = path.join(dir, "ro.db")
+      const out = path.join(dir, "ro.nt")
+      const failed = await run(["start", input, ...flags, "--db", db, "--run-id", "ro", "--out", out], {
+        env: { ...env, QUARRY_TEST_FAIL_BATCH: "1" },
+        ...unprivileged
+      })
+      assert.strictEqual(failed.code, 1, failed.stderr)
+      fs.chmodSync(db, 0o444)
+      const before = sha256File(db)
 
-    const refused = await run(["resume", "ro", "--db", db], { env, ...unprivileged })
-    assert.strictEqual(refused.code, 1, refused.stderr)
-    assert.include(refused.stderr, "(read-only): Failed to execute statement: attempt to write a readonly database")
-    assert.include(refused.stderr, "[SQLITE_READONLY]; the database (or its directory) is not writable; make both")
-    assert.include(refused.stderr, `resume it with: quarry resume ro --db ${db}`)
-    assertNoStackTrace(refused.stderr)
-    assert.strictEqual(sha256File(db), before)
-    assert.strictEqual(readRun(db, "ro")!.committed_batches, 1)
+      const refused = await run(["resume", "ro", "--db", db], { env, ...unprivileged })
+      assert.strictEqual(refused.code, 1, refused.stderr)
+      assert.include(refused.stderr, "(read-only): Failed to execute statement: attempt to write a readonly database")
+      assert.include(refused.stderr, "[SQLITE_READONLY]; the database, its -wal/-shm files or its directory is not")
+      assert.include(refused.stderr, `resume it with: quarry resume ro --db ${db}`)
+      assertNoStackTrace(refused.stderr)
+      assert.strictEqual(sha256File(db), before)
+      assert.strictEqual(readRun(db, "ro")!.committed_batches, 1)
 
-    fs.chmodSync(db, 0o644)
-    const resumed = await run(["resume", "ro", "--db", db], { env, ...unprivileged })
-    assert.strictEqual(resumed.code, 0, resumed.stderr)
-    assert.strictEqual(sha256File(out), reference)
-  }, 60_000)
+      // SQLite created the -wal and -shm files of the refused resume with the file's read-only mode: making only the
+      // file writable is refused with what else to do, before anything is written.
+      fs.chmodSync(db, 0o644)
+      const companions = await run(["resume", "ro", "--db", db], { env, ...unprivileged })
+      assert.strictEqual(companions.code, 3, companions.stderr)
+      assert.include(companions.stderr, `${db}-wal and ${db}-shm are not (left by a process that opened it read-only)`)
+      assert.strictEqual(sha256File(db), before)
+
+      for (const file of [`${db}-wal`, `${db}-shm`]) fs.chmodSync(file, 0o644)
+      const resumed = await run(["resume", "ro", "--db", db], { env, ...unprivileged })
+      assert.strictEqual(resumed.code, 0, resumed.stderr)
+      assert.strictEqual(sha256File(out), reference)
+    },
+    60_000
+  )
 
   it("the artifact's directory made read-only mid-run: the merge fails clearly; resumable once writable", async () => {
     const db = path.join(dir, "out.db")

@@ -7,7 +7,7 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { jsonLines, makeDir, readRun, removeDir, run, sha256File, texts, withDb, withWritableDb } from "./support.js"
+import { jsonLines, makeDir, readRun, removeDir, run, sha256File, texts, withWritableDb } from "./support.js"
 
 interface Refusal {
   readonly name: string

@@ -15,8 +15,9 @@ import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Durability from "./Durability.js"
-import { DurabilityError } from "./Errors.js"
+import { DurabilityError, PersistenceError } from "./Errors.js"
 import { migrate } from "./internal/migrations.js"
+import { failOnSqlDefect } from "./internal/transaction.js"
 
 /**
  * How long a statement waits for another process's write lock before failing.
@@ -121,7 +122,13 @@ const prepare = (filename: string, options: Options, quickCheck: boolean) =>
     yield* sql.unsafe(`PRAGMA busy_timeout = ${options.busyTimeoutMs ?? busyTimeoutMs}`)
     // Refuse a newer schema or a damaged file before migrating anything.
     yield* Durability.validate(filename, { quickCheck })
-    yield* migrate
+    // A failed ROLLBACK dies inside the migrator's transaction (see internal/transaction.ts): still a finding.
+    yield* migrate.pipe(failOnSqlDefect((defect) =>
+      new DurabilityError({
+        filename,
+        reasons: [`migration failed: ${new PersistenceError({ operation: "migrate", cause: defect }).message}`]
+      })
+    ))
     return Database.of({ [validated]: true, filename, sql })
   }).pipe(
     Effect.catchTags({

@@ -62,7 +62,31 @@ export const checkLocation = (filename: string): ReadonlyArray<string> => {
   if (fs.existsSync(filename) && fs.statSync(filename).isDirectory()) {
     return [`${filename} is a directory, not a database file`]
   }
-  return []
+  return readOnlyCompanions(filename)
+}
+
+const writable = (file: string) => {
+  try {
+    fs.accessSync(file, fs.constants.W_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * SQLite creates `-wal` and `-shm` with the database file's mode: opened while the file was read-only, they stay
+ * read-only after the file is made writable again, and every write then fails (as "cannot rollback").
+ */
+const readOnlyCompanions = (filename: string): Array<string> => {
+  if (!fs.existsSync(filename) || !writable(filename)) return []
+  const stuck = ["-wal", "-shm"].map((suffix) => `${filename}${suffix}`)
+    .filter((file) => fs.existsSync(file) && !writable(file))
+  return stuck.length === 0 ? [] : [
+    `the database is writable but ${stuck.join(" and ")} ${
+      stuck.length === 1 ? "is" : "are"
+    } not (left by a process that opened it read-only); make ${stuck.length === 1 ? "it" : "them"} writable too`
+  ]
 }
 
 const synchronousNames = ["OFF", "NORMAL", "FULL", "EXTRA"]

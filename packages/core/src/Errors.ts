@@ -150,7 +150,8 @@ export const classifyStorageFailure = (cause: unknown): StorageFailure => {
 
 const advice: Record<StorageFailure, string> = {
   "disk-full": "the file system of the database is full; free space there, then try again",
-  "read-only": "the database (or its directory) is not writable; make both writable by this user, then try again",
+  "read-only":
+    "the database, its -wal/-shm files or its directory is not writable; make them writable by this user, then try again",
   locked: "another connection held the database's write lock for too long; stop the other writer, then try again",
   corrupt: "the database file is damaged; run `quarry doctor`, and restore it from a backup if that fails",
   io: "the operating system reported an I/O error on the database; check the disk and file system, then try again",
