@@ -451,9 +451,17 @@ const commit = (x: Execution, batch: Chunking.Batch, result: SkipPolicy.Extracte
 const extractAndCommit = (x: Execution) =>
   Stream.fromIterable(x.batches.slice(x.run.committedBatches)).pipe(
     Stream.mapEffect((batch) => reserve(x, batch)),
-    Stream.mapEffect((batch) => Effect.flatMap(extract(x, batch), (result) => commit(x, batch, result)), {
-      concurrency: x.run.plan.concurrency
-    }),
+    Stream.mapEffect(
+      (batch) =>
+        extract(x, batch).pipe(
+          // The stream runs an element's synchronous steps inside one step of its fiber, so a synchronous extractor
+          // would never reach a point where the scheduler can yield: the lease's heartbeat timer and signals would
+          // wait for the whole run. Yield once per batch.
+          Effect.zipLeft(Effect.yieldNow()),
+          Effect.flatMap((result) => commit(x, batch, result))
+        ),
+      { concurrency: x.run.plan.concurrency }
+    ),
     Stream.runDrain
   )
 
