@@ -15,9 +15,12 @@
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { PersistenceError, RunNotFound } from "./Errors.js"
+import * as Extractor from "./Extractor.js"
 import { RunId } from "./Run.js"
 import { type CompensationStep, RunStore } from "./RunStore.js"
 
@@ -114,9 +117,11 @@ export const register = Effect.fn("Compensation.register")(function*(runId: RunI
  */
 export const run = Effect.fn("Compensation.run")(function*(runId: RunId, stoppedBecause: string) {
   const store = yield* RunStore
-  const { handlers } = yield* Registry
+  const handlers = yield* handlersFor(runId)
   const steps = yield* store.compensationSteps(runId).pipe(
-    Effect.mapError((e) => new CompensationFailed({ runId, stoppedBecause, failures: [{ step: "(all)", error: e.message }] }))
+    Effect.mapError((e) =>
+      new CompensationFailed({ runId, stoppedBecause, failures: [{ step: "(all)", error: e.message }] })
+    )
   )
   const failures: Array<{ readonly step: string; readonly error: string }> = []
   for (const step of steps.filter((s) => s.state !== "done").reverse()) {
@@ -132,6 +137,23 @@ export const run = Effect.fn("Compensation.run")(function*(runId: RunId, stopped
   }
   if (failures.length > 0) return yield* new CompensationFailed({ runId, stoppedBecause, failures })
 })
+
+/** The application's handlers (`Registry`), then those of the run's extractor when this process can build it. */
+const handlersFor = (runId: RunId) =>
+  Effect.gen(function*() {
+    const { handlers } = yield* Registry
+    const extractors = yield* Effect.serviceOption(Extractor.Registry)
+    if (Option.isNone(extractors)) return handlers
+    const extractor = yield* Effect.exit(
+      Effect.flatMap(RunStore, (store) => store.getRun(runId)).pipe(
+        Effect.flatMap((run) => extractors.value.get(run.plan.extractor.name))
+      )
+    )
+    if (Exit.isFailure(extractor)) return handlers
+    const all = new Map((extractor.value.compensationHandlers ?? []).map((h) => [h.name, h] as const))
+    for (const [name, handler] of handlers) all.set(name, handler)
+    return all
+  })
 
 /** Runs one step; the error message when it failed. */
 const undo = (handlers: ReadonlyMap<string, Handler>, runId: RunId, step: CompensationStep) =>

@@ -200,6 +200,8 @@ export interface Extractor {
    */
   readonly settings?: Readonly<Record<string, string | number | boolean>> | undefined
   readonly extract: (input: BatchInput) => Effect.Effect<BatchOutput, ExtractorError>
+  /** The handlers of the compensation steps this extractor records (`BatchInput.compensate`). */
+  readonly compensationHandlers?: ReadonlyArray<Compensation.Handler> | undefined
 }
 
 /**

@@ -850,7 +850,9 @@ export const make = (hooks: Hooks = {}) =>
               RETURNING seq, handler, name, payload, state, last_error`
         })(undefined)
         const [row] = rows
-        return row === undefined ? yield* Effect.dieMessage("INSERT ... RETURNING returned no row") : toCompensationStep(row)
+        return row === undefined
+          ? yield* Effect.dieMessage("INSERT ... RETURNING returned no row")
+          : toCompensationStep(row)
       })).pipe(persistence("addCompensation"))
 
     const compensationSteps = (runId: RunId) =>
