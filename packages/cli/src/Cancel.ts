@@ -2,7 +2,7 @@
  * `quarry cancel <run-id> [--purge]`: ask a run to stop. A run executing in another process stops at its next batch
  * boundary, runs its compensation steps and records `cancelled`; a run that is not executing is marked `cancelled`
  * at once. `--purge` also runs, in this process, every compensation step of the run that is not done (after waiting
- * for an executing holder to stop), and reports each.
+ * for an executing holder to stop; a completed run is not cancelled, only compensated), and reports each.
  *
  * @since 0.1.0
  */
@@ -34,8 +34,10 @@ const purge = (runId: RunId) =>
   Effect.gen(function*() {
     const store = yield* RunStore
     const started = yield* Clock.currentTimeMillis
-    let run = yield* store.requestCancel(runId)
-    while (run.status !== "cancelled") {
+    // A completed run cannot be cancelled, but what it did outside the database can still be undone.
+    const stored = yield* store.getRun(runId)
+    let run = stored.status === "completed" ? stored : yield* store.requestCancel(runId)
+    while (run.status !== "cancelled" && run.status !== "completed") {
       if ((yield* Clock.currentTimeMillis) - started > purgeWaitMs) {
         return yield* new Errors.RunEnded({
           exitCode: 1,
@@ -46,7 +48,7 @@ const purge = (runId: RunId) =>
       yield* Effect.sleep(250)
       run = yield* store.requestCancel(runId)
     }
-    const compensated = yield* Effect.either(Compensation.run(runId, "cancelled by quarry cancel --purge"))
+    const compensated = yield* Effect.either(Compensation.run(runId, `${run.status}, purged by quarry cancel --purge`))
     return { run, compensated }
   })
 
@@ -118,7 +120,7 @@ const purgeCommand = (runId: RunId, db: string, json: boolean) =>
     else {
       const state = Compensation.stateOf(ledger.compensation)
       yield* output.out(
-        `run ${runId} is cancelled (${run.committedBatches}/${run.plan.totalBatches} batches committed); ` +
+        `run ${runId} is ${run.status} (${run.committedBatches}/${run.plan.totalBatches} batches committed); ` +
           `compensation ${state} (${ledger.compensation.length} steps)`
       )
       for (const line of RunView.compensationLines(ledger.compensation)) yield* output.out(line)

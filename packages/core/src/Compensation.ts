@@ -160,8 +160,8 @@ const undo = (handlers: ReadonlyMap<string, Handler>, runId: RunId, step: Compen
   Effect.gen(function*() {
     const handler = handlers.get(step.handler)
     if (handler === undefined) {
-      return `no compensation handler "${step.handler}" is registered in this process; run it where it is ` +
-        `(the extractor or application that recorded the step)`
+      return `no compensation handler "${step.handler}" is registered in this process (the extractor or ` +
+        `application that recorded the step must provide it)`
     }
     const exit = yield* Effect.exit(
       Effect.suspend(() => handler.undo(JSON.parse(step.payload), runId))
@@ -194,6 +194,8 @@ export const stateOf = (steps: ReadonlyArray<CompensationStep>): State =>
     "done"
 
 const describe = (cause: Cause.Cause<unknown>): string => {
-  const failure = Cause.squash(cause)
+  const squashed = Cause.squash(cause)
+  // `Effect.try` without `catch` wraps what was thrown; its own message says nothing.
+  const failure = Cause.isUnknownException(squashed) ? squashed.error : squashed
   return failure instanceof Error ? failure.message : String(failure)
 }
