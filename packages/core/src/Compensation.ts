@@ -19,7 +19,6 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import type { PersistenceError, RunNotFound } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import { RunId } from "./Run.js"
 import { type CompensationStep, RunStore } from "./RunStore.js"
@@ -106,7 +105,7 @@ export const register = Effect.fn("Compensation.register")(function*(runId: RunI
   const store = yield* RunStore
   const payload = JSON.stringify(step.payload ?? null)
   return yield* store.addCompensation(runId, { handler: step.handler, name: step.name, payload })
-}) satisfies (runId: RunId, step: Step) => Effect.Effect<CompensationStep, RunNotFound | PersistenceError, RunStore>
+})
 
 /**
  * Runs the run's steps that are not done (pending or failed), newest first, all of them even when some fail, and
@@ -120,7 +119,7 @@ export const run = Effect.fn("Compensation.run")(function*(runId: RunId, stopped
   const handlers = yield* handlersFor(runId)
   const steps = yield* store.compensationSteps(runId).pipe(
     Effect.mapError((e) =>
-      new CompensationFailed({ runId, stoppedBecause, failures: [{ step: "(all)", error: e.message }] })
+      new CompensationFailed({ runId, stoppedBecause, failures: [{ step: "(reading the steps)", error: e.message }] })
     )
   )
   const failures: Array<{ readonly step: string; readonly error: string }> = []
