@@ -3,9 +3,10 @@
  *
  * @since 0.1.0
  */
+import * as Compensation from "@quarry/core/Compensation"
 import type { PersistenceError } from "@quarry/core/Errors"
 import { type Run, UsageTotals } from "@quarry/core/Run"
-import { RunStore, type SkippedBatch } from "@quarry/core/RunStore"
+import { type CompensationStep, RunStore, type SkippedBatch } from "@quarry/core/RunStore"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Errors from "./Errors.js"
@@ -35,6 +36,8 @@ export interface Ledger {
   /** Usage of every recorded extractor attempt, committed or not: what the run has spent. */
   readonly attempts: UsageTotals
   readonly skipped: ReadonlyArray<SkippedBatch>
+  /** The run's compensation steps, in registration order. */
+  readonly compensation: ReadonlyArray<CompensationStep>
 }
 
 /**
@@ -46,7 +49,11 @@ export interface Ledger {
 export const ledger = (run: Run): Effect.Effect<Ledger, PersistenceError, RunStore> =>
   Effect.gen(function*() {
     const store = yield* RunStore
-    return { attempts: yield* store.attemptTotals(run.id), skipped: yield* store.skippedBatches(run.id) }
+    return {
+      attempts: yield* store.attemptTotals(run.id),
+      skipped: yield* store.skippedBatches(run.id),
+      compensation: yield* store.compensationSteps(run.id)
+    }
   })
 
 /**
@@ -126,6 +133,7 @@ export const toJson = (run: Run, ledger: Ledger, now: number, db: string) => {
     artifact: Option.getOrNull(Option.map(run.artifact, Events.artifactJson)),
     lastError: Option.getOrNull(run.lastError),
     failureReason: Option.getOrNull(run.failureReason),
+    compensation: compensationJson(ledger.compensation),
     lease: Option.getOrNull(Option.map(run.lease, (lease) => ({
       owner: lease.owner,
       expiresAt: iso(lease.expiresAt),
@@ -134,6 +142,36 @@ export const toJson = (run: Run, ledger: Ledger, now: number, db: string) => {
     cancelRequested: run.cancelRequested
   }
 }
+
+/**
+ * A run's compensation state and steps (newest last) as JSON.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const compensationJson = (steps: ReadonlyArray<CompensationStep>) => ({
+  state: Compensation.stateOf(steps),
+  steps: steps.map((step) => ({
+    seq: step.seq,
+    name: step.name,
+    handler: step.handler,
+    state: step.state,
+    lastError: Option.getOrNull(step.lastError)
+  }))
+})
+
+/**
+ * One line per compensation step, as `status` and `cancel --purge` show them.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const compensationLines = (steps: ReadonlyArray<CompensationStep>): ReadonlyArray<string> =>
+  steps.map((step) =>
+    `  ${step.state.padEnd(7)} #${step.seq} ${step.name}${
+      Option.match(step.lastError, { onNone: () => "", onSome: (error) => `: ${error}` })
+    }`
+  )
 
 const when = (ms: Option.Option<number>) => Option.match(ms, { onNone: () => "-", onSome: iso })
 
@@ -217,8 +255,16 @@ export const details = (run: Run, ledger: Ledger, now: number, db: string): Read
   if (Option.isSome(run.lastError)) {
     rows.push(["last error", `${Option.getOrElse(run.failureReason, () => "error")}: ${run.lastError.value}`])
   }
+  if (ledger.compensation.length > 0) {
+    const done = ledger.compensation.filter((step) => step.state === "done").length
+    rows.push([
+      "compensation",
+      `${Compensation.stateOf(ledger.compensation)} (${done}/${ledger.compensation.length} steps done)`
+    ])
+  }
   const width = Math.max(...rows.map(([key]) => key.length))
-  return rows.map(([key, value]) => `${key.padEnd(width)}  ${value}`)
+  const lines = rows.map(([key, value]) => `${key.padEnd(width)}  ${value}`)
+  return ledger.compensation.length === 0 ? lines : [...lines, ...compensationLines(ledger.compensation)]
 }
 
 /**

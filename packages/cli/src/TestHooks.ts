@@ -15,12 +15,17 @@
  *   to the crash log.
  * - `QUARRY_TEST_COMMIT_DELAY_MS`: every batch commit sleeps this long inside its transaction (between the batch
  *   rows and the checkpoint row).
+ * - `QUARRY_TEST_COMPENSATION_DIR`: the test extractors record a compensation step (handler `test-remove-file`,
+ *   which they contribute) and then write the file `batch-<index>.upload` in this directory, per batch. The handler
+ *   removes that file and appends `undo <batch index> <pid>` to `undo.log` there; it fails while a file
+ *   `batch-<index>.upload.locked` exists (a failure a test can cause and remove).
  * - `QUARRY_TEST_SHUTDOWN_DELAY_MS`: after a signal has interrupted a run (and the run was recorded `interrupted`),
  *   the process waits this long before reporting it, so that a test can send the second signal during shutdown.
  *
  * @since 0.1.0
  */
 import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
+import type * as Compensation from "@quarry/core/Compensation"
 import * as CrashPoint from "@quarry/core/CrashPoint"
 import { ExtractorError } from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
@@ -33,6 +38,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
+import * as path from "node:path"
 
 /**
  * Where a test process kills itself: the n-th time it reaches a crash point.
@@ -78,7 +84,8 @@ export const config = Config.all({
   commitDelayMs: Config.option(Config.integer("QUARRY_TEST_COMMIT_DELAY_MS")),
   shutdownDelayMs: Config.option(Config.integer("QUARRY_TEST_SHUTDOWN_DELAY_MS")),
   crashAt: Config.option(crashAt),
-  crashLog: Config.option(Config.string("QUARRY_TEST_CRASH_LOG"))
+  crashLog: Config.option(Config.string("QUARRY_TEST_CRASH_LOG")),
+  compensationDir: Config.option(Config.string("QUARRY_TEST_COMPENSATION_DIR"))
 })
 
 /**
@@ -149,6 +156,7 @@ export const extractors = (hooks: TestHooks): ReadonlyArray<Extractor.Extractor>
   const delayMs = hooks.extractorDelayMs.value
   const log = Option.getOrUndefined(hooks.callLog)
   const failBatch = Option.getOrUndefined(hooks.failBatch)
+  const compensationDir = Option.getOrUndefined(hooks.compensationDir)
   const make = (
     name: string,
     output: (input: Extractor.BatchInput) => Effect.Effect<Extractor.BatchOutput, ExtractorError>
@@ -156,12 +164,14 @@ export const extractors = (hooks: TestHooks): ReadonlyArray<Extractor.Extractor>
     name,
     version: "1",
     configHash: "none",
+    compensationHandlers: compensationDir === undefined ? [] : [removeFileHandler],
     extract: (input) =>
       Effect.gen(function*() {
         if (log !== undefined) {
           // Synchronous and before any wait: a kill right after the call started still leaves its line.
           fs.appendFileSync(log, `extract ${input.batchIndex} ${process.pid}\n`)
         }
+        if (compensationDir !== undefined) yield* upload(name, input, compensationDir)
         if (delayMs > 0) yield* Effect.sleep(delayMs)
         if (input.batchIndex === failBatch) {
           return yield* new ExtractorError({
@@ -191,6 +201,52 @@ export const extractors = (hooks: TestHooks): ReadonlyArray<Extractor.Extractor>
       ))
   ]
 }
+
+/**
+ * TEST-ONLY: the name of the compensation handler the test extractors contribute.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const removeFileHandlerName = "test-remove-file"
+
+const UploadPayload = Schema.Struct({ path: Schema.String, batchIndex: Schema.Int })
+
+/** Removes an "uploaded" file (idempotent), unless a `.locked` file beside it says it cannot be removed yet. */
+const removeFileHandler: Compensation.Handler = {
+  name: removeFileHandlerName,
+  undo: (payload) =>
+    Effect.flatMap(Schema.decodeUnknown(UploadPayload)(payload), ({ batchIndex, path: file }) =>
+      Effect.try(() => {
+        if (fs.existsSync(`${file}.locked`)) throw new Error(`${file} is locked (remove ${file}.locked)`)
+        fs.rmSync(file, { force: true })
+        fs.appendFileSync(path.join(path.dirname(file), "undo.log"), `undo ${batchIndex} ${process.pid}\n`)
+      }))
+}
+
+/** Records the step that undoes the upload, durably, and only then "uploads" (writes the file). */
+const upload = (extractor: string, input: Extractor.BatchInput, dir: string) =>
+  Effect.gen(function*() {
+    const file = path.join(dir, `batch-${input.batchIndex}.upload`)
+    const compensate = input.compensate
+    if (compensate === undefined) return
+    yield* compensate({
+      handler: removeFileHandlerName,
+      name: `remove upload of batch ${input.batchIndex}`,
+      payload: { path: file, batchIndex: input.batchIndex }
+    }).pipe(
+      Effect.mapError((cause) =>
+        new ExtractorError({
+          extractor,
+          batchIndex: input.batchIndex,
+          reason: `could not record the compensation step: ${cause.message}`,
+          retryable: true,
+          cause
+        })
+      )
+    )
+    fs.writeFileSync(file, `batch ${input.batchIndex}\n`)
+  })
 
 /**
  * TEST-ONLY: the commit hooks of the store (a sleep inside each commit transaction when

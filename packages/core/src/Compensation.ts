@@ -1,32 +1,81 @@
 /**
- * Compensation (saga-style undo): extractors and applications register steps that undo what a run did outside the
- * database (delete uploaded files, release a remote job, remove a partial artifact). When the run is cancelled, the
- * steps run newest first, each once, and all of them run even when some fail. A failing step never hides why the
- * run stopped: `CompensationFailed` carries both, and the run records reason `compensation_failed` with both
- * messages.
+ * Compensation (saga-style undo): extractors and applications record steps that undo what a run did outside the
+ * database (delete an uploaded file, release a remote job, remove a partial artifact). A step is a row of the run
+ * (`RunStore.addCompensation`): a handler name and a JSON payload, never a closure, so that it survives a crash and
+ * any process that registers the handler (the CLI's `quarry cancel --purge`, a service) can run it.
  *
- * Steps live in memory with the execution that registered them: after a crash, the steps of the lost execution are
- * gone (a durable journal of steps is future work).
+ * When a run is cancelled the steps not done yet run newest first, all of them even when some fail, and each outcome
+ * is stored. A failing step never hides why the run stopped: `CompensationFailed` carries both, and the run's
+ * compensation state is `compensation_failed` until running the steps again (only the pending and failed ones)
+ * succeeds. Handlers may run more than once (a process can die between a handler's success and its record), so they
+ * must be idempotent: undoing what is already undone succeeds.
  *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Ref from "effect/Ref"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Extractor from "./Extractor.js"
 import { RunId } from "./Run.js"
+import { type CompensationStep, RunStore } from "./RunStore.js"
 
 /**
- * One undo step.
+ * A step to record: which handler undoes it, with what payload (anything `JSON.stringify` keeps).
  *
  * @since 0.1.0
  * @category models
  */
 export interface Step {
+  readonly handler: string
   /** Shown in errors and in the run's status, e.g. `delete upload file-123`. */
   readonly name: string
-  readonly undo: Effect.Effect<void, unknown>
+  readonly payload?: unknown
 }
+
+/**
+ * The code that undoes steps of one kind. `undo` receives the step's payload as parsed from its JSON.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Handler {
+  readonly name: string
+  readonly undo: (payload: unknown, runId: RunId) => Effect.Effect<void, unknown>
+}
+
+/**
+ * The handlers this process can run, by name. Empty unless provided (`layer`): a step whose handler is missing
+ * fails, it is never skipped.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Registry extends Context.Reference<Registry>()("@quarry/core/Compensation/Registry", {
+  defaultValue: (): { readonly handlers: ReadonlyMap<string, Handler> } => ({ handlers: new Map() })
+}) {}
+
+/**
+ * The registry of these handlers (an extractor's and the application's); a name given twice is a defect.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (handlers: ReadonlyArray<Handler>): Layer.Layer<Registry> =>
+  Layer.effect(
+    Registry,
+    Effect.suspend(() => {
+      const byName = new Map<string, Handler>()
+      for (const handler of handlers) {
+        if (byName.has(handler.name)) return Effect.dieMessage(`compensation handler "${handler.name}" given twice`)
+        byName.set(handler.name, handler)
+      }
+      return Effect.succeed({ handlers: byName })
+    })
+  )
 
 /**
  * Some compensation steps failed. `stoppedBecause` is why the run was being undone (kept, never replaced).
@@ -42,55 +91,110 @@ export class CompensationFailed extends Schema.TaggedError<CompensationFailed>()
   override get message() {
     const failed = this.failures.map((f) => `${f.step} (${f.error})`).join("; ")
     return `run "${this.runId}" stopped (${this.stoppedBecause}), and ${this.failures.length} of its compensation ` +
-      `steps failed: ${failed}; undo those by hand, or fix the cause and cancel the run again`
+      `steps failed: ${failed}; fix the cause and run them again with: quarry cancel ${this.runId} --purge`
   }
 }
 
 /**
- * The compensation steps of one execution.
+ * Records a step of the run, durably, before the action it undoes should be taken.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const register = Effect.fn("Compensation.register")(function*(runId: RunId, step: Step) {
+  const store = yield* RunStore
+  const payload = JSON.stringify(step.payload ?? null)
+  return yield* store.addCompensation(runId, { handler: step.handler, name: step.name, payload })
+})
+
+/**
+ * Runs the run's steps that are not done (pending or failed), newest first, all of them even when some fail, and
+ * stores each outcome; fails with `CompensationFailed` naming each failed step and `stoppedBecause`.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const run = Effect.fn("Compensation.run")(function*(runId: RunId, stoppedBecause: string) {
+  const store = yield* RunStore
+  const handlers = yield* handlersFor(runId)
+  const steps = yield* store.compensationSteps(runId).pipe(
+    Effect.mapError((e) =>
+      new CompensationFailed({ runId, stoppedBecause, failures: [{ step: "(reading the steps)", error: e.message }] })
+    )
+  )
+  const failures: Array<{ readonly step: string; readonly error: string }> = []
+  for (const step of steps.filter((s) => s.state !== "done").reverse()) {
+    const error = yield* undo(handlers, runId, step)
+    const settled = yield* Effect.either(
+      store.settleCompensation(runId, step.seq, error === undefined ? { _tag: "done" } : { _tag: "failed", error })
+    )
+    if (error !== undefined) failures.push({ step: step.name, error })
+    else if (settled._tag === "Left") {
+      // It ran, but stays pending: the next run repeats it (handlers are idempotent).
+      failures.push({ step: step.name, error: `undone, but the outcome was not recorded: ${settled.left.message}` })
+    }
+  }
+  if (failures.length > 0) return yield* new CompensationFailed({ runId, stoppedBecause, failures })
+})
+
+/** The application's handlers (`Registry`), then those of the run's extractor when this process can build it. */
+const handlersFor = (runId: RunId) =>
+  Effect.gen(function*() {
+    const { handlers } = yield* Registry
+    const extractors = yield* Effect.serviceOption(Extractor.Registry)
+    if (Option.isNone(extractors)) return handlers
+    const extractor = yield* Effect.exit(
+      Effect.flatMap(RunStore, (store) => store.getRun(runId)).pipe(
+        Effect.flatMap((run) => extractors.value.get(run.plan.extractor.name))
+      )
+    )
+    if (Exit.isFailure(extractor)) return handlers
+    const all = new Map((extractor.value.compensationHandlers ?? []).map((h) => [h.name, h] as const))
+    for (const [name, handler] of handlers) all.set(name, handler)
+    return all
+  })
+
+/** Runs one step; the error message when it failed. */
+const undo = (handlers: ReadonlyMap<string, Handler>, runId: RunId, step: CompensationStep) =>
+  Effect.gen(function*() {
+    const handler = handlers.get(step.handler)
+    if (handler === undefined) {
+      return `no compensation handler "${step.handler}" is registered in this process (the extractor or ` +
+        `application that recorded the step must provide it)`
+    }
+    const exit = yield* Effect.exit(
+      Effect.suspend(() => handler.undo(JSON.parse(step.payload), runId))
+    )
+    return exit._tag === "Failure" ? describe(exit.cause) : undefined
+  })
+
+/**
+ * A run's compensation state: `none` (no steps), `pending` (steps not run yet), `done`, or `compensation_failed`
+ * (some step failed at its last attempt).
  *
  * @since 0.1.0
  * @category models
  */
-export interface Compensations {
-  /** Registers a step; steps run in the reverse order of registration. */
-  readonly register: (step: Step) => Effect.Effect<void>
-  /**
-   * Runs every registered step not run yet, newest first, all of them even when some fail; fails with
-   * `CompensationFailed` naming each failed step and `stoppedBecause`. A step that succeeded is not run again.
-   */
-  readonly run: (stoppedBecause: string) => Effect.Effect<void, CompensationFailed>
-}
+export type State = "none" | "pending" | "done" | "compensation_failed"
 
 /**
- * An empty set of compensation steps for the run.
+ * The compensation state of these steps.
  *
  * @since 0.1.0
- * @category constructors
+ * @category models
  */
-export const make = (runId: RunId): Effect.Effect<Compensations> =>
-  Effect.map(Ref.make<ReadonlyArray<Step>>([]), (steps) => ({
-    register: (step) => Ref.update(steps, (all) => [...all, step]),
-    run: (stoppedBecause) =>
-      Effect.gen(function*() {
-        const pending = [...(yield* Ref.getAndSet(steps, []))].reverse()
-        const failures: Array<{ readonly step: Step; readonly error: string }> = []
-        for (const step of pending) {
-          const exit = yield* Effect.exit(step.undo)
-          if (exit._tag === "Failure") failures.push({ step, error: describe(exit.cause) })
-        }
-        if (failures.length === 0) return
-        // Failed steps stay registered, oldest first, so that running again retries exactly those.
-        yield* Ref.update(steps, (all) => [...failures.map((f) => f.step).reverse(), ...all])
-        return yield* new CompensationFailed({
-          runId,
-          stoppedBecause,
-          failures: failures.map((f) => ({ step: f.step.name, error: f.error }))
-        })
-      })
-  }))
+export const stateOf = (steps: ReadonlyArray<CompensationStep>): State =>
+  steps.length === 0 ?
+    "none" :
+    steps.some((s) => s.state === "failed") ?
+    "compensation_failed" :
+    steps.some((s) => s.state === "pending") ?
+    "pending" :
+    "done"
 
 const describe = (cause: Cause.Cause<unknown>): string => {
-  const failure = Cause.squash(cause)
+  const squashed = Cause.squash(cause)
+  // `Effect.try` without `catch` wraps what was thrown; its own message says nothing.
+  const failure = Cause.isUnknownException(squashed) ? squashed.error : squashed
   return failure instanceof Error ? failure.message : String(failure)
 }

@@ -173,10 +173,11 @@ export interface BatchInput {
    */
   readonly reportStatus?: ((status: Readonly<Record<string, string>>) => Effect.Effect<void>) | undefined
   /**
-   * Registers a step that undoes something this batch did outside the database (e.g. deletes an uploaded file); the
-   * steps run newest first if the run is cancelled. Absent outside a workflow.
+   * Records, durably, a step that undoes something this batch does outside the database (e.g. deletes an uploaded
+   * file); call it before the action. The steps run newest first if the run is cancelled, by the handler registered
+   * under `step.handler` (see `Compensation`). Absent outside a workflow.
    */
-  readonly compensate?: ((step: Compensation.Step) => Effect.Effect<void>) | undefined
+  readonly compensate?: ((step: Compensation.Step) => Effect.Effect<void, PersistenceError>) | undefined
 }
 
 /**
@@ -199,6 +200,8 @@ export interface Extractor {
    */
   readonly settings?: Readonly<Record<string, string | number | boolean>> | undefined
   readonly extract: (input: BatchInput) => Effect.Effect<BatchOutput, ExtractorError>
+  /** The handlers of the compensation steps this extractor records (`BatchInput.compensate`). */
+  readonly compensationHandlers?: ReadonlyArray<Compensation.Handler> | undefined
 }
 
 /**

@@ -171,6 +171,25 @@ export interface KnownEntity {
 }
 
 /**
+ * One durable compensation step of a run (see `Compensation`): `handler` names the registered code that undoes it,
+ * `payload` (JSON text) is what that code is given.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CompensationStep {
+  /** Registration order within the run, from 1; steps run in descending order. */
+  readonly seq: number
+  readonly handler: string
+  /** Shown in errors and in the run's status, e.g. `delete upload file-123`. */
+  readonly name: string
+  readonly payload: string
+  readonly state: "pending" | "done" | "failed"
+  /** The error of the last failed attempt. */
+  readonly lastError: Option.Option<string>
+}
+
+/**
  * The run store.
  *
  * @since 0.1.0
@@ -261,6 +280,19 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
    * the run as it was.
    */
   readonly deleteRun: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
+  /** Records a pending compensation step after the run's others (one transaction). */
+  readonly addCompensation: (
+    runId: RunId,
+    step: { readonly handler: string; readonly name: string; readonly payload: string }
+  ) => Effect.Effect<CompensationStep, RunNotFound | PersistenceError>
+  /** The run's compensation steps in registration order. */
+  readonly compensationSteps: (runId: RunId) => Effect.Effect<ReadonlyArray<CompensationStep>, PersistenceError>
+  /** Records the outcome of running one step: `done`, or `failed` with its error. */
+  readonly settleCompensation: (
+    runId: RunId,
+    seq: number,
+    outcome: { readonly _tag: "done" } | { readonly _tag: "failed"; readonly error: string }
+  ) => Effect.Effect<void, PersistenceError>
 }>() {}
 
 /**

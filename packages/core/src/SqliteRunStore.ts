@@ -213,6 +213,24 @@ const ChainRow = Schema.Struct({
 
 const ErrorRow = Schema.Struct({ at: Schema.Number, reason: Schema.String, message: Schema.String })
 
+const CompensationRow = Schema.Struct({
+  seq: Schema.Int,
+  handler: Schema.String,
+  name: Schema.String,
+  payload: Schema.String,
+  state: Schema.Literal("pending", "done", "failed"),
+  last_error: Schema.NullOr(Schema.String)
+})
+
+const toCompensationStep = (row: typeof CompensationRow.Type): RunStore.CompensationStep => ({
+  seq: row.seq,
+  handler: row.handler,
+  name: row.name,
+  payload: row.payload,
+  state: row.state,
+  lastError: Option.fromNullable(row.last_error)
+})
+
 /**
  * Test-only hooks into the commit transaction, to inject a failure or an interruption between its writes.
  *
@@ -812,6 +830,54 @@ export const make = (hooks: Hooks = {}) =>
         return run
       })).pipe(persistence("deleteRun"), Effect.withSpan("SqliteRunStore.deleteRun"))
 
+    const addCompensation = (
+      runId: RunId,
+      step: { readonly handler: string; readonly name: string; readonly payload: string }
+    ) =>
+      transaction(Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        yield* touch(runId, now)
+        // Under the write lock `touch` took: the sequence cannot be taken by another writer meanwhile.
+        yield* getRun(runId)
+        const rows = yield* SqlSchema.findAll({
+          Request: Schema.Void,
+          Result: CompensationRow,
+          execute: () =>
+            sql`INSERT INTO compensation_steps (run_id, seq, handler, name, payload, state, registered_at)
+              SELECT ${runId}, COALESCE(MAX(seq), 0) + 1, ${step.handler}, ${step.name}, ${step.payload}, 'pending',
+                ${now}
+              FROM compensation_steps WHERE run_id = ${runId}
+              RETURNING seq, handler, name, payload, state, last_error`
+        })(undefined)
+        const [row] = rows
+        return row === undefined
+          ? yield* Effect.dieMessage("INSERT ... RETURNING returned no row")
+          : toCompensationStep(row)
+      })).pipe(persistence("addCompensation"))
+
+    const compensationSteps = (runId: RunId) =>
+      SqlSchema.findAll({
+        Request: Schema.String,
+        Result: CompensationRow,
+        execute: (id) =>
+          sql`SELECT seq, handler, name, payload, state, last_error FROM compensation_steps
+            WHERE run_id = ${id} ORDER BY seq`
+      })(runId).pipe(Effect.map((rows) => rows.map(toCompensationStep)), persistence("compensationSteps"))
+
+    const settleCompensation = (
+      runId: RunId,
+      seq: number,
+      outcome: { readonly _tag: "done" } | { readonly _tag: "failed"; readonly error: string }
+    ) =>
+      transaction(Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        yield* sql`UPDATE compensation_steps SET
+            state = ${outcome._tag},
+            last_error = ${outcome._tag === "failed" ? outcome.error : null},
+            settled_at = ${now}
+          WHERE run_id = ${runId} AND seq = ${seq}`
+      })).pipe(persistence("settleCompensation"))
+
     return RunStoreTag.of({
       createRun,
       getRun: (runId) => getRun(runId).pipe(persistence("getRun")),
@@ -832,7 +898,10 @@ export const make = (hooks: Hooks = {}) =>
       setExtractorStatus,
       attemptTotals,
       errors,
-      deleteRun
+      deleteRun,
+      addCompensation,
+      compensationSteps,
+      settleCompensation
     })
   })
 

@@ -87,8 +87,6 @@ export interface ExecuteOptions {
   readonly deadlineMs?: number | undefined
   /** Re-extract the batches that were skipped under the `skip` policy (reopens a completed run). */
   readonly retrySkipped?: boolean | undefined
-  /** The application's own undo steps, run (after the extractor's, newest first) if the run is cancelled. */
-  readonly compensations?: ReadonlyArray<Compensation.Step> | undefined
 }
 
 /**
@@ -300,11 +298,11 @@ const outcomeOf = (
  * Records how an execution that held the lease ended; only the lease holder's record counts. A run cancelled by
  * interruption is compensated here (a finalizer is the only place an interrupted fiber still runs).
  */
-const recordExit = (lease: Lease.Lease, compensations: Compensation.Compensations, exit: Exit.Exit<Run, unknown>) =>
+const recordExit = (lease: Lease.Lease, exit: Exit.Exit<Run, unknown>) =>
   Exit.isSuccess(exit) ? Effect.void : Effect.gen(function*() {
     let outcome = yield* outcomeOf(lease.runId, exit.cause)
     if (outcome?.status === "cancelled" && outcome.reason === undefined) {
-      const undone = yield* Effect.either(compensations.run("cancelled"))
+      const undone = yield* Effect.either(Compensation.run(lease.runId, "cancelled"))
       if (undone._tag === "Left") outcome = { ...outcome, reason: "compensation_failed", error: undone.left.message }
     }
     if (outcome !== undefined) yield* (yield* RunStore).finish(lease.runId, lease.holder, outcome)
@@ -320,11 +318,11 @@ const recordExit = (lease: Lease.Lease, compensations: Compensation.Compensation
   )
 
 /** A run stopped by a cancel undoes what it did; a failing undo step is reported with the cancel, never instead. */
-const compensatingCancel = (compensations: Compensation.Compensations) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+const compensatingCancel = (runId: RunId) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
   Effect.catchIf(
     self,
     (error): error is E & RunCancelled => error instanceof RunCancelled,
-    (cancelled) => Effect.zipRight(compensations.run(cancelled.message), Effect.fail(cancelled))
+    (cancelled) => Effect.zipRight(Compensation.run(runId, cancelled.message), Effect.fail(cancelled))
   )
 
 const tagOf = (u: unknown): string | undefined =>
@@ -349,7 +347,6 @@ interface Execution extends Prepared {
   readonly lease: Lease.Lease
   readonly budget: Budget.Budget
   readonly ledger: UsageLedger.UsageLedger
-  readonly compensations: Compensation.Compensations
   readonly committed: Effect.Effect.Success<ReturnType<typeof makeCommitted>>
   /** Reads the entities known before a batch, incrementally (`RunStore.knownEntitiesReader`). */
   readonly readKnownEntities: (beforeBatch: number) => Effect.Effect<ReadonlyArray<KnownEntity>, PersistenceError>
@@ -394,7 +391,12 @@ const extract = (x: Execution, batch: Chunking.Batch) =>
       knownEntities: Effect.provideService(knownEntities(x, batch.index), RunStore, store),
       recordUsage: (usage) => Effect.zipRight(x.budget.record(batch.index, usage), x.ledger.record(batch.index, usage)),
       reportStatus: x.ledger.reportStatus,
-      compensate: x.compensations.register
+      compensate: (step) =>
+        Compensation.register(x.run.id, step).pipe(
+          Effect.asVoid,
+          Effect.catchTag("RunNotFound", Effect.die), // the run being executed exists
+          Effect.provideService(RunStore, store)
+        )
     }).pipe(
       Effect.flatMap(Extractor.checkOutput(x.extractor.name, batch.index)),
       SkipPolicy.apply(x.run.plan.onBatchError),
@@ -497,12 +499,10 @@ const makeExecution = Effect.fnUntraced(function*(
   run: Run,
   prepared: Prepared,
   lease: Lease.Lease,
-  compensations: Compensation.Compensations,
   options: ExecuteOptions
 ) {
   const store = yield* RunStore
   return {
-    compensations,
     ...prepared,
     run,
     lease,
@@ -563,17 +563,15 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   })
   if (Option.isNone(claimedLease)) return claimed
   const lease = claimedLease.value
-  const compensations = yield* Compensation.make(runId)
-  yield* Effect.forEach(options.compensations ?? [], compensations.register, { discard: true })
   return yield* Effect.raceFirst(
-    makeExecution(claimed, prepared, lease, compensations, options).pipe(
+    makeExecution(claimed, prepared, lease, options).pipe(
       Effect.flatMap((execution) => run(execution, reopen)),
       Deadline.bound(runId, options.deadlineMs)
     ),
     Cancellation.watch(lease)
   ).pipe(
-    compensatingCancel(compensations),
-    Effect.onExit((exit) => recordExit(lease, compensations, exit)),
+    compensatingCancel(runId),
+    Effect.onExit((exit) => recordExit(lease, exit)),
     // Synchronous extractors and SQLite calls would otherwise starve the event loop: the heartbeat's timer would
     // not fire (the lease would expire under a live run) and signals would wait until the run suspends.
     Effect.withScheduler(FairScheduler.make())

@@ -6,137 +6,178 @@ import * as Workflow from "@quarry/core/Workflow"
 import * as WorkflowManager from "@quarry/core/WorkflowManager"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as path from "node:path"
 import { makeGate, readText, scriptedExtractor, sharedData, storeLayer, tempDir } from "./fixtures.js"
 
 const runId = RunId.make("undo")
+const text = readText(sharedData("texts", "long-multi-chapter.txt"))
+
+const createOptions = (dir: string): Workflow.CreateOptions => ({
+  runId,
+  input: text,
+  extractor: "capitalized",
+  chunking: { windowSize: 300, overlap: 50, batchSize: 2 },
+  output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+})
+
+/** What the handlers did, and which payloads they refuse (a cause a test can remove). */
+const makeWorld = () => {
+  const undone: Array<string> = []
+  const refused = new Set<string>()
+  const Payload = Schema.Struct({ id: Schema.String })
+  const handler = (name: string): Compensation.Handler => ({
+    name,
+    undo: (payload) =>
+      Effect.flatMap(
+        Schema.decodeUnknown(Payload)(payload),
+        ({ id }) => refused.has(id) ? Effect.fail(new Error(`${id} refused`)) : Effect.sync(() => undone.push(id))
+      )
+  })
+  return { undone, refused, layer: Compensation.layer([handler("delete-upload"), handler("release-job")]) }
+}
+
+const stepsOf = Effect.flatMap(RunStore.RunStore, (store) => store.compensationSteps(runId))
 
 describe("Compensation", () => {
-  it.effect("runs every step newest first, all of them when some fail, and again only the failed ones", () =>
+  it.scoped("steps are rows: newest first, all of them when some fail, outcomes stored, then only the failed rerun", () =>
     Effect.gen(function*() {
-      const undone: Array<string> = []
-      let flaky = 0
-      const step = (name: string, fails = false): Compensation.Step => ({
-        name,
-        undo: Effect.suspend(() => {
-          undone.push(name)
-          return fails && flaky++ === 0 ? Effect.fail(new Error(`${name} refused`)) : Effect.void
-        })
-      })
-      const compensations = yield* Compensation.make(runId)
-      yield* compensations.register(step("upload a"))
-      yield* compensations.register(step("job b", true))
-      yield* compensations.register(step("upload c"))
-      const error = yield* Effect.flip(compensations.run("cancelled by the user"))
-      assert.deepStrictEqual(undone, ["upload c", "job b", "upload a"])
-      assert.deepStrictEqual(error.failures, [{ step: "job b", error: "job b refused" }])
-      assert.strictEqual(error.stoppedBecause, "cancelled by the user")
-      assert.include(error.message, "cancelled by the user")
-      assert.include(error.message, "job b (job b refused)")
+      const dir = yield* tempDir
+      const world = makeWorld()
+      yield* Effect.gen(function*() {
+        yield* Workflow.create(createOptions(dir))
+        yield* Compensation.register(runId, { handler: "delete-upload", name: "upload a", payload: { id: "a" } })
+        yield* Compensation.register(runId, { handler: "release-job", name: "job b", payload: { id: "b" } })
+        yield* Compensation.register(runId, { handler: "not-here", name: "mystery c", payload: { id: "c" } })
+        yield* Compensation.register(runId, { handler: "delete-upload", name: "upload d", payload: { id: "d" } })
+        world.refused.add("b")
 
-      yield* compensations.run("cancelled again")
-      assert.deepStrictEqual(undone, ["upload c", "job b", "upload a", "job b"])
-      yield* compensations.run("nothing left")
-      assert.strictEqual(undone.length, 4)
+        const error = yield* Effect.flip(Compensation.run(runId, "cancelled by the user"))
+        assert.deepStrictEqual(world.undone, ["d", "a"])
+        assert.deepStrictEqual(error.failures.map((f) => f.step), ["mystery c", "job b"])
+        assert.include(error.failures[0]?.error, `no compensation handler "not-here" is registered in this process`)
+        assert.strictEqual(error.failures[1]?.error, "b refused")
+        assert.strictEqual(error.stoppedBecause, "cancelled by the user")
+        assert.include(error.message, "cancelled by the user")
+        assert.include(error.message, "job b (b refused)")
+        const steps = yield* stepsOf
+        assert.deepStrictEqual(steps.map((s) => s.state), ["done", "failed", "failed", "done"])
+        assert.deepStrictEqual(steps[1]?.lastError, Option.some("b refused"))
+        assert.strictEqual(Compensation.stateOf(steps), "compensation_failed")
+
+        // The cause of b is removed; c's handler is still missing here: only those two run again.
+        world.refused.delete("b")
+        const again = yield* Effect.flip(Compensation.run(runId, "retry"))
+        assert.deepStrictEqual(again.failures.map((f) => f.step), ["mystery c"])
+        assert.deepStrictEqual(world.undone, ["d", "a", "b"])
+        const after = yield* stepsOf
+        assert.deepStrictEqual(after.map((s) => s.state), ["done", "done", "failed", "done"])
+        assert.isTrue(Option.isNone(after[1]?.lastError ?? Option.some("missing")))
+      }).pipe(Effect.provide(Layer.merge(storeLayer(path.join(dir, "q.db")), world.layer)))
+    }))
+
+  it.scoped("the handlers survive the process: a new store on the same file runs the steps the first one recorded", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const db = path.join(dir, "q.db")
+      yield* Effect.gen(function*() {
+        yield* Workflow.create(createOptions(dir))
+        yield* Compensation.register(runId, { handler: "delete-upload", name: "upload a", payload: { id: "a" } })
+      }).pipe(Effect.provide(storeLayer(db)))
+      const world = makeWorld()
+      yield* Effect.gen(function*() {
+        assert.strictEqual(Compensation.stateOf(yield* stepsOf), "pending")
+        yield* Compensation.run(runId, "purged")
+        assert.deepStrictEqual(world.undone, ["a"])
+        assert.strictEqual(Compensation.stateOf(yield* stepsOf), "done")
+        yield* Compensation.run(runId, "nothing left")
+        assert.deepStrictEqual(world.undone, ["a"])
+      }).pipe(Effect.provide(Layer.merge(storeLayer(db), world.layer)))
     }))
 })
 
-const text = readText(sharedData("texts", "long-multi-chapter.txt"))
-
 describe("Compensation in a workflow", () => {
-  const start = (dir: string, manager: WorkflowManager.WorkflowManager["Type"], steps: Array<string>, fail: string) =>
-    manager.start({
-      runId,
-      input: text,
-      extractor: "capitalized",
-      chunking: { windowSize: 300, overlap: 50, batchSize: 2 },
-      output: { path: path.join(dir, "out.ttl"), format: "turtle" }
-    }, {
-      compensations: [{
-        name: "remove the application's upload",
-        undo: Effect.sync(() => steps.push("application"))
-      }, {
-        name: "release the application's job",
-        undo: fail === "application" ? Effect.fail(new Error("job service unreachable")) : Effect.void
-      }]
+  /** Records one step per batch before it "uploads"; `gate` holds a batch so that the test can cancel it there. */
+  const undoingExtractor = (gate: Effect.Effect.Success<ReturnType<typeof makeGate>>) =>
+    scriptedExtractor({
+      before: (input) =>
+        Effect.zipRight(
+          input.compensate?.({
+            handler: "delete-upload",
+            name: `delete upload of batch ${input.batchIndex}`,
+            payload: { id: `batch ${input.batchIndex}` }
+          }).pipe(Effect.orDie) ?? Effect.dieMessage("no compensate in a workflow"),
+          gate.before(input)
+        )
     })
-
-  /** Registers one undo step per batch, recording its index when it runs; `fail` makes that batch's step fail. */
-  const undoingExtractor = (steps: Array<string>, fail: string, before: ReturnType<typeof makeGate>) =>
-    Effect.map(before, (gate) => ({
-      gate,
-      extractor: scriptedExtractor({
-        before: (input) =>
-          Effect.zipRight(
-            input.compensate?.({
-              name: `delete upload of batch ${input.batchIndex}`,
-              undo: String(input.batchIndex) === fail ?
-                Effect.fail(new Error(`upload ${input.batchIndex} is locked`)) :
-                Effect.sync(() => steps.push(`batch ${input.batchIndex}`))
-            }) ?? Effect.dieMessage("no compensate in a workflow"),
-            gate.before(input)
-          )
-      })
-    }))
 
   it.scoped("a cancelled run undoes every batch's and the application's steps, newest first", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const steps: Array<string> = []
-      const { extractor, gate } = yield* undoingExtractor(steps, "none", makeGate(2))
+      const world = makeWorld()
+      const gate = yield* makeGate(2)
       yield* Effect.gen(function*() {
         const manager = yield* WorkflowManager.make()
-        yield* start(dir, manager, steps, "none")
+        yield* Workflow.create(createOptions(dir))
+        yield* Compensation.register(runId, { handler: "release-job", name: "release job", payload: { id: "app" } })
+        yield* manager.resume(runId)
         yield* gate.reached
         const cancelled = yield* manager.cancel(runId)
         assert.strictEqual(cancelled.status, "cancelled")
         assert.isTrue(Option.isNone(cancelled.failureReason))
-        assert.deepStrictEqual(steps, ["batch 2", "batch 1", "batch 0", "application"])
+        assert.deepStrictEqual(world.undone, ["batch 2", "batch 1", "batch 0", "app"])
+        assert.strictEqual(Compensation.stateOf(yield* stepsOf), "done")
         assert.strictEqual((yield* Effect.flip(manager.await(runId)))._tag, "RunCancelled")
-      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [extractor])))
+      }).pipe(Effect.provide(Layer.merge(storeLayer(path.join(dir, "q.db"), [undoingExtractor(gate)]), world.layer)))
     }))
 
-  it.scoped("a failing step does not hide the cancel: both are recorded, and await reports both", () =>
+  it.scoped("a failing step does not hide the cancel: both are recorded, await reports both, a rerun fixes it", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const steps: Array<string> = []
-      const { extractor, gate } = yield* undoingExtractor(steps, "1", makeGate(2))
+      const world = makeWorld()
+      world.refused.add("batch 1")
+      world.refused.add("app")
+      const gate = yield* makeGate(2)
       yield* Effect.gen(function*() {
         const manager = yield* WorkflowManager.make()
-        yield* start(dir, manager, steps, "application")
+        yield* Workflow.create(createOptions(dir))
+        yield* Compensation.register(runId, { handler: "release-job", name: "release job", payload: { id: "app" } })
+        yield* manager.resume(runId)
         yield* gate.reached
         const cancelled = yield* manager.cancel(runId)
         // The other steps still ran.
-        assert.deepStrictEqual(steps, ["batch 2", "batch 0", "application"])
+        assert.deepStrictEqual(world.undone, ["batch 2", "batch 0"])
         assert.strictEqual(cancelled.status, "cancelled")
         assert.deepStrictEqual(cancelled.failureReason, Option.some("compensation_failed"))
         const recorded = Option.getOrElse(cancelled.lastError, () => "")
         assert.include(recorded, "stopped (cancelled)")
-        assert.include(recorded, "delete upload of batch 1 (upload 1 is locked)")
-        assert.include(recorded, "release the application's job (job service unreachable)")
+        assert.include(recorded, "delete upload of batch 1 (batch 1 refused)")
+        assert.include(recorded, "release job (app refused)")
         const errors = yield* (yield* RunStore.RunStore).errors(runId)
         assert.deepStrictEqual(errors.map((e) => e.reason), ["compensation_failed"])
         const error = yield* Effect.flip(manager.await(runId))
         assert.strictEqual(error._tag, "RunFailed")
         if (error._tag === "RunFailed") assert.strictEqual(error.reason, "compensation_failed")
-      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [extractor])))
+        assert.strictEqual(Compensation.stateOf(yield* stepsOf), "compensation_failed")
+
+        world.refused.clear()
+        yield* Compensation.run(runId, "retried")
+        assert.deepStrictEqual(world.undone, ["batch 2", "batch 0", "batch 1", "app"])
+        assert.strictEqual(Compensation.stateOf(yield* stepsOf), "done")
+      }).pipe(Effect.provide(Layer.merge(storeLayer(path.join(dir, "q.db"), [undoingExtractor(gate)]), world.layer)))
     }))
 
   it.scoped("a cancel seen at a checkpoint (another process asked) fails execute with CompensationFailed", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const steps: Array<string> = []
-      const { extractor, gate } = yield* undoingExtractor(steps, "0", makeGate(2))
+      const world = makeWorld()
+      world.refused.add("batch 0")
+      const gate = yield* makeGate(2)
       yield* Effect.gen(function*() {
         const store = yield* RunStore.RunStore
-        yield* Workflow.create({
-          runId,
-          input: text,
-          extractor: "capitalized",
-          chunking: { windowSize: 300, overlap: 50, batchSize: 2 },
-          output: { path: path.join(dir, "out.ttl"), format: "turtle" }
-        })
+        yield* Workflow.create(createOptions(dir))
         const execution = yield* Effect.fork(Workflow.execute(runId))
         yield* gate.reached
         yield* store.requestCancel(runId)
@@ -147,11 +188,10 @@ describe("Compensation in a workflow", () => {
           assert.include(error.stoppedBecause, "was cancelled")
           assert.deepStrictEqual(error.failures.map((f) => f.step), ["delete upload of batch 0"])
         }
-        assert.deepStrictEqual(steps, ["batch 2", "batch 1"])
+        assert.deepStrictEqual(world.undone, ["batch 2", "batch 1"])
         const run = yield* store.getRun(runId)
         assert.strictEqual(run.status, "cancelled")
-        assert.strictEqual(run.committedBatches, 3)
         assert.deepStrictEqual(run.failureReason, Option.some("compensation_failed"))
-      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [extractor])))
+      }).pipe(Effect.provide(Layer.merge(storeLayer(path.join(dir, "q.db"), [undoingExtractor(gate)]), world.layer)))
     }))
 })

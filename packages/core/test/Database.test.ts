@@ -156,7 +156,10 @@ describe("Database", () => {
         for (const child of children) child.process.stdin!.write("go\n")
         const codes = yield* Effect.promise(() => Promise.all(children.map((child) => child.exited)))
         assert.deepStrictEqual(codes, [0, 0], children.map((child) => child.output()).join("\n"))
-        assert.strictEqual(yield* schemaVersion.pipe(Effect.provide(Database.layer(file))), 2)
+        const migrated = yield* Effect.all([schemaVersion, Durability.inspect(file)]).pipe(
+          Effect.provide(Database.layer(file))
+        )
+        assert.strictEqual(migrated[0], migrated[1].supportedSchemaVersion)
       }
     }).pipe(Effect.scoped))
 })

@@ -127,6 +127,22 @@ const migrations = {
     yield* sql`ALTER TABLE runs ADD COLUMN lease_pid_started TEXT`
     // knownEntities reads the entities first seen in a range of batches.
     yield* sql`CREATE INDEX entities_by_first_batch ON entities (run_id, first_batch, entity_key)`
+  }),
+  "0003_compensation_steps": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // Undo steps live with the run, not with the process that registered them: any process can run them.
+    yield* sql`CREATE TABLE compensation_steps (
+      run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+      seq INTEGER NOT NULL,
+      handler TEXT NOT NULL,
+      name TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+      last_error TEXT,
+      registered_at INTEGER NOT NULL,
+      settled_at INTEGER,
+      PRIMARY KEY (run_id, seq)
+    )`
   })
 }
 
