@@ -19,6 +19,7 @@ import * as Cancel from "./Cancel.js"
 import * as Doctor from "./Doctor.js"
 import * as Errors from "./Errors.js"
 import * as ExitCode from "./ExitCode.js"
+import * as Help from "./Help.js"
 import * as Export from "./Export.js"
 import * as Llm from "./Llm.js"
 import * as Output from "./Output.js"
@@ -36,6 +37,9 @@ import * as Status from "./Status.js"
  */
 export const version = "0.1.0"
 
+const summary = "durable extraction workflows: text in, knowledge graph out, resumable."
+
+
 /**
  * The root command with every subcommand.
  *
@@ -43,7 +47,7 @@ export const version = "0.1.0"
  * @category commands
  */
 export const command = Command.make("quarry").pipe(
-  Command.withDescription("Durable extraction workflows: text in, knowledge graph out, resumable at any point."),
+  Command.withDescription(summary),
   Command.withSubcommands([
     Start.command,
     Resume.command,
@@ -55,6 +59,17 @@ export const command = Command.make("quarry").pipe(
     Serve.command
   ])
 )
+
+const helpEntries = [
+  Help.entry(Start.command),
+  Help.entry(Resume.command),
+  Help.entry(Status.status),
+  Help.entry(Status.runs),
+  Help.entry(Cancel.command),
+  Help.entry(Export.command),
+  Help.entry(Doctor.command),
+  Help.entry(Serve.command)
+]
 
 const cli = Command.run(command, { name: "quarry", version })
 
@@ -81,6 +96,11 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
       Effect.mapError((error) => new Errors.UsageError({ message: `bad environment: ${error.message}` }))
     )
     yield* refuseSecretOptions(argv)
+    const help = Help.requested(argv.slice(2), version, summary, helpEntries)
+    if (Option.isSome(help)) {
+      yield* Effect.flatMap(Output.Output, (output) => output.out(help.value))
+      return ExitCode.ok
+    }
     yield* cli(argv).pipe(Effect.provideService(Settings.Settings, settings))
     return ExitCode.ok
   }).pipe(
