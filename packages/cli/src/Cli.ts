@@ -19,8 +19,8 @@ import * as Cancel from "./Cancel.js"
 import * as Doctor from "./Doctor.js"
 import * as Errors from "./Errors.js"
 import * as ExitCode from "./ExitCode.js"
-import * as Help from "./Help.js"
 import * as Export from "./Export.js"
+import * as Help from "./Help.js"
 import * as Llm from "./Llm.js"
 import * as Output from "./Output.js"
 import * as Resume from "./Resume.js"
@@ -38,7 +38,6 @@ import * as Status from "./Status.js"
 export const version = "0.1.0"
 
 const summary = "durable extraction workflows: text in, knowledge graph out, resumable."
-
 
 /**
  * The root command with every subcommand.

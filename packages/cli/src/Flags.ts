@@ -3,7 +3,9 @@
  *
  * @since 0.1.0
  */
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { UsageError } from "./Errors.js"
@@ -18,6 +20,45 @@ import { Settings } from "./Settings.js"
  */
 export const optionalText = (name: string, pseudo: string, description: string) =>
   Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.optional)
+
+/**
+ * An optional option whose value `check` turns into its real type as the command line is parsed. A bad value stops
+ * the parse (exit 2, nothing written) with `check`'s own message, which names the option and what it must be:
+ * @effect/cli's typed options (`Options.integer`, `Options.choice`) would answer "lots" with a vaguer one.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const checked = <A>(
+  name: string,
+  pseudo: string,
+  description: string,
+  check: (raw: string) => Effect.Effect<A, UsageError>
+): Options.Options<Option.Option<A>> =>
+  Options.text(name).pipe(
+    Options.withPseudoName(pseudo),
+    Options.withDescription(description),
+    Options.mapEffect(validated(check)),
+    Options.optional
+  )
+
+/**
+ * `check` as an @effect/cli parse step: its `UsageError` becomes the parse error @effect/cli prints to stderr.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const validated = <A>(check: (raw: string) => Effect.Effect<A, UsageError>) => (raw: string) =>
+  Effect.mapError(check(raw), (error) => ValidationError.invalidValue(HelpDoc.p(`quarry: ${error.message}`)))
+
+/**
+ * An optional number (`N`), refused unless it parses as one; the command checks its range.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const number = (name: string, description: string, requirement: string) =>
+  checked(name, "N", description, (raw) => Inputs.parseNumber(name, raw, requirement))
 
 /**
  * `--db PATH`: the database file.

@@ -71,9 +71,7 @@ const clean = (doc: HelpDoc.HelpDoc): HelpDoc.HelpDoc => {
   }
 }
 
-const plain = (doc: HelpDoc.HelpDoc): string =>
-  // eslint-disable-next-line no-control-regex
-  HelpDoc.toAnsiText(doc).replace(/\u001b\[[0-9;]*m/g, "")
+const plain = (doc: HelpDoc.HelpDoc): string => HelpDoc.toAnsiText(doc).replace(/\u001b\[[0-9;]*m/g, "")
 
 const config = CliConfig.make({ showBuiltIns: false })
 
