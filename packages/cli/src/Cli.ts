@@ -37,7 +37,7 @@ import * as Status from "./Status.js"
  */
 export const version = "0.1.0"
 
-const summary = "durable extraction workflows: text in, knowledge graph out, resumable."
+const summary = "durable extraction: text in, knowledge graph out, resumable."
 
 /**
  * The root command with every subcommand.

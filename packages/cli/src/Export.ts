@@ -65,4 +65,4 @@ export const command = Command.make("export", {
         JSON.stringify({ runId, time: new Date(now).toISOString(), artifact: Events.artifactJson(artifact) }) :
         `exported run ${runId}: ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
     )
-  })).pipe(Command.withDescription("Write a completed run's artifact again, in any format, without extracting."))
+  })).pipe(Command.withDescription("Write a completed run's artifact again, in any format."))

@@ -50,15 +50,12 @@ const filler = new Set([
   "This option can be set from environment variables."
 ])
 
-const defaultPrefix = "This setting is optional. Defaults to: "
-
-/** Drops the filler paragraphs of an option's block and says its default in a few words. */
+/** Drops the filler paragraphs of an option's block. */
 const clean = (doc: HelpDoc.HelpDoc): HelpDoc.HelpDoc => {
   switch (doc._tag) {
     case "Paragraph": {
       const value = text(doc.value)
-      if (filler.has(value) || value.startsWith("One of the following: ")) return HelpDoc.empty
-      return value.startsWith(defaultPrefix) ? HelpDoc.p(`Default: ${value.slice(defaultPrefix.length)}.`) : doc
+      return filler.has(value) || value.startsWith("One of the following: ") ? HelpDoc.empty : doc
     }
     case "Sequence":
       return HelpDoc.sequence(clean(doc.left), clean(doc.right))
@@ -125,10 +122,10 @@ export const root = (version: string, summary: string, entries: ReadonlyArray<En
     ...entries.map((entry) => `  ${entry.name.padEnd(width)}  ${entry.summary}`),
     "",
     "Options:",
-    "  --help, -h                 This help; `quarry <command> --help` for a command's.",
-    "  --version                  The version.",
-    "  --completions SHELL        A completion script for sh, bash, fish or zsh.",
-    "  --log-level LEVEL          Log at LEVEL and above on stderr (default warning).",
+    "  -h, --help           This help; `quarry <command> --help` for a command's.",
+    "  --version            The version.",
+    "  --completions SHELL  A completion script for sh, bash, fish or zsh.",
+    "  --log-level LEVEL    Log at LEVEL and above on stderr (default warning).",
     ""
   ].join("\n")
 }

@@ -112,7 +112,7 @@ export const command = Command.make("resume", options, (flags) =>
       if (Option.isSome(flags.out)) yield* copyArtifact(run, path.resolve(flags.out.value), flags.json)
     }).pipe(Effect.provide(Store.layer(db, settings)))
   }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
-    Command.withDescription("Continue a run from its last checkpoint, with the parameters it was started with.")
+    Command.withDescription("Continue a run from its last checkpoint, with its own parameters.")
   )
 
 /** Writes a completed run's artifact to another path, re-merged from the stored batches. */
