@@ -62,7 +62,7 @@ export const command = Command.make("resume", options, (flags) =>
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
     const runId = yield* Start.decodeRunId(flags.runId)
-    const limits = yield* Flags.parseLimits(flags)
+    const limits = Flags.limitsOf(flags)
     const llm = yield* Llm.parse(flags)
     yield* Inputs.checkDatabase(db)
     if (Option.isSome(flags.out)) yield* Inputs.checkOutput(flags.out.value)

@@ -212,7 +212,7 @@ export const command = Command.make("start", options, (flags) =>
       })
     }
     const format = resolveFormat(flags.format, flags.out, "turtle")
-    const limits = yield* Flags.parseLimits(flags)
+    const limits = Flags.limitsOf(flags)
     const llm = yield* Llm.parse(flags)
     const extractorName = Option.getOrElse(flags.extractor, () => Extractors.defaultName)
     yield* Llm.refuseFor(extractorName, llm, `pass --extractor llm, or leave ${llm.given.join(", ")} out`)
