@@ -59,7 +59,8 @@ export const command = Command.make("quarry").pipe(
   ])
 )
 
-const helpEntries = [
+// Built only when help is asked for: every other command starts without rendering it.
+const helpEntries = () => [
   Help.entry(Start.command),
   Help.entry(Resume.command),
   Help.entry(Status.status),

@@ -141,10 +141,10 @@ export const requested = (
   args: ReadonlyArray<string>,
   version: string,
   summary: string,
-  entries: ReadonlyArray<Entry>
+  entries: () => ReadonlyArray<Entry>
 ): Option.Option<string> => {
   if (!args.some((arg) => arg === "--help" || arg === "-h")) return Option.none()
   const [first] = args
-  if (first === "--help" || first === "-h") return Option.some(root(version, summary, entries))
-  return Option.map(Arr.findFirst(entries, (entry) => entry.name === first), (entry) => entry.help())
+  if (first === "--help" || first === "-h") return Option.some(root(version, summary, entries()))
+  return Option.map(Arr.findFirst(entries(), (entry) => entry.name === first), (entry) => entry.help())
 }

@@ -103,10 +103,10 @@ export const runs = Command.make("runs", {
   Effect.gen(function*() {
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
-    const listed = Effect.flatMap(RunStore, (store) => store.listRuns({ status: Option.getOrUndefined(flags.status) }))
-      .pipe(
-        Effect.flatMap(Effect.forEach((run) => Effect.map(RunView.ledger(run), (ledger) => ({ run, ledger }))))
-      )
+    const status = flags.status
+    const listed = Effect.flatMap(RunStore, (store) => store.listRuns({ status: Option.getOrUndefined(status) })).pipe(
+      Effect.flatMap(Effect.forEach((run) => Effect.map(RunView.ledger(run), (ledger) => ({ run, ledger }))))
+    )
     const rows = yield* withStore(db, listed, () => Effect.succeed([]))
     const now = yield* Clock.currentTimeMillis
     if (flags.json) {
@@ -114,7 +114,7 @@ export const runs = Command.make("runs", {
     }
     const list = rows.map(({ run }) => run)
     if (list.length === 0) {
-      return yield* output.out(Option.match(flags.status, {
+      return yield* output.out(Option.match(status, {
         onNone: () => `no runs in ${db}`,
         onSome: (s) => `no ${s} runs in ${db}`
       }))
