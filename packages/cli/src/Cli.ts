@@ -6,6 +6,7 @@
  */
 import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as FairScheduler from "@quarry/core/FairScheduler"
 import * as Cause from "effect/Cause"
@@ -18,6 +19,7 @@ import * as Option from "effect/Option"
 import * as Cancel from "./Cancel.js"
 import * as Doctor from "./Doctor.js"
 import * as Errors from "./Errors.js"
+import * as Events from "./Events.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Export from "./Export.js"
 import * as Help from "./Help.js"
@@ -116,6 +118,14 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
         const now = yield* Clock.currentTimeMillis
         const message = Errors.describe(failure.value, now)
         if (Option.isSome(message)) yield* output.err(`quarry: ${message.value}`)
+        // A bad option value stops the parse, before `start`/`resume` could report it as their `error` event.
+        if (ValidationError.isValidationError(failure.value) && reportsJsonEvents(argv)) {
+          yield* output.out(Events.encode("error", now, {
+            exitCode: ExitCode.usage,
+            error: "UsageError",
+            message: Help.plain(failure.value.error).trim().replace(/^quarry: /, "")
+          }))
+        }
         return ExitCode.fromError(failure.value)
       })
     ),
@@ -133,6 +143,12 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
  * @category layers
  */
 export const layer: Layer.Layer<Environment> = Layer.mergeAll(NodeContext.layer, Output.layer, Llm.layerServices)
+
+/** `start --json` and `resume --json` end with one terminal event, also when the command line is refused. */
+const reportsJsonEvents = (argv: ReadonlyArray<string>) => {
+  const args = argv.slice(2)
+  return (args[0] === "start" || args[0] === "resume") && args.includes("--json")
+}
 
 /**
  * An API key given as an option is refused before the parser sees it: the parser would echo `--api-key=<key>` as

@@ -68,7 +68,13 @@ const clean = (doc: HelpDoc.HelpDoc): HelpDoc.HelpDoc => {
   }
 }
 
-const plain = (doc: HelpDoc.HelpDoc): string => HelpDoc.toAnsiText(doc).replace(/\u001b\[[0-9;]*m/g, "")
+/**
+ * A help document as plain text (no ANSI styles).
+ *
+ * @since 0.1.0
+ * @category rendering
+ */
+export const plain = (doc: HelpDoc.HelpDoc): string => HelpDoc.toAnsiText(doc).replace(/\u001b\[[0-9;]*m/g, "")
 
 const config = CliConfig.make({ showBuiltIns: false })
 
