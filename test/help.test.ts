@@ -35,13 +35,16 @@ const optionBlock = (help: string, option: string): Array<string> => {
 }
 
 describe("quarry --help", () => {
-  it("lists every command with its one-line summary, within 80 columns, without filler", async () => {
+  it("lists every command with its one-line summary, within 80 columns, without filler (also for quarry alone)", async () => {
     const help = await run(["--help"])
     assert.strictEqual(help.code, 0, help.stderr)
     for (const text of filler) assert.notInclude(help.stdout, text)
     for (const command of commands) assert.match(help.stdout, new RegExp(`^  ${command} +[A-Z][^\\n]+\\.$`, "m"))
     for (const line of help.stdout.split("\n")) assert.isAtMost(line.length, 80, line)
     assert.include(help.stdout, "--completions SHELL")
+    const bare = await run([])
+    assert.strictEqual(bare.code, 0, bare.stderr)
+    assert.strictEqual(bare.stdout, help.stdout)
   })
 
   it("start --help names each option once with its description and nothing else", async () => {

@@ -137,8 +137,8 @@ export const root = (version: string, summary: string, entries: ReadonlyArray<En
 }
 
 /**
- * The help `args` (the arguments after the program) ask for, if they ask for help: `--help`/`-h` alone, or after a
- * command's name.
+ * The help `args` (the arguments after the program) ask for, if they ask for help: none (`quarry` alone),
+ * `--help`/`-h` alone, or after a command's name.
  *
  * @since 0.1.0
  * @category rendering
@@ -149,8 +149,8 @@ export const requested = (
   summary: string,
   entries: () => ReadonlyArray<Entry>
 ): Option.Option<string> => {
-  if (!args.some((arg) => arg === "--help" || arg === "-h")) return Option.none()
   const [first] = args
-  if (first === "--help" || first === "-h") return Option.some(root(version, summary, entries()))
+  if (first === undefined || first === "--help" || first === "-h") return Option.some(root(version, summary, entries()))
+  if (!args.some((arg) => arg === "--help" || arg === "-h")) return Option.none()
   return Option.map(Arr.findFirst(entries(), (entry) => entry.name === first), (entry) => entry.help())
 }
