@@ -6,6 +6,7 @@
  */
 import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as FairScheduler from "@quarry/core/FairScheduler"
 import * as Cause from "effect/Cause"
@@ -18,8 +19,10 @@ import * as Option from "effect/Option"
 import * as Cancel from "./Cancel.js"
 import * as Doctor from "./Doctor.js"
 import * as Errors from "./Errors.js"
+import * as Events from "./Events.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Export from "./Export.js"
+import * as Help from "./Help.js"
 import * as Llm from "./Llm.js"
 import * as Output from "./Output.js"
 import * as Resume from "./Resume.js"
@@ -36,6 +39,8 @@ import * as Status from "./Status.js"
  */
 export const version = "0.1.0"
 
+const summary = "durable extraction: text in, knowledge graph out, resumable."
+
 /**
  * The root command with every subcommand.
  *
@@ -43,7 +48,7 @@ export const version = "0.1.0"
  * @category commands
  */
 export const command = Command.make("quarry").pipe(
-  Command.withDescription("Durable extraction workflows: text in, knowledge graph out, resumable at any point."),
+  Command.withDescription(summary),
   Command.withSubcommands([
     Start.command,
     Resume.command,
@@ -55,6 +60,18 @@ export const command = Command.make("quarry").pipe(
     Serve.command
   ])
 )
+
+// Built only when help is asked for: every other command starts without rendering it.
+const helpEntries = () => [
+  Help.entry(Start.command),
+  Help.entry(Resume.command),
+  Help.entry(Status.status),
+  Help.entry(Status.runs),
+  Help.entry(Cancel.command),
+  Help.entry(Export.command),
+  Help.entry(Doctor.command),
+  Help.entry(Serve.command)
+]
 
 const cli = Command.run(command, { name: "quarry", version })
 
@@ -81,6 +98,11 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
       Effect.mapError((error) => new Errors.UsageError({ message: `bad environment: ${error.message}` }))
     )
     yield* refuseSecretOptions(argv)
+    const help = Help.requested(argv.slice(2), version, summary, helpEntries)
+    if (Option.isSome(help)) {
+      yield* Effect.flatMap(Output.Output, (output) => output.out(help.value))
+      return ExitCode.ok
+    }
     yield* cli(argv).pipe(Effect.provideService(Settings.Settings, settings))
     return ExitCode.ok
   }).pipe(
@@ -96,6 +118,14 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
         const now = yield* Clock.currentTimeMillis
         const message = Errors.describe(failure.value, now)
         if (Option.isSome(message)) yield* output.err(`quarry: ${message.value}`)
+        // A bad option value stops the parse, before `start`/`resume` could report it as their `error` event.
+        if (ValidationError.isValidationError(failure.value) && reportsJsonEvents(argv)) {
+          yield* output.out(Events.encode("error", now, {
+            exitCode: ExitCode.usage,
+            error: "UsageError",
+            message: Help.plain(failure.value.error).trim().replace(/^quarry: /, "")
+          }))
+        }
         return ExitCode.fromError(failure.value)
       })
     ),
@@ -113,6 +143,12 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
  * @category layers
  */
 export const layer: Layer.Layer<Environment> = Layer.mergeAll(NodeContext.layer, Output.layer, Llm.layerServices)
+
+/** `start --json` and `resume --json` end with one terminal event, also when the command line is refused. */
+const reportsJsonEvents = (argv: ReadonlyArray<string>) => {
+  const args = argv.slice(2)
+  return (args[0] === "start" || args[0] === "resume") && args.includes("--json")
+}
 
 /**
  * An API key given as an option is refused before the parser sees it: the parser would echo `--api-key=<key>` as

@@ -111,4 +111,4 @@ export const command = Command.make("doctor", { db: Flags.db, json: Flags.json }
       for (const line of lines(report)) yield* output.out(line)
     }
     if (!report.durable) return yield* new DurabilityError({ filename: db, reasons: report.reasons })
-  })).pipe(Command.withDescription("Check that the database can be trusted to keep committed work (exit 3 if not)."))
+  })).pipe(Command.withDescription("Check that the database keeps committed work safely (exit 3 if not)."))

@@ -30,11 +30,7 @@ import { withStore } from "./Status.js"
 export const command = Command.make("export", {
   runId: Args.text({ name: "run-id" }).pipe(Args.withDescription("The completed run to export.")),
   db: Flags.db,
-  format: Options.text("format").pipe(
-    Options.withPseudoName("turtle|ntriples|jsonl"),
-    Options.withDescription("The format (default: from the --out extension, else the run's own format)."),
-    Options.optional
-  ),
+  format: Start.formatOption("The format (default: from the --out extension, else the run's own format)."),
   out: Options.text("out").pipe(
     Options.withPseudoName("FILE"),
     Options.withDescription("Where to write (default: next to the database, named after the run)."),
@@ -46,7 +42,6 @@ export const command = Command.make("export", {
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
     const runId = yield* Start.decodeRunId(flags.runId)
-    if (Option.isSome(flags.format)) yield* Start.resolveFormat(flags.format, flags.out, "turtle")
     if (Option.isSome(flags.out)) yield* Inputs.checkOutput(flags.out.value)
     const artifact = yield* withStore(
       db,
@@ -56,7 +51,7 @@ export const command = Command.make("export", {
         if (run.status !== "completed") {
           return yield* new InvalidRunState({ runId, status: run.status, expected: "completed (resume it first)" })
         }
-        const format = yield* Start.resolveFormat(flags.format, flags.out, run.plan.outputFormat)
+        const format = Start.resolveFormat(flags.format, flags.out, run.plan.outputFormat)
         const target = path.resolve(Option.getOrElse(flags.out, () => Start.defaultOutput(db, runId, format)))
         yield* Inputs.checkOutput(target)
         const ontology = yield* loadOntology(run)
@@ -70,4 +65,4 @@ export const command = Command.make("export", {
         JSON.stringify({ runId, time: new Date(now).toISOString(), artifact: Events.artifactJson(artifact) }) :
         `exported run ${runId}: ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
     )
-  })).pipe(Command.withDescription("Write a completed run's artifact again, in any format, without extracting."))
+  })).pipe(Command.withDescription("Write a completed run's artifact again, in any format."))

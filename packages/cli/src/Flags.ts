@@ -3,7 +3,9 @@
  *
  * @since 0.1.0
  */
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { UsageError } from "./Errors.js"
@@ -18,6 +20,45 @@ import { Settings } from "./Settings.js"
  */
 export const optionalText = (name: string, pseudo: string, description: string) =>
   Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.optional)
+
+/**
+ * An optional option whose value `check` turns into its real type as the command line is parsed. A bad value stops
+ * the parse (exit 2, nothing written) with `check`'s own message, which names the option and what it must be:
+ * @effect/cli's typed options (`Options.integer`, `Options.choice`) would answer "lots" with a vaguer one.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const checked = <A>(
+  name: string,
+  pseudo: string,
+  description: string,
+  check: (raw: string) => Effect.Effect<A, UsageError>
+): Options.Options<Option.Option<A>> =>
+  Options.text(name).pipe(
+    Options.withPseudoName(pseudo),
+    Options.withDescription(description),
+    Options.mapEffect(validated(check)),
+    Options.optional
+  )
+
+/**
+ * `check` as an @effect/cli parse step: its `UsageError` becomes the parse error @effect/cli prints to stderr.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const validated = <A>(check: (raw: string) => Effect.Effect<A, UsageError>) => (raw: string) =>
+  Effect.mapError(check(raw), (error) => ValidationError.invalidValue(HelpDoc.p(`quarry: ${error.message}`)))
+
+/**
+ * An optional number (`N`), refused unless it parses as one; the command checks its range.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const number = (name: string, description: string, requirement: string) =>
+  checked(name, "N", description, (raw) => Inputs.parseNumber(name, raw, requirement))
 
 /**
  * `--db PATH`: the database file.
@@ -85,26 +126,37 @@ export const shellQuote = (word: string): string =>
  * @category options
  */
 export const limits = {
-  maxCost: optionalText(
+  maxCost: checked(
     "max-cost",
     "USD",
     "Stop (failed, reason budget, resumable) before the run's spend would exceed USD, counting every attempt " +
-      "(also those lost to crashes). Not stored: give it again to resume."
+      "(also those lost to crashes). Not stored: give it again to resume.",
+    (raw) => Inputs.parseUsd("max-cost", raw)
   ),
-  maxTokens: optionalText(
+  maxTokens: checked(
     "max-tokens",
     "N",
-    "Stop before the run's prompt + completion tokens would exceed N, counted like --max-cost. Not stored."
+    "Stop before the run's prompt + completion tokens would exceed N, counted like --max-cost. Not stored.",
+    (raw) => Inputs.parsePositiveInteger("max-tokens", raw, "tokens")
   ),
-  deadline: optionalText(
+  deadline: checked(
     "deadline",
     "DURATION",
-    "Stop this execution (failed, reason deadline, resumable) after DURATION: 90s, 15m, 2h, 1h30m. Not stored."
+    "Stop this execution (failed, reason deadline, resumable) after DURATION: 90s, 15m, 2h, 1h30m. Not stored.",
+    (raw) =>
+      Option.match(Option.filter(Inputs.parseDuration(raw), (ms) => ms >= 1 && Number.isFinite(ms)), {
+        onNone: () =>
+          new UsageError({
+            message: `deadline (${JSON.stringify(raw)}) must be a duration of at least 1ms, such as 90s, 15m, 2h, ` +
+              `1h30m or "5 minutes"`
+          }),
+        onSome: (ms) => Effect.succeed(Math.round(ms))
+      })
   )
 }
 
 /**
- * The limits of one execution, checked; `args` repeats them for a suggested resume command.
+ * The limits of one execution; `args` repeats them for a suggested resume command.
  *
  * @since 0.1.0
  * @category models
@@ -116,52 +168,56 @@ export interface Limits {
 }
 
 /**
- * Checks `--max-cost`, `--max-tokens` and `--deadline`.
+ * The limits `--max-cost`, `--max-tokens` and `--deadline` set.
  *
  * @since 0.1.0
  * @category options
  */
-export const parseLimits = (flags: {
-  readonly maxCost: Option.Option<string>
-  readonly maxTokens: Option.Option<string>
-  readonly deadline: Option.Option<string>
-}): Effect.Effect<Limits, UsageError> =>
-  Effect.gen(function*() {
-    const maxCostUsd = yield* Effect.transposeOption(
-      Option.map(flags.maxCost, (raw) => Inputs.parseUsd("max-cost", raw))
-    )
-    const maxTokens = yield* Effect.transposeOption(
-      Option.map(flags.maxTokens, (raw) => Inputs.parsePositiveInteger("max-tokens", raw, "tokens"))
-    )
-    const deadlineMs = yield* Effect.transposeOption(Option.map(flags.deadline, (raw) =>
-      Option.match(
-        Option.filter(Inputs.parseDuration(raw), (ms) => ms >= 1 && Number.isFinite(ms)),
-        {
-          onNone: () =>
-            new UsageError({
-              message: `deadline (${JSON.stringify(raw)}) must be a duration of at least 1ms, such as 90s, 15m, 2h, ` +
-                `1h30m or "5 minutes"`
-            }),
-          onSome: (ms) => Effect.succeed(Math.round(ms))
-        }
-      )))
-    const budget = Option.isNone(maxCostUsd) && Option.isNone(maxTokens) ? undefined : {
-      maxCostUsd: Option.getOrUndefined(maxCostUsd),
-      maxTokens: Option.getOrUndefined(maxTokens)
-    }
-    return {
-      budget,
-      deadlineMs: Option.getOrUndefined(deadlineMs),
-      args: [
-        ...Option.match(flags.maxCost, { onNone: () => [], onSome: (raw) => ["--max-cost", shellQuote(raw.trim())] }),
-        ...Option.match(flags.maxTokens, {
-          onNone: () => [],
-          onSome: (raw) => ["--max-tokens", shellQuote(raw.trim())]
-        }),
-        ...Option.match(flags.deadline, { onNone: () => [], onSome: (raw) => ["--deadline", shellQuote(raw.trim())] })
-      ]
-    }
-  })
+export const limitsOf = (flags: {
+  readonly maxCost: Option.Option<number>
+  readonly maxTokens: Option.Option<number>
+  readonly deadline: Option.Option<number>
+}): Limits => {
+  const arg = <A>(flag: string, value: Option.Option<A>, show: (a: A) => string) =>
+    Option.match(value, { onNone: () => [], onSome: (a) => [flag, show(a)] })
+  return {
+    budget: Option.isNone(flags.maxCost) && Option.isNone(flags.maxTokens) ? undefined : {
+      maxCostUsd: Option.getOrUndefined(flags.maxCost),
+      maxTokens: Option.getOrUndefined(flags.maxTokens)
+    },
+    deadlineMs: Option.getOrUndefined(flags.deadline),
+    args: [
+      ...arg("--max-cost", flags.maxCost, String),
+      ...arg("--max-tokens", flags.maxTokens, String),
+      ...arg("--deadline", flags.deadline, formatDuration)
+    ]
+  }
+}
+
+const durationUnits: ReadonlyArray<readonly [string, number]> = [
+  ["d", 86_400_000],
+  ["h", 3_600_000],
+  ["m", 60_000],
+  ["s", 1000],
+  ["ms", 1]
+]
+
+/**
+ * Whole milliseconds as a duration `--deadline` reads back: 5400000 is `1h30m`.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const formatDuration = (ms: number): string => {
+  let rest = ms
+  let text = ""
+  for (const [unit, size] of durationUnits) {
+    const count = Math.floor(rest / size)
+    if (count > 0) text += `${count}${unit}`
+    rest -= count * size
+  }
+  return text === "" ? "0ms" : text
+}
 
 /**
  * `args` without the option `flag` and its value (`--max-cost 2` out of `--max-cost 2 --deadline 1h`).

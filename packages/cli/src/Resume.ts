@@ -62,7 +62,7 @@ export const command = Command.make("resume", options, (flags) =>
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
     const runId = yield* Start.decodeRunId(flags.runId)
-    const limits = yield* Flags.parseLimits(flags)
+    const limits = Flags.limitsOf(flags)
     const llm = yield* Llm.parse(flags)
     yield* Inputs.checkDatabase(db)
     if (Option.isSome(flags.out)) yield* Inputs.checkOutput(flags.out.value)
@@ -112,7 +112,7 @@ export const command = Command.make("resume", options, (flags) =>
       if (Option.isSome(flags.out)) yield* copyArtifact(run, path.resolve(flags.out.value), flags.json)
     }).pipe(Effect.provide(Store.layer(db, settings)))
   }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
-    Command.withDescription("Continue a run from its last checkpoint, with the parameters it was started with.")
+    Command.withDescription("Continue a run from its last checkpoint, with its own parameters.")
   )
 
 /** Writes a completed run's artifact to another path, re-merged from the stored batches. */

@@ -28,64 +28,6 @@ import { Output } from "./Output.js"
 import { Settings } from "./Settings.js"
 import * as Store from "./Store.js"
 
-const fromEnv = <A>(option: Options.Options<A>, config: Config.Config<A>, fallback: A) =>
-  option.pipe(Options.withFallbackConfig(config), Options.withDefault(fallback))
-
-const options = {
-  db: Flags.db,
-  host: fromEnv(
-    Options.text("host").pipe(Options.withDescription("The interface to listen on (QUARRY_HOST; default 127.0.0.1).")),
-    Config.string("QUARRY_HOST"),
-    "127.0.0.1"
-  ),
-  port: fromEnv(
-    Options.text("port").pipe(Options.withDescription("The port (QUARRY_PORT; default 7340; 0 picks a free one).")),
-    Config.string("QUARRY_PORT"),
-    "7340"
-  ),
-  maxActiveRuns: fromEnv(
-    Options.text("max-active-runs").pipe(
-      Options.withDescription("Runs executing at once; the others wait (QUARRY_MAX_ACTIVE_RUNS; default 4).")
-    ),
-    Config.string("QUARRY_MAX_ACTIVE_RUNS"),
-    "4"
-  ),
-  maxQueuedRuns: fromEnv(
-    Options.text("max-queued-runs").pipe(
-      Options.withDescription(
-        "Runs waiting at most; beyond, submissions get 429 (QUARRY_MAX_QUEUED_RUNS; default 1000)."
-      )
-    ),
-    Config.string("QUARRY_MAX_QUEUED_RUNS"),
-    "1000"
-  ),
-  maxBody: fromEnv(
-    Options.text("max-body").pipe(
-      Options.withDescription("The largest request body, e.g. 50MB, 512KB (QUARRY_MAX_BODY; default 50MB).")
-    ),
-    Config.string("QUARRY_MAX_BODY"),
-    "50MB"
-  ),
-  drainTimeout: fromEnv(
-    Options.text("drain-timeout").pipe(
-      Options.withDescription("How long a shutdown may take, e.g. 25s (QUARRY_DRAIN_TIMEOUT; default 25s).")
-    ),
-    Config.string("QUARRY_DRAIN_TIMEOUT"),
-    "25s"
-  ),
-  noRecover: fromEnv(
-    Options.boolean("no-recover").pipe(
-      Options.withDescription("Do not resume the runs earlier processes left behind (QUARRY_NO_RECOVER).")
-    ),
-    Config.boolean("QUARRY_NO_RECOVER"),
-    false
-  ),
-  insecureNoAuth: Options.boolean("insecure-no-auth").pipe(
-    Options.withDescription("Serve a non-loopback host without API tokens (anyone who reaches it can submit).")
-  ),
-  json: Flags.json
-}
-
 const tokensConfig = Config.all({
   list: Config.option(Config.redacted("QUARRY_API_TOKENS")),
   file: Config.option(Config.string("QUARRY_API_TOKEN_FILE"))
@@ -135,6 +77,76 @@ const wholeNumber = (name: string, raw: string, min: number) =>
         Effect.fail(new UsageError({ message: `${name} (${raw}) must be a whole number of ${min} or more` }))
   )
 
+/** An option that falls back to an environment variable, then to a default; `check` types and checks all three. */
+const fromEnv = <A>(
+  name: string,
+  pseudo: string,
+  description: string,
+  fallback: string,
+  check: (raw: string) => Effect.Effect<A, UsageError>
+) =>
+  Options.text(name).pipe(
+    Options.withPseudoName(pseudo),
+    // @effect/cli's help shows no default that is not an `Option`: the description says it.
+    Options.withDescription(`${description} Default: ${fallback}.`),
+    Options.withFallbackConfig(Config.string(`QUARRY_${name.toUpperCase().replace(/-/g, "_")}`)),
+    Options.withDefault(fallback),
+    Options.mapEffect(Flags.validated(check))
+  )
+
+const options = {
+  db: Flags.db,
+  host: fromEnv("host", "HOST", "The interface to listen on (or QUARRY_HOST).", "127.0.0.1", Effect.succeed),
+  port: fromEnv("port", "PORT", "The port; 0 picks a free one (or QUARRY_PORT).", "7340", (raw) =>
+    Effect.filterOrFail(
+      wholeNumber("port", raw, 0),
+      (port) => port <= 65535,
+      (port) => new UsageError({ message: `port (${port}) must be at most 65535` })
+    )),
+  maxActiveRuns: fromEnv(
+    "max-active-runs",
+    "N",
+    "Runs executing at once; the others wait (or QUARRY_MAX_ACTIVE_RUNS).",
+    "4",
+    (raw) => wholeNumber("max-active-runs", raw, 1)
+  ),
+  maxQueuedRuns: fromEnv(
+    "max-queued-runs",
+    "N",
+    "Runs waiting at most; beyond, submissions get 429 (or QUARRY_MAX_QUEUED_RUNS).",
+    "1000",
+    (raw) => wholeNumber("max-queued-runs", raw, 0)
+  ),
+  maxBody: fromEnv(
+    "max-body",
+    "SIZE",
+    "The largest request body, e.g. 50MB, 512KB (or QUARRY_MAX_BODY).",
+    "50MB",
+    parseSize
+  ),
+  drainTimeout: fromEnv(
+    "drain-timeout",
+    "DURATION",
+    "How long a shutdown may take, e.g. 25s, 2m (or QUARRY_DRAIN_TIMEOUT).",
+    "25s",
+    (raw) =>
+      Option.match(Inputs.parseDuration(raw), {
+        onNone: () =>
+          Effect.fail(new UsageError({ message: `drain-timeout ${JSON.stringify(raw)} is not a duration; e.g. 25s` })),
+        onSome: Effect.succeed
+      })
+  ),
+  noRecover: Options.boolean("no-recover").pipe(
+    Options.withDescription("Do not resume the runs earlier processes left behind (or QUARRY_NO_RECOVER)."),
+    Options.withFallbackConfig(Config.boolean("QUARRY_NO_RECOVER")),
+    Options.withDefault(false)
+  ),
+  insecureNoAuth: Options.boolean("insecure-no-auth").pipe(
+    Options.withDescription("Serve a non-loopback host without API tokens (anyone who reaches it can submit).")
+  ),
+  json: Flags.json
+}
+
 /**
  * The `serve` command.
  *
@@ -146,18 +158,7 @@ export const command = Command.make("serve", options, (flags) =>
     const settings = yield* Settings
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
-    const port = yield* wholeNumber("port", flags.port, 0)
-    if (port > 65535) return yield* new UsageError({ message: `port (${port}) must be at most 65535` })
-    const maxActiveRuns = yield* wholeNumber("max-active-runs", flags.maxActiveRuns, 1)
-    const maxQueuedRuns = yield* wholeNumber("max-queued-runs", flags.maxQueuedRuns, 0)
-    const maxBodyBytes = yield* parseSize(flags.maxBody)
-    const drainTimeoutMs = yield* Option.match(Inputs.parseDuration(flags.drainTimeout), {
-      onNone: () =>
-        Effect.fail(
-          new UsageError({ message: `drain-timeout ${JSON.stringify(flags.drainTimeout)} is not a duration; e.g. 25s` })
-        ),
-      onSome: Effect.succeed
-    })
+    const { drainTimeout: drainTimeoutMs, maxActiveRuns, maxBody: maxBodyBytes, maxQueuedRuns, port } = flags
     const tokens = yield* readTokens
     if (tokens.length === 0 && !loopback(flags.host) && !flags.insecureNoAuth) {
       return yield* new UsageError({
@@ -213,7 +214,7 @@ export const command = Command.make("serve", options, (flags) =>
           yield* Effect.logInfo("draining")
           const drained = yield* admission.drain.pipe(Effect.timeout(drainTimeoutMs), Effect.option)
           if (Option.isNone(drained)) {
-            yield* Effect.logError(`drain did not finish within ${flags.drainTimeout}; exiting anyway`)
+            yield* Effect.logError(`drain did not finish within ${drainTimeoutMs}ms; exiting anyway`)
             // The runs' leases expire and the next start recovers them; nothing committed is lost.
             yield* Effect.sync(() => process.exit(1))
           }
@@ -228,4 +229,4 @@ export const command = Command.make("serve", options, (flags) =>
     Effect.onInterrupt(() => Effect.sync(() => process.exit(0))),
     Logger.withMinimumLogLevel(LogLevel.Info),
     Effect.locally(FiberRef.currentLoggers, HashSet.make(Logger.withConsoleError(Logger.jsonLogger)))
-  )).pipe(Command.withDescription("Serve the HTTP API: submit, watch and fetch runs; probes; drain on SIGTERM."))
+  )).pipe(Command.withDescription("Serve the HTTP API: submit, watch and fetch runs; drain on SIGTERM."))

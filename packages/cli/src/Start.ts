@@ -33,64 +33,6 @@ import * as Store from "./Store.js"
 
 const optionalText = Flags.optionalText
 
-const options = {
-  input: Args.text({ name: "input" }).pipe(Args.withDescription("The UTF-8 text file to extract from.")),
-  db: Flags.db,
-  runId: optionalText(
-    "run-id",
-    "ID",
-    "The run's id: 1 to 128 of A-Z a-z 0-9 . _ - (default: run-<date>-<time>-<random>)."
-  ),
-  chunking: optionalText("chunking", "chars|sentences", "How the text is cut into chunks (default chars)."),
-  window: optionalText(
-    "window",
-    "N",
-    "Chunk size: characters (chars) or a character budget (sentences); default 1000."
-  ),
-  overlap: optionalText("overlap", "N", "Characters shared by neighbouring chunks (default: window / 5, at most 200)."),
-  batchSize: optionalText("batch-size", "N", "Chunks per extractor call, the unit of commit (default 10)."),
-  concurrency: optionalText("concurrency", "N", "Extractor calls in flight at once (default 1)."),
-  extractor: optionalText(
-    "extractor",
-    "NAME",
-    `The extractor: offline, llm (an OpenAI-compatible server, see --model), capitalized (default ` +
-      `${Extractors.defaultName}).`
-  ),
-  ontology: optionalText(
-    "ontology",
-    "FILE",
-    "An ontology in Turtle, N-Triples, N-Quads or TriG (default: the built-in FOAF + schema.org subset)."
-  ),
-  out: optionalText("out", "FILE", "Where the artifact goes (default: next to the database, named after the run)."),
-  format: optionalText(
-    "format",
-    "turtle|ntriples|jsonl",
-    "The artifact's format (default: from the --out extension, else turtle)."
-  ),
-  onBatchError: optionalText(
-    "on-batch-error",
-    "fail|skip",
-    "When a batch still fails after the extractor's retries: fail the run (resumable; the default), or skip the " +
-      "batch, record its error and complete with a partial artifact plus a manifest (<artifact>.skipped.json). " +
-      "Stored with the run."
-  ),
-  provenance: Options.boolean("provenance").pipe(
-    Options.withDescription(
-      "Add PROV-O provenance to the artifact: the run, the extractor, each entity's mentions as document offsets. " +
-        "Stored with the run."
-    )
-  ),
-  maxInputSize: optionalText(
-    "max-input-size",
-    "SIZE",
-    "Refuse an input (or ontology) file larger than this, before reading it: bytes, or 64MB, 2GB (default 512MB, " +
-      "or QUARRY_MAX_INPUT_BYTES)."
-  ),
-  ...Flags.limits,
-  ...Llm.options,
-  json: Flags.json
-}
-
 const formatsByExtension: Record<string, Run.OutputFormat> = {
   ".ttl": "turtle",
   ".turtle": "turtle",
@@ -100,29 +42,33 @@ const formatsByExtension: Record<string, Run.OutputFormat> = {
 }
 
 /**
+ * `--format turtle|ntriples|jsonl`, for `start` and `export`.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const formatOption = (description: string) =>
+  Flags.checked("format", "turtle|ntriples|jsonl", description, (raw) =>
+    Schema.is(Run.OutputFormat)(raw) ?
+      Effect.succeed(raw) :
+      new UsageError({ message: `format "${raw}" is unknown; use turtle, ntriples or jsonl` }))
+
+/**
  * The artifact format: `--format`, else the one the `--out` extension names, else `fallback`.
  *
  * @since 0.1.0
  * @category options
  */
 export const resolveFormat = (
-  format: Option.Option<string>,
+  format: Option.Option<Run.OutputFormat>,
   out: Option.Option<string>,
   fallback: Run.OutputFormat
-): Effect.Effect<Run.OutputFormat, UsageError> =>
-  Option.match(format, {
-    onSome: (raw) =>
-      Schema.is(Run.OutputFormat)(raw) ?
-        Effect.succeed(raw) :
-        new UsageError({ message: `format "${raw}" is unknown; use turtle, ntriples or jsonl` }),
-    onNone: () =>
-      Effect.succeed(
-        Option.match(out, {
-          onNone: () => fallback,
-          onSome: (file) => formatsByExtension[path.extname(file).toLowerCase()] ?? fallback
-        })
-      )
-  })
+): Run.OutputFormat =>
+  Option.getOrElse(format, () =>
+    Option.match(out, {
+      onNone: () => fallback,
+      onSome: (file) => formatsByExtension[path.extname(file).toLowerCase()] ?? fallback
+    }))
 
 /**
  * Where an artifact goes by default: next to the database, named after the run, with the format's extension.
@@ -151,9 +97,9 @@ export const decodeRunId = (raw: string): Effect.Effect<Run.RunId, UsageError> =
   })
 
 /** `--max-input-size`, else `QUARRY_MAX_INPUT_BYTES`, else 512 MiB. */
-const maxInputBytes = (flag: Option.Option<string>) =>
+const maxInputBytes = (flag: Option.Option<number>) =>
   Option.match(flag, {
-    onSome: (raw) => Inputs.parseSize("max-input-size", raw),
+    onSome: Effect.succeed,
     onNone: () =>
       Config.integer("QUARRY_MAX_INPUT_BYTES").pipe(
         Config.validate({ message: "must be a whole number of bytes greater than 0", validation: (n) => n > 0 }),
@@ -162,11 +108,82 @@ const maxInputBytes = (flag: Option.Option<string>) =>
       )
   })
 
-const count = (name: string, raw: Option.Option<string>, requirement: string) =>
-  Option.match(raw, {
-    onNone: () => Effect.succeed(undefined),
-    onSome: (text) => Inputs.parseNumber(name, text, requirement)
-  })
+const options = {
+  input: Args.text({ name: "input" }).pipe(Args.withDescription("The UTF-8 text file to extract from.")),
+  db: Flags.db,
+  runId: Flags.checked(
+    "run-id",
+    "ID",
+    "The run's id: 1 to 128 of A-Z a-z 0-9 . _ - (default: run-<date>-<time>-<random>).",
+    (raw) => decodeRunId(raw)
+  ),
+  chunking: optionalText("chunking", "chars|sentences", "How the text is cut into chunks (default chars)."),
+  window: Flags.number(
+    "window",
+    "Chunk size: characters (chars) or a character budget (sentences); default 1000.",
+    "a whole number greater than 0"
+  ),
+  overlap: Flags.number(
+    "overlap",
+    "Characters shared by neighbouring chunks (default: window / 5, at most 200).",
+    "a whole number of 0 or more"
+  ),
+  batchSize: Flags.number(
+    "batch-size",
+    "Chunks per extractor call, the unit of commit (default 10).",
+    "a whole number greater than 0"
+  ),
+  concurrency: Flags.number(
+    "concurrency",
+    "Extractor calls in flight at once (default 1).",
+    "a whole number greater than 0"
+  ),
+  extractor: optionalText(
+    "extractor",
+    "NAME",
+    `The extractor: offline, llm (an OpenAI-compatible server, see --model), capitalized (default ` +
+      `${Extractors.defaultName}).`
+  ),
+  ontology: optionalText(
+    "ontology",
+    "FILE",
+    "An ontology in Turtle, N-Triples, N-Quads or TriG (default: the built-in FOAF + schema.org subset)."
+  ),
+  out: optionalText("out", "FILE", "Where the artifact goes (default: next to the database, named after the run)."),
+  format: formatOption("The artifact's format (default: from the --out extension, else turtle)."),
+  onBatchError: Flags.checked(
+    "on-batch-error",
+    "fail|skip",
+    "When a batch still fails after the extractor's retries: fail the run (resumable; the default), or skip the " +
+      "batch, record its error and complete with a partial artifact plus a manifest (<artifact>.skipped.json). " +
+      "Stored with the run.",
+    (raw) => {
+      const policy = raw.trim()
+      return Schema.is(Run.BatchErrorPolicy)(policy) ?
+        Effect.succeed(policy) :
+        new UsageError({
+          message: `on-batch-error ${JSON.stringify(raw)} is unknown; use fail (the run fails and stays ` +
+            `resumable) or skip (the batch is recorded as skipped with its error, and the run goes on)`
+        })
+    }
+  ),
+  provenance: Options.boolean("provenance").pipe(
+    Options.withDescription(
+      "Add PROV-O provenance to the artifact: the run, the extractor, each entity's mentions as document offsets. " +
+        "Stored with the run."
+    )
+  ),
+  maxInputSize: Flags.checked(
+    "max-input-size",
+    "SIZE",
+    "Refuse an input (or ontology) file larger than this, before reading it: bytes, or 64MB, 2GB (default 512MB, " +
+      "or QUARRY_MAX_INPUT_BYTES).",
+    (raw) => Inputs.parseSize("max-input-size", raw)
+  ),
+  ...Flags.limits,
+  ...Llm.options,
+  json: Flags.json
+}
 
 /**
  * The `start` command.
@@ -182,30 +199,20 @@ export const command = Command.make("start", options, (flags) =>
     const chunking = yield* Either.match(
       Chunking.validate({
         strategy: Option.getOrUndefined(flags.chunking),
-        windowSize: yield* count("window", flags.window, "a whole number greater than 0"),
-        overlap: yield* count("overlap", flags.overlap, "a whole number of 0 or more"),
-        batchSize: yield* count("batch-size", flags.batchSize, "a whole number greater than 0")
+        windowSize: Option.getOrUndefined(flags.window),
+        overlap: Option.getOrUndefined(flags.overlap),
+        batchSize: Option.getOrUndefined(flags.batchSize)
       }),
       { onLeft: Effect.fail, onRight: Effect.succeed }
     )
-    const concurrency = (yield* count("concurrency", flags.concurrency, "a whole number greater than 0")) ?? 1
+    const concurrency = Option.getOrElse(flags.concurrency, () => 1)
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
       return yield* new UsageError({
         message: `concurrency (${concurrency}) must be a whole number greater than 0`
       })
     }
-    const format = yield* resolveFormat(flags.format, flags.out, "turtle")
-    const givenRunId = yield* Effect.transposeOption(Option.map(flags.runId, decodeRunId))
-    const onBatchError = yield* Effect.transposeOption(Option.map(flags.onBatchError, (raw) => {
-      const policy = raw.trim()
-      return Schema.is(Run.BatchErrorPolicy)(policy) ?
-        Effect.succeed(policy) :
-        new UsageError({
-          message: `on-batch-error ${JSON.stringify(raw)} is unknown; use fail (the run fails and stays ` +
-            `resumable) or skip (the batch is recorded as skipped with its error, and the run goes on)`
-        })
-    }))
-    const limits = yield* Flags.parseLimits(flags)
+    const format = resolveFormat(flags.format, flags.out, "turtle")
+    const limits = Flags.limitsOf(flags)
     const llm = yield* Llm.parse(flags)
     const extractorName = Option.getOrElse(flags.extractor, () => Extractors.defaultName)
     yield* Llm.refuseFor(extractorName, llm, `pass --extractor llm, or leave ${llm.given.join(", ")} out`)
@@ -232,7 +239,7 @@ export const command = Command.make("start", options, (flags) =>
     // A run without --ontology is planned with the built-in one (stored with the run like any other).
     const ontologySource = Option.getOrElse(ontology, () => ({ text: DefaultOntology.turtle, format: "turtle" }))
     yield* Inputs.checkDatabase(db)
-    const runId = Option.isSome(givenRunId) ? givenRunId.value : yield* Workflow.makeRunId
+    const runId = Option.isSome(flags.runId) ? flags.runId.value : yield* Workflow.makeRunId
     const out = path.resolve(Option.getOrElse(flags.out, () => defaultOutput(db, runId, format)))
     yield* Inputs.checkOutput(out)
 
@@ -255,7 +262,7 @@ export const command = Command.make("start", options, (flags) =>
         ontology: ontologySource,
         concurrency,
         output: { path: out, format },
-        onBatchError: Option.getOrUndefined(onBatchError),
+        onBatchError: Option.getOrUndefined(flags.onBatchError),
         provenance: flags.provenance
       })
       return yield* Execution.execute(runId, {

@@ -5,7 +5,6 @@
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
-import * as Options from "@effect/cli/Options"
 import { RunNotFound } from "@quarry/core/Errors"
 import * as Run from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
@@ -89,10 +88,14 @@ export const status = Command.make("status", {
  * @category commands
  */
 export const runs = Command.make("runs", {
-  status: Options.text("status").pipe(
-    Options.withPseudoName(Run.RunStatus.literals.join("|")),
-    Options.withDescription("Only runs with this status."),
-    Options.optional
+  status: Flags.checked(
+    "status",
+    Run.RunStatus.literals.join("|"),
+    "Only runs with this status.",
+    (raw) =>
+      Schema.is(Run.RunStatus)(raw) ?
+        Effect.succeed(raw) :
+        new UsageError({ message: `status "${raw}" is unknown; use one of ${Run.RunStatus.literals.join(", ")}` })
   ),
   db: Flags.db,
   json: Flags.json
@@ -100,10 +103,7 @@ export const runs = Command.make("runs", {
   Effect.gen(function*() {
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
-    const status = yield* Effect.transposeOption(Option.map(flags.status, (raw) =>
-      Schema.is(Run.RunStatus)(raw) ?
-        Effect.succeed(raw) :
-        new UsageError({ message: `status "${raw}" is unknown; use one of ${Run.RunStatus.literals.join(", ")}` })))
+    const status = flags.status
     const listed = Effect.flatMap(RunStore, (store) => store.listRuns({ status: Option.getOrUndefined(status) })).pipe(
       Effect.flatMap(Effect.forEach((run) => Effect.map(RunView.ledger(run), (ledger) => ({ run, ledger }))))
     )

@@ -149,6 +149,23 @@ describe("quarry start", () => {
       })
     }))
 
+  it.scopedLive("--json reports a value refused while parsing the command line as an error event too", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      for (
+        const [args, message] of [
+          [["--window", "lots"], "window (\"lots\") must be a whole number greater than 0"],
+          [["--format", "xml"], "format \"xml\" is unknown; use turtle, ntriples or jsonl"],
+          [["--windo", "3"], "Received unknown argument: '--windo'"]
+        ] as const
+      ) {
+        const result = yield* quarry(["start", small, "--db", path.join(dir, "q.db"), ...args, "--json"])
+        assert.strictEqual(result.code, 2)
+        assert.deepInclude(result.json()[0], { event: "error", exitCode: 2, error: "UsageError", message })
+        assert.isFalse(fs.existsSync(path.join(dir, "q.db")))
+      }
+    }))
+
   it.scopedLive("an in-memory database fails the durability check with exit 3", () =>
     Effect.gen(function*() {
       const result = yield* quarry(["start", small, "--db", ":memory:"])
