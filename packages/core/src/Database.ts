@@ -12,6 +12,7 @@ import * as Statement from "@effect/sql/Statement"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Durability from "./Durability.js"
@@ -93,6 +94,9 @@ const serialised = (driver: SqliteClient.SqliteClient) =>
     beginTransaction: "BEGIN IMMEDIATE"
   })
 
+const isBusy = (u: unknown): boolean =>
+  u instanceof Error && "code" in u && typeof u.code === "string" && u.code.startsWith("SQLITE_BUSY")
+
 const open = (filename: string) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const reasons = Durability.checkLocation(filename)
@@ -101,7 +105,11 @@ const open = (filename: string) =>
       SqlClient.SqlClient,
       SqliteClient.make({ filename }).pipe(
         // The driver throws while opening a file that is not a database (SQLITE_NOTADB): a finding, not a defect.
-        Effect.catchAllDefect((defect) =>
+        Effect.catchAllDefect(Effect.fail),
+        // Opening switches the file to WAL, which needs it alone for a moment: when another process opens the same
+        // new file at that moment, opening fails with SQLITE_BUSY without waiting. Wait for it as busy_timeout would.
+        Effect.retry({ while: isBusy, schedule: Schedule.spaced("20 millis").pipe(Schedule.upTo(busyTimeoutMs)) }),
+        Effect.mapError((defect) =>
           new DurabilityError({
             filename,
             reasons: [
