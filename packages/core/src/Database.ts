@@ -17,6 +17,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Durability from "./Durability.js"
 import { DurabilityError, PersistenceError } from "./Errors.js"
+import { validated } from "./internal/database.js"
 import { migrate } from "./internal/migrations.js"
 import { failOnSqlDefect } from "./internal/transaction.js"
 
@@ -39,18 +40,18 @@ export const busyTimeoutMs = 10_000
  */
 export type QuickCheck = "always" | "afterUncleanShutdown" | "never"
 
-/** Not exported: only this module's validating layers can build a `Database` service. */
-const validated: unique symbol = Symbol("@quarry/core/Database/validated")
 
 /**
  * A database that passed durability validation and is migrated; the store requires it, so that an in-memory,
- * unmigrated or `synchronous=NORMAL` client cannot be used by accident. Only `layer` and `layerEphemeral` provide it.
+ * unmigrated or `synchronous=NORMAL` client cannot be used by accident. Only `layer`, `layerEphemeral` and
+ * `PgDatabase.layer` provide it.
  *
  * @since 0.1.0
  * @category tags
  */
 export class Database extends Context.Tag("@quarry/core/Database")<Database, {
   readonly [validated]: true
+  /** The SQLite file, or the PostgreSQL URL without its password. */
   readonly filename: string
   /** The client of this database: every statement holds the connection while it runs. */
   readonly sql: SqlClient.SqlClient

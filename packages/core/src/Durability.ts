@@ -9,7 +9,20 @@ import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { DurabilityError } from "./Errors.js"
-import { latestSchemaVersion } from "./internal/migrations.js"
+import { latestPgSchemaVersion, latestSchemaVersion } from "./internal/migrations.js"
+
+/**
+ * PostgreSQL's settings that decide whether a committed transaction survives a crash.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class PgSettings extends Schema.Class<PgSettings>("@quarry/core/Durability/PgSettings")({
+  fsync: Schema.String,
+  synchronousCommit: Schema.String,
+  fullPageWrites: Schema.String,
+  serverVersion: Schema.String
+}) {}
 
 /**
  * What `validate` found; `reasons` is empty when the database is durable.
@@ -26,6 +39,8 @@ export class DurabilityReport extends Schema.Class<DurabilityReport>("@quarry/co
   schemaVersion: Schema.Int,
   supportedSchemaVersion: Schema.Int,
   sqliteVersion: Schema.String,
+  /** Set on PostgreSQL, where the SQLite fields say what PostgreSQL guarantees by itself. */
+  postgres: Schema.optional(PgSettings),
   reasons: Schema.Array(Schema.String)
 }) {
   /** True when nothing stands in the way of durable commits. */
@@ -107,67 +122,131 @@ export interface InspectOptions {
 }
 
 /**
- * Inspects an open database: location, journal mode, synchronous level, foreign keys, `quick_check` (unless
- * skipped) and schema version. Never fails for a finding; every finding is a reason in the report.
+ * Inspects an open database. SQLite: location, journal mode, synchronous level, foreign keys, `quick_check` (unless
+ * skipped) and schema version. PostgreSQL: `fsync`, `synchronous_commit`, `full_page_writes` and schema version.
+ * Never fails for a finding; every finding is a reason in the report.
  *
  * @since 0.1.0
  * @category validation
  */
 export const inspect = Effect.fn("Durability.inspect")(function*(filename: string, options: InspectOptions = {}) {
   const sql = yield* SqlClient.SqlClient
-  const reasons = [...checkLocation(filename)]
-  const pragma = (name: string) =>
-    sql.unsafe<Record<string, unknown>>(`PRAGMA ${name}`).pipe(
-      Effect.map((rows) => rows[0] === undefined ? undefined : Object.values(rows[0])[0])
-    )
-  const files = yield* sql<{ file: string }>`SELECT file FROM pragma_database_list WHERE name = 'main'`
-  if (reasons.length === 0 && (files[0]?.file ?? "") === "") {
-    reasons.push("the database has no file (in-memory or temporary); pass a file path")
-  }
-  const journalMode = String(yield* pragma("journal_mode")).toLowerCase()
-  if (journalMode !== "wal") {
-    reasons.push(`journal_mode is ${journalMode}; Quarry needs WAL for crash-safe commits with concurrent readers`)
-  }
-  const synchronousLevel = Number(yield* pragma("synchronous"))
-  const synchronous = synchronousNames[synchronousLevel] ?? String(synchronousLevel)
-  if (synchronousLevel < 2) {
-    reasons.push(`synchronous is ${synchronous}; committed transactions can be lost on power failure, set FULL`)
-  }
-  const foreignKeys = Number(yield* pragma("foreign_keys")) === 1
-  if (!foreignKeys) reasons.push("foreign_keys is OFF; set it ON so that no batch can exist without its run")
-  const quickCheck = options.quickCheck === false ? "skipped" : String(yield* pragma("quick_check"))
-  if (quickCheck !== "ok" && quickCheck !== "skipped") {
-    reasons.push(`quick_check failed: ${quickCheck}; restore the database from a backup`)
-  }
-  // Look the table up first: on a database not yet migrated the query would fail to prepare, and the driver caches
-  // that failure for the connection, so the version would read 0 on this connection even after migrating.
-  const migrationTables = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM sqlite_master
-    WHERE type = 'table' AND name = 'effect_sql_migrations'`
-  const migrated = (migrationTables[0]?.n ?? 0) === 0 ?
-    [{ version: 0 }] :
-    yield* sql<{ version: number | null }>`
-      SELECT MAX(migration_id) AS version FROM effect_sql_migrations`.pipe(
-      Effect.catchAll(() => Effect.succeed([{ version: 0 }]))
-    )
-  const schemaVersion = migrated[0]?.version ?? 0
-  if (schemaVersion > latestSchemaVersion) {
-    reasons.push(
-      `the schema version is ${schemaVersion} but this Quarry knows up to ${latestSchemaVersion}; upgrade Quarry`
-    )
-  }
-  const version = yield* sql<{ v: string }>`SELECT sqlite_version() AS v`
-  return new DurabilityReport({
-    filename,
-    journalMode,
-    synchronous,
-    foreignKeys,
-    quickCheck,
-    schemaVersion,
-    supportedSchemaVersion: latestSchemaVersion,
-    sqliteVersion: version[0]?.v ?? "unknown",
-    reasons
+  return yield* sql.onDialectOrElse({
+    pg: () => inspectPg(sql, filename),
+    orElse: () => inspectSqlite(sql, filename, options)
   })
 })
+
+const PgSettingsRow = Schema.Struct({
+  fsync: Schema.String,
+  synchronous_commit: Schema.String,
+  full_page_writes: Schema.String,
+  server_version: Schema.String,
+  migrated: Schema.Boolean
+})
+
+/** `synchronous_commit = off` acknowledges commits before they are flushed: a crash loses them. */
+const inspectPg = (sql: SqlClient.SqlClient, filename: string) =>
+  Effect.gen(function*() {
+    const rows = yield* sql`SELECT current_setting('fsync') AS fsync,
+        current_setting('synchronous_commit') AS synchronous_commit,
+        current_setting('full_page_writes') AS full_page_writes,
+        current_setting('server_version') AS server_version,
+        to_regclass('effect_sql_migrations') IS NOT NULL AS migrated`
+    const settings = yield* Schema.decodeUnknown(PgSettingsRow)(rows[0]).pipe(Effect.orDie)
+    const reasons: Array<string> = []
+    if (settings.fsync !== "on") {
+      reasons.push("fsync is off; PostgreSQL can lose or corrupt committed data on a crash, set fsync = on")
+    }
+    if (settings.synchronous_commit === "off") {
+      reasons.push("synchronous_commit is off; the last commits are lost on a crash, set it to on (or local)")
+    }
+    if (settings.full_page_writes !== "on") {
+      reasons.push("full_page_writes is off; a torn page after a crash cannot be repaired, set it to on")
+    }
+    const migrated = settings.migrated ?
+      yield* sql<{ version: number | null }>`SELECT MAX(migration_id) AS version FROM effect_sql_migrations` :
+      [{ version: 0 }]
+    const schemaVersion = Number(migrated[0]?.version ?? 0)
+    if (schemaVersion > latestPgSchemaVersion) {
+      reasons.push(
+        `the schema version is ${schemaVersion} but this Quarry knows up to ${latestPgSchemaVersion}; upgrade Quarry`
+      )
+    }
+    return new DurabilityReport({
+      filename,
+      journalMode: "wal",
+      synchronous: settings.synchronous_commit,
+      foreignKeys: true,
+      quickCheck: "skipped",
+      schemaVersion,
+      supportedSchemaVersion: latestPgSchemaVersion,
+      sqliteVersion: "",
+      postgres: new PgSettings({
+        fsync: settings.fsync,
+        synchronousCommit: settings.synchronous_commit,
+        fullPageWrites: settings.full_page_writes,
+        serverVersion: settings.server_version
+      }),
+      reasons
+    })
+  })
+
+const inspectSqlite = (sql: SqlClient.SqlClient, filename: string, options: InspectOptions) =>
+  Effect.gen(function*() {
+    const reasons = [...checkLocation(filename)]
+    const pragma = (name: string) =>
+      sql.unsafe<Record<string, unknown>>(`PRAGMA ${name}`).pipe(
+        Effect.map((rows) => rows[0] === undefined ? undefined : Object.values(rows[0])[0])
+      )
+    const files = yield* sql<{ file: string }>`SELECT file FROM pragma_database_list WHERE name = 'main'`
+    if (reasons.length === 0 && (files[0]?.file ?? "") === "") {
+      reasons.push("the database has no file (in-memory or temporary); pass a file path")
+    }
+    const journalMode = String(yield* pragma("journal_mode")).toLowerCase()
+    if (journalMode !== "wal") {
+      reasons.push(`journal_mode is ${journalMode}; Quarry needs WAL for crash-safe commits with concurrent readers`)
+    }
+    const synchronousLevel = Number(yield* pragma("synchronous"))
+    const synchronous = synchronousNames[synchronousLevel] ?? String(synchronousLevel)
+    if (synchronousLevel < 2) {
+      reasons.push(`synchronous is ${synchronous}; committed transactions can be lost on power failure, set FULL`)
+    }
+    const foreignKeys = Number(yield* pragma("foreign_keys")) === 1
+    if (!foreignKeys) reasons.push("foreign_keys is OFF; set it ON so that no batch can exist without its run")
+    const quickCheck = options.quickCheck === false ? "skipped" : String(yield* pragma("quick_check"))
+    if (quickCheck !== "ok" && quickCheck !== "skipped") {
+      reasons.push(`quick_check failed: ${quickCheck}; restore the database from a backup`)
+    }
+    // Look the table up first: on a database not yet migrated the query would fail to prepare, and the driver caches
+    // that failure for the connection, so the version would read 0 on this connection even after migrating.
+    const migrationTables = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM sqlite_master
+    WHERE type = 'table' AND name = 'effect_sql_migrations'`
+    const migrated = (migrationTables[0]?.n ?? 0) === 0 ?
+      [{ version: 0 }] :
+      yield* sql<{ version: number | null }>`
+      SELECT MAX(migration_id) AS version FROM effect_sql_migrations`.pipe(
+        Effect.catchAll(() => Effect.succeed([{ version: 0 }]))
+      )
+    const schemaVersion = migrated[0]?.version ?? 0
+    if (schemaVersion > latestSchemaVersion) {
+      reasons.push(
+        `the schema version is ${schemaVersion} but this Quarry knows up to ${latestSchemaVersion}; upgrade Quarry`
+      )
+    }
+    const version = yield* sql<{ v: string }>`SELECT sqlite_version() AS v`
+    return new DurabilityReport({
+      filename,
+      journalMode,
+      synchronous,
+      foreignKeys,
+      quickCheck,
+      schemaVersion,
+      supportedSchemaVersion: latestSchemaVersion,
+      sqliteVersion: version[0]?.v ?? "unknown",
+      reasons
+    })
+  })
 
 /**
  * Fails with one `DurabilityError` listing every reason the database cannot be trusted.
@@ -182,7 +261,7 @@ export const validate = Effect.fn("Durability.validate")(function*(filename: str
       (error) =>
         new DurabilityError({
           filename,
-          reasons: [`it cannot be read as a SQLite database (${describe(error.cause)})`]
+          reasons: [`it cannot be read as a Quarry database (${describe(error.cause)})`]
         })
     )
   )

@@ -1,13 +1,12 @@
 /**
  * Stream-merges a run's committed batch outputs into one artifact (Turtle, N-Triples or JSON Lines).
  *
- * Entities are resolved across batches and overlapping chunks in scratch tables (SQLite temp tables), read back page
- * by page, and written through a temp file that is fsynced and renamed into place. Memory does not grow with the
+ * Entities are resolved across batches and overlapping chunks in the store's merge workspace (scratch tables in its
+ * database: SQLite temp tables, PostgreSQL unlogged tables), read back page by page, and written through a temp file that is fsynced and renamed into place. Memory does not grow with the
  * number of batches; the bytes depend only on the committed outputs.
  *
  * @since 0.1.0
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { createHash, randomBytes } from "node:crypto"
@@ -15,14 +14,19 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import type * as Chunking from "./Chunking.js"
 import * as CrashPoint from "./CrashPoint.js"
-import { MergeError, PersistenceError, type RunLocked } from "./Errors.js"
+import { MergeError, type PersistenceError, type RunLocked } from "./Errors.js"
 import type * as Extractor from "./Extractor.js"
 import { entityIri, entityKey } from "./internal/entities.js"
 import * as Rdf from "./internal/rdf.js"
-import { failOnSqlDefect, withTransaction } from "./internal/transaction.js"
 import type { Ontology } from "./Ontology.js"
 import { Artifact, type ExtractorIdentity, type OutputFormat, type RunId } from "./Run.js"
-import { RunStore, type SkippedBatch } from "./RunStore.js"
+import {
+  RunStore,
+  type SkippedBatch,
+  type WorkspaceEntity,
+  type WorkspaceMention,
+  type WorkspaceRelation
+} from "./RunStore.js"
 
 /**
  * Options of a merge.
@@ -51,31 +55,10 @@ export interface MergeOptions {
   readonly staleAfterMs?: number | undefined
 }
 
-interface EntityRow {
-  readonly ord: number
-  readonly entity_key: string
-  readonly label: string
-  readonly type: string
-  readonly attributes: string
-}
+type EntityRow = WorkspaceEntity
+type MentionRow = WorkspaceMention
+type RelationRow = WorkspaceRelation
 
-interface MentionRow {
-  readonly entity_key: string
-  readonly start: number
-  readonly end: number
-}
-
-interface RelationRow {
-  readonly ord: number
-  readonly subject_key: string
-  readonly predicate: string
-  readonly object_key: string | null
-  readonly object_value: string | null
-  readonly object_datatype: string | null
-  readonly object_language: string | null
-}
-
-const rowsPerInsert = 400
 /** The default lease (`Workflow.defaultLeaseMs`): a temp file younger than that may belong to a live merge. */
 const defaultStaleAfterMs = 30_000
 const rowsPerRead = 1000
@@ -392,41 +375,8 @@ export const writeSkippedManifest = Effect.fn("Merge.writeSkippedManifest")(func
  * @category merging
  */
 export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
-  const sql = yield* SqlClient.SqlClient
   const store = yield* RunStore
-  const suffix = randomBytes(6).toString("hex")
-  const tables = {
-    entities: `quarry_merge_entities_${suffix}`,
-    mentions: `quarry_merge_mentions_${suffix}`,
-    relations: `quarry_merge_relations_${suffix}`
-  }
-  const E = sql(tables.entities)
-  const M = sql(tables.mentions)
-  const R = sql(tables.relations)
-  yield* Effect.acquireRelease(
-    Effect.all([
-      sql`CREATE TEMP TABLE ${E} (
-        entity_key TEXT PRIMARY KEY, ord INTEGER NOT NULL UNIQUE, label TEXT NOT NULL, type TEXT NOT NULL,
-        attributes TEXT NOT NULL)`,
-      sql`CREATE TEMP TABLE ${M} (
-        entity_key TEXT NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
-        PRIMARY KEY (entity_key, start, "end")) WITHOUT ROWID`,
-      sql`CREATE TEMP TABLE ${R} (
-        ord INTEGER NOT NULL UNIQUE, subject_key TEXT NOT NULL, predicate TEXT NOT NULL, object_key TEXT,
-        object_value TEXT, object_datatype TEXT, object_language TEXT, identity TEXT PRIMARY KEY)`
-    ], { discard: true }),
-    () =>
-      Effect.all([sql`DROP TABLE IF EXISTS ${E}`, sql`DROP TABLE IF EXISTS ${M}`, sql`DROP TABLE IF EXISTS ${R}`], {
-        discard: true
-      }).pipe(Effect.ignore)
-  )
-
-  const insertRows = (table: ReturnType<typeof sql>, rows: ReadonlyArray<Record<string, unknown>>, conflict: string) =>
-    Effect.forEach(
-      chunksOf(rows, rowsPerInsert),
-      (slice) => sql`INSERT INTO ${table} ${sql.insert(slice)} ON CONFLICT (${sql.literal(conflict)}) DO NOTHING`,
-      { discard: true }
-    )
+  const workspace = yield* store.mergeWorkspace
 
   // Pass 1: resolve. First appearance (batch order, then order within the batch) decides label and position.
   let entityOrd = 0
@@ -437,9 +387,9 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
     const page = yield* store.batchPage(options.runId, after, pageSize)
     if (page.length === 0) break
     after = page[page.length - 1]!.batchIndex
-    const entities: Array<Record<string, unknown>> = []
-    const mentions: Array<Record<string, unknown>> = []
-    const relations: Array<Record<string, unknown>> = []
+    const entities: Array<EntityRow> = []
+    const mentions: Array<MentionRow> = []
+    const relations: Array<RelationRow & { readonly identity: string }> = []
     const addEntity = (label: string, type: string, attributes: Readonly<Record<string, string>>) => {
       const key = entityKey(label, type)
       entities.push({ entity_key: key, ord: entityOrd++, label, type, attributes: JSON.stringify(attributes) })
@@ -455,11 +405,7 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
         relations.push(relationRow(relation, relationOrd++, addEntity))
       }
     }
-    yield* withTransaction(sql)(Effect.all([
-      insertRows(E, entities, "entity_key"),
-      insertRows(M, mentions, "entity_key, start, \"end\""),
-      insertRows(R, relations, "identity")
-    ], { discard: true }))
+    yield* workspace.add({ entities, mentions, relations })
   }
 
   // Pass 2: write, page by page.
@@ -472,13 +418,11 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
   yield* file.write(format.header)
   let lastOrd = -1
   while (true) {
-    const rows = yield* sql<EntityRow>`SELECT ord, entity_key, label, type, attributes FROM ${E}
-      WHERE ord > ${lastOrd} ORDER BY ord LIMIT ${rowsPerRead}`
+    const rows = yield* workspace.entities(lastOrd, rowsPerRead)
     if (rows.length === 0) break
     lastOrd = rows[rows.length - 1]!.ord
     const mentions = options.format === "jsonl" || options.provenance !== undefined ?
-      yield* sql<MentionRow>`SELECT entity_key, start, "end" FROM ${M}
-        WHERE entity_key IN ${sql.in(rows.map((r) => r.entity_key))} ORDER BY entity_key, start, "end"` :
+      yield* workspace.mentions(rows.map((r) => r.entity_key)) :
       []
     const byKey = new Map<string, Array<MentionRow>>()
     for (const m of mentions) {
@@ -491,9 +435,7 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
   yield* file.write(format.relationsHeader)
   lastOrd = -1
   while (true) {
-    const rows = yield* sql<RelationRow>`SELECT ord, subject_key, predicate, object_key, object_value,
-        object_datatype, object_language FROM ${R}
-      WHERE ord > ${lastOrd} ORDER BY ord LIMIT ${rowsPerRead}`
+    const rows = yield* workspace.relations(lastOrd, rowsPerRead)
     if (rows.length === 0) break
     lastOrd = rows[rows.length - 1]!.ord
     yield* file.write(rows.map(format.relation).join(""))
@@ -501,19 +443,13 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
   yield* CrashPoint.hit("merge.beforeRename")
   const written = yield* file.commit
   return new Artifact({ path: options.path, format: options.format, ...written })
-}, (effect, options) =>
-  effect.pipe(
-    Effect.scoped,
-    Effect.catchTag("SqlError", (cause) => new PersistenceError({ operation: "merge", cause })),
-    failOnSqlDefect((cause) => new PersistenceError({ operation: "merge", cause })),
-    Effect.annotateLogs({ runId: options.runId })
-  ))
+}, (effect, options) => effect.pipe(Effect.scoped, Effect.annotateLogs({ runId: options.runId })))
 
 const relationRow = (
   relation: Extractor.RelationMention,
   ord: number,
   addEntity: (label: string, type: string, attributes: Readonly<Record<string, string>>) => string
-): Record<string, unknown> => {
+): RelationRow & { readonly identity: string } => {
   const subject = addEntity(relation.subject.label, relation.subject.type, {})
   const object = relation.object
   const objectKey = object._tag === "Entity" ? addEntity(object.label, object.type, {}) : null
@@ -537,10 +473,4 @@ const relationRow = (
       row.object_language
     ])
   }
-}
-
-const chunksOf = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
-  const out: Array<ReadonlyArray<A>> = []
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
-  return out
 }

@@ -7,6 +7,7 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import type * as Chunking from "./Chunking.js"
 import {
   type InvalidRunState,
@@ -190,6 +191,97 @@ export interface CompensationStep {
 }
 
 /**
+ * Which runs `listRuns` gives: by status, and a keyset page in `(createdAt, id)` order that starts after `after`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunFilter {
+  readonly status?: RunStatus | undefined
+  /** The key of the last run of the previous page. */
+  readonly after?: { readonly createdAt: number; readonly id: string } | undefined
+  /** At most this many runs (default: all). */
+  readonly limit?: number | undefined
+}
+
+/**
+ * An entity of a merge workspace: its key (`type NUL normalised label`), its position of first appearance, and
+ * the label, type and attributes (JSON text) of that first appearance.
+ *
+ * @since 0.1.0
+ * @category merging
+ */
+export interface WorkspaceEntity {
+  readonly ord: number
+  readonly entity_key: string
+  readonly label: string
+  readonly type: string
+  readonly attributes: string
+}
+
+/**
+ * A mention (document span) of a workspace entity.
+ *
+ * @since 0.1.0
+ * @category merging
+ */
+export interface WorkspaceMention {
+  readonly entity_key: string
+  readonly start: number
+  readonly end: number
+}
+
+/**
+ * A relation of a merge workspace; `identity` is what makes two relations the same one.
+ *
+ * @since 0.1.0
+ * @category merging
+ */
+export interface WorkspaceRelation {
+  readonly ord: number
+  readonly subject_key: string
+  readonly predicate: string
+  readonly object_key: string | null
+  readonly object_value: string | null
+  readonly object_datatype: string | null
+  readonly object_language: string | null
+}
+
+/**
+ * What a merge adds to its workspace per page of batches.
+ *
+ * @since 0.1.0
+ * @category merging
+ */
+export interface WorkspacePage {
+  readonly entities: ReadonlyArray<WorkspaceEntity>
+  readonly mentions: ReadonlyArray<WorkspaceMention>
+  readonly relations: ReadonlyArray<WorkspaceRelation & { readonly identity: string }>
+}
+
+/**
+ * Scratch tables of one merge, in the store's database (so merging uses bounded memory on every dialect). The
+ * first row added for an entity key, mention or relation identity wins; reads are keyset pages by `ord`.
+ *
+ * @since 0.1.0
+ * @category merging
+ */
+export interface MergeWorkspace {
+  /** Adds one page's rows in one transaction. */
+  readonly add: (page: WorkspacePage) => Effect.Effect<void, PersistenceError>
+  readonly entities: (
+    afterOrd: number,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<WorkspaceEntity>, PersistenceError>
+  /** The mentions of these entities, grouped by key, each key's in document order. */
+  readonly mentions: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<WorkspaceMention>, PersistenceError>
+  readonly relations: (
+    afterOrd: number,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<WorkspaceRelation>, PersistenceError>
+}
+
+/**
  * The run store.
  *
  * @since 0.1.0
@@ -199,9 +291,8 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   /** Writes the run row, its input and its plan in one transaction. */
   readonly createRun: (run: NewRun) => Effect.Effect<Run, RunAlreadyExists | PersistenceError>
   readonly getRun: (runId: RunId) => Effect.Effect<Run, RunNotFound | PersistenceError>
-  readonly listRuns: (
-    filter?: { readonly status?: RunStatus | undefined }
-  ) => Effect.Effect<ReadonlyArray<Run>, PersistenceError>
+  /** Runs in `(createdAt, id)` order, filtered and paged by keyset in the database. */
+  readonly listRuns: (filter?: RunFilter) => Effect.Effect<ReadonlyArray<Run>, PersistenceError>
   readonly readInput: (runId: RunId) => Effect.Effect<string, RunNotFound | PersistenceError>
   readonly readOntologySource: (sha256: string) => Effect.Effect<Option.Option<string>, PersistenceError>
   /**
@@ -264,6 +355,8 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
     after: number,
     limit: number
   ) => Effect.Effect<ReadonlyArray<StoredBatch>, PersistenceError>
+  /** A merge workspace that lives until the scope closes (its tables are dropped then). */
+  readonly mergeWorkspace: Effect.Effect<MergeWorkspace, PersistenceError, Scope.Scope>
   /**
    * Entities first seen in batches `fromBatch <= b < beforeBatch` (default from 0), once each, in order of first
    * appearance (first batch, then key).

@@ -146,7 +146,165 @@ const migrations = {
   })
 }
 
-/** The newest schema version this code knows; a database with a newer one is refused. */
+/** The newest SQLite schema version this code knows; a database with a newer one is refused. */
 export const latestSchemaVersion = Object.keys(migrations).length
 
 export const migrate = Migrator.make({})({ loader: Migrator.fromRecord(migrations) })
+
+/**
+ * PostgreSQL's own history, append-only like SQLite's. Its first migration is the SQLite schema of 0001-0003 in
+ * PostgreSQL types: BIGINT milliseconds, BYTEA outputs, entity keys as BYTEA (they hold a NUL, which TEXT refuses;
+ * BYTEA also orders them bytewise, as SQLite's BINARY collation does), ids in the "C" collation (the order of
+ * `runs` pages must not depend on the server's locale).
+ */
+const pgMigrations = {
+  "0001_create_runs": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE ontologies (sha256 TEXT PRIMARY KEY, source TEXT NOT NULL)`
+    yield* sql`CREATE TABLE runs (
+      id TEXT COLLATE "C" PRIMARY KEY,
+      status TEXT NOT NULL
+        CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled', 'interrupted')),
+      status_version INTEGER NOT NULL,
+      created_at BIGINT NOT NULL,
+      updated_at BIGINT NOT NULL,
+      started_at BIGINT,
+      finished_at BIGINT,
+      input_sha256 TEXT NOT NULL,
+      input_length INTEGER NOT NULL,
+      chunking_strategy TEXT NOT NULL,
+      window_size INTEGER NOT NULL,
+      overlap INTEGER NOT NULL,
+      batch_size INTEGER NOT NULL,
+      chunker_version TEXT NOT NULL,
+      extractor_name TEXT NOT NULL,
+      extractor_version TEXT NOT NULL,
+      extractor_config_hash TEXT NOT NULL,
+      extractor_settings TEXT NOT NULL DEFAULT '{}',
+      ontology_sha256 TEXT REFERENCES ontologies (sha256),
+      concurrency INTEGER NOT NULL,
+      total_batches INTEGER NOT NULL,
+      output_path TEXT NOT NULL,
+      output_format TEXT NOT NULL,
+      on_batch_error TEXT NOT NULL CHECK (on_batch_error IN ('fail', 'skip')),
+      provenance INTEGER NOT NULL DEFAULT 0,
+      committed_batches INTEGER NOT NULL DEFAULT 0,
+      skipped_batches INTEGER NOT NULL DEFAULT 0,
+      entity_mentions BIGINT NOT NULL DEFAULT 0,
+      relations BIGINT NOT NULL DEFAULT 0,
+      digest TEXT NOT NULL,
+      usage_requests BIGINT NOT NULL DEFAULT 0,
+      usage_prompt_tokens BIGINT NOT NULL DEFAULT 0,
+      usage_completion_tokens BIGINT NOT NULL DEFAULT 0,
+      usage_cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+      last_error TEXT,
+      failure_reason TEXT,
+      artifact_path TEXT,
+      artifact_sha256 TEXT,
+      artifact_bytes BIGINT,
+      artifact_format TEXT,
+      lease_owner TEXT,
+      lease_expires_at BIGINT,
+      cancel_requested INTEGER NOT NULL DEFAULT 0,
+      extractor_status TEXT NOT NULL DEFAULT '{}',
+      lease_token TEXT,
+      lease_host TEXT,
+      lease_pid INTEGER,
+      lease_pid_started TEXT
+    )`
+    yield* sql`CREATE INDEX runs_by_status ON runs (status, created_at)`
+    yield* sql`CREATE INDEX runs_by_created ON runs (created_at, id)`
+    yield* sql`CREATE TABLE run_inputs (
+      run_id TEXT COLLATE "C" PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+      sha256 TEXT NOT NULL,
+      text TEXT NOT NULL
+    )`
+    yield* sql`CREATE TABLE batches (
+      run_id TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+      batch_index INTEGER NOT NULL,
+      status TEXT NOT NULL CHECK (status IN ('ok', 'skipped')),
+      error TEXT,
+      output BYTEA NOT NULL,
+      encoding TEXT NOT NULL CHECK (encoding IN ('json', 'deflate')),
+      output_sha256 TEXT NOT NULL,
+      entity_mentions INTEGER NOT NULL,
+      relations INTEGER NOT NULL,
+      attempts INTEGER NOT NULL,
+      duration_ms BIGINT NOT NULL,
+      usage TEXT,
+      committed_at BIGINT NOT NULL,
+      PRIMARY KEY (run_id, batch_index)
+    )`
+    yield* sql`CREATE TABLE checkpoints (
+      run_id TEXT COLLATE "C" NOT NULL,
+      batch_index INTEGER NOT NULL,
+      entity_mentions BIGINT NOT NULL,
+      relations BIGINT NOT NULL,
+      digest TEXT NOT NULL,
+      committed_at BIGINT NOT NULL,
+      PRIMARY KEY (run_id, batch_index),
+      FOREIGN KEY (run_id, batch_index) REFERENCES batches (run_id, batch_index) ON DELETE CASCADE
+    )`
+    yield* sql`CREATE TABLE entities (
+      run_id TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+      entity_key BYTEA NOT NULL,
+      label TEXT NOT NULL,
+      type TEXT NOT NULL,
+      first_batch INTEGER NOT NULL,
+      PRIMARY KEY (run_id, entity_key)
+    )`
+    yield* sql`CREATE INDEX entities_by_first_batch ON entities (run_id, first_batch, entity_key)`
+    yield* sql`CREATE TABLE run_errors (
+      seq BIGSERIAL PRIMARY KEY,
+      run_id TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+      at BIGINT NOT NULL,
+      reason TEXT NOT NULL,
+      message TEXT NOT NULL
+    )`
+    yield* sql`CREATE INDEX run_errors_by_run ON run_errors (run_id, at)`
+    yield* sql`CREATE TABLE usage_attempts (
+      run_id TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+      batch_index INTEGER NOT NULL,
+      at BIGINT NOT NULL,
+      requests BIGINT NOT NULL,
+      prompt_tokens BIGINT NOT NULL,
+      completion_tokens BIGINT NOT NULL,
+      cost_usd DOUBLE PRECISION NOT NULL
+    )`
+    yield* sql`CREATE INDEX usage_attempts_by_run ON usage_attempts (run_id, batch_index)`
+    yield* sql`CREATE TABLE compensation_steps (
+      run_id TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+      seq INTEGER NOT NULL,
+      handler TEXT NOT NULL,
+      name TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+      last_error TEXT,
+      registered_at BIGINT NOT NULL,
+      settled_at BIGINT,
+      PRIMARY KEY (run_id, seq)
+    )`
+    // Merge workspaces are UNLOGGED tables shared by the pool's connections (a TEMP table lives in one session);
+    // this registry lets a later merge drop the tables of one that was killed.
+    yield* sql`CREATE TABLE merge_workspaces (suffix TEXT PRIMARY KEY, created_at BIGINT NOT NULL)`
+  })
+}
+
+/** The newest PostgreSQL schema version this code knows. */
+export const latestPgSchemaVersion = Object.keys(pgMigrations).length
+
+/**
+ * Migrates PostgreSQL inside one transaction that first takes an advisory lock: a second process migrating the same
+ * empty database waits, then finds everything done (PostgreSQL's DDL is transactional; the migrator's own
+ * transactions nest as savepoints).
+ */
+export const migratePg = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  return yield* sql.withTransaction(Effect.gen(function*() {
+    yield* sql`SELECT pg_advisory_xact_lock(${migrationLockKey})`
+    return yield* Migrator.make({})({ loader: Migrator.fromRecord(pgMigrations) })
+  }))
+})
+
+/** `hashtext('quarry migrations')` would do too; a constant keeps it obvious in `pg_locks`. */
+const migrationLockKey = 7_161_527_979

@@ -1,0 +1,91 @@
+/** What every part of the SQL store shares: the client, the dialect helpers, and the reads that guard writes. */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlSchema from "@effect/sql/SqlSchema"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { PersistenceError, RunLocked, RunNotFound } from "../../Errors.js"
+import type { Run, RunId } from "../../Run.js"
+import type * as RunStore from "../../RunStore.js"
+import type { Hooks } from "../../SqlRunStore.js"
+import { sha256 } from "../entities.js"
+import * as Processes from "../processes.js"
+import { failOnSqlDefect, withTransaction } from "../transaction.js"
+import { HolderRow, RunRow, toRun } from "./rows.js"
+
+/** The digest a run starts from, before any batch. */
+export const genesisDigest = sha256("quarry")
+
+/** Turns the driver's and the decoder's errors into `PersistenceError`s; domain errors pass through. */
+export const persistence = (operation: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.catchIf(
+    effect,
+    (
+      e: unknown
+    ): e is Exclude<
+      E,
+      { readonly _tag: "RunNotFound" | "RunLocked" | "RunAlreadyExists" | "InvalidRunState" | "PersistenceError" }
+    > => typeof e === "object" && e !== null && "_tag" in e && (e._tag === "SqlError" || e._tag === "ParseError"),
+    (cause) => new PersistenceError({ operation, cause })
+  ).pipe(failOnSqlDefect((cause) => new PersistenceError({ operation, cause })))
+
+/** A lease holder that provably died on this host: its lease is taken over without waiting for it to expire. */
+export const holderIsDead = (row: typeof HolderRow.Type) =>
+  row.lease_host !== null && row.lease_pid !== null &&
+  Processes.isDead({ host: row.lease_host, pid: row.lease_pid, started: row.lease_pid_started })
+
+/** The error for a write whose holder no longer holds the run. */
+export const lockedBy = (run: Run) =>
+  Option.match(run.lease, {
+    onNone: () => new RunLocked({ runId: run.id, owner: "unknown", expiresAt: 0 }),
+    onSome: (lease) => new RunLocked({ runId: run.id, owner: lease.owner, expiresAt: lease.expiresAt })
+  })
+
+/** Builds the shared context over the database's client. */
+export const make = (sql: SqlClient.SqlClient, hooks: Hooks) => {
+  const me = Processes.self()
+  const transaction = withTransaction(sql)
+  const isPg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
+
+  /** An entity key as a statement parameter (see `rows.KeyColumn`). */
+  const key = (entityKey: string): string | Buffer => isPg ? Buffer.from(entityKey, "utf8") : entityKey
+
+  const findRun = SqlSchema.findOne({
+    Request: Schema.String,
+    Result: RunRow,
+    execute: (id) => sql`SELECT * FROM runs WHERE id = ${id}`
+  })
+
+  const getRun = (runId: RunId) =>
+    findRun(runId).pipe(
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.fail(new RunNotFound({ runId })),
+        onSome: (row) => Effect.succeed(toRun(row))
+      }))
+    )
+
+  // For a run this transaction has just read or written: it cannot have vanished (it holds the row).
+  const reread = (runId: RunId) => getRun(runId).pipe(Effect.catchTag("RunNotFound", Effect.die))
+
+  // Every write transaction starts with a write to the run's row. SQLite then holds the write lock (waiting on
+  // `busy_timeout`) before reading, instead of failing with SQLITE_BUSY when upgrading a read snapshot; PostgreSQL
+  // holds the row's lock, so the reads that follow see the last committed claim and no claim can change it until
+  // this transaction ends. That is what makes lease tokens fencing tokens on both.
+  const touch = (runId: RunId, now: number) => sql`UPDATE runs SET updated_at = ${now} WHERE id = ${runId}`
+
+  const readHolder = (runId: RunId) =>
+    SqlSchema.single({
+      Request: Schema.String,
+      Result: HolderRow,
+      execute: (id) => sql`SELECT lease_token, lease_host, lease_pid, lease_pid_started FROM runs WHERE id = ${id}`
+    })(runId).pipe(Effect.catchTag("NoSuchElementException", Effect.die))
+
+  // Read inside a write transaction after `touch`, so the holder cannot change before the transaction commits.
+  const holds = (runId: RunId, holder: RunStore.LeaseHolder) =>
+    Effect.map(readHolder(runId), (row) => row.lease_token === holder.token)
+
+  return { sql, hooks, me, transaction, isPg, key, getRun, reread, touch, readHolder, holds } as const
+}
+
+/** The shared context of the store's parts. */
+export type StoreContext = ReturnType<typeof make>

@@ -1,0 +1,112 @@
+/** Leases: claiming a run with a fresh fencing token, keeping it, and releasing it when the run ends. */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { randomBytes } from "node:crypto"
+import { RunCancelled } from "../../Errors.js"
+import type { Artifact, RunId } from "../../Run.js"
+import type * as RunStore from "../../RunStore.js"
+import { holderIsDead, lockedBy, persistence, type StoreContext } from "./context.js"
+
+interface ClaimOptions {
+  readonly reopen?: boolean | undefined
+  readonly expectedVersion?: number | undefined
+}
+
+/** The lease operations of the store. */
+export const make = (ctx: StoreContext) => {
+  const { getRun, me, reread, sql, touch, transaction } = ctx
+
+  const claim = (runId: RunId, owner: string, leaseMs: number, options: ClaimOptions = {}) =>
+    transaction(Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      yield* touch(runId, now)
+      const run = yield* getRun(runId)
+      const changed = options.expectedVersion !== undefined && options.expectedVersion !== run.statusVersion
+      // Cancelled since the caller read the run (e.g. while it prepared): the cancel wins.
+      if (changed && run.status === "cancelled") return yield* new RunCancelled({ runId })
+      if (run.status === "completed" && options.reopen !== true) {
+        return { run, holder: Option.none() } satisfies RunStore.Claimed
+      }
+      if (
+        run.status === "running" && Option.isSome(run.lease) && run.lease.value.expiresAt > now &&
+        !holderIsDead(yield* ctx.readHolder(runId))
+      ) {
+        return yield* lockedBy(run)
+      }
+      // The token is the fence: every later write of this claim presents it, and a new claim replaces it.
+      const holder: RunStore.LeaseHolder = { owner, token: randomBytes(16).toString("hex") }
+      yield* sql`UPDATE runs SET
+          status = 'running',
+          status_version = status_version + 1,
+          started_at = COALESCE(started_at, ${now}),
+          finished_at = NULL,
+          lease_owner = ${owner},
+          lease_token = ${holder.token},
+          lease_host = ${me.host},
+          lease_pid = ${me.pid},
+          lease_pid_started = ${me.started},
+          lease_expires_at = ${now + leaseMs},
+          cancel_requested = 0
+        WHERE id = ${runId} AND status_version = ${run.statusVersion}`
+      return { run: yield* reread(runId), holder: Option.some(holder) } satisfies RunStore.Claimed
+    })).pipe(persistence("claim"), Effect.withSpan("SqlRunStore.claim", { attributes: { runId } }))
+
+  const heartbeat = (runId: RunId, holder: RunStore.LeaseHolder, leaseMs: number) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const rows = yield* sql<{ cancel_requested: number }>`UPDATE runs
+        SET lease_expires_at = ${now + leaseMs}
+        WHERE id = ${runId} AND lease_token = ${holder.token} AND status = 'running'
+        RETURNING cancel_requested`
+      if (rows[0] === undefined) return yield* lockedBy(yield* reread(runId))
+      return { cancelRequested: rows[0].cancel_requested !== 0 }
+    }).pipe(persistence("heartbeat"))
+
+  const complete = (runId: RunId, holder: RunStore.LeaseHolder, artifact: Artifact) =>
+    transaction(Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const rows = yield* sql<{ id: string }>`UPDATE runs SET
+          status = 'completed',
+          status_version = status_version + 1,
+          updated_at = ${now},
+          finished_at = ${now},
+          last_error = NULL,
+          failure_reason = NULL,
+          artifact_path = ${artifact.path},
+          artifact_sha256 = ${artifact.sha256},
+          artifact_bytes = ${artifact.bytes},
+          artifact_format = ${artifact.format},
+          lease_owner = NULL,
+          lease_token = NULL,
+          lease_expires_at = NULL
+        WHERE id = ${runId} AND lease_token = ${holder.token} AND status = 'running'
+        RETURNING id`
+      const run = yield* reread(runId)
+      if (rows.length === 0) return yield* lockedBy(run)
+      return run
+    })).pipe(persistence("complete"))
+
+  const finish = (runId: RunId, holder: RunStore.LeaseHolder, outcome: RunStore.Outcome) =>
+    transaction(Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const rows = yield* sql<{ id: string }>`UPDATE runs SET
+          status = ${outcome.status},
+          status_version = status_version + 1,
+          updated_at = ${now},
+          finished_at = ${now},
+          last_error = ${outcome.error ?? null},
+          failure_reason = ${outcome.reason ?? null},
+          lease_owner = NULL,
+          lease_token = NULL,
+          lease_expires_at = NULL
+        WHERE id = ${runId} AND lease_token = ${holder.token} AND status = 'running'
+        RETURNING id`
+      if (rows.length > 0 && outcome.error !== undefined) {
+        yield* sql`INSERT INTO run_errors (run_id, at, reason, message)
+          VALUES (${runId}, ${now}, ${outcome.reason ?? outcome.status}, ${outcome.error})`
+      }
+    })).pipe(persistence("finish"))
+
+  return { claim, heartbeat, complete, finish }
+}
