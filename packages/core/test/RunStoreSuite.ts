@@ -514,4 +514,127 @@ export const runStoreSuite = (
           assert.strictEqual((yield* store.listRuns()).length, 3)
         })
       ))
+
+    it.scoped("listRuns pages by keyset over (createdAt, id), filtered by status, with no gap or repeat", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          // Three runs per millisecond, so pages must break ties by id; ids sort differently by case and digits.
+          const ids = ["b-2", "B-1", "a-10", "a-9", "c", "Z", "run.1", "run_2"]
+          for (const [i, id] of ids.entries()) {
+            if (i % 3 === 0) yield* TestClock.adjust(1)
+            yield* store.createRun(newRun(id))
+          }
+          const expected = (yield* store.listRuns()).map((r) => r.id)
+          assert.strictEqual(expected.length, ids.length)
+          const paged: Array<string> = []
+          let after: RunStore.RunFilter["after"] = undefined
+          for (;;) {
+            const page: ReadonlyArray<RunStore.RunFilter["after"] & {}> = (yield* store.listRuns({ after, limit: 3 }))
+              .map((r) => ({ createdAt: r.createdAt, id: r.id }))
+            assert.isAtMost(page.length, 3)
+            if (page.length === 0) break
+            paged.push(...page.map((r) => r.id))
+            after = page[page.length - 1]
+          }
+          assert.deepStrictEqual(paged, expected)
+          // Order: created first, then id in byte order (upper case before lower case), the same on every dialect.
+          assert.deepStrictEqual(expected.slice(0, 3), ["B-1", "a-10", "b-2"])
+          yield* store.requestCancel(RunId.make("c"))
+          yield* store.requestCancel(RunId.make("Z"))
+          const cancelled = yield* store.listRuns({ status: "cancelled", limit: 1 })
+          assert.deepStrictEqual(cancelled.map((r) => r.id), ["Z"])
+          const next = yield* store.listRuns({
+            status: "cancelled",
+            after: { createdAt: cancelled[0]!.createdAt, id: cancelled[0]!.id }
+          })
+          assert.deepStrictEqual(next.map((r) => r.id), ["c"])
+        })
+      ))
+
+    it.scoped("a merge workspace keeps the first row of each key, reads back by keyset pages, and is dropped", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const key = (label: string) => `${person}\u0000${label}`
+          const entity = (ord: number, label: string) => ({
+            ord,
+            entity_key: key(label.toLowerCase()),
+            label,
+            type: person,
+            attributes: JSON.stringify({ n: String(ord) })
+          })
+          const pages = yield* Effect.scoped(Effect.gen(function*() {
+            const ws = yield* store.mergeWorkspace
+            yield* ws.add({
+              entities: [entity(0, "Ahab"), entity(1, "田中優子"), entity(2, "AHAB")],
+              mentions: [
+                { entity_key: key("ahab"), start: 9, end: 13 },
+                { entity_key: key("ahab"), start: 0, end: 4 },
+                { entity_key: key("ahab"), start: 0, end: 4 }
+              ],
+              relations: [
+                {
+                  ord: 0,
+                  subject_key: key("ahab"),
+                  predicate: "http://xmlns.com/foaf/0.1/knows",
+                  object_key: key("田中優子"),
+                  object_value: null,
+                  object_datatype: null,
+                  object_language: null,
+                  identity: "knows"
+                }
+              ]
+            })
+            yield* ws.add({
+              entities: [entity(3, "Ελένη"), entity(4, "ahab")],
+              mentions: [{ entity_key: key("ελένη"), start: 20, end: 25 }],
+              relations: [
+                {
+                  ord: 1,
+                  subject_key: key("ελένη"),
+                  predicate: "http://xmlns.com/foaf/0.1/name",
+                  object_key: null,
+                  object_value: "Ελένη 😀",
+                  object_datatype: null,
+                  object_language: "el",
+                  identity: "name"
+                },
+                {
+                  ord: 2,
+                  subject_key: key("ahab"),
+                  predicate: "http://xmlns.com/foaf/0.1/knows",
+                  object_key: key("田中優子"),
+                  object_value: null,
+                  object_datatype: null,
+                  object_language: null,
+                  identity: "knows"
+                }
+              ]
+            })
+            const first = yield* ws.entities(-1, 2)
+            const second = yield* ws.entities(first[first.length - 1]!.ord, 2)
+            const rest = yield* ws.entities(second[second.length - 1]!.ord, 2)
+            const mentions = yield* ws.mentions([key("ahab"), key("ελένη")])
+            const relations = yield* ws.relations(-1, 10)
+            return { entities: [...first, ...second, ...rest], mentions, relations }
+          }))
+          assert.deepStrictEqual(pages.entities.map((e) => [e.ord, e.label, e.attributes]), [
+            [0, "Ahab", "{\"n\":\"0\"}"],
+            [1, "田中優子", "{\"n\":\"1\"}"],
+            [3, "Ελένη", "{\"n\":\"3\"}"]
+          ])
+          assert.strictEqual(pages.entities[0]!.entity_key, key("ahab"))
+          assert.deepStrictEqual(
+            pages.mentions.filter((m) => m.entity_key === key("ahab")).map((m) => [m.start, m.end]),
+            [[0, 4], [9, 13]]
+          )
+          assert.deepStrictEqual(pages.mentions.filter((m) => m.entity_key === key("ελένη")).length, 1)
+          assert.deepStrictEqual(pages.relations.map((r) => [r.ord, r.subject_key, r.object_key, r.object_value]), [
+            [0, key("ahab"), key("田中優子"), null],
+            [1, key("ελένη"), null, "Ελένη 😀"]
+          ])
+          // Closed with its scope: a second workspace starts empty.
+          const again = yield* Effect.scoped(Effect.flatMap(store.mergeWorkspace, (ws) => ws.entities(-1, 10)))
+          assert.deepStrictEqual(again, [])
+        })
+      ))
   })

@@ -302,6 +302,13 @@ export const migratePg = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
   return yield* sql.withTransaction(Effect.gen(function*() {
     yield* sql`SELECT pg_advisory_xact_lock(${migrationLockKey})`
+    // The migrator probes its table with a statement that fails when it is missing, which would abort this
+    // transaction: create it first (the migrator's own schema), under the lock.
+    yield* sql`CREATE TABLE IF NOT EXISTS effect_sql_migrations (
+      migration_id integer primary key,
+      created_at timestamp with time zone not null default now(),
+      name text not null
+    )`
     return yield* Migrator.make({})({ loader: Migrator.fromRecord(pgMigrations) })
   }))
 })

@@ -1,0 +1,6 @@
+import { storeLayer, usePostgres } from "./postgres.js"
+import { runStoreSuite } from "./RunStoreSuite.js"
+
+const adminUrl = usePostgres()
+
+runStoreSuite("SqlRunStore on PostgreSQL", () => storeLayer(adminUrl()))
