@@ -1,6 +1,115 @@
-import { storeLayer, usePostgres } from "./postgres.js"
-import { runStoreSuite } from "./RunStoreSuite.js"
+import { assert, describe, it } from "@effect/vitest"
+import * as Durability from "@quarry/core/Durability"
+import * as PgDatabase from "@quarry/core/PgDatabase"
+import * as RunStore from "@quarry/core/RunStore"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import pg from "pg"
+import { coreDist, spawnNode } from "./children.js"
+import { createDatabase, dropDatabase, freshDatabase, storeLayer, usePostgres } from "./postgres.js"
+import { newRun, runStoreSuite, syntheticOutput } from "./RunStoreSuite.js"
 
 const adminUrl = usePostgres()
 
 runStoreSuite("SqlRunStore on PostgreSQL", () => storeLayer(adminUrl()))
+
+const query = async (url: string, text: string): Promise<ReadonlyArray<Record<string, unknown>>> => {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return (await client.query(text)).rows
+  } finally {
+    await client.end()
+  }
+}
+
+describe("PostgreSQL database", () => {
+  it.scoped("six processes migrating the same empty database at once all succeed, and it is migrated once", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase(adminUrl())
+      const migrator = () =>
+        spawnNode(`
+          import * as Effect from "effect/Effect"
+          import * as Layer from "effect/Layer"
+          import * as PgDatabase from ${JSON.stringify(coreDist("PgDatabase"))}
+          console.log("ready")
+          process.stdin.once("data", () => {
+            Effect.runPromise(Effect.scoped(Layer.build(PgDatabase.layer(${JSON.stringify(url)})))).then(
+              () => { console.log("migrated"); process.exit(0) },
+              (error) => { console.error(String(error)); process.exit(1) }
+            )
+          })
+        `)
+      const children = Array.from({ length: 6 }, migrator)
+      yield* Effect.promise(() => Promise.all(children.map((c) => c.waitFor("ready"))))
+      for (const child of children) child.process.stdin?.write("go\n")
+      const codes = yield* Effect.promise(() => Promise.all(children.map((c) => c.exited)))
+      assert.deepStrictEqual(codes, [0, 0, 0, 0, 0, 0], children.map((c) => c.output()).join("\n"))
+      const migrations = yield* Effect.promise(() => query(url, "SELECT migration_id FROM effect_sql_migrations"))
+      assert.deepStrictEqual(migrations.map((r) => r.migration_id), [1])
+      const tables = yield* Effect.promise(() => query(url, "SELECT to_regclass('runs') IS NOT NULL AS present"))
+      assert.isTrue(tables[0]?.present)
+    }))
+
+  it.scoped("an unsafe server is refused with every reason, before anything is migrated", () =>
+    Effect.gen(function*() {
+      const url = yield* Effect.acquireRelease(
+        Effect.promise(() => createDatabase(adminUrl())),
+        (url) => Effect.promise(() => dropDatabase(adminUrl(), url))
+      )
+      const name = new URL(url).pathname.slice(1)
+      // Settings of this database only: the server's own stay safe for the other tests.
+      yield* Effect.promise(() => query(adminUrl(), `ALTER DATABASE ${name} SET synchronous_commit = off`))
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(PgDatabase.layer(url))))
+      assert.strictEqual(error._tag, "DurabilityError")
+      assert.match(error.reasons.join("\n"), /synchronous_commit is off/)
+      assert.notInclude(error.message, ":quarry@", "the password is not in the message")
+      const tables = yield* Effect.promise(() => query(url, "SELECT to_regclass('runs') IS NOT NULL AS present"))
+      assert.isFalse(tables[0]?.present)
+    }))
+
+  it.scoped("doctor's report on a safe server lists its settings and the schema version", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase(adminUrl())
+      const db = PgDatabase.redact(url)
+      const report = yield* Durability.inspect(db).pipe(Effect.provide(PgDatabase.layer(url)), Effect.orDie)
+      assert.isTrue(report.durable, report.reasons.join("; "))
+      assert.strictEqual(report.filename, db)
+      assert.notInclude(report.filename, ":quarry@")
+      assert.deepStrictEqual(Option.fromNullable(report.postgres).pipe(Option.map((p) => p.fsync)), Option.some("on"))
+      assert.strictEqual(report.schemaVersion, report.supportedSchemaVersion)
+    }))
+
+  it.scoped("a holder whose claim was taken over while it waited is refused at commit and writes nothing", () =>
+    Effect.gen(function*() {
+      const store = yield* RunStore.RunStore
+      const run = yield* store.createRun(newRun("fenced"))
+      const first = Option.getOrThrow((yield* store.claim(run.id, "first", 1)).holder)
+      yield* TestClock.adjust(5)
+      // The lease expired: another runner takes the run over; the first runner's late commit must not land.
+      const second = Option.getOrThrow((yield* store.claim(run.id, "second", 60_000)).holder)
+      const late = yield* Effect.flip(
+        store.commitBatch({
+          runId: run.id,
+          holder: first,
+          batchIndex: 0,
+          output: syntheticOutput(0),
+          attempts: 1,
+          durationMs: 1
+        })
+      )
+      assert.strictEqual(late._tag, "RunLocked")
+      assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 0)
+      yield* store.commitBatch({
+        runId: run.id,
+        holder: second,
+        batchIndex: 0,
+        output: syntheticOutput(0),
+        attempts: 1,
+        durationMs: 1
+      })
+      assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 1)
+    }).pipe(Effect.provide(Layer.fresh(storeLayer(adminUrl())))))
+})
