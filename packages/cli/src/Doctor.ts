@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import * as Command from "@effect/cli/Command"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Durability from "@quarry/core/Durability"
 import { DurabilityError } from "@quarry/core/Errors"
 import { RunStore } from "@quarry/core/RunStore"
@@ -24,9 +25,49 @@ interface Report {
   readonly runs?: Readonly<Record<string, number>> | undefined
 }
 
+/** How many runs there are in each status. */
+const countRuns = Effect.gen(function*() {
+  const runs: Record<string, number> = {}
+  for (const run of yield* Effect.flatMap(RunStore, (store) => store.listRuns())) {
+    runs[run.status] = (runs[run.status] ?? 0) + 1
+  }
+  return runs
+})
+
+/** A PostgreSQL database: opening it checks its settings and migrates it; the report then lists the settings. */
+const inspectServer = (db: string): Effect.Effect<Report, never, Settings> =>
+  Effect.gen(function*() {
+    const settings = yield* Settings
+    const database = DatabaseUrl.redact(db)
+    const url = yield* Inputs.checkDatabase(db).pipe(Effect.flip, Effect.option)
+    if (url._tag === "Some") return { database, exists: false, durable: false, reasons: [url.value.message] }
+    return yield* Effect.gen(function*() {
+      const details = yield* Durability.inspect(database)
+      return {
+        database,
+        exists: true,
+        durable: details.durable,
+        reasons: details.reasons,
+        details,
+        runs: yield* countRuns
+      }
+    }).pipe(
+      Effect.provide(Store.layer(db, settings)),
+      Effect.catchAll((error): Effect.Effect<Report> =>
+        Effect.succeed({
+          database,
+          exists: true,
+          durable: false,
+          reasons: error instanceof DurabilityError ? error.reasons : [error.message]
+        })
+      )
+    )
+  })
+
 const inspect = (db: string): Effect.Effect<Report, never, Settings> =>
   Effect.gen(function*() {
     const settings = yield* Settings
+    if (DatabaseUrl.isPostgres(db)) return yield* inspectServer(db)
     const database = Inputs.isEphemeralDatabase(db) ? db : path.resolve(db)
     const location = Durability.checkLocation(db)
     const exists = Inputs.databaseExists(db)
@@ -38,11 +79,7 @@ const inspect = (db: string): Effect.Effect<Report, never, Settings> =>
       // Opening ran the one quick_check (a read of the whole file) and refuses a damaged file before migrating it.
       const checked = yield* Durability.inspect(db, { quickCheck: false })
       const details = new Durability.DurabilityReport({ ...checked, quickCheck: "ok" })
-      const runs: Record<string, number> = {}
-      for (const run of yield* Effect.flatMap(RunStore, (store) => store.listRuns())) {
-        runs[run.status] = (runs[run.status] ?? 0) + 1
-      }
-      return { database, exists, durable: details.durable, reasons: details.reasons, details, runs }
+      return { database, exists, durable: details.durable, reasons: details.reasons, details, runs: yield* countRuns }
     }).pipe(
       Effect.provide(Store.layer(db, settings, { quickCheck: "always" })),
       Effect.catchAll((error): Effect.Effect<Report> =>
@@ -63,7 +100,13 @@ const lines = (report: Report): ReadonlyArray<string> => {
   }
   rows.push(["durable", report.durable ? "yes" : "no"])
   const d = report.details
-  if (d !== undefined) {
+  if (d?.postgres !== undefined) {
+    rows.push(["fsync", d.postgres.fsync])
+    rows.push(["synchronous commit", d.postgres.synchronousCommit])
+    rows.push(["full page writes", d.postgres.fullPageWrites])
+    rows.push(["schema", `version ${d.schemaVersion} (this Quarry supports up to ${d.supportedSchemaVersion})`])
+    rows.push(["postgresql", d.postgres.serverVersion])
+  } else if (d !== undefined) {
     rows.push(["journal mode", d.journalMode])
     rows.push(["synchronous", d.synchronous])
     rows.push(["foreign keys", d.foreignKeys ? "on" : "off"])
@@ -104,11 +147,12 @@ export const command = Command.make("doctor", { db: Flags.db, json: Flags.json }
           quickCheck: details.quickCheck,
           schemaVersion: details.schemaVersion,
           supportedSchemaVersion: details.supportedSchemaVersion,
-          sqliteVersion: details.sqliteVersion
+          sqliteVersion: details.sqliteVersion,
+          ...(details.postgres === undefined ? {} : { postgres: details.postgres })
         })
       }))
     } else {
       for (const line of lines(report)) yield* output.out(line)
     }
-    if (!report.durable) return yield* new DurabilityError({ filename: db, reasons: report.reasons })
+    if (!report.durable) return yield* new DurabilityError({ filename: report.database, reasons: report.reasons })
   })).pipe(Command.withDescription("Check that the database keeps committed work safely (exit 3 if not)."))

@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -184,6 +185,19 @@ export const parseNumber = (name: string, raw: string, requirement: string): Eff
 export const isEphemeralDatabase = (db: string): boolean =>
   db.trim() === "" || db === ":memory:" || db.startsWith("file::memory:") || /[?&]mode=memory\b/.test(db)
 
+/** A `postgres://` URL must at least parse, with a host and a database name. */
+const checkUrl = (db: string) =>
+  Effect.gen(function*() {
+    const url = yield* attempt(() => new URL(db)).pipe(
+      Effect.catchAll(() => fail(`--db ${DatabaseUrl.redact(db)} is not a valid PostgreSQL URL`))
+    )
+    if (url.hostname === "" || url.pathname.length <= 1) {
+      return yield* fail(
+        `--db ${DatabaseUrl.redact(db)} needs a host and a database name: postgres://USER:PASSWORD@HOST:PORT/DATABASE`
+      )
+    }
+  })
+
 const sqliteHeader = Buffer.from("SQLite format 3\u0000", "latin1")
 
 /** The directory a file would be created in must exist, be a directory and be writable. */
@@ -216,6 +230,8 @@ const checkDirectory = (file: string, what: string, flag: string) =>
 export const checkDatabase = (db: string): Effect.Effect<void, UsageError> =>
   Effect.gen(function*() {
     if (isEphemeralDatabase(db)) return
+    // A PostgreSQL URL: opening it says whether the server is there and safe (exit 3 otherwise).
+    if (DatabaseUrl.isPostgres(db)) return yield* checkUrl(db)
     yield* checkDirectory(db, "the database", "--db")
     const stat = yield* attempt(() => fs.statSync(db)).pipe(Effect.option)
     if (stat._tag === "None") return
@@ -246,6 +262,8 @@ export const checkDatabase = (db: string): Effect.Effect<void, UsageError> =>
  * @category validation
  */
 export const databaseExists = (db: string): boolean => {
+  // A server database is created by its operator; Quarry migrates it when it opens it.
+  if (DatabaseUrl.isPostgres(db)) return true
   try {
     return fs.statSync(db).isFile()
   } catch {

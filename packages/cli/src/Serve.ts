@@ -9,6 +9,7 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -179,7 +180,8 @@ export const command = Command.make("serve", options, (flags) =>
       tokens,
       recover: !flags.noRecover,
       leaseMs: settings.leaseMs,
-      database: db,
+      // Shown on /healthz and in the log: a server URL without its password.
+      database: DatabaseUrl.redact(db),
       version: "0.1.0",
       startedAt
     }).pipe(Layer.provideMerge(Store.layer(db, settings)))
@@ -203,9 +205,9 @@ export const command = Command.make("serve", options, (flags) =>
             url,
             host: flags.host,
             port: actualPort,
-            db
+            db: DatabaseUrl.redact(db)
           }) :
-          `quarry serve: listening on ${url} (database ${db})`
+          `quarry serve: listening on ${url} (database ${DatabaseUrl.redact(db)})`
       )
       const admission = Context.get(context, Admission.Admission)
       // Drain before the layer closes: the HTTP server still answers (readyz 503, submissions 503) meanwhile.

@@ -1,5 +1,5 @@
 /**
- * The environment the CLI reads: the default database (`QUARRY_DB`), the lease length (`QUARRY_LEASE_MS`) and the
+ * The environment the CLI reads: the default database (`QUARRY_DATABASE_URL`, else `QUARRY_DB`), the lease length (`QUARRY_LEASE_MS`) and the
  * test-only hooks. Read once, through `Config`, so tests can set them with a `ConfigProvider`. An extractor reads its
  * own settings (`QUARRY_OFFLINE_*`, `QUARRY_LLM_*`) when a command builds it.
  *
@@ -25,7 +25,10 @@ export const defaultDatabase = "./quarry.db"
  * @category config
  */
 export const config = Config.all({
-  database: Config.string("QUARRY_DB").pipe(
+  // A server URL wins over a file: a deployment sets QUARRY_DATABASE_URL and every command follows it.
+  database: Config.string("QUARRY_DATABASE_URL").pipe(
+    Config.withDescription("the PostgreSQL URL used without --db"),
+    Config.orElse(() => Config.string("QUARRY_DB")),
     Config.withDescription("the database used without --db"),
     Config.withDefault(defaultDatabase)
   ),

@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import type * as Database from "@quarry/core/Database"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import type { DurabilityError } from "@quarry/core/Errors"
 import * as RunStore from "@quarry/core/RunStore"
 import type * as Workflow from "@quarry/core/Workflow"
@@ -22,8 +23,14 @@ import * as TestHooks from "./TestHooks.js"
  */
 export type Services = Workflow.ExecuteRequirements
 
+/** The database layer: PostgreSQL for a `postgres://` URL, else the SQLite file. Drivers load only when used. */
+const database = (db: string, options: Database.Options) =>
+  DatabaseUrl.isPostgres(db) ?
+    Effect.promise(() => import("@quarry/core/PgDatabase")).pipe(Effect.map((PgDatabase) => PgDatabase.layer(db))) :
+    Effect.promise(() => import("@quarry/core/Database")).pipe(Effect.map((Database) => Database.layer(db, options)))
+
 /**
- * The services over the database at `db`; fails with a `DurabilityError` when it cannot be trusted. `start` and
+ * The services over the database at `db` (a SQLite file, or a PostgreSQL URL); fails with a `DurabilityError` when it cannot be trusted. `start` and
  * `resume` keep the default `quickCheck` (after an unclean shutdown); the commands that only read or flag a run pass
  * `never`, and `doctor` passes `always`. The SQLite driver (a native module) and the store are loaded when a command
  * opens the database, not by `quarry --version` or `--help`.
@@ -37,13 +44,13 @@ export const layer = (
   options: Database.Options = {}
 ): Layer.Layer<Services, DurabilityError> =>
   Layer.unwrapEffect(
-    Effect.promise(() => Promise.all([import("@quarry/core/Database"), import("@quarry/core/SqliteRunStore")])).pipe(
-      Effect.map(([Database, SqliteRunStore]) =>
+    Effect.all([database(db, options), Effect.promise(() => import("@quarry/core/SqlRunStore"))]).pipe(
+      Effect.map(([database, SqlRunStore]) =>
         Layer.mergeAll(
-          Layer.effect(RunStore.RunStore, SqliteRunStore.make(TestHooks.storeHooks(settings.testHooks))),
+          Layer.effect(RunStore.RunStore, SqlRunStore.make(TestHooks.storeHooks(settings.testHooks))),
           Extractors.layer(settings),
           TestHooks.layer(settings.testHooks)
-        ).pipe(Layer.provideMerge(Database.layer(db, options)))
+        ).pipe(Layer.provideMerge(database))
       )
     )
   )

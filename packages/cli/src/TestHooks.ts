@@ -29,7 +29,7 @@ import type * as Compensation from "@quarry/core/Compensation"
 import * as CrashPoint from "@quarry/core/CrashPoint"
 import { ExtractorError } from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
-import type * as SqliteRunStore from "@quarry/core/SqliteRunStore"
+import type * as SqlRunStore from "@quarry/core/SqlRunStore"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
@@ -255,7 +255,7 @@ const upload = (extractor: string, input: Extractor.BatchInput, dir: string) =>
  * @since 0.1.0
  * @category constructors
  */
-export const storeHooks = (hooks: TestHooks): SqliteRunStore.Hooks =>
+export const storeHooks = (hooks: TestHooks): SqlRunStore.Hooks =>
   Option.match(hooks.commitDelayMs, {
     onNone: () => ({}),
     onSome: (ms) => ({ beforeCheckpoint: () => Effect.sleep(ms) })

@@ -40,7 +40,6 @@ export const busyTimeoutMs = 10_000
  */
 export type QuickCheck = "always" | "afterUncleanShutdown" | "never"
 
-
 /**
  * A database that passed durability validation and is migrated; the store requires it, so that an in-memory,
  * unmigrated or `synchronous=NORMAL` client cannot be used by accident. Only `layer`, `layerEphemeral` and

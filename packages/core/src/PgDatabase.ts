@@ -11,34 +11,11 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import pg from "pg"
 import { Database } from "./Database.js"
+import * as DatabaseUrl from "./DatabaseUrl.js"
 import * as Durability from "./Durability.js"
 import { DurabilityError } from "./Errors.js"
 import { validated } from "./internal/database.js"
 import { migratePg } from "./internal/migrations.js"
-
-/**
- * True for a `postgres://` or `postgresql://` URL: what `--db` and `QUARRY_DATABASE_URL` take for PostgreSQL.
- *
- * @since 0.1.0
- * @category urls
- */
-export const isUrl = (db: string): boolean => /^postgres(?:ql)?:\/\//i.test(db)
-
-/**
- * The URL without its password, for messages, reports and `Database.filename`.
- *
- * @since 0.1.0
- * @category urls
- */
-export const redact = (url: string): string => {
-  try {
-    const parsed = new URL(url)
-    if (parsed.password !== "") parsed.password = "***"
-    return parsed.toString()
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@")
-  }
-}
 
 /**
  * Options of `layer`.
@@ -74,7 +51,7 @@ export const layer = (
   url: string,
   options: Options = {}
 ): Layer.Layer<Database | SqlClient.SqlClient, DurabilityError> => {
-  const filename = redact(url)
+  const filename = DatabaseUrl.redact(url)
   const client = PgClient.layer({
     url: Redacted.make(url),
     types,

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Durability from "@quarry/core/Durability"
 import * as PgDatabase from "@quarry/core/PgDatabase"
 import * as RunStore from "@quarry/core/RunStore"
@@ -73,7 +74,7 @@ describe("PostgreSQL database", () => {
   it.scoped("doctor's report on a safe server lists its settings and the schema version", () =>
     Effect.gen(function*() {
       const url = yield* freshDatabase(adminUrl())
-      const db = PgDatabase.redact(url)
+      const db = DatabaseUrl.redact(url)
       const report = yield* Durability.inspect(db).pipe(Effect.provide(PgDatabase.layer(url)), Effect.orDie)
       assert.isTrue(report.durable, report.reasons.join("; "))
       assert.strictEqual(report.filename, db)
