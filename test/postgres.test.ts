@@ -4,6 +4,7 @@
  * `cancel` and `doctor` follow `QUARRY_DATABASE_URL`; `serve` answers its probes without showing the password.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
 import { createDatabase, dropDatabase, usePostgres } from "../packages/core/test/postgres.js"
@@ -39,6 +40,7 @@ describe("the CLI on PostgreSQL", () => {
 
   beforeAll(async () => {
     dir = makeDir()
+    fs.writeFileSync(path.join(dir, "tiny.txt"), "Ishmael met Queequeg in New Bedford.\n")
     reference = await referenceRun(dir)
   }, 120_000)
   afterAll(async () => {
@@ -147,6 +149,18 @@ describe("the CLI on PostgreSQL", () => {
       assert.notInclude(doctor.stdout, ":quarry@")
       assert.deepStrictEqual(report.runs, { cancelled: 1 })
 
+      const tiny = await run([
+        "start",
+        path.join(dir, "tiny.txt"),
+        "--run-id",
+        "tiny",
+        "--out",
+        path.join(dir, "t.ttl")
+      ], {
+        env
+      })
+      assert.strictEqual(tiny.code, 0, tiny.stderr)
+
       const server = start(["serve", "--port", "0", "--json"], { env })
       try {
         await server.waitFor((stdout) => stdout.includes("server.listening"))
@@ -159,6 +173,18 @@ describe("the CLI on PostgreSQL", () => {
         assert.isTrue(health.database.durable)
         assert.notInclude(health.database.path, ":quarry@")
         assert.notInclude(server.stdout, ":quarry@")
+        // GET /v1/runs pages by keyset in SQL: two runs, one per page.
+        const first = await (await fetch(`http://127.0.0.1:${listening.port}/v1/runs?limit=1`)).json() as {
+          runs: Array<{ id: string }>
+          nextCursor: string | null
+        }
+        assert.deepStrictEqual(first.runs.map((r) => r.id), ["stop"])
+        assert.isString(first.nextCursor)
+        const second = await (await fetch(
+          `http://127.0.0.1:${listening.port}/v1/runs?limit=1&cursor=${first.nextCursor}`
+        )).json() as { runs: Array<{ id: string }>; nextCursor: string | null }
+        assert.deepStrictEqual(second.runs.map((r) => r.id), ["tiny"])
+        assert.isNull(second.nextCursor)
       } finally {
         server.child.kill("SIGTERM")
         await server.exited

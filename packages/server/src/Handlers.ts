@@ -204,13 +204,13 @@ const list = (
         Effect.mapError(() => badRequest("InvalidCursor", "cursor is not one this server handed out; start without it"))
       )
     )
-    const runs = yield* store.listRuns({ status: params.status }).pipe(Effect.catchTag("PersistenceError", internal))
-    // Keyset: runs are ordered by (created_at, id); a page starts after the cursor's key.
-    const rest = Option.match(after, {
-      onNone: () => runs,
-      onSome: ([createdAt, id]) =>
-        runs.filter((r) => r.createdAt > createdAt || (r.createdAt === createdAt && r.id > id))
-    })
+    // Keyset in SQL: runs are ordered by (created_at, id); a page starts after the cursor's key. One run more than
+    // the page tells whether there is a next one.
+    const rest = yield* store.listRuns({
+      status: params.status,
+      after: Option.getOrUndefined(Option.map(after, ([createdAt, id]) => ({ createdAt, id }))),
+      limit: limit + 1
+    }).pipe(Effect.catchTag("PersistenceError", internal))
     const page = rest.slice(0, limit)
     const last = page.at(-1)
     return {
