@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import { BudgetExceeded, DeadlineExceeded } from "@quarry/core/Errors"
 import * as Merge from "@quarry/core/Merge"
 import type { Run, RunId } from "@quarry/core/Run"
@@ -114,7 +115,7 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
               onSome: (r) => ({ output: { path: r.plan.outputPath, format: r.plan.outputFormat } })
             })
             yield* emit("run.started", {
-              db: options.db,
+              db: DatabaseUrl.redact(options.db),
               totalBatches: event.totalBatches,
               committedBatches: event.committedBatches,
               ...(options.retrySkipped === true ? { retryingSkippedBatches: retrying } : {}),

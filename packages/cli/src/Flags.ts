@@ -3,6 +3,7 @@
  *
  * @since 0.1.0
  */
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
@@ -98,7 +99,7 @@ export const resolveDb = (flag: Option.Option<string>): Effect.Effect<string, ne
  * @category formatting
  */
 export const dbFlag = (db: string): string =>
-  db === "./quarry.db" || db === "quarry.db" ? "" : ` --db ${shellQuote(db)}`
+  db === "./quarry.db" || db === "quarry.db" ? "" : ` --db ${shellQuote(DatabaseUrl.redact(db))}`
 
 /**
  * The command that resumes a run.

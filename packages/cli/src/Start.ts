@@ -3,6 +3,7 @@
  *
  * @since 0.1.0
  */
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
@@ -71,13 +72,17 @@ export const resolveFormat = (
     }))
 
 /**
- * Where an artifact goes by default: next to the database, named after the run, with the format's extension.
+ * Where an artifact goes by default: next to the database (a SQLite file; for a PostgreSQL URL, the working
+ * directory), named after the run, with the format's extension.
  *
  * @since 0.1.0
  * @category options
  */
 export const defaultOutput = (db: string, runId: string, format: Run.OutputFormat): string =>
-  path.join(path.dirname(path.resolve(db)), `${runId}.${Run.formatExtension[format]}`)
+  // A server database has no directory: the artifact goes to the working directory.
+  path.join(DatabaseUrl.isPostgres(db) ? process.cwd() : path.dirname(path.resolve(db)), `${runId}.${
+    Run.formatExtension[format]
+  }`)
 
 /**
  * Decodes a run id given on the command line.

@@ -5,6 +5,7 @@
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import { RunNotFound } from "@quarry/core/Errors"
 import * as Run from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
@@ -74,7 +75,7 @@ export const status = Command.make("status", {
       }))
     const now = yield* Clock.currentTimeMillis
     if (Option.isNone(run)) {
-      return yield* flags.json ? output.out("null") : output.out(`no runs in ${db}`)
+      return yield* flags.json ? output.out("null") : output.out(`no runs in ${DatabaseUrl.redact(db)}`)
     }
     const { ledger, run: shown } = run.value
     if (flags.json) return yield* output.out(JSON.stringify(RunView.toJson(shown, ledger, now, db)))
@@ -115,8 +116,8 @@ export const runs = Command.make("runs", {
     const list = rows.map(({ run }) => run)
     if (list.length === 0) {
       return yield* output.out(Option.match(status, {
-        onNone: () => `no runs in ${db}`,
-        onSome: (s) => `no ${s} runs in ${db}`
+        onNone: () => `no runs in ${DatabaseUrl.redact(db)}`,
+        onSome: (s) => `no ${s} runs in ${DatabaseUrl.redact(db)}`
       }))
     }
     for (const line of RunView.table(list, now)) yield* output.out(line)

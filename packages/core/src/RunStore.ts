@@ -211,7 +211,7 @@ export interface RunFilter {
  * @since 0.1.0
  * @category merging
  */
-export interface WorkspaceEntity {
+export type WorkspaceEntity = {
   readonly ord: number
   readonly entity_key: string
   readonly label: string
@@ -225,7 +225,7 @@ export interface WorkspaceEntity {
  * @since 0.1.0
  * @category merging
  */
-export interface WorkspaceMention {
+export type WorkspaceMention = {
   readonly entity_key: string
   readonly start: number
   readonly end: number
@@ -237,7 +237,7 @@ export interface WorkspaceMention {
  * @since 0.1.0
  * @category merging
  */
-export interface WorkspaceRelation {
+export type WorkspaceRelation = {
   readonly ord: number
   readonly subject_key: string
   readonly predicate: string

@@ -79,6 +79,8 @@ const chunksOf = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray
   return out
 }
 
+type Rows = ReadonlyArray<Record<string, unknown>>
+
 /** PostgreSQL gives keys back as bytes. */
 const text = (value: unknown): string =>
   typeof value === "string" ? value : Buffer.from(value as Uint8Array).toString("utf8")
@@ -89,31 +91,31 @@ export const make = (ctx: StoreContext) => {
 
   const open = (suffix: string): RunStore.MergeWorkspace => {
     const t = names(suffix)
-    const insert = (table: string, rows: ReadonlyArray<Record<string, unknown>>, conflict: string) =>
+    const insert = (table: string, rows: Rows, conflict: string) =>
       Effect.forEach(
         chunksOf(rows, rowsPerInsert),
         (slice) =>
           sql`INSERT INTO ${sql(table)} ${sql.insert(slice)} ON CONFLICT (${sql.literal(conflict)}) DO NOTHING`,
         { discard: true }
       )
-    const add = (page: RunStore.WorkspacePage) =>
-      ctx.transaction(Effect.all([
-        insert(t.entities, page.entities.map((e) => ({ ...e, entity_key: key(e.entity_key) })), "entity_key"),
-        insert(
-          t.mentions,
-          page.mentions.map((m) => ({ ...m, entity_key: key(m.entity_key) })),
-          "entity_key, start, \"end\""
-        ),
-        insert(
-          t.relations,
-          page.relations.map((r) => ({
-            ...r,
-            subject_key: key(r.subject_key),
-            object_key: r.object_key === null ? null : key(r.object_key)
-          })),
-          "identity"
-        )
+    // Keys become bytes on PostgreSQL; SQLite takes the rows as they are (no copy per row on the merge's hot path).
+    const pgPage = (page: RunStore.WorkspacePage): Record<keyof RunStore.WorkspacePage, Rows> => ({
+      entities: page.entities.map((e) => ({ ...e, entity_key: key(e.entity_key) })),
+      mentions: page.mentions.map((m) => ({ ...m, entity_key: key(m.entity_key) })),
+      relations: page.relations.map((r) => ({
+        ...r,
+        subject_key: key(r.subject_key),
+        object_key: r.object_key === null ? null : key(r.object_key)
+      }))
+    })
+    const add = (page: RunStore.WorkspacePage) => {
+      const rows = isPg ? pgPage(page) : page
+      return ctx.transaction(Effect.all([
+        insert(t.entities, rows.entities, "entity_key"),
+        insert(t.mentions, rows.mentions, "entity_key, start, \"end\""),
+        insert(t.relations, rows.relations, "identity")
       ], { discard: true })).pipe(persistence("mergeWorkspace.add"))
+    }
     const entities = (afterOrd: number, limit: number) =>
       sql<RunStore.WorkspaceEntity>`SELECT ord, entity_key, label, type, attributes FROM ${sql(t.entities)}
         WHERE ord > ${afterOrd} ORDER BY ord LIMIT ${limit}`.pipe(
