@@ -26,6 +26,7 @@ export const storedOutput = (output: Extractor.BatchOutput) => {
 }
 
 /** The commit operation of the store. */
+// A namespace of short operations over one context (each reads at once), not one long function.
 export const make = (ctx: StoreContext) => {
   const { hooks, reread, sql, transaction } = ctx
 

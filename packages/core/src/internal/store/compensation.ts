@@ -8,6 +8,7 @@ import { persistence, type StoreContext } from "./context.js"
 import { CompensationRow, toCompensationStep } from "./rows.js"
 
 /** The compensation operations of the store. */
+// A namespace of short operations over one context (each reads at once), not one long function.
 export const make = (ctx: StoreContext) => {
   const { getRun, sql, touch, transaction } = ctx
 

@@ -14,6 +14,7 @@ interface ClaimOptions {
 }
 
 /** The lease operations of the store. */
+// A namespace of short operations over one context (each reads at once), not one long function.
 export const make = (ctx: StoreContext) => {
   const { getRun, me, reread, sql, touch, transaction } = ctx
 

@@ -16,6 +16,7 @@ const decodeBatch = (row: typeof BatchRow.Type) =>
   ).pipe(Effect.map((output): RunStore.StoredBatch => ({ batchIndex: row.batch_index, output })))
 
 /** The read operations of the store (and the one write of usage, which shares their tables). */
+// A namespace of short operations over one context (each reads at once), not one long function.
 export const make = (ctx: StoreContext) => {
   const { sql } = ctx
 

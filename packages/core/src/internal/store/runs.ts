@@ -47,6 +47,7 @@ const ListRequest = Schema.Struct({
 })
 
 /** The run-level operations of the store. */
+// A namespace of short operations over one context (each reads at once), not one long function.
 export const make = (ctx: StoreContext) => {
   const { getRun, reread, sql, touch, transaction } = ctx
 

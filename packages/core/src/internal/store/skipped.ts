@@ -15,6 +15,7 @@ import { genesisDigest, lockedBy, persistence, type StoreContext } from "./conte
 import { ChainRow, SkippedRow, SkippedUsageRow } from "./rows.js"
 
 /** The skipped-batch operations of the store. */
+// A namespace of short operations over one context (each reads at once), not one long function.
 export const make = (ctx: StoreContext) => {
   const { holds, reread, sql, touch, transaction } = ctx
 

@@ -86,6 +86,7 @@ const text = (value: unknown): string =>
   typeof value === "string" ? value : Buffer.from(value as Uint8Array).toString("utf8")
 
 /** The merge-workspace operation of the store. */
+// A namespace of short operations over one context (each reads at once), not one long function.
 export const make = (ctx: StoreContext) => {
   const { isPg, key, sql } = ctx
 
