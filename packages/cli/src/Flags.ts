@@ -3,10 +3,10 @@
  *
  * @since 0.1.0
  */
-import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { UsageError } from "./Errors.js"

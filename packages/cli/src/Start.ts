@@ -3,11 +3,11 @@
  *
  * @since 0.1.0
  */
-import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Chunking from "@quarry/core/Chunking"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import { RunAlreadyExists } from "@quarry/core/Errors"
 import * as Extractor from "@quarry/core/Extractor"
@@ -80,9 +80,10 @@ export const resolveFormat = (
  */
 export const defaultOutput = (db: string, runId: string, format: Run.OutputFormat): string =>
   // A server database has no directory: the artifact goes to the working directory.
-  path.join(DatabaseUrl.isPostgres(db) ? process.cwd() : path.dirname(path.resolve(db)), `${runId}.${
-    Run.formatExtension[format]
-  }`)
+  path.join(
+    DatabaseUrl.isPostgres(db) ? process.cwd() : path.dirname(path.resolve(db)),
+    `${runId}.${Run.formatExtension[format]}`
+  )
 
 /**
  * Decodes a run id given on the command line.
