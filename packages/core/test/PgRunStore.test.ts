@@ -3,7 +3,10 @@ import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Durability from "@quarry/core/Durability"
 import * as PgDatabase from "@quarry/core/PgDatabase"
 import * as RunStore from "@quarry/core/RunStore"
+import * as SqlRunStore from "@quarry/core/SqlRunStore"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
@@ -32,7 +35,10 @@ describe("PostgreSQL database", () => {
       const url = yield* freshDatabase(adminUrl())
       const migrator = () =>
         spawnNode(`
-          import * as Effect from "effect/Effect"
+          import * as SqlRunStore from "@quarry/core/SqlRunStore"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
           import * as Layer from "effect/Layer"
           import * as PgDatabase from ${JSON.stringify(coreDist("PgDatabase"))}
           console.log("ready")
@@ -113,4 +119,45 @@ describe("PostgreSQL database", () => {
       })
       assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 1)
     }).pipe(Effect.provide(Layer.fresh(storeLayer(adminUrl())))))
+
+  it.scoped("a takeover waits for the commit that holds the run's row; the old holder's next commit is refused", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase(adminUrl())
+      const database = yield* Layer.build(PgDatabase.layer(url))
+      const inCommit = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      // Holds batch 0's commit transaction open (after its first statement locked the row) until released.
+      const store = yield* SqlRunStore.make({
+        beforeCheckpoint: (commit) =>
+          commit.batchIndex === 0 ?
+            Effect.zipRight(Deferred.succeed(inCommit, undefined), Deferred.await(release)) :
+            Effect.void
+      }).pipe(Effect.provide(database))
+      const commit = (holder: RunStore.LeaseHolder, batchIndex: number) =>
+        store.commitBatch({
+          runId: run.id,
+          holder,
+          batchIndex,
+          output: syntheticOutput(batchIndex),
+          attempts: 1,
+          durationMs: 1
+        })
+      const run = yield* store.createRun(newRun("race"))
+      const first = Option.getOrThrow((yield* store.claim(run.id, "first", 1)).holder)
+      const committing = yield* Effect.fork(commit(first, 0))
+      yield* Deferred.await(inCommit)
+      yield* TestClock.adjust(5)
+      // The lease has expired, but the first holder's commit holds the row: the takeover waits for it.
+      const takeover = yield* Effect.fork(store.claim(run.id, "second", 60_000))
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
+      assert.isTrue(Option.isNone(yield* Fiber.poll(takeover)), "the claim did not wait for the row lock")
+      yield* Deferred.succeed(release, undefined)
+      assert.strictEqual((yield* Fiber.join(committing)).committedBatches, 1)
+      const second = yield* Fiber.join(takeover)
+      assert.strictEqual(second.run.committedBatches, 1)
+      // From now on the first holder is fenced off; the second continues from the committed batch.
+      assert.strictEqual((yield* Effect.flip(commit(first, 1)))._tag, "RunLocked")
+      yield* commit(Option.getOrThrow(second.holder), 1)
+      assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 2)
+    }))
 })
