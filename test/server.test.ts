@@ -5,11 +5,12 @@
  * after SIGKILL once the lease expires.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as RunView from "@quarry/core/RunView"
 import Database from "better-sqlite3"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { makeDir, mobyDick, referenceRun, removeDir, type Running, sleep, start } from "./support.js"
+import { makeDir, mobyDick, referenceRun, removeDir, run, type Running, sleep, start } from "./support.js"
 
 const slow = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "25" }
 const mobyText = () => fs.readFileSync(mobyDick.input, "utf8")
@@ -83,6 +84,14 @@ const until = async (check: () => boolean | Promise<boolean>, timeoutMs = 90_000
     await sleep(100)
   }
 }
+
+/** Every key path of a JSON value, objects only (arrays are compared by their elements' paths). */
+const keyPaths = (value: unknown, prefix = ""): Array<string> =>
+  Array.isArray(value) ?
+    value.flatMap((item) => keyPaths(item, `${prefix}[]`)) :
+    value !== null && typeof value === "object" ?
+    Object.entries(value).flatMap(([key, item]) => [`${prefix}.${key}`, ...keyPaths(item, `${prefix}.${key}`)]) :
+    []
 
 /** Reads an SSE stream to its end: the events with their ids and names. */
 const readEvents = async (server: Server, runId: string, lastEventId?: string) => {
@@ -169,6 +178,24 @@ describe("quarry serve", () => {
         const promtool = spawnSync("promtool", ["check", "metrics"], { input: metrics.text, encoding: "utf8" })
         assert.isUndefined(promtool.error, "promtool is missing: apt-get install prometheus")
         assert.strictEqual(promtool.status, 0, `${promtool.stdout}${promtool.stderr}`)
+
+        // One view: the API's run JSON is `quarry status --json`'s, keys and values, but for server paths and how
+        // to resume (a command there, a request here).
+        const shown = await run(["status", "moby", "--db", server.db, "--json"])
+        assert.strictEqual(shown.code, 0, shown.stderr)
+        const cli = JSON.parse(shown.stdout) as Record<string, unknown>
+        const api = polled.json() as Record<string, unknown>
+        assert.deepStrictEqual(keyPaths(api), keyPaths(cli))
+        assert.isTrue(RunView.isRunView(cli))
+        assert.isTrue(RunView.isRunView(api))
+        const artifactPath = path.join(dir, "moby.ttl")
+        assert.deepStrictEqual(api, {
+          ...cli,
+          plan: { ...(cli.plan as object), output: { path: null, format: "turtle" } },
+          artifact: { ...(cli.artifact as object), path: null }
+        })
+        assert.strictEqual((cli.artifact as { path: string }).path, artifactPath)
+        assert.deepStrictEqual([cli.queuePosition, cli.resume, api.resume], [null, null, null])
 
         const listed = await call(server, "GET", "/v1/runs?status=completed&limit=10")
         assert.deepStrictEqual(listed.json().runs.map((r: { id: string }) => r.id), ["moby"])

@@ -60,7 +60,9 @@ const view = (run: Run.Run) =>
   Effect.gen(function*() {
     const admission = yield* Admission.Admission
     const now = yield* Clock.currentTimeMillis
-    return RunView.make(run, yield* admission.position(run.id), now)
+    return yield* RunView.make(run, yield* admission.position(run.id), now).pipe(
+      Effect.catchTag("PersistenceError", internal)
+    )
   })
 
 const getRun = (runId: Run.RunId) =>
