@@ -111,7 +111,7 @@ const renderTable = () => {
           "entities",
           "relations",
           "skipped",
-          "requests / tokens",
+          "req. / tokens",
           "cost",
           "queue"
         ]
