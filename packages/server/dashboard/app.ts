@@ -270,16 +270,28 @@ const applyEvent = (runId: string, event: Api.ServerEvent) => {
   render()
 }
 
-/** Follows the events of a waiting or executing run, within the stream budget; the stream's end refreshes the run. */
+/**
+ * Follows the events of a waiting or executing run, within the stream budget. A stream that ends with the run
+ * refreshes at once; one that ends otherwise (the server drains, the network fails) waits before looking again, so
+ * that a server refusing streams is not asked again in a tight loop.
+ */
 const follow = (run: RunView) => {
   if (!active(run) || streams.has(run.id) || streams.size >= maxStreams) return
   const controller = new AbortController()
   streams.set(run.id, controller)
-  Api.followEvents(run.id, (event) => applyEvent(run.id, event), controller.signal)
+  let ended = false
+  const onEvent = (event: Api.ServerEvent) => {
+    ended = ended || !["run.started", "batch.committed", "message"].includes(event.event)
+    applyEvent(run.id, event)
+  }
+  Api.followEvents(run.id, onEvent, controller.signal)
     .catch(() => undefined)
     .finally(() => {
-      streams.delete(run.id)
-      if (!controller.signal.aborted) void refresh()
+      if (controller.signal.aborted) return
+      setTimeout(() => {
+        streams.delete(run.id)
+        void refresh()
+      }, ended ? 0 : 3000)
     })
 }
 
