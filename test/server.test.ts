@@ -180,7 +180,9 @@ describe("quarry serve", () => {
         const sameFormat = await fetch(`${server.url}/v1/runs/moby/artifact?format=turtle`)
         assert.strictEqual(sameFormat.headers.get("etag"), `"${reference.sha256}"`)
         await sameFormat.arrayBuffer()
-        assert.strictEqual((await call(server, "GET", "/v1/runs/moby/artifact?format=rdfxml")).status, 400)
+        const badFormat = await call(server, "GET", "/v1/runs/moby/artifact?format=rdfxml")
+        assert.strictEqual(badFormat.status, 400)
+        assert.strictEqual(badFormat.json().error.tag, "InvalidRequest")
 
         // The request id that submitted the run is on the run's own log lines.
         const runLogs = server.child.stderr.split("\n").filter((line) => line.includes("\"run started\""))
@@ -279,7 +281,20 @@ describe("quarry serve", () => {
       assert.deepStrictEqual((await call(server, "GET", "/v1/runs")).json().runs, [])
 
       assert.strictEqual((await call(server, "GET", "/v1/runs/missing")).status, 404)
-      assert.strictEqual((await call(server, "GET", "/v1/runs/a%20b")).status, 400)
+      // Path and query errors have the API's error shape too (not the platform's own body).
+      const badId = await call(server, "GET", "/v1/runs/a%20b")
+      assert.strictEqual(badId.status, 400)
+      assert.strictEqual(badId.json().error.tag, "InvalidRequest")
+      assert.include(badId.json().error.message, "id: a run id is 1 to 128 characters")
+      const badStatus = await call(server, "GET", "/v1/runs?status=bogus")
+      assert.strictEqual(badStatus.status, 400)
+      assert.deepStrictEqual(badStatus.json(), {
+        error: {
+          tag: "InvalidRequest",
+          message: "status: expected one of \"pending\", \"running\", \"completed\", \"failed\", \"cancelled\", " +
+            "\"interrupted\", got \"bogus\""
+        }
+      })
 
       // One executing, one waiting, the next refused with Retry-After.
       const text = fs.readFileSync(mobyDick.input, "utf8").slice(0, 60_000)
