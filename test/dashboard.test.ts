@@ -1,9 +1,9 @@
 /**
  * The web dashboard in a real browser: Debian's headless Chromium driven by `playwright-core` (never a downloaded
  * browser) against the real `quarry serve` child process on `--port 0` with a temporary database and a token. The
- * test enters the token, submits a document from a file, watches progress reach 100 % through the live updates,
- * downloads the artifact (the same bytes as the API's, in two formats), cancels and resumes a run, and saves
- * screenshots under its temporary folder. A missing browser fails the test: `.ci/run` installs `chromium`.
+ * test enters the token, submits a document from a file with an ontology file, watches progress reach 100 % through
+ * the live updates, downloads the artifact (the same bytes as the API's, in two formats), cancels and resumes a run,
+ * deletes one, and saves screenshots under its temporary folder. A missing browser fails the test: `.ci/run` installs `chromium`.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
@@ -12,6 +12,9 @@ import { type Browser, chromium, type Page } from "playwright-core"
 import { makeDir, mobyDick, removeDir, type Running, start } from "./support.js"
 
 const executablePath = "/usr/bin/chromium"
+const ontologyFile = path.resolve(import.meta.dirname, "data/ontologies/foaf.ttl")
+/** The SHA-256 of the built-in ontology (docs/server.md shows it in every run planned without one). */
+const defaultOntologySha256 = "cc19f384d88c0b6cd42ea0f81b4c20ed464ddfbfaae75b25b62b924a313d7518"
 const token = "dash-s3cret-token"
 
 interface Server {
@@ -75,79 +78,98 @@ describe("web dashboard (headless Chromium)", () => {
     if (process.env.QUARRY_KEEP_SCREENSHOTS === undefined) removeDir(dir)
   })
 
-  it("token once, submit a file, progress to 100 %, download the artifact, cancel and resume a run", async () => {
-    const srv = server!
-    const shots = path.join(dir, "screenshots")
-    fs.mkdirSync(shots)
-    const page = await browser!.newPage({ viewport: { width: 1400, height: 900 }, acceptDownloads: true })
-    const errors: Array<string> = []
-    page.on("pageerror", (error) => errors.push(error.message))
+  it(
+    "token once, submit a file, progress to 100 %, download the artifact, cancel and resume a run, delete",
+    async () => {
+      const srv = server!
+      const shots = path.join(dir, "screenshots")
+      fs.mkdirSync(shots)
+      const page = await browser!.newPage({ viewport: { width: 1400, height: 900 }, acceptDownloads: true })
+      const errors: Array<string> = []
+      page.on("pageerror", (error) => errors.push(error.message))
 
-    // A wrong token is refused and asked for again; the right one opens the dashboard.
-    await page.goto(srv.url)
-    await page.fill("[data-testid=token]", "wrong-token")
-    await page.click("[data-testid=login]")
-    await page.locator("[data-testid=notice]", { hasText: "The token was refused." }).waitFor()
-    await page.screenshot({ path: path.join(shots, "login.png") })
-    await page.fill("[data-testid=token]", token)
-    await page.click("[data-testid=login]")
-    await page.locator("[data-testid=runs]").waitFor()
-    assert.strictEqual(await page.evaluate("sessionStorage.getItem('quarry.token')"), token)
+      // A wrong token is refused and asked for again; the right one opens the dashboard.
+      await page.goto(srv.url)
+      await page.fill("[data-testid=token]", "wrong-token")
+      await page.click("[data-testid=login]")
+      await page.locator("[data-testid=notice]", { hasText: "The token was refused." }).waitFor()
+      await page.screenshot({ path: path.join(shots, "login.png") })
+      await page.fill("[data-testid=token]", token)
+      await page.click("[data-testid=login]")
+      await page.locator("[data-testid=runs]").waitFor()
+      assert.strictEqual(await page.evaluate("sessionStorage.getItem('quarry.token')"), token)
 
-    // Submit from a file; progress arrives live and reaches 100 %.
-    const excerpt = path.join(dir, "excerpt.txt")
-    fs.writeFileSync(excerpt, fs.readFileSync(mobyDick.input, "utf8").slice(0, 30_000))
-    await page.setInputFiles("[data-testid=file]", excerpt)
-    while ((await page.inputValue("[data-testid=input]")).length !== 30_000) await page.waitForTimeout(20)
-    await page.fill("[data-testid=run-id]", "first")
-    await page.fill("[data-testid=extractor]", "test-slow")
-    await page.fill("[data-testid=windowSize]", "1000")
-    await page.fill("[data-testid=batchSize]", "1")
-    await page.click("[data-testid=submit]")
-    await waitForStatus(page, "first", "running")
-    const seen = new Set<string>()
-    while (!seen.has("100 %")) {
-      seen.add(await row(page, "first").locator("[data-testid=percent]").innerText())
-      await page.waitForTimeout(50)
-    }
-    await waitForStatus(page, "first", "completed")
-    assert.isTrue([...seen].some((p) => p !== "0 %" && p !== "100 %"), `live progress: ${[...seen].join(", ")}`)
-    await page.screenshot({ path: path.join(shots, "completed.png") })
+      // Submit from a file; progress arrives live and reaches 100 %.
+      const excerpt = path.join(dir, "excerpt.txt")
+      fs.writeFileSync(excerpt, fs.readFileSync(mobyDick.input, "utf8").slice(0, 30_000))
+      await page.setInputFiles("[data-testid=file]", excerpt)
+      while ((await page.inputValue("[data-testid=input]")).length !== 30_000) await page.waitForTimeout(20)
+      await page.setInputFiles("[data-testid=ontology]", ontologyFile)
+      await page.locator("[data-testid=ontology-state]", { hasText: "characters loaded" }).waitFor()
+      await page.fill("[data-testid=run-id]", "first")
+      await page.fill("[data-testid=extractor]", "test-slow")
+      await page.fill("[data-testid=windowSize]", "1000")
+      await page.fill("[data-testid=batchSize]", "1")
+      await page.click("[data-testid=submit]")
+      await waitForStatus(page, "first", "running")
+      const seen = new Set<string>()
+      while (!seen.has("100 %")) {
+        seen.add(await row(page, "first").locator("[data-testid=percent]").innerText())
+        await page.waitForTimeout(50)
+      }
+      await waitForStatus(page, "first", "completed")
+      assert.isTrue([...seen].some((p) => p !== "0 %" && p !== "100 %"), `live progress: ${[...seen].join(", ")}`)
+      await page.screenshot({ path: path.join(shots, "completed.png") })
 
-    // The download is the API's artifact, byte for byte, in the run's format and in another.
-    await row(page, "first").click()
-    await page.locator("[data-testid=detail-id]", { hasText: "first" }).waitFor()
-    for (const format of ["turtle", "ntriples"]) {
-      await page.selectOption("[data-testid=format]", format)
-      const [download] = await Promise.all([page.waitForEvent("download"), page.click("[data-testid=download]")])
-      const saved = path.join(dir, `first-${format}.download`)
-      await download.saveAs(saved)
-      const expected = Buffer.from(await (await api(srv, `/v1/runs/first/artifact?format=${format}`)).arrayBuffer())
-      assert.isAbove(expected.length, 0)
-      assert.isTrue(fs.readFileSync(saved).equals(expected), format)
-    }
+      // The chosen ontology was sent: it is the run's, not the built-in one.
+      const first = await (await api(srv, "/v1/runs/first")).json() as { plan: { ontologySha256: string } }
+      assert.notStrictEqual(first.plan.ontologySha256, defaultOntologySha256)
 
-    // A second run: cancelled while it executes, then resumed to completion.
-    await page.fill("[data-testid=input]", fs.readFileSync(mobyDick.input, "utf8").slice(0, 60_000))
-    await page.fill("[data-testid=run-id]", "second")
-    await page.click("[data-testid=submit]")
-    await waitForStatus(page, "second", "running")
-    await row(page, "second").click()
-    await page.locator("[data-testid=detail-id]", { hasText: "second" }).waitFor()
-    await page.click("[data-testid=cancel]")
-    await waitForStatus(page, "second", "cancelled")
-    await page.screenshot({ path: path.join(shots, "cancelled.png") })
-    const cancelled = await (await api(srv, "/v1/runs/second")).json() as { progress: { percent: number } }
-    assert.isBelow(cancelled.progress.percent, 100)
-    await page.click("[data-testid=resume]")
-    await waitForStatus(page, "second", "completed")
-    assert.strictEqual(await row(page, "second").locator("[data-testid=percent]").innerText(), "100 %")
-    await page.screenshot({ path: path.join(shots, "resumed.png") })
+      // The download is the API's artifact, byte for byte, in the run's format and in another.
+      await row(page, "first").click()
+      await page.locator("[data-testid=detail-id]", { hasText: "first" }).waitFor()
+      for (const format of ["turtle", "ntriples"]) {
+        await page.selectOption("[data-testid=format]", format)
+        const [download] = await Promise.all([page.waitForEvent("download"), page.click("[data-testid=download]")])
+        const saved = path.join(dir, `first-${format}.download`)
+        await download.saveAs(saved)
+        const expected = Buffer.from(await (await api(srv, `/v1/runs/first/artifact?format=${format}`)).arrayBuffer())
+        assert.isAbove(expected.length, 0)
+        assert.isTrue(fs.readFileSync(saved).equals(expected), format)
+      }
 
-    assert.deepStrictEqual(errors, [])
-    assert.notInclude(srv.child.stderr, token)
-    for (const shot of ["login.png", "completed.png", "cancelled.png", "resumed.png"]) {
-      assert.isAbove(fs.statSync(path.join(shots, shot)).size, 1000, shot)
-    }
-  }, 240_000)
+      // A second run: cancelled while it executes, then resumed to completion.
+      await page.fill("[data-testid=input]", fs.readFileSync(mobyDick.input, "utf8").slice(0, 60_000))
+      await page.fill("[data-testid=run-id]", "second")
+      await page.click("[data-testid=submit]")
+      await waitForStatus(page, "second", "running")
+      await row(page, "second").click()
+      await page.locator("[data-testid=detail-id]", { hasText: "second" }).waitFor()
+      await page.click("[data-testid=cancel]")
+      await waitForStatus(page, "second", "cancelled")
+      await page.screenshot({ path: path.join(shots, "cancelled.png") })
+      const cancelled = await (await api(srv, "/v1/runs/second")).json() as { progress: { percent: number } }
+      assert.isBelow(cancelled.progress.percent, 100)
+      await page.click("[data-testid=resume]")
+      await waitForStatus(page, "second", "completed")
+      assert.strictEqual(await row(page, "second").locator("[data-testid=percent]").innerText(), "100 %")
+      await page.screenshot({ path: path.join(shots, "resumed.png") })
+
+      // Delete asks first, then the run is gone from the page and from the API.
+      page.once("dialog", (dialog) => void dialog.accept())
+      await row(page, "first").click()
+      await page.locator("[data-testid=detail-id]", { hasText: "first" }).waitFor()
+      await page.click("[data-testid=delete]")
+      await row(page, "first").waitFor({ state: "detached" })
+      const gone = await fetch(`${srv.url}/v1/runs/first`, { headers: { authorization: `Bearer ${token}` } })
+      assert.strictEqual(gone.status, 404)
+
+      assert.deepStrictEqual(errors, [])
+      assert.notInclude(srv.child.stderr, token)
+      for (const shot of ["login.png", "completed.png", "cancelled.png", "resumed.png"]) {
+        assert.isAbove(fs.statSync(path.join(shots, shot)).size, 1000, shot)
+      }
+    },
+    240_000
+  )
 })

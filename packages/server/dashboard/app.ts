@@ -349,8 +349,10 @@ const submitForm = () => {
     onchange: async () => {
       const chosen = ontologyFile.files?.[0]
       ontology = chosen === undefined ? undefined : await chosen.text()
+      ontologyState.textContent = ontology === undefined ? "built-in" : `${count(ontology.length)} characters loaded`
     }
   })
+  const ontologyState = h("span", { class: "hint", "data-testid": "ontology-state" }, "built-in")
   const form: HTMLFormElement = h(
     "form",
     {
@@ -364,7 +366,7 @@ const submitForm = () => {
       "div",
       { class: "fields" },
       h("label", {}, "File ", file),
-      h("label", {}, "Ontology (Turtle) ", ontologyFile),
+      h("label", {}, "Ontology (Turtle) ", ontologyFile, ontologyState),
       h("label", {}, "Run id ", h("input", { name: "runId", placeholder: "generated", "data-testid": "run-id" })),
       h("label", {}, "Extractor ", h("input", { name: "extractor", value: "offline", "data-testid": "extractor" })),
       h(
