@@ -454,7 +454,9 @@ const showDashboard = () => {
   )
   render()
   clearInterval(refreshTimer)
-  refreshTimer = setInterval(() => void refresh(), 5000)
+  // Active runs update through their event streams; the list is for runs started elsewhere and costs the server
+  // a few queries per run, so it is read less often.
+  refreshTimer = setInterval(() => void refresh(), 10_000)
 }
 
 /** Opens the dashboard when the API answers with the token of this tab (or without one), else asks for it. */
