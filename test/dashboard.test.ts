@@ -87,6 +87,12 @@ describe("web dashboard (headless Chromium)", () => {
       const page = await browser!.newPage({ viewport: { width: 1400, height: 900 }, acceptDownloads: true })
       const errors: Array<string> = []
       page.on("pageerror", (error) => errors.push(error.message))
+      // No CDN: every request the page makes goes to the server itself (downloads are blob: URLs of fetched bytes).
+      const elsewhere: Array<string> = []
+      page.on("request", (request) => {
+        const url = request.url()
+        if (!url.startsWith(`${srv.url}/`) && !url.startsWith("blob:") && !url.startsWith("data:")) elsewhere.push(url)
+      })
 
       // A wrong token is refused and asked for again; the right one opens the dashboard.
       await page.goto(srv.url)
@@ -165,6 +171,7 @@ describe("web dashboard (headless Chromium)", () => {
       assert.strictEqual(gone.status, 404)
 
       assert.deepStrictEqual(errors, [])
+      assert.deepStrictEqual(elsewhere, [])
       assert.notInclude(srv.child.stderr, token)
       for (const shot of ["login.png", "completed.png", "cancelled.png", "resumed.png"]) {
         assert.isAbove(fs.statSync(path.join(shots, shot)).size, 1000, shot)
