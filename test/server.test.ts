@@ -5,11 +5,12 @@
  * after SIGKILL once the lease expires.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as RunView from "@quarry/core/RunView"
 import Database from "better-sqlite3"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { makeDir, mobyDick, referenceRun, removeDir, type Running, sleep, start } from "./support.js"
+import { makeDir, mobyDick, referenceRun, removeDir, run, type Running, sha256File, sleep, start } from "./support.js"
 
 const slow = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "25" }
 const mobyText = () => fs.readFileSync(mobyDick.input, "utf8")
@@ -84,6 +85,14 @@ const until = async (check: () => boolean | Promise<boolean>, timeoutMs = 90_000
   }
 }
 
+/** Every key path of a JSON value, objects only (arrays are compared by their elements' paths). */
+const keyPaths = (value: unknown, prefix = ""): Array<string> =>
+  Array.isArray(value) ?
+    value.flatMap((item) => keyPaths(item, `${prefix}[]`)) :
+    value !== null && typeof value === "object" ?
+    Object.entries(value).flatMap(([key, item]) => [`${prefix}.${key}`, ...keyPaths(item, `${prefix}.${key}`)]) :
+    []
+
 /** Reads an SSE stream to its end: the events with their ids and names. */
 const readEvents = async (server: Server, runId: string, lastEventId?: string) => {
   const response = await fetch(`${server.url}/v1/runs/${runId}/events`, {
@@ -111,11 +120,11 @@ describe("quarry serve", () => {
   afterAll(() => removeDir(dir))
 
   it(
-    "submit, poll, SSE to the end; the artifact is byte-identical to quarry start's, with a SHA-256 ETag",
+    "submit, poll, SSE to the end; the artifact is byte-identical to quarry start's (SHA-256 ETag), other formats to quarry export's; the run JSON is quarry status --json's; the request id is on the run's logs",
     async () => {
       const server = await serve(path.join(dir, "basic.db"))
       try {
-        const submitted = await call(server, "POST", "/v1/runs", mobyBody("moby"))
+        const submitted = await call(server, "POST", "/v1/runs", mobyBody("moby"), { "x-request-id": "req-moby-1" })
         assert.strictEqual(submitted.status, 202, submitted.text)
         assert.strictEqual(submitted.headers.get("location"), "/v1/runs/moby")
         assert.include(submitted.json(), { id: "moby" })
@@ -151,6 +160,39 @@ describe("quarry serve", () => {
         })
         assert.strictEqual(cached.status, 304)
 
+        // Another format: the bytes of `quarry export --format ntriples`, with their own ETag.
+        const exported = path.join(dir, "moby-export.nt")
+        const exportRun = await run(["export", "moby", "--db", server.db, "--format", "ntriples", "--out", exported])
+        assert.strictEqual(exportRun.code, 0, exportRun.stderr)
+        const ntSha = sha256File(exported)
+        for (let i = 0; i < 2; i++) {
+          // The second request is served from the export cache.
+          const nt = await fetch(`${server.url}/v1/runs/moby/artifact?format=ntriples`)
+          assert.strictEqual(nt.status, 200)
+          assert.include(nt.headers.get("content-type") ?? "", "application/n-triples")
+          assert.strictEqual(nt.headers.get("etag"), `"${ntSha}"`)
+          assert.isTrue(Buffer.from(await nt.arrayBuffer()).equals(fs.readFileSync(exported)))
+        }
+        const ntCached = await fetch(`${server.url}/v1/runs/moby/artifact?format=ntriples`, {
+          headers: { "if-none-match": `"${ntSha}"` }
+        })
+        assert.strictEqual(ntCached.status, 304)
+        const sameFormat = await fetch(`${server.url}/v1/runs/moby/artifact?format=turtle`)
+        assert.strictEqual(sameFormat.headers.get("etag"), `"${reference.sha256}"`)
+        await sameFormat.arrayBuffer()
+        const badFormat = await call(server, "GET", "/v1/runs/moby/artifact?format=rdfxml")
+        assert.strictEqual(badFormat.status, 400)
+        assert.strictEqual(badFormat.json().error.tag, "InvalidRequest")
+
+        // The request id that submitted the run is on the run's own log lines.
+        const runLogs = server.child.stderr.split("\n").filter((line) => line.includes("\"run started\""))
+          .map((line) => JSON.parse(line) as { annotations: Record<string, unknown> })
+        assert.deepInclude(runLogs.map((l) => l.annotations), { runId: "moby", requestId: "req-moby-1" })
+
+        const health = (await call(server, "GET", "/healthz")).json()
+        assert.strictEqual(health.database.quickCheck, "skipped")
+        assert.isTrue(health.database.durable)
+
         // The same body again is the same run; a different body under the same id is a conflict.
         const again = await call(server, "POST", "/v1/runs", mobyBody("moby"))
         assert.strictEqual(again.status, 200, again.text)
@@ -170,6 +212,24 @@ describe("quarry serve", () => {
         assert.isUndefined(promtool.error, "promtool is missing: apt-get install prometheus")
         assert.strictEqual(promtool.status, 0, `${promtool.stdout}${promtool.stderr}`)
 
+        // One view: the API's run JSON is `quarry status --json`'s, keys and values, but for server paths and how
+        // to resume (a command there, a request here).
+        const shown = await run(["status", "moby", "--db", server.db, "--json"])
+        assert.strictEqual(shown.code, 0, shown.stderr)
+        const cli = JSON.parse(shown.stdout) as Record<string, unknown>
+        const api = polled.json() as Record<string, unknown>
+        assert.deepStrictEqual(keyPaths(api), keyPaths(cli))
+        assert.isTrue(RunView.isRunView(cli))
+        assert.isTrue(RunView.isRunView(api))
+        const artifactPath = path.join(dir, "moby.ttl")
+        assert.deepStrictEqual(api, {
+          ...cli,
+          plan: { ...(cli.plan as object), output: { path: null, format: "turtle" } },
+          artifact: { ...(cli.artifact as object), path: null }
+        })
+        assert.strictEqual((cli.artifact as { path: string }).path, artifactPath)
+        assert.deepStrictEqual([cli.queuePosition, cli.resume, api.resume], [null, null, null])
+
         const listed = await call(server, "GET", "/v1/runs?status=completed&limit=10")
         assert.deepStrictEqual(listed.json().runs.map((r: { id: string }) => r.id), ["moby"])
 
@@ -177,6 +237,7 @@ describe("quarry serve", () => {
         assert.strictEqual((await call(server, "DELETE", "/v1/runs/moby")).status, 204)
         assert.strictEqual((await call(server, "GET", "/v1/runs/moby")).status, 404)
         assert.isFalse(fs.existsSync(path.join(dir, "moby.ttl")))
+        assert.deepStrictEqual(fs.readdirSync(path.join(dir, ".quarry-exports")), [])
         assert.strictEqual((await call(server, "DELETE", "/v1/runs/moby")).status, 404)
       } finally {
         await stop(server)
@@ -220,7 +281,20 @@ describe("quarry serve", () => {
       assert.deepStrictEqual((await call(server, "GET", "/v1/runs")).json().runs, [])
 
       assert.strictEqual((await call(server, "GET", "/v1/runs/missing")).status, 404)
-      assert.strictEqual((await call(server, "GET", "/v1/runs/a%20b")).status, 400)
+      // Path and query errors have the API's error shape too (not the platform's own body).
+      const badId = await call(server, "GET", "/v1/runs/a%20b")
+      assert.strictEqual(badId.status, 400)
+      assert.strictEqual(badId.json().error.tag, "InvalidRequest")
+      assert.include(badId.json().error.message, "id: a run id is 1 to 128 characters")
+      const badStatus = await call(server, "GET", "/v1/runs?status=bogus")
+      assert.strictEqual(badStatus.status, 400)
+      assert.deepStrictEqual(badStatus.json(), {
+        error: {
+          tag: "InvalidRequest",
+          message: "status: expected one of \"pending\", \"running\", \"completed\", \"failed\", \"cancelled\", " +
+            "\"interrupted\", got \"bogus\""
+        }
+      })
 
       // One executing, one waiting, the next refused with Retry-After.
       const text = fs.readFileSync(mobyDick.input, "utf8").slice(0, 60_000)
@@ -256,6 +330,56 @@ describe("quarry serve", () => {
       await stop(server)
     }
   }, 120_000)
+
+  it(
+    "DELETE runs the run's compensation steps first; a failing step keeps the run (409), a retry deletes it",
+    async () => {
+      const uploads = path.join(dir, "comp-uploads")
+      fs.mkdirSync(uploads)
+      const server = await serve(path.join(dir, "comp.db"), [], {
+        QUARRY_TEST_EXTRACTOR_DELAY_MS: "0",
+        QUARRY_TEST_COMPENSATION_DIR: uploads
+      })
+      try {
+        const body = {
+          input: mobyText().slice(0, 5_000),
+          runId: "comp",
+          extractor: "test-slow",
+          chunking: { windowSize: 1000, batchSize: 1 }
+        }
+        assert.strictEqual((await call(server, "POST", "/v1/runs", body)).status, 202)
+        await until(async () => (await call(server, "GET", "/v1/runs/comp")).json().status === "completed")
+        const files = fs.readdirSync(uploads).filter((f) => f.endsWith(".upload")).sort()
+        assert.isAbove(files.length, 2)
+        const pending = (await call(server, "GET", "/v1/runs/comp")).json().compensation
+        assert.strictEqual(pending.state, "pending")
+        assert.strictEqual(pending.steps.length, files.length)
+
+        fs.writeFileSync(path.join(uploads, "batch-1.upload.locked"), "")
+        const refused = await call(server, "DELETE", "/v1/runs/comp")
+        assert.strictEqual(refused.status, 409, refused.text)
+        assert.strictEqual(refused.json().error.tag, "CompensationFailed")
+        assert.include(refused.json().error.message, "batch-1.upload is locked")
+        const kept = await call(server, "GET", "/v1/runs/comp")
+        assert.strictEqual(kept.status, 200)
+        assert.strictEqual(kept.json().compensation.state, "compensation_failed")
+        assert.deepStrictEqual(fs.readdirSync(uploads).filter((f) => f.endsWith(".upload")), ["batch-1.upload"])
+
+        fs.rmSync(path.join(uploads, "batch-1.upload.locked"))
+        assert.strictEqual((await call(server, "DELETE", "/v1/runs/comp")).status, 204)
+        assert.strictEqual((await call(server, "GET", "/v1/runs/comp")).status, 404)
+        assert.deepStrictEqual(fs.readdirSync(uploads).filter((f) => f.endsWith(".upload")), [])
+        // Newest first, each step once (batch 1's failed attempt left no line).
+        const undone = fs.readFileSync(path.join(uploads, "undo.log"), "utf8").trim().split("\n").map((l) =>
+          Number(l.split(" ")[1])
+        )
+        assert.deepStrictEqual([...undone].sort((a, b) => a - b), files.map((_, i) => i))
+      } finally {
+        await stop(server)
+      }
+    },
+    60_000
+  )
 
   it(
     "with tokens: 401 on /v1 without or with a wrong token, probes open; a public host without tokens is refused",

@@ -11,6 +11,7 @@
 import * as esbuild from "esbuild"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 
 const root = path.resolve(import.meta.dirname, "..")
 const entry = path.join(root, "dist/bin.js")
@@ -44,4 +45,12 @@ const result = await esbuild.build({
   logLevel: "warning"
 })
 fs.writeFileSync(path.join(outdir, "meta.json"), JSON.stringify(result.metafile))
+// The server's dashboard assets (built by packages/server/scripts/dashboard.mjs) are read from beside the module
+// that serves them, which is a chunk of this bundle now.
+const dashboard = path.join(path.dirname(fileURLToPath(import.meta.resolve("@quarry/server"))), "dashboard")
+if (!fs.existsSync(path.join(dashboard, "index.html"))) {
+  console.error(`quarry bundle: ${dashboard} has no index.html; build the server first (pnpm build)`)
+  process.exit(1)
+}
+fs.cpSync(dashboard, path.join(outdir, "dashboard"), { recursive: true })
 fs.chmodSync(path.join(outdir, "quarry.js"), 0o755)

@@ -4,10 +4,9 @@
  * @since 0.1.0
  */
 import * as Compensation from "@quarry/core/Compensation"
-import type { PersistenceError } from "@quarry/core/Errors"
-import { type Run, UsageTotals } from "@quarry/core/Run"
-import { type CompensationStep, RunStore, type SkippedBatch } from "@quarry/core/RunStore"
-import * as Effect from "effect/Effect"
+import type { Run } from "@quarry/core/Run"
+import type { CompensationStep } from "@quarry/core/RunStore"
+import * as CoreRunView from "@quarry/core/RunView"
 import * as Option from "effect/Option"
 import * as Errors from "./Errors.js"
 import * as Events from "./Events.js"
@@ -15,8 +14,7 @@ import * as Flags from "./Flags.js"
 
 const iso = (ms: number) => new Date(ms).toISOString()
 
-const leaseLive = (run: Run, now: number) =>
-  run.status === "running" && Option.isSome(run.lease) && run.lease.value.expiresAt > now
+const { leaseLive, lostUsage, percent } = CoreRunView
 
 /**
  * Whether `quarry resume` would continue the run now: not completed, and not executing under a live lease.
@@ -24,21 +22,15 @@ const leaseLive = (run: Run, now: number) =>
  * @since 0.1.0
  * @category models
  */
-export const resumable = (run: Run, now: number): boolean => run.status !== "completed" && !leaseLive(run, now)
+export const resumable = CoreRunView.resumable
 
 /**
- * What is shown of a run beyond its row: its attempt ledger and its skipped batches.
+ * What is shown of a run beyond its row (see `@quarry/core/RunView`).
  *
  * @since 0.1.0
  * @category models
  */
-export interface Ledger {
-  /** Usage of every recorded extractor attempt, committed or not: what the run has spent. */
-  readonly attempts: UsageTotals
-  readonly skipped: ReadonlyArray<SkippedBatch>
-  /** The run's compensation steps, in registration order. */
-  readonly compensation: ReadonlyArray<CompensationStep>
-}
+export type Ledger = CoreRunView.Ledger
 
 /**
  * Reads a run's ledger.
@@ -46,119 +38,22 @@ export interface Ledger {
  * @since 0.1.0
  * @category loading
  */
-export const ledger = (run: Run): Effect.Effect<Ledger, PersistenceError, RunStore> =>
-  Effect.gen(function*() {
-    const store = yield* RunStore
-    return {
-      attempts: yield* store.attemptTotals(run.id),
-      skipped: yield* store.skippedBatches(run.id),
-      compensation: yield* store.compensationSteps(run.id)
-    }
-  })
+export const ledger = CoreRunView.ledger
 
 /**
- * Spend on attempts whose results were not committed (lost to crashes, or spent on batches that failed the run; a
- * skipped batch commits its failed attempts' usage): the attempt ledger minus the usage of committed batches.
- *
- * @since 0.1.0
- * @category models
- */
-export const lostUsage = (run: Run, ledger: Ledger): UsageTotals => {
-  const minus = (a: number, b: number) => Math.max(0, a - b)
-  return new UsageTotals({
-    requests: minus(ledger.attempts.requests, run.usage.requests),
-    promptTokens: minus(ledger.attempts.promptTokens, run.usage.promptTokens),
-    completionTokens: minus(ledger.attempts.completionTokens, run.usage.completionTokens),
-    // Sums of floating-point costs: drop the noise below a billionth of a cent.
-    costUsd: Math.round(minus(ledger.attempts.costUsd, run.usage.costUsd) * 1e11) / 1e11
-  })
-}
-
-const percent = (run: Run) =>
-  run.plan.totalBatches === 0 ? 100 : Math.floor((run.committedBatches / run.plan.totalBatches) * 100)
-
-/**
- * A run as JSON: status, progress, counters, usage (committed, every attempt, lost), skipped batches, extractor
- * status, timings, plan (with the extractor's settings), artifact, last error, lease, resumability.
+ * A run as JSON: the shared view of `@quarry/core/RunView` (the HTTP API shows the same shape), with this
+ * database's paths and its `quarry resume` command.
  *
  * @since 0.1.0
  * @category encoding
  */
-export const toJson = (run: Run, ledger: Ledger, now: number, db: string) => {
-  const canResume = resumable(run, now)
-  return {
-    id: run.id,
-    status: run.status,
-    resumable: canResume,
-    resume: canResume ? Flags.resumeCommand(run.id, db) : null,
-    progress: {
-      committedBatches: run.committedBatches,
-      totalBatches: run.plan.totalBatches,
-      percent: percent(run)
-    },
-    counters: { entityMentions: run.entityMentions, relations: run.relations, skippedBatches: run.skippedBatches },
-    usage: Events.usageJson(run.usage),
-    attemptUsage: Events.usageJson(ledger.attempts),
-    lostUsage: Events.usageJson(lostUsage(run, ledger)),
-    skipped: ledger.skipped.map((s) => ({ batchIndex: s.batchIndex, error: s.error })),
-    extractorStatus: run.extractorStatus,
-    timings: {
-      createdAt: iso(run.createdAt),
-      updatedAt: iso(run.updatedAt),
-      startedAt: Option.getOrNull(Option.map(run.startedAt, iso)),
-      finishedAt: Option.getOrNull(Option.map(run.finishedAt, iso)),
-      durationMs: Option.getOrNull(
-        Option.zipWith(run.startedAt, run.finishedAt, (started, finished) => finished - started)
-      )
-    },
-    plan: {
-      extractor: {
-        name: run.plan.extractor.name,
-        version: run.plan.extractor.version,
-        settings: run.plan.extractor.settings
-      },
-      chunking: {
-        strategy: run.plan.chunking.strategy,
-        windowSize: run.plan.chunking.windowSize,
-        overlap: run.plan.chunking.overlap,
-        batchSize: run.plan.chunking.batchSize
-      },
-      concurrency: run.plan.concurrency,
-      onBatchError: run.plan.onBatchError,
-      provenance: run.plan.provenance,
-      input: { characters: run.plan.inputLength, sha256: run.plan.inputSha256 },
-      ontologySha256: Option.getOrNull(run.plan.ontologySha256),
-      output: { path: run.plan.outputPath, format: run.plan.outputFormat }
-    },
-    artifact: Option.getOrNull(Option.map(run.artifact, Events.artifactJson)),
-    lastError: Option.getOrNull(run.lastError),
-    failureReason: Option.getOrNull(run.failureReason),
-    compensation: compensationJson(ledger.compensation),
-    lease: Option.getOrNull(Option.map(run.lease, (lease) => ({
-      owner: lease.owner,
-      expiresAt: iso(lease.expiresAt),
-      live: lease.expiresAt > now
-    }))),
-    cancelRequested: run.cancelRequested
-  }
-}
-
-/**
- * A run's compensation state and steps (newest last) as JSON.
- *
- * @since 0.1.0
- * @category encoding
- */
-export const compensationJson = (steps: ReadonlyArray<CompensationStep>) => ({
-  state: Compensation.stateOf(steps),
-  steps: steps.map((step) => ({
-    seq: step.seq,
-    name: step.name,
-    handler: step.handler,
-    state: step.state,
-    lastError: Option.getOrNull(step.lastError)
-  }))
-})
+export const toJson = (run: Run, ledger: Ledger, now: number, db: string): CoreRunView.RunView =>
+  CoreRunView.make(run, ledger, {
+    now,
+    queuePosition: Option.none(),
+    paths: true,
+    resume: (r) => Flags.resumeCommand(r.id, db)
+  })
 
 /**
  * One line per compensation step, as `status` and `cancel --purge` show them.

@@ -20,9 +20,12 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
@@ -88,7 +91,18 @@ export interface Stats {
 interface Entry {
   readonly runId: RunId
   readonly execution: WorkflowManager.ExecutionOptions
+  /** The request that queued the run (none for recovered and pending runs found at boot). */
+  readonly requestId?: string | undefined
 }
+
+/** The id of the request being answered, from the log annotations the request middleware sets. */
+const currentRequestId = Effect.map(
+  FiberRef.get(FiberRef.currentLogAnnotations),
+  (annotations) =>
+    Option.getOrUndefined(
+      Option.filter(HashMap.get(annotations, "requestId"), (id): id is string => typeof id === "string")
+    )
+)
 
 /**
  * The admission service.
@@ -111,6 +125,13 @@ export class Admission extends Context.Tag("@quarry/server/Admission")<Admission
   readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
   /** The 1-based place of a waiting run. */
   readonly position: (runId: RunId) => Effect.Effect<Option.Option<number>>
+  /** Whether the run waits or executes in this process (its changes are announced on `changes`). */
+  readonly isLocal: (runId: RunId) => Effect.Effect<boolean>
+  /**
+   * The ids of local runs as they change: started, a batch committed, merging, ended. Event streams read the run
+   * again on these instead of polling the database.
+   */
+  readonly changes: PubSub.PubSub<RunId>
   readonly stats: Effect.Effect<Stats>
   /** Completes when draining starts. */
   readonly draining: Deferred.Deferred<void>
@@ -141,6 +162,8 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
   const started = yield* Ref.make(false)
   const draining = yield* Deferred.make<void>()
   const wake = yield* Queue.sliding<void>(1)
+  // Sliding: a subscriber that falls behind loses old notices, never blocks a run (it reads the run again anyway).
+  const changes = yield* PubSub.sliding<RunId>(1024)
 
   const isDraining = Deferred.isDone(draining)
   const enqueue = (entry: Entry) =>
@@ -150,23 +173,39 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
   const known = (runId: RunId) =>
     Effect.zipWith(Ref.get(queue), Ref.get(active), (q, a) => a.has(runId) || q.some((e) => e.runId === runId))
 
+  // The run's fibers inherit these annotations: its logs carry the run id and the id of the request that queued it.
   const launch = (entry: Entry) =>
     Effect.gen(function*() {
       yield* Ref.update(active, (set) => new Set([...set, entry.runId]))
-      const handle = yield* manager.resume(entry.runId, entry.execution)
+      const given = entry.execution.onEvent
+      const handle = yield* manager.resume(entry.runId, {
+        ...entry.execution,
+        onEvent: (event) =>
+          Effect.zipRight(given === undefined ? Effect.void : given(event), PubSub.publish(changes, entry.runId))
+      })
       yield* Metric.increment(Metrics.runsStarted)
+      yield* Effect.logInfo("run started")
       yield* Fiber.await(handle.fiber).pipe(
         Effect.zipRight(Ref.update(active, (set) => new Set([...set].filter((id) => id !== entry.runId)))),
         Effect.zipRight(
           store.getRun(entry.runId).pipe(
+            Effect.tap((run) => Effect.logInfo("run ended").pipe(Effect.annotateLogs({ status: run.status }))),
             Effect.flatMap((run) => Metric.increment(Metric.tagged(Metrics.runsEnded, "status", run.status))),
             Effect.ignore
           )
         ),
+        Effect.zipRight(PubSub.publish(changes, entry.runId)),
         Effect.zipRight(Queue.offer(wake, undefined)),
         Effect.forkIn(runsScope)
       )
-    }).pipe(Effect.annotateLogs({ runId: entry.runId }))
+    }).pipe(
+      Effect.annotateLogs(
+        entry.requestId === undefined ? { runId: entry.runId } : {
+          runId: entry.runId,
+          requestId: entry.requestId
+        }
+      )
+    )
 
   const fill = Effect.gen(function*() {
     while (!(yield* isDraining)) {
@@ -223,7 +262,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
       yield* refuseWhenDraining
       yield* refuseWhenFull
       const run = yield* Workflow.create(create).pipe(Effect.provide(context))
-      yield* enqueue({ runId: run.id, execution })
+      yield* enqueue({ runId: run.id, execution, requestId: yield* currentRequestId })
       return run
     }
   )
@@ -239,14 +278,14 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
         return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
       }
       yield* refuseWhenFull
-      yield* enqueue({ runId, execution })
+      yield* enqueue({ runId, execution, requestId: yield* currentRequestId })
       return run
     }
   )
 
   const cancel = Effect.fn("Admission.cancel")(function*(runId: RunId) {
     yield* Ref.update(queue, (entries) => entries.filter((e) => e.runId !== runId))
-    return yield* manager.cancel(runId)
+    return yield* manager.cancel(runId).pipe(Effect.tap(() => PubSub.publish(changes, runId)))
   })
 
   const position = (runId: RunId) =>
@@ -268,7 +307,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     yield* Scope.close(runsScope, Exit.void)
   }).pipe(Effect.withSpan("Admission.drain"))
 
-  return Admission.of({ submit, resume, cancel, position, stats, draining, drain })
+  return Admission.of({ submit, resume, cancel, position, isLocal: known, changes, stats, draining, drain })
 })
 
 /**

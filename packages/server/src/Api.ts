@@ -120,6 +120,11 @@ export class Runs extends HttpApiGroup.make("runs")
   .add(
     HttpApiEndpoint.get("artifact", "/runs/:id/artifact")
       .setPath(RunPath)
+      .setUrlParams(Schema.Struct({
+        format: Schema.optional(Run.OutputFormat).annotations({
+          description: "turtle, ntriples or jsonl (default: the run's own format, its stored artifact)"
+        })
+      }))
       .addSuccess(HttpApiSchema.Text({ contentType: "application/octet-stream" }))
       .addSuccess(HttpApiSchema.Empty(304))
       .addError(ApiError.NotFound)
@@ -140,7 +145,13 @@ export class Runs extends HttpApiGroup.make("runs")
 const Health = Schema.Struct({
   version: Schema.String,
   uptimeMs: Schema.Number,
-  database: Schema.Struct({ path: Schema.String, durable: Schema.Boolean, problems: Schema.Array(Schema.String) }),
+  database: Schema.Struct({
+    path: Schema.String,
+    durable: Schema.Boolean,
+    /** `skipped`: /healthz never runs quick_check (it reads the whole file); `quarry doctor` does. */
+    quickCheck: Schema.String,
+    problems: Schema.Array(Schema.String)
+  }),
   runs: Schema.Struct({ active: Schema.Int, queued: Schema.Int }),
   draining: Schema.Boolean,
   started: Schema.Boolean

@@ -9,8 +9,10 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Chunking from "@quarry/core/Chunking"
+import * as Compensation from "@quarry/core/Compensation"
 import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import * as Durability from "@quarry/core/Durability"
+import * as Extractor from "@quarry/core/Extractor"
 import * as Ontology from "@quarry/core/Ontology"
 import * as Run from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
@@ -30,6 +32,7 @@ import * as path from "node:path"
 import * as Admission from "./Admission.js"
 import { QuarryApi, SubmitRun } from "./Api.js"
 import { ApiError, from } from "./ApiError.js"
+import * as Artifacts from "./Artifacts.js"
 import * as Metrics from "./Metrics.js"
 import * as RunEvents from "./RunEvents.js"
 import * as RunView from "./RunView.js"
@@ -60,7 +63,9 @@ const view = (run: Run.Run) =>
   Effect.gen(function*() {
     const admission = yield* Admission.Admission
     const now = yield* Clock.currentTimeMillis
-    return RunView.make(run, yield* admission.position(run.id), now)
+    return yield* RunView.make(run, yield* admission.position(run.id), now).pipe(
+      Effect.catchTag("PersistenceError", internal)
+    )
   })
 
 const getRun = (runId: Run.RunId) =>
@@ -219,40 +224,6 @@ const list = (
     }
   })
 
-const contentTypes: Record<Run.OutputFormat, string> = {
-  turtle: "text/turtle; charset=utf-8",
-  ntriples: "application/n-triples; charset=utf-8",
-  jsonl: "application/x-ndjson; charset=utf-8"
-}
-
-const artifact = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) =>
-  Effect.gen(function*() {
-    const run = yield* getRun(runId)
-    if (run.status !== "completed" || Option.isNone(run.artifact)) {
-      return yield* new ApiError({
-        status: 409,
-        tag: "InvalidRunState",
-        message: `run ${runId} is ${run.status}, not completed: its artifact exists once it completes`
-      })
-    }
-    const { format, path: file, sha256: digest } = run.artifact.value
-    const etag = `"${digest}"`
-    if (request.headers["if-none-match"]?.split(",").some((tag) => tag.trim() === etag) === true) {
-      return HttpServerResponse.empty({ status: 304, headers: { etag } })
-    }
-    return yield* HttpServerResponse.file(file, { headers: { "content-type": contentTypes[format] } }).pipe(
-      // The ETag is the artifact's SHA-256 (the platform's own is size and mtime).
-      Effect.map(HttpServerResponse.setHeader("etag", etag)),
-      Effect.mapError(() =>
-        new ApiError({
-          status: 409,
-          tag: "ArtifactMissing",
-          message: `the artifact file of run ${runId} is gone; write it again with quarry export ${runId}`
-        })
-      )
-    )
-  })
-
 const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
     yield* getRun(runId)
@@ -263,9 +234,11 @@ const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) 
       Option.map(Option.fromNullable(request.headers["last-event-id"]), Number),
       Number.isSafeInteger
     )
+    const local = yield* admission.isLocal(runId)
     const body = RunEvents.stream(runId, {
       lastEventId,
       pollMs: info.pollMs,
+      local: local ? Option.some(admission.changes) : Option.none(),
       heartbeatMs: info.heartbeatMs,
       until: Deferred.await(admission.draining)
     }).pipe(Stream.provideService(RunStore, store))
@@ -273,6 +246,40 @@ const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) 
       contentType: "text/event-stream",
       headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
     })
+  })
+
+const finished: ReadonlySet<Run.RunStatus> = new Set(["completed", "failed", "cancelled", "interrupted"])
+
+/**
+ * Deletes a finished run as `quarry cancel --purge` would undo it: its compensation steps that are not done run
+ * first (here, with the handlers this process has), and only when all succeed are its rows, its artifact and its
+ * cached exports removed. A failed step keeps everything (409 `CompensationFailed`): fix its cause and delete again.
+ */
+const remove = (runId: Run.RunId) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const info = yield* ServerInfo
+    const extractors = yield* Extractor.Registry
+    const run = yield* getRun(runId)
+    if (!finished.has(run.status)) {
+      return yield* new ApiError({
+        status: 409,
+        tag: "InvalidRunState",
+        message: `run ${runId} is ${run.status}: only a finished run can be deleted; cancel it first`
+      })
+    }
+    yield* Compensation.run(runId, `${run.status}, deleted through the API`).pipe(
+      Effect.provideService(Extractor.Registry, extractors),
+      Effect.catchTag("CompensationFailed", (e) => Effect.fail(conflict(e)))
+    )
+    yield* store.deleteRun(runId).pipe(
+      Effect.catchTags({
+        RunNotFound: (e) => Effect.fail(notFound(e)),
+        InvalidRunState: (e) => Effect.fail(conflict(e)),
+        PersistenceError: internal
+      })
+    )
+    yield* Artifacts.removeExports(info.artifacts, runId)
   })
 
 const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
@@ -302,16 +309,12 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
           Effect.flatMap(view)
         ))
     .handle("delete", ({ path }) =>
-      Effect.flatMap(RunStore, (store) =>
-        store.deleteRun(path.id)).pipe(
-          Effect.catchTags({
-            RunNotFound: (e) => Effect.fail(notFound(e)),
-            InvalidRunState: (e) => Effect.fail(conflict(e)),
-            PersistenceError: internal
-          }),
-          Effect.asVoid
-        ))
-    .handle("artifact", ({ path, request }) => artifact(path.id, request))
+      remove(path.id))
+    .handle("artifact", ({ path, urlParams }) =>
+      Effect.gen(function*() {
+        const info = yield* ServerInfo
+        return yield* Artifacts.respond(yield* getRun(path.id), Option.fromNullable(urlParams.format), info.artifacts)
+      }))
     .handle("events", ({ path, request }) => events(path.id, request)))
 
 const probe = (status: string) => ({ status })
@@ -349,13 +352,17 @@ const probesGroup = HttpApiBuilder.group(QuarryApi, "probes", (handlers) =>
         const info = yield* ServerInfo
         const stats = yield* (yield* Admission.Admission).stats
         const now = yield* Clock.currentTimeMillis
-        const report = yield* Durability.inspect(info.database).pipe(Effect.option)
+        // Without quick_check: it reads every page of the file while holding the database's only connection, so a
+        // monitor polling /healthz would stall batch commits for seconds on a large database. The server checks the
+        // file when it opens it; `quarry doctor` runs quick_check on demand.
+        const report = yield* Durability.inspect(info.database, { quickCheck: false }).pipe(Effect.option)
         return {
           version: info.version,
           uptimeMs: now - info.startedAt,
           database: {
             path: info.database,
             durable: Option.exists(report, (r) => r.durable),
+            quickCheck: Option.match(report, { onNone: () => "unknown", onSome: (r) => r.quickCheck }),
             problems: Option.match(report, { onNone: () => ["the durability report failed"], onSome: (r) => r.reasons })
           },
           runs: { active: stats.active, queued: stats.queued },

@@ -1,7 +1,8 @@
 /**
  * The middleware around every request: a request id (from `X-Request-Id`, else generated, echoed back), the body
- * size limit (413 before the body is read when `Content-Length` says it is too big), and one structured log line
- * with method, path, status, duration and request id. Never the body, never the token.
+ * size limit (413 before the body is read when `Content-Length` says it is too big), the API's error shape for the
+ * platform's decode errors (`DecodeErrors`), and one structured log line with method, path, status, duration and
+ * request id. Never the body, never the token.
  *
  * @since 0.1.0
  */
@@ -20,6 +21,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import { randomUUID } from "node:crypto"
 import * as Admission from "./Admission.js"
+import * as DecodeErrors from "./DecodeErrors.js"
 import * as Metrics from "./Metrics.js"
 
 const labels = (tags: Record<string, string>) =>
@@ -85,7 +87,7 @@ export const middleware = (maxBodyBytes: number) =>
       const draining = yield* Effect.flatMap(Admission.Admission, (admission) => Deferred.isDone(admission.draining))
       yield* HttpApp.appendPreResponseHandler((_, response) =>
         Effect.succeed(
-          HttpServerResponse.setHeaders(response, {
+          HttpServerResponse.setHeaders(DecodeErrors.normalize(response), {
             "x-request-id": requestId,
             ...(draining ? { connection: "close" } : {})
           })

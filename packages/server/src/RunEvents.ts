@@ -1,7 +1,9 @@
 /**
  * A run's progress as Server-Sent Events, with the event names of the CLI's `--json` (`run.started`,
  * `batch.committed`, `run.completed`, `run.failed`, `run.cancelled`, `run.interrupted`). The events are derived from
- * the stored run, polled, so that any process answers for any run. Event ids are the committed batch count
+ * the stored run, so that any process answers for any run: a run that waits or executes in this process is read
+ * again when admission announces a change (a batch committed, the run ended), with a slow safety read; a run owned
+ * elsewhere is polled. Event ids are the committed batch count
  * (`run.started` is 0, the final event `totalBatches + 1`): a client that reconnects with `Last-Event-ID` gets only
  * what it has not seen. Heartbeat comments keep proxies from closing a quiet stream.
  *
@@ -13,6 +15,7 @@ import { RunStore } from "@quarry/core/RunStore"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 
@@ -25,7 +28,12 @@ import * as Stream from "effect/Stream"
 export interface Options {
   /** The id of the last event the client saw (`Last-Event-ID`). */
   readonly lastEventId: Option.Option<number>
+  /** How often a run owned by another process is read. */
   readonly pollMs: number
+  /** The change notices of runs executing here, when this run is one of them. */
+  readonly local: Option.Option<PubSub.PubSub<RunId>>
+  /** How often a local run is read when no notice came (a safety net; default 5 s). */
+  readonly localPollMs?: number | undefined
   readonly heartbeatMs: number
   /** Ends the stream (the server is draining). */
   readonly until: Effect.Effect<void>
@@ -113,6 +121,17 @@ export const encode = (runId: RunId, event: Event, now: number): string =>
 const encoder = new TextEncoder()
 
 /**
+ * When to read a local run: at once, on every notice for it, and every `safetyMs`. Subscribed before the first read,
+ * so no change between the two is missed; notices that arrive while a read is under way collapse into one.
+ */
+const localTriggers = (runId: RunId, changes: PubSub.PubSub<RunId>, safetyMs: number) =>
+  Stream.unwrapScoped(Effect.map(PubSub.subscribe(changes), (notices) =>
+    Stream.merge(
+      Stream.fromQueue(notices).pipe(Stream.filter((id) => id === runId)),
+      Stream.tick(safetyMs).pipe(Stream.as(runId))
+    ).pipe(Stream.buffer({ capacity: 1, strategy: "sliding" }))))
+
+/**
  * The event stream of a run, as bytes, ending after the run's final event (or when `until` completes).
  *
  * @since 0.1.0
@@ -121,8 +140,11 @@ const encoder = new TextEncoder()
 export const stream = (runId: RunId, options: Options): Stream.Stream<Uint8Array, never, RunStore> => {
   const seen = Option.getOrElse(options.lastEventId, () => -1)
   const initial: State = { started: seen >= 0, committed: Math.max(0, seen) }
-  const readings: Stream.Stream<Run, PersistenceError | RunNotFound, RunStore> = Stream
-    .repeatEffectWithSchedule(Effect.flatMap(RunStore, (store) => store.getRun(runId)), Schedule.spaced(options.pollMs))
+  const read = Effect.flatMap(RunStore, (store) => store.getRun(runId))
+  const readings: Stream.Stream<Run, PersistenceError | RunNotFound, RunStore> = Option.match(options.local, {
+    onNone: () => Stream.repeatEffectWithSchedule(read, Schedule.spaced(options.pollMs)),
+    onSome: (changes) => Stream.mapEffect(localTriggers(runId, changes, options.localPollMs ?? 5_000), () => read)
+  })
   const events = readings.pipe(
     Stream.mapAccum(initial, step),
     Stream.mapConcatChunk((events) => Chunk.fromIterable(events)),

@@ -1,6 +1,7 @@
 /**
  * The service as a layer: admission over the workflow manager, the API handlers with bearer auth, the OpenAPI
- * document (`/openapi.json`), the API reference UI (`/docs`, served from the package, no CDN) and the Node HTTP
+ * document (`/openapi.json`), the API reference UI (`/docs`, served from the package, no CDN), the web dashboard (`/`)
+ * and the Node HTTP
  * server. Closing the layer drains: the runs are interrupted (recorded `interrupted`) before the HTTP server and the
  * database close.
  *
@@ -21,6 +22,7 @@ import * as path from "node:path"
 import * as Admission from "./Admission.js"
 import { QuarryApi } from "./Api.js"
 import * as Auth from "./Auth.js"
+import * as Dashboard from "./Dashboard.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
 import * as RequestLog from "./RequestLog.js"
@@ -77,6 +79,7 @@ export const layer = (
   const http = HttpApiBuilder.serve(RequestLog.middleware(options.maxBodyBytes)).pipe(
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+    Layer.provide(Dashboard.layer),
     Layer.provide(api),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
   )

@@ -1,0 +1,294 @@
+/**
+ * A run as JSON, one shape for every reader: `quarry status --json`, `quarry runs --json`, `quarry cancel --json`
+ * and the HTTP API (`GET /v1/runs/{id}`, the dashboard). It lives in the core because both the CLI and the server
+ * show it, and the server must not depend on the CLI. What differs between them is values, never keys: the server
+ * hides its file paths (`null`) and knows queue positions; the CLI shows paths and its resume command.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Compensation from "./Compensation.js"
+import type { PersistenceError } from "./Errors.js"
+import { BatchErrorPolicy, ExtractorSettings, OutputFormat, type Run, RunStatus, UsageTotals } from "./Run.js"
+import { type CompensationStep, RunStore, type SkippedBatch } from "./RunStore.js"
+
+const Usage = Schema.Struct({
+  requests: Schema.Int,
+  promptTokens: Schema.Int,
+  completionTokens: Schema.Int,
+  costUsd: Schema.Number
+})
+
+const Timings = Schema.Struct({
+  createdAt: Schema.String,
+  updatedAt: Schema.String,
+  startedAt: Schema.NullOr(Schema.String),
+  finishedAt: Schema.NullOr(Schema.String),
+  durationMs: Schema.NullOr(Schema.Number)
+})
+
+const Plan = Schema.Struct({
+  extractor: Schema.Struct({ name: Schema.String, version: Schema.String, settings: ExtractorSettings }),
+  chunking: Schema.Struct({
+    strategy: Schema.String,
+    windowSize: Schema.Int,
+    overlap: Schema.Int,
+    batchSize: Schema.Int
+  }),
+  concurrency: Schema.Int,
+  onBatchError: BatchErrorPolicy,
+  provenance: Schema.Boolean,
+  input: Schema.Struct({ characters: Schema.Int, sha256: Schema.String }),
+  ontologySha256: Schema.NullOr(Schema.String),
+  /** `path` is null where the reader must not see server paths (the HTTP API). */
+  output: Schema.Struct({ path: Schema.NullOr(Schema.String), format: OutputFormat })
+})
+
+const CompensationView = Schema.Struct({
+  state: Schema.Literal("none", "pending", "done", "compensation_failed"),
+  steps: Schema.Array(Schema.Struct({
+    seq: Schema.Int,
+    name: Schema.String,
+    handler: Schema.String,
+    state: Schema.Literal("pending", "done", "failed"),
+    lastError: Schema.NullOr(Schema.String)
+  }))
+})
+
+/**
+ * The run JSON.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const RunView = Schema.Struct({
+  id: Schema.String,
+  status: RunStatus,
+  /** Not completed and not executing under a live lease. */
+  resumable: Schema.Boolean,
+  /** How to resume it (a command for the CLI, a request for the API); null when not resumable. */
+  resume: Schema.NullOr(Schema.String),
+  /** 1-based place among the runs waiting for a slot of a server; null when not waiting (always in the CLI). */
+  queuePosition: Schema.NullOr(Schema.Int),
+  progress: Schema.Struct({ committedBatches: Schema.Int, totalBatches: Schema.Int, percent: Schema.Int }),
+  counters: Schema.Struct({ entityMentions: Schema.Int, relations: Schema.Int, skippedBatches: Schema.Int }),
+  /** Usage of committed batches; `attemptUsage` of every attempt; `lostUsage` the difference. */
+  usage: Usage,
+  attemptUsage: Usage,
+  lostUsage: Usage,
+  skipped: Schema.Array(Schema.Struct({ batchIndex: Schema.Int, error: Schema.String })),
+  extractorStatus: Schema.Record({ key: Schema.String, value: Schema.String }),
+  timings: Timings,
+  plan: Plan,
+  artifact: Schema.NullOr(Schema.Struct({
+    path: Schema.NullOr(Schema.String),
+    format: OutputFormat,
+    bytes: Schema.Int,
+    sha256: Schema.String
+  })),
+  lastError: Schema.NullOr(Schema.String),
+  failureReason: Schema.NullOr(Schema.String),
+  compensation: CompensationView,
+  lease: Schema.NullOr(Schema.Struct({ owner: Schema.String, expiresAt: Schema.String, live: Schema.Boolean })),
+  cancelRequested: Schema.Boolean
+}).annotations({ identifier: "Run" })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RunView = typeof RunView.Type
+
+/**
+ * Whether a value (e.g. parsed from JSON) has the shape of the run JSON.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isRunView: (value: unknown) => value is RunView = Schema.is(RunView)
+
+/**
+ * What is shown of a run beyond its row: its attempt ledger, skipped batches and compensation steps.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Ledger {
+  /** Usage of every recorded extractor attempt, committed or not: what the run has spent. */
+  readonly attempts: UsageTotals
+  readonly skipped: ReadonlyArray<SkippedBatch>
+  /** The run's compensation steps, in registration order. */
+  readonly compensation: ReadonlyArray<CompensationStep>
+}
+
+/**
+ * Reads a run's ledger.
+ *
+ * @since 0.1.0
+ * @category loading
+ */
+export const ledger = (run: Run): Effect.Effect<Ledger, PersistenceError, RunStore> =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    return {
+      attempts: yield* store.attemptTotals(run.id),
+      // The run's counter says whether there are any: lists of runs skip a query per run.
+      skipped: run.skippedBatches === 0 ? [] : yield* store.skippedBatches(run.id),
+      compensation: yield* store.compensationSteps(run.id)
+    }
+  })
+
+/**
+ * Whether a run is executing under a live lease at `now`.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const leaseLive = (run: Run, now: number): boolean =>
+  run.status === "running" && Option.isSome(run.lease) && run.lease.value.expiresAt > now
+
+/**
+ * Whether a resume would continue the run now: not completed, and not executing under a live lease.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const resumable = (run: Run, now: number): boolean => run.status !== "completed" && !leaseLive(run, now)
+
+/**
+ * Spend on attempts whose results were not committed (lost to crashes, or spent on batches that failed the run; a
+ * skipped batch commits its failed attempts' usage): the attempt ledger minus the usage of committed batches.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const lostUsage = (run: Run, ledger: Ledger): UsageTotals => {
+  const minus = (a: number, b: number) => Math.max(0, a - b)
+  return new UsageTotals({
+    requests: minus(ledger.attempts.requests, run.usage.requests),
+    promptTokens: minus(ledger.attempts.promptTokens, run.usage.promptTokens),
+    completionTokens: minus(ledger.attempts.completionTokens, run.usage.completionTokens),
+    // Sums of floating-point costs: drop the noise below a billionth of a cent.
+    costUsd: Math.round(minus(ledger.attempts.costUsd, run.usage.costUsd) * 1e11) / 1e11
+  })
+}
+
+/**
+ * A run's progress in whole percent (100 for a run without batches).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const percent = (run: Run): number =>
+  run.plan.totalBatches === 0 ? 100 : Math.floor((run.committedBatches / run.plan.totalBatches) * 100)
+
+/**
+ * How a reader shows what differs between readers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly now: number
+  readonly queuePosition: Option.Option<number>
+  /** Show file paths (the CLI) or null them (the API: server paths are not the client's business). */
+  readonly paths: boolean
+  /** How to resume a resumable run. */
+  readonly resume: (run: Run) => string
+}
+
+const iso = (ms: number) => new Date(ms).toISOString()
+
+const usage = (u: UsageTotals) => ({
+  requests: u.requests,
+  promptTokens: u.promptTokens,
+  completionTokens: u.completionTokens,
+  costUsd: u.costUsd
+})
+
+/**
+ * The compensation state and steps (in registration order) as shown.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const compensation = (steps: ReadonlyArray<CompensationStep>): RunView["compensation"] => ({
+  state: Compensation.stateOf(steps),
+  steps: steps.map((step) => ({
+    seq: step.seq,
+    name: step.name,
+    handler: step.handler,
+    state: step.state,
+    lastError: Option.getOrNull(step.lastError)
+  }))
+})
+
+const plan = (run: Run, paths: boolean): RunView["plan"] => ({
+  extractor: {
+    name: run.plan.extractor.name,
+    version: run.plan.extractor.version,
+    settings: run.plan.extractor.settings
+  },
+  chunking: {
+    strategy: run.plan.chunking.strategy,
+    windowSize: run.plan.chunking.windowSize,
+    overlap: run.plan.chunking.overlap,
+    batchSize: run.plan.chunking.batchSize
+  },
+  concurrency: run.plan.concurrency,
+  onBatchError: run.plan.onBatchError,
+  provenance: run.plan.provenance,
+  input: { characters: run.plan.inputLength, sha256: run.plan.inputSha256 },
+  ontologySha256: Option.getOrNull(run.plan.ontologySha256),
+  output: { path: paths ? run.plan.outputPath : null, format: run.plan.outputFormat }
+})
+
+/**
+ * The view of a run.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (run: Run, ledger: Ledger, options: Options): RunView => {
+  const { now } = options
+  const canResume = resumable(run, now)
+  return {
+    id: run.id,
+    status: run.status,
+    resumable: canResume,
+    resume: canResume ? options.resume(run) : null,
+    queuePosition: Option.getOrNull(options.queuePosition),
+    progress: { committedBatches: run.committedBatches, totalBatches: run.plan.totalBatches, percent: percent(run) },
+    counters: { entityMentions: run.entityMentions, relations: run.relations, skippedBatches: run.skippedBatches },
+    usage: usage(run.usage),
+    attemptUsage: usage(ledger.attempts),
+    lostUsage: usage(lostUsage(run, ledger)),
+    skipped: ledger.skipped.map((s) => ({ batchIndex: s.batchIndex, error: s.error })),
+    extractorStatus: run.extractorStatus,
+    timings: {
+      createdAt: iso(run.createdAt),
+      updatedAt: iso(run.updatedAt),
+      startedAt: Option.getOrNull(Option.map(run.startedAt, iso)),
+      finishedAt: Option.getOrNull(Option.map(run.finishedAt, iso)),
+      durationMs: Option.getOrNull(Option.zipWith(run.startedAt, run.finishedAt, (started, ended) => ended - started))
+    },
+    plan: plan(run, options.paths),
+    artifact: Option.getOrNull(Option.map(run.artifact, (a) => ({
+      path: options.paths ? a.path : null,
+      format: a.format,
+      bytes: a.bytes,
+      sha256: a.sha256
+    }))),
+    lastError: Option.getOrNull(run.lastError),
+    failureReason: Option.getOrNull(run.failureReason),
+    compensation: compensation(ledger.compensation),
+    lease: Option.getOrNull(Option.map(run.lease, (lease) => ({
+      owner: lease.owner,
+      expiresAt: iso(lease.expiresAt),
+      live: lease.expiresAt > now
+    }))),
+    cancelRequested: run.cancelRequested
+  }
+}

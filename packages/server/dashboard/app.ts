@@ -1,0 +1,482 @@
+/**
+ * The Quarry dashboard: runs table with live progress (Server-Sent Events through `fetch`), run detail with
+ * cancel/resume/delete and artifact download, and a submit form. Plain TypeScript and the DOM; built by esbuild into
+ * `dist/dashboard/app.js` and served by `quarry serve` at `/`.
+ */
+import * as Api from "./api.js"
+import { count, dollars, duration, h, mount, time } from "./dom.js"
+
+type RunView = Api.RunView
+
+const runs = new Map<string, RunView>()
+const streams = new Map<string, AbortController>()
+/** Browsers open at most six connections per host over HTTP/1.1: leave most of them to requests. */
+const maxStreams = 3
+let selected: string | null = null
+let refreshTimer: ReturnType<typeof setInterval> | undefined
+
+const root = document.getElementById("app")!
+const notice = document.getElementById("notice")!
+
+const say = (message: string, kind: "error" | "info" = "info") => {
+  notice.textContent = message
+  notice.className = message === "" ? "" : kind
+}
+
+const failed = (error: unknown) => {
+  if (error instanceof Api.ApiFailure && error.status === 401) return showLogin("The token was refused.")
+  say(error instanceof Api.ApiFailure ? `${error.tag}: ${error.message}` : String(error), "error")
+}
+
+const showLogin = (message = "") => {
+  clearInterval(refreshTimer)
+  for (const controller of streams.values()) controller.abort()
+  streams.clear()
+  const input = h("input", { type: "password", name: "token", "data-testid": "token", autocomplete: "off" })
+  const form = h(
+    "form",
+    {
+      class: "login",
+      onsubmit: (event) => {
+        event.preventDefault()
+        Api.setToken(input.value.trim())
+        void start()
+      }
+    },
+    h("label", {}, "API token ", input),
+    h("button", { type: "submit", "data-testid": "login" }, "Open the dashboard"),
+    h("p", { class: "hint" }, "One of QUARRY_API_TOKENS. Kept in this tab only (sessionStorage).")
+  )
+  mount(root, form)
+  say(message, message === "" ? "info" : "error")
+  input.focus()
+}
+
+const active = (run: RunView) => run.status === "pending" || run.status === "running"
+
+const progressBar = (run: RunView) => {
+  const fill = h("div", { class: `fill ${run.status}` })
+  // Through the CSSOM: the Content-Security-Policy refuses inline style attributes.
+  fill.style.width = `${run.progress.percent}%`
+  return h(
+    "div",
+    { class: "progress", title: `${run.progress.committedBatches}/${run.progress.totalBatches} batches` },
+    h("div", { class: "bar" }, fill),
+    h("span", { class: "percent", "data-testid": "percent" }, `${run.progress.percent} %`)
+  )
+}
+
+const row = (run: RunView) =>
+  h(
+    "tr",
+    {
+      "data-run-id": run.id,
+      class: run.id === selected ? "selected" : "",
+      onclick: () => select(run.id)
+    },
+    h("td", { class: "id" }, run.id),
+    h("td", {}, h("span", { class: `status ${run.status}`, "data-testid": "status" }, run.status)),
+    h("td", {}, progressBar(run)),
+    h("td", { class: "num" }, `${run.progress.committedBatches}/${run.progress.totalBatches}`),
+    h("td", { class: "num" }, count(run.counters.entityMentions)),
+    h("td", { class: "num" }, count(run.counters.relations)),
+    h("td", { class: "num" }, count(run.counters.skippedBatches)),
+    h(
+      "td",
+      { class: "num" },
+      `${count(run.usage.requests)} / ${count(run.usage.promptTokens + run.usage.completionTokens)}`
+    ),
+    h("td", { class: "num" }, dollars(run.usage.costUsd)),
+    h("td", { class: "num" }, run.queuePosition ?? "-"),
+    h("td", {}, time(run.timings.updatedAt))
+  )
+
+const renderTable = () => {
+  const table = document.getElementById("runs")
+  if (table === null) return
+  const sorted = [...runs.values()].sort((a, b) => b.timings.createdAt.localeCompare(a.timings.createdAt))
+  mount(
+    table,
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        [
+          "run",
+          "status",
+          "progress",
+          "batches",
+          "entities",
+          "relations",
+          "skipped",
+          "req. / tokens",
+          "cost",
+          "queue"
+        ]
+          .map((label) => h("th", {}, label)),
+        h("th", {}, "updated")
+      )
+    ),
+    h(
+      "tbody",
+      {},
+      sorted.length === 0 ? h("tr", {}, h("td", { colspan: 11, class: "empty" }, "No runs yet.")) : sorted.map(row)
+    )
+  )
+}
+
+const facts = (pairs: ReadonlyArray<readonly [string, Node | string | number]>) =>
+  h("dl", {}, pairs.flatMap(([key, value]) => [h("dt", {}, key), h("dd", {}, value)]))
+
+const act = (label: string, testId: string, enabled: boolean, action: () => Promise<unknown>) =>
+  h("button", {
+    type: "button",
+    "data-testid": testId,
+    disabled: !enabled,
+    onclick: () => {
+      say("")
+      action().then(() => refresh(), failed)
+    }
+  }, label)
+
+const runPath = (run: RunView, suffix = "") => `/v1/runs/${encodeURIComponent(run.id)}${suffix}`
+
+const actions = (run: RunView) => {
+  const format = h(
+    "select",
+    { "data-testid": "format" },
+    ["turtle", "ntriples", "jsonl"].map((f) => h("option", { value: f, selected: f === run.plan.output.format }, f))
+  )
+  return h(
+    "div",
+    { class: "actions" },
+    act("Cancel", "cancel", active(run), () => Api.json("POST", runPath(run, "/cancel"))),
+    act("Resume", "resume", run.resumable && !active(run), () => Api.json("POST", runPath(run, "/resume"))),
+    act(
+      "Retry skipped",
+      "retry-skipped",
+      run.counters.skippedBatches > 0 && !active(run),
+      () => Api.json("POST", runPath(run, "/resume?retrySkipped=true"))
+    ),
+    act("Delete", "delete", !active(run), async () => {
+      if (!confirm(`Delete run ${run.id}, its rows and its artifact?`)) return
+      await Api.request("DELETE", runPath(run))
+      runs.delete(run.id)
+      selected = null
+    }),
+    h(
+      "span",
+      { class: "download" },
+      format,
+      act("Download artifact", "download", run.status === "completed", () => Api.download(run, format.value))
+    )
+  )
+}
+
+const renderDetail = () => {
+  const panel = document.getElementById("detail")
+  if (panel === null) return
+  const run = selected === null ? undefined : runs.get(selected)
+  if (run === undefined) return mount(panel, h("p", { class: "hint" }, "Select a run to see its plan and state."))
+  const c = run.plan.chunking
+  const breaker = run.extractorStatus["circuit"] ?? run.extractorStatus["breaker"]
+  mount(
+    panel,
+    h(
+      "h2",
+      {},
+      "Run ",
+      h("code", { "data-testid": "detail-id" }, run.id),
+      " ",
+      h("span", { class: `status ${run.status}` }, run.status)
+    ),
+    actions(run),
+    progressBar(run),
+    h("h3", {}, "State"),
+    facts([
+      ["queue position", run.queuePosition ?? "not waiting"],
+      ["breaker", breaker ?? "n/a (no breaker reported)"],
+      ...Object.entries(run.extractorStatus).map(([k, v]) => [`extractor ${k}`, v] as const),
+      ["last error", run.lastError === null ? "none" : `${run.failureReason ?? "error"}: ${run.lastError}`],
+      ["cancel requested", run.cancelRequested ? "yes" : "no"],
+      ["compensation", `${run.compensation.state} (${run.compensation.steps.length} steps)`],
+      ["lease", run.lease === null ? "none" : `${run.lease.owner} until ${time(run.lease.expiresAt)}`],
+      [
+        "usage",
+        `${count(run.usage.requests)} requests, ${count(run.usage.promptTokens)} prompt + ${
+          count(run.usage.completionTokens)
+        } completion tokens, ${dollars(run.usage.costUsd)}`
+      ],
+      ["lost usage", `${count(run.lostUsage.requests)} requests, ${dollars(run.lostUsage.costUsd)}`]
+    ]),
+    h("h3", {}, `Skipped batches (${run.skipped.length})`),
+    run.skipped.length === 0 ?
+      h("p", { class: "hint" }, "None.") :
+      h("ul", { class: "skipped" }, run.skipped.map((s) => h("li", {}, `batch ${s.batchIndex}: ${s.error}`))),
+    h("h3", {}, "Timings"),
+    facts([
+      ["created", time(run.timings.createdAt)],
+      ["started", time(run.timings.startedAt)],
+      ["finished", time(run.timings.finishedAt)],
+      ["duration", duration(run.timings.durationMs)]
+    ]),
+    h("h3", {}, "Plan"),
+    facts([
+      ["extractor", `${run.plan.extractor.name} ${run.plan.extractor.version}`],
+      ["chunking", `${c.strategy}, window ${c.windowSize}, overlap ${c.overlap}, batch size ${c.batchSize}`],
+      ["concurrency", run.plan.concurrency],
+      ["on batch error", run.plan.onBatchError],
+      ["format", run.plan.output.format],
+      ["input", `${count(run.plan.input.characters)} characters, sha256 ${run.plan.input.sha256.slice(0, 16)}…`],
+      ["ontology", run.plan.ontologySha256 === null ? "none" : `sha256 ${run.plan.ontologySha256.slice(0, 16)}…`],
+      ["artifact", run.artifact === null ? "not yet" : `${run.artifact.format}, ${count(run.artifact.bytes)} bytes`]
+    ])
+  )
+}
+
+const render = () => {
+  renderTable()
+  renderDetail()
+}
+
+const select = (runId: string) => {
+  selected = runId
+  render()
+}
+
+const applyEvent = (runId: string, event: Api.ServerEvent) => {
+  const run = runs.get(runId)
+  const d = event.data
+  if (run === undefined || typeof d["committedBatches"] !== "number") return
+  const committed = d["committedBatches"]
+  const total = typeof d["totalBatches"] === "number" ? d["totalBatches"] : run.progress.totalBatches
+  runs.set(runId, {
+    ...run,
+    status: event.event === "run.started" || event.event === "batch.committed" ? "running" : run.status,
+    queuePosition: null,
+    progress: {
+      committedBatches: committed,
+      totalBatches: total,
+      percent: total === 0 ? 100 : Math.floor((committed / total) * 100)
+    },
+    counters: {
+      entityMentions: typeof d["entityMentions"] === "number" ? d["entityMentions"] : run.counters.entityMentions,
+      relations: typeof d["relations"] === "number" ? d["relations"] : run.counters.relations,
+      skippedBatches: typeof d["skippedBatches"] === "number" ? d["skippedBatches"] : run.counters.skippedBatches
+    }
+  })
+  render()
+}
+
+/**
+ * Follows the events of a waiting or executing run, within the stream budget. A stream that ends with the run
+ * refreshes at once; one that ends otherwise (the server drains, the network fails) waits before looking again, so
+ * that a server refusing streams is not asked again in a tight loop.
+ */
+const follow = (run: RunView) => {
+  if (!active(run) || streams.has(run.id) || streams.size >= maxStreams) return
+  const controller = new AbortController()
+  streams.set(run.id, controller)
+  let ended = false
+  const onEvent = (event: Api.ServerEvent) => {
+    ended = ended || !["run.started", "batch.committed", "message"].includes(event.event)
+    applyEvent(run.id, event)
+  }
+  Api.followEvents(run.id, onEvent, controller.signal)
+    .catch(() => undefined)
+    .finally(() => {
+      if (controller.signal.aborted) return
+      setTimeout(() => {
+        streams.delete(run.id)
+        void refresh()
+      }, ended ? 0 : 3000)
+    })
+}
+
+const refresh = async () => {
+  try {
+    const seen = new Map<string, RunView>()
+    let cursor: string | null = null
+    do {
+      const query: string = cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`
+      const page: { runs: Array<RunView>; nextCursor: string | null } = await Api.json(
+        "GET",
+        `/v1/runs?limit=200${query}`
+      )
+      for (const run of page.runs) seen.set(run.id, run)
+      cursor = page.nextCursor
+    } while (cursor !== null && seen.size < 1000)
+    runs.clear()
+    for (const [id, run] of seen) runs.set(id, run)
+    render()
+    for (const run of runs.values()) follow(run)
+  } catch (error) {
+    failed(error)
+  }
+}
+
+const numberField = (name: string, label: string, placeholder: string) =>
+  h("label", {}, label, h("input", { type: "number", name, min: 0, placeholder, "data-testid": name }))
+
+const optionalNumber = (form: HTMLFormElement, name: string) => {
+  const value = (form.elements.namedItem(name) as HTMLInputElement).value.trim()
+  return value === "" ? undefined : Number(value)
+}
+
+const submitForm = () => {
+  let ontology: string | undefined
+  const input = h("textarea", {
+    name: "input",
+    rows: 6,
+    placeholder: "Paste text, or choose a file",
+    "data-testid": "input"
+  })
+  const file = h("input", {
+    type: "file",
+    accept: ".txt,.md,text/*",
+    "data-testid": "file",
+    onchange: async () => {
+      const chosen = file.files?.[0]
+      if (chosen !== undefined) input.value = await chosen.text()
+    }
+  })
+  const ontologyFile = h("input", {
+    type: "file",
+    accept: ".ttl,text/turtle",
+    "data-testid": "ontology",
+    onchange: async () => {
+      const chosen = ontologyFile.files?.[0]
+      ontology = chosen === undefined ? undefined : await chosen.text()
+      ontologyState.textContent = ontology === undefined ? "built-in" : `${count(ontology.length)} characters loaded`
+    }
+  })
+  const ontologyState = h("span", { class: "hint", "data-testid": "ontology-state" }, "built-in")
+  const form: HTMLFormElement = h(
+    "form",
+    {
+      class: "submit",
+      "data-testid": "submit-form",
+      onsubmit: (event) => void submit(event, form, input, () => ontology)
+    },
+    h("h2", {}, "Submit a document"),
+    input,
+    h(
+      "div",
+      { class: "fields" },
+      h("label", {}, "File ", file),
+      h("label", {}, "Ontology (Turtle) ", ontologyFile, ontologyState),
+      h("label", {}, "Run id ", h("input", { name: "runId", placeholder: "generated", "data-testid": "run-id" })),
+      h("label", {}, "Extractor ", h("input", { name: "extractor", value: "offline", "data-testid": "extractor" })),
+      h(
+        "label",
+        {},
+        "Chunking ",
+        h(
+          "select",
+          { name: "strategy" },
+          h("option", { value: "chars" }, "chars"),
+          h("option", { value: "sentences" }, "sentences")
+        )
+      ),
+      numberField("windowSize", "Window ", "1000"),
+      numberField("overlap", "Overlap ", "auto"),
+      numberField("batchSize", "Batch size ", "10"),
+      h(
+        "label",
+        {},
+        "Format ",
+        h("select", { name: "format" }, ["turtle", "ntriples", "jsonl"].map((f) => h("option", { value: f }, f)))
+      ),
+      h(
+        "label",
+        {},
+        "On batch error ",
+        h(
+          "select",
+          { name: "onBatchError" },
+          h("option", { value: "fail" }, "fail"),
+          h("option", { value: "skip" }, "skip")
+        )
+      )
+    ),
+    h("button", { type: "submit", "data-testid": "submit" }, "Submit")
+  )
+  return form
+}
+
+const submit = async (
+  event: Event,
+  form: HTMLFormElement,
+  input: HTMLTextAreaElement,
+  ontology: () => string | undefined
+) => {
+  event.preventDefault()
+  say("")
+  const value = (name: string) => (form.elements.namedItem(name) as HTMLInputElement | HTMLSelectElement).value
+  const runId = value("runId").trim()
+  const body = {
+    input: input.value,
+    ...(runId === "" ? {} : { runId }),
+    extractor: value("extractor").trim() || "offline",
+    ...(ontology() === undefined ? {} : { ontology: ontology() }),
+    chunking: {
+      strategy: value("strategy"),
+      windowSize: optionalNumber(form, "windowSize"),
+      overlap: optionalNumber(form, "overlap"),
+      batchSize: optionalNumber(form, "batchSize")
+    },
+    format: value("format"),
+    onBatchError: value("onBatchError")
+  }
+  try {
+    const run = await Api.json<RunView>("POST", "/v1/runs", body)
+    runs.set(run.id, run)
+    selected = run.id
+    say(`Submitted run ${run.id}.`)
+    await refresh()
+  } catch (error) {
+    failed(error)
+  }
+}
+
+const showDashboard = () => {
+  mount(
+    root,
+    h(
+      "div",
+      { class: "column" },
+      h("section", { class: "runs" }, h("h2", {}, "Runs"), h("table", { id: "runs", "data-testid": "runs" })),
+      submitForm()
+    ),
+    h("section", { id: "detail", class: "detail", "data-testid": "detail" })
+  )
+  render()
+  clearInterval(refreshTimer)
+  // Active runs update through their event streams; the list is for runs started elsewhere and costs the server
+  // a few queries per run, so it is read less often.
+  refreshTimer = setInterval(() => void refresh(), 10_000)
+}
+
+/** Opens the dashboard when the API answers with the token of this tab (or without one), else asks for it. */
+const start = async () => {
+  const hadToken = Api.token() !== null
+  try {
+    await Api.request("GET", "/v1/runs?limit=1")
+  } catch (error) {
+    if (error instanceof Api.ApiFailure && error.status === 401) {
+      return showLogin(hadToken ? "The token was refused." : "")
+    }
+    return failed(error)
+  }
+  showDashboard()
+  await refresh()
+}
+
+document.getElementById("forget")?.addEventListener("click", () => {
+  Api.clearToken()
+  showLogin()
+})
+
+void start()

@@ -1,0 +1,54 @@
+/**
+ * A few lines instead of a framework: element construction and the formatting of numbers, costs and times.
+ */
+
+type Child = Node | string | number | null | undefined | false
+
+/** Attributes: `on*` functions become listeners, the rest attributes (`false`/`null` leave them out). */
+type Attributes = Record<string, string | number | boolean | null | undefined | ((event: Event) => void)>
+
+/** Makes an element with attributes and children. */
+export const h = <K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attributes: Attributes = {},
+  ...children: ReadonlyArray<Child | ReadonlyArray<Child>>
+): HTMLElementTagNameMap[K] => {
+  const element = document.createElement(tag)
+  for (const [name, value] of Object.entries(attributes)) {
+    if (typeof value === "function") element.addEventListener(name.slice(2), value)
+    else if (value === true) element.setAttribute(name, "")
+    else if (value !== false && value !== null && value !== undefined) element.setAttribute(name, String(value))
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue
+    element.append(typeof child === "number" ? String(child) : child)
+  }
+  return element
+}
+
+/** Replaces the children of `parent`. */
+export const mount = (parent: Element, ...children: ReadonlyArray<Node>) => parent.replaceChildren(...children)
+
+/** `1234567` as `1,234,567`. */
+export const count = (n: number) => n.toLocaleString("en-US")
+
+/** A cost in dollars with the precision small LLM bills need. */
+export const dollars = (usd: number) => usd === 0 ? "$0" : usd < 0.01 ? `$${usd.toFixed(5)}` : `$${usd.toFixed(2)}`
+
+/** A duration for people: `850 ms`, `12.3 s`, `4 min 5 s`. */
+export const duration = (ms: number | null) =>
+  ms === null ?
+    "-" :
+    ms < 1000 ?
+    `${ms} ms` :
+    ms < 60_000 ?
+    `${(ms / 1000).toFixed(1)} s` :
+    `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`
+
+/** An ISO time as local `HH:MM:SS` (with the date when not today). */
+export const time = (iso: string | null) => {
+  if (iso === null) return "-"
+  const date = new Date(iso)
+  const today = new Date().toDateString() === date.toDateString()
+  return today ? date.toLocaleTimeString("en-GB") : date.toLocaleString("en-GB")
+}

@@ -1,0 +1,127 @@
+/**
+ * `GET /v1/runs/{id}/artifact?format=`: the run's artifact streamed from its file, never read into memory. The run's
+ * own format is its artifact; another format is written by the same streaming merge as `quarry export` into an
+ * export cache beside the artifacts (`.quarry-exports/<run>.<artifact sha256>.<ext>`, keyed by the artifact's digest
+ * so that a run completed again, e.g. after retrying skipped batches, never serves a stale export) and streamed from
+ * there. Each format has its own `ETag`: the SHA-256 of its bytes.
+ *
+ * @since 0.1.0
+ */
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Merge from "@quarry/core/Merge"
+import * as Ontology from "@quarry/core/Ontology"
+import * as Run from "@quarry/core/Run"
+import { RunStore } from "@quarry/core/RunStore"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { ApiError } from "./ApiError.js"
+
+const contentTypes: Record<Run.OutputFormat, string> = {
+  turtle: "text/turtle; charset=utf-8",
+  ntriples: "application/n-triples; charset=utf-8",
+  jsonl: "application/x-ndjson; charset=utf-8"
+}
+
+/**
+ * The export cache's folder under the artifacts folder.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const exportsFolder = ".quarry-exports"
+
+/**
+ * Removes a run's cached exports (after the run is deleted).
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const removeExports = (artifacts: string, runId: Run.RunId) =>
+  Effect.sync(() => {
+    const dir = path.join(artifacts, exportsFolder)
+    if (!fs.existsSync(dir)) return
+    for (const file of fs.readdirSync(dir)) {
+      if (file.startsWith(`${runId}.`)) fs.rmSync(path.join(dir, file), { force: true })
+    }
+  })
+
+/** The ontology the run was planned with, from the database (as `quarry export` loads it). */
+const ontologyOf = (run: Run.Run) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    if (Option.isNone(run.plan.ontologySha256)) return Option.none<Ontology.Ontology>()
+    const source = yield* store.readOntologySource(run.plan.ontologySha256.value)
+    if (Option.isNone(source)) return Option.none<Ontology.Ontology>()
+    return Option.some(yield* Ontology.parse(source.value).pipe(Effect.orDie))
+  })
+
+/** The file and digest of the run's output in `format`: its artifact, or a cached (or new) export. */
+const fileIn = (run: Run.Run, artifact: Run.Artifact, format: Run.OutputFormat, artifacts: string) =>
+  Effect.gen(function*() {
+    if (format === artifact.format) return { file: artifact.path, sha256: artifact.sha256 }
+    const base = path.join(artifacts, exportsFolder, `${run.id}.${artifact.sha256}.${Run.formatExtension[format]}`)
+    const digestFile = `${base}.sha256`
+    if (fs.existsSync(base) && fs.existsSync(digestFile)) {
+      return { file: base, sha256: fs.readFileSync(digestFile, "utf8").trim() }
+    }
+    yield* Effect.sync(() => fs.mkdirSync(path.dirname(base), { recursive: true }))
+    const written = yield* Merge.merge({
+      runId: run.id,
+      path: base,
+      format,
+      ontology: yield* ontologyOf(run),
+      provenance: run.plan.provenance ? { extractor: run.plan.extractor } : undefined
+    })
+    // Written after the export's atomic rename: a digest file always describes a complete export.
+    yield* Effect.sync(() => fs.writeFileSync(digestFile, `${written.sha256}\n`))
+    return { file: base, sha256: written.sha256 }
+  })
+
+const failure = (status: number, tag: string, message: string) => new ApiError({ status, tag, message })
+
+/**
+ * Answers an artifact request: 200 with the bytes, 304 when `If-None-Match` has the format's ETag, 409 before the
+ * run completes (or when its file is gone).
+ *
+ * @since 0.1.0
+ * @category handlers
+ */
+export const respond = (run: Run.Run, format: Option.Option<Run.OutputFormat>, artifacts: string) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    if (run.status !== "completed" || Option.isNone(run.artifact)) {
+      return yield* failure(
+        409,
+        "InvalidRunState",
+        `run ${run.id} is ${run.status}, not completed: its artifact exists once it completes`
+      )
+    }
+    const artifact = run.artifact.value
+    const wanted = Option.getOrElse(format, () => artifact.format)
+    const found = yield* fileIn(run, artifact, wanted, artifacts).pipe(
+      Effect.catchAll((error) =>
+        Effect.zipRight(
+          Effect.logError("export failed", error),
+          Effect.fail(failure(500, error._tag, `the ${wanted} export of run ${run.id} failed: ${error.message}`))
+        )
+      )
+    )
+    const etag = `"${found.sha256}"`
+    if (request.headers["if-none-match"]?.split(",").some((tag) => tag.trim() === etag) === true) {
+      return HttpServerResponse.empty({ status: 304, headers: { etag } })
+    }
+    return yield* HttpServerResponse.file(found.file, { headers: { "content-type": contentTypes[wanted] } }).pipe(
+      // The ETag is the bytes' SHA-256 (the platform's own is size and mtime).
+      Effect.map(HttpServerResponse.setHeader("etag", etag)),
+      Effect.mapError(() =>
+        failure(
+          409,
+          "ArtifactMissing",
+          `the artifact file of run ${run.id} is gone; write it again with quarry export ${run.id}`
+        )
+      )
+    )
+  })

@@ -1,0 +1,182 @@
+/**
+ * The web dashboard in a real browser: Debian's headless Chromium driven by `playwright-core` (never a downloaded
+ * browser) against the real `quarry serve` child process on `--port 0` with a temporary database and a token. The
+ * test enters the token, submits a document from a file with an ontology file, watches progress reach 100 % through
+ * the live updates, downloads the artifact (the same bytes as the API's, in two formats), cancels and resumes a run,
+ * deletes one, and saves screenshots under its temporary folder. A missing browser fails the test: `.ci/run` installs `chromium`.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { type Browser, chromium, type Page } from "playwright-core"
+import { makeDir, mobyDick, removeDir, type Running, start } from "./support.js"
+
+const executablePath = "/usr/bin/chromium"
+const ontologyFile = path.resolve(import.meta.dirname, "data/ontologies/foaf.ttl")
+/** The SHA-256 of the built-in ontology (docs/server.md shows it in every run planned without one). */
+const defaultOntologySha256 = "cc19f384d88c0b6cd42ea0f81b4c20ed464ddfbfaae75b25b62b924a313d7518"
+const token = "dash-s3cret-token"
+
+interface Server {
+  readonly child: Running
+  readonly url: string
+}
+
+const serve = async (db: string): Promise<Server> => {
+  const child = start(["serve", "--db", db, "--port", "0", "--json"], {
+    env: { QUARRY_API_TOKENS: token, QUARRY_TEST_EXTRACTOR_DELAY_MS: "60" }
+  })
+  await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
+    child.child.kill("SIGKILL")
+    throw error
+  })
+  const listening = JSON.parse(child.stdout.split("\n")[0]!) as { port: number }
+  return { child, url: `http://127.0.0.1:${listening.port}` }
+}
+
+const api = async (server: Server, route: string) => {
+  const response = await fetch(`${server.url}${route}`, { headers: { authorization: `Bearer ${token}` } })
+  assert.strictEqual(response.status, 200, route)
+  return response
+}
+
+const row = (page: Page, runId: string) => page.locator(`tr[data-run-id="${runId}"]`)
+
+/** Waits until the run's row shows `status` (the page updates itself: no reload). */
+const waitForStatus = (page: Page, runId: string, status: string, timeout = 90_000) =>
+  row(page, runId).locator("[data-testid=status]", { hasText: new RegExp(`^${status}$`) }).waitFor({ timeout })
+
+describe("web dashboard (headless Chromium)", () => {
+  let dir = ""
+  let server: Server | undefined
+  let browser: Browser | undefined
+
+  beforeAll(async () => {
+    assert.isTrue(
+      fs.existsSync(executablePath),
+      `${executablePath} is missing: apt-get install chromium (.ci/run does); this test never downloads a browser`
+    )
+    dir = makeDir()
+    server = await serve(path.join(dir, "dash.db"))
+    browser = await chromium.launch({
+      executablePath,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update"
+      ]
+    })
+  }, 60_000)
+
+  afterAll(async () => {
+    await browser?.close()
+    if (server !== undefined && server.child.child.exitCode === null) server.child.child.kill("SIGKILL")
+    await server?.child.exited
+    // The screenshots stay in the temp folder for a look when QUARRY_KEEP_SCREENSHOTS is set.
+    if (process.env.QUARRY_KEEP_SCREENSHOTS === undefined) removeDir(dir)
+  })
+
+  it(
+    "token once, submit a file, progress to 100 %, download the artifact, cancel and resume a run, delete",
+    async () => {
+      const srv = server!
+      const shots = path.join(dir, "screenshots")
+      fs.mkdirSync(shots)
+      const page = await browser!.newPage({ viewport: { width: 1400, height: 900 }, acceptDownloads: true })
+      const errors: Array<string> = []
+      page.on("pageerror", (error) => errors.push(error.message))
+      // No CDN: every request the page makes goes to the server itself (downloads are blob: URLs of fetched bytes).
+      const elsewhere: Array<string> = []
+      page.on("request", (request) => {
+        const url = request.url()
+        if (!url.startsWith(`${srv.url}/`) && !url.startsWith("blob:") && !url.startsWith("data:")) elsewhere.push(url)
+      })
+
+      // A wrong token is refused and asked for again; the right one opens the dashboard.
+      await page.goto(srv.url)
+      await page.fill("[data-testid=token]", "wrong-token")
+      await page.click("[data-testid=login]")
+      await page.locator("[data-testid=notice]", { hasText: "The token was refused." }).waitFor()
+      await page.screenshot({ path: path.join(shots, "login.png") })
+      await page.fill("[data-testid=token]", token)
+      await page.click("[data-testid=login]")
+      await page.locator("[data-testid=runs]").waitFor()
+      assert.strictEqual(await page.evaluate("sessionStorage.getItem('quarry.token')"), token)
+
+      // Submit from a file; progress arrives live and reaches 100 %.
+      const excerpt = path.join(dir, "excerpt.txt")
+      fs.writeFileSync(excerpt, fs.readFileSync(mobyDick.input, "utf8").slice(0, 30_000))
+      await page.setInputFiles("[data-testid=file]", excerpt)
+      while ((await page.inputValue("[data-testid=input]")).length !== 30_000) await page.waitForTimeout(20)
+      await page.setInputFiles("[data-testid=ontology]", ontologyFile)
+      await page.locator("[data-testid=ontology-state]", { hasText: "characters loaded" }).waitFor()
+      await page.fill("[data-testid=run-id]", "first")
+      await page.fill("[data-testid=extractor]", "test-slow")
+      await page.fill("[data-testid=windowSize]", "1000")
+      await page.fill("[data-testid=batchSize]", "1")
+      await page.click("[data-testid=submit]")
+      await waitForStatus(page, "first", "running")
+      const seen = new Set<string>()
+      while (!seen.has("100 %")) {
+        seen.add(await row(page, "first").locator("[data-testid=percent]").innerText())
+        await page.waitForTimeout(50)
+      }
+      await waitForStatus(page, "first", "completed")
+      assert.isTrue([...seen].some((p) => p !== "0 %" && p !== "100 %"), `live progress: ${[...seen].join(", ")}`)
+      await page.screenshot({ path: path.join(shots, "completed.png") })
+
+      // The chosen ontology was sent: it is the run's, not the built-in one.
+      const first = await (await api(srv, "/v1/runs/first")).json() as { plan: { ontologySha256: string } }
+      assert.notStrictEqual(first.plan.ontologySha256, defaultOntologySha256)
+
+      // The download is the API's artifact, byte for byte, in the run's format and in another.
+      await row(page, "first").click()
+      await page.locator("[data-testid=detail-id]", { hasText: "first" }).waitFor()
+      for (const format of ["turtle", "ntriples"]) {
+        await page.selectOption("[data-testid=format]", format)
+        const [download] = await Promise.all([page.waitForEvent("download"), page.click("[data-testid=download]")])
+        const saved = path.join(dir, `first-${format}.download`)
+        await download.saveAs(saved)
+        const expected = Buffer.from(await (await api(srv, `/v1/runs/first/artifact?format=${format}`)).arrayBuffer())
+        assert.isAbove(expected.length, 0)
+        assert.isTrue(fs.readFileSync(saved).equals(expected), format)
+      }
+
+      // A second run: cancelled while it executes, then resumed to completion.
+      await page.fill("[data-testid=input]", fs.readFileSync(mobyDick.input, "utf8").slice(0, 60_000))
+      await page.fill("[data-testid=run-id]", "second")
+      await page.click("[data-testid=submit]")
+      await waitForStatus(page, "second", "running")
+      await row(page, "second").click()
+      await page.locator("[data-testid=detail-id]", { hasText: "second" }).waitFor()
+      await page.click("[data-testid=cancel]")
+      await waitForStatus(page, "second", "cancelled")
+      await page.screenshot({ path: path.join(shots, "cancelled.png") })
+      const cancelled = await (await api(srv, "/v1/runs/second")).json() as { progress: { percent: number } }
+      assert.isBelow(cancelled.progress.percent, 100)
+      await page.click("[data-testid=resume]")
+      await waitForStatus(page, "second", "completed")
+      assert.strictEqual(await row(page, "second").locator("[data-testid=percent]").innerText(), "100 %")
+      await page.screenshot({ path: path.join(shots, "resumed.png") })
+
+      // Delete asks first, then the run is gone from the page and from the API.
+      page.once("dialog", (dialog) => void dialog.accept())
+      await row(page, "first").click()
+      await page.locator("[data-testid=detail-id]", { hasText: "first" }).waitFor()
+      await page.click("[data-testid=delete]")
+      await row(page, "first").waitFor({ state: "detached" })
+      const gone = await fetch(`${srv.url}/v1/runs/first`, { headers: { authorization: `Bearer ${token}` } })
+      assert.strictEqual(gone.status, 404)
+
+      assert.deepStrictEqual(errors, [])
+      assert.deepStrictEqual(elsewhere, [])
+      assert.notInclude(srv.child.stderr, token)
+      for (const shot of ["login.png", "completed.png", "cancelled.png", "resumed.png"]) {
+        assert.isAbove(fs.statSync(path.join(shots, shot)).size, 1000, shot)
+      }
+    },
+    240_000
+  )
+})
