@@ -9,6 +9,7 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as HttpServer from "@effect/platform/HttpServer"
+import * as Extractor from "@quarry/core/Extractor"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -22,8 +23,10 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
 import { UsageError } from "./Errors.js"
+import * as Extractors from "./Extractors.js"
 import * as Flags from "./Flags.js"
 import * as Inputs from "./Inputs.js"
+import * as Llm from "./Llm.js"
 import { Output } from "./Output.js"
 import { Settings } from "./Settings.js"
 import * as Store from "./Store.js"
@@ -93,6 +96,22 @@ const fromEnv = <A>(
     Options.withDefault(fallback),
     Options.mapEffect(Flags.validated(check))
   )
+
+/**
+ * The extractors the server runs: the built-in ones, plus `llm` when `QUARRY_LLM_MODEL` is set, built once from the
+ * `QUARRY_LLM_*` environment (bad settings exit 2 before the server listens).
+ */
+const registryLayer = (settings: Settings["Type"]) =>
+  Layer.effect(
+    Extractor.Registry,
+    Effect.flatMap(
+      Config.option(Config.nonEmptyString("QUARRY_LLM_MODEL")).pipe(Effect.orElseSucceed(() => Option.none<string>())),
+      Option.match({
+        onNone: () => Effect.succeed(Extractors.registry(settings)),
+        onSome: () => Extractors.registryFor(settings, Llm.name, { given: [], args: [] })
+      })
+    )
+  ).pipe(Layer.provide(Llm.layerServices))
 
 const options = {
   db: Flags.db,
@@ -182,7 +201,7 @@ export const command = Command.make("serve", options, (flags) =>
       database: db,
       version: "0.1.0",
       startedAt
-    }).pipe(Layer.provideMerge(Store.layer(db, settings)))
+    }).pipe(Layer.provide(registryLayer(settings)), Layer.provideMerge(Store.layer(db, settings)))
 
     yield* Effect.scoped(Effect.gen(function*() {
       const context = yield* Layer.build(layer).pipe(
