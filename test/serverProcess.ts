@@ -38,8 +38,16 @@ export const stop = async (server: Server) => {
   clearTimeout(timer)
 }
 
+/** A response read to its end. */
+export interface Answer {
+  readonly status: number
+  readonly headers: Headers
+  readonly text: string
+  readonly json: () => unknown
+}
+
 /** One JSON request. */
-export const call = async (server: Server, method: string, route: string, body?: unknown) => {
+export const call = async (server: Server, method: string, route: string, body?: unknown): Promise<Answer> => {
   const response = await fetch(`${server.url}${route}`, {
     method,
     headers: { "content-type": "application/json" },
@@ -63,7 +71,7 @@ export const ended = async (server: Server, runId: string) => {
   let run: { status: string } & Record<string, unknown> = { status: "unknown" }
   await until(
     async () => {
-      run = (await call(server, "GET", `/v1/runs/${runId}`)).json()
+      run = (await call(server, "GET", `/v1/runs/${runId}`)).json() as typeof run
       return ["completed", "failed", "cancelled", "interrupted"].includes(run.status)
     },
     90_000,

@@ -188,7 +188,10 @@ export const command = Command.make("serve", options, (flags) =>
     yield* Inputs.checkDatabase(db)
     const startedAt = yield* Clock.currentTimeMillis
     // Loaded here, not at the top: the server (its API reference UI, OpenTelemetry) would slow every other command.
-    const { Admission, Server } = yield* Effect.promise(() => import("@quarry/server"))
+    const { Admission, Server, Tracing } = yield* Effect.promise(() => import("@quarry/server"))
+    const tracing = yield* Tracing.config.pipe(
+      Effect.mapError((error) => new UsageError({ message: `bad OpenTelemetry setting: ${String(error)}` }))
+    )
     const layer = Server.layer({
       host: flags.host,
       port,
@@ -200,7 +203,8 @@ export const command = Command.make("serve", options, (flags) =>
       leaseMs: settings.leaseMs,
       database: db,
       version: "0.1.0",
-      startedAt
+      startedAt,
+      tracing: Option.getOrUndefined(tracing)
     }).pipe(Layer.provide(registryLayer(settings)), Layer.provideMerge(Store.layer(db, settings)))
 
     yield* Effect.scoped(Effect.gen(function*() {

@@ -1,7 +1,7 @@
 /**
  * The service as a layer: admission over the workflow manager, the API handlers with bearer auth, the OpenAPI
  * document (`/openapi.json`), the API reference UI (`/docs`, served from the package, no CDN) and the Node HTTP
- * server. Closing the layer drains: the runs are interrupted (recorded `interrupted`) before the HTTP server and the
+ * server, and the OTLP trace exporter when configured. Closing the layer drains: the runs are interrupted (recorded `interrupted`) before the HTTP server and the
  * database close.
  *
  * @since 0.1.0
@@ -24,6 +24,7 @@ import * as Auth from "./Auth.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
 import * as RequestLog from "./RequestLog.js"
+import * as Tracing from "./Tracing.js"
 
 /**
  * Options of the server.
@@ -46,6 +47,8 @@ export interface Options extends Admission.Options {
   readonly pollMs?: number | undefined
   /** How often an event stream sends a heartbeat comment (default 15 s). */
   readonly heartbeatMs?: number | undefined
+  /** Export traces over OTLP (`Tracing.config` reads them from the environment); none when unset. */
+  readonly tracing?: Tracing.Settings | undefined
 }
 
 /**
@@ -80,5 +83,9 @@ export const layer = (
     Layer.provide(api),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
   )
-  return http.pipe(Layer.provideMerge(Admission.layer(options)))
+  // The tracer is installed first, so that the fibers of admission and of the HTTP server start with it.
+  return http.pipe(
+    Layer.provideMerge(Admission.layer(options)),
+    Layer.provide(options.tracing === undefined ? Layer.empty : Tracing.layerExporter(options.tracing, options.version))
+  )
 }
