@@ -5,7 +5,9 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
 import * as path from "node:path"
+import { parse } from "yaml"
 import * as FakeLlm from "../packages/cli/test/FakeLlm.js"
 import { call, ended, samples, serve, stop } from "./serverProcess.js"
 import { makeDir, removeDir } from "./support.js"
@@ -142,6 +144,25 @@ describe("quarry serve /metrics", () => {
         assert.strictEqual(values.get("quarry_extractor_errors_total{extractor=\"llm\",reason=\"circuit_open\"}"), 1)
         assert.strictEqual(values.get("quarry_batches_skipped_total"), 3)
         promtoolAccepts(metrics.text)
+
+        // Every quarry_* metric the alert rules use is one this real scrape has; the others come from Prometheus
+        // itself (`up`) and kube-state-metrics.
+        const rules = parse(
+          fs.readFileSync(path.resolve(import.meta.dirname, "../deploy/prometheus/alerts.yml"), "utf8")
+        ) as { groups: Array<{ rules: Array<{ expr: string }> }> }
+        const used = new Set(
+          rules.groups.flatMap((g) => g.rules).flatMap((rule) =>
+            [...rule.expr.matchAll(/\b(quarry_[a-z0-9_]+|kube_[a-z0-9_]+|up(?=\{))/g)].map((m) => m[1]!)
+          )
+        )
+        const scraped = new Set([...values.keys()].map((sample) => sample.split("{")[0]!))
+        const quarry = [...used].filter((name) => name.startsWith("quarry_"))
+        assert.isAtLeast(quarry.length, 9, [...used].join(" "))
+        for (const name of quarry) assert.isTrue(scraped.has(name), `${name} is not in /metrics`)
+        assert.deepStrictEqual(
+          [...used].filter((name) => !name.startsWith("quarry_")).sort(),
+          ["kube_pod_container_status_restarts_total", "kube_pod_status_ready", "up"]
+        )
       } finally {
         await stop(server)
         await fake.close()
