@@ -231,6 +231,9 @@ export const command = Command.make("serve", options, (flags) =>
           `quarry serve: listening on ${url} (database ${db})`
       )
       const admission = Context.get(context, Admission.Admission)
+      // The default extractor's modules (NLP models) load in the background now, not in the first submission (which
+      // took 4 s under load in the service benchmark).
+      yield* Effect.forkScoped(Effect.ignore(Context.get(context, Extractor.Registry).get(Extractors.defaultName)))
       // Drain before the layer closes: the HTTP server still answers (readyz 503, submissions 503) meanwhile.
       yield* Effect.never.pipe(Effect.onInterrupt(() =>
         Effect.gen(function*() {
