@@ -32,7 +32,8 @@ describe("quarry serve /metrics", () => {
   it("counts batches, durations, extractor errors, runs and requests exactly as the runs went", async () => {
     // Batch 2 of every test-slow run fails (not retryable).
     const server = await serve(path.join(dir, "engine.db"), ["--max-active-runs", "1"], {
-      QUARRY_TEST_EXTRACTOR_DELAY_MS: "0",
+      // Slow enough that a third run is still waiting when it is cancelled.
+      QUARRY_TEST_EXTRACTOR_DELAY_MS: "200",
       QUARRY_TEST_FAIL_BATCH: "2"
     })
     try {
@@ -46,6 +47,9 @@ describe("quarry serve /metrics", () => {
       for (const [id, policy] of [["skips", "skip"], ["fails", "fail"]] as const) {
         assert.strictEqual((await call(server, "POST", "/v1/runs", body(id, policy))).status, 202)
       }
+      assert.strictEqual((await call(server, "POST", "/v1/runs", body("waits", "fail"))).status, 202)
+      const cancelled = await call(server, "POST", "/v1/runs/waits/cancel")
+      assert.strictEqual((cancelled.json() as { status: string }).status, "cancelled")
       const skips = await ended(server, "skips") as { status: string; progress: { totalBatches: number } }
       const fails = await ended(server, "fails") as { status: string; progress: { committedBatches: number } }
       assert.strictEqual(skips.status, "completed")
@@ -68,12 +72,15 @@ describe("quarry serve /metrics", () => {
         "quarry_runs_started_total": 2,
         "quarry_runs_ended_total{status=\"completed\"}": 1,
         "quarry_runs_ended_total{status=\"failed\"}": 1,
+        // Cancelled while it waited: it never started, but it ended.
+        "quarry_runs_ended_total{status=\"cancelled\"}": 1,
+        "quarry_runs{status=\"cancelled\"}": 1,
         "quarry_runs{status=\"completed\"}": 1,
         "quarry_runs{status=\"failed\"}": 1,
         "quarry_runs{status=\"running\"}": 0,
         "quarry_active_runs": 0,
         "quarry_queued_runs": 0,
-        "quarry_http_requests_total{method=\"POST\",route=\"/v1/runs\",status=\"202\"}": 2
+        "quarry_http_requests_total{method=\"POST\",route=\"/v1/runs\",status=\"202\"}": 3
       }
       for (const [sample, value] of Object.entries(expected)) {
         assert.strictEqual(values.get(sample), value, sample)
