@@ -58,6 +58,10 @@ describe("quarry serve /metrics", () => {
       assert.isAtLeast(total, 4)
       assert.strictEqual(fails.progress.committedBatches, 2)
 
+      // Paths that are no route share one label value.
+      for (const junk of ["/wp-login.php", "/v1/runs/a/b/c"]) {
+        assert.strictEqual((await call(server, "GET", junk)).status, 404)
+      }
       const metrics = await call(server, "GET", "/metrics")
       assert.strictEqual(metrics.status, 200)
       const values = samples(metrics.text)
@@ -79,6 +83,7 @@ describe("quarry serve /metrics", () => {
         "quarry_runs{status=\"failed\"}": 1,
         "quarry_runs{status=\"running\"}": 0,
         "quarry_active_runs": 0,
+        "quarry_http_requests_total{method=\"GET\",route=\"other\",status=\"404\"}": 2,
         "quarry_queued_runs": 0,
         "quarry_http_requests_total{method=\"POST\",route=\"/v1/runs\",status=\"202\"}": 3
       }

@@ -152,6 +152,14 @@ describe("quarry serve OTLP traces", () => {
         assert.strictEqual(commit!.traceId, execute.traceId)
         assert.isTrue(spans().some((s) => s.name === "Workflow.create" && s.attributes["quarry.run_id"] === "traced"))
         assert.isTrue(spans().some((s) => s.name === "http.server POST"))
+        // Probes and scrapes make no spans; the status reads do.
+        assert.strictEqual((await call(server, "GET", "/livez")).status, 200)
+        assert.strictEqual((await call(server, "GET", "/metrics")).status, 200)
+        const paths = () => spans().map((s) => s.attributes["url.path"]).filter((p) => p !== undefined)
+        await until(() => paths().includes("/v1/runs/traced"), 30_000, "a span of GET /v1/runs/traced")
+        for (const probe of ["/livez", "/readyz", "/startupz", "/healthz", "/metrics"]) {
+          assert.notInclude(paths(), probe)
+        }
         if (protocol === "http/protobuf") assert.include(otlp.received[0]!.body.toString("latin1"), "quarry-test")
       } finally {
         await stop(server)

@@ -9,6 +9,7 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import type * as SqlClient from "@effect/sql/SqlClient"
@@ -78,6 +79,8 @@ export const layer = (
     }))
   )
   const http = HttpApiBuilder.serve(RequestLog.middleware(options.maxBodyBytes)).pipe(
+    // Probes and scrapes arrive every few seconds: no span each (they are counted in the metrics).
+    HttpMiddleware.withTracerDisabledForUrls(["/livez", "/readyz", "/startupz", "/healthz", "/metrics"]),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
     Layer.provide(api),
