@@ -23,6 +23,7 @@ import * as ManyRuns from "./ManyRuns.js"
 import * as MergeScale from "./MergeScale.js"
 import * as Report from "./Report.js"
 import * as ResumeLatency from "./ResumeLatency.js"
+import * as ServiceLoad from "./ServiceLoad.js"
 import * as Stats from "./Stats.js"
 import * as Storage from "./Storage.js"
 
@@ -44,7 +45,12 @@ const benchmarks: ReadonlyArray<Benchmark> = [
   { id: "7", title: "Extractor speed", run: (mode) => ExtractorSpeed.run(ExtractorSpeed.configs[mode]) },
   { id: "8", title: "Chunking speed", run: (mode) => ChunkingSpeed.run(ChunkingSpeed.configs[mode]) },
   { id: "9", title: "CLI start-up", run: (mode) => CliStartup.runStartup(CliStartup.startupConfigs[mode]) },
-  { id: "12", title: "status on a large database", run: (mode) => CliStartup.runStatus(CliStartup.statusConfigs[mode]) }
+  {
+    id: "12",
+    title: "status on a large database",
+    run: (mode) => CliStartup.runStatus(CliStartup.statusConfigs[mode])
+  },
+  { id: "13", title: "Service load", run: (mode) => ServiceLoad.run(ServiceLoad.configs[mode]) }
 ]
 
 /** A section standing for a benchmark that crashed: the document says so rather than leaving it out. */

@@ -10,6 +10,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
+import * as Extractor from "@quarry/core/Extractor"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -23,8 +24,10 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
 import { UsageError } from "./Errors.js"
+import * as Extractors from "./Extractors.js"
 import * as Flags from "./Flags.js"
 import * as Inputs from "./Inputs.js"
+import * as Llm from "./Llm.js"
 import { Output } from "./Output.js"
 import { Settings } from "./Settings.js"
 import * as Store from "./Store.js"
@@ -94,6 +97,22 @@ const fromEnv = <A>(
     Options.withDefault(fallback),
     Options.mapEffect(Flags.validated(check))
   )
+
+/**
+ * The extractors the server runs: the built-in ones, plus `llm` when `QUARRY_LLM_MODEL` is set, built once from the
+ * `QUARRY_LLM_*` environment (bad settings exit 2 before the server listens).
+ */
+const registryLayer = (settings: Settings["Type"]) =>
+  Layer.effect(
+    Extractor.Registry,
+    Effect.flatMap(
+      Config.option(Config.nonEmptyString("QUARRY_LLM_MODEL")).pipe(Effect.orElseSucceed(() => Option.none<string>())),
+      Option.match({
+        onNone: () => Effect.succeed(Extractors.registry(settings)),
+        onSome: () => Extractors.registryFor(settings, Llm.name, { given: [], args: [] })
+      })
+    )
+  ).pipe(Layer.provide(Llm.layerServices))
 
 const options = {
   db: Flags.db,
@@ -170,7 +189,10 @@ export const command = Command.make("serve", options, (flags) =>
     yield* Inputs.checkDatabase(db)
     const startedAt = yield* Clock.currentTimeMillis
     // Loaded here, not at the top: the server (its API reference UI, OpenTelemetry) would slow every other command.
-    const { Admission, Server } = yield* Effect.promise(() => import("@quarry/server"))
+    const { Admission, Server, Tracing } = yield* Effect.promise(() => import("@quarry/server"))
+    const tracing = yield* Tracing.config.pipe(
+      Effect.mapError((error) => new UsageError({ message: `bad OpenTelemetry setting: ${String(error)}` }))
+    )
     const layer = Server.layer({
       host: flags.host,
       port,
@@ -183,8 +205,9 @@ export const command = Command.make("serve", options, (flags) =>
       // Shown on /healthz and in the log: a server URL without its password.
       database: DatabaseUrl.redact(db),
       version: "0.1.0",
-      startedAt
-    }).pipe(Layer.provideMerge(Store.layer(db, settings)))
+      startedAt,
+      tracing: Option.getOrUndefined(tracing)
+    }).pipe(Layer.provide(registryLayer(settings)), Layer.provideMerge(Store.layer(db, settings)))
 
     yield* Effect.scoped(Effect.gen(function*() {
       const context = yield* Layer.build(layer).pipe(
@@ -210,6 +233,9 @@ export const command = Command.make("serve", options, (flags) =>
           `quarry serve: listening on ${url} (database ${DatabaseUrl.redact(db)})`
       )
       const admission = Context.get(context, Admission.Admission)
+      // The default extractor's modules (NLP models) load in the background now, not in the first submission (which
+      // took 4 s under load in the service benchmark).
+      yield* Effect.forkScoped(Effect.ignore(Context.get(context, Extractor.Registry).get(Extractors.defaultName)))
       // Drain before the layer closes: the HTTP server still answers (readyz 503, submissions 503) meanwhile.
       yield* Effect.never.pipe(Effect.onInterrupt(() =>
         Effect.gen(function*() {

@@ -21,6 +21,7 @@ import * as Chunking from "./Chunking.js"
 import * as Compensation from "./Compensation.js"
 import * as CrashPoint from "./CrashPoint.js"
 import * as Deadline from "./Deadline.js"
+import * as EngineMetrics from "./EngineMetrics.js"
 import {
   BudgetExceeded,
   DeadlineExceeded,
@@ -172,6 +173,7 @@ export const create = Effect.fn("Workflow.create")(function*(options: CreateOpti
     Option.none() :
     Option.some(yield* Ontology.parse(options.ontology.text, { format: options.ontology.format }))
   const runId = options.runId ?? (yield* makeRunId)
+  yield* Effect.annotateCurrentSpan("quarry.run_id", runId)
   const batches = Chunking.plan(options.input, chunking)
   return yield* store.createRun({
     id: runId,
@@ -399,6 +401,7 @@ const extract = (x: Execution, batch: Chunking.Batch) =>
         )
     }).pipe(
       Effect.flatMap(Extractor.checkOutput(x.extractor.name, batch.index)),
+      EngineMetrics.trackExtraction(x.extractor.name),
       SkipPolicy.apply(x.run.plan.onBatchError),
       Effect.ensuring(x.budget.settle(batch.index)),
       flushingUsage(x.ledger, batch.index)
@@ -430,7 +433,7 @@ const commit = (x: Execution, batch: Chunking.Batch, result: SkipPolicy.Extracte
       attempts: SkipPolicy.attemptsOf(result.output),
       durationMs: result.durationMs,
       skipped: result.skipped
-    })
+    }).pipe(EngineMetrics.trackCommit(result.skipped !== undefined))
     yield* CrashPoint.hit("commit.beforeEvent", batch.index)
     yield* x.committed.set(checkpoint.committedBatches)
     yield* x.emit({
@@ -576,7 +579,12 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
     // not fire (the lease would expire under a live run) and signals would wait until the run suspends.
     Effect.withScheduler(FairScheduler.make())
   )
-}, (effect, runId) => Effect.annotateLogs(effect, { runId }))
+}, (effect, runId) =>
+  // The run id on this span and on every span under it (exported when tracing is on).
+  Effect.zipRight(Effect.annotateCurrentSpan("quarry.run_id", runId), effect).pipe(
+    Effect.annotateSpans("quarry.run_id", runId),
+    Effect.annotateLogs({ runId })
+  ))
 
 /**
  * The errors `execute` can fail with.

@@ -12,6 +12,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 
@@ -84,6 +85,21 @@ interface Circuit {
 const closed: State = { _tag: "Closed", consecutiveFailures: 0 }
 
 /**
+ * The state of each endpoint's circuit: 0 closed, 1 half-open (a trial call may go), 2 open (calls refused).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const stateMetric = Metric.gauge("quarry_llm_circuit_state", {
+  description: "Circuit breaker state by endpoint: 0 closed, 1 half-open, 2 open"
+})
+
+const stateValue: Record<State["_tag"], number> = { Closed: 0, HalfOpen: 1, Open: 2 }
+
+const recordState = (key: string, state: State) =>
+  Metric.set(Metric.tagged(stateMetric, "endpoint", key), stateValue[state._tag])
+
+/**
  * Builds a breaker with every circuit closed.
  *
  * @since 0.1.0
@@ -107,14 +123,20 @@ export const make: Effect.Effect<CircuitBreaker["Type"]> = Effect.sync(() => {
     if (previous._tag === next._tag) return Effect.void
     const log = next._tag === "Open" ? Effect.logWarning : Effect.logInfo
     return log(`circuit breaker ${previous._tag} -> ${next._tag}`).pipe(
-      Effect.annotateLogs({ endpoint: key, consecutiveFailures: next.consecutiveFailures })
+      Effect.annotateLogs({ endpoint: key, consecutiveFailures: next.consecutiveFailures }),
+      Effect.zipRight(recordState(key, next))
     )
   }
 
   /** Decides, atomically, whether this call may go ahead and whether it is the half-open trial. */
-  const enter = (key: string, settings: Settings) =>
+  const enter = (key: string, settings: Settings): Effect.Effect<{ circuit: Circuit; trial: boolean }, CircuitOpen> =>
     Effect.flatMap(Clock.currentTimeMillis, (now) =>
       Effect.suspend(() => {
+        // An endpoint's series exists from its first call, so that alerts see it closed before it ever opens.
+        if (!circuits.has(key)) {
+          circuitFor(key)
+          return Effect.zipRight(recordState(key, closed), enter(key, settings))
+        }
         const circuit = circuitFor(key)
         const state = circuit.state
         switch (state._tag) {

@@ -394,13 +394,26 @@ const toUsage = (u: MutableUsage): Extractor.Usage =>
     { requests: u.requests, promptTokens: u.promptTokens, completionTokens: u.completionTokens } :
     { requests: u.requests, promptTokens: u.promptTokens, completionTokens: u.completionTokens, costUsd: u.costUsd }
 
-const requestsMetric = Metric.counter("quarry_llm_requests", { description: "Chat Completions requests sent" })
-const promptTokensMetric = Metric.counter("quarry_llm_prompt_tokens", { description: "prompt tokens used" })
-const completionTokensMetric = Metric.counter("quarry_llm_completion_tokens", {
-  description: "completion tokens used"
+// Counters (OpenTelemetry sums, `_total` in Prometheus), by endpoint: a few series per configured endpoint.
+const requestsMetric = Metric.counter("quarry_llm_requests_total", {
+  description: "Chat Completions requests sent",
+  incremental: true
 })
-const droppedMetric = Metric.counter("quarry_llm_dropped_mentions", {
-  description: "entity and relation mentions dropped because they are not in the batch text"
+const promptTokensMetric = Metric.counter("quarry_llm_prompt_tokens_total", {
+  description: "Prompt tokens used",
+  incremental: true
+})
+const completionTokensMetric = Metric.counter("quarry_llm_completion_tokens_total", {
+  description: "Completion tokens used",
+  incremental: true
+})
+const costMetric = Metric.counter("quarry_llm_cost_usd_total", {
+  description: "Cost of the requests in US dollars, from the configured prices (requests of unpriced models add 0)",
+  incremental: true
+})
+const droppedMetric = Metric.counter("quarry_llm_dropped_mentions_total", {
+  description: "Entity and relation mentions dropped because they are not in the batch text",
+  incremental: true
 })
 
 const clamp01 = (n: number) => Number.isFinite(n) ? Math.min(1, Math.max(0, n)) : 0.5
@@ -556,6 +569,7 @@ export const make = (
       requests: Metric.tagged(requestsMetric, "endpoint", s.key),
       promptTokens: Metric.tagged(promptTokensMetric, "endpoint", s.key),
       completionTokens: Metric.tagged(completionTokensMetric, "endpoint", s.key),
+      cost: Metric.tagged(costMetric, "endpoint", s.key),
       dropped: Metric.tagged(droppedMetric, "endpoint", s.key)
     }
 
@@ -575,7 +589,8 @@ export const make = (
         ledger.record(attempt),
         Metric.update(metrics.requests, 1),
         Metric.update(metrics.promptTokens, prompt),
-        Metric.update(metrics.completionTokens, completion)
+        Metric.update(metrics.completionTokens, completion),
+        Metric.update(metrics.cost, Option.getOrElse(cost, () => 0))
       ], { discard: true })
     }
 

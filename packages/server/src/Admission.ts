@@ -284,8 +284,16 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
   )
 
   const cancel = Effect.fn("Admission.cancel")(function*(runId: RunId) {
-    yield* Ref.update(queue, (entries) => entries.filter((e) => e.runId !== runId))
-    return yield* manager.cancel(runId).pipe(Effect.tap(() => PubSub.publish(changes, runId)))
+    const wasQueued = yield* Ref.modify(
+      queue,
+      (entries) => [entries.some((e) => e.runId === runId), entries.filter((e) => e.runId !== runId)] as const
+    )
+    const run = yield* manager.cancel(runId).pipe(Effect.tap(() => PubSub.publish(changes, runId)))
+    // A run cancelled while it waited never started here, but it ended here: count it with the others.
+    if (wasQueued && run.status === "cancelled") {
+      yield* Metric.increment(Metric.tagged(Metrics.runsEnded, "status", "cancelled"))
+    }
+    return run
   })
 
   const position = (runId: RunId) =>

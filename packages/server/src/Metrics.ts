@@ -68,12 +68,37 @@ export const httpDuration = Metric.histogram(
 )
 
 /**
- * The route of a request path, with run ids replaced (bounded label values).
+ * The paths of the server's fixed routes.
  *
  * @since 0.1.0
  * @category metrics
  */
-export const routeOf = (path: string): string => path.replace(/^\/v1\/runs\/[^/]+/, "/v1/runs/{id}")
+export const fixedRoutes: ReadonlySet<string> = new Set([
+  "/",
+  "/livez",
+  "/readyz",
+  "/startupz",
+  "/healthz",
+  "/metrics",
+  "/openapi.json",
+  "/docs",
+  "/v1/runs"
+])
+
+const runRoute = /^\/v1\/runs\/[^/]+(\/(?:cancel|resume|artifact|events))?$/
+
+/**
+ * The route of a request path as a label value: run ids become `{id}`, and any path that is not a route (a scanner's
+ * `/wp-login.php`, a typo) is `other`, so that no request can create a series of its own.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const routeOf = (path: string): string => {
+  if (fixedRoutes.has(path)) return path
+  const run = runRoute.exec(path)
+  return run === null ? "other" : `/v1/runs/{id}${run[1] ?? ""}`
+}
 
 /**
  * The scrape endpoint's source.

@@ -1,8 +1,8 @@
 /**
  * The service as a layer: admission over the workflow manager, the API handlers with bearer auth, the OpenAPI
- * document (`/openapi.json`), the API reference UI (`/docs`, served from the package, no CDN), the web dashboard (`/`)
- * and the Node HTTP
- * server. Closing the layer drains: the runs are interrupted (recorded `interrupted`) before the HTTP server and the
+ * document (`/openapi.json`), the API reference UI (`/docs`, served from the package, no CDN), the web dashboard (`/`),
+ * the Node HTTP server, and the OTLP trace exporter when configured. Closing the layer drains: the runs are
+ * interrupted (recorded `interrupted`) before the HTTP server and the
  * database close.
  *
  * @since 0.1.0
@@ -10,6 +10,7 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import type * as SqlClient from "@effect/sql/SqlClient"
@@ -26,6 +27,7 @@ import * as Dashboard from "./Dashboard.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
 import * as RequestLog from "./RequestLog.js"
+import * as Tracing from "./Tracing.js"
 
 /**
  * Options of the server.
@@ -48,6 +50,8 @@ export interface Options extends Admission.Options {
   readonly pollMs?: number | undefined
   /** How often an event stream sends a heartbeat comment (default 15 s). */
   readonly heartbeatMs?: number | undefined
+  /** Export traces over OTLP (`Tracing.config` reads them from the environment); none when unset. */
+  readonly tracing?: Tracing.Settings | undefined
 }
 
 /**
@@ -77,11 +81,17 @@ export const layer = (
     }))
   )
   const http = HttpApiBuilder.serve(RequestLog.middleware(options.maxBodyBytes)).pipe(
+    // Probes and scrapes arrive every few seconds: no span each (they are counted in the metrics).
+    HttpMiddleware.withTracerDisabledForUrls(["/livez", "/readyz", "/startupz", "/healthz", "/metrics"]),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
     Layer.provide(Dashboard.layer),
     Layer.provide(api),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
   )
-  return http.pipe(Layer.provideMerge(Admission.layer(options)))
+  // The tracer is installed first, so that the fibers of admission and of the HTTP server start with it.
+  return http.pipe(
+    Layer.provideMerge(Admission.layer(options)),
+    Layer.provide(options.tracing === undefined ? Layer.empty : Tracing.layerExporter(options.tracing, options.version))
+  )
 }
