@@ -117,7 +117,16 @@ const options = {
     "The run's id: 1 to 128 of A-Z a-z 0-9 . _ - (default: run-<date>-<time>-<random>).",
     (raw) => decodeRunId(raw)
   ),
-  chunking: optionalText("chunking", "chars|sentences", "How the text is cut into chunks (default chars)."),
+  chunking: Flags.checked(
+    "chunking",
+    "chars|sentences",
+    "How the text is cut into chunks: fixed character windows, or whole sentences up to --window characters " +
+      "(default chars).",
+    (raw) =>
+      Schema.is(Chunking.Strategy)(raw) ?
+        Effect.succeed(raw) :
+        new UsageError({ message: `chunking strategy "${raw}" is unknown; use "chars" or "sentences"` })
+  ),
   window: Flags.number(
     "window",
     "Chunk size: characters (chars) or a character budget (sentences); default 1000.",
