@@ -262,6 +262,27 @@ describe("the npm packages", () => {
     }
   })
 
+  it("without better-sqlite3's native build, quarry says how to build it", async () => {
+    // What a global install or npx with npm 11.19+ leaves behind unless given --allow-scripts=better-sqlite3.
+    const binding = path.join(app, "node_modules/better-sqlite3/build/Release/better_sqlite3.node")
+    fs.renameSync(binding, `${binding}.aside`)
+    try {
+      const result = await exec("npx", [
+        "--no-install",
+        "quarry",
+        "start",
+        path.join(texts, "minimal-single-sentence.txt"),
+        "--db",
+        path.join(app, "unbuilt.db")
+      ], app)
+      assert.strictEqual(result.code, 3, result.stderr)
+      assert.include(result.stderr, "native module (better-sqlite3) is not built")
+      assert.include(result.stderr, "npm rebuild better-sqlite3")
+    } finally {
+      fs.renameSync(`${binding}.aside`, binding)
+    }
+  })
+
   it("a TypeScript program composes @quarry/core's layers against the published .d.ts and runs", async () => {
     fs.writeFileSync(path.join(app, "main.ts"), program(path.join(app, "lib.db"), path.join(app, "lib.ttl")))
     fs.writeFileSync(path.join(app, "tsconfig.json"), JSON.stringify(tsconfig))

@@ -108,6 +108,22 @@ const maxInputBytes = (flag: Option.Option<number>) =>
       )
   })
 
+/** `--ontology FILE`, read and parsed: refused when unreadable, malformed, or without classes. */
+const readOntology = (file: string, maxBytes: number) =>
+  Effect.gen(function*() {
+    const text = yield* Inputs.readTextFile(file, "ontology", maxBytes)
+    const format = path.extname(file).slice(1) || undefined
+    const parsed = yield* Ontology.parse(text, { source: file, format })
+    // Nothing could be typed by it: every mention would be dropped, silently.
+    if (parsed.classes.length === 0) {
+      return yield* new UsageError({
+        message: `ontology ${file} declares no classes (no rdfs:Class or owl:Class), so nothing could be ` +
+          `extracted with it; pass an ontology with classes, or leave --ontology out for the built-in one`
+      })
+    }
+    return { text, format }
+  })
+
 const options = {
   input: Args.text({ name: "input" }).pipe(Args.withDescription("The UTF-8 text file to extract from.")),
   db: Flags.db,
@@ -232,19 +248,7 @@ export const command = Command.make("start", options, (flags) =>
     const maxBytes = yield* maxInputBytes(flags.maxInputSize)
     // Files: the input, the ontology, the database's location, the artifact's location.
     const input = yield* Inputs.readTextFile(flags.input, "input file", maxBytes)
-    const ontology = yield* Effect.transposeOption(Option.map(flags.ontology, (file) =>
-      Effect.gen(function*() {
-        const text = yield* Inputs.readTextFile(file, "ontology", maxBytes)
-        const parsed = yield* Ontology.parse(text, { source: file, format: path.extname(file).slice(1) || undefined })
-        // Nothing could be typed by it: every mention would be dropped, silently.
-        if (parsed.classes.length === 0) {
-          return yield* new UsageError({
-            message: `ontology ${file} declares no classes (no rdfs:Class or owl:Class), so nothing could be ` +
-              `extracted with it; pass an ontology with classes, or leave --ontology out for the built-in one`
-          })
-        }
-        return { text, format: path.extname(file).slice(1) || undefined }
-      })))
+    const ontology = yield* Effect.transposeOption(Option.map(flags.ontology, (file) => readOntology(file, maxBytes)))
     // A run without --ontology is planned with the built-in one (stored with the run like any other).
     const ontologySource = Option.getOrElse(ontology, () => ({ text: DefaultOntology.turtle, format: "turtle" }))
     yield* Inputs.checkDatabase(db)
