@@ -61,7 +61,11 @@ describe("quarry --help", () => {
     assert.deepStrictEqual(optionBlock(help.stdout, "--window"), [
       "Chunk size: characters (chars) or a character budget (sentences); default 1000."
     ])
+    // Each value's type in its name: a choice lists its values, a number its range.
     assert.match(help.stdout, /^--chunking chars\|sentences$/m)
+    assert.match(help.stdout, /^--temperature 0\.\.2$/m)
+    assert.match(help.stdout, /^--max-output-tokens N$/m)
+    assert.match(help.stdout, /^--deadline DURATION$/m)
   })
 
   it("every command's help has a description and no filler", async () => {

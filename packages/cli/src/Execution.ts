@@ -56,6 +56,293 @@ const tagOf = (u: unknown): string | undefined =>
 
 const messageOf = (u: unknown): string => u instanceof Error ? u.message : String(u)
 
+/** What the reporting of one execution shares: where it writes, what it knows so far, how to resume. */
+interface Reporter {
+  readonly runId: RunId
+  readonly options: ExecutionOptions
+  readonly output: Output["Type"]
+  readonly store: RunStore["Type"]
+  readonly startedAt: number
+  readonly extractorArgs: ReadonlyArray<string>
+  readonly limitArgs: ReadonlyArray<string>
+  /** The command that resumes the run, with the same limits: a resume without them would run unbounded. */
+  readonly hint: string
+  readonly state: {
+    started: boolean
+    total: number
+    committed: number
+    atStart: number
+    entities: number
+    lastDraw: number
+  }
+}
+
+const makeReporter = (runId: RunId, options: ExecutionOptions) =>
+  Effect.gen(function*() {
+    const extractorArgs = options.extractorArgs ?? []
+    const limitArgs = options.limits?.args ?? []
+    const reporter: Reporter = {
+      runId,
+      options,
+      output: yield* Output,
+      store: yield* RunStore,
+      startedAt: yield* Clock.currentTimeMillis,
+      extractorArgs,
+      limitArgs,
+      hint: Flags.resumeCommand(runId, options.db, [...extractorArgs, ...limitArgs]),
+      state: { started: false, total: 0, committed: 0, atStart: 0, entities: 0, lastDraw: 0 }
+    }
+    return reporter
+  })
+
+/** A JSON-lines event (with `--json` only). */
+const emit = (r: Reporter, event: Events.EventName, fields: Readonly<Record<string, unknown>> = {}) =>
+  r.options.json ?
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      r.output.out(Events.encode(event, now, { runId: r.runId, ...fields }))) :
+    Effect.void
+
+/** The live status line (on a terminal, without `--json`). */
+const status = (r: Reporter, line: string) =>
+  r.options.json ? Effect.void : Option.match(r.output.status, { onNone: () => Effect.void, onSome: (f) => f(line) })
+
+/** Redraws the progress line, at most every 100 ms unless `force`. */
+const draw = (r: Reporter, force: boolean) =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    if (!force && now - r.state.lastDraw < 100) return
+    r.state.lastDraw = now
+    yield* status(
+      r,
+      Events.progressLine({
+        committed: r.state.committed,
+        total: r.state.total,
+        committedAtStart: r.state.atStart,
+        elapsedMs: now - r.startedAt,
+        entityMentions: r.state.entities
+      })
+    )
+  })
+
+const current = (r: Reporter) => r.store.getRun(r.runId).pipe(Effect.option)
+
+const progressOf = (r: Reporter, run: Option.Option<Run>) =>
+  Option.match(run, {
+    onNone: () => `${r.state.committed}/${r.state.total}`,
+    onSome: (run) => `${run.committedBatches}/${run.plan.totalBatches}`
+  })
+
+const progressFields = (run: Option.Option<Run>) =>
+  Option.match(run, { onNone: () => ({}), onSome: Events.progressJson })
+
+/** `RunStarted`: the `run.started` event, and on stderr what this execution will do. */
+const runStarted = (r: Reporter, event: Extract<Workflow.WorkflowEvent, { _tag: "RunStarted" }>) => {
+  r.state.started = true
+  r.state.total = event.totalBatches
+  r.state.committed = event.committedBatches
+  r.state.atStart = event.committedBatches
+  return Effect.gen(function*() {
+    const run = yield* current(r)
+    r.state.entities = Option.match(run, { onNone: () => 0, onSome: (run) => run.entityMentions })
+    const retrySkipped = r.options.retrySkipped === true
+    const retrying = retrySkipped ? Option.match(run, { onNone: () => 0, onSome: (run) => run.skippedBatches }) : 0
+    yield* emit(r, "run.started", {
+      db: DatabaseUrl.redact(r.options.db),
+      totalBatches: event.totalBatches,
+      committedBatches: event.committedBatches,
+      ...(retrySkipped ? { retryingSkippedBatches: retrying } : {}),
+      ...Option.match(run, {
+        onNone: () => ({}),
+        onSome: (run) => ({ output: { path: run.plan.outputPath, format: run.plan.outputFormat } })
+      })
+    })
+    if (!r.options.json) {
+      yield* r.output.err(
+        retrying > 0 ?
+          `quarry: run ${r.runId}: retrying ${Events.plural(retrying, "skipped batch", "skipped batches")}` :
+          event.committedBatches === 0 ?
+          `quarry: run ${r.runId}: ${Events.plural(event.totalBatches, "batch", "batches")}` :
+          `quarry: run ${r.runId}: resuming at batch ${event.committedBatches}/${event.totalBatches}`
+      )
+    }
+    yield* draw(r, true)
+  })
+}
+
+/** The workflow's progress events as events and the progress line. */
+const onEvent = (r: Reporter) => (event: Workflow.WorkflowEvent): Effect.Effect<void> => {
+  switch (event._tag) {
+    case "RunStarted":
+      return runStarted(r, event)
+    case "BatchCommitted":
+      r.state.committed = event.committedBatches
+      r.state.entities = event.entityMentions
+      return Effect.zipRight(
+        emit(r, "batch.committed", {
+          batchIndex: event.batchIndex,
+          committedBatches: event.committedBatches,
+          totalBatches: event.totalBatches,
+          entityMentions: event.entityMentions,
+          relations: event.relations
+        }),
+        draw(r, event.committedBatches === event.totalBatches)
+      )
+    case "MergeStarted":
+      return Effect.zipRight(
+        emit(r, "merge.started"),
+        status(r, `merging ${Events.plural(r.state.total, "batch", "batches")}...`)
+      )
+  }
+}
+
+/** A signal stopped the run: say where it stopped and how to resume it. */
+const interrupted = (r: Reporter) =>
+  Effect.gen(function*() {
+    if (r.options.shutdownDelayMs !== undefined) yield* Effect.sleep(r.options.shutdownDelayMs)
+    yield* status(r, "")
+    const run = yield* current(r)
+    yield* emit(r, "run.interrupted", { ...progressFields(run), resume: r.hint })
+    yield* r.output.err(
+      `quarry: run ${r.runId} interrupted after ${progressOf(r, run)} batches; every committed batch is kept. ` +
+        `Resume it with: ${r.hint}`
+    )
+  })
+
+/** The run completed (now, or before this execution): the `run.completed` event or the summary lines. */
+const completed = (r: Reporter) => (run: Run) =>
+  Effect.gen(function*() {
+    yield* status(r, "")
+    const now = yield* Clock.currentTimeMillis
+    const artifact = Option.getOrUndefined(run.artifact)
+    const manifest = artifact !== undefined && run.skippedBatches > 0 ? Merge.manifestPath(artifact.path) : undefined
+    yield* emit(r, "run.completed", {
+      ...Events.progressJson(run),
+      durationMs: now - r.startedAt,
+      alreadyCompleted: !r.state.started,
+      artifact: artifact === undefined ? null : Events.artifactJson(artifact),
+      manifest: manifest ?? null
+    })
+    if (r.options.json) return run
+    const counts = `${run.committedBatches}/${run.plan.totalBatches} batches, ${run.entityMentions} entity mentions, ` +
+      `${run.relations} relations`
+    yield* r.output.out(
+      r.state.started ?
+        `run ${r.runId} completed: ${counts} in ${Events.formatDuration(now - r.startedAt)}` :
+        `run ${r.runId} was already completed: ${counts}`
+    )
+    if (artifact !== undefined) {
+      yield* r.output.out(
+        `artifact ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
+      )
+    }
+    if (run.usage.requests > 0) yield* r.output.out(`usage ${Events.usageText(run.usage)}`)
+    if (manifest !== undefined) {
+      yield* r.output.out(
+        `${Events.plural(run.skippedBatches, "batch was", "batches were")} skipped (--on-batch-error skip), ` +
+          `so the artifact is partial; they are listed in ${manifest}. Retry them with: ` +
+          `${Flags.resumeCommand(r.runId, r.options.db, [...r.extractorArgs, ...r.limitArgs, "--retry-skipped"])}`
+      )
+    }
+    return run
+  })
+
+/** `quarry cancel` stopped the run (exit 5). */
+const cancelled = (r: Reporter, run: Option.Option<Run>) =>
+  Effect.gen(function*() {
+    yield* emit(r, "run.cancelled", { ...progressFields(run), resume: r.hint })
+    return yield* new Errors.RunEnded({
+      exitCode: ExitCode.cancelled,
+      message: `run ${r.runId} was cancelled after ${progressOf(r, run)} batches (quarry cancel); every ` +
+        `committed batch is kept. Resume it with: ${r.hint}`
+    })
+  })
+
+/** The run stopped before its next batch would go over `--max-cost` or `--max-tokens` (exit 1). */
+const overBudget = (r: Reporter, run: Option.Option<Run>, reason: string, error: BudgetExceeded) =>
+  Effect.gen(function*() {
+    const flag = error.limit === "cost" ? "--max-cost" : "--max-tokens"
+    const resume = Flags.resumeCommand(r.runId, r.options.db, [
+      ...r.extractorArgs,
+      ...Flags.withoutOption(r.limitArgs, flag),
+      flag,
+      error.limit === "cost" ? "<USD>" : "<N>"
+    ])
+    const [spent, max] = error.limit === "cost" ?
+      [`$${error.spent.toFixed(4)}`, `$${error.max}`] :
+      [`${error.spent} tokens`, `${error.max} tokens`]
+    yield* emit(r, "run.failed", {
+      ...progressFields(run),
+      reason,
+      error: messageOf(error),
+      budget: { limit: error.limit, spent: error.spent, max: error.max },
+      resume
+    })
+    return yield* new Errors.RunEnded({
+      exitCode: ExitCode.runFailed,
+      message: `run ${r.runId} stopped after ${progressOf(r, run)} batches before exceeding its budget: spent ` +
+        `${spent} of ${flag} ${max}, and the next batch would go over. Every committed batch is kept; resume ` +
+        `it with a higher budget: ${resume}`
+    })
+  })
+
+/** The run reached `--deadline` (exit 1). */
+const pastDeadline = (r: Reporter, run: Option.Option<Run>, reason: string, error: DeadlineExceeded) =>
+  Effect.gen(function*() {
+    const resume = Flags.resumeCommand(r.runId, r.options.db, [
+      ...r.extractorArgs,
+      ...Flags.withoutOption(r.limitArgs, "--deadline")
+    ])
+    yield* emit(r, "run.failed", {
+      ...progressFields(run),
+      reason,
+      error: messageOf(error),
+      deadlineMs: error.deadlineMs,
+      resume
+    })
+    return yield* new Errors.RunEnded({
+      exitCode: ExitCode.runFailed,
+      message: `run ${r.runId} stopped at its deadline (${Events.formatDuration(error.deadlineMs)}) after ` +
+        `${progressOf(r, run)} batches. Every committed batch is kept; resume it (with a longer --deadline, or ` +
+        `none): ${resume}`
+    })
+  })
+
+/** Any other failure (exit 1). */
+const failed = (r: Reporter, run: Option.Option<Run>, reason: string, error: unknown) =>
+  Effect.gen(function*() {
+    // A full or read-only disk can also refuse the record of the failure: the lease then has to run out.
+    const unrecorded = Option.exists(run, (run) => run.status === "running")
+    yield* emit(r, "run.failed", {
+      ...progressFields(run),
+      reason,
+      error: messageOf(error),
+      ...(unrecorded ? { recorded: false } : {}),
+      resume: r.hint
+    })
+    return yield* new Errors.RunEnded({
+      exitCode: ExitCode.runFailed,
+      message: `run ${r.runId} failed after ${progressOf(r, run)} batches: ${messageOf(error)}. Every committed ` +
+        `batch is kept; ${
+          unrecorded ?
+            "the failure could not be recorded, so the run still shows running until its lease expires; " :
+            ""
+        }fix the cause, then resume it with: ${r.hint}`
+    })
+  })
+
+/** The run ended without completing: report it with the command that resumes it, as `RunEnded`. */
+const ended = (r: Reporter) => (error: unknown): Effect.Effect<never, Errors.RunEnded> =>
+  Effect.gen(function*() {
+    yield* status(r, "")
+    const run = yield* current(r)
+    if (tagOf(error) === "RunCancelled") return yield* cancelled(r, run)
+    // The reason the run was recorded with (budget, deadline, the error's tag, defect).
+    const reason = Option.getOrElse(Option.flatMap(run, (run) => run.failureReason), () => tagOf(error) ?? "defect")
+    if (error instanceof BudgetExceeded) return yield* overBudget(r, run, reason, error)
+    if (error instanceof DeadlineExceeded) return yield* pastDeadline(r, run, reason, error)
+    return yield* failed(r, run, reason, error)
+  })
+
 /**
  * Executes a stored run to its end and reports it. Fails with `CommandFailed` (exit 1 or 5) when the run failed or
  * was cancelled, after printing how to resume it; an interruption (signal) records the run `interrupted`, prints
@@ -66,260 +353,25 @@ const messageOf = (u: unknown): string => u instanceof Error ? u.message : Strin
  */
 export const execute = (runId: RunId, options: ExecutionOptions) =>
   Effect.gen(function*() {
-    const output = yield* Output
-    const store = yield* RunStore
-    const extractorArgs = options.extractorArgs ?? []
-    const limitArgs = options.limits?.args ?? []
-    // The same limits again: a resume without them would run unbounded.
-    const hint = Flags.resumeCommand(runId, options.db, [...extractorArgs, ...limitArgs])
-    const startedAt = yield* Clock.currentTimeMillis
-    const state = { started: false, total: 0, committed: 0, atStart: 0, entities: 0, lastDraw: 0 }
-
-    const emit = (event: Events.EventName, fields: Readonly<Record<string, unknown>> = {}) =>
-      options.json ?
-        Effect.flatMap(Clock.currentTimeMillis, (now) => output.out(Events.encode(event, now, { runId, ...fields }))) :
-        Effect.void
-
-    const status = (line: string) =>
-      options.json ? Effect.void : Option.match(output.status, { onNone: () => Effect.void, onSome: (f) => f(line) })
-
-    const draw = (force: boolean) =>
-      Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        if (!force && now - state.lastDraw < 100) return
-        state.lastDraw = now
-        yield* status(Events.progressLine({
-          committed: state.committed,
-          total: state.total,
-          committedAtStart: state.atStart,
-          elapsedMs: now - startedAt,
-          entityMentions: state.entities
-        }))
-      })
-
-    const onEvent = (event: Workflow.WorkflowEvent): Effect.Effect<void> => {
-      switch (event._tag) {
-        case "RunStarted": {
-          state.started = true
-          state.total = event.totalBatches
-          state.committed = event.committedBatches
-          state.atStart = event.committedBatches
-          return Effect.gen(function*() {
-            const run = yield* store.getRun(runId).pipe(Effect.option)
-            state.entities = Option.match(run, { onNone: () => 0, onSome: (r) => r.entityMentions })
-            const retrying = options.retrySkipped === true ?
-              Option.match(run, { onNone: () => 0, onSome: (r) => r.skippedBatches }) :
-              0
-            const out = Option.match(run, {
-              onNone: () => ({}),
-              onSome: (r) => ({ output: { path: r.plan.outputPath, format: r.plan.outputFormat } })
-            })
-            yield* emit("run.started", {
-              db: DatabaseUrl.redact(options.db),
-              totalBatches: event.totalBatches,
-              committedBatches: event.committedBatches,
-              ...(options.retrySkipped === true ? { retryingSkippedBatches: retrying } : {}),
-              ...out
-            })
-            if (!options.json) {
-              yield* output.err(
-                retrying > 0 ?
-                  `quarry: run ${runId}: retrying ${Events.plural(retrying, "skipped batch", "skipped batches")}` :
-                  event.committedBatches === 0 ?
-                  `quarry: run ${runId}: ${Events.plural(event.totalBatches, "batch", "batches")}` :
-                  `quarry: run ${runId}: resuming at batch ${event.committedBatches}/${event.totalBatches}`
-              )
-            }
-            yield* draw(true)
-          })
-        }
-        case "BatchCommitted":
-          state.committed = event.committedBatches
-          state.entities = event.entityMentions
-          return Effect.zipRight(
-            emit("batch.committed", {
-              batchIndex: event.batchIndex,
-              committedBatches: event.committedBatches,
-              totalBatches: event.totalBatches,
-              entityMentions: event.entityMentions,
-              relations: event.relations
-            }),
-            draw(event.committedBatches === event.totalBatches)
-          )
-        case "MergeStarted":
-          return Effect.zipRight(
-            emit("merge.started"),
-            status(`merging ${Events.plural(state.total, "batch", "batches")}...`)
-          )
-      }
-    }
-
-    const current = store.getRun(runId).pipe(Effect.option)
-    const progressOf = (run: Option.Option<Run>) =>
-      Option.match(run, {
-        onNone: () => `${state.committed}/${state.total}`,
-        onSome: (r) => `${r.committedBatches}/${r.plan.totalBatches}`
-      })
-
-    const interrupted = Effect.gen(function*() {
-      if (options.shutdownDelayMs !== undefined) yield* Effect.sleep(options.shutdownDelayMs)
-      yield* status("")
-      const run = yield* current
-      yield* emit("run.interrupted", {
-        ...Option.match(run, { onNone: () => ({}), onSome: Events.progressJson }),
-        resume: hint
-      })
-      yield* output.err(
-        `quarry: run ${runId} interrupted after ${progressOf(run)} batches; every committed batch is kept. ` +
-          `Resume it with: ${hint}`
-      )
-    })
-
-    const completed = (run: Run) =>
-      Effect.gen(function*() {
-        yield* status("")
-        const now = yield* Clock.currentTimeMillis
-        const artifact = Option.getOrUndefined(run.artifact)
-        const manifest = artifact !== undefined && run.skippedBatches > 0 ?
-          Merge.manifestPath(artifact.path) :
-          undefined
-        yield* emit("run.completed", {
-          ...Events.progressJson(run),
-          durationMs: now - startedAt,
-          alreadyCompleted: !state.started,
-          artifact: artifact === undefined ? null : Events.artifactJson(artifact),
-          manifest: manifest ?? null
-        })
-        if (options.json) return run
-        yield* output.out(
-          state.started ?
-            `run ${runId} completed: ${run.committedBatches}/${run.plan.totalBatches} batches, ` +
-            `${run.entityMentions} entity mentions, ${run.relations} relations in ${
-              Events.formatDuration(now - startedAt)
-            }` :
-            `run ${runId} was already completed: ${run.committedBatches}/${run.plan.totalBatches} batches, ` +
-            `${run.entityMentions} entity mentions, ${run.relations} relations`
-        )
-        if (artifact !== undefined) {
-          yield* output.out(
-            `artifact ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
-          )
-        }
-        if (run.usage.requests > 0) yield* output.out(`usage ${Events.usageText(run.usage)}`)
-        if (manifest !== undefined) {
-          yield* output.out(
-            `${Events.plural(run.skippedBatches, "batch was", "batches were")} skipped (--on-batch-error skip), ` +
-              `so the artifact is partial; they are listed in ${manifest}. Retry them with: ` +
-              `${Flags.resumeCommand(runId, options.db, [...extractorArgs, ...limitArgs, "--retry-skipped"])}`
-          )
-        }
-        return run
-      })
-
-    const ended = (error: unknown) =>
-      Effect.gen(function*() {
-        yield* status("")
-        const run = yield* current
-        if (tagOf(error) === "RunCancelled") {
-          yield* emit("run.cancelled", {
-            ...Option.match(run, { onNone: () => ({}), onSome: Events.progressJson }),
-            resume: hint
-          })
-          return yield* new Errors.RunEnded({
-            exitCode: ExitCode.cancelled,
-            message: `run ${runId} was cancelled after ${progressOf(run)} batches (quarry cancel); every ` +
-              `committed batch is kept. Resume it with: ${hint}`
-          })
-        }
-        // The reason the run was recorded with (budget, deadline, the error's tag, defect).
-        const reason = Option.getOrElse(
-          Option.flatMap(run, (r) => r.failureReason),
-          () => tagOf(error) ?? "defect"
-        )
-        const progress = Option.match(run, { onNone: () => ({}), onSome: Events.progressJson })
-        if (error instanceof BudgetExceeded) {
-          const flag = error.limit === "cost" ? "--max-cost" : "--max-tokens"
-          const others = Flags.withoutOption(limitArgs, flag)
-          const resume = Flags.resumeCommand(runId, options.db, [
-            ...extractorArgs,
-            ...others,
-            flag,
-            error.limit === "cost" ? "<USD>" : "<N>"
-          ])
-          const [spent, max] = error.limit === "cost" ?
-            [`$${error.spent.toFixed(4)}`, `$${error.max}`] :
-            [`${error.spent} tokens`, `${error.max} tokens`]
-          yield* emit("run.failed", {
-            ...progress,
-            reason,
-            error: messageOf(error),
-            budget: { limit: error.limit, spent: error.spent, max: error.max },
-            resume
-          })
-          return yield* new Errors.RunEnded({
-            exitCode: ExitCode.runFailed,
-            message: `run ${runId} stopped after ${progressOf(run)} batches before exceeding its budget: spent ` +
-              `${spent} of ${flag} ${max}, and the next batch would go over. Every committed batch is kept; resume ` +
-              `it with a higher budget: ${resume}`
-          })
-        }
-        if (error instanceof DeadlineExceeded) {
-          const resume = Flags.resumeCommand(runId, options.db, [
-            ...extractorArgs,
-            ...Flags.withoutOption(limitArgs, "--deadline")
-          ])
-          yield* emit("run.failed", {
-            ...progress,
-            reason,
-            error: messageOf(error),
-            deadlineMs: error.deadlineMs,
-            resume
-          })
-          return yield* new Errors.RunEnded({
-            exitCode: ExitCode.runFailed,
-            message: `run ${runId} stopped at its deadline (${Events.formatDuration(error.deadlineMs)}) after ` +
-              `${progressOf(run)} batches. Every committed batch is kept; resume it (with a longer --deadline, or ` +
-              `none): ${resume}`
-          })
-        }
-        // A full or read-only disk can also refuse the record of the failure: the lease then has to run out.
-        const unrecorded = Option.exists(run, (r) => r.status === "running")
-        yield* emit("run.failed", {
-          ...progress,
-          reason,
-          error: messageOf(error),
-          ...(unrecorded ? { recorded: false } : {}),
-          resume: hint
-        })
-        return yield* new Errors.RunEnded({
-          exitCode: ExitCode.runFailed,
-          message: `run ${runId} failed after ${progressOf(run)} batches: ${messageOf(error)}. Every committed ` +
-            `batch is kept; ${
-              unrecorded ?
-                "the failure could not be recorded, so the run still shows running until its lease expires; " :
-                ""
-            }fix the cause, then resume it with: ${hint}`
-        })
-      })
-
+    const r = yield* makeReporter(runId, options)
     return yield* Workflow.execute(runId, {
       leaseMs: options.leaseMs,
-      onEvent,
+      onEvent: onEvent(r),
       budget: options.limits?.budget,
       deadlineMs: options.limits?.deadlineMs,
       retrySkipped: options.retrySkipped
     }).pipe(
-      Effect.onInterrupt(() => interrupted),
+      Effect.onInterrupt(() => interrupted(r)),
       Effect.catchAllCause((cause): Effect.Effect<never, Workflow.ExecuteError | Errors.RunEnded> => {
         if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
         const failure = Cause.failureOption(cause)
         if (Option.isSome(failure)) {
-          return beforeClaim.has(tagOf(failure.value) ?? "") ? Effect.fail(failure.value) : ended(failure.value)
+          return beforeClaim.has(tagOf(failure.value) ?? "") ? Effect.fail(failure.value) : ended(r)(failure.value)
         }
         // The stack trace only at debug level (--log-level debug): the message below says what happened.
-        return Effect.zipRight(Effect.logDebug("the run died", cause), ended(Cause.squash(cause)))
+        return Effect.zipRight(Effect.logDebug("the run died", cause), ended(r)(Cause.squash(cause)))
       }),
-      Effect.flatMap(completed)
+      Effect.flatMap(completed(r))
     )
   })
 

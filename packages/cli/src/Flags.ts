@@ -14,7 +14,8 @@ import * as Inputs from "./Inputs.js"
 import { Settings } from "./Settings.js"
 
 /**
- * An optional option with a text value (numbers too: they are checked by the command, with specific messages).
+ * An optional option with a text value: a name, or a path the command checks itself when it opens it ("ontology X
+ * does not exist; check the path", "... is a directory"), which @effect/cli's `Options.file` would say more vaguely.
  *
  * @since 0.1.0
  * @category options

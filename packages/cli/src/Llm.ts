@@ -71,6 +71,30 @@ export const layerServices: Layer.Layer<Services> = Layer.mergeAll(
   CircuitBreaker.layer
 )
 
+const fail = (message: string) => Effect.fail(new UsageError({ message }))
+
+const checkBaseUrl = (raw: string): Effect.Effect<string, UsageError> => {
+  const url = URL.canParse(raw) ? new URL(raw) : undefined
+  // The value is not echoed: a URL may carry credentials.
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    return fail(
+      "base-url must be an http:// or https:// URL including the API version path, such as " +
+        "http://127.0.0.1:8080/v1 or https://api.openai.com/v1"
+    )
+  }
+  if (url.username !== "" || url.password !== "") {
+    return fail("base-url must not carry credentials; put the API key in QUARRY_LLM_API_KEY")
+  }
+  return Effect.succeed(raw)
+}
+
+const checkTemperature = (raw: string): Effect.Effect<number, UsageError> => {
+  const value = Number(raw.trim())
+  return raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 2 ?
+    fail(`temperature (${JSON.stringify(raw)}) must be a number from 0 to 2`) :
+    Effect.succeed(value)
+}
+
 /**
  * The options of `start` and `resume` that configure the `llm` extractor.
  *
@@ -78,28 +102,31 @@ export const layerServices: Layer.Layer<Services> = Layer.mergeAll(
  * @category options
  */
 export const options = {
-  model: Flags.optionalText(
+  model: Flags.checked(
     "model",
     "NAME",
-    "llm extractor: the model (default: QUARRY_LLM_MODEL; resume uses the run's own)."
+    "llm extractor: the model (default: QUARRY_LLM_MODEL; resume uses the run's own).",
+    (raw) => raw.trim() === "" ? fail("model must not be empty") : Effect.succeed(raw.trim())
   ),
-  baseUrl: Flags.optionalText(
+  baseUrl: Flags.checked(
     "base-url",
     "URL",
     "llm extractor: the OpenAI-compatible endpoint, with its version path, e.g. http://127.0.0.1:8080/v1 " +
-      "(default: QUARRY_LLM_BASE_URL, else https://api.openai.com/v1)."
+      "(default: QUARRY_LLM_BASE_URL, else https://api.openai.com/v1).",
+    (raw) => checkBaseUrl(raw)
   ),
-  temperature: Flags.optionalText(
+  temperature: Flags.checked(
     "temperature",
-    "T",
-    "llm extractor: sampling temperature from 0 to 2 (default: QUARRY_LLM_TEMPERATURE, else 0; resume uses the " +
-      "run's own)."
+    "0..2",
+    "llm extractor: sampling temperature (default: QUARRY_LLM_TEMPERATURE, else 0; resume uses the run's own).",
+    (raw) => checkTemperature(raw)
   ),
-  maxOutputTokens: Flags.optionalText(
+  maxOutputTokens: Flags.checked(
     "max-output-tokens",
     "N",
     "llm extractor: completion tokens per call (default: QUARRY_LLM_MAX_TOKENS, else 4096; resume uses the run's " +
-      "own)."
+      "own).",
+    (raw) => Inputs.parsePositiveInteger("max-output-tokens", raw, "tokens")
   )
 }
 
@@ -123,25 +150,8 @@ export interface Overrides {
   readonly args: ReadonlyArray<string>
 }
 
-const fail = (message: string) => Effect.fail(new UsageError({ message }))
-
-const checkBaseUrl = (raw: string): Effect.Effect<string, UsageError> => {
-  const url = URL.canParse(raw) ? new URL(raw) : undefined
-  // The value is not echoed: a URL may carry credentials.
-  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
-    return fail(
-      "base-url must be an http:// or https:// URL including the API version path, such as " +
-        "http://127.0.0.1:8080/v1 or https://api.openai.com/v1"
-    )
-  }
-  if (url.username !== "" || url.password !== "") {
-    return fail("base-url must not carry credentials; put the API key in QUARRY_LLM_API_KEY")
-  }
-  return Effect.succeed(raw)
-}
-
 /**
- * Checks the options.
+ * The options as `Overrides` (each was checked as the command line was parsed).
  *
  * @since 0.1.0
  * @category options
@@ -149,37 +159,26 @@ const checkBaseUrl = (raw: string): Effect.Effect<string, UsageError> => {
 export const parse = (flags: {
   readonly model: Option.Option<string>
   readonly baseUrl: Option.Option<string>
-  readonly temperature: Option.Option<string>
-  readonly maxOutputTokens: Option.Option<string>
-}): Effect.Effect<Overrides, UsageError> =>
-  Effect.gen(function*() {
-    const model = Option.map(flags.model, (raw) => raw.trim())
-    if (Option.isSome(model) && model.value === "") return yield* fail("model must not be empty")
-    const baseUrl = yield* Effect.transposeOption(Option.map(flags.baseUrl, checkBaseUrl))
-    const temperature = yield* Effect.transposeOption(Option.map(flags.temperature, (raw) => {
-      const value = Number(raw.trim())
-      return raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 2 ?
-        fail(`temperature (${JSON.stringify(raw)}) must be a number from 0 to 2`) :
-        Effect.succeed(value)
-    }))
-    const maxTokens = yield* Effect.transposeOption(
-      Option.map(flags.maxOutputTokens, (raw) => Inputs.parsePositiveInteger("max-output-tokens", raw, "tokens"))
-    )
-    const arg = (flag: string, value: Option.Option<string>) =>
-      Option.match(value, { onNone: () => [], onSome: (v) => [flag, Flags.shellQuote(v.trim())] })
+  readonly temperature: Option.Option<number>
+  readonly maxOutputTokens: Option.Option<number>
+}): Effect.Effect<Overrides> =>
+  Effect.sync(() => {
     const given = ([
-      ["--model", flags.model],
-      ["--base-url", flags.baseUrl],
-      ["--temperature", flags.temperature],
-      ["--max-output-tokens", flags.maxOutputTokens]
-    ] as const).filter(([, value]) => Option.isSome(value)).map(([flag]) => flag)
+      ["--model", Option.isSome(flags.model)],
+      ["--base-url", Option.isSome(flags.baseUrl)],
+      ["--temperature", Option.isSome(flags.temperature)],
+      ["--max-output-tokens", Option.isSome(flags.maxOutputTokens)]
+    ] as const).filter(([, isGiven]) => isGiven).map(([flag]) => flag)
     return {
       given,
-      model: Option.getOrUndefined(model),
-      baseUrl: Option.getOrUndefined(baseUrl),
-      temperature: Option.getOrUndefined(temperature),
-      maxTokens: Option.getOrUndefined(maxTokens),
-      args: arg("--base-url", flags.baseUrl)
+      model: Option.getOrUndefined(flags.model),
+      baseUrl: Option.getOrUndefined(flags.baseUrl),
+      temperature: Option.getOrUndefined(flags.temperature),
+      maxTokens: Option.getOrUndefined(flags.maxOutputTokens),
+      args: Option.match(flags.baseUrl, {
+        onNone: () => [],
+        onSome: (url) => ["--base-url", Flags.shellQuote(url.trim())]
+      })
     }
   })
 

@@ -70,6 +70,36 @@ export const compensationLines = (steps: ReadonlyArray<CompensationStep>): Reado
 
 const when = (ms: Option.Option<number>) => Option.match(ms, { onNone: () => "-", onSome: iso })
 
+/** The rows of `details` that show what the run was planned with (all stored with it). */
+const planRows = (run: Run): Array<[string, string]> => {
+  const rows: Array<[string, string]> = []
+  const settings = Object.entries(run.plan.extractor.settings).map(([key, value]) => `, ${key} ${value}`).join("")
+  rows.push(["extractor", `${run.plan.extractor.name} (version ${run.plan.extractor.version})${settings}`])
+  const status = Object.entries(run.extractorStatus)
+  if (status.length > 0) {
+    rows.push([
+      "extractor state",
+      status.map(([key, value]) => key === "circuit" ? `circuit ${value}` : `${key} ${value}`).join(", ")
+    ])
+  }
+  const c = run.plan.chunking
+  rows.push([
+    "chunking",
+    `${c.strategy}, window ${c.windowSize}, overlap ${c.overlap}, batch size ${c.batchSize}, concurrency ${run.plan.concurrency}`
+  ])
+  rows.push(["input", `${run.plan.inputLength} characters, sha256 ${run.plan.inputSha256}`])
+  rows.push(["ontology", Option.match(run.plan.ontologySha256, { onNone: () => "none", onSome: (s) => `sha256 ${s}` })])
+  rows.push([
+    "output",
+    `${run.plan.outputPath} (${run.plan.outputFormat})${run.plan.provenance ? ", with PROV-O provenance" : ""}`
+  ])
+  rows.push([
+    "on batch error",
+    run.plan.onBatchError === "skip" ? "skip (record the error, go on)" : "fail (the run fails, resumable)"
+  ])
+  return rows
+}
+
 /**
  * One run for people: a block of `key  value` lines.
  *
@@ -104,30 +134,7 @@ export const details = (run: Run, ledger: Ledger, now: number, db: string): Read
   if (lost.requests > 0) {
     rows.push(["lost", `${Events.usageText(lost)} on attempts whose results were not committed`])
   }
-  const settings = Object.entries(run.plan.extractor.settings).map(([key, value]) => `, ${key} ${value}`).join("")
-  rows.push(["extractor", `${run.plan.extractor.name} (version ${run.plan.extractor.version})${settings}`])
-  const status = Object.entries(run.extractorStatus)
-  if (status.length > 0) {
-    rows.push([
-      "extractor state",
-      status.map(([key, value]) => key === "circuit" ? `circuit ${value}` : `${key} ${value}`).join(", ")
-    ])
-  }
-  const c = run.plan.chunking
-  rows.push([
-    "chunking",
-    `${c.strategy}, window ${c.windowSize}, overlap ${c.overlap}, batch size ${c.batchSize}, concurrency ${run.plan.concurrency}`
-  ])
-  rows.push(["input", `${run.plan.inputLength} characters, sha256 ${run.plan.inputSha256}`])
-  rows.push(["ontology", Option.match(run.plan.ontologySha256, { onNone: () => "none", onSome: (s) => `sha256 ${s}` })])
-  rows.push([
-    "output",
-    `${run.plan.outputPath} (${run.plan.outputFormat})${run.plan.provenance ? ", with PROV-O provenance" : ""}`
-  ])
-  rows.push([
-    "on batch error",
-    run.plan.onBatchError === "skip" ? "skip (record the error, go on)" : "fail (the run fails, resumable)"
-  ])
+  rows.push(...planRows(run))
   rows.push(["created", iso(run.createdAt)])
   rows.push(["started", when(run.startedAt)])
   rows.push(["finished", when(run.finishedAt)])

@@ -114,6 +114,22 @@ const maxInputBytes = (flag: Option.Option<number>) =>
       )
   })
 
+/** `--ontology FILE`, read and parsed: refused when unreadable, malformed, or without classes. */
+const readOntology = (file: string, maxBytes: number) =>
+  Effect.gen(function*() {
+    const text = yield* Inputs.readTextFile(file, "ontology", maxBytes)
+    const format = path.extname(file).slice(1) || undefined
+    const parsed = yield* Ontology.parse(text, { source: file, format })
+    // Nothing could be typed by it: every mention would be dropped, silently.
+    if (parsed.classes.length === 0) {
+      return yield* new UsageError({
+        message: `ontology ${file} declares no classes (no rdfs:Class or owl:Class), so nothing could be ` +
+          `extracted with it; pass an ontology with classes, or leave --ontology out for the built-in one`
+      })
+    }
+    return { text, format }
+  })
+
 const options = {
   input: Args.text({ name: "input" }).pipe(Args.withDescription("The UTF-8 text file to extract from.")),
   db: Flags.db,
@@ -123,7 +139,16 @@ const options = {
     "The run's id: 1 to 128 of A-Z a-z 0-9 . _ - (default: run-<date>-<time>-<random>).",
     (raw) => decodeRunId(raw)
   ),
-  chunking: optionalText("chunking", "chars|sentences", "How the text is cut into chunks (default chars)."),
+  chunking: Flags.checked(
+    "chunking",
+    "chars|sentences",
+    "How the text is cut into chunks: fixed character windows, or whole sentences up to --window characters " +
+      "(default chars).",
+    (raw) =>
+      Schema.is(Chunking.Strategy)(raw) ?
+        Effect.succeed(raw) :
+        new UsageError({ message: `chunking strategy "${raw}" is unknown; use "chars" or "sentences"` })
+  ),
   window: Flags.number(
     "window",
     "Chunk size: characters (chars) or a character budget (sentences); default 1000.",
@@ -229,19 +254,7 @@ export const command = Command.make("start", options, (flags) =>
     const maxBytes = yield* maxInputBytes(flags.maxInputSize)
     // Files: the input, the ontology, the database's location, the artifact's location.
     const input = yield* Inputs.readTextFile(flags.input, "input file", maxBytes)
-    const ontology = yield* Effect.transposeOption(Option.map(flags.ontology, (file) =>
-      Effect.gen(function*() {
-        const text = yield* Inputs.readTextFile(file, "ontology", maxBytes)
-        const parsed = yield* Ontology.parse(text, { source: file, format: path.extname(file).slice(1) || undefined })
-        // Nothing could be typed by it: every mention would be dropped, silently.
-        if (parsed.classes.length === 0) {
-          return yield* new UsageError({
-            message: `ontology ${file} declares no classes (no rdfs:Class or owl:Class), so nothing could be ` +
-              `extracted with it; pass an ontology with classes, or leave --ontology out for the built-in one`
-          })
-        }
-        return { text, format: path.extname(file).slice(1) || undefined }
-      })))
+    const ontology = yield* Effect.transposeOption(Option.map(flags.ontology, (file) => readOntology(file, maxBytes)))
     // A run without --ontology is planned with the built-in one (stored with the run like any other).
     const ontologySource = Option.getOrElse(ontology, () => ({ text: DefaultOntology.turtle, format: "turtle" }))
     yield* Inputs.checkDatabase(db)

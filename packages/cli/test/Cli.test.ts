@@ -156,6 +156,10 @@ describe("quarry start", () => {
         const [args, message] of [
           [["--window", "lots"], "window (\"lots\") must be a whole number greater than 0"],
           [["--format", "xml"], "format \"xml\" is unknown; use turtle, ntriples or jsonl"],
+          [["--chunking", "words"], "chunking strategy \"words\" is unknown; use \"chars\" or \"sentences\""],
+          [["--temperature", "3"], "temperature (\"3\") must be a number from 0 to 2"],
+          [["--max-output-tokens", "0"], "max-output-tokens (\"0\") must be a whole number of tokens greater than 0"],
+          [["--model", " "], "model must not be empty"],
           [["--windo", "3"], "Received unknown argument: '--windo'"]
         ] as const
       ) {

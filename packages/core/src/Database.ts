@@ -97,6 +97,17 @@ const serialised = (driver: SqliteClient.SqliteClient) =>
 const isBusy = (u: unknown): boolean =>
   u instanceof Error && "code" in u && typeof u.code === "string" && u.code.startsWith("SQLITE_BUSY")
 
+/**
+ * Why opening failed. A missing native module is not the file's fault: npm 11.19+ skips dependencies' install
+ * scripts in global installs and `npx` unless allowed, which leaves better-sqlite3 unbuilt.
+ */
+const openFailure = (message: string): string =>
+  message.includes("Could not locate the bindings file") ?
+    `the SQLite driver's native module (better-sqlite3) is not built, so no database can be opened; build it with ` +
+    `\`npm rebuild better-sqlite3\` where quarry is installed, or install with ` +
+    `\`npm install -g --allow-scripts=better-sqlite3 @quarry/cli\` (${message.split("\n")[0]})` :
+    `it cannot be opened as a SQLite database (${message})`
+
 const open = (filename: string) =>
   Layer.unwrapEffect(Effect.gen(function*() {
     const reasons = Durability.checkLocation(filename)
@@ -112,9 +123,7 @@ const open = (filename: string) =>
         Effect.mapError((defect) =>
           new DurabilityError({
             filename,
-            reasons: [
-              `it cannot be opened as a SQLite database (${defect instanceof Error ? defect.message : String(defect)})`
-            ]
+            reasons: [openFailure(defect instanceof Error ? defect.message : String(defect))]
           })
         ),
         Effect.flatMap(serialised)

@@ -521,6 +521,356 @@ const relevantKnown = (known: ReadonlyArray<Extractor.KnownEntity>, text: string
 
 type Format = "json_schema" | "json_object" | "none"
 
+/** What one built extractor's calls share: its services, settings, response format and metrics. */
+interface Env {
+  readonly client: HttpClient.HttpClient
+  readonly limiter: RateLimiter.RateLimiter["Type"]
+  readonly breaker: CircuitBreaker.CircuitBreaker["Type"]
+  readonly s: Settings
+  /** The response format in use: `auto` steps down from json_schema when the server rejects it. */
+  readonly format: Ref.Ref<Format>
+  readonly metrics: {
+    readonly requests: Metric.Metric.Counter<number>
+    readonly promptTokens: Metric.Metric.Counter<number>
+    readonly completionTokens: Metric.Metric.Counter<number>
+    readonly cost: Metric.Metric.Counter<number>
+    readonly dropped: Metric.Metric.Counter<number>
+  }
+  /** The prompt pieces for an ontology (a few cached). */
+  readonly preparedFor: (ontology: Option.Option<Ontology.Ontology>) => Prepared
+  /** Publishes the endpoint's circuit state with the run, when it changed since the run last heard of it. */
+  readonly publishCircuit: (input: Extractor.BatchInput) => Effect.Effect<void>
+}
+
+/** Adds one HTTP attempt to the batch's usage and reports it at once to the run's ledger, if any. */
+const account = (env: Env, ledger: Ledger, prompt: number, completion: number) => {
+  const cost = Pricing.cost(env.s.prices, env.s.model, prompt, completion)
+  const attempt: Extractor.Usage = Option.isSome(cost) ?
+    { requests: 1, promptTokens: prompt, completionTokens: completion, costUsd: cost.value } :
+    { requests: 1, promptTokens: prompt, completionTokens: completion }
+  return Effect.all([
+    Ref.update(ledger.usage, (u) => ({
+      requests: u.requests + 1,
+      promptTokens: u.promptTokens + prompt,
+      completionTokens: u.completionTokens + completion,
+      costUsd: Option.isSome(cost) ? (u.costUsd ?? 0) + cost.value : u.costUsd
+    })),
+    ledger.record(attempt),
+    Metric.update(env.metrics.requests, 1),
+    Metric.update(env.metrics.promptTokens, prompt),
+    Metric.update(env.metrics.completionTokens, completion),
+    Metric.update(env.metrics.cost, Option.getOrElse(cost, () => 0))
+  ], { discard: true })
+}
+
+/** The request of one attempt, in response format `used`. */
+const requestFor = (
+  s: Settings,
+  messages: ReadonlyArray<ChatCompletions.Message>,
+  schema: Record<string, unknown>,
+  used: Format
+): ChatCompletions.Request => ({
+  model: s.model,
+  messages,
+  temperature: s.temperature,
+  maxTokens: s.maxTokens,
+  maxTokensParameter: s.maxTokensParameter,
+  seed: s.seed,
+  responseFormat: used === "json_schema" ?
+    { type: "json_schema", name: "quarry_extraction", schema } :
+    used === "json_object" ?
+    { type: "json_object" } :
+    { type: "text" }
+})
+
+/** One request under a rate-limiter permit: sent is spent, whatever the reply; a 429's Retry-After pauses the endpoint. */
+const sendCounted = (env: Env, request: ChatCompletions.Request, promptEstimate: number, ledger: Ledger) =>
+  env.limiter.withPermit(env.s.key, env.s.limits, promptEstimate + env.s.maxTokens, (permit) =>
+    Effect.gen(function*() {
+      // Sent is spent: an attempt counts even when it fails or is interrupted before the reply.
+      const reply = yield* Effect.either(
+        ChatCompletions.complete(env.client, env.s.endpoint, request, env.s.callTimeout)
+      ).pipe(Effect.onInterrupt(() => account(env, ledger, 0, 0)))
+      if (Either.isLeft(reply)) {
+        const error = reply.left
+        yield* account(env, ledger, 0, 0)
+        if (error.reason === "rate_limited" && error.retryAfterMillis !== undefined) {
+          yield* env.limiter.pause(env.s.key, Duration.millis(error.retryAfterMillis))
+        }
+        return yield* Effect.fail(error)
+      }
+      const completion = reply.right
+      // Servers that do not report usage get an estimate with the bundled tokenizer.
+      const reported = Option.getOrElse(completion.usage, () => ({
+        promptTokens: promptEstimate,
+        completionTokens: Tokens.count(completion.content)
+      }))
+      yield* permit.settle(reported.promptTokens + reported.completionTokens)
+      yield* account(env, ledger, reported.promptTokens, reported.completionTokens)
+      return completion
+    }))
+
+/** One HTTP attempt through the breaker and the limiter, accounted in the ledger. */
+const attemptOnce = (
+  env: Env,
+  messages: ReadonlyArray<ChatCompletions.Message>,
+  schema: Record<string, unknown>,
+  used: Format,
+  promptEstimate: number,
+  ledger: Ledger
+): Effect.Effect<ChatCompletions.Completion, ChatCompletions.ChatError> => {
+  const endpoint = ChatCompletions.sanitizeBaseUrl(env.s.endpoint.baseUrl)
+  return env.breaker.protect(
+    env.s.key,
+    env.s.breaker,
+    sendCounted(env, requestFor(env.s, messages, schema, used), promptEstimate, ledger),
+    (e) => e._tag === "ChatError" && countsForBreaker(e.reason)
+  ).pipe(
+    Effect.catchTags({
+      CircuitOpen: (e) =>
+        Effect.fail(
+          new ChatCompletions.ChatError({
+            reason: "circuit_open",
+            endpoint,
+            detail: e.message,
+            retryAfterMillis: e.retryAfterMillis
+          })
+        ),
+      RequestTooLarge: (e) =>
+        Effect.fail(new ChatCompletions.ChatError({ reason: "too_large", endpoint, detail: e.message }))
+    })
+  )
+}
+
+/**
+ * With `responseFormat: "auto"`, a 400 about the response format steps down json_schema -> json_object -> none;
+ * true when this error did (or a concurrent batch already had), so the attempt is repeated.
+ */
+const stepDownFormat = (env: Env, error: ChatCompletions.ChatError, used: Format) =>
+  Effect.gen(function*() {
+    if (
+      env.s.responseFormat !== "auto" || error.reason !== "bad_request" || used === "none" ||
+      !mentionsResponseFormat(error.detail)
+    ) return false
+    const next: Format = used === "json_schema" ? "json_object" : "none"
+    // Concurrent batches may all see the rejection: step down once per format actually rejected.
+    const stepped = yield* Ref.modify(env.format, (current) => current === used ? [true, next] : [false, current])
+    if (stepped) {
+      yield* Effect.logWarning(`the server rejected response_format ${used}; falling back to ${next}`).pipe(
+        Effect.annotateLogs({ detail: error.detail })
+      )
+    }
+    return true
+  })
+
+/** Attempts until success, a permanent failure, or the attempt/time budget is spent. */
+const callWithRetries = (
+  env: Env,
+  messages: ReadonlyArray<ChatCompletions.Message>,
+  schema: Record<string, unknown>,
+  ledger: Ledger
+): Effect.Effect<ChatCompletions.Completion, ChatCompletions.ChatError> =>
+  Effect.gen(function*() {
+    const s = env.s
+    const promptEstimate = Tokens.estimatePrompt(messages)
+    // The retry time counts from the first failure: time queued in the rate limiter before it is not retrying.
+    let firstFailureAt: number | undefined
+    let attempt = 1
+    while (true) {
+      yield* Ref.update(ledger.attempts, (n) => n + 1)
+      const used = yield* Ref.get(env.format)
+      const result = yield* Effect.either(attemptOnce(env, messages, schema, used, promptEstimate, ledger))
+      yield* ledger.publishCircuit
+      if (Either.isRight(result)) return result.right
+      const error = result.left
+      if (yield* stepDownFormat(env, error, used)) continue
+      if (!error.retryable) return yield* Effect.fail(error)
+      const now = yield* Clock.currentTimeMillis
+      firstFailureAt ??= now
+      const elapsed = now - firstFailureAt
+      if (attempt >= s.maxAttempts) {
+        return yield* Effect.fail(exhausted(error, `${attempt} attempts`))
+      }
+      const backoff = Math.min(s.retryMaxDelay, s.retryBaseDelay * 2 ** (attempt - 1))
+      const jitter = yield* Random.next
+      const delay = error.retryAfterMillis !== undefined ?
+        error.retryAfterMillis + jitter * Math.min(1000, s.retryBaseDelay) :
+        backoff / 2 + jitter * backoff / 2
+      if (elapsed + delay > s.maxRetryTime) {
+        return yield* Effect.fail(
+          exhausted(error, `${attempt} attempts; the next would start after the retry time limit`)
+        )
+      }
+      yield* Effect.logWarning(
+        `${error.message}; retrying in ${Duration.format(Duration.millis(Math.round(delay)))} ` +
+          `(attempt ${attempt + 1} of ${s.maxAttempts})`
+      )
+      yield* Effect.sleep(Duration.millis(delay))
+      attempt++
+    }
+  })
+
+const exhausted = (error: ChatCompletions.ChatError, what: string) =>
+  new ChatCompletions.ChatError({
+    reason: error.reason,
+    endpoint: error.endpoint,
+    detail: `${error.detail} (gave up after ${what})`,
+    ...(error.status === undefined ? {} : { status: error.status })
+  })
+
+/** Fails the batch with an `ExtractorError` that carries what its attempts spent. */
+const failBatch = (
+  input: Extractor.BatchInput,
+  reason: LlmBatchFailure["reason"],
+  detail: string,
+  retryable: boolean,
+  ledger: Ledger
+) =>
+  Effect.gen(function*() {
+    const used = toUsage(yield* Ref.get(ledger.usage))
+    const failure = new LlmBatchFailure({ reason, detail, attempts: yield* Ref.get(ledger.attempts), usage: used })
+    yield* Effect.logWarning(`batch failed: ${detail}`).pipe(
+      Effect.annotateLogs({ reason, requests: used.requests, promptTokens: used.promptTokens })
+    )
+    return yield* Effect.fail(
+      new Errors.ExtractorError({
+        extractor: name,
+        batchIndex: input.batchIndex,
+        reason: detail,
+        retryable,
+        // Committed with the batch if the run skips it, so that this spend is not reported as lost.
+        usage: used,
+        cause: failure
+      })
+    )
+  })
+
+/** What is wrong with a reply (refused, cut off, not the schema), or its decoded extraction. */
+const replyProblem = (s: Settings, p: Prepared, completion: ChatCompletions.Completion) =>
+  completion.refusal !== null && completion.refusal !== "" ?
+    Either.left(`the model refused: ${completion.refusal}`) :
+    completion.finishReason === "length" ?
+    Either.left(
+      `the reply was cut off at the limit of ${s.maxTokens} completion tokens; reply with a shorter JSON ` +
+        `object (fewer entities and relations)`
+    ) :
+    p.decode(completion.content)
+
+/** The messages that ask the model to repair a reply that failed with `problem`. */
+const repairMessages = (
+  base: ReadonlyArray<ChatCompletions.Message>,
+  completion: ChatCompletions.Completion,
+  problem: string
+): ReadonlyArray<ChatCompletions.Message> =>
+  completion.finishReason === "length" ?
+    [...base, { role: "user", content: Prompt.repairMessage(problem) }] :
+    [...base, { role: "assistant", content: completion.content }, {
+      role: "user",
+      content: Prompt.repairMessage(problem)
+    }]
+
+/** Extracts one batch: ask, decode, repair up to `repairAttempts` times; mentions not in the text are dropped. */
+const extractWith = (env: Env) =>
+  Effect.fn("LlmExtractor.extract")(function*(input: Extractor.BatchInput) {
+    const s = env.s
+    const ledger: Ledger = {
+      usage: yield* Ref.make<MutableUsage>({ requests: 0, promptTokens: 0, completionTokens: 0, costUsd: undefined }),
+      attempts: yield* Ref.make(0),
+      record: input.recordUsage ?? (() => Effect.void),
+      publishCircuit: env.publishCircuit(input)
+    }
+    const batch = batchText(input.chunks)
+    const text = batch.text
+    if (text.trim() === "") return { entities: [], relations: [], usage: toUsage(yield* Ref.get(ledger.usage)) }
+    const p = env.preparedFor(input.ontology)
+    const known = yield* Effect.either(input.knownEntities)
+    if (Either.isLeft(known)) return yield* failBatch(input, "known_entities", known.left.message, true, ledger)
+    const base: ReadonlyArray<ChatCompletions.Message> = [
+      { role: "system", content: p.system },
+      {
+        role: "user",
+        content: Prompt.userMessage(p.vocabulary, text, relevantKnown(known.right, text, s.maxKnownEntities))
+      }
+    ]
+    let messages = base
+    for (let repair = 0;; repair++) {
+      const result = yield* Effect.either(callWithRetries(env, messages, p.schema, ledger))
+      if (Either.isLeft(result)) {
+        const error = result.left
+        const retryable = error.retryable || error.reason === "circuit_open"
+        return yield* failBatch(input, error.reason, error.message, retryable, ledger)
+      }
+      const completion = result.right
+      const problem = replyProblem(s, p, completion)
+      if (Either.isRight(problem)) {
+        const output = toOutput(p.vocabulary, problem.right, batch, known.right)
+        const dropped = output.droppedEntities + output.droppedRelations
+        if (dropped > 0) {
+          yield* Metric.update(env.metrics.dropped, dropped)
+          yield* Effect.logInfo(`dropped ${dropped} mentions that are not in the batch text`).pipe(
+            Effect.annotateLogs({ droppedEntities: output.droppedEntities, droppedRelations: output.droppedRelations })
+          )
+        }
+        const out: Extractor.BatchOutput = {
+          entities: output.entities,
+          relations: output.relations,
+          usage: toUsage(yield* Ref.get(ledger.usage))
+        }
+        return out
+      }
+      if (repair >= s.repairAttempts) {
+        return yield* failBatch(
+          input,
+          "invalid_output",
+          `the model's reply did not match the extraction schema after ${repair} repair attempts: ${problem.left}`,
+          true,
+          ledger
+        )
+      }
+      yield* Effect.logWarning("the reply did not match the extraction schema; asking the model to repair it").pipe(
+        Effect.annotateLogs({ error: problem.left })
+      )
+      messages = repairMessages(base, completion, problem.left)
+    }
+  }, (effect, input) =>
+    Effect.annotateLogs(effect, {
+      extractor: name,
+      endpoint: env.s.key,
+      runId: input.runId,
+      batch: input.batchIndex
+    }))
+
+/** The prompt pieces per ontology, at most 8 kept. */
+const preparedCache = () => {
+  const prepared = new Map<string, Prepared>()
+  return (ontology: Option.Option<Ontology.Ontology>) => {
+    const id = Option.match(ontology, { onNone: () => "", onSome: (o) => o.sha256 })
+    let p = prepared.get(id)
+    if (p === undefined) {
+      if (prepared.size >= 8) prepared.clear()
+      p = prepare(ontology)
+      prepared.set(id, p)
+    }
+    return p
+  }
+}
+
+/** Publishes the circuit state with a run only when it changed (the state last published per run is kept). */
+const circuitPublisher = (breaker: CircuitBreaker.CircuitBreaker["Type"], s: Settings) => {
+  const published = new Map<string, string>()
+  return (input: Extractor.BatchInput): Effect.Effect<void> => {
+    const report = input.reportStatus
+    if (report === undefined) return Effect.void
+    return Effect.flatMap(breaker.state(s.key), (state) => {
+      const circuit = circuitName(state)
+      if (published.get(input.runId) === circuit) return Effect.void
+      if (published.size >= 256) published.clear()
+      published.set(input.runId, circuit)
+      return report({ circuit, endpoint: s.key })
+    })
+  }
+}
+
 /**
  * Builds the extractor. Uses the process-wide `RateLimiter` and `CircuitBreaker` and the given `HttpClient`.
  *
@@ -535,322 +885,25 @@ export const make = (
   HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker
 > =>
   Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
-    const limiter = yield* RateLimiter.RateLimiter
     const breaker = yield* CircuitBreaker.CircuitBreaker
     const s = resolve(options)
-    const hash = configHash(options)
-    const format = yield* Ref.make<Format>(s.responseFormat === "auto" ? "json_schema" : s.responseFormat)
-    const prepared = new Map<string, Prepared>()
-    const preparedFor = (ontology: Option.Option<Ontology.Ontology>) => {
-      const id = Option.match(ontology, { onNone: () => "", onSome: (o) => o.sha256 })
-      let p = prepared.get(id)
-      if (p === undefined) {
-        if (prepared.size >= 8) prepared.clear()
-        p = prepare(ontology)
-        prepared.set(id, p)
-      }
-      return p
+    const env: Env = {
+      client: yield* HttpClient.HttpClient,
+      limiter: yield* RateLimiter.RateLimiter,
+      breaker,
+      s,
+      format: yield* Ref.make<Format>(s.responseFormat === "auto" ? "json_schema" : s.responseFormat),
+      metrics: {
+        requests: Metric.tagged(requestsMetric, "endpoint", s.key),
+        promptTokens: Metric.tagged(promptTokensMetric, "endpoint", s.key),
+        completionTokens: Metric.tagged(completionTokensMetric, "endpoint", s.key),
+        cost: Metric.tagged(costMetric, "endpoint", s.key),
+        dropped: Metric.tagged(droppedMetric, "endpoint", s.key)
+      },
+      preparedFor: preparedCache(),
+      publishCircuit: circuitPublisher(breaker, s)
     }
-    // The circuit state last published per run: only changes are written to the run.
-    const published = new Map<string, string>()
-    const publishCircuit = (input: Extractor.BatchInput): Effect.Effect<void> => {
-      const report = input.reportStatus
-      if (report === undefined) return Effect.void
-      return Effect.flatMap(breaker.state(s.key), (state) => {
-        const circuit = circuitName(state)
-        if (published.get(input.runId) === circuit) return Effect.void
-        if (published.size >= 256) published.clear()
-        published.set(input.runId, circuit)
-        return report({ circuit, endpoint: s.key })
-      })
-    }
-    const metrics = {
-      requests: Metric.tagged(requestsMetric, "endpoint", s.key),
-      promptTokens: Metric.tagged(promptTokensMetric, "endpoint", s.key),
-      completionTokens: Metric.tagged(completionTokensMetric, "endpoint", s.key),
-      cost: Metric.tagged(costMetric, "endpoint", s.key),
-      dropped: Metric.tagged(droppedMetric, "endpoint", s.key)
-    }
-
-    /** Adds one HTTP attempt to the batch's usage and reports it at once to the run's ledger, if any. */
-    const account = (ledger: Ledger, prompt: number, completion: number) => {
-      const cost = Pricing.cost(s.prices, s.model, prompt, completion)
-      const attempt: Extractor.Usage = Option.isSome(cost) ?
-        { requests: 1, promptTokens: prompt, completionTokens: completion, costUsd: cost.value } :
-        { requests: 1, promptTokens: prompt, completionTokens: completion }
-      return Effect.all([
-        Ref.update(ledger.usage, (u) => ({
-          requests: u.requests + 1,
-          promptTokens: u.promptTokens + prompt,
-          completionTokens: u.completionTokens + completion,
-          costUsd: Option.isSome(cost) ? (u.costUsd ?? 0) + cost.value : u.costUsd
-        })),
-        ledger.record(attempt),
-        Metric.update(metrics.requests, 1),
-        Metric.update(metrics.promptTokens, prompt),
-        Metric.update(metrics.completionTokens, completion),
-        Metric.update(metrics.cost, Option.getOrElse(cost, () => 0))
-      ], { discard: true })
-    }
-
-    /** One HTTP attempt through the breaker and the limiter, accounted in the ledger. */
-    const attemptOnce = (
-      messages: ReadonlyArray<ChatCompletions.Message>,
-      schema: Record<string, unknown>,
-      used: Format,
-      promptEstimate: number,
-      ledger: Ledger
-    ): Effect.Effect<ChatCompletions.Completion, ChatCompletions.ChatError> =>
-      Effect.gen(function*() {
-        const responseFormat: ChatCompletions.ResponseFormat = used === "json_schema" ?
-          { type: "json_schema", name: "quarry_extraction", schema } :
-          used === "json_object" ?
-          { type: "json_object" } :
-          { type: "text" }
-        const request: ChatCompletions.Request = {
-          model: s.model,
-          messages,
-          temperature: s.temperature,
-          maxTokens: s.maxTokens,
-          maxTokensParameter: s.maxTokensParameter,
-          seed: s.seed,
-          responseFormat
-        }
-        const call = limiter.withPermit(s.key, s.limits, promptEstimate + s.maxTokens, (permit) =>
-          Effect.gen(function*() {
-            // Sent is spent: an attempt counts even when it fails or is interrupted before the reply.
-            const reply = yield* Effect.either(ChatCompletions.complete(client, s.endpoint, request, s.callTimeout))
-              .pipe(Effect.onInterrupt(() => account(ledger, 0, 0)))
-            if (Either.isLeft(reply)) {
-              const error = reply.left
-              yield* account(ledger, 0, 0)
-              if (error.reason === "rate_limited" && error.retryAfterMillis !== undefined) {
-                yield* limiter.pause(s.key, Duration.millis(error.retryAfterMillis))
-              }
-              return yield* Effect.fail(error)
-            }
-            const completion = reply.right
-            // Servers that do not report usage get an estimate with the bundled tokenizer.
-            const reported = Option.getOrElse(completion.usage, () => ({
-              promptTokens: promptEstimate,
-              completionTokens: Tokens.count(completion.content)
-            }))
-            yield* permit.settle(reported.promptTokens + reported.completionTokens)
-            yield* account(ledger, reported.promptTokens, reported.completionTokens)
-            return completion
-          }))
-        return yield* breaker.protect(
-          s.key,
-          s.breaker,
-          call,
-          (e) => e._tag === "ChatError" && countsForBreaker(e.reason)
-        ).pipe(
-          Effect.catchTags({
-            CircuitOpen: (e) =>
-              Effect.fail(
-                new ChatCompletions.ChatError({
-                  reason: "circuit_open",
-                  endpoint: ChatCompletions.sanitizeBaseUrl(s.endpoint.baseUrl),
-                  detail: e.message,
-                  retryAfterMillis: e.retryAfterMillis
-                })
-              ),
-            RequestTooLarge: (e) =>
-              Effect.fail(
-                new ChatCompletions.ChatError({
-                  reason: "too_large",
-                  endpoint: ChatCompletions.sanitizeBaseUrl(s.endpoint.baseUrl),
-                  detail: e.message
-                })
-              )
-          })
-        )
-      })
-
-    /** Attempts until success, a permanent failure, or the attempt/time budget is spent. */
-    const callWithRetries = (
-      messages: ReadonlyArray<ChatCompletions.Message>,
-      schema: Record<string, unknown>,
-      ledger: Ledger
-    ): Effect.Effect<ChatCompletions.Completion, ChatCompletions.ChatError> =>
-      Effect.gen(function*() {
-        const promptEstimate = Tokens.estimatePrompt(messages)
-        // The retry time counts from the first failure: time queued in the rate limiter before it is not retrying.
-        let firstFailureAt: number | undefined
-        let attempt = 1
-        while (true) {
-          yield* Ref.update(ledger.attempts, (n) => n + 1)
-          const used = yield* Ref.get(format)
-          const result = yield* Effect.either(attemptOnce(messages, schema, used, promptEstimate, ledger))
-          yield* ledger.publishCircuit
-          if (Either.isRight(result)) return result.right
-          const error = result.left
-          if (
-            s.responseFormat === "auto" && error.reason === "bad_request" && used !== "none" &&
-            mentionsResponseFormat(error.detail)
-          ) {
-            const next: Format = used === "json_schema" ? "json_object" : "none"
-            // Concurrent batches may all see the rejection: step down once per format actually rejected.
-            const stepped = yield* Ref.modify(format, (current) => current === used ? [true, next] : [false, current])
-            if (stepped) {
-              yield* Effect.logWarning(`the server rejected response_format ${used}; falling back to ${next}`).pipe(
-                Effect.annotateLogs({ detail: error.detail })
-              )
-            }
-            continue
-          }
-          if (!error.retryable) return yield* Effect.fail(error)
-          const now = yield* Clock.currentTimeMillis
-          firstFailureAt ??= now
-          const elapsed = now - firstFailureAt
-          if (attempt >= s.maxAttempts) {
-            return yield* Effect.fail(exhausted(error, `${attempt} attempts`))
-          }
-          const backoff = Math.min(s.retryMaxDelay, s.retryBaseDelay * 2 ** (attempt - 1))
-          const jitter = yield* Random.next
-          const delay = error.retryAfterMillis !== undefined ?
-            error.retryAfterMillis + jitter * Math.min(1000, s.retryBaseDelay) :
-            backoff / 2 + jitter * backoff / 2
-          if (elapsed + delay > s.maxRetryTime) {
-            return yield* Effect.fail(
-              exhausted(error, `${attempt} attempts; the next would start after the retry time limit`)
-            )
-          }
-          yield* Effect.logWarning(
-            `${error.message}; retrying in ${Duration.format(Duration.millis(Math.round(delay)))} ` +
-              `(attempt ${attempt + 1} of ${s.maxAttempts})`
-          )
-          yield* Effect.sleep(Duration.millis(delay))
-          attempt++
-        }
-      })
-
-    const exhausted = (error: ChatCompletions.ChatError, what: string) =>
-      new ChatCompletions.ChatError({
-        reason: error.reason,
-        endpoint: error.endpoint,
-        detail: `${error.detail} (gave up after ${what})`,
-        ...(error.status === undefined ? {} : { status: error.status })
-      })
-
-    const fail = (
-      input: Extractor.BatchInput,
-      reason: LlmBatchFailure["reason"],
-      detail: string,
-      retryable: boolean,
-      ledger: Ledger
-    ) =>
-      Effect.gen(function*() {
-        const used = toUsage(yield* Ref.get(ledger.usage))
-        const failure = new LlmBatchFailure({ reason, detail, attempts: yield* Ref.get(ledger.attempts), usage: used })
-        yield* Effect.logWarning(`batch failed: ${detail}`).pipe(
-          Effect.annotateLogs({ reason, requests: used.requests, promptTokens: used.promptTokens })
-        )
-        return yield* Effect.fail(
-          new Errors.ExtractorError({
-            extractor: name,
-            batchIndex: input.batchIndex,
-            reason: detail,
-            retryable,
-            // Committed with the batch if the run skips it, so that this spend is not reported as lost.
-            usage: used,
-            cause: failure
-          })
-        )
-      })
-
-    const extract = Effect.fn("LlmExtractor.extract")(function*(input: Extractor.BatchInput) {
-      const ledger: Ledger = {
-        usage: yield* Ref.make<MutableUsage>({ requests: 0, promptTokens: 0, completionTokens: 0, costUsd: undefined }),
-        attempts: yield* Ref.make(0),
-        record: input.recordUsage ?? (() => Effect.void),
-        publishCircuit: publishCircuit(input)
-      }
-      const batch = batchText(input.chunks)
-      const text = batch.text
-      if (text.trim() === "") return { entities: [], relations: [], usage: toUsage(yield* Ref.get(ledger.usage)) }
-      const p = preparedFor(input.ontology)
-      const known = yield* Effect.either(input.knownEntities)
-      if (Either.isLeft(known)) {
-        return yield* fail(input, "known_entities", known.left.message, true, ledger)
-      }
-      const base: ReadonlyArray<ChatCompletions.Message> = [
-        { role: "system", content: p.system },
-        {
-          role: "user",
-          content: Prompt.userMessage(p.vocabulary, text, relevantKnown(known.right, text, s.maxKnownEntities))
-        }
-      ]
-      let messages = base
-      for (let repair = 0;; repair++) {
-        const result = yield* Effect.either(callWithRetries(messages, p.schema, ledger))
-        if (Either.isLeft(result)) {
-          const error = result.left
-          return yield* fail(
-            input,
-            error.reason,
-            error.message,
-            error.retryable || error.reason === "circuit_open",
-            ledger
-          )
-        }
-        const completion = result.right
-        const problem = completion.refusal !== null && completion.refusal !== "" ?
-          Either.left(`the model refused: ${completion.refusal}`) :
-          completion.finishReason === "length" ?
-          Either.left(
-            `the reply was cut off at the limit of ${s.maxTokens} completion tokens; reply with a shorter JSON ` +
-              `object (fewer entities and relations)`
-          ) :
-          p.decode(completion.content)
-        if (Either.isRight(problem)) {
-          const output = toOutput(p.vocabulary, problem.right, batch, known.right)
-          const dropped = output.droppedEntities + output.droppedRelations
-          if (dropped > 0) {
-            yield* Metric.update(metrics.dropped, dropped)
-            yield* Effect.logInfo(`dropped ${dropped} mentions that are not in the batch text`).pipe(
-              Effect.annotateLogs({
-                droppedEntities: output.droppedEntities,
-                droppedRelations: output.droppedRelations
-              })
-            )
-          }
-          const out: Extractor.BatchOutput = {
-            entities: output.entities,
-            relations: output.relations,
-            usage: toUsage(yield* Ref.get(ledger.usage))
-          }
-          return out
-        }
-        if (repair >= s.repairAttempts) {
-          return yield* fail(
-            input,
-            "invalid_output",
-            `the model's reply did not match the extraction schema after ${repair} repair attempts: ${problem.left}`,
-            true,
-            ledger
-          )
-        }
-        yield* Effect.logWarning("the reply did not match the extraction schema; asking the model to repair it").pipe(
-          Effect.annotateLogs({ error: problem.left })
-        )
-        messages = completion.finishReason === "length" ?
-          [...base, { role: "user", content: Prompt.repairMessage(problem.left) }] :
-          [...base, { role: "assistant", content: completion.content }, {
-            role: "user",
-            content: Prompt.repairMessage(problem.left)
-          }]
-      }
-    }, (effect, input) =>
-      Effect.annotateLogs(effect, {
-        extractor: name,
-        endpoint: s.key,
-        runId: input.runId,
-        batch: input.batchIndex
-      }))
-
-    return { name, version, configHash: hash, settings: settingsOf(options), extract }
+    return { name, version, configHash: configHash(options), settings: settingsOf(options), extract: extractWith(env) }
   })
 
 /**
