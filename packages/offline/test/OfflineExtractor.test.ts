@@ -506,6 +506,57 @@ describe("OfflineExtractor ontology mapping", () => {
     ))
 })
 
+// Language tags ---------------------------------------------------------------------------------------------------
+
+/** A French paragraph written for these tests. */
+const french = "Marie Curie est née à Varsovie en 1867. Elle a travaillé à Paris avec son mari, Pierre Curie, et " +
+  "elle a reçu le prix Nobel de physique en 1903, puis le prix Nobel de chimie en 1911. Sa fille, Irène " +
+  "Joliot-Curie, a aussi reçu le prix Nobel."
+
+/** The language attribute of every mention, by label. */
+const languages = (output: Extractor.BatchOutput) =>
+  new Map(output.entities.map((e) => [e.label, e.attributes.language] as const))
+
+describe("OfflineExtractor language tags", () => {
+  it.effect("an English text: names carry en; addresses, URLs and dated values carry none", () =>
+    Effect.gen(function*() {
+      const output = yield* extract(readText("edge-cases-unicode.txt"), Option.none(), { unmapped: "generic" })
+      const tags = languages(output)
+      for (const name of ["François Müller", "ETH Zürich", "Anna Petrova", "Tsinghua University"]) {
+        assert.strictEqual(tags.get(name), "en", name)
+      }
+      for (const value of ["anna.petrova@msu.ru", "https://msu.ru/сотрудники/петрова"]) {
+        assert.isTrue(tags.has(value), value)
+        assert.isUndefined(tags.get(value), value)
+      }
+      const dated = yield* extract(
+        "The museum opened on March 5, 2021, after the architects Anna Berg and Tom Lund had worked on it for " +
+          "many years with the city of Oslo and a dozen engineers.",
+        Option.none(),
+        { unmapped: "generic" }
+      )
+      assert.isUndefined(languages(dated).get("March 5, 2021"))
+      assert.strictEqual(languages(dated).get("Anna Berg"), "en")
+    }))
+
+  it.effect("a text too short to tell carries no tag at all", () =>
+    Effect.gen(function*() {
+      for (const text of ["Alice Smith works at Acme.", readText("minimal-single-sentence.txt")]) {
+        const output = yield* extract(text, Option.none(), { unmapped: "generic" })
+        assert.isAbove(output.entities.length, 0, text)
+        for (const e of output.entities) assert.isUndefined(e.attributes.language, `${e.label} in ${text}`)
+      }
+    }))
+
+  it.effect("a French text: fr, from the batch's own text whatever the earlier batches were", () =>
+    Effect.gen(function*() {
+      const known = [{ label: "Alice Smith", type: `${FOAF}Person`, iri: "urn:x:alice" }]
+      const output = yield* extract(french, Option.none(), {}, known)
+      const tags = languages(output)
+      for (const name of ["Marie Curie", "Pierre Curie", "Paris"]) assert.strictEqual(tags.get(name), "fr", name)
+    }))
+})
+
 // Determinism -----------------------------------------------------------------------------------------------------
 
 describe("OfflineExtractor determinism", () => {
