@@ -18,7 +18,7 @@ import type { Segment } from "./text.js"
 export const minimumLength = 100
 
 /** Detection reads at most this much of a batch: enough for a stable answer, and it keeps the cost per batch flat. */
-export const sampleLength = 2000
+export const sampleLength = 1000
 
 const addressOrUrl = /\S+@\S+|\b(?:[a-z]+:\/\/|www\.)\S+/giu
 
