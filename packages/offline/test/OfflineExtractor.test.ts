@@ -405,6 +405,27 @@ describe("OfflineExtractor relations", () => {
       hasTriple(output, "Peter Brown", `${SCHEMA}spouse`, "Jane Brown")
     }))
 
+  it.effect("family: her father, his mother (the child comes first)", () =>
+    Effect.gen(function*() {
+      const output = yield* relations(
+        "Mary Jones arrived with her father, John Jones, on Tuesday. Peter Brown lives with his mother, Alice Brown."
+      )
+      hasTriple(output, "Mary Jones", `${SCHEMA}parent`, "John Jones")
+      hasTriple(output, "Peter Brown", `${SCHEMA}parent`, "Alice Brown")
+    }))
+
+  it.effect("an office of a group is membership, of a company employment", () =>
+    Effect.gen(function*() {
+      const output = yield* relations(
+        "Jane Doe, chairman of the Elm County Democratic Committee, spoke on Monday. " +
+          "Tom Smith, president of the Springfield Tennis Association, opened the season. " +
+          "Ann Lee, chief engineer of Acme Corporation, was there too."
+      )
+      hasTriple(output, "Jane Doe", `${SCHEMA}memberOf`, "Elm County Democratic Committee")
+      hasTriple(output, "Tom Smith", `${SCHEMA}memberOf`, "Springfield Tennis Association")
+      hasTriple(output, "Ann Lee", `${SCHEMA}worksFor`, "Acme Corporation")
+    }))
+
   it.effect("knows: X knows Y, Z and W; X and Y met; a colleague; pronouns that open a sentence", () =>
     Effect.gen(function*() {
       const output = yield* relations(
