@@ -296,6 +296,11 @@ describe("OfflineExtractor on ordinary prose", () => {
       for (const label of ["Aalborg", "Abeokuta", "Wyoming", "Paraguay"]) {
         assert.strictEqual(typeOf(output, label), `${SCHEMA}Place`, label)
       }
+      // Former countries (ISO 3166-3), which older texts name.
+      const older = yield* prose("The envoys of Czechoslovakia, Zaire and Yugoslavia were there in 1975.")
+      for (const label of ["Czechoslovakia", "Zaire", "Yugoslavia"]) {
+        assert.strictEqual(typeOf(older, label), `${SCHEMA}Place`, label)
+      }
     }))
 
   it.effect("an organisation before a rank or title is split from the person, who works for it", () =>
