@@ -303,6 +303,17 @@ describe("OfflineExtractor on ordinary prose", () => {
       }
     }))
 
+  it.effect("storms, operations, battles and treaties named by their first word are events", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "The town was rebuilt after Hurricane Ida. Historians still argue about the Battle of Hastings, and the " +
+          "veterans of Operation Overlord met again."
+      )
+      for (const label of ["Hurricane Ida", "Battle of Hastings", "Operation Overlord"]) {
+        assert.match(typeOf(output, label) ?? "", /Event$/u, label)
+      }
+    }))
+
   it.effect("an organisation before a rank or title is split from the person, who works for it", () =>
     Effect.gen(function*() {
       const output = yield* prose(

@@ -388,6 +388,9 @@ export const ofJoiningHeads: ReadonlySet<string> = new Set([
   "church",
   "republic",
   "kingdom",
+  "battle",
+  "siege",
+  "treaty",
   "commonwealth",
   "state",
   "states",
@@ -441,6 +444,17 @@ export const eventSuffixes: ReadonlySet<string> = new Set([
   "forum",
   "hackathon",
   "meetup"
+])
+
+/** First words of event names: storms, military operations, battles, treaties ("Hurricane Harvey", "Battle of X"). */
+export const eventPrefixes: ReadonlySet<string> = new Set([
+  "hurricane",
+  "typhoon",
+  "cyclone",
+  "operation",
+  "battle",
+  "siege",
+  "treaty"
 ])
 
 /** Last words of project names. */
