@@ -271,6 +271,8 @@ describe("OfflineExtractor on ordinary prose", () => {
         assert.strictEqual(typeOf(output, label), `${FOAF}Organization`, label)
       }
       assert.isFalse(output.entities.some((e) => e.label === "Nation" || e.label === "Union"))
+      const maker = yield* prose("Last year Tom Kessler and his sister Ann took over Kessler Manufacturing.")
+      assert.strictEqual(typeOf(maker, "Kessler Manufacturing"), `${FOAF}Organization`)
     }))
 
   it.effect("hyphenated names with a linking particle stay whole", () =>

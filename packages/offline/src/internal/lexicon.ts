@@ -309,6 +309,7 @@ export const organizationSuffixes: ReadonlySet<string> = new Set([
   "ventures",
   "capital",
   "industries",
+  "manufacturing",
   "enterprises",
   "pharmaceuticals",
   "airlines",
