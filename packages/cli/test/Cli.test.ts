@@ -560,6 +560,47 @@ describe("quarry start --provenance", () => {
     }))
 })
 
+describe("quarry start: language tags", () => {
+  it.scopedLive("labels carry the language of their text (fr, en) in Turtle and N-Triples; a short text none", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const db = path.join(dir, "q.db")
+      const LABEL = "http://www.w3.org/2000/01/rdf-schema#label"
+      const files = {
+        fr: "Marie Curie est née à Varsovie en 1867. Elle a travaillé à Paris avec son mari, Pierre Curie, et elle a " +
+          "reçu le prix Nobel de physique en 1903, puis le prix Nobel de chimie en 1911.",
+        en: "Marie Curie was born in Warsaw in 1867. She worked in Paris with her husband, Pierre Curie, and she " +
+          "received the Nobel Prize in Physics in 1903, then the Nobel Prize in Chemistry in 1911.",
+        short: "Marie Curie worked in Paris."
+      }
+      const labels = (file: string, format: "turtle" | "ntriples") =>
+        Effect.map(
+          Ontology.parseQuads(fs.readFileSync(path.join(dir, file), "utf8"), { format }),
+          ({ quads }) =>
+            new Map(
+              quads.filter((q) => q.predicate.value === LABEL).map((q) => {
+                const o: { readonly value: string; readonly language?: string } = q.object
+                return [o.value, o.language ?? ""] as const
+              })
+            )
+        )
+      for (const [name, content] of Object.entries(files)) {
+        fs.writeFileSync(path.join(dir, `${name}.txt`), content)
+        const started = yield* quarry(["start", path.join(dir, `${name}.txt`), "--db", db, "--run-id", name])
+        assert.strictEqual(started.code, 0, started.stderr())
+        const exported = yield* quarry(["export", name, "--db", db, "--format", "ntriples"])
+        assert.strictEqual(exported.code, 0, exported.stderr())
+        const expected = name === "short" ? "" : name
+        for (const [file, format] of [[`${name}.ttl`, "turtle"], [`${name}.nt`, "ntriples"]] as const) {
+          const found = yield* labels(file, format)
+          for (const label of ["Marie Curie", "Paris"]) {
+            assert.strictEqual(found.get(label), expected, `${label} in ${file}`)
+          }
+        }
+      }
+    }))
+})
+
 describe("quarry doctor", () => {
   it.scopedLive("reports on the database and exits 3 when it cannot be trusted", () =>
     Effect.gen(function*() {

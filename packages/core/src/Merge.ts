@@ -248,9 +248,8 @@ const formatter = (
       return {
         header: Rdf.prefixHeader(prefixes) + (provenanceHeader === "" ? "" : "\n" + provenanceHeader),
         entity: (e: EntityRow, mentions: ReadonlyArray<MentionRow>) =>
-          `\n${Rdf.iriRef(entityIri(e.label, e.type))} a ${name(e.type)} ;\n    rdfs:label ${
-            Rdf.literal({ value: e.label })
-          } .\n` + entityProvenance(e, mentions),
+          `\n${Rdf.iriRef(entityIri(e.label, e.type))} a ${name(e.type)} ;\n    rdfs:label ${labelLiteral(e)} .\n` +
+          entityProvenance(e, mentions),
         relationsHeader: "\n",
         relation: (r: RelationRow) =>
           `${Rdf.iriRef(keyIri(r.subject_key))} ${r.predicate === Rdf.RDF_TYPE ? "a" : name(r.predicate)} ${
@@ -263,7 +262,7 @@ const formatter = (
         entity: (e: EntityRow, mentions: ReadonlyArray<MentionRow>) => {
           const subject = Rdf.iriRef(entityIri(e.label, e.type))
           return `${subject} ${Rdf.iriRef(Rdf.RDF_TYPE)} ${Rdf.iriRef(e.type)} .\n` +
-            `${subject} ${Rdf.iriRef(Rdf.RDFS_LABEL)} ${Rdf.literal({ value: e.label })} .\n` +
+            `${subject} ${Rdf.iriRef(Rdf.RDFS_LABEL)} ${labelLiteral(e)} .\n` +
             entityProvenance(e, mentions)
         },
         relationsHeader: "",
@@ -299,6 +298,17 @@ const formatter = (
           }) + "\n"
       }
   }
+}
+
+const languageTag = /^[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*$/u
+
+/** The label, tagged with the language the extractor detected for its first mention (`attributes.language`), if any. */
+const labelLiteral = (e: EntityRow): string => {
+  const language: unknown = e.attributes.includes("\"language\"") ? JSON.parse(e.attributes).language : undefined
+  return Rdf.literal({
+    value: e.label,
+    language: typeof language === "string" && languageTag.test(language) ? language : undefined
+  })
 }
 
 /** The IRI of an entity key (`type NUL normalised label`). */

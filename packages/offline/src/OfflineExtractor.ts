@@ -16,6 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { createHash } from "node:crypto"
+import * as Language from "./internal/language.js"
 import { type TypeMap, typeMap, type Unmapped } from "./internal/mapping.js"
 import { collect, decide, type Known } from "./internal/mentions.js"
 import { canonicalLabels, findRelations } from "./internal/relations.js"
@@ -35,7 +36,7 @@ export const name = "offline"
  * @since 0.1.0
  * @category constants
  */
-export const version = "2"
+export const version = "3"
 
 /**
  * What the extractor can be told. Every option changes the output and is part of the configuration hash.
@@ -180,7 +181,9 @@ export const extractSync = (input: Input, options: Options = {}): Extractor.Batc
   const { analysed, occurrences } = collect(segments, types)
   const mentions = decide(occurrences, types, known)
   const canonical = canonicalLabels(mentions, knownPeople)
-  const relations = findRelations(analysed, mentions, canonical, types)
+  // One language per batch, from the batch's own text (docs/extractor.md#language-tags).
+  const language = Language.detect(segments)
+  const relations = findRelations(analysed, mentions, canonical, types).map((r) => Language.tagLiteral(r, language))
   const entities: Array<Extractor.EntityMention> = []
   mentions.forEach((m, i) => {
     if (m.type === undefined) return
@@ -190,6 +193,7 @@ export const extractSync = (input: Input, options: Options = {}): Extractor.Batc
     if (m.datatype !== undefined) attributes.datatype = m.datatype
     const c = canonical[i]!
     if (c.label !== m.label) attributes.canonical = c.label
+    if (language !== undefined && Language.isText(m.kind, m.value)) attributes.language = language
     entities.push({
       label: m.label,
       type: m.type,

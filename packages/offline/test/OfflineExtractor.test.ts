@@ -271,6 +271,8 @@ describe("OfflineExtractor on ordinary prose", () => {
         assert.strictEqual(typeOf(output, label), `${FOAF}Organization`, label)
       }
       assert.isFalse(output.entities.some((e) => e.label === "Nation" || e.label === "Union"))
+      const maker = yield* prose("Last year Tom Kessler and his sister Ann took over Kessler Manufacturing.")
+      assert.strictEqual(typeOf(maker, "Kessler Manufacturing"), `${FOAF}Organization`)
     }))
 
   it.effect("hyphenated names with a linking particle stay whole", () =>
@@ -295,6 +297,22 @@ describe("OfflineExtractor on ordinary prose", () => {
       const output = yield* prose("She flew from Aalborg to Abeokuta, then drove through Wyoming into Paraguay.")
       for (const label of ["Aalborg", "Abeokuta", "Wyoming", "Paraguay"]) {
         assert.strictEqual(typeOf(output, label), `${SCHEMA}Place`, label)
+      }
+      // Former countries (ISO 3166-3), which older texts name.
+      const older = yield* prose("The envoys of Czechoslovakia, Zaire and Yugoslavia were there in 1975.")
+      for (const label of ["Czechoslovakia", "Zaire", "Yugoslavia"]) {
+        assert.strictEqual(typeOf(older, label), `${SCHEMA}Place`, label)
+      }
+    }))
+
+  it.effect("storms, operations, battles and treaties named by their first word are events", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "The town was rebuilt after Hurricane Ida. Historians still argue about the Battle of Hastings, and the " +
+          "veterans of Operation Overlord met again."
+      )
+      for (const label of ["Hurricane Ida", "Battle of Hastings", "Operation Overlord"]) {
+        assert.match(typeOf(output, label) ?? "", /Event$/u, label)
       }
     }))
 
@@ -405,6 +423,27 @@ describe("OfflineExtractor relations", () => {
       hasTriple(output, "Peter Brown", `${SCHEMA}spouse`, "Jane Brown")
     }))
 
+  it.effect("family: her father, his mother (the child comes first)", () =>
+    Effect.gen(function*() {
+      const output = yield* relations(
+        "Mary Jones arrived with her father, John Jones, on Tuesday. Peter Brown lives with his mother, Alice Brown."
+      )
+      hasTriple(output, "Mary Jones", `${SCHEMA}parent`, "John Jones")
+      hasTriple(output, "Peter Brown", `${SCHEMA}parent`, "Alice Brown")
+    }))
+
+  it.effect("an office of a group is membership, of a company employment", () =>
+    Effect.gen(function*() {
+      const output = yield* relations(
+        "Jane Doe, chairman of the Elm County Democratic Committee, spoke on Monday. " +
+          "Tom Smith, president of the Springfield Tennis Association, opened the season. " +
+          "Ann Lee, chief engineer of Acme Corporation, was there too."
+      )
+      hasTriple(output, "Jane Doe", `${SCHEMA}memberOf`, "Elm County Democratic Committee")
+      hasTriple(output, "Tom Smith", `${SCHEMA}memberOf`, "Springfield Tennis Association")
+      hasTriple(output, "Ann Lee", `${SCHEMA}worksFor`, "Acme Corporation")
+    }))
+
   it.effect("knows: X knows Y, Z and W; X and Y met; a colleague; pronouns that open a sentence", () =>
     Effect.gen(function*() {
       const output = yield* relations(
@@ -504,6 +543,57 @@ describe("OfflineExtractor ontology mapping", () => {
         )
       )
     ))
+})
+
+// Language tags ---------------------------------------------------------------------------------------------------
+
+/** A French paragraph written for these tests. */
+const french = "Marie Curie est née à Varsovie en 1867. Elle a travaillé à Paris avec son mari, Pierre Curie, et " +
+  "elle a reçu le prix Nobel de physique en 1903, puis le prix Nobel de chimie en 1911. Sa fille, Irène " +
+  "Joliot-Curie, a aussi reçu le prix Nobel."
+
+/** The language attribute of every mention, by label. */
+const languages = (output: Extractor.BatchOutput) =>
+  new Map(output.entities.map((e) => [e.label, e.attributes.language] as const))
+
+describe("OfflineExtractor language tags", () => {
+  it.effect("an English text: names carry en; addresses, URLs and dated values carry none", () =>
+    Effect.gen(function*() {
+      const output = yield* extract(readText("edge-cases-unicode.txt"), Option.none(), { unmapped: "generic" })
+      const tags = languages(output)
+      for (const name of ["François Müller", "ETH Zürich", "Anna Petrova", "Tsinghua University"]) {
+        assert.strictEqual(tags.get(name), "en", name)
+      }
+      for (const value of ["anna.petrova@msu.ru", "https://msu.ru/сотрудники/петрова"]) {
+        assert.isTrue(tags.has(value), value)
+        assert.isUndefined(tags.get(value), value)
+      }
+      const dated = yield* extract(
+        "The museum opened on March 5, 2021, after the architects Anna Berg and Tom Lund had worked on it for " +
+          "many years with the city of Oslo and a dozen engineers.",
+        Option.none(),
+        { unmapped: "generic" }
+      )
+      assert.isUndefined(languages(dated).get("March 5, 2021"))
+      assert.strictEqual(languages(dated).get("Anna Berg"), "en")
+    }))
+
+  it.effect("a text too short to tell carries no tag at all", () =>
+    Effect.gen(function*() {
+      for (const text of ["Alice Smith works at Acme.", readText("minimal-single-sentence.txt")]) {
+        const output = yield* extract(text, Option.none(), { unmapped: "generic" })
+        assert.isAbove(output.entities.length, 0, text)
+        for (const e of output.entities) assert.isUndefined(e.attributes.language, `${e.label} in ${text}`)
+      }
+    }))
+
+  it.effect("a French text: fr, from the batch's own text whatever the earlier batches were", () =>
+    Effect.gen(function*() {
+      const known = [{ label: "Alice Smith", type: `${FOAF}Person`, iri: "urn:x:alice" }]
+      const output = yield* extract(french, Option.none(), {}, known)
+      const tags = languages(output)
+      for (const name of ["Marie Curie", "Pierre Curie", "Paris"]) assert.strictEqual(tags.get(name), "fr", name)
+    }))
 })
 
 // Determinism -----------------------------------------------------------------------------------------------------

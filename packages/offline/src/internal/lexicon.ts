@@ -309,6 +309,7 @@ export const organizationSuffixes: ReadonlySet<string> = new Set([
   "ventures",
   "capital",
   "industries",
+  "manufacturing",
   "enterprises",
   "pharmaceuticals",
   "airlines",
@@ -388,6 +389,9 @@ export const ofJoiningHeads: ReadonlySet<string> = new Set([
   "church",
   "republic",
   "kingdom",
+  "battle",
+  "siege",
+  "treaty",
   "commonwealth",
   "state",
   "states",
@@ -441,6 +445,17 @@ export const eventSuffixes: ReadonlySet<string> = new Set([
   "forum",
   "hackathon",
   "meetup"
+])
+
+/** First words of event names: storms, military operations, battles, treaties ("Hurricane Harvey", "Battle of X"). */
+export const eventPrefixes: ReadonlySet<string> = new Set([
+  "hurricane",
+  "typhoon",
+  "cyclone",
+  "operation",
+  "battle",
+  "siege",
+  "treaty"
 ])
 
 /** Last words of project names. */

@@ -7,6 +7,7 @@ import { findDates } from "./dates.js"
 import * as Gazetteer from "./gazetteer.js"
 import {
   commonAcronyms,
+  eventPrefixes,
   eventSuffixes,
   honorifics,
   knownOrganizations,
@@ -299,6 +300,7 @@ const vote = (
     if (n >= 2 && organizationSuffixes.has(last)) add(votes, "organization", 4)
     if (n >= 2 && words.some((w) => organizationPrefixes.has(w))) add(votes, "organization", 4)
     if (n >= 2 && eventSuffixes.has(last)) add(votes, "event", 6)
+    if (n >= 2 && eventPrefixes.has(first)) add(votes, "event", 6)
     if (n >= 2 && projectSuffixes.has(last)) add(votes, "project", 6)
   }
   if (knownOrganizations.has(phrase)) add(votes, "organization", 5)

@@ -354,7 +354,8 @@ const rules: ReadonlyArray<Rule> = [
       `^(?:,|(?:, )?(?:who )?(?:is|was|became|becomes|has been|had been|serves as|served as|works as|worked as|remained|remains))(?: now| currently| also| still)?(?: (?:a|an|the|its|their|his|her))?(?: [\\w-]+){0,3} (?:${roles})(?: [\\w&-]+){0,3} (?:at|of|for|with|in|from)(?: the)?$`
     ),
     adjacent: true,
-    relation: "worksFor",
+    // "Jane Doe, chairman of the Elm County Democratic Committee": a group's office holder is a member (GUIDELINES.md).
+    relation: "worksForOrMember",
     confidence: 0.8
   },
   {
@@ -477,6 +478,15 @@ const rules: ReadonlyArray<Rule> = [
     adjacent: true,
     relation: "parent",
     swap: true,
+    confidence: 0.65
+  },
+  {
+    // "Jane Doe ... her father, John Doe": the child comes first
+    a: person,
+    b: person,
+    gap: /\b(?:his|her) (?:late )?(?:father|mother),?$/,
+    adjacent: true,
+    relation: "parent",
     confidence: 0.65
   },
   {
