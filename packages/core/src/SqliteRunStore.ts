@@ -358,6 +358,27 @@ export const make = (hooks: Hooks = {}) =>
             sql`SELECT * FROM runs WHERE status = ${status} ORDER BY created_at, id`
       })(filter.status ?? null).pipe(Effect.map((rows) => rows.map(toRun)), persistence("listRuns"))
 
+    // Scrapes read this every few seconds: an aggregate, never the rows (50,000 decoded rows took 40 s).
+    const countRuns = SqlSchema.findAll({
+      Request: Schema.Void,
+      Result: Schema.Struct({ status: RunStatus, n: Schema.Number }),
+      execute: () => sql`SELECT status, COUNT(*) AS n FROM runs GROUP BY status`
+    })(undefined).pipe(
+      Effect.map((rows) => {
+        const counts: Record<RunStatus, number> = {
+          pending: 0,
+          running: 0,
+          completed: 0,
+          failed: 0,
+          cancelled: 0,
+          interrupted: 0
+        }
+        for (const row of rows) counts[row.status] = row.n
+        return counts
+      }),
+      persistence("countRuns")
+    )
+
     const readInput = (runId: RunId) =>
       sql<{ text: string }>`SELECT text FROM run_inputs WHERE run_id = ${runId}`.pipe(
         Effect.flatMap((rows) =>
@@ -882,6 +903,7 @@ export const make = (hooks: Hooks = {}) =>
       createRun,
       getRun: (runId) => getRun(runId).pipe(persistence("getRun")),
       listRuns,
+      countRuns,
       readInput,
       readOntologySource,
       claim,
