@@ -293,6 +293,8 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   readonly getRun: (runId: RunId) => Effect.Effect<Run, RunNotFound | PersistenceError>
   /** Runs in `(createdAt, id)` order, filtered and paged by keyset in the database. */
   readonly listRuns: (filter?: RunFilter) => Effect.Effect<ReadonlyArray<Run>, PersistenceError>
+  /** How many runs have each status (every status present, 0 when none): one aggregate query, for metrics. */
+  readonly countRuns: Effect.Effect<Readonly<Record<RunStatus, number>>, PersistenceError>
   readonly readInput: (runId: RunId) => Effect.Effect<string, RunNotFound | PersistenceError>
   readonly readOntologySource: (sha256: string) => Effect.Effect<Option.Option<string>, PersistenceError>
   /**

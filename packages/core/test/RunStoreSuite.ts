@@ -512,6 +512,14 @@ export const runStoreSuite = (
             [idle.id, busy.id, orphan.id]
           )
           assert.strictEqual((yield* store.listRuns()).length, 3)
+          assert.deepStrictEqual(yield* store.countRuns, {
+            pending: 0,
+            running: 0,
+            completed: 0,
+            failed: 0,
+            cancelled: 3,
+            interrupted: 0
+          })
         })
       ))
 

@@ -122,12 +122,12 @@ export const layer: Layer.Layer<Scrape, never, RunStore | Admission.Admission> =
     const scrape = Effect.gen(function*() {
       const store = yield* RunStore
       const admission = yield* Admission.Admission
-      const runs = yield* store.listRuns().pipe(Effect.orElseSucceed(() => []))
-      for (const status of Run.RunStatus.literals) {
-        yield* Metric.set(
-          runsByStatus.pipe(Metric.tagged("status", status)),
-          runs.filter((run) => run.status === status).length
-        )
+      // A database that does not answer leaves the gauges as they were (readyz reports it).
+      const counts = yield* Effect.option(store.countRuns)
+      if (counts._tag === "Some") {
+        for (const status of Run.RunStatus.literals) {
+          yield* Metric.set(runsByStatus.pipe(Metric.tagged("status", status)), counts.value[status])
+        }
       }
       const stats = yield* admission.stats
       yield* Metric.set(activeRuns, stats.active)
