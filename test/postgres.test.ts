@@ -1,6 +1,7 @@
 /**
  * The CLI on PostgreSQL, as real processes of the bundle: `start` -> `status` -> `export` give the same bytes as the
- * same run on SQLite; a run SIGKILLed mid-way resumes to the same bytes with no batch committed twice; `runs`,
+ * same run on SQLite; a run SIGKILLed mid-way resumes to the same bytes with no batch committed twice; a run whose
+ * connections the server terminates completes to the same bytes; `runs`,
  * `cancel` and `doctor` follow `QUARRY_DATABASE_URL`; `serve` answers its probes without showing the password.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
@@ -121,6 +122,37 @@ describe("the CLI on PostgreSQL", () => {
     assert.strictEqual(row?.digest, reference.digest)
     assert.strictEqual(Number(row?.n), 67)
   }, 180_000)
+
+  it(
+    "connections terminated by the server mid-run (pg_terminate_backend) are replaced: the run completes, same bytes",
+    async () => {
+      const db = await database()
+      const name = new URL(db).pathname.slice(1)
+      const { child, out } = startMobyDick(db, "terminated", { QUARRY_TEST_EXTRACTOR_DELAY_MS: "120" })
+      await child.waitFor((stdout) => committedEvents(stdout) >= 3)
+      let terminated = 0
+      for (let i = 0; i < 3; i++) {
+        const rows = await query<{ ok: boolean }>(
+          adminUrl(),
+          "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND application_name = 'quarry'",
+          [name]
+        )
+        terminated += rows.filter((r) => r.ok).length
+        await child.waitFor((stdout) => committedEvents(stdout) >= 6 + i * 3)
+      }
+      const exit = await child.exited
+      assert.strictEqual(exit.code, 0, child.stderr)
+      assert.isAtLeast(terminated, 3)
+      assert.strictEqual(sha256File(out), reference.sha256)
+      const [row] = await query<{ n: string; digest: string }>(
+        db,
+        "SELECT digest, (SELECT count(*) FROM batches WHERE run_id = 'terminated') AS n FROM runs WHERE id = 'terminated'"
+      )
+      assert.strictEqual(Number(row?.n), 67)
+      assert.strictEqual(row?.digest, reference.digest)
+    },
+    180_000
+  )
 
   it(
     "runs, cancel and doctor follow QUARRY_DATABASE_URL; serve answers its probes and hides the password",

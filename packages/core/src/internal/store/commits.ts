@@ -8,7 +8,7 @@ import * as CrashPoint from "../../CrashPoint.js"
 import * as Extractor from "../../Extractor.js"
 import type * as RunStore from "../../RunStore.js"
 import { entityKey, sha256 } from "../entities.js"
-import { lockedBy, persistence, type StoreContext } from "./context.js"
+import { lockedBy, persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { ProgressRow } from "./rows.js"
 
 /** Outputs larger than this many bytes of JSON are stored deflated (mention JSON deflates to about a fifth). */
@@ -92,7 +92,8 @@ export const make = (ctx: StoreContext) => {
       const { blob, encoding, outputSha256 } = storedOutput(commit.output)
       const entities = entityRows(commit)
       const usage = commit.output.usage
-      return yield* transaction(Effect.gen(function*() {
+      // Idempotent (a committed batch returns its checkpoint), so a broken connection is retried.
+      return yield* retryDisconnects(transaction(Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
         const run = (yield* lockProgress({ id: commit.runId, now }))[0]
         // The fence: a holder whose claim was replaced writes nothing.
@@ -157,7 +158,7 @@ export const make = (ctx: StoreContext) => {
           WHERE id = ${commit.runId}`
         yield* CrashPoint.hit("commitBatch.transaction", commit.batchIndex)
         return checkpoint
-      }))
+      })))
     }).pipe(
       persistence("commitBatch"),
       Effect.withSpan("SqlRunStore.commitBatch", { attributes: { runId: commit.runId, batch: commit.batchIndex } })

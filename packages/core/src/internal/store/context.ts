@@ -1,8 +1,10 @@
 /** What every part of the SQL store shares: the client, the dialect helpers, and the reads that guard writes. */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as SqlSchema from "@effect/sql/SqlSchema"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import { PersistenceError, RunLocked, RunNotFound } from "../../Errors.js"
 import type { Run, RunId } from "../../Run.js"
@@ -10,7 +12,7 @@ import type * as RunStore from "../../RunStore.js"
 import type { Hooks } from "../../SqlRunStore.js"
 import { sha256 } from "../entities.js"
 import * as Processes from "../processes.js"
-import { failOnSqlDefect, withTransaction } from "../transaction.js"
+import { failOnSqlDefect, isSqlError, withTransaction } from "../transaction.js"
 import { HolderRow, RunRow, toRun } from "./rows.js"
 
 /** The digest a run starts from, before any batch. */
@@ -28,6 +30,40 @@ export const persistence = (operation: string) => <A, E, R>(effect: Effect.Effec
     > => typeof e === "object" && e !== null && "_tag" in e && (e._tag === "SqlError" || e._tag === "ParseError"),
     (cause) => new PersistenceError({ operation, cause })
   ).pipe(failOnSqlDefect((cause) => new PersistenceError({ operation, cause })))
+
+const disconnectCodes = new Set(["57P01", "57P02", "57P03", "ECONNRESET", "EPIPE", "ECONNREFUSED"])
+
+/**
+ * True for a failure of the connection itself, not of the statement: PostgreSQL terminated the session
+ * (`pg_terminate_backend`, a restart, a failover: SQLSTATE 57P0x or class 08) or the socket broke. The pool opens a
+ * new connection for the next statement. SQLite never fails this way.
+ */
+const isDisconnect = (e: unknown): boolean => {
+  if (!isSqlError(e) || typeof e !== "object" || e === null || !("cause" in e)) return false
+  const cause = e.cause
+  if (!(cause instanceof Error)) return false
+  const code = "code" in cause && typeof cause.code === "string" ? cause.code : ""
+  return disconnectCodes.has(code) || code.startsWith("08") ||
+    /Connection terminated|not queryable/i.test(cause.message)
+}
+
+/** A broken connection, as a failure or as a defect (a failed COMMIT or ROLLBACK dies, see `withTransaction`). */
+const isDisconnectCause = <E>(cause: Cause.Cause<E>): boolean =>
+  Option.exists(Cause.failureOption(cause), isDisconnect) || Option.exists(Cause.dieOption(cause), isDisconnect)
+
+/**
+ * Retries an operation whose every attempt is safe to repeat (a read, or an idempotent write such as
+ * `commitBatch`, whose retry after a COMMIT that did land returns the stored checkpoint) when the connection broke
+ * under it: a few attempts, 50 ms apart and doubling.
+ */
+export const retryDisconnects = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.sandbox(effect).pipe(
+    Effect.retry({
+      while: isDisconnectCause,
+      schedule: Schedule.exponential("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)))
+    }),
+    Effect.unsandbox
+  )
 
 /** A lease holder that provably died on this host: its lease is taken over without waiting for it to expire. */
 export const holderIsDead = (row: typeof HolderRow.Type) =>

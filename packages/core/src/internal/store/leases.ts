@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto"
 import { RunCancelled } from "../../Errors.js"
 import type { Artifact, RunId } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
-import { holderIsDead, lockedBy, persistence, type StoreContext } from "./context.js"
+import { holderIsDead, lockedBy, persistence, retryDisconnects, type StoreContext } from "./context.js"
 
 interface ClaimOptions {
   readonly reopen?: boolean | undefined
@@ -56,10 +56,11 @@ export const make = (ctx: StoreContext) => {
   const heartbeat = (runId: RunId, holder: RunStore.LeaseHolder, leaseMs: number) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
-      const rows = yield* sql<{ cancel_requested: number }>`UPDATE runs
+      // Extending a lease twice is harmless: a broken connection is retried.
+      const rows = yield* retryDisconnects(sql<{ cancel_requested: number }>`UPDATE runs
         SET lease_expires_at = ${now + leaseMs}
         WHERE id = ${runId} AND lease_token = ${holder.token} AND status = 'running'
-        RETURNING cancel_requested`
+        RETURNING cancel_requested`)
       if (rows[0] === undefined) return yield* lockedBy(yield* reread(runId))
       return { cancelRequested: rows[0].cancel_requested !== 0 }
     }).pipe(persistence("heartbeat"))

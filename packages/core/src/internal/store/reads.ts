@@ -7,7 +7,7 @@ import { inflateRawSync } from "node:zlib"
 import * as Extractor from "../../Extractor.js"
 import { type RunId, UsageTotals } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
-import { persistence, type StoreContext } from "./context.js"
+import { persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { BatchRow, EntityRow, TotalsRow } from "./rows.js"
 
 const decodeBatch = (row: typeof BatchRow.Type) =>
@@ -30,7 +30,10 @@ export const make = (ctx: StoreContext) => {
   })
 
   const batchPage = (runId: RunId, after: number, limit: number) =>
-    findPage({ runId, after, limit }).pipe(Effect.flatMap(Effect.forEach(decodeBatch)), persistence("batchPage"))
+    retryDisconnects(findPage({ runId, after, limit })).pipe(
+      Effect.flatMap(Effect.forEach(decodeBatch)),
+      persistence("batchPage")
+    )
 
   const findEntities = SqlSchema.findAll({
     Request: Schema.Struct({ runId: Schema.String, from: Schema.Number, before: Schema.Number }),
@@ -42,7 +45,7 @@ export const make = (ctx: StoreContext) => {
   })
 
   const knownEntities = (runId: RunId, beforeBatch: number, fromBatch = 0) =>
-    findEntities({ runId, from: fromBatch, before: beforeBatch }).pipe(
+    retryDisconnects(findEntities({ runId, from: fromBatch, before: beforeBatch })).pipe(
       Effect.map((rows) =>
         rows.map((row): RunStore.KnownEntity => ({
           key: row.entity_key,

@@ -9,7 +9,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import { randomBytes } from "node:crypto"
 import type * as RunStore from "../../RunStore.js"
-import { persistence, type StoreContext } from "./context.js"
+import { persistence, retryDisconnects, type StoreContext } from "./context.js"
 
 const rowsPerInsert = 400
 /** A workspace older than this belongs to a merge that died: no merge runs for a day. */
@@ -111,28 +111,32 @@ export const make = (ctx: StoreContext) => {
     })
     const add = (page: RunStore.WorkspacePage) => {
       const rows = isPg ? pgPage(page) : page
-      return ctx.transaction(Effect.all([
+      // Inserts that keep the first row of each key are idempotent: a broken connection is retried.
+      return retryDisconnects(ctx.transaction(Effect.all([
         insert(t.entities, rows.entities, "entity_key"),
         insert(t.mentions, rows.mentions, "entity_key, start, \"end\""),
         insert(t.relations, rows.relations, "identity")
-      ], { discard: true })).pipe(persistence("mergeWorkspace.add"))
+      ], { discard: true }))).pipe(persistence("mergeWorkspace.add"))
     }
     const entities = (afterOrd: number, limit: number) =>
-      sql<RunStore.WorkspaceEntity>`SELECT ord, entity_key, label, type, attributes FROM ${sql(t.entities)}
-        WHERE ord > ${afterOrd} ORDER BY ord LIMIT ${limit}`.pipe(
+      retryDisconnects(
+        sql<RunStore.WorkspaceEntity>`SELECT ord, entity_key, label, type, attributes FROM ${
+          sql(t.entities)
+        } WHERE ord > ${afterOrd} ORDER BY ord LIMIT ${limit}`
+      ).pipe(
         Effect.map((rows) => isPg ? rows.map((r) => ({ ...r, entity_key: text(r.entity_key) })) : rows),
         persistence("mergeWorkspace.entities")
       )
     const mentions = (keys: ReadonlyArray<string>) =>
-      sql<RunStore.WorkspaceMention>`SELECT entity_key, start, "end" FROM ${sql(t.mentions)}
-        WHERE entity_key IN ${sql.in(keys.map(key))} ORDER BY entity_key, start, "end"`.pipe(
+      retryDisconnects(sql<RunStore.WorkspaceMention>`SELECT entity_key, start, "end" FROM ${sql(t.mentions)}
+        WHERE entity_key IN ${sql.in(keys.map(key))} ORDER BY entity_key, start, "end"`).pipe(
         Effect.map((rows) => isPg ? rows.map((r) => ({ ...r, entity_key: text(r.entity_key) })) : rows),
         persistence("mergeWorkspace.mentions")
       )
     const relations = (afterOrd: number, limit: number) =>
-      sql<RunStore.WorkspaceRelation>`SELECT ord, subject_key, predicate, object_key, object_value,
+      retryDisconnects(sql<RunStore.WorkspaceRelation>`SELECT ord, subject_key, predicate, object_key, object_value,
           object_datatype, object_language FROM ${sql(t.relations)}
-        WHERE ord > ${afterOrd} ORDER BY ord LIMIT ${limit}`.pipe(
+        WHERE ord > ${afterOrd} ORDER BY ord LIMIT ${limit}`).pipe(
         Effect.map((rows) =>
           isPg ?
             rows.map((r) => ({
