@@ -14,7 +14,7 @@ import {
 } from "./lexicon.js"
 import { type Kind, literalFor, type RelationKind, type TypeMap } from "./mapping.js"
 import type { AnalysedSegment, Mention } from "./mentions.js"
-import { genderOf } from "./nlp.js"
+import { genderOf, type Unit } from "./nlp.js"
 import { fold, foldGerman, type Segment } from "./text.js"
 
 /** A mention as a relation end: its canonical label (the full name where the batch has one) and type. */
@@ -543,39 +543,14 @@ type Target =
     readonly end: number
   }
 
-/** Finds the relations of a batch. */
-export const findRelations = (
-  analysed: ReadonlyArray<AnalysedSegment>,
-  mentions: ReadonlyArray<Mention>,
-  canonical: ReadonlyArray<{ readonly label: string; readonly type: string | undefined }>,
-  types: TypeMap
-): Array<Extractor.RelationMention> => {
-  const segmentAt = (offset: number): Segment | undefined =>
-    analysed.find((a) => offset >= a.segment.start && offset <= a.segment.start + a.segment.text.length)?.segment
-  const textOf = (start: number, end: number) => {
-    const seg = segmentAt(start)
-    return seg === undefined ? "" : seg.text.slice(start - seg.start, Math.max(start, end) - seg.start)
-  }
-  const items = mentions.map((m, i): Item => {
-    const c = canonical[i]!
-    const next = textOf(m.end, m.end + 3)
-    return {
-      start: m.start,
-      end: m.end,
-      kind: m.kind,
-      label: c.label,
-      type: c.type,
-      possessive: /^['’]s?(?!\p{L})/u.test(next),
-      value: m.value,
-      datatype: m.datatype,
-      group: m.kind === "organization" &&
-        (groupSuffixes.has(words(c.label).at(-1) ?? "") || (c.type !== undefined && /Group$/u.test(c.type)))
-    }
-  })
+/** Emits a relation: `types` picks the ontology's property; invalid, self and repeated relations are dropped. */
+type Emit = (relation: RelationKind, s: Item, target: Target, confidence: number) => void
 
+/** The relations `emit` accepted, in order. */
+const makeEmitter = (types: TypeMap): { readonly out: Array<Extractor.RelationMention>; readonly emit: Emit } => {
   const out: Array<Extractor.RelationMention> = []
   const seen = new Set<string>()
-  const emit = (relation: RelationKind, s: Item, target: Target, confidence: number) => {
+  const emit: Emit = (relation, s, target, confidence) => {
     if (s.type === undefined) return
     if (target._tag === "Item" && target.item.type === undefined) return
     const objectType = target._tag === "Item" ? target.item.type : undefined
@@ -614,59 +589,114 @@ export const findRelations = (
       confidence
     })
   }
+  return { out, emit }
+}
 
+/** The batch's text between two document offsets (within one segment). */
+const textReader = (analysed: ReadonlyArray<AnalysedSegment>) => {
+  const segmentAt = (offset: number): Segment | undefined =>
+    analysed.find((a) => offset >= a.segment.start && offset <= a.segment.start + a.segment.text.length)?.segment
+  return (start: number, end: number) => {
+    const seg = segmentAt(start)
+    return seg === undefined ? "" : seg.text.slice(start - seg.start, Math.max(start, end) - seg.start)
+  }
+}
+
+/** The mentions as relation candidates, under their canonical labels and types. */
+const itemsOf = (
+  mentions: ReadonlyArray<Mention>,
+  canonical: ReadonlyArray<{ readonly label: string; readonly type: string | undefined }>,
+  textOf: (start: number, end: number) => string
+) =>
+  mentions.map((m, i): Item => {
+    const c = canonical[i]!
+    const next = textOf(m.end, m.end + 3)
+    return {
+      start: m.start,
+      end: m.end,
+      kind: m.kind,
+      label: c.label,
+      type: c.type,
+      possessive: /^['’]s?(?!\p{L})/u.test(next),
+      value: m.value,
+      datatype: m.datatype,
+      group: m.kind === "organization" &&
+        (groupSuffixes.has(words(c.label).at(-1) ?? "") || (c.type !== undefined && /Group$/u.test(c.type)))
+    }
+  })
+
+/** The last item before `offset` (within 1500 characters) that `fits`. */
+const lastBefore = (items: ReadonlyArray<Item>, offset: number, fits: (it: Item) => boolean) => {
+  let found: Item | undefined
+  for (const it of items) {
+    if (it.start >= offset) break
+    if (offset - it.end > 1500) continue
+    if (fits(it)) found = it
+  }
+  return found
+}
+
+/**
+ * The item a sentence's opening words stand for: He/She/His/Her for the last fitting person before it, "The
+ * company"/"The consortium" for the last organisation of that kind.
+ */
+const antecedent = (a: AnalysedSegment, unit: Unit, items: ReadonlyArray<Item>): Item | undefined => {
+  const first = unit.tokens[0]
+  if (first === undefined) return undefined
+  const start = a.segment.start + first.start
+  const pronoun = pronouns[first.lower]
+  const second = unit.tokens[1]
+  if (pronoun !== undefined) {
+    const person = lastBefore(items, start, (it) => {
+      if (it.kind !== "person") return false
+      const g = genderOf(words(it.label)[0] ?? "")
+      return g === undefined || g === pronoun.gender
+    })
+    return person === undefined ?
+      undefined :
+      { ...person, start, end: a.segment.start + first.end, possessive: pronoun.possessive }
+  }
+  if (first.lower === "the" && second !== undefined && definiteOrganizationWords.has(second.lower)) {
+    const organization = lastBefore(
+      items,
+      start,
+      (it) =>
+        it.kind === "organization" &&
+        (genericOrganizationWords.has(second.lower) || words(it.label).at(-1) === second.lower)
+    )
+    return organization === undefined ?
+      undefined :
+      { ...organization, start, end: a.segment.start + second.end, possessive: second.possessive }
+  }
+  return undefined
+}
+
+/** The items of each sentence (by batch-wide unit index), a sentence's antecedent first. */
+const itemsBySentence = (
+  analysed: ReadonlyArray<AnalysedSegment>,
+  mentions: ReadonlyArray<Mention>,
+  items: ReadonlyArray<Item>
+): Map<number, Array<Item>> => {
   const lists = new Map<number, Array<Item>>()
   mentions.forEach((m, i) => {
     const list = lists.get(m.unit)
     if (list === undefined) lists.set(m.unit, [items[i]!])
     else list.push(items[i]!)
   })
-  // A sentence opening with He/She/His/Her: the pronoun stands for the last fitting person before it.
-  const lastPersonBefore = (offset: number, gender: "female" | "male") => {
-    let found: Item | undefined
-    for (const it of items) {
-      if (it.start >= offset) break
-      if (it.kind !== "person" || offset - it.end > 1500) continue
-      const g = genderOf(words(it.label)[0] ?? "")
-      if (g === undefined || g === gender) found = it
-    }
-    return found
-  }
-  // A sentence opening with "The company"/"The consortium": the last organisation of that kind before it.
-  const lastOrganizationBefore = (offset: number, word: string) => {
-    let found: Item | undefined
-    for (const it of items) {
-      if (it.start >= offset) break
-      if (it.kind !== "organization" || offset - it.end > 1500) continue
-      if (genericOrganizationWords.has(word) || words(it.label).at(-1) === word) found = it
-    }
-    return found
-  }
   for (const a of analysed) {
     a.units.forEach((unit, u) => {
-      const first = unit.tokens[0]
-      if (first === undefined) return
-      const start = a.segment.start + first.start
-      let virtual: Item | undefined
-      const pronoun = pronouns[first.lower]
-      const second = unit.tokens[1]
-      if (pronoun !== undefined) {
-        const antecedent = lastPersonBefore(start, pronoun.gender)
-        if (antecedent !== undefined) {
-          virtual = { ...antecedent, start, end: a.segment.start + first.end, possessive: pronoun.possessive }
-        }
-      } else if (first.lower === "the" && second !== undefined && definiteOrganizationWords.has(second.lower)) {
-        const antecedent = lastOrganizationBefore(start, second.lower)
-        if (antecedent !== undefined) {
-          virtual = { ...antecedent, start, end: a.segment.start + second.end, possessive: second.possessive }
-        }
-      }
+      const virtual = antecedent(a, unit, items)
       if (virtual === undefined) return
       const list = lists.get(a.unitBase + u)
       if (list === undefined) lists.set(a.unitBase + u, [virtual])
       else list.unshift(virtual)
     })
   }
+  return lists
+}
+
+/** "from AWS partnerships": true when the name only modifies the (common) noun after it. */
+const nounModifier = (analysed: ReadonlyArray<AnalysedSegment>, textOf: (start: number, end: number) => string) => {
   const tokens = analysed.flatMap((a) =>
     a.units.flatMap((unit) =>
       unit.tokens.map((t) => ({ start: a.segment.start + t.start, text: t.text, tags: t.tags }))
@@ -682,94 +712,132 @@ export const findRelations = (
     }
     return tokens[lo]
   }
-  /** "from AWS partnerships": the name only modifies the noun after it. */
-  const modifiesNoun = (it: Item) => {
+  return (it: Item) => {
     const next = tokenAfter(it.end)
     return next !== undefined && /^\s*$/u.test(textOf(it.end, next.start)) && /^\p{Ll}/u.test(next.text) &&
       next.tags.has("Noun") && !next.tags.has("Verb")
   }
+}
 
-  for (const unit of [...lists.keys()].sort((x, y) => x - y)) {
-    const list = lists.get(unit)!
-    const gap = (i: number, j: number) => normalise(textOf(list[i]!.end, list[j]!.start))
-    const chain = (from: number, step: 1 | -1): Array<Item> => {
-      const found: Array<Item> = []
-      const kind = list[from]!.kind
-      let previous = from
-      for (let k = from + step; k >= 0 && k < list.length; k += step) {
-        const g = step === 1 ? gap(previous, k) : gap(k, previous)
-        const candidate = list[k]!
-        if (candidate.kind === kind && conjunction.test(g)) {
-          found.push(candidate)
-          previous = k
-        } else if (
-          step === 1 && kind === "person" && (candidate.kind === "organization" || candidate.kind === "place") &&
-          /^(?:from|at|of)$/u.test(g)
-        ) {
-          previous = k
-        } else {
-          break
-        }
-      }
-      return found
+/** One sentence's items and what the rules need to read around them. */
+interface Sentence {
+  readonly list: ReadonlyArray<Item>
+  readonly textOf: (start: number, end: number) => string
+  readonly modifiesNoun: (it: Item) => boolean
+  readonly emit: Emit
+}
+
+/** The normalised text between items `i` and `j` of the sentence. */
+const gapOf = (s: Sentence, i: number, j: number) => normalise(s.textOf(s.list[i]!.end, s.list[j]!.start))
+
+/** The items joined to item `from` by "and"/commas, going forward or backward ("Ann and Bob founded ..."). */
+const chain = (s: Sentence, from: number, step: 1 | -1): Array<Item> => {
+  const found: Array<Item> = []
+  const kind = s.list[from]!.kind
+  let previous = from
+  for (let k = from + step; k >= 0 && k < s.list.length; k += step) {
+    const g = step === 1 ? gapOf(s, previous, k) : gapOf(s, k, previous)
+    const candidate = s.list[k]!
+    if (candidate.kind === kind && conjunction.test(g)) {
+      found.push(candidate)
+      previous = k
+    } else if (
+      step === 1 && kind === "person" && (candidate.kind === "organization" || candidate.kind === "place") &&
+      /^(?:from|at|of)$/u.test(g)
+    ) {
+      previous = k
+    } else {
+      break
     }
-    for (let i = 0; i < list.length; i++) {
-      const x = list[i]!
-      if (isValue(x.kind)) continue
-      for (let j = i + 1; j < list.length && j <= i + 8; j++) {
-        const y = list[j]!
-        if (y.kind === "email" || y.kind === "url") continue
-        const g = gap(i, j)
-        if (g.length > 120) break
-        if (y.kind === "date") {
-          if (x.kind === "organization" && y.value !== undefined && foundingDateGap.test(g)) {
-            emit("foundingDate", x, dateTarget(y), 0.75)
-          }
-          continue
-        }
-        const between = list.slice(i + 1, j)
-        for (const rule of rules) {
-          if (!rule.a.includes(x.kind) || !rule.b.includes(y.kind) || !rule.gap.test(g)) continue
-          if (rule.possessive === true && !x.possessive) continue
-          if (rule.adjacent === true && between.some((z) => z.kind === "person")) continue
-          if (rule.affiliation === true && modifiesNoun(y)) continue
-          // "Google's Sarah": the organisation qualifies the person after it, not the subject before it.
-          if (
-            x.kind === "person" && y.kind === "organization" && y.possessive && list[j + 1]?.kind === "person" &&
-            gap(j, j + 1) === "'s"
-          ) continue
-          if (rule.after !== undefined && !rule.after.test(textOf(y.end, y.end + 60))) continue
-          if (rule.before !== undefined && !rule.before.test(textOf(Math.max(0, x.start - 40), x.start))) continue
-          const subjects = [x, ...(rule.chainSubjects === true ? chain(i, -1) : [])]
-          const objects = [y, ...(rule.chainObjects === true ? chain(j, 1) : [])]
-          const relation: RelationKind = rule.relation === "worksForOrMember" ?
-            ((rule.swap === true ? x : y).group ? "memberOf" : "worksFor") :
-            rule.relation
-          for (const s of subjects) {
-            for (const o of objects) {
-              if (rule.swap === true) emit(relation, o, { _tag: "Item", item: s }, rule.confidence)
-              else emit(relation, s, { _tag: "Item", item: o }, rule.confidence)
-              if (rule.member === true && /\bformed\b/u.test(g)) {
-                emit("memberOf", s, { _tag: "Item", item: o }, rule.confidence)
-              }
-            }
-          }
-          if (relation === "founded") {
-            const orgIndex = rule.swap === true ? i : j
-            const next = list[orgIndex + 1]
-            if (
-              next !== undefined && next.kind === "date" && next.value !== undefined &&
-              gap(orgIndex, orgIndex + 1) === "in"
-            ) {
-              emit("foundingDate", list[orgIndex]!, dateTarget(next), 0.75)
-            }
-          }
-          break
-        }
+  }
+  return found
+}
+
+/** Whether `rule` holds between items `i` and `j` (whose gap is `g`). */
+const ruleHolds = (s: Sentence, rule: Rule, i: number, j: number, g: string): boolean => {
+  const x = s.list[i]!
+  const y = s.list[j]!
+  if (!rule.a.includes(x.kind) || !rule.b.includes(y.kind) || !rule.gap.test(g)) return false
+  if (rule.possessive === true && !x.possessive) return false
+  if (rule.adjacent === true && s.list.slice(i + 1, j).some((z) => z.kind === "person")) return false
+  if (rule.affiliation === true && s.modifiesNoun(y)) return false
+  // "Google's Sarah": the organisation qualifies the person after it, not the subject before it.
+  if (
+    x.kind === "person" && y.kind === "organization" && y.possessive && s.list[j + 1]?.kind === "person" &&
+    gapOf(s, j, j + 1) === "'s"
+  ) return false
+  if (rule.after !== undefined && !rule.after.test(s.textOf(y.end, y.end + 60))) return false
+  return rule.before === undefined || rule.before.test(s.textOf(Math.max(0, x.start - 40), x.start))
+}
+
+/** Emits what `rule` says about items `i` and `j` (and the items chained to them). */
+const applyRule = (s: Sentence, rule: Rule, i: number, j: number, g: string) => {
+  const x = s.list[i]!
+  const y = s.list[j]!
+  const subjects = [x, ...(rule.chainSubjects === true ? chain(s, i, -1) : [])]
+  const objects = [y, ...(rule.chainObjects === true ? chain(s, j, 1) : [])]
+  const relation: RelationKind = rule.relation === "worksForOrMember" ?
+    ((rule.swap === true ? x : y).group ? "memberOf" : "worksFor") :
+    rule.relation
+  for (const subject of subjects) {
+    for (const object of objects) {
+      if (rule.swap === true) s.emit(relation, object, { _tag: "Item", item: subject }, rule.confidence)
+      else s.emit(relation, subject, { _tag: "Item", item: object }, rule.confidence)
+      if (rule.member === true && /\bformed\b/u.test(g)) {
+        s.emit("memberOf", subject, { _tag: "Item", item: object }, rule.confidence)
       }
     }
   }
+  if (relation === "founded") {
+    const orgIndex = rule.swap === true ? i : j
+    const next = s.list[orgIndex + 1]
+    if (
+      next !== undefined && next.kind === "date" && next.value !== undefined &&
+      gapOf(s, orgIndex, orgIndex + 1) === "in"
+    ) {
+      s.emit("foundingDate", s.list[orgIndex]!, dateTarget(next), 0.75)
+    }
+  }
+}
 
+/** The relations between the items of one sentence, pair by pair, by the first rule that holds. */
+const sentenceRelations = (s: Sentence) => {
+  const list = s.list
+  for (let i = 0; i < list.length; i++) {
+    const x = list[i]!
+    if (isValue(x.kind)) continue
+    for (let j = i + 1; j < list.length && j <= i + 8; j++) {
+      const y = list[j]!
+      if (y.kind === "email" || y.kind === "url") continue
+      const g = gapOf(s, i, j)
+      if (g.length > 120) break
+      if (y.kind === "date") {
+        if (x.kind === "organization" && y.value !== undefined && foundingDateGap.test(g)) {
+          s.emit("foundingDate", x, dateTarget(y), 0.75)
+        }
+        continue
+      }
+      const rule = rules.find((rule) => ruleHolds(s, rule, i, j, g))
+      if (rule !== undefined) applyRule(s, rule, i, j, g)
+    }
+  }
+}
+
+/** Finds the relations of a batch. */
+export const findRelations = (
+  analysed: ReadonlyArray<AnalysedSegment>,
+  mentions: ReadonlyArray<Mention>,
+  canonical: ReadonlyArray<{ readonly label: string; readonly type: string | undefined }>,
+  types: TypeMap
+): Array<Extractor.RelationMention> => {
+  const textOf = textReader(analysed)
+  const items = itemsOf(mentions, canonical, textOf)
+  const { emit, out } = makeEmitter(types)
+  const lists = itemsBySentence(analysed, mentions, items)
+  const modifiesNoun = nounModifier(analysed, textOf)
+  for (const unit of [...lists.keys()].sort((x, y) => x - y)) {
+    sentenceRelations({ list: lists.get(unit)!, textOf, modifiesNoun, emit })
+  }
   valueOwners(analysed, mentions, items, textOf, emit)
   return out
 }
@@ -844,7 +912,7 @@ const valueOwners = (
   mentions: ReadonlyArray<Mention>,
   items: ReadonlyArray<Item>,
   textOf: (start: number, end: number) => string,
-  emit: (relation: RelationKind, s: Item, target: Target, confidence: number) => void
+  emit: Emit
 ) => {
   const paragraphOf = (offset: number) => {
     const a = analysed.find((s) => offset >= s.segment.start && offset <= s.segment.start + s.segment.text.length)
