@@ -906,6 +906,120 @@ const hostOf = (url: string) => {
   return (m?.[1] ?? "").toLowerCase().replace(/^www\./u, "")
 }
 
+/** Who could own an e-mail address or a URL of the batch: the agents, and the people near a mention. */
+interface Owners {
+  readonly mentions: ReadonlyArray<Mention>
+  readonly items: ReadonlyArray<Item>
+  readonly agents: ReadonlyArray<Item>
+  readonly textOf: (start: number, end: number) => string
+  readonly emit: Emit
+  /** The document offset of the start of the line holding `offset`. */
+  readonly lineStart: (offset: number) => number
+  /** The paragraph (within its segment) of a document offset. */
+  readonly paragraphOf: (offset: number) => number
+}
+
+/** Ranks candidates: a higher score, then the nearer one (one before the value counts as half as far). */
+const nearestBest = (value: Item, candidates: ReadonlyArray<readonly [Item, number]>): Item | undefined => {
+  let best: Item | undefined
+  let bestScore = 0
+  let bestDistance = Number.POSITIVE_INFINITY
+  for (const [agent, score] of candidates) {
+    const distance = agent.start <= value.start ? value.start - agent.start : 2 * (agent.start - value.start) + 1
+    if (score > bestScore || (score === bestScore && distance < bestDistance)) {
+      best = agent
+      bestScore = score
+      bestDistance = distance
+    }
+  }
+  return best
+}
+
+/** The agent whose name best matches `target` (an address's local part). */
+const owner = (o: Owners, value: Item, target: string, allowOrgs: boolean) =>
+  nearestBest(
+    value,
+    o.agents.flatMap((agent): Array<readonly [Item, number]> => {
+      if (agent.kind === "organization" && !allowOrgs) return []
+      const score = nameScore(agent.label, target, agent.kind) + (agent.kind === "person" ? 0.5 : 0)
+      return score < 2 ? [] : [[agent, score]]
+    })
+  )
+
+/** The last person before mention `index` in the same sentence. */
+const sameUnitPerson = (o: Owners, index: number) => {
+  const m = o.mentions[index]!
+  for (let k = index - 1; k >= 0 && o.mentions[k]!.unit === m.unit; k--) {
+    if (o.items[k]!.kind === "person") return o.items[k]
+  }
+  return undefined
+}
+
+/** The last person before mention `index` in the same paragraph. */
+const paragraphPerson = (o: Owners, index: number) => {
+  const paragraph = o.paragraphOf(o.mentions[index]!.start)
+  for (let k = index - 1; k >= 0; k--) {
+    if (o.paragraphOf(o.mentions[k]!.start) !== paragraph) break
+    if (o.items[k]!.kind === "person") return o.items[k]
+  }
+  return undefined
+}
+
+/** An e-mail address's owner: named by its local part, else (not a generic mailbox) the person it follows. */
+const mailboxOwner = (o: Owners, m: Mention, index: number) => {
+  const value = o.items[index]!
+  const local = m.label.slice(0, m.label.indexOf("@"))
+  const named = owner(o, value, fold(local), false)
+  const generic = local.toLowerCase().split(/[._+-]+/u).some((p) =>
+    genericMailboxes.has(p) || p === "firstname" || p === "lastname" || p === "name" || p === "user"
+  )
+  const line = o.textOf(o.lineStart(m.start), m.start)
+  const fallback = named ?? (generic ? undefined : sameUnitPerson(o, index) ??
+    (mailCue.test(line) ? paragraphPerson(o, index) : undefined))
+  if (fallback !== undefined) {
+    o.emit(
+      "mbox",
+      fallback,
+      { _tag: "Value", relation: "mbox", value: m.label, start: m.start, end: m.end },
+      named !== undefined ? 0.9 : 0.6
+    )
+  }
+}
+
+/** A URL's owner as homepage or weblog: an agent named in it, or with a cue word the person it follows. */
+const homepageOwner = (o: Owners, m: Mention, index: number) => {
+  const value = o.items[index]!
+  const host = hostOf(m.label)
+  const left = o.textOf(Math.max(o.lineStart(m.start), m.start - 100), m.start)
+  const blog = blogCue.test(left)
+  const cue = blog || homepageCue.test(left)
+  const account = accountHosts.includes(host)
+  if (account && !/home ?page/iu.test(left)) return
+  const decoded = fold(decodeURIComponentSafe(m.label).replace(/^[a-z]+:\/\//iu, ""))
+  const cut = decoded.search(/[/?#]/u)
+  const hostPart = cut < 0 ? decoded : decoded.slice(0, cut)
+  const pathPart = cut < 0 ? "" : decoded.slice(cut)
+  // A person's name in the path, or all over the host ("alicechen.io"), makes a homepage without a cue word;
+  // an organisation's name in the host only with one ("corporate site", "website").
+  const organizationCue = organizationHomepageCue.test(left)
+  const named = nearestBest(
+    value,
+    o.agents.flatMap((agent): Array<readonly [Item, number]> => {
+      const inHost = nameScore(agent.label, hostPart, agent.kind)
+      const inPath = nameScore(agent.label, pathPart, agent.kind)
+      const eligible = agent.kind === "person" ?
+        inPath >= 2 || inHost >= 4 || (cue && inHost >= 2) :
+        organizationCue && inHost >= 2
+      return eligible ? [[agent, inHost + inPath + (agent.kind === "person" && inPath > 0 ? 1 : 0)]] : []
+    })
+  )
+  const chosen = named ?? (cue ? sameUnitPerson(o, index) : undefined)
+  if (chosen !== undefined) {
+    const relation = blog ? "weblog" : "homepage"
+    o.emit(relation, chosen, { _tag: "Value", relation, value: m.label, start: m.start, end: m.end }, 0.7)
+  }
+}
+
 /** E-mail addresses and homepages: the owner whose name the value spells, else the person of the same sentence. */
 const valueOwners = (
   analysed: ReadonlyArray<AnalysedSegment>,
@@ -914,112 +1028,25 @@ const valueOwners = (
   textOf: (start: number, end: number) => string,
   emit: Emit
 ) => {
-  const paragraphOf = (offset: number) => {
-    const a = analysed.find((s) => offset >= s.segment.start && offset <= s.segment.start + s.segment.text.length)
-    return a === undefined ? -1 : a.paragraphOf(offset)
-  }
-  const lineStart = (offset: number) => {
-    const a = analysed.find((s) => offset >= s.segment.start && offset <= s.segment.start + s.segment.text.length)
-    if (a === undefined) return offset
-    const local = offset - a.segment.start
-    return a.segment.start + a.segment.text.lastIndexOf("\n", local - 1) + 1
-  }
-  const agents = items.filter((it) => it.kind === "person" || it.kind === "organization")
-  const owner = (value: Item, target: string, allowOrgs: boolean) => {
-    let best: Item | undefined
-    let bestScore = 0
-    let bestDistance = Number.POSITIVE_INFINITY
-    for (const agent of agents) {
-      if (agent.kind === "organization" && !allowOrgs) continue
-      const score = nameScore(agent.label, target, agent.kind) + (agent.kind === "person" ? 0.5 : 0)
-      if (score < 2) continue
-      const distance = agent.start <= value.start ? value.start - agent.start : 2 * (agent.start - value.start) + 1
-      if (score > bestScore || (score === bestScore && distance < bestDistance)) {
-        best = agent
-        bestScore = score
-        bestDistance = distance
-      }
+  const segmentOf = (offset: number) =>
+    analysed.find((s) => offset >= s.segment.start && offset <= s.segment.start + s.segment.text.length)
+  const o: Owners = {
+    mentions,
+    items,
+    agents: items.filter((it) => it.kind === "person" || it.kind === "organization"),
+    textOf,
+    emit,
+    paragraphOf: (offset) => segmentOf(offset)?.paragraphOf(offset) ?? -1,
+    lineStart: (offset) => {
+      const a = segmentOf(offset)
+      if (a === undefined) return offset
+      const local = offset - a.segment.start
+      return a.segment.start + a.segment.text.lastIndexOf("\n", local - 1) + 1
     }
-    return best
-  }
-  const sameUnitPerson = (index: number) => {
-    const m = mentions[index]!
-    let found: Item | undefined
-    for (let k = index - 1; k >= 0 && mentions[k]!.unit === m.unit; k--) {
-      if (items[k]!.kind === "person") {
-        found = items[k]
-        break
-      }
-    }
-    return found
-  }
-  const paragraphPerson = (index: number) => {
-    const m = mentions[index]!
-    const paragraph = paragraphOf(m.start)
-    for (let k = index - 1; k >= 0; k--) {
-      if (paragraphOf(mentions[k]!.start) !== paragraph) break
-      if (items[k]!.kind === "person") return items[k]
-    }
-    return undefined
   }
   mentions.forEach((m, index) => {
-    const value = items[index]!
-    if (m.kind === "email") {
-      const local = m.label.slice(0, m.label.indexOf("@"))
-      const target = fold(local)
-      const named = owner(value, target, false)
-      const generic = local.toLowerCase().split(/[._+-]+/u).some((p) =>
-        genericMailboxes.has(p) || p === "firstname" || p === "lastname" || p === "name" || p === "user"
-      )
-      const line = textOf(lineStart(m.start), m.start)
-      const fallback = named ?? (generic ? undefined : sameUnitPerson(index) ??
-        (mailCue.test(line) ? paragraphPerson(index) : undefined))
-      if (fallback !== undefined) {
-        emit(
-          "mbox",
-          fallback,
-          { _tag: "Value", relation: "mbox", value: m.label, start: m.start, end: m.end },
-          named !== undefined ? 0.9 : 0.6
-        )
-      }
-    } else if (m.kind === "url") {
-      const host = hostOf(m.label)
-      const left = textOf(Math.max(lineStart(m.start), m.start - 100), m.start)
-      const blog = blogCue.test(left)
-      const cue = blog || homepageCue.test(left)
-      const account = accountHosts.includes(host)
-      if (account && !/home ?page/iu.test(left)) return
-      const decoded = fold(decodeURIComponentSafe(m.label).replace(/^[a-z]+:\/\//iu, ""))
-      const cut = decoded.search(/[/?#]/u)
-      const hostPart = cut < 0 ? decoded : decoded.slice(0, cut)
-      const pathPart = cut < 0 ? "" : decoded.slice(cut)
-      // A person's name in the path, or all over the host ("alicechen.io"), makes a homepage without a cue word;
-      // an organisation's name in the host only with one ("corporate site", "website").
-      const organizationCue = organizationHomepageCue.test(left)
-      let named: Item | undefined
-      let bestScore = 0
-      let bestDistance = Number.POSITIVE_INFINITY
-      for (const agent of agents) {
-        const inHost = nameScore(agent.label, hostPart, agent.kind)
-        const inPath = nameScore(agent.label, pathPart, agent.kind)
-        const eligible = agent.kind === "person" ?
-          inPath >= 2 || inHost >= 4 || (cue && inHost >= 2) :
-          organizationCue && inHost >= 2
-        if (!eligible) continue
-        const score = inHost + inPath + (agent.kind === "person" && inPath > 0 ? 1 : 0)
-        const distance = agent.start <= value.start ? value.start - agent.start : 2 * (agent.start - value.start) + 1
-        if (score > bestScore || (score === bestScore && distance < bestDistance)) {
-          named = agent
-          bestScore = score
-          bestDistance = distance
-        }
-      }
-      const chosen = named ?? (cue ? sameUnitPerson(index) : undefined)
-      if (chosen !== undefined) {
-        const relation = blog ? "weblog" : "homepage"
-        emit(relation, chosen, { _tag: "Value", relation, value: m.label, start: m.start, end: m.end }, 0.7)
-      }
-    }
+    if (m.kind === "email") mailboxOwner(o, m, index)
+    else if (m.kind === "url") homepageOwner(o, m, index)
   })
 }
 
