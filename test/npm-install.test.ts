@@ -209,9 +209,12 @@ describe("the npm packages", () => {
     }
   })
 
-  it("npx quarry --version", async () => {
+  it("npx quarry --version, and --completions bash from the installed bundle", async () => {
     const result = await ok("npx", ["--no-install", "quarry", "--version"], app)
     assert.strictEqual(result.stdout.trim(), "0.1.0")
+    const script = await ok("npx", ["--no-install", "quarry", "--completions", "bash"], app)
+    assert.include(script.stdout, "complete -F _quarry_bash_completions")
+    for (const command of ["start", "resume", "status", "serve"]) assert.include(script.stdout, command)
   })
 
   it("npx quarry start writes a Turtle graph with the offline extractor (native SQLite built)", async () => {

@@ -99,6 +99,86 @@ const stateValue: Record<State["_tag"], number> = { Closed: 0, HalfOpen: 1, Open
 const recordState = (key: string, state: State) =>
   Metric.set(Metric.tagged(stateMetric, "endpoint", key), stateValue[state._tag])
 
+const circuitFor = (circuits: Map<string, Circuit>, key: string) => {
+  let circuit = circuits.get(key)
+  if (circuit === undefined) {
+    circuit = { state: closed, trialInFlight: false }
+    circuits.set(key, circuit)
+  }
+  return circuit
+}
+
+/** Moves a circuit to `next`, logging a change of state. */
+const transition = (key: string, circuit: Circuit, next: State) => {
+  const previous = circuit.state
+  circuit.state = next
+  if (previous._tag === next._tag) return Effect.void
+  const log = next._tag === "Open" ? Effect.logWarning : Effect.logInfo
+  return log(`circuit breaker ${previous._tag} -> ${next._tag}`).pipe(
+    Effect.annotateLogs({ endpoint: key, consecutiveFailures: next.consecutiveFailures }),
+    Effect.zipRight(recordState(key, next))
+  )
+}
+
+/** Decides, atomically, whether this call may go ahead and whether it is the half-open trial. */
+const enter = (
+  circuits: Map<string, Circuit>,
+  key: string,
+  settings: Settings
+): Effect.Effect<{ circuit: Circuit; trial: boolean }, CircuitOpen> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.suspend(() => {
+      // An endpoint's series exists from its first call, so that alerts see it closed before it ever opens.
+      if (!circuits.has(key)) {
+        circuitFor(circuits, key)
+        return Effect.zipRight(recordState(key, closed), enter(circuits, key, settings))
+      }
+      const circuit = circuitFor(circuits, key)
+      const state = circuit.state
+      switch (state._tag) {
+        case "Closed":
+          return Effect.succeed({ circuit, trial: false })
+        case "Open": {
+          if (now < state.openUntil) {
+            return Effect.fail(
+              new CircuitOpen({
+                key,
+                consecutiveFailures: state.consecutiveFailures,
+                retryAfterMillis: state.openUntil - now
+              })
+            )
+          }
+          circuit.trialInFlight = true
+          return Effect.as(
+            transition(key, circuit, { _tag: "HalfOpen", consecutiveFailures: state.consecutiveFailures }),
+            { circuit, trial: true }
+          )
+        }
+        case "HalfOpen": {
+          if (circuit.trialInFlight) {
+            return Effect.fail(
+              new CircuitOpen({
+                key,
+                consecutiveFailures: state.consecutiveFailures,
+                retryAfterMillis: Duration.toMillis(settings.cooldown)
+              })
+            )
+          }
+          circuit.trialInFlight = true
+          return Effect.succeed({ circuit, trial: true })
+        }
+      }
+    }))
+
+/** Opens a circuit for the cooldown. */
+const open = (key: string, circuit: Circuit, settings: Settings, failures: number) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    transition(key, circuit, {
+      _tag: "Open",
+      consecutiveFailures: failures,
+      openUntil: now + Duration.toMillis(settings.cooldown)
+    }))
+
 /**
  * Builds a breaker with every circuit closed.
  *
@@ -108,102 +188,31 @@ const recordState = (key: string, state: State) =>
 export const make: Effect.Effect<CircuitBreaker["Type"]> = Effect.sync(() => {
   const circuits = new Map<string, Circuit>()
 
-  const circuitFor = (key: string) => {
-    let circuit = circuits.get(key)
-    if (circuit === undefined) {
-      circuit = { state: closed, trialInFlight: false }
-      circuits.set(key, circuit)
-    }
-    return circuit
-  }
-
-  const transition = (key: string, circuit: Circuit, next: State) => {
-    const previous = circuit.state
-    circuit.state = next
-    if (previous._tag === next._tag) return Effect.void
-    const log = next._tag === "Open" ? Effect.logWarning : Effect.logInfo
-    return log(`circuit breaker ${previous._tag} -> ${next._tag}`).pipe(
-      Effect.annotateLogs({ endpoint: key, consecutiveFailures: next.consecutiveFailures }),
-      Effect.zipRight(recordState(key, next))
-    )
-  }
-
-  /** Decides, atomically, whether this call may go ahead and whether it is the half-open trial. */
-  const enter = (key: string, settings: Settings): Effect.Effect<{ circuit: Circuit; trial: boolean }, CircuitOpen> =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.suspend(() => {
-        // An endpoint's series exists from its first call, so that alerts see it closed before it ever opens.
-        if (!circuits.has(key)) {
-          circuitFor(key)
-          return Effect.zipRight(recordState(key, closed), enter(key, settings))
-        }
-        const circuit = circuitFor(key)
-        const state = circuit.state
-        switch (state._tag) {
-          case "Closed":
-            return Effect.succeed({ circuit, trial: false })
-          case "Open": {
-            if (now < state.openUntil) {
-              return Effect.fail(
-                new CircuitOpen({
-                  key,
-                  consecutiveFailures: state.consecutiveFailures,
-                  retryAfterMillis: state.openUntil - now
-                })
-              )
-            }
-            circuit.trialInFlight = true
-            return Effect.as(
-              transition(key, circuit, { _tag: "HalfOpen", consecutiveFailures: state.consecutiveFailures }),
-              { circuit, trial: true }
-            )
-          }
-          case "HalfOpen": {
-            if (circuit.trialInFlight) {
-              return Effect.fail(
-                new CircuitOpen({
-                  key,
-                  consecutiveFailures: state.consecutiveFailures,
-                  retryAfterMillis: Duration.toMillis(settings.cooldown)
-                })
-              )
-            }
-            circuit.trialInFlight = true
-            return Effect.succeed({ circuit, trial: true })
-          }
-        }
-      }))
-
-  const open = (key: string, circuit: Circuit, settings: Settings, failures: number) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      transition(key, circuit, {
-        _tag: "Open",
-        consecutiveFailures: failures,
-        openUntil: now + Duration.toMillis(settings.cooldown)
-      }))
-
   const protect = <A, E, R>(
     key: string,
     settings: Settings,
     effect: Effect.Effect<A, E, R>,
     isFailure: (error: E) => boolean
   ): Effect.Effect<A, E | CircuitOpen, R> =>
-    Effect.flatMap(enter(key, settings), ({ circuit, trial }) =>
-      Effect.onExit(effect, (exit) =>
-        Effect.suspend(() => {
-          if (trial) circuit.trialInFlight = false
-          if (Exit.isSuccess(exit)) return transition(key, circuit, closed)
-          // An interrupted call proves nothing either way; an interrupted trial lets the next call be the trial.
-          if (Exit.isInterrupted(exit)) return Effect.void
-          const error = Cause.failureOption(exit.cause)
-          // Defects are bugs on this side, not evidence about the endpoint.
-          if (Option.isNone(error)) return Effect.void
-          if (!isFailure(error.value)) return transition(key, circuit, closed)
-          const failures = circuit.state.consecutiveFailures + 1
-          if (trial || failures >= settings.failureThreshold) return open(key, circuit, settings, failures)
-          circuit.state = { _tag: "Closed", consecutiveFailures: failures }
-          return Effect.void
-        })))
+    Effect.flatMap(
+      enter(circuits, key, settings),
+      ({ circuit, trial }) =>
+        Effect.onExit(effect, (exit) =>
+          Effect.suspend(() => {
+            if (trial) circuit.trialInFlight = false
+            if (Exit.isSuccess(exit)) return transition(key, circuit, closed)
+            // An interrupted call proves nothing either way; an interrupted trial lets the next call be the trial.
+            if (Exit.isInterrupted(exit)) return Effect.void
+            const error = Cause.failureOption(exit.cause)
+            // Defects are bugs on this side, not evidence about the endpoint.
+            if (Option.isNone(error)) return Effect.void
+            if (!isFailure(error.value)) return transition(key, circuit, closed)
+            const failures = circuit.state.consecutiveFailures + 1
+            if (trial || failures >= settings.failureThreshold) return open(key, circuit, settings, failures)
+            circuit.state = { _tag: "Closed", consecutiveFailures: failures }
+            return Effect.void
+          }))
+    )
 
   const state = (key: string) => Effect.sync(() => circuits.get(key)?.state ?? closed)
 

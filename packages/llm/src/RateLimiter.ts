@@ -141,6 +141,56 @@ const waitFor = (bucket: Bucket, now: number, tokens: number): number => {
   return wait
 }
 
+/** The endpoint's bucket, made with `limits` on first use (later different limits are logged and ignored). */
+const bucketFor = (buckets: Map<string, Bucket>, key: string, limits: Limits) =>
+  Effect.suspend(() => {
+    const existing = buckets.get(key)
+    if (existing !== undefined) {
+      return sameLimits(existing.limits, limits) ?
+        Effect.succeed(existing) :
+        Effect.as(
+          Effect.logWarning("rate limits differ from the ones this endpoint was first used with; keeping the first")
+            .pipe(Effect.annotateLogs({ endpoint: key })),
+          existing
+        )
+    }
+    const max = limits.maxConcurrent
+    const bucket: Bucket = {
+      limits,
+      concurrency: max === undefined ? undefined : Effect.unsafeMakeSemaphore(Math.max(1, max)),
+      gate: Effect.unsafeMakeSemaphore(1),
+      entries: [],
+      pausedUntil: 0,
+      inFlight: 0
+    }
+    buckets.set(key, bucket)
+    return Effect.succeed(bucket)
+  })
+
+// Admission is serialised per endpoint (the gate), so waiters are admitted in arrival order.
+const admit = (key: string, bucket: Bucket, tokens: number): Effect.Effect<Permit> =>
+  Effect.gen(function*() {
+    while (true) {
+      const now = yield* Clock.currentTimeMillis
+      prune(bucket, now)
+      const wait = waitFor(bucket, now, tokens)
+      if (wait <= 0) {
+        const entry: Entry = { at: now, tokens }
+        bucket.entries.push(entry)
+        return {
+          key,
+          admittedAt: now,
+          estimatedTokens: tokens,
+          settle: (actual: number) =>
+            Effect.sync(() => {
+              entry.tokens = Math.max(0, actual)
+            })
+        }
+      }
+      yield* Effect.sleep(Duration.millis(wait))
+    }
+  }).pipe(bucket.gate.withPermits(1))
+
 /**
  * Builds a limiter with no endpoints yet.
  *
@@ -150,62 +200,13 @@ const waitFor = (bucket: Bucket, now: number, tokens: number): number => {
 export const make: Effect.Effect<RateLimiter["Type"]> = Effect.sync(() => {
   const buckets = new Map<string, Bucket>()
 
-  const bucketFor = (key: string, limits: Limits) =>
-    Effect.suspend(() => {
-      const existing = buckets.get(key)
-      if (existing !== undefined) {
-        return sameLimits(existing.limits, limits) ?
-          Effect.succeed(existing) :
-          Effect.as(
-            Effect.logWarning("rate limits differ from the ones this endpoint was first used with; keeping the first")
-              .pipe(Effect.annotateLogs({ endpoint: key })),
-            existing
-          )
-      }
-      const max = limits.maxConcurrent
-      const bucket: Bucket = {
-        limits,
-        concurrency: max === undefined ? undefined : Effect.unsafeMakeSemaphore(Math.max(1, max)),
-        gate: Effect.unsafeMakeSemaphore(1),
-        entries: [],
-        pausedUntil: 0,
-        inFlight: 0
-      }
-      buckets.set(key, bucket)
-      return Effect.succeed(bucket)
-    })
-
-  // Admission is serialised per endpoint (the gate), so waiters are admitted in arrival order.
-  const admit = (key: string, bucket: Bucket, tokens: number): Effect.Effect<Permit> =>
-    Effect.gen(function*() {
-      while (true) {
-        const now = yield* Clock.currentTimeMillis
-        prune(bucket, now)
-        const wait = waitFor(bucket, now, tokens)
-        if (wait <= 0) {
-          const entry: Entry = { at: now, tokens }
-          bucket.entries.push(entry)
-          return {
-            key,
-            admittedAt: now,
-            estimatedTokens: tokens,
-            settle: (actual: number) =>
-              Effect.sync(() => {
-                entry.tokens = Math.max(0, actual)
-              })
-          }
-        }
-        yield* Effect.sleep(Duration.millis(wait))
-      }
-    }).pipe(bucket.gate.withPermits(1))
-
   const withPermit = <A, E, R>(
     key: string,
     limits: Limits,
     estimatedTokens: number,
     f: (permit: Permit) => Effect.Effect<A, E, R>
   ): Effect.Effect<A, E | RequestTooLarge, R> =>
-    Effect.flatMap(bucketFor(key, limits), (bucket): Effect.Effect<A, E | RequestTooLarge, R> => {
+    Effect.flatMap(bucketFor(buckets, key, limits), (bucket): Effect.Effect<A, E | RequestTooLarge, R> => {
       const tpm = bucket.limits.tokensPerMinute
       if (tpm !== undefined && estimatedTokens > tpm) {
         return Effect.fail(new RequestTooLarge({ key, estimatedTokens, tokensPerMinute: tpm }))

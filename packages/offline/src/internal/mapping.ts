@@ -232,13 +232,10 @@ const onePerPhrase = (
   )
 }
 
-/** Builds the type map for a run's ontology (or the built-in defaults without one). */
-export const typeMap = (ontology: Option.Option<Ontology>, unmapped: Unmapped): TypeMap => {
-  if (Option.isNone(ontology)) return defaultTypeMap(unmapped)
-  const o = ontology.value
-  const classes = new Map(o.classes.map((c) => [c.iri, c] as const))
+/** A class's ancestors (itself included), over `rdfs:subClassOf`, memoised. */
+const ancestry = (classes: ReadonlyMap<string, { readonly superClasses: ReadonlyArray<string> }>) => {
   const ancestors = new Map<string, ReadonlySet<string>>()
-  const ancestorsOf = (iri: string): ReadonlySet<string> => {
+  return (iri: string): ReadonlySet<string> => {
     const known = ancestors.get(iri)
     if (known !== undefined) return known
     const seen = new Set<string>([iri])
@@ -254,34 +251,10 @@ export const typeMap = (ontology: Option.Option<Ontology>, unmapped: Unmapped): 
     ancestors.set(iri, seen)
     return seen
   }
-  const phrases = o.classes.flatMap((c) => phrasesOfClass(c).map((phrase) => ({ phrase, iri: c.iri })))
-  const byPhrase = (wanted: ReadonlyArray<string>) => {
-    for (const w of wanted) {
-      const hit = phrases.find((p) => p.phrase === w)
-      if (hit !== undefined) return hit.iri
-    }
-    return undefined
-  }
-  const mapped = new Map<Kind, string | undefined>()
-  for (const kind of kinds) {
-    const entry = classTable[kind]
-    mapped.set(kind, entry.iris.find((iri) => classes.has(iri)) ?? byPhrase(entry.labels))
-  }
-  const thing = [`${SCHEMA}Thing`, `${SCHEMAS}Thing`].find((iri) => classes.has(iri)) ?? byPhrase(["thing"]) ??
-    OWL_THING
-  const agent = [`${FOAF}Agent`].find((iri) => classes.has(iri)) ?? byPhrase(["agent"]) ?? thing
-  const classOf = (kind: Kind) => {
-    const found = mapped.get(kind)
-    if (found !== undefined) return found
-    if (unmapped === "drop") return undefined
-    return kind === "person" || kind === "organization" ? agent : thing
-  }
-  const kindClasses = [...mapped.entries()].filter((e): e is [Kind, string] => e[1] !== undefined)
-  const kindOfClass = (iri: string): Kind | undefined => {
-    const up = ancestorsOf(iri)
-    return kindClasses.find(([, c]) => up.has(c))?.[0]
-  }
+}
 
+/** The ontology's property for a relation between two classes (memoised), as `TypeMap.property`. */
+const propertyChooser = (o: Ontology, ancestorsOf: (iri: string) => ReadonlySet<string>): TypeMap["property"] => {
   const fits = (cls: string, declared: ReadonlyArray<string>) => {
     if (declared.length === 0) return true
     const up = ancestorsOf(cls)
@@ -327,11 +300,47 @@ export const typeMap = (ontology: Option.Option<Ontology>, unmapped: Unmapped): 
     cache.set(key, result)
     return result
   }
+  return property
+}
+
+/** Builds the type map for a run's ontology (or the built-in defaults without one). */
+export const typeMap = (ontology: Option.Option<Ontology>, unmapped: Unmapped): TypeMap => {
+  if (Option.isNone(ontology)) return defaultTypeMap(unmapped)
+  const o = ontology.value
+  const classes = new Map(o.classes.map((c) => [c.iri, c] as const))
+  const ancestorsOf = ancestry(classes)
+  const phrases = o.classes.flatMap((c) => phrasesOfClass(c).map((phrase) => ({ phrase, iri: c.iri })))
+  const byPhrase = (wanted: ReadonlyArray<string>) => {
+    for (const w of wanted) {
+      const hit = phrases.find((p) => p.phrase === w)
+      if (hit !== undefined) return hit.iri
+    }
+    return undefined
+  }
+  const mapped = new Map<Kind, string | undefined>()
+  for (const kind of kinds) {
+    const entry = classTable[kind]
+    mapped.set(kind, entry.iris.find((iri) => classes.has(iri)) ?? byPhrase(entry.labels))
+  }
+  const thing = [`${SCHEMA}Thing`, `${SCHEMAS}Thing`].find((iri) => classes.has(iri)) ?? byPhrase(["thing"]) ??
+    OWL_THING
+  const agent = [`${FOAF}Agent`].find((iri) => classes.has(iri)) ?? byPhrase(["agent"]) ?? thing
+  const classOf = (kind: Kind) => {
+    const found = mapped.get(kind)
+    if (found !== undefined) return found
+    if (unmapped === "drop") return undefined
+    return kind === "person" || kind === "organization" ? agent : thing
+  }
+  const kindClasses = [...mapped.entries()].filter((e): e is [Kind, string] => e[1] !== undefined)
+  const kindOfClass = (iri: string): Kind | undefined => {
+    const up = ancestorsOf(iri)
+    return kindClasses.find(([, c]) => up.has(c))?.[0]
+  }
   return {
     classOf,
     classPhrases: onePerPhrase(phrases, new Set(kindClasses.map(([, c]) => c))),
     kindOfClass,
-    property
+    property: propertyChooser(o, ancestorsOf)
   }
 }
 

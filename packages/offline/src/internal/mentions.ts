@@ -463,6 +463,311 @@ const quoted = /^["“]([^"”\n]{2,120})["”]/u
 
 const listGap = /^(?:,\s+(?:(?:and|or)\s+)?|\s+(?:and|or)\s+)$/u
 
+/** A name found in a segment: its occurrence and its offsets in the segment. */
+interface FoundName {
+  readonly index: number
+  readonly start: number
+  readonly end: number
+}
+
+/** One segment being collected: its text, where its occurrences go, and the names found so far. */
+interface SegmentScope {
+  readonly text: string
+  /** The text with URLs and e-mail addresses blanked out. */
+  readonly masked: string
+  /** The segment's document offset. */
+  readonly base: number
+  readonly units: ReadonlyArray<Unit>
+  readonly unitBase: number
+  readonly types: TypeMap
+  readonly occurrences: Array<Occurrence>
+  /** Adds an occurrence of this segment; answers its index. */
+  readonly push: (o: Occurrence) => number
+  /** The (batch-wide) unit index of a segment offset. */
+  readonly unitAt: (offset: number) => number
+  readonly names: Array<FoundName>
+}
+
+/** A segment with URLs and e-mails found and masked, and its sentences analysed. */
+const prepare = (segment: Segment) => {
+  const urls = findUrls(segment.text)
+  const withoutUrls = mask(segment.text, urls)
+  const emails = findEmails(withoutUrls)
+  const masked = mask(withoutUrls, emails)
+  return { segment, urls, emails, masked, units: analyse(masked) }
+}
+
+/** The words capitalised inside a sentence somewhere in the batch (not only at its start). */
+const capitalisedWords = (units: ReadonlyArray<Unit>): Set<string> => {
+  const words = new Set<string>()
+  for (const unit of units) {
+    for (const t of unit.tokens) {
+      if (!t.initial && /^\p{Lu}/u.test(t.text) && !nonNameTags.some((tag) => t.tags.has(tag))) words.add(t.lower)
+    }
+  }
+  return words
+}
+
+/** An occurrence with a fixed kind (e-mail, URL, date) and its value. */
+const valueOccurrence = (
+  scope: SegmentScope,
+  m: { start: number; end: number; text: string },
+  kind: Kind,
+  v?: string,
+  datatype?: string
+) =>
+  scope.push({
+    start: scope.base + m.start,
+    end: scope.base + m.end,
+    label: m.text,
+    key: labelKey(m.text),
+    words: [m.text.toLowerCase()],
+    votes: noVotes(),
+    classVotes: new Map(),
+    fixed: kind,
+    title: undefined,
+    aliasOf: undefined,
+    list: undefined,
+    unit: scope.unitAt(m.start),
+    value: v,
+    datatype
+  })
+
+/** The honorific and job-title tokens leading a run of capitalised tokens ("Dr.", "CEO Jane"): how many. */
+const leadingTitles = (run: ReadonlyArray<Token>): number => {
+  let from = 0
+  while (from < run.length - 1) {
+    const t = run[from]!
+    const nextToken = run[from + 1]!
+    const honorific = (honorifics.has(strip(t.text)) || (rankModifiers.has(t.lower) && titleAhead(run, from))) &&
+      /^\.?[ \t]+$/u.test(t.after)
+    const job = prefixJobTitles.has(t.lower) && t.after === " " &&
+      (isFirstName(nextToken.lower) || nextToken.tags.has("FirstName"))
+    if (!honorific && !job) break
+    from++
+  }
+  return from
+}
+
+/** Words that make a run of capitalised tokens no name: acronyms, role words, demonyms, roman numerals. */
+const notAName = (words: ReadonlyArray<string>, tokens: ReadonlyArray<Token>): boolean => {
+  if (
+    words.length === 1 &&
+    (commonAcronyms.has(words[0]!.replace(/s$/u, "")) || notNames.has(words[0]!) || notNamesAlone.has(words[0]!))
+  ) {
+    return true
+  }
+  // Job titles in title case ("Chief Technology Officer", "VP Engineering") and demonyms are not names.
+  if (roleWords.has(words[0]!) || prefixJobTitles.has(words[0]!) || roleWords.has(words[words.length - 1]!)) {
+    return true
+  }
+  if (words.length === 1 && lexiconTags(words[0]!).some((t) => t === "Demonym" || t === "Language")) return true
+  return tokens.every((t) => t.tags.has("Demonym") || /^[IVXLCDM]+\.?$/u.test(t.text))
+}
+
+/** A run of capitalised tokens of unit `u` as a name occurrence, unless it is none. */
+const nameOccurrence = (
+  scope: SegmentScope,
+  unit: Unit,
+  u: number,
+  run: ReadonlyArray<Token>,
+  isHeadingAt: (offset: number) => boolean
+): FoundName | undefined => {
+  const text = scope.text
+  const from = leadingTitles(run)
+  const titleTokens: Array<Token> = run.slice(0, from)
+  let to = run.length
+  while (to > from && (run[to - 1]!.text === "&" || nameParticles.has(run[to - 1]!.text))) to--
+  const tokens = run.slice(from, to)
+  if (tokens.length === 0) return undefined
+  const words = tokens.filter((t) => t.text !== "&" && !/^\p{Ll}/u.test(t.text)).map((t) => strip(t.text))
+  if (notAName(words, tokens)) return undefined
+  const start = tokens[0]!.start
+  const end = tokens[tokens.length - 1]!.end
+  const label = text.slice(start, end)
+  // An honorific the run did not take in (a sentence-initial "Professor" is not a name token itself).
+  const outside = unit.tokens[unit.tokens.indexOf(tokens[0]!) - 1]
+  if (
+    titleTokens.length === 0 && outside !== undefined && /^\p{Lu}/u.test(outside.text) &&
+    (honorifics.has(strip(outside.text)) ||
+      (prefixJobTitles.has(outside.lower) && isFirstName(tokens[0]!.lower))) &&
+    /^\.?[ \t]+$/u.test(outside.after)
+  ) titleTokens.push(outside)
+  let title: string | undefined
+  if (titleTokens.length > 0) {
+    const titleEnd = titleTokens[titleTokens.length - 1]!.end
+    title = text.slice(titleTokens[0]!.start, titleEnd + (text[titleEnd] === "." ? 1 : 0))
+  }
+  const runStart = titleTokens.length > 0 ? titleTokens[0]!.start : start
+  const after = tokenAfter(unit, tokens[tokens.length - 1]!)
+  const index = scope.push({
+    start: scope.base + start,
+    end: scope.base + end,
+    label,
+    key: labelKey(label),
+    words: tokens.map((t) => t.lower),
+    votes: vote(words, tokens, title, text, runStart, end, isHeadingAt(start), after),
+    classVotes: new Map(),
+    fixed: undefined,
+    title,
+    aliasOf: undefined,
+    list: undefined,
+    unit: scope.unitBase + u,
+    value: undefined,
+    datatype: undefined
+  })
+  return { index, start, end }
+}
+
+/** Every name of the segment, in text order. */
+const nameOccurrences = (
+  scope: SegmentScope,
+  layout: ReturnType<typeof layoutOf>,
+  capitalisedElsewhere: Set<string>
+) => {
+  const headingLines = new Set<number>()
+  scope.text.split("\n").forEach((line, i) => {
+    if (isHeading(line)) headingLines.add(i)
+  })
+  const isHeadingAt = (offset: number) => headingLines.has(layout.line(offset))
+  scope.units.forEach((unit, u) => {
+    for (const run of runsOf(unit, capitalisedElsewhere)) {
+      const name = nameOccurrence(scope, unit, u, run, isHeadingAt)
+      if (name !== undefined) scope.names.push(name)
+    }
+  })
+  scope.names.sort((a, b) => a.start - b.start)
+}
+
+/**
+ * Three or more names joined by commas (the last by "and"/"or") are one list: its items are typed together.
+ * Answers the next list number.
+ */
+const markLists = (scope: SegmentScope, firstList: number): number => {
+  const { names, occurrences, text } = scope
+  let lists = firstList
+  for (let i = 0; i < names.length;) {
+    let j = i
+    while (j + 1 < names.length && listGap.test(text.slice(names[j]!.end, names[j + 1]!.start))) j++
+    if (j - i >= 2) {
+      for (let k = i; k <= j; k++) occurrences[names[k]!.index]!.list = lists
+      lists++
+    }
+    i = j + 1
+  }
+  return lists
+}
+
+/** Parenthesised renamings share the type of the name before them: "田中優子 (Yuko Tanaka)". */
+const markAliases = (scope: SegmentScope) => {
+  const { names, occurrences, text } = scope
+  for (let i = 1; i < names.length; i++) {
+    const a = names[i - 1]!
+    const b = names[i]!
+    if (!/^\s*\(\s*$/u.test(text.slice(a.end, b.start)) || !/^\s*\)/u.test(text.slice(b.end))) continue
+    // A person's other name, or an acronym of what precedes ("Amazon Web Services (AWS)"); not "Amazon (Satori)".
+    const va = occurrences[a.index]!.votes
+    const personal = va.person > 0 && nameKinds.every((k) => va.person >= va[k])
+    if (personal || acronym.test(text.slice(b.start, b.end))) occurrences[b.index]!.aliasOf = a.index
+  }
+}
+
+/** A vote for an ontology class the text names explicitly. */
+const explicit = (scope: SegmentScope, index: number, iri: string, weight: number) => {
+  const votes = scope.occurrences[index]!.classVotes
+  votes.set(iri, (votes.get(iri) ?? 0) + weight)
+}
+
+/** A quoted name at `at` ("a paper titled "Y""): the name found there, or a new occurrence, with its votes. */
+const quotedOccurrence = (scope: SegmentScope, at: number, iri: string | undefined, kind: NameKind | undefined) => {
+  const m = quoted.exec(scope.text.slice(at))
+  if (m === null) return
+  const start = at + 1 + (m[1]!.length - m[1]!.trimStart().length)
+  const label = m[1]!.trim()
+  if (label.length === 0) return
+  const end = start + label.length
+  const existing = scope.names.find((n) => n.start === start && n.end === end)
+  const votes = noVotes()
+  if (kind !== undefined) add(votes, kind, 3)
+  const index = existing?.index ?? scope.push({
+    start: scope.base + start,
+    end: scope.base + end,
+    label,
+    key: labelKey(label),
+    words: label.toLowerCase().split(/\s+/u),
+    votes,
+    classVotes: new Map(),
+    fixed: undefined,
+    title: undefined,
+    aliasOf: undefined,
+    list: undefined,
+    unit: scope.unitAt(start),
+    value: undefined,
+    datatype: undefined
+  })
+  if (existing !== undefined && kind !== undefined) add(scope.occurrences[index]!.votes, kind, 3)
+  if (iri !== undefined) explicit(scope, index, iri, 6)
+}
+
+/** "a research group called X", "a paper titled "Y"", "presented "Z"". */
+const namingCues = (scope: SegmentScope) => {
+  const { masked, types } = scope
+  for (
+    const m of masked.matchAll(/\b([\p{L}-]+)\s+(?:(?:was|is|were|are|being)\s+)?(called|named|titled|entitled)\s+/gu)
+  ) {
+    const at = m.index + m[0].length
+    const noun = m[1]!
+    const kind = /titled$/u.test(m[2]!) ? "work" : nounKinds.find(([pattern]) => pattern.test(noun))?.[1]
+    const iri = classOfPhrase(types, noun)
+    const name = scope.names.find((n) => n.start === at)
+    if (name !== undefined) {
+      if (kind !== undefined) add(scope.occurrences[name.index]!.votes, kind, 3)
+      if (iri !== undefined) explicit(scope, name.index, iri, 6)
+    } else if (kind !== undefined || iri !== undefined) {
+      quotedOccurrence(scope, at, iri, kind)
+    }
+  }
+  for (const m of masked.matchAll(/\b(?:presented|published|wrote|released)\s+(?=["“])/gu)) {
+    quotedOccurrence(scope, m.index + m[0].length, undefined, "work")
+  }
+}
+
+/** Class words of the ontology: "the company Acme", "Acme, a company", "the Acme organization". */
+const classWordCues = (scope: SegmentScope) => {
+  const { masked, types } = scope
+  const pattern = classPhrasePattern(types)
+  if (pattern === undefined) return
+  const nameEndingAt = (offset: number) => scope.names.find((n) => n.end === offset)
+  for (const m of masked.matchAll(pattern)) {
+    const iri = classOfPhrase(types, m[0])
+    if (iri === undefined) continue
+    const s = m.index
+    const e = s + m[0].length
+    const left = masked.slice(Math.max(0, s - 40), s)
+    const right = masked.slice(e, e + 40)
+    const next = /^(\s*,)?\s+(?:(?:(?:was|is|were|are)\s+)?(?:called|named|known as)\s+)?/u.exec(right)
+    if (/\b(?:the|a|an|our|their|its|his|her|this|that)\s+(?:[\p{Ll}-]+\s+){0,2}$/iu.test(left) && next !== null) {
+      const at = e + next[0].length
+      const name = scope.names.find((n) => n.start === at)
+      if (name !== undefined) explicit(scope, name.index, iri, 6)
+      else if (quoted.test(masked.slice(at))) quotedOccurrence(scope, at, iri, undefined)
+    }
+    const apposition = /^(.*?)\s*,\s*(?:a|an|the)\s+(?:[\p{Ll}-]+\s+){0,2}$/u.exec(left)
+    if (apposition !== null) {
+      const name = nameEndingAt(s - left.length + apposition[1]!.length)
+      if (name !== undefined) explicit(scope, name.index, iri, 5)
+    }
+    const preceding = /\b(?:the|a|an)\s+$/iu
+    const name = nameEndingAt(s - 1)
+    if (
+      name !== undefined && masked[s - 1] === " " &&
+      preceding.test(masked.slice(Math.max(0, name.start - 8), name.start))
+    ) {
+      explicit(scope, name.index, iri, 5)
+    }
+  }
+}
+
 /** Collects the occurrences of a batch's segments. Occurrence offsets are document offsets. */
 export const collect = (
   segments: ReadonlyArray<Segment>,
@@ -472,247 +777,41 @@ export const collect = (
   const analysed: Array<AnalysedSegment> = []
   let unitBase = 0
   let lists = 0
-  const prepared = segments.map((segment) => {
-    const urls = findUrls(segment.text)
-    const withoutUrls = mask(segment.text, urls)
-    const emails = findEmails(withoutUrls)
-    const masked = mask(withoutUrls, emails)
-    return { segment, urls, emails, masked, units: analyse(masked) }
-  })
+  const prepared = segments.map(prepare)
   // A capital at the start of a sentence counts as a name when the same word is capitalised inside a sentence too.
-  const capitalisedElsewhere = new Set<string>()
-  for (const p of prepared) {
-    for (const unit of p.units) {
-      for (const t of unit.tokens) {
-        if (!t.initial && /^\p{Lu}/u.test(t.text) && !nonNameTags.some((tag) => t.tags.has(tag))) {
-          capitalisedElsewhere.add(t.lower)
-        }
-      }
-    }
-  }
+  const capitalisedElsewhere = capitalisedWords(prepared.flatMap((p) => p.units))
   for (const { segment, urls, emails, masked, units } of prepared) {
     const base = segment.start
-    const text = segment.text
-    const dates = findDates(masked)
-    const layout = layoutOf(text)
+    const layout = layoutOf(segment.text)
     const own: Array<number> = []
-    const push = (o: Occurrence) => {
-      own.push(occurrences.length)
-      occurrences.push(o)
-      return occurrences.length - 1
-    }
-    const unitAt = (offset: number) => {
-      const index = units.findIndex((u) => offset >= u.start && offset < u.end + 1)
-      return unitBase + (index >= 0 ? index : Math.max(0, units.findIndex((u) => u.start > offset)))
-    }
-    const value = (m: { start: number; end: number; text: string }, kind: Kind, v?: string, datatype?: string) =>
-      push({
-        start: base + m.start,
-        end: base + m.end,
-        label: m.text,
-        key: labelKey(m.text),
-        words: [m.text.toLowerCase()],
-        votes: noVotes(),
-        classVotes: new Map(),
-        fixed: kind,
-        title: undefined,
-        aliasOf: undefined,
-        list: undefined,
-        unit: unitAt(m.start),
-        value: v,
-        datatype
-      })
-    for (const m of emails) value(m, "email")
-    for (const m of urls) value(m, "url")
-    for (const d of dates) value(d, "date", d.value, d.datatype)
-
-    const lines = text.split("\n")
-    const headingLines = new Set<number>()
-    lines.forEach((line, i) => {
-      if (isHeading(line)) headingLines.add(i)
-    })
-    const names: Array<{ readonly index: number; readonly start: number; readonly end: number }> = []
-    units.forEach((unit, u) => {
-      for (const run of runsOf(unit, capitalisedElsewhere)) {
-        let from = 0
-        const titleTokens: Array<Token> = []
-        while (from < run.length - 1) {
-          const t = run[from]!
-          const nextToken = run[from + 1]!
-          const honorific = (honorifics.has(strip(t.text)) || (rankModifiers.has(t.lower) && titleAhead(run, from))) &&
-            /^\.?[ \t]+$/u.test(t.after)
-          const job = prefixJobTitles.has(t.lower) && t.after === " " &&
-            (isFirstName(nextToken.lower) || nextToken.tags.has("FirstName"))
-          if (!honorific && !job) break
-          titleTokens.push(t)
-          from++
-        }
-        let to = run.length
-        while (to > from && (run[to - 1]!.text === "&" || nameParticles.has(run[to - 1]!.text))) to--
-        const tokens = run.slice(from, to)
-        if (tokens.length === 0) continue
-        const words = tokens.filter((t) => t.text !== "&" && !/^\p{Ll}/u.test(t.text)).map((t) => strip(t.text))
-        if (
-          words.length === 1 &&
-          (commonAcronyms.has(words[0]!.replace(/s$/u, "")) || notNames.has(words[0]!) || notNamesAlone.has(words[0]!))
-        ) {
-          continue
-        }
-        // Job titles in title case ("Chief Technology Officer", "VP Engineering") and demonyms are not names.
-        if (roleWords.has(words[0]!) || prefixJobTitles.has(words[0]!) || roleWords.has(words[words.length - 1]!)) {
-          continue
-        }
-        if (words.length === 1 && lexiconTags(words[0]!).some((t) => t === "Demonym" || t === "Language")) continue
-        if (tokens.every((t) => t.tags.has("Demonym") || /^[IVXLCDM]+\.?$/u.test(t.text))) continue
-        const start = tokens[0]!.start
-        const end = tokens[tokens.length - 1]!.end
-        const label = text.slice(start, end)
-        // An honorific the run did not take in (a sentence-initial "Professor" is not a name token itself).
-        const outside = unit.tokens[unit.tokens.indexOf(tokens[0]!) - 1]
-        if (
-          titleTokens.length === 0 && outside !== undefined && /^\p{Lu}/u.test(outside.text) &&
-          (honorifics.has(strip(outside.text)) ||
-            (prefixJobTitles.has(outside.lower) && isFirstName(tokens[0]!.lower))) &&
-          /^\.?[ \t]+$/u.test(outside.after)
-        ) titleTokens.push(outside)
-        let title: string | undefined
-        if (titleTokens.length > 0) {
-          const titleEnd = titleTokens[titleTokens.length - 1]!.end
-          title = text.slice(titleTokens[0]!.start, titleEnd + (text[titleEnd] === "." ? 1 : 0))
-        }
-        const heading = headingLines.has(layout.line(start))
-        const runStart = titleTokens.length > 0 ? titleTokens[0]!.start : start
-        const index = push({
-          start: base + start,
-          end: base + end,
-          label,
-          key: labelKey(label),
-          words: tokens.map((t) => t.lower),
-          votes: vote(words, tokens, title, text, runStart, end, heading, tokenAfter(unit, tokens[tokens.length - 1]!)),
-          classVotes: new Map(),
-          fixed: undefined,
-          title,
-          aliasOf: undefined,
-          list: undefined,
-          unit: unitBase + u,
-          value: undefined,
-          datatype: undefined
-        })
-        names.push({ index, start, end })
-      }
-    })
-    names.sort((a, b) => a.start - b.start)
-    // Three or more names joined by commas (the last by "and"/"or") are one list: its items are typed together.
-    for (let i = 0; i < names.length;) {
-      let j = i
-      while (j + 1 < names.length && listGap.test(text.slice(names[j]!.end, names[j + 1]!.start))) j++
-      if (j - i >= 2) {
-        for (let k = i; k <= j; k++) occurrences[names[k]!.index]!.list = lists
-        lists++
-      }
-      i = j + 1
-    }
-    const nameAt = (offset: number) => names.find((n) => n.start === offset)
-    const nameEndingAt = (offset: number) => names.find((n) => n.end === offset)
-
-    // Parenthesised renamings share the type of the name before them: "田中優子 (Yuko Tanaka)".
-    for (let i = 1; i < names.length; i++) {
-      const a = names[i - 1]!
-      const b = names[i]!
-      if (!/^\s*\(\s*$/u.test(text.slice(a.end, b.start)) || !/^\s*\)/u.test(text.slice(b.end))) continue
-      // A person's other name, or an acronym of what precedes ("Amazon Web Services (AWS)"); not "Amazon (Satori)".
-      const va = occurrences[a.index]!.votes
-      const personal = va.person > 0 && nameKinds.every((k) => va.person >= va[k])
-      if (personal || acronym.test(text.slice(b.start, b.end))) occurrences[b.index]!.aliasOf = a.index
-    }
-
-    const explicit = (index: number, iri: string, weight: number) => {
-      const votes = occurrences[index]!.classVotes
-      votes.set(iri, (votes.get(iri) ?? 0) + weight)
-    }
-    const quotedOccurrence = (at: number, iri: string | undefined, kind: NameKind | undefined) => {
-      const m = quoted.exec(text.slice(at))
-      if (m === null) return
-      const start = at + 1 + (m[1]!.length - m[1]!.trimStart().length)
-      const label = m[1]!.trim()
-      if (label.length === 0) return
-      const end = start + label.length
-      const existing = names.find((n) => n.start === start && n.end === end)
-      const votes = noVotes()
-      if (kind !== undefined) add(votes, kind, 3)
-      const index = existing?.index ?? push({
-        start: base + start,
-        end: base + end,
-        label,
-        key: labelKey(label),
-        words: label.toLowerCase().split(/\s+/u),
-        votes,
-        classVotes: new Map(),
-        fixed: undefined,
-        title: undefined,
-        aliasOf: undefined,
-        list: undefined,
-        unit: unitAt(start),
-        value: undefined,
-        datatype: undefined
-      })
-      if (existing !== undefined && kind !== undefined) add(occurrences[index]!.votes, kind, 3)
-      if (iri !== undefined) explicit(index, iri, 6)
-    }
-
-    // "a research group called X", "a paper titled "Y"", "presented "Z"".
-    for (
-      const m of masked.matchAll(/\b([\p{L}-]+)\s+(?:(?:was|is|were|are|being)\s+)?(called|named|titled|entitled)\s+/gu)
-    ) {
-      const at = m.index + m[0].length
-      const noun = m[1]!
-      const kind = /titled$/u.test(m[2]!) ? "work" : nounKinds.find(([pattern]) => pattern.test(noun))?.[1]
-      const iri = classOfPhrase(types, noun)
-      const name = nameAt(at)
-      if (name !== undefined) {
-        if (kind !== undefined) add(occurrences[name.index]!.votes, kind, 3)
-        if (iri !== undefined) explicit(name.index, iri, 6)
-      } else if (kind !== undefined || iri !== undefined) {
-        quotedOccurrence(at, iri, kind)
+    const first = unitBase
+    const scope: SegmentScope = {
+      text: segment.text,
+      masked,
+      base,
+      units,
+      unitBase,
+      types,
+      occurrences,
+      names: [],
+      push: (o) => {
+        own.push(occurrences.length)
+        occurrences.push(o)
+        return occurrences.length - 1
+      },
+      unitAt: (offset) => {
+        const index = units.findIndex((u) => offset >= u.start && offset < u.end + 1)
+        return first + (index >= 0 ? index : Math.max(0, units.findIndex((u) => u.start > offset)))
       }
     }
-    for (const m of masked.matchAll(/\b(?:presented|published|wrote|released)\s+(?=["“])/gu)) {
-      quotedOccurrence(m.index + m[0].length, undefined, "work")
-    }
-
-    // Class words of the ontology: "the company Acme", "Acme, a company", "the Acme organization".
-    const pattern = classPhrasePattern(types)
-    if (pattern !== undefined) {
-      for (const m of masked.matchAll(pattern)) {
-        const iri = classOfPhrase(types, m[0])
-        if (iri === undefined) continue
-        const s = m.index
-        const e = s + m[0].length
-        const left = masked.slice(Math.max(0, s - 40), s)
-        const right = masked.slice(e, e + 40)
-        const next = /^(\s*,)?\s+(?:(?:(?:was|is|were|are)\s+)?(?:called|named|known as)\s+)?/u.exec(right)
-        if (/\b(?:the|a|an|our|their|its|his|her|this|that)\s+(?:[\p{Ll}-]+\s+){0,2}$/iu.test(left) && next !== null) {
-          const at = e + next[0].length
-          const name = nameAt(at)
-          if (name !== undefined) explicit(name.index, iri, 6)
-          else if (quoted.test(masked.slice(at))) quotedOccurrence(at, iri, undefined)
-        }
-        const apposition = /^(.*?)\s*,\s*(?:a|an|the)\s+(?:[\p{Ll}-]+\s+){0,2}$/u.exec(left)
-        if (apposition !== null) {
-          const name = nameEndingAt(s - left.length + apposition[1]!.length)
-          if (name !== undefined) explicit(name.index, iri, 5)
-        }
-        const preceding = /\b(?:the|a|an)\s+$/iu
-        const name = nameEndingAt(s - 1)
-        if (
-          name !== undefined && masked[s - 1] === " " &&
-          preceding.test(masked.slice(Math.max(0, name.start - 8), name.start))
-        ) {
-          explicit(name.index, iri, 5)
-        }
-      }
-    }
-
+    for (const m of emails) valueOccurrence(scope, m, "email")
+    for (const m of urls) valueOccurrence(scope, m, "url")
+    for (const d of findDates(masked)) valueOccurrence(scope, d, "date", d.value, d.datatype)
+    nameOccurrences(scope, layout, capitalisedElsewhere)
+    lists = markLists(scope, lists)
+    markAliases(scope)
+    namingCues(scope)
+    classWordCues(scope)
     analysed.push({
       segment,
       units,
@@ -750,12 +849,26 @@ export interface Known {
 
 const threshold = 1.5
 
-/** Decides one type per label across the batch and returns the mentions in document order. */
-export const decide = (
-  occurrences: ReadonlyArray<Occurrence>,
-  types: TypeMap,
-  known: Known
-): Array<Mention> => {
+/** The votes of every occurrence of a label (and of the names they rename), summed. */
+interface Totals {
+  readonly votes: Votes
+  readonly classes: Map<string, number>
+}
+
+const best = (votes: Votes): { kind: NameKind; score: number } => {
+  let kind: NameKind = "person"
+  let score = -1
+  for (const k of nameKinds) {
+    if (votes[k] > score) {
+      kind = k
+      score = votes[k]
+    }
+  }
+  return { kind, score }
+}
+
+/** The occurrences to type (not values), grouped by label key, with their summed votes. */
+const tally = (occurrences: ReadonlyArray<Occurrence>) => {
   const groups = new Map<string, Array<number>>()
   occurrences.forEach((o, i) => {
     if (o.fixed !== undefined) return
@@ -763,7 +876,7 @@ export const decide = (
     if (list === undefined) groups.set(o.key, [i])
     else list.push(i)
   })
-  const total = (indexes: ReadonlyArray<number>) => {
+  const total = (indexes: ReadonlyArray<number>): Totals => {
     const votes = noVotes()
     const classes = new Map<string, number>()
     for (const i of indexes) {
@@ -777,24 +890,22 @@ export const decide = (
     }
     return { votes, classes }
   }
-  const best = (votes: Votes): { kind: NameKind; score: number } => {
-    let kind: NameKind = "person"
-    let score = -1
-    for (const k of nameKinds) {
-      if (votes[k] > score) {
-        kind = k
-        score = votes[k]
-      }
-    }
-    return { kind, score }
-  }
-  const totals = new Map([...groups].map(([key, indexes]) => [key, total(indexes)] as const))
+  return { groups, totals: new Map([...groups].map(([key, indexes]) => [key, total(indexes)] as const)) }
+}
 
-  // Bare first or last names of people named in full in the batch (or known to the run) are people too.
+/**
+ * Votes from the whole batch and the run: bare first or last names of people named in full (in the batch or known
+ * to the run) are people too; common words need more; a label the run already typed keeps its type.
+ */
+const batchVotes = (
+  occurrences: ReadonlyArray<Occurrence>,
+  groups: ReadonlyMap<string, ReadonlyArray<number>>,
+  totals: ReadonlyMap<string, Totals>,
+  known: Known
+) => {
   const personWords = new Set(known.personTokens)
   for (const [key, indexes] of groups) {
-    const t = totals.get(key)!
-    const b = best(t.votes)
+    const b = best(totals.get(key)!.votes)
     const words = occurrences[indexes[0]!]!.words
     if (b.kind === "person" && b.score >= threshold && words.length >= 2) {
       personWords.add(words[0]!)
@@ -813,8 +924,10 @@ export const decide = (
       classes.set(knownType, (classes.get(knownType) ?? 0) + 4)
     }
   }
+}
 
-  // List items share the kind most of the list's decided items have ("France, Spain, and Prussia").
+/** List items share the kind most of the list's decided items have ("France, Spain, and Prussia"). */
+const listVotes = (occurrences: ReadonlyArray<Occurrence>, totals: ReadonlyMap<string, Totals>) => {
   const lists = new Map<number, Set<string>>()
   occurrences.forEach((o) => {
     if (o.list === undefined || o.fixed !== undefined) return
@@ -823,24 +936,28 @@ export const decide = (
     lists.set(o.list, keys)
   })
   const listKinds = [...lists.values()].map((keys) => {
-    const tally = noVotes()
+    const kinds = noVotes()
     let typed = 0
     for (const key of keys) {
       const b = best(totals.get(key)!.votes)
       if (b.score >= threshold) {
-        tally[b.kind]++
+        kinds[b.kind]++
         typed++
       }
     }
-    const major = best(tally)
+    const major = best(kinds)
     return { keys, kind: major.score * 2 > typed ? major.kind : undefined }
   })
   for (const { keys, kind } of listKinds) {
     if (kind !== undefined) { for (const key of keys) totals.get(key)!.votes[kind] += 3 }
   }
+}
 
-  const mentions: Array<Mention> = []
-  const decided = new Map<string, { kind: Kind; type: string | undefined; confidence: number } | undefined>()
+type Decision = { kind: Kind; type: string | undefined; confidence: number }
+
+/** Each label's type: an explicit class (3 or more class votes), else the best kind if it has votes enough. */
+const decisions = (totals: ReadonlyMap<string, Totals>, types: TypeMap): Map<string, Decision | undefined> => {
+  const decided = new Map<string, Decision | undefined>()
   for (const [key, t] of totals) {
     const classes = [...t.classes].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
     const b = best(t.votes)
@@ -855,40 +972,50 @@ export const decide = (
       })
     }
   }
-  occurrences.forEach((o, i) => {
-    if (o.fixed !== undefined) {
-      mentions.push({
-        occurrence: i,
-        start: o.start,
-        end: o.end,
-        label: o.label,
-        kind: o.fixed,
-        type: types.classOf(o.fixed),
-        confidence: o.fixed === "date" ? 0.9 : 0.99,
-        title: undefined,
-        unit: o.unit,
-        value: o.value,
-        datatype: o.datatype
-      })
-      return
-    }
-    const d = decided.get(o.key)
-    if (d === undefined) return
-    mentions.push({
+  return decided
+}
+
+/** The mention of an occurrence: a value as what it is, a name as its label was decided (or none). */
+const mentionOf = (
+  o: Occurrence,
+  i: number,
+  decided: ReadonlyMap<string, Decision | undefined>,
+  types: TypeMap
+): Mention | undefined => {
+  if (o.fixed !== undefined) {
+    return {
       occurrence: i,
       start: o.start,
       end: o.end,
       label: o.label,
-      kind: d.kind,
-      type: d.type,
-      confidence: d.confidence,
-      title: o.title,
+      kind: o.fixed,
+      type: types.classOf(o.fixed),
+      confidence: o.fixed === "date" ? 0.9 : 0.99,
+      title: undefined,
       unit: o.unit,
-      value: undefined,
-      datatype: undefined
-    })
-  })
-  // Overlaps: a value (URL, e-mail, date) or the longer name wins.
+      value: o.value,
+      datatype: o.datatype
+    }
+  }
+  const d = decided.get(o.key)
+  if (d === undefined) return undefined
+  return {
+    occurrence: i,
+    start: o.start,
+    end: o.end,
+    label: o.label,
+    kind: d.kind,
+    type: d.type,
+    confidence: d.confidence,
+    title: o.title,
+    unit: o.unit,
+    value: undefined,
+    datatype: undefined
+  }
+}
+
+/** Overlaps: a value (URL, e-mail, date) or the longer name wins. */
+const withoutOverlaps = (mentions: Array<Mention>): Array<Mention> => {
   mentions.sort((a, b) => a.start - b.start || b.end - a.end || a.occurrence - b.occurrence)
   const kept: Array<Mention> = []
   for (const m of mentions) {
@@ -902,4 +1029,22 @@ export const decide = (
     kept.push(m)
   }
   return kept
+}
+
+/** Decides one type per label across the batch and returns the mentions in document order. */
+export const decide = (
+  occurrences: ReadonlyArray<Occurrence>,
+  types: TypeMap,
+  known: Known
+): Array<Mention> => {
+  const { groups, totals } = tally(occurrences)
+  batchVotes(occurrences, groups, totals, known)
+  listVotes(occurrences, totals)
+  const decided = decisions(totals, types)
+  const mentions: Array<Mention> = []
+  occurrences.forEach((o, i) => {
+    const mention = mentionOf(o, i, decided, types)
+    if (mention !== undefined) mentions.push(mention)
+  })
+  return withoutOverlaps(mentions)
 }

@@ -14,7 +14,7 @@ import {
 } from "./lexicon.js"
 import { type Kind, literalFor, type RelationKind, type TypeMap } from "./mapping.js"
 import type { AnalysedSegment, Mention } from "./mentions.js"
-import { genderOf } from "./nlp.js"
+import { genderOf, type Unit } from "./nlp.js"
 import { fold, foldGerman, type Segment } from "./text.js"
 
 /** A mention as a relation end: its canonical label (the full name where the batch has one) and type. */
@@ -553,39 +553,14 @@ type Target =
     readonly end: number
   }
 
-/** Finds the relations of a batch. */
-export const findRelations = (
-  analysed: ReadonlyArray<AnalysedSegment>,
-  mentions: ReadonlyArray<Mention>,
-  canonical: ReadonlyArray<{ readonly label: string; readonly type: string | undefined }>,
-  types: TypeMap
-): Array<Extractor.RelationMention> => {
-  const segmentAt = (offset: number): Segment | undefined =>
-    analysed.find((a) => offset >= a.segment.start && offset <= a.segment.start + a.segment.text.length)?.segment
-  const textOf = (start: number, end: number) => {
-    const seg = segmentAt(start)
-    return seg === undefined ? "" : seg.text.slice(start - seg.start, Math.max(start, end) - seg.start)
-  }
-  const items = mentions.map((m, i): Item => {
-    const c = canonical[i]!
-    const next = textOf(m.end, m.end + 3)
-    return {
-      start: m.start,
-      end: m.end,
-      kind: m.kind,
-      label: c.label,
-      type: c.type,
-      possessive: /^['’]s?(?!\p{L})/u.test(next),
-      value: m.value,
-      datatype: m.datatype,
-      group: m.kind === "organization" &&
-        (groupSuffixes.has(words(c.label).at(-1) ?? "") || (c.type !== undefined && /Group$/u.test(c.type)))
-    }
-  })
+/** Emits a relation: `types` picks the ontology's property; invalid, self and repeated relations are dropped. */
+type Emit = (relation: RelationKind, s: Item, target: Target, confidence: number) => void
 
+/** The relations `emit` accepted, in order. */
+const makeEmitter = (types: TypeMap): { readonly out: Array<Extractor.RelationMention>; readonly emit: Emit } => {
   const out: Array<Extractor.RelationMention> = []
   const seen = new Set<string>()
-  const emit = (relation: RelationKind, s: Item, target: Target, confidence: number) => {
+  const emit: Emit = (relation, s, target, confidence) => {
     if (s.type === undefined) return
     if (target._tag === "Item" && target.item.type === undefined) return
     const objectType = target._tag === "Item" ? target.item.type : undefined
@@ -624,59 +599,114 @@ export const findRelations = (
       confidence
     })
   }
+  return { out, emit }
+}
 
+/** The batch's text between two document offsets (within one segment). */
+const textReader = (analysed: ReadonlyArray<AnalysedSegment>) => {
+  const segmentAt = (offset: number): Segment | undefined =>
+    analysed.find((a) => offset >= a.segment.start && offset <= a.segment.start + a.segment.text.length)?.segment
+  return (start: number, end: number) => {
+    const seg = segmentAt(start)
+    return seg === undefined ? "" : seg.text.slice(start - seg.start, Math.max(start, end) - seg.start)
+  }
+}
+
+/** The mentions as relation candidates, under their canonical labels and types. */
+const itemsOf = (
+  mentions: ReadonlyArray<Mention>,
+  canonical: ReadonlyArray<{ readonly label: string; readonly type: string | undefined }>,
+  textOf: (start: number, end: number) => string
+) =>
+  mentions.map((m, i): Item => {
+    const c = canonical[i]!
+    const next = textOf(m.end, m.end + 3)
+    return {
+      start: m.start,
+      end: m.end,
+      kind: m.kind,
+      label: c.label,
+      type: c.type,
+      possessive: /^['’]s?(?!\p{L})/u.test(next),
+      value: m.value,
+      datatype: m.datatype,
+      group: m.kind === "organization" &&
+        (groupSuffixes.has(words(c.label).at(-1) ?? "") || (c.type !== undefined && /Group$/u.test(c.type)))
+    }
+  })
+
+/** The last item before `offset` (within 1500 characters) that `fits`. */
+const lastBefore = (items: ReadonlyArray<Item>, offset: number, fits: (it: Item) => boolean) => {
+  let found: Item | undefined
+  for (const it of items) {
+    if (it.start >= offset) break
+    if (offset - it.end > 1500) continue
+    if (fits(it)) found = it
+  }
+  return found
+}
+
+/**
+ * The item a sentence's opening words stand for: He/She/His/Her for the last fitting person before it, "The
+ * company"/"The consortium" for the last organisation of that kind.
+ */
+const antecedent = (a: AnalysedSegment, unit: Unit, items: ReadonlyArray<Item>): Item | undefined => {
+  const first = unit.tokens[0]
+  if (first === undefined) return undefined
+  const start = a.segment.start + first.start
+  const pronoun = pronouns[first.lower]
+  const second = unit.tokens[1]
+  if (pronoun !== undefined) {
+    const person = lastBefore(items, start, (it) => {
+      if (it.kind !== "person") return false
+      const g = genderOf(words(it.label)[0] ?? "")
+      return g === undefined || g === pronoun.gender
+    })
+    return person === undefined ?
+      undefined :
+      { ...person, start, end: a.segment.start + first.end, possessive: pronoun.possessive }
+  }
+  if (first.lower === "the" && second !== undefined && definiteOrganizationWords.has(second.lower)) {
+    const organization = lastBefore(
+      items,
+      start,
+      (it) =>
+        it.kind === "organization" &&
+        (genericOrganizationWords.has(second.lower) || words(it.label).at(-1) === second.lower)
+    )
+    return organization === undefined ?
+      undefined :
+      { ...organization, start, end: a.segment.start + second.end, possessive: second.possessive }
+  }
+  return undefined
+}
+
+/** The items of each sentence (by batch-wide unit index), a sentence's antecedent first. */
+const itemsBySentence = (
+  analysed: ReadonlyArray<AnalysedSegment>,
+  mentions: ReadonlyArray<Mention>,
+  items: ReadonlyArray<Item>
+): Map<number, Array<Item>> => {
   const lists = new Map<number, Array<Item>>()
   mentions.forEach((m, i) => {
     const list = lists.get(m.unit)
     if (list === undefined) lists.set(m.unit, [items[i]!])
     else list.push(items[i]!)
   })
-  // A sentence opening with He/She/His/Her: the pronoun stands for the last fitting person before it.
-  const lastPersonBefore = (offset: number, gender: "female" | "male") => {
-    let found: Item | undefined
-    for (const it of items) {
-      if (it.start >= offset) break
-      if (it.kind !== "person" || offset - it.end > 1500) continue
-      const g = genderOf(words(it.label)[0] ?? "")
-      if (g === undefined || g === gender) found = it
-    }
-    return found
-  }
-  // A sentence opening with "The company"/"The consortium": the last organisation of that kind before it.
-  const lastOrganizationBefore = (offset: number, word: string) => {
-    let found: Item | undefined
-    for (const it of items) {
-      if (it.start >= offset) break
-      if (it.kind !== "organization" || offset - it.end > 1500) continue
-      if (genericOrganizationWords.has(word) || words(it.label).at(-1) === word) found = it
-    }
-    return found
-  }
   for (const a of analysed) {
     a.units.forEach((unit, u) => {
-      const first = unit.tokens[0]
-      if (first === undefined) return
-      const start = a.segment.start + first.start
-      let virtual: Item | undefined
-      const pronoun = pronouns[first.lower]
-      const second = unit.tokens[1]
-      if (pronoun !== undefined) {
-        const antecedent = lastPersonBefore(start, pronoun.gender)
-        if (antecedent !== undefined) {
-          virtual = { ...antecedent, start, end: a.segment.start + first.end, possessive: pronoun.possessive }
-        }
-      } else if (first.lower === "the" && second !== undefined && definiteOrganizationWords.has(second.lower)) {
-        const antecedent = lastOrganizationBefore(start, second.lower)
-        if (antecedent !== undefined) {
-          virtual = { ...antecedent, start, end: a.segment.start + second.end, possessive: second.possessive }
-        }
-      }
+      const virtual = antecedent(a, unit, items)
       if (virtual === undefined) return
       const list = lists.get(a.unitBase + u)
       if (list === undefined) lists.set(a.unitBase + u, [virtual])
       else list.unshift(virtual)
     })
   }
+  return lists
+}
+
+/** "from AWS partnerships": true when the name only modifies the (common) noun after it. */
+const nounModifier = (analysed: ReadonlyArray<AnalysedSegment>, textOf: (start: number, end: number) => string) => {
   const tokens = analysed.flatMap((a) =>
     a.units.flatMap((unit) =>
       unit.tokens.map((t) => ({ start: a.segment.start + t.start, text: t.text, tags: t.tags }))
@@ -692,94 +722,132 @@ export const findRelations = (
     }
     return tokens[lo]
   }
-  /** "from AWS partnerships": the name only modifies the noun after it. */
-  const modifiesNoun = (it: Item) => {
+  return (it: Item) => {
     const next = tokenAfter(it.end)
     return next !== undefined && /^\s*$/u.test(textOf(it.end, next.start)) && /^\p{Ll}/u.test(next.text) &&
       next.tags.has("Noun") && !next.tags.has("Verb")
   }
+}
 
-  for (const unit of [...lists.keys()].sort((x, y) => x - y)) {
-    const list = lists.get(unit)!
-    const gap = (i: number, j: number) => normalise(textOf(list[i]!.end, list[j]!.start))
-    const chain = (from: number, step: 1 | -1): Array<Item> => {
-      const found: Array<Item> = []
-      const kind = list[from]!.kind
-      let previous = from
-      for (let k = from + step; k >= 0 && k < list.length; k += step) {
-        const g = step === 1 ? gap(previous, k) : gap(k, previous)
-        const candidate = list[k]!
-        if (candidate.kind === kind && conjunction.test(g)) {
-          found.push(candidate)
-          previous = k
-        } else if (
-          step === 1 && kind === "person" && (candidate.kind === "organization" || candidate.kind === "place") &&
-          /^(?:from|at|of)$/u.test(g)
-        ) {
-          previous = k
-        } else {
-          break
-        }
-      }
-      return found
+/** One sentence's items and what the rules need to read around them. */
+interface Sentence {
+  readonly list: ReadonlyArray<Item>
+  readonly textOf: (start: number, end: number) => string
+  readonly modifiesNoun: (it: Item) => boolean
+  readonly emit: Emit
+}
+
+/** The normalised text between items `i` and `j` of the sentence. */
+const gapOf = (s: Sentence, i: number, j: number) => normalise(s.textOf(s.list[i]!.end, s.list[j]!.start))
+
+/** The items joined to item `from` by "and"/commas, going forward or backward ("Ann and Bob founded ..."). */
+const chain = (s: Sentence, from: number, step: 1 | -1): Array<Item> => {
+  const found: Array<Item> = []
+  const kind = s.list[from]!.kind
+  let previous = from
+  for (let k = from + step; k >= 0 && k < s.list.length; k += step) {
+    const g = step === 1 ? gapOf(s, previous, k) : gapOf(s, k, previous)
+    const candidate = s.list[k]!
+    if (candidate.kind === kind && conjunction.test(g)) {
+      found.push(candidate)
+      previous = k
+    } else if (
+      step === 1 && kind === "person" && (candidate.kind === "organization" || candidate.kind === "place") &&
+      /^(?:from|at|of)$/u.test(g)
+    ) {
+      previous = k
+    } else {
+      break
     }
-    for (let i = 0; i < list.length; i++) {
-      const x = list[i]!
-      if (isValue(x.kind)) continue
-      for (let j = i + 1; j < list.length && j <= i + 8; j++) {
-        const y = list[j]!
-        if (y.kind === "email" || y.kind === "url") continue
-        const g = gap(i, j)
-        if (g.length > 120) break
-        if (y.kind === "date") {
-          if (x.kind === "organization" && y.value !== undefined && foundingDateGap.test(g)) {
-            emit("foundingDate", x, dateTarget(y), 0.75)
-          }
-          continue
-        }
-        const between = list.slice(i + 1, j)
-        for (const rule of rules) {
-          if (!rule.a.includes(x.kind) || !rule.b.includes(y.kind) || !rule.gap.test(g)) continue
-          if (rule.possessive === true && !x.possessive) continue
-          if (rule.adjacent === true && between.some((z) => z.kind === "person")) continue
-          if (rule.affiliation === true && modifiesNoun(y)) continue
-          // "Google's Sarah": the organisation qualifies the person after it, not the subject before it.
-          if (
-            x.kind === "person" && y.kind === "organization" && y.possessive && list[j + 1]?.kind === "person" &&
-            gap(j, j + 1) === "'s"
-          ) continue
-          if (rule.after !== undefined && !rule.after.test(textOf(y.end, y.end + 60))) continue
-          if (rule.before !== undefined && !rule.before.test(textOf(Math.max(0, x.start - 40), x.start))) continue
-          const subjects = [x, ...(rule.chainSubjects === true ? chain(i, -1) : [])]
-          const objects = [y, ...(rule.chainObjects === true ? chain(j, 1) : [])]
-          const relation: RelationKind = rule.relation === "worksForOrMember" ?
-            ((rule.swap === true ? x : y).group ? "memberOf" : "worksFor") :
-            rule.relation
-          for (const s of subjects) {
-            for (const o of objects) {
-              if (rule.swap === true) emit(relation, o, { _tag: "Item", item: s }, rule.confidence)
-              else emit(relation, s, { _tag: "Item", item: o }, rule.confidence)
-              if (rule.member === true && /\bformed\b/u.test(g)) {
-                emit("memberOf", s, { _tag: "Item", item: o }, rule.confidence)
-              }
-            }
-          }
-          if (relation === "founded") {
-            const orgIndex = rule.swap === true ? i : j
-            const next = list[orgIndex + 1]
-            if (
-              next !== undefined && next.kind === "date" && next.value !== undefined &&
-              gap(orgIndex, orgIndex + 1) === "in"
-            ) {
-              emit("foundingDate", list[orgIndex]!, dateTarget(next), 0.75)
-            }
-          }
-          break
-        }
+  }
+  return found
+}
+
+/** Whether `rule` holds between items `i` and `j` (whose gap is `g`). */
+const ruleHolds = (s: Sentence, rule: Rule, i: number, j: number, g: string): boolean => {
+  const x = s.list[i]!
+  const y = s.list[j]!
+  if (!rule.a.includes(x.kind) || !rule.b.includes(y.kind) || !rule.gap.test(g)) return false
+  if (rule.possessive === true && !x.possessive) return false
+  if (rule.adjacent === true && s.list.slice(i + 1, j).some((z) => z.kind === "person")) return false
+  if (rule.affiliation === true && s.modifiesNoun(y)) return false
+  // "Google's Sarah": the organisation qualifies the person after it, not the subject before it.
+  if (
+    x.kind === "person" && y.kind === "organization" && y.possessive && s.list[j + 1]?.kind === "person" &&
+    gapOf(s, j, j + 1) === "'s"
+  ) return false
+  if (rule.after !== undefined && !rule.after.test(s.textOf(y.end, y.end + 60))) return false
+  return rule.before === undefined || rule.before.test(s.textOf(Math.max(0, x.start - 40), x.start))
+}
+
+/** Emits what `rule` says about items `i` and `j` (and the items chained to them). */
+const applyRule = (s: Sentence, rule: Rule, i: number, j: number, g: string) => {
+  const x = s.list[i]!
+  const y = s.list[j]!
+  const subjects = [x, ...(rule.chainSubjects === true ? chain(s, i, -1) : [])]
+  const objects = [y, ...(rule.chainObjects === true ? chain(s, j, 1) : [])]
+  const relation: RelationKind = rule.relation === "worksForOrMember" ?
+    ((rule.swap === true ? x : y).group ? "memberOf" : "worksFor") :
+    rule.relation
+  for (const subject of subjects) {
+    for (const object of objects) {
+      if (rule.swap === true) s.emit(relation, object, { _tag: "Item", item: subject }, rule.confidence)
+      else s.emit(relation, subject, { _tag: "Item", item: object }, rule.confidence)
+      if (rule.member === true && /\bformed\b/u.test(g)) {
+        s.emit("memberOf", subject, { _tag: "Item", item: object }, rule.confidence)
       }
     }
   }
+  if (relation === "founded") {
+    const orgIndex = rule.swap === true ? i : j
+    const next = s.list[orgIndex + 1]
+    if (
+      next !== undefined && next.kind === "date" && next.value !== undefined &&
+      gapOf(s, orgIndex, orgIndex + 1) === "in"
+    ) {
+      s.emit("foundingDate", s.list[orgIndex]!, dateTarget(next), 0.75)
+    }
+  }
+}
 
+/** The relations between the items of one sentence, pair by pair, by the first rule that holds. */
+const sentenceRelations = (s: Sentence) => {
+  const list = s.list
+  for (let i = 0; i < list.length; i++) {
+    const x = list[i]!
+    if (isValue(x.kind)) continue
+    for (let j = i + 1; j < list.length && j <= i + 8; j++) {
+      const y = list[j]!
+      if (y.kind === "email" || y.kind === "url") continue
+      const g = gapOf(s, i, j)
+      if (g.length > 120) break
+      if (y.kind === "date") {
+        if (x.kind === "organization" && y.value !== undefined && foundingDateGap.test(g)) {
+          s.emit("foundingDate", x, dateTarget(y), 0.75)
+        }
+        continue
+      }
+      const rule = rules.find((rule) => ruleHolds(s, rule, i, j, g))
+      if (rule !== undefined) applyRule(s, rule, i, j, g)
+    }
+  }
+}
+
+/** Finds the relations of a batch. */
+export const findRelations = (
+  analysed: ReadonlyArray<AnalysedSegment>,
+  mentions: ReadonlyArray<Mention>,
+  canonical: ReadonlyArray<{ readonly label: string; readonly type: string | undefined }>,
+  types: TypeMap
+): Array<Extractor.RelationMention> => {
+  const textOf = textReader(analysed)
+  const items = itemsOf(mentions, canonical, textOf)
+  const { emit, out } = makeEmitter(types)
+  const lists = itemsBySentence(analysed, mentions, items)
+  const modifiesNoun = nounModifier(analysed, textOf)
+  for (const unit of [...lists.keys()].sort((x, y) => x - y)) {
+    sentenceRelations({ list: lists.get(unit)!, textOf, modifiesNoun, emit })
+  }
   valueOwners(analysed, mentions, items, textOf, emit)
   return out
 }
@@ -848,120 +916,147 @@ const hostOf = (url: string) => {
   return (m?.[1] ?? "").toLowerCase().replace(/^www\./u, "")
 }
 
+/** Who could own an e-mail address or a URL of the batch: the agents, and the people near a mention. */
+interface Owners {
+  readonly mentions: ReadonlyArray<Mention>
+  readonly items: ReadonlyArray<Item>
+  readonly agents: ReadonlyArray<Item>
+  readonly textOf: (start: number, end: number) => string
+  readonly emit: Emit
+  /** The document offset of the start of the line holding `offset`. */
+  readonly lineStart: (offset: number) => number
+  /** The paragraph (within its segment) of a document offset. */
+  readonly paragraphOf: (offset: number) => number
+}
+
+/** Ranks candidates: a higher score, then the nearer one (one before the value counts as half as far). */
+const nearestBest = (value: Item, candidates: ReadonlyArray<readonly [Item, number]>): Item | undefined => {
+  let best: Item | undefined
+  let bestScore = 0
+  let bestDistance = Number.POSITIVE_INFINITY
+  for (const [agent, score] of candidates) {
+    const distance = agent.start <= value.start ? value.start - agent.start : 2 * (agent.start - value.start) + 1
+    if (score > bestScore || (score === bestScore && distance < bestDistance)) {
+      best = agent
+      bestScore = score
+      bestDistance = distance
+    }
+  }
+  return best
+}
+
+/** The agent whose name best matches `target` (an address's local part). */
+const owner = (o: Owners, value: Item, target: string, allowOrgs: boolean) =>
+  nearestBest(
+    value,
+    o.agents.flatMap((agent): Array<readonly [Item, number]> => {
+      if (agent.kind === "organization" && !allowOrgs) return []
+      const score = nameScore(agent.label, target, agent.kind) + (agent.kind === "person" ? 0.5 : 0)
+      return score < 2 ? [] : [[agent, score]]
+    })
+  )
+
+/** The last person before mention `index` in the same sentence. */
+const sameUnitPerson = (o: Owners, index: number) => {
+  const m = o.mentions[index]!
+  for (let k = index - 1; k >= 0 && o.mentions[k]!.unit === m.unit; k--) {
+    if (o.items[k]!.kind === "person") return o.items[k]
+  }
+  return undefined
+}
+
+/** The last person before mention `index` in the same paragraph. */
+const paragraphPerson = (o: Owners, index: number) => {
+  const paragraph = o.paragraphOf(o.mentions[index]!.start)
+  for (let k = index - 1; k >= 0; k--) {
+    if (o.paragraphOf(o.mentions[k]!.start) !== paragraph) break
+    if (o.items[k]!.kind === "person") return o.items[k]
+  }
+  return undefined
+}
+
+/** An e-mail address's owner: named by its local part, else (not a generic mailbox) the person it follows. */
+const mailboxOwner = (o: Owners, m: Mention, index: number) => {
+  const value = o.items[index]!
+  const local = m.label.slice(0, m.label.indexOf("@"))
+  const named = owner(o, value, fold(local), false)
+  const generic = local.toLowerCase().split(/[._+-]+/u).some((p) =>
+    genericMailboxes.has(p) || p === "firstname" || p === "lastname" || p === "name" || p === "user"
+  )
+  const line = o.textOf(o.lineStart(m.start), m.start)
+  const fallback = named ?? (generic ? undefined : sameUnitPerson(o, index) ??
+    (mailCue.test(line) ? paragraphPerson(o, index) : undefined))
+  if (fallback !== undefined) {
+    o.emit(
+      "mbox",
+      fallback,
+      { _tag: "Value", relation: "mbox", value: m.label, start: m.start, end: m.end },
+      named !== undefined ? 0.9 : 0.6
+    )
+  }
+}
+
+/** A URL's owner as homepage or weblog: an agent named in it, or with a cue word the person it follows. */
+const homepageOwner = (o: Owners, m: Mention, index: number) => {
+  const value = o.items[index]!
+  const host = hostOf(m.label)
+  const left = o.textOf(Math.max(o.lineStart(m.start), m.start - 100), m.start)
+  const blog = blogCue.test(left)
+  const cue = blog || homepageCue.test(left)
+  const account = accountHosts.includes(host)
+  if (account && !/home ?page/iu.test(left)) return
+  const decoded = fold(decodeURIComponentSafe(m.label).replace(/^[a-z]+:\/\//iu, ""))
+  const cut = decoded.search(/[/?#]/u)
+  const hostPart = cut < 0 ? decoded : decoded.slice(0, cut)
+  const pathPart = cut < 0 ? "" : decoded.slice(cut)
+  // A person's name in the path, or all over the host ("alicechen.io"), makes a homepage without a cue word;
+  // an organisation's name in the host only with one ("corporate site", "website").
+  const organizationCue = organizationHomepageCue.test(left)
+  const named = nearestBest(
+    value,
+    o.agents.flatMap((agent): Array<readonly [Item, number]> => {
+      const inHost = nameScore(agent.label, hostPart, agent.kind)
+      const inPath = nameScore(agent.label, pathPart, agent.kind)
+      const eligible = agent.kind === "person" ?
+        inPath >= 2 || inHost >= 4 || (cue && inHost >= 2) :
+        organizationCue && inHost >= 2
+      return eligible ? [[agent, inHost + inPath + (agent.kind === "person" && inPath > 0 ? 1 : 0)]] : []
+    })
+  )
+  const chosen = named ?? (cue ? sameUnitPerson(o, index) : undefined)
+  if (chosen !== undefined) {
+    const relation = blog ? "weblog" : "homepage"
+    o.emit(relation, chosen, { _tag: "Value", relation, value: m.label, start: m.start, end: m.end }, 0.7)
+  }
+}
+
 /** E-mail addresses and homepages: the owner whose name the value spells, else the person of the same sentence. */
 const valueOwners = (
   analysed: ReadonlyArray<AnalysedSegment>,
   mentions: ReadonlyArray<Mention>,
   items: ReadonlyArray<Item>,
   textOf: (start: number, end: number) => string,
-  emit: (relation: RelationKind, s: Item, target: Target, confidence: number) => void
+  emit: Emit
 ) => {
-  const paragraphOf = (offset: number) => {
-    const a = analysed.find((s) => offset >= s.segment.start && offset <= s.segment.start + s.segment.text.length)
-    return a === undefined ? -1 : a.paragraphOf(offset)
-  }
-  const lineStart = (offset: number) => {
-    const a = analysed.find((s) => offset >= s.segment.start && offset <= s.segment.start + s.segment.text.length)
-    if (a === undefined) return offset
-    const local = offset - a.segment.start
-    return a.segment.start + a.segment.text.lastIndexOf("\n", local - 1) + 1
-  }
-  const agents = items.filter((it) => it.kind === "person" || it.kind === "organization")
-  const owner = (value: Item, target: string, allowOrgs: boolean) => {
-    let best: Item | undefined
-    let bestScore = 0
-    let bestDistance = Number.POSITIVE_INFINITY
-    for (const agent of agents) {
-      if (agent.kind === "organization" && !allowOrgs) continue
-      const score = nameScore(agent.label, target, agent.kind) + (agent.kind === "person" ? 0.5 : 0)
-      if (score < 2) continue
-      const distance = agent.start <= value.start ? value.start - agent.start : 2 * (agent.start - value.start) + 1
-      if (score > bestScore || (score === bestScore && distance < bestDistance)) {
-        best = agent
-        bestScore = score
-        bestDistance = distance
-      }
+  const segmentOf = (offset: number) =>
+    analysed.find((s) => offset >= s.segment.start && offset <= s.segment.start + s.segment.text.length)
+  const o: Owners = {
+    mentions,
+    items,
+    agents: items.filter((it) => it.kind === "person" || it.kind === "organization"),
+    textOf,
+    emit,
+    paragraphOf: (offset) => segmentOf(offset)?.paragraphOf(offset) ?? -1,
+    lineStart: (offset) => {
+      const a = segmentOf(offset)
+      if (a === undefined) return offset
+      const local = offset - a.segment.start
+      return a.segment.start + a.segment.text.lastIndexOf("\n", local - 1) + 1
     }
-    return best
-  }
-  const sameUnitPerson = (index: number) => {
-    const m = mentions[index]!
-    let found: Item | undefined
-    for (let k = index - 1; k >= 0 && mentions[k]!.unit === m.unit; k--) {
-      if (items[k]!.kind === "person") {
-        found = items[k]
-        break
-      }
-    }
-    return found
-  }
-  const paragraphPerson = (index: number) => {
-    const m = mentions[index]!
-    const paragraph = paragraphOf(m.start)
-    for (let k = index - 1; k >= 0; k--) {
-      if (paragraphOf(mentions[k]!.start) !== paragraph) break
-      if (items[k]!.kind === "person") return items[k]
-    }
-    return undefined
   }
   mentions.forEach((m, index) => {
-    const value = items[index]!
-    if (m.kind === "email") {
-      const local = m.label.slice(0, m.label.indexOf("@"))
-      const target = fold(local)
-      const named = owner(value, target, false)
-      const generic = local.toLowerCase().split(/[._+-]+/u).some((p) =>
-        genericMailboxes.has(p) || p === "firstname" || p === "lastname" || p === "name" || p === "user"
-      )
-      const line = textOf(lineStart(m.start), m.start)
-      const fallback = named ?? (generic ? undefined : sameUnitPerson(index) ??
-        (mailCue.test(line) ? paragraphPerson(index) : undefined))
-      if (fallback !== undefined) {
-        emit(
-          "mbox",
-          fallback,
-          { _tag: "Value", relation: "mbox", value: m.label, start: m.start, end: m.end },
-          named !== undefined ? 0.9 : 0.6
-        )
-      }
-    } else if (m.kind === "url") {
-      const host = hostOf(m.label)
-      const left = textOf(Math.max(lineStart(m.start), m.start - 100), m.start)
-      const blog = blogCue.test(left)
-      const cue = blog || homepageCue.test(left)
-      const account = accountHosts.includes(host)
-      if (account && !/home ?page/iu.test(left)) return
-      const decoded = fold(decodeURIComponentSafe(m.label).replace(/^[a-z]+:\/\//iu, ""))
-      const cut = decoded.search(/[/?#]/u)
-      const hostPart = cut < 0 ? decoded : decoded.slice(0, cut)
-      const pathPart = cut < 0 ? "" : decoded.slice(cut)
-      // A person's name in the path, or all over the host ("alicechen.io"), makes a homepage without a cue word;
-      // an organisation's name in the host only with one ("corporate site", "website").
-      const organizationCue = organizationHomepageCue.test(left)
-      let named: Item | undefined
-      let bestScore = 0
-      let bestDistance = Number.POSITIVE_INFINITY
-      for (const agent of agents) {
-        const inHost = nameScore(agent.label, hostPart, agent.kind)
-        const inPath = nameScore(agent.label, pathPart, agent.kind)
-        const eligible = agent.kind === "person" ?
-          inPath >= 2 || inHost >= 4 || (cue && inHost >= 2) :
-          organizationCue && inHost >= 2
-        if (!eligible) continue
-        const score = inHost + inPath + (agent.kind === "person" && inPath > 0 ? 1 : 0)
-        const distance = agent.start <= value.start ? value.start - agent.start : 2 * (agent.start - value.start) + 1
-        if (score > bestScore || (score === bestScore && distance < bestDistance)) {
-          named = agent
-          bestScore = score
-          bestDistance = distance
-        }
-      }
-      const chosen = named ?? (cue ? sameUnitPerson(index) : undefined)
-      if (chosen !== undefined) {
-        const relation = blog ? "weblog" : "homepage"
-        emit(relation, chosen, { _tag: "Value", relation, value: m.label, start: m.start, end: m.end }, 0.7)
-      }
-    }
+    if (m.kind === "email") mailboxOwner(o, m, index)
+    else if (m.kind === "url") homepageOwner(o, m, index)
   })
 }
 
