@@ -22,9 +22,9 @@ interface Server {
   readonly url: string
 }
 
-const serve = async (db: string): Promise<Server> => {
+const serve = async (db: string, tokens: string | null = token): Promise<Server> => {
   const child = start(["serve", "--db", db, "--port", "0", "--json"], {
-    env: { QUARRY_API_TOKENS: token, QUARRY_TEST_EXTRACTOR_DELAY_MS: "60" }
+    env: { ...(tokens === null ? {} : { QUARRY_API_TOKENS: tokens }), QUARRY_TEST_EXTRACTOR_DELAY_MS: "60" }
   })
   await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
     child.child.kill("SIGKILL")
@@ -179,4 +179,19 @@ describe("web dashboard (headless Chromium)", () => {
     },
     240_000
   )
+
+  it("a server without tokens (loopback only) opens the dashboard without asking for one", async () => {
+    const open = await serve(path.join(dir, "open.db"), null)
+    try {
+      const page = await browser!.newPage()
+      await page.goto(open.url)
+      await page.locator("[data-testid=runs]").waitFor()
+      assert.strictEqual(await page.locator("[data-testid=token]").count(), 0)
+      assert.include(await page.locator("[data-testid=runs]").innerText(), "No runs yet.")
+      await page.close()
+    } finally {
+      open.child.child.kill("SIGKILL")
+      await open.child.exited
+    }
+  }, 60_000)
 })
