@@ -75,6 +75,8 @@ export const httpDuration = Metric.histogram(
  */
 export const fixedRoutes: ReadonlySet<string> = new Set([
   "/",
+  "/dashboard/app.js",
+  "/dashboard/app.css",
   "/livez",
   "/readyz",
   "/startupz",
