@@ -70,7 +70,10 @@ export const number = (name: string, description: string, requirement: string) =
  */
 export const db = Options.text("db").pipe(
   Options.withPseudoName("PATH"),
-  Options.withDescription("The SQLite database holding the runs (default ./quarry.db, or QUARRY_DB)."),
+  Options.withDescription(
+    "The database holding the runs: a SQLite file (default ./quarry.db, or QUARRY_DB) " +
+      "or a postgres:// URL (or QUARRY_DATABASE_URL)."
+  ),
   Options.optional
 )
 
