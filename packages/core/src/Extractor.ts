@@ -68,6 +68,21 @@ export const EntityRef = Schema.TaggedStruct("Entity", { label: Schema.String, t
 export type EntityRef = typeof EntityRef.Type
 
 /**
+ * A language tag as RDF writes it (`en`, `en-GB`, `zh-Hant-TW`): anything else would make the Turtle invalid, so an
+ * extractor output with another tag fails its check (`checkOutput`) instead of reaching the artifact.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const languageTagPattern = /^[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*$/u
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export const LanguageTag = Schema.String.pipe(Schema.pattern(languageTagPattern))
+
+/**
  * A literal value, typed by an XSD datatype IRI or tagged with a language.
  *
  * @since 0.1.0
@@ -76,7 +91,7 @@ export type EntityRef = typeof EntityRef.Type
 export const Literal = Schema.TaggedStruct("Literal", {
   value: Schema.String,
   datatype: Schema.optional(Schema.String),
-  language: Schema.optional(Schema.String)
+  language: Schema.optional(LanguageTag)
 })
 
 /**

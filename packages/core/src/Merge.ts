@@ -15,7 +15,7 @@ import * as path from "node:path"
 import type * as Chunking from "./Chunking.js"
 import * as CrashPoint from "./CrashPoint.js"
 import { MergeError, type PersistenceError, type RunLocked } from "./Errors.js"
-import type * as Extractor from "./Extractor.js"
+import * as Extractor from "./Extractor.js"
 import { entityIri, entityKey } from "./internal/entities.js"
 import * as Rdf from "./internal/rdf.js"
 import type { Ontology } from "./Ontology.js"
@@ -300,14 +300,12 @@ const formatter = (
   }
 }
 
-const languageTag = /^[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*$/u
-
 /** The label, tagged with the language the extractor detected for its first mention (`attributes.language`), if any. */
 const labelLiteral = (e: EntityRow): string => {
   const language: unknown = e.attributes.includes("\"language\"") ? JSON.parse(e.attributes).language : undefined
   return Rdf.literal({
     value: e.label,
-    language: typeof language === "string" && languageTag.test(language) ? language : undefined
+    language: typeof language === "string" && Extractor.languageTagPattern.test(language) ? language : undefined
   })
 }
 
