@@ -10,7 +10,17 @@ describe("Metrics.routeOf", () => {
     }
     // The dashboard's assets are routes of their own, not scanner noise.
     for (const asset of ["/dashboard/app.js", "/dashboard/app.css"]) assert.strictEqual(Metrics.routeOf(asset), asset)
-    for (const path of ["/dashboard/other.js", "/wp-login.php", "/v1/runs/a/b/c", "/v1/runs/a/delete", "/v2/runs", "/livez/x", "//"]) {
+    for (
+      const path of [
+        "/dashboard/other.js",
+        "/wp-login.php",
+        "/v1/runs/a/b/c",
+        "/v1/runs/a/delete",
+        "/v2/runs",
+        "/livez/x",
+        "//"
+      ]
+    ) {
       assert.strictEqual(Metrics.routeOf(path), "other", path)
     }
   })
