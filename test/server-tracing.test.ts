@@ -146,7 +146,7 @@ describe("quarry serve OTLP traces", () => {
         const execute = spans().find((s) => s.name === "Workflow.execute")!
         assert.strictEqual(execute.attributes["quarry.run_id"], "traced")
         // The spans under it carry the run id too, in the same trace.
-        const commit = spans().find((s) => s.name === "SqliteRunStore.commitBatch")
+        const commit = spans().find((s) => s.name === "SqlRunStore.commitBatch")
         assert.isDefined(commit)
         assert.strictEqual(commit!.attributes["quarry.run_id"], "traced")
         assert.strictEqual(commit!.traceId, execute.traceId)
