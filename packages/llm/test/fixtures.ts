@@ -80,10 +80,18 @@ export const options = (baseUrl: string, overrides: Partial<LlmExtractor.Options
   ...overrides
 })
 
-/** The process-wide services plus a real HTTP client, fresh for each test. */
+/**
+ * The process-wide services plus a real HTTP client, fresh for each test. Without the default logger: passing tests
+ * stay quiet, and the tests about log lines read them through `collectLogs`.
+ */
 export const services: Layer.Layer<
   HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker
-> = Layer.mergeAll(NodeHttpClient.layerUndici, RateLimiter.layer, CircuitBreaker.layer)
+> = Layer.mergeAll(
+  NodeHttpClient.layerUndici,
+  RateLimiter.layer,
+  CircuitBreaker.layer,
+  Logger.remove(Logger.defaultLogger)
+)
 
 /** Collects every log line (message, annotations and cause) at every level. */
 export const collectLogs = Effect.gen(function*() {
