@@ -9,8 +9,10 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as HttpServer from "@effect/platform/HttpServer"
+// Types only: the server package itself loads when `serve` runs (see below).
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Extractor from "@quarry/core/Extractor"
+import type { Admission as AdmissionService } from "@quarry/server/Admission"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -167,6 +169,36 @@ const options = {
   json: Flags.json
 }
 
+/** The one line (or `--json` event) saying where the server listens. */
+const announce = (
+  json: boolean,
+  where: { readonly url: string; readonly host: string; readonly port: number; readonly db: string }
+) =>
+  Effect.gen(function*() {
+    const output = yield* Output
+    const now = yield* Clock.currentTimeMillis
+    yield* output.out(
+      json ?
+        JSON.stringify({ event: "server.listening", time: new Date(now).toISOString(), ...where }) :
+        `quarry serve: listening on ${where.url} (database ${where.db})`
+    )
+  })
+
+/** Drains the admission within the timeout; past it, exits 1 (the leases expire and the next start recovers). */
+const drain = (admission: AdmissionService["Type"], drainTimeoutMs: number, settings: Settings["Type"]) =>
+  Effect.gen(function*() {
+    yield* Effect.logInfo("draining")
+    const drained = yield* admission.drain.pipe(Effect.timeout(drainTimeoutMs), Effect.option)
+    if (Option.isNone(drained)) {
+      yield* Effect.logError(`drain did not finish within ${drainTimeoutMs}ms; exiting anyway`)
+      // The runs' leases expire and the next start recovers them; nothing committed is lost.
+      yield* Effect.sync(() => process.exit(1))
+    }
+    // TEST-ONLY (QUARRY_TEST_SHUTDOWN_DELAY_MS): keep answering while drained, so tests can probe it.
+    const delay = Option.getOrUndefined(settings.testHooks.shutdownDelayMs)
+    if (delay !== undefined) yield* Effect.sleep(delay)
+  })
+
 /**
  * The `serve` command.
  *
@@ -176,7 +208,6 @@ const options = {
 export const command = Command.make("serve", options, (flags) =>
   Effect.gen(function*() {
     const settings = yield* Settings
-    const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
     const { drainTimeout: drainTimeoutMs, maxActiveRuns, maxBody: maxBodyBytes, maxQueuedRuns, port } = flags
     const tokens = yield* readTokens
@@ -219,38 +250,13 @@ export const command = Command.make("serve", options, (flags) =>
       const address = Context.get(context, HttpServer.HttpServer).address
       const actualPort = address._tag === "TcpAddress" ? address.port : port
       const url = `http://${flags.host.includes(":") ? `[${flags.host}]` : flags.host}:${actualPort}`
-      const now = yield* Clock.currentTimeMillis
-      yield* output.out(
-        flags.json ?
-          JSON.stringify({
-            event: "server.listening",
-            time: new Date(now).toISOString(),
-            url,
-            host: flags.host,
-            port: actualPort,
-            db: DatabaseUrl.redact(db)
-          }) :
-          `quarry serve: listening on ${url} (database ${DatabaseUrl.redact(db)})`
-      )
+      yield* announce(flags.json, { url, host: flags.host, port: actualPort, db: DatabaseUrl.redact(db) })
       const admission = Context.get(context, Admission.Admission)
       // The default extractor's modules (NLP models) load in the background now, not in the first submission (which
       // took 4 s under load in the service benchmark).
       yield* Effect.forkScoped(Effect.ignore(Context.get(context, Extractor.Registry).get(Extractors.defaultName)))
       // Drain before the layer closes: the HTTP server still answers (readyz 503, submissions 503) meanwhile.
-      yield* Effect.never.pipe(Effect.onInterrupt(() =>
-        Effect.gen(function*() {
-          yield* Effect.logInfo("draining")
-          const drained = yield* admission.drain.pipe(Effect.timeout(drainTimeoutMs), Effect.option)
-          if (Option.isNone(drained)) {
-            yield* Effect.logError(`drain did not finish within ${drainTimeoutMs}ms; exiting anyway`)
-            // The runs' leases expire and the next start recovers them; nothing committed is lost.
-            yield* Effect.sync(() => process.exit(1))
-          }
-          // TEST-ONLY (QUARRY_TEST_SHUTDOWN_DELAY_MS): keep answering while drained, so tests can probe it.
-          const delay = Option.getOrUndefined(settings.testHooks.shutdownDelayMs)
-          if (delay !== undefined) yield* Effect.sleep(delay)
-        })
-      ))
+      yield* Effect.never.pipe(Effect.onInterrupt(() => drain(admission, drainTimeoutMs, settings)))
     }))
   }).pipe(
     // A drained server exits 0: the interruption by the signal was the request to stop, and it was honoured.

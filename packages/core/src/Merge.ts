@@ -192,12 +192,43 @@ const provenanceOf = (runId: RunId, extractor: ExtractorIdentity): Provenance =>
   }
 }
 
+/** Serialises entities and relations as JSON Lines: one object per entity and per relation. */
+const jsonlFormatter = (provenance: Provenance | undefined) => ({
+  header: provenance === undefined ?
+    "" :
+    JSON.stringify({ kind: "run", iri: provenance.run, extractor: provenance.agentLabel }) + "\n",
+  entity: (e: EntityRow, mentions: ReadonlyArray<MentionRow>) =>
+    JSON.stringify({
+      kind: "entity",
+      iri: entityIri(e.label, e.type),
+      label: e.label,
+      type: e.type,
+      attributes: JSON.parse(e.attributes),
+      mentions: mentions.map((m) => [m.start, m.end])
+    }) + "\n",
+  relationsHeader: "",
+  relation: (r: RelationRow) =>
+    JSON.stringify({
+      kind: "relation",
+      subject: keyIri(r.subject_key),
+      predicate: r.predicate,
+      object: r.object_key !== null ?
+        { iri: keyIri(r.object_key) } :
+        {
+          value: r.object_value,
+          ...(r.object_datatype === null ? {} : { datatype: r.object_datatype }),
+          ...(r.object_language === null ? {} : { language: r.object_language })
+        }
+    }) + "\n"
+})
+
 /** Serialises entities and relations in one of the formats. */
 const formatter = (
   format: OutputFormat,
   ontology: Option.Option<Ontology>,
   provenance: Provenance | undefined = undefined
 ) => {
+  if (format === "jsonl") return jsonlFormatter(provenance)
   const prefixes = prefixesFor(ontology)
   if (provenance !== undefined) prefixes.quarry = QUARRY_NS
   const name = format === "turtle" ? Rdf.prefixer(prefixes) : Rdf.iriRef
@@ -267,35 +298,6 @@ const formatter = (
         },
         relationsHeader: "",
         relation: (r: RelationRow) => `${Rdf.iriRef(keyIri(r.subject_key))} ${Rdf.iriRef(r.predicate)} ${object(r)} .\n`
-      }
-    case "jsonl":
-      return {
-        header: provenance === undefined ?
-          "" :
-          JSON.stringify({ kind: "run", iri: provenance.run, extractor: provenance.agentLabel }) + "\n",
-        entity: (e: EntityRow, mentions: ReadonlyArray<MentionRow>) =>
-          JSON.stringify({
-            kind: "entity",
-            iri: entityIri(e.label, e.type),
-            label: e.label,
-            type: e.type,
-            attributes: JSON.parse(e.attributes),
-            mentions: mentions.map((m) => [m.start, m.end])
-          }) + "\n",
-        relationsHeader: "",
-        relation: (r: RelationRow) =>
-          JSON.stringify({
-            kind: "relation",
-            subject: keyIri(r.subject_key),
-            predicate: r.predicate,
-            object: r.object_key !== null ?
-              { iri: keyIri(r.object_key) } :
-              {
-                value: r.object_value,
-                ...(r.object_datatype === null ? {} : { datatype: r.object_datatype }),
-                ...(r.object_language === null ? {} : { language: r.object_language })
-              }
-          }) + "\n"
       }
   }
 }

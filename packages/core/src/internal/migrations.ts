@@ -2,7 +2,10 @@ import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 
-/** Append-only: never edit a migration that has shipped; add the next number instead. */
+/**
+ * Append-only: never edit a migration that has shipped; add the next number instead. A migration is as long as the
+ * schema it creates (plain SQL statements in order), which is why the first one runs past ~80 lines.
+ */
 const migrations = {
   "0001_create_runs": Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
