@@ -1,8 +1,8 @@
 /**
  * The durable admission queue of `quarry serve`, end to end: real server processes on one SQLite file, stopped with
  * SIGTERM or SIGKILL and started again. A submission waiting behind `--max-active-runs 1` keeps its budget across
- * the restart (the budget bites: an `llm` run against the project's fake Chat Completions server stops at it), and
- * a resume waiting for a slot is still done after a kill.
+ * the restart (the budget bites: an `llm` run against the project's fake Chat Completions server stops at it; a
+ * resume with a higher budget completes it), and a resume waiting for a slot is still done after a kill.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import Database from "better-sqlite3"
@@ -95,6 +95,13 @@ describe("quarry serve: the durable admission queue", () => {
       assert.strictEqual((await ended(second, "holds-slot")).status, "completed")
       // Both executions ended for good: nothing is left to requeue.
       await until(() => queuedRows(db).length === 0, 10_000, "the queue to empty")
+      // A resume with a higher budget (stored with its queued execution) completes the run.
+      const resumed = await call(second, "POST", "/v1/runs/budgeted/resume?maxCostUsd=1")
+      assert.strictEqual(resumed.status, 202, resumed.text)
+      const get = async () => (await call(second, "GET", "/v1/runs/budgeted")).json() as Shown
+      await until(async () => (await get()).status === "completed", 60_000, "the resumed run")
+      assert.strictEqual((await get()).progress.committedBatches, 8)
+      assert.strictEqual(fake.log.length, 8)
     } finally {
       await stop(second)
       await fake.close()
