@@ -468,6 +468,15 @@ export const runStoreSuite = (
           })
           const missing = yield* flipOrFail(store.queueExecution({ runId: RunId.make("missing") }))
           assert.strictEqual(missing._tag, "RunNotFound")
+          // A limit JSON cannot hold is refused, and the stored row keeps its options.
+          const infinite = yield* flipOrFail(
+            store.queueExecution({ runId: first.id, budget: { maxCostUsd: Infinity } })
+          )
+          assert.strictEqual(infinite._tag, "PersistenceError")
+          assert.deepStrictEqual(Option.getOrNull((yield* store.queuedExecutions)[0]!.budget), {
+            maxCostUsd: 1,
+            maxTokens: 5
+          })
 
           yield* store.requestCancel(third.id)
           assert.deepStrictEqual((yield* view).map((r) => r.runId), [first.id, second.id])

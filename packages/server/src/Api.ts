@@ -106,8 +106,8 @@ export class Runs extends HttpApiGroup.make("runs")
       .setUrlParams(Schema.Struct({
         retrySkipped: Schema.optional(Schema.BooleanFromString),
         // The resumed execution's budget (stored with its queued execution), as `budget` of a submission.
-        maxCostUsd: Schema.optional(Schema.NumberFromString),
-        maxTokens: Schema.optional(Schema.NumberFromString)
+        maxCostUsd: Schema.optional(Schema.NumberFromString.pipe(Schema.finite(), Schema.nonNegative())),
+        maxTokens: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()))
       }))
       .addSuccess(RunView.RunView, { status: 202 })
       .addError(ApiError.NotFound)

@@ -8,9 +8,10 @@ import { RunId } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import { persistence, type StoreContext } from "./context.js"
 
+// Finite: JSON would turn Infinity into null, and one row that no longer decodes would stop every restart's requeue.
 const Limits = Schema.Struct({
-  maxCostUsd: Schema.optional(Schema.Number),
-  maxTokens: Schema.optional(Schema.Number)
+  maxCostUsd: Schema.optional(Schema.Number.pipe(Schema.finite())),
+  maxTokens: Schema.optional(Schema.Number.pipe(Schema.finite()))
 })
 const LimitsJson = Schema.parseJson(Limits)
 
