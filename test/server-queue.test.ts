@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FakeLlm from "../packages/cli/test/FakeLlm.js"
 import { call, ended, serve, stop, until } from "./serverProcess.js"
-import { makeDir, mobyDick, removeDir } from "./support.js"
+import { makeDir, mobyDick, removeDir, run } from "./support.js"
 
 /** A long run of the slow test extractor: it holds the only slot until the server stops. */
 const blocker = (runId: string) => ({
@@ -144,4 +144,34 @@ describe("quarry serve: the durable admission queue", () => {
       await stop(second)
     }
   }, 180_000)
+
+  it(
+    "a queued run completed meanwhile by `quarry resume` leaves the queue at the next start without executing",
+    async () => {
+      const db = path.join(dir, "elsewhere.db")
+      const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "200" }
+      const first = await serve(db, ["--max-active-runs", "1"], env)
+      try {
+        assert.strictEqual((await call(first, "POST", "/v1/runs", blocker("slot"))).status, 202)
+        const body = { runId: "elsewhere", input: "Captain Ahab commanded the Pequod.", extractor: "test-slow" }
+        assert.strictEqual((await call(first, "POST", "/v1/runs", body)).status, 202)
+      } finally {
+        await stop(first)
+      }
+      const resumed = await run(["resume", "elsewhere", "--db", db, "--json"], { env })
+      assert.strictEqual(resumed.code, 0, resumed.stderr)
+      assert.deepStrictEqual(queuedRows(db).map((r) => r.run_id), ["slot", "elsewhere"])
+      const second = await serve(db, ["--max-active-runs", "1"], { QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" })
+      try {
+        assert.strictEqual((await ended(second, "slot")).status, "completed")
+        await until(() => queuedRows(db).length === 0, 10_000, "the queue to empty")
+        const started = second.child.stderr.split("\n").filter((line) => line.includes("\"run started\""))
+        assert.lengthOf(started, 1, started.join("\n"))
+        assert.include(started[0], "\"runId\":\"slot\"")
+      } finally {
+        await stop(second)
+      }
+    },
+    180_000
+  )
 })

@@ -255,7 +255,9 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     if (recover) yield* orphans(true)
     for (const row of yield* store.queuedExecutions) {
       const status = yield* store.getRun(row.runId).pipe(Effect.map((run) => run.status), Effect.option)
-      if (Option.exists(status, (s) => s !== "running" && s !== "interrupted")) yield* enqueue(entryOf(row))
+      // Completed meanwhile (e.g. by `quarry resume`): nothing left to do.
+      if (Option.contains(status, "completed") && !row.retrySkipped) yield* store.dequeueExecution(row.runId)
+      else if (Option.exists(status, (s) => s !== "running" && s !== "interrupted")) yield* enqueue(entryOf(row))
     }
     for (const run of yield* store.listRuns({ status: "pending" })) yield* enqueue({ runId: run.id, execution: {} })
     yield* Ref.set(started, true)
