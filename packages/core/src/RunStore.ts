@@ -50,6 +50,40 @@ export interface NewRun {
   readonly outputFormat: OutputFormat
   readonly onBatchError: BatchErrorPolicy
   readonly provenance: boolean
+  /** Also queues the run's first execution, in the same transaction (admission's durable FIFO). */
+  readonly queued?: Omit<NewQueuedExecution, "runId"> | undefined
+}
+
+/**
+ * A request to execute a run, for the durable admission FIFO of `quarry serve`: what the execution needs that the
+ * run's plan does not hold.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NewQueuedExecution {
+  readonly runId: RunId
+  readonly retrySkipped?: boolean | undefined
+  readonly budget?: { readonly maxCostUsd?: number | undefined; readonly maxTokens?: number | undefined } | undefined
+  /** The request that queued it, for the run's logs. */
+  readonly requestId?: string | undefined
+}
+
+/**
+ * A queued execution as stored: kept from the request until the execution ends (completed, failed or cancelled),
+ * so a restart requeues a waiting one and resumes an interrupted one with the same budget.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface QueuedExecution {
+  readonly runId: RunId
+  /** The FIFO order: larger is later. */
+  readonly seq: number
+  readonly retrySkipped: boolean
+  readonly budget: Option.Option<{ readonly maxCostUsd?: number | undefined; readonly maxTokens?: number | undefined }>
+  readonly requestId: Option.Option<string>
+  readonly queuedAt: number
 }
 
 /**
@@ -288,7 +322,7 @@ export interface MergeWorkspace {
  * @category tags
  */
 export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
-  /** Writes the run row, its input and its plan in one transaction. */
+  /** Writes the run row, its input and its plan (and its queued execution, when given) in one transaction. */
   readonly createRun: (run: NewRun) => Effect.Effect<Run, RunAlreadyExists | PersistenceError>
   readonly getRun: (runId: RunId) => Effect.Effect<Run, RunNotFound | PersistenceError>
   /** Runs in `(createdAt, id)` order, filtered and paged by keyset in the database. */
@@ -375,6 +409,15 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
    * the run as it was.
    */
   readonly deleteRun: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
+  /**
+   * Queues an execution of a stored run after every queued one; a run queued already keeps its place and takes the
+   * new options.
+   */
+  readonly queueExecution: (entry: NewQueuedExecution) => Effect.Effect<void, RunNotFound | PersistenceError>
+  /** Removes a run's queued execution (none is fine). `requestCancel` and `deleteRun` remove it too. */
+  readonly dequeueExecution: (runId: RunId) => Effect.Effect<void, PersistenceError>
+  /** Every queued execution in FIFO order. */
+  readonly queuedExecutions: Effect.Effect<ReadonlyArray<QueuedExecution>, PersistenceError>
   /** Records a pending compensation step after the run's others (one transaction). */
   readonly addCompensation: (
     runId: RunId,

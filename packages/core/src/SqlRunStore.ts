@@ -1,7 +1,7 @@
 /**
  * The `RunStore` on SQL: one store for SQLite and PostgreSQL. Every statement of Quarry is in its parts
- * (`internal/store/`: runs, leases, commits, skipped batches, reads, compensation, merge workspace); where the
- * dialects differ, a statement branches with `sql.onDialectOrElse`.
+ * (`internal/store/`: runs, leases, commits, skipped batches, reads, compensation, admission queue, merge
+ * workspace); where the dialects differ, a statement branches with `sql.onDialectOrElse`.
  *
  * @since 0.1.0
  */
@@ -13,6 +13,7 @@ import * as Commits from "./internal/store/commits.js"
 import * as Compensation from "./internal/store/compensation.js"
 import * as Context from "./internal/store/context.js"
 import * as Leases from "./internal/store/leases.js"
+import * as Queue from "./internal/store/queue.js"
 import * as Reads from "./internal/store/reads.js"
 import * as Runs from "./internal/store/runs.js"
 import * as Skipped from "./internal/store/skipped.js"
@@ -56,6 +57,7 @@ export const make = (hooks: Hooks = {}) =>
       ...Skipped.make(ctx),
       ...Reads.make(ctx),
       ...Compensation.make(ctx),
+      ...Queue.make(ctx),
       ...Workspace.make(ctx)
     })
   })

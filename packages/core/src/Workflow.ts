@@ -38,7 +38,7 @@ import * as Lease from "./Lease.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
 import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId } from "./Run.js"
-import { knownEntitiesReader, type KnownEntity, type Outcome, RunStore } from "./RunStore.js"
+import { knownEntitiesReader, type KnownEntity, type NewQueuedExecution, type Outcome, RunStore } from "./RunStore.js"
 import * as SkipPolicy from "./SkipPolicy.js"
 import * as UsageLedger from "./UsageLedger.js"
 
@@ -115,6 +115,8 @@ export interface CreateOptions {
   readonly onBatchError?: BatchErrorPolicy | undefined
   /** Write PROV-O provenance into the artifact (default false). */
   readonly provenance?: boolean | undefined
+  /** Also queue the run's execution in the durable admission FIFO, in the run's own transaction. */
+  readonly queued?: Omit<NewQueuedExecution, "runId"> | undefined
 }
 
 /**
@@ -193,7 +195,8 @@ export const create = Effect.fn("Workflow.create")(function*(options: CreateOpti
     outputPath: options.output.path,
     outputFormat: options.output.format,
     onBatchError: options.onBatchError ?? "fail",
-    provenance: options.provenance ?? false
+    provenance: options.provenance ?? false,
+    queued: options.queued
   })
 })
 

@@ -432,6 +432,65 @@ export const runStoreSuite = (
         })
       ))
 
+    it.scoped("queued executions keep FIFO order and their budget; cancel, delete and dequeue remove them", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const view = Effect.map(store.queuedExecutions, (rows) =>
+            rows.map((row) => ({
+              runId: row.runId,
+              retrySkipped: row.retrySkipped,
+              budget: Option.getOrNull(row.budget),
+              requestId: Option.getOrNull(row.requestId)
+            })))
+          // Queued with the run, in its transaction; a second create of the same id changes nothing.
+          const first = yield* store.createRun(
+            newRun("first", { queued: { budget: { maxCostUsd: 0.25 }, requestId: "req-1" } })
+          )
+          const taken = yield* flipOrFail(store.createRun(newRun("first", { queued: { budget: { maxTokens: 1 } } })))
+          assert.strictEqual(taken._tag, "RunAlreadyExists")
+          const second = yield* store.createRun(newRun("second"))
+          const third = yield* store.createRun(newRun("third", { queued: {} }))
+          yield* store.queueExecution({ runId: second.id, retrySkipped: true, budget: { maxTokens: 900 } })
+          assert.deepStrictEqual(yield* view, [
+            { runId: first.id, retrySkipped: false, budget: { maxCostUsd: 0.25 }, requestId: "req-1" },
+            { runId: third.id, retrySkipped: false, budget: null, requestId: null },
+            { runId: second.id, retrySkipped: true, budget: { maxTokens: 900 }, requestId: null }
+          ])
+          const queuedAt = (yield* store.queuedExecutions)[0]!.queuedAt
+          assert.strictEqual(queuedAt, start)
+          // Queued again: same place, new options.
+          yield* store.queueExecution({ runId: first.id, budget: { maxCostUsd: 1, maxTokens: 5 }, requestId: "req-2" })
+          assert.deepStrictEqual((yield* view)[0], {
+            runId: first.id,
+            retrySkipped: false,
+            budget: { maxCostUsd: 1, maxTokens: 5 },
+            requestId: "req-2"
+          })
+          const missing = yield* flipOrFail(store.queueExecution({ runId: RunId.make("missing") }))
+          assert.strictEqual(missing._tag, "RunNotFound")
+          // A limit JSON cannot hold is refused, and the stored row keeps its options.
+          const infinite = yield* flipOrFail(
+            store.queueExecution({ runId: first.id, budget: { maxCostUsd: Infinity } })
+          )
+          assert.strictEqual(infinite._tag, "PersistenceError")
+          assert.deepStrictEqual(Option.getOrNull((yield* store.queuedExecutions)[0]!.budget), {
+            maxCostUsd: 1,
+            maxTokens: 5
+          })
+
+          yield* store.requestCancel(third.id)
+          assert.deepStrictEqual((yield* view).map((r) => r.runId), [first.id, second.id])
+          yield* store.dequeueExecution(second.id)
+          yield* store.dequeueExecution(second.id)
+          assert.deepStrictEqual((yield* view).map((r) => r.runId), [first.id])
+          // Deleting a finished run deletes its queued execution (the failed run was queued to resume).
+          const holder = yield* take(store, first.id, "me")
+          yield* store.finish(first.id, holder, { status: "failed", reason: "extractor", error: "boom" })
+          yield* store.deleteRun(first.id)
+          assert.deepStrictEqual(yield* view, [])
+        })
+      ))
+
     it.scoped("finish records a failure with its error history; the run can be claimed again", () =>
       withStore((store) =>
         Effect.gen(function*() {

@@ -1,9 +1,10 @@
 /**
- * Admission: at most `maxActiveRuns` runs execute at once; the others wait in FIFO order. The queue is durable
- * because a submitted run is stored `pending` before it is queued: on start the queue is rebuilt from the database
- * (pending runs in creation order), and boot recovery queues the orphans of earlier processes (runs left
- * `interrupted`, or `running` under an expired lease). Drain stops taking work and interrupts every run here, which
- * records them `interrupted` (resumable).
+ * Admission: at most `maxActiveRuns` runs execute at once; the others wait in FIFO order. The queue is durable: a
+ * submission stores its run and its queued execution (budget, retrySkipped, request id) in one transaction, a resume
+ * request stores its queued execution, and the row stays until the execution ends completed, failed or cancelled.
+ * On start the queue is rebuilt from these rows (and from pending runs without one), and boot recovery queues the
+ * orphans of earlier processes (runs left `interrupted`, or `running` under an expired lease) with their rows'
+ * options. Drain stops taking work and interrupts every run here, which records them `interrupted` (resumable).
  *
  * @since 0.1.0
  */
@@ -11,7 +12,7 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import { InvalidRunState, type PersistenceError, type RunNotFound } from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
 import type { Run, RunId } from "@quarry/core/Run"
-import { RunStore } from "@quarry/core/RunStore"
+import { type QueuedExecution, RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import * as WorkflowManager from "@quarry/core/WorkflowManager"
 import * as Clock from "effect/Clock"
@@ -95,6 +96,9 @@ interface Entry {
   readonly requestId?: string | undefined
 }
 
+/** The statuses after which a run's stored execution is done with (an `interrupted` one is resumed at start). */
+const endedForGood: ReadonlySet<string> = new Set(["completed", "failed", "cancelled"])
+
 /** The id of the request being answered, from the log annotations the request middleware sets. */
 const currentRequestId = Effect.map(
   FiberRef.get(FiberRef.currentLogAnnotations),
@@ -170,6 +174,13 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     Ref.update(queue, (entries) => entries.some((e) => e.runId === entry.runId) ? entries : [...entries, entry]).pipe(
       Effect.zipRight(Queue.offer(wake, undefined))
     )
+  const entryOf = (row: QueuedExecution): Entry => ({
+    runId: row.runId,
+    execution: { retrySkipped: row.retrySkipped, budget: Option.getOrUndefined(row.budget) },
+    requestId: Option.getOrUndefined(row.requestId)
+  })
+  // The stored options of a run's execution, if it was requested here (or of an earlier process).
+  const storedEntries = Effect.map(store.queuedExecutions, (rows) => new Map(rows.map((row) => [row.runId, row])))
   const known = (runId: RunId) =>
     Effect.zipWith(Ref.get(queue), Ref.get(active), (q, a) => a.has(runId) || q.some((e) => e.runId === runId))
 
@@ -190,7 +201,9 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
         Effect.zipRight(
           store.getRun(entry.runId).pipe(
             Effect.tap((run) => Effect.logInfo("run ended").pipe(Effect.annotateLogs({ status: run.status }))),
-            Effect.flatMap((run) => Metric.increment(Metric.tagged(Metrics.runsEnded, "status", run.status))),
+            Effect.tap((run) => Metric.increment(Metric.tagged(Metrics.runsEnded, "status", run.status))),
+            // Interrupted (or still running elsewhere): the row stays, so the next start resumes it with its budget.
+            Effect.flatMap((run) => endedForGood.has(run.status) ? store.dequeueExecution(run.id) : Effect.void),
             Effect.ignore
           )
         ),
@@ -217,23 +230,35 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     }
   })
 
-  // Orphans: `interrupted` by an earlier process (only at boot), or `running` under an expired lease.
+  // Orphans: `interrupted` by an earlier process (only at boot), or `running` under an expired lease. They resume
+  // with the options of their stored execution (its budget), if they had one.
   const orphans = (atBoot: boolean) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const running = yield* store.listRuns({ status: "running" })
       const expired = running.filter((run) => Option.isNone(run.lease) || run.lease.value.expiresAt <= now)
       const interrupted = atBoot ? yield* store.listRuns({ status: "interrupted" }) : []
-      for (const run of [...interrupted, ...expired].sort((a, b) => a.createdAt - b.createdAt)) {
+      const found = [...interrupted, ...expired].sort((a, b) => a.createdAt - b.createdAt)
+      const stored = found.length === 0 ? new Map<RunId, QueuedExecution>() : yield* storedEntries
+      for (const run of found) {
         if (!(yield* known(run.id))) {
           yield* Effect.logInfo("recovering run").pipe(Effect.annotateLogs({ runId: run.id, status: run.status }))
-          yield* enqueue({ runId: run.id, execution: {} })
+          const row = stored.get(run.id)
+          yield* enqueue(row === undefined ? { runId: run.id, execution: {} } : entryOf(row))
         }
       }
     })
 
+  // The durable queue in FIFO order; the orphans among its rows are recovery's (they executed when the last process
+  // stopped, so they go first), then pending runs without a row (submitted before the queue was stored).
   const boot = Effect.gen(function*() {
     if (recover) yield* orphans(true)
+    for (const row of yield* store.queuedExecutions) {
+      const status = yield* store.getRun(row.runId).pipe(Effect.map((run) => run.status), Effect.option)
+      // Completed meanwhile (e.g. by `quarry resume`): nothing left to do.
+      if (Option.contains(status, "completed") && !row.retrySkipped) yield* store.dequeueExecution(row.runId)
+      else if (Option.exists(status, (s) => s !== "running" && s !== "interrupted")) yield* enqueue(entryOf(row))
+    }
     for (const run of yield* store.listRuns({ status: "pending" })) yield* enqueue({ runId: run.id, execution: {} })
     yield* Ref.set(started, true)
   })
@@ -261,8 +286,10 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     function*(create: Workflow.CreateOptions, execution: WorkflowManager.ExecutionOptions) {
       yield* refuseWhenDraining
       yield* refuseWhenFull
-      const run = yield* Workflow.create(create).pipe(Effect.provide(context))
-      yield* enqueue({ runId: run.id, execution, requestId: yield* currentRequestId })
+      const requestId = yield* currentRequestId
+      const queued = { retrySkipped: execution.retrySkipped, budget: execution.budget, requestId }
+      const run = yield* Workflow.create({ ...create, queued }).pipe(Effect.provide(context))
+      yield* enqueue({ runId: run.id, execution, requestId })
       return run
     }
   )
@@ -278,7 +305,9 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
         return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
       }
       yield* refuseWhenFull
-      yield* enqueue({ runId, execution, requestId: yield* currentRequestId })
+      const requestId = yield* currentRequestId
+      yield* store.queueExecution({ runId, retrySkipped: execution.retrySkipped, budget: execution.budget, requestId })
+      yield* enqueue({ runId, execution, requestId })
       return run
     }
   )

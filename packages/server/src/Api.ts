@@ -103,7 +103,12 @@ export class Runs extends HttpApiGroup.make("runs")
   .add(
     HttpApiEndpoint.post("resume", "/runs/:id/resume")
       .setPath(RunPath)
-      .setUrlParams(Schema.Struct({ retrySkipped: Schema.optional(Schema.BooleanFromString) }))
+      .setUrlParams(Schema.Struct({
+        retrySkipped: Schema.optional(Schema.BooleanFromString),
+        // The resumed execution's budget (stored with its queued execution), as `budget` of a submission.
+        maxCostUsd: Schema.optional(Schema.NumberFromString.pipe(Schema.finite(), Schema.nonNegative())),
+        maxTokens: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()))
+      }))
       .addSuccess(RunView.RunView, { status: 202 })
       .addError(ApiError.NotFound)
       .addError(ApiError.Conflict)

@@ -298,7 +298,13 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
       ))
     .handle("resume", ({ path, urlParams }) =>
       Effect.flatMap(Admission.Admission, (a) =>
-        a.resume(path.id, { retrySkipped: urlParams.retrySkipped })).pipe(
+        a.resume(path.id, {
+          retrySkipped: urlParams.retrySkipped,
+          budget: urlParams.maxCostUsd === undefined && urlParams.maxTokens === undefined ? undefined : {
+            maxCostUsd: urlParams.maxCostUsd,
+            maxTokens: urlParams.maxTokens
+          }
+        })).pipe(
           Effect.catchTags({
             RunNotFound: (e) => Effect.fail(notFound(e)),
             InvalidRunState: (e) => Effect.fail(conflict(e)),
@@ -308,8 +314,7 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
           }),
           Effect.flatMap(view)
         ))
-    .handle("delete", ({ path }) =>
-      remove(path.id))
+    .handle("delete", ({ path }) => remove(path.id))
     .handle("artifact", ({ path, urlParams }) =>
       Effect.gen(function*() {
         const info = yield* ServerInfo

@@ -146,6 +146,19 @@ const migrations = {
       settled_at INTEGER,
       PRIMARY KEY (run_id, seq)
     )`
+  }),
+  "0004_queued_executions": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // The admission FIFO of `quarry serve`: a restart requeues these with their options (the budget above all).
+    // A row lives from the request until its execution ends; `seq` (a rowid alias) gives the order.
+    yield* sql`CREATE TABLE queued_executions (
+      seq INTEGER PRIMARY KEY,
+      run_id TEXT NOT NULL UNIQUE REFERENCES runs (id) ON DELETE CASCADE,
+      retry_skipped INTEGER NOT NULL DEFAULT 0,
+      budget TEXT,
+      request_id TEXT,
+      queued_at INTEGER NOT NULL
+    )`
   })
 }
 
@@ -290,6 +303,18 @@ const pgMigrations = {
     // Merge workspaces are UNLOGGED tables shared by the pool's connections (a TEMP table lives in one session);
     // this registry lets a later merge drop the tables of one that was killed.
     yield* sql`CREATE TABLE merge_workspaces (suffix TEXT PRIMARY KEY, created_at BIGINT NOT NULL)`
+  }),
+  "0002_queued_executions": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // SQLite's 0004: the durable admission FIFO.
+    yield* sql`CREATE TABLE queued_executions (
+      seq BIGSERIAL PRIMARY KEY,
+      run_id TEXT COLLATE "C" NOT NULL UNIQUE REFERENCES runs (id) ON DELETE CASCADE,
+      retry_skipped INTEGER NOT NULL DEFAULT 0,
+      budget TEXT,
+      request_id TEXT,
+      queued_at BIGINT NOT NULL
+    )`
   })
 }
 

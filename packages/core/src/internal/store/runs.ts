@@ -10,6 +10,7 @@ import { InvalidRunState, PersistenceError, RunAlreadyExists, RunNotFound } from
 import { type RunId, RunStatus } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import { genesisDigest, holderIsDead, persistence, type StoreContext } from "./context.js"
+import { insertQueued } from "./queue.js"
 import { encodeSettings, ErrorRow, RunRow, toRun } from "./rows.js"
 
 const runRow = (input: RunStore.NewRun, settings: string, now: number) => ({
@@ -66,6 +67,7 @@ export const make = (ctx: StoreContext) => {
           ON CONFLICT (id) DO NOTHING RETURNING id`
         if (inserted.length === 0) return yield* new RunAlreadyExists({ runId: input.id })
         yield* sql`INSERT INTO run_inputs (run_id, sha256, text) VALUES (${input.id}, ${input.inputSha256}, ${input.input})`
+        if (input.queued !== undefined) yield* insertQueued(ctx, { ...input.queued, runId: input.id })
         yield* CrashPoint.hit("createRun.transaction")
         return yield* reread(input.id)
       }))
@@ -134,6 +136,8 @@ export const make = (ctx: StoreContext) => {
       const now = yield* Clock.currentTimeMillis
       yield* touch(runId, now)
       const run = yield* getRun(runId)
+      // A cancelled run must not start from the admission queue, here or after a restart.
+      if (run.status !== "completed") yield* sql`DELETE FROM queued_executions WHERE run_id = ${runId}`
       switch (run.status) {
         case "completed":
           return yield* new InvalidRunState({ runId, status: run.status, expected: "not yet completed" })

@@ -1,0 +1,94 @@
+/** The durable admission FIFO: executions requested of `quarry serve`, kept until they end. */
+import * as SqlSchema from "@effect/sql/SqlSchema"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { RunId } from "../../Run.js"
+import type * as RunStore from "../../RunStore.js"
+import { persistence, type StoreContext } from "./context.js"
+
+// Finite: JSON would turn Infinity into null, and one row that no longer decodes would stop every restart's requeue.
+const Limits = Schema.Struct({
+  maxCostUsd: Schema.optional(Schema.Number.pipe(Schema.finite())),
+  maxTokens: Schema.optional(Schema.Number.pipe(Schema.finite()))
+})
+const LimitsJson = Schema.parseJson(Limits)
+
+const QueuedRow = Schema.Struct({
+  seq: Schema.Number,
+  run_id: RunId,
+  retry_skipped: Schema.Number,
+  budget: Schema.NullOr(LimitsJson),
+  request_id: Schema.NullOr(Schema.String),
+  queued_at: Schema.Number
+})
+
+/** The row's values, for an insert in the caller's transaction (`createRun`'s or its own). */
+export const queuedRow = (entry: RunStore.NewQueuedExecution, now: number) =>
+  Effect.map(
+    entry.budget === undefined ?
+      Effect.succeed(null) :
+      Schema.encode(LimitsJson)({
+        // Only the limits that are set: JSON has no undefined.
+        ...(entry.budget.maxCostUsd === undefined ? {} : { maxCostUsd: entry.budget.maxCostUsd }),
+        ...(entry.budget.maxTokens === undefined ? {} : { maxTokens: entry.budget.maxTokens })
+      }),
+    (budget) => ({
+      run_id: entry.runId,
+      retry_skipped: entry.retrySkipped === true ? 1 : 0,
+      budget,
+      request_id: entry.requestId ?? null,
+      queued_at: now
+    })
+  )
+
+/** Inserts or refreshes a run's queued execution; an existing row keeps its `seq` (its place in the FIFO). */
+export const insertQueued = (ctx: StoreContext, entry: RunStore.NewQueuedExecution) =>
+  Effect.gen(function*() {
+    const { sql } = ctx
+    const row = yield* queuedRow(entry, yield* Clock.currentTimeMillis)
+    yield* sql`INSERT INTO queued_executions ${sql.insert(row)}
+      ON CONFLICT (run_id) DO UPDATE SET
+        retry_skipped = excluded.retry_skipped,
+        budget = excluded.budget,
+        request_id = excluded.request_id`
+  })
+
+/** The queue's operations of the store. */
+export const make = (ctx: StoreContext) => {
+  const { sql, transaction } = ctx
+
+  const queueExecution = (entry: RunStore.NewQueuedExecution) =>
+    transaction(Effect.gen(function*() {
+      yield* ctx.touch(entry.runId, yield* Clock.currentTimeMillis)
+      yield* ctx.getRun(entry.runId)
+      yield* insertQueued(ctx, entry)
+    })).pipe(persistence("queueExecution"), Effect.withSpan("SqlRunStore.queueExecution"))
+
+  const dequeueExecution = (runId: RunId) =>
+    sql`DELETE FROM queued_executions WHERE run_id = ${runId}`.pipe(
+      Effect.asVoid,
+      persistence("dequeueExecution")
+    )
+
+  const queuedExecutions = SqlSchema.findAll({
+    Request: Schema.Void,
+    Result: QueuedRow,
+    execute: () => sql`SELECT * FROM queued_executions ORDER BY seq`
+  })(undefined).pipe(
+    Effect.map((rows) =>
+      rows.map((row): RunStore.QueuedExecution => ({
+        runId: row.run_id,
+        seq: row.seq,
+        retrySkipped: row.retry_skipped === 1,
+        budget: Option.fromNullable(row.budget),
+        requestId: Option.fromNullable(row.request_id),
+        queuedAt: row.queued_at
+      }))
+    ),
+    persistence("queuedExecutions")
+  )
+
+  return { queueExecution, dequeueExecution, queuedExecutions }
+}

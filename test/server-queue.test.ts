@@ -1,0 +1,177 @@
+/**
+ * The durable admission queue of `quarry serve`, end to end: real server processes on one SQLite file, stopped with
+ * SIGTERM or SIGKILL and started again. A submission waiting behind `--max-active-runs 1` keeps its budget across
+ * the restart (the budget bites: an `llm` run against the project's fake Chat Completions server stops at it; a
+ * resume with a higher budget completes it), and a resume waiting for a slot is still done after a kill.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import Database from "better-sqlite3"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as FakeLlm from "../packages/cli/test/FakeLlm.js"
+import { call, ended, serve, stop, until } from "./serverProcess.js"
+import { makeDir, mobyDick, removeDir, run } from "./support.js"
+
+/** A long run of the slow test extractor: it holds the only slot until the server stops. */
+const blocker = (runId: string) => ({
+  runId,
+  input: fs.readFileSync(mobyDick.input, "utf8"),
+  extractor: "test-slow",
+  chunking: { windowSize: 2000, batchSize: 10 }
+})
+
+/** The queued executions as stored, read without write access. */
+const queuedRows = (db: string) => {
+  const sqlite = new Database(db, { readonly: true, fileMustExist: true })
+  try {
+    return sqlite.prepare("SELECT run_id, retry_skipped, budget FROM queued_executions ORDER BY seq").all() as Array<
+      { run_id: string; retry_skipped: number; budget: string | null }
+    >
+  } finally {
+    sqlite.close()
+  }
+}
+
+interface Shown {
+  readonly status: string
+  readonly queuePosition: number | null
+  readonly failureReason: string | null
+  readonly progress: { readonly committedBatches: number; readonly totalBatches: number }
+  readonly usage: { readonly requests: number; readonly costUsd: number }
+}
+
+describe("quarry serve: the durable admission queue", () => {
+  let dir = ""
+  beforeAll(() => {
+    dir = makeDir()
+  })
+  afterAll(() => removeDir(dir))
+
+  it("a submission waiting behind --max-active-runs 1 keeps its budget across SIGTERM and a restart", async () => {
+    const fake = await FakeLlm.start()
+    const db = path.join(dir, "budget.db")
+    const env = {
+      QUARRY_TEST_EXTRACTOR_DELAY_MS: "200",
+      QUARRY_LLM_MODEL: "test-model",
+      QUARRY_LLM_BASE_URL: fake.baseUrl,
+      QUARRY_LLM_API_KEY: "sk-test",
+      // USD per million tokens: record b costs 0.012 + 0.00012 b, so $0.04 buys three records (as in llm.test.ts).
+      QUARRY_LLM_PRICE_PROMPT: "10",
+      QUARRY_LLM_PRICE_COMPLETION: "20"
+    }
+    const first = await serve(db, ["--max-active-runs", "1"], env)
+    try {
+      assert.strictEqual((await call(first, "POST", "/v1/runs", blocker("holds-slot"))).status, 202)
+      await until(async () => ((await call(first, "GET", "/v1/runs/holds-slot")).json() as Shown).status === "running")
+      const submitted = await call(first, "POST", "/v1/runs", {
+        runId: "budgeted",
+        input: FakeLlm.document(8),
+        extractor: "llm",
+        chunking: { strategy: "sentences", windowSize: 300, overlap: 0, batchSize: 1 },
+        budget: { maxCostUsd: 0.04 }
+      })
+      assert.strictEqual(submitted.status, 202, submitted.text)
+      assert.strictEqual((submitted.json() as Shown).queuePosition, 1)
+      assert.deepStrictEqual(queuedRows(db).map((r) => [r.run_id, r.budget]), [
+        ["holds-slot", null],
+        ["budgeted", "{\"maxCostUsd\":0.04}"]
+      ])
+    } finally {
+      await stop(first)
+    }
+    assert.strictEqual(first.child.child.exitCode, 0, first.child.stderr)
+    assert.strictEqual(fake.log.length, 0, "the waiting run never started")
+    // The drained run (interrupted) and the waiting one are both still queued, with their options.
+    assert.deepStrictEqual(queuedRows(db).map((r) => r.run_id), ["holds-slot", "budgeted"])
+
+    const second = await serve(db, ["--max-active-runs", "1"], { ...env, QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" })
+    try {
+      const budgeted = await ended(second, "budgeted") as unknown as Shown
+      assert.strictEqual(budgeted.status, "failed")
+      assert.strictEqual(budgeted.failureReason, "budget")
+      assert.strictEqual(budgeted.progress.committedBatches, 3)
+      assert.strictEqual(fake.log.length, 3, "no request is sent past the stored budget")
+      assert.isAtMost(budgeted.usage.costUsd, 0.04)
+      assert.strictEqual((await ended(second, "holds-slot")).status, "completed")
+      // Both executions ended for good: nothing is left to requeue.
+      await until(() => queuedRows(db).length === 0, 10_000, "the queue to empty")
+      // A resume with a higher budget (stored with its queued execution) completes the run.
+      const resumed = await call(second, "POST", "/v1/runs/budgeted/resume?maxCostUsd=1")
+      assert.strictEqual(resumed.status, 202, resumed.text)
+      const get = async () => (await call(second, "GET", "/v1/runs/budgeted")).json() as Shown
+      await until(async () => (await get()).status === "completed", 60_000, "the resumed run")
+      assert.strictEqual((await get()).progress.committedBatches, 8)
+      assert.strictEqual(fake.log.length, 8)
+    } finally {
+      await stop(second)
+      await fake.close()
+    }
+  }, 180_000)
+
+  it("a resume waiting for a slot survives SIGKILL: the next server runs it to completion", async () => {
+    const db = path.join(dir, "resume.db")
+    const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "200", QUARRY_LEASE_MS: "3000" }
+    const first = await serve(db, ["--max-active-runs", "1"], env)
+    try {
+      assert.strictEqual((await call(first, "POST", "/v1/runs", blocker("busy"))).status, 202)
+      const waiting = {
+        runId: "again",
+        input: "Captain Ahab commanded the Pequod. Ishmael sailed from Nantucket with Queequeg.",
+        extractor: "test-slow"
+      }
+      assert.strictEqual((await call(first, "POST", "/v1/runs", waiting)).status, 202)
+      const cancelled = await call(first, "POST", "/v1/runs/again/cancel")
+      assert.strictEqual((cancelled.json() as Shown).status, "cancelled")
+      assert.deepStrictEqual(queuedRows(db).map((r) => r.run_id), ["busy"])
+      const refused = await call(first, "POST", "/v1/runs/again/resume?maxCostUsd=-1")
+      assert.strictEqual(refused.status, 400, refused.text)
+      assert.deepStrictEqual(queuedRows(db).map((r) => r.run_id), ["busy"])
+      const resumed = await call(first, "POST", "/v1/runs/again/resume?retrySkipped=true")
+      assert.strictEqual(resumed.status, 202, resumed.text)
+      assert.strictEqual((resumed.json() as Shown).queuePosition, 1)
+      assert.deepStrictEqual(queuedRows(db).map((r) => [r.run_id, r.retry_skipped]), [["busy", 0], ["again", 1]])
+    } finally {
+      first.child.child.kill("SIGKILL")
+      await first.child.exited
+    }
+    const second = await serve(db, ["--max-active-runs", "1"], { ...env, QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" })
+    try {
+      const again = await ended(second, "again") as unknown as Shown
+      assert.strictEqual(again.status, "completed")
+      assert.strictEqual((await ended(second, "busy")).status, "completed")
+      await until(() => queuedRows(db).length === 0, 10_000, "the queue to empty")
+    } finally {
+      await stop(second)
+    }
+  }, 180_000)
+
+  it(
+    "a queued run completed meanwhile by `quarry resume` leaves the queue at the next start without executing",
+    async () => {
+      const db = path.join(dir, "elsewhere.db")
+      const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "200" }
+      const first = await serve(db, ["--max-active-runs", "1"], env)
+      try {
+        assert.strictEqual((await call(first, "POST", "/v1/runs", blocker("slot"))).status, 202)
+        const body = { runId: "elsewhere", input: "Captain Ahab commanded the Pequod.", extractor: "test-slow" }
+        assert.strictEqual((await call(first, "POST", "/v1/runs", body)).status, 202)
+      } finally {
+        await stop(first)
+      }
+      const resumed = await run(["resume", "elsewhere", "--db", db, "--json"], { env })
+      assert.strictEqual(resumed.code, 0, resumed.stderr)
+      assert.deepStrictEqual(queuedRows(db).map((r) => r.run_id), ["slot", "elsewhere"])
+      const second = await serve(db, ["--max-active-runs", "1"], { QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" })
+      try {
+        assert.strictEqual((await ended(second, "slot")).status, "completed")
+        await until(() => queuedRows(db).length === 0, 10_000, "the queue to empty")
+        const started = second.child.stderr.split("\n").filter((line) => line.includes("\"run started\""))
+        assert.lengthOf(started, 1, started.join("\n"))
+        assert.include(started[0], "\"runId\":\"slot\"")
+      } finally {
+        await stop(second)
+      }
+    },
+    180_000
+  )
+})
