@@ -108,6 +108,136 @@ const currentRequestId = Effect.map(
     )
 )
 
+/** What admission's parts share: the store, the manager, the in-memory copy of the queue and its signals. */
+interface Core {
+  readonly store: RunStore["Type"]
+  readonly manager: Effect.Effect.Success<ReturnType<typeof WorkflowManager.make>>
+  readonly queue: Ref.Ref<ReadonlyArray<Entry>>
+  readonly active: Ref.Ref<ReadonlySet<RunId>>
+  /** Offered when a slot may have freed or an entry arrived: the dispatcher looks again. */
+  readonly wake: Queue.Queue<void>
+  readonly changes: PubSub.PubSub<RunId>
+  /** Closing it interrupts every run executing here. */
+  readonly runsScope: Scope.CloseableScope
+}
+
+const enqueue = (core: Core, entry: Entry) =>
+  Ref.update(core.queue, (entries) => entries.some((e) => e.runId === entry.runId) ? entries : [...entries, entry])
+    .pipe(Effect.zipRight(Queue.offer(core.wake, undefined)))
+
+const entryOf = (row: QueuedExecution): Entry => ({
+  runId: row.runId,
+  execution: { retrySkipped: row.retrySkipped, budget: Option.getOrUndefined(row.budget) },
+  requestId: Option.getOrUndefined(row.requestId)
+})
+
+/** Whether the run waits or executes in this process. */
+const known = (core: Core, runId: RunId) =>
+  Effect.zipWith(Ref.get(core.queue), Ref.get(core.active), (q, a) => a.has(runId) || q.some((e) => e.runId === runId))
+
+/** After a run's fiber ends: frees its slot, logs and counts the end, drops its stored entry if it ended for good. */
+const settle = (core: Core, runId: RunId) =>
+  Ref.update(core.active, (set) => new Set([...set].filter((id) => id !== runId))).pipe(
+    Effect.zipRight(
+      core.store.getRun(runId).pipe(
+        Effect.tap((run) => Effect.logInfo("run ended").pipe(Effect.annotateLogs({ status: run.status }))),
+        Effect.tap((run) => Metric.increment(Metric.tagged(Metrics.runsEnded, "status", run.status))),
+        // Interrupted (or still running elsewhere): the row stays, so the next start resumes it with its budget.
+        Effect.flatMap((run) => endedForGood.has(run.status) ? core.store.dequeueExecution(run.id) : Effect.void),
+        Effect.ignore
+      )
+    ),
+    Effect.zipRight(PubSub.publish(core.changes, runId)),
+    Effect.zipRight(Queue.offer(core.wake, undefined))
+  )
+
+// The run's fibers inherit these annotations: its logs carry the run id and the id of the request that queued it.
+const launch = (core: Core, entry: Entry) =>
+  Effect.gen(function*() {
+    yield* Ref.update(core.active, (set) => new Set([...set, entry.runId]))
+    const given = entry.execution.onEvent
+    const handle = yield* core.manager.resume(entry.runId, {
+      ...entry.execution,
+      onEvent: (event) =>
+        Effect.zipRight(given === undefined ? Effect.void : given(event), PubSub.publish(core.changes, entry.runId))
+    })
+    yield* Metric.increment(Metrics.runsStarted)
+    yield* Effect.logInfo("run started")
+    yield* Fiber.await(handle.fiber).pipe(Effect.zipRight(settle(core, entry.runId)), Effect.forkIn(core.runsScope))
+  }).pipe(
+    Effect.annotateLogs(
+      entry.requestId === undefined ? { runId: entry.runId } : { runId: entry.runId, requestId: entry.requestId }
+    )
+  )
+
+// Orphans: `interrupted` by an earlier process (only at boot), or `running` under an expired lease. They resume
+// with the options of their stored execution (its budget), if they had one.
+const orphans = (core: Core, atBoot: boolean) =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const running = yield* core.store.listRuns({ status: "running" })
+    const expired = running.filter((run) => Option.isNone(run.lease) || run.lease.value.expiresAt <= now)
+    const interrupted = atBoot ? yield* core.store.listRuns({ status: "interrupted" }) : []
+    const found = [...interrupted, ...expired].sort((a, b) => a.createdAt - b.createdAt)
+    const stored = found.length === 0 ?
+      new Map<RunId, QueuedExecution>() :
+      new Map((yield* core.store.queuedExecutions).map((row) => [row.runId, row]))
+    for (const run of found) {
+      if (!(yield* known(core, run.id))) {
+        yield* Effect.logInfo("recovering run").pipe(Effect.annotateLogs({ runId: run.id, status: run.status }))
+        const row = stored.get(run.id)
+        yield* enqueue(core, row === undefined ? { runId: run.id, execution: {} } : entryOf(row))
+      }
+    }
+  })
+
+// The durable queue in FIFO order; the orphans among its rows are recovery's (they executed when the last process
+// stopped, so they go first), then pending runs without a row (submitted before the queue was stored).
+const boot = (core: Core, recover: boolean) =>
+  Effect.gen(function*() {
+    if (recover) yield* orphans(core, true)
+    for (const row of yield* core.store.queuedExecutions) {
+      const status = yield* core.store.getRun(row.runId).pipe(Effect.map((run) => run.status), Effect.option)
+      // Completed meanwhile (e.g. by `quarry resume`): nothing left to do.
+      if (Option.contains(status, "completed") && !row.retrySkipped) yield* core.store.dequeueExecution(row.runId)
+      else if (Option.exists(status, (s) => s !== "running" && s !== "interrupted")) yield* enqueue(core, entryOf(row))
+    }
+    for (const run of yield* core.store.listRuns({ status: "pending" })) {
+      yield* enqueue(core, { runId: run.id, execution: {} })
+    }
+  })
+
+/** Starts queued runs while slots are free. */
+const fill = (core: Core, maxActiveRuns: number, isDraining: Effect.Effect<boolean>) =>
+  Effect.gen(function*() {
+    while (!(yield* isDraining)) {
+      const running = yield* Ref.get(core.active)
+      if (running.size >= maxActiveRuns) return
+      const next = yield* Ref.modify(core.queue, (entries) => [entries[0], entries.slice(1)] as const)
+      if (next === undefined) return
+      yield* launch(core, next)
+    }
+  })
+
+const cancel = Effect.fn("Admission.cancel")(function*(core: Core, runId: RunId) {
+  const wasQueued = yield* Ref.modify(
+    core.queue,
+    (entries) => [entries.some((e) => e.runId === runId), entries.filter((e) => e.runId !== runId)] as const
+  )
+  const run = yield* core.manager.cancel(runId).pipe(Effect.tap(() => PubSub.publish(core.changes, runId)))
+  // A run cancelled while it waited never started here, but it ended here: count it with the others.
+  if (wasQueued && run.status === "cancelled") {
+    yield* Metric.increment(Metric.tagged(Metrics.runsEnded, "status", "cancelled"))
+  }
+  return run
+})
+
+const position = (core: Core, runId: RunId) =>
+  Effect.map(Ref.get(core.queue), (entries) => {
+    const index = entries.findIndex((e) => e.runId === runId)
+    return index < 0 ? Option.none<number>() : Option.some(index + 1)
+  })
+
 /**
  * The admission service.
  *
@@ -144,7 +274,8 @@ export class Admission extends Context.Tag("@quarry/server/Admission")<Admission
 }>() {}
 
 /**
- * Builds admission in the current scope and starts its dispatcher.
+ * Builds admission in the current scope and starts its dispatcher. (It wires the parts above and holds the two
+ * requests that check the queue's limits, `submit` and `resume`; that is its length.)
  *
  * @since 0.1.0
  * @category constructors
@@ -169,106 +300,16 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
   // Sliding: a subscriber that falls behind loses old notices, never blocks a run (it reads the run again anyway).
   const changes = yield* PubSub.sliding<RunId>(1024)
 
+  const core: Core = { store, manager, queue, active, wake, changes, runsScope }
   const isDraining = Deferred.isDone(draining)
-  const enqueue = (entry: Entry) =>
-    Ref.update(queue, (entries) => entries.some((e) => e.runId === entry.runId) ? entries : [...entries, entry]).pipe(
-      Effect.zipRight(Queue.offer(wake, undefined))
-    )
-  const entryOf = (row: QueuedExecution): Entry => ({
-    runId: row.runId,
-    execution: { retrySkipped: row.retrySkipped, budget: Option.getOrUndefined(row.budget) },
-    requestId: Option.getOrUndefined(row.requestId)
-  })
-  // The stored options of a run's execution, if it was requested here (or of an earlier process).
-  const storedEntries = Effect.map(store.queuedExecutions, (rows) => new Map(rows.map((row) => [row.runId, row])))
-  const known = (runId: RunId) =>
-    Effect.zipWith(Ref.get(queue), Ref.get(active), (q, a) => a.has(runId) || q.some((e) => e.runId === runId))
-
-  // The run's fibers inherit these annotations: its logs carry the run id and the id of the request that queued it.
-  const launch = (entry: Entry) =>
-    Effect.gen(function*() {
-      yield* Ref.update(active, (set) => new Set([...set, entry.runId]))
-      const given = entry.execution.onEvent
-      const handle = yield* manager.resume(entry.runId, {
-        ...entry.execution,
-        onEvent: (event) =>
-          Effect.zipRight(given === undefined ? Effect.void : given(event), PubSub.publish(changes, entry.runId))
-      })
-      yield* Metric.increment(Metrics.runsStarted)
-      yield* Effect.logInfo("run started")
-      yield* Fiber.await(handle.fiber).pipe(
-        Effect.zipRight(Ref.update(active, (set) => new Set([...set].filter((id) => id !== entry.runId)))),
-        Effect.zipRight(
-          store.getRun(entry.runId).pipe(
-            Effect.tap((run) => Effect.logInfo("run ended").pipe(Effect.annotateLogs({ status: run.status }))),
-            Effect.tap((run) => Metric.increment(Metric.tagged(Metrics.runsEnded, "status", run.status))),
-            // Interrupted (or still running elsewhere): the row stays, so the next start resumes it with its budget.
-            Effect.flatMap((run) => endedForGood.has(run.status) ? store.dequeueExecution(run.id) : Effect.void),
-            Effect.ignore
-          )
-        ),
-        Effect.zipRight(PubSub.publish(changes, entry.runId)),
-        Effect.zipRight(Queue.offer(wake, undefined)),
-        Effect.forkIn(runsScope)
-      )
-    }).pipe(
-      Effect.annotateLogs(
-        entry.requestId === undefined ? { runId: entry.runId } : {
-          runId: entry.runId,
-          requestId: entry.requestId
-        }
-      )
-    )
-
-  const fill = Effect.gen(function*() {
-    while (!(yield* isDraining)) {
-      const running = yield* Ref.get(active)
-      if (running.size >= options.maxActiveRuns) return
-      const next = yield* Ref.modify(queue, (entries) => [entries[0], entries.slice(1)] as const)
-      if (next === undefined) return
-      yield* launch(next)
-    }
-  })
-
-  // Orphans: `interrupted` by an earlier process (only at boot), or `running` under an expired lease. They resume
-  // with the options of their stored execution (its budget), if they had one.
-  const orphans = (atBoot: boolean) =>
-    Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const running = yield* store.listRuns({ status: "running" })
-      const expired = running.filter((run) => Option.isNone(run.lease) || run.lease.value.expiresAt <= now)
-      const interrupted = atBoot ? yield* store.listRuns({ status: "interrupted" }) : []
-      const found = [...interrupted, ...expired].sort((a, b) => a.createdAt - b.createdAt)
-      const stored = found.length === 0 ? new Map<RunId, QueuedExecution>() : yield* storedEntries
-      for (const run of found) {
-        if (!(yield* known(run.id))) {
-          yield* Effect.logInfo("recovering run").pipe(Effect.annotateLogs({ runId: run.id, status: run.status }))
-          const row = stored.get(run.id)
-          yield* enqueue(row === undefined ? { runId: run.id, execution: {} } : entryOf(row))
-        }
-      }
-    })
-
-  // The durable queue in FIFO order; the orphans among its rows are recovery's (they executed when the last process
-  // stopped, so they go first), then pending runs without a row (submitted before the queue was stored).
-  const boot = Effect.gen(function*() {
-    if (recover) yield* orphans(true)
-    for (const row of yield* store.queuedExecutions) {
-      const status = yield* store.getRun(row.runId).pipe(Effect.map((run) => run.status), Effect.option)
-      // Completed meanwhile (e.g. by `quarry resume`): nothing left to do.
-      if (Option.contains(status, "completed") && !row.retrySkipped) yield* store.dequeueExecution(row.runId)
-      else if (Option.exists(status, (s) => s !== "running" && s !== "interrupted")) yield* enqueue(entryOf(row))
-    }
-    for (const run of yield* store.listRuns({ status: "pending" })) yield* enqueue({ runId: run.id, execution: {} })
-    yield* Ref.set(started, true)
-  })
 
   const dispatcher = Effect.gen(function*() {
-    yield* boot
+    yield* boot(core, recover)
+    yield* Ref.set(started, true)
     while (true) {
-      yield* fill
+      yield* fill(core, options.maxActiveRuns, isDraining)
       yield* Queue.take(wake).pipe(Effect.timeout(scanIntervalMs), Effect.ignore)
-      if (recover) yield* orphans(false)
+      if (recover) yield* orphans(core, false)
     }
   }).pipe(
     Effect.tapErrorCause((cause) => Effect.logError("admission stopped", cause)),
@@ -289,7 +330,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
       const requestId = yield* currentRequestId
       const queued = { retrySkipped: execution.retrySkipped, budget: execution.budget, requestId }
       const run = yield* Workflow.create({ ...create, queued }).pipe(Effect.provide(context))
-      yield* enqueue({ runId: run.id, execution, requestId })
+      yield* enqueue(core, { runId: run.id, execution, requestId })
       return run
     }
   )
@@ -299,7 +340,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
       yield* refuseWhenDraining
       const run = yield* store.getRun(runId)
       if (run.status === "completed" && execution.retrySkipped !== true) return run
-      if (yield* known(runId)) return run
+      if (yield* known(core, runId)) return run
       const now = yield* Clock.currentTimeMillis
       if (run.status === "running" && Option.exists(run.lease, (lease) => lease.expiresAt > now)) {
         return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
@@ -307,29 +348,10 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
       yield* refuseWhenFull
       const requestId = yield* currentRequestId
       yield* store.queueExecution({ runId, retrySkipped: execution.retrySkipped, budget: execution.budget, requestId })
-      yield* enqueue({ runId, execution, requestId })
+      yield* enqueue(core, { runId, execution, requestId })
       return run
     }
   )
-
-  const cancel = Effect.fn("Admission.cancel")(function*(runId: RunId) {
-    const wasQueued = yield* Ref.modify(
-      queue,
-      (entries) => [entries.some((e) => e.runId === runId), entries.filter((e) => e.runId !== runId)] as const
-    )
-    const run = yield* manager.cancel(runId).pipe(Effect.tap(() => PubSub.publish(changes, runId)))
-    // A run cancelled while it waited never started here, but it ended here: count it with the others.
-    if (wasQueued && run.status === "cancelled") {
-      yield* Metric.increment(Metric.tagged(Metrics.runsEnded, "status", "cancelled"))
-    }
-    return run
-  })
-
-  const position = (runId: RunId) =>
-    Effect.map(Ref.get(queue), (entries) => {
-      const index = entries.findIndex((e) => e.runId === runId)
-      return index < 0 ? Option.none() : Option.some(index + 1)
-    })
 
   const stats = Effect.all({
     active: Effect.map(Ref.get(active), (set) => set.size),
@@ -344,7 +366,17 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     yield* Scope.close(runsScope, Exit.void)
   }).pipe(Effect.withSpan("Admission.drain"))
 
-  return Admission.of({ submit, resume, cancel, position, isLocal: known, changes, stats, draining, drain })
+  return Admission.of({
+    submit,
+    resume,
+    cancel: (runId) => cancel(core, runId),
+    position: (runId) => position(core, runId),
+    isLocal: (runId) => known(core, runId),
+    changes,
+    stats,
+    draining,
+    drain
+  })
 })
 
 /**
