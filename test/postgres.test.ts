@@ -193,7 +193,9 @@ describe("the CLI on PostgreSQL", () => {
       })
       assert.strictEqual(tiny.code, 0, tiny.stderr)
 
-      const server = start(["serve", "--port", "0", "--json"], { env })
+      const served = path.join(dir, "served")
+      fs.mkdirSync(served)
+      const server = start(["serve", "--port", "0", "--json"], { env, cwd: served })
       try {
         await server.waitFor((stdout) => stdout.includes("server.listening"))
         const listening = jsonLines(server.stdout)[0] as { port: number }
@@ -217,6 +219,25 @@ describe("the CLI on PostgreSQL", () => {
         )).json() as { runs: Array<{ id: string }>; nextCursor: string | null }
         assert.deepStrictEqual(second.runs.map((r) => r.id), ["tiny"])
         assert.isNull(second.nextCursor)
+        // A run submitted over HTTP completes, its artifact in the server's working directory (a URL has no folder).
+        const submitted = await fetch(`http://127.0.0.1:${listening.port}/v1/runs`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ input: fs.readFileSync(path.join(dir, "tiny.txt"), "utf8"), runId: "posted" })
+        })
+        assert.strictEqual(submitted.status, 202, await submitted.clone().text())
+        let status = ""
+        for (let i = 0; i < 300 && status !== "completed" && status !== "failed"; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100))
+          status = ((await (await fetch(`http://127.0.0.1:${listening.port}/v1/runs/posted`)).json()) as {
+            status: string
+          }).status
+        }
+        assert.strictEqual(status, "completed")
+        const artifact = await fetch(`http://127.0.0.1:${listening.port}/v1/runs/posted/artifact`)
+        assert.strictEqual(artifact.status, 200)
+        assert.strictEqual(await artifact.text(), fs.readFileSync(path.join(dir, "t.ttl"), "utf8"))
+        assert.isTrue(fs.readdirSync(served).length > 0)
       } finally {
         server.child.kill("SIGTERM")
         await server.exited
