@@ -1,0 +1,154 @@
+/**
+ * Admission for `quarry serve --cluster`: the same service as `Admission`, but a run executes on the runner that
+ * owns its entity (`ClusterRun.QuarryRun`), wherever it was submitted. Submission stores the run with its queued
+ * execution, then sends the persisted `Execute` message; cancel sets Quarry's flag in the store, then sends `Cancel`
+ * to the owner; resume sends `Execute` again. The node's `WorkflowManager` (owner id = runner id) executes the runs
+ * whose shards this node owns.
+ *
+ * @since 0.1.0
+ */
+import type * as Sharding from "@effect/cluster/Sharding"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { InvalidRunState } from "@quarry/core/Errors"
+import type * as Extractor from "@quarry/core/Extractor"
+import type { RunId } from "@quarry/core/Run"
+import { RunStore } from "@quarry/core/RunStore"
+import * as Workflow from "@quarry/core/Workflow"
+import type * as WorkflowManager from "@quarry/core/WorkflowManager"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Ref from "effect/Ref"
+import { Admission, Draining } from "./Admission.js"
+import * as ClusterRun from "./ClusterRun.js"
+
+/**
+ * The runs executing on this node, shared by the entity handlers and admission.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LocalRuns {
+  readonly executing: Ref.Ref<ReadonlySet<RunId>>
+  readonly changes: PubSub.PubSub<RunId>
+}
+
+/**
+ * Makes the shared record of local runs.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeLocalRuns: Effect.Effect<LocalRuns> = Effect.zipWith(
+  Ref.make<ReadonlySet<RunId>>(new Set()),
+  PubSub.sliding<RunId>(1024),
+  (executing, changes) => ({ executing, changes })
+)
+
+/**
+ * What an entity handler reports to the node: a run starts or stops executing here.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const onLocal = (local: LocalRuns) => (runId: RunId, executing: boolean) =>
+  Ref.update(local.executing, (set) => {
+    const next = new Set(set)
+    if (executing) next.add(runId)
+    else next.delete(runId)
+    return next
+  }).pipe(Effect.zipRight(PubSub.publish(local.changes, runId)))
+
+const toPayload = (execution: WorkflowManager.ExecutionOptions) => ({
+  retrySkipped: execution.retrySkipped,
+  budget: execution.budget
+})
+
+/**
+ * Builds cluster admission.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (local: LocalRuns) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const context = yield* Effect.context<RunStore | Extractor.Registry | SqlClient.SqlClient>()
+    const client = yield* ClusterRun.QuarryRun.client
+    const draining = yield* Deferred.make<void>()
+    const refuseWhenDraining = Effect.flatMap(
+      Deferred.isDone(draining),
+      (d) => d ? Effect.fail(new Draining()) : Effect.void
+    )
+    // Persisted and not awaited: the message is stored before this returns, the owner answers it when the run ends.
+    const sendExecute = (runId: RunId, execution: WorkflowManager.ExecutionOptions) =>
+      client(runId).Execute(toPayload(execution), { discard: true }).pipe(Effect.orDie)
+
+    const submit = Effect.fn("ClusterAdmission.submit")(
+      function*(create: Workflow.CreateOptions, execution: WorkflowManager.ExecutionOptions) {
+        yield* refuseWhenDraining
+        const queued = { retrySkipped: execution.retrySkipped, budget: execution.budget }
+        const run = yield* Workflow.create({ ...create, queued }).pipe(Effect.provide(context))
+        yield* sendExecute(run.id, execution)
+        return run
+      }
+    )
+
+    const resume = Effect.fn("ClusterAdmission.resume")(
+      function*(runId: RunId, execution: WorkflowManager.ExecutionOptions) {
+        yield* refuseWhenDraining
+        const run = yield* store.getRun(runId)
+        if (run.status === "completed" && execution.retrySkipped !== true) return run
+        const now = yield* Clock.currentTimeMillis
+        if (run.status === "running" && Option.exists(run.lease, (lease) => lease.expiresAt > now)) {
+          return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
+        }
+        yield* store.queueExecution({ runId, retrySkipped: execution.retrySkipped, budget: execution.budget })
+        yield* sendExecute(runId, execution)
+        return run
+      }
+    )
+
+    // The flag first (a run not executing anywhere ends `cancelled` from it), then the owner, at once.
+    const cancel = Effect.fn("ClusterAdmission.cancel")(function*(runId: RunId) {
+      yield* store.requestCancel(runId)
+      yield* client(runId).Cancel(undefined, { discard: true }).pipe(Effect.ignore)
+      yield* PubSub.publish(local.changes, runId)
+      return yield* store.getRun(runId)
+    })
+
+    const isLocal = (runId: RunId) => Effect.map(Ref.get(local.executing), (set) => set.has(runId))
+
+    return Admission.of({
+      submit,
+      resume,
+      cancel,
+      position: () => Effect.succeed(Option.none()),
+      isLocal,
+      changes: local.changes,
+      stats: Effect.all({
+        active: Effect.map(Ref.get(local.executing), (set) => set.size),
+        queued: Effect.succeed(0),
+        draining: Deferred.isDone(draining),
+        started: Effect.succeed(true)
+      }),
+      draining,
+      // The runs move when the sharding layer closes (their entities are interrupted, the messages stay).
+      drain: Effect.asVoid(Deferred.succeed(draining, undefined))
+    })
+  })
+
+/**
+ * Cluster admission as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (local: LocalRuns): Layer.Layer<
+  Admission,
+  never,
+  RunStore | Extractor.Registry | SqlClient.SqlClient | Sharding.Sharding
+> => Layer.effect(Admission, make(local))
