@@ -15,6 +15,7 @@ import type * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import type { SocketServerError } from "@effect/platform/SocketServer"
 import type * as SqlClient from "@effect/sql/SqlClient"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import type * as Extractor from "@quarry/core/Extractor"
 import type { RunStore } from "@quarry/core/RunStore"
 import * as Layer from "effect/Layer"
@@ -78,7 +79,9 @@ export const layer = (
     Layer.provide(Layer.succeed(Handlers.ServerInfo, {
       version: options.version,
       database: options.database,
-      artifacts: options.artifacts ?? path.dirname(path.resolve(options.database)),
+      // A PostgreSQL URL has no directory: the working directory, as `quarry start` does.
+      artifacts: options.artifacts ??
+        (DatabaseUrl.isPostgres(options.database) ? process.cwd() : path.dirname(path.resolve(options.database))),
       startedAt: options.startedAt,
       pollMs: options.pollMs ?? 200,
       heartbeatMs: options.heartbeatMs ?? 15_000
