@@ -122,5 +122,5 @@ export const layer = (options: Options): Layer.Layer<
     )
     const base = runner(options).pipe(Layer.provideMerge(manager))
     const entities = ClusterRun.layer({ onLocal: ClusterAdmission.onLocal(local) })
-    return Layer.mergeAll(entities, ClusterAdmission.layer(local)).pipe(Layer.provideMerge(base))
+    return Layer.mergeAll(entities, ClusterAdmission.layer(local, runnerId(options))).pipe(Layer.provideMerge(base))
   }))

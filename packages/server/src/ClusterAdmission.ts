@@ -7,7 +7,8 @@
  *
  * @since 0.1.0
  */
-import type * as Sharding from "@effect/cluster/Sharding"
+import * as Sharding from "@effect/cluster/Sharding"
+import * as ShardId from "@effect/cluster/ShardId"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { InvalidRunState } from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
@@ -62,6 +63,13 @@ export const onLocal = (local: LocalRuns) => (runId: RunId, executing: boolean) 
     return next
   }).pipe(Effect.zipRight(PubSub.publish(local.changes, runId)))
 
+/** The shards of the default group this runner holds (300 unless `shardsPerGroup` changes). */
+const ownedShards = (sharding: Sharding.Sharding["Type"], shardsPerGroup = 300) => {
+  let owned = 0
+  for (let id = 1; id <= shardsPerGroup; id++) if (sharding.hasShardId(ShardId.make("default", id))) owned++
+  return owned
+}
+
 const toPayload = (execution: WorkflowManager.ExecutionOptions) => ({
   retrySkipped: execution.retrySkipped,
   budget: execution.budget
@@ -73,8 +81,9 @@ const toPayload = (execution: WorkflowManager.ExecutionOptions) => ({
  * @since 0.1.0
  * @category constructors
  */
-export const make = (local: LocalRuns) =>
+export const make = (local: LocalRuns, runnerId: string) =>
   Effect.gen(function*() {
+    const sharding = yield* Sharding.Sharding
     const store = yield* RunStore
     const context = yield* Effect.context<RunStore | Extractor.Registry | SqlClient.SqlClient>()
     const client = yield* ClusterRun.QuarryRun.client
@@ -133,7 +142,12 @@ export const make = (local: LocalRuns) =>
         active: Effect.map(Ref.get(local.executing), (set) => set.size),
         queued: Effect.succeed(0),
         draining: Deferred.isDone(draining),
-        started: Effect.succeed(true)
+        started: Effect.succeed(true),
+        cluster: Effect.map(Ref.get(local.executing), (set) => ({
+          runnerId,
+          ownedShards: ownedShards(sharding),
+          executing: [...set].sort()
+        }))
       }),
       draining,
       // The runs move when the sharding layer closes (their entities are interrupted, the messages stay).
@@ -147,8 +161,8 @@ export const make = (local: LocalRuns) =>
  * @since 0.1.0
  * @category layers
  */
-export const layer = (local: LocalRuns): Layer.Layer<
+export const layer = (local: LocalRuns, runnerId: string): Layer.Layer<
   Admission,
   never,
   RunStore | Extractor.Registry | SqlClient.SqlClient | Sharding.Sharding
-> => Layer.effect(Admission, make(local))
+> => Layer.effect(Admission, make(local, runnerId))
