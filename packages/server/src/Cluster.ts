@@ -121,6 +121,6 @@ export const layer = (options: Options): Layer.Layer<
       WorkflowManager.make({ leaseMs: options.leaseMs, owner })
     )
     const base = runner(options).pipe(Layer.provideMerge(manager))
-    const entities = ClusterRun.layer({ onLocal: ClusterAdmission.onLocal(local) })
+    const entities = ClusterRun.layer({ onLocal: ClusterAdmission.onLocal(local), draining: local.draining })
     return Layer.mergeAll(entities, ClusterAdmission.layer(local, runnerId(options))).pipe(Layer.provideMerge(base))
   }))

@@ -7,8 +7,8 @@
  *
  * @since 0.1.0
  */
-import * as Sharding from "@effect/cluster/Sharding"
 import * as ShardId from "@effect/cluster/ShardId"
+import * as Sharding from "@effect/cluster/Sharding"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { InvalidRunState } from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
@@ -18,11 +18,13 @@ import * as Workflow from "@quarry/core/Workflow"
 import type * as WorkflowManager from "@quarry/core/WorkflowManager"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import { Admission, Draining } from "./Admission.js"
 import * as ClusterRun from "./ClusterRun.js"
 
@@ -35,6 +37,7 @@ import * as ClusterRun from "./ClusterRun.js"
 export interface LocalRuns {
   readonly executing: Ref.Ref<ReadonlySet<RunId>>
   readonly changes: PubSub.PubSub<RunId>
+  readonly draining: Deferred.Deferred<void>
 }
 
 /**
@@ -43,11 +46,11 @@ export interface LocalRuns {
  * @since 0.1.0
  * @category constructors
  */
-export const makeLocalRuns: Effect.Effect<LocalRuns> = Effect.zipWith(
-  Ref.make<ReadonlySet<RunId>>(new Set()),
-  PubSub.sliding<RunId>(1024),
-  (executing, changes) => ({ executing, changes })
-)
+export const makeLocalRuns: Effect.Effect<LocalRuns> = Effect.all({
+  executing: Ref.make<ReadonlySet<RunId>>(new Set()),
+  changes: PubSub.sliding<RunId>(1024),
+  draining: Deferred.make<void>()
+})
 
 /**
  * What an entity handler reports to the node: a run starts or stops executing here.
@@ -87,7 +90,7 @@ export const make = (local: LocalRuns, runnerId: string) =>
     const store = yield* RunStore
     const context = yield* Effect.context<RunStore | Extractor.Registry | SqlClient.SqlClient>()
     const client = yield* ClusterRun.QuarryRun.client
-    const draining = yield* Deferred.make<void>()
+    const draining = local.draining
     const refuseWhenDraining = Effect.flatMap(
       Deferred.isDone(draining),
       (d) => d ? Effect.fail(new Draining()) : Effect.void
@@ -150,8 +153,17 @@ export const make = (local: LocalRuns, runnerId: string) =>
         }))
       }),
       draining,
-      // The runs move when the sharding layer closes (their entities are interrupted, the messages stay).
-      drain: Effect.asVoid(Deferred.succeed(draining, undefined))
+      // Each run stops after its next commit; then the sharding layer closes and the shards (with the runs' unanswered
+      // messages) go to the other runners. The caller bounds the wait (`--drain-timeout`).
+      drain: Deferred.succeed(draining, undefined).pipe(
+        Effect.zipRight(
+          Effect.repeat(Ref.get(local.executing), {
+            until: (set) => set.size === 0,
+            schedule: Schedule.spaced(Duration.millis(20))
+          })
+        ),
+        Effect.asVoid
+      )
     })
   })
 

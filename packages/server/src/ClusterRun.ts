@@ -10,8 +10,10 @@ import * as ClusterSchema from "@effect/cluster/ClusterSchema"
 import * as Entity from "@effect/cluster/Entity"
 import * as Rpc from "@effect/rpc/Rpc"
 import { RunId } from "@quarry/core/Run"
+import type * as Workflow from "@quarry/core/Workflow"
 import * as WorkflowManager from "@quarry/core/WorkflowManager"
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -60,6 +62,11 @@ export const QuarryRun = Entity.make("QuarryRun", [Execute, Cancel])
 export interface HandlerOptions {
   /** Called when an execution starts and ends here (for `/healthz`, events). */
   readonly onLocal: (runId: RunId, executing: boolean) => Effect.Effect<void>
+  /**
+   * Completes when the node drains: each run stops right after its next commit (so no extracted batch is lost),
+   * records `interrupted`, and its message waits, unanswered, for the shard's next owner.
+   */
+  readonly draining: Deferred.Deferred<void>
   /** How long a claim refused by a live lease (a dead runner's, not yet expired) is retried (default 2 minutes). */
   readonly lockedRetryMs?: number | undefined
 }
@@ -77,10 +84,16 @@ export const layer = (options: HandlerOptions) =>
       const manager = yield* WorkflowManager.WorkflowManager
       const address = yield* Entity.CurrentAddress
       const runId = RunId.make(address.entityId)
+      const stopWhenDraining = (event: Workflow.WorkflowEvent) =>
+        event._tag === "BatchCommitted" ?
+          Effect.flatMap(Deferred.isDone(options.draining), (draining) => draining ? Effect.interrupt : Effect.void) :
+          Effect.void
       // A run taken over from a dead runner may still be under its lease: wait for it to expire, then claim.
       const execute = (payload: typeof Execute.payloadSchema.Type) =>
         Effect.gen(function*() {
-          const handle = yield* manager.resume(runId, payload)
+          // A message delivered while this node drains waits, unanswered, for the shard's next owner.
+          if (yield* Deferred.isDone(options.draining)) return yield* Effect.never
+          const handle = yield* manager.resume(runId, { ...payload, onEvent: stopWhenDraining })
           yield* options.onLocal(runId, true)
           const exit = yield* Fiber.await(handle.fiber).pipe(
             // The entity is interrupted when its shard moves (SIGTERM, rebalance): the run stops here, recorded
@@ -90,8 +103,10 @@ export const layer = (options: HandlerOptions) =>
           )
           if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) return yield* Effect.failCause(exit.cause)
           const run = yield* manager.await(runId)
-          // Interrupted (this node drains): no reply, so the message stays for the shard's next owner.
-          return run.status === "interrupted" ? yield* Effect.interrupt : { status: run.status }
+          // Stopped by the drain: no reply (an interrupt is only ignored while the entity shuts down, so wait for it),
+          // and the message stays for the shard's next owner.
+          if (run.status === "interrupted" && (yield* Deferred.isDone(options.draining))) return yield* Effect.never
+          return { status: run.status }
         })
       return {
         Execute: (envelope) =>
@@ -103,9 +118,7 @@ export const layer = (options: HandlerOptions) =>
               )
             }),
             // The reply is the run's end as recorded; a failure to execute is recorded on the run, not here.
-            Effect.catchAll((error) =>
-              Effect.as(Effect.logWarning("execution failed", error), { status: "failed" })
-            ),
+            Effect.catchAll((error) => Effect.as(Effect.logWarning("execution failed", error), { status: "failed" })),
             Effect.annotateLogs({ runId })
           ),
         Cancel: () =>
