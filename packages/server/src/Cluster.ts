@@ -17,7 +17,7 @@ import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
 import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
 import type { SocketServerError } from "@effect/platform/SocketServer"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import type * as Extractor from "@quarry/core/Extractor"
 import type { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
@@ -92,6 +92,27 @@ const runner = (options: Options) =>
     Layer.provide(RpcSerialization.layerMsgPack)
   )
 
+/** An advisory lock key of its own (not Quarry's migration key): "quarry cluster tables". */
+const clusterTablesLockKey = 0x51_43_54
+
+/**
+ * Creates the cluster's tables once, under a session advisory lock: `SqlMessageStorage` and `SqlRunnerStorage`
+ * migrate when their layers build, and two runners doing that at once on an empty database race on `CREATE TABLE`.
+ * The second runner waits here, then finds the tables (the storages' own migration tables say so).
+ */
+const migrateClusterTables = (options: Options) =>
+  Effect.scoped(Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const connection = yield* sql.reserve
+    yield* Effect.acquireRelease(
+      connection.executeRaw(`SELECT pg_advisory_lock(${clusterTablesLockKey})`, []),
+      () => Effect.ignore(connection.executeRaw(`SELECT pg_advisory_unlock(${clusterTablesLockKey})`, []))
+    )
+    yield* Layer.build(
+      Layer.mergeAll(SqlMessageStorage.layer, SqlRunnerStorage.layer).pipe(Layer.provide(shardingConfig(options)))
+    )
+  })).pipe(Effect.orDie)
+
 /**
  * The runner id shown in `/healthz`, `/metrics` and as the lease owner of the runs it executes.
  *
@@ -114,6 +135,7 @@ export const layer = (options: Options): Layer.Layer<
   RunStore | Extractor.Registry | SqlClient.SqlClient
 > =>
   Layer.unwrapEffect(Effect.gen(function*() {
+    yield* migrateClusterTables(options)
     const local = yield* ClusterAdmission.makeLocalRuns
     const owner = `${runnerId(options)}/${Workflow.makeOwnerId()}`
     const manager = Layer.scoped(

@@ -18,6 +18,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 
@@ -67,6 +68,8 @@ export interface HandlerOptions {
    * records `interrupted`, and its message waits, unanswered, for the shard's next owner.
    */
   readonly draining: Deferred.Deferred<void>
+  /** How long a moving run may take to reach its next commit before it is interrupted at once (default 30 s). */
+  readonly stopGraceMs?: number | undefined
   /** How long a claim refused by a live lease (a dead runner's, not yet expired) is retried (default 2 minutes). */
   readonly lockedRetryMs?: number | undefined
 }
@@ -84,21 +87,32 @@ export const layer = (options: HandlerOptions) =>
       const manager = yield* WorkflowManager.WorkflowManager
       const address = yield* Entity.CurrentAddress
       const runId = RunId.make(address.entityId)
-      const stopWhenDraining = (event: Workflow.WorkflowEvent) =>
+      // Set when this entity is told to stop (its shard moves): the run stops after its next commit.
+      const stopping = yield* Ref.make(false)
+      const stopAfterCommit = (event: Workflow.WorkflowEvent) =>
         event._tag === "BatchCommitted" ?
-          Effect.flatMap(Deferred.isDone(options.draining), (draining) => draining ? Effect.interrupt : Effect.void) :
+          Effect.flatMap(
+            Effect.zipWith(Deferred.isDone(options.draining), Ref.get(stopping), (a, b) => a || b),
+            (stop) => stop ? Effect.interrupt : Effect.void
+          ) :
           Effect.void
       // A run taken over from a dead runner may still be under its lease: wait for it to expire, then claim.
       const execute = (payload: typeof Execute.payloadSchema.Type) =>
         Effect.gen(function*() {
           // A message delivered while this node drains waits, unanswered, for the shard's next owner.
           if (yield* Deferred.isDone(options.draining)) return yield* Effect.never
-          const handle = yield* manager.resume(runId, { ...payload, onEvent: stopWhenDraining })
+          const handle = yield* manager.resume(runId, { ...payload, onEvent: stopAfterCommit })
           yield* options.onLocal(runId, true)
           const exit = yield* Fiber.await(handle.fiber).pipe(
-            // The entity is interrupted when its shard moves (SIGTERM, rebalance): the run stops here, recorded
-            // `interrupted`, and the unanswered message goes to the shard's next owner.
-            Effect.onInterrupt(() => Fiber.interrupt(handle.fiber)),
+            // The entity is interrupted when its shard moves (SIGTERM, a runner joining): the run stops after its
+            // in-flight commit (at most `stopGraceMs` later, else at once), recorded `interrupted`, and the unanswered
+            // message goes to the shard's next owner, which continues without extracting a batch again.
+            Effect.onInterrupt(() =>
+              Ref.set(stopping, true).pipe(
+                Effect.zipRight(Fiber.await(handle.fiber).pipe(Effect.timeout(options.stopGraceMs ?? 30_000))),
+                Effect.catchAll(() => Fiber.interrupt(handle.fiber))
+              )
+            ),
             Effect.ensuring(options.onLocal(runId, false))
           )
           if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) return yield* Effect.failCause(exit.cause)
