@@ -210,6 +210,7 @@ describe("quarry serve --cluster", () => {
 
       // Restart each of the three original runners in turn, each while it executes runs that have committed batches.
       const originals = [...live]
+      let restarts = 0
       for (const node of originals) {
         const mine = `127.0.0.1:${node.runnerPort}/`
         const executingHere = async () =>
@@ -222,20 +223,26 @@ describe("quarry serve --cluster", () => {
         node.child.child.kill("SIGTERM")
         const exit = await node.child.exited
         assert.strictEqual(exit.code, 0, node.child.stderr)
+        restarts++
         const replacement = await startNode(db, work, env)
         nodes.push(replacement)
       }
 
       await until(
         async () => (await runRows(db)).every((r) => r.status === "completed" || r.status === "failed"),
-        300_000,
+        120_000,
         "every run to end"
-      )
+      ).catch(async (error) => {
+        const logs = nodes.map((n) => n.child.stderr.split("\n").filter((l) => /WARN|ERROR/.test(l)).join("\n"))
+        throw new Error(`${String(error)}: ${JSON.stringify(await runRows(db))}\n${logs.join("\n")}`)
+      })
       for (const row of await runRows(db)) {
         assert.strictEqual(row.status, "completed", `${row.id}: ${JSON.stringify(row)}`)
         assert.strictEqual(row.digest, reference.digest, row.id)
         assert.strictEqual(sha256File(path.join(work, `${row.id}.ttl`)), reference.sha256, row.id)
       }
+      // All three original runners were restarted while they executed runs.
+      assert.strictEqual(restarts, 3)
       // Each batch index was extracted once per run: 6 runs x 67 batches, no call repeated by a handover.
       const calls = fs.readFileSync(callLog, "utf8").trim().split("\n").map((line) => line.split(" ")[1])
       const perBatch = new Map<string, number>()

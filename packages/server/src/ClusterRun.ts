@@ -18,6 +18,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -53,6 +55,11 @@ export const Cancel = Rpc.make("Cancel", { success: Schema.Boolean })
  * @category entities
  */
 export const QuarryRun = Entity.make("QuarryRun", [Execute, Cancel])
+
+/** The run stopped, recorded `interrupted`: interrupted, or failed with `RunInterrupted` (a stop from inside it). */
+const stopped = (cause: Cause.Cause<unknown>) =>
+  Cause.isInterruptedOnly(cause) ||
+  Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "RunInterrupted"))
 
 /**
  * What the handler needs to know of the node.
@@ -115,11 +122,12 @@ export const layer = (options: HandlerOptions) =>
             ),
             Effect.ensuring(options.onLocal(runId, false))
           )
-          if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) return yield* Effect.failCause(exit.cause)
+          if (Exit.isFailure(exit) && !stopped(exit.cause)) return yield* Effect.failCause(exit.cause)
           const run = yield* manager.await(runId)
           // Stopped by the drain: no reply (an interrupt is only ignored while the entity shuts down, so wait for it),
           // and the message stays for the shard's next owner.
-          if (run.status === "interrupted" && (yield* Deferred.isDone(options.draining))) return yield* Effect.never
+          const ours = (yield* Deferred.isDone(options.draining)) || (yield* Ref.get(stopping))
+          if (run.status === "interrupted" && ours) return yield* Effect.never
           return { status: run.status }
         })
       return {
