@@ -197,7 +197,7 @@ describe("quarry serve --cluster", () => {
       nodes.push(...live)
 
       const text = fs.readFileSync(mobyDick.input, "utf8")
-      const ids = Array.from({ length: 6 }, (_, i) => `t${i}`)
+      const ids = Array.from({ length: 12 }, (_, i) => `t${i}`)
       for (const runId of ids) {
         const submitted = await call(live[0]!, "POST", "/v1/runs", {
           input: text,
@@ -208,24 +208,32 @@ describe("quarry serve --cluster", () => {
         assert.strictEqual(submitted.status, 202, submitted.text)
       }
 
-      // Restart each of the three original runners in turn, each while it executes runs that have committed batches.
-      const originals = [...live]
+      // Restart each of the three original runners in turn, each while it executes a run that has committed batches.
+      const pending = [...live]
       let restarts = 0
-      for (const node of originals) {
-        const mine = `127.0.0.1:${node.runnerPort}/`
-        const executingHere = async () =>
-          (await runRows(db)).some((r) =>
-            r.status === "running" && r.committed_batches >= 1 && r.lease_owner?.startsWith(mine) === true
-          )
-        const done = async () => (await runRows(db)).every((r) => r.status === "completed")
-        await until(async () => (await executingHere()) || (await done()), 120_000, "the runner to execute a run")
-        if (await done()) break
-        node.child.child.kill("SIGTERM")
-        const exit = await node.child.exited
-        assert.strictEqual(exit.code, 0, node.child.stderr)
+      while (pending.length > 0) {
+        let target: Node | undefined
+        await until(
+          async () => {
+            const rows = await runRows(db)
+            target = pending.find((node) =>
+              rows.some((r) =>
+                r.status === "running" && r.committed_batches >= 1 &&
+                r.lease_owner?.startsWith(`127.0.0.1:${node.runnerPort}/`) === true
+              )
+            )
+            return target !== undefined || rows.every((r) => r.status === "completed")
+          },
+          120_000,
+          "a runner to execute a run"
+        )
+        if (target === undefined) break
+        pending.splice(pending.indexOf(target), 1)
+        target.child.child.kill("SIGTERM")
+        const exit = await target.child.exited
+        assert.strictEqual(exit.code, 0, target.child.stderr)
         restarts++
-        const replacement = await startNode(db, work, env)
-        nodes.push(replacement)
+        nodes.push(await startNode(db, work, env))
       }
 
       await until(
@@ -243,7 +251,7 @@ describe("quarry serve --cluster", () => {
       }
       // All three original runners were restarted while they executed runs.
       assert.strictEqual(restarts, 3)
-      // Each batch index was extracted once per run: 6 runs x 67 batches, no call repeated by a handover.
+      // Each batch index was extracted once per run: 12 runs x 67 batches, no call repeated by a handover.
       const calls = fs.readFileSync(callLog, "utf8").trim().split("\n").map((line) => line.split(" ")[1])
       const perBatch = new Map<string, number>()
       for (const batch of calls) perBatch.set(batch!, (perBatch.get(batch!) ?? 0) + 1)

@@ -10,6 +10,7 @@ import * as ClusterSchema from "@effect/cluster/ClusterSchema"
 import * as Entity from "@effect/cluster/Entity"
 import * as Rpc from "@effect/rpc/Rpc"
 import { RunId } from "@quarry/core/Run"
+import { RunStore } from "@quarry/core/RunStore"
 import type * as Workflow from "@quarry/core/Workflow"
 import * as WorkflowManager from "@quarry/core/WorkflowManager"
 import * as Cause from "effect/Cause"
@@ -92,6 +93,7 @@ export const layer = (options: HandlerOptions) =>
   QuarryRun.toLayer(
     Effect.gen(function*() {
       const manager = yield* WorkflowManager.WorkflowManager
+      const store = yield* RunStore
       const address = yield* Entity.CurrentAddress
       const runId = RunId.make(address.entityId)
       // Set when this entity is told to stop (its shard moves): the run stops after its next commit.
@@ -123,7 +125,8 @@ export const layer = (options: HandlerOptions) =>
             Effect.ensuring(options.onLocal(runId, false))
           )
           if (Exit.isFailure(exit) && !stopped(exit.cause)) return yield* Effect.failCause(exit.cause)
-          const run = yield* manager.await(runId)
+          // As recorded (the manager's `await` turns `interrupted` into a failure).
+          const run = yield* store.getRun(runId)
           // Stopped by the drain: no reply (an interrupt is only ignored while the entity shuts down, so wait for it),
           // and the message stays for the shard's next owner.
           const ours = (yield* Deferred.isDone(options.draining)) || (yield* Ref.get(stopping))
