@@ -163,11 +163,47 @@ const options = {
     Options.withFallbackConfig(Config.boolean("QUARRY_NO_RECOVER")),
     Options.withDefault(false)
   ),
+  cluster: Options.boolean("cluster").pipe(
+    Options.withDescription(
+      "Serve as one runner of a cluster sharing a PostgreSQL --db: each run executes on the runner owning it, and " +
+        "moves to a survivor when its runner dies (or QUARRY_CLUSTER)."
+    ),
+    Options.withFallbackConfig(Config.boolean("QUARRY_CLUSTER")),
+    Options.withDefault(false)
+  ),
+  runnerHost: fromEnv(
+    "runner-host",
+    "HOST",
+    "With --cluster: the address other runners reach this one at (or QUARRY_RUNNER_HOST).",
+    "127.0.0.1",
+    Effect.succeed
+  ),
+  runnerPort: fromEnv(
+    "runner-port",
+    "PORT",
+    "With --cluster: the port of the runner protocol (or QUARRY_RUNNER_PORT).",
+    "34431",
+    (raw) =>
+      Effect.filterOrFail(
+        wholeNumber("runner-port", raw, 1),
+        (port) => port <= 65535,
+        (port) => new UsageError({ message: `runner-port (${port}) must be at most 65535` })
+      )
+  ),
   insecureNoAuth: Options.boolean("insecure-no-auth").pipe(
     Options.withDescription("Serve a non-loopback host without API tokens (anyone who reaches it can submit).")
   ),
   json: Flags.json
 }
+
+/**
+ * A cluster's lease is short unless `QUARRY_LEASE_MS` says otherwise: a dead runner's runs continue elsewhere once
+ * it expires (see `Cluster.defaults`).
+ */
+const clusterLeaseMs = Config.option(Config.integer("QUARRY_LEASE_MS")).pipe(
+  Effect.map(Option.getOrElse(() => 8_000)),
+  Effect.orElseSucceed(() => 8_000)
+)
 
 /** The one line (or `--json` event) saying where the server listens. */
 const announce = (
@@ -217,6 +253,12 @@ export const command = Command.make("serve", options, (flags) =>
           `QUARRY_API_TOKEN_FILE), listen on 127.0.0.1, or pass --insecure-no-auth if the network is trusted`
       })
     }
+    if (flags.cluster && !DatabaseUrl.isPostgres(db)) {
+      return yield* new UsageError({
+        message: `--cluster needs a PostgreSQL database shared by every runner (--db postgres://... or ` +
+          `QUARRY_DATABASE_URL); ${db} is a SQLite file, which only one process may write`
+      })
+    }
     yield* Inputs.checkDatabase(db)
     const startedAt = yield* Clock.currentTimeMillis
     // Loaded here, not at the top: the server (its API reference UI, OpenTelemetry) would slow every other command.
@@ -237,7 +279,10 @@ export const command = Command.make("serve", options, (flags) =>
       database: DatabaseUrl.redact(db),
       version: "0.1.0",
       startedAt,
-      tracing: Option.getOrUndefined(tracing)
+      tracing: Option.getOrUndefined(tracing),
+      cluster: flags.cluster ?
+        { runnerHost: flags.runnerHost, runnerPort: flags.runnerPort, leaseMs: yield* clusterLeaseMs } :
+        undefined
     }).pipe(Layer.provide(registryLayer(settings)), Layer.provideMerge(Store.layer(db, settings)))
 
     yield* Effect.scoped(Effect.gen(function*() {
@@ -245,6 +290,12 @@ export const command = Command.make("serve", options, (flags) =>
         Effect.catchTag("ServeError", (error) =>
           Effect.fail(
             new UsageError({ message: `cannot listen on ${flags.host}:${port}: ${String(error.cause)}` })
+          )),
+        Effect.catchTag("SocketServerError", (error) =>
+          Effect.fail(
+            new UsageError({
+              message: `cannot listen for runners on ${flags.runnerHost}:${flags.runnerPort}: ${String(error.cause)}`
+            })
           ))
       )
       const address = Context.get(context, HttpServer.HttpServer).address

@@ -87,6 +87,20 @@ export interface Stats {
   readonly draining: boolean
   /** Boot recovery has queued every orphan it found. */
   readonly started: boolean
+  /** With `--cluster`: this runner, the shards it owns and the runs executing here. */
+  readonly cluster?: ClusterStats | undefined
+}
+
+/**
+ * What a cluster runner reports about itself.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClusterStats {
+  readonly runnerId: string
+  readonly ownedShards: number
+  readonly executing: ReadonlyArray<RunId>
 }
 
 interface Entry {

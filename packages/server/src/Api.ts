@@ -159,7 +159,13 @@ const Health = Schema.Struct({
   }),
   runs: Schema.Struct({ active: Schema.Int, queued: Schema.Int }),
   draining: Schema.Boolean,
-  started: Schema.Boolean
+  started: Schema.Boolean,
+  /** With `--cluster`: this runner's id (host:port), how many shards it owns, the runs executing here. */
+  cluster: Schema.optional(Schema.Struct({
+    runnerId: Schema.String,
+    ownedShards: Schema.Int,
+    executing: Schema.Array(Schema.String)
+  }))
 }).annotations({ identifier: "Health" })
 
 const Probe = Schema.Struct({ status: Schema.String }).annotations({ identifier: "Probe" })

@@ -372,7 +372,8 @@ const probesGroup = HttpApiBuilder.group(QuarryApi, "probes", (handlers) =>
           },
           runs: { active: stats.active, queued: stats.queued },
           draining: stats.draining,
-          started: stats.started
+          started: stats.started,
+          ...(stats.cluster === undefined ? {} : { cluster: stats.cluster })
         }
       }))
     .handle("metrics", () => Effect.flatten(Metrics.Scrape)))

@@ -20,6 +20,9 @@ import * as Admission from "./Admission.js"
 /** Runs in the database by status. */
 const runsByStatus = Metric.gauge("quarry_runs", { description: "Runs in the database by status" })
 const activeRuns = Metric.gauge("quarry_active_runs", { description: "Runs executing in this process" })
+const ownedShards = Metric.gauge("quarry_cluster_owned_shards", {
+  description: "With --cluster: the shards this runner owns (label runner: its id)"
+})
 const queueDepth = Metric.gauge("quarry_queued_runs", { description: "Runs waiting for a slot" })
 
 /**
@@ -134,6 +137,9 @@ export const layer: Layer.Layer<Scrape, never, RunStore | Admission.Admission> =
       const stats = yield* admission.stats
       yield* Metric.set(activeRuns, stats.active)
       yield* Metric.set(queueDepth, stats.queued)
+      if (stats.cluster !== undefined) {
+        yield* Metric.set(ownedShards.pipe(Metric.tagged("runner", stats.cluster.runnerId)), stats.cluster.ownedShards)
+      }
       const collected = yield* Effect.promise(() => exporter.collect())
       return serializer.serialize(collected.resourceMetrics)
     })

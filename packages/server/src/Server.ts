@@ -13,6 +13,7 @@ import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
+import type { SocketServerError } from "@effect/platform/SocketServer"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import type * as Extractor from "@quarry/core/Extractor"
@@ -24,6 +25,7 @@ import * as path from "node:path"
 import * as Admission from "./Admission.js"
 import { QuarryApi } from "./Api.js"
 import * as Auth from "./Auth.js"
+import * as Cluster from "./Cluster.js"
 import * as Dashboard from "./Dashboard.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
@@ -51,6 +53,8 @@ export interface Options extends Admission.Options {
   readonly pollMs?: number | undefined
   /** How often an event stream sends a heartbeat comment (default 15 s). */
   readonly heartbeatMs?: number | undefined
+  /** Serve as a runner of a cluster on the (PostgreSQL) database: runs execute on the runner owning them. */
+  readonly cluster?: Cluster.Options | undefined
   /** Export traces over OTLP (`Tracing.config` reads them from the environment); none when unset. */
   readonly tracing?: Tracing.Settings | undefined
 }
@@ -65,7 +69,7 @@ export const layer = (
   options: Options
 ): Layer.Layer<
   HttpServer.HttpServer | Admission.Admission,
-  ServeError,
+  ServeError | SocketServerError,
   RunStore | Extractor.Registry | SqlClient.SqlClient
 > => {
   const api = HttpApiBuilder.api(QuarryApi).pipe(
@@ -94,7 +98,7 @@ export const layer = (
   )
   // The tracer is installed first, so that the fibers of admission and of the HTTP server start with it.
   return http.pipe(
-    Layer.provideMerge(Admission.layer(options)),
+    Layer.provideMerge(options.cluster === undefined ? Admission.layer(options) : Cluster.layer(options.cluster)),
     Layer.provide(options.tracing === undefined ? Layer.empty : Tracing.layerExporter(options.tracing, options.version))
   )
 }

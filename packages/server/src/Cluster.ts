@@ -1,0 +1,148 @@
+/**
+ * The cluster half of `quarry serve --cluster`: this process is a runner of `@effect/cluster` (socket transport,
+ * `SqlMessageStorage` + `SqlRunnerStorage` on Quarry's own database) that hosts the `QuarryRun` entities of the
+ * shards it owns, and its admission sends every run to its owner.
+ *
+ * @since 0.1.0
+ */
+import * as MessageStorage from "@effect/cluster/MessageStorage"
+import * as RunnerAddress from "@effect/cluster/RunnerAddress"
+import * as RunnerHealth from "@effect/cluster/RunnerHealth"
+import * as Runners from "@effect/cluster/Runners"
+import type * as Sharding from "@effect/cluster/Sharding"
+import * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import * as SocketRunner from "@effect/cluster/SocketRunner"
+import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
+import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
+import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
+import type { SocketServerError } from "@effect/platform/SocketServer"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as SqlClient from "@effect/sql/SqlClient"
+import type * as Extractor from "@quarry/core/Extractor"
+import type { RunStore } from "@quarry/core/RunStore"
+import * as Workflow from "@quarry/core/Workflow"
+import * as WorkflowManager from "@quarry/core/WorkflowManager"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type { Admission } from "./Admission.js"
+import * as ClusterAdmission from "./ClusterAdmission.js"
+import * as ClusterRun from "./ClusterRun.js"
+
+/**
+ * Options of the runner.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The address other runners reach this one at. */
+  readonly runnerHost: string
+  readonly runnerPort: number
+  /** The interface to listen on (default `runnerHost`). */
+  readonly runnerListenHost?: string | undefined
+  /** Quarry's lease on a run (fencing token lifetime): a dead runner's run resumes elsewhere after it expires. */
+  readonly leaseMs: number
+  /** How often a runner refreshes its shard locks (default 1 s). */
+  readonly shardLockRefreshMs?: number | undefined
+  /** When an unrefreshed shard lock may be taken by another runner (default 5 s). */
+  readonly shardLockExpirationMs?: number | undefined
+}
+
+/**
+ * The defaults, chosen so that a dead runner's runs continue elsewhere within about 10 s: the shard lock expires
+ * after 5 s, the survivors look for free shards every 1 s (`refreshAssignmentsInterval`), and Quarry's lease
+ * (`QUARRY_LEASE_MS`, 30 s by default) is what the new owner then waits for: serve `--cluster` with a lease of 8 s.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults = { shardLockRefreshMs: 1_000, shardLockExpirationMs: 5_000, leaseMs: 8_000 } as const
+
+/** The sharding configuration; explicit, not `ShardingConfig.layerFromEnv` (which reads plain `HOST`, `PORT`). */
+const shardingConfig = (options: Options) =>
+  ShardingConfig.layer({
+    runnerAddress: Option.some(RunnerAddress.make(options.runnerHost, options.runnerPort)),
+    runnerListenAddress: Option.some(
+      RunnerAddress.make(options.runnerListenHost ?? options.runnerHost, options.runnerPort)
+    ),
+    shardLockRefreshInterval: Duration.millis(options.shardLockRefreshMs ?? defaults.shardLockRefreshMs),
+    shardLockExpiration: Duration.millis(options.shardLockExpirationMs ?? defaults.shardLockExpirationMs),
+    refreshAssignmentsInterval: Duration.seconds(1),
+    // A persisted message whose owner died is found by the poll of the next owner.
+    entityMessagePollInterval: Duration.seconds(1),
+    // On shutdown a run's handler is interrupted after this (its run records `interrupted` once its commit ends).
+    entityTerminationTimeout: Duration.millis(500)
+  })
+
+/** `NodeClusterSocket.layer` with the storage on Quarry's SQL client and an explicit configuration. */
+const runner = (options: Options) =>
+  SocketRunner.layer.pipe(
+    Layer.provide([NodeClusterSocket.layerSocketServer, NodeClusterSocket.layerClientProtocol]),
+    Layer.provide(
+      RunnerHealth.layerPing.pipe(
+        Layer.provide(Runners.layerRpc),
+        Layer.provide(NodeClusterSocket.layerClientProtocol)
+      )
+    ),
+    Layer.provideMerge(Layer.orDie(SqlMessageStorage.layer)),
+    Layer.provide(Layer.orDie(SqlRunnerStorage.layer)),
+    Layer.provide(shardingConfig(options)),
+    Layer.provide(RpcSerialization.layerMsgPack)
+  )
+
+/** An advisory lock key of its own (not Quarry's migration key): "quarry cluster tables". */
+const clusterTablesLockKey = 0x51_43_54
+
+/**
+ * Creates the cluster's tables once, under a session advisory lock: `SqlMessageStorage` and `SqlRunnerStorage`
+ * migrate when their layers build, and two runners doing that at once on an empty database race on `CREATE TABLE`.
+ * The second runner waits here, then finds the tables (the storages' own migration tables say so).
+ */
+const migrateClusterTables = (options: Options) =>
+  Effect.scoped(Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const connection = yield* sql.reserve
+    yield* Effect.acquireRelease(
+      connection.executeRaw(`SELECT pg_advisory_lock(${clusterTablesLockKey})`, []),
+      () => Effect.ignore(connection.executeRaw(`SELECT pg_advisory_unlock(${clusterTablesLockKey})`, []))
+    )
+    yield* Layer.build(
+      Layer.mergeAll(SqlMessageStorage.layer, SqlRunnerStorage.layer).pipe(Layer.provide(shardingConfig(options)))
+    )
+  })).pipe(Effect.orDie)
+
+/**
+ * The runner id shown in `/healthz`, `/metrics` and as the lease owner of the runs it executes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const runnerId = (options: Options) => `${options.runnerHost}:${options.runnerPort}`
+
+/**
+ * Admission over the cluster, with this process as a runner. Built in this order so that it closes in reverse:
+ * admission, then the runner (its entities are interrupted, their messages stay for the next owners), then the
+ * workflow manager.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<
+  Admission | Sharding.Sharding | MessageStorage.MessageStorage | WorkflowManager.WorkflowManager,
+  SocketServerError,
+  RunStore | Extractor.Registry | SqlClient.SqlClient
+> =>
+  Layer.unwrapEffect(Effect.gen(function*() {
+    yield* migrateClusterTables(options)
+    const local = yield* ClusterAdmission.makeLocalRuns
+    const owner = `${runnerId(options)}/${Workflow.makeOwnerId()}`
+    const manager = Layer.scoped(
+      WorkflowManager.WorkflowManager,
+      WorkflowManager.make({ leaseMs: options.leaseMs, owner })
+    )
+    const base = runner(options).pipe(Layer.provideMerge(manager))
+    const entities = ClusterRun.layer({ onLocal: ClusterAdmission.onLocal(local), draining: local.draining })
+    return Layer.mergeAll(entities, ClusterAdmission.layer(local, runnerId(options))).pipe(Layer.provideMerge(base))
+  }))

@@ -1,0 +1,180 @@
+/**
+ * Admission for `quarry serve --cluster`: the same service as `Admission`, but a run executes on the runner that
+ * owns its entity (`ClusterRun.QuarryRun`), wherever it was submitted. Submission stores the run with its queued
+ * execution, then sends the persisted `Execute` message; cancel sets Quarry's flag in the store, then sends `Cancel`
+ * to the owner; resume sends `Execute` again. The node's `WorkflowManager` (owner id = runner id) executes the runs
+ * whose shards this node owns.
+ *
+ * @since 0.1.0
+ */
+import * as ShardId from "@effect/cluster/ShardId"
+import * as Sharding from "@effect/cluster/Sharding"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { InvalidRunState } from "@quarry/core/Errors"
+import type * as Extractor from "@quarry/core/Extractor"
+import type { RunId } from "@quarry/core/Run"
+import { RunStore } from "@quarry/core/RunStore"
+import * as Workflow from "@quarry/core/Workflow"
+import type * as WorkflowManager from "@quarry/core/WorkflowManager"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import { Admission, Draining } from "./Admission.js"
+import * as ClusterRun from "./ClusterRun.js"
+
+/**
+ * The runs executing on this node, shared by the entity handlers and admission.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LocalRuns {
+  readonly executing: Ref.Ref<ReadonlySet<RunId>>
+  readonly changes: PubSub.PubSub<RunId>
+  readonly draining: Deferred.Deferred<void>
+}
+
+/**
+ * Makes the shared record of local runs.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeLocalRuns: Effect.Effect<LocalRuns> = Effect.all({
+  executing: Ref.make<ReadonlySet<RunId>>(new Set()),
+  changes: PubSub.sliding<RunId>(1024),
+  draining: Deferred.make<void>()
+})
+
+/**
+ * What an entity handler reports to the node: a run starts or stops executing here.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const onLocal = (local: LocalRuns) => (runId: RunId, executing: boolean) =>
+  Ref.update(local.executing, (set) => {
+    const next = new Set(set)
+    if (executing) next.add(runId)
+    else next.delete(runId)
+    return next
+  }).pipe(Effect.zipRight(PubSub.publish(local.changes, runId)))
+
+/** The shards of the default group this runner holds (300 unless `shardsPerGroup` changes). */
+const ownedShards = (sharding: Sharding.Sharding["Type"], shardsPerGroup = 300) => {
+  let owned = 0
+  for (let id = 1; id <= shardsPerGroup; id++) if (sharding.hasShardId(ShardId.make("default", id))) owned++
+  return owned
+}
+
+const toPayload = (execution: WorkflowManager.ExecutionOptions) => ({
+  retrySkipped: execution.retrySkipped,
+  budget: execution.budget
+})
+
+/**
+ * Builds cluster admission.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (local: LocalRuns, runnerId: string) =>
+  Effect.gen(function*() {
+    const sharding = yield* Sharding.Sharding
+    const store = yield* RunStore
+    const context = yield* Effect.context<RunStore | Extractor.Registry | SqlClient.SqlClient>()
+    const client = yield* ClusterRun.QuarryRun.client
+    const draining = local.draining
+    const refuseWhenDraining = Effect.flatMap(
+      Deferred.isDone(draining),
+      (d) => d ? Effect.fail(new Draining()) : Effect.void
+    )
+    // Persisted and not awaited: the message is stored before this returns, the owner answers it when the run ends.
+    const sendExecute = (runId: RunId, execution: WorkflowManager.ExecutionOptions) =>
+      client(runId).Execute(toPayload(execution), { discard: true }).pipe(Effect.orDie)
+
+    const submit = Effect.fn("ClusterAdmission.submit")(
+      function*(create: Workflow.CreateOptions, execution: WorkflowManager.ExecutionOptions) {
+        yield* refuseWhenDraining
+        const queued = { retrySkipped: execution.retrySkipped, budget: execution.budget }
+        const run = yield* Workflow.create({ ...create, queued }).pipe(Effect.provide(context))
+        yield* sendExecute(run.id, execution)
+        return run
+      }
+    )
+
+    const resume = Effect.fn("ClusterAdmission.resume")(
+      function*(runId: RunId, execution: WorkflowManager.ExecutionOptions) {
+        yield* refuseWhenDraining
+        const run = yield* store.getRun(runId)
+        if (run.status === "completed" && execution.retrySkipped !== true) return run
+        const now = yield* Clock.currentTimeMillis
+        if (run.status === "running" && Option.exists(run.lease, (lease) => lease.expiresAt > now)) {
+          return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
+        }
+        yield* store.queueExecution({ runId, retrySkipped: execution.retrySkipped, budget: execution.budget })
+        yield* sendExecute(runId, execution)
+        return run
+      }
+    )
+
+    // The flag first (a run not executing anywhere ends `cancelled` from it), then the owner, at once.
+    const cancel = Effect.fn("ClusterAdmission.cancel")(function*(runId: RunId) {
+      yield* store.requestCancel(runId)
+      yield* client(runId).Cancel(undefined, { discard: true }).pipe(Effect.ignore)
+      yield* PubSub.publish(local.changes, runId)
+      return yield* store.getRun(runId)
+    })
+
+    const isLocal = (runId: RunId) => Effect.map(Ref.get(local.executing), (set) => set.has(runId))
+
+    return Admission.of({
+      submit,
+      resume,
+      cancel,
+      position: () => Effect.succeed(Option.none()),
+      isLocal,
+      changes: local.changes,
+      stats: Effect.all({
+        active: Effect.map(Ref.get(local.executing), (set) => set.size),
+        queued: Effect.succeed(0),
+        draining: Deferred.isDone(draining),
+        started: Effect.succeed(true),
+        cluster: Effect.map(Ref.get(local.executing), (set) => ({
+          runnerId,
+          ownedShards: ownedShards(sharding),
+          executing: [...set].sort()
+        }))
+      }),
+      draining,
+      // Each run stops after its next commit; then the sharding layer closes and the shards (with the runs' unanswered
+      // messages) go to the other runners. The caller bounds the wait (`--drain-timeout`).
+      drain: Deferred.succeed(draining, undefined).pipe(
+        Effect.zipRight(
+          Effect.repeat(Ref.get(local.executing), {
+            until: (set) => set.size === 0,
+            schedule: Schedule.spaced(Duration.millis(20))
+          })
+        ),
+        Effect.asVoid
+      )
+    })
+  })
+
+/**
+ * Cluster admission as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (local: LocalRuns, runnerId: string): Layer.Layer<
+  Admission,
+  never,
+  RunStore | Extractor.Registry | SqlClient.SqlClient | Sharding.Sharding
+> => Layer.effect(Admission, make(local, runnerId))

@@ -1,0 +1,158 @@
+/**
+ * A run as an `@effect/cluster` entity keyed by its id. `Execute` is persisted (`SqlMessageStorage`): while the run
+ * has not ended, the message stays unprocessed, so when its runner dies the shard's next owner receives it again and
+ * continues from the last committed batch. `Cancel` is volatile: the cancel flag is already in Quarry's store, the
+ * message only interrupts the execution on its owner at once. Quarry's tables stay the source of truth.
+ *
+ * @since 0.1.0
+ */
+import * as ClusterSchema from "@effect/cluster/ClusterSchema"
+import * as Entity from "@effect/cluster/Entity"
+import * as Rpc from "@effect/rpc/Rpc"
+import { RunId } from "@quarry/core/Run"
+import { RunStore } from "@quarry/core/RunStore"
+import type * as Workflow from "@quarry/core/Workflow"
+import * as WorkflowManager from "@quarry/core/WorkflowManager"
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+
+const Budget = Schema.Struct({
+  maxCostUsd: Schema.optional(Schema.Number),
+  maxTokens: Schema.optional(Schema.Number)
+})
+
+/**
+ * Executes the run to its end (completed, failed, cancelled). Persisted, so it survives its runner.
+ *
+ * @since 0.1.0
+ * @category rpcs
+ */
+export const Execute = Rpc.make("Execute", {
+  payload: { retrySkipped: Schema.optional(Schema.Boolean), budget: Schema.optional(Budget) },
+  success: Schema.Struct({ status: Schema.String })
+}).annotate(ClusterSchema.Persisted, true)
+
+/**
+ * Interrupts the run on its owner (the cancel flag is set in the store before this is sent).
+ *
+ * @since 0.1.0
+ * @category rpcs
+ */
+export const Cancel = Rpc.make("Cancel", { success: Schema.Boolean })
+
+/**
+ * The entity.
+ *
+ * @since 0.1.0
+ * @category entities
+ */
+export const QuarryRun = Entity.make("QuarryRun", [Execute, Cancel])
+
+/** The run stopped, recorded `interrupted`: interrupted, or failed with `RunInterrupted` (a stop from inside it). */
+const stopped = (cause: Cause.Cause<unknown>) =>
+  Cause.isInterruptedOnly(cause) ||
+  Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "RunInterrupted"))
+
+/**
+ * What the handler needs to know of the node.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HandlerOptions {
+  /** Called when an execution starts and ends here (for `/healthz`, events). */
+  readonly onLocal: (runId: RunId, executing: boolean) => Effect.Effect<void>
+  /**
+   * Completes when the node drains: each run stops right after its next commit (so no extracted batch is lost),
+   * records `interrupted`, and its message waits, unanswered, for the shard's next owner.
+   */
+  readonly draining: Deferred.Deferred<void>
+  /** How long a moving run may take to reach its next commit before it is interrupted at once (default 30 s). */
+  readonly stopGraceMs?: number | undefined
+  /** How long a claim refused by a live lease (a dead runner's, not yet expired) is retried (default 2 minutes). */
+  readonly lockedRetryMs?: number | undefined
+}
+
+/**
+ * The handlers, executing through the node's `WorkflowManager` (its owner id is the runner's, so the run's lease
+ * says which runner executes it).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: HandlerOptions) =>
+  QuarryRun.toLayer(
+    Effect.gen(function*() {
+      const manager = yield* WorkflowManager.WorkflowManager
+      const store = yield* RunStore
+      const address = yield* Entity.CurrentAddress
+      const runId = RunId.make(address.entityId)
+      // Set when this entity is told to stop (its shard moves): the run stops after its next commit.
+      const stopping = yield* Ref.make(false)
+      const stopAfterCommit = (event: Workflow.WorkflowEvent) =>
+        event._tag === "BatchCommitted" ?
+          Effect.flatMap(
+            Effect.zipWith(Deferred.isDone(options.draining), Ref.get(stopping), (a, b) => a || b),
+            (stop) => stop ? Effect.interrupt : Effect.void
+          ) :
+          Effect.void
+      // A run taken over from a dead runner may still be under its lease: wait for it to expire, then claim.
+      const execute = (payload: typeof Execute.payloadSchema.Type) =>
+        Effect.gen(function*() {
+          // A message delivered while this node drains waits, unanswered, for the shard's next owner.
+          if (yield* Deferred.isDone(options.draining)) return yield* Effect.never
+          const handle = yield* manager.resume(runId, { ...payload, onEvent: stopAfterCommit })
+          yield* options.onLocal(runId, true)
+          const exit = yield* Fiber.await(handle.fiber).pipe(
+            // The entity is interrupted when its shard moves (SIGTERM, a runner joining): the run stops after its
+            // in-flight commit (at most `stopGraceMs` later, else at once), recorded `interrupted`, and the unanswered
+            // message goes to the shard's next owner, which continues without extracting a batch again.
+            Effect.onInterrupt(() =>
+              Ref.set(stopping, true).pipe(
+                Effect.zipRight(Fiber.await(handle.fiber).pipe(Effect.timeout(options.stopGraceMs ?? 30_000))),
+                Effect.catchAll(() => Fiber.interrupt(handle.fiber))
+              )
+            ),
+            Effect.ensuring(options.onLocal(runId, false))
+          )
+          if (Exit.isFailure(exit) && !stopped(exit.cause)) return yield* Effect.failCause(exit.cause)
+          // As recorded (the manager's `await` turns `interrupted` into a failure).
+          const run = yield* store.getRun(runId)
+          // Stopped by the drain: no reply (an interrupt is only ignored while the entity shuts down, so wait for it),
+          // and the message stays for the shard's next owner.
+          const ours = (yield* Deferred.isDone(options.draining)) || (yield* Ref.get(stopping))
+          if (run.status === "interrupted" && ours) return yield* Effect.never
+          return { status: run.status }
+        })
+      return {
+        Execute: (envelope) =>
+          execute(envelope.payload).pipe(
+            Effect.retry({
+              while: (error) => error._tag === "RunLocked",
+              schedule: Schedule.spaced(Duration.millis(250)).pipe(
+                Schedule.upTo(Duration.millis(options.lockedRetryMs ?? 120_000))
+              )
+            }),
+            // The reply is the run's end as recorded; a failure to execute is recorded on the run, not here.
+            Effect.catchAll((error) => Effect.as(Effect.logWarning("execution failed", error), { status: "failed" })),
+            Effect.annotateLogs({ runId })
+          ),
+        Cancel: () =>
+          manager.cancel(runId).pipe(
+            Effect.as(true),
+            Effect.catchAll(() => Effect.succeed(false))
+          )
+      }
+    }),
+    // Cancel must reach the entity while Execute runs.
+    { concurrency: "unbounded" }
+  )

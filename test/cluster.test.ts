@@ -1,0 +1,263 @@
+/**
+ * `quarry serve --cluster`: three real server processes of the bundle, runners of one cluster on one PostgreSQL.
+ * Twelve runs submitted to one node spread over the runners; one runner SIGKILLed mid-way (the `node` process
+ * itself): every run completes on the survivors, each artifact byte-identical to the same run on SQLite in one
+ * process, each run's digest chain the reference's (no batch committed twice or skipped). The failover time is
+ * recorded. A SIGTERM rolling restart of every runner while runs execute: each drained runner stops its runs after
+ * their in-flight commits and the survivors continue them, with no batch extracted twice (extractor calls counted).
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import pg from "pg"
+import { createDatabase, dropDatabase, freePort, usePostgres } from "../packages/core/test/postgres.js"
+import { call, type Server, until } from "./serverProcess.js"
+import { makeDir, mobyDick, referenceRun, removeDir, run, sha256File, start } from "./support.js"
+
+const adminUrl = usePostgres()
+
+const query = async <A>(url: string, text: string, values: ReadonlyArray<unknown> = []): Promise<Array<A>> => {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return (await client.query(text, [...values])).rows as Array<A>
+  } finally {
+    await client.end()
+  }
+}
+
+interface Node extends Server {
+  readonly runnerPort: number
+}
+
+/** Starts one `quarry serve --cluster` in `dir` (its artifacts go there) and waits until it listens. */
+const startNode = async (db: string, dir: string, env: Readonly<Record<string, string>> = {}): Promise<Node> => {
+  const runnerPort = await freePort()
+  const child = start(
+    ["serve", "--cluster", "--db", db, "--port", "0", "--runner-port", String(runnerPort), "--json"],
+    { cwd: dir, env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "60", ...env } }
+  )
+  await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
+    child.child.kill("SIGKILL")
+    throw error
+  })
+  const listening = JSON.parse(child.stdout.split("\n")[0]!) as { port: number }
+  return { child, port: listening.port, url: `http://127.0.0.1:${listening.port}`, runnerPort }
+}
+
+const stopNode = async (node: Node) => {
+  if (node.child.child.exitCode !== null || node.child.child.signalCode !== null) return
+  node.child.child.kill("SIGTERM")
+  const timer = setTimeout(() => node.child.child.kill("SIGKILL"), 20_000)
+  await node.child.exited
+  clearTimeout(timer)
+}
+
+interface RunRow {
+  readonly id: string
+  readonly status: string
+  readonly committed_batches: number
+  readonly lease_owner: string | null
+  readonly digest: string
+  readonly n: string
+}
+
+const runRows = (db: string) =>
+  query<RunRow>(
+    db,
+    "SELECT id, status, committed_batches, lease_owner, digest, " +
+      "(SELECT count(*) FROM batches b WHERE b.run_id = r.id) AS n FROM runs r ORDER BY id"
+  )
+
+describe("quarry serve --cluster", () => {
+  let dir = ""
+  let reference = { sha256: "", digest: "" }
+  const databases: Array<string> = []
+  const nodes: Array<Node> = []
+
+  beforeAll(async () => {
+    dir = makeDir()
+    reference = await referenceRun(dir)
+  }, 120_000)
+  afterAll(async () => {
+    for (const node of nodes) await stopNode(node)
+    for (const url of databases) await dropDatabase(adminUrl(), url)
+    removeDir(dir)
+  }, 60_000)
+
+  it("refuses --cluster with a SQLite database (exit 2, nothing written)", async () => {
+    const result = await run(["serve", "--cluster", "--db", path.join(dir, "single.db")])
+    assert.strictEqual(result.code, 2, result.stderr)
+    assert.include(result.stderr, "--cluster needs a PostgreSQL database")
+    assert.isFalse(fs.existsSync(path.join(dir, "single.db")))
+  })
+
+  it(
+    "three runners, 12 runs submitted to one node, one runner SIGKILLed mid-way: every run completes, byte-identical to SQLite",
+    async () => {
+      const db = await createDatabase(adminUrl())
+      databases.push(db)
+      const work = path.join(dir, "cluster")
+      fs.mkdirSync(work)
+      // The first node migrates Quarry's and the cluster's tables; the others start on a migrated database.
+      nodes.push(await startNode(db, work))
+      nodes.push(...await Promise.all([startNode(db, work), startNode(db, work)]))
+      const [entry, victim] = [nodes[0]!, nodes[1]!]
+
+      // The 300 shards are split over the three runners; each node says which runner it is.
+      type Health = { cluster?: { runnerId: string; ownedShards: number; executing: Array<string> } }
+      const health = async (node: Node) => ((await call(node, "GET", "/healthz")).json() as Health).cluster
+      await until(
+        async () => {
+          const all = await Promise.all(nodes.map(health))
+          return all.every((c) => (c?.ownedShards ?? 0) > 0) && all.reduce((n, c) => n + c!.ownedShards, 0) === 300
+        },
+        60_000,
+        "the shards to be balanced"
+      )
+      for (const node of nodes) assert.strictEqual((await health(node))?.runnerId, `127.0.0.1:${node.runnerPort}`)
+      const metrics = (await call(entry, "GET", "/metrics")).text
+      assert.match(metrics, new RegExp(`quarry_cluster_owned_shards\\{runner="127.0.0.1:${entry.runnerPort}"\\} \\d+`))
+
+      const text = fs.readFileSync(mobyDick.input, "utf8")
+      const ids = Array.from({ length: 12 }, (_, i) => `c${i}`)
+      for (const runId of ids) {
+        const submitted = await call(entry, "POST", "/v1/runs", {
+          input: text,
+          runId,
+          extractor: "test-slow",
+          chunking: { windowSize: 2000, batchSize: 10 }
+        })
+        assert.strictEqual(submitted.status, 202, submitted.text)
+      }
+
+      // Every runner executes some of the runs (the lease owner names the runner).
+      const owners = async () => new Set((await runRows(db)).map((r) => r.lease_owner?.split("/")[0]).filter(Boolean))
+      await until(async () => (await owners()).size === 3, 60_000, "the runs to spread over the three runners")
+
+      const victimId = `127.0.0.1:${victim.runnerPort}/`
+      const victimRuns = async () =>
+        (await runRows(db)).filter((r) => r.status === "running" && r.lease_owner?.startsWith(victimId) === true)
+      await until(
+        async () => (await victimRuns()).some((r) => r.committed_batches >= 5),
+        60_000,
+        "the victim to commit some batches"
+      )
+      const taken = (await victimRuns()).map((r) => r.id)
+      // The victim's /healthz lists the runs it executes.
+      const executing = (await health(victim))?.executing ?? []
+      for (const runId of taken) assert.include(executing, runId)
+      victim.child.child.kill("SIGKILL")
+      const killedAt = Date.now()
+      await victim.child.exited
+
+      // Failover: every run the victim held is executing elsewhere (or done).
+      await until(
+        async () =>
+          (await runRows(db)).filter((r) => taken.includes(r.id)).every((r) =>
+            r.status !== "running" || r.lease_owner?.startsWith(victimId) === false
+          ),
+        60_000,
+        "the victim's runs to move"
+      )
+      const failoverMs = Date.now() - killedAt
+      console.log(`cluster failover: ${taken.length} runs moved ${failoverMs} ms after the SIGKILL`)
+
+      await until(
+        async () => (await runRows(db)).every((r) => r.status === "completed" || r.status === "failed"),
+        240_000,
+        "every run to end"
+      )
+      for (const row of await runRows(db)) {
+        assert.strictEqual(row.status, "completed", `${row.id}: ${JSON.stringify(row)}`)
+        assert.strictEqual(row.committed_batches, 67)
+        assert.strictEqual(Number(row.n), 67)
+        // The chained digest of the commits: the same as one uninterrupted run's, so no batch came twice.
+        assert.strictEqual(row.digest, reference.digest, row.id)
+        assert.strictEqual(sha256File(path.join(work, `${row.id}.ttl`)), reference.sha256, row.id)
+      }
+      // The run JSON on any node says who executed it last (its lease is released at the end).
+      const shown = (await call(nodes[2]!, "GET", "/v1/runs/c0")).json() as { status: string }
+      assert.strictEqual(shown.status, "completed")
+    },
+    400_000
+  )
+
+  it(
+    "a SIGTERM rolling restart of every runner while runs execute: no batch extracted twice, every run completes",
+    async () => {
+      const db = await createDatabase(adminUrl())
+      databases.push(db)
+      const work = path.join(dir, "rolling")
+      fs.mkdirSync(work)
+      const callLog = path.join(work, "calls.log")
+      const env = { QUARRY_TEST_CALL_LOG: callLog, QUARRY_TEST_EXTRACTOR_DELAY_MS: "100" }
+      const live: Array<Node> = [await startNode(db, work, env)]
+      live.push(...await Promise.all([startNode(db, work, env), startNode(db, work, env)]))
+      nodes.push(...live)
+
+      const text = fs.readFileSync(mobyDick.input, "utf8")
+      const ids = Array.from({ length: 12 }, (_, i) => `t${i}`)
+      for (const runId of ids) {
+        const submitted = await call(live[0]!, "POST", "/v1/runs", {
+          input: text,
+          runId,
+          extractor: "test-slow",
+          chunking: { windowSize: 2000, batchSize: 10 }
+        })
+        assert.strictEqual(submitted.status, 202, submitted.text)
+      }
+
+      // Restart each of the three original runners in turn, each while it executes a run that has committed batches.
+      const pending = [...live]
+      let restarts = 0
+      while (pending.length > 0) {
+        let target: Node | undefined
+        await until(
+          async () => {
+            const rows = await runRows(db)
+            target = pending.find((node) =>
+              rows.some((r) =>
+                r.status === "running" && r.committed_batches >= 1 &&
+                r.lease_owner?.startsWith(`127.0.0.1:${node.runnerPort}/`) === true
+              )
+            )
+            return target !== undefined || rows.every((r) => r.status === "completed")
+          },
+          120_000,
+          "a runner to execute a run"
+        )
+        if (target === undefined) break
+        pending.splice(pending.indexOf(target), 1)
+        target.child.child.kill("SIGTERM")
+        const exit = await target.child.exited
+        assert.strictEqual(exit.code, 0, target.child.stderr)
+        restarts++
+        nodes.push(await startNode(db, work, env))
+      }
+
+      await until(
+        async () => (await runRows(db)).every((r) => r.status === "completed" || r.status === "failed"),
+        120_000,
+        "every run to end"
+      ).catch(async (error) => {
+        const logs = nodes.map((n) => n.child.stderr.split("\n").filter((l) => /WARN|ERROR/.test(l)).join("\n"))
+        throw new Error(`${String(error)}: ${JSON.stringify(await runRows(db))}\n${logs.join("\n")}`)
+      })
+      for (const row of await runRows(db)) {
+        assert.strictEqual(row.status, "completed", `${row.id}: ${JSON.stringify(row)}`)
+        assert.strictEqual(row.digest, reference.digest, row.id)
+        assert.strictEqual(sha256File(path.join(work, `${row.id}.ttl`)), reference.sha256, row.id)
+      }
+      // All three original runners were restarted while they executed runs.
+      assert.strictEqual(restarts, 3)
+      // Each batch index was extracted once per run: 12 runs x 67 batches, no call repeated by a handover.
+      const calls = fs.readFileSync(callLog, "utf8").trim().split("\n").map((line) => line.split(" ")[1])
+      const perBatch = new Map<string, number>()
+      for (const batch of calls) perBatch.set(batch!, (perBatch.get(batch!) ?? 0) + 1)
+      assert.strictEqual(perBatch.size, 67)
+      for (const [batch, n] of perBatch) assert.strictEqual(n, ids.length, `batch ${batch} extracted ${n} times`)
+    },
+    600_000
+  )
+})
