@@ -211,7 +211,8 @@ describe("quarry --extractor llm", () => {
         assert.deepStrictEqual([request.model, request.temperature, request.maxTokens], ["test-model", 0.3, 2000])
       }
     },
-    30_000
+    // Seven CLI processes in sequence: the suite's default bound, not a tighter one.
+    60_000
   )
 
   it(

@@ -66,13 +66,16 @@ export const until = async (check: () => boolean | Promise<boolean>, timeoutMs =
   }
 }
 
-/** Waits until a run has ended (completed, failed, cancelled or interrupted) and answers its JSON. */
+/**
+ * Waits until a run has ended (completed, failed, cancelled or interrupted) and answers its JSON. A run waiting in
+ * the queue has not ended, whatever its last status (a cancelled run whose resume waits for a slot).
+ */
 export const ended = async (server: Server, runId: string) => {
-  let run: { status: string } & Record<string, unknown> = { status: "unknown" }
+  let run: { status: string; queuePosition?: number | null } & Record<string, unknown> = { status: "unknown" }
   await until(
     async () => {
       run = (await call(server, "GET", `/v1/runs/${runId}`)).json() as typeof run
-      return ["completed", "failed", "cancelled", "interrupted"].includes(run.status)
+      return ["completed", "failed", "cancelled", "interrupted"].includes(run.status) && run.queuePosition == null
     },
     90_000,
     `run ${runId} to end`

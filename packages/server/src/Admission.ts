@@ -166,18 +166,29 @@ const settle = (core: Core, runId: RunId) =>
   )
 
 // The run's fibers inherit these annotations: its logs carry the run id and the id of the request that queued it.
+// Returns once the run has claimed (its first event) or ended, so that it leaves the queue only when its stored
+// status says it executes: a reader never sees a queued run with its old status (e.g. `cancelled`) and no place.
 const launch = (core: Core, entry: Entry) =>
   Effect.gen(function*() {
     yield* Ref.update(core.active, (set) => new Set([...set, entry.runId]))
+    const started = yield* Deferred.make<void>()
     const given = entry.execution.onEvent
     const handle = yield* core.manager.resume(entry.runId, {
       ...entry.execution,
       onEvent: (event) =>
-        Effect.zipRight(given === undefined ? Effect.void : given(event), PubSub.publish(core.changes, entry.runId))
+        Deferred.succeed(started, undefined).pipe(
+          Effect.zipRight(given === undefined ? Effect.void : given(event)),
+          Effect.zipRight(PubSub.publish(core.changes, entry.runId))
+        )
     })
     yield* Metric.increment(Metrics.runsStarted)
     yield* Effect.logInfo("run started")
-    yield* Fiber.await(handle.fiber).pipe(Effect.zipRight(settle(core, entry.runId)), Effect.forkIn(core.runsScope))
+    yield* Fiber.await(handle.fiber).pipe(
+      Effect.zipRight(Deferred.succeed(started, undefined)),
+      Effect.zipRight(settle(core, entry.runId)),
+      Effect.forkIn(core.runsScope)
+    )
+    yield* Deferred.await(started)
   }).pipe(
     Effect.annotateLogs(
       entry.requestId === undefined ? { runId: entry.runId } : { runId: entry.runId, requestId: entry.requestId }
@@ -227,9 +238,11 @@ const fill = (core: Core, maxActiveRuns: number, isDraining: Effect.Effect<boole
     while (!(yield* isDraining)) {
       const running = yield* Ref.get(core.active)
       if (running.size >= maxActiveRuns) return
-      const next = yield* Ref.modify(core.queue, (entries) => [entries[0], entries.slice(1)] as const)
+      const next = (yield* Ref.get(core.queue))[0]
       if (next === undefined) return
-      yield* launch(core, next)
+      yield* launch(core, next).pipe(
+        Effect.ensuring(Ref.update(core.queue, (entries) => entries.filter((e) => e !== next)))
+      )
     }
   })
 
