@@ -91,14 +91,18 @@ const text = readText(sharedData("texts", "long-multi-chapter.txt"))
  * An extractor that reports $0.01 per batch as it goes, takes a little real time, and counts how many batches it
  * extracts at once.
  */
-const meteredSlow = () => {
+const meteredSlow = (gate?: number) => {
   const peak = { inFlight: 0, max: 0 }
+  // With a gate, the first extractions wait (up to 2 s) until `gate` are in flight at once, so that how many the
+  // workflow lets run together does not depend on how fast a loaded machine starts them.
+  const opened = () => gate === undefined || peak.max >= gate
   const extractor: Extractor.Extractor = {
     ...CapitalizedExtractor.make(),
     extract: (input) =>
       Effect.gen(function*() {
         peak.inFlight += 1
         peak.max = Math.max(peak.max, peak.inFlight)
+        for (let waited = 0; !opened() && waited < 2_000; waited += 5) yield* Effect.sleep(5)
         yield* Effect.sleep(20)
         if (input.recordUsage) yield* input.recordUsage(cent)
         yield* Effect.sleep(5)
@@ -145,7 +149,7 @@ describe("Budget in a workflow", () => {
   it.scopedLive("without a budget, batches are not held back: all 8 slots fill", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const { extractor, peak } = meteredSlow()
+      const { extractor, peak } = meteredSlow(8)
       const done = yield* Effect.gen(function*() {
         const run = yield* Workflow.create({
           input: text,
