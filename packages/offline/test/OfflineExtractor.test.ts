@@ -346,12 +346,74 @@ describe("OfflineExtractor on ordinary prose", () => {
       hasTriple(output, "Acme Tools", `${SCHEMA}location`, "Texas")
     }))
 
+  it.effect("place heads name places; jury and newspaper heads name organisations; a surname is no head", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "The Elm County Grand Jury met in Elm County. Ships sailed down the Silver River to Cape Marden and into " +
+          "the North Sea. The Springfield Examiner and the Dayton Herald printed it. Ann Bay and Tom Lake came too."
+      )
+      for (const label of ["Elm County", "Silver River", "Cape Marden", "North Sea"]) {
+        assert.strictEqual(typeOf(output, label), `${SCHEMA}Place`, label)
+      }
+      for (const label of ["Elm County Grand Jury", "Springfield Examiner", "Dayton Herald"]) {
+        assert.strictEqual(typeOf(output, label), `${FOAF}Organization`, label)
+      }
+      for (const label of ["Ann Bay", "Tom Lake"]) assert.strictEqual(typeOf(output, label), `${FOAF}Person`, label)
+    }))
+
+  it.effect("a lower-case head ends a name written the old way, but not after a or his", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "They dined at the Harbor Yacht club and slept at the Elm Arms hotel. He ran for the Whig party. " +
+          "She stayed at a Boston hotel and went to our Christmas party."
+      )
+      assert.strictEqual(typeOf(output, "Harbor Yacht club"), `${FOAF}Organization`)
+      assert.strictEqual(typeOf(output, "Elm Arms hotel"), `${SCHEMA}Place`)
+      assert.strictEqual(typeOf(output, "Whig party"), `${FOAF}Organization`)
+      const labels = output.entities.map((e) => e.label)
+      assert.notInclude(labels, "Boston hotel")
+      assert.notInclude(labels, "Christmas party")
+    }))
+
+  it.effect("a person of an unknown name makes it a place; so does a state after a comma", () =>
+    Effect.gen(function*() {
+      const output = yield* prose("Mrs. Ada Pell of Quillby spoke. Jon Reeve came from Tarnwick, Ohio, by train.")
+      assert.strictEqual(typeOf(output, "Quillby"), `${SCHEMA}Place`)
+      assert.strictEqual(typeOf(output, "Tarnwick"), `${SCHEMA}Place`)
+      hasTriple(output, "Ada Pell", `${SCHEMA}homeLocation`, "Quillby")
+    }))
+
+  it.effect("where a person is from: Ohio's John Doe, a prominent Ohio lawyer; not a family, not an office", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "Nevada's Ruth Vance spoke first. Carl Ames, a prominent Ohio lawyer, answered. " +
+          "They visited the Paolo Rossis of Milan."
+      )
+      hasTriple(output, "Ruth Vance", `${SCHEMA}homeLocation`, "Nevada")
+      hasTriple(output, "Carl Ames", `${SCHEMA}homeLocation`, "Ohio")
+      assert.isFalse(triples(output).some((t) => t.startsWith("Paolo Rossis")), triples(output).join("\n"))
+    }))
+
+  it.effect("employment: X, Org role; X and Y of Org; a congressman is a member of Congress", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "Dan Roe, State Water Department press director, resigned. Meg Hart and Lou Pike of Kessler Manufacturing " +
+          "came. Congress adjourned; Congressman Paul Ortiz stayed. Nina Cole spent her junior year at Vassar college."
+      )
+      hasTriple(output, "Dan Roe", `${SCHEMA}worksFor`, "State Water Department")
+      hasTriple(output, "Meg Hart", `${SCHEMA}worksFor`, "Kessler Manufacturing")
+      hasTriple(output, "Lou Pike", `${SCHEMA}worksFor`, "Kessler Manufacturing")
+      hasTriple(output, "Paul Ortiz", `${SCHEMA}memberOf`, "Congress")
+      assert.isFalse(triples(output).some((t) => t.startsWith("Nina Cole")), triples(output).join("\n"))
+    }))
+
   it.effect("family through a possessive: his wife, her son, his brother", () =>
     Effect.gen(function*() {
       const output = yield* prose(
         "Tom Baker came home with his wife Anna Baker. Lucy Grant lives with her son Peter Grant. " +
-          "Carl Lund wrote to his brother Erik Lund."
+          "Carl Lund wrote to his brother Erik Lund. Rosa Diaz, a nurse, came with her sister, Mrs. Inez Diaz."
       )
+      hasTriple(output, "Rosa Diaz", `${SCHEMA}sibling`, "Inez Diaz")
       hasTriple(output, "Tom Baker", `${SCHEMA}spouse`, "Anna Baker")
       hasTriple(output, "Peter Grant", `${SCHEMA}parent`, "Lucy Grant")
       hasTriple(output, "Carl Lund", `${SCHEMA}sibling`, "Erik Lund")
