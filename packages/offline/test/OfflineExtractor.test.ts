@@ -361,6 +361,22 @@ describe("OfflineExtractor on ordinary prose", () => {
       for (const label of ["Ann Bay", "Tom Lake"]) assert.strictEqual(typeOf(output, label), `${FOAF}Person`, label)
     }))
 
+  it.effect("boards and councils of something; the House of Representatives; seas; the Soviet Union; parties", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "The Board of Education met. In the event Congress acts, the House of Representatives will vote. " +
+          "Ann Roe will lead a Water Policy Council review. Ships crossed the Atlantic from the Soviet Union and " +
+          "the Ottoman Empire. Ohio Democrats and the GOP agreed."
+      )
+      for (const label of ["Board of Education", "Congress", "House of Representatives", "Water Policy Council"]) {
+        assert.strictEqual(typeOf(output, label), `${FOAF}Organization`, label)
+      }
+      for (const label of ["Ohio Democrats", "GOP"]) assert.strictEqual(typeOf(output, label), `${FOAF}Organization`)
+      for (const label of ["Atlantic", "Soviet Union", "Ottoman Empire"]) {
+        assert.strictEqual(typeOf(output, label), `${SCHEMA}Place`, label)
+      }
+    }))
+
   it.effect("a lower-case head ends a name written the old way, but not after a or his", () =>
     Effect.gen(function*() {
       const output = yield* prose(
@@ -404,6 +420,8 @@ describe("OfflineExtractor on ordinary prose", () => {
       hasTriple(output, "Meg Hart", `${SCHEMA}worksFor`, "Kessler Manufacturing")
       hasTriple(output, "Lou Pike", `${SCHEMA}worksFor`, "Kessler Manufacturing")
       hasTriple(output, "Paul Ortiz", `${SCHEMA}memberOf`, "Congress")
+      const party = yield* prose("Rita Vale, state GOP chairman, spoke.")
+      hasTriple(party, "Rita Vale", `${SCHEMA}memberOf`, "GOP")
       assert.isFalse(triples(output).some((t) => t.startsWith("Nina Cole")), triples(output).join("\n"))
     }))
 

@@ -354,7 +354,8 @@ export const placeSuffixes: ReadonlySet<string> = new Set([
   "valley",
   "jail",
   "stadium",
-  "cathedral"
+  "cathedral",
+  "empire"
 ])
 
 /** Place heads that are also surnames ("Ben Lake", "Tom Street"): a place only when no given name comes first. */
@@ -436,7 +437,13 @@ export const organizationPrefixes: ReadonlySet<string> = new Set([
   "department",
   "museum",
   "society",
-  "school"
+  "school",
+  "board",
+  "council",
+  "bureau",
+  "commission",
+  "committee",
+  "office"
 ])
 
 /** Heads that may be followed by "of"/"for" inside an organisation name. */
@@ -468,7 +475,8 @@ export const ofJoiningHeads: ReadonlySet<string> = new Set([
   "cape",
   "lake",
   "mount",
-  "port"
+  "port",
+  "house"
 ])
 
 /** Lower-case particles that may sit inside a name ("Universidad Complutense de Madrid", "Ludwig van Beethoven"). */
@@ -735,6 +743,7 @@ export const knownOrganizations: ReadonlySet<string> = new Set([
   "red cross",
   "democrats",
   "republicans",
+  "gop",
   "labour",
   "tories",
   "taliban",
@@ -856,8 +865,20 @@ export const knownPlaces: ReadonlySet<string> = new Set([
   "u.s.a.",
   "uk",
   "u.k.",
-  "eu"
+  "eu",
+  "soviet union",
+  "atlantic",
+  "pacific",
+  "mediterranean",
+  "arctic",
+  "antarctic",
+  "baltic",
+  "andes",
+  "alps"
 ])
+
+/** Parties named in the plural: a group, and the head of a longer name ("Georgia Republicans"). */
+export const partyNames: ReadonlySet<string> = new Set(["democrats", "republicans", "gop", "tories"])
 
 /** Local parts of e-mail addresses that belong to a role or team, never to one person. */
 export const genericMailboxes: ReadonlySet<string> = new Set([

@@ -19,6 +19,7 @@ import {
   ofJoiningHeads,
   organizationPrefixes,
   organizationSuffixes,
+  partyNames,
   placePrefixes,
   placeSuffixes,
   prefixJobTitles,
@@ -331,10 +332,14 @@ const wordVotes = (votes: Votes, words: ReadonlyArray<string>, tokens: ReadonlyA
   const n = words.length
   const first = words[0]!
   const last = words[n - 1]!
-  const phrase = words.join(" ")
+  // With its linking words ("house of representatives"), for the hand lists.
+  const full = tokens.map((t) => strip(t.text)).join(" ")
+  const phrase = knownOrganizations.has(full) || knownPlaces.has(full) ? full : words.join(" ")
   // Headings are title case throughout: there, a head word proves nothing.
   if (!heading && n >= 2) {
-    if (organizationSuffixes.has(last)) add(votes, "organization", 4)
+    // "Soviet Union" is a place the hand list knows, whatever its head says.
+    const org = (organizationSuffixes.has(last) || partyNames.has(last)) && !knownPlaces.has(phrase)
+    if (org) add(votes, "organization", 4)
     if (words.some((w) => organizationPrefixes.has(w))) add(votes, "organization", 4)
     // "United States Congress" is the legislature; "the World Congress of X" an event.
     if (eventSuffixes.has(last) && !(last === "congress" && isPlace(words.slice(0, -1).join(" ")))) {
@@ -827,6 +832,12 @@ const namingCues = (scope: SegmentScope) => {
   }
 }
 
+/** Whether a name ends with an organisation or place head ("Domestic Policy Council", "Elm County"). */
+const hasHead = (words: ReadonlyArray<string>) => {
+  const last = words[words.length - 1] ?? ""
+  return words.length >= 2 && (organizationSuffixes.has(last) || placeSuffixes.has(last))
+}
+
 /** Class words of the ontology: "the company Acme", "Acme, a company", "the Acme organization". */
 const classWordCues = (scope: SegmentScope) => {
   const { masked, types } = scope
@@ -841,7 +852,12 @@ const classWordCues = (scope: SegmentScope) => {
     const left = masked.slice(Math.max(0, s - 40), s)
     const right = masked.slice(e, e + 40)
     const next = /^(\s*,)?\s+(?:(?:(?:was|is|were|are)\s+)?(?:called|named|known as)\s+)?/u.exec(right)
-    if (/\b(?:the|a|an|our|their|its|his|her|this|that)\s+(?:[\p{Ll}-]+\s+){0,2}$/iu.test(left) && next !== null) {
+    // "in the event Congress does": an idiom, not the class word before a name.
+    const idiom = /^events?$/u.test(m[0]) && /\bin\s+the\s+$/iu.test(left)
+    if (
+      !idiom && /\b(?:the|a|an|our|their|its|his|her|this|that)\s+(?:[\p{Ll}-]+\s+){0,2}$/iu.test(left) &&
+      next !== null
+    ) {
       const at = e + next[0].length
       const name = scope.names.find((n) => n.start === at)
       if (name !== undefined) explicit(scope, name.index, iri, 6)
@@ -854,8 +870,9 @@ const classWordCues = (scope: SegmentScope) => {
     }
     const preceding = /\b(?:the|a|an)\s+$/iu
     const name = nameEndingAt(s - 1)
+    // "the Domestic Policy Council review": a name with its own head only qualifies the class word after it.
     if (
-      name !== undefined && masked[s - 1] === " " &&
+      name !== undefined && masked[s - 1] === " " && !hasHead(scope.occurrences[name.index]!.words) &&
       preceding.test(masked.slice(Math.max(0, name.start - 8), name.start))
     ) {
       explicit(scope, name.index, iri, 5)

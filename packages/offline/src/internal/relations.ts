@@ -9,6 +9,7 @@ import {
   groupSuffixes,
   honorifics,
   organizationSuffixes,
+  partyNames,
   rankModifiers,
   roleWords
 } from "./lexicon.js"
@@ -428,7 +429,7 @@ const rules: ReadonlyArray<Rule> = [
     // "Sam Doe, Elm County Highway Department public relations director", "Tom Roe, the former Gazette man"
     a: person,
     b: org,
-    gap: /^,(?: (?:the|a|an))?(?: former| then| longtime)?$/,
+    gap: /^,(?: (?:the|a|an))?(?: former| then| longtime)?(?: state| national| county| city| local)?$/,
     after: new RegExp(`^\\s+(?:[\\w-]+\\s+){0,3}?(?:${roles}|man|woman)\\b`, "iu"),
     adjacent: true,
     relation: "worksForOrMember",
@@ -719,7 +720,8 @@ const itemsOf = (
       value: m.value,
       datatype: m.datatype,
       group: m.kind === "organization" &&
-        (groupSuffixes.has(words(c.label).at(-1) ?? "") || (c.type !== undefined && /Group$/u.test(c.type))),
+        (groupSuffixes.has(words(c.label).at(-1) ?? "") || partyNames.has(words(c.label).at(-1) ?? "") ||
+          (c.type !== undefined && /Group$/u.test(c.type))),
       family: m.kind === "person" && /\bthe\s+$/iu.test(textOf(Math.max(0, m.start - 4), m.start)) &&
         /\p{Ll}s$/u.test(m.label)
     }
