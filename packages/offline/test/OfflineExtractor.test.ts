@@ -377,6 +377,30 @@ describe("OfflineExtractor on ordinary prose", () => {
       }
     }))
 
+  it.effect("more titles: Father, Private First Class, Attorney General, Policeman; not before a headed name", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "Father Ambrose Kell prayed. Private First Class Dana Webb wrote home. Attorney General Lyle Marsh " +
+          "objected, and Springfield Policeman Ray Otto agreed. They sued Private Equity Group and General Motors."
+      )
+      assert.strictEqual(entity(output, "Ambrose Kell").attributes.title, "Father")
+      assert.strictEqual(entity(output, "Dana Webb").attributes.title, "Private First Class")
+      assert.strictEqual(entity(output, "Lyle Marsh").attributes.title, "Attorney General")
+      assert.strictEqual(entity(output, "Ray Otto").attributes.title, "Policeman")
+      for (const label of ["Private Equity Group", "General Motors"]) {
+        assert.strictEqual(typeOf(output, label), `${FOAF}Organization`, label)
+      }
+    }))
+
+  it.effect("'and' inside an institution's 'of' part, not between two places", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "The Springfield Association of Commerce and Industry met. The Bank of Italy and Spain did not."
+      )
+      assert.strictEqual(typeOf(output, "Springfield Association of Commerce and Industry"), `${FOAF}Organization`)
+      assert.strictEqual(typeOf(output, "Spain"), `${SCHEMA}Place`)
+    }))
+
   it.effect("a lower-case head ends a name written the old way, but not after a or his", () =>
     Effect.gen(function*() {
       const output = yield* prose(

@@ -72,7 +72,15 @@ export const honorifics: ReadonlySet<string> = new Set([
   "sr",
   "sra",
   "dott",
-  "ing"
+  "ing",
+  "father",
+  "deacon",
+  "commodore",
+  "private",
+  "policeman",
+  "sheriff",
+  "attorney",
+  "boss"
 ])
 
 /** Job titles that may stand directly before a name ("CEO Tim Cook"); kept as the `title` attribute. */

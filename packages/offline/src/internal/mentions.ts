@@ -174,8 +174,16 @@ const connects = (run: ReadonlyArray<Token>, word: Token, next: Token | undefine
     const last = strip(run[run.length - 1]!.text)
     return ofJoiningHeads.has(last) || organizationPrefixes.has(strip(run[0]!.text))
   }
+  // "Association of Commerce and Industry": "and" inside an organisation's "of" part, not between two places or people.
+  const ofHead = run.some((t, k) => t.text === "of" && k > 0 && ofJoiningHeads.has(strip(run[k - 1]!.text)))
+  if (word.text === "and" && ofHead) {
+    return ![run[run.length - 1]!, next].some((t) => isPlaceWord(t.lower) || isFirstName(t.lower))
+  }
   return false
 }
+
+const isPlaceWord = (word: string) =>
+  Gazetteer.places().has(word) || knownPlaces.has(word) || lexiconKind(word) === "place"
 
 /** Words before a name that make a lower-case head after it a common noun ("a Chicago hotel", "his Boston club"). */
 const indefinite: ReadonlySet<string> = new Set([
@@ -340,7 +348,9 @@ const wordVotes = (votes: Votes, words: ReadonlyArray<string>, tokens: ReadonlyA
     // "Soviet Union" is a place the hand list knows, whatever its head says.
     const org = (organizationSuffixes.has(last) || partyNames.has(last)) && !knownPlaces.has(phrase)
     if (org) add(votes, "organization", 4)
-    if (words.some((w) => organizationPrefixes.has(w))) add(votes, "organization", 4)
+    // "University of X", "Chicago Association of Commerce": an institution's head before "of".
+    const headOf = tokens.some((t, k) => organizationSuffixes.has(t.lower) && tokens[k + 1]?.text === "of")
+    if (headOf || words.some((w) => organizationPrefixes.has(w))) add(votes, "organization", 4)
     // "United States Congress" is the legislature; "the World Congress of X" an event.
     if (eventSuffixes.has(last) && !(last === "congress" && isPlace(words.slice(0, -1).join(" ")))) {
       add(votes, "event", 6)
@@ -620,13 +630,20 @@ const valueOccurrence = (
   })
 
 /** The honorific and job-title tokens leading a run of capitalised tokens ("Dr.", "CEO Jane"): how many. */
-const leadingTitles = (run: ReadonlyArray<Token>): number => {
+/** Words after a title that belong to it: "Attorney General", "Private First Class". */
+const titleTail = (t: Token, next: Token) =>
+  t.lower === "general" || t.lower === "class" || (t.lower === "first" && next.lower === "class")
+
+const leadingTitles = (run: ReadonlyArray<Token>, afterTitle: boolean): number => {
   let from = 0
+  // "Private Equity Group", "Father Point Lighthouse": a title never leaves a name that has its own head.
+  const last = strip(run[run.length - 1]!.text)
+  if (organizationSuffixes.has(last) || placeSuffixes.has(last)) return 0
   while (from < run.length - 1) {
     const t = run[from]!
     const nextToken = run[from + 1]!
-    const honorific = (honorifics.has(strip(t.text)) || (rankModifiers.has(t.lower) && titleAhead(run, from))) &&
-      /^\.?[ \t]+$/u.test(t.after)
+    const honorific = (honorifics.has(strip(t.text)) || (rankModifiers.has(t.lower) && titleAhead(run, from)) ||
+      ((from > 0 || afterTitle) && titleTail(t, nextToken))) && /^\.?[ \t]+$/u.test(t.after)
     const job = prefixJobTitles.has(t.lower) && t.after === " " &&
       (isFirstName(nextToken.lower) || nextToken.tags.has("FirstName"))
     if (!honorific && !job) break
@@ -660,7 +677,8 @@ const nameOccurrence = (
   isHeadingAt: (offset: number) => boolean
 ): FoundName | undefined => {
   const text = scope.text
-  const from = leadingTitles(run)
+  const previous = unit.tokens[unit.tokens.indexOf(run[0]!) - 1]
+  const from = leadingTitles(run, previous !== undefined && honorifics.has(strip(previous.text)))
   const titleTokens: Array<Token> = run.slice(0, from)
   let to = run.length
   while (to > from && (run[to - 1]!.text === "&" || nameParticles.has(run[to - 1]!.text))) to--
@@ -674,13 +692,13 @@ const nameOccurrence = (
   const end = tokens[tokens.length - 1]!.end
   const label = text.slice(start, end)
   // An honorific the run did not take in (a sentence-initial "Professor" is not a name token itself).
-  const outside = unit.tokens[unit.tokens.indexOf(tokens[0]!) - 1]
+  const outside = previous
   if (
-    titleTokens.length === 0 && outside !== undefined && /^\p{Lu}/u.test(outside.text) &&
+    outside !== undefined && /^\p{Lu}/u.test(outside.text) && !hasHead(words) &&
     (honorifics.has(strip(outside.text)) ||
-      (prefixJobTitles.has(outside.lower) && isFirstName(tokens[0]!.lower))) &&
+      (titleTokens.length === 0 && prefixJobTitles.has(outside.lower) && isFirstName(tokens[0]!.lower))) &&
     /^\.?[ \t]+$/u.test(outside.after)
-  ) titleTokens.push(outside)
+  ) titleTokens.unshift(outside)
   let title: string | undefined
   if (titleTokens.length > 0) {
     const titleEnd = titleTokens[titleTokens.length - 1]!.end
