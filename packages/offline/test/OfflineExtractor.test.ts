@@ -390,6 +390,12 @@ describe("OfflineExtractor on ordinary prose", () => {
       for (const label of ["Private Equity Group", "General Motors"]) {
         assert.strictEqual(typeOf(output, label), `${FOAF}Organization`, label)
       }
+      const agent = yield* prose(
+        "She serves our country, Border Crimes Investigations Special Agent Rosa Quill. The Attorney General agreed."
+      )
+      assert.strictEqual(typeOf(agent, "Border Crimes Investigations"), `${FOAF}Organization`)
+      hasTriple(agent, "Rosa Quill", `${SCHEMA}worksFor`, "Border Crimes Investigations")
+      assert.notInclude(agent.entities.map((e) => e.label), "General")
     }))
 
   it.effect("'and' inside an institution's 'of' part, not between two places", () =>

@@ -644,8 +644,10 @@ const leadingTitles = (run: ReadonlyArray<Token>, afterTitle: boolean): number =
     const nextToken = run[from + 1]!
     const honorific = (honorifics.has(strip(t.text)) || (rankModifiers.has(t.lower) && titleAhead(run, from)) ||
       ((from > 0 || afterTitle) && titleTail(t, nextToken))) && /^\.?[ \t]+$/u.test(t.after)
+    // "CEO Tim Cook"; after a rank's modifier ("Special Agent"), whatever name follows.
     const job = prefixJobTitles.has(t.lower) && t.after === " " &&
-      (isFirstName(nextToken.lower) || nextToken.tags.has("FirstName"))
+      (isFirstName(nextToken.lower) || nextToken.tags.has("FirstName") ||
+        (from > 0 && rankModifiers.has(run[from - 1]!.lower)))
     if (!honorific && !job) break
     from++
   }
@@ -656,7 +658,8 @@ const leadingTitles = (run: ReadonlyArray<Token>, afterTitle: boolean): number =
 const notAName = (words: ReadonlyArray<string>, tokens: ReadonlyArray<Token>): boolean => {
   if (
     words.length === 1 &&
-    (commonAcronyms.has(words[0]!.replace(/s$/u, "")) || notNames.has(words[0]!) || notNamesAlone.has(words[0]!))
+    (commonAcronyms.has(words[0]!.replace(/s$/u, "")) || notNames.has(words[0]!) || notNamesAlone.has(words[0]!) ||
+      words[0] === "general")
   ) {
     return true
   }
@@ -856,6 +859,14 @@ const hasHead = (words: ReadonlyArray<string>) => {
   return words.length >= 2 && (organizationSuffixes.has(last) || placeSuffixes.has(last))
 }
 
+/** Whether a name's head gives it another kind than a class word near it ("Domestic Policy Council" review). */
+const headDisagrees = (words: ReadonlyArray<string>, kind: Kind | undefined) => {
+  const last = words[words.length - 1] ?? ""
+  if (words.length < 2) return false
+  const head = organizationSuffixes.has(last) ? "organization" : placeSuffixes.has(last) ? "place" : undefined
+  return head !== undefined && head !== kind
+}
+
 /** Class words of the ontology: "the company Acme", "Acme, a company", "the Acme organization". */
 const classWordCues = (scope: SegmentScope) => {
   const { masked, types } = scope
@@ -878,8 +889,12 @@ const classWordCues = (scope: SegmentScope) => {
     ) {
       const at = e + next[0].length
       const name = scope.names.find((n) => n.start === at)
-      if (name !== undefined) explicit(scope, name.index, iri, 6)
-      else if (quoted.test(masked.slice(at))) quotedOccurrence(scope, at, iri, undefined)
+      // "defend our country, Homeland Security Investigations": a name whose head says otherwise keeps it.
+      if (name !== undefined) {
+        if (!headDisagrees(scope.occurrences[name.index]!.words, types.kindOfClass(iri))) {
+          explicit(scope, name.index, iri, 6)
+        }
+      } else if (quoted.test(masked.slice(at))) quotedOccurrence(scope, at, iri, undefined)
     }
     const apposition = /^(.*?)\s*,\s*(?:a|an|the)\s+(?:[\p{Ll}-]+\s+){0,2}$/u.exec(left)
     if (apposition !== null) {
@@ -890,7 +905,8 @@ const classWordCues = (scope: SegmentScope) => {
     const name = nameEndingAt(s - 1)
     // "the Domestic Policy Council review": a name with its own head only qualifies the class word after it.
     if (
-      name !== undefined && masked[s - 1] === " " && !hasHead(scope.occurrences[name.index]!.words) &&
+      name !== undefined && masked[s - 1] === " " &&
+      !headDisagrees(scope.occurrences[name.index]!.words, types.kindOfClass(iri)) &&
       preceding.test(masked.slice(Math.max(0, name.start - 8), name.start))
     ) {
       explicit(scope, name.index, iri, 5)
