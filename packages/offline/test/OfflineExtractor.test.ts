@@ -462,6 +462,9 @@ describe("OfflineExtractor on ordinary prose", () => {
           "Carl Lund wrote to his brother Erik Lund. Rosa Diaz, a nurse, came with her sister, Mrs. Inez Diaz."
       )
       hasTriple(output, "Rosa Diaz", `${SCHEMA}sibling`, "Inez Diaz")
+      const pair = yield* prose("Mrs. Ida Rune and K. Lee Sand will wed at the home of her brother, J. Otto Rune.")
+      assert.deepStrictEqual(triples(pair).filter((t) => t.includes("sibling")), [])
+      assert.strictEqual(typeOf(pair, "J. Otto Rune"), `${FOAF}Person`)
       hasTriple(output, "Tom Baker", `${SCHEMA}spouse`, "Anna Baker")
       hasTriple(output, "Peter Grant", `${SCHEMA}parent`, "Lucy Grant")
       hasTriple(output, "Carl Lund", `${SCHEMA}sibling`, "Erik Lund")

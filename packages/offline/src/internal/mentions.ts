@@ -370,7 +370,9 @@ const wordVotes = (votes: Votes, words: ReadonlyArray<string>, tokens: ReadonlyA
   if (n === 1 && lexiconTags(first).includes("LastName")) add(votes, "person", 1)
   const capitalisedWords = tokens.filter((t) => /^\p{Lu}/u.test(t.text)).length
   if (n >= 2 && n <= 4 && capitalisedWords === n && !organizationSuffixes.has(last)) {
-    if (isGivenName(first) || lexiconTags(first).includes("Person")) add(votes, "person", 3)
+    // "J. Hampton Monroe", "W. A. Swanberg": initials before a surname stand for given names.
+    const initials = /^\p{Lu}$/u.test(tokens[0]!.text) && tokens[0]!.after.startsWith(".") && last.length > 1
+    if (isGivenName(first) || lexiconTags(first).includes("Person") || initials) add(votes, "person", 3)
     if (lexiconTags(last).includes("LastName")) add(votes, "person", 1)
   }
   if (n === 1 && camelCase.test(tokens[0]!.text)) add(votes, "organization", 2)
@@ -1075,7 +1077,7 @@ const batchVotes = (
   for (const [key, indexes] of groups) {
     const words = occurrences[indexes[0]!]!.words
     const votes = totals.get(key)!.votes
-    if (indexes.some((i) => ofPerson(occurrences, i, people))) votes.place += 2
+    if (!isCommonWord(words) && indexes.some((i) => ofPerson(occurrences, i, people))) votes.place += 2
     if (words.length === 1 && personWords.has(words[0]!)) votes.person += 3
     // A common word needs more than context to be a name, however often it occurs.
     if (isCommonWord(words)) { for (const k of nameKinds) votes[k] -= 1.5 }

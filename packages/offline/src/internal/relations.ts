@@ -861,6 +861,10 @@ const ruleHolds = (s: Sentence, rule: Rule, i: number, j: number, g: string): bo
   const y = s.list[j]!
   if (!rule.a.includes(x.kind) || !rule.b.includes(y.kind) || !rule.gap.test(g)) return false
   if (x.family || y.family) return false
+  // "Ann Roe and Lee Wells ... her brother": a pronoun after two people is not the second one's.
+  if (/\b(?:his|her)\b/u.test(g) && s.list[i - 1]?.kind === "person" && /^(?:and|&)$/u.test(gapOf(s, i - 1, i))) {
+    return false
+  }
   if (rule.possessive === true && !x.possessive) return false
   if (rule.adjacent === true && s.list.slice(i + 1, j).some((z) => z.kind === "person")) return false
   if (rule.affiliation === true && s.modifiesNoun(y)) return false
