@@ -491,8 +491,11 @@ describe("OfflineExtractor relations", () => {
   it.effect("membership: member of, joined a group", () =>
     Effect.gen(function*() {
       const output = yield* relations(
-        "Dan Brickley is a member of the Semantic Web Consortium. Libby Miller joined the Open Data Group."
+        "Dan Brickley is a member of the Semantic Web Consortium. Libby Miller joined the Open Data Group. " +
+          "Ann Lee, a longtime member of the Springfield Rotary Club, came. Jim Bo told a member of the Elm County Board."
       )
+      hasTriple(output, "Ann Lee", `${SCHEMA}memberOf`, "Springfield Rotary Club")
+      assert.isFalse(triples(output).some((t) => t.startsWith("Jim Bo")), triples(output).join("\n"))
       hasTriple(output, "Dan Brickley", `${SCHEMA}memberOf`, "Semantic Web Consortium")
       hasTriple(output, "Libby Miller", `${SCHEMA}memberOf`, "Open Data Group")
     }))

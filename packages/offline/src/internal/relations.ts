@@ -456,6 +456,16 @@ const rules: ReadonlyArray<Rule> = [
     chainSubjects: true,
     confidence: 0.8
   },
+  {
+    // "X, a longtime member of Y", "X, who was a regular member of Y", "X is a born member of Y"
+    a: person,
+    b: org,
+    gap:
+      /^(?:, (?:a|an|the) |(?:, )?(?:who )?(?:is|was|became|becomes|has been|had been|remained)(?: also| now| still)? (?:a |an |the )?)(?:[\w-]+ ){0,2}members? of(?: the)?$/,
+    adjacent: true,
+    relation: "memberOf",
+    confidence: 0.75
+  },
   // founding
   {
     a: person,
