@@ -323,17 +323,18 @@ it("entity and relation quality against the gold annotations", () => {
       `${row(["relations", fixed(y.p), fixed(y.r), fixed(y.f1)])}`
   )
 
-  // The blind set (eval/heldout-fresh/README.md): annotated before any extractor ran on it; never tune on it.
+  // Blind until version 4 was measured (eval/heldout-fresh/README.md): annotated before any extractor ran on it; its
+  // misses stay unprinted so that nobody tunes on them; measure the next version on a freshly annotated set.
   // EVAL_FRESH=0 leaves it out, so that its figures are not read between two changes of the rules while tuning.
   if (process.env.EVAL_FRESH === "0") return
   const fresh = goldFiles(freshDir, path.join(freshDir, "texts"))
   const f = evaluate(fresh, ontology, true)
   printEntityTable(
-    `Entities: held-out, fresh, blind (${fresh.length} files in eval/heldout-fresh/)`,
+    `Entities: held-out, fresh, blind until version 4 (${fresh.length} files in eval/heldout-fresh/)`,
     f.offline,
     f.base
   )
-  printRelationTable("Relations: held-out, fresh, blind", f.offline)
+  printRelationTable("Relations: held-out, fresh, blind until version 4", f.offline)
 })
 
 /** Wall and CPU seconds of `step` over `n` items, yielding to the event loop now and then (see below). */
