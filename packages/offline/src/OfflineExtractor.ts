@@ -36,7 +36,7 @@ export const name = "offline"
  * @since 0.1.0
  * @category constants
  */
-export const version = "3"
+export const version = "4"
 
 /**
  * What the extractor can be told. Every option changes the output and is part of the configuration hash.

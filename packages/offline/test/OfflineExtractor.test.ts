@@ -346,12 +346,125 @@ describe("OfflineExtractor on ordinary prose", () => {
       hasTriple(output, "Acme Tools", `${SCHEMA}location`, "Texas")
     }))
 
+  it.effect("place heads name places; jury and newspaper heads name organisations; a surname is no head", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "The Elm County Grand Jury met in Elm County. Ships sailed down the Silver River to Cape Marden and into " +
+          "the North Sea. The Springfield Examiner and the Dayton Herald printed it. Ann Bay and Tom Lake came too."
+      )
+      for (const label of ["Elm County", "Silver River", "Cape Marden", "North Sea"]) {
+        assert.strictEqual(typeOf(output, label), `${SCHEMA}Place`, label)
+      }
+      for (const label of ["Elm County Grand Jury", "Springfield Examiner", "Dayton Herald"]) {
+        assert.strictEqual(typeOf(output, label), `${FOAF}Organization`, label)
+      }
+      for (const label of ["Ann Bay", "Tom Lake"]) assert.strictEqual(typeOf(output, label), `${FOAF}Person`, label)
+    }))
+
+  it.effect("boards and councils of something; the House of Representatives; seas; the Soviet Union; parties", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "The Board of Education met. In the event Congress acts, the House of Representatives will vote. " +
+          "Ann Roe will lead a Water Policy Council review. Ships crossed the Atlantic from the Soviet Union and " +
+          "the Ottoman Empire. Ohio Democrats and the GOP agreed."
+      )
+      for (const label of ["Board of Education", "Congress", "House of Representatives", "Water Policy Council"]) {
+        assert.strictEqual(typeOf(output, label), `${FOAF}Organization`, label)
+      }
+      for (const label of ["Ohio Democrats", "GOP"]) assert.strictEqual(typeOf(output, label), `${FOAF}Organization`)
+      for (const label of ["Atlantic", "Soviet Union", "Ottoman Empire"]) {
+        assert.strictEqual(typeOf(output, label), `${SCHEMA}Place`, label)
+      }
+    }))
+
+  it.effect("more titles: Father, Private First Class, Attorney General, Policeman; not before a headed name", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "Father Ambrose Kell prayed. Private First Class Dana Webb wrote home. Attorney General Lyle Marsh " +
+          "objected, and Springfield Policeman Ray Otto agreed. They sued Private Equity Group and General Motors."
+      )
+      assert.strictEqual(entity(output, "Ambrose Kell").attributes.title, "Father")
+      assert.strictEqual(entity(output, "Dana Webb").attributes.title, "Private First Class")
+      assert.strictEqual(entity(output, "Lyle Marsh").attributes.title, "Attorney General")
+      assert.strictEqual(entity(output, "Ray Otto").attributes.title, "Policeman")
+      for (const label of ["Private Equity Group", "General Motors"]) {
+        assert.strictEqual(typeOf(output, label), `${FOAF}Organization`, label)
+      }
+      const agent = yield* prose(
+        "She serves our country, Border Crimes Investigations Special Agent Rosa Quill. The Attorney General agreed."
+      )
+      assert.strictEqual(typeOf(agent, "Border Crimes Investigations"), `${FOAF}Organization`)
+      hasTriple(agent, "Rosa Quill", `${SCHEMA}worksFor`, "Border Crimes Investigations")
+      assert.notInclude(agent.entities.map((e) => e.label), "General")
+    }))
+
+  it.effect("'and' inside an institution's 'of' part, not between two places", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "The Springfield Association of Commerce and Industry met. The Bank of Italy and Spain did not."
+      )
+      assert.strictEqual(typeOf(output, "Springfield Association of Commerce and Industry"), `${FOAF}Organization`)
+      assert.strictEqual(typeOf(output, "Spain"), `${SCHEMA}Place`)
+    }))
+
+  it.effect("a lower-case head ends a name written the old way, but not after a or his", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "They dined at the Harbor Yacht club and slept at the Elm Arms hotel. He ran for the Whig party. " +
+          "She stayed at a Boston hotel and went to our Christmas party."
+      )
+      assert.strictEqual(typeOf(output, "Harbor Yacht club"), `${FOAF}Organization`)
+      assert.strictEqual(typeOf(output, "Elm Arms hotel"), `${SCHEMA}Place`)
+      assert.strictEqual(typeOf(output, "Whig party"), `${FOAF}Organization`)
+      const labels = output.entities.map((e) => e.label)
+      assert.notInclude(labels, "Boston hotel")
+      assert.notInclude(labels, "Christmas party")
+    }))
+
+  it.effect("a person of an unknown name makes it a place; so does a state after a comma", () =>
+    Effect.gen(function*() {
+      const output = yield* prose("Mrs. Ada Pell of Quillby spoke. Jon Reeve came from Tarnwick, Ohio, by train.")
+      assert.strictEqual(typeOf(output, "Quillby"), `${SCHEMA}Place`)
+      assert.strictEqual(typeOf(output, "Tarnwick"), `${SCHEMA}Place`)
+      hasTriple(output, "Ada Pell", `${SCHEMA}homeLocation`, "Quillby")
+    }))
+
+  it.effect("where a person is from: Ohio's John Doe, a prominent Ohio lawyer; not a family, not an office", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "Nevada's Ruth Vance spoke first. Carl Ames, a prominent Ohio lawyer, answered. " +
+          "They visited the Paolo Rossis of Milan."
+      )
+      hasTriple(output, "Ruth Vance", `${SCHEMA}homeLocation`, "Nevada")
+      hasTriple(output, "Carl Ames", `${SCHEMA}homeLocation`, "Ohio")
+      assert.isFalse(triples(output).some((t) => t.startsWith("Paolo Rossis")), triples(output).join("\n"))
+    }))
+
+  it.effect("employment: X, Org role; X and Y of Org; a congressman is a member of Congress", () =>
+    Effect.gen(function*() {
+      const output = yield* prose(
+        "Dan Roe, State Water Department press director, resigned. Meg Hart and Lou Pike of Kessler Manufacturing " +
+          "came. Congress adjourned; Congressman Paul Ortiz stayed. Nina Cole spent her junior year at Vassar college."
+      )
+      hasTriple(output, "Dan Roe", `${SCHEMA}worksFor`, "State Water Department")
+      hasTriple(output, "Meg Hart", `${SCHEMA}worksFor`, "Kessler Manufacturing")
+      hasTriple(output, "Lou Pike", `${SCHEMA}worksFor`, "Kessler Manufacturing")
+      hasTriple(output, "Paul Ortiz", `${SCHEMA}memberOf`, "Congress")
+      const party = yield* prose("Rita Vale, state GOP chairman, spoke.")
+      hasTriple(party, "Rita Vale", `${SCHEMA}memberOf`, "GOP")
+      assert.isFalse(triples(output).some((t) => t.startsWith("Nina Cole")), triples(output).join("\n"))
+    }))
+
   it.effect("family through a possessive: his wife, her son, his brother", () =>
     Effect.gen(function*() {
       const output = yield* prose(
         "Tom Baker came home with his wife Anna Baker. Lucy Grant lives with her son Peter Grant. " +
-          "Carl Lund wrote to his brother Erik Lund."
+          "Carl Lund wrote to his brother Erik Lund. Rosa Diaz, a nurse, came with her sister, Mrs. Inez Diaz."
       )
+      hasTriple(output, "Rosa Diaz", `${SCHEMA}sibling`, "Inez Diaz")
+      const pair = yield* prose("Mrs. Ida Rune and K. Lee Sand will wed at the home of her brother, J. Otto Rune.")
+      assert.deepStrictEqual(triples(pair).filter((t) => t.includes("sibling")), [])
+      assert.strictEqual(typeOf(pair, "J. Otto Rune"), `${FOAF}Person`)
       hasTriple(output, "Tom Baker", `${SCHEMA}spouse`, "Anna Baker")
       hasTriple(output, "Peter Grant", `${SCHEMA}parent`, "Lucy Grant")
       hasTriple(output, "Carl Lund", `${SCHEMA}sibling`, "Erik Lund")
@@ -378,8 +491,11 @@ describe("OfflineExtractor relations", () => {
   it.effect("membership: member of, joined a group", () =>
     Effect.gen(function*() {
       const output = yield* relations(
-        "Dan Brickley is a member of the Semantic Web Consortium. Libby Miller joined the Open Data Group."
+        "Dan Brickley is a member of the Semantic Web Consortium. Libby Miller joined the Open Data Group. " +
+          "Ann Lee, a longtime member of the Springfield Rotary Club, came. Jim Bo told a member of the Elm County Board."
       )
+      hasTriple(output, "Ann Lee", `${SCHEMA}memberOf`, "Springfield Rotary Club")
+      assert.isFalse(triples(output).some((t) => t.startsWith("Jim Bo")), triples(output).join("\n"))
       hasTriple(output, "Dan Brickley", `${SCHEMA}memberOf`, "Semantic Web Consortium")
       hasTriple(output, "Libby Miller", `${SCHEMA}memberOf`, "Open Data Group")
     }))

@@ -72,7 +72,15 @@ export const honorifics: ReadonlySet<string> = new Set([
   "sr",
   "sra",
   "dott",
-  "ing"
+  "ing",
+  "father",
+  "deacon",
+  "commodore",
+  "private",
+  "policeman",
+  "sheriff",
+  "attorney",
+  "boss"
 ])
 
 /** Job titles that may stand directly before a name ("CEO Tim Cook"); kept as the `title` attribute. */
@@ -198,7 +206,15 @@ export const roleWords: ReadonlySet<string> = new Set([
   "teacher",
   "linguist",
   "strategist",
-  "principal"
+  "principal",
+  "judge",
+  "superintendent",
+  "commissioner",
+  "sheriff",
+  "policeman",
+  "publisher",
+  "chaplain",
+  "boss"
 ])
 
 /** Last words that make a name an organisation ("Acme Corp", "Google Research", "Tokyo University"). */
@@ -320,7 +336,66 @@ export const organizationSuffixes: ReadonlySet<string> = new Set([
   "team",
   "club",
   "party",
-  "ai"
+  "ai",
+  "jury",
+  "tribune",
+  "examiner",
+  "journal",
+  "herald",
+  "gazette",
+  "chronicle"
+])
+
+/**
+ * Last words that make a name a place ("Fulton County", "Mississippi River", "Sag Harbor"). Only words seen in the
+ * development texts (docs/extraction-quality.md): a word the blind set alone suggested would tune on it.
+ */
+export const placeSuffixes: ReadonlySet<string> = new Set([
+  "county",
+  "river",
+  "sea",
+  "ocean",
+  "mountains",
+  "islands",
+  "harbor",
+  "harbour",
+  "valley",
+  "jail",
+  "stadium",
+  "cathedral",
+  "empire"
+])
+
+/** Place heads that are also surnames ("Ben Lake", "Tom Street"): a place only when no given name comes first. */
+export const surnamePlaceSuffixes: ReadonlySet<string> = new Set([
+  "lake",
+  "bay",
+  "island",
+  "street",
+  "st",
+  "rd",
+  "building",
+  "beach",
+  "hotel"
+])
+
+/** First words that make a name a place ("Cape Horn", "Lake Erie"). */
+export const placePrefixes: ReadonlySet<string> = new Set(["cape", "lake"])
+
+/**
+ * Lower-case heads that end a name written the old way ("the Chicago Press club", "the Democratic party", "the Acushnet
+ * river"), as the development texts of the Brown corpus do.
+ */
+export const lowerCaseHeads: ReadonlySet<string> = new Set([
+  "club",
+  "association",
+  "school",
+  "college",
+  "hotel",
+  "party",
+  "county",
+  "river",
+  "church"
 ])
 
 /** Organisation suffixes that name a group of members rather than an employer ("joined the X Consortium"). */
@@ -370,7 +445,13 @@ export const organizationPrefixes: ReadonlySet<string> = new Set([
   "department",
   "museum",
   "society",
-  "school"
+  "school",
+  "board",
+  "council",
+  "bureau",
+  "commission",
+  "committee",
+  "office"
 ])
 
 /** Heads that may be followed by "of"/"for" inside an organisation name. */
@@ -402,7 +483,8 @@ export const ofJoiningHeads: ReadonlySet<string> = new Set([
   "cape",
   "lake",
   "mount",
-  "port"
+  "port",
+  "house"
 ])
 
 /** Lower-case particles that may sit inside a name ("Universidad Complutense de Madrid", "Ludwig van Beethoven"). */
@@ -669,6 +751,7 @@ export const knownOrganizations: ReadonlySet<string> = new Set([
   "red cross",
   "democrats",
   "republicans",
+  "gop",
   "labour",
   "tories",
   "taliban",
@@ -790,8 +873,20 @@ export const knownPlaces: ReadonlySet<string> = new Set([
   "u.s.a.",
   "uk",
   "u.k.",
-  "eu"
+  "eu",
+  "soviet union",
+  "atlantic",
+  "pacific",
+  "mediterranean",
+  "arctic",
+  "antarctic",
+  "baltic",
+  "andes",
+  "alps"
 ])
+
+/** Parties named in the plural: a group, and the head of a longer name ("Georgia Republicans"). */
+export const partyNames: ReadonlySet<string> = new Set(["democrats", "republicans", "gop", "tories"])
 
 /** Local parts of e-mail addresses that belong to a role or team, never to one person. */
 export const genericMailboxes: ReadonlySet<string> = new Set([

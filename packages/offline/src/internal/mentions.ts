@@ -12,17 +12,22 @@ import {
   honorifics,
   knownOrganizations,
   knownPlaces,
+  lowerCaseHeads,
   nameParticles,
   notNames,
   notNamesAlone,
   ofJoiningHeads,
   organizationPrefixes,
   organizationSuffixes,
+  partyNames,
+  placePrefixes,
+  placeSuffixes,
   prefixJobTitles,
   projectSuffixes,
   rankModifiers,
   roleWords,
-  speechVerbs
+  speechVerbs,
+  surnamePlaceSuffixes
 } from "./lexicon.js"
 import type { Kind, TypeMap } from "./mapping.js"
 import { analyse, isFirstName, isGivenName, lexiconTags, type Token, type Unit } from "./nlp.js"
@@ -54,6 +59,8 @@ export interface Occurrence {
   aliasOf: number | undefined
   /** Batch-wide id of the list of names this one stands in ("Hamas, Hizballah, and Islamic Jihad"). */
   list: number | undefined
+  /** Index of the name right before this one with " of " between them ("Tom Doe of Kenilworth"). */
+  ofName: number | undefined
   readonly unit: number
   readonly value: string | undefined
   readonly datatype: string | undefined
@@ -167,7 +174,52 @@ const connects = (run: ReadonlyArray<Token>, word: Token, next: Token | undefine
     const last = strip(run[run.length - 1]!.text)
     return ofJoiningHeads.has(last) || organizationPrefixes.has(strip(run[0]!.text))
   }
+  // "Association of Commerce and Industry": "and" inside an organisation's "of" part, not between two places or people.
+  const ofHead = run.some((t, k) => t.text === "of" && k > 0 && ofJoiningHeads.has(strip(run[k - 1]!.text)))
+  if (word.text === "and" && ofHead) {
+    return ![run[run.length - 1]!, next].some((t) => isPlaceWord(t.lower) || isFirstName(t.lower))
+  }
   return false
+}
+
+const isPlaceWord = (word: string) =>
+  Gazetteer.places().has(word) || knownPlaces.has(word) || lexiconKind(word) === "place"
+
+/** Words before a name that make a lower-case head after it a common noun ("a Chicago hotel", "his Boston club"). */
+const indefinite: ReadonlySet<string> = new Set([
+  "a",
+  "an",
+  "his",
+  "her",
+  "their",
+  "its",
+  "our",
+  "my",
+  "your",
+  "this",
+  "that",
+  "these",
+  "those",
+  "every",
+  "each",
+  "any",
+  "some",
+  "no",
+  "one"
+])
+
+/** "the Chicago Press club", "St. Bernadine's church": a lower-case head that ends the name before it. */
+const endsWithLowerCaseHead = (tokens: ReadonlyArray<Token>, run: ReadonlyArray<Token>, t: Token): boolean => {
+  const last = run[run.length - 1]
+  if (last === undefined || !lowerCaseHeads.has(t.text)) return false
+  const gap = last.possessive
+    ? /^['’]s[ \t]+$/u.test(last.after) && possessivePlaceWords.has(t.text)
+    : last.after === " "
+  if (!gap) return false
+  const before = tokens[tokens.indexOf(run[0]!) - 1]
+  if (before !== undefined && indefinite.has(before.lower)) return false
+  // "the Christian church", "the Christmas party": an adjective or a holiday before the noun names nothing.
+  return !run.every((r) => r.tags.has("Demonym") || r.tags.has("Date") || r.tags.has("Holiday"))
 }
 
 /** Splits a unit into runs of name tokens. */
@@ -182,7 +234,10 @@ const runsOf = (unit: Unit, capitalisedElsewhere: ReadonlySet<string>): Array<Ar
   const tokens = unit.tokens
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!
-    if (isName(t)) {
+    if (endsWithLowerCaseHead(tokens, run, t)) {
+      run.push(t)
+      close()
+    } else if (isName(t)) {
       const previous = run[run.length - 1]
       // "Martha's Vineyard", "Behring's Straits": a possessive that names a place with the word after it.
       const placeAfterPossessive = previous !== undefined && previous.possessive && previous.after.endsWith(" ") &&
@@ -260,6 +315,8 @@ const after = {
   personPossessive:
     /^['’]s\s+(?:e-?mail|homepage|home page|website|wife|husband|son|daughter|father|mother|colleague|title|work|research|career|supervisor|friend)\b/iu,
   orgVerb: /^\s+(?:is|was)\s+(?:based|headquartered|located|founded|incorporated)\b/iu,
+  stateOrCountry:
+    /^,\s+(\p{Lu}\p{Ll}+(?:\s+\p{Lu}\p{Ll}+)?)(?=[.;:!?)]|,(?!\s+(?:and|or)\b)|\s+(?!and\b|or\b)\p{Ll}|$)/u,
   orgPossessive:
     /^['’]s\s+(?:offices?|headquarters|employees|ceo|cto|founders?|products?|customers|staff|board|division|efforts)\b/iu
 }
@@ -278,6 +335,107 @@ const add = (votes: Votes, kind: NameKind, n: number) => {
   votes[kind] += n
 }
 
+/** Votes of the name's own words: heads, gazetteers, compromise's lexicon, given names. */
+const wordVotes = (votes: Votes, words: ReadonlyArray<string>, tokens: ReadonlyArray<Token>, heading: boolean) => {
+  const n = words.length
+  const first = words[0]!
+  const last = words[n - 1]!
+  // With its linking words ("house of representatives"), for the hand lists.
+  const full = tokens.map((t) => strip(t.text)).join(" ")
+  const phrase = knownOrganizations.has(full) || knownPlaces.has(full) ? full : words.join(" ")
+  // Headings are title case throughout: there, a head word proves nothing.
+  if (!heading && n >= 2) {
+    // "Soviet Union" is a place the hand list knows, whatever its head says.
+    const org = (organizationSuffixes.has(last) || partyNames.has(last)) && !knownPlaces.has(phrase)
+    if (org) add(votes, "organization", 4)
+    // "University of X", "Chicago Association of Commerce": an institution's head before "of".
+    const headOf = tokens.some((t, k) => organizationSuffixes.has(t.lower) && tokens[k + 1]?.text === "of")
+    if (headOf || words.some((w) => organizationPrefixes.has(w))) add(votes, "organization", 4)
+    // "United States Congress" is the legislature; "the World Congress of X" an event.
+    if (eventSuffixes.has(last) && !(last === "congress" && isPlace(words.slice(0, -1).join(" ")))) {
+      add(votes, "event", 6)
+    }
+    if (eventPrefixes.has(first)) add(votes, "event", 6)
+    if (projectSuffixes.has(last)) add(votes, "project", 6)
+    if (placeSuffixes.has(last) || placePrefixes.has(first)) add(votes, "place", 4)
+    else if (surnamePlaceSuffixes.has(last) && !isGivenName(first)) add(votes, "place", 4)
+  }
+  if (knownOrganizations.has(phrase)) add(votes, "organization", 5)
+  if (knownPlaces.has(phrase)) add(votes, "place", 5)
+  // Weaker than the hand list: a city's name also names its university or team ("a professor at Berkeley").
+  else if (Gazetteer.places().has(phrase)) add(votes, "place", 2.5)
+  const lexical = lexiconKind(phrase)
+  if (lexical !== undefined) add(votes, lexical, 3)
+  if (n === 1 && isFirstName(first)) add(votes, "person", 2)
+  if (n === 1 && lexiconTags(first).includes("LastName")) add(votes, "person", 1)
+  const capitalisedWords = tokens.filter((t) => /^\p{Lu}/u.test(t.text)).length
+  if (n >= 2 && n <= 4 && capitalisedWords === n && !organizationSuffixes.has(last)) {
+    // "J. Hampton Monroe", "W. A. Swanberg": initials before a surname stand for given names.
+    const initials = /^\p{Lu}$/u.test(tokens[0]!.text) && tokens[0]!.after.startsWith(".") && last.length > 1
+    if (isGivenName(first) || lexiconTags(first).includes("Person") || initials) add(votes, "person", 3)
+    if (lexiconTags(last).includes("LastName")) add(votes, "person", 1)
+  }
+  if (n === 1 && camelCase.test(tokens[0]!.text)) add(votes, "organization", 2)
+}
+
+const isPlace = (phrase: string) =>
+  knownPlaces.has(phrase) || Gazetteer.places().has(phrase) || lexiconKind(phrase) === "place"
+
+/** Votes of compromise's tags in context and of the words around the name. */
+const contextVotes = (
+  votes: Votes,
+  words: ReadonlyArray<string>,
+  tokens: ReadonlyArray<Token>,
+  left: string,
+  right: string,
+  next: Token | undefined
+) => {
+  const n = words.length
+  const first = words[0]!
+  const share = (tag: string) => tokens.filter((t) => t.tags.has(tag) && !t.tags.has("Honorific")).length / n
+  if (share("Person") >= 0.5) add(votes, "person", 2)
+  if (share("Place") >= 0.5) add(votes, "place", 2)
+  if (share("Organization") >= 0.5) add(votes, "organization", 1)
+  // An acronym, not a shouted common word ("BOOK", "SAILOR") or a Roman numeral.
+  if (
+    n === 1 && acronym.test(tokens[0]!.text) && !commonAcronyms.has(first.replace(/s$/u, "")) &&
+    lexiconTags(first).length === 0 && !/^[IVXLCDM]+$/u.test(tokens[0]!.text)
+  ) {
+    add(votes, "organization", 1)
+  }
+  if (before.place.test(left)) add(votes, "place", 1.5)
+  if (before.atFrom.test(left)) {
+    add(votes, "organization", 1)
+    add(votes, "place", 0.5)
+  }
+  if (before.worksAt.test(left) || before.roleOf.test(left)) add(votes, "organization", 2)
+  if (before.joined.test(left)) add(votes, "organization", 1)
+  if (before.basedIn.test(left)) add(votes, "place", 2)
+  if (before.founded.test(left)) add(votes, "organization", 1.5)
+  if (before.foundedBy.test(left)) add(votes, "person", 1.5)
+  if (/,\s*$/u.test(left) && /\p{Lu}\p{Ll}+,\s*$/u.test(left) && lexiconTags(first).includes("Abbreviation")) {
+    add(votes, "place", 2)
+  }
+  // "Redding, California": a name before a state or country (not a list: "Smith, Jordan and Lee").
+  const state = after.stateOrCountry.exec(right)
+  if (state !== null && isPlace(state[1]!.toLowerCase()) && !isGivenName(first)) add(votes, "place", 2)
+  if (after.speech.test(right)) add(votes, "person", 2)
+  // An unknown word doing something ("Stubb was", "Queequeg gave") is more likely someone than something.
+  if (
+    n === 1 && next !== undefined && lexiconTags(first).length === 0 && !tokens[0]!.possessive &&
+    !before.place.test(left) && !before.atFrom.test(left) &&
+    (next.tags.has("PastTense") || next.tags.has("PresentTense") || next.tags.has("Copula")) &&
+    !next.tags.has("Infinitive") && !next.tags.has("Gerund") && /^[ \t]+$/u.test(next.before)
+  ) add(votes, "person", 1.5)
+  if (after.personApposition.test(right)) add(votes, "person", 1.5)
+  if (after.who.test(right)) add(votes, "person", 1)
+  if (after.roleParen.test(right) || after.roleApposition.test(right) || after.roleCopula.test(right)) {
+    add(votes, "person", 1.5)
+  }
+  if (after.personVerb.test(right) || after.personPossessive.test(right)) add(votes, "person", 1.5)
+  if (after.orgVerb.test(right) || after.orgPossessive.test(right)) add(votes, "organization", 1.5)
+}
+
 /** Votes of one occurrence of a name. */
 const vote = (
   words: ReadonlyArray<string>,
@@ -290,76 +448,15 @@ const vote = (
   next: Token | undefined
 ): Votes => {
   const votes = noVotes()
-  const n = words.length
-  const first = words[0]!
-  const last = words[n - 1]!
-  const phrase = words.join(" ")
   if (title !== undefined) add(votes, "person", 5)
-  // Headings are title case throughout: there, a head word proves nothing.
-  if (!heading) {
-    if (n >= 2 && organizationSuffixes.has(last)) add(votes, "organization", 4)
-    if (n >= 2 && words.some((w) => organizationPrefixes.has(w))) add(votes, "organization", 4)
-    if (n >= 2 && eventSuffixes.has(last)) add(votes, "event", 6)
-    if (n >= 2 && eventPrefixes.has(first)) add(votes, "event", 6)
-    if (n >= 2 && projectSuffixes.has(last)) add(votes, "project", 6)
+  wordVotes(votes, words, tokens, heading)
+  const n = words.length
+  if (n >= 2 && possessivePlaceWords.has(words[n - 1]!) && /['’]s\s/u.test(text.slice(start, end))) {
+    add(votes, "place", 5)
   }
-  if (knownOrganizations.has(phrase)) add(votes, "organization", 5)
-  if (knownPlaces.has(phrase)) add(votes, "place", 5)
-  // Weaker than the hand list: a city's name also names its university or team ("a professor at Berkeley").
-  else if (Gazetteer.places().has(phrase)) add(votes, "place", 2.5)
-  if (n >= 2 && possessivePlaceWords.has(last) && /['’]s\s/u.test(text.slice(start, end))) add(votes, "place", 5)
-  const lexical = lexiconKind(phrase)
-  if (lexical !== undefined) add(votes, lexical, 3)
-  if (n === 1 && isFirstName(first)) add(votes, "person", 2)
-  if (n === 1 && lexiconTags(first).includes("LastName")) add(votes, "person", 1)
-  const capitalisedWords = tokens.filter((t) => /^\p{Lu}/u.test(t.text)).length
-  if (n >= 2 && n <= 4 && capitalisedWords === n && !organizationSuffixes.has(last)) {
-    if (isGivenName(first) || lexiconTags(first).includes("Person")) add(votes, "person", 3)
-    if (lexiconTags(last).includes("LastName")) add(votes, "person", 1)
-  }
-  if (n === 1 && camelCase.test(tokens[0]!.text)) add(votes, "organization", 2)
   if (!heading) {
-    const share = (tag: string) => tokens.filter((t) => t.tags.has(tag) && !t.tags.has("Honorific")).length / n
-    if (share("Person") >= 0.5) add(votes, "person", 2)
-    if (share("Place") >= 0.5) add(votes, "place", 2)
-    if (share("Organization") >= 0.5) add(votes, "organization", 1)
-    // An acronym, not a shouted common word ("BOOK", "SAILOR") or a Roman numeral.
-    if (
-      n === 1 && acronym.test(tokens[0]!.text) && !commonAcronyms.has(first.replace(/s$/u, "")) &&
-      lexiconTags(first).length === 0 && !/^[IVXLCDM]+$/u.test(tokens[0]!.text)
-    ) {
-      add(votes, "organization", 1)
-    }
     const left = text.slice(Math.max(0, start - 48), start)
-    const right = text.slice(end, end + 64)
-    if (before.place.test(left)) add(votes, "place", 1.5)
-    if (before.atFrom.test(left)) {
-      add(votes, "organization", 1)
-      add(votes, "place", 0.5)
-    }
-    if (before.worksAt.test(left) || before.roleOf.test(left)) add(votes, "organization", 2)
-    if (before.joined.test(left)) add(votes, "organization", 1)
-    if (before.basedIn.test(left)) add(votes, "place", 2)
-    if (before.founded.test(left)) add(votes, "organization", 1.5)
-    if (before.foundedBy.test(left)) add(votes, "person", 1.5)
-    if (/,\s*$/u.test(left) && /\p{Lu}\p{Ll}+,\s*$/u.test(left) && lexiconTags(first).includes("Abbreviation")) {
-      add(votes, "place", 2)
-    }
-    if (after.speech.test(right)) add(votes, "person", 2)
-    // An unknown word doing something ("Stubb was", "Queequeg gave") is more likely someone than something.
-    if (
-      n === 1 && next !== undefined && lexiconTags(first).length === 0 && !tokens[0]!.possessive &&
-      !before.place.test(left) && !before.atFrom.test(left) &&
-      (next.tags.has("PastTense") || next.tags.has("PresentTense") || next.tags.has("Copula")) &&
-      !next.tags.has("Infinitive") && !next.tags.has("Gerund") && /^[ \t]+$/u.test(next.before)
-    ) add(votes, "person", 1.5)
-    if (after.personApposition.test(right)) add(votes, "person", 1.5)
-    if (after.who.test(right)) add(votes, "person", 1)
-    if (after.roleParen.test(right) || after.roleApposition.test(right) || after.roleCopula.test(right)) {
-      add(votes, "person", 1.5)
-    }
-    if (after.personVerb.test(right) || after.personPossessive.test(right)) add(votes, "person", 1.5)
-    if (after.orgVerb.test(right) || after.orgPossessive.test(right)) add(votes, "organization", 1.5)
+    contextVotes(votes, words, tokens, left, text.slice(end, end + 64), next)
   }
   return votes
 }
@@ -528,21 +625,31 @@ const valueOccurrence = (
     title: undefined,
     aliasOf: undefined,
     list: undefined,
+    ofName: undefined,
     unit: scope.unitAt(m.start),
     value: v,
     datatype
   })
 
 /** The honorific and job-title tokens leading a run of capitalised tokens ("Dr.", "CEO Jane"): how many. */
-const leadingTitles = (run: ReadonlyArray<Token>): number => {
+/** Words after a title that belong to it: "Attorney General", "Private First Class". */
+const titleTail = (t: Token, next: Token) =>
+  t.lower === "general" || t.lower === "class" || (t.lower === "first" && next.lower === "class")
+
+const leadingTitles = (run: ReadonlyArray<Token>, afterTitle: boolean): number => {
   let from = 0
+  // "Private Equity Group", "Father Point Lighthouse": a title never leaves a name that has its own head.
+  const last = strip(run[run.length - 1]!.text)
+  if (organizationSuffixes.has(last) || placeSuffixes.has(last)) return 0
   while (from < run.length - 1) {
     const t = run[from]!
     const nextToken = run[from + 1]!
-    const honorific = (honorifics.has(strip(t.text)) || (rankModifiers.has(t.lower) && titleAhead(run, from))) &&
-      /^\.?[ \t]+$/u.test(t.after)
+    const honorific = (honorifics.has(strip(t.text)) || (rankModifiers.has(t.lower) && titleAhead(run, from)) ||
+      ((from > 0 || afterTitle) && titleTail(t, nextToken))) && /^\.?[ \t]+$/u.test(t.after)
+    // "CEO Tim Cook"; after a rank's modifier ("Special Agent"), whatever name follows.
     const job = prefixJobTitles.has(t.lower) && t.after === " " &&
-      (isFirstName(nextToken.lower) || nextToken.tags.has("FirstName"))
+      (isFirstName(nextToken.lower) || nextToken.tags.has("FirstName") ||
+        (from > 0 && rankModifiers.has(run[from - 1]!.lower)))
     if (!honorific && !job) break
     from++
   }
@@ -553,7 +660,8 @@ const leadingTitles = (run: ReadonlyArray<Token>): number => {
 const notAName = (words: ReadonlyArray<string>, tokens: ReadonlyArray<Token>): boolean => {
   if (
     words.length === 1 &&
-    (commonAcronyms.has(words[0]!.replace(/s$/u, "")) || notNames.has(words[0]!) || notNamesAlone.has(words[0]!))
+    (commonAcronyms.has(words[0]!.replace(/s$/u, "")) || notNames.has(words[0]!) || notNamesAlone.has(words[0]!) ||
+      words[0] === "general")
   ) {
     return true
   }
@@ -574,25 +682,28 @@ const nameOccurrence = (
   isHeadingAt: (offset: number) => boolean
 ): FoundName | undefined => {
   const text = scope.text
-  const from = leadingTitles(run)
+  const previous = unit.tokens[unit.tokens.indexOf(run[0]!) - 1]
+  const from = leadingTitles(run, previous !== undefined && honorifics.has(strip(previous.text)))
   const titleTokens: Array<Token> = run.slice(0, from)
   let to = run.length
   while (to > from && (run[to - 1]!.text === "&" || nameParticles.has(run[to - 1]!.text))) to--
   const tokens = run.slice(from, to)
   if (tokens.length === 0) return undefined
-  const words = tokens.filter((t) => t.text !== "&" && !/^\p{Ll}/u.test(t.text)).map((t) => strip(t.text))
+  const words = tokens.filter((t, k) =>
+    t.text !== "&" && (!/^\p{Ll}/u.test(t.text) || (k === tokens.length - 1 && lowerCaseHeads.has(t.text)))
+  ).map((t) => strip(t.text))
   if (notAName(words, tokens)) return undefined
   const start = tokens[0]!.start
   const end = tokens[tokens.length - 1]!.end
   const label = text.slice(start, end)
   // An honorific the run did not take in (a sentence-initial "Professor" is not a name token itself).
-  const outside = unit.tokens[unit.tokens.indexOf(tokens[0]!) - 1]
+  const outside = previous
   if (
-    titleTokens.length === 0 && outside !== undefined && /^\p{Lu}/u.test(outside.text) &&
+    outside !== undefined && /^\p{Lu}/u.test(outside.text) && !hasHead(words) &&
     (honorifics.has(strip(outside.text)) ||
-      (prefixJobTitles.has(outside.lower) && isFirstName(tokens[0]!.lower))) &&
+      (titleTokens.length === 0 && prefixJobTitles.has(outside.lower) && isFirstName(tokens[0]!.lower))) &&
     /^\.?[ \t]+$/u.test(outside.after)
-  ) titleTokens.push(outside)
+  ) titleTokens.unshift(outside)
   let title: string | undefined
   if (titleTokens.length > 0) {
     const titleEnd = titleTokens[titleTokens.length - 1]!.end
@@ -612,6 +723,7 @@ const nameOccurrence = (
     title,
     aliasOf: undefined,
     list: undefined,
+    ofName: undefined,
     unit: scope.unitBase + u,
     value: undefined,
     datatype: undefined
@@ -658,6 +770,16 @@ const markLists = (scope: SegmentScope, firstList: number): number => {
   return lists
 }
 
+/** "Tom Doe of Kenilworth": remembers the name before " of ", so that a person there makes this a place. */
+const markOf = (scope: SegmentScope) => {
+  const { names, occurrences, text } = scope
+  for (let i = 1; i < names.length; i++) {
+    if (text.slice(names[i - 1]!.end, names[i]!.start) === " of ") {
+      occurrences[names[i]!.index]!.ofName = names[i - 1]!.index
+    }
+  }
+}
+
 /** Parenthesised renamings share the type of the name before them: "田中優子 (Yuko Tanaka)". */
 const markAliases = (scope: SegmentScope) => {
   const { names, occurrences, text } = scope
@@ -701,6 +823,7 @@ const quotedOccurrence = (scope: SegmentScope, at: number, iri: string | undefin
     title: undefined,
     aliasOf: undefined,
     list: undefined,
+    ofName: undefined,
     unit: scope.unitAt(start),
     value: undefined,
     datatype: undefined
@@ -732,6 +855,20 @@ const namingCues = (scope: SegmentScope) => {
   }
 }
 
+/** Whether a name ends with an organisation or place head ("Domestic Policy Council", "Elm County"). */
+const hasHead = (words: ReadonlyArray<string>) => {
+  const last = words[words.length - 1] ?? ""
+  return words.length >= 2 && (organizationSuffixes.has(last) || placeSuffixes.has(last))
+}
+
+/** Whether a name's head gives it another kind than a class word near it ("Domestic Policy Council" review). */
+const headDisagrees = (words: ReadonlyArray<string>, kind: Kind | undefined) => {
+  const last = words[words.length - 1] ?? ""
+  if (words.length < 2) return false
+  const head = organizationSuffixes.has(last) ? "organization" : placeSuffixes.has(last) ? "place" : undefined
+  return head !== undefined && head !== kind
+}
+
 /** Class words of the ontology: "the company Acme", "Acme, a company", "the Acme organization". */
 const classWordCues = (scope: SegmentScope) => {
   const { masked, types } = scope
@@ -746,11 +883,20 @@ const classWordCues = (scope: SegmentScope) => {
     const left = masked.slice(Math.max(0, s - 40), s)
     const right = masked.slice(e, e + 40)
     const next = /^(\s*,)?\s+(?:(?:(?:was|is|were|are)\s+)?(?:called|named|known as)\s+)?/u.exec(right)
-    if (/\b(?:the|a|an|our|their|its|his|her|this|that)\s+(?:[\p{Ll}-]+\s+){0,2}$/iu.test(left) && next !== null) {
+    // "in the event Congress does": an idiom, not the class word before a name.
+    const idiom = /^events?$/u.test(m[0]) && /\bin\s+the\s+$/iu.test(left)
+    if (
+      !idiom && /\b(?:the|a|an|our|their|its|his|her|this|that)\s+(?:[\p{Ll}-]+\s+){0,2}$/iu.test(left) &&
+      next !== null
+    ) {
       const at = e + next[0].length
       const name = scope.names.find((n) => n.start === at)
-      if (name !== undefined) explicit(scope, name.index, iri, 6)
-      else if (quoted.test(masked.slice(at))) quotedOccurrence(scope, at, iri, undefined)
+      // "defend our country, Homeland Security Investigations": a name whose head says otherwise keeps it.
+      if (name !== undefined) {
+        if (!headDisagrees(scope.occurrences[name.index]!.words, types.kindOfClass(iri))) {
+          explicit(scope, name.index, iri, 6)
+        }
+      } else if (quoted.test(masked.slice(at))) quotedOccurrence(scope, at, iri, undefined)
     }
     const apposition = /^(.*?)\s*,\s*(?:a|an|the)\s+(?:[\p{Ll}-]+\s+){0,2}$/u.exec(left)
     if (apposition !== null) {
@@ -759,8 +905,10 @@ const classWordCues = (scope: SegmentScope) => {
     }
     const preceding = /\b(?:the|a|an)\s+$/iu
     const name = nameEndingAt(s - 1)
+    // "the Domestic Policy Council review": a name with its own head only qualifies the class word after it.
     if (
       name !== undefined && masked[s - 1] === " " &&
+      !headDisagrees(scope.occurrences[name.index]!.words, types.kindOfClass(iri)) &&
       preceding.test(masked.slice(Math.max(0, name.start - 8), name.start))
     ) {
       explicit(scope, name.index, iri, 5)
@@ -809,6 +957,7 @@ export const collect = (
     for (const d of findDates(masked)) valueOccurrence(scope, d, "date", d.value, d.datatype)
     nameOccurrences(scope, layout, capitalisedElsewhere)
     lists = markLists(scope, lists)
+    markOf(scope)
     markAliases(scope)
     namingCues(scope)
     classWordCues(scope)
@@ -893,6 +1042,12 @@ const tally = (occurrences: ReadonlyArray<Occurrence>) => {
   return { groups, totals: new Map([...groups].map(([key, indexes]) => [key, total(indexes)] as const)) }
 }
 
+/** Whether occurrence `i` follows a person's name with " of " between them. */
+const ofPerson = (occurrences: ReadonlyArray<Occurrence>, i: number, people: ReadonlySet<string>) => {
+  const before = occurrences[i]!.ofName
+  return before !== undefined && people.has(occurrences[before]!.key)
+}
+
 /**
  * Votes from the whole batch and the run: bare first or last names of people named in full (in the batch or known
  * to the run) are people too; common words need more; a label the run already typed keeps its type.
@@ -912,9 +1067,17 @@ const batchVotes = (
       personWords.add(words[words.length - 1]!)
     }
   }
+  // "Tom Doe of Kenilworth" (GUIDELINES.md: a person of a place): decided before any vote below changes.
+  const people = new Set(
+    [...totals].filter(([, t]) => {
+      const b = best(t.votes)
+      return b.kind === "person" && b.score >= threshold
+    }).map(([key]) => key)
+  )
   for (const [key, indexes] of groups) {
     const words = occurrences[indexes[0]!]!.words
     const votes = totals.get(key)!.votes
+    if (!isCommonWord(words) && indexes.some((i) => ofPerson(occurrences, i, people))) votes.place += 2
     if (words.length === 1 && personWords.has(words[0]!)) votes.person += 3
     // A common word needs more than context to be a name, however often it occurs.
     if (isCommonWord(words)) { for (const k of nameKinds) votes[k] -= 1.5 }

@@ -9,6 +9,7 @@ import {
   groupSuffixes,
   honorifics,
   organizationSuffixes,
+  partyNames,
   rankModifiers,
   roleWords
 } from "./lexicon.js"
@@ -28,6 +29,8 @@ interface Item {
   readonly value: string | undefined
   readonly datatype: string | undefined
   readonly group: boolean
+  /** "the Guglielmo Rostagnos": a family named in the plural, no one person (GUIDELINES.md). */
+  readonly family: boolean
 }
 
 const isValue = (kind: Kind) => kind === "email" || kind === "url" || kind === "date"
@@ -105,7 +108,44 @@ const roles = [...roleWords].join("|")
 const titles = [...new Set([...roleWords, ...honorifics, ...rankModifiers])].map((w) => w.replace(/\./gu, "\\.")).join(
   "|"
 )
-const title = "(?: (?:dr|prof|professor|mr|mrs|ms)\\.?)?"
+const title = "(?: (?:dr|prof|professor|mr|mrs|ms|miss)\\.?)?"
+/** Professions a place can qualify ("a California journalist"); offices ("an Ohio senator") say whom one serves. */
+const professions = [
+  "journalist",
+  "politician",
+  "lawyer",
+  "attorney",
+  "businessman",
+  "businesswoman",
+  "merchant",
+  "banker",
+  "farmer",
+  "rancher",
+  "physician",
+  "surgeon",
+  "dentist",
+  "teacher",
+  "student",
+  "writer",
+  "author",
+  "poet",
+  "painter",
+  "artist",
+  "architect",
+  "engineer",
+  "scientist",
+  "clergyman",
+  "publisher",
+  "industrialist",
+  "manufacturer",
+  "socialite",
+  "resident",
+  "native",
+  "man",
+  "woman",
+  "boy",
+  "girl"
+].join("|")
 
 interface Rule {
   readonly a: ReadonlyArray<Kind>
@@ -233,11 +273,17 @@ const rules: ReadonlyArray<Rule> = [
     a: person,
     b: person,
     possessive: true,
-    gap: /^(?:'s )?(?:wife|husband|spouse),?$/,
+    gap: new RegExp(`^(?:'s )?(?:wife|husband|spouse),?${title}$`),
     relation: "spouse",
     confidence: 0.8
   },
-  { a: person, b: person, gap: /^, (?:his|her) (?:wife|husband|spouse),?$/, relation: "spouse", confidence: 0.8 },
+  {
+    a: person,
+    b: person,
+    gap: new RegExp(`^, (?:his|her) (?:wife|husband|spouse),?${title}$`),
+    relation: "spouse",
+    confidence: 0.8
+  },
   {
     a: person,
     b: person,
@@ -249,7 +295,7 @@ const rules: ReadonlyArray<Rule> = [
     a: person,
     b: person,
     possessive: true,
-    gap: /^(?:'s )?(?:son|daughter|child),?$/,
+    gap: new RegExp(`^(?:'s )?(?:son|daughter|child),?${title}$`),
     relation: "parent",
     swap: true,
     confidence: 0.8
@@ -258,7 +304,7 @@ const rules: ReadonlyArray<Rule> = [
     a: person,
     b: person,
     possessive: true,
-    gap: /^(?:'s )?(?:father|mother|parent),?$/,
+    gap: new RegExp(`^(?:'s )?(?:father|mother|parent),?${title}$`),
     relation: "parent",
     confidence: 0.8
   },
@@ -281,7 +327,7 @@ const rules: ReadonlyArray<Rule> = [
     a: person,
     b: person,
     possessive: true,
-    gap: /^(?:'s )?(?:brother|sister|sibling),?$/,
+    gap: new RegExp(`^(?:'s )?(?:brother|sister|sibling),?${title}$`),
     relation: "sibling",
     confidence: 0.8
   },
@@ -334,7 +380,8 @@ const rules: ReadonlyArray<Rule> = [
   {
     a: person,
     b: org,
-    gap: /\b(?:years?|months?|decades?|stint|tenure|career) (?:at|with)$/,
+    // Not a student's "junior year at Smith college".
+    gap: /\b(?<!(?:junior|senior|freshman|sophomore) )(?:years?|months?|decades?|stint|tenure|career) (?:at|with)$/,
     adjacent: true,
     relation: "worksFor",
     confidence: 0.65
@@ -368,6 +415,26 @@ const rules: ReadonlyArray<Rule> = [
     confidence: 0.7
   },
   { a: person, b: org, gap: /^(?:from|at)(?: the)?$/, relation: "worksFor", affiliation: true, confidence: 0.6 },
+  {
+    // "Steve Staub and Sandy Keplinger of Staub Manufacturing"
+    a: person,
+    b: org,
+    gap: /^of(?: the)?$/,
+    relation: "worksForOrMember",
+    affiliation: true,
+    chainSubjects: true,
+    confidence: 0.6
+  },
+  {
+    // "Sam Doe, Elm County Highway Department public relations director", "Tom Roe, the former Gazette man"
+    a: person,
+    b: org,
+    gap: /^,(?: (?:the|a|an))?(?: former| then| longtime)?(?: state| national| county| city| local)?$/,
+    after: new RegExp(`^\\s+(?:[\\w-]+\\s+){0,3}?(?:${roles}|man|woman)\\b`, "iu"),
+    adjacent: true,
+    relation: "worksForOrMember",
+    confidence: 0.7
+  },
   { a: org, b: person, gap: /^'s$/, relation: "worksFor", swap: true, confidence: 0.6 },
   {
     a: org,
@@ -388,6 +455,16 @@ const rules: ReadonlyArray<Rule> = [
     relation: "memberOf",
     chainSubjects: true,
     confidence: 0.8
+  },
+  {
+    // "X, a longtime member of Y", "X, who was a regular member of Y", "X is a born member of Y"
+    a: person,
+    b: org,
+    gap:
+      /^(?:, (?:a|an|the) |(?:, )?(?:who )?(?:is|was|became|becomes|has been|had been|remained)(?: also| now| still)? (?:a |an |the )?)(?:[\w-]+ ){0,2}members? of(?: the)?$/,
+    adjacent: true,
+    relation: "memberOf",
+    confidence: 0.75
   },
   // founding
   {
@@ -454,6 +531,26 @@ const rules: ReadonlyArray<Rule> = [
     confidence: 0.65
   },
   {
+    // "Ohio's John Doe" (GUIDELINES.md: where the person is from)
+    a: place,
+    b: person,
+    possessive: true,
+    gap: new RegExp(`^'s${title}$`),
+    relation: "location",
+    swap: true,
+    confidence: 0.65
+  },
+  {
+    // "John Doe, a prominent Ohio lawyer": a place as the adjective of a profession (not of an office)
+    a: person,
+    b: place,
+    gap: /^, (?:a|an|the)(?: [\w-]+){0,2}$/,
+    after: new RegExp(`^\\s+(?:[\\w-]+\\s+)?(?:${professions})\\b`, "iu"),
+    adjacent: true,
+    relation: "location",
+    confidence: 0.65
+  },
+  {
     // "Acme, a small business in Ohio", "Acme of Ohio"
     a: org,
     b: place,
@@ -466,7 +563,7 @@ const rules: ReadonlyArray<Rule> = [
   {
     a: person,
     b: person,
-    gap: /\b(?:his|her) (?:wife|husband|spouse),?$/,
+    gap: new RegExp(`\\b(?:his|her) (?:wife|husband|spouse),?${title}$`),
     adjacent: true,
     relation: "spouse",
     confidence: 0.7
@@ -474,7 +571,9 @@ const rules: ReadonlyArray<Rule> = [
   {
     a: person,
     b: person,
-    gap: /\b(?:his|her|their) (?:new |eldest |youngest |only |baby )?(?:son|daughter|child)(?: named)?,?$/,
+    gap: new RegExp(
+      `\\b(?:his|her|their) (?:new |eldest |youngest |only |baby )?(?:son|daughter|child)(?: named)?,?${title}$`
+    ),
     adjacent: true,
     relation: "parent",
     swap: true,
@@ -484,7 +583,7 @@ const rules: ReadonlyArray<Rule> = [
     // "Jane Doe ... her father, John Doe": the child comes first
     a: person,
     b: person,
-    gap: /\b(?:his|her) (?:late )?(?:father|mother),?$/,
+    gap: new RegExp(`\\b(?:his|her) (?:late )?(?:father|mother),?${title}$`),
     adjacent: true,
     relation: "parent",
     confidence: 0.65
@@ -492,7 +591,7 @@ const rules: ReadonlyArray<Rule> = [
   {
     a: person,
     b: person,
-    gap: /\b(?:his|her) (?:older |younger |twin |elder )?(?:brother|sister),?$/,
+    gap: new RegExp(`\\b(?:his|her) (?:older |younger |twin |elder )?(?:brother|sister),?${title}$`),
     adjacent: true,
     relation: "sibling",
     confidence: 0.65
@@ -631,7 +730,10 @@ const itemsOf = (
       value: m.value,
       datatype: m.datatype,
       group: m.kind === "organization" &&
-        (groupSuffixes.has(words(c.label).at(-1) ?? "") || (c.type !== undefined && /Group$/u.test(c.type)))
+        (groupSuffixes.has(words(c.label).at(-1) ?? "") || partyNames.has(words(c.label).at(-1) ?? "") ||
+          (c.type !== undefined && /Group$/u.test(c.type))),
+      family: m.kind === "person" && /\bthe\s+$/iu.test(textOf(Math.max(0, m.start - 4), m.start)) &&
+        /\p{Ll}s$/u.test(m.label)
     }
   })
 
@@ -768,6 +870,11 @@ const ruleHolds = (s: Sentence, rule: Rule, i: number, j: number, g: string): bo
   const x = s.list[i]!
   const y = s.list[j]!
   if (!rule.a.includes(x.kind) || !rule.b.includes(y.kind) || !rule.gap.test(g)) return false
+  if (x.family || y.family) return false
+  // "Ann Roe and Lee Wells ... her brother": a pronoun after two people is not the second one's.
+  if (/\b(?:his|her)\b/u.test(g) && s.list[i - 1]?.kind === "person" && /^(?:and|&)$/u.test(gapOf(s, i - 1, i))) {
+    return false
+  }
   if (rule.possessive === true && !x.possessive) return false
   if (rule.adjacent === true && s.list.slice(i + 1, j).some((z) => z.kind === "person")) return false
   if (rule.affiliation === true && s.modifiesNoun(y)) return false
@@ -849,7 +956,21 @@ export const findRelations = (
     sentenceRelations({ list: lists.get(unit)!, textOf, modifiesNoun, emit })
   }
   valueOwners(analysed, mentions, items, textOf, emit)
+  titledMembers(mentions, items, emit)
   return out
+}
+
+const congress = /^(?:the )?(?:united states |u\.s\. )?congress$/iu
+
+/** "Congressman Steve Scalise" is a member of Congress, when the batch names Congress (GUIDELINES.md). */
+const titledMembers = (mentions: ReadonlyArray<Mention>, items: ReadonlyArray<Item>, emit: Emit) => {
+  const congresses = items.filter((it) => it.kind === "organization" && congress.test(it.label))
+  if (congresses.length === 0) return
+  mentions.forEach((m, i) => {
+    if (m.kind !== "person" || m.title === undefined || !/\bcongress(?:wo)?man\b/iu.test(m.title)) return
+    const nearest = congresses.reduce((a, b) => (Math.abs(b.start - m.start) < Math.abs(a.start - m.start) ? b : a))
+    emit("memberOf", items[i]!, { _tag: "Item", item: nearest }, 0.6)
+  })
 }
 
 const dateTarget = (date: Item): Target => ({
