@@ -45,6 +45,9 @@ describe("the bundled quarry", () => {
     const version = await run(["--version"])
     assert.strictEqual(version.code, 0, version.stderr)
     assert.match(version.stdout, /^\d+\.\d+\.\d+\s*$/)
+    const help = await run(["--help"])
+    assert.strictEqual(help.code, 0, help.stderr)
+    assert.match(help.stdout, /^quarry \d+\.\d+\.\d+: /)
   })
 
   it("loads the extractors' packages only when a command runs them", () => {
@@ -52,18 +55,24 @@ describe("the bundled quarry", () => {
     const outputs = metafile.outputs
     const entry = Object.keys(outputs).find((file) => file.endsWith("/quarry.js"))
     assert.isDefined(entry)
-    // Everything Node loads before the first line of quarry runs: the entry and its static imports, transitively.
-    const loaded = new Set<string>()
-    const visit = (file: string) => {
-      if (loaded.has(file)) return
+    // What a file loads with it: its static imports, transitively.
+    const staticClosure = (file: string, loaded = new Set<string>()) => {
+      if (loaded.has(file)) return loaded
       loaded.add(file)
       for (const i of outputs[file]?.imports ?? []) {
-        if (i.kind === "import-statement" && i.external !== true) visit(i.path)
+        if (i.kind === "import-statement" && i.external !== true) staticClosure(i.path, loaded)
       }
+      return loaded
     }
-    visit(entry!)
-    const inputs = [...loaded].flatMap((file) => Object.keys(outputs[file]?.inputs ?? {}))
-    assert.isAbove(inputs.length, 100, "the start-up chunks hold effect and the commands")
+    const inputsOf = (files: Iterable<string>) => [...files].flatMap((file) => Object.keys(outputs[file]?.inputs ?? {}))
+    // `--version` loads only the entry and its static imports: no effect, no command.
+    const versionInputs = inputsOf(staticClosure(entry!))
+    assert.deepStrictEqual(versionInputs.filter((i) => i.includes("/effect/") || i.includes("/@effect/")), [])
+    // Every other command line also loads the program the entry imports (main): that is start-up for them.
+    const programs = (outputs[entry!]?.imports ?? []).filter((i) => i.kind === "dynamic-import" && i.external !== true)
+    assert.strictEqual(programs.length, 1, "the entry imports the program")
+    const inputs = inputsOf(staticClosure(programs[0]!.path, staticClosure(entry!)))
+    assert.isAbove(inputs.length, 100, "the start-up chunks of a command hold effect and the commands")
     for (const name of lazyPackages) {
       const bundled = Object.values(outputs).some((o) => Object.keys(o.inputs).some((i) => i.includes(`/${name}/`)))
       assert.isTrue(bundled, `${name} is in the bundle`)

@@ -28,7 +28,8 @@ describe("benchmarks 9 and 12 (smoke)", () => {
         sane(data[key].wall, `${key} wall`, config.repeats)
         sane(data[key].cpu, `${key} cpu`, config.repeats)
       }
-      assert.isBelow(data.startupBytes, data.bundleBytes, "some chunks are loaded only on demand")
+      assert.isBelow(data.startupBytes.command, data.bundleBytes, "some chunks are loaded only on demand")
+      assert.isBelow(data.startupBytes.version, data.startupBytes.command / 100, "--version loads almost nothing")
       renders(section, ["P9", "P9", "P9"])
     }), 120_000)
 

@@ -30,14 +30,15 @@ import * as Serve from "./Serve.js"
 import * as Settings from "./Settings.js"
 import * as Start from "./Start.js"
 import * as Status from "./Status.js"
+import * as Version from "./Version.js"
 
 /**
- * The version `quarry --version` prints.
+ * The version `quarry --version` prints (see `Version.ts`).
  *
  * @since 0.1.0
  * @category constants
  */
-export const version = "0.1.0"
+export const version = Version.version
 
 const summary = "durable extraction: text in, knowledge graph out, resumable."
 

@@ -41,6 +41,14 @@ export type Ledger = CoreRunView.Ledger
 export const ledger = CoreRunView.ledger
 
 /**
+ * Reads the ledgers of a list of runs, one query per kind of detail for the whole list.
+ *
+ * @since 0.1.0
+ * @category loading
+ */
+export const ledgers = CoreRunView.ledgers
+
+/**
  * A run as JSON: the shared view of `@quarry/core/RunView` (the HTTP API shows the same shape), with this
  * database's paths and its `quarry resume` command.
  *

@@ -105,15 +105,15 @@ export const runs = Command.make("runs", {
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
     const status = flags.status
-    const listed = Effect.flatMap(RunStore, (store) => store.listRuns({ status: Option.getOrUndefined(status) })).pipe(
-      Effect.flatMap(Effect.forEach((run) => Effect.map(RunView.ledger(run), (ledger) => ({ run, ledger }))))
-    )
-    const rows = yield* withStore(db, listed, () => Effect.succeed([]))
+    const listRuns = Effect.flatMap(RunStore, (store) => store.listRuns({ status: Option.getOrUndefined(status) }))
     const now = yield* Clock.currentTimeMillis
     if (flags.json) {
+      // The ledgers of the whole list at once (one query per kind of detail, not per run).
+      const rows = yield* withStore(db, Effect.flatMap(listRuns, RunView.ledgers), () => Effect.succeed([]))
       return yield* output.out(JSON.stringify(rows.map(({ ledger, run }) => RunView.toJson(run, ledger, now, db))))
     }
-    const list = rows.map(({ run }) => run)
+    // The table shows only the runs' rows.
+    const list = yield* withStore(db, listRuns, () => Effect.succeed([]))
     if (list.length === 0) {
       return yield* output.out(Option.match(status, {
         onNone: () => `no runs in ${DatabaseUrl.redact(db)}`,

@@ -1,34 +1,17 @@
 #!/usr/bin/env node
 /**
- * The `quarry` executable.
+ * The `quarry` executable. `quarry --version` answers before the program loads: starting Effect's runtime and the
+ * command parser alone costs about 3x a bare `node -e 0` (docs/benchmarks.md, section 9), and a version check needs
+ * neither. Everything else imports `main.ts`, which the bundle keeps in chunks of its own.
  *
  * @since 0.1.0
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as Effect from "effect/Effect"
-import * as Cli from "./Cli.js"
-import * as ExitCode from "./ExitCode.js"
+import { version } from "./Version.js"
 
-// The first SIGINT/SIGTERM interrupts the program (runMain's handler): the run stops extracting, an in-flight commit
-// finishes or rolls back, the run is recorded `interrupted`. A second one exits at once; SQLite's journal keeps the
-// database consistent whatever was in flight.
-let signals = 0
-const onSignal = () => {
-  signals += 1
-  if (signals < 2) return
-  process.stderr.write("\nquarry: interrupted again, exiting now; the database stays consistent\n")
-  process.exit(ExitCode.interrupted)
+const args = process.argv.slice(2)
+if (args.length === 1 && args[0] === "--version") {
+  // The bytes `@effect/cli` prints for `--version`.
+  process.stdout.write(`${version}\n\n`)
+} else {
+  await import("./main.js")
 }
-process.on("SIGINT", onSignal)
-process.on("SIGTERM", onSignal)
-
-Cli.run(process.argv).pipe(
-  Effect.provide(Cli.layer),
-  NodeRuntime.runMain({
-    disableErrorReporting: true,
-    // runMain would swap the default logger for its pretty one (on stdout), which `Cli.run`'s own logger (logfmt
-    // on stderr) could then not replace: warnings would land among the JSON events.
-    disablePrettyLogger: true,
-    teardown: (exit, onExit) => onExit(ExitCode.fromExit(exit))
-  })
-)

@@ -10,6 +10,7 @@
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { createHash, randomBytes } from "node:crypto"
+import { writeSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import type * as Chunking from "./Chunking.js"
@@ -39,7 +40,7 @@ export interface MergeOptions {
   readonly path: string
   readonly format: OutputFormat
   readonly ontology: Option.Option<Ontology>
-  /** Batches read per page (default 256). */
+  /** Batches read per page (default 32). */
   readonly pageSize?: number | undefined
   /**
    * Add PROV-O provenance: the run as a `prov:Activity` associated with the extractor, and each entity derived from
@@ -62,6 +63,13 @@ type RelationRow = WorkspaceRelation
 /** The default lease (`Workflow.defaultLeaseMs`): a temp file younger than that may belong to a live merge. */
 const defaultStaleAfterMs = 30_000
 const rowsPerRead = 1000
+/**
+ * Batches read per page. A page's outputs live until its last batch is collected; at 256 V8 promoted them to its
+ * old generation, which then grew with the run (docs/benchmarks.md, section 2).
+ */
+const defaultPageSize = 32
+/** Workspace rows per insert: a few hundred KB of short-lived objects. */
+const rowsPerAdd = 2000
 
 /** Options of the artifact's atomic write. */
 type AtomicOptions = Pick<MergeOptions, "fence" | "staleAfterMs">
@@ -79,10 +87,14 @@ const sweepStaleTemps = async (target: string, staleAfterMs: number) => {
   }
 }
 
-/** `handle.write` may write fewer bytes than asked (a full disk, a file size limit): write the rest, or fail. */
-const writeAll = async (handle: fs.FileHandle, buffer: Buffer) => {
+/**
+ * A write may take fewer bytes than asked (a full disk, a file size limit): write the rest, or fail. Synchronous,
+ * like the store's reads between the writes: with an asynchronous write V8 promoted every page of text to its old
+ * generation, which grew until a full collection (docs/benchmarks.md, section 2).
+ */
+const writeAll = (handle: fs.FileHandle, buffer: Buffer) => {
   for (let offset = 0; offset < buffer.length;) {
-    const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset)
+    const bytesWritten = writeSync(handle.fd, buffer, offset, buffer.length - offset)
     if (bytesWritten <= 0) throw new Error(`the file system accepted no bytes at offset ${offset}`)
     offset += bytesWritten
   }
@@ -110,11 +122,14 @@ const atomicFile = (target: string, options: AtomicOptions = {}) =>
     const io = <A>(f: () => Promise<A>) =>
       Effect.tryPromise({ try: f, catch: (cause) => new MergeError({ path: target, cause }) })
     const write = (text: string) =>
-      text === "" ? Effect.void : io(async () => {
-        const buffer = Buffer.from(text, "utf8")
-        await writeAll(handle, buffer)
-        hash.update(buffer)
-        bytes += buffer.length
+      text === "" ? Effect.void : Effect.try({
+        try: () => {
+          const buffer = Buffer.from(text, "utf8")
+          writeAll(handle, buffer)
+          hash.update(buffer)
+          bytes += buffer.length
+        },
+        catch: (cause) => new MergeError({ path: target, cause })
       })
     const commit = Effect.gen(function*() {
       yield* io(async () => {
@@ -389,34 +404,21 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
   const workspace = yield* store.mergeWorkspace
 
   // Pass 1: resolve. First appearance (batch order, then order within the batch) decides label and position.
-  let entityOrd = 0
-  let relationOrd = 0
-  const pageSize = options.pageSize ?? 256
+  const rows = rowCollector()
+  const pageSize = options.pageSize ?? defaultPageSize
   let after = -1
   while (true) {
     const page = yield* store.batchPage(options.runId, after, pageSize)
     if (page.length === 0) break
     after = page[page.length - 1]!.batchIndex
-    const entities: Array<EntityRow> = []
-    const mentions: Array<MentionRow> = []
-    const relations: Array<RelationRow & { readonly identity: string }> = []
-    const addEntity = (label: string, type: string, attributes: Readonly<Record<string, string>>) => {
-      const key = entityKey(label, type)
-      entities.push({ entity_key: key, ord: entityOrd++, label, type, attributes: JSON.stringify(attributes) })
-      return key
-    }
     for (const { output } of page) {
-      for (const mention of output.entities) {
-        // An extractor may name the full form of a short mention ("Bob" of "Bob Johnson"): one entity.
-        const key = addEntity(mention.attributes.canonical ?? mention.label, mention.type, mention.attributes)
-        mentions.push({ entity_key: key, start: mention.span.start, end: mention.span.end })
-      }
-      for (const relation of output.relations) {
-        relations.push(relationRow(relation, relationOrd++, addEntity))
-      }
+      rows.collect(output)
+      // Rows are flushed while they are young: V8 promotes what outlives two scavenges, and promoted garbage
+      // grows the old generation until a full collection (what made peak RSS grow with the run, section 2).
+      if (rows.size() >= rowsPerAdd) yield* workspace.add(rows.take())
     }
-    yield* workspace.add({ entities, mentions, relations })
   }
+  yield* workspace.add(rows.take())
 
   // Pass 2: write, page by page.
   const format = formatter(
@@ -454,6 +456,36 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
   const written = yield* file.commit
   return new Artifact({ path: options.path, format: options.format, ...written })
 }, (effect, options) => effect.pipe(Effect.scoped, Effect.annotateLogs({ runId: options.runId })))
+
+/** Collects a merge's workspace rows batch by batch, numbering entities and relations in order of appearance. */
+const rowCollector = () => {
+  let entityOrd = 0
+  let relationOrd = 0
+  let entities: Array<EntityRow> = []
+  let mentions: Array<MentionRow> = []
+  let relations: Array<RelationRow & { readonly identity: string }> = []
+  const addEntity = (label: string, type: string, attributes: Readonly<Record<string, string>>) => {
+    const key = entityKey(label, type)
+    entities.push({ entity_key: key, ord: entityOrd++, label, type, attributes: JSON.stringify(attributes) })
+    return key
+  }
+  const collect = (output: Extractor.BatchOutput) => {
+    for (const mention of output.entities) {
+      // An extractor may name the full form of a short mention ("Bob" of "Bob Johnson"): one entity.
+      const key = addEntity(mention.attributes.canonical ?? mention.label, mention.type, mention.attributes)
+      mentions.push({ entity_key: key, start: mention.span.start, end: mention.span.end })
+    }
+    for (const relation of output.relations) relations.push(relationRow(relation, relationOrd++, addEntity))
+  }
+  const take = () => {
+    const page = { entities, mentions, relations }
+    entities = []
+    mentions = []
+    relations = []
+    return page
+  }
+  return { collect, take, size: () => entities.length + mentions.length + relations.length }
+}
 
 const relationRow = (
   relation: Extractor.RelationMention,

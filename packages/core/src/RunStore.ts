@@ -225,6 +225,21 @@ export interface CompensationStep {
 }
 
 /**
+ * What is shown of a run beyond its row (`RunView`): the usage of every recorded attempt, its skipped batches and
+ * its compensation steps.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunDetails {
+  /** Usage of every recorded extractor attempt, committed or not: what the run has spent. */
+  readonly attempts: UsageTotals
+  readonly skipped: ReadonlyArray<SkippedBatch>
+  /** The run's compensation steps, in registration order. */
+  readonly compensation: ReadonlyArray<CompensationStep>
+}
+
+/**
  * Which runs `listRuns` gives: by status, and a keyset page in `(createdAt, id)` order that starts after `after`.
  *
  * @since 0.1.0
@@ -425,6 +440,13 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   ) => Effect.Effect<CompensationStep, RunNotFound | PersistenceError>
   /** The run's compensation steps in registration order. */
   readonly compensationSteps: (runId: RunId) => Effect.Effect<ReadonlyArray<CompensationStep>, PersistenceError>
+  /**
+   * The details of several runs (a page of a run list), each in the map under its id: one query per kind of detail
+   * for the whole page, not two or three per run. Skipped batches are read only for runs that count some.
+   */
+  readonly runDetails: (
+    runs: ReadonlyArray<Pick<Run, "id" | "skippedBatches">>
+  ) => Effect.Effect<ReadonlyMap<RunId, RunDetails>, PersistenceError>
   /** Records the outcome of running one step: `done`, or `failed` with its error. */
   readonly settleCompensation: (
     runId: RunId,

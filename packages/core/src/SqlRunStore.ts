@@ -12,6 +12,7 @@ import type { PersistenceError } from "./Errors.js"
 import * as Commits from "./internal/store/commits.js"
 import * as Compensation from "./internal/store/compensation.js"
 import * as Context from "./internal/store/context.js"
+import * as Details from "./internal/store/details.js"
 import * as Leases from "./internal/store/leases.js"
 import * as Queue from "./internal/store/queue.js"
 import * as Reads from "./internal/store/reads.js"
@@ -57,6 +58,7 @@ export const make = (hooks: Hooks = {}) =>
       ...Skipped.make(ctx),
       ...Reads.make(ctx),
       ...Compensation.make(ctx),
+      ...Details.make(ctx),
       ...Queue.make(ctx),
       ...Workspace.make(ctx)
     })

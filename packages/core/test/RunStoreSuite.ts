@@ -5,8 +5,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Chunking from "@quarry/core/Chunking"
 import * as Extractor from "@quarry/core/Extractor"
-import { Artifact, ExtractorIdentity, RunId } from "@quarry/core/Run"
+import { Artifact, ExtractorIdentity, type Run, RunId } from "@quarry/core/Run"
 import * as RunStore from "@quarry/core/RunStore"
+import * as RunView from "@quarry/core/RunView"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -615,6 +616,58 @@ export const runStoreSuite = (
             after: { createdAt: cancelled[0]!.createdAt, id: cancelled[0]!.id }
           })
           assert.deepStrictEqual(next.map((r) => r.id), ["c"])
+        })
+      ))
+
+    it.scoped("runDetails reads a page of runs' details at once; their JSON is what per-run reads gave", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const busy = yield* store.createRun(newRun("details-busy", { onBatchError: "skip" }))
+          const idle = yield* store.createRun(newRun("details-idle"))
+          const spent = yield* store.createRun(newRun("details-spent"))
+          const me = yield* take(store, busy.id, "me")
+          yield* commitMany(store, busy.id, me, 2)
+          yield* store.commitBatch({
+            runId: busy.id,
+            holder: me,
+            batchIndex: 2,
+            output: { entities: [], relations: [] },
+            attempts: 3,
+            durationMs: 5,
+            skipped: { error: "the extractor failed 3 times" }
+          })
+          yield* store.recordAttempt(busy.id, 0, { requests: 2, promptTokens: 10, completionTokens: 3, costUsd: 0.25 })
+          yield* store.recordAttempt(busy.id, 3, { requests: 1, promptTokens: 4, completionTokens: 1 })
+          yield* store.recordAttempt(spent.id, 0, { requests: 5, promptTokens: 50, completionTokens: 7, costUsd: 1 })
+          yield* store.addCompensation(busy.id, { handler: "files", name: "delete upload 1", payload: "{}" })
+          yield* store.addCompensation(busy.id, { handler: "files", name: "delete upload 2", payload: "[]" })
+          const runs = yield* store.listRuns({ limit: 10 })
+          assert.deepStrictEqual(runs.map((run) => run.id), [busy.id, idle.id, spent.id])
+          // What the views read before: two or three queries per run.
+          const perRun = yield* Effect.forEach(runs, (run) =>
+            Effect.all({
+              attempts: store.attemptTotals(run.id),
+              skipped: store.skippedBatches(run.id),
+              compensation: store.compensationSteps(run.id)
+            }).pipe(Effect.map((ledger) => ({ run, ledger }))))
+          const options = { now: start, queuePosition: Option.none(), paths: true, resume: () => "resume" }
+          const json = (rows: ReadonlyArray<{ run: Run; ledger: RunView.Ledger }>) =>
+            JSON.stringify(rows.map(({ ledger, run }) => RunView.make(run, ledger, options)))
+          const paged = yield* RunView.ledgers(runs).pipe(Effect.provideService(RunStore.RunStore, store))
+          assert.strictEqual(json(paged), json(perRun))
+          const [first, second, third] = paged
+          assert.deepStrictEqual(first?.ledger.skipped, [{ batchIndex: 2, error: "the extractor failed 3 times" }])
+          assert.deepStrictEqual(first?.ledger.compensation.map((step) => step.name), [
+            "delete upload 1",
+            "delete upload 2"
+          ])
+          assert.deepStrictEqual(
+            [first?.ledger.attempts.requests, first?.ledger.attempts.promptTokens, first?.ledger.attempts.costUsd],
+            [3, 14, 0.25]
+          )
+          assert.deepStrictEqual([second?.ledger.attempts.requests, second?.ledger.skipped], [0, []])
+          assert.strictEqual(third?.ledger.attempts.costUsd, 1)
+          assert.strictEqual((yield* store.runDetails([])).size, 0)
         })
       ))
 

@@ -218,8 +218,12 @@ const list = (
     }).pipe(Effect.catchTag("PersistenceError", internal))
     const page = rest.slice(0, limit)
     const last = page.at(-1)
+    const admission = yield* Admission.Admission
+    const now = yield* Clock.currentTimeMillis
     return {
-      runs: yield* Effect.forEach(page, view),
+      runs: yield* RunView.makePage(page, (run) => admission.position(run.id), now).pipe(
+        Effect.catchTag("PersistenceError", internal)
+      ),
       nextCursor: rest.length > limit && last !== undefined ? cursorOf(last) : null
     }
   })

@@ -37,6 +37,13 @@ export const RunPage = Schema.Struct({
   nextCursor: Schema.NullOr(Schema.String)
 }).annotations({ identifier: "RunPage" })
 
+const options = (queuePosition: Option.Option<number>, now: number): CoreRunView.Options => ({
+  now,
+  queuePosition,
+  paths: false,
+  resume: (r) => `POST /v1/runs/${r.id}/resume`
+})
+
 /**
  * The view of a run at time `now`, with its queue position when it waits for a slot.
  *
@@ -48,10 +55,23 @@ export const make = (
   queuePosition: Option.Option<number>,
   now: number
 ): Effect.Effect<RunView, PersistenceError, RunStore> =>
-  Effect.map(CoreRunView.ledger(run), (ledger) =>
-    CoreRunView.make(run, ledger, {
-      now,
-      queuePosition,
-      paths: false,
-      resume: (r) => `POST /v1/runs/${r.id}/resume`
-    }))
+  Effect.map(CoreRunView.ledger(run), (ledger) => CoreRunView.make(run, ledger, options(queuePosition, now)))
+
+/**
+ * The views of a page of runs, their ledgers read for the whole page at once (one query per kind of detail).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makePage = <E, R>(
+  runs: ReadonlyArray<Run.Run>,
+  queuePosition: (run: Run.Run) => Effect.Effect<Option.Option<number>, E, R>,
+  now: number
+): Effect.Effect<ReadonlyArray<RunView>, PersistenceError | E, RunStore | R> =>
+  Effect.flatMap(
+    CoreRunView.ledgers(runs),
+    (rows) =>
+      Effect.forEach(rows, ({ ledger, run }) =>
+        Effect.map(queuePosition(run), (position) =>
+          CoreRunView.make(run, ledger, options(position, now))))
+  )

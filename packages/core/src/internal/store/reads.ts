@@ -4,16 +4,31 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { inflateRawSync } from "node:zlib"
-import * as Extractor from "../../Extractor.js"
+import { PersistenceError } from "../../Errors.js"
+import type * as Extractor from "../../Extractor.js"
 import { type RunId, UsageTotals } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import { persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { BatchRow, EntityRow, TotalsRow } from "./rows.js"
 
+/**
+ * A stored output's bytes were written by `commits.storedOutput` (`Extractor.encodeOutput`) from an output that
+ * `Extractor.checkOutput` had accepted, so they are the schema's encoded form, which for `BatchOutput` is its type
+ * too (every default is written). They are parsed without a second Schema pass: the merge reads every output of a
+ * run, and decoding them again was a third of its allocations (docs/benchmarks.md, section 2).
+ */
+const parseStored = (json: string): Extractor.BatchOutput => JSON.parse(json)
+
 const decodeBatch = (row: typeof BatchRow.Type) =>
-  Extractor.decodeOutput(
-    Buffer.from(row.encoding === "deflate" ? inflateRawSync(row.output) : row.output).toString("utf8")
-  ).pipe(Effect.map((output): RunStore.StoredBatch => ({ batchIndex: row.batch_index, output })))
+  Effect.try({
+    try: (): RunStore.StoredBatch => ({
+      batchIndex: row.batch_index,
+      output: parseStored(
+        Buffer.from(row.encoding === "deflate" ? inflateRawSync(row.output) : row.output).toString("utf8")
+      )
+    }),
+    catch: (cause) => new PersistenceError({ operation: "batchPage", cause })
+  })
 
 /** The read operations of the store (and the one write of usage, which shares their tables). */
 // A namespace of short operations over one context (each reads at once), not one long function.

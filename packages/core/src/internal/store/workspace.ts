@@ -11,7 +11,6 @@ import { randomBytes } from "node:crypto"
 import type * as RunStore from "../../RunStore.js"
 import { persistence, retryDisconnects, type StoreContext } from "./context.js"
 
-const rowsPerInsert = 400
 /** A workspace older than this belongs to a merge that died: no merge runs for a day. */
 const abandonedAfterMs = 24 * 60 * 60 * 1000
 
@@ -21,9 +20,17 @@ const names = (suffix: string) => ({
   relations: `quarry_merge_relations_${suffix}`
 })
 
+/**
+ * SQLite's page cache for the temp database (KiB, as a negative `cache_size`). better-sqlite3's build gives every
+ * database 16 MB, which a large merge's workspace fills: bounded lower, the rest of the temp tables stays in the
+ * file system's cache (docs/benchmarks.md, section 2).
+ */
+const tempCacheKib = 2048
+
 const createSqlite = (sql: SqlClient.SqlClient, suffix: string) => {
   const t = names(suffix)
   return Effect.all([
+    sql.unsafe(`PRAGMA temp.cache_size = -${tempCacheKib}`),
     sql`CREATE TEMP TABLE ${sql(t.entities)} (
       entity_key TEXT PRIMARY KEY, ord INTEGER NOT NULL UNIQUE, label TEXT NOT NULL, type TEXT NOT NULL,
       attributes TEXT NOT NULL)`,
@@ -73,11 +80,33 @@ const sweepPg = (sql: SqlClient.SqlClient, now: number) =>
     yield* Effect.forEach(stale, ({ suffix }) => drop(sql, suffix), { discard: true })
   })
 
-const chunksOf = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
-  const out: Array<ReadonlyArray<A>> = []
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
-  return out
+/** A column of a workspace table as a row's JSON carries it: entity keys, integers, text. */
+type Column = readonly [name: string, kind: "key" | "int" | "text"]
+
+const columns: Record<"entities" | "mentions" | "relations", ReadonlyArray<Column>> = {
+  entities: [["entity_key", "key"], ["ord", "int"], ["label", "text"], ["type", "text"], ["attributes", "text"]],
+  mentions: [["entity_key", "key"], ["start", "int"], ["end", "int"]],
+  relations: [
+    ["ord", "int"],
+    ["subject_key", "key"],
+    ["predicate", "text"],
+    ["object_key", "key"],
+    ["object_value", "text"],
+    ["object_datatype", "text"],
+    ["object_language", "text"],
+    ["identity", "text"]
+  ]
 }
+
+/** The SQL that reads column `index` of a row array (`value`); PostgreSQL's keys travel as hex (JSON has no NUL). */
+const selectColumn = (isPg: boolean, [, kind]: Column, index: number): string =>
+  !isPg ?
+    `value ->> ${index}` :
+    kind === "key" ?
+    `decode(value ->> ${index}, 'hex')` :
+    kind === "int" ?
+    `(value ->> ${index})::integer` :
+    `value ->> ${index}`
 
 type Rows = ReadonlyArray<Record<string, unknown>>
 
@@ -92,32 +121,35 @@ export const make = (ctx: StoreContext) => {
 
   const open = (suffix: string): RunStore.MergeWorkspace => {
     const t = names(suffix)
-    const insert = (table: string, rows: Rows, conflict: string) =>
-      Effect.forEach(
-        chunksOf(rows, rowsPerInsert),
-        (slice) =>
-          sql`INSERT INTO ${sql(table)} ${sql.insert(slice)} ON CONFLICT (${sql.literal(conflict)}) DO NOTHING`,
-        { discard: true }
+    // One statement per table and page: the rows travel as one JSON array of arrays, which SQLite (`json_each`) and
+    // PostgreSQL (`json_array_elements`) unpack in order, so the first row of a key still wins. Binding every value
+    // of a multi-row VALUES list made the statement compiler the merge's largest allocator (docs/benchmarks.md, 2).
+    const insert = (table: keyof typeof columns, rows: Rows, conflict: string) => {
+      if (rows.length === 0) return Effect.void
+      const cols = columns[table]
+      const hex = (value: unknown) => typeof value === "string" ? Buffer.from(value, "utf8").toString("hex") : value
+      const json = JSON.stringify(
+        rows.map((row) => cols.map(([name, kind]) => isPg && kind === "key" ? hex(row[name]) : row[name]))
       )
-    // Keys become bytes on PostgreSQL; SQLite takes the rows as they are (no copy per row on the merge's hot path).
-    const pgPage = (page: RunStore.WorkspacePage): Record<keyof RunStore.WorkspacePage, Rows> => ({
-      entities: page.entities.map((e) => ({ ...e, entity_key: key(e.entity_key) })),
-      mentions: page.mentions.map((m) => ({ ...m, entity_key: key(m.entity_key) })),
-      relations: page.relations.map((r) => ({
-        ...r,
-        subject_key: key(r.subject_key),
-        object_key: r.object_key === null ? null : key(r.object_key)
-      }))
-    })
-    const add = (page: RunStore.WorkspacePage) => {
-      const rows = isPg ? pgPage(page) : page
-      // Inserts that keep the first row of each key are idempotent: a broken connection is retried.
-      return retryDisconnects(ctx.transaction(Effect.all([
-        insert(t.entities, rows.entities, "entity_key"),
-        insert(t.mentions, rows.mentions, "entity_key, start, \"end\""),
-        insert(t.relations, rows.relations, "identity")
-      ], { discard: true }))).pipe(persistence("mergeWorkspace.add"))
+      const columnList = sql.literal(cols.map(([name]) => `"${name}"`).join(", "))
+      const values = sql.literal(cols.map((column, i) => selectColumn(isPg, column, i)).join(", "))
+      const source = sql.onDialectOrElse({
+        pg: () => sql`json_array_elements(${json}::json) WITH ORDINALITY AS rows (value, n) ORDER BY n`,
+        orElse: () => sql`json_each(${json}) WHERE true`
+      })
+      return sql`INSERT INTO ${sql(t[table])} (${columnList}) SELECT ${values} FROM ${source}
+        ON CONFLICT (${sql.literal(conflict)}) DO NOTHING`
     }
+    // Inserts that keep the first row of each key are idempotent: a broken connection is retried. They need no
+    // transaction (scratch tables: a failed insert fails the merge, and the scope drops them), and one cost memory:
+    // each `withTransaction` left objects in V8's old generation, and the page's rows with them, which made the
+    // merge's peak RSS grow with the run (docs/benchmarks.md, section 2).
+    const add = (page: RunStore.WorkspacePage) =>
+      Effect.all([
+        retryDisconnects(insert("entities", page.entities, "entity_key")),
+        retryDisconnects(insert("mentions", page.mentions, "entity_key, start, \"end\"")),
+        retryDisconnects(insert("relations", page.relations, "identity"))
+      ], { discard: true }).pipe(persistence("mergeWorkspace.add"))
     const entities = (afterOrd: number, limit: number) =>
       retryDisconnects(
         sql<RunStore.WorkspaceEntity>`SELECT ord, entity_key, label, type, attributes FROM ${
