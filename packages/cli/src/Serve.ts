@@ -179,6 +179,21 @@ const options = {
     Options.withFallbackConfig(Config.boolean("QUARRY_DISTRIBUTE")),
     Options.withDefault(false)
   ),
+  distributeTimeout: fromEnv(
+    "distribute-timeout",
+    "DURATION",
+    "With --distribute: how long a run's runner waits for a batch extracted elsewhere before extracting it itself, " +
+      "e.g. 2m (or QUARRY_DISTRIBUTE_TIMEOUT).",
+    "10m",
+    (raw) =>
+      Option.match(Inputs.parseDuration(raw), {
+        onNone: () =>
+          Effect.fail(
+            new UsageError({ message: `distribute-timeout ${JSON.stringify(raw)} is not a duration; e.g. 2m` })
+          ),
+        onSome: Effect.succeed
+      })
+  ),
   runnerHost: fromEnv(
     "runner-host",
     "HOST",
@@ -299,7 +314,8 @@ export const command = Command.make("serve", options, (flags) =>
           runnerHost: flags.runnerHost,
           runnerPort: flags.runnerPort,
           leaseMs: yield* clusterLeaseMs,
-          distribute: flags.distribute
+          distribute: flags.distribute,
+          distributeTimeoutMs: flags.distributeTimeout
         } :
         undefined
     }).pipe(Layer.provide(registryLayer(settings)), Layer.provideMerge(Store.layer(db, settings)))

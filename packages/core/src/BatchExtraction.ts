@@ -17,7 +17,7 @@ import { ExtractorError } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import { entityIri } from "./internal/entities.js"
 import * as Ontology from "./Ontology.js"
-import { RunId } from "./Run.js"
+import { type Run, RunId } from "./Run.js"
 import { knownEntitiesReader, RunStore } from "./RunStore.js"
 
 /**
@@ -141,6 +141,28 @@ export const makeServer = Effect.gen(function*() {
       return parsed
     })
 
+  // A run's plan never changes and its committed count only grows: read it again only when it is behind.
+  const runs = boundedMap<Run>(64)
+  const runOf = (request: Request) =>
+    Effect.gen(function*() {
+      // The owner sends batch i once every batch before i - concurrency + 1 is committed (see `Workflow`): the
+      // entities of those batches are what the batch may see, exactly as on the owner.
+      const horizonOf = (run: Run) => request.batchIndex - run.plan.concurrency + 1
+      const cached = runs.get(request.runId)
+      if (cached !== undefined && horizonOf(cached) <= cached.committedBatches) {
+        return { run: cached, horizon: horizonOf(cached) }
+      }
+      const run = yield* store.getRun(request.runId).pipe(
+        Effect.mapError((error) => new ExtractionRefused({ ...where(request), reason: error.message }))
+      )
+      runs.set(request.runId, run)
+      const horizon = horizonOf(run)
+      if (horizon > run.committedBatches) {
+        return yield* refuse(request, `batches before ${horizon} are not all committed yet`)
+      }
+      return { run, horizon }
+    })
+
   const readerOf = (runId: RunId) =>
     Effect.gen(function*() {
       const cached = readers.get(runId)
@@ -155,15 +177,7 @@ export const makeServer = Effect.gen(function*() {
       Effect.mapError((error) => new ExtractionRefused({ ...where(request), reason: error.message }))
     )
     yield* checkIdentity(request, extractor)
-    const run = yield* store.getRun(request.runId).pipe(
-      Effect.mapError((error) => new ExtractionRefused({ ...where(request), reason: error.message }))
-    )
-    // The owner sends batch i once every batch before i - concurrency + 1 is committed (see `Workflow`): the entities
-    // of those batches are what the batch may see, exactly as on the owner.
-    const horizon = request.batchIndex - run.plan.concurrency + 1
-    if (horizon > run.committedBatches) {
-      return yield* refuse(request, `batches before ${horizon} are not all committed yet`)
-    }
+    const { horizon, run } = yield* runOf(request)
     const ontology = yield* Effect.catchTag(
       ontologyOf(request, run.plan.ontologySha256),
       "PersistenceError",
