@@ -64,8 +64,8 @@ export const configs: Record<"quick" | "full", Config> = {
   full: {
     runnerCounts: [1, 2, 3],
     delayMs: 50,
-    manyRuns: 6,
-    offlineChars: 160_000,
+    manyRuns: 4,
+    offlineChars: 96_000,
     concurrency: 6,
     commits: 300,
     kills: 5
