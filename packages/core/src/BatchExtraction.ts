@@ -15,6 +15,7 @@ import { Chunk } from "./Chunking.js"
 import * as Compensation from "./Compensation.js"
 import { ExtractorError } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
+import * as FairScheduler from "./FairScheduler.js"
 import { entityIri } from "./internal/entities.js"
 import * as Ontology from "./Ontology.js"
 import { type Run, RunId } from "./Run.js"
@@ -214,7 +215,10 @@ export const makeServer = Effect.gen(function*() {
       statuses
     } satisfies Reply
   })
-  return (request: Request): Effect.Effect<Reply, ExtractionRefused> => serve(request)
+  // As in `Workflow.execute`: a synchronous extractor (the offline one) must let the event loop turn, or the runner's
+  // timers starve (its shard locks expired under a served offline batch, and the runner lost its shards).
+  return (request: Request): Effect.Effect<Reply, ExtractionRefused> =>
+    Effect.withScheduler(serve(request), FairScheduler.make())
 })
 
 const where = (request: Request) => ({ runId: request.runId, batchIndex: request.batchIndex })
