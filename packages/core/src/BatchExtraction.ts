@@ -114,17 +114,8 @@ const checkIdentity = (request: Request, extractor: Extractor.Extractor) => {
     )
 }
 
-/**
- * Makes the serving side: extracts a requested batch with this process's registry, reading what else the extractor
- * needs (ontology, entities known to the run) from the run's store. Ontologies and known-entity readers are cached
- * per process, so a run's batches do not parse its ontology or read its entities from the start each time.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const makeServer = Effect.gen(function*() {
-  const registry = yield* Extractor.Registry
-  const store = yield* RunStore
+/** What the serving side reads for a batch (its run, ontology, known entities), cached across the run's batches. */
+const makeReads = (store: RunStore["Type"]) => {
   const ontologies = boundedMap<Ontology.Ontology>(16)
   const readers = boundedMap<Effect.Effect.Success<ReturnType<typeof knownEntitiesReader>>>(64)
 
@@ -172,6 +163,22 @@ export const makeServer = Effect.gen(function*() {
       readers.set(runId, reader)
       return reader
     })
+
+  return { ontologyOf, runOf, readerOf }
+}
+
+/**
+ * Makes the serving side: extracts a requested batch with this process's registry, reading what else the extractor
+ * needs (ontology, entities known to the run) from the run's store. Ontologies and known-entity readers are cached
+ * per process, so a run's batches do not parse its ontology or read its entities from the start each time.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeServer = Effect.gen(function*() {
+  const registry = yield* Extractor.Registry
+  const store = yield* RunStore
+  const { ontologyOf, readerOf, runOf } = makeReads(store)
 
   const serve = Effect.fnUntraced(function*(request: Request) {
     const extractor = yield* registry.get(request.extractor.name).pipe(
