@@ -14,6 +14,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as ChunkingSpeed from "./ChunkingSpeed.js"
 import * as CliStartup from "./CliStartup.js"
+import * as Cluster from "./Cluster.js"
 import * as CommitOverhead from "./CommitOverhead.js"
 import * as Concurrency from "./Concurrency.js"
 import { repoRoot } from "./ExtractorSpeed.js"
@@ -50,7 +51,8 @@ const benchmarks: ReadonlyArray<Benchmark> = [
     title: "status on a large database",
     run: (mode) => CliStartup.runStatus(CliStartup.statusConfigs[mode])
   },
-  { id: "13", title: "Service load", run: (mode) => ServiceLoad.run(ServiceLoad.configs[mode]) }
+  { id: "13", title: "Service load", run: (mode) => ServiceLoad.run(ServiceLoad.configs[mode]) },
+  { id: "14", title: "Cluster", run: (mode) => Cluster.run(Cluster.configs[mode]) }
 ]
 
 /** A section standing for a benchmark that crashed: the document says so rather than leaving it out. */

@@ -171,6 +171,29 @@ const options = {
     Options.withFallbackConfig(Config.boolean("QUARRY_CLUSTER")),
     Options.withDefault(false)
   ),
+  distribute: Options.boolean("distribute").pipe(
+    Options.withDescription(
+      "With --cluster: spread each run's batch extractions over all runners; commits stay in order on the run's " +
+        "runner (or QUARRY_DISTRIBUTE)."
+    ),
+    Options.withFallbackConfig(Config.boolean("QUARRY_DISTRIBUTE")),
+    Options.withDefault(false)
+  ),
+  distributeTimeout: fromEnv(
+    "distribute-timeout",
+    "DURATION",
+    "With --distribute: how long a run's runner waits for a batch extracted elsewhere before extracting it itself, " +
+      "e.g. 2m (or QUARRY_DISTRIBUTE_TIMEOUT).",
+    "10m",
+    (raw) =>
+      Option.match(Inputs.parseDuration(raw), {
+        onNone: () =>
+          Effect.fail(
+            new UsageError({ message: `distribute-timeout ${JSON.stringify(raw)} is not a duration; e.g. 2m` })
+          ),
+        onSome: Effect.succeed
+      })
+  ),
   runnerHost: fromEnv(
     "runner-host",
     "HOST",
@@ -259,6 +282,12 @@ export const command = Command.make("serve", options, (flags) =>
           `QUARRY_DATABASE_URL); ${db} is a SQLite file, which only one process may write`
       })
     }
+    if (flags.distribute && !flags.cluster) {
+      return yield* new UsageError({
+        message: `--distribute spreads a run's batches over the runners of a cluster: add --cluster (or ` +
+          `QUARRY_CLUSTER=true)`
+      })
+    }
     yield* Inputs.checkDatabase(db)
     const startedAt = yield* Clock.currentTimeMillis
     // Loaded here, not at the top: the server (its API reference UI, OpenTelemetry) would slow every other command.
@@ -281,7 +310,13 @@ export const command = Command.make("serve", options, (flags) =>
       startedAt,
       tracing: Option.getOrUndefined(tracing),
       cluster: flags.cluster ?
-        { runnerHost: flags.runnerHost, runnerPort: flags.runnerPort, leaseMs: yield* clusterLeaseMs } :
+        {
+          runnerHost: flags.runnerHost,
+          runnerPort: flags.runnerPort,
+          leaseMs: yield* clusterLeaseMs,
+          distribute: flags.distribute,
+          distributeTimeoutMs: flags.distributeTimeout
+        } :
         undefined
     }).pipe(Layer.provide(registryLayer(settings)), Layer.provideMerge(Store.layer(db, settings)))
 

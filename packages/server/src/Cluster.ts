@@ -18,16 +18,19 @@ import * as NodeClusterSocket from "@effect/platform-node/NodeClusterSocket"
 import type { SocketServerError } from "@effect/platform/SocketServer"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
 import * as SqlClient from "@effect/sql/SqlClient"
+import type * as BatchExtraction from "@quarry/core/BatchExtraction"
 import type * as Extractor from "@quarry/core/Extractor"
 import type { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import * as WorkflowManager from "@quarry/core/WorkflowManager"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Admission } from "./Admission.js"
 import * as ClusterAdmission from "./ClusterAdmission.js"
+import * as ClusterExtraction from "./ClusterExtraction.js"
 import * as ClusterRun from "./ClusterRun.js"
 
 /**
@@ -48,6 +51,10 @@ export interface Options {
   readonly shardLockRefreshMs?: number | undefined
   /** When an unrefreshed shard lock may be taken by another runner (default 5 s). */
   readonly shardLockExpirationMs?: number | undefined
+  /** Spread each run's batch extractions over all runners (`--distribute`); commits stay on the run's owner. */
+  readonly distribute?: boolean | undefined
+  /** With `distribute`: how long the owner waits for a batch's reply before extracting it itself (default 10 min). */
+  readonly distributeTimeoutMs?: number | undefined
 }
 
 /**
@@ -138,11 +145,19 @@ export const layer = (options: Options): Layer.Layer<
     yield* migrateClusterTables(options)
     const local = yield* ClusterAdmission.makeLocalRuns
     const owner = `${runnerId(options)}/${Workflow.makeOwnerId()}`
+    // With --distribute, the manager's extractors send their batches through the cluster once the runner is up.
+    const send = yield* Deferred.make<BatchExtraction.Send>()
     const manager = Layer.scoped(
       WorkflowManager.WorkflowManager,
       WorkflowManager.make({ leaseMs: options.leaseMs, owner })
-    )
+    ).pipe(options.distribute === true ? Layer.provide(ClusterExtraction.layerRegistry(send)) : (layer) => layer)
     const base = runner(options).pipe(Layer.provideMerge(manager))
-    const entities = ClusterRun.layer({ onLocal: ClusterAdmission.onLocal(local), draining: local.draining })
+    const entities = Layer.mergeAll(
+      ClusterRun.layer({ onLocal: ClusterAdmission.onLocal(local), draining: local.draining }),
+      ClusterExtraction.layer,
+      options.distribute === true ?
+        ClusterExtraction.provideSend(send, options.distributeTimeoutMs ?? 600_000) :
+        Layer.empty
+    )
     return Layer.mergeAll(entities, ClusterAdmission.layer(local, runnerId(options))).pipe(Layer.provideMerge(base))
   }))
