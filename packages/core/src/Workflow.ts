@@ -38,7 +38,15 @@ import * as Lease from "./Lease.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
 import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId } from "./Run.js"
-import { knownEntitiesReader, type KnownEntity, type NewQueuedExecution, type Outcome, RunStore } from "./RunStore.js"
+import {
+  type BatchCommit,
+  type Checkpoint,
+  knownEntitiesReader,
+  type KnownEntity,
+  type NewQueuedExecution,
+  type Outcome,
+  RunStore
+} from "./RunStore.js"
 import * as SkipPolicy from "./SkipPolicy.js"
 import * as UsageLedger from "./UsageLedger.js"
 
@@ -88,6 +96,11 @@ export interface ExecuteOptions {
   readonly deadlineMs?: number | undefined
   /** Re-extract the batches that were skipped under the `skip` policy (reopens a completed run). */
   readonly retrySkipped?: boolean | undefined
+  /**
+   * Commit the batches that are extracted and next in order together, in one transaction (default true); false
+   * commits each batch in its own transaction. Either way each batch has its own row, checkpoint and event.
+   */
+  readonly groupCommit?: boolean | undefined
 }
 
 /**
@@ -356,6 +369,9 @@ interface Execution extends Prepared {
   /** Reads the entities known before a batch, incrementally (`RunStore.knownEntitiesReader`). */
   readonly readKnownEntities: (beforeBatch: number) => Effect.Effect<ReadonlyArray<KnownEntity>, PersistenceError>
   readonly emit: (event: WorkflowEvent) => Effect.Effect<void>
+  /** Extracted batches waiting for their commit, by batch index. */
+  readonly pending: Map<number, Pending>
+  readonly groupCommit: boolean
 }
 
 // Batch i sees the entities of batches < i - concurrency + 1 only: those are committed before it can start whatever
@@ -423,32 +439,66 @@ const reserve = (x: Execution, batch: Chunking.Batch) =>
     Effect.as(batch)
   )
 
-/** Commits a batch once every batch before it is committed, and reports it. */
+/** An extracted batch waiting for its turn to commit; `checkpoint` is set once a group commit wrote it. */
+interface Pending {
+  readonly commit: BatchCommit
+  checkpoint: Checkpoint | undefined
+}
+
+/**
+ * Commits the batch whose turn it is together with the extracted batches right after it (group commit: one
+ * transaction, one fsync), then reports each in order. Each keeps its own batch row, checkpoint and event.
+ */
+const commitGroup = (x: Execution, from: number) =>
+  Effect.gen(function*() {
+    const group: Array<Pending> = []
+    for (let i = from; x.pending.has(i) && (i === from || x.groupCommit); i++) {
+      group.push(x.pending.get(i)!)
+      x.pending.delete(i)
+    }
+    const store = yield* RunStore
+    const commits = group.map((p) => p.commit)
+    const skipped = commits.filter((c) => c.skipped !== undefined).length
+    // A group of one is the plain commit (what wrappers of `commitBatch` see at concurrency 1).
+    const checkpoints = yield* (commits.length === 1 ?
+      Effect.map(store.commitBatch(commits[0]!), (c) => [c]) :
+      store.commitBatches(commits)).pipe(EngineMetrics.trackCommit(commits.length, skipped))
+    group.forEach((p, i) => (p.checkpoint = checkpoints[i]))
+    for (const checkpoint of checkpoints) {
+      yield* CrashPoint.hit("commit.beforeEvent", checkpoint.batchIndex)
+      yield* x.emit({
+        _tag: "BatchCommitted",
+        runId: x.run.id,
+        batchIndex: checkpoint.batchIndex,
+        committedBatches: checkpoint.committedBatches,
+        totalBatches: x.run.plan.totalBatches,
+        entityMentions: checkpoint.entityMentions,
+        relations: checkpoint.relations
+      })
+    }
+    yield* x.committed.set(checkpoints[checkpoints.length - 1]!.committedBatches)
+  })
+
+/** Commits a batch once every batch before it is committed (possibly in an earlier batch's group), and reports it. */
 const commit = (x: Execution, batch: Chunking.Batch, result: SkipPolicy.Extracted & { readonly durationMs: number }) =>
   Effect.gen(function*() {
     yield* CrashPoint.hit("extract.beforeCommit", batch.index)
+    const pending: Pending = {
+      commit: {
+        runId: x.run.id,
+        holder: x.lease.holder,
+        batchIndex: batch.index,
+        output: result.output,
+        attempts: SkipPolicy.attemptsOf(result.output),
+        durationMs: result.durationMs,
+        skipped: result.skipped
+      },
+      checkpoint: undefined
+    }
+    x.pending.set(batch.index, pending)
     yield* x.committed.atLeast(batch.index)
-    const checkpoint = yield* (yield* RunStore).commitBatch({
-      runId: x.run.id,
-      holder: x.lease.holder,
-      batchIndex: batch.index,
-      output: result.output,
-      attempts: SkipPolicy.attemptsOf(result.output),
-      durationMs: result.durationMs,
-      skipped: result.skipped
-    }).pipe(EngineMetrics.trackCommit(result.skipped !== undefined))
-    yield* CrashPoint.hit("commit.beforeEvent", batch.index)
-    yield* x.committed.set(checkpoint.committedBatches)
-    yield* x.emit({
-      _tag: "BatchCommitted",
-      runId: x.run.id,
-      batchIndex: batch.index,
-      committedBatches: checkpoint.committedBatches,
-      totalBatches: x.run.plan.totalBatches,
-      entityMentions: checkpoint.entityMentions,
-      relations: checkpoint.relations
-    })
-    yield* Cancellation.afterCommit(x.run.id, checkpoint)
+    if (pending.checkpoint === undefined) yield* commitGroup(x, batch.index)
+    yield* Cancellation.afterCommit(x.run.id, pending.checkpoint!)
   })
 
 /**
@@ -521,7 +571,9 @@ const makeExecution = Effect.fnUntraced(function*(
     ledger: yield* UsageLedger.make(run.id),
     committed: yield* makeCommitted(run.committedBatches),
     readKnownEntities: yield* knownEntitiesReader(store, run.id),
-    emit: options.onEvent ?? (() => Effect.void)
+    emit: options.onEvent ?? (() => Effect.void),
+    pending: new Map(),
+    groupCommit: options.groupCommit ?? true
   } satisfies Execution
 })
 
