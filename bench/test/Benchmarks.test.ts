@@ -51,7 +51,7 @@ describe("benchmarks (smoke)", () => {
     Effect.gen(function*() {
       const config = CommitOverhead.configs.smoke
       const { data, section } = yield* CommitOverhead.run(config).pipe(Effect.provide(Harness.quiet))
-      for (const variant of ["engine", "store", "raw", "rawWrites"] as const) {
+      for (const variant of ["engine", "grouped", "ungrouped", "store", "raw", "rawWrites"] as const) {
         sane(data[variant], variant, config.rounds)
       }
       positive(data.ratio, "ratio")

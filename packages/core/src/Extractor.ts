@@ -176,6 +176,10 @@ export interface BatchInput {
   readonly batchIndex: number
   readonly chunks: ReadonlyArray<Chunk>
   readonly ontology: Option.Option<Ontology>
+  /**
+   * The run's entities first seen before this batch's horizon. The array is the engine's own (no copy per batch):
+   * it stays exactly as given until this batch's `extract` ends; copy it to keep it longer.
+   */
   readonly knownEntities: Effect.Effect<ReadonlyArray<KnownEntity>, PersistenceError>
   /**
    * Records the usage of one attempt (e.g. one HTTP call) as soon as it is known, so that spend on attempts lost to

@@ -33,20 +33,13 @@ import {
 } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import * as FairScheduler from "./FairScheduler.js"
-import { entityIri, sha256 } from "./internal/entities.js"
+import { sha256 } from "./internal/entities.js"
+import * as KnownContext from "./internal/knownContext.js"
 import * as Lease from "./Lease.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
 import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId } from "./Run.js"
-import {
-  type BatchCommit,
-  type Checkpoint,
-  knownEntitiesReader,
-  type KnownEntity,
-  type NewQueuedExecution,
-  type Outcome,
-  RunStore
-} from "./RunStore.js"
+import { type BatchCommit, type Checkpoint, type NewQueuedExecution, type Outcome, RunStore } from "./RunStore.js"
 import * as SkipPolicy from "./SkipPolicy.js"
 import * as UsageLedger from "./UsageLedger.js"
 
@@ -366,8 +359,8 @@ interface Execution extends Prepared {
   readonly budget: Budget.Budget
   readonly ledger: UsageLedger.UsageLedger
   readonly committed: Effect.Effect.Success<ReturnType<typeof makeCommitted>>
-  /** Reads the entities known before a batch, incrementally (`RunStore.knownEntitiesReader`). */
-  readonly readKnownEntities: (beforeBatch: number) => Effect.Effect<ReadonlyArray<KnownEntity>, PersistenceError>
+  /** The entities known before a batch, read incrementally (see `internal/knownContext`). */
+  readonly known: KnownContext.KnownContext
   readonly emit: (event: WorkflowEvent) => Effect.Effect<void>
   /** Extracted batches waiting for their commit, by batch index. */
   readonly pending: Map<number, Pending>
@@ -379,10 +372,7 @@ interface Execution extends Prepared {
 const knownEntities = (x: Execution, batchIndex: number) => {
   const horizon = batchIndex - x.run.plan.concurrency + 1
   if (horizon <= 0) return Effect.succeed([])
-  return x.committed.atLeast(horizon).pipe(
-    Effect.zipRight(x.readKnownEntities(horizon)),
-    Effect.map((rows) => rows.map((e) => ({ label: e.label, type: e.type, iri: entityIri(e.label, e.type) })))
-  )
+  return Effect.zipRight(x.committed.atLeast(horizon), x.known.read(batchIndex, horizon))
 }
 
 /** Before committing, writes the batch's usage the ledger still keeps, also when the batch failed. */
@@ -422,7 +412,7 @@ const extract = (x: Execution, batch: Chunking.Batch) =>
       Effect.flatMap(Extractor.checkOutput(x.extractor.name, batch.index)),
       EngineMetrics.trackExtraction(x.extractor.name),
       SkipPolicy.apply(x.run.plan.onBatchError),
-      Effect.ensuring(x.budget.settle(batch.index)),
+      Effect.ensuring(Effect.zipRight(x.budget.settle(batch.index), x.known.release(batch.index))),
       flushingUsage(x.ledger, batch.index)
     )
     const finished = yield* Clock.currentTimeMillis
@@ -570,7 +560,7 @@ const makeExecution = Effect.fnUntraced(function*(
     }),
     ledger: yield* UsageLedger.make(run.id),
     committed: yield* makeCommitted(run.committedBatches),
-    readKnownEntities: yield* knownEntitiesReader(store, run.id),
+    known: yield* KnownContext.make(store, run.id),
     emit: options.onEvent ?? (() => Effect.void),
     pending: new Map(),
     groupCommit: options.groupCommit ?? true
