@@ -154,7 +154,8 @@ export const run = (config: Config) =>
           return {
             wall: (last.wall - first.wall) * 1000 / n,
             cpu: (last.cpu - first.cpu) / n,
-            firstMs: first.wall - started
+            firstMs: first.wall - started,
+            context: lastContext
           }
         })
       const out: { early: Array<Sample>; late: Array<Sample>; lateContext: number } = {
