@@ -109,6 +109,39 @@ describe("SqliteRunStore", () => {
       assert.deepStrictEqual(readBytes(out), clean)
     }))
 
+  it.scoped("a failure inside a group commit leaves none of the group; the retried group writes all of it", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      let armed = true
+      const hook = (_: SqlClient.SqlClient, commit: RunStore.BatchCommit) =>
+        armed && commit.batchIndex === 2 ?
+          new PersistenceError({ operation: "commitBatch", cause: new Error("injected failure") }) :
+          Effect.void
+      yield* Effect.gen(function*() {
+        const store = yield* RunStore.RunStore
+        const run = yield* store.createRun(newRun("group-crash", { totalBatches: 4 }))
+        const holder = holderOf(yield* store.claim(run.id, "me", 60_000))
+        const group = [0, 1, 2, 3].map((batchIndex): RunStore.BatchCommit => ({
+          runId: run.id,
+          holder,
+          batchIndex,
+          output: syntheticOutput(batchIndex),
+          attempts: 1,
+          durationMs: 1
+        }))
+        const error = yield* Effect.flip(store.commitBatches(group))
+        assert.strictEqual(error._tag, "PersistenceError")
+        for (const table of ["batches", "checkpoints", "entities"] as const) {
+          assert.strictEqual(yield* countRows(table, run.id), 0, table)
+        }
+        assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 0)
+        armed = false
+        const checkpoints = yield* store.commitBatches(group)
+        assert.deepStrictEqual(checkpoints.map((c) => c.committedBatches), [1, 2, 3, 4])
+        assert.strictEqual(yield* countRows("batches", run.id), 4)
+      }).pipe(Effect.provide(layerWithHook(path.join(dir, "q.db"), hook)))
+    }))
+
   it.scoped("a failure raised by SQLite on the checkpoint insert (trigger) rolls the batch back; resume is identical", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
