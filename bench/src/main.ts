@@ -17,6 +17,7 @@ import * as CliStartup from "./CliStartup.js"
 import * as Cluster from "./Cluster.js"
 import * as CommitOverhead from "./CommitOverhead.js"
 import * as Concurrency from "./Concurrency.js"
+import * as EntityGrowth from "./EntityGrowth.js"
 import { repoRoot } from "./ExtractorSpeed.js"
 import * as ExtractorSpeed from "./ExtractorSpeed.js"
 import * as Harness from "./Harness.js"
@@ -46,6 +47,7 @@ const benchmarks: ReadonlyArray<Benchmark> = [
   { id: "7", title: "Extractor speed", run: (mode) => ExtractorSpeed.run(ExtractorSpeed.configs[mode]) },
   { id: "8", title: "Chunking speed", run: (mode) => ChunkingSpeed.run(ChunkingSpeed.configs[mode]) },
   { id: "9", title: "CLI start-up", run: (mode) => CliStartup.runStartup(CliStartup.startupConfigs[mode]) },
+  { id: "11", title: "Per-batch cost as a run grows", run: (mode) => EntityGrowth.run(EntityGrowth.configs[mode]) },
   {
     id: "12",
     title: "status on a large database",

@@ -3,6 +3,7 @@ import * as Effect from "effect/Effect"
 import * as ChunkingSpeed from "../src/ChunkingSpeed.js"
 import * as CommitOverhead from "../src/CommitOverhead.js"
 import * as Concurrency from "../src/Concurrency.js"
+import * as EntityGrowth from "../src/EntityGrowth.js"
 import * as ExtractorSpeed from "../src/ExtractorSpeed.js"
 import * as Harness from "../src/Harness.js"
 import * as ManyRuns from "../src/ManyRuns.js"
@@ -51,7 +52,7 @@ describe("benchmarks (smoke)", () => {
     Effect.gen(function*() {
       const config = CommitOverhead.configs.smoke
       const { data, section } = yield* CommitOverhead.run(config).pipe(Effect.provide(Harness.quiet))
-      for (const variant of ["engine", "store", "raw", "rawWrites"] as const) {
+      for (const variant of ["engine", "grouped", "ungrouped", "store", "raw", "rawWrites"] as const) {
         sane(data[variant], variant, config.rounds)
       }
       positive(data.ratio, "ratio")
@@ -103,6 +104,18 @@ describe("benchmarks (smoke)", () => {
         assert.isTrue(level.inOrder)
       }
       assert.strictEqual(data.levels[0]!.speedup, 1)
+      renders(section)
+    }))
+
+  it.live("11 per-batch cost as a run grows", () =>
+    Effect.gen(function*() {
+      const config = EntityGrowth.configs.smoke
+      const { data, section } = yield* EntityGrowth.run(config).pipe(Effect.provide(Harness.quiet))
+      sane(data.early.wall, "early", config.repeats)
+      sane(data.late.wall, "late", config.repeats)
+      positive(data.cpuRatio, "cpu ratio")
+      // The late run's context holds the entities of its committed batches: 50 new ones per batch at least.
+      assert.isAtLeast(data.lateContext, config.many * 50)
       renders(section)
     }))
 

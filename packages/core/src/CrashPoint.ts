@@ -15,7 +15,8 @@ import * as Schema from "effect/Schema"
  *
  * - `createRun.transaction`: inside `createRun`'s transaction, after its writes.
  * - `extract.beforeCommit`: a batch is extracted, its commit not yet begun.
- * - `commitBatch.transaction`: inside `commitBatch`'s transaction, after every write of the batch.
+ * - `commitBatch.transaction`: inside a commit transaction, after every write of its batch (of its group of batches
+ *   under group commit, named by the group's first batch).
  * - `commit.beforeEvent`: the batch is committed, its event not yet emitted.
  * - `merge.beforeRename`: the merged artifact is written to its temp file, not yet renamed into place.
  * - `merge.afterRename`: the artifact is in place, the run not yet `complete`.

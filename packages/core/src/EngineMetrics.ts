@@ -47,7 +47,8 @@ export const batchExtractionSeconds = Metric.histogram(
 )
 
 /**
- * How long one batch's commit transaction took, in seconds (from 0.5 ms to about 4 s).
+ * How long one commit transaction took (one batch, or a group of batches under group commit), in seconds (from 0.5 ms
+ * to about 4 s).
  *
  * @since 0.1.0
  * @category metrics
@@ -120,23 +121,25 @@ export const trackExtraction = (extractor: string) => <A, E, R>(self: Effect.Eff
   )
 
 /**
- * Measures a batch commit: its duration, and one more batch committed (and skipped) when it succeeds.
+ * Measures a commit transaction of `batches` batches (more than one under group commit), `skipped` of them skipped:
+ * its duration, and the batches committed (and skipped) when it succeeds.
  *
  * @since 0.1.0
  * @category combinators
  */
-export const trackCommit = (skipped: boolean) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.timed(self).pipe(
-    Effect.flatMap(([elapsed, a]) =>
-      Effect.as(
-        Effect.all([
-          Metric.update(batchCommitSeconds, seconds(elapsed)),
-          Metric.increment(batchesCommitted),
-          skipped ? Metric.increment(batchesSkipped) : Effect.void
-        ], { discard: true }),
-        a
+export const trackCommit =
+  (batches: number, skipped: number) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.timed(self).pipe(
+      Effect.flatMap(([elapsed, a]) =>
+        Effect.as(
+          Effect.all([
+            Metric.update(batchCommitSeconds, seconds(elapsed)),
+            Metric.incrementBy(batchesCommitted, batches),
+            skipped > 0 ? Metric.incrementBy(batchesSkipped, skipped) : Effect.void
+          ], { discard: true }),
+          a
+        )
       )
     )
-  )
 
 const seconds = (elapsed: Duration.Duration): number => Duration.toSeconds(elapsed)

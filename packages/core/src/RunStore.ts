@@ -370,6 +370,14 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   /** Writes a batch output, its checkpoint and the run's progress in one transaction; idempotent per batch. */
   readonly commitBatch: (commit: BatchCommit) => Effect.Effect<Checkpoint, RunLocked | PersistenceError>
   /**
+   * Group commit: writes consecutive batches of one run and holder in one transaction (one fsync), each with its own
+   * batch row and chained checkpoint, exactly as `commitBatch` one by one would; a crash leaves all of them or none,
+   * and a holder whose lease was taken over writes none. Idempotent per batch.
+   */
+  readonly commitBatches: (
+    commits: ReadonlyArray<BatchCommit>
+  ) => Effect.Effect<ReadonlyArray<Checkpoint>, RunLocked | PersistenceError>
+  /**
    * Replaces a skipped batch with the output of its retry and rechains every later checkpoint, in one transaction.
    * When the retry failed again (`skipped` set), the batch stays skipped with the new error. Either way the batch's
    * usage becomes its earlier usage plus the retry's, and the run's usage grows by the retry's. A batch that is not

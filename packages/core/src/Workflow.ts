@@ -8,12 +8,12 @@
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import * as SubscriptionRef from "effect/SubscriptionRef"
 import { randomBytes } from "node:crypto"
 import * as Budget from "./Budget.js"
 import * as Cancellation from "./Cancellation.js"
@@ -33,12 +33,13 @@ import {
 } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import * as FairScheduler from "./FairScheduler.js"
-import { entityIri, sha256 } from "./internal/entities.js"
+import { sha256 } from "./internal/entities.js"
+import * as KnownContext from "./internal/knownContext.js"
 import * as Lease from "./Lease.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
 import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId } from "./Run.js"
-import { knownEntitiesReader, type KnownEntity, type NewQueuedExecution, type Outcome, RunStore } from "./RunStore.js"
+import { type BatchCommit, type Checkpoint, type NewQueuedExecution, type Outcome, RunStore } from "./RunStore.js"
 import * as SkipPolicy from "./SkipPolicy.js"
 import * as UsageLedger from "./UsageLedger.js"
 
@@ -88,6 +89,11 @@ export interface ExecuteOptions {
   readonly deadlineMs?: number | undefined
   /** Re-extract the batches that were skipped under the `skip` policy (reopens a completed run). */
   readonly retrySkipped?: boolean | undefined
+  /**
+   * Commit the batches that are extracted and next in order together, in one transaction (default true); false
+   * commits each batch in its own transaction. Either way each batch has its own row, checkpoint and event.
+   */
+  readonly groupCommit?: boolean | undefined
 }
 
 /**
@@ -335,16 +341,31 @@ const tagOf = (u: unknown): string | undefined =>
 
 /** How many batches are committed, and a way to wait for more. */
 const makeCommitted = (initial: number) =>
-  Effect.map(SubscriptionRef.make(initial), (ref) => ({
-    set: (n: number) => SubscriptionRef.set(ref, n),
-    // Subscribing to `changes` costs about 1 ms of CPU per batch (pnpm bench, section 1), so only a wait that is not
-    // over yet subscribes; `changes` starts with the current value, so no commit is missed in between.
-    atLeast: (n: number) =>
-      Effect.flatMap(SubscriptionRef.get(ref), (current) =>
-        current >= n ?
-          Effect.void :
-          ref.changes.pipe(Stream.filter((c) => c >= n), Stream.take(1), Stream.runDrain))
-  }))
+  Effect.sync(() => {
+    let current = initial
+    // Waiters by the count they wait for. A `SubscriptionRef`'s `changes` stream cost about 1 ms of CPU per waiter
+    // and batch (pnpm bench, sections 1 and 4); a latch per waiter is released once, by the commit that reaches it.
+    const waiters: Array<{ readonly n: number; readonly latch: Deferred.Deferred<void> }> = []
+    return {
+      set: (n: number) =>
+        Effect.suspend(() => {
+          current = n
+          const ready: Array<Deferred.Deferred<void>> = []
+          for (let i = waiters.length - 1; i >= 0; i--) {
+            if (waiters[i]!.n <= n) ready.push(waiters.splice(i, 1)[0]!.latch)
+          }
+          return Effect.forEach(ready, (latch) => Deferred.succeed(latch, undefined), { discard: true })
+        }),
+      atLeast: (n: number) =>
+        Effect.suspend(() => {
+          if (current >= n) return Effect.void
+          return Effect.flatMap(Deferred.make<void>(), (latch) => {
+            waiters.push({ n, latch })
+            return Deferred.await(latch)
+          })
+        })
+    }
+  })
 
 /** One execution after its claim: the run, what `prepare` checked, and the policies in force. */
 interface Execution extends Prepared {
@@ -353,9 +374,12 @@ interface Execution extends Prepared {
   readonly budget: Budget.Budget
   readonly ledger: UsageLedger.UsageLedger
   readonly committed: Effect.Effect.Success<ReturnType<typeof makeCommitted>>
-  /** Reads the entities known before a batch, incrementally (`RunStore.knownEntitiesReader`). */
-  readonly readKnownEntities: (beforeBatch: number) => Effect.Effect<ReadonlyArray<KnownEntity>, PersistenceError>
+  /** The entities known before a batch, read incrementally (see `internal/knownContext`). */
+  readonly known: KnownContext.KnownContext
   readonly emit: (event: WorkflowEvent) => Effect.Effect<void>
+  /** Extracted batches waiting for their commit, by batch index. */
+  readonly pending: Map<number, Pending>
+  readonly groupCommit: boolean
 }
 
 // Batch i sees the entities of batches < i - concurrency + 1 only: those are committed before it can start whatever
@@ -363,10 +387,7 @@ interface Execution extends Prepared {
 const knownEntities = (x: Execution, batchIndex: number) => {
   const horizon = batchIndex - x.run.plan.concurrency + 1
   if (horizon <= 0) return Effect.succeed([])
-  return x.committed.atLeast(horizon).pipe(
-    Effect.zipRight(x.readKnownEntities(horizon)),
-    Effect.map((rows) => rows.map((e) => ({ label: e.label, type: e.type, iri: entityIri(e.label, e.type) })))
-  )
+  return Effect.zipRight(x.committed.atLeast(horizon), x.known.read(batchIndex, horizon))
 }
 
 /** Before committing, writes the batch's usage the ledger still keeps, also when the batch failed. */
@@ -406,7 +427,7 @@ const extract = (x: Execution, batch: Chunking.Batch) =>
       Effect.flatMap(Extractor.checkOutput(x.extractor.name, batch.index)),
       EngineMetrics.trackExtraction(x.extractor.name),
       SkipPolicy.apply(x.run.plan.onBatchError),
-      Effect.ensuring(x.budget.settle(batch.index)),
+      Effect.ensuring(Effect.zipRight(x.budget.settle(batch.index), x.known.release(batch.index))),
       flushingUsage(x.ledger, batch.index)
     )
     const finished = yield* Clock.currentTimeMillis
@@ -423,32 +444,66 @@ const reserve = (x: Execution, batch: Chunking.Batch) =>
     Effect.as(batch)
   )
 
-/** Commits a batch once every batch before it is committed, and reports it. */
+/** An extracted batch waiting for its turn to commit; `checkpoint` is set once a group commit wrote it. */
+interface Pending {
+  readonly commit: BatchCommit
+  checkpoint: Checkpoint | undefined
+}
+
+/**
+ * Commits the batch whose turn it is together with the extracted batches right after it (group commit: one
+ * transaction, one fsync), then reports each in order. Each keeps its own batch row, checkpoint and event.
+ */
+const commitGroup = (x: Execution, from: number) =>
+  Effect.gen(function*() {
+    const group: Array<Pending> = []
+    for (let i = from; x.pending.has(i) && (i === from || x.groupCommit); i++) {
+      group.push(x.pending.get(i)!)
+      x.pending.delete(i)
+    }
+    const store = yield* RunStore
+    const commits = group.map((p) => p.commit)
+    const skipped = commits.filter((c) => c.skipped !== undefined).length
+    // A group of one is the plain commit (what wrappers of `commitBatch` see at concurrency 1).
+    const checkpoints = yield* (commits.length === 1 ?
+      Effect.map(store.commitBatch(commits[0]!), (c) => [c]) :
+      store.commitBatches(commits)).pipe(EngineMetrics.trackCommit(commits.length, skipped))
+    group.forEach((p, i) => (p.checkpoint = checkpoints[i]))
+    for (const checkpoint of checkpoints) {
+      yield* CrashPoint.hit("commit.beforeEvent", checkpoint.batchIndex)
+      yield* x.emit({
+        _tag: "BatchCommitted",
+        runId: x.run.id,
+        batchIndex: checkpoint.batchIndex,
+        committedBatches: checkpoint.committedBatches,
+        totalBatches: x.run.plan.totalBatches,
+        entityMentions: checkpoint.entityMentions,
+        relations: checkpoint.relations
+      })
+    }
+    yield* x.committed.set(checkpoints[checkpoints.length - 1]!.committedBatches)
+  })
+
+/** Commits a batch once every batch before it is committed (possibly in an earlier batch's group), and reports it. */
 const commit = (x: Execution, batch: Chunking.Batch, result: SkipPolicy.Extracted & { readonly durationMs: number }) =>
   Effect.gen(function*() {
     yield* CrashPoint.hit("extract.beforeCommit", batch.index)
+    const pending: Pending = {
+      commit: {
+        runId: x.run.id,
+        holder: x.lease.holder,
+        batchIndex: batch.index,
+        output: result.output,
+        attempts: SkipPolicy.attemptsOf(result.output),
+        durationMs: result.durationMs,
+        skipped: result.skipped
+      },
+      checkpoint: undefined
+    }
+    x.pending.set(batch.index, pending)
     yield* x.committed.atLeast(batch.index)
-    const checkpoint = yield* (yield* RunStore).commitBatch({
-      runId: x.run.id,
-      holder: x.lease.holder,
-      batchIndex: batch.index,
-      output: result.output,
-      attempts: SkipPolicy.attemptsOf(result.output),
-      durationMs: result.durationMs,
-      skipped: result.skipped
-    }).pipe(EngineMetrics.trackCommit(result.skipped !== undefined))
-    yield* CrashPoint.hit("commit.beforeEvent", batch.index)
-    yield* x.committed.set(checkpoint.committedBatches)
-    yield* x.emit({
-      _tag: "BatchCommitted",
-      runId: x.run.id,
-      batchIndex: batch.index,
-      committedBatches: checkpoint.committedBatches,
-      totalBatches: x.run.plan.totalBatches,
-      entityMentions: checkpoint.entityMentions,
-      relations: checkpoint.relations
-    })
-    yield* Cancellation.afterCommit(x.run.id, checkpoint)
+    if (pending.checkpoint === undefined) yield* commitGroup(x, batch.index)
+    yield* Cancellation.afterCommit(x.run.id, pending.checkpoint!)
   })
 
 /**
@@ -520,8 +575,10 @@ const makeExecution = Effect.fnUntraced(function*(
     }),
     ledger: yield* UsageLedger.make(run.id),
     committed: yield* makeCommitted(run.committedBatches),
-    readKnownEntities: yield* knownEntitiesReader(store, run.id),
-    emit: options.onEvent ?? (() => Effect.void)
+    known: yield* KnownContext.make(store, run.id),
+    emit: options.onEvent ?? (() => Effect.void),
+    pending: new Map(),
+    groupCommit: options.groupCommit ?? true
   } satisfies Execution
 })
 

@@ -30,4 +30,25 @@ describe("Extractor.checkOutput", () => {
         assert.include(error.message, "does not match the batch output schema")
       }
     }))
+
+  it.effect("the JSON it encoded is what the store writes, and the same bytes a second encode gives", () =>
+    Effect.gen(function*() {
+      // Keys out of schema order, optional fields absent and present: encoding must not depend on either.
+      const output: Extractor.BatchOutput = {
+        relations: withLanguage("en").relations,
+        entities: [{
+          attributes: { jobTitle: "harpooneer" },
+          confidence: 0.5,
+          span: { end: 8, start: 0 },
+          type: "http://xmlns.com/foaf/0.1/Person",
+          label: "Queequeg"
+        }],
+        usage: { requests: 1, promptTokens: 2, completionTokens: 3 }
+      }
+      const checked = yield* Extractor.checkOutput("llm", 0)(output)
+      assert.strictEqual(Extractor.canonicalJson(checked), Extractor.encodeOutput(output))
+      assert.strictEqual(Extractor.canonicalJson(checked), Extractor.encodeOutput(checked))
+      // An output that was never checked is encoded on demand.
+      assert.strictEqual(Extractor.canonicalJson(output), Extractor.encodeOutput(output))
+    }))
 })

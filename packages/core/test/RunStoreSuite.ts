@@ -296,6 +296,78 @@ export const runStoreSuite = (
         })
       ))
 
+    const batchCommit = (runId: RunId, holder: RunStore.LeaseHolder, batchIndex: number): RunStore.BatchCommit => ({
+      runId,
+      holder,
+      batchIndex,
+      // Batch i re-mentions batch i - 1's entity: the group's entity rows keep each key's first batch.
+      output: syntheticOutput(batchIndex, batchIndex > 0 ? syntheticOutput(batchIndex - 1).entities : []),
+      attempts: 1,
+      durationMs: 5
+    })
+
+    it.scoped("commitBatches writes a group exactly as commitBatch one by one: rows, checkpoints, digest, entities", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const single = yield* store.createRun(newRun("one-by-one"))
+          const grouped = yield* store.createRun(newRun("grouped"))
+          const a = yield* take(store, single.id, "me")
+          const b = yield* take(store, grouped.id, "me")
+          const expected = yield* Effect.forEach([0, 1, 2, 3, 4, 5], (i) =>
+            store.commitBatch(batchCommit(single.id, a, i)))
+          const first = yield* store.commitBatches([0, 1].map((i) =>
+            batchCommit(grouped.id, b, i)
+          ))
+          const rest = yield* store.commitBatches([2, 3, 4, 5].map((i) => batchCommit(grouped.id, b, i)))
+          const strip = (c: RunStore.Checkpoint) => ({ ...c, runId: "x" })
+          assert.deepStrictEqual([...first, ...rest].map(strip), expected.map(strip))
+          const [x, y] = [yield* store.getRun(single.id), yield* store.getRun(grouped.id)]
+          assert.deepStrictEqual(
+            [y.committedBatches, y.entityMentions, y.relations, y.digest, y.usage],
+            [x.committedBatches, x.entityMentions, x.relations, x.digest, x.usage]
+          )
+          assert.deepStrictEqual(
+            yield* store.batchPage(grouped.id, -1, 100),
+            yield* store.batchPage(single.id, -1, 100)
+          )
+          assert.deepStrictEqual(
+            yield* store.knownEntities(grouped.id, 100),
+            yield* store.knownEntities(single.id, 100)
+          )
+          assert.deepStrictEqual((yield* store.knownEntities(grouped.id, 100)).map((e) => e.firstBatch), [
+            0,
+            1,
+            2,
+            3,
+            4,
+            5
+          ])
+        })
+      ))
+
+    it.scoped("commitBatches: a stale holder writes nothing of the group; a retried group writes only what is new", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("fenced-group"))
+          const current = yield* take(store, created.id, "me")
+          const error = yield* flipOrFail(
+            store.commitBatches([0, 1, 2].map((i) => batchCommit(created.id, { ...current, token: "stale" }, i)))
+          )
+          assert.strictEqual(error._tag, "RunLocked")
+          assert.strictEqual((yield* store.getRun(created.id)).committedBatches, 0)
+          assert.deepStrictEqual(yield* store.batchPage(created.id, -1, 100), [])
+          assert.deepStrictEqual(yield* store.knownEntities(created.id, 100), [])
+          const firstTwo = yield* store.commitBatches([0, 1].map((i) => batchCommit(created.id, current, i)))
+          // The retry of a group that partly landed answers the stored checkpoints and writes the rest.
+          const again = yield* store.commitBatches([0, 1, 2, 3].map((i) => batchCommit(created.id, current, i)))
+          assert.deepStrictEqual(again.slice(0, 2).map((c) => c.digest), firstTwo.map((c) => c.digest))
+          assert.deepStrictEqual(again.map((c) => c.batchIndex), [0, 1, 2, 3])
+          assert.strictEqual(again[3]!.committedBatches, 4)
+          assert.strictEqual((yield* store.getRun(created.id)).committedBatches, 4)
+          assert.deepStrictEqual((yield* store.batchPage(created.id, -1, 100)).map((b) => b.batchIndex), [0, 1, 2, 3])
+        })
+      ))
+
     it.scoped("batchPage reads committed outputs in batch order, page by page", () =>
       withStore((store) =>
         Effect.gen(function*() {

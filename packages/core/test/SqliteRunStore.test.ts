@@ -19,6 +19,7 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import { createHash } from "node:crypto"
 import * as path from "node:path"
+import * as KnownContext from "../src/internal/knownContext.js"
 import { coreDist, holdWriteLock, spawnNode } from "./children.js"
 import { cleanArtifact, countRows, readBytes, readText, sharedData, snapshot, tempDir } from "./fixtures.js"
 import { newRun, runStoreSuite, syntheticOutput } from "./RunStoreSuite.js"
@@ -106,6 +107,39 @@ describe("SqliteRunStore", () => {
         assert.strictEqual(done.committedBatches, run.plan.totalBatches)
       }).pipe(Effect.provide(layerWithHook(path.join(dir, "q.db"), hook)))
       assert.deepStrictEqual(readBytes(out), clean)
+    }))
+
+  it.scoped("a failure inside a group commit leaves none of the group; the retried group writes all of it", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      let armed = true
+      const hook = (_: SqlClient.SqlClient, commit: RunStore.BatchCommit) =>
+        armed && commit.batchIndex === 2 ?
+          new PersistenceError({ operation: "commitBatch", cause: new Error("injected failure") }) :
+          Effect.void
+      yield* Effect.gen(function*() {
+        const store = yield* RunStore.RunStore
+        const run = yield* store.createRun(newRun("group-crash", { totalBatches: 4 }))
+        const holder = holderOf(yield* store.claim(run.id, "me", 60_000))
+        const group = [0, 1, 2, 3].map((batchIndex): RunStore.BatchCommit => ({
+          runId: run.id,
+          holder,
+          batchIndex,
+          output: syntheticOutput(batchIndex),
+          attempts: 1,
+          durationMs: 1
+        }))
+        const error = yield* Effect.flip(store.commitBatches(group))
+        assert.strictEqual(error._tag, "PersistenceError")
+        for (const table of ["batches", "checkpoints", "entities"] as const) {
+          assert.strictEqual(yield* countRows(table, run.id), 0, table)
+        }
+        assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 0)
+        armed = false
+        const checkpoints = yield* store.commitBatches(group)
+        assert.deepStrictEqual(checkpoints.map((c) => c.committedBatches), [1, 2, 3, 4])
+        assert.strictEqual(yield* countRows("batches", run.id), 4)
+      }).pipe(Effect.provide(layerWithHook(path.join(dir, "q.db"), hook)))
     }))
 
   it.scoped("a failure raised by SQLite on the checkpoint insert (trigger) rolls the batch back; resume is identical", () =>
@@ -371,6 +405,56 @@ describe("SqliteRunStore concurrency", () => {
       // A lost lease ends the loop at once.
       const lost = yield* Effect.flip(RunStore.keepLease(store, run.id, { owner: "me", token: "stale" }, 30))
       assert.strictEqual(lost._tag, "RunLocked")
+    }).pipe(Effect.scoped))
+
+  it.scoped("the known-entity context answers as knownEntities, reads each batch once, never changes a held answer", () =>
+    Effect.gen(function*() {
+      const { store } = yield* openStore(path.join(yield* tempDir, "q.db"))
+      const run = yield* store.createRun(newRun("context", { totalBatches: 12 }))
+      const holder = holderOf(yield* store.claim(run.id, "me", 60_000))
+      const commit = (batchIndex: number) =>
+        store.commitBatch({
+          runId: run.id,
+          holder,
+          batchIndex,
+          output: syntheticOutput(batchIndex, batchIndex > 0 ? syntheticOutput(0).entities : []),
+          attempts: 1,
+          durationMs: 1
+        })
+      const reads: Array<[number, number]> = []
+      const recording: RunStore.RunStore["Type"] = {
+        ...store,
+        knownEntities: (runId, before, from) => {
+          reads.push([from ?? 0, before])
+          return store.knownEntities(runId, before, from)
+        }
+      }
+      const context = yield* KnownContext.make(recording, run.id)
+      const expected = (before: number) =>
+        Effect.map(store.knownEntities(run.id, before), (rows) => rows.map((e) => `${e.label}|${e.type}`))
+      const labels = (known: ReadonlyArray<{ label: string; type: string }>) => known.map((e) => `${e.label}|${e.type}`)
+      for (let i = 0; i < 4; i++) yield* commit(i)
+      // Batch 4 holds the whole context; batch 5 (concurrency 2) then needs more while batch 4 still extracts.
+      const held = yield* context.read(4, 4)
+      const heldCopy = [...held]
+      yield* commit(4)
+      const next = yield* context.read(5, 5)
+      assert.deepStrictEqual(held, heldCopy, "a held answer never changes")
+      assert.deepStrictEqual(labels(held), yield* expected(4))
+      assert.deepStrictEqual(labels(next), yield* expected(5))
+      // Once batches are released, the array grows in place (no copy per batch): the same array comes back.
+      yield* context.release(4)
+      yield* context.release(5)
+      yield* commit(5)
+      const six = yield* context.read(6, 6)
+      yield* context.release(6)
+      yield* commit(6)
+      const seven = yield* context.read(7, 7)
+      assert.strictEqual(seven, six)
+      assert.deepStrictEqual(labels(seven), yield* expected(7))
+      // Earlier horizons come from memory, as a prefix.
+      assert.deepStrictEqual(labels(yield* context.read(8, 2)), yield* expected(2))
+      assert.deepStrictEqual(reads, [[0, 4], [4, 5], [5, 6], [6, 7]])
     }).pipe(Effect.scoped))
 
   it.scoped("knownEntitiesReader reads each batch's entities once and answers exactly as knownEntities", () =>

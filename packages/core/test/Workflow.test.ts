@@ -2,11 +2,14 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
 import * as Chunking from "@quarry/core/Chunking"
-import type * as Extractor from "@quarry/core/Extractor"
+import * as Database from "@quarry/core/Database"
+import * as Extractor from "@quarry/core/Extractor"
 import { RunId } from "@quarry/core/Run"
 import * as RunStore from "@quarry/core/RunStore"
+import * as SqliteRunStore from "@quarry/core/SqliteRunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as N3 from "n3"
 import * as fs from "node:fs"
@@ -409,5 +412,66 @@ describe("Workflow", () => {
       }
       assert.deepStrictEqual(b.known, a.known)
       assert.deepStrictEqual(b.artifact, a.artifact)
+    }))
+
+  it.scopedLive("group commit: batches extracted together commit in one transaction, as one by one would", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const runOnce = (name: string, groupCommit: boolean) =>
+        Effect.gen(function*() {
+          // Batch 0 is slow: batches 1 to 3 are extracted and wait for it, then all four are ready at once.
+          const extractor = scriptedExtractor({
+            contextual: true,
+            before: (input) => Effect.sleep(input.batchIndex % 4 === 0 ? 150 : 1)
+          })
+          const groups: Array<number> = []
+          const counting = Layer.effect(
+            RunStore.RunStore,
+            Effect.map(SqliteRunStore.make(), (store) => ({
+              ...store,
+              commitBatch: (commit: RunStore.BatchCommit) =>
+                Effect.zipRight(Effect.sync(() => groups.push(1)), store.commitBatch(commit)),
+              commitBatches: (commits: ReadonlyArray<RunStore.BatchCommit>) =>
+                Effect.zipRight(Effect.sync(() => groups.push(commits.length)), store.commitBatches(commits))
+            }))
+          )
+          const out = path.join(dir, `${name}.ttl`)
+          const events: Array<string> = []
+          const run = yield* Effect.gen(function*() {
+            const created = yield* Workflow.create({
+              input: text.slice(0, 6000),
+              extractor: "capitalized",
+              chunking: { windowSize: 300, overlap: 50, batchSize: 1 },
+              concurrency: 4,
+              output: { path: out, format: "turtle" }
+            })
+            return yield* Workflow.execute(created.id, {
+              groupCommit,
+              onEvent: (e) =>
+                Effect.sync(() =>
+                  e._tag === "BatchCommitted" &&
+                  events.push(`${e.batchIndex}:${e.committedBatches}:${e.entityMentions}`)
+                )
+            })
+          }).pipe(
+            Effect.provide(
+              Layer.mergeAll(counting, Extractor.layerRegistry(extractor)).pipe(
+                Layer.provideMerge(Database.layer(path.join(dir, `${name}.db`)))
+              )
+            )
+          )
+          return { run, groups, events, artifact: readBytes(out) }
+        })
+      const grouped = yield* runOnce("grouped", true)
+      const single = yield* runOnce("single", false)
+      assert.isAbove(grouped.run.committedBatches, 8)
+      assert.isAbove(Math.max(...grouped.groups), 1, "some batches were committed together")
+      assert.isBelow(grouped.groups.length, grouped.run.committedBatches)
+      assert.strictEqual(grouped.groups.reduce((a, b) => a + b, 0), grouped.run.committedBatches)
+      assert.deepStrictEqual(single.groups, single.groups.map(() => 1))
+      // Every batch still has its own event, in order, with its own checkpoint's counters; same digest and bytes.
+      assert.deepStrictEqual(grouped.events, single.events)
+      assert.strictEqual(grouped.run.digest, single.run.digest)
+      assert.deepStrictEqual(grouped.artifact, single.artifact)
     }))
 })

@@ -1,4 +1,7 @@
-/** Batch commits: a batch's output, its entities, its checkpoint and the run's progress in one transaction. */
+/**
+ * Batch commits: each batch's output, its entities, its checkpoint and the run's progress in one transaction; a
+ * group of consecutive batches shares that transaction (group commit).
+ */
 import * as SqlSchema from "@effect/sql/SqlSchema"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -17,21 +20,42 @@ export const compressAbove = 1024
 /** Entity rows per INSERT statement (5 parameters each, far below SQLite's 32,766 and PostgreSQL's 65,535). */
 const entityRowsPerInsert = 400
 
+/** Batch and checkpoint rows per INSERT statement (13 parameters each at most). */
+const batchRowsPerInsert = 64
+
 /** The stored form of an output: its bytes (deflated when large) and the SHA-256 of its JSON. */
 export const storedOutput = (output: Extractor.BatchOutput) => {
-  const json = Extractor.encodeOutput(output)
+  const json = Extractor.canonicalJson(output)
   const raw = Buffer.from(json, "utf8")
   const [blob, encoding] = raw.length > compressAbove ? [deflateRawSync(raw), "deflate"] : [raw, "json"]
   return { blob, encoding, outputSha256: sha256(json) }
 }
 
-/** The commit operation of the store. */
+/** A batch ready to write: encoded, hashed and compressed before the transaction. */
+interface Prepared {
+  readonly commit: RunStore.BatchCommit
+  readonly blob: Buffer
+  readonly encoding: string
+  readonly outputSha256: string
+}
+
+/** Runs `write` over `rows` in statements of at most `size` rows. */
+const chunked = <A, E, R>(
+  rows: ReadonlyArray<Record<string, unknown>>,
+  size: number,
+  write: (rows: ReadonlyArray<Record<string, unknown>>) => Effect.Effect<A, E, R>
+) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < rows.length; i += size) yield* write(rows.slice(i, i + size))
+  })
+
+/** The commit operations of the store. */
 // A namespace of short operations over one context (each reads at once), not one long function.
 export const make = (ctx: StoreContext) => {
   const { hooks, reread, sql, transaction } = ctx
 
   // One statement takes the run's lock (SQLite's write lock, PostgreSQL's row lock) and reads the progress columns
-  // with the current lease token: this runs once per batch, and the token it reads cannot change until commit.
+  // with the current lease token: this runs once per transaction, and the token it reads cannot change until commit.
   const lockProgress = SqlSchema.findAll({
     Request: Schema.Struct({ id: Schema.String, now: Schema.Number }),
     Result: ProgressRow,
@@ -58,111 +82,163 @@ export const make = (ctx: StoreContext) => {
       } satisfies RunStore.Checkpoint
     })
 
-  /** The batch's entity rows, each key once (its first mention's label), built before the transaction. */
-  const entityRows = (commit: RunStore.BatchCommit) => {
+  /** The group's new entity rows, each key once (its first mention's label), built before the transaction. */
+  const entityRows = (group: ReadonlyArray<Prepared>) => {
     const seen = new Set<string>()
     const rows: Array<Record<string, unknown>> = []
-    for (const mention of commit.output.entities) {
-      const key = entityKey(mention.label, mention.type)
-      if (seen.has(key)) continue
-      seen.add(key)
-      rows.push({
-        run_id: commit.runId,
-        entity_key: ctx.key(key),
-        label: mention.label,
-        type: mention.type,
-        first_batch: commit.batchIndex
-      })
+    for (const { commit } of group) {
+      for (const mention of commit.output.entities) {
+        const key = entityKey(mention.label, mention.type)
+        if (seen.has(key)) continue
+        seen.add(key)
+        rows.push({
+          run_id: commit.runId,
+          entity_key: ctx.key(key),
+          label: mention.label,
+          type: mention.type,
+          first_batch: commit.batchIndex
+        })
+      }
     }
     return rows
   }
 
-  // Multi-row inserts: one statement per entity cost ~35% of a commit's CPU (pnpm bench, section 1).
-  const insertEntities = (rows: ReadonlyArray<Record<string, unknown>>) =>
-    Effect.gen(function*() {
-      for (let i = 0; i < rows.length; i += entityRowsPerInsert) {
-        yield* sql`INSERT INTO entities ${sql.insert(rows.slice(i, i + entityRowsPerInsert))}
-          ON CONFLICT (run_id, entity_key) DO NOTHING`
-      }
-    })
+  const batchRow = ({ blob, commit, encoding, outputSha256 }: Prepared, now: number) => ({
+    run_id: commit.runId,
+    batch_index: commit.batchIndex,
+    status: commit.skipped === undefined ? "ok" : "skipped",
+    error: commit.skipped?.error ?? null,
+    output: blob,
+    encoding,
+    output_sha256: outputSha256,
+    entity_mentions: commit.output.entities.length,
+    relations: commit.output.relations.length,
+    attempts: commit.attempts,
+    duration_ms: Math.round(commit.durationMs),
+    usage: commit.output.usage === undefined ? null : JSON.stringify(commit.output.usage),
+    committed_at: now
+  })
 
-  const commitBatch = (commit: RunStore.BatchCommit) =>
-    Effect.gen(function*() {
-      // Encoding, hashing and compression happen before the transaction: SQLite's holds the only connection.
-      const { blob, encoding, outputSha256 } = storedOutput(commit.output)
-      const entities = entityRows(commit)
+  /** The checkpoints of the group, each chained on the one before it. */
+  const checkpoints = (group: ReadonlyArray<Prepared>, run: typeof ProgressRow.Type) => {
+    let previous = { entityMentions: run.entityMentions, relations: run.relations, digest: run.digest }
+    return group.map(({ commit, outputSha256 }): RunStore.Checkpoint => {
+      const checkpoint = {
+        runId: commit.runId,
+        batchIndex: commit.batchIndex,
+        committedBatches: commit.batchIndex + 1,
+        entityMentions: previous.entityMentions + commit.output.entities.length,
+        relations: previous.relations + commit.output.relations.length,
+        digest: sha256(previous.digest + outputSha256),
+        cancelRequested: run.cancelRequested !== 0
+      }
+      previous = checkpoint
+      return checkpoint
+    })
+  }
+
+  /** The run's progress after the group: the last checkpoint, plus the group's skipped batches and usage. */
+  const updateRun = (group: ReadonlyArray<Prepared>, last: RunStore.Checkpoint) => {
+    let skipped = 0, requests = 0, prompt = 0, completion = 0, cost = 0
+    for (const { commit } of group) {
       const usage = commit.output.usage
-      // Idempotent (a committed batch returns its checkpoint), so a broken connection is retried.
-      return yield* retryDisconnects(transaction(Effect.gen(function*() {
-        const now = yield* Clock.currentTimeMillis
-        const run = (yield* lockProgress({ id: commit.runId, now }))[0]
-        // The fence: a holder whose claim was replaced writes nothing.
-        if (run === undefined || run.leaseToken !== commit.holder.token) {
-          return yield* lockedBy(yield* reread(commit.runId))
+      if (commit.skipped !== undefined) skipped++
+      requests += usage?.requests ?? 0
+      prompt += usage?.promptTokens ?? 0
+      completion += usage?.completionTokens ?? 0
+      cost += usage?.costUsd ?? 0
+    }
+    return sql`UPDATE runs SET
+        committed_batches = ${last.committedBatches},
+        entity_mentions = ${last.entityMentions},
+        relations = ${last.relations},
+        digest = ${last.digest},
+        skipped_batches = skipped_batches + ${skipped},
+        usage_requests = usage_requests + ${requests},
+        usage_prompt_tokens = usage_prompt_tokens + ${prompt},
+        usage_completion_tokens = usage_completion_tokens + ${completion},
+        usage_cost_usd = usage_cost_usd + ${cost}
+      WHERE id = ${last.runId}`
+  }
+
+  /** The writes of a group whose first batch is the run's next one. */
+  const writeGroup =
+    (group: ReadonlyArray<Prepared>, entities: ReadonlyArray<Record<string, unknown>>) =>
+    (run: typeof ProgressRow.Type, now: number) =>
+      Effect.gen(function*() {
+        yield* chunked(group.map((p) => batchRow(p, now)), batchRowsPerInsert, (rows) =>
+          sql`INSERT INTO batches ${sql.insert(rows)}`)
+        // Multi-row inserts: one statement per entity cost ~35% of a commit's CPU (pnpm bench, section 1).
+        yield* chunked(entities, entityRowsPerInsert, (rows) =>
+          sql`INSERT INTO entities ${sql.insert(rows)} ON CONFLICT (run_id, entity_key) DO NOTHING`)
+        if (hooks.beforeCheckpoint) {
+          for (const { commit } of group) {
+            yield* hooks.beforeCheckpoint(commit)
+          }
         }
-        // Already committed (a retried commit): return the stored checkpoint, write nothing.
-        if (commit.batchIndex < run.committedBatches) return yield* storedCheckpoint(commit, run)
-        if (commit.batchIndex !== run.committedBatches) {
+        const written = checkpoints(group, run)
+        const rows = written.map((c) => ({
+          run_id: c.runId,
+          batch_index: c.batchIndex,
+          entity_mentions: c.entityMentions,
+          relations: c.relations,
+          digest: c.digest,
+          committed_at: now
+        }))
+        yield* chunked(rows, batchRowsPerInsert, (chunk) =>
+          sql`INSERT INTO checkpoints ${sql.insert(chunk)}`)
+        yield* updateRun(group, written[written.length - 1]!)
+        yield* CrashPoint.hit("commitBatch.transaction", group[0]!.commit.batchIndex)
+        return written
+      })
+
+  /**
+   * Commits consecutive batches of one run and holder in one transaction (one fsync). Batches committed already
+   * (a retry) answer their stored checkpoints and are not written again; the rest must start at the run's next batch.
+   */
+  const commitBatches = (commits: ReadonlyArray<RunStore.BatchCommit>) =>
+    Effect.gen(function*() {
+      const first = commits[0]
+      if (first === undefined) return []
+      for (let i = 1; i < commits.length; i++) {
+        const c = commits[i]!
+        if (c.runId !== first.runId || c.holder.token !== first.holder.token || c.batchIndex !== first.batchIndex + i) {
+          return yield* Effect.dieMessage("a group commit takes consecutive batches of one run and one holder")
+        }
+      }
+      // Encoding, hashing and compression happen before the transaction: SQLite's holds the only connection.
+      const prepared = commits.map((commit): Prepared => ({ commit, ...storedOutput(commit.output) }))
+      const entities = entityRows(prepared)
+      const txn = transaction(Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const run = (yield* lockProgress({ id: first.runId, now }))[0]
+        // The fence: a holder whose claim was replaced writes nothing, for any batch of the group.
+        if (run === undefined || run.leaseToken !== first.holder.token) {
+          return yield* lockedBy(yield* reread(first.runId))
+        }
+        // Already committed (a retried commit): the stored checkpoints, nothing written.
+        const done = Math.max(0, Math.min(commits.length, run.committedBatches - first.batchIndex))
+        const stored = yield* Effect.forEach(commits.slice(0, done), (c) => storedCheckpoint(c, run))
+        const rest = prepared.slice(done)
+        if (rest.length === 0) return stored
+        if (rest[0]!.commit.batchIndex !== run.committedBatches) {
           return yield* Effect.dieMessage(
-            `batch ${commit.batchIndex} committed out of order (next is ${run.committedBatches})`
+            `batch ${rest[0]!.commit.batchIndex} committed out of order (next is ${run.committedBatches})`
           )
         }
-        yield* sql`INSERT INTO batches ${
-          sql.insert({
-            run_id: commit.runId,
-            batch_index: commit.batchIndex,
-            status: commit.skipped === undefined ? "ok" : "skipped",
-            error: commit.skipped?.error ?? null,
-            output: blob,
-            encoding,
-            output_sha256: outputSha256,
-            entity_mentions: commit.output.entities.length,
-            relations: commit.output.relations.length,
-            attempts: commit.attempts,
-            duration_ms: Math.round(commit.durationMs),
-            usage: usage === undefined ? null : JSON.stringify(usage),
-            committed_at: now
-          })
-        }`
-        yield* insertEntities(entities)
-        if (hooks.beforeCheckpoint) yield* hooks.beforeCheckpoint(commit)
-        const checkpoint: RunStore.Checkpoint = {
-          runId: commit.runId,
-          batchIndex: commit.batchIndex,
-          committedBatches: commit.batchIndex + 1,
-          entityMentions: run.entityMentions + commit.output.entities.length,
-          relations: run.relations + commit.output.relations.length,
-          digest: sha256(run.digest + outputSha256),
-          cancelRequested: run.cancelRequested !== 0
-        }
-        yield* sql`INSERT INTO checkpoints ${
-          sql.insert({
-            run_id: commit.runId,
-            batch_index: commit.batchIndex,
-            entity_mentions: checkpoint.entityMentions,
-            relations: checkpoint.relations,
-            digest: checkpoint.digest,
-            committed_at: now
-          })
-        }`
-        yield* sql`UPDATE runs SET
-            committed_batches = ${checkpoint.committedBatches},
-            entity_mentions = ${checkpoint.entityMentions},
-            relations = ${checkpoint.relations},
-            digest = ${checkpoint.digest},
-            skipped_batches = skipped_batches + ${commit.skipped === undefined ? 0 : 1},
-            usage_requests = usage_requests + ${usage?.requests ?? 0},
-            usage_prompt_tokens = usage_prompt_tokens + ${usage?.promptTokens ?? 0},
-            usage_completion_tokens = usage_completion_tokens + ${usage?.completionTokens ?? 0},
-            usage_cost_usd = usage_cost_usd + ${usage?.costUsd ?? 0}
-          WHERE id = ${commit.runId}`
-        yield* CrashPoint.hit("commitBatch.transaction", commit.batchIndex)
-        return checkpoint
-      })))
+        return [...stored, ...yield* writeGroup(rest, done === 0 ? entities : entityRows(rest))(run, now)]
+      }))
+      // Idempotent (committed batches answer their checkpoints), so a broken connection is retried; SQLite's never
+      // breaks, and the retry's schedule costs CPU on every commit.
+      return yield* (ctx.isPg ? retryDisconnects(txn) : txn)
     }).pipe(
       persistence("commitBatch"),
-      Effect.withSpan("SqlRunStore.commitBatch", { attributes: { runId: commit.runId, batch: commit.batchIndex } })
+      Effect.withSpan("SqlRunStore.commitBatch", {
+        attributes: { runId: commits[0]?.runId, batch: commits[0]?.batchIndex, batches: commits.length }
+      })
     )
 
-  return { commitBatch }
+  const commitBatch = (commit: RunStore.BatchCommit) => Effect.map(commitBatches([commit]), (all) => all[0]!)
+
+  return { commitBatch, commitBatches }
 }
