@@ -56,7 +56,7 @@ export const batchExtractionSeconds = Metric.histogram(
 export const batchCommitSeconds = Metric.histogram(
   "quarry_batch_commit_seconds",
   MetricBoundaries.exponential({ start: 0.0005, factor: 2, count: 14 }),
-  "Time to commit one batch with its checkpoint (one transaction)"
+  "Time of one commit transaction: a batch with its checkpoint, or a group of them under group commit"
 )
 
 /**
