@@ -69,6 +69,10 @@ const shardingConfig = (options: Options) =>
     ),
     shardLockRefreshInterval: Duration.millis(options.shardLockRefreshMs ?? defaults.shardLockRefreshMs),
     shardLockExpiration: Duration.millis(options.shardLockExpirationMs ?? defaults.shardLockExpirationMs),
+    // Shard locks as rows with an expiry, not session advisory locks: a paused runner (SIGSTOP, a frozen VM) keeps
+    // its database sessions open, so its advisory locks never expire and its runs stall until it wakes (measured:
+    // no run moved within 60 s). Rows expire after `shardLockExpiration` whatever the session does.
+    shardLockDisableAdvisory: true,
     refreshAssignmentsInterval: Duration.seconds(1),
     // A persisted message whose owner died is found by the poll of the next owner.
     entityMessagePollInterval: Duration.seconds(1),

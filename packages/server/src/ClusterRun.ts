@@ -62,6 +62,19 @@ const stopped = (cause: Cause.Cause<unknown>) =>
   Cause.isInterruptedOnly(cause) ||
   Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "RunInterrupted"))
 
+/** The run's lease was taken over by another runner (this one was paused or cut off past its lease). */
+const lost = (cause: Cause.Cause<unknown>) =>
+  Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "RunLocked"))
+
+/**
+ * Said when a run executing here is refused a write (its commit, its heartbeat) because another runner claimed it:
+ * nothing was written; the handler keeps trying to claim it, which succeeds only if the new holder dies too.
+ */
+const logTakenOver = Effect.logWarning(
+  "run taken over by another runner (this one was paused or cut off past " +
+    "its lease): its late write was refused, nothing written here"
+)
+
 /**
  * What the handler needs to know of the node.
  *
@@ -98,8 +111,12 @@ export const layer = (options: HandlerOptions) =>
       const runId = RunId.make(address.entityId)
       // Set when this entity is told to stop (its shard moves): the run stops after its next commit.
       const stopping = yield* Ref.make(false)
+      // Set once this runner's claim succeeded: a `RunLocked` after it means another runner took the run over.
+      const claimed = yield* Ref.make(false)
       const stopAfterCommit = (event: Workflow.WorkflowEvent) =>
-        event._tag === "BatchCommitted" ?
+        event._tag === "RunStarted" ?
+          Ref.set(claimed, true) :
+          event._tag === "BatchCommitted" ?
           Effect.flatMap(
             Effect.zipWith(Deferred.isDone(options.draining), Ref.get(stopping), (a, b) => a || b),
             (stop) => stop ? Effect.interrupt : Effect.void
@@ -110,6 +127,7 @@ export const layer = (options: HandlerOptions) =>
         Effect.gen(function*() {
           // A message delivered while this node drains waits, unanswered, for the shard's next owner.
           if (yield* Deferred.isDone(options.draining)) return yield* Effect.never
+          yield* Ref.set(claimed, false)
           const handle = yield* manager.resume(runId, { ...payload, onEvent: stopAfterCommit })
           yield* options.onLocal(runId, true)
           const exit = yield* Fiber.await(handle.fiber).pipe(
@@ -124,7 +142,10 @@ export const layer = (options: HandlerOptions) =>
             ),
             Effect.ensuring(options.onLocal(runId, false))
           )
-          if (Exit.isFailure(exit) && !stopped(exit.cause)) return yield* Effect.failCause(exit.cause)
+          if (Exit.isFailure(exit) && !stopped(exit.cause)) {
+            if (lost(exit.cause) && (yield* Ref.get(claimed))) yield* logTakenOver
+            return yield* Effect.failCause(exit.cause)
+          }
           // As recorded (the manager's `await` turns `interrupted` into a failure).
           const run = yield* store.getRun(runId)
           // Stopped by the drain: no reply (an interrupt is only ignored while the entity shuts down, so wait for it),
