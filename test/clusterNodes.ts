@@ -70,6 +70,7 @@ export interface RunRow {
   readonly lease_owner: string | null
   readonly digest: string
   readonly artifact_sha256: string | null
+  readonly artifact_path: string | null
   /** The number of stored batch rows. */
   readonly n: string
 }
@@ -78,7 +79,7 @@ export interface RunRow {
 export const runRows = (db: string) =>
   query<RunRow>(
     db,
-    "SELECT id, status, committed_batches, lease_owner, digest, artifact_sha256, " +
+    "SELECT id, status, committed_batches, lease_owner, digest, artifact_sha256, artifact_path, " +
       "(SELECT count(*) FROM batches b WHERE b.run_id = r.id) AS n FROM runs r ORDER BY id"
   )
 

@@ -48,6 +48,8 @@ export interface Options {
   readonly shardLockRefreshMs?: number | undefined
   /** When an unrefreshed shard lock may be taken by another runner (default 5 s). */
   readonly shardLockExpirationMs?: number | undefined
+  /** Runs executing at once on this runner; the others of its shards wait, their messages stored (default 4). */
+  readonly maxActiveRuns?: number | undefined
 }
 
 /**
@@ -140,13 +142,18 @@ export const layer = (options: Options): Layer.Layer<
 > =>
   Layer.unwrapEffect(Effect.gen(function*() {
     yield* migrateClusterTables(options)
-    const local = yield* ClusterAdmission.makeLocalRuns
+    const local = yield* ClusterAdmission.makeLocalRuns(options.maxActiveRuns ?? 4)
     const owner = `${runnerId(options)}/${Workflow.makeOwnerId()}`
     const manager = Layer.scoped(
       WorkflowManager.WorkflowManager,
       WorkflowManager.make({ leaseMs: options.leaseMs, owner })
     )
     const base = runner(options).pipe(Layer.provideMerge(manager))
-    const entities = ClusterRun.layer({ onLocal: ClusterAdmission.onLocal(local), draining: local.draining })
+    const entities = ClusterRun.layer({
+      onLocal: ClusterAdmission.onLocal(local),
+      onWaiting: ClusterAdmission.onWaiting(local),
+      slots: local.slots,
+      draining: local.draining
+    })
     return Layer.mergeAll(entities, ClusterAdmission.layer(local, runnerId(options))).pipe(Layer.provideMerge(base))
   }))

@@ -21,6 +21,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
+import * as PrimaryKey from "effect/PrimaryKey"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -31,13 +32,32 @@ const Budget = Schema.Struct({
 })
 
 /**
+ * The payload of `Execute`. Its primary key is `key`, the run's status version when the message was sent, so that
+ * sending the same execution twice (the scan of pending runs, two nodes at once) stores one message; a resume after
+ * the run ended has another version, hence a new message.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ExecutePayload extends Schema.Class<ExecutePayload>("@quarry/server/ClusterRun/ExecutePayload")({
+  retrySkipped: Schema.optional(Schema.Boolean),
+  budget: Schema.optional(Budget),
+  key: Schema.String
+}) {
+  /** The message's primary key within its entity (the run). */
+  [PrimaryKey.symbol]() {
+    return this.key
+  }
+}
+
+/**
  * Executes the run to its end (completed, failed, cancelled). Persisted, so it survives its runner.
  *
  * @since 0.1.0
  * @category rpcs
  */
 export const Execute = Rpc.make("Execute", {
-  payload: { retrySkipped: Schema.optional(Schema.Boolean), budget: Schema.optional(Budget) },
+  payload: ExecutePayload,
   success: Schema.Struct({ status: Schema.String })
 }).annotate(ClusterSchema.Persisted, true)
 
@@ -84,6 +104,13 @@ const logTakenOver = Effect.logWarning(
 export interface HandlerOptions {
   /** Called when an execution starts and ends here (for `/healthz`, events). */
   readonly onLocal: (runId: RunId, executing: boolean) => Effect.Effect<void>
+  /** Called when a run starts and stops waiting for a slot here. */
+  readonly onWaiting: (runId: RunId, waiting: boolean) => Effect.Effect<void>
+  /**
+   * The runner's slots (`--max-active-runs`): an execution takes one for as long as it runs. Waiting in the handler
+   * is safe: the `Execute` message is stored, and stays unanswered until the run ends.
+   */
+  readonly slots: Effect.Semaphore
   /**
    * Completes when the node drains: each run stops right after its next commit (so no extracted batch is lost),
    * records `interrupted`, and its message waits, unanswered, for the shard's next owner.
@@ -123,12 +150,12 @@ export const layer = (options: HandlerOptions) =>
           ) :
           Effect.void
       // A run taken over from a dead runner may still be under its lease: wait for it to expire, then claim.
-      const execute = (payload: typeof Execute.payloadSchema.Type) =>
+      const execute = ({ budget, retrySkipped }: ExecutePayload) =>
         Effect.gen(function*() {
           // A message delivered while this node drains waits, unanswered, for the shard's next owner.
           if (yield* Deferred.isDone(options.draining)) return yield* Effect.never
           yield* Ref.set(claimed, false)
-          const handle = yield* manager.resume(runId, { ...payload, onEvent: stopAfterCommit })
+          const handle = yield* manager.resume(runId, { budget, retrySkipped, onEvent: stopAfterCommit })
           yield* options.onLocal(runId, true)
           const exit = yield* Fiber.await(handle.fiber).pipe(
             // The entity is interrupted when its shard moves (SIGTERM, a runner joining): the run stops after its
@@ -154,9 +181,14 @@ export const layer = (options: HandlerOptions) =>
           if (run.status === "interrupted" && ours) return yield* Effect.never
           return { status: run.status }
         })
+      const withSlot = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.zipRight(
+          options.onWaiting(runId, true),
+          options.slots.withPermits(1)(Effect.zipRight(options.onWaiting(runId, false), effect))
+        ).pipe(Effect.ensuring(options.onWaiting(runId, false)))
       return {
         Execute: (envelope) =>
-          execute(envelope.payload).pipe(
+          withSlot(execute(envelope.payload)).pipe(
             Effect.retry({
               while: (error) => error._tag === "RunLocked",
               schedule: Schedule.spaced(Duration.millis(250)).pipe(
