@@ -3,7 +3,8 @@
  * own format is its artifact; another format is written by the same streaming merge as `quarry export` into an
  * export cache beside the artifacts (`.quarry-exports/<run>.<artifact sha256>.<ext>`, keyed by the artifact's digest
  * so that a run completed again, e.g. after retrying skipped batches, never serves a stale export) and streamed from
- * there. Each format has its own `ETag`: the SHA-256 of its bytes.
+ * there. Each format has its own `ETag`: the SHA-256 of its bytes. A node without the artifact's own file (a cluster
+ * node other than the one that finished the run) merges it again the same way, and checks its SHA-256.
  *
  * @since 0.1.0
  */
