@@ -5,6 +5,7 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
+import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import * as Extractor from "@quarry/core/Extractor"
 import { RunId } from "@quarry/core/Run"
 import { createHash } from "node:crypto"
@@ -308,6 +309,8 @@ describe("quarry serve --cluster: failures", () => {
         input: fs.readFileSync(mobyDick.input, "utf8"),
         extractor: "test-slow",
         chunking: { windowSize: 2000, batchSize: 10 },
+        // As the server stores a submission without an ontology.
+        ontology: { text: DefaultOntology.turtle, format: "turtle" },
         output: { path: path.join(work, "orphan.ttl"), format: "turtle" },
         queued: { retrySkipped: false }
       }, [slowExtractor])
