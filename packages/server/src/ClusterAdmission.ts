@@ -133,8 +133,11 @@ export const make = (local: LocalRuns, runnerId: string, pendingAfterMs = 10_000
       }
     )
 
-    // A run stored `pending` whose `Execute` was never stored (its node died between the two writes) gets one. The
-    // message's primary key says whether it exists; a run waiting for a slot already has its message.
+    // A run nobody will execute gets an `Execute`: stored `pending` but its message never stored (its node died between
+    // the two writes); recorded `interrupted` after its message was answered (`@effect/cluster` answers a persisted
+    // request interrupted outside a shutdown, e.g. when a runner's shard lock storage turns unhealthy and it stops its
+    // entities); `running` under a lease expired long ago (its process died, and no message will move it). The
+    // message's primary key (the run's status version) says whether it exists.
     const storage = yield* MessageStorage.MessageStorage
     const sendIfMissing = (run: Run, queued: QueuedExecution | undefined) =>
       Effect.gen(function*() {
@@ -146,17 +149,23 @@ export const make = (local: LocalRuns, runnerId: string, pendingAfterMs = 10_000
         })
         const existing = yield* storage.requestIdForPrimaryKey({ address, tag: "Execute", id: `v${run.statusVersion}` })
         if (Option.isSome(existing)) return
-        yield* Effect.logWarning("a pending run had no Execute message (its node died after storing it): sent")
+        yield* Effect.logWarning(`a ${run.status} run had no Execute message: sent`)
         yield* sendExecute(run, {
           retrySkipped: queued?.retrySkipped,
           budget: queued === undefined ? undefined : Option.getOrUndefined(queued.budget)
         })
       }).pipe(Effect.annotateLogs({ runId: run.id }))
+    const stuck = (now: number) => (run: Run) =>
+      run.status === "running" ?
+        Option.exists(run.lease, (lease) => now - lease.expiresAt >= pendingAfterMs) :
+        now - run.updatedAt >= pendingAfterMs
     const sendPending = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
-      const stale = (yield* store.listRuns({ status: "pending" })).filter((run) =>
-        now - run.createdAt >= pendingAfterMs
+      const runs = yield* Effect.forEach(
+        ["pending", "interrupted", "running"] as const,
+        (status) => store.listRuns({ status })
       )
+      const stale = runs.flat().filter(stuck(now))
       if (stale.length === 0) return
       const queued = new Map((yield* store.queuedExecutions).map((entry) => [entry.runId, entry]))
       yield* Effect.forEach(stale, (run) => sendIfMissing(run, queued.get(run.id)), { discard: true })
