@@ -174,7 +174,8 @@ describe("quarry serve --cluster: failures", () => {
         "the paused runner's runs to continue elsewhere"
       ).catch(async (error) => {
         paused.child.child.kill("SIGCONT")
-        throw new Error(`${String(error)}: ${JSON.stringify(await runRows(db))}`)
+        const logs = started.map((n) => `--- ${n.owner}${n === paused ? " (paused)" : ""}\n${problems(n)}`)
+        throw new Error(`${String(error)}: ${JSON.stringify(await runRows(db))}\n${logs.join("\n")}`)
       })
       const movedMs = Date.now() - pausedAt
       console.log(`cluster SIGSTOP: ${heldIds.length} runs continued elsewhere ${movedMs} ms after the pause`)

@@ -16,7 +16,7 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import { InvalidRunState } from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
 import type { Run, RunId } from "@quarry/core/Run"
-import { type QueuedExecution, RunStore } from "@quarry/core/RunStore"
+import { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import type * as WorkflowManager from "@quarry/core/WorkflowManager"
 import * as Clock from "effect/Clock"
@@ -102,13 +102,59 @@ const toPayload = (execution: WorkflowManager.ExecutionOptions, statusVersion: n
     key: `v${statusVersion}`
   })
 
+/** Runs in these states for `afterMs` (for `running`: `afterMs` past their lease) may have no message. */
+const stuck = (now: number, afterMs: number) => (run: Run) =>
+  run.status === "running" ?
+    Option.exists(run.lease, (lease) => now - lease.expiresAt >= afterMs) :
+    now - run.updatedAt >= afterMs
+
+/**
+ * A run nobody will execute gets an `Execute`: stored `pending` but its message never stored (its node died between
+ * the two writes); recorded `interrupted` after its message was answered (`@effect/cluster` answers a persisted
+ * request interrupted outside a shutdown, e.g. when a runner's shard lock storage turns unhealthy and it stops its
+ * entities); `running` under a lease expired long ago (its process died, and no message will move it). The message's
+ * primary key (the run's status version) says whether it exists.
+ */
+const recoverStuckRuns = (
+  sendExecute: (run: Run, execution: WorkflowManager.ExecutionOptions) => Effect.Effect<void>,
+  afterMs: number
+) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const storage = yield* MessageStorage.MessageStorage
+    const now = yield* Clock.currentTimeMillis
+    const runs = yield* Effect.forEach(["pending", "interrupted", "running"] as const, (status) =>
+      store.listRuns({ status }))
+    const stale = runs.flat().filter(stuck(now, afterMs))
+    if (stale.length === 0) {
+      return
+    }
+    const queued = new Map((yield* store.queuedExecutions).map((entry) => [entry.runId, entry]))
+    yield* Effect.forEach(stale, (run) =>
+      Effect.gen(function*() {
+        const entityId = EntityId.make(run.id)
+        const shardId = yield* ClusterRun.QuarryRun.getShardId(entityId)
+        const address = EntityAddress.make({ entityType: ClusterRun.QuarryRun.type, entityId, shardId })
+        const existing = yield* storage.requestIdForPrimaryKey({ address, tag: "Execute", id: `v${run.statusVersion}` })
+        if (Option.isSome(existing)) {
+          return
+        }
+        yield* Effect.logWarning(`a ${run.status} run had no Execute message: sent`)
+        const entry = queued.get(run.id)
+        yield* sendExecute(run, {
+          retrySkipped: entry?.retrySkipped,
+          budget: entry === undefined ? undefined : Option.getOrUndefined(entry.budget)
+        })
+      }).pipe(Effect.annotateLogs({ runId: run.id })), { discard: true })
+  })
+
 /**
  * Builds cluster admission.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (local: LocalRuns, runnerId: string, pendingAfterMs = 10_000) =>
+export const make = (local: LocalRuns, runnerId: string, afterMs = 10_000) =>
   Effect.gen(function*() {
     const sharding = yield* Sharding.Sharding
     const store = yield* RunStore
@@ -133,46 +179,9 @@ export const make = (local: LocalRuns, runnerId: string, pendingAfterMs = 10_000
       }
     )
 
-    // A run nobody will execute gets an `Execute`: stored `pending` but its message never stored (its node died between
-    // the two writes); recorded `interrupted` after its message was answered (`@effect/cluster` answers a persisted
-    // request interrupted outside a shutdown, e.g. when a runner's shard lock storage turns unhealthy and it stops its
-    // entities); `running` under a lease expired long ago (its process died, and no message will move it). The
-    // message's primary key (the run's status version) says whether it exists.
-    const storage = yield* MessageStorage.MessageStorage
-    const sendIfMissing = (run: Run, queued: QueuedExecution | undefined) =>
-      Effect.gen(function*() {
-        const entityId = EntityId.make(run.id)
-        const address = EntityAddress.make({
-          entityType: ClusterRun.QuarryRun.type,
-          entityId,
-          shardId: yield* ClusterRun.QuarryRun.getShardId(entityId)
-        })
-        const existing = yield* storage.requestIdForPrimaryKey({ address, tag: "Execute", id: `v${run.statusVersion}` })
-        if (Option.isSome(existing)) return
-        yield* Effect.logWarning(`a ${run.status} run had no Execute message: sent`)
-        yield* sendExecute(run, {
-          retrySkipped: queued?.retrySkipped,
-          budget: queued === undefined ? undefined : Option.getOrUndefined(queued.budget)
-        })
-      }).pipe(Effect.annotateLogs({ runId: run.id }))
-    const stuck = (now: number) => (run: Run) =>
-      run.status === "running" ?
-        Option.exists(run.lease, (lease) => now - lease.expiresAt >= pendingAfterMs) :
-        now - run.updatedAt >= pendingAfterMs
-    const sendPending = Effect.gen(function*() {
-      const now = yield* Clock.currentTimeMillis
-      const runs = yield* Effect.forEach(
-        ["pending", "interrupted", "running"] as const,
-        (status) => store.listRuns({ status })
-      )
-      const stale = runs.flat().filter(stuck(now))
-      if (stale.length === 0) return
-      const queued = new Map((yield* store.queuedExecutions).map((entry) => [entry.runId, entry]))
-      yield* Effect.forEach(stale, (run) => sendIfMissing(run, queued.get(run.id)), { discard: true })
-    })
-    yield* sendPending.pipe(
-      Effect.catchAllCause((cause) => Effect.logWarning("the scan of pending runs failed", cause)),
-      Effect.repeat(Schedule.spaced(Duration.millis(pendingAfterMs))),
+    yield* recoverStuckRuns(sendExecute, afterMs).pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning("the scan of runs without a message failed", cause)),
+      Effect.repeat(Schedule.spaced(Duration.millis(afterMs))),
       Effect.forkScoped
     )
 
