@@ -149,6 +149,11 @@ export const layer = (options: HandlerOptions) =>
             (stop) => stop ? Effect.interrupt : Effect.void
           ) :
           Effect.void
+      const reportTakenOver = (exit: Exit.Exit<unknown, unknown>) =>
+        Effect.flatMap(
+          Ref.get(claimed),
+          (ours) => ours && Exit.isFailure(exit) && lost(exit.cause) ? logTakenOver : Effect.void
+        )
       // A run taken over from a dead runner may still be under its lease: wait for it to expire, then claim.
       const execute = ({ budget, retrySkipped }: ExecutePayload) =>
         Effect.gen(function*() {
@@ -164,13 +169,15 @@ export const layer = (options: HandlerOptions) =>
             Effect.onInterrupt(() =>
               Ref.set(stopping, true).pipe(
                 Effect.zipRight(Fiber.await(handle.fiber).pipe(Effect.timeout(options.stopGraceMs ?? 30_000))),
+                // Its shard moved because this runner was paused: its late commit may be what stopped it.
+                Effect.tap(reportTakenOver),
                 Effect.catchAll(() => Fiber.interrupt(handle.fiber))
               )
             ),
             Effect.ensuring(options.onLocal(runId, false))
           )
           if (Exit.isFailure(exit) && !stopped(exit.cause)) {
-            if (lost(exit.cause) && (yield* Ref.get(claimed))) yield* logTakenOver
+            yield* reportTakenOver(exit)
             return yield* Effect.failCause(exit.cause)
           }
           // As recorded (the manager's `await` turns `interrupted` into a failure).
