@@ -35,7 +35,8 @@ const startNode = async (db: string, dir: string, env: Readonly<Record<string, s
   const runnerPort = await freePort()
   const child = start(
     ["serve", "--cluster", "--db", db, "--port", "0", "--runner-port", String(runnerPort), "--json"],
-    { cwd: dir, env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "60", ...env } }
+    // Slots for every run (12): a moved run must not wait for a survivor's slot (the failover is what is measured).
+    { cwd: dir, env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "60", QUARRY_MAX_ACTIVE_RUNS: "12", ...env } }
   )
   await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
     child.child.kill("SIGKILL")

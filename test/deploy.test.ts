@@ -8,8 +8,9 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { parseAllDocuments } from "yaml"
+import { createDatabase, dropDatabase, freePort, usePostgres } from "../packages/core/test/postgres.js"
 import { call, serve, stop, until } from "./serverProcess.js"
-import { makeDir, removeDir, run } from "./support.js"
+import { makeDir, removeDir, run, start } from "./support.js"
 
 const deploy = path.resolve(import.meta.dirname, "../deploy")
 
@@ -49,17 +50,17 @@ interface Spec {
   }
 }
 
-/** Every document of every manifest in deploy/kubernetes. */
-const manifests = (): Array<{ kind: string; metadata: { name: string }; spec: Spec }> =>
-  fs.readdirSync(path.join(deploy, "kubernetes")).filter((f) => f.endsWith(".yaml")).flatMap((file) =>
-    parseAllDocuments(fs.readFileSync(path.join(deploy, "kubernetes", file), "utf8")).map((doc) => {
+/** Every document of every manifest in deploy/kubernetes (or another folder of deploy/). */
+const manifests = (folder = "kubernetes"): Array<{ kind: string; metadata: { name: string }; spec: Spec }> =>
+  fs.readdirSync(path.join(deploy, folder)).filter((f) => f.endsWith(".yaml")).flatMap((file) =>
+    parseAllDocuments(fs.readFileSync(path.join(deploy, folder, file), "utf8")).map((doc) => {
       assert.deepStrictEqual(doc.errors, [], file)
       return doc.toJS()
     })
   )
 
-const one = (kind: string) => {
-  const found = manifests().filter((m) => m.kind === kind)
+const one = (kind: string, folder = "kubernetes") => {
+  const found = manifests(folder).filter((m) => m.kind === kind)
   assert.strictEqual(found.length, 1, kind)
   return found[0]!
 }
@@ -70,6 +71,8 @@ const seconds = (duration: string) => {
   assert.isNotNull(match, duration)
   return Number(match![1] ?? 0) * 60 + Number(match![2] ?? 0)
 }
+
+const adminUrl = usePostgres()
 
 describe("deploy/", () => {
   let dir = ""
@@ -173,4 +176,111 @@ describe("deploy/", () => {
     assert.include(dockerfile, "COPY --from=build /out /opt/quarry")
     assert.isTrue(fs.existsSync(path.resolve(deploy, "../.dockerignore")))
   })
+
+  it(
+    "kubernetes-cluster/: three --cluster replicas, the runner address from the pod IP, real env names, probes, grace, PostgreSQL",
+    async () => {
+      const folder = "kubernetes-cluster"
+      const deployment = one("Deployment", folder) as unknown as { spec: ClusterSpec }
+      assert.strictEqual(deployment.spec.replicas, 3)
+      const pod = deployment.spec.template.spec
+      const container = pod.containers[0]!
+      const env = new Map(container.env.map((e) => [e.name, e]))
+      assert.strictEqual(env.get("QUARRY_CLUSTER")?.value, "true")
+      assert.strictEqual(env.get("QUARRY_RUNNER_HOST")?.valueFrom?.fieldRef?.fieldPath, "status.podIP")
+      const runner = container.ports.find((p) => p.name === "runner")
+      assert.strictEqual(String(runner?.containerPort), env.get("QUARRY_RUNNER_PORT")?.value)
+      assert.strictEqual(container.ports.find((p) => p.name === "http")?.containerPort, defaults.port)
+      // Every variable is one `quarry serve` reads: named in its --help, or one of the few read only from the env.
+      const help = (await run(["serve", "--help"])).stdout
+      for (const name of env.keys()) {
+        if (!["QUARRY_API_TOKEN_FILE", "QUARRY_API_TOKENS", "QUARRY_LEASE_MS"].includes(name)) {
+          assert.include(help, name)
+        }
+      }
+      // The database URL and the tokens come from the secrets the example shows.
+      const secrets = parseAllDocuments(fs.readFileSync(path.join(deploy, folder, "secret.example.yaml"), "utf8")).map((
+        doc
+      ) => doc.toJS() as { metadata: { name: string }; stringData: Record<string, string> })
+      const url = env.get("QUARRY_DATABASE_URL")?.valueFrom?.secretKeyRef
+      const secret = secrets.find((s) => s.metadata.name === url?.name)
+      assert.property(secret?.stringData ?? {}, url?.key ?? "url")
+      const probes = { startupProbe: "/startupz", livenessProbe: "/livez", readinessProbe: "/readyz" } as const
+      for (const [probe, route] of Object.entries(probes) as Array<[keyof typeof probes, string]>) {
+        assert.strictEqual(container[probe].httpGet.path, route, probe)
+        assert.strictEqual(container[probe].httpGet.port, "http", probe)
+      }
+      // The grace period covers the preStop pause and the drain.
+      const drain = seconds(env.get("QUARRY_DRAIN_TIMEOUT")?.value ?? defaults.drainTimeout)
+      assert.isAbove(pod.terminationGracePeriodSeconds, drain + container.lifecycle.preStop.sleep.seconds)
+      const api = manifests(folder).find((m) => m.kind === "Service" && m.spec.ports[0]?.targetPort === "http")
+      assert.deepStrictEqual(
+        api?.spec.selector,
+        deployment.spec.selector.matchLabels as unknown as Record<string, string>
+      )
+      assert.deepStrictEqual(
+        one("PodDisruptionBudget", folder).spec.selector.matchLabels,
+        deployment.spec.selector.matchLabels
+      )
+      // PostgreSQL: a StatefulSet on a claim, reached by its Service's name as the example URL says.
+      const postgres = one("StatefulSet", folder) as unknown as { spec: { volumeClaimTemplates: Array<unknown> } }
+      assert.strictEqual(postgres.spec.volumeClaimTemplates.length, 1)
+      const postgresService = manifests(folder).find((m) =>
+        m.kind === "Service" && m.metadata.name.includes("postgres")
+      )
+      assert.strictEqual(new URL(secret!.stringData[url!.key]!).hostname, postgresService?.metadata.name)
+
+      // The same variables start a real runner whose probes answer 200.
+      const runnerPort = await freePort()
+      const db = await createDatabase(adminUrl())
+      const child = start(["serve", "--port", "0", "--json"], {
+        env: {
+          QUARRY_CLUSTER: "true",
+          QUARRY_RUNNER_HOST: "127.0.0.1",
+          QUARRY_RUNNER_PORT: String(runnerPort),
+          QUARRY_DATABASE_URL: db,
+          QUARRY_DRAIN_TIMEOUT: env.get("QUARRY_DRAIN_TIMEOUT")!.value!,
+          QUARRY_MAX_ACTIVE_RUNS: env.get("QUARRY_MAX_ACTIVE_RUNS")!.value!
+        }
+      })
+      try {
+        await child.waitFor((stdout) => stdout.includes("server.listening"))
+        const port = (JSON.parse(child.stdout.split("\n")[0]!) as { port: number }).port
+        const server = { child, port, url: `http://127.0.0.1:${port}` }
+        for (const route of Object.values(probes)) {
+          await until(async () => (await call(server, "GET", route)).status === 200, 30_000, route)
+        }
+        const health = (await call(server, "GET", "/healthz")).json() as { cluster?: { runnerId: string } }
+        assert.strictEqual(health.cluster?.runnerId, `127.0.0.1:${runnerPort}`)
+      } finally {
+        child.child.kill("SIGTERM")
+        await child.exited
+        await dropDatabase(adminUrl(), db)
+      }
+    },
+    90_000
+  )
 })
+
+interface ClusterSpec {
+  readonly replicas: number
+  readonly selector: { readonly matchLabels: Record<string, string> }
+  readonly template: {
+    readonly spec: {
+      readonly terminationGracePeriodSeconds: number
+      readonly containers: ReadonlyArray<
+        Omit<Container, "env"> & {
+          readonly env: ReadonlyArray<{
+            readonly name: string
+            readonly value?: string
+            readonly valueFrom?: {
+              readonly fieldRef?: { readonly fieldPath: string }
+              readonly secretKeyRef?: { readonly name: string; readonly key: string }
+            }
+          }>
+          readonly lifecycle: { readonly preStop: { readonly sleep: { readonly seconds: number } } }
+        }
+      >
+    }
+  }
+}

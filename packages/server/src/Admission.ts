@@ -101,6 +101,8 @@ export interface ClusterStats {
   readonly runnerId: string
   readonly ownedShards: number
   readonly executing: ReadonlyArray<RunId>
+  readonly maxActiveRuns: number
+  readonly waiting: ReadonlyArray<RunId>
 }
 
 interface Entry {

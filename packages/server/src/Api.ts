@@ -160,11 +160,16 @@ const Health = Schema.Struct({
   runs: Schema.Struct({ active: Schema.Int, queued: Schema.Int }),
   draining: Schema.Boolean,
   started: Schema.Boolean,
-  /** With `--cluster`: this runner's id (host:port), how many shards it owns, the runs executing here. */
+  /**
+   * With `--cluster`: this runner's id (host:port), how many shards it owns, the runs executing here, its
+   * `--max-active-runs` and the runs of its shards waiting for one of those slots.
+   */
   cluster: Schema.optional(Schema.Struct({
     runnerId: Schema.String,
     ownedShards: Schema.Int,
-    executing: Schema.Array(Schema.String)
+    executing: Schema.Array(Schema.String),
+    maxActiveRuns: Schema.Int,
+    waiting: Schema.Array(Schema.String)
   }))
 }).annotations({ identifier: "Health" })
 

@@ -3,7 +3,8 @@
  * own format is its artifact; another format is written by the same streaming merge as `quarry export` into an
  * export cache beside the artifacts (`.quarry-exports/<run>.<artifact sha256>.<ext>`, keyed by the artifact's digest
  * so that a run completed again, e.g. after retrying skipped batches, never serves a stale export) and streamed from
- * there. Each format has its own `ETag`: the SHA-256 of its bytes.
+ * there. Each format has its own `ETag`: the SHA-256 of its bytes. A node without the artifact's own file (a cluster
+ * node other than the one that finished the run) merges it again the same way, and checks its SHA-256.
  *
  * @since 0.1.0
  */
@@ -58,10 +59,17 @@ const ontologyOf = (run: Run.Run) =>
     return Option.some(yield* Ontology.parse(source.value).pipe(Effect.orDie))
   })
 
+/**
+ * The artifact's file is here, as written: in a cluster the run may have finished on another node, whose working
+ * directory this node does not see; the artifact is then merged again from the committed rows (same bytes).
+ */
+const sameFile = (artifact: Run.Artifact) =>
+  fs.statSync(artifact.path, { throwIfNoEntry: false })?.size === artifact.bytes
+
 /** The file and digest of the run's output in `format`: its artifact, or a cached (or new) export. */
 const fileIn = (run: Run.Run, artifact: Run.Artifact, format: Run.OutputFormat, artifacts: string) =>
   Effect.gen(function*() {
-    if (format === artifact.format) return { file: artifact.path, sha256: artifact.sha256 }
+    if (format === artifact.format && sameFile(artifact)) return { file: artifact.path, sha256: artifact.sha256 }
     const base = path.join(artifacts, exportsFolder, `${run.id}.${artifact.sha256}.${Run.formatExtension[format]}`)
     const digestFile = `${base}.sha256`
     if (fs.existsSync(base) && fs.existsSync(digestFile)) {
@@ -75,6 +83,14 @@ const fileIn = (run: Run.Run, artifact: Run.Artifact, format: Run.OutputFormat, 
       ontology: yield* ontologyOf(run),
       provenance: run.plan.provenance ? { extractor: run.plan.extractor } : undefined
     })
+    // The artifact merged again here (this node is not the one that finished the run): the same rows give the same
+    // bytes, or something is badly wrong.
+    if (format === artifact.format && written.sha256 !== artifact.sha256) {
+      yield* Effect.sync(() => fs.rmSync(base, { force: true }))
+      return yield* Effect.die(
+        new Error(`run ${run.id}: merged again, its artifact has sha256 ${written.sha256}, not ${artifact.sha256}`)
+      )
+    }
     // Written after the export's atomic rename: a digest file always describes a complete export.
     yield* Effect.sync(() => fs.writeFileSync(digestFile, `${written.sha256}\n`))
     return { file: base, sha256: written.sha256 }

@@ -55,6 +55,8 @@ export interface Options {
   readonly distribute?: boolean | undefined
   /** With `distribute`: how long the owner waits for a batch's reply before extracting it itself (default 10 min). */
   readonly distributeTimeoutMs?: number | undefined
+  /** Runs executing at once on this runner; the others of its shards wait, their messages stored (default 4). */
+  readonly maxActiveRuns?: number | undefined
 }
 
 /**
@@ -76,6 +78,10 @@ const shardingConfig = (options: Options) =>
     ),
     shardLockRefreshInterval: Duration.millis(options.shardLockRefreshMs ?? defaults.shardLockRefreshMs),
     shardLockExpiration: Duration.millis(options.shardLockExpirationMs ?? defaults.shardLockExpirationMs),
+    // Shard locks as rows with an expiry, not session advisory locks: a paused runner (SIGSTOP, a frozen VM) keeps
+    // its database sessions open, so its advisory locks never expire and its runs stall until it wakes (measured:
+    // no run moved within 60 s). Rows expire after `shardLockExpiration` whatever the session does.
+    shardLockDisableAdvisory: true,
     refreshAssignmentsInterval: Duration.seconds(1),
     // A persisted message whose owner died is found by the poll of the next owner.
     entityMessagePollInterval: Duration.seconds(1),
@@ -143,7 +149,7 @@ export const layer = (options: Options): Layer.Layer<
 > =>
   Layer.unwrapEffect(Effect.gen(function*() {
     yield* migrateClusterTables(options)
-    const local = yield* ClusterAdmission.makeLocalRuns
+    const local = yield* ClusterAdmission.makeLocalRuns(options.maxActiveRuns ?? 4)
     const owner = `${runnerId(options)}/${Workflow.makeOwnerId()}`
     // With --distribute, the manager's extractors send their batches through the cluster once the runner is up.
     const send = yield* Deferred.make<BatchExtraction.Send>()
@@ -153,7 +159,12 @@ export const layer = (options: Options): Layer.Layer<
     ).pipe(options.distribute === true ? Layer.provide(ClusterExtraction.layerRegistry(send)) : (layer) => layer)
     const base = runner(options).pipe(Layer.provideMerge(manager))
     const entities = Layer.mergeAll(
-      ClusterRun.layer({ onLocal: ClusterAdmission.onLocal(local), draining: local.draining }),
+      ClusterRun.layer({
+        onLocal: ClusterAdmission.onLocal(local),
+        onWaiting: ClusterAdmission.onWaiting(local),
+        slots: local.slots,
+        draining: local.draining
+      }),
       ClusterExtraction.layer,
       options.distribute === true ?
         ClusterExtraction.provideSend(send, options.distributeTimeoutMs ?? 600_000) :

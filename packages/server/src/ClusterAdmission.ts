@@ -7,12 +7,15 @@
  *
  * @since 0.1.0
  */
+import * as EntityAddress from "@effect/cluster/EntityAddress"
+import * as EntityId from "@effect/cluster/EntityId"
+import * as MessageStorage from "@effect/cluster/MessageStorage"
 import * as ShardId from "@effect/cluster/ShardId"
 import * as Sharding from "@effect/cluster/Sharding"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { InvalidRunState } from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
-import type { RunId } from "@quarry/core/Run"
+import type { Run, RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import type * as WorkflowManager from "@quarry/core/WorkflowManager"
@@ -36,6 +39,10 @@ import * as ClusterRun from "./ClusterRun.js"
  */
 export interface LocalRuns {
   readonly executing: Ref.Ref<ReadonlySet<RunId>>
+  /** Runs of this runner's shards waiting for a slot (`--max-active-runs`). */
+  readonly waiting: Ref.Ref<ReadonlySet<RunId>>
+  readonly slots: Effect.Semaphore
+  readonly maxActiveRuns: number
   readonly changes: PubSub.PubSub<RunId>
   readonly draining: Deferred.Deferred<void>
 }
@@ -46,11 +53,15 @@ export interface LocalRuns {
  * @since 0.1.0
  * @category constructors
  */
-export const makeLocalRuns: Effect.Effect<LocalRuns> = Effect.all({
-  executing: Ref.make<ReadonlySet<RunId>>(new Set()),
-  changes: PubSub.sliding<RunId>(1024),
-  draining: Deferred.make<void>()
-})
+export const makeLocalRuns = (maxActiveRuns: number): Effect.Effect<LocalRuns> =>
+  Effect.all({
+    executing: Ref.make<ReadonlySet<RunId>>(new Set()),
+    waiting: Ref.make<ReadonlySet<RunId>>(new Set()),
+    slots: Effect.makeSemaphore(maxActiveRuns),
+    maxActiveRuns: Effect.succeed(maxActiveRuns),
+    changes: PubSub.sliding<RunId>(1024),
+    draining: Deferred.make<void>()
+  })
 
 /**
  * What an entity handler reports to the node: a run starts or stops executing here.
@@ -59,12 +70,23 @@ export const makeLocalRuns: Effect.Effect<LocalRuns> = Effect.all({
  * @category constructors
  */
 export const onLocal = (local: LocalRuns) => (runId: RunId, executing: boolean) =>
-  Ref.update(local.executing, (set) => {
-    const next = new Set(set)
-    if (executing) next.add(runId)
-    else next.delete(runId)
-    return next
-  }).pipe(Effect.zipRight(PubSub.publish(local.changes, runId)))
+  Ref.update(local.executing, toggle(runId, executing)).pipe(Effect.zipRight(PubSub.publish(local.changes, runId)))
+
+/**
+ * What an entity handler reports to the node: a run starts or stops waiting for a slot here.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const onWaiting = (local: LocalRuns) => (runId: RunId, waiting: boolean) =>
+  Ref.update(local.waiting, toggle(runId, waiting))
+
+const toggle = (runId: RunId, member: boolean) => (set: ReadonlySet<RunId>): ReadonlySet<RunId> => {
+  const next = new Set(set)
+  if (member) next.add(runId)
+  else next.delete(runId)
+  return next
+}
 
 /** The shards of the default group this runner holds (300 unless `shardsPerGroup` changes). */
 const ownedShards = (sharding: Sharding.Sharding["Type"], shardsPerGroup = 300) => {
@@ -73,10 +95,58 @@ const ownedShards = (sharding: Sharding.Sharding["Type"], shardsPerGroup = 300) 
   return owned
 }
 
-const toPayload = (execution: WorkflowManager.ExecutionOptions) => ({
-  retrySkipped: execution.retrySkipped,
-  budget: execution.budget
-})
+const toPayload = (execution: WorkflowManager.ExecutionOptions, statusVersion: number) =>
+  new ClusterRun.ExecutePayload({
+    retrySkipped: execution.retrySkipped,
+    budget: execution.budget,
+    key: `v${statusVersion}`
+  })
+
+/** Runs in these states for `afterMs` (for `running`: `afterMs` past their lease) may have no message. */
+const stuck = (now: number, afterMs: number) => (run: Run) =>
+  run.status === "running" ?
+    Option.exists(run.lease, (lease) => now - lease.expiresAt >= afterMs) :
+    now - run.updatedAt >= afterMs
+
+/**
+ * A run nobody will execute gets an `Execute`: stored `pending` but its message never stored (its node died between
+ * the two writes); recorded `interrupted` after its message was answered (`@effect/cluster` answers a persisted
+ * request interrupted outside a shutdown, e.g. when a runner's shard lock storage turns unhealthy and it stops its
+ * entities); `running` under a lease expired long ago (its process died, and no message will move it). The message's
+ * primary key (the run's status version) says whether it exists.
+ */
+const recoverStuckRuns = (
+  sendExecute: (run: Run, execution: WorkflowManager.ExecutionOptions) => Effect.Effect<void>,
+  afterMs: number
+) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const storage = yield* MessageStorage.MessageStorage
+    const now = yield* Clock.currentTimeMillis
+    const runs = yield* Effect.forEach(["pending", "interrupted", "running"] as const, (status) =>
+      store.listRuns({ status }))
+    const stale = runs.flat().filter(stuck(now, afterMs))
+    if (stale.length === 0) {
+      return
+    }
+    const queued = new Map((yield* store.queuedExecutions).map((entry) => [entry.runId, entry]))
+    yield* Effect.forEach(stale, (run) =>
+      Effect.gen(function*() {
+        const entityId = EntityId.make(run.id)
+        const shardId = yield* ClusterRun.QuarryRun.getShardId(entityId)
+        const address = EntityAddress.make({ entityType: ClusterRun.QuarryRun.type, entityId, shardId })
+        const existing = yield* storage.requestIdForPrimaryKey({ address, tag: "Execute", id: `v${run.statusVersion}` })
+        if (Option.isSome(existing)) {
+          return
+        }
+        yield* Effect.logWarning(`a ${run.status} run had no Execute message: sent`)
+        const entry = queued.get(run.id)
+        yield* sendExecute(run, {
+          retrySkipped: entry?.retrySkipped,
+          budget: entry === undefined ? undefined : Option.getOrUndefined(entry.budget)
+        })
+      }).pipe(Effect.annotateLogs({ runId: run.id })), { discard: true })
+  })
 
 /**
  * Builds cluster admission.
@@ -84,7 +154,7 @@ const toPayload = (execution: WorkflowManager.ExecutionOptions) => ({
  * @since 0.1.0
  * @category constructors
  */
-export const make = (local: LocalRuns, runnerId: string) =>
+export const make = (local: LocalRuns, runnerId: string, afterMs = 10_000) =>
   Effect.gen(function*() {
     const sharding = yield* Sharding.Sharding
     const store = yield* RunStore
@@ -96,17 +166,23 @@ export const make = (local: LocalRuns, runnerId: string) =>
       (d) => d ? Effect.fail(new Draining()) : Effect.void
     )
     // Persisted and not awaited: the message is stored before this returns, the owner answers it when the run ends.
-    const sendExecute = (runId: RunId, execution: WorkflowManager.ExecutionOptions) =>
-      client(runId).Execute(toPayload(execution), { discard: true }).pipe(Effect.orDie)
+    const sendExecute = (run: Run, execution: WorkflowManager.ExecutionOptions) =>
+      client(run.id).Execute(toPayload(execution, run.statusVersion), { discard: true }).pipe(Effect.orDie)
 
     const submit = Effect.fn("ClusterAdmission.submit")(
       function*(create: Workflow.CreateOptions, execution: WorkflowManager.ExecutionOptions) {
         yield* refuseWhenDraining
         const queued = { retrySkipped: execution.retrySkipped, budget: execution.budget }
         const run = yield* Workflow.create({ ...create, queued }).pipe(Effect.provide(context))
-        yield* sendExecute(run.id, execution)
+        yield* sendExecute(run, execution)
         return run
       }
+    )
+
+    yield* recoverStuckRuns(sendExecute, afterMs).pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning("the scan of runs without a message failed", cause)),
+      Effect.repeat(Schedule.spaced(Duration.millis(afterMs))),
+      Effect.forkScoped
     )
 
     const resume = Effect.fn("ClusterAdmission.resume")(
@@ -119,7 +195,7 @@ export const make = (local: LocalRuns, runnerId: string) =>
           return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
         }
         yield* store.queueExecution({ runId, retrySkipped: execution.retrySkipped, budget: execution.budget })
-        yield* sendExecute(runId, execution)
+        yield* sendExecute(run, execution)
         return run
       }
     )
@@ -143,13 +219,15 @@ export const make = (local: LocalRuns, runnerId: string) =>
       changes: local.changes,
       stats: Effect.all({
         active: Effect.map(Ref.get(local.executing), (set) => set.size),
-        queued: Effect.succeed(0),
+        queued: Effect.map(Ref.get(local.waiting), (set) => set.size),
         draining: Deferred.isDone(draining),
         started: Effect.succeed(true),
-        cluster: Effect.map(Ref.get(local.executing), (set) => ({
+        cluster: Effect.zipWith(Ref.get(local.executing), Ref.get(local.waiting), (set, waiting) => ({
           runnerId,
           ownedShards: ownedShards(sharding),
-          executing: [...set].sort()
+          executing: [...set].sort(),
+          maxActiveRuns: local.maxActiveRuns,
+          waiting: [...waiting].sort()
         }))
       }),
       draining,
@@ -176,5 +254,5 @@ export const make = (local: LocalRuns, runnerId: string) =>
 export const layer = (local: LocalRuns, runnerId: string): Layer.Layer<
   Admission,
   never,
-  RunStore | Extractor.Registry | SqlClient.SqlClient | Sharding.Sharding
-> => Layer.effect(Admission, make(local, runnerId))
+  RunStore | Extractor.Registry | SqlClient.SqlClient | Sharding.Sharding | MessageStorage.MessageStorage
+> => Layer.scoped(Admission, make(local, runnerId))

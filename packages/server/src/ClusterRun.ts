@@ -21,6 +21,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
+import * as PrimaryKey from "effect/PrimaryKey"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -31,13 +32,32 @@ const Budget = Schema.Struct({
 })
 
 /**
+ * The payload of `Execute`. Its primary key is `key`, the run's status version when the message was sent, so that
+ * sending the same execution twice (the scan of pending runs, two nodes at once) stores one message; a resume after
+ * the run ended has another version, hence a new message.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ExecutePayload extends Schema.Class<ExecutePayload>("@quarry/server/ClusterRun/ExecutePayload")({
+  retrySkipped: Schema.optional(Schema.Boolean),
+  budget: Schema.optional(Budget),
+  key: Schema.String
+}) {
+  /** The message's primary key within its entity (the run). */
+  [PrimaryKey.symbol]() {
+    return this.key
+  }
+}
+
+/**
  * Executes the run to its end (completed, failed, cancelled). Persisted, so it survives its runner.
  *
  * @since 0.1.0
  * @category rpcs
  */
 export const Execute = Rpc.make("Execute", {
-  payload: { retrySkipped: Schema.optional(Schema.Boolean), budget: Schema.optional(Budget) },
+  payload: ExecutePayload,
   success: Schema.Struct({ status: Schema.String })
 }).annotate(ClusterSchema.Persisted, true)
 
@@ -62,6 +82,19 @@ const stopped = (cause: Cause.Cause<unknown>) =>
   Cause.isInterruptedOnly(cause) ||
   Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "RunInterrupted"))
 
+/** The run's lease was taken over by another runner (this one was paused or cut off past its lease). */
+const lost = (cause: Cause.Cause<unknown>) =>
+  Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "RunLocked"))
+
+/**
+ * Said when a run executing here is refused a write (its commit, its heartbeat) because another runner claimed it:
+ * nothing was written; the handler keeps trying to claim it, which succeeds only if the new holder dies too.
+ */
+const logTakenOver = Effect.logWarning(
+  "run taken over by another runner (this one was paused or cut off past " +
+    "its lease): its late write was refused, nothing written here"
+)
+
 /**
  * What the handler needs to know of the node.
  *
@@ -71,6 +104,13 @@ const stopped = (cause: Cause.Cause<unknown>) =>
 export interface HandlerOptions {
   /** Called when an execution starts and ends here (for `/healthz`, events). */
   readonly onLocal: (runId: RunId, executing: boolean) => Effect.Effect<void>
+  /** Called when a run starts and stops waiting for a slot here. */
+  readonly onWaiting: (runId: RunId, waiting: boolean) => Effect.Effect<void>
+  /**
+   * The runner's slots (`--max-active-runs`): an execution takes one for as long as it runs. Waiting in the handler
+   * is safe: the `Execute` message is stored, and stays unanswered until the run ends.
+   */
+  readonly slots: Effect.Semaphore
   /**
    * Completes when the node drains: each run stops right after its next commit (so no extracted batch is lost),
    * records `interrupted`, and its message waits, unanswered, for the shard's next owner.
@@ -98,19 +138,29 @@ export const layer = (options: HandlerOptions) =>
       const runId = RunId.make(address.entityId)
       // Set when this entity is told to stop (its shard moves): the run stops after its next commit.
       const stopping = yield* Ref.make(false)
+      // Set once this runner's claim succeeded: a `RunLocked` after it means another runner took the run over.
+      const claimed = yield* Ref.make(false)
       const stopAfterCommit = (event: Workflow.WorkflowEvent) =>
-        event._tag === "BatchCommitted" ?
+        event._tag === "RunStarted" ?
+          Ref.set(claimed, true) :
+          event._tag === "BatchCommitted" ?
           Effect.flatMap(
             Effect.zipWith(Deferred.isDone(options.draining), Ref.get(stopping), (a, b) => a || b),
             (stop) => stop ? Effect.interrupt : Effect.void
           ) :
           Effect.void
+      const reportTakenOver = (exit: Exit.Exit<unknown, unknown>) =>
+        Effect.flatMap(
+          Ref.get(claimed),
+          (ours) => ours && Exit.isFailure(exit) && lost(exit.cause) ? logTakenOver : Effect.void
+        )
       // A run taken over from a dead runner may still be under its lease: wait for it to expire, then claim.
-      const execute = (payload: typeof Execute.payloadSchema.Type) =>
+      const execute = ({ budget, retrySkipped }: ExecutePayload) =>
         Effect.gen(function*() {
           // A message delivered while this node drains waits, unanswered, for the shard's next owner.
           if (yield* Deferred.isDone(options.draining)) return yield* Effect.never
-          const handle = yield* manager.resume(runId, { ...payload, onEvent: stopAfterCommit })
+          yield* Ref.set(claimed, false)
+          const handle = yield* manager.resume(runId, { budget, retrySkipped, onEvent: stopAfterCommit })
           yield* options.onLocal(runId, true)
           const exit = yield* Fiber.await(handle.fiber).pipe(
             // The entity is interrupted when its shard moves (SIGTERM, a runner joining): the run stops after its
@@ -119,12 +169,17 @@ export const layer = (options: HandlerOptions) =>
             Effect.onInterrupt(() =>
               Ref.set(stopping, true).pipe(
                 Effect.zipRight(Fiber.await(handle.fiber).pipe(Effect.timeout(options.stopGraceMs ?? 30_000))),
+                // Its shard moved because this runner was paused: its late commit may be what stopped it.
+                Effect.tap(reportTakenOver),
                 Effect.catchAll(() => Fiber.interrupt(handle.fiber))
               )
             ),
             Effect.ensuring(options.onLocal(runId, false))
           )
-          if (Exit.isFailure(exit) && !stopped(exit.cause)) return yield* Effect.failCause(exit.cause)
+          if (Exit.isFailure(exit) && !stopped(exit.cause)) {
+            yield* reportTakenOver(exit)
+            return yield* Effect.failCause(exit.cause)
+          }
           // As recorded (the manager's `await` turns `interrupted` into a failure).
           const run = yield* store.getRun(runId)
           // Stopped by the drain: no reply (an interrupt is only ignored while the entity shuts down, so wait for it),
@@ -133,9 +188,14 @@ export const layer = (options: HandlerOptions) =>
           if (run.status === "interrupted" && ours) return yield* Effect.never
           return { status: run.status }
         })
+      const withSlot = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        Effect.zipRight(
+          options.onWaiting(runId, true),
+          options.slots.withPermits(1)(Effect.zipRight(options.onWaiting(runId, false), effect))
+        ).pipe(Effect.ensuring(options.onWaiting(runId, false)))
       return {
         Execute: (envelope) =>
-          execute(envelope.payload).pipe(
+          withSlot(execute(envelope.payload)).pipe(
             Effect.retry({
               while: (error) => error._tag === "RunLocked",
               schedule: Schedule.spaced(Duration.millis(250)).pipe(

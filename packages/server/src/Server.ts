@@ -98,7 +98,11 @@ export const layer = (
   )
   // The tracer is installed first, so that the fibers of admission and of the HTTP server start with it.
   return http.pipe(
-    Layer.provideMerge(options.cluster === undefined ? Admission.layer(options) : Cluster.layer(options.cluster)),
+    Layer.provideMerge(
+      options.cluster === undefined
+        ? Admission.layer(options)
+        : Cluster.layer({ ...options.cluster, maxActiveRuns: options.maxActiveRuns })
+    ),
     Layer.provide(options.tracing === undefined ? Layer.empty : Tracing.layerExporter(options.tracing, options.version))
   )
 }

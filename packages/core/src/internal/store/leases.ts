@@ -18,8 +18,10 @@ interface ClaimOptions {
 export const make = (ctx: StoreContext) => {
   const { getRun, me, reread, sql, touch, transaction } = ctx
 
+  // Retried on a lost connection: a claim whose COMMIT never landed wrote nothing; one whose COMMIT landed before the
+  // answer was lost left a lease nobody holds, so the retry is refused (`RunLocked`) until that lease expires.
   const claim = (runId: RunId, owner: string, leaseMs: number, options: ClaimOptions = {}) =>
-    transaction(Effect.gen(function*() {
+    retryDisconnects(transaction(Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       yield* touch(runId, now)
       const run = yield* getRun(runId)
@@ -51,7 +53,7 @@ export const make = (ctx: StoreContext) => {
           cancel_requested = 0
         WHERE id = ${runId} AND status_version = ${run.statusVersion}`
       return { run: yield* reread(runId), holder: Option.some(holder) } satisfies RunStore.Claimed
-    })).pipe(persistence("claim"), Effect.withSpan("SqlRunStore.claim", { attributes: { runId } }))
+    }))).pipe(persistence("claim"), Effect.withSpan("SqlRunStore.claim", { attributes: { runId } }))
 
   const heartbeat = (runId: RunId, holder: RunStore.LeaseHolder, leaseMs: number) =>
     Effect.gen(function*() {
@@ -65,8 +67,9 @@ export const make = (ctx: StoreContext) => {
       return { cancelRequested: rows[0].cancel_requested !== 0 }
     }).pipe(persistence("heartbeat"))
 
+  // Retried on a lost connection; a retry after a COMMIT that did land finds the run completed with this artifact.
   const complete = (runId: RunId, holder: RunStore.LeaseHolder, artifact: Artifact) =>
-    transaction(Effect.gen(function*() {
+    retryDisconnects(transaction(Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const rows = yield* sql<{ id: string }>`UPDATE runs SET
           status = 'completed',
@@ -85,12 +88,15 @@ export const make = (ctx: StoreContext) => {
         WHERE id = ${runId} AND lease_token = ${holder.token} AND status = 'running'
         RETURNING id`
       const run = yield* reread(runId)
-      if (rows.length === 0) return yield* lockedBy(run)
+      const landed = run.status === "completed" &&
+        Option.exists(run.artifact, (stored) => stored.sha256 === artifact.sha256 && stored.path === artifact.path)
+      if (rows.length === 0 && !landed) return yield* lockedBy(run)
       return run
-    })).pipe(persistence("complete"))
+    }))).pipe(persistence("complete"))
 
+  // Retried on a lost connection: a retry after a COMMIT that did land updates nothing (the token is gone).
   const finish = (runId: RunId, holder: RunStore.LeaseHolder, outcome: RunStore.Outcome) =>
-    transaction(Effect.gen(function*() {
+    retryDisconnects(transaction(Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const rows = yield* sql<{ id: string }>`UPDATE runs SET
           status = ${outcome.status},
@@ -108,7 +114,7 @@ export const make = (ctx: StoreContext) => {
         yield* sql`INSERT INTO run_errors (run_id, at, reason, message)
           VALUES (${runId}, ${now}, ${outcome.reason ?? outcome.status}, ${outcome.error})`
       }
-    })).pipe(persistence("finish"))
+    }))).pipe(persistence("finish"))
 
   return { claim, heartbeat, complete, finish }
 }

@@ -73,14 +73,16 @@ export const make = (ctx: StoreContext) => {
     )
 
   const attemptTotals = (runId: RunId) =>
-    SqlSchema.single({
-      Request: Schema.String,
-      Result: TotalsRow,
-      execute: (id) =>
-        sql`SELECT SUM(requests) AS requests, SUM(prompt_tokens) AS prompt_tokens,
+    retryDisconnects(
+      SqlSchema.single({
+        Request: Schema.String,
+        Result: TotalsRow,
+        execute: (id) =>
+          sql`SELECT SUM(requests) AS requests, SUM(prompt_tokens) AS prompt_tokens,
             SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd
           FROM usage_attempts WHERE run_id = ${id}`
-    })(runId).pipe(
+      })(runId)
+    ).pipe(
       Effect.map((row) =>
         new UsageTotals({
           requests: row.requests ?? 0,

@@ -9,7 +9,7 @@ import * as CrashPoint from "../../CrashPoint.js"
 import { InvalidRunState, PersistenceError, RunAlreadyExists, RunNotFound } from "../../Errors.js"
 import { type RunId, RunStatus } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
-import { genesisDigest, holderIsDead, persistence, type StoreContext } from "./context.js"
+import { genesisDigest, holderIsDead, persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { insertQueued } from "./queue.js"
 import { encodeSettings, ErrorRow, RunRow, toRun } from "./rows.js"
 
@@ -118,7 +118,7 @@ export const make = (ctx: StoreContext) => {
   )
 
   const readInput = (runId: RunId) =>
-    sql<{ text: string }>`SELECT text FROM run_inputs WHERE run_id = ${runId}`.pipe(
+    retryDisconnects(sql<{ text: string }>`SELECT text FROM run_inputs WHERE run_id = ${runId}`).pipe(
       Effect.flatMap((rows) =>
         rows[0] === undefined ? Effect.fail(new RunNotFound({ runId })) : Effect.succeed(rows[0].text)
       ),
@@ -211,7 +211,7 @@ export const make = (ctx: StoreContext) => {
 
   return {
     createRun,
-    getRun: (runId: RunId) => getRun(runId).pipe(persistence("getRun")),
+    getRun: (runId: RunId) => retryDisconnects(getRun(runId)).pipe(persistence("getRun")),
     listRuns,
     countRuns,
     readInput,

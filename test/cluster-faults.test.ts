@@ -1,0 +1,325 @@
+/**
+ * `quarry serve --cluster` when things go wrong: real `quarry serve` processes of the bundle on one real PostgreSQL.
+ * A runner paused (SIGSTOP) past its lease and its shard locks, then resumed; a runner's database sessions
+ * terminated under it (`pg_terminate_backend`); three runners racing to migrate an empty database.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
+import * as DefaultOntology from "@quarry/core/DefaultOntology"
+import * as Extractor from "@quarry/core/Extractor"
+import { RunId } from "@quarry/core/Run"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { createDatabase, dropDatabase, storeRun, usePostgres } from "../packages/core/test/postgres.js"
+import { type Node, problems, query, runRows, startNode, stopNode, submitMobyDick } from "./clusterNodes.js"
+import { call, until } from "./serverProcess.js"
+import { makeDir, mobyDick, referenceRun, removeDir, sha256File, sleep } from "./support.js"
+
+const adminUrl = usePostgres()
+
+/** The identity of the CLI's `test-slow` extractor (name, version, configuration), to store a run for it. */
+const slowExtractor: Extractor.Extractor = {
+  ...CapitalizedExtractor.make(),
+  name: "test-slow",
+  version: "1",
+  configHash: "none"
+}
+
+type Health = {
+  cluster?: {
+    runnerId: string
+    ownedShards: number
+    executing: Array<string>
+    maxActiveRuns: number
+    waiting: Array<string>
+  }
+}
+
+describe("quarry serve --cluster: failures", () => {
+  let dir = ""
+  let reference = { sha256: "", digest: "" }
+  const databases: Array<string> = []
+  const nodes: Array<Node> = []
+
+  beforeAll(async () => {
+    dir = makeDir()
+    reference = await referenceRun(dir)
+  }, 120_000)
+  afterAll(async () => {
+    for (const node of nodes) await stopNode(node)
+    for (const url of databases) await dropDatabase(adminUrl(), url)
+    removeDir(dir)
+  }, 60_000)
+
+  const freshCluster = async (name: string, count: number, env: Readonly<Record<string, string>> = {}) => {
+    const db = await createDatabase(adminUrl())
+    databases.push(db)
+    const work = path.join(dir, name)
+    fs.mkdirSync(work)
+    const started = [await startNode(db, work, env)]
+    started.push(...await Promise.all(Array.from({ length: count - 1 }, () => startNode(db, work, env))))
+    nodes.push(...started)
+    return { db, work, started }
+  }
+
+  /** Every run ends `completed` with the reference's digest chain (each batch committed once) and bytes. */
+  const assertAllLikeReference = async (db: string, work: string, count: number) => {
+    const rows = await runRows(db)
+    assert.strictEqual(rows.length, count)
+    for (const row of rows) {
+      assert.strictEqual(row.status, "completed", `${row.id}: ${JSON.stringify(row)}`)
+      assert.strictEqual(row.committed_batches, 67, row.id)
+      assert.strictEqual(Number(row.n), 67, row.id)
+      assert.strictEqual(row.digest, reference.digest, row.id)
+      assert.strictEqual(row.artifact_sha256, reference.sha256, row.id)
+      assert.strictEqual(sha256File(row.artifact_path ?? path.join(work, `${row.id}.ttl`)), reference.sha256, row.id)
+    }
+  }
+
+  const allEnded = (db: string, all: ReadonlyArray<Node>, timeoutMs: number) =>
+    until(
+      async () => (await runRows(db)).every((r) => r.status === "completed" || r.status === "failed"),
+      timeoutMs,
+      "every run to end"
+    ).catch(async (error) => {
+      throw new Error(`${String(error)}: ${JSON.stringify(await runRows(db))}\n${all.map(problems).join("\n")}`)
+    })
+
+  it(
+    "three runners started at once on an empty database: all come up, every table is created once, all exit 0",
+    async () => {
+      const db = await createDatabase(adminUrl())
+      databases.push(db)
+      const work = path.join(dir, "race")
+      fs.mkdirSync(work)
+      const racing = await Promise.all([startNode(db, work), startNode(db, work), startNode(db, work)])
+      nodes.push(...racing)
+      const health = async (node: Node) => ((await call(node, "GET", "/healthz")).json() as Health).cluster
+      await until(
+        async () => (await Promise.all(racing.map(health))).reduce((n, c) => n + (c?.ownedShards ?? 0), 0) === 300,
+        60_000,
+        "the shards to be split over the three"
+      )
+      // Quarry's migrations and the cluster's, each applied once.
+      for (const table of ["effect_sql_migrations", "cluster_migrations"]) {
+        const applied = await query<{ migration_id: number; n: string }>(
+          db,
+          `SELECT migration_id, count(*) AS n FROM ${table} GROUP BY migration_id ORDER BY migration_id`
+        )
+        assert.isAbove(applied.length, 0, table)
+        for (const row of applied) assert.strictEqual(Number(row.n), 1, `${table} ${row.migration_id}`)
+      }
+      const tables = await query<{ tablename: string }>(
+        db,
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+      )
+      const names = tables.map((t) => t.tablename)
+      for (
+        const name of ["runs", "batches", "cluster_messages", "cluster_replies", "cluster_runners", "cluster_locks"]
+      ) {
+        assert.include(names, name)
+      }
+      assert.strictEqual(
+        (await query<{ n: string }>(db, "SELECT count(*) AS n FROM cluster_runners"))[0]!.n,
+        "3"
+      )
+      for (const node of racing) {
+        node.child.child.kill("SIGTERM")
+        const exit = await node.child.exited
+        assert.strictEqual(exit.code, 0, node.child.stderr)
+      }
+    },
+    120_000
+  )
+
+  it(
+    "a runner paused (SIGSTOP) past its lease: its runs continue elsewhere; resumed, its late commit is refused",
+    async () => {
+      const { db, started, work } = await freshCluster("paused", 3)
+      const ids = Array.from({ length: 6 }, (_, i) => `p${i}`)
+      for (const runId of ids) await submitMobyDick(started[0]!, runId)
+
+      // Pause a runner while it executes a run that has committed a few batches.
+      let victim: Node | undefined
+      await until(
+        async () => {
+          const rows = await runRows(db)
+          victim = started.find((node) =>
+            rows.some((r) =>
+              r.status === "running" && r.committed_batches >= 3 && r.lease_owner?.startsWith(node.owner)
+            )
+          )
+          return victim !== undefined
+        },
+        60_000,
+        "a runner to execute a run"
+      )
+      const paused = victim!
+      paused.child.child.kill("SIGSTOP")
+      const pausedAt = Date.now()
+      const held = (await runRows(db)).filter((r) => r.status === "running" && r.lease_owner?.startsWith(paused.owner))
+      const heldIds = held.map((r) => r.id)
+      const committedThen = new Map(held.map((r) => [r.id, r.committed_batches]))
+
+      // Its runs move to the other runners and commit there while it is still paused.
+      await until(
+        async () =>
+          (await runRows(db)).filter((r) => heldIds.includes(r.id)).every((r) =>
+            r.status === "completed" ||
+            (r.lease_owner !== null && !r.lease_owner.startsWith(paused.owner) &&
+              r.committed_batches > committedThen.get(r.id)!)
+          ),
+        60_000,
+        "the paused runner's runs to continue elsewhere"
+      ).catch(async (error) => {
+        paused.child.child.kill("SIGCONT")
+        const logs = started.map((n) => `--- ${n.owner}${n === paused ? " (paused)" : ""}\n${problems(n)}`)
+        throw new Error(`${String(error)}: ${JSON.stringify(await runRows(db))}\n${logs.join("\n")}`)
+      })
+      const movedMs = Date.now() - pausedAt
+      console.log(`cluster SIGSTOP: ${heldIds.length} runs continued elsewhere ${movedMs} ms after the pause`)
+      await sleep(1_000)
+      paused.child.child.kill("SIGCONT")
+
+      await allEnded(db, started, 240_000)
+      await assertAllLikeReference(db, work, ids.length)
+      // The resumed runner found its runs taken over: it said so, and did not exit.
+      await until(() => /taken over/.test(paused.child.stderr), 30_000, "the paused runner to notice").catch(() => {
+        throw new Error(`no "taken over" in the paused runner's log:\n${paused.child.stderr}`)
+      })
+      assert.isNull(paused.child.child.exitCode)
+    },
+    400_000
+  )
+
+  it(
+    "a runner's database sessions terminated (pg_terminate_backend) three times mid-run: it reconnects, every run completes",
+    async () => {
+      const { db, started, work } = await freshCluster("terminated", 3)
+      const ids = Array.from({ length: 6 }, (_, i) => `q${i}`)
+      for (const runId of ids) await submitMobyDick(started[0]!, runId)
+      let victim: Node | undefined
+      await until(
+        async () => {
+          const rows = await runRows(db)
+          victim = started.find((node) =>
+            rows.some((r) =>
+              r.status === "running" && r.committed_batches >= 3 && r.lease_owner?.startsWith(node.owner) === true
+            )
+          )
+          return victim !== undefined
+        },
+        60_000,
+        "a runner to execute a run"
+      )
+      const target = victim!
+      // Each runner names its sessions `quarry <runner host:port>`: all of this one's, its shard lock's included.
+      const terminated: Array<number> = []
+      for (let i = 0; i < 3; i++) {
+        const killed = await query<{ pid: number }>(
+          db,
+          "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+          [`quarry 127.0.0.1:${target.runnerPort}`]
+        )
+        assert.isAbove(killed.length, 0)
+        terminated.push(killed.length)
+        await sleep(2_000)
+      }
+      console.log(`cluster pg_terminate_backend: ${terminated.join(", ")} sessions terminated`)
+
+      await allEnded(db, started, 240_000)
+      await assertAllLikeReference(db, work, ids.length)
+      // The runner lived through it, and holds shards again (its lock connection was rebuilt).
+      assert.isNull(target.child.child.exitCode)
+      await until(
+        async () => (((await call(target, "GET", "/healthz")).json() as Health).cluster?.ownedShards ?? 0) > 0,
+        30_000,
+        "the runner to own shards"
+      )
+    },
+    400_000
+  )
+
+  it(
+    "--max-active-runs 1: each runner executes one run at a time, the others wait; any node serves any artifact",
+    async () => {
+      const db = await createDatabase(adminUrl())
+      databases.push(db)
+      // Each node in its own directory, as on two machines: an artifact is written where its run finished.
+      const dirs = ["a", "b"].map((name) => path.join(dir, `slots-${name}`))
+      for (const d of dirs) fs.mkdirSync(d)
+      const pair = [await startNode(db, dirs[0]!, {}, ["--max-active-runs", "1"])]
+      pair.push(await startNode(db, dirs[1]!, {}, ["--max-active-runs", "1"]))
+      nodes.push(...pair)
+      const ids = Array.from({ length: 5 }, (_, i) => `m${i}`)
+      for (const runId of ids) await submitMobyDick(pair[0]!, runId)
+
+      let mostAtOnce = 0
+      let sawWaiting = 0
+      await until(
+        async () => {
+          const rows = await runRows(db)
+          for (const node of pair) {
+            const here = rows.filter((r) => r.status === "running" && r.lease_owner?.startsWith(node.owner) === true)
+            mostAtOnce = Math.max(mostAtOnce, here.length)
+            const health = ((await call(node, "GET", "/healthz")).json() as Health).cluster!
+            assert.strictEqual(health.maxActiveRuns, 1)
+            assert.isAtMost(health.executing.length, 1)
+            sawWaiting = Math.max(sawWaiting, health.waiting.length)
+          }
+          return rows.every((r) => r.status === "completed" || r.status === "failed")
+        },
+        300_000,
+        "every run to end"
+      )
+      assert.strictEqual(mostAtOnce, 1)
+      assert.isAbove(sawWaiting, 0)
+      const rows = await runRows(db)
+      for (const row of rows) {
+        assert.strictEqual(row.status, "completed", row.id)
+        assert.strictEqual(row.digest, reference.digest, row.id)
+      }
+
+      // The artifact from the node that did not finish the run, which merges it again from the committed rows (the
+      // finishing node's file is moved away first, as if that node were another machine).
+      for (const row of rows) {
+        const finishedOn = dirs.findIndex((d) => row.artifact_path!.startsWith(d))
+        assert.notStrictEqual(finishedOn, -1, row.artifact_path!)
+        assert.strictEqual(sha256File(row.artifact_path!), reference.sha256, row.id)
+        fs.renameSync(row.artifact_path!, `${row.artifact_path}.moved`)
+        const other = pair[1 - finishedOn]!
+        const response = await fetch(`${other.url}/v1/runs/${row.id}/artifact`)
+        assert.strictEqual(response.status, 200, row.id)
+        const body = Buffer.from(await response.arrayBuffer())
+        const digest = createHash("sha256").update(body).digest("hex")
+        assert.strictEqual(digest, reference.sha256, row.id)
+        assert.strictEqual(response.headers.get("etag"), `"${reference.sha256}"`)
+      }
+    },
+    400_000
+  )
+
+  it(
+    "a run stored pending without its Execute message (its node died between the two) is sent by a scan and completes",
+    async () => {
+      const { db, started, work } = await freshCluster("pending", 2)
+      // What a node that died right after storing the submission leaves: the run and its queued execution, no message.
+      await storeRun(db, {
+        runId: RunId.make("orphan"),
+        input: fs.readFileSync(mobyDick.input, "utf8"),
+        extractor: "test-slow",
+        chunking: { windowSize: 2000, batchSize: 10 },
+        // As the server stores a submission without an ontology.
+        ontology: { text: DefaultOntology.turtle, format: "turtle" },
+        output: { path: path.join(work, "orphan.ttl"), format: "turtle" },
+        queued: { retrySkipped: false }
+      }, [slowExtractor])
+      assert.strictEqual((await runRows(db))[0]!.status, "pending")
+      await allEnded(db, started, 120_000)
+      await assertAllLikeReference(db, work, 1)
+      assert.isTrue(started.some((node) => /had no Execute message/.test(node.child.stderr)))
+    },
+    200_000
+  )
+})

@@ -1,0 +1,98 @@
+/**
+ * Helpers for the end-to-end tests of `quarry serve --cluster`: real `quarry serve --cluster` processes of the
+ * bundle on one PostgreSQL database, and direct reads of its tables with `pg`.
+ */
+import * as fs from "node:fs"
+import pg from "pg"
+import { freePort } from "../packages/core/test/postgres.js"
+import { call, type Server } from "./serverProcess.js"
+import { mobyDick, start } from "./support.js"
+
+/** Runs one statement on its own connection and answers its rows. */
+export const query = async <A>(url: string, text: string, values: ReadonlyArray<unknown> = []): Promise<Array<A>> => {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    return (await client.query(text, [...values])).rows as Array<A>
+  } finally {
+    await client.end()
+  }
+}
+
+/** A node: an API server and a runner. */
+export interface Node extends Server {
+  readonly runnerPort: number
+  /** The prefix of the lease owner of the runs it executes (`127.0.0.1:<runner port>/`). */
+  readonly owner: string
+}
+
+/** Starts one `quarry serve --cluster` in `dir` (its artifacts go there) and waits until it listens. */
+export const startNode = async (
+  db: string,
+  dir: string,
+  env: Readonly<Record<string, string>> = {},
+  args: ReadonlyArray<string> = []
+): Promise<Node> => {
+  const runnerPort = await freePort()
+  const child = start(
+    ["serve", "--cluster", "--db", db, "--port", "0", "--runner-port", String(runnerPort), "--json", ...args],
+    { cwd: dir, env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "60", ...env } }
+  )
+  await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
+    child.child.kill("SIGKILL")
+    throw error
+  })
+  const listening = JSON.parse(child.stdout.split("\n")[0]!) as { port: number }
+  return {
+    child,
+    port: listening.port,
+    url: `http://127.0.0.1:${listening.port}`,
+    runnerPort,
+    owner: `127.0.0.1:${runnerPort}/`
+  }
+}
+
+/** Stops a node: SIGCONT (in case it was paused), SIGTERM (it drains), SIGKILL if still there after 20 s. */
+export const stopNode = async (node: Node) => {
+  if (node.child.child.exitCode !== null || node.child.child.signalCode !== null) return
+  node.child.child.kill("SIGCONT")
+  node.child.child.kill("SIGTERM")
+  const timer = setTimeout(() => node.child.child.kill("SIGKILL"), 20_000)
+  await node.child.exited
+  clearTimeout(timer)
+}
+
+/** A run's row as the tests read it. */
+export interface RunRow {
+  readonly id: string
+  readonly status: string
+  readonly committed_batches: number
+  readonly lease_owner: string | null
+  readonly digest: string
+  readonly artifact_sha256: string | null
+  readonly artifact_path: string | null
+  /** The number of stored batch rows. */
+  readonly n: string
+}
+
+/** Every run's row, with its number of batch rows. */
+export const runRows = (db: string) =>
+  query<RunRow>(
+    db,
+    "SELECT id, status, committed_batches, lease_owner, digest, artifact_sha256, artifact_path, " +
+      "(SELECT count(*) FROM batches b WHERE b.run_id = r.id) AS n FROM runs r ORDER BY id"
+  )
+
+/** Submits Moby-Dick as `runId` (67 batches with the slow test extractor) to a node. */
+export const submitMobyDick = async (node: Node, runId: string) => {
+  const submitted = await call(node, "POST", "/v1/runs", {
+    input: fs.readFileSync(mobyDick.input, "utf8"),
+    runId,
+    extractor: "test-slow",
+    chunking: { windowSize: 2000, batchSize: 10 }
+  })
+  if (submitted.status !== 202) throw new Error(`submission of ${runId}: ${submitted.status} ${submitted.text}`)
+}
+
+/** The warnings and errors a node logged (JSON log lines on stderr). */
+export const problems = (node: Node) => node.child.stderr.split("\n").filter((l) => /WARN|ERROR/.test(l)).join("\n")
