@@ -67,7 +67,10 @@ export interface Options {
  * @since 0.1.0
  * @category constants
  */
-export const defaults = { shardLockRefreshMs: 1_000, shardLockExpirationMs: 5_000, leaseMs: 8_000 } as const
+// A lock refresh is a write; @effect/cluster gives it min(refresh, expiration / 3) to finish before it calls the lock
+// storage unhealthy and interrupts every run here. At 1 s that fired on a loaded database; 2 s halves the chance,
+// and the lease (8 s) still bounds failover more than the 6 s expiration does.
+export const defaults = { shardLockRefreshMs: 2_000, shardLockExpirationMs: 6_000, leaseMs: 8_000 } as const
 
 /** The sharding configuration; explicit, not `ShardingConfig.layerFromEnv` (which reads plain `HOST`, `PORT`). */
 const shardingConfig = (options: Options) =>
