@@ -9,66 +9,21 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import pg from "pg"
-import { createDatabase, dropDatabase, freePort, usePostgres } from "../packages/core/test/postgres.js"
-import { call, type Server, until } from "./serverProcess.js"
-import { makeDir, mobyDick, readRun, removeDir, run, sha256File, start } from "./support.js"
+import { createDatabase, dropDatabase, usePostgres } from "../packages/core/test/postgres.js"
+import * as Nodes from "./clusterNodes.js"
+import { type Node, runRows, stopNode } from "./clusterNodes.js"
+import { call, until } from "./serverProcess.js"
+import { makeDir, mobyDick, readRun, removeDir, run, sha256File } from "./support.js"
 
 const adminUrl = usePostgres()
 
 /** The plan of every run here: Moby-Dick in 67 batches, six in flight, output depending on the known entities. */
 const plan = { extractor: "test-contextual", windowSize: 2000, batchSize: 10, concurrency: 6 }
 
-const query = async <A>(url: string, text: string): Promise<Array<A>> => {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return (await client.query(text)).rows as Array<A>
-  } finally {
-    await client.end()
-  }
-}
+const startNode = (db: string, dir: string, env: Readonly<Record<string, string>>) =>
+  Nodes.startNode(db, dir, env, ["--distribute"])
 
-interface Node extends Server {
-  readonly runnerPort: number
-}
-
-const startNode = async (db: string, dir: string, env: Readonly<Record<string, string>>): Promise<Node> => {
-  const runnerPort = await freePort()
-  const child = start(
-    ["serve", "--cluster", "--distribute", "--db", db, "--port", "0", "--runner-port", String(runnerPort), "--json"],
-    { cwd: dir, env }
-  )
-  await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
-    child.child.kill("SIGKILL")
-    throw error
-  })
-  const listening = JSON.parse(child.stdout.split("\n")[0]!) as { port: number }
-  return { child, port: listening.port, url: `http://127.0.0.1:${listening.port}`, runnerPort }
-}
-
-const stopNode = async (node: Node) => {
-  if (node.child.child.exitCode !== null || node.child.child.signalCode !== null) return
-  node.child.child.kill("SIGTERM")
-  const timer = setTimeout(() => node.child.child.kill("SIGKILL"), 20_000)
-  await node.child.exited
-  clearTimeout(timer)
-}
-
-interface RunRow {
-  readonly status: string
-  readonly committed_batches: number
-  readonly lease_owner: string | null
-  readonly digest: string
-  readonly n: string
-}
-
-const runRow = async (db: string, runId: string) =>
-  (await query<RunRow>(
-    db,
-    `SELECT status, committed_batches, lease_owner, digest, ` +
-      `(SELECT count(*) FROM batches b WHERE b.run_id = r.id) AS n FROM runs r WHERE id = '${runId}'`
-  ))[0]
+const runRow = async (db: string, runId: string) => (await runRows(db)).find((row) => row.id === runId)
 
 /** `extract <batch> <pid>` lines of the call log: calls per batch index and per process. */
 const readCalls = (file: string) => {

@@ -9,66 +9,17 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import pg from "pg"
-import { createDatabase, dropDatabase, freePort, usePostgres } from "../packages/core/test/postgres.js"
-import { call, type Server, until } from "./serverProcess.js"
-import { makeDir, mobyDick, referenceRun, removeDir, run, sha256File, start } from "./support.js"
+import { createDatabase, dropDatabase, usePostgres } from "../packages/core/test/postgres.js"
+import * as Nodes from "./clusterNodes.js"
+import { type Node, runRows, stopNode, submitMobyDick } from "./clusterNodes.js"
+import { call, until } from "./serverProcess.js"
+import { makeDir, referenceRun, removeDir, run, sha256File } from "./support.js"
 
 const adminUrl = usePostgres()
 
-const query = async <A>(url: string, text: string, values: ReadonlyArray<unknown> = []): Promise<Array<A>> => {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return (await client.query(text, [...values])).rows as Array<A>
-  } finally {
-    await client.end()
-  }
-}
-
-interface Node extends Server {
-  readonly runnerPort: number
-}
-
-/** Starts one `quarry serve --cluster` in `dir` (its artifacts go there) and waits until it listens. */
-const startNode = async (db: string, dir: string, env: Readonly<Record<string, string>> = {}): Promise<Node> => {
-  const runnerPort = await freePort()
-  const child = start(
-    ["serve", "--cluster", "--db", db, "--port", "0", "--runner-port", String(runnerPort), "--json"],
-    // Slots for every run (12): a moved run must not wait for a survivor's slot (the failover is what is measured).
-    { cwd: dir, env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "60", QUARRY_MAX_ACTIVE_RUNS: "12", ...env } }
-  )
-  await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
-    child.child.kill("SIGKILL")
-    throw error
-  })
-  const listening = JSON.parse(child.stdout.split("\n")[0]!) as { port: number }
-  return { child, port: listening.port, url: `http://127.0.0.1:${listening.port}`, runnerPort }
-}
-
-const stopNode = async (node: Node) => {
-  if (node.child.child.exitCode !== null || node.child.child.signalCode !== null) return
-  node.child.child.kill("SIGTERM")
-  const timer = setTimeout(() => node.child.child.kill("SIGKILL"), 20_000)
-  await node.child.exited
-  clearTimeout(timer)
-}
-
-interface RunRow {
-  readonly id: string
-  readonly status: string
-  readonly committed_batches: number
-  readonly lease_owner: string | null
-  readonly digest: string
-  readonly n: string
-}
-
-const runRows = (db: string) =>
-  query<RunRow>(
-    db,
-    "SELECT id, status, committed_batches, lease_owner, digest, " +
-      "(SELECT count(*) FROM batches b WHERE b.run_id = r.id) AS n FROM runs r ORDER BY id"
-  )
+// Slots for every run (12): a moved run must not wait for a survivor's slot (the failover is what is measured).
+const startNode = (db: string, dir: string, env: Readonly<Record<string, string>> = {}) =>
+  Nodes.startNode(db, dir, { QUARRY_MAX_ACTIVE_RUNS: "12", ...env })
 
 describe("quarry serve --cluster", () => {
   let dir = ""
@@ -120,17 +71,8 @@ describe("quarry serve --cluster", () => {
       const metrics = (await call(entry, "GET", "/metrics")).text
       assert.match(metrics, new RegExp(`quarry_cluster_owned_shards\\{runner="127.0.0.1:${entry.runnerPort}"\\} \\d+`))
 
-      const text = fs.readFileSync(mobyDick.input, "utf8")
       const ids = Array.from({ length: 12 }, (_, i) => `c${i}`)
-      for (const runId of ids) {
-        const submitted = await call(entry, "POST", "/v1/runs", {
-          input: text,
-          runId,
-          extractor: "test-slow",
-          chunking: { windowSize: 2000, batchSize: 10 }
-        })
-        assert.strictEqual(submitted.status, 202, submitted.text)
-      }
+      for (const runId of ids) await submitMobyDick(entry, runId)
 
       // Every runner executes some of the runs (the lease owner names the runner).
       const owners = async () => new Set((await runRows(db)).map((r) => r.lease_owner?.split("/")[0]).filter(Boolean))
@@ -197,17 +139,8 @@ describe("quarry serve --cluster", () => {
       live.push(...await Promise.all([startNode(db, work, env), startNode(db, work, env)]))
       nodes.push(...live)
 
-      const text = fs.readFileSync(mobyDick.input, "utf8")
       const ids = Array.from({ length: 12 }, (_, i) => `t${i}`)
-      for (const runId of ids) {
-        const submitted = await call(live[0]!, "POST", "/v1/runs", {
-          input: text,
-          runId,
-          extractor: "test-slow",
-          chunking: { windowSize: 2000, batchSize: 10 }
-        })
-        assert.strictEqual(submitted.status, 202, submitted.text)
-      }
+      for (const runId of ids) await submitMobyDick(live[0]!, runId)
 
       // Restart each of the three original runners in turn, each while it executes a run that has committed batches.
       const pending = [...live]
