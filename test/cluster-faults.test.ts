@@ -36,6 +36,23 @@ type Health = {
   }
 }
 
+/** Waits until one of `nodes` executes a run that has committed at least 3 batches, and answers it. */
+const busyRunner = async (db: string, nodes: ReadonlyArray<Node>): Promise<Node> => {
+  let busy: Node | undefined
+  await until(
+    async () => {
+      const rows = await runRows(db)
+      busy = nodes.find((node) =>
+        rows.some((r) => r.status === "running" && r.committed_batches >= 3 && r.lease_owner?.startsWith(node.owner))
+      )
+      return busy !== undefined
+    },
+    60_000,
+    "a runner to execute a run"
+  )
+  return busy!
+}
+
 describe("quarry serve --cluster: failures", () => {
   let dir = ""
   let reference = { sha256: "", digest: "" }
@@ -141,21 +158,7 @@ describe("quarry serve --cluster: failures", () => {
       for (const runId of ids) await submitMobyDick(started[0]!, runId)
 
       // Pause a runner while it executes a run that has committed a few batches.
-      let victim: Node | undefined
-      await until(
-        async () => {
-          const rows = await runRows(db)
-          victim = started.find((node) =>
-            rows.some((r) =>
-              r.status === "running" && r.committed_batches >= 3 && r.lease_owner?.startsWith(node.owner)
-            )
-          )
-          return victim !== undefined
-        },
-        60_000,
-        "a runner to execute a run"
-      )
-      const paused = victim!
+      const paused = await busyRunner(db, started)
       paused.child.child.kill("SIGSTOP")
       const pausedAt = Date.now()
       const held = (await runRows(db)).filter((r) => r.status === "running" && r.lease_owner?.startsWith(paused.owner))
@@ -199,21 +202,7 @@ describe("quarry serve --cluster: failures", () => {
       const { db, started, work } = await freshCluster("terminated", 3)
       const ids = Array.from({ length: 6 }, (_, i) => `q${i}`)
       for (const runId of ids) await submitMobyDick(started[0]!, runId)
-      let victim: Node | undefined
-      await until(
-        async () => {
-          const rows = await runRows(db)
-          victim = started.find((node) =>
-            rows.some((r) =>
-              r.status === "running" && r.committed_batches >= 3 && r.lease_owner?.startsWith(node.owner) === true
-            )
-          )
-          return victim !== undefined
-        },
-        60_000,
-        "a runner to execute a run"
-      )
-      const target = victim!
+      const target = await busyRunner(db, started)
       // Each runner names its sessions `quarry <runner host:port>`: all of this one's, its shard lock's included.
       const terminated: Array<number> = []
       for (let i = 0; i < 3; i++) {
