@@ -53,6 +53,26 @@ const busyRunner = async (db: string, nodes: ReadonlyArray<Node>): Promise<Node>
   return busy!
 }
 
+/** The node's sessions frozen inside one of Quarry's commit transactions (it wrote a batch's rows, not yet committed). */
+const frozenCommits = (db: string, node: Node) =>
+  query<{ pid: number }>(
+    db,
+    "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle in transaction' " +
+      "AND query ~ '^INSERT INTO (batches|entities)'",
+    [`quarry 127.0.0.1:${node.runnerPort}`]
+  )
+
+/** Sends SIGSTOP while the node is inside a commit transaction (tries again after SIGCONT when it just missed one). */
+const pauseInsideCommit = async (db: string, node: Node) => {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    await until(async () => (await frozenCommits(db, node)).length > 0, 30_000, "a commit transaction")
+    node.child.child.kill("SIGSTOP")
+    if ((await frozenCommits(db, node)).length > 0) return
+    node.child.child.kill("SIGCONT")
+  }
+  throw new Error("the runner was never paused inside a commit transaction")
+}
+
 describe("quarry serve --cluster: failures", () => {
   let dir = ""
   let reference = { sha256: "", digest: "" }
@@ -151,15 +171,17 @@ describe("quarry serve --cluster: failures", () => {
   )
 
   it(
-    "a runner paused (SIGSTOP) past its lease: its runs continue elsewhere; resumed, its late commit is refused",
+    "a runner paused (SIGSTOP) inside a commit, past its lease: its runs continue elsewhere; resumed, its late commit is refused",
     async () => {
-      const { db, started, work } = await freshCluster("paused", 3)
+      // Commits hold their transaction open a while, so that the pause can land inside one.
+      const { db, started, work } = await freshCluster("paused", 3, { QUARRY_TEST_COMMIT_DELAY_MS: "150" })
       const ids = Array.from({ length: 6 }, (_, i) => `p${i}`)
       for (const runId of ids) await submitMobyDick(started[0]!, runId)
 
-      // Pause a runner while it executes a run that has committed a few batches.
+      // Pause a runner inside the commit transaction of a run that has committed a few batches: it holds the run's
+      // row lock, which only the server's idle-in-transaction timeout releases.
       const paused = await busyRunner(db, started)
-      paused.child.child.kill("SIGSTOP")
+      await pauseInsideCommit(db, paused)
       const pausedAt = Date.now()
       const held = (await runRows(db)).filter((r) => r.status === "running" && r.lease_owner?.startsWith(paused.owner))
       const heldIds = held.map((r) => r.id)

@@ -6,9 +6,9 @@
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
 import pg from "pg"
 import { Database } from "./Database.js"
 import * as DatabaseUrl from "./DatabaseUrl.js"
@@ -28,7 +28,16 @@ export interface Options {
   readonly maxConnections?: number | undefined
   /** The sessions' `application_name` (default `quarry`), as `pg_stat_activity` shows it. */
   readonly applicationName?: string | undefined
+  /**
+   * How long the server lets a session sit idle inside an open transaction before it ends the session (default 5 s;
+   * `idle_in_transaction_session_timeout`). A process frozen mid-commit (SIGSTOP, a paused VM) holds the run's row
+   * lock; without this, the runner taking its run over would wait on that lock until the frozen process woke.
+   */
+  readonly idleInTransactionTimeoutMs?: number | undefined
 }
+
+/** The default of `idleInTransactionTimeoutMs`: below the cluster's lease (8 s), far above any commit's idle gaps. */
+export const defaultIdleInTransactionTimeoutMs = 5_000
 
 // BIGINT (milliseconds, counters) and NUMERIC (sums) arrive as strings by default; every value Quarry stores in
 // them is far below 2^53, so numbers are exact.
@@ -54,12 +63,7 @@ export const layer = (
   options: Options = {}
 ): Layer.Layer<Database | SqlClient.SqlClient, DurabilityError> => {
   const filename = DatabaseUrl.redact(url)
-  const client = PgClient.layer({
-    url: Redacted.make(url),
-    types,
-    maxConnections: options.maxConnections ?? 10,
-    applicationName: options.applicationName ?? "quarry"
-  }).pipe(
+  const client = PgClient.layerFromPool({ acquire: connect(url, options), types }).pipe(
     Layer.mapError((error) => refuse(filename)(`it cannot be reached as a PostgreSQL database (${describe(error)})`))
   )
   const prepare = Effect.gen(function*() {
@@ -75,6 +79,32 @@ export const layer = (
   )
   return Layer.effect(Database, prepare).pipe(Layer.provideMerge(client))
 }
+
+/** The pool, checked by one query: a server that cannot be reached fails here, before anything else. */
+const connect = (url: string, options: Options) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const pool = new pg.Pool({
+        connectionString: url,
+        types,
+        max: options.maxConnections ?? 10,
+        application_name: options.applicationName ?? "quarry",
+        connectionTimeoutMillis: 5_000,
+        idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? defaultIdleInTransactionTimeoutMs
+      })
+      // A pooled session ended by the server (idle timeout, pg_terminate_backend) must not crash the process.
+      pool.on("error", () => {})
+      return pool
+    }),
+    (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeoutOption(1_000))
+  ).pipe(
+    Effect.tap((pool) =>
+      Effect.tryPromise({
+        try: () => pool.query("SELECT 1"),
+        catch: (cause) => new SqlError({ cause, message: "PgClient: Failed to connect" })
+      })
+    )
+  )
 
 const describe = (error: unknown): string => {
   const cause = typeof error === "object" && error !== null && "cause" in error ? error.cause : error

@@ -163,4 +163,36 @@ import * as Fiber from "effect/Fiber"
       yield* commit(Option.getOrThrow(second.holder), 1)
       assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 2)
     }))
+
+  // Live clock: the commit's retry after its session ended sleeps for real.
+  it.scopedLive("a commit frozen inside its transaction: the server ends its session, the takeover goes on, the commit is refused", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase(adminUrl())
+      const database = yield* Layer.build(PgDatabase.layer(url, { idleInTransactionTimeoutMs: 200 }))
+      const inCommit = yield* Deferred.make<void>()
+      const thaw = yield* Deferred.make<void>()
+      // The holder "freezes" (as under SIGSTOP) after its first statement locked the run's row, until thawed.
+      const store = yield* SqlRunStore.make({
+        beforeCheckpoint: () => Deferred.succeed(inCommit, undefined).pipe(Effect.zipRight(Deferred.await(thaw)))
+      }).pipe(Effect.provide(database))
+      const run = yield* store.createRun(newRun("frozen"))
+      const first = Option.getOrThrow((yield* store.claim(run.id, "first", 1)).holder)
+      const committing = yield* Effect.fork(store.commitBatch({
+        runId: run.id,
+        holder: first,
+        batchIndex: 0,
+        output: syntheticOutput(0),
+        attempts: 1,
+        durationMs: 1
+      }))
+      yield* Deferred.await(inCommit)
+      yield* Effect.sleep("5 millis")
+      // Without the server's idle-in-transaction timeout this claim would wait for the thaw.
+      const second = yield* store.claim(run.id, "second", 60_000)
+      assert.isTrue(Option.isSome(second.holder))
+      assert.isTrue(Option.isNone(yield* Fiber.poll(committing)), "the frozen commit ended before the takeover")
+      yield* Deferred.succeed(thaw, undefined)
+      assert.strictEqual((yield* Effect.flip(Fiber.join(committing)))._tag, "RunLocked")
+      assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 0)
+    }))
 })
