@@ -11,6 +11,7 @@ import { RunId } from "@quarry/core/Run"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import pg from "pg"
 import { createDatabase, dropDatabase, storeRun, usePostgres } from "../packages/core/test/postgres.js"
 import { type Node, problems, query, runRows, startNode, stopNode, submitMobyDick } from "./clusterNodes.js"
 import { call, until } from "./serverProcess.js"
@@ -214,6 +215,34 @@ describe("quarry serve --cluster: failures", () => {
         throw new Error(`no "taken over" in the paused runner's log:\n${paused.child.stderr}`)
       })
       assert.isNull(paused.child.child.exitCode)
+    },
+    400_000
+  )
+
+  it(
+    "a runner's shard-lock refresh stalled past its deadline: @effect/cluster stops its runs, they continue, every run completes once",
+    async () => {
+      const { db, started, work } = await freshCluster("stalled", 3)
+      const ids = Array.from({ length: 6 }, (_, i) => `l${i}`)
+      for (const runId of ids) await submitMobyDick(started[0]!, runId)
+      const target = await busyRunner(db, started)
+      // The refresh first updates the runner's own row: holding that row makes it time out (2 s), as a slow database
+      // would, so the runner calls its lock storage unhealthy and interrupts its runs.
+      const unhealthy = () => target.child.stderr.split("Shard lock storage is unhealthy").length - 1
+      const before = unhealthy()
+      const locker = new pg.Client({ connectionString: db })
+      await locker.connect()
+      await locker.query("BEGIN")
+      await locker.query("SELECT 1 FROM cluster_runners WHERE address = $1 FOR UPDATE", [
+        `127.0.0.1:${target.runnerPort}`
+      ])
+      await until(() => unhealthy() > before, 30_000, "the lock storage to fail")
+      await locker.query("COMMIT")
+      await locker.end()
+
+      await allEnded(db, started, 240_000)
+      await assertAllLikeReference(db, work, ids.length)
+      assert.match(target.child.stderr, /Shard lock storage has recovered/)
     },
     400_000
   )
