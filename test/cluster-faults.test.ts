@@ -13,7 +13,16 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
 import { createDatabase, dropDatabase, storeRun, usePostgres } from "../packages/core/test/postgres.js"
-import { type Node, problems, query, runRows, startNode, stopNode, submitMobyDick } from "./clusterNodes.js"
+import {
+  allExecutesAnswered,
+  type Node,
+  problems,
+  query,
+  runRows,
+  startNode,
+  stopNode,
+  submitMobyDick
+} from "./clusterNodes.js"
 import { call, until } from "./serverProcess.js"
 import { makeDir, mobyDick, referenceRun, removeDir, sha256File, sleep } from "./support.js"
 
@@ -113,6 +122,7 @@ describe("quarry serve --cluster: failures", () => {
       assert.strictEqual(row.artifact_sha256, reference.sha256, row.id)
       assert.strictEqual(sha256File(row.artifact_path ?? path.join(work, `${row.id}.ttl`)), reference.sha256, row.id)
     }
+    await allExecutesAnswered(db)
   }
 
   const allEnded = (db: string, all: ReadonlyArray<Node>, timeoutMs: number) =>

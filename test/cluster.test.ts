@@ -11,7 +11,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { createDatabase, dropDatabase, usePostgres } from "../packages/core/test/postgres.js"
 import * as Nodes from "./clusterNodes.js"
-import { type Node, runRows, stopNode, submitMobyDick } from "./clusterNodes.js"
+import { allExecutesAnswered, type Node, runRows, stopNode, submitMobyDick } from "./clusterNodes.js"
 import { call, until } from "./serverProcess.js"
 import { makeDir, referenceRun, removeDir, run, sha256File } from "./support.js"
 
@@ -119,6 +119,7 @@ describe("quarry serve --cluster", () => {
         assert.strictEqual(row.digest, reference.digest, row.id)
         assert.strictEqual(sha256File(path.join(work, `${row.id}.ttl`)), reference.sha256, row.id)
       }
+      await allExecutesAnswered(db)
       // The run JSON on any node says who executed it last (its lease is released at the end).
       const shown = (await call(nodes[2]!, "GET", "/v1/runs/c0")).json() as { status: string }
       assert.strictEqual(shown.status, "completed")
@@ -183,6 +184,7 @@ describe("quarry serve --cluster", () => {
         assert.strictEqual(row.digest, reference.digest, row.id)
         assert.strictEqual(sha256File(path.join(work, `${row.id}.ttl`)), reference.sha256, row.id)
       }
+      await allExecutesAnswered(db)
       // All three original runners were restarted while they executed runs.
       assert.strictEqual(restarts, 3)
       // Each batch index was extracted once per run: 12 runs x 67 batches, no call repeated by a handover.

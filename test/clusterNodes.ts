@@ -5,7 +5,7 @@
 import * as fs from "node:fs"
 import pg from "pg"
 import { freePort } from "../packages/core/test/postgres.js"
-import { call, type Server } from "./serverProcess.js"
+import { call, type Server, until } from "./serverProcess.js"
 import { mobyDick, start } from "./support.js"
 
 /** Runs one statement on its own connection and answers its rows. */
@@ -96,3 +96,25 @@ export const submitMobyDick = async (node: Node, runId: string) => {
 
 /** The warnings and errors a node logged (JSON log lines on stderr). */
 export const problems = (node: Node) => node.child.stderr.split("\n").filter((l) => /WARN|ERROR/.test(l)).join("\n")
+
+/**
+ * Waits until every stored `Execute` message has its reply: a run that ended answered its message, so no later shard
+ * move delivers it again. (Its ids are 64-bit; a reply stored under a rounded id matched no message.)
+ */
+export const allExecutesAnswered = (db: string) =>
+  until(
+    async () =>
+      (await query<{ n: string }>(
+        db,
+        "SELECT count(*) AS n FROM cluster_messages WHERE tag = 'Execute' AND NOT processed"
+      ))[0]!
+        .n === "0",
+    30_000,
+    "every Execute message to be answered"
+  ).catch(async (error) => {
+    const open = await query(
+      db,
+      "SELECT entity_id, message_id FROM cluster_messages WHERE tag = 'Execute' AND NOT processed"
+    )
+    throw new Error(`${String(error)}: ${JSON.stringify(open)}`)
+  })

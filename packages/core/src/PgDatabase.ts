@@ -40,11 +40,21 @@ export interface Options {
 export const defaultIdleInTransactionTimeoutMs = 5_000
 
 // BIGINT (milliseconds, counters) and NUMERIC (sums) arrive as strings by default; every value Quarry stores in
-// them is far below 2^53, so numbers are exact.
+// them is far below 2^53, so numbers are exact. A BIGINT beyond 2^53 stays a string: `@effect/cluster`'s tables on
+// the same pool hold 64-bit snowflake ids, and a rounded id matches no row (its replies were stored under ids that
+// no message had, so no `Execute` was ever marked processed).
+const bigint = (text: string) => {
+  const value = Number(text)
+  return Number.isSafeInteger(value) ? value : text
+}
 const numeric = (text: string) => Number(text)
 const types: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: "text" | "binary") =>
-    (oid === 20 || oid === 1700) && format !== "binary" ?
+    format === "binary" ?
+      pg.types.getTypeParser(oid, format) :
+      oid === 20 ?
+      bigint :
+      oid === 1700 ?
       numeric :
       pg.types.getTypeParser(oid, format ?? "text")) as pg.CustomTypesConfig["getTypeParser"]
 }

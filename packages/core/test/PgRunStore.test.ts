@@ -1,9 +1,11 @@
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Durability from "@quarry/core/Durability"
 import * as PgDatabase from "@quarry/core/PgDatabase"
 import * as RunStore from "@quarry/core/RunStore"
 import * as SqlRunStore from "@quarry/core/SqlRunStore"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -61,6 +63,16 @@ import * as Fiber from "effect/Fiber"
       assert.deepStrictEqual(migrations.map((r) => r.migration_id), [1, 2])
       const tables = yield* Effect.promise(() => query(url, "SELECT to_regclass('runs') IS NOT NULL AS present"))
       assert.isTrue(tables[0]?.present)
+    }))
+
+  it.scoped("BIGINTs read back exactly: Quarry's as numbers, 64-bit ids (the cluster's snowflakes) as their digits", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase(adminUrl())
+      const database = yield* Layer.build(PgDatabase.layer(url))
+      const sql = Context.get(database, SqlClient.SqlClient)
+      const rows = yield* sql<{ small: unknown; snowflake: unknown; sum: unknown }>`
+        SELECT 1733400000000::bigint AS small, 255114397729427456::bigint AS snowflake, 0.25::numeric AS sum`
+      assert.deepStrictEqual(rows[0], { small: 1733400000000, snowflake: "255114397729427456", sum: 0.25 })
     }))
 
   it.scoped("an unsafe server is refused with every reason, before anything is migrated", () =>
