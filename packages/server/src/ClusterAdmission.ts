@@ -217,33 +217,42 @@ export const make = (local: LocalRuns, runnerId: string, afterMs = 10_000) =>
       position: () => Effect.succeed(Option.none()),
       isLocal,
       changes: local.changes,
-      stats: Effect.all({
-        active: Effect.map(Ref.get(local.executing), (set) => set.size),
-        queued: Effect.map(Ref.get(local.waiting), (set) => set.size),
-        draining: Deferred.isDone(draining),
-        started: Effect.succeed(true),
-        cluster: Effect.zipWith(Ref.get(local.executing), Ref.get(local.waiting), (set, waiting) => ({
-          runnerId,
-          ownedShards: ownedShards(sharding),
-          executing: [...set].sort(),
-          maxActiveRuns: local.maxActiveRuns,
-          waiting: [...waiting].sort()
-        }))
-      }),
+      stats: stats(local, sharding, runnerId),
       draining,
-      // Each run stops after its next commit; then the sharding layer closes and the shards (with the runs' unanswered
-      // messages) go to the other runners. The caller bounds the wait (`--drain-timeout`).
-      drain: Deferred.succeed(draining, undefined).pipe(
-        Effect.zipRight(
-          Effect.repeat(Ref.get(local.executing), {
-            until: (set) => set.size === 0,
-            schedule: Schedule.spaced(Duration.millis(20))
-          })
-        ),
-        Effect.asVoid
-      )
+      drain: drain(local)
     })
   })
+
+/** What `/healthz` and `/metrics` show of this node. */
+const stats = (local: LocalRuns, sharding: Sharding.Sharding["Type"], runnerId: string) =>
+  Effect.all({
+    active: Effect.map(Ref.get(local.executing), (set) => set.size),
+    queued: Effect.map(Ref.get(local.waiting), (set) => set.size),
+    draining: Deferred.isDone(local.draining),
+    started: Effect.succeed(true),
+    cluster: Effect.zipWith(Ref.get(local.executing), Ref.get(local.waiting), (set, waiting) => ({
+      runnerId,
+      ownedShards: ownedShards(sharding),
+      executing: [...set].sort(),
+      maxActiveRuns: local.maxActiveRuns,
+      waiting: [...waiting].sort()
+    }))
+  })
+
+/**
+ * Each run stops after its next commit; then the sharding layer closes and the shards (with the runs' unanswered
+ * messages) go to the other runners. The caller bounds the wait (`--drain-timeout`).
+ */
+const drain = (local: LocalRuns) =>
+  Deferred.succeed(local.draining, undefined).pipe(
+    Effect.zipRight(
+      Effect.repeat(Ref.get(local.executing), {
+        until: (set) => set.size === 0,
+        schedule: Schedule.spaced(Duration.millis(20))
+      })
+    ),
+    Effect.asVoid
+  )
 
 /**
  * Cluster admission as a layer.

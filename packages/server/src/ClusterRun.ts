@@ -123,6 +123,67 @@ export interface HandlerOptions {
 }
 
 /**
+ * The execution of one run's `Execute` messages on this runner, with the state an entity keeps between them.
+ */
+const executor = (options: HandlerOptions, runId: RunId) =>
+  Effect.gen(function*() {
+    const manager = yield* WorkflowManager.WorkflowManager
+    const store = yield* RunStore
+    // Set when this entity is told to stop (its shard moves): the run stops after its next commit.
+    const stopping = yield* Ref.make(false)
+    // Set once this runner's claim succeeded: a `RunLocked` after it means another runner took the run over.
+    const claimed = yield* Ref.make(false)
+    const stopAfterCommit = (event: Workflow.WorkflowEvent) =>
+      event._tag === "RunStarted" ?
+        Ref.set(claimed, true) :
+        event._tag === "BatchCommitted" ?
+        Effect.flatMap(
+          Effect.zipWith(Deferred.isDone(options.draining), Ref.get(stopping), (a, b) => a || b),
+          (stop) => stop ? Effect.interrupt : Effect.void
+        ) :
+        Effect.void
+    const reportTakenOver = (exit: Exit.Exit<unknown, unknown>) =>
+      Effect.flatMap(
+        Ref.get(claimed),
+        (ours) => ours && Exit.isFailure(exit) && lost(exit.cause) ? logTakenOver : Effect.void
+      )
+    // A run taken over from a dead runner may still be under its lease: the caller retries `RunLocked`.
+    return ({ budget, retrySkipped }: ExecutePayload) =>
+      Effect.gen(function*() {
+        // A message delivered while this node drains waits, unanswered, for the shard's next owner.
+        if (yield* Deferred.isDone(options.draining)) return yield* Effect.never
+        yield* Ref.set(claimed, false)
+        const handle = yield* manager.resume(runId, { budget, retrySkipped, onEvent: stopAfterCommit })
+        yield* options.onLocal(runId, true)
+        const exit = yield* Fiber.await(handle.fiber).pipe(
+          // The entity is interrupted when its shard moves (SIGTERM, a runner joining): the run stops after its
+          // in-flight commit (at most `stopGraceMs` later, else at once), recorded `interrupted`, and the unanswered
+          // message goes to the shard's next owner, which continues without extracting a batch again.
+          Effect.onInterrupt(() =>
+            Ref.set(stopping, true).pipe(
+              Effect.zipRight(Fiber.await(handle.fiber).pipe(Effect.timeout(options.stopGraceMs ?? 30_000))),
+              // Its shard moved because this runner was paused: its late commit may be what stopped it.
+              Effect.tap(reportTakenOver),
+              Effect.catchAll(() => Fiber.interrupt(handle.fiber))
+            )
+          ),
+          Effect.ensuring(options.onLocal(runId, false))
+        )
+        if (Exit.isFailure(exit) && !stopped(exit.cause)) {
+          yield* reportTakenOver(exit)
+          return yield* Effect.failCause(exit.cause)
+        }
+        // As recorded (the manager's `await` turns `interrupted` into a failure).
+        const run = yield* store.getRun(runId)
+        // Stopped by the drain: no reply (an interrupt is only ignored while the entity shuts down, so wait for it),
+        // and the message stays for the shard's next owner.
+        const ours = (yield* Deferred.isDone(options.draining)) || (yield* Ref.get(stopping))
+        if (run.status === "interrupted" && ours) return yield* Effect.never
+        return { status: run.status }
+      })
+  })
+
+/**
  * The handlers, executing through the node's `WorkflowManager` (its owner id is the runner's, so the run's lease
  * says which runner executes it).
  *
@@ -133,61 +194,9 @@ export const layer = (options: HandlerOptions) =>
   QuarryRun.toLayer(
     Effect.gen(function*() {
       const manager = yield* WorkflowManager.WorkflowManager
-      const store = yield* RunStore
       const address = yield* Entity.CurrentAddress
       const runId = RunId.make(address.entityId)
-      // Set when this entity is told to stop (its shard moves): the run stops after its next commit.
-      const stopping = yield* Ref.make(false)
-      // Set once this runner's claim succeeded: a `RunLocked` after it means another runner took the run over.
-      const claimed = yield* Ref.make(false)
-      const stopAfterCommit = (event: Workflow.WorkflowEvent) =>
-        event._tag === "RunStarted" ?
-          Ref.set(claimed, true) :
-          event._tag === "BatchCommitted" ?
-          Effect.flatMap(
-            Effect.zipWith(Deferred.isDone(options.draining), Ref.get(stopping), (a, b) => a || b),
-            (stop) => stop ? Effect.interrupt : Effect.void
-          ) :
-          Effect.void
-      const reportTakenOver = (exit: Exit.Exit<unknown, unknown>) =>
-        Effect.flatMap(
-          Ref.get(claimed),
-          (ours) => ours && Exit.isFailure(exit) && lost(exit.cause) ? logTakenOver : Effect.void
-        )
-      // A run taken over from a dead runner may still be under its lease: wait for it to expire, then claim.
-      const execute = ({ budget, retrySkipped }: ExecutePayload) =>
-        Effect.gen(function*() {
-          // A message delivered while this node drains waits, unanswered, for the shard's next owner.
-          if (yield* Deferred.isDone(options.draining)) return yield* Effect.never
-          yield* Ref.set(claimed, false)
-          const handle = yield* manager.resume(runId, { budget, retrySkipped, onEvent: stopAfterCommit })
-          yield* options.onLocal(runId, true)
-          const exit = yield* Fiber.await(handle.fiber).pipe(
-            // The entity is interrupted when its shard moves (SIGTERM, a runner joining): the run stops after its
-            // in-flight commit (at most `stopGraceMs` later, else at once), recorded `interrupted`, and the unanswered
-            // message goes to the shard's next owner, which continues without extracting a batch again.
-            Effect.onInterrupt(() =>
-              Ref.set(stopping, true).pipe(
-                Effect.zipRight(Fiber.await(handle.fiber).pipe(Effect.timeout(options.stopGraceMs ?? 30_000))),
-                // Its shard moved because this runner was paused: its late commit may be what stopped it.
-                Effect.tap(reportTakenOver),
-                Effect.catchAll(() => Fiber.interrupt(handle.fiber))
-              )
-            ),
-            Effect.ensuring(options.onLocal(runId, false))
-          )
-          if (Exit.isFailure(exit) && !stopped(exit.cause)) {
-            yield* reportTakenOver(exit)
-            return yield* Effect.failCause(exit.cause)
-          }
-          // As recorded (the manager's `await` turns `interrupted` into a failure).
-          const run = yield* store.getRun(runId)
-          // Stopped by the drain: no reply (an interrupt is only ignored while the entity shuts down, so wait for it),
-          // and the message stays for the shard's next owner.
-          const ours = (yield* Deferred.isDone(options.draining)) || (yield* Ref.get(stopping))
-          if (run.status === "interrupted" && ours) return yield* Effect.never
-          return { status: run.status }
-        })
+      const execute = yield* executor(options, runId)
       const withSlot = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         Effect.zipRight(
           options.onWaiting(runId, true),
