@@ -99,13 +99,18 @@ describe("quarry serve --cluster: failures", () => {
     removeDir(dir)
   }, 60_000)
 
-  const freshCluster = async (name: string, count: number, env: Readonly<Record<string, string>> = {}) => {
+  const freshCluster = async (
+    name: string,
+    count: number,
+    env: Readonly<Record<string, string>> = {},
+    args: ReadonlyArray<string> = []
+  ) => {
     const db = await createDatabase(adminUrl())
     databases.push(db)
     const work = path.join(dir, name)
     fs.mkdirSync(work)
-    const started = [await startNode(db, work, env)]
-    started.push(...await Promise.all(Array.from({ length: count - 1 }, () => startNode(db, work, env))))
+    const started = [await startNode(db, work, env, args)]
+    started.push(...await Promise.all(Array.from({ length: count - 1 }, () => startNode(db, work, env, args))))
     nodes.push(...started)
     return { db, work, started }
   }
@@ -184,8 +189,12 @@ describe("quarry serve --cluster: failures", () => {
   it(
     "a runner paused (SIGSTOP) inside a commit, past its lease: its runs continue elsewhere; resumed, its late commit is refused",
     async () => {
-      // Commits hold their transaction open a while, so that the pause can land inside one.
-      const { db, started, work } = await freshCluster("paused", 3, { QUARRY_TEST_COMMIT_DELAY_MS: "150" })
+      // Commits hold their transaction open a while, so that the pause can land inside one. Slots for every run on
+      // each runner: a moved run measures failover, not a wait for a survivor's slot (see docs/cluster.md).
+      const { db, started, work } = await freshCluster("paused", 3, { QUARRY_TEST_COMMIT_DELAY_MS: "150" }, [
+        "--max-active-runs",
+        "6"
+      ])
       const ids = Array.from({ length: 6 }, (_, i) => `p${i}`)
       for (const runId of ids) await submitMobyDick(started[0]!, runId)
 
@@ -348,6 +357,39 @@ describe("quarry serve --cluster: failures", () => {
       }
     },
     400_000
+  )
+
+  it(
+    "--max-queued-runs 2: with two runs pending in the cluster, a third submission is 429 and stores nothing",
+    async () => {
+      const db = await createDatabase(adminUrl())
+      databases.push(db)
+      const work = path.join(dir, "queued")
+      fs.mkdirSync(work)
+      // One slot and slow batches: the first run executes for a minute, the next ones stay pending.
+      const node = await startNode(db, work, { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1000" }, [
+        "--max-active-runs",
+        "1",
+        "--max-queued-runs",
+        "2"
+      ])
+      nodes.push(node)
+      await submitMobyDick(node, "k0")
+      await until(async () => (await runRows(db)).some((r) => r.id === "k0" && r.status === "running"), 60_000, "k0")
+      await submitMobyDick(node, "k1")
+      await submitMobyDick(node, "k2")
+      const refused = await call(node, "POST", "/v1/runs", {
+        input: fs.readFileSync(mobyDick.input, "utf8"),
+        runId: "k3",
+        extractor: "test-slow",
+        chunking: { windowSize: 2000, batchSize: 10 }
+      })
+      assert.strictEqual(refused.status, 429, refused.text)
+      assert.strictEqual(refused.json().error.tag, "QueueFull")
+      assert.deepStrictEqual((await runRows(db)).map((r) => r.id), ["k0", "k1", "k2"])
+      for (const runId of ["k0", "k1", "k2"]) await call(node, "POST", `/v1/runs/${runId}/cancel`)
+    },
+    120_000
   )
 
   it(

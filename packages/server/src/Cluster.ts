@@ -57,6 +57,8 @@ export interface Options {
   readonly distributeTimeoutMs?: number | undefined
   /** Runs executing at once on this runner; the others of its shards wait, their messages stored (default 4). */
   readonly maxActiveRuns?: number | undefined
+  /** Runs stored `pending` in the whole cluster beyond which a submission or resume is refused (`QueueFull`). */
+  readonly maxQueuedRuns?: number | undefined
 }
 
 /**
@@ -173,5 +175,5 @@ export const layer = (options: Options): Layer.Layer<
         ClusterExtraction.provideSend(send, options.distributeTimeoutMs ?? 600_000) :
         Layer.empty
     )
-    return Layer.mergeAll(entities, ClusterAdmission.layer(local, runnerId(options))).pipe(Layer.provideMerge(base))
+    return Layer.mergeAll(entities, ClusterAdmission.layer(local, runnerId(options), options.maxQueuedRuns)).pipe(Layer.provideMerge(base))
   }))

@@ -28,7 +28,7 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
-import { Admission, Draining } from "./Admission.js"
+import { Admission, Draining, QueueFull } from "./Admission.js"
 import * as ClusterRun from "./ClusterRun.js"
 
 /**
@@ -154,7 +154,7 @@ const recoverStuckRuns = (
  * @since 0.1.0
  * @category constructors
  */
-export const make = (local: LocalRuns, runnerId: string, afterMs = 10_000) =>
+export const make = (local: LocalRuns, runnerId: string, maxQueuedRuns = Infinity, afterMs = 10_000) =>
   Effect.gen(function*() {
     const sharding = yield* Sharding.Sharding
     const store = yield* RunStore
@@ -165,6 +165,11 @@ export const make = (local: LocalRuns, runnerId: string, afterMs = 10_000) =>
       Deferred.isDone(draining),
       (d) => d ? Effect.fail(new Draining()) : Effect.void
     )
+    // The cluster's queue is its `pending` runs, wherever they were submitted (two nodes may pass the check at once).
+    const refuseWhenFull = Effect.flatMap(
+      store.countRuns,
+      (counts) => counts.pending >= maxQueuedRuns ? Effect.fail(new QueueFull({ maxQueuedRuns })) : Effect.void
+    )
     // Persisted and not awaited: the message is stored before this returns, the owner answers it when the run ends.
     const sendExecute = (run: Run, execution: WorkflowManager.ExecutionOptions) =>
       client(run.id).Execute(toPayload(execution, run.statusVersion), { discard: true }).pipe(Effect.orDie)
@@ -172,6 +177,7 @@ export const make = (local: LocalRuns, runnerId: string, afterMs = 10_000) =>
     const submit = Effect.fn("ClusterAdmission.submit")(
       function*(create: Workflow.CreateOptions, execution: WorkflowManager.ExecutionOptions) {
         yield* refuseWhenDraining
+        yield* refuseWhenFull
         const queued = { retrySkipped: execution.retrySkipped, budget: execution.budget }
         const run = yield* Workflow.create({ ...create, queued }).pipe(Effect.provide(context))
         yield* sendExecute(run, execution)
@@ -194,6 +200,7 @@ export const make = (local: LocalRuns, runnerId: string, afterMs = 10_000) =>
         if (run.status === "running" && Option.exists(run.lease, (lease) => lease.expiresAt > now)) {
           return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
         }
+        yield* refuseWhenFull
         yield* store.queueExecution({ runId, retrySkipped: execution.retrySkipped, budget: execution.budget })
         yield* sendExecute(run, execution)
         return run
@@ -260,8 +267,8 @@ const drain = (local: LocalRuns) =>
  * @since 0.1.0
  * @category layers
  */
-export const layer = (local: LocalRuns, runnerId: string): Layer.Layer<
+export const layer = (local: LocalRuns, runnerId: string, maxQueuedRuns?: number): Layer.Layer<
   Admission,
   never,
   RunStore | Extractor.Registry | SqlClient.SqlClient | Sharding.Sharding | MessageStorage.MessageStorage
-> => Layer.scoped(Admission, make(local, runnerId))
+> => Layer.scoped(Admission, make(local, runnerId, maxQueuedRuns))

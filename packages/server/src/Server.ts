@@ -101,7 +101,11 @@ export const layer = (
     Layer.provideMerge(
       options.cluster === undefined
         ? Admission.layer(options)
-        : Cluster.layer({ ...options.cluster, maxActiveRuns: options.maxActiveRuns })
+        : Cluster.layer({
+          ...options.cluster,
+          maxActiveRuns: options.maxActiveRuns,
+          maxQueuedRuns: options.maxQueuedRuns
+        })
     ),
     Layer.provide(options.tracing === undefined ? Layer.empty : Tracing.layerExporter(options.tracing, options.version))
   )
