@@ -385,7 +385,7 @@ describe("quarry serve --cluster: failures", () => {
         chunking: { windowSize: 2000, batchSize: 10 }
       })
       assert.strictEqual(refused.status, 429, refused.text)
-      assert.strictEqual(refused.json().error.tag, "QueueFull")
+      assert.strictEqual((refused.json() as { error: { tag: string } }).error.tag, "QueueFull")
       assert.deepStrictEqual((await runRows(db)).map((r) => r.id), ["k0", "k1", "k2"])
       for (const runId of ["k0", "k1", "k2"]) await call(node, "POST", `/v1/runs/${runId}/cancel`)
     },

@@ -175,5 +175,7 @@ export const layer = (options: Options): Layer.Layer<
         ClusterExtraction.provideSend(send, options.distributeTimeoutMs ?? 600_000) :
         Layer.empty
     )
-    return Layer.mergeAll(entities, ClusterAdmission.layer(local, runnerId(options), options.maxQueuedRuns)).pipe(Layer.provideMerge(base))
+    return Layer.mergeAll(entities, ClusterAdmission.layer(local, runnerId(options), options.maxQueuedRuns)).pipe(
+      Layer.provideMerge(base)
+    )
   }))
