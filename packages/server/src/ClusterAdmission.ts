@@ -111,9 +111,10 @@ const stuck = (now: number, afterMs: number) => (run: Run) =>
 /**
  * A run nobody will execute gets an `Execute`: stored `pending` but its message never stored (its node died between
  * the two writes); recorded `interrupted` after its message was answered (`@effect/cluster` answers a persisted
- * request interrupted outside a shutdown, e.g. when a runner's shard lock storage turns unhealthy and it stops its
- * entities); `running` under a lease expired long ago (its process died, and no message will move it). The message's
- * primary key (the run's status version) says whether it exists.
+ * request interrupted outside an entity's shutdown; the unhealthy-lock-storage interrupt, measured, is not such a
+ * case); `running` under a lease expired long ago (its process died outside the cluster, and no message will move
+ * it). The message's primary key (the run's status version) says whether it exists; for a `running` run it never
+ * matches its first message, so such a run gets a second one, which its owner executes as a resume.
  */
 const recoverStuckRuns = (
   sendExecute: (run: Run, execution: WorkflowManager.ExecutionOptions) => Effect.Effect<void>,
