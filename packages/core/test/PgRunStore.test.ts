@@ -58,7 +58,7 @@ import * as Fiber from "effect/Fiber"
         query(url, "SELECT migration_id FROM effect_sql_migrations ORDER BY 1")
       )
       // Each migration once, whichever process ran it.
-      assert.deepStrictEqual(migrations.map((r) => r.migration_id), [1, 2])
+      assert.deepStrictEqual(migrations.map((r) => r.migration_id), [1, 2, 3])
       const tables = yield* Effect.promise(() => query(url, "SELECT to_regclass('runs') IS NOT NULL AS present"))
       assert.isTrue(tables[0]?.present)
     }))
@@ -162,5 +162,30 @@ import * as Fiber from "effect/Fiber"
       assert.strictEqual((yield* Effect.flip(commit(first, 1)))._tag, "RunLocked")
       yield* commit(Option.getOrThrow(second.holder), 1)
       assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 2)
+    }))
+
+  it.scopedLive("recordAttempt whose session is terminated (pg_terminate_backend) is retried and lands once", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase(adminUrl())
+      const store = yield* SqlRunStore.make().pipe(Effect.provide(yield* Layer.build(PgDatabase.layer(url))))
+      const run = yield* store.createRun(newRun("usage-cut"))
+      // The first insert into usage_attempts terminates its own session before it commits. A sequence is outside
+      // transactions, so the insert's retry finds the trigger spent.
+      yield* Effect.promise(() =>
+        query(
+          url,
+          `CREATE SEQUENCE cut_usage;
+          CREATE FUNCTION cut_usage() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+            IF nextval('cut_usage') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
+            RETURN NEW;
+          END $$;
+          CREATE TRIGGER cut_usage BEFORE INSERT ON usage_attempts FOR EACH ROW EXECUTE FUNCTION cut_usage();`
+        )
+      )
+      yield* store.recordAttempt(run.id, 0, { requests: 1, promptTokens: 12, completionTokens: 3 }, "only")
+      const [cut] = yield* Effect.promise(() => query(url, "SELECT last_value FROM cut_usage"))
+      assert.strictEqual(Number(cut?.last_value), 2, "the first insert was cut, the retry went through")
+      const totals = yield* store.attemptTotals(run.id)
+      assert.deepStrictEqual([totals.requests, totals.promptTokens], [1, 12])
     }))
 })
