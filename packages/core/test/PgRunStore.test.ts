@@ -4,13 +4,13 @@ import * as Durability from "@quarry/core/Durability"
 import * as PgDatabase from "@quarry/core/PgDatabase"
 import * as RunStore from "@quarry/core/RunStore"
 import * as SqlRunStore from "@quarry/core/SqlRunStore"
+import { query } from "@quarry/testkit/Postgres"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
-import pg from "pg"
 import { coreDist, spawnNode } from "./children.js"
 import { createDatabase, dropDatabase, freshDatabase, storeLayer, usePostgres } from "./postgres.js"
 import { newRun, runStoreSuite, syntheticOutput } from "./RunStoreSuite.js"
@@ -18,16 +18,6 @@ import { newRun, runStoreSuite, syntheticOutput } from "./RunStoreSuite.js"
 const adminUrl = usePostgres()
 
 runStoreSuite("SqlRunStore on PostgreSQL", () => storeLayer(adminUrl()))
-
-const query = async (url: string, text: string): Promise<ReadonlyArray<Record<string, unknown>>> => {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return (await client.query(text)).rows
-  } finally {
-    await client.end()
-  }
-}
 
 describe("PostgreSQL database", () => {
   it.scoped("six processes migrating the same empty database at once all succeed, and it is migrated once", () =>
