@@ -74,8 +74,9 @@ export const make = (
 
     // One key per attempt, kept with it: every later write of it (a retry, the flush) is the same row.
     const record = (batchIndex: number, usage: Usage) =>
-      Effect.flatMap(Effect.sync((): Attempt => ({ id: randomUUID(), usage })), (attempt) =>
-        writeAttempt(batchIndex, attempt).pipe(
+      Effect.gen(function*() {
+        const attempt: Attempt = { id: randomUUID(), usage }
+        yield* writeAttempt(batchIndex, attempt).pipe(
           Effect.catchAll((error) =>
             Effect.zipRight(
               Effect.logWarning(
@@ -85,7 +86,8 @@ export const make = (
               keep(batchIndex, attempt)
             )
           )
-        ))
+        )
+      })
 
     const reportStatus = (status: Readonly<Record<string, string>>) =>
       writeStatus(status).pipe(
@@ -104,9 +106,7 @@ export const make = (
     const flushAttempts = (batchIndex: number): Effect.Effect<void, PersistenceError> =>
       Effect.gen(function*() {
         const [first] = (yield* Ref.get(unwritten)).get(batchIndex) ?? []
-        if (first === undefined) {
-          return
-        }
+        if (first === undefined) return
         yield* writeAttempt(batchIndex, first)
         yield* Ref.update(unwritten, (map) => {
           const rest = (map.get(batchIndex) ?? []).slice(1)
@@ -120,13 +120,10 @@ export const make = (
       Effect.gen(function*() {
         yield* flushAttempts(batchIndex)
         const status = yield* Ref.get(unwrittenStatus)
-        if (status === undefined) {
-          return
-        }
+        if (status === undefined) return
         yield* writeStatus(status)
         // A newer status reported meanwhile stays kept.
-        yield* Ref.update(unwrittenStatus, (current) =>
-          current === status ? undefined : current)
+        yield* Ref.update(unwrittenStatus, (current) => current === status ? undefined : current)
       })
 
     return { record, reportStatus, flush }
