@@ -11,6 +11,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
+import * as net from "node:net"
 import { coreDist, spawnNode } from "./children.js"
 import { createDatabase, dropDatabase, freshDatabase, storeLayer, usePostgres } from "./postgres.js"
 import { newRun, runStoreSuite, syntheticOutput } from "./RunStoreSuite.js"
@@ -18,6 +19,50 @@ import { newRun, runStoreSuite, syntheticOutput } from "./RunStoreSuite.js"
 const adminUrl = usePostgres()
 
 runStoreSuite("SqlRunStore on PostgreSQL", () => storeLayer(adminUrl()))
+
+/**
+ * A loopback TCP proxy in front of PostgreSQL that, once armed, loses the answer to the next insert of one row: it
+ * cuts the connection instead of forwarding that answer. `cuts` says for each cut whether the answer ended with
+ * ReadyForQuery "idle" (`Z`, length 5, `I`), i.e. whether the insert's implicit transaction had committed.
+ */
+const answerLosingProxy = (target: URL) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly port: number; readonly arm: () => void; readonly cuts: Array<boolean>; close: () => void }>(
+      (resume) => {
+        let armed = false
+        const cuts: Array<boolean> = []
+        const sockets = new Set<net.Socket>()
+        const server = net.createServer((client) => {
+          const upstream = net.connect(Number(target.port), target.hostname)
+          const close = () => (client.destroy(), upstream.destroy())
+          for (const socket of [client, upstream]) {
+            sockets.add(socket)
+            socket.on("error", close).on("close", () => (close(), sockets.delete(socket)))
+          }
+          client.on("data", (chunk) => upstream.write(chunk))
+          upstream.on("data", (chunk: Buffer) => {
+            if (!armed || !chunk.includes("INSERT 0 1")) return void client.write(chunk)
+            armed = false
+            cuts.push(chunk.subarray(-6).equals(Buffer.from([0x5a, 0, 0, 0, 5, 0x49])))
+            close()
+          })
+        })
+        server.listen(0, "127.0.0.1", () => {
+          const address = server.address()
+          resume(Effect.succeed({
+            port: typeof address === "object" && address !== null ? address.port : 0,
+            arm: () => void (armed = true),
+            cuts,
+            close: () => {
+              server.close()
+              for (const socket of sockets) socket.destroy()
+            }
+          }))
+        })
+      }
+    ),
+    (proxy) => Effect.sync(proxy.close)
+  )
 
 describe("PostgreSQL database", () => {
   it.scoped("six processes migrating the same empty database at once all succeed, and it is migrated once", () =>
@@ -177,5 +222,25 @@ import * as Fiber from "effect/Fiber"
       assert.strictEqual(Number(cut?.last_value), 2, "the first insert was cut, the retry went through")
       const totals = yield* store.attemptTotals(run.id)
       assert.deepStrictEqual([totals.requests, totals.promptTokens], [1, 12])
+    }))
+
+  it.scopedLive("recordAttempt whose answer is lost after its COMMIT (connection cut) is retried and counted once", () =>
+    Effect.gen(function*() {
+      const url = new URL(yield* freshDatabase(adminUrl()))
+      const proxy = yield* answerLosingProxy(url)
+      const proxied = new URL(url)
+      proxied.port = String(proxy.port)
+      const store = yield* SqlRunStore.make().pipe(
+        Effect.provide(yield* Layer.build(PgDatabase.layer(proxied.toString())))
+      )
+      const run = yield* store.createRun(newRun("usage-answer-lost"))
+      proxy.arm()
+      yield* store.recordAttempt(run.id, 0, { requests: 1, promptTokens: 12, completionTokens: 3 }, "only")
+      assert.deepStrictEqual(proxy.cuts, [true], "one answer was lost, after the insert had committed")
+      const rows = yield* Effect.promise(() =>
+        query<{ n: number }>(url.toString(), "SELECT count(*)::int AS n FROM usage_attempts")
+      )
+      assert.strictEqual(rows[0]?.n, 1)
+      assert.strictEqual((yield* store.attemptTotals(run.id)).requests, 1)
     }))
 })
