@@ -6,6 +6,7 @@ const cli = path.resolve(import.meta.dirname, "packages/cli/src")
 const llm = path.resolve(import.meta.dirname, "packages/llm/src")
 const offline = path.resolve(import.meta.dirname, "packages/offline/src")
 const server = path.resolve(import.meta.dirname, "packages/server/src")
+const testkit = path.resolve(import.meta.dirname, "testkit/src")
 
 export default defineConfig({
   resolve: {
@@ -19,7 +20,8 @@ export default defineConfig({
       { find: /^@quarry\/server$/, replacement: path.join(server, "index.ts") },
       { find: /^@quarry\/server\/(.*)$/, replacement: path.join(server, "$1.ts") },
       { find: /^@quarry\/cli$/, replacement: path.join(cli, "index.ts") },
-      { find: /^@quarry\/cli\/(.*)$/, replacement: path.join(cli, "$1.ts") }
+      { find: /^@quarry\/cli\/(.*)$/, replacement: path.join(cli, "$1.ts") },
+      { find: /^@quarry\/testkit\/(.*)$/, replacement: path.join(testkit, "$1.ts") }
     ]
   },
   test: {

@@ -2,22 +2,14 @@
  * Helpers for the end-to-end tests of `quarry serve --cluster`: real `quarry serve --cluster` processes of the
  * bundle on one PostgreSQL database, and direct reads of its tables with `pg`.
  */
+import * as Postgres from "@quarry/testkit/Postgres"
 import * as fs from "node:fs"
-import pg from "pg"
 import { freePort } from "../packages/core/test/postgres.js"
 import { call, type Server, until } from "./serverProcess.js"
 import { mobyDick, start } from "./support.js"
 
 /** Runs one statement on its own connection and answers its rows. */
-export const query = async <A>(url: string, text: string, values: ReadonlyArray<unknown> = []): Promise<Array<A>> => {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return (await client.query(text, [...values])).rows as Array<A>
-  } finally {
-    await client.end()
-  }
-}
+export const query = Postgres.query
 
 /** A node: an API server and a runner. */
 export interface Node extends Server {

@@ -5,9 +5,9 @@
  * `cancel` and `doctor` follow `QUARRY_DATABASE_URL`; `serve` answers its probes without showing the password.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { query } from "@quarry/testkit/Postgres"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import pg from "pg"
 import { createDatabase, dropDatabase, usePostgres } from "../packages/core/test/postgres.js"
 import {
   committedEvents,
@@ -23,16 +23,6 @@ import {
 } from "./support.js"
 
 const adminUrl = usePostgres()
-
-const query = async <A>(url: string, text: string, values: ReadonlyArray<unknown> = []): Promise<Array<A>> => {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return (await client.query(text, [...values])).rows as Array<A>
-  } finally {
-    await client.end()
-  }
-}
 
 describe("the CLI on PostgreSQL", () => {
   let dir = ""
@@ -176,7 +166,7 @@ describe("the CLI on PostgreSQL", () => {
       const doctor = await run(["doctor", "--json"], { env })
       assert.strictEqual(doctor.code, 0, doctor.stderr)
       const report = JSON.parse(doctor.stdout) as Record<string, unknown>
-      assert.deepInclude(report, { durable: true, schemaVersion: 2 })
+      assert.deepInclude(report, { durable: true, schemaVersion: 3 })
       assert.deepInclude(report.postgres as object, { fsync: "on", synchronousCommit: "on", fullPageWrites: "on" })
       assert.notInclude(doctor.stdout, ":quarry@")
       assert.deepStrictEqual(report.runs, { cancelled: 1 })

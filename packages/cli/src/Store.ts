@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import type * as SqlClient from "@effect/sql/SqlClient"
 import type * as Database from "@quarry/core/Database"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import type { DurabilityError } from "@quarry/core/Errors"
@@ -16,12 +17,13 @@ import type { Settings } from "./Settings.js"
 import * as TestHooks from "./TestHooks.js"
 
 /**
- * Everything a command needs from the database.
+ * Everything a command needs from the database: what executing a run needs, and the SQL client itself, which
+ * `doctor`'s inspection (`Durability.inspect`) and `serve` (its health checks, the cluster's storage) use.
  *
  * @since 0.1.0
  * @category models
  */
-export type Services = Workflow.ExecuteRequirements
+export type Services = Workflow.ExecuteRequirements | SqlClient.SqlClient
 
 /** The database layer: PostgreSQL for a `postgres://` URL, else the SQLite file. Drivers load only when used. */
 const database = (db: string, options: Options) =>

@@ -385,11 +385,16 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
    */
   readonly replaceSkipped: (commit: BatchCommit) => Effect.Effect<void, RunLocked | PersistenceError>
   readonly skippedBatches: (runId: RunId) => Effect.Effect<ReadonlyArray<SkippedBatch>, PersistenceError>
-  /** Records the usage of one extractor attempt as soon as it is known (its own small transaction). */
+  /**
+   * Records the usage of one extractor attempt as soon as it is known (its own small transaction). `attemptId` is
+   * the caller's key for the attempt (unique within the run), the same on every try: recording it again stores
+   * nothing, so a write whose answer was lost can be retried.
+   */
   readonly recordAttempt: (
     runId: RunId,
     batchIndex: number,
-    usage: Extractor.Usage
+    usage: Extractor.Usage,
+    attemptId: string
   ) => Effect.Effect<void, PersistenceError>
   /** Stores what the executing extractor reports about itself. */
   readonly setExtractorStatus: (

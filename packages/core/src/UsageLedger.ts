@@ -11,6 +11,7 @@
 import * as Effect from "effect/Effect"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import { randomUUID } from "node:crypto"
 import type { PersistenceError } from "./Errors.js"
 import type { Usage } from "./Extractor.js"
 import type { RunId } from "./Run.js"
@@ -29,6 +30,12 @@ export interface UsageLedger {
   readonly reportStatus: (status: Readonly<Record<string, string>>) => Effect.Effect<void>
   /** Writes what is still kept for the batch (and the latest status); fails when storage still refuses. */
   readonly flush: (batchIndex: number) => Effect.Effect<void, PersistenceError>
+}
+
+/** One extractor attempt's usage with its key (`RunStore.recordAttempt`). */
+interface Attempt {
+  readonly id: string
+  readonly usage: Usage
 }
 
 /**
@@ -55,28 +62,32 @@ export const make = (
   Effect.gen(function*() {
     const store = yield* RunStore
     const retry = options.retry ?? defaultRetry
-    const unwritten = yield* Ref.make<ReadonlyMap<number, ReadonlyArray<Usage>>>(new Map())
+    const unwritten = yield* Ref.make<ReadonlyMap<number, ReadonlyArray<Attempt>>>(new Map())
     const unwrittenStatus = yield* Ref.make<Readonly<Record<string, string>> | undefined>(undefined)
 
-    const writeAttempt = (batchIndex: number, usage: Usage) =>
-      Effect.retry(store.recordAttempt(runId, batchIndex, usage), retry)
+    const writeAttempt = (batchIndex: number, attempt: Attempt) =>
+      Effect.retry(store.recordAttempt(runId, batchIndex, attempt.usage, attempt.id), retry)
     const writeStatus = (status: Readonly<Record<string, string>>) =>
       Effect.retry(store.setExtractorStatus(runId, status), retry)
-    const keep = (batchIndex: number, usage: Usage) =>
-      Ref.update(unwritten, (map) => new Map(map).set(batchIndex, [...(map.get(batchIndex) ?? []), usage]))
+    const keep = (batchIndex: number, attempt: Attempt) =>
+      Ref.update(unwritten, (map) => new Map(map).set(batchIndex, [...(map.get(batchIndex) ?? []), attempt]))
 
+    // One key per attempt, kept with it: every later write of it (a retry, the flush) is the same row.
     const record = (batchIndex: number, usage: Usage) =>
-      writeAttempt(batchIndex, usage).pipe(
-        Effect.catchAll((error) =>
-          Effect.zipRight(
-            Effect.logWarning(
-              `could not record usage of batch ${batchIndex} yet; trying again before it commits`,
-              error
-            ),
-            keep(batchIndex, usage)
+      Effect.gen(function*() {
+        const attempt: Attempt = { id: randomUUID(), usage }
+        yield* writeAttempt(batchIndex, attempt).pipe(
+          Effect.catchAll((error) =>
+            Effect.zipRight(
+              Effect.logWarning(
+                `could not record usage of batch ${batchIndex} yet; trying again before it commits`,
+                error
+              ),
+              keep(batchIndex, attempt)
+            )
           )
         )
-      )
+      })
 
     const reportStatus = (status: Readonly<Record<string, string>>) =>
       writeStatus(status).pipe(

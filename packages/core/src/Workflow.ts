@@ -5,7 +5,6 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
@@ -660,7 +659,7 @@ export type ExecuteError = Effect.Effect.Error<ReturnType<typeof execute>>
  * @since 0.1.0
  * @category models
  */
-export type ExecuteRequirements = RunStore | Extractor.Registry | SqlClient.SqlClient
+export type ExecuteRequirements = RunStore | Extractor.Registry
 
 /**
  * The errors `create` can fail with.

@@ -4,7 +4,6 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -21,7 +20,6 @@ import {
   RunInterrupted,
   type RunNotFound
 } from "./Errors.js"
-import type * as Extractor from "./Extractor.js"
 import type { Run, RunId } from "./Run.js"
 import { RunStore } from "./RunStore.js"
 import * as Workflow from "./Workflow.js"
@@ -171,7 +169,7 @@ const recorded = (run: Run): Effect.Effect<Run, AwaitError> => {
 export const make = (options: ManagerOptions = {}) =>
   Effect.gen(function*() {
     const store = yield* RunStore
-    const context = yield* Effect.context<RunStore | Extractor.Registry | SqlClient.SqlClient>()
+    const context = yield* Effect.context<Workflow.ExecuteRequirements>()
     const owner = options.owner ?? Workflow.makeOwnerId()
     const runs = yield* FiberMap.make<RunId, Run, Workflow.ExecuteError>()
     const exits = makeRecentExits(options.recentExits ?? 1_000)
@@ -250,5 +248,4 @@ export const make = (options: ManagerOptions = {}) =>
  */
 export const layer = (
   options: ManagerOptions = {}
-): Layer.Layer<WorkflowManager, never, RunStore | Extractor.Registry | SqlClient.SqlClient> =>
-  Layer.scoped(WorkflowManager, make(options))
+): Layer.Layer<WorkflowManager, never, Workflow.ExecuteRequirements> => Layer.scoped(WorkflowManager, make(options))

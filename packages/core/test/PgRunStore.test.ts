@@ -5,6 +5,7 @@ import * as Durability from "@quarry/core/Durability"
 import * as PgDatabase from "@quarry/core/PgDatabase"
 import * as RunStore from "@quarry/core/RunStore"
 import * as SqlRunStore from "@quarry/core/SqlRunStore"
+import { query } from "@quarry/testkit/Postgres"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -12,7 +13,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
-import pg from "pg"
+import * as net from "node:net"
 import { coreDist, spawnNode } from "./children.js"
 import { createDatabase, dropDatabase, freshDatabase, storeLayer, usePostgres } from "./postgres.js"
 import { newRun, runStoreSuite, syntheticOutput } from "./RunStoreSuite.js"
@@ -21,15 +22,49 @@ const adminUrl = usePostgres()
 
 runStoreSuite("SqlRunStore on PostgreSQL", () => storeLayer(adminUrl()))
 
-const query = async (url: string, text: string): Promise<ReadonlyArray<Record<string, unknown>>> => {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return (await client.query(text)).rows
-  } finally {
-    await client.end()
-  }
-}
+/**
+ * A loopback TCP proxy in front of PostgreSQL that, once armed, loses the answer to the next insert of one row: it
+ * cuts the connection instead of forwarding that answer. `cuts` says for each cut whether the answer ended with
+ * ReadyForQuery "idle" (`Z`, length 5, `I`), i.e. whether the insert's implicit transaction had committed.
+ */
+const answerLosingProxy = (target: URL) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly port: number; readonly arm: () => void; readonly cuts: Array<boolean>; close: () => void }>(
+      (resume) => {
+        let armed = false
+        const cuts: Array<boolean> = []
+        const sockets = new Set<net.Socket>()
+        const server = net.createServer((client) => {
+          const upstream = net.connect(Number(target.port), target.hostname)
+          const close = () => (client.destroy(), upstream.destroy())
+          for (const socket of [client, upstream]) {
+            sockets.add(socket)
+            socket.on("error", close).on("close", () => (close(), sockets.delete(socket)))
+          }
+          client.on("data", (chunk) => upstream.write(chunk))
+          upstream.on("data", (chunk: Buffer) => {
+            if (!armed || !chunk.includes("INSERT 0 1")) return void client.write(chunk)
+            armed = false
+            cuts.push(chunk.subarray(-6).equals(Buffer.from([0x5a, 0, 0, 0, 5, 0x49])))
+            close()
+          })
+        })
+        server.listen(0, "127.0.0.1", () => {
+          const address = server.address()
+          resume(Effect.succeed({
+            port: typeof address === "object" && address !== null ? address.port : 0,
+            arm: () => void (armed = true),
+            cuts,
+            close: () => {
+              server.close()
+              for (const socket of sockets) socket.destroy()
+            }
+          }))
+        })
+      }
+    ),
+    (proxy) => Effect.sync(proxy.close)
+  )
 
 describe("PostgreSQL database", () => {
   it.scoped("six processes migrating the same empty database at once all succeed, and it is migrated once", () =>
@@ -60,7 +95,7 @@ import * as Fiber from "effect/Fiber"
         query(url, "SELECT migration_id FROM effect_sql_migrations ORDER BY 1")
       )
       // Each migration once, whichever process ran it.
-      assert.deepStrictEqual(migrations.map((r) => r.migration_id), [1, 2])
+      assert.deepStrictEqual(migrations.map((r) => r.migration_id), [1, 2, 3])
       const tables = yield* Effect.promise(() => query(url, "SELECT to_regclass('runs') IS NOT NULL AS present"))
       assert.isTrue(tables[0]?.present)
     }))
@@ -206,5 +241,50 @@ import * as Fiber from "effect/Fiber"
       yield* Deferred.succeed(thaw, undefined)
       assert.strictEqual((yield* Effect.flip(Fiber.join(committing)))._tag, "RunLocked")
       assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 0)
+    }))
+
+  it.scopedLive("recordAttempt whose session is terminated (pg_terminate_backend) is retried and lands once", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase(adminUrl())
+      const store = yield* SqlRunStore.make().pipe(Effect.provide(yield* Layer.build(PgDatabase.layer(url))))
+      const run = yield* store.createRun(newRun("usage-cut"))
+      // The first insert into usage_attempts terminates its own session before it commits. A sequence is outside
+      // transactions, so the insert's retry finds the trigger spent.
+      yield* Effect.promise(() =>
+        query(
+          url,
+          `CREATE SEQUENCE cut_usage;
+          CREATE FUNCTION cut_usage() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+            IF nextval('cut_usage') = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
+            RETURN NEW;
+          END $$;
+          CREATE TRIGGER cut_usage BEFORE INSERT ON usage_attempts FOR EACH ROW EXECUTE FUNCTION cut_usage();`
+        )
+      )
+      yield* store.recordAttempt(run.id, 0, { requests: 1, promptTokens: 12, completionTokens: 3 }, "only")
+      const [cut] = yield* Effect.promise(() => query(url, "SELECT last_value FROM cut_usage"))
+      assert.strictEqual(Number(cut?.last_value), 2, "the first insert was cut, the retry went through")
+      const totals = yield* store.attemptTotals(run.id)
+      assert.deepStrictEqual([totals.requests, totals.promptTokens], [1, 12])
+    }))
+
+  it.scopedLive("recordAttempt whose answer is lost after its COMMIT (connection cut) is retried and counted once", () =>
+    Effect.gen(function*() {
+      const url = new URL(yield* freshDatabase(adminUrl()))
+      const proxy = yield* answerLosingProxy(url)
+      const proxied = new URL(url)
+      proxied.port = String(proxy.port)
+      const store = yield* SqlRunStore.make().pipe(
+        Effect.provide(yield* Layer.build(PgDatabase.layer(proxied.toString())))
+      )
+      const run = yield* store.createRun(newRun("usage-answer-lost"))
+      proxy.arm()
+      yield* store.recordAttempt(run.id, 0, { requests: 1, promptTokens: 12, completionTokens: 3 }, "only")
+      assert.deepStrictEqual(proxy.cuts, [true], "one answer was lost, after the insert had committed")
+      const rows = yield* Effect.promise(() =>
+        query<{ n: number }>(url.toString(), "SELECT count(*)::int AS n FROM usage_attempts")
+      )
+      assert.strictEqual(rows[0]?.n, 1)
+      assert.strictEqual((yield* store.attemptTotals(run.id)).requests, 1)
     }))
 })

@@ -476,6 +476,28 @@ export const runStoreSuite = (
         })
       ))
 
+    it.scoped("recordAttempt counts an attempt recorded twice (a retried write) once; other attempts add up", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const run = yield* store.createRun(newRun("attempts"))
+          const other = yield* store.createRun(newRun("attempts-other"))
+          const usage = { requests: 1, promptTokens: 30, completionTokens: 7, costUsd: 0.125 }
+          yield* store.recordAttempt(run.id, 0, usage, "attempt-a")
+          yield* store.recordAttempt(run.id, 0, usage, "attempt-a")
+          const once = yield* store.attemptTotals(run.id)
+          assert.deepStrictEqual(
+            [once.requests, once.promptTokens, once.completionTokens, once.costUsd],
+            [1, 30, 7, 0.125]
+          )
+          // Same usage, another attempt: it counts. Keys are per run.
+          yield* store.recordAttempt(run.id, 0, usage, "attempt-b")
+          yield* store.recordAttempt(other.id, 0, usage, "attempt-a")
+          const twice = yield* store.attemptTotals(run.id)
+          assert.deepStrictEqual([twice.requests, twice.promptTokens, twice.costUsd], [2, 60, 0.25])
+          assert.strictEqual((yield* store.attemptTotals(other.id)).requests, 1)
+        })
+      ))
+
     it.scoped("deleteRun removes a finished run's rows and artifact files; pending and running runs are refused", () =>
       withStore((store) =>
         Effect.gen(function*() {
@@ -708,9 +730,15 @@ export const runStoreSuite = (
             durationMs: 5,
             skipped: { error: "the extractor failed 3 times" }
           })
-          yield* store.recordAttempt(busy.id, 0, { requests: 2, promptTokens: 10, completionTokens: 3, costUsd: 0.25 })
-          yield* store.recordAttempt(busy.id, 3, { requests: 1, promptTokens: 4, completionTokens: 1 })
-          yield* store.recordAttempt(spent.id, 0, { requests: 5, promptTokens: 50, completionTokens: 7, costUsd: 1 })
+          const paid = { requests: 2, promptTokens: 10, completionTokens: 3, costUsd: 0.25 }
+          yield* store.recordAttempt(busy.id, 0, paid, "details-1")
+          yield* store.recordAttempt(busy.id, 3, { requests: 1, promptTokens: 4, completionTokens: 1 }, "details-2")
+          yield* store.recordAttempt(
+            spent.id,
+            0,
+            { requests: 5, promptTokens: 50, completionTokens: 7, costUsd: 1 },
+            "x"
+          )
           yield* store.addCompensation(busy.id, { handler: "files", name: "delete upload 1", payload: "{}" })
           yield* store.addCompensation(busy.id, { handler: "files", name: "delete upload 2", payload: "[]" })
           const runs = yield* store.listRuns({ limit: 10 })

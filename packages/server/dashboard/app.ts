@@ -52,6 +52,8 @@ const showLogin = (message = "") => {
   input.focus()
 }
 
+const formats = ["turtle", "ntriples", "jsonl"]
+
 const active = (run: RunView) => run.status === "pending" || run.status === "running"
 
 const progressBar = (run: RunView) => {
@@ -143,22 +145,27 @@ const act = (label: string, testId: string, enabled: boolean, action: () => Prom
 
 const runPath = (run: RunView, suffix = "") => `/v1/runs/${encodeURIComponent(run.id)}${suffix}`
 
+/** A button that posts to one of the run's action routes (`/cancel`, `/resume`, ...). */
+const post = (run: RunView, label: string, testId: string, enabled: boolean, suffix: string) =>
+  act(label, testId, enabled, () => Api.json("POST", runPath(run, suffix)))
+
+/** A drop-down of plain values. */
+const choice = (attributes: Record<string, string>, values: ReadonlyArray<string>, selected?: string) =>
+  h("select", attributes, values.map((v) => h("option", { value: v, selected: v === selected }, v)))
+
 const actions = (run: RunView) => {
-  const format = h(
-    "select",
-    { "data-testid": "format" },
-    ["turtle", "ntriples", "jsonl"].map((f) => h("option", { value: f, selected: f === run.plan.output.format }, f))
-  )
+  const format = choice({ "data-testid": "format" }, formats, run.plan.output.format)
   return h(
     "div",
     { class: "actions" },
-    act("Cancel", "cancel", active(run), () => Api.json("POST", runPath(run, "/cancel"))),
-    act("Resume", "resume", run.resumable && !active(run), () => Api.json("POST", runPath(run, "/resume"))),
-    act(
+    post(run, "Cancel", "cancel", active(run), "/cancel"),
+    post(run, "Resume", "resume", run.resumable && !active(run), "/resume"),
+    post(
+      run,
       "Retry skipped",
       "retry-skipped",
       run.counters.skippedBatches > 0 && !active(run),
-      () => Api.json("POST", runPath(run, "/resume?retrySkipped=true"))
+      "/resume?retrySkipped=true"
     ),
     act("Delete", "delete", !active(run), async () => {
       if (!confirm(`Delete run ${run.id}, its rows and its artifact?`)) return
@@ -369,37 +376,12 @@ const submitForm = () => {
       h("label", {}, "Ontology (Turtle) ", ontologyFile, ontologyState),
       h("label", {}, "Run id ", h("input", { name: "runId", placeholder: "generated", "data-testid": "run-id" })),
       h("label", {}, "Extractor ", h("input", { name: "extractor", value: "offline", "data-testid": "extractor" })),
-      h(
-        "label",
-        {},
-        "Chunking ",
-        h(
-          "select",
-          { name: "strategy" },
-          h("option", { value: "chars" }, "chars"),
-          h("option", { value: "sentences" }, "sentences")
-        )
-      ),
+      h("label", {}, "Chunking ", choice({ name: "strategy" }, ["chars", "sentences"])),
       numberField("windowSize", "Window ", "1000"),
       numberField("overlap", "Overlap ", "auto"),
       numberField("batchSize", "Batch size ", "10"),
-      h(
-        "label",
-        {},
-        "Format ",
-        h("select", { name: "format" }, ["turtle", "ntriples", "jsonl"].map((f) => h("option", { value: f }, f)))
-      ),
-      h(
-        "label",
-        {},
-        "On batch error ",
-        h(
-          "select",
-          { name: "onBatchError" },
-          h("option", { value: "fail" }, "fail"),
-          h("option", { value: "skip" }, "skip")
-        )
-      )
+      h("label", {}, "Format ", choice({ name: "format" }, formats)),
+      h("label", {}, "On batch error ", choice({ name: "onBatchError" }, ["fail", "skip"]))
     ),
     h("button", { type: "submit", "data-testid": "submit" }, "Submit")
   )

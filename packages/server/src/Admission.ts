@@ -8,9 +8,7 @@
  *
  * @since 0.1.0
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import { InvalidRunState, type PersistenceError, type RunNotFound } from "@quarry/core/Errors"
-import type * as Extractor from "@quarry/core/Extractor"
 import type { Run, RunId } from "@quarry/core/Run"
 import { type QueuedExecution, RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
@@ -311,7 +309,7 @@ export class Admission extends Context.Tag("@quarry/server/Admission")<Admission
  */
 export const make = Effect.fn("Admission.make")(function*(options: Options) {
   const store = yield* RunStore
-  const context = yield* Effect.context<RunStore | Extractor.Registry | SqlClient.SqlClient>()
+  const context = yield* Effect.context<Workflow.ExecuteRequirements>()
   const leaseMs = options.leaseMs ?? Workflow.defaultLeaseMs
   const scanIntervalMs = options.scanIntervalMs ?? Math.max(50, Math.floor(leaseMs / 3))
   const recover = options.recover ?? true
@@ -416,5 +414,4 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
  */
 export const layer = (
   options: Options
-): Layer.Layer<Admission, never, RunStore | Extractor.Registry | SqlClient.SqlClient> =>
-  Layer.scoped(Admission, make(options))
+): Layer.Layer<Admission, never, Workflow.ExecuteRequirements> => Layer.scoped(Admission, make(options))

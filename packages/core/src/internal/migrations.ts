@@ -159,8 +159,23 @@ const migrations = {
       request_id TEXT,
       queued_at INTEGER NOT NULL
     )`
+  }),
+  "0005_usage_attempt_ids": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* attemptIds(sql)
   })
 }
+
+/**
+ * A key per extractor attempt, chosen by the caller once per attempt: a write retried after a lost answer (the
+ * insert may have landed) stores nothing the second time, so no attempt's usage is counted twice. Rows written
+ * before it have none (a unique index lets NULLs repeat).
+ */
+const attemptIds = (sql: SqlClient.SqlClient) =>
+  Effect.zipRight(
+    sql`ALTER TABLE usage_attempts ADD COLUMN attempt_id TEXT`,
+    sql`CREATE UNIQUE INDEX usage_attempts_by_id ON usage_attempts (run_id, attempt_id)`
+  )
 
 /** The newest SQLite schema version this code knows; a database with a newer one is refused. */
 export const latestSchemaVersion = Object.keys(migrations).length
@@ -315,6 +330,11 @@ const pgMigrations = {
       request_id TEXT,
       queued_at BIGINT NOT NULL
     )`
+  }),
+  "0003_usage_attempt_ids": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // SQLite's 0005.
+    yield* attemptIds(sql)
   })
 }
 

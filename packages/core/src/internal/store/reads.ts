@@ -95,20 +95,22 @@ export const make = (ctx: StoreContext) => {
       persistence("attemptTotals")
     )
 
-  const recordAttempt = (runId: RunId, batchIndex: number, usage: Extractor.Usage) =>
+  // Retried on a lost connection: the attempt's key makes a retry of an insert that landed store nothing.
+  const recordAttempt = (runId: RunId, batchIndex: number, usage: Extractor.Usage, attemptId: string) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
-      yield* sql`INSERT INTO usage_attempts ${
+      yield* retryDisconnects(sql`INSERT INTO usage_attempts ${
         sql.insert({
           run_id: runId,
           batch_index: batchIndex,
+          attempt_id: attemptId,
           at: now,
           requests: usage.requests,
           prompt_tokens: usage.promptTokens,
           completion_tokens: usage.completionTokens,
           cost_usd: usage.costUsd ?? 0
         })
-      }`
+      } ON CONFLICT (run_id, attempt_id) DO NOTHING`)
     }).pipe(persistence("recordAttempt"))
 
   return { batchPage, knownEntities, attemptTotals, recordAttempt }
