@@ -296,16 +296,30 @@ const section = (config: Config, data: Data): Report.Section => {
       } the wall time and ${Stats.ratio(data.cpu.grouped.median / data.cpu.ungrouped.median)} the CPU time per batch.`,
       `Raw with encoding minus raw writes only: ${us(data.raw.median - data.rawWrites.median)} per batch ` +
       "(JSON, hash and deflate of a 10 KB output).",
-      "Where commitBatch's time goes (measured by hand with `node --cpu-prof` and per-statement CPU counters, the " +
-      "store loop on tmpfs, 2026-12-05, same machine under load): SQLite's own work is about the same as raw's " +
-      "(the 50-row entity insert about 470 µs against 50 single inserts of 9.7 µs; COMMIT about 300 µs against " +
-      "220 µs); the rest is the Effect runtime (about a quarter of the samples: fibers, spans, the transaction's " +
-      "scope), garbage collection (about 12%), a second Schema encode of the output (about 9%; the engine now stores " +
-      "the JSON its output check encoded) and deflate (about 8%, as raw). One `@effect/sql` statement costs about " +
-      "15 µs of CPU against 0.8 µs for a prepared better-sqlite3 statement (20,000 INSERTs in one transaction).",
+      "Where the time goes (measured by hand, 2026-12-05, machine under load: `node --cpu-prof` of the engine loop at " +
+      "concurrency 1 on tmpfs, and better-sqlite3's statement calls timed in the same process): SQLite's own " +
+      "statement work is about 28% of the samples, the Effect runtime about 27% (fibers, statement and transaction " +
+      "scopes, the stream), deflate 5%, GC 5%, the output check 5% (`Schema.is` and the canonical JSON writer). The " +
+      "store's statements run in a tight better-sqlite3 loop cost about what raw's do (790 µs to 1,010 µs against " +
+      "690 µs to 870 µs per batch over four probes), but between the store's JavaScript they take longer (1,190 µs to " +
+      "1,680 µs: the multi-row entity insert 640 µs to 770 µs against 350 µs to 480 µs, COMMIT 420 µs to 570 µs " +
+      "against 280 µs to 430 µs); 2,000 small allocations between the raw loop's statements slowed them by about a " +
+      "third in the same probe, so most likely the runtime's allocations evict SQLite's pages and code from the CPU " +
+      "caches. One `@effect/sql` statement costs about " +
+      "15 µs to 18 µs of CPU against about 1 µs for a prepared better-sqlite3 statement, an empty `sql.withTransaction` " +
+      "about 55 µs (BEGIN IMMEDIATE and COMMIT are prepared anew each time by the driver). Spans are not the cost: the " +
+      "engine loop under `Effect.withTracerEnabled(false)` used 3% less CPU, within the noise.",
+      "What this round removed (in-process A/B against the previous build, CPU per batch): the output check's Schema " +
+      "encode and decode (about 430 µs of CPU per 10 KB output, now `Schema.is` and a hand-written canonical JSON " +
+      "writer, about 200 µs, byte-identical by a property test), the `UPDATE ... RETURNING` that opened every SQLite " +
+      "commit (a `SELECT`: `BEGIN IMMEDIATE` holds the write lock already), and a tagged metric built per batch: the " +
+      "engine at concurrency 1 uses 0.86x the CPU and commitBatch 0.87x. At concurrency above 1 group commit had " +
+      "formed no groups (each batch came back from its post-extraction yield one scheduler turn after the one before " +
+      "it, so it was alone at its turn); the batch whose turn it is now gives the scheduler up to concurrency - 1 " +
+      "turns first (never a wait for a running extractor, nothing at concurrency 1).",
       "At concurrency 1 nothing can be grouped: a batch keeps its concurrency slot until it is committed (at most " +
       "`concurrency` batches are ever extracted and not committed), so the next batch is extracted only after the " +
-      "commit. The gap there is the per-statement and runtime overhead above."
+      "commit. The gap there is the per-statement and runtime overhead above, and SQLite slowed by it."
     ]
   }
 }

@@ -100,6 +100,17 @@ export const reasonOf = (error: ExtractorError): string => {
 const isExtractorError = (u: unknown): u is ExtractorError =>
   typeof u === "object" && u !== null && "_tag" in u && u._tag === "ExtractorError"
 
+// The histogram tagged with each extractor, built once: a tagged metric hashes its key when built (once per batch).
+const extractionSeconds = new Map<string, Metric.Metric.Histogram<number>>()
+const extractionSecondsOf = (extractor: string) => {
+  let metric = extractionSeconds.get(extractor)
+  if (metric === undefined) {
+    metric = Metric.tagged(batchExtractionSeconds, "extractor", extractor)
+    extractionSeconds.set(extractor, metric)
+  }
+  return metric
+}
+
 /**
  * Measures a batch extraction: its duration when it succeeds, its error's reason when it fails.
  *
@@ -108,9 +119,7 @@ const isExtractorError = (u: unknown): u is ExtractorError =>
  */
 export const trackExtraction = (extractor: string) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.timed(self).pipe(
-    Effect.flatMap(([elapsed, a]) =>
-      Effect.as(Metric.update(Metric.tagged(batchExtractionSeconds, "extractor", extractor), seconds(elapsed)), a)
-    ),
+    Effect.flatMap(([elapsed, a]) => Effect.as(Metric.update(extractionSecondsOf(extractor), seconds(elapsed)), a)),
     Effect.tapError((error) =>
       isExtractorError(error) ?
         Metric.increment(

@@ -12,6 +12,7 @@ import type { Chunk } from "./Chunking.js"
 import type * as Compensation from "./Compensation.js"
 import { ExtractorError, UnknownExtractor } from "./Errors.js"
 import type { PersistenceError } from "./Errors.js"
+import * as CanonicalJson from "./internal/canonicalJson.js"
 import * as internalUsage from "./internal/usage.js"
 import type { Ontology } from "./Ontology.js"
 import type { RunId } from "./Run.js"
@@ -287,6 +288,12 @@ const encodeOutputEffect = Schema.encode(Schema.parseJson(BatchOutput))
 // immutable values, so the bytes stay those of the output.
 const checkedJson = new WeakMap<BatchOutput, string>()
 
+const isBatchOutput = Schema.is(BatchOutput)
+
+/** The canonical JSON without a Schema encode when the output is well formed; `undefined` when it is not. */
+const fastJson = (output: BatchOutput): string | undefined =>
+  isBatchOutput(output) ? CanonicalJson.write(output) : undefined
+
 /**
  * The canonical JSON of an output (`encodeOutput`): the bytes `checkOutput` encoded when it returned this very
  * output, encoded now otherwise.
@@ -294,19 +301,27 @@ const checkedJson = new WeakMap<BatchOutput, string>()
  * @since 0.1.0
  * @category encoding
  */
-export const canonicalJson = (output: BatchOutput): string => checkedJson.get(output) ?? encodeOutput(output)
+export const canonicalJson = (output: BatchOutput): string =>
+  checkedJson.get(output) ?? fastJson(output) ?? encodeOutput(output)
 
 /**
  * Checks that an extractor's output survives encoding as the store encodes it and decoding as the merge decodes it
  * (e.g. no `NaN` confidence, which JSON turns into `null`). An output that does not is an `ExtractorError` naming the
  * batch (not retryable: the same input gives the same output), with the output's usage when that is well formed.
+ * A well-formed output is returned as it is, with its canonical JSON written by hand (`internal/canonicalJson`);
+ * any other goes through the Schema encode and decode that name what is wrong.
  *
  * @since 0.1.0
  * @category encoding
  */
 export const checkOutput =
-  (extractor: string, batchIndex: number) => (output: BatchOutput): Effect.Effect<BatchOutput, ExtractorError> =>
-    encodeOutputEffect(output).pipe(
+  (extractor: string, batchIndex: number) => (output: BatchOutput): Effect.Effect<BatchOutput, ExtractorError> => {
+    const json = fastJson(output)
+    if (json !== undefined) {
+      checkedJson.set(output, json)
+      return Effect.succeed(output)
+    }
+    return encodeOutputEffect(output).pipe(
       Effect.flatMap((json) =>
         Effect.map(decodeOutput(json), (decoded) => {
           checkedJson.set(decoded, json)
@@ -324,3 +339,4 @@ export const checkOutput =
         })
       )
     )
+  }

@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Extractor from "@quarry/core/Extractor"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
 
 const withLanguage = (language: string): Extractor.BatchOutput => ({
   entities: [],
@@ -50,5 +52,57 @@ describe("Extractor.checkOutput", () => {
       assert.strictEqual(Extractor.canonicalJson(checked), Extractor.encodeOutput(checked))
       // An output that was never checked is encoded on demand.
       assert.strictEqual(Extractor.canonicalJson(output), Extractor.encodeOutput(output))
+    }))
+
+  // The check writes the canonical JSON by hand (no Schema encode on the commit path): these bytes must be exactly
+  // the Schema encoding's, and it must accept exactly the outputs the Schema encode and decode accepted.
+  const schemaCheck = (output: Extractor.BatchOutput) =>
+    Either.flatMap(
+      Schema.encodeEither(Schema.parseJson(Extractor.BatchOutput))(output),
+      (json) => Either.map(Schema.decodeUnknownEither(Schema.parseJson(Extractor.BatchOutput))(json), () => json)
+    )
+
+  it.prop(
+    "writes the bytes of the Schema encoding, and accepts exactly what the Schema encode and decode accept",
+    [Extractor.BatchOutput],
+    ([output]) => {
+      const expected = schemaCheck(output)
+      const checked = Effect.runSync(Effect.either(Extractor.checkOutput("prop", 0)(output)))
+      assert.strictEqual(Either.isRight(checked), Either.isRight(expected))
+      if (Either.isRight(checked) && Either.isRight(expected)) {
+        assert.strictEqual(Extractor.canonicalJson(checked.right), expected.right)
+        assert.strictEqual(Extractor.canonicalJson(output), expected.right)
+      }
+    },
+    { fastCheck: { numRuns: 300 } }
+  )
+
+  it.effect("drops excess keys and undefined optional fields as the Schema encoding does, and refuses NaN", () =>
+    Effect.gen(function*() {
+      const relation = withLanguage("en").relations[0]!
+      // Not fresh literals, so that the excess keys type-check: an extractor written in JavaScript may add them.
+      const span = { start: 1, end: 4, extra: "x" }
+      const mention = {
+        label: "Pip",
+        type: "http://xmlns.com/foaf/0.1/Person",
+        span,
+        confidence: -0,
+        attributes: { "2": "two", a: "\ud800 \"quoted\"", "1": "one" },
+        note: "not in the schema"
+      }
+      const literal = { _tag: "Literal" as const, value: "v", datatype: undefined }
+      const usage = { requests: 1, promptTokens: 2, completionTokens: 3, costUsd: undefined }
+      const output = {
+        extra: 1,
+        entities: [mention],
+        relations: [{ ...relation, span: undefined, object: literal }],
+        usage
+      }
+      const checked = yield* Extractor.checkOutput("llm", 0)(output)
+      assert.strictEqual(Extractor.canonicalJson(checked), Extractor.encodeOutput(output))
+      const nan = { ...output, entities: [{ ...output.entities[0]!, confidence: Number.NaN }] }
+      const error = yield* Effect.flip(Extractor.checkOutput("llm", 5)(nan))
+      assert.strictEqual(error.batchIndex, 5)
+      assert.include(error.message, "does not match the batch output schema")
     }))
 })

@@ -414,6 +414,19 @@ describe("Workflow", () => {
       assert.deepStrictEqual(b.artifact, a.artifact)
     }))
 
+  // The store, recording the size of every commit transaction (1 for `commitBatch`).
+  const countingGroups = (groups: Array<number>) =>
+    Layer.effect(
+      RunStore.RunStore,
+      Effect.map(SqliteRunStore.make(), (store) => ({
+        ...store,
+        commitBatch: (commit: RunStore.BatchCommit) =>
+          Effect.zipRight(Effect.sync(() => groups.push(1)), store.commitBatch(commit)),
+        commitBatches: (commits: ReadonlyArray<RunStore.BatchCommit>) =>
+          Effect.zipRight(Effect.sync(() => groups.push(commits.length)), store.commitBatches(commits))
+      }))
+    )
+
   it.scopedLive("group commit: batches extracted together commit in one transaction, as one by one would", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
@@ -425,16 +438,7 @@ describe("Workflow", () => {
             before: (input) => Effect.sleep(input.batchIndex % 4 === 0 ? 150 : 1)
           })
           const groups: Array<number> = []
-          const counting = Layer.effect(
-            RunStore.RunStore,
-            Effect.map(SqliteRunStore.make(), (store) => ({
-              ...store,
-              commitBatch: (commit: RunStore.BatchCommit) =>
-                Effect.zipRight(Effect.sync(() => groups.push(1)), store.commitBatch(commit)),
-              commitBatches: (commits: ReadonlyArray<RunStore.BatchCommit>) =>
-                Effect.zipRight(Effect.sync(() => groups.push(commits.length)), store.commitBatches(commits))
-            }))
-          )
+          const counting = countingGroups(groups)
           const out = path.join(dir, `${name}.ttl`)
           const events: Array<string> = []
           const run = yield* Effect.gen(function*() {
@@ -473,5 +477,41 @@ describe("Workflow", () => {
       assert.deepStrictEqual(grouped.events, single.events)
       assert.strictEqual(grouped.run.digest, single.run.digest)
       assert.deepStrictEqual(grouped.artifact, single.artifact)
+    }))
+
+  it.scopedLive("group commit: batches extracted at once join the group of the batch whose turn it is; none at concurrency 1", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      // A synchronous extractor: every batch is extracted before its turn to commit comes.
+      const runAt = (concurrency: number) =>
+        Effect.gen(function*() {
+          const groups: Array<number> = []
+          const run = yield* Effect.gen(function*() {
+            const created = yield* Workflow.create({
+              input: text.slice(0, 6000),
+              extractor: "capitalized",
+              chunking: { windowSize: 300, overlap: 50, batchSize: 1 },
+              concurrency,
+              output: { path: path.join(dir, `c${concurrency}.ttl`), format: "turtle" }
+            })
+            return yield* Workflow.execute(created.id)
+          }).pipe(
+            Effect.provide(
+              Layer.mergeAll(countingGroups(groups), Extractor.layerRegistry(scriptedExtractor())).pipe(
+                Layer.provideMerge(Database.layer(path.join(dir, `c${concurrency}.db`)))
+              )
+            )
+          )
+          return { run, groups }
+        })
+      const grouped = yield* runAt(4)
+      const alone = yield* runAt(1)
+      assert.isAbove(grouped.run.committedBatches, 8)
+      assert.isAbove(Math.max(...grouped.groups), 1, "some batches were committed together")
+      assert.isAtMost(Math.max(...grouped.groups), 4, "a group is at most the batches in flight")
+      assert.strictEqual(grouped.groups.reduce((a, b) => a + b, 0), grouped.run.committedBatches)
+      assert.deepStrictEqual(alone.groups, alone.groups.map(() => 1))
+      assert.strictEqual(alone.groups.length, alone.run.committedBatches)
+      assert.strictEqual(grouped.run.digest, alone.run.digest)
     }))
 })
