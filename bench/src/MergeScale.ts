@@ -354,7 +354,7 @@ const memoryNote = (sizes: Data["sizes"], bounded: boolean): string => {
   const previous = sizes.length > 2 ? sizes[sizes.length - 2] : undefined
   const mb = (kb: number) => `${Stats.num(kb / 1024, 0)} MB`
   const head =
-    `From ${Stats.int(first.batches)} to ${Stats.int(last.batches)} batches the default peak RSS grows by ${
+    `From ${Stats.int(first.batches)} to ${Stats.int(last.batches)} batches the peak RSS grows by ${
       Stats.num(last.maxRssMb.median - first.maxRssMb.median, 0)
     } MB` + (previous === undefined ?
       "." :
