@@ -4,6 +4,7 @@
  * that it never overwrites the committed full results). `--child NAME REQUEST` is the entry of child measurements.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Heap from "@quarry/cli/Heap"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -152,6 +153,8 @@ const childProgram = (name: string, request: string) =>
     switch (name) {
       case "merge": {
         const decoded = yield* Schema.decodeUnknown(Schema.parseJson(MergeScale.MergeRequest))(request)
+        // What the `quarry` executable does first (packages/cli/src/bin.ts), unless the request asks for V8's defaults.
+        if (decoded.v8Defaults !== true) Heap.configure()
         const sample = yield* MergeScale.mergeOnce(decoded)
         yield* Console.log(JSON.stringify(sample))
         return

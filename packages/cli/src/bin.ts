@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import { configure } from "./Heap.js"
 import { version } from "./Version.js"
 
 const args = process.argv.slice(2)
@@ -13,5 +14,6 @@ if (args.length === 1 && args[0] === "--version") {
   // The bytes `@effect/cli` prints for `--version`.
   process.stdout.write(`${version}\n\n`)
 } else {
+  configure()
   await import("./main.js")
 }

@@ -404,7 +404,9 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
   const workspace = yield* store.mergeWorkspace
 
   // Pass 1: resolve. First appearance (batch order, then order within the batch) decides label and position.
-  const rows = rowCollector()
+  // Mentions are only written to JSON Lines and provenance: otherwise they are not collected at all.
+  const withMentions = options.format === "jsonl" || options.provenance !== undefined
+  const rows = rowCollector(withMentions)
   const pageSize = options.pageSize ?? defaultPageSize
   let after = -1
   while (true) {
@@ -433,9 +435,7 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
     const rows = yield* workspace.entities(lastOrd, rowsPerRead)
     if (rows.length === 0) break
     lastOrd = rows[rows.length - 1]!.ord
-    const mentions = options.format === "jsonl" || options.provenance !== undefined ?
-      yield* workspace.mentions(rows.map((r) => r.entity_key)) :
-      []
+    const mentions = withMentions ? yield* workspace.mentions(rows.map((r) => r.entity_key)) : []
     const byKey = new Map<string, Array<MentionRow>>()
     for (const m of mentions) {
       const list = byKey.get(m.entity_key)
@@ -458,7 +458,7 @@ export const merge = Effect.fn("Merge.merge")(function*(options: MergeOptions) {
 }, (effect, options) => effect.pipe(Effect.scoped, Effect.annotateLogs({ runId: options.runId })))
 
 /** Collects a merge's workspace rows batch by batch, numbering entities and relations in order of appearance. */
-const rowCollector = () => {
+const rowCollector = (withMentions: boolean) => {
   let entityOrd = 0
   let relationOrd = 0
   let entities: Array<EntityRow> = []
@@ -473,7 +473,7 @@ const rowCollector = () => {
     for (const mention of output.entities) {
       // An extractor may name the full form of a short mention ("Bob" of "Bob Johnson"): one entity.
       const key = addEntity(mention.attributes.canonical ?? mention.label, mention.type, mention.attributes)
-      mentions.push({ entity_key: key, start: mention.span.start, end: mention.span.end })
+      if (withMentions) mentions.push({ entity_key: key, start: mention.span.start, end: mention.span.end })
     }
     for (const relation of output.relations) relations.push(relationRow(relation, relationOrd++, addEntity))
   }
@@ -487,32 +487,33 @@ const rowCollector = () => {
   return { collect, take, size: () => entities.length + mentions.length + relations.length }
 }
 
+/** The attributes of an entity named only by a relation. */
+const noAttributes: Readonly<Record<string, string>> = {}
+
+/**
+ * One relation's workspace row, built as one object literal: spreading a row into a second object (and a fresh `{}`
+ * per call) made V8 promote every relation row of a long merge to its old generation (docs/benchmarks.md, section 2).
+ */
 const relationRow = (
   relation: Extractor.RelationMention,
   ord: number,
   addEntity: (label: string, type: string, attributes: Readonly<Record<string, string>>) => string
 ): RelationRow & { readonly identity: string } => {
-  const subject = addEntity(relation.subject.label, relation.subject.type, {})
+  const subject = addEntity(relation.subject.label, relation.subject.type, noAttributes)
   const object = relation.object
-  const objectKey = object._tag === "Entity" ? addEntity(object.label, object.type, {}) : null
-  const row = {
+  const objectKey = object._tag === "Entity" ? addEntity(object.label, object.type, noAttributes) : null
+  const literal = object._tag === "Literal"
+  const value = literal ? object.value : null
+  const datatype = literal ? object.datatype ?? null : null
+  const language = literal ? object.language ?? null : null
+  return {
     ord,
     subject_key: subject,
     predicate: relation.predicate,
     object_key: objectKey,
-    object_value: object._tag === "Literal" ? object.value : null,
-    object_datatype: object._tag === "Literal" ? object.datatype ?? null : null,
-    object_language: object._tag === "Literal" ? object.language ?? null : null
-  }
-  return {
-    ...row,
-    identity: JSON.stringify([
-      subject,
-      row.predicate,
-      objectKey,
-      row.object_value,
-      row.object_datatype,
-      row.object_language
-    ])
+    object_value: value,
+    object_datatype: datatype,
+    object_language: language,
+    identity: JSON.stringify([subject, relation.predicate, objectKey, value, datatype, language])
   }
 }

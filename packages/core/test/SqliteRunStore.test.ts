@@ -11,12 +11,14 @@ import * as Workflow from "@quarry/core/Workflow"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import { createHash } from "node:crypto"
 import * as path from "node:path"
 import * as KnownContext from "../src/internal/knownContext.js"
@@ -275,6 +277,23 @@ describe("SqliteRunStore", () => {
         assert.deepStrictEqual(page[0]!.output, big)
         assert.deepStrictEqual(page[1]!.output, syntheticOutput(1))
       }).pipe(Effect.provide(layerWithHook(path.join(dir, "q.db"), () => Effect.void)))
+    }))
+
+  it.scoped("merge workspaces bound the main page cache while any is open, then give the previous size back", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { sql, store } = yield* openStore(path.join(dir, "q.db"))
+      const cacheSize = Effect.map(sql<{ cache_size: number }>`PRAGMA main.cache_size`, (rows) => rows[0]!.cache_size)
+      yield* sql.unsafe("PRAGMA main.cache_size = -8000")
+      const first = yield* Scope.make()
+      yield* Scope.extend(store.mergeWorkspace, first)
+      assert.strictEqual(yield* cacheSize, -2048)
+      const second = yield* Scope.make()
+      yield* Scope.extend(store.mergeWorkspace, second)
+      yield* Scope.close(first, Exit.void)
+      assert.strictEqual(yield* cacheSize, -2048, "a merge still runs")
+      yield* Scope.close(second, Exit.void)
+      assert.strictEqual(yield* cacheSize, -8000)
     }))
 })
 

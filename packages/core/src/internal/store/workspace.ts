@@ -27,6 +27,13 @@ const names = (suffix: string) => ({
  */
 const tempCacheKib = 2048
 
+/**
+ * SQLite's page cache for the main database while a merge runs (KiB). The merge reads every stored batch once, in
+ * order, so cached pages are never read again; unbounded, a 100,000-batch merge filled better-sqlite3's 16 MB cache
+ * with them (docs/benchmarks.md, section 2). The previous size comes back when the last merge of the store ends.
+ */
+const mainCacheKib = 2048
+
 const createSqlite = (sql: SqlClient.SqlClient, suffix: string) => {
   const t = names(suffix)
   return Effect.all([
@@ -183,9 +190,28 @@ export const make = (ctx: StoreContext) => {
     return { add, entities, mentions, relations }
   }
 
+  // SQLite: one connection per store, so the main cache is bounded while any of its merges runs (see mainCacheKib).
+  let merging = 0
+  let savedCacheSize: number | undefined
+  const boundMainCache = Effect.suspend(() => {
+    if (isPg || merging++ > 0) return Effect.void
+    return sql<{ cache_size: number }>`PRAGMA main.cache_size`.pipe(
+      Effect.tap((rows) => {
+        savedCacheSize = rows[0]?.cache_size
+      }),
+      Effect.zipRight(sql.unsafe(`PRAGMA main.cache_size = -${mainCacheKib}`)),
+      Effect.onError(() => Effect.sync(() => merging--))
+    )
+  })
+  const restoreMainCache = Effect.suspend(() => {
+    if (isPg || --merging > 0 || savedCacheSize === undefined) return Effect.void
+    return sql.unsafe(`PRAGMA main.cache_size = ${Math.trunc(savedCacheSize)}`)
+  })
+
   const mergeWorkspace = Effect.gen(function*() {
     const suffix = randomBytes(6).toString("hex")
     const now = yield* Clock.currentTimeMillis
+    yield* Effect.acquireRelease(boundMainCache, () => Effect.ignore(restoreMainCache))
     yield* Effect.acquireRelease(
       isPg ? Effect.zipRight(sweepPg(sql, now), createPg(sql, suffix, now)) : createSqlite(sql, suffix),
       () => Effect.ignore(drop(sql, suffix))
