@@ -115,6 +115,14 @@ describe("quarry serve --cluster: failures", () => {
     return { db, work, started }
   }
 
+  /** Three runners executing six runs of Moby-Dick (ids `<prefix>0` to `<prefix>5`), and one that executes a run. */
+  const busyCluster = async (name: string, prefix: string) => {
+    const cluster = await freshCluster(name, 3)
+    const ids = Array.from({ length: 6 }, (_, i) => `${prefix}${i}`)
+    for (const runId of ids) await submitMobyDick(cluster.started[0]!, runId)
+    return { ...cluster, ids, target: await busyRunner(cluster.db, cluster.started) }
+  }
+
   /** Every run ends `completed` with the reference's digest chain (each batch committed once) and bytes. */
   const assertAllLikeReference = async (db: string, work: string, count: number) => {
     const rows = await runRows(db)
@@ -241,10 +249,7 @@ describe("quarry serve --cluster: failures", () => {
   it(
     "a runner's shard-lock refresh stalled past its deadline: @effect/cluster stops its runs, they continue, every run completes once",
     async () => {
-      const { db, started, work } = await freshCluster("stalled", 3)
-      const ids = Array.from({ length: 6 }, (_, i) => `l${i}`)
-      for (const runId of ids) await submitMobyDick(started[0]!, runId)
-      const target = await busyRunner(db, started)
+      const { db, ids, started, target, work } = await busyCluster("stalled", "l")
       // The refresh first updates the runner's own row: holding that row makes it time out (2 s), as a slow database
       // would, so the runner calls its lock storage unhealthy and interrupts its runs.
       const unhealthy = () => target.child.stderr.split("Shard lock storage is unhealthy").length - 1
@@ -269,10 +274,7 @@ describe("quarry serve --cluster: failures", () => {
   it(
     "a runner's database sessions terminated (pg_terminate_backend) three times mid-run: it reconnects, every run completes",
     async () => {
-      const { db, started, work } = await freshCluster("terminated", 3)
-      const ids = Array.from({ length: 6 }, (_, i) => `q${i}`)
-      for (const runId of ids) await submitMobyDick(started[0]!, runId)
-      const target = await busyRunner(db, started)
+      const { db, ids, started, target, work } = await busyCluster("terminated", "q")
       // Each runner names its sessions `quarry <runner host:port>`: all of this one's, its shard lock's included.
       const terminated: Array<number> = []
       for (let i = 0; i < 3; i++) {

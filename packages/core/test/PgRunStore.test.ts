@@ -3,6 +3,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Durability from "@quarry/core/Durability"
 import * as PgDatabase from "@quarry/core/PgDatabase"
+import type { RunId } from "@quarry/core/Run"
 import * as RunStore from "@quarry/core/RunStore"
 import * as SqlRunStore from "@quarry/core/SqlRunStore"
 import { query } from "@quarry/testkit/Postgres"
@@ -65,6 +66,16 @@ const answerLosingProxy = (target: URL) =>
     ),
     (proxy) => Effect.sync(proxy.close)
   )
+
+/** The commit of synthetic batch `batchIndex` of `runId` by `holder`. */
+const batchCommit = (runId: RunId, holder: RunStore.LeaseHolder, batchIndex: number): RunStore.BatchCommit => ({
+  runId,
+  holder,
+  batchIndex,
+  output: syntheticOutput(batchIndex),
+  attempts: 1,
+  durationMs: 1
+})
 
 describe("PostgreSQL database", () => {
   it.scoped("six processes migrating the same empty database at once all succeed, and it is migrated once", () =>
@@ -147,26 +158,10 @@ import * as Fiber from "effect/Fiber"
       yield* TestClock.adjust(5)
       // The lease expired: another runner takes the run over; the first runner's late commit must not land.
       const second = Option.getOrThrow((yield* store.claim(run.id, "second", 60_000)).holder)
-      const late = yield* Effect.flip(
-        store.commitBatch({
-          runId: run.id,
-          holder: first,
-          batchIndex: 0,
-          output: syntheticOutput(0),
-          attempts: 1,
-          durationMs: 1
-        })
-      )
+      const late = yield* Effect.flip(store.commitBatch(batchCommit(run.id, first, 0)))
       assert.strictEqual(late._tag, "RunLocked")
       assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 0)
-      yield* store.commitBatch({
-        runId: run.id,
-        holder: second,
-        batchIndex: 0,
-        output: syntheticOutput(0),
-        attempts: 1,
-        durationMs: 1
-      })
+      yield* store.commitBatch(batchCommit(run.id, second, 0))
       assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 1)
     }).pipe(Effect.provide(Layer.fresh(storeLayer(adminUrl())))))
 
@@ -184,14 +179,7 @@ import * as Fiber from "effect/Fiber"
             Effect.void
       }).pipe(Effect.provide(database))
       const commit = (holder: RunStore.LeaseHolder, batchIndex: number) =>
-        store.commitBatch({
-          runId: run.id,
-          holder,
-          batchIndex,
-          output: syntheticOutput(batchIndex),
-          attempts: 1,
-          durationMs: 1
-        })
+        store.commitBatch(batchCommit(run.id, holder, batchIndex))
       const run = yield* store.createRun(newRun("race"))
       const first = Option.getOrThrow((yield* store.claim(run.id, "first", 1)).holder)
       const committing = yield* Effect.fork(commit(first, 0))
@@ -224,14 +212,7 @@ import * as Fiber from "effect/Fiber"
       }).pipe(Effect.provide(database))
       const run = yield* store.createRun(newRun("frozen"))
       const first = Option.getOrThrow((yield* store.claim(run.id, "first", 1)).holder)
-      const committing = yield* Effect.fork(store.commitBatch({
-        runId: run.id,
-        holder: first,
-        batchIndex: 0,
-        output: syntheticOutput(0),
-        attempts: 1,
-        durationMs: 1
-      }))
+      const committing = yield* Effect.fork(store.commitBatch(batchCommit(run.id, first, 0)))
       yield* Deferred.await(inCommit)
       yield* Effect.sleep("5 millis")
       // Without the server's idle-in-transaction timeout this claim would wait for the thaw.
