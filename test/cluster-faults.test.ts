@@ -364,18 +364,13 @@ describe("quarry serve --cluster: failures", () => {
   it(
     "--max-queued-runs 2: with two runs pending in the cluster, a third submission is 429 and stores nothing",
     async () => {
-      const db = await createDatabase(adminUrl())
-      databases.push(db)
-      const work = path.join(dir, "queued")
-      fs.mkdirSync(work)
       // One slot and slow batches: the first run executes for a minute, the next ones stay pending.
-      const node = await startNode(db, work, { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1000" }, [
+      const { db, started: [node] } = await freshCluster("queued", 1, { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1000" }, [
         "--max-active-runs",
         "1",
         "--max-queued-runs",
         "2"
       ])
-      nodes.push(node)
       await submitMobyDick(node, "k0")
       await until(async () => (await runRows(db)).some((r) => r.id === "k0" && r.status === "running"), 60_000, "k0")
       await submitMobyDick(node, "k1")
