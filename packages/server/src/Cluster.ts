@@ -47,9 +47,9 @@ export interface Options {
   readonly runnerListenHost?: string | undefined
   /** Quarry's lease on a run (fencing token lifetime): a dead runner's run resumes elsewhere after it expires. */
   readonly leaseMs: number
-  /** How often a runner refreshes its shard locks (default 1 s). */
+  /** How often a runner refreshes its shard locks (default 2 s, `defaults`). */
   readonly shardLockRefreshMs?: number | undefined
-  /** When an unrefreshed shard lock may be taken by another runner (default 5 s). */
+  /** When an unrefreshed shard lock may be taken by another runner (default 6 s, `defaults`). */
   readonly shardLockExpirationMs?: number | undefined
   /** Spread each run's batch extractions over all runners (`--distribute`); commits stay on the run's owner. */
   readonly distribute?: boolean | undefined
@@ -63,8 +63,8 @@ export interface Options {
 
 /**
  * The defaults, chosen so that a dead runner's runs continue elsewhere within about 10 s: the shard lock expires
- * after 5 s, the survivors look for free shards every 1 s (`refreshAssignmentsInterval`), and Quarry's lease
- * (`QUARRY_LEASE_MS`, 30 s by default) is what the new owner then waits for: serve `--cluster` with a lease of 8 s.
+ * after 6 s, the survivors look for free shards every 1 s (`refreshAssignmentsInterval`), and Quarry's lease is
+ * what the new owner then waits for: `serve --cluster` uses 8 s (`QUARRY_LEASE_MS`; 30 s outside a cluster).
  *
  * @since 0.1.0
  * @category constants
