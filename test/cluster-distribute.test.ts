@@ -6,14 +6,14 @@
  * batch extracted elsewhere with another context would change the bytes. A runner SIGKILLed while it extracts
  * batches for another runner's run: the run still completes with the same bytes, each batch committed once.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { createDatabase, dropDatabase, usePostgres } from "../packages/core/test/postgres.js"
+import { usePostgres } from "../packages/core/test/postgres.js"
 import * as Nodes from "./clusterNodes.js"
-import { type Node, runRows, stopNode } from "./clusterNodes.js"
+import { type Node, runRows } from "./clusterNodes.js"
 import { call, until } from "./serverProcess.js"
-import { makeDir, mobyDick, readRun, removeDir, run, sha256File } from "./support.js"
+import { mobyDick, run, sha256File } from "./support.js"
 
 const adminUrl = usePostgres()
 
@@ -38,56 +38,25 @@ const readCalls = (file: string) => {
 }
 
 describe("quarry serve --cluster --distribute", () => {
-  let dir = ""
-  let reference = { sha256: "", digest: "" }
-  const databases: Array<string> = []
-  const nodes: Array<Node> = []
-
-  beforeAll(async () => {
-    dir = makeDir()
-    const db = path.join(dir, "reference.db")
-    const out = path.join(dir, "reference.ttl")
-    const result = await run(
-      [
-        "start",
-        mobyDick.input,
-        "--window",
-        String(plan.windowSize),
-        "--batch-size",
-        String(plan.batchSize),
-        "--concurrency",
-        String(plan.concurrency),
-        "--extractor",
-        plan.extractor,
-        "--db",
-        db,
-        "--run-id",
-        "reference",
-        "--out",
-        out
-      ],
-      { env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" } }
-    )
-    if (result.code !== 0) throw new Error(`reference run failed (${result.code}): ${result.stderr}`)
-    reference = { sha256: sha256File(out), digest: readRun(db, "reference")!.digest }
-  }, 120_000)
-  afterAll(async () => {
-    for (const node of nodes) await stopNode(node)
-    for (const url of databases) await dropDatabase(adminUrl(), url)
-    removeDir(dir)
-  }, 60_000)
+  const suite = Nodes.useClusterSuite(adminUrl, [
+    "--window",
+    String(plan.windowSize),
+    "--batch-size",
+    String(plan.batchSize),
+    "--concurrency",
+    String(plan.concurrency),
+    "--extractor",
+    plan.extractor
+  ])
 
   /** Three distributing runners on a fresh database, in a fresh directory with its call log. */
   const cluster = async (name: string) => {
-    const db = await createDatabase(adminUrl())
-    databases.push(db)
-    const work = path.join(dir, name)
-    fs.mkdirSync(work)
+    const { db, work } = await suite.workspace(name)
     const callLog = path.join(work, "calls.log")
     const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "150", QUARRY_TEST_CALL_LOG: callLog }
     const started = [await startNode(db, work, env)]
     started.push(...await Promise.all([startNode(db, work, env), startNode(db, work, env)]))
-    nodes.push(...started)
+    suite.nodes.push(...started)
     // Submitted once the 300 shards are balanced: a shard moving to a joining runner hands its run over after the
     // next commit, and the batches then in flight are extracted again by the next owner (see docs/cluster.md).
     type Health = { cluster?: { ownedShards: number } }
@@ -126,15 +95,15 @@ describe("quarry serve --cluster --distribute", () => {
     assert.strictEqual(row.committed_batches, 67)
     assert.strictEqual(Number(row.n), 67)
     // The chained digest of the commits: one uninterrupted run's, so every batch came once, in order.
-    assert.strictEqual(row.digest, reference.digest)
-    assert.strictEqual(sha256File(path.join(work, `${runId}.ttl`)), reference.sha256)
+    assert.strictEqual(row.digest, suite.reference.digest)
+    assert.strictEqual(sha256File(path.join(work, `${runId}.ttl`)), suite.reference.sha256)
   }
 
   it("refuses --distribute without --cluster (exit 2, nothing written)", async () => {
-    const result = await run(["serve", "--distribute", "--db", path.join(dir, "single.db")])
+    const result = await run(["serve", "--distribute", "--db", path.join(suite.dir, "single.db")])
     assert.strictEqual(result.code, 2, result.stderr)
     assert.include(result.stderr, "--distribute spreads a run's batches over the runners of a cluster")
-    assert.isFalse(fs.existsSync(path.join(dir, "single.db")))
+    assert.isFalse(fs.existsSync(path.join(suite.dir, "single.db")))
   })
 
   it(

@@ -3,7 +3,7 @@
  * A runner paused (SIGSTOP) past its lease and its shard locks, then resumed; a runner's database sessions
  * terminated under it (`pg_terminate_backend`); three runners racing to migrate an empty database.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
 import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import * as Extractor from "@quarry/core/Extractor"
@@ -12,7 +12,7 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
-import { createDatabase, dropDatabase, storeRun, usePostgres } from "../packages/core/test/postgres.js"
+import { storeRun, usePostgres } from "../packages/core/test/postgres.js"
 import {
   allExecutesAnswered,
   type Node,
@@ -20,11 +20,11 @@ import {
   query,
   runRows,
   startNode,
-  stopNode,
-  submitMobyDick
+  submitMobyDick,
+  useClusterSuite
 } from "./clusterNodes.js"
 import { call, until } from "./serverProcess.js"
-import { makeDir, mobyDick, referenceRun, removeDir, sha256File, sleep } from "./support.js"
+import { mobyDick, sha256File, sleep } from "./support.js"
 
 const adminUrl = usePostgres()
 
@@ -84,20 +84,7 @@ const pauseInsideCommit = async (db: string, node: Node) => {
 }
 
 describe("quarry serve --cluster: failures", () => {
-  let dir = ""
-  let reference = { sha256: "", digest: "" }
-  const databases: Array<string> = []
-  const nodes: Array<Node> = []
-
-  beforeAll(async () => {
-    dir = makeDir()
-    reference = await referenceRun(dir)
-  }, 120_000)
-  afterAll(async () => {
-    for (const node of nodes) await stopNode(node)
-    for (const url of databases) await dropDatabase(adminUrl(), url)
-    removeDir(dir)
-  }, 60_000)
+  const suite = useClusterSuite(adminUrl)
 
   const freshCluster = async (
     name: string,
@@ -105,13 +92,10 @@ describe("quarry serve --cluster: failures", () => {
     env: Readonly<Record<string, string>> = {},
     args: ReadonlyArray<string> = []
   ) => {
-    const db = await createDatabase(adminUrl())
-    databases.push(db)
-    const work = path.join(dir, name)
-    fs.mkdirSync(work)
+    const { db, work } = await suite.workspace(name)
     const started = [await startNode(db, work, env, args)]
     started.push(...await Promise.all(Array.from({ length: count - 1 }, () => startNode(db, work, env, args))))
-    nodes.push(...started)
+    suite.nodes.push(...started)
     return { db, work, started }
   }
 
@@ -131,9 +115,13 @@ describe("quarry serve --cluster: failures", () => {
       assert.strictEqual(row.status, "completed", `${row.id}: ${JSON.stringify(row)}`)
       assert.strictEqual(row.committed_batches, 67, row.id)
       assert.strictEqual(Number(row.n), 67, row.id)
-      assert.strictEqual(row.digest, reference.digest, row.id)
-      assert.strictEqual(row.artifact_sha256, reference.sha256, row.id)
-      assert.strictEqual(sha256File(row.artifact_path ?? path.join(work, `${row.id}.ttl`)), reference.sha256, row.id)
+      assert.strictEqual(row.digest, suite.reference.digest, row.id)
+      assert.strictEqual(row.artifact_sha256, suite.reference.sha256, row.id)
+      assert.strictEqual(
+        sha256File(row.artifact_path ?? path.join(work, `${row.id}.ttl`)),
+        suite.reference.sha256,
+        row.id
+      )
     }
     await allExecutesAnswered(db)
   }
@@ -150,12 +138,9 @@ describe("quarry serve --cluster: failures", () => {
   it(
     "three runners started at once on an empty database: all come up, every table is created once, all exit 0",
     async () => {
-      const db = await createDatabase(adminUrl())
-      databases.push(db)
-      const work = path.join(dir, "race")
-      fs.mkdirSync(work)
+      const { db, work } = await suite.workspace("race")
       const racing = await Promise.all([startNode(db, work), startNode(db, work), startNode(db, work)])
-      nodes.push(...racing)
+      suite.nodes.push(...racing)
       const health = async (node: Node) => ((await call(node, "GET", "/healthz")).json() as Health).cluster
       await until(
         async () => (await Promise.all(racing.map(health))).reduce((n, c) => n + (c?.ownedShards ?? 0), 0) === 300,
@@ -305,14 +290,13 @@ describe("quarry serve --cluster: failures", () => {
   it(
     "--max-active-runs 1: each runner executes one run at a time, the others wait; any node serves any artifact",
     async () => {
-      const db = await createDatabase(adminUrl())
-      databases.push(db)
       // Each node in its own directory, as on two machines: an artifact is written where its run finished.
-      const dirs = ["a", "b"].map((name) => path.join(dir, `slots-${name}`))
-      for (const d of dirs) fs.mkdirSync(d)
+      const { db, work } = await suite.workspace("slots-a")
+      const dirs = [work, path.join(suite.dir, "slots-b")]
+      fs.mkdirSync(dirs[1]!)
       const pair = [await startNode(db, dirs[0]!, {}, ["--max-active-runs", "1"])]
       pair.push(await startNode(db, dirs[1]!, {}, ["--max-active-runs", "1"]))
-      nodes.push(...pair)
+      suite.nodes.push(...pair)
       const ids = Array.from({ length: 5 }, (_, i) => `m${i}`)
       for (const runId of ids) await submitMobyDick(pair[0]!, runId)
 
@@ -339,7 +323,7 @@ describe("quarry serve --cluster: failures", () => {
       const rows = await runRows(db)
       for (const row of rows) {
         assert.strictEqual(row.status, "completed", row.id)
-        assert.strictEqual(row.digest, reference.digest, row.id)
+        assert.strictEqual(row.digest, suite.reference.digest, row.id)
       }
 
       // The artifact from the node that did not finish the run, which merges it again from the committed rows (the
@@ -347,15 +331,15 @@ describe("quarry serve --cluster: failures", () => {
       for (const row of rows) {
         const finishedOn = dirs.findIndex((d) => row.artifact_path!.startsWith(d))
         assert.notStrictEqual(finishedOn, -1, row.artifact_path!)
-        assert.strictEqual(sha256File(row.artifact_path!), reference.sha256, row.id)
+        assert.strictEqual(sha256File(row.artifact_path!), suite.reference.sha256, row.id)
         fs.renameSync(row.artifact_path!, `${row.artifact_path}.moved`)
         const other = pair[1 - finishedOn]!
         const response = await fetch(`${other.url}/v1/runs/${row.id}/artifact`)
         assert.strictEqual(response.status, 200, row.id)
         const body = Buffer.from(await response.arrayBuffer())
         const digest = createHash("sha256").update(body).digest("hex")
-        assert.strictEqual(digest, reference.sha256, row.id)
-        assert.strictEqual(response.headers.get("etag"), `"${reference.sha256}"`)
+        assert.strictEqual(digest, suite.reference.sha256, row.id)
+        assert.strictEqual(response.headers.get("etag"), `"${suite.reference.sha256}"`)
       }
     },
     400_000

@@ -6,14 +6,14 @@
  * recorded. A SIGTERM rolling restart of every runner while runs execute: each drained runner stops its runs after
  * their in-flight commits and the survivors continue them, with no batch extracted twice (extractor calls counted).
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { createDatabase, dropDatabase, usePostgres } from "../packages/core/test/postgres.js"
+import { usePostgres } from "../packages/core/test/postgres.js"
 import * as Nodes from "./clusterNodes.js"
-import { allExecutesAnswered, type Node, runRows, stopNode, submitMobyDick } from "./clusterNodes.js"
+import { allExecutesAnswered, type Node, runRows, submitMobyDick } from "./clusterNodes.js"
 import { call, until } from "./serverProcess.js"
-import { makeDir, referenceRun, removeDir, run, sha256File } from "./support.js"
+import { run, sha256File } from "./support.js"
 
 const adminUrl = usePostgres()
 
@@ -22,52 +22,36 @@ const startNode = (db: string, dir: string, env: Readonly<Record<string, string>
   Nodes.startNode(db, dir, { QUARRY_MAX_ACTIVE_RUNS: "12", ...env })
 
 describe("quarry serve --cluster", () => {
-  let dir = ""
-  let reference = { sha256: "", digest: "" }
-  const databases: Array<string> = []
-  const nodes: Array<Node> = []
-
-  beforeAll(async () => {
-    dir = makeDir()
-    reference = await referenceRun(dir)
-  }, 120_000)
-  afterAll(async () => {
-    for (const node of nodes) await stopNode(node)
-    for (const url of databases) await dropDatabase(adminUrl(), url)
-    removeDir(dir)
-  }, 60_000)
+  const suite = Nodes.useClusterSuite(adminUrl)
 
   it("refuses --cluster with a SQLite database (exit 2, nothing written)", async () => {
-    const result = await run(["serve", "--cluster", "--db", path.join(dir, "single.db")])
+    const result = await run(["serve", "--cluster", "--db", path.join(suite.dir, "single.db")])
     assert.strictEqual(result.code, 2, result.stderr)
     assert.include(result.stderr, "--cluster needs a PostgreSQL database")
-    assert.isFalse(fs.existsSync(path.join(dir, "single.db")))
+    assert.isFalse(fs.existsSync(path.join(suite.dir, "single.db")))
   })
 
   it(
     "three runners, 12 runs submitted to one node, one runner SIGKILLed mid-way: every run completes, byte-identical to SQLite",
     async () => {
-      const db = await createDatabase(adminUrl())
-      databases.push(db)
-      const work = path.join(dir, "cluster")
-      fs.mkdirSync(work)
+      const { db, work } = await suite.workspace("cluster")
       // The first node migrates Quarry's and the cluster's tables; the others start on a migrated database.
-      nodes.push(await startNode(db, work))
-      nodes.push(...await Promise.all([startNode(db, work), startNode(db, work)]))
-      const [entry, victim] = [nodes[0]!, nodes[1]!]
+      suite.nodes.push(await startNode(db, work))
+      suite.nodes.push(...await Promise.all([startNode(db, work), startNode(db, work)]))
+      const [entry, victim] = [suite.nodes[0]!, suite.nodes[1]!]
 
       // The 300 shards are split over the three runners; each node says which runner it is.
       type Health = { cluster?: { runnerId: string; ownedShards: number; executing: Array<string> } }
       const health = async (node: Node) => ((await call(node, "GET", "/healthz")).json() as Health).cluster
       await until(
         async () => {
-          const all = await Promise.all(nodes.map(health))
+          const all = await Promise.all(suite.nodes.map(health))
           return all.every((c) => (c?.ownedShards ?? 0) > 0) && all.reduce((n, c) => n + c!.ownedShards, 0) === 300
         },
         60_000,
         "the shards to be balanced"
       )
-      for (const node of nodes) assert.strictEqual((await health(node))?.runnerId, `127.0.0.1:${node.runnerPort}`)
+      for (const node of suite.nodes) assert.strictEqual((await health(node))?.runnerId, `127.0.0.1:${node.runnerPort}`)
       const metrics = (await call(entry, "GET", "/metrics")).text
       assert.match(metrics, new RegExp(`quarry_cluster_owned_shards\\{runner="127.0.0.1:${entry.runnerPort}"\\} \\d+`))
 
@@ -116,12 +100,12 @@ describe("quarry serve --cluster", () => {
         assert.strictEqual(row.committed_batches, 67)
         assert.strictEqual(Number(row.n), 67)
         // The chained digest of the commits: the same as one uninterrupted run's, so no batch came twice.
-        assert.strictEqual(row.digest, reference.digest, row.id)
-        assert.strictEqual(sha256File(path.join(work, `${row.id}.ttl`)), reference.sha256, row.id)
+        assert.strictEqual(row.digest, suite.reference.digest, row.id)
+        assert.strictEqual(sha256File(path.join(work, `${row.id}.ttl`)), suite.reference.sha256, row.id)
       }
       await allExecutesAnswered(db)
       // The run JSON on any node says who executed it last (its lease is released at the end).
-      const shown = (await call(nodes[2]!, "GET", "/v1/runs/c0")).json() as { status: string }
+      const shown = (await call(suite.nodes[2]!, "GET", "/v1/runs/c0")).json() as { status: string }
       assert.strictEqual(shown.status, "completed")
     },
     400_000
@@ -130,15 +114,12 @@ describe("quarry serve --cluster", () => {
   it(
     "a SIGTERM rolling restart of every runner while runs execute: no batch extracted twice, every run completes",
     async () => {
-      const db = await createDatabase(adminUrl())
-      databases.push(db)
-      const work = path.join(dir, "rolling")
-      fs.mkdirSync(work)
+      const { db, work } = await suite.workspace("rolling")
       const callLog = path.join(work, "calls.log")
       const env = { QUARRY_TEST_CALL_LOG: callLog, QUARRY_TEST_EXTRACTOR_DELAY_MS: "100" }
       const live: Array<Node> = [await startNode(db, work, env)]
       live.push(...await Promise.all([startNode(db, work, env), startNode(db, work, env)]))
-      nodes.push(...live)
+      suite.nodes.push(...live)
 
       const ids = Array.from({ length: 12 }, (_, i) => `t${i}`)
       for (const runId of ids) await submitMobyDick(live[0]!, runId)
@@ -168,7 +149,7 @@ describe("quarry serve --cluster", () => {
         const exit = await target.child.exited
         assert.strictEqual(exit.code, 0, target.child.stderr)
         restarts++
-        nodes.push(await startNode(db, work, env))
+        suite.nodes.push(await startNode(db, work, env))
       }
 
       await until(
@@ -176,13 +157,13 @@ describe("quarry serve --cluster", () => {
         120_000,
         "every run to end"
       ).catch(async (error) => {
-        const logs = nodes.map((n) => n.child.stderr.split("\n").filter((l) => /WARN|ERROR/.test(l)).join("\n"))
+        const logs = suite.nodes.map((n) => n.child.stderr.split("\n").filter((l) => /WARN|ERROR/.test(l)).join("\n"))
         throw new Error(`${String(error)}: ${JSON.stringify(await runRows(db))}\n${logs.join("\n")}`)
       })
       for (const row of await runRows(db)) {
         assert.strictEqual(row.status, "completed", `${row.id}: ${JSON.stringify(row)}`)
-        assert.strictEqual(row.digest, reference.digest, row.id)
-        assert.strictEqual(sha256File(path.join(work, `${row.id}.ttl`)), reference.sha256, row.id)
+        assert.strictEqual(row.digest, suite.reference.digest, row.id)
+        assert.strictEqual(sha256File(path.join(work, `${row.id}.ttl`)), suite.reference.sha256, row.id)
       }
       await allExecutesAnswered(db)
       // All three original runners were restarted while they executed runs.

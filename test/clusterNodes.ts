@@ -4,9 +4,11 @@
  */
 import * as Postgres from "@quarry/testkit/Postgres"
 import * as fs from "node:fs"
-import { freePort } from "../packages/core/test/postgres.js"
+import * as path from "node:path"
+import { afterAll, beforeAll } from "vitest"
+import { createDatabase, dropDatabase, freePort } from "../packages/core/test/postgres.js"
 import { call, type Server, until } from "./serverProcess.js"
-import { mobyDick, start } from "./support.js"
+import { makeDir, mobyDick, referenceRun, removeDir, start } from "./support.js"
 
 /** Runs one statement on its own connection and answers its rows. */
 export const query = Postgres.query
@@ -110,3 +112,35 @@ export const allExecutesAnswered = (db: string) =>
     )
     throw new Error(`${String(error)}: ${JSON.stringify(open)}`)
   })
+
+/**
+ * What a cluster test file shares, set up before its tests and removed after them: a directory, the reference run
+ * (Moby-Dick by `referenceFlags`, straight through on SQLite in one process), and the nodes and databases its tests
+ * make (`nodes`, `workspace`).
+ */
+export const useClusterSuite = (adminUrl: () => string, referenceFlags: ReadonlyArray<string> = mobyDick.flags) => {
+  const databases: Array<string> = []
+  const suite = {
+    dir: "",
+    reference: { sha256: "", digest: "" },
+    nodes: [] as Array<Node>,
+    /** A fresh database and a fresh working directory `name` for one test. */
+    workspace: async (name: string) => {
+      const db = await createDatabase(adminUrl())
+      databases.push(db)
+      const work = path.join(suite.dir, name)
+      fs.mkdirSync(work)
+      return { db, work }
+    }
+  }
+  beforeAll(async () => {
+    suite.dir = makeDir()
+    suite.reference = await referenceRun(suite.dir, [], referenceFlags)
+  }, 120_000)
+  afterAll(async () => {
+    for (const node of suite.nodes) await stopNode(node)
+    for (const url of databases) await dropDatabase(adminUrl(), url)
+    removeDir(suite.dir)
+  }, 60_000)
+  return suite
+}

@@ -223,11 +223,15 @@ export const mobyDick = {
  * Runs Moby-Dick straight through with the test extractor (no delay) and answers with the artifact's SHA-256 and
  * the run's chained digest: what every interrupted and resumed run of the same plan must reproduce.
  */
-export const referenceRun = async (dir: string, extra: ReadonlyArray<string> = []) => {
+export const referenceRun = async (
+  dir: string,
+  extra: ReadonlyArray<string> = [],
+  flags: ReadonlyArray<string> = mobyDick.flags
+) => {
   const db = path.join(dir, "reference.db")
   const out = path.join(dir, "reference.ttl")
   const result = await run(
-    ["start", mobyDick.input, ...mobyDick.flags, ...extra, "--db", db, "--run-id", "reference", "--out", out],
+    ["start", mobyDick.input, ...flags, ...extra, "--db", db, "--run-id", "reference", "--out", out],
     { env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" } }
   )
   if (result.code !== 0) throw new Error(`reference run failed (${result.code}): ${result.stderr}`)

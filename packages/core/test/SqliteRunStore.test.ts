@@ -77,6 +77,19 @@ const assertRolledBack = (runId: RunId) =>
     assert.strictEqual(run.entityMentions, sum[0]!.n)
   })
 
+/** The store, with every `knownEntities` read recorded as `[from, before]`. */
+const recordingReads = (store: RunStore.RunStore["Type"]) => {
+  const reads: Array<[number, number]> = []
+  const recording: RunStore.RunStore["Type"] = {
+    ...store,
+    knownEntities: (runId, before, from) => {
+      reads.push([from ?? 0, before])
+      return store.knownEntities(runId, before, from)
+    }
+  }
+  return { reads, recording }
+}
+
 describe("SqliteRunStore", () => {
   it.scoped("a failure injected before the checkpoint write (hook) leaves neither row; a later execute is identical", () =>
     Effect.gen(function*() {
@@ -445,14 +458,7 @@ describe("SqliteRunStore concurrency", () => {
           attempts: 1,
           durationMs: 1
         })
-      const reads: Array<[number, number]> = []
-      const recording: RunStore.RunStore["Type"] = {
-        ...store,
-        knownEntities: (runId, before, from) => {
-          reads.push([from ?? 0, before])
-          return store.knownEntities(runId, before, from)
-        }
-      }
+      const { reads, recording } = recordingReads(store)
       const context = yield* KnownContext.make(recording, run.id)
       const expected = (before: number) =>
         Effect.map(store.knownEntities(run.id, before), (rows) => rows.map((e) => `${e.label}|${e.type}`))
@@ -491,14 +497,7 @@ describe("SqliteRunStore concurrency", () => {
         const output = syntheticOutput(batchIndex, batchIndex > 0 ? syntheticOutput(0).entities : [])
         yield* store.commitBatch({ runId: run.id, holder, batchIndex, output, attempts: 1, durationMs: 1 })
       }
-      const reads: Array<[number, number]> = []
-      const recording: RunStore.RunStore["Type"] = {
-        ...store,
-        knownEntities: (runId, before, from) => {
-          reads.push([from ?? 0, before])
-          return store.knownEntities(runId, before, from)
-        }
-      }
+      const { reads, recording } = recordingReads(store)
       const read = yield* RunStore.knownEntitiesReader(recording, run.id)
       // Concurrent batches ask out of order; earlier horizons come from memory.
       for (const horizon of [0, 1, 3, 2, 3, 7, 5, 12, 12]) {
