@@ -344,6 +344,8 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   readonly listRuns: (filter?: RunFilter) => Effect.Effect<ReadonlyArray<Run>, PersistenceError>
   /** How many runs have each status (every status present, 0 when none): one aggregate query, for metrics. */
   readonly countRuns: Effect.Effect<Readonly<Record<RunStatus, number>>, PersistenceError>
+  /** How many runs have `status`: a range of the status index, so cheap however many runs have other statuses. */
+  readonly countStatus: (status: RunStatus) => Effect.Effect<number, PersistenceError>
   readonly readInput: (runId: RunId) => Effect.Effect<string, RunNotFound | PersistenceError>
   readonly readOntologySource: (sha256: string) => Effect.Effect<Option.Option<string>, PersistenceError>
   /**

@@ -677,6 +677,21 @@ export const runStoreSuite = (
         })
       ))
 
+    it.scoped("countStatus counts the runs of one status, as countRuns does", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          for (const id of ["p-1", "p-2", "p-3"]) yield* store.createRun(newRun(id))
+          yield* take(store, RunId.make("p-2"), "me")
+          const counts = yield* store.countRuns
+          assert.deepStrictEqual(
+            [yield* store.countStatus("pending"), yield* store.countStatus("running")],
+            [2, 1]
+          )
+          assert.strictEqual(yield* store.countStatus("completed"), 0)
+          assert.deepStrictEqual([counts.pending, counts.running, counts.completed], [2, 1, 0])
+        })
+      ))
+
     it.scoped("listRuns pages by keyset over (createdAt, id), filtered by status, with no gap or repeat", () =>
       withStore((store) =>
         Effect.gen(function*() {

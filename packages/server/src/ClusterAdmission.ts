@@ -168,8 +168,8 @@ export const make = (local: LocalRuns, runnerId: string, maxQueuedRuns = Infinit
     )
     // The cluster's queue is its `pending` runs, wherever they were submitted (two nodes may pass the check at once).
     const refuseWhenFull = Effect.flatMap(
-      store.countRuns,
-      (counts) => counts.pending >= maxQueuedRuns ? Effect.fail(new QueueFull({ maxQueuedRuns })) : Effect.void
+      store.countStatus("pending"),
+      (pending) => pending >= maxQueuedRuns ? Effect.fail(new QueueFull({ maxQueuedRuns })) : Effect.void
     )
     // Persisted and not awaited: the message is stored before this returns, the owner answers it when the run ends.
     const sendExecute = (run: Run, execution: WorkflowManager.ExecutionOptions) =>

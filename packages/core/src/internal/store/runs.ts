@@ -117,6 +117,15 @@ export const make = (ctx: StoreContext) => {
     persistence("countRuns")
   )
 
+  // A count over the `(status, created_at)` index's range of one status: what a queue check needs, whatever the
+  // number of ended runs (`countRuns` reads every run's index entry).
+  const countStatus = (status: RunStatus) =>
+    SqlSchema.findAll({
+      Request: RunStatus,
+      Result: Schema.Struct({ n: Schema.Number }),
+      execute: (status) => sql`SELECT CAST(COUNT(*) AS INTEGER) AS n FROM runs WHERE status = ${status}`
+    })(status).pipe(Effect.map((rows) => rows[0]?.n ?? 0), persistence("countStatus"))
+
   const readInput = (runId: RunId) =>
     retryDisconnects(sql<{ text: string }>`SELECT text FROM run_inputs WHERE run_id = ${runId}`).pipe(
       Effect.flatMap((rows) =>
@@ -214,6 +223,7 @@ export const make = (ctx: StoreContext) => {
     getRun: (runId: RunId) => retryDisconnects(getRun(runId)).pipe(persistence("getRun")),
     listRuns,
     countRuns,
+    countStatus,
     readInput,
     readOntologySource,
     requestCancel,
