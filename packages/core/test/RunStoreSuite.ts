@@ -821,7 +821,11 @@ export const runStoreSuite = (
             })
             yield* ws.add({
               entities: [entity(3, "Ελένη"), entity(4, "ahab")],
-              mentions: [{ entity_key: key("ελένη"), start: 20, end: 25 }],
+              mentions: [{ entity_key: key("ελένη"), start: 20, end: 25 }, {
+                entity_key: key("ahab"),
+                start: 9,
+                end: 13
+              }],
               relations: [
                 {
                   ord: 1,
@@ -850,7 +854,14 @@ export const runStoreSuite = (
             const rest = yield* ws.entities(second[second.length - 1]!.ord, 2)
             const mentions = yield* ws.mentions([key("ahab"), key("ελένη")])
             const relations = yield* ws.relations(-1, 10)
-            return { entities: [...first, ...second, ...rest], mentions, relations }
+            // Pages added after the first read still count, each mention once.
+            yield* ws.add({
+              entities: [],
+              mentions: [{ entity_key: key("ahab"), start: 2, end: 3 }, { entity_key: key("ahab"), start: 0, end: 4 }],
+              relations: []
+            })
+            const later = yield* ws.mentions([key("ahab")])
+            return { entities: [...first, ...second, ...rest], mentions, later, relations }
           }))
           assert.deepStrictEqual(pages.entities.map((e) => [e.ord, e.label, e.attributes]), [
             [0, "Ahab", "{\"n\":\"0\"}"],
@@ -863,6 +874,7 @@ export const runStoreSuite = (
             [[0, 4], [9, 13]]
           )
           assert.deepStrictEqual(pages.mentions.filter((m) => m.entity_key === key("ελένη")).length, 1)
+          assert.deepStrictEqual(pages.later.map((m) => [m.start, m.end]), [[0, 4], [2, 3], [9, 13]])
           assert.deepStrictEqual(pages.relations.map((r) => [r.ord, r.subject_key, r.object_key, r.object_value]), [
             [0, key("ahab"), key("田中優子"), null],
             [1, key("ελένη"), null, "Ελένη 😀"]

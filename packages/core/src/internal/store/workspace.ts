@@ -41,9 +41,10 @@ const createSqlite = (sql: SqlClient.SqlClient, suffix: string) => {
     sql`CREATE TEMP TABLE ${sql(t.entities)} (
       entity_key TEXT PRIMARY KEY, ord INTEGER NOT NULL UNIQUE, label TEXT NOT NULL, type TEXT NOT NULL,
       attributes TEXT NOT NULL)`,
-    sql`CREATE TEMP TABLE ${sql(t.mentions)} (
-      entity_key TEXT NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
-      PRIMARY KEY (entity_key, start, "end")) WITHOUT ROWID`,
+    // No key while the first pass appends: its index is built once, sorted, before the first read (`indexMentions`).
+    sql`CREATE TEMP TABLE ${
+      sql(t.mentions)
+    } (entity_key TEXT NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL)`,
     sql`CREATE TEMP TABLE ${sql(t.relations)} (
       ord INTEGER NOT NULL UNIQUE, subject_key TEXT NOT NULL, predicate TEXT NOT NULL, object_key TEXT,
       object_value TEXT, object_datatype TEXT, object_language TEXT, identity TEXT PRIMARY KEY)`
@@ -131,7 +132,7 @@ export const make = (ctx: StoreContext) => {
     // One statement per table and page: the rows travel as one JSON array of arrays, which SQLite (`json_each`) and
     // PostgreSQL (`json_array_elements`) unpack in order, so the first row of a key still wins. Binding every value
     // of a multi-row VALUES list made the statement compiler the merge's largest allocator (docs/benchmarks.md, 2).
-    const insert = (table: keyof typeof columns, rows: Rows, conflict: string) => {
+    const insert = (table: keyof typeof columns, rows: Rows, conflict: string | undefined) => {
       if (rows.length === 0) return Effect.void
       const cols = columns[table]
       const hex = (value: unknown) => typeof value === "string" ? Buffer.from(value, "utf8").toString("hex") : value
@@ -144,9 +145,21 @@ export const make = (ctx: StoreContext) => {
         pg: () => sql`json_array_elements(${json}::json) WITH ORDINALITY AS rows (value, n) ORDER BY n`,
         orElse: () => sql`json_each(${json}) WHERE true`
       })
-      return sql`INSERT INTO ${sql(t[table])} (${columnList}) SELECT ${values} FROM ${source}
-        ON CONFLICT (${sql.literal(conflict)}) DO NOTHING`
+      const onConflict = conflict === undefined
+        ? sql.literal("")
+        : sql`ON CONFLICT (${sql.literal(conflict)}) DO NOTHING`
+      return sql`INSERT INTO ${sql(t[table])} (${columnList}) SELECT ${values} FROM ${source} ${onConflict}`
     }
+    // SQLite's mentions arrive in batch order, keyed by entity: inserted into a keyed B-tree they land at random
+    // places, which outgrew the workspace's cache and spent about 37 s of a 100,000-batch JSON Lines merge. They are
+    // appended unkeyed instead and indexed in one sort before the first read; duplicates are dropped on reading.
+    let mentionsIndexed = isPg
+    const indexMentions = Effect.suspend(() =>
+      mentionsIndexed ?
+        Effect.void :
+        sql`CREATE INDEX IF NOT EXISTS ${sql(`${t.mentions}_by_key`)} ON ${sql(t.mentions)} (entity_key, start, "end")`
+          .pipe(Effect.tap(() => (mentionsIndexed = true)))
+    )
     // Inserts that keep the first row of each key are idempotent: a broken connection is retried. They need no
     // transaction (scratch tables: a failed insert fails the merge, and the scope drops them), and one cost memory:
     // each `withTransaction` left objects in V8's old generation, and the page's rows with them, which made the
@@ -154,7 +167,7 @@ export const make = (ctx: StoreContext) => {
     const add = (page: RunStore.WorkspacePage) =>
       Effect.all([
         retryDisconnects(insert("entities", page.entities, "entity_key")),
-        retryDisconnects(insert("mentions", page.mentions, "entity_key, start, \"end\"")),
+        retryDisconnects(insert("mentions", page.mentions, isPg ? "entity_key, start, \"end\"" : undefined)),
         retryDisconnects(insert("relations", page.relations, "identity"))
       ], { discard: true }).pipe(persistence("mergeWorkspace.add"))
     const entities = (afterOrd: number, limit: number) =>
@@ -167,8 +180,14 @@ export const make = (ctx: StoreContext) => {
         persistence("mergeWorkspace.entities")
       )
     const mentions = (keys: ReadonlyArray<string>) =>
-      retryDisconnects(sql<RunStore.WorkspaceMention>`SELECT entity_key, start, "end" FROM ${sql(t.mentions)}
-        WHERE entity_key IN ${sql.in(keys.map(key))} ORDER BY entity_key, start, "end"`).pipe(
+      Effect.zipRight(
+        indexMentions,
+        retryDisconnects(
+          sql<RunStore.WorkspaceMention>`SELECT DISTINCT entity_key, start, "end" FROM ${
+            sql(t.mentions)
+          } WHERE entity_key IN ${sql.in(keys.map(key))} ORDER BY entity_key, start, "end"`
+        )
+      ).pipe(
         Effect.map((rows) => isPg ? rows.map((r) => ({ ...r, entity_key: text(r.entity_key) })) : rows),
         persistence("mergeWorkspace.mentions")
       )
