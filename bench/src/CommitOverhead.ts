@@ -317,6 +317,29 @@ const section = (config: Config, data: Data): Report.Section => {
       "formed no groups (each batch came back from its post-extraction yield one scheduler turn after the one before " +
       "it, so it was alone at its turn); the batch whose turn it is now gives the scheduler up to concurrency - 1 " +
       "turns first (never a wait for a running extractor, nothing at concurrency 1).",
+      "Where a commit's time goes, timed inside `commitBatch` by hand (2026-12-06, quiet machine, tmpfs, wall time " +
+      "per batch of the store loop): encoding, hashing and deflating before the transaction 525 µs to 630 µs (in this " +
+      "loop that includes the output check, which the engine runs at extraction), from the transaction's start to its " +
+      "body 157 µs to 174 µs, the fence read 106 µs to 119 µs, the batch row 85 µs, the entity rows 435 µs to 480 µs " +
+      "(SQLite's own part 303 µs), the checkpoint row 81 µs, the progress update about 95 µs, from COMMIT to the end " +
+      "340 µs to 390 µs. Each `@effect/sql` statement costs 50 µs to 70 µs there beyond SQLite's own work.",
+      "Three ways to close the gap were tried the same day and not kept, measured against the same build in one " +
+      "process (rounds alternating). (1) A better-sqlite3 connection of Quarry's own under `@effect/sql`, with " +
+      "prepared statements in a plain LRU map and BEGIN and COMMIT prepared once (instead of " +
+      "`@effect/sql-sqlite-node`'s Effect `Cache` lookup per statement): one statement in a transaction cost 12.7 µs " +
+      "against 11.6 µs before, and commitBatch 1.03x the CPU. The cost is `@effect/sql`'s statement machinery " +
+      "(fiber references, span, compile), not the driver: a statement run on the transaction's connection directly " +
+      "costs 2.7 µs to 3.5 µs. (2) The entity rows as one JSON parameter read by `json_each` in one constant statement, " +
+      "instead of a multi-row insert of 250 parameters: commitBatch 1.02x and 1.07x the CPU in two runs. (3) An " +
+      "experiment outside `@effect/sql`, which this issue rules out: the commit's statements as prepared better-sqlite3 " +
+      "statements in one synchronous step from BEGIN IMMEDIATE to COMMIT under the client's permit. commitBatch fell " +
+      "to 1,250 µs to 1,590 µs wall and 970 µs to 1,150 µs CPU per batch (from 1,910 µs to 2,180 µs and 1,610 µs to " +
+      "1,700 µs); the engine at concurrency 1 to 1,530 µs to 1,910 µs wall and 1,360 µs to 1,630 µs CPU (from 2,150 µs " +
+      "to 2,250 µs and 1,940 µs to 2,110 µs), against raw's 975 µs to 1,020 µs and 610 µs to 630 µs: 1.5x to 2.0x wall " +
+      "and 2.2x to 2.7x CPU. So P1 stays out of reach even without `@effect/sql` on the commit path: the workflow's " +
+      "own runtime work around each batch (the extraction call, output check, ordered stream, events: 280 µs to " +
+      "480 µs of CPU, the engine's CPU minus commitBatch's in the same runs) is half to three quarters of raw's whole " +
+      "cost.",
       "At concurrency 1 nothing can be grouped: a batch keeps its concurrency slot until it is committed (at most " +
       "`concurrency` batches are ever extracted and not committed), so the next batch is extracted only after the " +
       "commit. The gap there is the per-statement and runtime overhead above, and SQLite slowed by it."
