@@ -102,7 +102,9 @@ export const MergeRequest = Schema.Struct({
   runId: Schema.String,
   out: Schema.String,
   /** Keep V8's defaults instead of the `quarry` process's own flags (a child only). */
-  v8Defaults: Schema.optional(Schema.Boolean)
+  v8Defaults: Schema.optional(Schema.Boolean),
+  /** The artifact's format; Turtle unless given. JSON Lines also collects every entity's mentions. */
+  format: Schema.optional(Schema.Literal("turtle", "jsonl"))
 })
 
 /**
@@ -121,6 +123,8 @@ export interface Data {
     readonly artifactBytes: number
     /** One more isolated merge with V8's defaults (no `quarry` flags), when isolated. */
     readonly v8Defaults: MergeSample | undefined
+    /** One more isolated merge to JSON Lines (entities with their mentions), when isolated. */
+    readonly jsonl: MergeSample | undefined
   }>
   /** `k` in time ∝ batches^k between the smallest and the largest size (1 is linear). */
   readonly exponent: number
@@ -183,7 +187,7 @@ export const mergeOnce = (request: typeof MergeRequest.Type) =>
       yield* Stats.collectGarbage
       const rssBeforeKb = process.memoryUsage().rss / 1024
       const [artifact, ms] = yield* Stats.timed(
-        Merge.merge({ runId, path: request.out, format: "turtle", ontology: Option.none() })
+        Merge.merge({ runId, path: request.out, format: request.format ?? "turtle", ontology: Option.none() })
       )
       const sample: MergeSample = {
         ms,
@@ -294,9 +298,17 @@ export const run = (config: Config) =>
           MergeSample
         ) :
         undefined
+      const jsonl = config.isolate ?
+        yield* Child.run(
+          "merge",
+          { file, runId, out: path.join(dir, `merge-${batches}.jsonl`), format: "jsonl" },
+          MergeSample
+        ) :
+        undefined
       sizes.push({
         batches,
         v8Defaults,
+        jsonl,
         time: Stats.summarize(samples.map((s) => s.ms)),
         maxRssMb: Stats.summarize(samples.map((s) => s.maxRssKb / 1024)),
         rssBeforeMb: Stats.summarize(samples.map((s) => s.rssBeforeKb / 1024)),
@@ -394,7 +406,8 @@ const section = (config: Config, data: Data): Report.Section => {
     method: `Runs of ${data.sizes.map((s) => Stats.int(s.batches)).join(", ")} committed batches of synthetic ` +
       `outputs (${Synthetic.small.entities} entity mentions, half of them recurring entities, and ` +
       `${Synthetic.small.relations} relations per batch), filled through a raw writer that stores exactly what ` +
-      "`commitBatch` stores, then merged to Turtle by `Merge.merge`" +
+      "`commitBatch` stores, then merged to Turtle by `Merge.merge` (and once more per size to JSON Lines, whose " +
+      "entity lines carry their mentions, when isolated)" +
       (config.isolate ?
         ", each merge in a fresh child process (`node bench/dist/main.js --child merge`) so that its peak RSS " +
         "(`VmHWM` from `/proc/self/status`) is the merge's own." :
@@ -412,7 +425,8 @@ const section = (config: Config, data: Data): Report.Section => {
           "RSS before merge",
           "V8 heap after merge",
           "V8 defaults (no quarry flags): time, peak RSS",
-          "Artifact"
+          "Artifact",
+          "JSON Lines with mentions: time, peak RSS, artifact"
         ],
         rows: data.sizes.map((s) => [
           Stats.int(s.batches),
@@ -424,7 +438,12 @@ const section = (config: Config, data: Data): Report.Section => {
           s.v8Defaults === undefined ?
             "—" :
             `${Stats.ms(s.v8Defaults.ms)}, ${Stats.num(s.v8Defaults.maxRssKb / 1024, 0)} MB`,
-          Stats.bytes(s.artifactBytes)
+          Stats.bytes(s.artifactBytes),
+          s.jsonl === undefined ?
+            "—" :
+            `${Stats.ms(s.jsonl.ms)}, ${Stats.num(s.jsonl.maxRssKb / 1024, 0)} MB, ${
+              Stats.bytes(s.jsonl.artifactBytes)
+            }`
         ])
       },
       {
