@@ -15,6 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as path from "node:path"
+import { monitorEventLoopDelay } from "node:perf_hooks"
 import * as Harness from "./Harness.js"
 import type * as Report from "./Report.js"
 import * as Stats from "./Stats.js"
@@ -63,6 +64,9 @@ export interface Data {
   readonly p95: number
   readonly p99: number
   readonly max: number
+  /** The event loop's delay while the runs ran (ms): how late a heartbeat's timer or a signal gets through. */
+  readonly loopDelayP99: number
+  readonly loopDelayMax: number
   readonly failures: ReadonlyArray<string>
 }
 
@@ -109,6 +113,7 @@ export const run = (config: Config) =>
     let failed = 0
     const throughput: Array<number> = []
     const wall: Array<number> = []
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 })
     for (let r = 0; r < config.repeats; r++) {
       const file = path.join(dir, `many-${r}.db`)
       const layer = WorkflowManager.layer().pipe(
@@ -120,6 +125,7 @@ export const run = (config: Config) =>
           const manager = yield* WorkflowManager.WorkflowManager
           yield* Stats.collectGarbage
           const start = performance.now()
+          loopDelay.enable()
           const handles = yield* Effect.forEach(
             Array.from({ length: config.runs }, (_, i) => i),
             (i) =>
@@ -136,6 +142,7 @@ export const run = (config: Config) =>
             concurrency: "unbounded"
           })
           const elapsed = performance.now() - start
+          loopDelay.disable()
           for (const result of results) {
             if (Either.isRight(result) && result.right.status === "completed") {
               completed++
@@ -163,6 +170,8 @@ export const run = (config: Config) =>
       p95: Stats.percentile(sorted, 95),
       p99: Stats.percentile(sorted, 99),
       max: sorted[sorted.length - 1] ?? NaN,
+      loopDelayP99: loopDelay.percentile(99) / 1e6,
+      loopDelayMax: loopDelay.max / 1e6,
       failures
     }
     return { section: section(config, data), data } satisfies Report.Result<Data>
@@ -186,7 +195,8 @@ const section = (config: Config, data: Data): Report.Section => {
         ["Wall time per repeat", Stats.range(data.wall)],
         ["Commits timed", Stats.int(data.commits)],
         ["Commit latency p50 / p95 / p99 / max", [data.p50, data.p95, data.p99, data.max].map(Stats.ms).join(" / ")],
-        ["Busy/locked errors", Stats.int(data.busyOrLocked)]
+        ["Busy/locked errors", Stats.int(data.busyOrLocked)],
+        ["Event loop delay p99 / max", [data.loopDelayP99, data.loopDelayMax].map(Stats.ms).join(" / ")]
       ]
     }],
     targets: [{
@@ -200,7 +210,10 @@ const section = (config: Config, data: Data): Report.Section => {
     notes: [
       "All runs share one connection (the SQLite client serialises transactions in process), so commits queue " +
       "rather than collide: the p99 is mostly waiting for other runs' transactions, and no statement ever meets " +
-      "SQLITE_BUSY. Several processes on one file would rely on `busy_timeout` instead."
+      "SQLITE_BUSY. Several processes on one file would rely on `busy_timeout` instead.",
+      "The event loop's delay (`monitorEventLoopDelay`, 10 ms resolution, over every repeat while its runs ran) is " +
+      "how late a lease heartbeat's timer, an HTTP request or a signal is served: the fair scheduler " +
+      "(`FairScheduler.shared`, one for the whole process) lets the loop turn every 25 ms of the process's work."
     ]
   }
 }

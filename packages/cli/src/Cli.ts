@@ -134,7 +134,7 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
     Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))),
     Logger.withMinimumLogLevel(LogLevel.Warning),
     // Heartbeats and signals must get through while a run does synchronous work.
-    Effect.withScheduler(FairScheduler.make())
+    Effect.withScheduler(FairScheduler.shared)
   )
 
 /**

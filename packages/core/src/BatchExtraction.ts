@@ -225,7 +225,7 @@ export const makeServer = Effect.gen(function*() {
   // As in `Workflow.execute`: a synchronous extractor (the offline one) must let the event loop turn, or the runner's
   // timers starve (its shard locks expired under a served offline batch, and the runner lost its shards).
   return (request: Request): Effect.Effect<Reply, ExtractionRefused> =>
-    Effect.withScheduler(serve(request), FairScheduler.make())
+    Effect.withScheduler(serve(request), FairScheduler.shared)
 })
 
 const where = (request: Request) => ({ runId: request.runId, batchIndex: request.batchIndex })

@@ -657,7 +657,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
     Effect.onExit((exit) => recordExit(lease, exit)),
     // Synchronous extractors and SQLite calls would otherwise starve the event loop: the heartbeat's timer would
     // not fire (the lease would expire under a live run) and signals would wait until the run suspends.
-    Effect.withScheduler(FairScheduler.make())
+    Effect.withScheduler(FairScheduler.shared)
   )
 }, (effect, runId) =>
   // The run id on this span and on every span under it (exported when tracing is on).
