@@ -291,20 +291,16 @@ export const run = (config: Config) =>
       for (let r = 0; r < repeats; r++) {
         samples.push(yield* measureOnce(file, runId, path.join(dir, `merge-${batches}.ttl`)))
       }
-      const v8Defaults = config.isolate && config.v8Defaults ?
-        yield* Child.run(
-          "merge",
-          { file, runId, out: path.join(dir, `merge-${batches}.ttl`), v8Defaults: true },
-          MergeSample
-        ) :
-        undefined
-      const jsonl = config.isolate ?
-        yield* Child.run(
-          "merge",
-          { file, runId, out: path.join(dir, `merge-${batches}.jsonl`), format: "jsonl" },
-          MergeSample
-        ) :
-        undefined
+      // One more merge in a child of its own, isolated mode only.
+      const once = (wanted: boolean, request: Omit<typeof MergeRequest.Type, "file" | "runId">) =>
+        config.isolate && wanted ?
+          Child.run("merge", { file, runId, ...request }, MergeSample) :
+          Effect.succeed(undefined)
+      const v8Defaults = yield* once(config.v8Defaults, {
+        out: path.join(dir, `merge-${batches}.ttl`),
+        v8Defaults: true
+      })
+      const jsonl = yield* once(true, { out: path.join(dir, `merge-${batches}.jsonl`), format: "jsonl" })
       sizes.push({
         batches,
         v8Defaults,
@@ -387,6 +383,13 @@ const memoryNote = (sizes: Data["sizes"], bounded: boolean): string => {
   return head + cause + (bounded ? "" : " The default peak is above the 1.3x target.")
 }
 
+/** One extra merge's time and peak RSS (and artifact size), or a dash when it did not run. */
+const sampleCell = (sample: MergeSample | undefined, withArtifact = false): string =>
+  sample === undefined ?
+    "—" :
+    `${Stats.ms(sample.ms)}, ${Stats.num(sample.maxRssKb / 1024, 0)} MB` +
+    (withArtifact ? `, ${Stats.bytes(sample.artifactBytes)}` : "")
+
 const section = (config: Config, data: Data): Report.Section => {
   const first = data.sizes[0]!
   const last = data.sizes[data.sizes.length - 1]!
@@ -435,15 +438,9 @@ const section = (config: Config, data: Data): Report.Section => {
           Stats.range(s.maxRssMb, (v) => `${Stats.num(v, 0)} MB`),
           `${Stats.num(s.rssBeforeMb.median, 0)} MB`,
           `${Stats.num(s.heapTotalMb.median, 0)} MB`,
-          s.v8Defaults === undefined ?
-            "—" :
-            `${Stats.ms(s.v8Defaults.ms)}, ${Stats.num(s.v8Defaults.maxRssKb / 1024, 0)} MB`,
+          sampleCell(s.v8Defaults),
           Stats.bytes(s.artifactBytes),
-          s.jsonl === undefined ?
-            "—" :
-            `${Stats.ms(s.jsonl.ms)}, ${Stats.num(s.jsonl.maxRssKb / 1024, 0)} MB, ${
-              Stats.bytes(s.jsonl.artifactBytes)
-            }`
+          sampleCell(s.jsonl, true)
         ])
       },
       {

@@ -12,9 +12,7 @@ import * as EntityId from "@effect/cluster/EntityId"
 import * as MessageStorage from "@effect/cluster/MessageStorage"
 import * as ShardId from "@effect/cluster/ShardId"
 import * as Sharding from "@effect/cluster/Sharding"
-import type * as SqlClient from "@effect/sql/SqlClient"
 import { InvalidRunState } from "@quarry/core/Errors"
-import type * as Extractor from "@quarry/core/Extractor"
 import type { Run, RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
@@ -159,7 +157,7 @@ export const make = (local: LocalRuns, runnerId: string, maxQueuedRuns = Infinit
   Effect.gen(function*() {
     const sharding = yield* Sharding.Sharding
     const store = yield* RunStore
-    const context = yield* Effect.context<RunStore | Extractor.Registry | SqlClient.SqlClient>()
+    const context = yield* Effect.context<Workflow.ExecuteRequirements>()
     const client = yield* ClusterRun.QuarryRun.client
     const draining = local.draining
     const refuseWhenDraining = Effect.flatMap(
@@ -271,5 +269,5 @@ const drain = (local: LocalRuns) =>
 export const layer = (local: LocalRuns, runnerId: string, maxQueuedRuns?: number): Layer.Layer<
   Admission,
   never,
-  RunStore | Extractor.Registry | SqlClient.SqlClient | Sharding.Sharding | MessageStorage.MessageStorage
+  Workflow.ExecuteRequirements | Sharding.Sharding | MessageStorage.MessageStorage
 > => Layer.scoped(Admission, make(local, runnerId, maxQueuedRuns))
