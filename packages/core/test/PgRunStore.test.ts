@@ -224,6 +224,28 @@ import * as Fiber from "effect/Fiber"
       assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 0)
     }))
 
+  // As under SIGSTOP: the whole process, event loop included, stands still inside the transaction. The server ends the
+  // idle session meanwhile, and on waking the commit's next statement is answered by that FATAL (25P03), not by a
+  // closed socket.
+  it.scopedLive("a commit whose process froze past the idle-in-transaction timeout is retried on a new session and lands once", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase(adminUrl())
+      const database = yield* Layer.build(PgDatabase.layer(url, { idleInTransactionTimeoutMs: 200 }))
+      let frozen = 0
+      const store = yield* SqlRunStore.make({
+        beforeCheckpoint: () =>
+          Effect.sync(() => {
+            if (frozen++ === 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1_000)
+          })
+      }).pipe(Effect.provide(database))
+      const run = yield* store.createRun(newRun("frozen-process"))
+      const holder = Option.getOrThrow((yield* store.claim(run.id, "only", 60_000)).holder)
+      const committed = yield* store.commitBatch(batchCommit(run.id, holder, 0))
+      assert.strictEqual(frozen, 2, "the frozen attempt failed and a second one ran")
+      assert.strictEqual(committed.committedBatches, 1)
+      assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 1)
+    }))
+
   it.scopedLive("recordAttempt whose session is terminated (pg_terminate_backend) is retried and lands once", () =>
     Effect.gen(function*() {
       const url = yield* freshDatabase(adminUrl())

@@ -31,19 +31,24 @@ export const persistence = (operation: string) => <A, E, R>(effect: Effect.Effec
     (cause) => new PersistenceError({ operation, cause })
   ).pipe(failOnSqlDefect((cause) => new PersistenceError({ operation, cause })))
 
-const disconnectCodes = new Set(["57P01", "57P02", "57P03", "ECONNRESET", "EPIPE", "ECONNREFUSED"])
+const disconnectCodes = new Set(["57P01", "57P02", "57P03", "25P03", "25P04", "ECONNRESET", "EPIPE", "ECONNREFUSED"])
 
 /**
  * True for a failure of the connection itself, not of the statement: PostgreSQL terminated the session
- * (`pg_terminate_backend`, a restart, a failover: SQLSTATE 57P0x or class 08) or the socket broke. The pool opens a
- * new connection for the next statement. SQLite never fails this way.
+ * (`pg_terminate_backend`, a restart, a failover: SQLSTATE 57P0x or class 08; an idle-in-transaction or transaction
+ * timeout: 25P03, 25P04; any error of severity FATAL ends the session) or the socket broke. The pool opens a new
+ * connection for the next statement. SQLite never fails this way.
+ *
+ * A process frozen inside a transaction (SIGSTOP, a paused VM) wakes to the server's FATAL as the answer to its next
+ * statement, not to a closed socket: that too is a disconnect, so that the retry meets the fence.
  */
 const isDisconnect = (e: unknown): boolean => {
   if (!isSqlError(e) || typeof e !== "object" || e === null || !("cause" in e)) return false
   const cause = e.cause
   if (!(cause instanceof Error)) return false
   const code = "code" in cause && typeof cause.code === "string" ? cause.code : ""
-  return disconnectCodes.has(code) || code.startsWith("08") ||
+  const fatal = "severity" in cause && cause.severity === "FATAL"
+  return fatal || disconnectCodes.has(code) || code.startsWith("08") ||
     /Connection terminated|not queryable/i.test(cause.message)
 }
 
