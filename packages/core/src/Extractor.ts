@@ -13,6 +13,7 @@ import type * as Compensation from "./Compensation.js"
 import { ExtractorError, UnknownExtractor } from "./Errors.js"
 import type { PersistenceError } from "./Errors.js"
 import * as CanonicalJson from "./internal/canonicalJson.js"
+import * as internalLanguageTag from "./internal/languageTag.js"
 import * as internalUsage from "./internal/usage.js"
 import type { Ontology } from "./Ontology.js"
 import type { RunId } from "./Run.js"
@@ -75,7 +76,7 @@ export type EntityRef = typeof EntityRef.Type
  * @since 0.1.0
  * @category models
  */
-export const languageTagPattern = /^[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*$/u
+export const languageTagPattern = internalLanguageTag.pattern
 
 /**
  * @since 0.1.0
@@ -288,11 +289,8 @@ const encodeOutputEffect = Schema.encode(Schema.parseJson(BatchOutput))
 // immutable values, so the bytes stay those of the output.
 const checkedJson = new WeakMap<BatchOutput, string>()
 
-const isBatchOutput = Schema.is(BatchOutput)
-
-/** The canonical JSON without a Schema encode when the output is well formed; `undefined` when it is not. */
-const fastJson = (output: BatchOutput): string | undefined =>
-  isBatchOutput(output) ? CanonicalJson.write(output) : undefined
+/** The canonical JSON without a Schema check or encode when the output is plainly well formed; else `undefined`. */
+const fastJson = (output: BatchOutput): string | undefined => CanonicalJson.write(output)
 
 /**
  * The canonical JSON of an output (`encodeOutput`): the bytes `checkOutput` encoded when it returned this very

@@ -2,7 +2,25 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Extractor from "@quarry/core/Extractor"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as FastCheck from "effect/FastCheck"
 import * as Schema from "effect/Schema"
+
+/** `output` with the value at one of its paths (the `pick`-th, cyclically, root excluded) replaced by `value`. */
+const replaced = (output: Extractor.BatchOutput, value: unknown, pick: number): Extractor.BatchOutput => {
+  const copy = structuredClone(output) as unknown as Record<string, unknown>
+  const slots: Array<[Record<string, unknown>, string]> = []
+  const visit = (node: unknown) => {
+    if (typeof node !== "object" || node === null) return
+    for (const key of Object.keys(node)) {
+      slots.push([node as Record<string, unknown>, key])
+      visit((node as Record<string, unknown>)[key])
+    }
+  }
+  visit(copy)
+  const [parent, key] = slots[pick % slots.length]!
+  parent[key] = value
+  return copy as unknown as Extractor.BatchOutput
+}
 
 const withLanguage = (language: string): Extractor.BatchOutput => ({
   entities: [],
@@ -76,6 +94,54 @@ describe("Extractor.checkOutput", () => {
     },
     { fastCheck: { numRuns: 300 } }
   )
+
+  // The hand-written path vouches for an output without any Schema check: wherever one value is wrong, it must refuse
+  // exactly what the Schema encode and decode refuse, and write their bytes for the rest.
+  it.prop(
+    "with one value anywhere replaced by any value: accepts and writes exactly as the Schema encode and decode",
+    [Extractor.BatchOutput, FastCheck.anything({ withSparseArray: true }), FastCheck.nat()],
+    ([valid, replacement, pick]) => {
+      const output = replaced(valid, replacement, pick)
+      const expected = schemaCheck(output)
+      const checked = Effect.runSync(Effect.either(Extractor.checkOutput("prop", 0)(output)))
+      assert.strictEqual(Either.isRight(checked), Either.isRight(expected))
+      if (Either.isRight(checked) && Either.isRight(expected)) {
+        assert.strictEqual(Extractor.canonicalJson(checked.right), expected.right)
+      }
+    },
+    { fastCheck: { numRuns: 1000 } }
+  )
+
+  it.effect("refuses what JSON or the schema cannot carry, as the Schema path does", () =>
+    Effect.gen(function*() {
+      const mention = {
+        label: "Pip",
+        type: "http://xmlns.com/foaf/0.1/Person",
+        span: { start: 1, end: 4 },
+        confidence: 0.5,
+        attributes: {}
+      }
+      const sparse: Array<typeof mention> = [mention]
+      sparse.length = 2
+      const wrong: ReadonlyArray<unknown> = [
+        { entities: sparse, relations: [] },
+        { entities: [{ ...mention, span: { start: 1.5, end: 4 } }], relations: [] },
+        { entities: [{ ...mention, span: { start: 2 ** 53, end: 4 } }], relations: [] },
+        { entities: [{ ...mention, confidence: Number.POSITIVE_INFINITY }], relations: [] },
+        { entities: [{ ...mention, attributes: ["x"] }], relations: [] },
+        { entities: [{ ...mention, attributes: { a: 1 } }], relations: [] },
+        { entities: [], relations: [], usage: null },
+        { entities: [], relations: [], usage: { requests: 1, promptTokens: 2, completionTokens: 0.5 } },
+        { entities: [], relations: [{ ...withLanguage("en").relations[0]!, subject: { label: "a", type: "b" } }] },
+        { entities: [], relations: [{ ...withLanguage("en").relations[0]!, object: { _tag: "Other", value: "v" } }] },
+        { entities: {}, relations: [] }
+      ]
+      for (const output of wrong) {
+        const error = yield* Effect.flip(Extractor.checkOutput("llm", 1)(output as Extractor.BatchOutput))
+        assert.include(error.message, "does not match the batch output schema", JSON.stringify(output))
+        assert.isTrue(Either.isLeft(schemaCheck(output as Extractor.BatchOutput)))
+      }
+    }))
 
   it.effect("drops excess keys and undefined optional fields as the Schema encoding does, and refuses NaN", () =>
     Effect.gen(function*() {

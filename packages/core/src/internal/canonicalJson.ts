@@ -1,69 +1,115 @@
 /**
  * The canonical JSON of a batch output written by hand: the bytes `Schema.encode` of `BatchOutput` followed by
- * `JSON.stringify` gives (keys in schema order, excess keys dropped, absent optional fields left out), for an output
- * that `Schema.is(BatchOutput)` accepted. A Schema encode and decode of a 10 KB output cost about 400 µs of CPU, a
- * tenth of an engine commit (docs/benchmarks.md, section 1); this costs about a tenth of that. A test compares it
- * with the Schema encoding on generated outputs, so a change of the schema that this misses fails there.
+ * `JSON.stringify` gives (keys in schema order, excess keys dropped, absent optional fields left out). A Schema encode
+ * and decode of a 10 KB output cost about 400 µs of CPU, a tenth of an engine commit (docs/benchmarks.md, section 1);
+ * this costs about a tenth of that.
+ *
+ * It checks each value as it writes it, against the same rules as the schema, so that no `Schema.is` runs first: that
+ * check cost more than the writing (about 60 µs for a 10 KB output) and allocated about 180 KB per batch, a third of
+ * a commit's garbage. It vouches only for what it can check plainly; anything else (a wrong type, a number JSON cannot
+ * carry, a sparse array) is left to the Schema path, which either accepts the output or names what is wrong. A test
+ * compares it with the Schema encode and decode on generated outputs, so a change of the schema that this misses
+ * fails there.
  */
-import type { BatchOutput, EntityMention, Literal, RelationMention, Span, Usage } from "../Extractor.js"
+import type { BatchOutput } from "../Extractor.js"
+import { pattern as languageTagPattern } from "./languageTag.js"
 
-/** Thrown for a number JSON cannot carry (`NaN`, `Infinity`): the caller falls back to the Schema path's error. */
-class NotFinite extends Error {}
+/** Thrown for a value this writer does not vouch for: the caller falls back to the Schema path. */
+class NotPlain extends Error {}
 
-const num = (n: number): string => {
-  if (!Number.isFinite(n)) throw new NotFinite()
-  return JSON.stringify(n)
+const notPlain = (): never => {
+  throw new NotPlain()
 }
 
-const str = (s: string): string => JSON.stringify(s)
+type Fields = { readonly [key: string]: unknown }
 
-const span = (s: Span): string => `{"start":${num(s.start)},"end":${num(s.end)}}`
+/** An object that is not an array (the schema's `Struct` and `Record`). */
+const record = (value: unknown): Fields =>
+  typeof value === "object" && value !== null && !Array.isArray(value) ? value as Fields : notPlain()
 
-const attributes = (record: { readonly [key: string]: string }): string => {
+/** `Schema.Number` as JSON carries it: finite only (`NaN` would come back as `null`). */
+const num = (n: unknown): string => typeof n === "number" && Number.isFinite(n) ? JSON.stringify(n) : notPlain()
+
+/** `Schema.Int`. */
+const int = (n: unknown): string => Number.isSafeInteger(n) ? JSON.stringify(n) : notPlain()
+
+const str = (s: unknown): string => typeof s === "string" ? JSON.stringify(s) : notPlain()
+
+/** `Schema.Array`: every index read, so a hole is refused as the schema refuses `undefined`. */
+const array = (value: unknown, item: (value: unknown) => string): string => {
+  if (!Array.isArray(value)) return notPlain()
+  let out = ""
+  for (let i = 0; i < value.length; i++) out += (i === 0 ? "" : ",") + item(value[i])
+  return `[${out}]`
+}
+
+const span = (value: unknown): string => {
+  const s = record(value)
+  return `{"start":${int(s.start)},"end":${int(s.end)}}`
+}
+
+const attributes = (value: unknown): string => {
+  const record_ = record(value)
   let out = "{"
   let first = true
-  for (const key of Object.keys(record)) {
+  for (const key of Object.keys(record_)) {
+    const text = str(record_[key])
     // The Schema encoding assigns keys to a plain object, where `__proto__` is the prototype's setter: it is lost.
     if (key === "__proto__") continue
-    out += `${first ? "" : ","}${str(key)}:${str(record[key]!)}`
+    out += `${first ? "" : ","}${JSON.stringify(key)}:${text}`
     first = false
   }
   return out + "}"
 }
 
-const entity = (e: EntityMention): string =>
-  `{"label":${str(e.label)},"type":${str(e.type)},"span":${span(e.span)},"confidence":${num(e.confidence)},` +
-  `"attributes":${attributes(e.attributes)}}`
+const entity = (value: unknown): string => {
+  const e = record(value)
+  return `{"label":${str(e.label)},"type":${str(e.type)},"span":${span(e.span)},"confidence":${num(e.confidence)},` +
+    `"attributes":${attributes(e.attributes)}}`
+}
 
-const entityRef = (r: { readonly label: string; readonly type: string }): string =>
-  `{"_tag":"Entity","label":${str(r.label)},"type":${str(r.type)}}`
+const entityRef = (value: unknown): string => {
+  const r = record(value)
+  return r._tag === "Entity" ? `{"_tag":"Entity","label":${str(r.label)},"type":${str(r.type)}}` : notPlain()
+}
 
-const literal = (l: Literal): string =>
+const language = (value: unknown): string =>
+  typeof value === "string" && languageTagPattern.test(value) ? JSON.stringify(value) : notPlain()
+
+const literal = (l: Fields): string =>
   `{"_tag":"Literal","value":${str(l.value)}` +
   (l.datatype === undefined ? "" : `,"datatype":${str(l.datatype)}`) +
-  (l.language === undefined ? "" : `,"language":${str(l.language)}`) + "}"
+  (l.language === undefined ? "" : `,"language":${language(l.language)}`) + "}"
 
-const relation = (r: RelationMention): string =>
-  `{"subject":${entityRef(r.subject)},"predicate":${str(r.predicate)},` +
-  `"object":${r.object._tag === "Entity" ? entityRef(r.object) : literal(r.object)}` +
-  (r.span === undefined ? "" : `,"span":${span(r.span)}`) + `,"confidence":${num(r.confidence)}}`
+const object = (value: unknown): string => {
+  const o = record(value)
+  return o._tag === "Entity" ? entityRef(o) : o._tag === "Literal" ? literal(o) : notPlain()
+}
 
-const usage = (u: Usage): string =>
-  `{"requests":${num(u.requests)},"promptTokens":${num(u.promptTokens)},` +
-  `"completionTokens":${num(u.completionTokens)}` + (u.costUsd === undefined ? "" : `,"costUsd":${num(u.costUsd)}`) +
-  "}"
+const relation = (value: unknown): string => {
+  const r = record(value)
+  return `{"subject":${entityRef(r.subject)},"predicate":${str(r.predicate)},"object":${object(r.object)}` +
+    (r.span === undefined ? "" : `,"span":${span(r.span)}`) + `,"confidence":${num(r.confidence)}}`
+}
+
+const usage = (value: unknown): string => {
+  const u = record(value)
+  return `{"requests":${int(u.requests)},"promptTokens":${int(u.promptTokens)},` +
+    `"completionTokens":${int(u.completionTokens)}` + (u.costUsd === undefined ? "" : `,"costUsd":${num(u.costUsd)}`) +
+    "}"
+}
 
 /**
- * The canonical JSON of an output the schema accepts, or `undefined` when a number in it is not finite (JSON would
- * turn it into `null`, which the merge could not decode).
+ * The canonical JSON of an output this writer vouches for, or `undefined` when it does not: the caller then takes
+ * the Schema path.
  */
 export const write = (output: BatchOutput): string | undefined => {
   try {
-    return `{"entities":[${output.entities.map(entity).join(",")}],` +
-      `"relations":[${output.relations.map(relation).join(",")}]` +
-      (output.usage === undefined ? "" : `,"usage":${usage(output.usage)}`) + "}"
+    const o = record(output)
+    return `{"entities":${array(o.entities, entity)},"relations":${array(o.relations, relation)}` +
+      (o.usage === undefined ? "" : `,"usage":${usage(o.usage)}`) + "}"
   } catch (e) {
-    if (e instanceof NotFinite) return undefined
+    if (e instanceof NotPlain) return undefined
     throw e
   }
 }
