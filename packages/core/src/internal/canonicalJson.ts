@@ -49,11 +49,11 @@ const span = (value: unknown): string => {
 }
 
 const attributes = (value: unknown): string => {
-  const record_ = record(value)
+  const fields = record(value)
   let out = "{"
   let first = true
-  for (const key of Object.keys(record_)) {
-    const text = str(record_[key])
+  for (const key of Object.keys(fields)) {
+    const text = str(fields[key])
     // The Schema encoding assigns keys to a plain object, where `__proto__` is the prototype's setter: it is lost.
     if (key === "__proto__") continue
     out += `${first ? "" : ","}${JSON.stringify(key)}:${text}`
