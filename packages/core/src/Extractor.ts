@@ -289,9 +289,6 @@ const encodeOutputEffect = Schema.encode(Schema.parseJson(BatchOutput))
 // immutable values, so the bytes stay those of the output.
 const checkedJson = new WeakMap<BatchOutput, string>()
 
-/** The canonical JSON without a Schema check or encode when the output is plainly well formed; else `undefined`. */
-const fastJson = (output: BatchOutput): string | undefined => CanonicalJson.write(output)
-
 /**
  * The canonical JSON of an output (`encodeOutput`): the bytes `checkOutput` encoded when it returned this very
  * output, encoded now otherwise.
@@ -300,21 +297,21 @@ const fastJson = (output: BatchOutput): string | undefined => CanonicalJson.writ
  * @category encoding
  */
 export const canonicalJson = (output: BatchOutput): string =>
-  checkedJson.get(output) ?? fastJson(output) ?? encodeOutput(output)
+  checkedJson.get(output) ?? CanonicalJson.write(output) ?? encodeOutput(output)
 
 /**
  * Checks that an extractor's output survives encoding as the store encodes it and decoding as the merge decodes it
  * (e.g. no `NaN` confidence, which JSON turns into `null`). An output that does not is an `ExtractorError` naming the
  * batch (not retryable: the same input gives the same output), with the output's usage when that is well formed.
- * A well-formed output is returned as it is, with its canonical JSON written by hand (`internal/canonicalJson`);
- * any other goes through the Schema encode and decode that name what is wrong.
+ * An output the hand-written writer vouches for (`internal/canonicalJson`, which checks as it writes) is returned as
+ * it is, with that JSON; any other goes through the Schema encode and decode, which accept it or name what is wrong.
  *
  * @since 0.1.0
  * @category encoding
  */
 export const checkOutput =
   (extractor: string, batchIndex: number) => (output: BatchOutput): Effect.Effect<BatchOutput, ExtractorError> => {
-    const json = fastJson(output)
+    const json = CanonicalJson.write(output)
     if (json !== undefined) {
       checkedJson.set(output, json)
       return Effect.succeed(output)
