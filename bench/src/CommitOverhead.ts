@@ -55,6 +55,8 @@ export interface Data {
   readonly rawWrites: Stats.Summary
   /** CPU time (user + system) per batch, microseconds: insensitive to waiting, so telling on a busy machine. */
   readonly cpu: Record<Variant, Stats.Summary>
+  /** The engine at concurrency 1, each run right after a forced full collection. */
+  readonly afterFullGc: { readonly wall: Stats.Summary; readonly cpu: Stats.Summary }
   /** Median engine / median raw. */
   readonly ratio: number
   /** Engine / raw per round (same round, adjacent in time). */
@@ -68,6 +70,9 @@ type Variant = "engine" | "grouped" | "ungrouped" | "store" | "raw" | "rawWrites
 
 /** Extractor calls in flight in the group-commit variants. */
 const groupConcurrency = 8
+
+/** Engine runs measured after the rounds, each right after a full collection. */
+const coldRuns = (config: Config) => Math.max(2, Math.ceil(config.rounds / 2))
 
 /**
  * Runs the benchmark.
@@ -181,7 +186,8 @@ export const run = (config: Config) =>
         // Rotate the order each round so that drift (WAL growth, checkpoints, noisy neighbours) hits all variants.
         const order = variants.map((_, k) => variants[(k + Math.max(round, 0)) % variants.length]!)
         for (const variant of order) {
-          yield* Stats.collectGarbage
+          // Young garbage only: a full collection would discard the engine's optimized code (Stats).
+          yield* Stats.collectYoungGarbage
           const measured = yield* measure[variant]
           if (round >= 0) {
             samples[variant].push(measured.wall)
@@ -189,10 +195,16 @@ export const run = (config: Config) =>
           }
         }
       }
-      return { samples, cpu }
+      // What a full collection costs the next run: the JIT compiles the engine's hot code again.
+      const cold: Array<{ readonly wall: number; readonly cpu: number }> = []
+      for (let run = 0; run < coldRuns(config); run++) {
+        yield* Stats.collectGarbage
+        cold.push(yield* measure.engine)
+      }
+      return { samples, cpu, cold }
     })
 
-    const { cpu, samples } = yield* body.pipe(Effect.provide(Harness.engineLayer(file, [extractor])))
+    const { cold, cpu, samples } = yield* body.pipe(Effect.provide(Harness.engineLayer(file, [extractor])))
     const engine = Stats.summarize(samples.engine)
     const store = Stats.summarize(samples.store)
     const raw = Stats.summarize(samples.raw)
@@ -212,6 +224,7 @@ export const run = (config: Config) =>
         raw: Stats.summarize(cpu.raw),
         rawWrites: Stats.summarize(cpu.rawWrites)
       },
+      afterFullGc: { wall: Stats.summarize(cold.map((c) => c.wall)), cpu: Stats.summarize(cold.map((c) => c.cpu)) },
       ratio: engine.median / raw.median,
       pairedRatio: Stats.summarize(samples.engine.map((e, i) => e / samples.raw[i]!)),
       storeRatio: store.median / raw.median,
@@ -224,13 +237,15 @@ export const run = (config: Config) =>
 const us = (value: number) => `${Stats.num(value)} µs`
 
 const section = (config: Config, data: Data): Report.Section => {
-  const row = (name: string, variant: Variant) => [
+  const figures = (name: string, wall: Stats.Summary, cpu: Stats.Summary) => [
     name,
-    Stats.range(data[variant], us),
-    Stats.ratio(data[variant].median / data.raw.median),
-    us(data.cpu[variant].median),
-    Stats.ratio(data.cpu[variant].median / data.cpu.raw.median)
+    Stats.range(wall, us),
+    Stats.ratio(wall.median / data.raw.median),
+    us(cpu.median),
+    Stats.ratio(cpu.median / data.cpu.raw.median)
   ]
+  const row = (name: string, variant: Variant) => figures(name, data[variant], data.cpu[variant])
+  const cold = data.afterFullGc
   // Rounds of the two variants are adjacent in time, so the per-round ratio cancels most of the machine's drift.
   const measured = data.pairedRatio.median
   const cpuRatio = data.cpu.engine.median / data.cpu.raw.median
@@ -244,7 +259,8 @@ const section = (config: Config, data: Data): Report.Section => {
       `(WAL, synchronous=FULL, foreign keys on) with the same synthetic outputs ` +
       `(${Stats.bytes(data.outputBytes)} of JSON per batch, stored deflated as ${Stats.bytes(data.storedBytes)}, ` +
       `${Synthetic.tenKb.entities} entity mentions and ${Synthetic.tenKb.relations} relations). ` +
-      `${config.rounds} rounds after a warm-up round; the order of the variants rotates every round. ` +
+      `${config.rounds} rounds after a warm-up round; the order of the variants rotates every round, and a ` +
+      "young-generation collection precedes each variant (not a full one: see the notes). " +
       "*Engine* is `Workflow.execute` with a no-op extractor returning a precomputed output, timed from its " +
       "`RunStarted` to its `MergeStarted` event (extract call, output check, ordered stream, commit, events); at " +
       "concurrency 1 every batch is its own transaction (a batch keeps its slot until committed, so nothing else is " +
@@ -262,7 +278,8 @@ const section = (config: Config, data: Data): Report.Section => {
         row(`Engine, concurrency ${groupConcurrency}, group commit off`, "ungrouped"),
         row("RunStore.commitBatch", "store"),
         row("Raw better-sqlite3 (same writes)", "raw"),
-        row("Raw, writes only (pre-encoded)", "rawWrites")
+        row("Raw, writes only (pre-encoded)", "rawWrites"),
+        figures("Engine, concurrency 1, right after a forced full collection", cold.wall, cold.cpu)
       ]
     }],
     targets: [
@@ -296,6 +313,18 @@ const section = (config: Config, data: Data): Report.Section => {
       } the wall time and ${Stats.ratio(data.cpu.grouped.median / data.cpu.ungrouped.median)} the CPU time per batch.`,
       `Raw with encoding minus raw writes only: ${us(data.raw.median - data.rawWrites.median)} per batch ` +
       "(JSON, hash and deflate of a 10 KB output).",
+      `A forced full collection costs the next run its optimized code: ${cold.wall.n} engine runs, each right ` +
+      `after one, took ${Stats.ratio(cold.wall.median / data.engine.median)} the wall time and ${
+        Stats.ratio(cold.cpu.median / data.cpu.engine.median)
+      } the CPU time per batch of the engine's rounds (medians). V8 discards optimized code that embedded ` +
+      "objects the collection freed (deoptimization reason \"weak objects\"), and the engine's hot functions, most " +
+      "of them Effect's fiber runtime, had embedded objects of finished runs. Counted by hand with `--trace-opt` " +
+      "(2026-12-06, runs of 200 batches): after a forced full collection about 110 functions were compiled again in " +
+      "the next run, 350 ms to 750 ms of TurboFan time, on V8's background threads, which `process.cpuUsage` counts; " +
+      "after a young-generation collection, or none, 25 to 35 per run once warm (the first runs of a process compile " +
+      "120, 60, 45). Until this report every variant followed a forced full collection, so the engine's rounds each " +
+      "paid that warm-up (its CPU per batch ran at about 1.5x its wall time, which the report could not explain); a " +
+      "process that never forces one pays most of it once.",
       "Where the time goes (measured by hand, 2026-12-05, machine under load: `node --cpu-prof` of the engine loop at " +
       "concurrency 1 on tmpfs, and better-sqlite3's statement calls timed in the same process): SQLite's own " +
       "statement work is about 28% of the samples, the Effect runtime about 27% (fibers, statement and transaction " +

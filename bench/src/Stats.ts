@@ -83,6 +83,19 @@ export const collectGarbage: Effect.Effect<void> = Effect.sync(() => {
   if (gc !== undefined) gc()
 })
 
+/**
+ * Asks V8 for a young-generation collection (a scavenge) when `--expose-gc` is on; a no-op otherwise. Unlike a full
+ * collection it leaves optimized code alone: a forced full collection also discards the optimized code that had
+ * embedded objects of finished runs (V8's "weak objects" deoptimization), so the next run re-pays the JIT's warm-up.
+ *
+ * @since 0.1.0
+ * @category timing
+ */
+export const collectYoungGarbage: Effect.Effect<void> = Effect.sync(() => {
+  const gc = (globalThis as { gc?: (options: { readonly type: "minor" }) => void }).gc
+  if (gc !== undefined) gc({ type: "minor" })
+})
+
 const digits = (value: number) => Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 2
 
 /**

@@ -57,6 +57,8 @@ describe("benchmarks (smoke)", () => {
       }
       positive(data.ratio, "ratio")
       positive(data.cpu.engine.median, "engine cpu")
+      sane(data.afterFullGc.wall, "engine after a full collection", 2)
+      positive(data.afterFullGc.cpu.median, "engine cpu after a full collection")
       assert.isAbove(data.outputBytes, 8_000)
       assert.isBelow(data.storedBytes, data.outputBytes)
       renders(section)
