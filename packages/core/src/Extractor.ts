@@ -316,22 +316,26 @@ export const checkOutput =
       checkedJson.set(output, json)
       return Effect.succeed(output)
     }
-    return encodeOutputEffect(output).pipe(
+    const refused = (message: string, cause: unknown) =>
+      new ExtractorError({
+        extractor,
+        batchIndex,
+        reason: `its output does not match the batch output schema (a bug in the extractor): ${message}`,
+        retryable: false,
+        usage: Schema.is(Usage)(output.usage) ? output.usage : undefined,
+        cause
+      })
+    // Suspended: the encode runs (and may throw) when the effect runs, where a defect is caught below.
+    return Effect.suspend(() => encodeOutputEffect(output)).pipe(
       Effect.flatMap((json) =>
         Effect.map(decodeOutput(json), (decoded) => {
           checkedJson.set(decoded, json)
           return decoded
         })
       ),
-      Effect.mapError((error) =>
-        new ExtractorError({
-          extractor,
-          batchIndex,
-          reason: `its output does not match the batch output schema (a bug in the extractor): ${error.message}`,
-          retryable: false,
-          usage: Schema.is(Usage)(output.usage) ? output.usage : undefined,
-          cause: error
-        })
-      )
+      Effect.mapError((error) => refused(error.message, error)),
+      // Effect's parser throws on some values instead of refusing them (`String()` of a null-prototype object as a
+      // union's `_tag`): still this output's fault, and the batch's error, not a defect of the run.
+      Effect.catchAllDefect((defect) => Effect.fail(refused(String(defect), defect)))
     )
   }
