@@ -318,13 +318,14 @@ const section = (config: Config, data: Data): Report.Section => {
         Stats.ratio(cold.cpu.median / data.cpu.engine.median)
       } the CPU time per batch of the engine's rounds (medians). V8 discards optimized code that embedded ` +
       "objects the collection freed (deoptimization reason \"weak objects\"), and the engine's hot functions, most " +
-      "of them Effect's fiber runtime, had embedded objects of finished runs. Counted by hand with `--trace-opt` " +
+      "of them Effect's fiber runtime (`--trace-deopt-verbose` lists them), had embedded objects of finished runs. " +
+      "Counted by hand with `--trace-opt` " +
       "(2026-12-06, runs of 200 batches): after a forced full collection about 110 functions were compiled again in " +
       "the next run, 350 ms to 750 ms of TurboFan time, on V8's background threads, which `process.cpuUsage` counts; " +
       "after a young-generation collection, or none, 25 to 35 per run once warm (the first runs of a process compile " +
       "120, 60, 45). Until this report every variant followed a forced full collection, so the engine's rounds each " +
-      "paid that warm-up (its CPU per batch ran at about 1.5x its wall time, which the report could not explain); a " +
-      "process that never forces one pays most of it once.",
+      "paid that warm-up: the report of 2026-12-06 on c3f2602 gave the engine 4,247 µs of CPU per batch against " +
+      "3,417 µs of wall time. A process that never forces a full collection pays most of it once.",
       "Where the time goes (measured by hand, 2026-12-05, machine under load: `node --cpu-prof` of the engine loop at " +
       "concurrency 1 on tmpfs, and better-sqlite3's statement calls timed in the same process): SQLite's own " +
       "statement work is about 28% of the samples, the Effect runtime about 27% (fibers, statement and transaction " +
