@@ -285,8 +285,8 @@ export const decodeOutput = Schema.decodeUnknown(Schema.parseJson(BatchOutput))
 const encodeOutputEffect = Schema.encode(Schema.parseJson(BatchOutput))
 
 // The JSON `checkOutput` encoded, by the output it returned: the commit writes these bytes instead of encoding the
-// same output a second time (a Schema encode is a tenth of a commit's CPU, pnpm bench section 1). Outputs are
-// immutable values, so the bytes stay those of the output.
+// same output a second time (a second pass of the writer, or of the Schema encode for an output the writer does not
+// vouch for). Outputs are immutable values, so the bytes stay those of the output.
 const checkedJson = new WeakMap<BatchOutput, string>()
 
 /**
