@@ -325,7 +325,9 @@ const section = (config: Config, data: Data): Report.Section => {
       "after a young-generation collection, or none, 25 to 35 per run once warm (the first runs of a process compile " +
       "120, 60, 45). Until this report every variant followed a forced full collection, so the engine's rounds each " +
       "paid that warm-up: the report of 2026-12-06 on c3f2602 gave the engine 4,247 µs of CPU per batch against " +
-      "3,417 µs of wall time. A process that never forces a full collection pays most of it once.",
+      "3,417 µs of wall time. A process that never forces a full collection pays most of it once. The in-process " +
+      "comparisons of two builds in the notes below also forced a full collection before each run, so their " +
+      "differences of a few percent lie within the noise of that warm-up.",
       "Where the time goes (measured by hand, 2026-12-05, machine under load: `node --cpu-prof` of the engine loop at " +
       "concurrency 1 on tmpfs, and better-sqlite3's statement calls timed in the same process): SQLite's own " +
       "statement work is about 28% of the samples, the Effect runtime about 27% (fibers, statement and transaction " +
