@@ -88,7 +88,7 @@ export interface Encoded {
   readonly sha256: string
   readonly blob: Buffer
   readonly encoding: "json" | "deflate"
-  readonly entities: ReadonlyArray<readonly [key: string, label: string, type: string]>
+  readonly entities: ReadonlyArray<readonly [key: string, label: string]>
   readonly mentions: number
   readonly relations: number
 }
@@ -104,10 +104,10 @@ export const encode = (output: Extractor.BatchOutput): Encoded => {
   const json = JSON.stringify(output)
   const raw = Buffer.from(json, "utf8")
   const deflate = raw.length > compressAbove
-  const entities = new Map<string, readonly [string, string, string]>()
+  const entities = new Map<string, readonly [string, string]>()
   for (const mention of output.entities) {
     const key = entityKey(mention.label, mention.type)
-    if (!entities.has(key)) entities.set(key, [key, mention.label, mention.type])
+    if (!entities.has(key)) entities.set(key, [key, mention.label])
   }
   return {
     json,
@@ -201,8 +201,8 @@ export const openRaw = (filename: string, options: { readonly synchronous: "FULL
       db.pragma("foreign_keys = ON")
       db.pragma(`busy_timeout = ${Database.busyTimeoutMs}`)
       const insertBatch = prepareBatchInsert(db)
-      const insertEntity = db.prepare(`INSERT INTO entities (run_id, entity_key, label, type, first_batch)
-        VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, entity_key) DO NOTHING`)
+      const insertEntity = db.prepare(`INSERT INTO entities (run_id, entity_key, label, first_batch)
+        VALUES (?, ?, ?, ?) ON CONFLICT (run_id, entity_key) DO NOTHING`)
       const insertCheckpoint = db.prepare(`INSERT INTO checkpoints (run_id, batch_index, entity_mentions, relations,
         digest, committed_at) VALUES (?, ?, ?, ?, ?, ?)`)
       const updateRun = db.prepare(`UPDATE runs SET committed_batches = ?, entity_mentions = ?, relations = ?,
@@ -231,7 +231,7 @@ export const openRaw = (filename: string, options: { readonly synchronous: "FULL
           usage: null,
           committed_at: now
         })
-        for (const [key, label, type] of encoded.entities) insertEntity.run(run.runId, key, label, type, index)
+        for (const [key, label] of encoded.entities) insertEntity.run(run.runId, key, label, index)
         const digest = sha256(run.digest + encoded.sha256)
         const mentions = run.mentions + encoded.mentions
         const relations = run.relations + encoded.relations

@@ -9,7 +9,7 @@ import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { DurabilityError } from "./Errors.js"
-import { latestPgSchemaVersion, latestSchemaVersion } from "./internal/migrations.js"
+import { entityTypesWithNul, latestPgSchemaVersion, latestSchemaVersion } from "./internal/migrations.js"
 
 /**
  * PostgreSQL's settings that decide whether a committed transaction survives a crash.
@@ -234,6 +234,7 @@ const inspectSqlite = (sql: SqlClient.SqlClient, filename: string, options: Insp
         `the schema version is ${schemaVersion} but this Quarry knows up to ${latestSchemaVersion}; upgrade Quarry`
       )
     }
+    reasons.push(...yield* entityTypesWithNul(sql, schemaVersion))
     const version = yield* sql<{ v: string }>`SELECT sqlite_version() AS v`
     return new DurabilityReport({
       filename,

@@ -33,15 +33,28 @@ export const Span = Schema.Struct({ start: Schema.Int, end: Schema.Int })
 export type Span = typeof Span.Type
 
 /**
+ * A label or class IRI: any string without a NUL character. The store keys an entity by `class NUL normalised label`
+ * and reads the class back from the key, and PostgreSQL's `TEXT` refuses NUL; no IRI and no input text holds one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Name = Schema.String.pipe(
+  Schema.filter((s) => !s.includes("\u0000") || "a label or type may not hold a NUL character (U+0000)", {
+    identifier: "Name"
+  })
+)
+
+/**
  * One occurrence of an entity in the document.
  *
  * @since 0.1.0
  * @category models
  */
 export const EntityMention = Schema.Struct({
-  label: Schema.String,
+  label: Name,
   /** IRI of the entity's class in the run's ontology. */
-  type: Schema.String,
+  type: Name,
   span: Span,
   confidence: Schema.Number,
   attributes: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), {
@@ -61,7 +74,7 @@ export type EntityMention = typeof EntityMention.Type
  * @since 0.1.0
  * @category models
  */
-export const EntityRef = Schema.TaggedStruct("Entity", { label: Schema.String, type: Schema.String })
+export const EntityRef = Schema.TaggedStruct("Entity", { label: Name, type: Name })
 
 /**
  * @since 0.1.0

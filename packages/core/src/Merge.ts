@@ -17,7 +17,7 @@ import type * as Chunking from "./Chunking.js"
 import * as CrashPoint from "./CrashPoint.js"
 import { MergeError, type PersistenceError, type RunLocked } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
-import { entityIri, entityKey } from "./internal/entities.js"
+import { entityIri, entityKey, splitKey } from "./internal/entities.js"
 import * as Rdf from "./internal/rdf.js"
 import type { Ontology } from "./Ontology.js"
 import { Artifact, type ExtractorIdentity, type OutputFormat, type RunId } from "./Run.js"
@@ -328,8 +328,8 @@ const labelLiteral = (e: EntityRow): string => {
 
 /** The IRI of an entity key (`type NUL normalised label`). */
 const keyIri = (key: string) => {
-  const cut = key.indexOf("\u0000")
-  return entityIri(key.slice(cut + 1), key.slice(0, cut))
+  const { label, type } = splitKey(key)
+  return entityIri(label, type)
 }
 
 /**

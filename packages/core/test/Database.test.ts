@@ -1,14 +1,18 @@
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Database from "@quarry/core/Database"
 import * as Durability from "@quarry/core/Durability"
+import { RunId } from "@quarry/core/Run"
 import * as RunStore from "@quarry/core/RunStore"
 import * as SqliteRunStore from "@quarry/core/SqliteRunStore"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { entityKey } from "../src/internal/entities.js"
+import { sqliteMigrations } from "../src/internal/migrations.js"
 import { coreDist, spawnNode } from "./children.js"
 import { tempDir } from "./fixtures.js"
 import { newRun } from "./RunStoreSuite.js"
@@ -31,6 +35,35 @@ const schemaVersion = Effect.gen(function*() {
   const rows = yield* sql<{ v: number }>`SELECT MAX(migration_id) AS v FROM effect_sql_migrations`
   return rows[0]!.v
 })
+
+type OldEntity = { readonly label: string; readonly type: string; readonly firstBatch: number }
+
+/**
+ * A database as Quarry's schema 5 left it (migrations 0001-0005, entity rows with their own `type` column), holding
+ * run `old` and `entities`. The run's rows are written by today's store in a database of its own and copied: their
+ * tables are the same in both schemas.
+ */
+const schema5Database = (file: string, entities: ReadonlyArray<OldEntity>) =>
+  Effect.gen(function*() {
+    const current = `${file}.current`
+    yield* Effect.flatMap(RunStore.RunStore, (store) => store.createRun(newRun("old"))).pipe(
+      Effect.provide(Layer.provideMerge(SqliteRunStore.layer, Database.layer(current)))
+    )
+    const upTo5 = Object.fromEntries(Object.entries(sqliteMigrations).filter(([name]) => Number(name.slice(0, 4)) <= 5))
+    yield* Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* Migrator.make({})({ loader: Migrator.fromRecord(upTo5) })
+      yield* sql`ATTACH DATABASE ${current} AS current`
+      for (const table of ["ontologies", "runs", "run_inputs"]) {
+        yield* sql.unsafe(`INSERT INTO ${table} SELECT * FROM current.${table}`)
+      }
+      yield* sql`DETACH DATABASE current`
+      for (const e of entities) {
+        yield* sql`INSERT INTO entities (run_id, entity_key, label, type, first_batch)
+          VALUES ('old', ${entityKey(e.label, e.type)}, ${e.label}, ${e.type}, ${e.firstBatch})`
+      }
+    }).pipe(Effect.provide(SqliteClient.layer({ filename: file })))
+  })
 
 describe("Database", () => {
   it.scoped("layer opens a file with durable pragmas and the migrated schema", () =>
@@ -92,6 +125,52 @@ describe("Database", () => {
         return yield* sql<{ migration_id: number }>`SELECT migration_id FROM effect_sql_migrations ORDER BY 1`
       }).pipe(Effect.provide(SqliteClient.layer({ filename: file })))
       assert.strictEqual(rows.at(-1)!.migration_id, future)
+    }))
+
+  it.scoped("migration 0006 keeps every entity of a schema-5 database, its class read back from its key", () =>
+    Effect.gen(function*() {
+      const file = path.join(yield* tempDir, "q.db")
+      const entities: ReadonlyArray<OldEntity> = [
+        { label: "Pequod", type: "http://schema.org/Vehicle", firstBatch: 2 },
+        { label: "Nantucket", type: "http://schema.org/Place", firstBatch: 0 },
+        { label: "Ishmael  Jr", type: "http://schema.org/Person", firstBatch: 0 }
+      ]
+      yield* schema5Database(file, entities)
+      const [known, columns, version] = yield* Effect.gen(function*() {
+        const store = yield* RunStore.RunStore
+        const sql = yield* SqlClient.SqlClient
+        const columns = yield* sql<{ name: string }>`SELECT name FROM pragma_table_info('entities')`
+        return [
+          yield* store.knownEntities(RunId.make("old"), 10),
+          columns.map((c) => c.name),
+          yield* schemaVersion
+        ] as const
+      }).pipe(Effect.provide(Layer.provideMerge(SqliteRunStore.layer, Database.layer(file))))
+      assert.strictEqual(version, 6)
+      assert.deepStrictEqual(columns, ["run_id", "entity_key", "label", "first_batch"])
+      // In order of first batch, then key (Person before Place).
+      assert.deepStrictEqual(known.map((e) => [e.label, e.type, e.firstBatch]), [
+        ["Ishmael  Jr", "http://schema.org/Person", 0],
+        ["Nantucket", "http://schema.org/Place", 0],
+        ["Pequod", "http://schema.org/Vehicle", 2]
+      ])
+    }))
+
+  it.scoped("refuses a schema-5 database whose entity classes hold a NUL, naming the run, and leaves it as it is", () =>
+    Effect.gen(function*() {
+      const file = path.join(yield* tempDir, "q.db")
+      const type = "http://example.org/a\u0000b"
+      yield* schema5Database(file, [{ label: "c", type, firstBatch: 0 }])
+      const error = yield* Effect.flip(Layer.build(Database.layer(file)))
+      assert.strictEqual(error._tag, "DurabilityError")
+      assert.match(error.reasons.join("\n"), /entity classes with a NUL character in run old\b.*cannot migrate/)
+      const [version, stored] = yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const rows = yield* sql<{ type: string }>`SELECT type FROM entities`
+        return [yield* schemaVersion, rows.map((r) => r.type)] as const
+      }).pipe(Effect.provide(SqliteClient.layer({ filename: file })))
+      assert.strictEqual(version, 5)
+      assert.deepStrictEqual(stored, [type])
     }))
 
   it.scoped("refuses a file that is not a SQLite database with a clear reason, and does not touch it", () =>

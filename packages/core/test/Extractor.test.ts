@@ -146,7 +146,18 @@ describe("Extractor.checkOutput", () => {
           entities: [],
           relations: [{ ...withLanguage("en").relations[0]!, object: { _tag: Object.create(null), value: "v" } }]
         },
-        { entities: {}, relations: [] }
+        { entities: {}, relations: [] },
+        // The store reads an entity's class back from its key (`class NUL label`); PostgreSQL's TEXT refuses NUL.
+        { entities: [{ ...mention, type: "http://xmlns.com/foaf/0.1/Per\u0000son" }], relations: [] },
+        { entities: [{ ...mention, label: "P\u0000ip" }], relations: [] },
+        {
+          entities: [],
+          relations: [{ ...withLanguage("en").relations[0]!, subject: { _tag: "Entity", label: "a\u0000", type: "b" } }]
+        },
+        {
+          entities: [],
+          relations: [{ ...withLanguage("en").relations[0]!, object: { _tag: "Entity", label: "a", type: "\u0000b" } }]
+        }
       ]
       for (const output of wrong) {
         const error = yield* Effect.flip(Extractor.checkOutput("llm", 1)(output as Extractor.BatchOutput))

@@ -35,6 +35,9 @@ const int = (n: unknown): string => Number.isSafeInteger(n) ? JSON.stringify(n) 
 
 const str = (s: unknown): string => typeof s === "string" ? JSON.stringify(s) : notPlain()
 
+/** `Extractor.Name`: a label or type, without NUL. */
+const name = (s: unknown): string => typeof s === "string" && !s.includes("\u0000") ? JSON.stringify(s) : notPlain()
+
 /** `Schema.Array`: every index read, so a hole is refused as the schema refuses `undefined`. */
 const array = (value: unknown, item: (value: unknown) => string): string => {
   if (!Array.isArray(value)) return notPlain()
@@ -64,13 +67,13 @@ const attributes = (value: unknown): string => {
 
 const entity = (value: unknown): string => {
   const e = record(value)
-  return `{"label":${str(e.label)},"type":${str(e.type)},"span":${span(e.span)},"confidence":${num(e.confidence)},` +
+  return `{"label":${name(e.label)},"type":${name(e.type)},"span":${span(e.span)},"confidence":${num(e.confidence)},` +
     `"attributes":${attributes(e.attributes)}}`
 }
 
 const entityRef = (value: unknown): string => {
   const r = record(value)
-  return r._tag === "Entity" ? `{"_tag":"Entity","label":${str(r.label)},"type":${str(r.type)}}` : notPlain()
+  return r._tag === "Entity" ? `{"_tag":"Entity","label":${name(r.label)},"type":${name(r.type)}}` : notPlain()
 }
 
 const language = (value: unknown): string =>

@@ -7,6 +7,12 @@ export const normalizeLabel = (label: string): string =>
 /** The identity of an entity within a run: its class and its normalised label. */
 export const entityKey = (label: string, type: string): string => `${type}\u0000${normalizeLabel(label)}`
 
+/** The class and the normalised label of a key: a class holds no NUL (`Extractor.Name`), so the first one cuts. */
+export const splitKey = (key: string): { readonly type: string; readonly label: string } => {
+  const cut = key.indexOf("\u0000")
+  return { type: key.slice(0, cut), label: key.slice(cut + 1) }
+}
+
 /**
  * Base of the IRIs minted for entities.
  */

@@ -6,7 +6,7 @@ import * as Effect from "effect/Effect"
  * Append-only: never edit a migration that has shipped; add the next number instead. A migration is as long as the
  * schema it creates (plain SQL statements in order), which is why the first one runs past ~80 lines.
  */
-const migrations = {
+export const sqliteMigrations = {
   "0001_create_runs": Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* sql`CREATE TABLE ontologies (
@@ -163,8 +163,40 @@ const migrations = {
   "0005_usage_attempt_ids": Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* attemptIds(sql)
+  }),
+  "0006_entity_type_in_key": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* entityTypeInKey(sql)
   })
 }
+
+/**
+ * An entity's class is the part of its key before the first NUL (`Extractor.Name` refuses NUL in classes), so the
+ * `type` column repeated it: dropping it saves about a tenth of the metadata a batch stores (docs/benchmarks.md,
+ * section 6). Before this migration a JavaScript extractor could store a class with a NUL, which the key cannot give
+ * back: `entityTypesWithNul` refuses such a database before anything is migrated.
+ */
+const entityTypeInKey = (sql: SqlClient.SqlClient) => sql`ALTER TABLE entities DROP COLUMN type`
+
+/** The SQLite schema version that no longer stores an entity's class apart from its key. */
+const typeInKeyVersion = 6
+
+/**
+ * Why a SQLite database at `schemaVersion` cannot take migration 0006: the runs whose entity classes hold a NUL
+ * (reading every entity row once, only while that migration is pending).
+ */
+export const entityTypesWithNul = (sql: SqlClient.SqlClient, schemaVersion: number) =>
+  schemaVersion === 0 || schemaVersion >= typeInKeyVersion ?
+    Effect.succeed([]) :
+    Effect.map(
+      sql<{ run_id: string }>`SELECT DISTINCT run_id FROM entities WHERE instr(CAST(type AS BLOB), x'00') > 0`,
+      (rows) =>
+        rows.length === 0 ? [] : [
+          `entity classes with a NUL character in run${rows.length === 1 ? "" : "s"} ` +
+          `${rows.map((r) => r.run_id).join(", ")}, which this Quarry refuses and cannot migrate; open the ` +
+          `database with the Quarry that wrote it to export or delete ${rows.length === 1 ? "that run" : "those runs"}`
+        ]
+    )
 
 /**
  * A key per extractor attempt, chosen by the caller once per attempt: a write retried after a lost answer (the
@@ -178,9 +210,9 @@ const attemptIds = (sql: SqlClient.SqlClient) =>
   )
 
 /** The newest SQLite schema version this code knows; a database with a newer one is refused. */
-export const latestSchemaVersion = Object.keys(migrations).length
+export const latestSchemaVersion = Object.keys(sqliteMigrations).length
 
-export const migrate = Migrator.make({})({ loader: Migrator.fromRecord(migrations) })
+export const migrate = Migrator.make({})({ loader: Migrator.fromRecord(sqliteMigrations) })
 
 /**
  * PostgreSQL's own history, append-only like SQLite's. Its first migration is the SQLite schema of 0001-0003 in
@@ -335,6 +367,11 @@ const pgMigrations = {
     const sql = yield* SqlClient.SqlClient
     // SQLite's 0005.
     yield* attemptIds(sql)
+  }),
+  "0004_entity_type_in_key": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // SQLite's 0006 (PostgreSQL's TEXT never held a NUL, so there is nothing to refuse first).
+    yield* entityTypeInKey(sql)
   })
 }
 

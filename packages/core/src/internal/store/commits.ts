@@ -103,7 +103,6 @@ export const make = (ctx: StoreContext) => {
           run_id: commit.runId,
           entity_key: ctx.key(key),
           label: mention.label,
-          type: mention.type,
           first_batch: commit.batchIndex
         })
       }

@@ -8,6 +8,7 @@ import { PersistenceError } from "../../Errors.js"
 import type * as Extractor from "../../Extractor.js"
 import { type RunId, UsageTotals } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
+import { splitKey } from "../entities.js"
 import { persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { BatchRow, EntityRow, TotalsRow } from "./rows.js"
 
@@ -54,7 +55,7 @@ export const make = (ctx: StoreContext) => {
     Request: Schema.Struct({ runId: Schema.String, from: Schema.Number, before: Schema.Number }),
     Result: EntityRow,
     execute: (req) =>
-      sql`SELECT entity_key, label, type, first_batch FROM entities
+      sql`SELECT entity_key, label, first_batch FROM entities
         WHERE run_id = ${req.runId} AND first_batch >= ${req.from} AND first_batch < ${req.before}
         ORDER BY first_batch, entity_key`
   })
@@ -65,7 +66,7 @@ export const make = (ctx: StoreContext) => {
         rows.map((row): RunStore.KnownEntity => ({
           key: row.entity_key,
           label: row.label,
-          type: row.type,
+          type: splitKey(row.entity_key).type,
           firstBatch: row.first_batch
         }))
       ),

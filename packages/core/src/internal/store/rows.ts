@@ -163,7 +163,6 @@ export const BatchRow = Schema.Struct({
 export const EntityRow = Schema.Struct({
   entity_key: KeyColumn,
   label: Schema.String,
-  type: Schema.String,
   first_batch: Schema.Int
 })
 

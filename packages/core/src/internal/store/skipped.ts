@@ -98,9 +98,9 @@ export const make = (ctx: StoreContext) => {
           RETURNING batch_index`
         if (replaced.length === 0) return
         for (const mention of commit.output.entities) {
-          yield* sql`INSERT INTO entities (run_id, entity_key, label, type, first_batch)
+          yield* sql`INSERT INTO entities (run_id, entity_key, label, first_batch)
             VALUES (${commit.runId}, ${ctx.key(entityKey(mention.label, mention.type))}, ${mention.label},
-              ${mention.type}, ${commit.batchIndex})
+              ${commit.batchIndex})
             ON CONFLICT (run_id, entity_key) DO UPDATE SET first_batch = ${earliest}`
         }
         const totals = yield* rechain(commit.runId, commit.batchIndex)
