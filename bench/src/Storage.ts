@@ -276,8 +276,8 @@ const section = (data: Data): Report.Section => {
       "read back from the key. Until migration 0006 a `type` column repeated it: run 1 took 2.22 KB of metadata per " +
       "batch then (entity rows 1.10 KB; report of 2026-12-06 on 83845b5), over the target.",
       "SQLite's page size stays at its default of 4 KiB, by measurement (by hand, 2026-12-06, before migration 0006, " +
-      "the database created with each size): 8 KiB pages gave run 1 2.17 KB of metadata per batch (2.22 KB at 4 KiB) and 16 KiB 2.21 KB, " +
-      "while run 3 grew to 2.35 KB and 3.42 KB; the commit loops of section 1 (engine, commitBatch and raw) did not " +
+      "the database created with each size): 8 KiB pages gave run 1 2.17 KB of metadata per batch (2.22 KB at " +
+      "4 KiB) and 16 KiB 2.21 KB, while run 3 grew to 2.35 KB and 3.42 KB; the commit loops of section 1 (engine, commitBatch and raw) did not " +
       "change beyond the noise at 8 KiB; merging 20,000 batches to Turtle with 4 or 8 KiB main pages and 4, 8 or " +
       "16 KiB temp pages took 5.6 s to 5.9 s for every pairing (medians of the last three of five interleaved " +
       "repeats; 4 KiB and 4 KiB 5.6 s), so no size earned a change."

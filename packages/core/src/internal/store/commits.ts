@@ -17,7 +17,7 @@ import { ProgressRow } from "./rows.js"
 /** Outputs larger than this many bytes of JSON are stored deflated (mention JSON deflates to about a fifth). */
 export const compressAbove = 1024
 
-/** Entity rows per INSERT statement (5 parameters each, far below SQLite's 32,766 and PostgreSQL's 65,535). */
+/** Entity rows per INSERT statement (4 parameters each, far below SQLite's 32,766 and PostgreSQL's 65,535). */
 const entityRowsPerInsert = 400
 
 /** Batch and checkpoint rows per INSERT statement (13 parameters each at most). */
