@@ -1,5 +1,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
+import * as Database from "@quarry/core/Database"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Durability from "@quarry/core/Durability"
 import * as PgDatabase from "@quarry/core/PgDatabase"
@@ -153,6 +154,32 @@ import * as Fiber from "effect/Fiber"
       assert.deepStrictEqual(Option.fromNullable(report.postgres).pipe(Option.map((p) => p.fsync)), Option.some("on"))
       assert.strictEqual(report.schemaVersion, report.supportedSchemaVersion)
     }))
+
+  it.scoped("each entity's class is still written to the type column, which runners of the version before read", () =>
+    Effect.gen(function*() {
+      const store = yield* RunStore.RunStore
+      const { sql } = yield* Database.Database
+      const run = yield* store.createRun(newRun("typed"))
+      const holder = Option.getOrThrow((yield* store.claim(run.id, "runner", 60_000)).holder)
+      const extra = [
+        { label: "Ahab", type: "http://schema.org/Person", span: { start: 0, end: 4 }, confidence: 1, attributes: {} },
+        {
+          label: "Pequod",
+          type: "http://schema.org/Vehicle",
+          span: { start: 5, end: 11 },
+          confidence: 1,
+          attributes: {}
+        }
+      ]
+      yield* store.commitBatch({ ...batchCommit(run.id, holder, 0), output: syntheticOutput(0, extra) })
+      const rows = yield* sql<{ label: string; type: string }>`SELECT label, type FROM entities
+        WHERE run_id = ${run.id} ORDER BY label`
+      const expected = syntheticOutput(0, extra).entities.map((e) => [e.label, e.type]).sort()
+      assert.deepStrictEqual(rows.map((r) => [r.label, r.type]), expected)
+      // The class this version reads back from the key is the same.
+      const known = yield* store.knownEntities(run.id, 1)
+      assert.deepStrictEqual(known.map((e) => [e.label, e.type]).sort(), expected)
+    }).pipe(Effect.provide(Layer.fresh(storeLayer(adminUrl())))))
 
   it.scoped("a holder whose claim was taken over while it waited is refused at commit and writes nothing", () =>
     Effect.gen(function*() {

@@ -367,12 +367,9 @@ const pgMigrations = {
     const sql = yield* SqlClient.SqlClient
     // SQLite's 0005.
     yield* attemptIds(sql)
-  }),
-  "0004_entity_type_in_key": Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    // SQLite's 0006 (PostgreSQL's TEXT never held a NUL, so there is nothing to refuse first).
-    yield* entityTypeInKey(sql)
   })
+  // No counterpart of SQLite's 0006: the `type` column stays for runners of the version before (see
+  // `StoreContext.entityRow`).
 }
 
 /** The newest PostgreSQL schema version this code knows. */

@@ -99,12 +99,7 @@ export const make = (ctx: StoreContext) => {
         const key = entityKey(mention.label, mention.type)
         if (seen.has(key)) continue
         seen.add(key)
-        rows.push({
-          run_id: commit.runId,
-          entity_key: ctx.key(key),
-          label: mention.label,
-          first_batch: commit.batchIndex
-        })
+        rows.push(ctx.entityRow(commit.runId, mention, commit.batchIndex, key))
       }
     }
     return rows

@@ -10,7 +10,7 @@ import { PersistenceError, RunLocked, RunNotFound } from "../../Errors.js"
 import type { Run, RunId } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import type { Hooks } from "../../SqlRunStore.js"
-import { sha256 } from "../entities.js"
+import { entityKey as entityKeyOf, sha256 } from "../entities.js"
 import * as Processes from "../processes.js"
 import { failOnSqlDefect, isSqlError, withTransaction } from "../transaction.js"
 import { HolderRow, RunRow, toRun } from "./rows.js"
@@ -91,6 +91,22 @@ export const make = (sql: SqlClient.SqlClient, hooks: Hooks) => {
   /** An entity key as a statement parameter (see `rows.KeyColumn`). */
   const key = (entityKey: string): string | Buffer => isPg ? Buffer.from(entityKey, "utf8") : entityKey
 
+  /**
+   * The row of an entity first seen in batch `firstBatch` (`entityKey`: its key, when the caller has it already).
+   * The class is read back from the key, and SQLite's schema 6 has no column for it. PostgreSQL's keeps its `type`
+   * column, written and never read here: in a rolling upgrade of a cluster, runners of the version before read and
+   * write it next to this one's.
+   */
+  const entityRow = (
+    runId: RunId,
+    mention: { readonly label: string; readonly type: string },
+    firstBatch: number,
+    entityKey: string = entityKeyOf(mention.label, mention.type)
+  ) => {
+    const row = { run_id: runId, entity_key: key(entityKey), label: mention.label, first_batch: firstBatch }
+    return isPg ? { ...row, type: mention.type } : row
+  }
+
   const findRun = SqlSchema.findOne({
     Request: Schema.String,
     Result: RunRow,
@@ -125,7 +141,7 @@ export const make = (sql: SqlClient.SqlClient, hooks: Hooks) => {
   const holds = (runId: RunId, holder: RunStore.LeaseHolder) =>
     Effect.map(readHolder(runId), (row) => row.lease_token === holder.token)
 
-  return { sql, hooks, me, transaction, isPg, key, getRun, reread, touch, readHolder, holds } as const
+  return { sql, hooks, me, transaction, isPg, key, entityRow, getRun, reread, touch, readHolder, holds } as const
 }
 
 /** The shared context of the store's parts. */

@@ -8,7 +8,7 @@ import * as CrashPoint from "../../CrashPoint.js"
 import type * as Extractor from "../../Extractor.js"
 import type { RunId } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
-import { entityKey, sha256 } from "../entities.js"
+import { sha256 } from "../entities.js"
 import * as Usage from "../usage.js"
 import { storedOutput } from "./commits.js"
 import { genesisDigest, lockedBy, persistence, type StoreContext } from "./context.js"
@@ -98,9 +98,7 @@ export const make = (ctx: StoreContext) => {
           RETURNING batch_index`
         if (replaced.length === 0) return
         for (const mention of commit.output.entities) {
-          yield* sql`INSERT INTO entities (run_id, entity_key, label, first_batch)
-            VALUES (${commit.runId}, ${ctx.key(entityKey(mention.label, mention.type))}, ${mention.label},
-              ${commit.batchIndex})
+          yield* sql`INSERT INTO entities ${sql.insert(ctx.entityRow(commit.runId, mention, commit.batchIndex))}
             ON CONFLICT (run_id, entity_key) DO UPDATE SET first_batch = ${earliest}`
         }
         const totals = yield* rechain(commit.runId, commit.batchIndex)
