@@ -302,6 +302,52 @@ import * as Fiber from "effect/Fiber"
       assert.deepStrictEqual([totals.requests, totals.promptTokens], [1, 12])
     }))
 
+  it.scopedLive("reads whose session is terminated mid-statement (pg_terminate_backend) are retried and answer", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase(adminUrl())
+      const store = yield* SqlRunStore.make().pipe(Effect.provide(yield* Layer.build(PgDatabase.layer(url))))
+      const created = newRun("reads-cut")
+      const run = yield* store.createRun(created)
+      const holder = Option.getOrThrow((yield* store.claim(run.id, "runner", 60_000)).holder)
+      // Skipped, so that the read of skipped batches has a row to read.
+      yield* store.commitBatch({ ...batchCommit(run.id, holder, 0), skipped: { error: "boom" } })
+      // Each table is read through a view whose first row read, once its sequence is reset, terminates the session.
+      const tables = ["ontologies", "runs", "batches"] as const
+      yield* Effect.promise(() =>
+        query(
+          url,
+          `CREATE FUNCTION cut_once(seq regclass) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN
+            IF nextval(seq) = 1 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
+            RETURN true;
+          END $$;` +
+            tables.map((t) =>
+              `CREATE SEQUENCE cut_${t} START 2; ALTER TABLE ${t} RENAME TO ${t}_stored;
+              CREATE VIEW ${t} AS SELECT * FROM ${t}_stored WHERE cut_once('cut_${t}');`
+            ).join("\n")
+        )
+      )
+      const cutOnce = <A, E>(table: (typeof tables)[number], read: Effect.Effect<A, E>) =>
+        Effect.gen(function*() {
+          yield* Effect.promise(() => query(url, `SELECT setval('cut_${table}', 1, false)`))
+          const answer = yield* read
+          const [cut] = yield* Effect.promise(() => query(url, `SELECT last_value FROM cut_${table}`))
+          assert.isAbove(Number(cut?.last_value), 1, `a read of ${table} was cut, and read again`)
+          return answer
+        })
+      const ontology = Option.getOrThrow(created.ontology)
+      assert.deepStrictEqual(
+        yield* cutOnce("ontologies", store.readOntologySource(ontology.sha256)),
+        Option.some(ontology.source)
+      )
+      assert.deepStrictEqual((yield* cutOnce("runs", store.listRuns())).map((r) => r.id), [run.id])
+      assert.strictEqual((yield* cutOnce("runs", store.countRuns)).running, 1)
+      assert.strictEqual(yield* cutOnce("runs", store.countStatus("running")), 1)
+      assert.deepStrictEqual(yield* cutOnce("batches", store.skippedBatches(run.id)), [{
+        batchIndex: 0,
+        error: "boom"
+      }])
+    }))
+
   it.scopedLive("recordAttempt whose answer is lost after its COMMIT (connection cut) is retried and counted once", () =>
     Effect.gen(function*() {
       const url = new URL(yield* freshDatabase(adminUrl()))

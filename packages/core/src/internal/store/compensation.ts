@@ -4,7 +4,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { RunId } from "../../Run.js"
-import { persistence, type StoreContext } from "./context.js"
+import { persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { CompensationRow, toCompensationStep } from "./rows.js"
 
 /** The compensation operations of the store. */
@@ -38,13 +38,15 @@ export const make = (ctx: StoreContext) => {
     })).pipe(persistence("addCompensation"))
 
   const compensationSteps = (runId: RunId) =>
-    SqlSchema.findAll({
-      Request: Schema.String,
-      Result: CompensationRow,
-      execute: (id) =>
-        sql`SELECT seq, handler, name, payload, state, last_error FROM compensation_steps
+    retryDisconnects(
+      SqlSchema.findAll({
+        Request: Schema.String,
+        Result: CompensationRow,
+        execute: (id) =>
+          sql`SELECT seq, handler, name, payload, state, last_error FROM compensation_steps
           WHERE run_id = ${id} ORDER BY seq`
-    })(runId).pipe(Effect.map((rows) => rows.map(toCompensationStep)), persistence("compensationSteps"))
+      })(runId)
+    ).pipe(Effect.map((rows) => rows.map(toCompensationStep)), persistence("compensationSteps"))
 
   const settleCompensation = (
     runId: RunId,

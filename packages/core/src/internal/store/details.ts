@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { type Run, type RunId, UsageTotals } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
-import { persistence, type StoreContext } from "./context.js"
+import { persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { CompensationRow, SkippedRow, toCompensationStep, TotalsRow } from "./rows.js"
 
 const Ids = Schema.Array(Schema.String)
@@ -56,7 +56,7 @@ export const make = (ctx: StoreContext) => {
   })
 
   const runDetails = (runs: ReadonlyArray<Pick<Run, "id" | "skippedBatches">>) =>
-    Effect.gen(function*() {
+    retryDisconnects(Effect.gen(function*() {
       if (runs.length === 0) return new Map<RunId, RunStore.RunDetails>()
       const ids = runs.map((run) => run.id)
       // The run's counter says whether it has skipped batches: most pages need no such query at all.
@@ -80,7 +80,7 @@ export const make = (ctx: StoreContext) => {
           compensation: stepsOf.get(run.id) ?? []
         }]
       }))
-    }).pipe(persistence("runDetails"))
+    })).pipe(persistence("runDetails"))
 
   return { runDetails }
 }

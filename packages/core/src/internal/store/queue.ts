@@ -6,7 +6,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { RunId } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
-import { persistence, type StoreContext } from "./context.js"
+import { persistence, retryDisconnects, type StoreContext } from "./context.js"
 
 // Finite: JSON would turn Infinity into null, and one row that no longer decodes would stop every restart's requeue.
 const Limits = Schema.Struct({
@@ -66,17 +66,20 @@ export const make = (ctx: StoreContext) => {
       yield* insertQueued(ctx, entry)
     })).pipe(persistence("queueExecution"), Effect.withSpan("SqlRunStore.queueExecution"))
 
+  // A DELETE by key: repeating it after a lost answer deletes nothing more.
   const dequeueExecution = (runId: RunId) =>
-    sql`DELETE FROM queued_executions WHERE run_id = ${runId}`.pipe(
+    retryDisconnects(sql`DELETE FROM queued_executions WHERE run_id = ${runId}`).pipe(
       Effect.asVoid,
       persistence("dequeueExecution")
     )
 
-  const queuedExecutions = SqlSchema.findAll({
-    Request: Schema.Void,
-    Result: QueuedRow,
-    execute: () => sql`SELECT * FROM queued_executions ORDER BY seq`
-  })(undefined).pipe(
+  const queuedExecutions = retryDisconnects(
+    SqlSchema.findAll({
+      Request: Schema.Void,
+      Result: QueuedRow,
+      execute: () => sql`SELECT * FROM queued_executions ORDER BY seq`
+    })(undefined)
+  ).pipe(
     Effect.map((rows) =>
       rows.map((row): RunStore.QueuedExecution => ({
         runId: row.run_id,

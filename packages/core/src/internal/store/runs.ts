@@ -88,20 +88,22 @@ export const make = (ctx: StoreContext) => {
   })
 
   const listRuns = (filter: RunStore.RunFilter = {}) =>
-    findRuns({
+    retryDisconnects(findRuns({
       status: filter.status ?? null,
       createdAt: filter.after?.createdAt ?? null,
       id: filter.after?.id ?? "",
       limit: filter.limit ?? 0
-    }).pipe(Effect.map((rows) => rows.map(toRun)), persistence("listRuns"))
+    })).pipe(Effect.map((rows) => rows.map(toRun)), persistence("listRuns"))
 
   // Scrapes read this every few seconds: an aggregate, never the rows (50,000 decoded rows took 40 s). The cast: a
   // PostgreSQL COUNT is a bigint, which its driver returns as a string.
-  const countRuns = SqlSchema.findAll({
-    Request: Schema.Void,
-    Result: Schema.Struct({ status: RunStatus, n: Schema.Number }),
-    execute: () => sql`SELECT status, CAST(COUNT(*) AS INTEGER) AS n FROM runs GROUP BY status`
-  })(undefined).pipe(
+  const countRuns = retryDisconnects(
+    SqlSchema.findAll({
+      Request: Schema.Void,
+      Result: Schema.Struct({ status: RunStatus, n: Schema.Number }),
+      execute: () => sql`SELECT status, CAST(COUNT(*) AS INTEGER) AS n FROM runs GROUP BY status`
+    })(undefined)
+  ).pipe(
     Effect.map((rows) => {
       const counts: Record<RunStatus, number> = {
         pending: 0,
@@ -120,11 +122,13 @@ export const make = (ctx: StoreContext) => {
   // A count over the `(status, created_at)` index's range of one status: what a queue check needs, whatever the
   // number of ended runs (`countRuns` reads every run's index entry).
   const countStatus = (status: RunStatus) =>
-    SqlSchema.findAll({
-      Request: RunStatus,
-      Result: Schema.Struct({ n: Schema.Number }),
-      execute: (status) => sql`SELECT CAST(COUNT(*) AS INTEGER) AS n FROM runs WHERE status = ${status}`
-    })(status).pipe(Effect.map((rows) => rows[0]?.n ?? 0), persistence("countStatus"))
+    retryDisconnects(
+      SqlSchema.findAll({
+        Request: RunStatus,
+        Result: Schema.Struct({ n: Schema.Number }),
+        execute: (status) => sql`SELECT CAST(COUNT(*) AS INTEGER) AS n FROM runs WHERE status = ${status}`
+      })(status)
+    ).pipe(Effect.map((rows) => rows[0]?.n ?? 0), persistence("countStatus"))
 
   const readInput = (runId: RunId) =>
     retryDisconnects(sql<{ text: string }>`SELECT text FROM run_inputs WHERE run_id = ${runId}`).pipe(
@@ -135,7 +139,7 @@ export const make = (ctx: StoreContext) => {
     )
 
   const readOntologySource = (digest: string) =>
-    sql<{ source: string }>`SELECT source FROM ontologies WHERE sha256 = ${digest}`.pipe(
+    retryDisconnects(sql<{ source: string }>`SELECT source FROM ontologies WHERE sha256 = ${digest}`).pipe(
       Effect.map((rows) => Option.fromNullable(rows[0]?.source)),
       persistence("readOntologySource")
     )
@@ -176,15 +180,17 @@ export const make = (ctx: StoreContext) => {
     })).pipe(persistence("requestCancel"))
 
   const errors = (runId: RunId) =>
-    SqlSchema.findAll({
-      Request: Schema.String,
-      Result: ErrorRow,
-      // Errors of one millisecond keep their insertion order: SQLite's rowid, PostgreSQL's serial.
-      execute: (id) =>
-        sql`SELECT at, reason, message FROM run_errors WHERE run_id = ${id} ORDER BY at, ${
-          sql.onDialectOrElse({ pg: () => sql`seq`, orElse: () => sql`rowid` })
-        }`
-    })(runId).pipe(persistence("errors"))
+    retryDisconnects(
+      SqlSchema.findAll({
+        Request: Schema.String,
+        Result: ErrorRow,
+        // Errors of one millisecond keep their insertion order: SQLite's rowid, PostgreSQL's serial.
+        execute: (id) =>
+          sql`SELECT at, reason, message FROM run_errors WHERE run_id = ${id} ORDER BY at, ${
+            sql.onDialectOrElse({ pg: () => sql`seq`, orElse: () => sql`rowid` })
+          }`
+      })(runId)
+    ).pipe(persistence("errors"))
 
   const setExtractorStatus = (runId: RunId, status: Readonly<Record<string, string>>) =>
     sql`UPDATE runs SET extractor_status = ${JSON.stringify(status)} WHERE id = ${runId}`.pipe(

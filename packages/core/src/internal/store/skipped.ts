@@ -11,7 +11,7 @@ import type * as RunStore from "../../RunStore.js"
 import { sha256 } from "../entities.js"
 import * as Usage from "../usage.js"
 import { storedOutput } from "./commits.js"
-import { genesisDigest, lockedBy, persistence, type StoreContext } from "./context.js"
+import { genesisDigest, lockedBy, persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { ChainRow, SkippedRow, SkippedUsageRow } from "./rows.js"
 
 /** The skipped-batch operations of the store. */
@@ -20,12 +20,14 @@ export const make = (ctx: StoreContext) => {
   const { holds, reread, sql, touch, transaction } = ctx
 
   const skippedBatches = (runId: RunId) =>
-    SqlSchema.findAll({
-      Request: Schema.String,
-      Result: SkippedRow,
-      execute: (id) =>
-        sql`SELECT batch_index, error FROM batches WHERE run_id = ${id} AND status = 'skipped' ORDER BY batch_index`
-    })(runId).pipe(
+    retryDisconnects(
+      SqlSchema.findAll({
+        Request: Schema.String,
+        Result: SkippedRow,
+        execute: (id) =>
+          sql`SELECT batch_index, error FROM batches WHERE run_id = ${id} AND status = 'skipped' ORDER BY batch_index`
+      })(runId)
+    ).pipe(
       Effect.map((rows) => rows.map((row) => ({ batchIndex: row.batch_index, error: row.error ?? "" }))),
       persistence("skippedBatches")
     )
