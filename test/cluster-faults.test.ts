@@ -395,4 +395,38 @@ describe("quarry serve --cluster: failures", () => {
     },
     200_000
   )
+
+  it(
+    "an execution whose reads fail on the database before its claim is tried again, not answered: the run completes",
+    async () => {
+      const { db, started, work } = await freshCluster("unstarted", 1)
+      await storeRun(db, {
+        runId: RunId.make("unstarted"),
+        input: fs.readFileSync(mobyDick.input, "utf8"),
+        extractor: "test-slow",
+        chunking: { windowSize: 2000, batchSize: 10 },
+        ontology: { text: DefaultOntology.turtle, format: "turtle" },
+        output: { path: path.join(work, "unstarted.ttl"), format: "turtle" },
+        queued: { retrySkipped: false }
+      }, [slowExtractor])
+      // The next 12 reads of the ontology each end their own session: more than the store's retries of one read (6
+      // attempts), so the first execution fails before its claim, and so does the second.
+      await query(
+        db,
+        `CREATE SEQUENCE cut_reads;
+        CREATE FUNCTION cut_read() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN
+          IF nextval('cut_reads') <= 12 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
+          RETURN true;
+        END $$;
+        ALTER TABLE ontologies RENAME TO ontologies_stored;
+        CREATE VIEW ontologies AS SELECT * FROM ontologies_stored WHERE cut_read();`
+      )
+      await allEnded(db, started, 120_000)
+      await assertAllLikeReference(db, work, 1)
+      const [cut] = await query<{ last_value: string }>(db, "SELECT last_value FROM cut_reads")
+      assert.isAbove(Number(cut!.last_value), 12, "every cut read was tried")
+      assert.match(started[0]!.child.stderr, /failed on the database before its claim: trying again/)
+    },
+    200_000
+  )
 })

@@ -14,6 +14,7 @@ import { RunStore } from "@quarry/core/RunStore"
 import type * as Workflow from "@quarry/core/Workflow"
 import * as WorkflowManager from "@quarry/core/WorkflowManager"
 import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -87,6 +88,13 @@ const lost = (cause: Cause.Cause<unknown>) =>
   Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "RunLocked"))
 
 /**
+ * An execution that failed on the database before its claim: nothing was recorded, so the run is still `pending` (or
+ * as it was), and answering the message would leave it so, with its message spent (the scan of runs without a message
+ * passes it by). The handler tries it again instead.
+ */
+class NotStarted extends Data.TaggedError("NotStarted")<{ readonly cause: unknown }> {}
+
+/**
  * Said when a run executing here is refused a write (its commit, its heartbeat) because another runner claimed it:
  * nothing was written; the handler keeps trying to claim it, which succeeds only if the new holder dies too.
  */
@@ -147,7 +155,8 @@ const executor = (options: HandlerOptions, runId: RunId) =>
         Ref.get(claimed),
         (ours) => ours && Exit.isFailure(exit) && lost(exit.cause) ? logTakenOver : Effect.void
       )
-    // A run taken over from a dead runner may still be under its lease: the caller retries `RunLocked`.
+    // A run taken over from a dead runner may still be under its lease: the caller retries `RunLocked`, and
+    // `NotStarted`.
     return ({ budget, retrySkipped }: ExecutePayload) =>
       Effect.gen(function*() {
         // A message delivered while this node drains waits, unanswered, for the shard's next owner.
@@ -180,7 +189,10 @@ const executor = (options: HandlerOptions, runId: RunId) =>
         const ours = (yield* Deferred.isDone(options.draining)) || (yield* Ref.get(stopping))
         if (run.status === "interrupted" && ours) return yield* Effect.never
         return { status: run.status }
-      })
+      }).pipe(
+        Effect.catchTag("PersistenceError", (error) =>
+          Effect.flatMap(Ref.get(claimed), (ours) => Effect.fail(ours ? error : new NotStarted({ cause: error }))))
+      )
   })
 
 /**
@@ -208,6 +220,20 @@ export const layer = (options: HandlerOptions) =>
             Effect.retry({
               while: (error) => error._tag === "RunLocked",
               schedule: Schedule.spaced(Duration.millis(250)).pipe(
+                Schedule.upTo(Duration.millis(options.lockedRetryMs ?? 120_000))
+              )
+            }),
+            // The database failed under the execution before its claim (beyond the store's own retries): again,
+            // 250 ms apart and doubling up to 5 s, for as long as a lease may be waited for.
+            Effect.tapErrorTag(
+              "NotStarted",
+              (error) =>
+                Effect.logWarning("the execution failed on the database before its claim: trying again", error.cause)
+            ),
+            Effect.retry({
+              while: (error) => error._tag === "NotStarted",
+              schedule: Schedule.exponential(Duration.millis(250)).pipe(
+                Schedule.either(Schedule.spaced(Duration.seconds(5))),
                 Schedule.upTo(Duration.millis(options.lockedRetryMs ?? 120_000))
               )
             }),
