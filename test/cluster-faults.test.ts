@@ -36,6 +36,19 @@ const slowExtractor: Extractor.Extractor = {
   configHash: "none"
 }
 
+/** Stores a run of Moby-Dick for `test-slow` and its queued execution, as a submission, and sends no message. */
+const storePending = (db: string, work: string, runId: string) =>
+  storeRun(db, {
+    runId: RunId.make(runId),
+    input: fs.readFileSync(mobyDick.input, "utf8"),
+    extractor: "test-slow",
+    chunking: { windowSize: 2000, batchSize: 10 },
+    // As the server stores a submission without an ontology.
+    ontology: { text: DefaultOntology.turtle, format: "turtle" },
+    output: { path: path.join(work, `${runId}.ttl`), format: "turtle" },
+    queued: { retrySkipped: false }
+  }, [slowExtractor])
+
 type Health = {
   cluster?: {
     runnerId: string
@@ -378,16 +391,7 @@ describe("quarry serve --cluster: failures", () => {
     async () => {
       const { db, started, work } = await freshCluster("pending", 2)
       // What a node that died right after storing the submission leaves: the run and its queued execution, no message.
-      await storeRun(db, {
-        runId: RunId.make("orphan"),
-        input: fs.readFileSync(mobyDick.input, "utf8"),
-        extractor: "test-slow",
-        chunking: { windowSize: 2000, batchSize: 10 },
-        // As the server stores a submission without an ontology.
-        ontology: { text: DefaultOntology.turtle, format: "turtle" },
-        output: { path: path.join(work, "orphan.ttl"), format: "turtle" },
-        queued: { retrySkipped: false }
-      }, [slowExtractor])
+      await storePending(db, work, "orphan")
       assert.strictEqual((await runRows(db))[0]!.status, "pending")
       await allEnded(db, started, 120_000)
       await assertAllLikeReference(db, work, 1)
@@ -400,15 +404,7 @@ describe("quarry serve --cluster: failures", () => {
     "an execution whose reads fail on the database before its claim is tried again, not answered: the run completes",
     async () => {
       const { db, started, work } = await freshCluster("unstarted", 1)
-      await storeRun(db, {
-        runId: RunId.make("unstarted"),
-        input: fs.readFileSync(mobyDick.input, "utf8"),
-        extractor: "test-slow",
-        chunking: { windowSize: 2000, batchSize: 10 },
-        ontology: { text: DefaultOntology.turtle, format: "turtle" },
-        output: { path: path.join(work, "unstarted.ttl"), format: "turtle" },
-        queued: { retrySkipped: false }
-      }, [slowExtractor])
+      await storePending(db, work, "unstarted")
       // The next 12 reads of the ontology each end their own session: more than the store's retries of one read (6
       // attempts), so the first execution fails before its claim, and so does the second.
       await query(
