@@ -126,7 +126,10 @@ export interface HandlerOptions {
   readonly draining: Deferred.Deferred<void>
   /** How long a moving run may take to reach its next commit before it is interrupted at once (default 30 s). */
   readonly stopGraceMs?: number | undefined
-  /** How long a claim refused by a live lease (a dead runner's, not yet expired) is retried (default 2 minutes). */
+  /**
+   * How long a claim refused by a live lease (a dead runner's, not yet expired), or an execution that failed on the
+   * database before its claim (`NotStarted`), is retried (default 2 minutes).
+   */
   readonly lockedRetryMs?: number | undefined
 }
 
@@ -155,8 +158,8 @@ const executor = (options: HandlerOptions, runId: RunId) =>
         Ref.get(claimed),
         (ours) => ours && Exit.isFailure(exit) && lost(exit.cause) ? logTakenOver : Effect.void
       )
-    // A run taken over from a dead runner may still be under its lease: the caller retries `RunLocked`, and
-    // `NotStarted`.
+    // A run taken over from a dead runner may still be under its lease: the caller retries `RunLocked`. It also
+    // retries `NotStarted`, which a database failure before this execution's claim becomes.
     return ({ budget, retrySkipped }: ExecutePayload) =>
       Effect.gen(function*() {
         // A message delivered while this node drains waits, unanswered, for the shard's next owner.
