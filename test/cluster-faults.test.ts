@@ -4,15 +4,11 @@
  * terminated under it (`pg_terminate_backend`); three runners racing to migrate an empty database.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
-import * as DefaultOntology from "@quarry/core/DefaultOntology"
-import * as Extractor from "@quarry/core/Extractor"
-import { RunId } from "@quarry/core/Run"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import pg from "pg"
-import { storeRun, usePostgres } from "../packages/core/test/postgres.js"
+import { usePostgres } from "../packages/core/test/postgres.js"
 import {
   allExecutesAnswered,
   type Node,
@@ -20,6 +16,7 @@ import {
   query,
   runRows,
   startNode,
+  storePending,
   submitMobyDick,
   useClusterSuite
 } from "./clusterNodes.js"
@@ -27,27 +24,6 @@ import { call, until } from "./serverProcess.js"
 import { mobyDick, sha256File, sleep } from "./support.js"
 
 const adminUrl = usePostgres()
-
-/** The identity of the CLI's `test-slow` extractor (name, version, configuration), to store a run for it. */
-const slowExtractor: Extractor.Extractor = {
-  ...CapitalizedExtractor.make(),
-  name: "test-slow",
-  version: "1",
-  configHash: "none"
-}
-
-/** Stores a run of Moby-Dick for `test-slow` and its queued execution, as a submission, and sends no message. */
-const storePending = (db: string, work: string, runId: string) =>
-  storeRun(db, {
-    runId: RunId.make(runId),
-    input: fs.readFileSync(mobyDick.input, "utf8"),
-    extractor: "test-slow",
-    chunking: { windowSize: 2000, batchSize: 10 },
-    // As the server stores a submission without an ontology.
-    ontology: { text: DefaultOntology.turtle, format: "turtle" },
-    output: { path: path.join(work, `${runId}.ttl`), format: "turtle" },
-    queued: { retrySkipped: false }
-  }, [slowExtractor])
 
 type Health = {
   cluster?: {

@@ -1,12 +1,17 @@
 /**
  * Helpers for the end-to-end tests of `quarry serve --cluster`: real `quarry serve --cluster` processes of the
- * bundle on one PostgreSQL database, and direct reads of its tables with `pg`.
+ * bundle on one PostgreSQL database, and direct reads of its tables with `pg`. The tests of one `quarry serve` on
+ * PostgreSQL use its helpers for runs and tables too.
  */
+import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
+import * as DefaultOntology from "@quarry/core/DefaultOntology"
+import type * as Extractor from "@quarry/core/Extractor"
+import { RunId } from "@quarry/core/Run"
 import * as Postgres from "@quarry/testkit/Postgres"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll } from "vitest"
-import { createDatabase, dropDatabase, freePort } from "../packages/core/test/postgres.js"
+import { createDatabase, dropDatabase, freePort, storeRun } from "../packages/core/test/postgres.js"
 import { call, type Server, until } from "./serverProcess.js"
 import { makeDir, mobyDick, referenceRun, removeDir, start } from "./support.js"
 
@@ -78,7 +83,7 @@ export const runRows = (db: string) =>
   )
 
 /** Submits Moby-Dick as `runId` (67 batches with the slow test extractor) to a node. */
-export const submitMobyDick = async (node: Node, runId: string) => {
+export const submitMobyDick = async (node: Server, runId: string) => {
   const submitted = await call(node, "POST", "/v1/runs", {
     input: fs.readFileSync(mobyDick.input, "utf8"),
     runId,
@@ -144,3 +149,24 @@ export const useClusterSuite = (adminUrl: () => string, referenceFlags: Readonly
   }, 60_000)
   return suite
 }
+
+/** The identity of the CLI's `test-slow` extractor (name, version, configuration), to store a run for it. */
+const slowExtractor: Extractor.Extractor = {
+  ...CapitalizedExtractor.make(),
+  name: "test-slow",
+  version: "1",
+  configHash: "none"
+}
+
+/** Stores a run of Moby-Dick for `test-slow` and its queued execution, as a submission, and sends no message. */
+export const storePending = (db: string, work: string, runId: string) =>
+  storeRun(db, {
+    runId: RunId.make(runId),
+    input: fs.readFileSync(mobyDick.input, "utf8"),
+    extractor: "test-slow",
+    chunking: { windowSize: 2000, batchSize: 10 },
+    // As the server stores a submission without an ontology.
+    ontology: { text: DefaultOntology.turtle, format: "turtle" },
+    output: { path: path.join(work, `${runId}.ttl`), format: "turtle" },
+    queued: { retrySkipped: false }
+  }, [slowExtractor])

@@ -12,13 +12,14 @@ export interface Server {
   readonly port: number
 }
 
-/** Starts `quarry serve --db db --port 0 --json ...args` and waits until it listens. */
+/** Starts `quarry serve --db db --port 0 --json ...args` (in `cwd`, if given) and waits until it listens. */
 export const serve = async (
   db: string,
   args: ReadonlyArray<string> = [],
-  env: Readonly<Record<string, string>> = {}
+  env: Readonly<Record<string, string>> = {},
+  cwd?: string
 ): Promise<Server> => {
-  const child = start(["serve", "--db", db, "--port", "0", "--json", ...args], { env })
+  const child = start(["serve", "--db", db, "--port", "0", "--json", ...args], { env, cwd })
   // A server that never says it listens must not outlive the test.
   await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
     child.child.kill("SIGKILL")

@@ -49,7 +49,7 @@ export interface Running {
 /** Options of a child. */
 export interface SpawnOptions {
   readonly env?: Readonly<Record<string, string>>
-  readonly cwd?: string
+  readonly cwd?: string | undefined
   /** Run as this user (and its own group), e.g. `unprivileged.uid` so that file permissions apply to it. */
   readonly uid?: number
 }

@@ -13,9 +13,11 @@ import type { Run, RunId } from "@quarry/core/Run"
 import { type QueuedExecution, RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import * as WorkflowManager from "@quarry/core/WorkflowManager"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -27,6 +29,7 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Metrics from "./Metrics.js"
@@ -108,6 +111,8 @@ interface Entry {
   readonly execution: WorkflowManager.ExecutionOptions
   /** The request that queued the run (none for recovered and pending runs found at boot). */
   readonly requestId?: string | undefined
+  /** How many executions of it in a row failed on the database before their claim. */
+  readonly failedBeforeClaim?: number | undefined
 }
 
 /** The statuses after which a run's stored execution is done with (an `interrupted` one is resumed at start). */
@@ -149,7 +154,10 @@ const entryOf = (row: QueuedExecution): Entry => ({
 const known = (core: Core, runId: RunId) =>
   Effect.zipWith(Ref.get(core.queue), Ref.get(core.active), (q, a) => a.has(runId) || q.some((e) => e.runId === runId))
 
-/** After a run's fiber ends: frees its slot, logs and counts the end, drops its stored entry if it ended for good. */
+/**
+ * After a run's fiber ends: frees its slot, logs and counts the end, drops its stored entry if it ended for good.
+ * Answers the run's status as stored (none if it could not be read).
+ */
 const settle = (core: Core, runId: RunId) =>
   Ref.update(core.active, (set) => new Set([...set].filter((id) => id !== runId))).pipe(
     Effect.zipRight(
@@ -157,13 +165,31 @@ const settle = (core: Core, runId: RunId) =>
         Effect.tap((run) => Effect.logInfo("run ended").pipe(Effect.annotateLogs({ status: run.status }))),
         Effect.tap((run) => Metric.increment(Metric.tagged(Metrics.runsEnded, "status", run.status))),
         // Interrupted (or still running elsewhere): the row stays, so the next start resumes it with its budget.
-        Effect.flatMap((run) => endedForGood.has(run.status) ? core.store.dequeueExecution(run.id) : Effect.void),
-        Effect.ignore
+        Effect.tap((run) => endedForGood.has(run.status) ? core.store.dequeueExecution(run.id) : Effect.void),
+        Effect.map((run) => Option.some(run.status)),
+        Effect.orElseSucceed(() => Option.none<Run["status"]>())
       )
     ),
-    Effect.zipRight(PubSub.publish(core.changes, runId)),
-    Effect.zipRight(Queue.offer(core.wake, undefined))
+    Effect.tap(() => PubSub.publish(core.changes, runId)),
+    Effect.tap(() => Queue.offer(core.wake, undefined))
   )
+
+/**
+ * An execution that failed on the database before its claim recorded nothing: its run is still `pending`, and no
+ * scan looks for pending runs after boot. So it is queued again, 250 ms later and doubling up to 5 s, for as long as
+ * the database fails (its stored entry stays meanwhile, so a restart also finds it).
+ */
+const requeue = (core: Core, entry: Entry, error: PersistenceError) =>
+  Effect.gen(function*() {
+    const failed = (entry.failedBeforeClaim ?? 0) + 1
+    const delayMs = Math.min(5_000, 250 * 2 ** (failed - 1))
+    yield* Effect.logWarning(
+      `the execution failed on the database before its claim: queued again in ${delayMs}ms`,
+      error
+    )
+    yield* Effect.sleep(delayMs)
+    yield* enqueue(core, { ...entry, failedBeforeClaim: failed })
+  }).pipe(Effect.forkIn(core.runsScope))
 
 // The run's fibers inherit these annotations: its logs carry the run id and the id of the request that queued it.
 // Returns once the run has claimed (its first event) or ended, so that it leaves the queue only when its stored
@@ -183,11 +209,16 @@ const launch = (core: Core, entry: Entry) =>
     })
     yield* Metric.increment(Metrics.runsStarted)
     yield* Effect.logInfo("run started")
-    yield* Fiber.await(handle.fiber).pipe(
-      Effect.zipRight(Deferred.succeed(started, undefined)),
-      Effect.zipRight(settle(core, entry.runId)),
-      Effect.forkIn(core.runsScope)
-    )
+    yield* Effect.gen(function*() {
+      const exit = yield* Fiber.await(handle.fiber)
+      yield* Deferred.succeed(started, undefined)
+      const status = yield* settle(core, entry.runId)
+      // Still `pending` (or unreadable, the database still failing): it failed before its claim.
+      const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+      if (error?._tag === "PersistenceError" && Option.getOrElse(status, () => "pending") === "pending") {
+        yield* requeue(core, entry, error)
+      }
+    }).pipe(Effect.forkIn(core.runsScope))
     yield* Deferred.await(started)
   }).pipe(
     Effect.annotateLogs(
@@ -330,13 +361,22 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
   const core: Core = { store, manager, queue, active, wake, changes, runsScope }
   const isDraining = Deferred.isDone(draining)
 
+  // A read failing beyond the store's retries (the database down for a while) must not stop admission: boot is
+  // tried again until it succeeds (the server reports not ready meanwhile), a scan at its next turn.
   const dispatcher = Effect.gen(function*() {
-    yield* boot(core, recover)
+    yield* boot(core, recover).pipe(
+      Effect.tapError((error) => Effect.logWarning("boot recovery failed on the database: trying again", error)),
+      Effect.retry(Schedule.spaced(Duration.millis(scanIntervalMs)))
+    )
     yield* Ref.set(started, true)
     while (true) {
       yield* fill(core, options.maxActiveRuns, isDraining)
       yield* Queue.take(wake).pipe(Effect.timeout(scanIntervalMs), Effect.ignore)
-      if (recover) yield* orphans(core, false)
+      if (recover) {
+        yield* orphans(core, false).pipe(
+          Effect.catchAll((error) => Effect.logWarning("the scan for orphaned runs failed on the database", error))
+        )
+      }
     }
   }).pipe(
     Effect.tapErrorCause((cause) => Effect.logError("admission stopped", cause)),

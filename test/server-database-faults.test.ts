@@ -1,0 +1,104 @@
+/**
+ * One `quarry serve` (no cluster) on PostgreSQL when its database fails for longer than the store retries a read
+ * (about 1.5 s): real server processes of the bundle, a real PostgreSQL whose sessions end under them. Boot recovery
+ * whose reads fail is tried again; an execution that fails before its claim is queued again; a scan that fails
+ * during an outage does not stop admission. Each run still completes to the reference's bytes.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { usePostgres } from "../packages/core/test/postgres.js"
+import { query, runRows, storePending, submitMobyDick, useClusterSuite } from "./clusterNodes.js"
+import { serve, type Server, stop, until } from "./serverProcess.js"
+import { sha256File, sleep } from "./support.js"
+
+const adminUrl = usePostgres()
+
+/** A short lease, so the server scans for orphans every second. */
+const env = { QUARRY_LEASE_MS: "3000", QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" }
+
+/**
+ * From now on, the next `count` reads of `table` each end their own session (`pg_terminate_backend`): more than the
+ * store's retries of one read (6 attempts) fail that read.
+ */
+const cutReads = (db: string, table: string, count: number) =>
+  query(
+    db,
+    `CREATE SEQUENCE cut_reads;
+    CREATE FUNCTION cut_read() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN
+      IF nextval('cut_reads') <= ${count} THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
+      RETURN true;
+    END $$;
+    ALTER TABLE ${table} RENAME TO ${table}_stored;
+    CREATE VIEW ${table} AS SELECT * FROM ${table}_stored WHERE cut_read();`
+  )
+
+/** How many reads of the cut table were made. */
+const readsCut = async (db: string) =>
+  Number((await query<{ last_value: string }>(db, "SELECT last_value FROM cut_reads"))[0]!.last_value)
+
+describe("quarry serve on PostgreSQL: reads failing beyond the store's retries", () => {
+  const suite = useClusterSuite(adminUrl)
+
+  /** Serves `db` from `work` for `test`, and stops the server however the test ends. */
+  const serving = async (db: string, work: string, test: (server: Server) => Promise<void>) => {
+    const server = await serve(db, [], env, work)
+    try {
+      await test(server)
+    } finally {
+      await stop(server)
+    }
+  }
+
+  const completedLikeReference = async (db: string, runId: string, server: Server) => {
+    await until(
+      async () => (await runRows(db)).find((r) => r.id === runId)?.status === "completed",
+      120_000,
+      `${runId} to complete`
+    ).catch(async (error) => {
+      throw new Error(`${String(error)}: ${JSON.stringify(await runRows(db))}\n${server.child.stderr}`)
+    })
+    const row = (await runRows(db)).find((r) => r.id === runId)!
+    assert.strictEqual(Number(row.n), 67)
+    assert.strictEqual(row.digest, suite.reference.digest)
+    assert.strictEqual(sha256File(row.artifact_path!), suite.reference.sha256)
+  }
+
+  it("boot recovery whose reads of the queue fail is tried again: the stored run completes", async () => {
+    const { db, work } = await suite.workspace("boot")
+    await storePending(db, work, "stored")
+    // Boot reads the queue once per attempt: the first two attempts fail.
+    await cutReads(db, "queued_executions", 12)
+    await serving(db, work, async (server) => {
+      await completedLikeReference(db, "stored", server)
+      assert.isAbove(await readsCut(db), 12, "every cut read was tried")
+      assert.match(server.child.stderr, /boot recovery failed on the database: trying again/)
+    })
+  }, 200_000)
+
+  it("an execution whose reads fail before its claim is queued again: the run completes", async () => {
+    const { db, work } = await suite.workspace("claim")
+    await storePending(db, work, "unclaimed")
+    // The execution reads the ontology before its claim: the first two executions fail there.
+    await cutReads(db, "ontologies", 12)
+    await serving(db, work, async (server) => {
+      await completedLikeReference(db, "unclaimed", server)
+      assert.isAbove(await readsCut(db), 12, "every cut read was tried")
+      assert.match(server.child.stderr, /failed on the database before its claim: queued again/)
+    })
+  }, 200_000)
+
+  it("a scan during a 4 s outage fails and admission goes on: a run submitted after it completes", async () => {
+    const { db, work } = await suite.workspace("outage")
+    const name = new URL(db).pathname.slice(1)
+    await serving(db, work, async (server) => {
+      // No new session may open, and the open ones end: every read fails until the outage ends.
+      await query(adminUrl(), `ALTER DATABASE "${name}" ALLOW_CONNECTIONS false`)
+      await query(adminUrl(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name])
+      // The server scans every second, and the store gives a read up after about 1.5 s.
+      await sleep(4_000)
+      await query(adminUrl(), `ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`)
+      await submitMobyDick(server, "after")
+      await completedLikeReference(db, "after", server)
+      assert.match(server.child.stderr, /the scan for orphaned runs failed on the database/)
+    })
+  }, 200_000)
+})
