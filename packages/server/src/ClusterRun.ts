@@ -126,10 +126,7 @@ export interface HandlerOptions {
   readonly draining: Deferred.Deferred<void>
   /** How long a moving run may take to reach its next commit before it is interrupted at once (default 30 s). */
   readonly stopGraceMs?: number | undefined
-  /**
-   * How long a claim refused by a live lease (a dead runner's, not yet expired), or an execution that failed on the
-   * database before its claim (`NotStarted`), is retried (default 2 minutes).
-   */
+  /** How long a claim refused by a live lease (a dead runner's, not yet expired) is retried (default 2 minutes). */
   readonly lockedRetryMs?: number | undefined
 }
 
@@ -227,7 +224,8 @@ export const layer = (options: HandlerOptions) =>
               )
             }),
             // The database failed under the execution before its claim (beyond the store's own retries): again,
-            // 250 ms apart and doubling up to 5 s, for as long as a lease may be waited for.
+            // 250 ms apart and doubling up to 5 s, for as long as it fails. Not bounded: an answer would leave the
+            // run `pending` with its message spent, which no scan sends again.
             Effect.tapErrorTag(
               "NotStarted",
               (error) =>
@@ -236,8 +234,7 @@ export const layer = (options: HandlerOptions) =>
             Effect.retry({
               while: (error) => error._tag === "NotStarted",
               schedule: Schedule.exponential(Duration.millis(250)).pipe(
-                Schedule.either(Schedule.spaced(Duration.seconds(5))),
-                Schedule.upTo(Duration.millis(options.lockedRetryMs ?? 120_000))
+                Schedule.either(Schedule.spaced(Duration.seconds(5)))
               )
             }),
             // The reply is the run's end as recorded; a failure to execute is recorded on the run, not here.
