@@ -1,8 +1,9 @@
 /**
  * One `quarry serve` (no cluster) on PostgreSQL when its database fails for longer than the store retries a read
  * (about 1.5 s): real server processes of the bundle, a real PostgreSQL whose sessions end under them. Boot recovery
- * whose reads fail is tried again; an execution that fails before its claim is queued again; a scan that fails
- * during an outage does not stop admission. Each run still completes to the reference's bytes.
+ * whose reads fail is tried again; an execution that fails before its claim is queued again, and so is a run whose
+ * commit lost its connection; a scan that fails during an outage does not stop admission. Each run still completes
+ * to the reference's bytes.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { usePostgres } from "../packages/core/test/postgres.js"
@@ -35,7 +36,7 @@ const cutReads = (db: string, table: string, count: number) =>
 const readsCut = async (db: string) =>
   Number((await query<{ last_value: string }>(db, "SELECT last_value FROM cut_reads"))[0]!.last_value)
 
-describe("quarry serve on PostgreSQL: reads failing beyond the store's retries", () => {
+describe("quarry serve on PostgreSQL: the database failing beyond the store's retries", () => {
   const suite = useClusterSuite(adminUrl)
 
   /** Serves `db` from `work` for `test`, and stops the server however the test ends. */
@@ -82,7 +83,56 @@ describe("quarry serve on PostgreSQL: reads failing beyond the store's retries",
     await serving(db, work, async (server) => {
       await completedLikeReference(db, "unclaimed", server)
       assert.isAbove(await readsCut(db), 12, "every cut read was tried")
-      assert.match(server.child.stderr, /failed on the database before its claim: queued again/)
+      assert.match(server.child.stderr, /the database failed the execution, queued again/)
+    })
+  }, 200_000)
+
+  /** From now on, the statements inserting batch rows number `from` to `to` each end their session. */
+  const cutBatchInserts = (db: string, from: number, to: number) =>
+    query(
+      db,
+      `CREATE SEQUENCE batch_inserts;
+      CREATE FUNCTION cut_batch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+        IF nextval('batch_inserts') BETWEEN ${from} AND ${to} THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER cut_batch BEFORE INSERT ON batches FOR EACH STATEMENT EXECUTE FUNCTION cut_batch();`
+    )
+
+  it(
+    "a run whose commit loses its connection beyond the retries fails, and resumes by itself: it completes",
+    async () => {
+      const { db, work } = await suite.workspace("commit")
+      await serving(db, work, async (server) => {
+        // The first commit lands; the next 12 each lose their session: more than the store's retries of one commit
+        // (6 attempts), so the run fails on its second commit, and its resumed execution commits after a few retries.
+        await cutBatchInserts(db, 2, 13)
+        await submitMobyDick(server, "resumed")
+        await completedLikeReference(db, "resumed", server)
+        assert.match(server.child.stderr, /"run ended".*"status":"failed"/)
+        assert.match(
+          server.child.stderr,
+          /the database failed the execution, queued again in 250ms: storage failed during commitBatch \(connection\)/
+        )
+      })
+    },
+    200_000
+  )
+
+  it("a run whose commits keep losing their connection is resumed 10 times, then left failed", async () => {
+    const { db, work } = await suite.workspace("flapping")
+    await serving(db, work, async (server) => {
+      // Every commit after the first loses its session, however often it is tried.
+      await cutBatchInserts(db, 2, 1_000_000)
+      await submitMobyDick(server, "flapping")
+      await until(() => /the run stays failed/.test(server.child.stderr), 150_000, "the server to give up")
+      // Nothing executes it any more.
+      await sleep(6_000)
+      const started = server.child.stderr.split("\n").filter((line) => line.includes("\"run started\""))
+      assert.strictEqual(started.length, 11)
+      const [row] = await runRows(db)
+      assert.deepInclude(row, { status: "failed", committed_batches: 1 })
+      assert.deepStrictEqual(await query(db, "SELECT run_id FROM queued_executions"), [])
     })
   }, 200_000)
 

@@ -106,12 +106,12 @@ export class InputMismatch extends Schema.TaggedError<InputMismatch>()("InputMis
  * What kind of storage failure a `PersistenceError` is, read from the SQLite result code (or errno) of its cause:
  * `disk-full` (SQLITE_FULL, ENOSPC), `read-only` (SQLITE_READONLY*, EROFS, EACCES), `locked` (SQLITE_BUSY*,
  * SQLITE_LOCKED*), `corrupt` (SQLITE_CORRUPT*, SQLITE_NOTADB), `io` (SQLITE_IOERR*, SQLITE_CANTOPEN*, EIO) or
- * `other`.
+ * `other`; `connection` when the store found the connection to PostgreSQL lost, and still lost after its retries.
  *
  * @since 0.1.0
  * @category errors
  */
-export const StorageFailure = Schema.Literal("disk-full", "read-only", "locked", "corrupt", "io", "other")
+export const StorageFailure = Schema.Literal("disk-full", "read-only", "locked", "corrupt", "io", "connection", "other")
 
 /**
  * @since 0.1.0
@@ -155,6 +155,8 @@ const advice: Record<StorageFailure, string> = {
   locked: "another connection held the database's write lock for too long; stop the other writer, then try again",
   corrupt: "the database file is damaged; run `quarry doctor`, and restore it from a backup if that fails",
   io: "the operating system reported an I/O error on the database; check the disk and file system, then try again",
+  connection: "the database server ended the connection or could not be reached; check that it is up and reachable, " +
+    "then try again",
   other: "check the database, then try again"
 }
 

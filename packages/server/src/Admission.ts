@@ -111,8 +111,13 @@ interface Entry {
   readonly execution: WorkflowManager.ExecutionOptions
   /** The request that queued the run (none for recovered and pending runs found at boot). */
   readonly requestId?: string | undefined
-  /** How many executions of it in a row failed on the database before their claim. */
-  readonly failedBeforeClaim?: number | undefined
+  /** The executions of it in a row that the database failed, and the batches committed at the last one. */
+  readonly databaseFailures?: DatabaseFailures | undefined
+}
+
+interface DatabaseFailures {
+  readonly count: number
+  readonly committedBatches: number
 }
 
 /** The statuses after which a run's stored execution is done with (an `interrupted` one is resumed at start). */
@@ -154,42 +159,81 @@ const entryOf = (row: QueuedExecution): Entry => ({
 const known = (core: Core, runId: RunId) =>
   Effect.zipWith(Ref.get(core.queue), Ref.get(core.active), (q, a) => a.has(runId) || q.some((e) => e.runId === runId))
 
-/**
- * After a run's fiber ends: frees its slot, logs and counts the end, drops its stored entry if it ended for good.
- * Answers the run's status as stored (none if it could not be read).
- */
+/** Frees the slot of a run whose fiber ended, logs and counts the end. Answers the run as stored, if readable. */
 const settle = (core: Core, runId: RunId) =>
   Ref.update(core.active, (set) => new Set([...set].filter((id) => id !== runId))).pipe(
-    Effect.zipRight(
-      core.store.getRun(runId).pipe(
-        Effect.tap((run) => Effect.logInfo("run ended").pipe(Effect.annotateLogs({ status: run.status }))),
-        Effect.tap((run) => Metric.increment(Metric.tagged(Metrics.runsEnded, "status", run.status))),
-        // Interrupted (or still running elsewhere): the row stays, so the next start resumes it with its budget.
-        Effect.tap((run) => endedForGood.has(run.status) ? core.store.dequeueExecution(run.id) : Effect.void),
-        Effect.map((run) => Option.some(run.status)),
-        Effect.orElseSucceed(() => Option.none<Run["status"]>())
-      )
-    ),
-    Effect.tap(() => PubSub.publish(core.changes, runId)),
-    Effect.tap(() => Queue.offer(core.wake, undefined))
+    Effect.zipRight(core.store.getRun(runId)),
+    Effect.tap((run) => Effect.logInfo("run ended").pipe(Effect.annotateLogs({ status: run.status }))),
+    Effect.tap((run) => Metric.increment(Metric.tagged(Metrics.runsEnded, "status", run.status))),
+    Effect.option
   )
 
+/** Executions in a row that the database failed after their claim, none committing a batch, before giving up. */
+const maxFailuresWithoutProgress = 10
+
+/** What follows a run's end here: queued again, given up, dropped from the stored queue, or kept there. */
+type Next =
+  | { readonly _tag: "again"; readonly failures: DatabaseFailures; readonly error: PersistenceError }
+  | { readonly _tag: "gaveUp" | "ended" | "kept" }
+
 /**
- * An execution that failed on the database before its claim recorded nothing: its run is still `pending`, and no
- * scan looks for pending runs after boot. So it is queued again, 250 ms later and doubling up to 5 s, for as long as
- * the database fails (its stored entry stays meanwhile, so a restart also finds it).
+ * What follows a run's end. When the database failed the execution:
+ * - Before its claim, nothing was recorded or extracted: the run is still `pending` (or unreadable), and no scan
+ *   looks for pending runs after boot. It is tried again for as long as the database fails.
+ * - After its claim, a connection lost beyond the store's retries (a restart, a failover) ended it `failed`, every
+ *   committed batch kept: it resumes, unless 10 executions in a row committed nothing (each may have extracted a
+ *   batch again, which an LLM bills).
+ * Otherwise a run that ended for good leaves the stored queue; an interrupted one (or one running elsewhere) stays
+ * there, so the next start resumes it with its budget.
  */
-const requeue = (core: Core, entry: Entry, error: PersistenceError) =>
+const next = (entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>, run: Option.Option<Run>): Next => {
+  const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+  const status = Option.match(run, { onNone: () => "pending", onSome: (r) => r.status })
+  if (
+    error?._tag === "PersistenceError" &&
+    (status === "pending" || (status === "failed" && error.reason === "connection"))
+  ) {
+    const previous = entry.databaseFailures
+    const committedBatches = Option.match(run, {
+      onNone: () => previous?.committedBatches ?? 0,
+      onSome: (r) => r.committedBatches
+    })
+    const count = previous?.committedBatches === committedBatches ? previous.count + 1 : 1
+    if (status === "pending" || count <= maxFailuresWithoutProgress) {
+      return { _tag: "again", failures: { count, committedBatches }, error }
+    }
+    return { _tag: "gaveUp" }
+  }
+  return endedForGood.has(status) ? { _tag: "ended" } : { _tag: "kept" }
+}
+
+/** Queues the entry again, 250 ms after its first database failure in a row and doubling up to 5 s. */
+const requeue = (core: Core, entry: Entry, failures: DatabaseFailures, error: PersistenceError) =>
   Effect.gen(function*() {
-    const failed = (entry.failedBeforeClaim ?? 0) + 1
-    const delayMs = Math.min(5_000, 250 * 2 ** (failed - 1))
-    yield* Effect.logWarning(
-      `the execution failed on the database before its claim: queued again in ${delayMs}ms`,
-      error
-    )
+    const delayMs = Math.min(5_000, 250 * 2 ** (failures.count - 1))
+    yield* Effect.logWarning(`the database failed the execution, queued again in ${delayMs}ms: ${error.message}`)
     yield* Effect.sleep(delayMs)
-    yield* enqueue(core, { ...entry, failedBeforeClaim: failed })
+    yield* enqueue(core, { ...entry, databaseFailures: failures })
   }).pipe(Effect.forkIn(core.runsScope))
+
+/** After a run's fiber ends: frees its slot, logs and counts the end, and does what follows it (see `next`). */
+const ended = (core: Core, entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>) =>
+  Effect.gen(function*() {
+    const run = yield* settle(core, entry.runId)
+    const then = next(entry, exit, run)
+    if (then._tag === "again") yield* requeue(core, entry, then.failures, then.error)
+    if (then._tag === "gaveUp") {
+      yield* Effect.logError(
+        `the database failed the execution ${maxFailuresWithoutProgress + 1} times in a row without a batch ` +
+          `committed: the run stays failed; resume it once the database is back`
+      )
+    }
+    if (then._tag === "gaveUp" || then._tag === "ended") {
+      yield* core.store.dequeueExecution(entry.runId).pipe(Effect.ignore)
+    }
+    yield* PubSub.publish(core.changes, entry.runId)
+    yield* Queue.offer(core.wake, undefined)
+  })
 
 // The run's fibers inherit these annotations: its logs carry the run id and the id of the request that queued it.
 // Returns once the run has claimed (its first event) or ended, so that it leaves the queue only when its stored
@@ -209,16 +253,11 @@ const launch = (core: Core, entry: Entry) =>
     })
     yield* Metric.increment(Metrics.runsStarted)
     yield* Effect.logInfo("run started")
-    yield* Effect.gen(function*() {
-      const exit = yield* Fiber.await(handle.fiber)
-      yield* Deferred.succeed(started, undefined)
-      const status = yield* settle(core, entry.runId)
-      // Still `pending` (or unreadable, the database still failing): it failed before its claim.
-      const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
-      if (error?._tag === "PersistenceError" && Option.getOrElse(status, () => "pending") === "pending") {
-        yield* requeue(core, entry, error)
-      }
-    }).pipe(Effect.forkIn(core.runsScope))
+    yield* Fiber.await(handle.fiber).pipe(
+      Effect.tap(() => Deferred.succeed(started, undefined)),
+      Effect.flatMap((exit) => ended(core, entry, exit)),
+      Effect.forkIn(core.runsScope)
+    )
     yield* Deferred.await(started)
   }).pipe(
     Effect.annotateLogs(

@@ -28,8 +28,11 @@ export const persistence = (operation: string) => <A, E, R>(effect: Effect.Effec
       E,
       { readonly _tag: "RunNotFound" | "RunLocked" | "RunAlreadyExists" | "InvalidRunState" | "PersistenceError" }
     > => typeof e === "object" && e !== null && "_tag" in e && (e._tag === "SqlError" || e._tag === "ParseError"),
-    (cause) => new PersistenceError({ operation, cause })
-  ).pipe(failOnSqlDefect((cause) => new PersistenceError({ operation, cause })))
+    (cause) => persistenceError(operation, cause)
+  ).pipe(failOnSqlDefect((cause) => persistenceError(operation, cause)))
+
+const persistenceError = (operation: string, cause: unknown) =>
+  new PersistenceError({ operation, cause, reason: isDisconnect(cause) ? "connection" : undefined })
 
 const disconnectCodes = new Set(["57P01", "57P02", "57P03", "25P03", "25P04", "ECONNRESET", "EPIPE", "ECONNREFUSED"])
 
