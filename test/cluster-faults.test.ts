@@ -11,6 +11,7 @@ import pg from "pg"
 import { usePostgres } from "../packages/core/test/postgres.js"
 import {
   allExecutesAnswered,
+  cutBatchInserts,
   type Node,
   problems,
   query,
@@ -372,6 +373,25 @@ describe("quarry serve --cluster: failures", () => {
       await allEnded(db, started, 120_000)
       await assertAllLikeReference(db, work, 1)
       assert.isTrue(started.some((node) => /had no Execute message/.test(node.child.stderr)))
+    },
+    200_000
+  )
+
+  it(
+    "a run whose commit loses its connection beyond the store's retries is resumed by its runner: it completes",
+    async () => {
+      const { db, started, work } = await freshCluster("commit", 1)
+      // The first commit lands; the next 12 each lose their session: more than the store's retries of one commit
+      // (6 attempts), so the run fails on its second commit, and its resumed execution commits after a few retries.
+      await cutBatchInserts(db, 2, 13)
+      await submitMobyDick(started[0]!, "resumed")
+      // It is `failed` for a moment before it resumes: wait for its completion.
+      await until(async () => (await runRows(db))[0]?.status === "completed", 120_000, "the run to complete")
+      await assertAllLikeReference(db, work, 1)
+      assert.match(
+        started[0]!.child.stderr,
+        /the database failed the execution, resuming it: storage failed during commitBatch \(connection\)/
+      )
     },
     200_000
   )

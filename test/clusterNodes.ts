@@ -170,3 +170,15 @@ export const storePending = (db: string, work: string, runId: string) =>
     output: { path: path.join(work, `${runId}.ttl`), format: "turtle" },
     queued: { retrySkipped: false }
   }, [slowExtractor])
+
+/** From now on, the statements inserting batch rows number `from` to `to` each end their session. */
+export const cutBatchInserts = (db: string, from: number, to: number) =>
+  query(
+    db,
+    `CREATE SEQUENCE batch_inserts;
+    CREATE FUNCTION cut_batch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      IF nextval('batch_inserts') BETWEEN ${from} AND ${to} THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER cut_batch BEFORE INSERT ON batches FOR EACH STATEMENT EXECUTE FUNCTION cut_batch();`
+  )

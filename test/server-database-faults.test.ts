@@ -7,7 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { usePostgres } from "../packages/core/test/postgres.js"
-import { query, runRows, storePending, submitMobyDick, useClusterSuite } from "./clusterNodes.js"
+import { cutBatchInserts, query, runRows, storePending, submitMobyDick, useClusterSuite } from "./clusterNodes.js"
 import { serve, type Server, stop, until } from "./serverProcess.js"
 import { sha256File, sleep } from "./support.js"
 
@@ -86,18 +86,6 @@ describe("quarry serve on PostgreSQL: the database failing beyond the store's re
       assert.match(server.child.stderr, /the database failed the execution, queued again/)
     })
   }, 200_000)
-
-  /** From now on, the statements inserting batch rows number `from` to `to` each end their session. */
-  const cutBatchInserts = (db: string, from: number, to: number) =>
-    query(
-      db,
-      `CREATE SEQUENCE batch_inserts;
-      CREATE FUNCTION cut_batch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-        IF nextval('batch_inserts') BETWEEN ${from} AND ${to} THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
-        RETURN NULL;
-      END $$;
-      CREATE TRIGGER cut_batch BEFORE INSERT ON batches FOR EACH STATEMENT EXECUTE FUNCTION cut_batch();`
-    )
 
   it(
     "a run whose commit loses its connection beyond the retries fails, and resumes by itself: it completes",

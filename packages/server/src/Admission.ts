@@ -32,6 +32,7 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
+import * as DatabaseRetry from "./DatabaseRetry.js"
 import * as Metrics from "./Metrics.js"
 
 /**
@@ -168,23 +169,17 @@ const settle = (core: Core, runId: RunId) =>
     Effect.option
   )
 
-/** Executions in a row that the database failed after their claim, none committing a batch, before giving up. */
-const maxFailuresWithoutProgress = 10
-
 /** What follows a run's end here: queued again, given up, dropped from the stored queue, or kept there. */
 type Next =
   | { readonly _tag: "again"; readonly failures: DatabaseFailures; readonly error: PersistenceError }
   | { readonly _tag: "gaveUp" | "ended" | "kept" }
 
 /**
- * What follows a run's end. When the database failed the execution:
- * - Before its claim, nothing was recorded or extracted: the run is still `pending` (or unreadable), and no scan
- *   looks for pending runs after boot. It is tried again for as long as the database fails.
- * - After its claim, a connection lost beyond the store's retries (a restart, a failover) ended it `failed`, every
- *   committed batch kept: it resumes, unless 10 executions in a row committed nothing (each may have extracted a
- *   batch again, which an LLM bills).
- * Otherwise a run that ended for good leaves the stored queue; an interrupted one (or one running elsewhere) stays
- * there, so the next start resumes it with its budget.
+ * What follows a run's end. When the database failed the execution (see `DatabaseRetry`): before its claim, the run
+ * is still `pending` (or unreadable), and no scan looks for pending runs after boot, so it is tried again; after its
+ * claim, a lost connection ended it `failed`, and it resumes, within the limit. Otherwise a run that ended for good
+ * leaves the stored queue; an interrupted one (or one running elsewhere) stays there, so the next start resumes it
+ * with its budget.
  */
 const next = (entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>, run: Option.Option<Run>): Next => {
   const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
@@ -199,7 +194,7 @@ const next = (entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>, run: Op
       onSome: (r) => r.committedBatches
     })
     const count = previous?.committedBatches === committedBatches ? previous.count + 1 : 1
-    if (status === "pending" || count <= maxFailuresWithoutProgress) {
+    if (status === "pending" || count <= DatabaseRetry.maxFailuresWithoutProgress) {
       return { _tag: "again", failures: { count, committedBatches }, error }
     }
     return { _tag: "gaveUp" }
@@ -207,10 +202,10 @@ const next = (entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>, run: Op
   return endedForGood.has(status) ? { _tag: "ended" } : { _tag: "kept" }
 }
 
-/** Queues the entry again, 250 ms after its first database failure in a row and doubling up to 5 s. */
+/** Queues the entry again after the wait its failures in a row call for. */
 const requeue = (core: Core, entry: Entry, failures: DatabaseFailures, error: PersistenceError) =>
   Effect.gen(function*() {
-    const delayMs = Math.min(5_000, 250 * 2 ** (failures.count - 1))
+    const delayMs = DatabaseRetry.delayMs(failures.count)
     yield* Effect.logWarning(`the database failed the execution, queued again in ${delayMs}ms: ${error.message}`)
     yield* Effect.sleep(delayMs)
     yield* enqueue(core, { ...entry, databaseFailures: failures })
@@ -222,12 +217,7 @@ const ended = (core: Core, entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteEr
     const run = yield* settle(core, entry.runId)
     const then = next(entry, exit, run)
     if (then._tag === "again") yield* requeue(core, entry, then.failures, then.error)
-    if (then._tag === "gaveUp") {
-      yield* Effect.logError(
-        `the database failed the execution ${maxFailuresWithoutProgress + 1} times in a row without a batch ` +
-          `committed: the run stays failed; resume it once the database is back`
-      )
-    }
+    if (then._tag === "gaveUp") yield* Effect.logError(DatabaseRetry.gaveUp)
     if (then._tag === "gaveUp" || then._tag === "ended") {
       yield* core.store.dequeueExecution(entry.runId).pipe(Effect.ignore)
     }

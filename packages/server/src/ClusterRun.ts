@@ -9,6 +9,7 @@
 import * as ClusterSchema from "@effect/cluster/ClusterSchema"
 import * as Entity from "@effect/cluster/Entity"
 import * as Rpc from "@effect/rpc/Rpc"
+import type { PersistenceError } from "@quarry/core/Errors"
 import { RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import type * as Workflow from "@quarry/core/Workflow"
@@ -26,6 +27,7 @@ import * as PrimaryKey from "effect/PrimaryKey"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import * as DatabaseRetry from "./DatabaseRetry.js"
 
 const Budget = Schema.Struct({
   maxCostUsd: Schema.optional(Schema.Number),
@@ -95,6 +97,17 @@ const lost = (cause: Cause.Cause<unknown>) =>
 class NotStarted extends Data.TaggedError("NotStarted")<{ readonly cause: unknown }> {}
 
 /**
+ * An execution whose connection to the database was lost after its claim, beyond the store's retries: the run was
+ * recorded `failed` (or stays `running` until its lease expires), every committed batch kept. The handler resumes it
+ * (see `DatabaseRetry`) instead of answering.
+ */
+class ConnectionLost extends Data.TaggedError("ConnectionLost")<{
+  readonly cause: PersistenceError
+  /** Executions in a row that lost their connection without committing a batch. */
+  readonly failuresInARow: number
+}> {}
+
+/**
  * Said when a run executing here is refused a write (its commit, its heartbeat) because another runner claimed it:
  * nothing was written; the handler keeps trying to claim it, which succeeds only if the new holder dies too.
  */
@@ -141,22 +154,37 @@ const executor = (options: HandlerOptions, runId: RunId) =>
     const stopping = yield* Ref.make(false)
     // Set once this runner's claim succeeded: a `RunLocked` after it means another runner took the run over.
     const claimed = yield* Ref.make(false)
+    // Executions in a row that lost their connection after their claim, without a batch committed.
+    const failuresInARow = yield* Ref.make(0)
     const stopAfterCommit = (event: Workflow.WorkflowEvent) =>
       event._tag === "RunStarted" ?
         Ref.set(claimed, true) :
         event._tag === "BatchCommitted" ?
-        Effect.flatMap(
-          Effect.zipWith(Deferred.isDone(options.draining), Ref.get(stopping), (a, b) => a || b),
-          (stop) => stop ? Effect.interrupt : Effect.void
+        Effect.zipRight(
+          Ref.set(failuresInARow, 0),
+          Effect.flatMap(
+            Effect.zipWith(Deferred.isDone(options.draining), Ref.get(stopping), (a, b) => a || b),
+            (stop) => stop ? Effect.interrupt : Effect.void
+          )
         ) :
         Effect.void
+    // A database failure before the claim, or a lost connection after it, is the handler's to try again.
+    const retryable = (error: PersistenceError): Effect.Effect<never, NotStarted | ConnectionLost | PersistenceError> =>
+      Effect.flatMap(Ref.get(claimed), (ours): Effect.Effect<never, NotStarted | ConnectionLost | PersistenceError> => {
+        if (!ours) return Effect.fail(new NotStarted({ cause: error }))
+        if (error.reason !== "connection") return Effect.fail(error)
+        return Effect.flatMap(
+          Ref.updateAndGet(failuresInARow, (n) => n + 1),
+          (n) => Effect.fail(new ConnectionLost({ cause: error, failuresInARow: n }))
+        )
+      })
     const reportTakenOver = (exit: Exit.Exit<unknown, unknown>) =>
       Effect.flatMap(
         Ref.get(claimed),
         (ours) => ours && Exit.isFailure(exit) && lost(exit.cause) ? logTakenOver : Effect.void
       )
     // A run taken over from a dead runner may still be under its lease: the caller retries `RunLocked`. It also
-    // retries `NotStarted`, which a database failure before this execution's claim becomes.
+    // retries `NotStarted` and `ConnectionLost` (see `retryable`).
     return ({ budget, retrySkipped }: ExecutePayload) =>
       Effect.gen(function*() {
         // A message delivered while this node drains waits, unanswered, for the shard's next owner.
@@ -190,8 +218,7 @@ const executor = (options: HandlerOptions, runId: RunId) =>
         if (run.status === "interrupted" && ours) return yield* Effect.never
         return { status: run.status }
       }).pipe(
-        Effect.catchTag("PersistenceError", (error) =>
-          Effect.flatMap(Ref.get(claimed), (ours) => Effect.fail(ours ? error : new NotStarted({ cause: error }))))
+        Effect.catchTag("PersistenceError", retryable)
       )
   })
 
@@ -231,11 +258,16 @@ export const layer = (options: HandlerOptions) =>
               (error) =>
                 Effect.logWarning("the execution failed on the database before its claim: trying again", error.cause)
             ),
+            Effect.retry({ while: (error) => error._tag === "NotStarted", schedule: DatabaseRetry.schedule }),
+            // The connection was lost after the claim: the run resumes from its last checkpoint, within the limit.
+            Effect.tapErrorTag("ConnectionLost", (error) =>
+              error.failuresInARow > DatabaseRetry.maxFailuresWithoutProgress ?
+                Effect.logError(DatabaseRetry.gaveUp) :
+                Effect.logWarning(`the database failed the execution, resuming it: ${error.cause.message}`)),
             Effect.retry({
-              while: (error) => error._tag === "NotStarted",
-              schedule: Schedule.exponential(Duration.millis(250)).pipe(
-                Schedule.either(Schedule.spaced(Duration.seconds(5)))
-              )
+              while: (error) =>
+                error._tag === "ConnectionLost" && error.failuresInARow <= DatabaseRetry.maxFailuresWithoutProgress,
+              schedule: DatabaseRetry.schedule
             }),
             // The reply is the run's end as recorded; a failure to execute is recorded on the run, not here.
             Effect.catchAll((error) => Effect.as(Effect.logWarning("execution failed", error), { status: "failed" })),
@@ -244,7 +276,9 @@ export const layer = (options: HandlerOptions) =>
         Cancel: () =>
           manager.cancel(runId).pipe(
             Effect.as(true),
-            Effect.catchAll(() => Effect.succeed(false))
+            Effect.catchAll(() =>
+              Effect.succeed(false)
+            )
           )
       }
     }),
