@@ -8,10 +8,16 @@
 import { assert, describe, it } from "@effect/vitest"
 import { usePostgres } from "../packages/core/test/postgres.js"
 import { cutBatchInserts, query, runRows, storePending, submitMobyDick, useClusterSuite } from "./clusterNodes.js"
-import { serve, type Server, stop, until } from "./serverProcess.js"
+import { call, serve, type Server, stop, until } from "./serverProcess.js"
 import { sha256File, sleep } from "./support.js"
 
 const adminUrl = usePostgres()
+
+/** What the API shows of a run (the fields read here). */
+interface Shown {
+  readonly status: string
+  readonly queuePosition: number | null
+}
 
 /** A short lease, so the server scans for orphans every second. */
 const env = { QUARRY_LEASE_MS: "3000", QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" }
@@ -40,8 +46,13 @@ describe("quarry serve on PostgreSQL: the database failing beyond the store's re
   const suite = useClusterSuite(adminUrl)
 
   /** Serves `db` from `work` for `test`, and stops the server however the test ends. */
-  const serving = async (db: string, work: string, test: (server: Server) => Promise<void>) => {
-    const server = await serve(db, [], env, work)
+  const serving = async (
+    db: string,
+    work: string,
+    test: (server: Server) => Promise<void>,
+    args: ReadonlyArray<string> = []
+  ) => {
+    const server = await serve(db, args, env, work)
     try {
       await test(server)
     } finally {
@@ -107,22 +118,50 @@ describe("quarry serve on PostgreSQL: the database failing beyond the store's re
     200_000
   )
 
-  it("a run whose commits keep losing their connection is resumed 10 times, then left failed", async () => {
-    const { db, work } = await suite.workspace("flapping")
-    await serving(db, work, async (server) => {
-      // Every commit after the first loses its session, however often it is tried.
-      await cutBatchInserts(db, 2, 1_000_000)
-      await submitMobyDick(server, "flapping")
-      await until(() => /the run stays failed/.test(server.child.stderr), 150_000, "the server to give up")
-      // Nothing executes it any more.
-      await sleep(6_000)
-      const started = server.child.stderr.split("\n").filter((line) => line.includes("\"run started\""))
-      assert.strictEqual(started.length, 11)
-      const [row] = await runRows(db)
-      assert.deepInclude(row, { status: "failed", committed_batches: 1 })
-      assert.deepStrictEqual(await query(db, "SELECT run_id FROM queued_executions"), [])
-    })
-  }, 200_000)
+  it(
+    "a run whose commits keep losing their connection waits in the queue, lets a due run pass, is resumed 10 times, " +
+      "then left failed",
+    async () => {
+      const { db, work } = await suite.workspace("flapping")
+      await serving(db, work, async (server) => {
+        // Every commit of `flapping` after its first loses its session, however often it is tried.
+        await query(
+          db,
+          `CREATE FUNCTION cut_batch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+            PERFORM pg_terminate_backend(pg_backend_pid());
+            RETURN NEW;
+          END $$;
+          CREATE TRIGGER cut_batch BEFORE INSERT ON batches FOR EACH ROW
+            WHEN (NEW.run_id = 'flapping' AND NEW.batch_index > 0) EXECUTE FUNCTION cut_batch();`
+        )
+        await submitMobyDick(server, "flapping")
+        await until(() => /queued again/.test(server.child.stderr), 60_000, "flapping to fail once")
+        // One slot: the other run starts while `flapping` waits to be tried again.
+        await submitMobyDick(server, "other")
+        await until(
+          async () => {
+            const shown = (await call(server, "GET", "/v1/runs/flapping")).json() as Shown
+            return shown.status === "failed" && shown.queuePosition !== null
+          },
+          60_000,
+          "flapping to wait in the queue"
+        )
+        await completedLikeReference(db, "other", server)
+        assert.notMatch(server.child.stderr, /the run stays failed/, "other completed before flapping was given up")
+        await until(() => /the run stays failed/.test(server.child.stderr), 150_000, "the server to give up")
+        // Nothing executes it any more.
+        await sleep(6_000)
+        const started = server.child.stderr.split("\n").filter((line) =>
+          line.includes("\"run started\"") && line.includes("\"runId\":\"flapping\"")
+        )
+        assert.strictEqual(started.length, 11)
+        const flapping = (await runRows(db)).find((r) => r.id === "flapping")
+        assert.deepInclude(flapping, { status: "failed", committed_batches: 1 })
+        assert.deepStrictEqual(await query(db, "SELECT run_id FROM queued_executions"), [])
+      }, ["--max-active-runs", "1"])
+    },
+    200_000
+  )
 
   it("a scan during a 4 s outage fails and admission goes on: a run submitted after it completes", async () => {
     const { db, work } = await suite.workspace("outage")

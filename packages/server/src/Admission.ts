@@ -4,7 +4,9 @@
  * request stores its queued execution, and the row stays until the execution ends completed, failed or cancelled.
  * On start the queue is rebuilt from these rows (and from pending runs without one), and boot recovery queues the
  * orphans of earlier processes (runs left `interrupted`, or `running` under an expired lease) with their rows'
- * options. Drain stops taking work and interrupts every run here, which records them `interrupted` (resumable).
+ * options. An execution the database failed (before its claim, or by a lost connection after it) goes back to the
+ * queue and starts again after a wait (see `DatabaseRetry`); a read the database failed does not stop admission.
+ * Drain stops taking work and interrupts every run here, which records them `interrupted` (resumable).
  *
  * @since 0.1.0
  */
@@ -114,6 +116,8 @@ interface Entry {
   readonly requestId?: string | undefined
   /** The executions of it in a row that the database failed, and the batches committed at the last one. */
   readonly databaseFailures?: DatabaseFailures | undefined
+  /** Not started before this time (ms): it waits after a database failure, keeping its place meanwhile. */
+  readonly notBefore?: number | undefined
 }
 
 interface DatabaseFailures {
@@ -170,7 +174,7 @@ const settle = (core: Core, runId: RunId) =>
   )
 
 /** What follows a run's end here: queued again, given up, dropped from the stored queue, or kept there. */
-type Next =
+type NextStep =
   | { readonly _tag: "again"; readonly failures: DatabaseFailures; readonly error: PersistenceError }
   | { readonly _tag: "gaveUp" | "ended" | "kept" }
 
@@ -181,7 +185,7 @@ type Next =
  * leaves the stored queue; an interrupted one (or one running elsewhere) stays there, so the next start resumes it
  * with its budget.
  */
-const next = (entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>, run: Option.Option<Run>): Next => {
+const nextStep = (entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>, run: Option.Option<Run>): NextStep => {
   const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
   const status = Option.match(run, { onNone: () => "pending", onSome: (r) => r.status })
   if (
@@ -202,20 +206,27 @@ const next = (entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>, run: Op
   return endedForGood.has(status) ? { _tag: "ended" } : { _tag: "kept" }
 }
 
-/** Queues the entry again after the wait its failures in a row call for. */
+/**
+ * Queues the entry again at the end of the line, to start after the wait its failures in a row call for. It waits
+ * in the queue: it shows its place, a cancel removes it, a resume request finds it there. (Its launch may not have
+ * taken the old entry out of the queue yet: this one replaces it.)
+ */
 const requeue = (core: Core, entry: Entry, failures: DatabaseFailures, error: PersistenceError) =>
   Effect.gen(function*() {
     const delayMs = DatabaseRetry.delayMs(failures.count)
     yield* Effect.logWarning(`the database failed the execution, queued again in ${delayMs}ms: ${error.message}`)
-    yield* Effect.sleep(delayMs)
-    yield* enqueue(core, { ...entry, databaseFailures: failures })
-  }).pipe(Effect.forkIn(core.runsScope))
+    const now = yield* Clock.currentTimeMillis
+    const again: Entry = { ...entry, databaseFailures: failures, notBefore: now + delayMs }
+    yield* Ref.update(core.queue, (entries) => [...entries.filter((e) => e.runId !== entry.runId), again])
+    // The dispatcher looks again when it is due.
+    yield* Queue.offer(core.wake, undefined).pipe(Effect.delay(delayMs), Effect.forkIn(core.runsScope))
+  })
 
-/** After a run's fiber ends: frees its slot, logs and counts the end, and does what follows it (see `next`). */
+/** After a run's fiber ends: frees its slot, logs and counts the end, and does what follows it (see `nextStep`). */
 const ended = (core: Core, entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>) =>
   Effect.gen(function*() {
     const run = yield* settle(core, entry.runId)
-    const then = next(entry, exit, run)
+    const then = nextStep(entry, exit, run)
     if (then._tag === "again") yield* requeue(core, entry, then.failures, then.error)
     if (then._tag === "gaveUp") yield* Effect.logError(DatabaseRetry.gaveUp)
     if (then._tag === "gaveUp" || then._tag === "ended") {
@@ -298,7 +309,9 @@ const fill = (core: Core, maxActiveRuns: number, isDraining: Effect.Effect<boole
     while (!(yield* isDraining)) {
       const running = yield* Ref.get(core.active)
       if (running.size >= maxActiveRuns) return
-      const next = (yield* Ref.get(core.queue))[0]
+      const now = yield* Clock.currentTimeMillis
+      // The first in line that is due: one waiting after a database failure lets the others pass.
+      const next = (yield* Ref.get(core.queue)).find((entry) => (entry.notBefore ?? 0) <= now)
       if (next === undefined) return
       yield* launch(core, next).pipe(
         Effect.ensuring(Ref.update(core.queue, (entries) => entries.filter((e) => e !== next)))
