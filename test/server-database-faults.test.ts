@@ -50,9 +50,10 @@ describe("quarry serve on PostgreSQL: the database failing beyond the store's re
     db: string,
     work: string,
     test: (server: Server) => Promise<void>,
-    args: ReadonlyArray<string> = []
+    args: ReadonlyArray<string> = [],
+    extraEnv: Readonly<Record<string, string>> = {}
   ) => {
-    const server = await serve(db, args, env, work)
+    const server = await serve(db, args, { ...env, ...extraEnv }, work)
     try {
       await test(server)
     } finally {
@@ -163,16 +164,40 @@ describe("quarry serve on PostgreSQL: the database failing beyond the store's re
     200_000
   )
 
+  /** No new session may open on `db`, and its open ones end: every statement fails for `ms`. */
+  const outage = async (db: string, ms: number) => {
+    const name = new URL(db).pathname.slice(1)
+    await query(adminUrl(), `ALTER DATABASE "${name}" ALLOW_CONNECTIONS false`)
+    await query(adminUrl(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name])
+    await sleep(ms)
+    await query(adminUrl(), `ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`)
+  }
+
+  it("a 4 s outage while a run executes (a PostgreSQL restart): the run completes by itself", async () => {
+    const { db, work } = await suite.workspace("restart")
+    await serving(
+      db,
+      work,
+      async (server) => {
+        await submitMobyDick(server, "restart")
+        await until(
+          async () => ((await runRows(db))[0]?.committed_batches ?? 0) >= 3,
+          60_000,
+          "three batches to commit"
+        )
+        await outage(db, 4_000)
+        await completedLikeReference(db, "restart", server)
+      },
+      [],
+      { QUARRY_TEST_EXTRACTOR_DELAY_MS: "60" }
+    )
+  }, 200_000)
+
   it("a scan during a 4 s outage fails and admission goes on: a run submitted after it completes", async () => {
     const { db, work } = await suite.workspace("outage")
-    const name = new URL(db).pathname.slice(1)
     await serving(db, work, async (server) => {
-      // No new session may open, and the open ones end: every read fails until the outage ends.
-      await query(adminUrl(), `ALTER DATABASE "${name}" ALLOW_CONNECTIONS false`)
-      await query(adminUrl(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name])
       // The server scans every second, and the store gives a read up after about 1.5 s.
-      await sleep(4_000)
-      await query(adminUrl(), `ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`)
+      await outage(db, 4_000)
       await submitMobyDick(server, "after")
       await completedLikeReference(db, "after", server)
       assert.match(server.child.stderr, /the scan for orphaned runs failed on the database/)
