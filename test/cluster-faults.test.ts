@@ -378,6 +378,34 @@ describe("quarry serve --cluster: failures", () => {
   )
 
   it(
+    "a 4 s outage of the database (a PostgreSQL restart) under two runners executing runs: every run completes",
+    async () => {
+      const { db, started, work } = await freshCluster("outage", 2)
+      const ids = ["o0", "o1", "o2"]
+      for (const id of ids) await submitMobyDick(started[0]!, id)
+      await until(
+        async () => (await runRows(db)).filter((r) => r.committed_batches >= 3).length >= 2,
+        60_000,
+        "two runs to commit three batches"
+      )
+      const name = new URL(db).pathname.slice(1)
+      await query(adminUrl(), `ALTER DATABASE "${name}" ALLOW_CONNECTIONS false`)
+      await query(adminUrl(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", [name])
+      await sleep(4_000)
+      await query(adminUrl(), `ALTER DATABASE "${name}" ALLOW_CONNECTIONS true`)
+      await until(
+        async () => (await runRows(db)).every((r) => r.status === "completed"),
+        180_000,
+        "every run to complete"
+      ).catch(async (error) => {
+        throw new Error(`${String(error)}: ${JSON.stringify(await runRows(db))}\n${started.map(problems).join("\n")}`)
+      })
+      await assertAllLikeReference(db, work, ids.length)
+    },
+    300_000
+  )
+
+  it(
     "a run whose commit loses its connection beyond the store's retries is resumed by its runner: it completes",
     async () => {
       const { db, started, work } = await freshCluster("commit", 1)
