@@ -12,9 +12,11 @@ import { usePostgres } from "../packages/core/test/postgres.js"
 import {
   allExecutesAnswered,
   cutBatchInserts,
+  cutReads,
   type Node,
   problems,
   query,
+  readsCut,
   runRows,
   startNode,
   storePending,
@@ -431,20 +433,10 @@ describe("quarry serve --cluster: failures", () => {
       await storePending(db, work, "unstarted")
       // The next 12 reads of the ontology each end their own session: more than the store's retries of one read (6
       // attempts), so the first execution fails before its claim, and so does the second.
-      await query(
-        db,
-        `CREATE SEQUENCE cut_reads;
-        CREATE FUNCTION cut_read() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN
-          IF nextval('cut_reads') <= 12 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
-          RETURN true;
-        END $$;
-        ALTER TABLE ontologies RENAME TO ontologies_stored;
-        CREATE VIEW ontologies AS SELECT * FROM ontologies_stored WHERE cut_read();`
-      )
+      await cutReads(db, "ontologies", 12)
       await allEnded(db, started, 120_000)
       await assertAllLikeReference(db, work, 1)
-      const [cut] = await query<{ last_value: string }>(db, "SELECT last_value FROM cut_reads")
-      assert.isAbove(Number(cut!.last_value), 12, "every cut read was tried")
+      assert.isAbove(await readsCut(db), 12, "every cut read was tried")
       assert.match(started[0]!.child.stderr, /failed on the database before its claim: trying again/)
     },
     200_000

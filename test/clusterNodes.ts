@@ -182,3 +182,23 @@ export const cutBatchInserts = (db: string, from: number, to: number) =>
     END $$;
     CREATE TRIGGER cut_batch BEFORE INSERT ON batches FOR EACH STATEMENT EXECUTE FUNCTION cut_batch();`
   )
+
+/**
+ * From now on, the next `count` reads of `table` each end their own session (`pg_terminate_backend`): more than the
+ * store's retries of one read (6 attempts) fail that read.
+ */
+export const cutReads = (db: string, table: string, count: number) =>
+  query(
+    db,
+    `CREATE SEQUENCE cut_reads;
+    CREATE FUNCTION cut_read() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN
+      IF nextval('cut_reads') <= ${count} THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
+      RETURN true;
+    END $$;
+    ALTER TABLE ${table} RENAME TO ${table}_stored;
+    CREATE VIEW ${table} AS SELECT * FROM ${table}_stored WHERE cut_read();`
+  )
+
+/** How many reads of the cut table were made. */
+export const readsCut = async (db: string) =>
+  Number((await query<{ last_value: string }>(db, "SELECT last_value FROM cut_reads"))[0]!.last_value)

@@ -7,7 +7,16 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { usePostgres } from "../packages/core/test/postgres.js"
-import { cutBatchInserts, query, runRows, storePending, submitMobyDick, useClusterSuite } from "./clusterNodes.js"
+import {
+  cutBatchInserts,
+  cutReads,
+  query,
+  readsCut,
+  runRows,
+  storePending,
+  submitMobyDick,
+  useClusterSuite
+} from "./clusterNodes.js"
 import { call, serve, type Server, stop, until } from "./serverProcess.js"
 import { sha256File, sleep } from "./support.js"
 
@@ -21,26 +30,6 @@ interface Shown {
 
 /** A short lease, so the server scans for orphans every second. */
 const env = { QUARRY_LEASE_MS: "3000", QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" }
-
-/**
- * From now on, the next `count` reads of `table` each end their own session (`pg_terminate_backend`): more than the
- * store's retries of one read (6 attempts) fail that read.
- */
-const cutReads = (db: string, table: string, count: number) =>
-  query(
-    db,
-    `CREATE SEQUENCE cut_reads;
-    CREATE FUNCTION cut_read() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$ BEGIN
-      IF nextval('cut_reads') <= ${count} THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF;
-      RETURN true;
-    END $$;
-    ALTER TABLE ${table} RENAME TO ${table}_stored;
-    CREATE VIEW ${table} AS SELECT * FROM ${table}_stored WHERE cut_read();`
-  )
-
-/** How many reads of the cut table were made. */
-const readsCut = async (db: string) =>
-  Number((await query<{ last_value: string }>(db, "SELECT last_value FROM cut_reads"))[0]!.last_value)
 
 describe("quarry serve on PostgreSQL: the database failing beyond the store's retries", () => {
   const suite = useClusterSuite(adminUrl)

@@ -169,7 +169,7 @@ const executor = (options: HandlerOptions, runId: RunId) =>
         ) :
         Effect.void
     // A database failure before the claim, or a lost connection after it, is the handler's to try again.
-    const retryable = (error: PersistenceError): Effect.Effect<never, NotStarted | ConnectionLost | PersistenceError> =>
+    const retryable = (error: PersistenceError) =>
       Effect.flatMap(Ref.get(claimed), (ours): Effect.Effect<never, NotStarted | ConnectionLost | PersistenceError> => {
         if (!ours) return Effect.fail(new NotStarted({ cause: error }))
         if (error.reason !== "connection") return Effect.fail(error)
