@@ -1,7 +1,8 @@
 /**
  * Admission: at most `maxActiveRuns` runs execute at once; the others wait in FIFO order. The queue is durable: a
  * submission stores its run and its queued execution (budget, retrySkipped, request id) in one transaction, a resume
- * request stores its queued execution, and the row stays until the execution ends completed, failed or cancelled.
+ * request stores its queued execution, and the row stays until the execution ends completed, failed or cancelled
+ * for good (not a failure the server tries again, below).
  * On start the queue is rebuilt from these rows (and from pending runs without one), and boot recovery queues the
  * orphans of earlier processes (runs left `interrupted`, or `running` under an expired lease) with their rows'
  * options. An execution the database failed (before its claim, or by a lost connection after it) goes back to the
