@@ -55,7 +55,8 @@ describe("quarry serve --cluster", () => {
       const metrics = (await call(entry, "GET", "/metrics")).text
       assert.match(metrics, new RegExp(`quarry_cluster_owned_shards\\{runner="127.0.0.1:${entry.runnerPort}"\\} \\d+`))
 
-      const ids = Array.from({ length: 12 }, (_, i) => `c${i}`)
+      // Four runs for each runner (fixed ids would now and then leave one without any).
+      const ids = await Nodes.spreadRunIds(suite.nodes, "c", 4)
       for (const runId of ids) await submitMobyDick(entry, runId)
 
       // Every runner executes some of the runs (the lease owner names the runner).
@@ -105,7 +106,7 @@ describe("quarry serve --cluster", () => {
       }
       await allExecutesAnswered(db)
       // The run JSON on any node says who executed it last (its lease is released at the end).
-      const shown = (await call(suite.nodes[2]!, "GET", "/v1/runs/c0")).json() as { status: string }
+      const shown = (await call(suite.nodes[2]!, "GET", `/v1/runs/${ids[0]}`)).json() as { status: string }
       assert.strictEqual(shown.status, "completed")
     },
     400_000
@@ -121,7 +122,7 @@ describe("quarry serve --cluster", () => {
       live.push(...await Promise.all([startNode(db, work, env), startNode(db, work, env)]))
       suite.nodes.push(...live)
 
-      const ids = Array.from({ length: 12 }, (_, i) => `t${i}`)
+      const ids = await Nodes.spreadRunIds(live, "t", 4)
       for (const runId of ids) await submitMobyDick(live[0]!, runId)
 
       // Restart each of the three original runners in turn, each while it executes a run that has committed batches.
