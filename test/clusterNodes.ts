@@ -192,18 +192,27 @@ const slowExtractor: Extractor.Extractor = {
   configHash: "none"
 }
 
-/** Stores a run of Moby-Dick for `test-slow` and its queued execution, as a submission, and sends no message. */
-export const storePending = (db: string, work: string, runId: string) =>
+/**
+ * Stores a run of Moby-Dick for `test-slow` and its queued execution, as a submission, and sends no message.
+ * `extractor` changes the identity stored (another name, another configuration) to make a run the server cannot
+ * start.
+ */
+export const storePending = (
+  db: string,
+  work: string,
+  runId: string,
+  extractor: Partial<Pick<Extractor.Extractor, "name" | "configHash">> = {}
+) =>
   storeRun(db, {
     runId: RunId.make(runId),
     input: fs.readFileSync(mobyDick.input, "utf8"),
-    extractor: "test-slow",
+    extractor: extractor.name ?? "test-slow",
     chunking: { windowSize: 2000, batchSize: 10 },
     // As the server stores a submission without an ontology.
     ontology: { text: DefaultOntology.turtle, format: "turtle" },
     output: { path: path.join(work, `${runId}.ttl`), format: "turtle" },
     queued: { retrySkipped: false }
-  }, [slowExtractor])
+  }, [{ ...slowExtractor, ...extractor }])
 
 /** From now on, the statements inserting batch rows number `from` to `to` each end their session. */
 export const cutBatchInserts = (db: string, from: number, to: number) =>

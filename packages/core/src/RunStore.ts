@@ -169,6 +169,18 @@ export interface Outcome {
 }
 
 /**
+ * Why an execution could not start (see `RunStore.failUnstarted`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface UnstartedOutcome {
+  /** The error's tag, e.g. `UnknownExtractor`. */
+  readonly reason: string
+  readonly error: string
+}
+
+/**
  * A batch that was skipped under the `skip` policy.
  *
  * @since 0.1.0
@@ -413,6 +425,17 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   ) => Effect.Effect<Run, RunLocked | PersistenceError>
   /** Records a run that stopped without completing and releases the lease (a holder that lost it writes nothing). */
   readonly finish: (runId: RunId, holder: LeaseHolder, outcome: Outcome) => Effect.Effect<void, PersistenceError>
+  /**
+   * Records `failed` for a run whose execution stopped before its claim, where no retry helps (its extractor is not
+   * registered there, its plan does not match): for a server, which has no terminal to say it on. Only while the run
+   * still has `statusVersion` and is `pending`, `interrupted` or `failed` (not executing elsewhere, not ended for
+   * good). Answers whether it was recorded. Its batches and its lease are left as they are.
+   */
+  readonly failUnstarted: (
+    runId: RunId,
+    statusVersion: number,
+    outcome: UnstartedOutcome
+  ) => Effect.Effect<boolean, PersistenceError>
   /** Asks a run to stop. A run that is not executing is marked `cancelled` at once. */
   readonly requestCancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
   /** Committed batch outputs with index greater than `after`, in order, at most `limit`. */

@@ -476,6 +476,38 @@ export const runStoreSuite = (
         })
       ))
 
+    it.scoped("failUnstarted records failed with its reason for the version read, never over a claim or an end", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const unstarted = { reason: "UnknownExtractor", error: "unknown extractor \"gone\"" }
+          const created = yield* store.createRun(newRun("unstarted"))
+          // A version that moved on (read before a cancel, say) records nothing.
+          assert.isFalse(yield* store.failUnstarted(created.id, created.statusVersion + 1, unstarted))
+          assert.isTrue(yield* store.failUnstarted(created.id, created.statusVersion, unstarted))
+          const failed = yield* store.getRun(created.id)
+          assert.strictEqual(failed.status, "failed")
+          assert.isTrue(failed.statusVersion > created.statusVersion)
+          assert.deepStrictEqual([failed.failureReason, failed.lastError], [
+            Option.some("UnknownExtractor"),
+            Option.some(unstarted.error)
+          ])
+          assert.deepStrictEqual((yield* store.errors(created.id)).map((e) => [e.reason, e.message]), [
+            ["UnknownExtractor", unstarted.error]
+          ])
+          // A failed run resumed and failing again before its claim: recorded again.
+          assert.isTrue(yield* store.failUnstarted(created.id, failed.statusVersion, unstarted))
+          assert.strictEqual((yield* store.errors(created.id)).length, 2)
+
+          // Executing elsewhere, or ended for good: left alone.
+          const running = (yield* store.claim(created.id, "elsewhere", leaseMs)).run
+          assert.isFalse(yield* store.failUnstarted(created.id, running.statusVersion, unstarted))
+          const cancelled = yield* store.requestCancel((yield* store.createRun(newRun("unstarted-cancelled"))).id)
+          assert.isFalse(yield* store.failUnstarted(cancelled.id, cancelled.statusVersion, unstarted))
+          assert.strictEqual((yield* store.getRun(created.id)).status, "running")
+          assert.strictEqual((yield* store.getRun(cancelled.id)).status, "cancelled")
+        })
+      ))
+
     it.scoped("recordAttempt counts an attempt recorded twice (a retried write) once; other attempts add up", () =>
       withStore((store) =>
         Effect.gen(function*() {

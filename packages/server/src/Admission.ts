@@ -7,6 +7,7 @@
  * orphans of earlier processes (runs left `interrupted`, or `running` under an expired lease) with their rows'
  * options. An execution the database failed (before its claim, or by a lost connection after it) goes back to the
  * queue and starts again after a wait (see `DatabaseRetry`); a read the database failed does not stop admission.
+ * An execution that cannot start here (see `Unstartable`) is recorded `failed`.
  * Drain stops taking work and interrupts every run here, which records them `interrupted` (resumable).
  *
  * @since 0.1.0
@@ -37,6 +38,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as DatabaseRetry from "./DatabaseRetry.js"
 import * as Metrics from "./Metrics.js"
+import * as Unstartable from "./Unstartable.js"
 
 /**
  * The queue is full: the run was not stored. Retry later.
@@ -223,11 +225,25 @@ const requeue = (core: Core, entry: Entry, failures: DatabaseFailures, error: Pe
     yield* Queue.offer(core.wake, undefined).pipe(Effect.delay(delayMs), Effect.forkIn(core.runsScope))
   })
 
+/**
+ * An execution that could not start is recorded `failed` (see `Unstartable`), so that it leaves the queue. When the
+ * database fails that write, its failure is what `nextStep` judges: the execution is tried again.
+ */
+const recordUnstarted = (runId: RunId, exit: Exit.Exit<Run, Workflow.ExecuteError>) => {
+  const error = Exit.isFailure(exit) ? Unstartable.errorOf(exit.cause) : undefined
+  if (error === undefined) return Effect.succeed(exit)
+  return Unstartable.record(runId, error).pipe(
+    Effect.as(exit),
+    Effect.catchAll((failed) => Effect.succeed(Exit.fail(failed)))
+  )
+}
+
 /** After a run's fiber ends: frees its slot, logs and counts the end, and does what follows it (see `nextStep`). */
 const ended = (core: Core, entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>) =>
   Effect.gen(function*() {
+    const judged = yield* recordUnstarted(entry.runId, exit)
     const run = yield* settle(core, entry.runId)
-    const then = nextStep(entry, exit, run)
+    const then = nextStep(entry, judged, run)
     if (then._tag === "again") yield* requeue(core, entry, then.failures, then.error)
     if (then._tag === "gaveUp") yield* Effect.logError(DatabaseRetry.gaveUp)
     if (then._tag === "gaveUp" || then._tag === "ended") {

@@ -165,6 +165,7 @@ export const layer = (options: Options): Layer.Layer<
     const base = runner(options).pipe(Layer.provideMerge(manager))
     const entities = Layer.mergeAll(
       ClusterRun.layer({
+        runnerId: runnerId(options),
         onLocal: ClusterAdmission.onLocal(local),
         onWaiting: ClusterAdmission.onWaiting(local),
         slots: local.slots,

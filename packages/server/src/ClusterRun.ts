@@ -28,6 +28,7 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as DatabaseRetry from "./DatabaseRetry.js"
+import * as Unstartable from "./Unstartable.js"
 
 const Budget = Schema.Struct({
   maxCostUsd: Schema.optional(Schema.Number),
@@ -123,6 +124,8 @@ const logTakenOver = Effect.logWarning(
  * @category models
  */
 export interface HandlerOptions {
+  /** This runner (`host:port`), named in what it records. */
+  readonly runnerId: string
   /** Called when an execution starts and ends here (for `/healthz`, events). */
   readonly onLocal: (runId: RunId, executing: boolean) => Effect.Effect<void>
   /** Called when a run starts and stops waiting for a slot here. */
@@ -208,6 +211,12 @@ const executor = (options: HandlerOptions, runId: RunId) =>
         )
         if (Exit.isFailure(exit) && !stopped(exit.cause)) {
           yield* reportTakenOver(exit)
+          // Answered once recorded: the run is no longer `pending`, and a resume sends another message.
+          const unstartable = Unstartable.errorOf(exit.cause)
+          if (unstartable !== undefined) {
+            yield* Unstartable.record(runId, unstartable, `runner ${options.runnerId}`)
+            return { status: "failed" }
+          }
           return yield* Effect.failCause(exit.cause)
         }
         // As recorded (the manager's `await` turns `interrupted` into a failure).

@@ -1,4 +1,4 @@
-/** Runs: creating, reading, listing (keyset pages), cancelling and deleting them. */
+/** Runs: creating, reading, listing (keyset pages), cancelling, failing before a start, and deleting them. */
 import * as SqlSchema from "@effect/sql/SqlSchema"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -179,6 +179,25 @@ export const make = (ctx: StoreContext) => {
       return yield* reread(runId)
     })).pipe(persistence("requestCancel"))
 
+  // Retried on a lost connection: a retry after a COMMIT that did land updates nothing (the version moved on).
+  const failUnstarted = (runId: RunId, statusVersion: number, outcome: RunStore.UnstartedOutcome) =>
+    retryDisconnects(transaction(Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const rows = yield* sql<{ id: string }>`UPDATE runs SET
+          status = 'failed',
+          status_version = status_version + 1,
+          updated_at = ${now},
+          finished_at = ${now},
+          last_error = ${outcome.error},
+          failure_reason = ${outcome.reason}
+        WHERE id = ${runId} AND status_version = ${statusVersion} AND status IN ('pending', 'interrupted', 'failed')
+        RETURNING id`
+      if (rows.length === 0) return false
+      yield* sql`INSERT INTO run_errors (run_id, at, reason, message)
+        VALUES (${runId}, ${now}, ${outcome.reason}, ${outcome.error})`
+      return true
+    }))).pipe(persistence("failUnstarted"))
+
   const errors = (runId: RunId) =>
     retryDisconnects(
       SqlSchema.findAll({
@@ -233,6 +252,7 @@ export const make = (ctx: StoreContext) => {
     readInput,
     readOntologySource,
     requestCancel,
+    failUnstarted,
     errors,
     setExtractorStatus,
     deleteRun
