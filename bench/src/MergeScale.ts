@@ -60,7 +60,7 @@ export const configs: Record<"smoke" | "quick" | "full", Config> = {
     v8Defaults: false
   },
   full: {
-    sizes: [{ batches: 1_000, repeats: 5 }, { batches: 10_000, repeats: 3 }, { batches: 100_000, repeats: 1 }],
+    sizes: [{ batches: 1_000, repeats: 5 }, { batches: 10_000, repeats: 3 }, { batches: 100_000, repeats: 3 }],
     naive: [100, 200, 1_000],
     naiveRepeats: 5,
     isolate: true,
@@ -284,13 +284,23 @@ export const run = (config: Config) =>
         Child.run("merge", { file, runId, out }, MergeSample) :
         mergeOnce({ file, runId, out })
 
-    const sizes: Array<Data["sizes"][number]> = []
-    for (const { batches, repeats } of config.sizes) {
-      const { file, runId } = yield* prepareDatabase(dir, batches)
-      const samples: Array<MergeSample> = []
-      for (let r = 0; r < repeats; r++) {
-        samples.push(yield* measureOnce(file, runId, path.join(dir, `merge-${batches}.ttl`)))
+    // Every size is filled first, then merged in rounds, each round every size once (the order rotating): the
+    // machine's drift over the minutes of the section falls on all sizes alike, not on the largest's one run.
+    const prepared = yield* Effect.forEach(config.sizes, ({ batches }) => prepareDatabase(dir, batches))
+    const samples: Array<Array<MergeSample>> = config.sizes.map(() => [])
+    const rounds = Math.max(...config.sizes.map((s) => s.repeats))
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < config.sizes.length; k++) {
+        const i = (k + r) % config.sizes.length
+        const { batches, repeats } = config.sizes[i]!
+        if (r >= repeats) continue
+        const { file, runId } = prepared[i]!
+        samples[i]!.push(yield* measureOnce(file, runId, path.join(dir, `merge-${batches}.ttl`)))
       }
+    }
+    const sizes: Array<Data["sizes"][number]> = []
+    for (const [i, { batches }] of config.sizes.entries()) {
+      const { file, runId } = prepared[i]!
       // One more merge in a child of its own, isolated mode only.
       const once = (wanted: boolean, request: Omit<typeof MergeRequest.Type, "file" | "runId">) =>
         config.isolate && wanted ?
@@ -301,15 +311,16 @@ export const run = (config: Config) =>
         v8Defaults: true
       })
       const jsonl = yield* once(true, { out: path.join(dir, `merge-${batches}.jsonl`), format: "jsonl" })
+      const own = samples[i]!
       sizes.push({
         batches,
         v8Defaults,
         jsonl,
-        time: Stats.summarize(samples.map((s) => s.ms)),
-        maxRssMb: Stats.summarize(samples.map((s) => s.maxRssKb / 1024)),
-        rssBeforeMb: Stats.summarize(samples.map((s) => s.rssBeforeKb / 1024)),
-        heapTotalMb: Stats.summarize(samples.map((s) => s.heapTotalKb / 1024)),
-        artifactBytes: samples[0]!.artifactBytes
+        time: Stats.summarize(own.map((s) => s.ms)),
+        maxRssMb: Stats.summarize(own.map((s) => s.maxRssKb / 1024)),
+        rssBeforeMb: Stats.summarize(own.map((s) => s.rssBeforeKb / 1024)),
+        heapTotalMb: Stats.summarize(own.map((s) => s.heapTotalKb / 1024)),
+        artifactBytes: own[0]!.artifactBytes
       })
       fs.rmSync(file, { force: true })
     }
@@ -401,6 +412,10 @@ const section = (config: Config, data: Data): Report.Section => {
   const stepText = data.steps.map((s) => `${Stats.num(s.k, 2)} from ${Stats.int(s.from)} to ${Stats.int(s.to)}`)
     .join(", ")
   const bounded = data.rssRatio <= 1.3
+  const rangeOf = (batches: number) => {
+    const time = data.sizes.find((s) => s.batches === batches)!.time
+    return `${Stats.ms(time.min)} to ${Stats.ms(time.max)} at ${Stats.int(batches)}`
+  }
   const naiveFirst = data.naive[0]
   const naiveLast = data.naive.length > 1 ? data.naive[data.naive.length - 1] : undefined
   return {
@@ -413,7 +428,10 @@ const section = (config: Config, data: Data): Report.Section => {
       "entity lines carry their mentions, when isolated)" +
       (config.isolate ?
         ", each merge in a fresh child process (`node bench/dist/main.js --child merge`) so that its peak RSS " +
-        "(`VmHWM` from `/proc/self/status`) is the merge's own." :
+        "(`VmHWM` from `/proc/self/status`) is the merge's own. Every size is filled first, then merged in " +
+        `rounds of one merge per size, the order rotating (${
+          data.sizes.map((s) => `${s.time.n} of ${Stats.int(s.batches)}`).join(", ")
+        }): the machine's drift over the section falls on every size alike.` :
         " in this process (smoke mode: RSS figures are the whole test process's).") +
       " The naive fold (the reference system's approach) re-merges the accumulated graph into a new graph for every " +
       "batch, then serialises it once; it runs in memory on the same outputs, with Quarry's merge of the same runs " +
@@ -468,10 +486,7 @@ const section = (config: Config, data: Data): Report.Section => {
             Stats.num(worst.k, 2)
           }: the merge costs ${Stats.ratio(Math.pow(worst.to / worst.from, worst.k - 1))} as much per batch at ${
             Stats.int(worst.to)
-          } as at ${Stats.int(worst.from)}. The merge's temp tables ` +
-          "(entities keyed by a text key, mentions, relations keyed by identity) are B-trees filled in key order " +
-          "unrelated to insertion order; once they outgrow SQLite's page cache, inserts touch pages of the temp file " +
-          "at random."
+          } as at ${Stats.int(worst.from)} (merge times ${rangeOf(worst.from)} and ${rangeOf(worst.to)}).`
       },
       {
         name: "Merge memory bounded",
