@@ -7,7 +7,7 @@
  * orphans of earlier processes (runs left `interrupted`, or `running` under an expired lease) with their rows'
  * options. An execution the database failed (before its claim, or by a lost connection after it) goes back to the
  * queue and starts again after a wait (see `DatabaseRetry`); a read the database failed does not stop admission.
- * An execution that cannot start here (see `Unstartable`) is recorded `failed`.
+ * An execution that cannot start here (see `Unstartable`) is recorded `failed`, and its row kept for the next start.
  * Drain stops taking work and interrupts every run here, which records them `interrupted` (resumable).
  *
  * @since 0.1.0
@@ -186,9 +186,11 @@ type NextStep =
  * is still `pending` (or unreadable), and no scan looks for pending runs after boot, so it is tried again; after its
  * claim, a lost connection ended it `failed`, and it resumes, within the limit. Otherwise a run that ended for good
  * leaves the stored queue; an interrupted one (or one running elsewhere) stays there, so the next start resumes it
- * with its budget.
+ * with its budget, and so does one that could not start here (recorded `failed`, see `Unstartable`).
  */
 const nextStep = (entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>, run: Option.Option<Run>): NextStep => {
+  // The next start may have the extractor, or its settings, back.
+  if (Exit.isFailure(exit) && Unstartable.errorOf(exit.cause) !== undefined) return { _tag: "kept" }
   const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
   const status = Option.match(run, { onNone: () => "pending", onSome: (r) => r.status })
   if (
@@ -226,8 +228,8 @@ const requeue = (core: Core, entry: Entry, failures: DatabaseFailures, error: Pe
   })
 
 /**
- * An execution that could not start is recorded `failed` (see `Unstartable`), so that it leaves the queue. When the
- * database fails that write, its failure is what `nextStep` judges: the execution is tried again.
+ * An execution that could not start is recorded `failed` (see `Unstartable`). When the database fails that write,
+ * its failure is what `nextStep` judges: the execution is tried again.
  */
 const recordUnstarted = (runId: RunId, exit: Exit.Exit<Run, Workflow.ExecuteError>) => {
   const error = Exit.isFailure(exit) ? Unstartable.errorOf(exit.cause) : undefined

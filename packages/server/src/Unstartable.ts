@@ -4,7 +4,7 @@
  * not match its digest. Nothing was written. `quarry start` says so and exits 2, but a server has nobody to say it
  * to: the run stayed `pending` (or as it was) with its execution spent, for good in a cluster and until the next
  * restart on one node. So the server records it `failed` with the reason, which its view and `quarry status` show;
- * a resume tries it again.
+ * a resume tries it again, and so does the next start of a single node (its queued execution stays stored).
  *
  * @since 0.1.0
  */
