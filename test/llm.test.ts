@@ -121,7 +121,7 @@ describe("quarry --extractor llm", () => {
   }
 
   it(
-    "--max-cost stops the run before the budget is exceeded (exit 1, reason budget); resume with more completes",
+    "--max-cost stops the run before the budget is exceeded (exit 1, reason budget); a resume keeps it; with more completes",
     async () => {
       const { db, env, server, startArgs } = await setup("budget", 8)
       // Record b costs 0.012 + 0.00012 b: after 3 records $0.0364, and a 4th (projected from the average) would pass
@@ -145,6 +145,13 @@ describe("quarry --extractor llm", () => {
       assert.strictEqual(shown.status, "failed")
       assert.strictEqual(shown.failureReason, "budget")
       assert.isAtMost(shown.attemptUsage.costUsd, 0.04)
+
+      // A resume without --max-cost keeps the run's budget: it stops again before any request.
+      const kept = await run(["resume", "budget", "--db", db, "--json"], { env })
+      assert.strictEqual(kept.code, 1, kept.stderr)
+      assert.strictEqual(jsonLines(kept.stdout).at(-1)!.reason, "budget")
+      assert.include(kept.stderr, "of --max-cost $0.04")
+      assert.strictEqual(server.log.length, 3, "no request is sent past the budget kept by the resume")
 
       const resumed = await run(["resume", "budget", "--db", db, "--max-cost", "1", "--json"], { env })
       assert.strictEqual(resumed.code, 0, resumed.stderr)

@@ -2,7 +2,8 @@
  * The durable admission queue of `quarry serve`, end to end: real server processes on one SQLite file, stopped with
  * SIGTERM or SIGKILL and started again. A submission waiting behind `--max-active-runs 1` keeps its budget across
  * the restart (the budget bites: an `llm` run against the project's fake Chat Completions server stops at it; a
- * resume with a higher budget completes it), and a resume waiting for a slot is still done after a kill.
+ * resume without a budget keeps it, one with a higher budget completes it), and a resume waiting for a slot is
+ * still done after a kill.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import Database from "better-sqlite3"
@@ -95,6 +96,12 @@ describe("quarry serve: the durable admission queue", () => {
       assert.strictEqual((await ended(second, "holds-slot")).status, "completed")
       // Both executions ended for good: nothing is left to requeue.
       await until(() => queuedRows(db).length === 0, 10_000, "the queue to empty")
+      // A resume without a budget (the dashboard's Resume button) keeps the run's: it stops again, no request sent.
+      assert.strictEqual((await call(second, "POST", "/v1/runs/budgeted/resume")).status, 202)
+      await until(() => queuedRows(db).length === 0, 30_000, "the resume without a budget to end")
+      const kept = (await call(second, "GET", "/v1/runs/budgeted")).json() as Shown
+      assert.deepStrictEqual([kept.status, kept.failureReason], ["failed", "budget"])
+      assert.strictEqual(fake.log.length, 3, "no request is sent past the budget the run keeps")
       // A resume with a higher budget (stored with its queued execution) completes the run.
       const resumed = await call(second, "POST", "/v1/runs/budgeted/resume?maxCostUsd=1")
       assert.strictEqual(resumed.status, 202, resumed.text)

@@ -30,7 +30,7 @@ export interface ExecutionOptions {
   readonly db: string
   readonly json: boolean
   readonly leaseMs: number
-  /** Budget and deadline of this execution (not stored with the run). */
+  /** Budget (kept with the run when given) and deadline (this execution's only). */
   readonly limits?: Flags.Limits | undefined
   /** Re-extract the batches skipped under the `skip` policy. */
   readonly retrySkipped?: boolean | undefined

@@ -135,13 +135,14 @@ export const limits = {
     "max-cost",
     "USD",
     "Stop (failed, reason budget, resumable) before the run's spend would exceed USD, counting every attempt " +
-      "(also those lost to crashes). Not stored: give it again to resume.",
+      "(also those lost to crashes). Kept with the run: a resume without --max-cost or --max-tokens keeps " +
+      "the run's; one with either replaces both.",
     (raw) => Inputs.parseUsd("max-cost", raw)
   ),
   maxTokens: checked(
     "max-tokens",
     "N",
-    "Stop before the run's prompt + completion tokens would exceed N, counted like --max-cost. Not stored.",
+    "Stop before the run's prompt + completion tokens would exceed N, counted and kept like --max-cost.",
     (raw) => Inputs.parsePositiveInteger("max-tokens", raw, "tokens")
   ),
   deadline: checked(

@@ -186,6 +186,24 @@ export class Lease extends Schema.Class<Lease>("@quarry/core/Run/Lease")({
 }) {}
 
 /**
+ * The spend limits in force for a run: those of its last execution that gave any, which a resume without limits
+ * keeps (see `Workflow.ExecuteOptions.budget`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const RunBudget = Schema.Struct({
+  maxCostUsd: Schema.optional(Schema.Number),
+  maxTokens: Schema.optional(Schema.Number)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RunBudget = typeof RunBudget.Type
+
+/**
  * A run as stored.
  *
  * @since 0.1.0
@@ -212,6 +230,7 @@ export class Run extends Schema.Class<Run>("@quarry/core/Run/Run")({
   artifact: Schema.Option(Artifact),
   lease: Schema.Option(Lease),
   cancelRequested: Schema.Boolean,
+  budget: Schema.Option(RunBudget),
   /** What the executing extractor last reported about itself (e.g. an LLM endpoint's circuit breaker state). */
   extractorStatus: Schema.Record({ key: Schema.String, value: Schema.String })
 }) {

@@ -24,6 +24,7 @@ import type {
   ExtractorIdentity,
   OutputFormat,
   Run,
+  RunBudget,
   RunId,
   RunStatus,
   UsageTotals
@@ -364,7 +365,8 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
    * Takes the run's lease with a fresh token and moves it to `running`. A completed run is returned unchanged.
    * Fails with `RunLocked` while another claim's lease is live; an expired lease, or one whose holder is provably
    * dead (same host, process gone), is taken over. With `expectedVersion` (the `statusVersion` the caller read),
-   * a run cancelled since then fails with `RunCancelled`: a cancel that raced the caller sticks.
+   * a run cancelled since then fails with `RunCancelled`: a cancel that raced the caller sticks. A `budget` with a
+   * limit becomes the run's `budget`; without one, the run keeps the one it has.
    */
   readonly claim: (
     runId: RunId,
@@ -373,6 +375,7 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
     options?: {
       readonly reopen?: boolean | undefined
       readonly expectedVersion?: number | undefined
+      readonly budget?: RunBudget | undefined
     }
   ) => Effect.Effect<Claimed, RunNotFound | RunLocked | RunCancelled | PersistenceError>
   /** Extends the lease; fails with `RunLocked` when the lease was lost. Returns whether cancellation was requested. */

@@ -81,7 +81,8 @@ export interface ExecuteOptions {
   /**
    * Stop (status `failed`, reason `budget`) before spend would exceed these limits. Spend counts every recorded
    * attempt, also attempts lost to earlier crashes; batches in flight reserve their projected spend (see `Budget`).
-   * Not part of the plan: resume with a higher budget.
+   * Not part of the plan: stored with the run when it is claimed, and kept by a resume that gives no limit (resume
+   * with a higher budget to go on after one stopped it).
    */
   readonly budget?: Budget.Limits | undefined
   /** Stop the execution (status `failed`, reason `deadline`) when it runs longer than this. */
@@ -589,7 +590,8 @@ const makeExecution = Effect.fnUntraced(function*(
     lease,
     budget: yield* Budget.make({
       runId: run.id,
-      limits: options.budget,
+      // As claimed: the execution's own, or else the run's.
+      limits: Option.getOrUndefined(run.budget),
       spent: yield* store.attemptTotals(run.id),
       settledBatches: run.committedBatches
     }),
@@ -642,7 +644,8 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   const prepared = yield* prepare(stored)
   const { lease: claimedLease, run: claimed } = yield* Lease.claim(runId, options, {
     reopen,
-    expectedVersion: stored.statusVersion
+    expectedVersion: stored.statusVersion,
+    budget: options.budget
   })
   if (Option.isNone(claimedLease)) return claimed
   const lease = claimedLease.value

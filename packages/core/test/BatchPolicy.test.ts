@@ -199,7 +199,7 @@ describe("batch error policy", () => {
 })
 
 describe("budgets", () => {
-  it.scoped("stop before exceeding, count across restarts, and resume with a higher budget", () =>
+  it.scoped("stop before exceeding, count across restarts, keep the budget on a resume without one, resume with a higher one", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const out = path.join(dir, "out.ttl")
@@ -220,13 +220,26 @@ describe("budgets", () => {
         // 3 batches cost 0.03; a 4th would reach 0.04 > 0.035.
         assert.strictEqual(stopped.committedBatches, 3)
         assert.isAtMost((yield* store.attemptTotals(run.id)).costUsd, 0.035)
+        assert.deepStrictEqual(stopped.budget, Option.some({ maxCostUsd: 0.035 }))
 
+        // A resume that gives no budget keeps the run's: it stops again at once, nothing extracted.
+        const kept = yield* Effect.exit(Workflow.execute(run.id))
+        assert.isTrue(Exit.isFailure(kept))
+        const again = yield* store.getRun(run.id)
+        assert.deepStrictEqual([again.status, Option.getOrUndefined(again.failureReason)], ["failed", "budget"])
+        assert.strictEqual(again.committedBatches, 3)
+        assert.strictEqual((yield* store.attemptTotals(run.id)).requests, 3)
+
+        // A budget given replaces the run's whole: the cost limit is gone, the token limit stops it.
         const tokens = yield* Effect.exit(Workflow.execute(run.id, { budget: { maxTokens: 450 } }))
         assert.isTrue(Exit.isFailure(tokens))
         assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 4)
 
+        assert.deepStrictEqual((yield* store.getRun(run.id)).budget, Option.some({ maxTokens: 450 }))
+
         const done = yield* Workflow.execute(run.id, { budget: { maxCostUsd: 100 } })
         assert.strictEqual(done.status, "completed")
+        assert.deepStrictEqual(done.budget, Option.some({ maxCostUsd: 100 }))
         assert.strictEqual(done.usage.requests, done.plan.totalBatches)
         assert.strictEqual(done.usage.promptTokens, 80 * done.plan.totalBatches)
         assert.closeTo(done.usage.costUsd, 0.01 * done.plan.totalBatches, 1e-9)

@@ -476,6 +476,26 @@ export const runStoreSuite = (
         })
       ))
 
+    it.scoped("claim stores a budget with a limit as the run's; a claim without one keeps it", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("budgeted"))
+          assert.isTrue(Option.isNone(created.budget))
+          const first = yield* store.claim(created.id, "a", leaseMs, { budget: { maxCostUsd: 2.5 } })
+          assert.deepStrictEqual(first.run.budget, Option.some({ maxCostUsd: 2.5 }))
+          yield* store.finish(created.id, Option.getOrThrow(first.holder), { status: "interrupted" })
+          // No limit given (nothing, or limits all unset): the run keeps its budget.
+          for (const budget of [undefined, {}]) {
+            const again = yield* store.claim(created.id, "b", leaseMs, { budget })
+            assert.deepStrictEqual(again.run.budget, Option.some({ maxCostUsd: 2.5 }))
+            yield* store.finish(created.id, Option.getOrThrow(again.holder), { status: "interrupted" })
+          }
+          const replaced = yield* store.claim(created.id, "c", leaseMs, { budget: { maxTokens: 900 } })
+          assert.deepStrictEqual(replaced.run.budget, Option.some({ maxTokens: 900 }))
+          assert.deepStrictEqual((yield* store.getRun(created.id)).budget, Option.some({ maxTokens: 900 }))
+        })
+      ))
+
     it.scoped("failUnstarted records failed with its reason for the version read, never over a claim or an end", () =>
       withStore((store) =>
         Effect.gen(function*() {

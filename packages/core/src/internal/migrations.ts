@@ -167,6 +167,10 @@ export const sqliteMigrations = {
   "0006_entity_type_in_key": Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* entityTypeInKey(sql)
+  }),
+  "0007_run_budgets": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* runBudgets(sql)
   })
 }
 
@@ -197,6 +201,9 @@ export const entityTypesWithNul = (sql: SqlClient.SqlClient, schemaVersion: numb
           `database with the Quarry that wrote it to export or delete ${rows.length === 1 ? "that run" : "those runs"}`
         ]
     )
+
+/** The spend limits in force for each run (JSON), which a resume without limits keeps. */
+const runBudgets = (sql: SqlClient.SqlClient) => sql`ALTER TABLE runs ADD COLUMN budget TEXT`
 
 /**
  * A key per extractor attempt, chosen by the caller once per attempt: a write retried after a lost answer (the
@@ -367,6 +374,11 @@ const pgMigrations = {
     const sql = yield* SqlClient.SqlClient
     // SQLite's 0005.
     yield* attemptIds(sql)
+  }),
+  "0004_run_budgets": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // SQLite's 0007.
+    yield* runBudgets(sql)
   })
   // No counterpart of SQLite's 0006: the `type` column stays for runners of the version before (see
   // `StoreContext.entityRow`).

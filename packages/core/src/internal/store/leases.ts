@@ -4,14 +4,21 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { randomBytes } from "node:crypto"
 import { RunCancelled } from "../../Errors.js"
-import type { Artifact, RunId } from "../../Run.js"
+import type { Artifact, RunBudget, RunId } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import { holderIsDead, lockedBy, persistence, retryDisconnects, type StoreContext } from "./context.js"
 
 interface ClaimOptions {
   readonly reopen?: boolean | undefined
   readonly expectedVersion?: number | undefined
+  readonly budget?: RunBudget | undefined
 }
+
+/** A budget with a limit, as stored; `null` (the run keeps its own) when it has none. */
+const budgetJson = (budget: RunBudget | undefined): string | null =>
+  budget === undefined || (budget.maxCostUsd === undefined && budget.maxTokens === undefined) ?
+    null :
+    JSON.stringify({ maxCostUsd: budget.maxCostUsd, maxTokens: budget.maxTokens })
 
 /** The lease operations of the store. */
 // A namespace of short operations over one context (each reads at once), not one long function.
@@ -50,7 +57,8 @@ export const make = (ctx: StoreContext) => {
           lease_pid = ${me.pid},
           lease_pid_started = ${me.started},
           lease_expires_at = ${now + leaseMs},
-          cancel_requested = 0
+          cancel_requested = 0,
+          budget = COALESCE(${budgetJson(options.budget)}, budget)
         WHERE id = ${runId} AND status_version = ${run.statusVersion}`
       return { run: yield* reread(runId), holder: Option.some(holder) } satisfies RunStore.Claimed
     }))).pipe(persistence("claim"), Effect.withSpan("SqlRunStore.claim", { attributes: { runId } }))

@@ -11,6 +11,7 @@ import {
   Lease,
   OutputFormat,
   Run,
+  RunBudget,
   RunId,
   RunPlan,
   RunStatus,
@@ -76,6 +77,7 @@ export const RunRow = Schema.Struct({
   lease_owner: Schema.NullOr(Schema.String),
   lease_expires_at: Schema.NullOr(Schema.Number),
   cancel_requested: Schema.Number,
+  budget: Schema.NullOr(Schema.parseJson(RunBudget)),
   extractor_status: Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.String }))
 })
 
@@ -140,6 +142,7 @@ export const toRun = (row: typeof RunRow.Type): Run =>
       Option.some(new Lease({ owner: row.lease_owner, expiresAt: row.lease_expires_at })) :
       Option.none(),
     cancelRequested: row.cancel_requested !== 0,
+    budget: Option.fromNullable(row.budget),
     extractorStatus: row.extractor_status
   })
 
