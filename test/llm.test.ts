@@ -58,6 +58,7 @@ interface Shown {
   readonly skipped: ReadonlyArray<{ readonly batchIndex: number; readonly error: string }>
   readonly extractorStatus: Readonly<Record<string, string>>
   readonly plan: { readonly onBatchError: string }
+  readonly budget: { readonly maxCostUsd: number | null; readonly maxTokens: number | null } | null
 }
 
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i)
@@ -145,6 +146,9 @@ describe("quarry --extractor llm", () => {
       assert.strictEqual(shown.status, "failed")
       assert.strictEqual(shown.failureReason, "budget")
       assert.isAtMost(shown.attemptUsage.costUsd, 0.04)
+      assert.deepStrictEqual(shown.budget, { maxCostUsd: 0.04, maxTokens: null })
+      const human = await run(["status", "budget", "--db", db], { env })
+      assert.match(human.stdout, /budget +--max-cost \$0\.04 \(kept by a resume that gives none\)/)
 
       // A resume without --max-cost keeps the run's budget: it stops again before any request.
       const kept = await run(["resume", "budget", "--db", db, "--json"], { env })
@@ -159,6 +163,7 @@ describe("quarry --extractor llm", () => {
       assert.strictEqual(completed.event, "run.completed")
       assert.strictEqual(completed.committedBatches, 8)
       assertUsage(completed.usage, expectedUsage(range(0, 8)), "usage of the completed run")
+      assert.deepStrictEqual((await status("budget", db, env)).budget, { maxCostUsd: 1, maxTokens: null })
       assert.deepStrictEqual(server.log.map((r) => r.model), Array(8).fill("test-model"))
       assertNoSecret([stopped.stdout, stopped.stderr, resumed.stdout, resumed.stderr, JSON.stringify(shown)], db)
     },

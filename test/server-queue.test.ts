@@ -39,6 +39,7 @@ interface Shown {
   readonly failureReason: string | null
   readonly progress: { readonly committedBatches: number; readonly totalBatches: number }
   readonly usage: { readonly requests: number; readonly costUsd: number }
+  readonly budget: { readonly maxCostUsd: number | null; readonly maxTokens: number | null } | null
 }
 
 describe("quarry serve: the durable admission queue", () => {
@@ -73,6 +74,7 @@ describe("quarry serve: the durable admission queue", () => {
       })
       assert.strictEqual(submitted.status, 202, submitted.text)
       assert.strictEqual((submitted.json() as Shown).queuePosition, 1)
+      assert.deepStrictEqual((submitted.json() as Shown).budget, { maxCostUsd: 0.04, maxTokens: null })
       assert.deepStrictEqual(queuedRows(db).map((r) => [r.run_id, r.budget]), [
         ["holds-slot", null],
         ["budgeted", "{\"maxCostUsd\":0.04}"]
@@ -101,6 +103,7 @@ describe("quarry serve: the durable admission queue", () => {
       await until(() => queuedRows(db).length === 0, 30_000, "the resume without a budget to end")
       const kept = (await call(second, "GET", "/v1/runs/budgeted")).json() as Shown
       assert.deepStrictEqual([kept.status, kept.failureReason], ["failed", "budget"])
+      assert.deepStrictEqual(kept.budget, { maxCostUsd: 0.04, maxTokens: null })
       assert.strictEqual(fake.log.length, 3, "no request is sent past the budget the run keeps")
       // A resume with a higher budget (stored with its queued execution) completes the run.
       const resumed = await call(second, "POST", "/v1/runs/budgeted/resume?maxCostUsd=1")

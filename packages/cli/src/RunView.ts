@@ -142,6 +142,13 @@ export const details = (run: Run, ledger: Ledger, now: number, db: string): Read
   if (lost.requests > 0) {
     rows.push(["lost", `${Events.usageText(lost)} on attempts whose results were not committed`])
   }
+  for (const budget of Option.toArray(run.budget)) {
+    const limits = [
+      ...(budget.maxCostUsd === undefined ? [] : [`--max-cost $${budget.maxCostUsd}`]),
+      ...(budget.maxTokens === undefined ? [] : [`--max-tokens ${budget.maxTokens}`])
+    ]
+    rows.push(["budget", `${limits.join(", ")} (kept by a resume that gives none)`])
+  }
   rows.push(...planRows(run))
   rows.push(["created", iso(run.createdAt)])
   rows.push(["started", when(run.startedAt)])

@@ -86,6 +86,10 @@ export const RunView = Schema.Struct({
   usage: Usage,
   attemptUsage: Usage,
   lostUsage: Usage,
+  /** The budget in force (kept with the run; see `Workflow.ExecuteOptions.budget`), `null` without one. */
+  budget: Schema.NullOr(
+    Schema.Struct({ maxCostUsd: Schema.NullOr(Schema.Number), maxTokens: Schema.NullOr(Schema.Number) })
+  ),
   skipped: Schema.Array(Schema.Struct({ batchIndex: Schema.Int, error: Schema.String })),
   extractorStatus: Schema.Record({ key: Schema.String, value: Schema.String }),
   timings: Timings,
@@ -281,6 +285,10 @@ export const make = (run: Run, ledger: Ledger, options: Options): RunView => {
     usage: usage(run.usage),
     attemptUsage: usage(ledger.attempts),
     lostUsage: usage(lostUsage(run, ledger)),
+    budget: Option.getOrNull(Option.map(run.budget, (b) => ({
+      maxCostUsd: b.maxCostUsd ?? null,
+      maxTokens: b.maxTokens ?? null
+    }))),
     skipped: ledger.skipped.map((s) => ({ batchIndex: s.batchIndex, error: s.error })),
     extractorStatus: run.extractorStatus,
     timings: {

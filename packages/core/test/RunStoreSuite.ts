@@ -476,7 +476,7 @@ export const runStoreSuite = (
         })
       ))
 
-    it.scoped("claim stores a budget with a limit as the run's; a claim without one keeps it", () =>
+    it.scoped("a submission's or a claim's budget with a limit becomes the run's; a claim without one keeps it", () =>
       withStore((store) =>
         Effect.gen(function*() {
           const created = yield* store.createRun(newRun("budgeted"))
@@ -493,6 +493,12 @@ export const runStoreSuite = (
           const replaced = yield* store.claim(created.id, "c", leaseMs, { budget: { maxTokens: 900 } })
           assert.deepStrictEqual(replaced.run.budget, Option.some({ maxTokens: 900 }))
           assert.deepStrictEqual((yield* store.getRun(created.id)).budget, Option.some({ maxTokens: 900 }))
+          // A submission's budget is the run's from the start.
+          const submitted = yield* store.createRun({
+            ...newRun("budget-submitted"),
+            queued: { retrySkipped: false, budget: { maxTokens: 10 } }
+          })
+          assert.deepStrictEqual(submitted.budget, Option.some({ maxTokens: 10 }))
         })
       ))
 

@@ -145,6 +145,13 @@ const act = (label: string, testId: string, enabled: boolean, action: () => Prom
 
 const runPath = (run: RunView, suffix = "") => `/v1/runs/${encodeURIComponent(run.id)}${suffix}`
 
+/** The budget in force, as a resume without one keeps it. */
+const budgetText = (budget: RunView["budget"]) =>
+  budget === null ? "none" : [
+    ...(budget.maxCostUsd === null ? [] : [`${dollars(budget.maxCostUsd)} at most`]),
+    ...(budget.maxTokens === null ? [] : [`${count(budget.maxTokens)} tokens at most`])
+  ].join(", ")
+
 /** A button that posts to one of the run's action routes (`/cancel`, `/resume`, ...). */
 const post = (run: RunView, label: string, testId: string, enabled: boolean, suffix: string) =>
   act(label, testId, enabled, () => Api.json("POST", runPath(run, suffix)))
@@ -208,6 +215,7 @@ const renderDetail = () => {
       ...Object.entries(run.extractorStatus).map(([k, v]) => [`extractor ${k}`, v] as const),
       ["last error", run.lastError === null ? "none" : `${run.failureReason ?? "error"}: ${run.lastError}`],
       ["cancel requested", run.cancelRequested ? "yes" : "no"],
+      ["budget", budgetText(run.budget)],
       ["compensation", `${run.compensation.state} (${run.compensation.steps.length} steps)`],
       ["lease", run.lease === null ? "none" : `${run.lease.owner} until ${time(run.lease.expiresAt)}`],
       [

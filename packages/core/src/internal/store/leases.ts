@@ -7,18 +7,13 @@ import { RunCancelled } from "../../Errors.js"
 import type { Artifact, RunBudget, RunId } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import { holderIsDead, lockedBy, persistence, retryDisconnects, type StoreContext } from "./context.js"
+import { budgetJson } from "./rows.js"
 
 interface ClaimOptions {
   readonly reopen?: boolean | undefined
   readonly expectedVersion?: number | undefined
   readonly budget?: RunBudget | undefined
 }
-
-/** A budget with a limit, as stored; `null` (the run keeps its own) when it has none. */
-const budgetJson = (budget: RunBudget | undefined): string | null =>
-  budget === undefined || (budget.maxCostUsd === undefined && budget.maxTokens === undefined) ?
-    null :
-    JSON.stringify({ maxCostUsd: budget.maxCostUsd, maxTokens: budget.maxTokens })
 
 /** The lease operations of the store. */
 // A namespace of short operations over one context (each reads at once), not one long function.

@@ -33,6 +33,12 @@ export const KeyColumn = Schema.transform(
   }
 )
 
+/** A budget with a limit, as the `budget` column stores it; `null` (the run keeps its own) when it has none. */
+export const budgetJson = (budget: RunBudget | undefined): string | null =>
+  budget === undefined || (budget.maxCostUsd === undefined && budget.maxTokens === undefined) ?
+    null :
+    JSON.stringify({ maxCostUsd: budget.maxCostUsd, maxTokens: budget.maxTokens })
+
 export const RunRow = Schema.Struct({
   id: RunId,
   status: RunStatus,

@@ -11,7 +11,7 @@ import { type RunId, RunStatus } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import { genesisDigest, holderIsDead, persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { insertQueued } from "./queue.js"
-import { encodeSettings, ErrorRow, RunRow, toRun } from "./rows.js"
+import { budgetJson, encodeSettings, ErrorRow, RunRow, toRun } from "./rows.js"
 
 const runRow = (input: RunStore.NewRun, settings: string, now: number) => ({
   id: input.id,
@@ -37,7 +37,9 @@ const runRow = (input: RunStore.NewRun, settings: string, now: number) => ({
   output_format: input.outputFormat,
   on_batch_error: input.onBatchError,
   provenance: input.provenance ? 1 : 0,
-  digest: genesisDigest
+  digest: genesisDigest,
+  // A submission's budget is the run's from the start (its view shows it while it waits).
+  budget: budgetJson(input.queued?.budget)
 })
 
 const ListRequest = Schema.Struct({
