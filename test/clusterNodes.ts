@@ -60,9 +60,9 @@ const shardsPerGroup = 300
  * Run ids that the cluster places `perRunner` on each of `nodes` (`<prefix>0`, `<prefix>1`, ... skipping those that
  * would crowd a runner). A run executes on its shard's runner, and runner ports differ from run to run: 12 fixed ids
  * left one of 3 runners without a run for 1.5% of 2,000 random port triples. A test that needs every runner busy
- * picks its ids here. The placement is
- * computed as @effect/cluster computes it (the run id's hash picks the shard, a hash ring of the runners' addresses
- * the shard's runner); this waits until each node owns the shards computed for it, so the two cannot disagree.
+ * picks its ids here. The placement is computed as @effect/cluster computes it (the run id's hash picks the shard,
+ * a hash ring of the runners' addresses the shard's runner); this waits until each node owns the shards computed
+ * for it, so the two cannot disagree.
  */
 export const spreadRunIds = async (nodes: ReadonlyArray<Node>, prefix: string, perRunner: number) => {
   const ring = HashRing.make<RunnerAddress.RunnerAddress>()
