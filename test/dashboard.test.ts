@@ -144,13 +144,26 @@ describe("web dashboard (headless Chromium)", () => {
         assert.isTrue(fs.readFileSync(saved).equals(expected), format)
       }
 
-      // A second run: cancelled while it executes, then resumed to completion.
-      await page.fill("[data-testid=input]", fs.readFileSync(mobyDick.input, "utf8").slice(0, 60_000))
-      await page.fill("[data-testid=run-id]", "second")
-      await page.click("[data-testid=submit]")
+      // A second run, submitted through the API with a budget (the page shows it): cancelled while it executes, then
+      // resumed to completion by the Resume button, which gives no budget, so the run keeps its own.
+      const submitted = await fetch(`${srv.url}/v1/runs`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          runId: "second",
+          input: fs.readFileSync(mobyDick.input, "utf8").slice(0, 120_000),
+          extractor: "test-slow",
+          chunking: { windowSize: 1000, batchSize: 1 },
+          budget: { maxCostUsd: 5 }
+        })
+      })
+      assert.strictEqual(submitted.status, 202)
+      // The list refreshes every 10 s by itself; reloading shows the run at once (the token stays for the session).
+      await page.reload()
       await waitForStatus(page, "second", "running")
       await row(page, "second").click()
       await page.locator("[data-testid=detail-id]", { hasText: "second" }).waitFor()
+      await page.locator("dd", { hasText: /^\$5\.00 at most$/ }).waitFor()
       await page.click("[data-testid=cancel]")
       await waitForStatus(page, "second", "cancelled")
       await page.screenshot({ path: path.join(shots, "cancelled.png") })
@@ -159,6 +172,8 @@ describe("web dashboard (headless Chromium)", () => {
       await page.click("[data-testid=resume]")
       await waitForStatus(page, "second", "completed")
       assert.strictEqual(await row(page, "second").locator("[data-testid=percent]").innerText(), "100 %")
+      const resumed = await (await api(srv, "/v1/runs/second")).json() as { budget: unknown }
+      assert.deepStrictEqual(resumed.budget, { maxCostUsd: 5, maxTokens: null })
       await page.screenshot({ path: path.join(shots, "resumed.png") })
 
       // Delete asks first, then the run is gone from the page and from the API.
