@@ -193,8 +193,9 @@ export class Lease extends Schema.Class<Lease>("@quarry/core/Run/Lease")({
  * @category models
  */
 export const RunBudget = Schema.Struct({
-  maxCostUsd: Schema.optional(Schema.Number),
-  maxTokens: Schema.optional(Schema.Number)
+  // Finite: JSON would turn Infinity into null, and a stored row that no longer decodes makes its run unreadable.
+  maxCostUsd: Schema.optional(Schema.Number.pipe(Schema.finite())),
+  maxTokens: Schema.optional(Schema.Number.pipe(Schema.finite()))
 })
 
 /**

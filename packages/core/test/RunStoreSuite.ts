@@ -484,8 +484,9 @@ export const runStoreSuite = (
           const first = yield* store.claim(created.id, "a", leaseMs, { budget: { maxCostUsd: 2.5 } })
           assert.deepStrictEqual(first.run.budget, Option.some({ maxCostUsd: 2.5 }))
           yield* store.finish(created.id, Option.getOrThrow(first.holder), { status: "interrupted" })
-          // No limit given (nothing, or limits all unset): the run keeps its budget.
-          for (const budget of [undefined, {}]) {
+          // No limit given (nothing, limits all unset, or an infinite one, which JSON cannot hold): the run keeps
+          // its budget, and stays readable.
+          for (const budget of [undefined, {}, { maxCostUsd: Infinity }]) {
             const again = yield* store.claim(created.id, "b", leaseMs, { budget })
             assert.deepStrictEqual(again.run.budget, Option.some({ maxCostUsd: 2.5 }))
             yield* store.finish(created.id, Option.getOrThrow(again.holder), { status: "interrupted" })

@@ -4,22 +4,17 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { RunId } from "../../Run.js"
+import { RunBudget, RunId } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import { persistence, retryDisconnects, type StoreContext } from "./context.js"
 
-// Finite: JSON would turn Infinity into null, and one row that no longer decodes would stop every restart's requeue.
-const Limits = Schema.Struct({
-  maxCostUsd: Schema.optional(Schema.Number.pipe(Schema.finite())),
-  maxTokens: Schema.optional(Schema.Number.pipe(Schema.finite()))
-})
-const LimitsJson = Schema.parseJson(Limits)
+const BudgetJson = Schema.parseJson(RunBudget)
 
 const QueuedRow = Schema.Struct({
   seq: Schema.Number,
   run_id: RunId,
   retry_skipped: Schema.Number,
-  budget: Schema.NullOr(LimitsJson),
+  budget: Schema.NullOr(BudgetJson),
   request_id: Schema.NullOr(Schema.String),
   queued_at: Schema.Number
 })
@@ -29,7 +24,8 @@ export const queuedRow = (entry: RunStore.NewQueuedExecution, now: number) =>
   Effect.map(
     entry.budget === undefined ?
       Effect.succeed(null) :
-      Schema.encode(LimitsJson)({
+      // Refuses a limit JSON cannot hold (see `RunBudget`).
+      Schema.encode(BudgetJson)({
         // Only the limits that are set: JSON has no undefined.
         ...(entry.budget.maxCostUsd === undefined ? {} : { maxCostUsd: entry.budget.maxCostUsd }),
         ...(entry.budget.maxTokens === undefined ? {} : { maxTokens: entry.budget.maxTokens })

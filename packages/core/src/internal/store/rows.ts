@@ -33,11 +33,17 @@ export const KeyColumn = Schema.transform(
   }
 )
 
-/** A budget with a limit, as the `budget` column stores it; `null` (the run keeps its own) when it has none. */
-export const budgetJson = (budget: RunBudget | undefined): string | null =>
-  budget === undefined || (budget.maxCostUsd === undefined && budget.maxTokens === undefined) ?
-    null :
-    JSON.stringify({ maxCostUsd: budget.maxCostUsd, maxTokens: budget.maxTokens })
+/**
+ * A budget's limits as the `budget` columns store them (JSON has no undefined): only the finite ones, since an
+ * infinite limit is none. `null` when none is left (a claim then keeps the run's own).
+ */
+export const budgetJson = (budget: RunBudget | undefined): string | null => {
+  const limits = {
+    ...(Number.isFinite(budget?.maxCostUsd) ? { maxCostUsd: budget!.maxCostUsd } : {}),
+    ...(Number.isFinite(budget?.maxTokens) ? { maxTokens: budget!.maxTokens } : {})
+  }
+  return Object.keys(limits).length === 0 ? null : JSON.stringify(limits)
+}
 
 export const RunRow = Schema.Struct({
   id: RunId,
