@@ -268,13 +268,28 @@ describe("quarry serve", () => {
           [{ input: "text", ontology: "@prefix broken" }, "OntologyError"],
           [{ input: "text", extractor: "nope" }, "UnknownExtractor"],
           [{ input: "text", runId: "../etc" }, "InvalidRequest"],
-          [{ input: 42 }, "InvalidRequest"]
+          [{ input: 42 }, "InvalidRequest"],
+          [{ input: "text", budget: { maxCostUsd: 0 } }, "InvalidRequest"],
+          [{ input: "text", budget: { maxTokens: -3 } }, "InvalidRequest"]
         ] as const
       ) {
         const response = await call(server, "POST", "/v1/runs", body)
         assert.strictEqual(response.status, 422, `${JSON.stringify(body)}: ${response.text}`)
         assert.strictEqual(response.json().error.tag, tag)
       }
+      // A budget is checked as --max-cost and --max-tokens are, one line per field (not a 500 from the store).
+      const budgets = await call(
+        server,
+        "POST",
+        "/v1/runs",
+        "{\"input\":\"text\",\"budget\":{\"maxCostUsd\":1e400,\"maxTokens\":1.5}}"
+      )
+      assert.strictEqual(budgets.status, 422)
+      assert.deepStrictEqual(budgets.json().error, {
+        tag: "InvalidRequest",
+        message: "budget.maxCostUsd: Expected a finite number, actual Infinity; " +
+          "budget.maxTokens: Expected an integer, actual 1.5"
+      })
       const large = await call(server, "POST", "/v1/runs", { input: "x".repeat(70_000) })
       assert.strictEqual(large.status, 413)
       assert.strictEqual(large.json().error.tag, "PayloadTooLarge")
@@ -295,6 +310,10 @@ describe("quarry serve", () => {
             "\"interrupted\", got \"bogus\""
         }
       })
+
+      const badResume = await call(server, "POST", "/v1/runs/missing/resume?maxCostUsd=0")
+      assert.strictEqual(badResume.status, 400)
+      assert.strictEqual(badResume.json().error.message, "maxCostUsd: Expected a positive number, actual 0")
 
       // One executing, one waiting, the next refused with Retry-After.
       const text = fs.readFileSync(mobyDick.input, "utf8").slice(0, 60_000)

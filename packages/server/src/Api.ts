@@ -16,6 +16,18 @@ import * as Schema from "effect/Schema"
 import * as ApiError from "./ApiError.js"
 import * as RunView from "./RunView.js"
 
+/** A cost limit, as `--max-cost` takes it: US dollars, finite and greater than 0. */
+const MaxCostUsd = <E>(number: Schema.Schema<number, E>) =>
+  Schema.optional(number.pipe(Schema.finite(), Schema.positive())).annotations({
+    description: "Stop before the run's spend would exceed this many US dollars (greater than 0)."
+  })
+
+/** A token limit, as `--max-tokens` takes it: a whole number greater than 0. */
+const MaxTokens = <E>(number: Schema.Schema<number, E>) =>
+  Schema.optional(number.pipe(Schema.int(), Schema.positive())).annotations({
+    description: "Stop before the run's prompt + completion tokens would exceed this (a whole number above 0)."
+  })
+
 /**
  * The body of `POST /v1/runs`. Everything the output depends on is stored with the run.
  *
@@ -39,10 +51,12 @@ export const SubmitRun = Schema.Struct({
   format: Schema.optional(Run.OutputFormat),
   onBatchError: Schema.optional(Run.BatchErrorPolicy),
   provenance: Schema.optional(Schema.Boolean),
-  budget: Schema.optional(Schema.Struct({
-    maxCostUsd: Schema.optional(Schema.Number),
-    maxTokens: Schema.optional(Schema.Number)
-  }))
+  budget: Schema.optional(
+    Schema.Struct({
+      maxCostUsd: MaxCostUsd(Schema.Number),
+      maxTokens: MaxTokens(Schema.Number)
+    }).annotations({ identifier: "Budget" })
+  ).annotations({ description: "Spend limits, kept with the run: a resume without a budget keeps them." })
 }).annotations({ identifier: "SubmitRun" })
 
 /**
@@ -106,8 +120,8 @@ export class Runs extends HttpApiGroup.make("runs")
       .setUrlParams(Schema.Struct({
         retrySkipped: Schema.optional(Schema.BooleanFromString),
         // The resumed execution's budget (stored with its queued execution), as `budget` of a submission.
-        maxCostUsd: Schema.optional(Schema.NumberFromString.pipe(Schema.finite(), Schema.nonNegative())),
-        maxTokens: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()))
+        maxCostUsd: MaxCostUsd(Schema.NumberFromString),
+        maxTokens: MaxTokens(Schema.NumberFromString)
       }))
       .addSuccess(RunView.RunView, { status: 202 })
       .addError(ApiError.NotFound)

@@ -18,13 +18,33 @@ const DecodeError = Schema.parseJson(Schema.Struct({
 const decode = Schema.decodeUnknownOption(DecodeError)
 
 const literal = /^Expected (.+), actual (.+)$/
+const undefinedAlternative = /^Expected undefined, actual /
 
 /** `expected one of "a", "b", got "c"` for the alternatives of a union of literals; else the messages joined. */
 const summarize = (messages: ReadonlyArray<string>) => {
   const matches = messages.map((m) => literal.exec(m))
   if (messages.length < 2 || matches.some((m) => m === null)) return messages.join("; ")
-  const expected = matches.flatMap((m) => m === null || m[1] === "undefined" ? [] : [m[1]])
-  return `expected one of ${expected.join(", ")}, got ${matches[0]?.[2] ?? "?"}`
+  return `expected one of ${matches.map((m) => m?.[1]).join(", ")}, got ${matches[0]?.[2] ?? "?"}`
+}
+
+/**
+ * One line per place of a request's schema issues: `budget.maxTokens: Expected an integer, actual 1.5`. An optional
+ * field reports its `undefined` alternative besides the real failure, so that alternative is left out.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const describe = (
+  issues: ReadonlyArray<{ readonly path: ReadonlyArray<unknown>; readonly message: string }>,
+  whole: string
+): string => {
+  const kept = issues.filter((issue) => !undefinedAlternative.test(issue.message))
+  const byPath = new Map<string, Array<string>>()
+  for (const issue of kept.length > 0 ? kept : issues) {
+    const where = issue.path.map(String).join(".") || whole
+    byPath.set(where, [...(byPath.get(where) ?? []), issue.message])
+  }
+  return [...byPath].map(([where, messages]) => `${where}: ${summarize(messages)}`).join("; ")
 }
 
 /**
@@ -37,12 +57,6 @@ export const normalize = (response: HttpServerResponse.HttpServerResponse): Http
   if (response.status !== 400 || response.body._tag !== "Uint8Array") return response
   const parsed = decode(new TextDecoder().decode(response.body.body))
   if (parsed._tag === "None") return response
-  // One message per place: a union reports each alternative it tried ("Expected X, actual Y" for each literal).
-  const byPath = new Map<string, Array<string>>()
-  for (const issue of parsed.value.issues) {
-    const where = issue.path.map(String).join(".") || "request"
-    byPath.set(where, [...(byPath.get(where) ?? []), issue.message])
-  }
-  const message = [...byPath].map(([where, messages]) => `${where}: ${summarize(messages)}`).join("; ")
+  const message = describe(parsed.value.issues, "request")
   return unsafeJson({ error: { tag: "InvalidRequest", message } }, { status: 400, headers: response.headers })
 }

@@ -33,6 +33,7 @@ import * as Admission from "./Admission.js"
 import { QuarryApi, SubmitRun } from "./Api.js"
 import { ApiError, from } from "./ApiError.js"
 import * as Artifacts from "./Artifacts.js"
+import * as DecodeErrors from "./DecodeErrors.js"
 import * as Metrics from "./Metrics.js"
 import * as RunEvents from "./RunEvents.js"
 import * as RunView from "./RunView.js"
@@ -95,13 +96,9 @@ const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
       try: (): unknown => JSON.parse(text),
       catch: (error) => badRequest("InvalidJson", `the request body is not JSON: ${String(error)}`)
     })
-    const submission = yield* Schema.decodeUnknown(SubmitRun, { onExcessProperty: "error" })(body).pipe(
+    const submission = yield* Schema.decodeUnknown(SubmitRun, { onExcessProperty: "error", errors: "all" })(body).pipe(
       Effect.mapError((error) =>
-        invalid(
-          "InvalidRequest",
-          ParseResult.ArrayFormatter.formatErrorSync(error).map((i) => `${i.path.join(".") || "body"}: ${i.message}`)
-            .join("; ")
-        )
+        invalid("InvalidRequest", DecodeErrors.describe(ParseResult.ArrayFormatter.formatErrorSync(error), "body"))
       )
     )
     if (submission.input.trim().length === 0) {
