@@ -2,8 +2,8 @@
  * The web dashboard in a real browser: Debian's headless Chromium driven by `playwright-core` (never a downloaded
  * browser) against the real `quarry serve` child process on `--port 0` with a temporary database and a token. The
  * test enters the token, submits a document from a file with an ontology file, watches progress reach 100 % through
- * the live updates, downloads the artifact (the same bytes as the API's, in two formats), cancels and resumes a run,
- * deletes one, and saves screenshots under its temporary folder. A missing browser fails the test: `.ci/run` installs `chromium`.
+ * the live updates, downloads the artifact (the same bytes as the API's, in two formats), submits a run with a budget
+ * (a refused one first), cancels and resumes it, deletes one, and saves screenshots under its temporary folder. A missing browser fails the test: `.ci/run` installs `chromium`.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
@@ -23,7 +23,7 @@ interface Server {
 }
 
 const serve = async (db: string, tokens: string | null = token): Promise<Server> => {
-  const child = start(["serve", "--db", db, "--port", "0", "--json"], {
+  const child = start(["serve", "--db", db, "--port", "0", "--max-active-runs", "1", "--json"], {
     env: { ...(tokens === null ? {} : { QUARRY_API_TOKENS: tokens }), QUARRY_TEST_EXTRACTOR_DELAY_MS: "60" }
   })
   await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
@@ -95,6 +95,8 @@ describe("web dashboard (headless Chromium)", () => {
       })
 
       // A wrong token is refused and asked for again; the right one opens the dashboard.
+      // The page's clock can be paused, so that a check does not pass by its timers (see the second run).
+      await page.clock.install()
       await page.goto(srv.url)
       await page.fill("[data-testid=token]", "wrong-token")
       await page.click("[data-testid=login]")
@@ -144,26 +146,47 @@ describe("web dashboard (headless Chromium)", () => {
         assert.isTrue(fs.readFileSync(saved).equals(expected), format)
       }
 
-      // A second run, submitted through the API with a budget (the page shows it): cancelled while it executes, then
-      // resumed to completion by the Resume button, which gives no budget, so the run keeps its own.
-      const submitted = await fetch(`${srv.url}/v1/runs`, {
+      // A budget of 0 is refused with the API's message, and nothing is stored.
+      await page.fill("[data-testid=input]", fs.readFileSync(mobyDick.input, "utf8").slice(0, 120_000))
+      await page.fill("[data-testid=run-id]", "second")
+      await page.fill("[data-testid=maxCostUsd]", "0")
+      await page.click("[data-testid=submit]")
+      await page.locator("[data-testid=notice]", { hasText: "budget.maxCostUsd: Expected a positive number, actual 0" })
+        .waitFor()
+      const stored = await (await api(srv, "/v1/runs")).json() as { runs: ReadonlyArray<{ id: string }> }
+      assert.deepStrictEqual(stored.runs.map((r) => r.id), ["first"])
+      // A second run submitted from the form with a budget and a concurrency (the page shows the budget): cancelled
+      // while it executes, then resumed to completion by the Resume button, which gives no budget, so the run keeps
+      // its own.
+      await page.fill("[data-testid=maxCostUsd]", "4.5")
+      await page.fill("[data-testid=maxTokens]", "900000")
+      await page.fill("[data-testid=concurrency]", "2")
+      // A run holds the only slot (--max-active-runs 1), so the page first reads the second one waiting. With the
+      // page's timers stopped (no list refresh every 10 s) the detail still shows when it started: the run.started
+      // event reads the run again.
+      const blocker = await fetch(`${srv.url}/v1/runs`, {
         method: "POST",
         headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
         body: JSON.stringify({
-          runId: "second",
-          input: fs.readFileSync(mobyDick.input, "utf8").slice(0, 120_000),
+          runId: "blocker",
+          input: fs.readFileSync(mobyDick.input, "utf8").slice(0, 50_000),
           extractor: "test-slow",
-          chunking: { windowSize: 1000, batchSize: 1 },
-          budget: { maxCostUsd: 5 }
+          chunking: { windowSize: 1000, batchSize: 1 }
         })
       })
-      assert.strictEqual(submitted.status, 202)
-      // The list refreshes every 10 s by itself; reloading shows the run at once (the token stays for the session).
-      await page.reload()
+      assert.strictEqual(blocker.status, 202)
+      await page.clock.pauseAt(Date.now() + 1000)
+      await page.click("[data-testid=submit]")
+      await waitForStatus(page, "second", "pending")
       await waitForStatus(page, "second", "running")
+      await page.locator("[data-testid=detail-id]", { hasText: "second" }).waitFor()
+      await page.locator("xpath=//dt[.='started']/following-sibling::dd[1][. != '-']").waitFor()
+      await page.clock.resume()
+      const planned = await (await api(srv, "/v1/runs/second")).json() as { plan: { concurrency: number } }
+      assert.strictEqual(planned.plan.concurrency, 2)
       await row(page, "second").click()
       await page.locator("[data-testid=detail-id]", { hasText: "second" }).waitFor()
-      await page.locator("dd", { hasText: /^\$5\.00 at most$/ }).waitFor()
+      await page.locator("dd", { hasText: /^\$4\.50 at most, 900,000 tokens at most$/ }).waitFor()
       await page.click("[data-testid=cancel]")
       await waitForStatus(page, "second", "cancelled")
       await page.screenshot({ path: path.join(shots, "cancelled.png") })
@@ -173,7 +196,7 @@ describe("web dashboard (headless Chromium)", () => {
       await waitForStatus(page, "second", "completed")
       assert.strictEqual(await row(page, "second").locator("[data-testid=percent]").innerText(), "100 %")
       const resumed = await (await api(srv, "/v1/runs/second")).json() as { budget: unknown }
-      assert.deepStrictEqual(resumed.budget, { maxCostUsd: 5, maxTokens: null })
+      assert.deepStrictEqual(resumed.budget, { maxCostUsd: 4.5, maxTokens: 900_000 })
       await page.screenshot({ path: path.join(shots, "resumed.png") })
 
       // Delete asks first, then the run is gone from the page and from the API.

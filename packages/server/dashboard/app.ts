@@ -189,6 +189,18 @@ const actions = (run: RunView) => {
   )
 }
 
+let shownActions: { readonly key: string; readonly element: HTMLElement } | undefined
+
+/**
+ * The run's buttons, built again only when what they can do changes: a run's events re-render the detail many times
+ * a second, and a button replaced between a press and its release takes no click (the chosen format stays, too).
+ */
+const actionsOf = (run: RunView) => {
+  const key = JSON.stringify([run.id, run.status, run.resumable, run.counters.skippedBatches > 0])
+  if (shownActions?.key !== key) shownActions = { key, element: actions(run) }
+  return shownActions.element
+}
+
 const renderDetail = () => {
   const panel = document.getElementById("detail")
   if (panel === null) return
@@ -206,7 +218,7 @@ const renderDetail = () => {
       " ",
       h("span", { class: `status ${run.status}` }, run.status)
     ),
-    actions(run),
+    actionsOf(run),
     progressBar(run),
     h("h3", {}, "State"),
     facts([
@@ -298,6 +310,7 @@ const follow = (run: RunView) => {
   const onEvent = (event: Api.ServerEvent) => {
     ended = ended || !["run.started", "batch.committed", "message"].includes(event.event)
     applyEvent(run.id, event)
+    if (event.event === "run.started") void reload(run.id)
   }
   Api.followEvents(run.id, onEvent, controller.signal)
     .catch(() => undefined)
@@ -308,6 +321,16 @@ const follow = (run: RunView) => {
         void refresh()
       }, ended ? 0 : 3000)
     })
+}
+
+/** Reads one run again: a start changes what its events do not carry (when it started, its lease). */
+const reload = async (runId: string) => {
+  try {
+    runs.set(runId, await Api.json<RunView>("GET", `/v1/runs/${encodeURIComponent(runId)}`))
+    render()
+  } catch (error) {
+    failed(error)
+  }
 }
 
 const refresh = async () => {
@@ -332,8 +355,8 @@ const refresh = async () => {
   }
 }
 
-const numberField = (name: string, label: string, placeholder: string) =>
-  h("label", {}, label, h("input", { type: "number", name, min: 0, placeholder, "data-testid": name }))
+const numberField = (name: string, label: string, placeholder: string, step: "1" | "any" = "1") =>
+  h("label", {}, label, h("input", { type: "number", name, min: 0, step, placeholder, "data-testid": name }))
 
 const optionalNumber = (form: HTMLFormElement, name: string) => {
   const value = (form.elements.namedItem(name) as HTMLInputElement).value.trim()
@@ -388,8 +411,12 @@ const submitForm = () => {
       numberField("windowSize", "Window ", "1000"),
       numberField("overlap", "Overlap ", "auto"),
       numberField("batchSize", "Batch size ", "10"),
+      numberField("concurrency", "Concurrency ", "1"),
       h("label", {}, "Format ", choice({ name: "format" }, formats)),
-      h("label", {}, "On batch error ", choice({ name: "onBatchError" }, ["fail", "skip"]))
+      h("label", {}, "On batch error ", choice({ name: "onBatchError" }, ["fail", "skip"])),
+      // Kept with the run: a resume, also the Resume button, keeps it.
+      numberField("maxCostUsd", "Max cost (USD) ", "none", "any"),
+      numberField("maxTokens", "Max tokens ", "none")
     ),
     h("button", { type: "submit", "data-testid": "submit" }, "Submit")
   )
@@ -406,6 +433,7 @@ const submit = async (
   say("")
   const value = (name: string) => (form.elements.namedItem(name) as HTMLInputElement | HTMLSelectElement).value
   const runId = value("runId").trim()
+  const budget = { maxCostUsd: optionalNumber(form, "maxCostUsd"), maxTokens: optionalNumber(form, "maxTokens") }
   const body = {
     input: input.value,
     ...(runId === "" ? {} : { runId }),
@@ -417,8 +445,10 @@ const submit = async (
       overlap: optionalNumber(form, "overlap"),
       batchSize: optionalNumber(form, "batchSize")
     },
+    concurrency: optionalNumber(form, "concurrency"),
     format: value("format"),
-    onBatchError: value("onBatchError")
+    onBatchError: value("onBatchError"),
+    ...(budget.maxCostUsd === undefined && budget.maxTokens === undefined ? {} : { budget })
   }
   try {
     const run = await Api.json<RunView>("POST", "/v1/runs", body)
