@@ -122,7 +122,7 @@ describe("quarry --extractor llm", () => {
   }
 
   it(
-    "--max-cost stops the run before the budget is exceeded (exit 1, reason budget); a resume keeps it; with more completes",
+    "--max-cost stops the run before the budget is exceeded (exit 1, reason budget); a resume keeps it, a higher one replaces it, --no-budget lifts it",
     async () => {
       const { db, env, server, startArgs } = await setup("budget", 8)
       // Record b costs 0.012 + 0.00012 b: after 3 records $0.0364, and a 4th (projected from the average) would pass
@@ -148,7 +148,10 @@ describe("quarry --extractor llm", () => {
       assert.isAtMost(shown.attemptUsage.costUsd, 0.04)
       assert.deepStrictEqual(shown.budget, { maxCostUsd: 0.04, maxTokens: null })
       const human = await run(["status", "budget", "--db", db], { env })
-      assert.match(human.stdout, /budget +--max-cost \$0\.04 \(kept by a resume that gives none\)/)
+      assert.match(
+        human.stdout,
+        /budget +--max-cost \$0\.04 \(kept by a resume that gives none; --no-budget lifts it\)/
+      )
 
       // A resume without --max-cost keeps the run's budget: it stops again before any request.
       const kept = await run(["resume", "budget", "--db", db, "--json"], { env })
@@ -157,13 +160,25 @@ describe("quarry --extractor llm", () => {
       assert.include(kept.stderr, "of --max-cost $0.04")
       assert.strictEqual(server.log.length, 3, "no request is sent past the budget kept by the resume")
 
-      const resumed = await run(["resume", "budget", "--db", db, "--max-cost", "1", "--json"], { env })
+      // A higher budget replaces it: one more batch fits $0.05 ($0.04876 spent), a fifth would not.
+      const higher = await run(["resume", "budget", "--db", db, "--max-cost", "0.05", "--json"], { env })
+      assert.strictEqual(higher.code, 1, higher.stderr)
+      assert.strictEqual(jsonLines(higher.stdout).at(-1)!.committedBatches, 4)
+      assert.deepStrictEqual((await status("budget", db, env)).budget, { maxCostUsd: 0.05, maxTokens: null })
+      assert.strictEqual(server.log.length, 4)
+
+      // --no-budget lifts it (not together with a new limit: exit 2, nothing sent).
+      const both = await run(["resume", "budget", "--db", db, "--no-budget", "--max-cost", "1"], { env })
+      assert.strictEqual(both.code, 2, both.stderr)
+      assert.include(both.stderr, "--no-budget cannot go with --max-cost or --max-tokens")
+      assert.strictEqual(server.log.length, 4)
+      const resumed = await run(["resume", "budget", "--db", db, "--no-budget", "--json"], { env })
       assert.strictEqual(resumed.code, 0, resumed.stderr)
       const completed = jsonLines(resumed.stdout).at(-1)!
       assert.strictEqual(completed.event, "run.completed")
       assert.strictEqual(completed.committedBatches, 8)
       assertUsage(completed.usage, expectedUsage(range(0, 8)), "usage of the completed run")
-      assert.deepStrictEqual((await status("budget", db, env)).budget, { maxCostUsd: 1, maxTokens: null })
+      assert.strictEqual((await status("budget", db, env)).budget, null)
       assert.deepStrictEqual(server.log.map((r) => r.model), Array(8).fill("test-model"))
       assertNoSecret([stopped.stdout, stopped.stderr, resumed.stdout, resumed.stderr, JSON.stringify(shown)], db)
     },

@@ -2,7 +2,7 @@
  * The durable admission queue of `quarry serve`, end to end: real server processes on one SQLite file, stopped with
  * SIGTERM or SIGKILL and started again. A submission waiting behind `--max-active-runs 1` keeps its budget across
  * the restart (the budget bites: an `llm` run against the project's fake Chat Completions server stops at it; a
- * resume without a budget keeps it, one with a higher budget completes it), and a resume waiting for a slot is
+ * resume without a budget keeps it, one with a higher budget replaces it, `noBudget=true` lifts it), and a resume waiting for a slot is
  * still done after a kill.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
@@ -105,12 +105,27 @@ describe("quarry serve: the durable admission queue", () => {
       assert.deepStrictEqual([kept.status, kept.failureReason], ["failed", "budget"])
       assert.deepStrictEqual(kept.budget, { maxCostUsd: 0.04, maxTokens: null })
       assert.strictEqual(fake.log.length, 3, "no request is sent past the budget the run keeps")
-      // A resume with a higher budget (stored with its queued execution) completes the run.
-      const resumed = await call(second, "POST", "/v1/runs/budgeted/resume?maxCostUsd=1")
-      assert.strictEqual(resumed.status, 202, resumed.text)
+      // A resume with a higher budget (stored with its queued execution) replaces it: one more record fits $0.05.
       const get = async () => (await call(second, "GET", "/v1/runs/budgeted")).json() as Shown
+      const higher = await call(second, "POST", "/v1/runs/budgeted/resume?maxCostUsd=0.05")
+      assert.strictEqual(higher.status, 202, higher.text)
+      await until(() => queuedRows(db).length === 0, 30_000, "the resume with a higher budget to end")
+      assert.deepStrictEqual([(await get()).failureReason, (await get()).progress.committedBatches], ["budget", 4])
+      assert.deepStrictEqual((await get()).budget, { maxCostUsd: 0.05, maxTokens: null })
+      assert.strictEqual(fake.log.length, 4)
+      // noBudget=true lifts it (not together with a new limit: 400, nothing queued) and the run completes.
+      const both = await call(second, "POST", "/v1/runs/budgeted/resume?noBudget=true&maxCostUsd=1")
+      assert.strictEqual(both.status, 400, both.text)
+      assert.include(
+        (both.json() as { error: { message: string } }).error.message,
+        "noBudget=true cannot go with maxCostUsd or maxTokens"
+      )
+      assert.strictEqual(queuedRows(db).length, 0)
+      const resumed = await call(second, "POST", "/v1/runs/budgeted/resume?noBudget=true")
+      assert.strictEqual(resumed.status, 202, resumed.text)
       await until(async () => (await get()).status === "completed", 60_000, "the resumed run")
       assert.strictEqual((await get()).progress.committedBatches, 8)
+      assert.strictEqual((await get()).budget, null)
       assert.strictEqual(fake.log.length, 8)
     } finally {
       await stop(second)

@@ -124,8 +124,8 @@ export const shellQuote = (word: string): string =>
   /^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
 
 /**
- * `--max-cost`, `--max-tokens` and `--deadline`: limits of one execution (`start` or `resume`), never stored with
- * the run, so a resume takes new ones.
+ * `--max-cost`, `--max-tokens` and `--deadline`: limits of one execution (`start` or `resume`). The budget is kept
+ * with the run, and a resume that gives neither `--max-cost` nor `--max-tokens` keeps it; `--deadline` is not.
  *
  * @since 0.1.0
  * @category options
@@ -199,6 +199,34 @@ export const limitsOf = (flags: {
     ]
   }
 }
+
+/**
+ * `--no-budget` of `resume`: the run goes on without the budget it keeps (see `liftBudget`).
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const noBudget = Options.boolean("no-budget").pipe(
+  Options.withDescription(
+    "Lift the run's budget (its --max-cost and --max-tokens): go on without limits, and keep none."
+  )
+)
+
+/**
+ * The limits with the run's budget lifted when `--no-budget` was given: an empty budget, which replaces the run's.
+ * Fails when `--max-cost` or `--max-tokens` was given too, since they would set a new one.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const liftBudget = (limits: Limits, lift: boolean): Effect.Effect<Limits, UsageError> =>
+  !lift ? Effect.succeed(limits) : limits.budget !== undefined ?
+    Effect.fail(
+      new UsageError({
+        message: "--no-budget cannot go with --max-cost or --max-tokens: it lifts the run's budget, they set a new one"
+      })
+    ) :
+    Effect.succeed({ ...limits, budget: {}, args: [...limits.args, "--no-budget"] })
 
 const durationUnits: ReadonlyArray<readonly [string, number]> = [
   ["d", 86_400_000],

@@ -46,6 +46,7 @@ const options = {
     )
   ),
   ...Flags.limits,
+  noBudget: Flags.noBudget,
   ...Llm.options,
   json: Flags.json
 }
@@ -62,7 +63,7 @@ export const command = Command.make("resume", options, (flags) =>
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
     const runId = yield* Start.decodeRunId(flags.runId)
-    const limits = Flags.limitsOf(flags)
+    const limits = yield* Flags.liftBudget(Flags.limitsOf(flags), flags.noBudget)
     const llm = yield* Llm.parse(flags)
     yield* Inputs.checkDatabase(db)
     if (Option.isSome(flags.out)) yield* Inputs.checkOutput(flags.out.value)

@@ -147,7 +147,7 @@ export const details = (run: Run, ledger: Ledger, now: number, db: string): Read
       ...(budget.maxCostUsd === undefined ? [] : [`--max-cost $${budget.maxCostUsd}`]),
       ...(budget.maxTokens === undefined ? [] : [`--max-tokens ${budget.maxTokens}`])
     ]
-    rows.push(["budget", `${limits.join(", ")} (kept by a resume that gives none)`])
+    rows.push(["budget", `${limits.join(", ")} (kept by a resume that gives none; --no-budget lifts it)`])
   }
   rows.push(...planRows(run))
   rows.push(["created", iso(run.createdAt)])

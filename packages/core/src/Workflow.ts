@@ -81,8 +81,8 @@ export interface ExecuteOptions {
   /**
    * Stop (status `failed`, reason `budget`) before spend would exceed these limits. Spend counts every recorded
    * attempt, also attempts lost to earlier crashes; batches in flight reserve their projected spend (see `Budget`).
-   * Not part of the plan: stored with the run when it is claimed, and kept by a resume that gives no limit (resume
-   * with a higher budget to go on after one stopped it).
+   * Not part of the plan: stored with the run when it is claimed, and kept by a resume that gives no budget (resume
+   * with a higher budget to go on after one stopped it). A budget given replaces the run's whole: `{}` lifts it.
    */
   readonly budget?: Budget.Limits | undefined
   /** Stop the execution (status `failed`, reason `deadline`) when it runs longer than this. */

@@ -199,7 +199,7 @@ describe("batch error policy", () => {
 })
 
 describe("budgets", () => {
-  it.scoped("stop before exceeding, count across restarts, keep the budget on a resume without one, resume with a higher one", () =>
+  it.scoped("stop before exceeding, count across restarts, keep the budget on a resume without one, resume with a higher one or none", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const out = path.join(dir, "out.ttl")
@@ -237,9 +237,14 @@ describe("budgets", () => {
 
         assert.deepStrictEqual((yield* store.getRun(run.id)).budget, Option.some({ maxTokens: 450 }))
 
-        const done = yield* Workflow.execute(run.id, { budget: { maxCostUsd: 100 } })
+        const higher = yield* Effect.exit(Workflow.execute(run.id, { budget: { maxCostUsd: 0.065 } }))
+        assert.isTrue(Exit.isFailure(higher))
+        assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 6)
+
+        // An empty budget lifts the run's: it goes on to the end without limits.
+        const done = yield* Workflow.execute(run.id, { budget: {} })
         assert.strictEqual(done.status, "completed")
-        assert.deepStrictEqual(done.budget, Option.some({ maxCostUsd: 100 }))
+        assert.isTrue(Option.isNone(done.budget))
         assert.strictEqual(done.usage.requests, done.plan.totalBatches)
         assert.strictEqual(done.usage.promptTokens, 80 * done.plan.totalBatches)
         assert.closeTo(done.usage.costUsd, 0.01 * done.plan.totalBatches, 1e-9)

@@ -476,7 +476,7 @@ export const runStoreSuite = (
         })
       ))
 
-    it.scoped("a submission's or a claim's budget with a limit becomes the run's; a claim without one keeps it", () =>
+    it.scoped("a submission's or a claim's budget becomes the run's; a claim without one keeps it; {} lifts it", () =>
       withStore((store) =>
         Effect.gen(function*() {
           const created = yield* store.createRun(newRun("budgeted"))
@@ -484,16 +484,21 @@ export const runStoreSuite = (
           const first = yield* store.claim(created.id, "a", leaseMs, { budget: { maxCostUsd: 2.5 } })
           assert.deepStrictEqual(first.run.budget, Option.some({ maxCostUsd: 2.5 }))
           yield* store.finish(created.id, Option.getOrThrow(first.holder), { status: "interrupted" })
-          // No limit given (nothing, limits all unset, or an infinite one, which JSON cannot hold): the run keeps
-          // its budget, and stays readable.
-          for (const budget of [undefined, {}, { maxCostUsd: Infinity }]) {
-            const again = yield* store.claim(created.id, "b", leaseMs, { budget })
-            assert.deepStrictEqual(again.run.budget, Option.some({ maxCostUsd: 2.5 }))
-            yield* store.finish(created.id, Option.getOrThrow(again.holder), { status: "interrupted" })
+          // No budget given: the run keeps its own.
+          const again = yield* store.claim(created.id, "b", leaseMs)
+          assert.deepStrictEqual(again.run.budget, Option.some({ maxCostUsd: 2.5 }))
+          yield* store.finish(created.id, Option.getOrThrow(again.holder), { status: "interrupted" })
+          // A budget given replaces the whole; one with no finite limit (unset, or infinite, which JSON cannot hold)
+          // lifts it, and the run stays readable.
+          for (const budget of [{}, { maxCostUsd: Infinity }]) {
+            const replaced = yield* store.claim(created.id, "c", leaseMs, { budget: { maxTokens: 900 } })
+            assert.deepStrictEqual(replaced.run.budget, Option.some({ maxTokens: 900 }))
+            yield* store.finish(created.id, Option.getOrThrow(replaced.holder), { status: "interrupted" })
+            const lifted = yield* store.claim(created.id, "d", leaseMs, { budget })
+            assert.isTrue(Option.isNone(lifted.run.budget))
+            assert.isTrue(Option.isNone((yield* store.getRun(created.id)).budget))
+            yield* store.finish(created.id, Option.getOrThrow(lifted.holder), { status: "interrupted" })
           }
-          const replaced = yield* store.claim(created.id, "c", leaseMs, { budget: { maxTokens: 900 } })
-          assert.deepStrictEqual(replaced.run.budget, Option.some({ maxTokens: 900 }))
-          assert.deepStrictEqual((yield* store.getRun(created.id)).budget, Option.some({ maxTokens: 900 }))
           // A submission's budget is the run's from the start.
           const submitted = yield* store.createRun({
             ...newRun("budget-submitted"),

@@ -66,6 +66,27 @@ export const SubmitRun = Schema.Struct({
 export type SubmitRun = typeof SubmitRun.Type
 
 /**
+ * The query of `POST /v1/runs/{id}/resume`. Its budget (stored with its queued execution) replaces the run's, as
+ * `budget` of a submission; `noBudget=true` lifts it; neither keeps it.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ResumeParams = Schema.Struct({
+  retrySkipped: Schema.optional(Schema.BooleanFromString),
+  maxCostUsd: MaxCostUsd(Schema.NumberFromString),
+  maxTokens: MaxTokens(Schema.NumberFromString),
+  noBudget: Schema.optional(Schema.BooleanFromString).annotations({
+    description: "true: go on without the run's budget, and keep none."
+  })
+}).pipe(
+  Schema.filter((params) =>
+    params.noBudget !== true || (params.maxCostUsd === undefined && params.maxTokens === undefined) ||
+    "noBudget=true cannot go with maxCostUsd or maxTokens: it lifts the run's budget, they set a new one"
+  )
+)
+
+/**
  * Bearer-token authorization of the `/v1` routes.
  *
  * @since 0.1.0
@@ -117,12 +138,7 @@ export class Runs extends HttpApiGroup.make("runs")
   .add(
     HttpApiEndpoint.post("resume", "/runs/:id/resume")
       .setPath(RunPath)
-      .setUrlParams(Schema.Struct({
-        retrySkipped: Schema.optional(Schema.BooleanFromString),
-        // The resumed execution's budget (stored with its queued execution), as `budget` of a submission.
-        maxCostUsd: MaxCostUsd(Schema.NumberFromString),
-        maxTokens: MaxTokens(Schema.NumberFromString)
-      }))
+      .setUrlParams(ResumeParams)
       .addSuccess(RunView.RunView, { status: 202 })
       .addError(ApiError.NotFound)
       .addError(ApiError.Conflict)

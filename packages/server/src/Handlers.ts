@@ -30,7 +30,7 @@ import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import * as path from "node:path"
 import * as Admission from "./Admission.js"
-import { QuarryApi, SubmitRun } from "./Api.js"
+import { QuarryApi, ResumeParams, SubmitRun } from "./Api.js"
 import { ApiError, from } from "./ApiError.js"
 import * as Artifacts from "./Artifacts.js"
 import * as DecodeErrors from "./DecodeErrors.js"
@@ -283,6 +283,13 @@ const remove = (runId: Run.RunId) =>
     yield* Artifacts.removeExports(info.artifacts, runId)
   })
 
+/** The budget a resume gives: none (the run keeps its own), an empty one (it lifts the run's) or new limits. */
+const resumeBudget = (params: typeof ResumeParams.Type): Run.RunBudget | undefined =>
+  params.noBudget === true ? {} : params.maxCostUsd === undefined && params.maxTokens === undefined ? undefined : {
+    maxCostUsd: params.maxCostUsd,
+    maxTokens: params.maxTokens
+  }
+
 const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
   handlers
     .handleRaw("submit", ({ request }) => submit(request))
@@ -301,10 +308,7 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
       Effect.flatMap(Admission.Admission, (a) =>
         a.resume(path.id, {
           retrySkipped: urlParams.retrySkipped,
-          budget: urlParams.maxCostUsd === undefined && urlParams.maxTokens === undefined ? undefined : {
-            maxCostUsd: urlParams.maxCostUsd,
-            maxTokens: urlParams.maxTokens
-          }
+          budget: resumeBudget(urlParams)
         })).pipe(
           Effect.catchTags({
             RunNotFound: (e) => Effect.fail(notFound(e)),

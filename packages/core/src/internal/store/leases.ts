@@ -53,7 +53,9 @@ export const make = (ctx: StoreContext) => {
           lease_pid_started = ${me.started},
           lease_expires_at = ${now + leaseMs},
           cancel_requested = 0,
-          budget = COALESCE(${budgetJson(options.budget)}, budget)
+          budget = CASE WHEN ${options.budget === undefined ? 1 : 0} = 1 THEN budget ELSE ${
+        budgetJson(options.budget)
+      } END
         WHERE id = ${runId} AND status_version = ${run.statusVersion}`
       return { run: yield* reread(runId), holder: Option.some(holder) } satisfies RunStore.Claimed
     }))).pipe(persistence("claim"), Effect.withSpan("SqlRunStore.claim", { attributes: { runId } }))

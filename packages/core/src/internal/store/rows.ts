@@ -35,7 +35,7 @@ export const KeyColumn = Schema.transform(
 
 /**
  * A budget's limits as the `budget` columns store them (JSON has no undefined): only the finite ones, since an
- * infinite limit is none. `null` when none is left (a claim then keeps the run's own).
+ * infinite limit is none. `null` when none is left: no limits.
  */
 export const budgetJson = (budget: RunBudget | undefined): string | null => {
   const limits = {
