@@ -295,7 +295,14 @@ describe("quarry serve", () => {
       assert.strictEqual(large.json().error.tag, "PayloadTooLarge")
       assert.deepStrictEqual((await call(server, "GET", "/v1/runs")).json().runs, [])
 
-      assert.strictEqual((await call(server, "GET", "/v1/runs/missing")).status, 404)
+      for (const route of ["/v1/runs/missing", "/v1/runs/missing/events", "/v1/runs/missing/artifact"]) {
+        const missing = await call(server, "GET", route)
+        assert.strictEqual(missing.status, 404, route)
+        assert.deepStrictEqual(missing.json().error, {
+          tag: "RunNotFound",
+          message: "run \"missing\" does not exist; GET /v1/runs lists the runs"
+        })
+      }
       // Path and query errors have the API's error shape too (not the platform's own body).
       const badId = await call(server, "GET", "/v1/runs/a%20b")
       assert.strictEqual(badId.status, 400)

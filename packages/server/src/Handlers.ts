@@ -54,7 +54,13 @@ export class ServerInfo extends Context.Tag("@quarry/server/ServerInfo")<ServerI
   readonly heartbeatMs: number
 }>() {}
 
-const notFound = from(404)
+/** The store's message points at `quarry runs`; an API client lists runs with the API. */
+const notFound = (error: { readonly runId: string }) =>
+  new ApiError({
+    status: 404,
+    tag: "RunNotFound",
+    message: `run "${error.runId}" does not exist; GET /v1/runs lists the runs`
+  })
 const conflict = from(409)
 const unprocessable = from(422)
 const internal = (error: { readonly _tag: string; readonly message: string }) =>
