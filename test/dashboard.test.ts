@@ -3,7 +3,8 @@
  * browser) against the real `quarry serve` child process on `--port 0` with a temporary database and a token. The
  * test enters the token, submits a document from a file with an ontology file, watches progress reach 100 % through
  * the live updates, downloads the artifact (the same bytes as the API's, in two formats), submits a run with a budget
- * (a refused one first), cancels and resumes it, deletes one, and saves screenshots under its temporary folder. A missing browser fails the test: `.ci/run` installs `chromium`.
+ * (a refused one first), cancels and resumes it, deletes one, and saves screenshots under its temporary folder. A
+ * missing browser fails the test: `.ci/run` installs `chromium`.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"

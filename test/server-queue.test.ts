@@ -2,8 +2,8 @@
  * The durable admission queue of `quarry serve`, end to end: real server processes on one SQLite file, stopped with
  * SIGTERM or SIGKILL and started again. A submission waiting behind `--max-active-runs 1` keeps its budget across
  * the restart (the budget bites: an `llm` run against the project's fake Chat Completions server stops at it; a
- * resume without a budget keeps it, one with a higher budget replaces it, `noBudget=true` lifts it), and a resume waiting for a slot is
- * still done after a kill.
+ * resume without a budget keeps it, one with a higher budget replaces it, `noBudget=true` lifts it), and a resume
+ * waiting for a slot is still done after a kill.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import Database from "better-sqlite3"

@@ -41,6 +41,8 @@ export const make = (ctx: StoreContext) => {
       }
       // The token is the fence: every later write of this claim presents it, and a new claim replaces it.
       const holder: RunStore.LeaseHolder = { owner, token: randomBytes(16).toString("hex") }
+      // No budget given keeps the run's; one given replaces it whole (without a finite limit: none).
+      const keepBudget = options.budget === undefined ? 1 : 0
       yield* sql`UPDATE runs SET
           status = 'running',
           status_version = status_version + 1,
@@ -53,9 +55,7 @@ export const make = (ctx: StoreContext) => {
           lease_pid_started = ${me.started},
           lease_expires_at = ${now + leaseMs},
           cancel_requested = 0,
-          budget = CASE WHEN ${options.budget === undefined ? 1 : 0} = 1 THEN budget ELSE ${
-        budgetJson(options.budget)
-      } END
+          budget = CASE WHEN ${keepBudget} = 1 THEN budget ELSE ${budgetJson(options.budget)} END
         WHERE id = ${runId} AND status_version = ${run.statusVersion}`
       return { run: yield* reread(runId), holder: Option.some(holder) } satisfies RunStore.Claimed
     }))).pipe(persistence("claim"), Effect.withSpan("SqlRunStore.claim", { attributes: { runId } }))
