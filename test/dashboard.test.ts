@@ -3,7 +3,7 @@
  * browser) against the real `quarry serve` child process on `--port 0` with a temporary database and a token. The
  * test enters the token, submits a document from a file with an ontology file, watches progress reach 100 % through
  * the live updates, downloads the artifact (the same bytes as the API's, in two formats), submits a run with a budget
- * (a refused one first), cancels and resumes it, deletes one, and saves screenshots under its temporary folder. A
+ * (a refused one first), cancels it and resumes it with another budget, then with its own, deletes one, and saves screenshots under its temporary folder. A
  * missing browser fails the test: `.ci/run` installs `chromium`.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
@@ -148,7 +148,8 @@ describe("web dashboard (headless Chromium)", () => {
       }
 
       // A budget of 0 is refused with the API's message, and nothing is stored.
-      await page.fill("[data-testid=input]", fs.readFileSync(mobyDick.input, "utf8").slice(0, 120_000))
+      // Long enough (450 batches of 60 ms, 2 at a time) to be cancelled twice while it executes.
+      await page.fill("[data-testid=input]", fs.readFileSync(mobyDick.input, "utf8").slice(0, 360_000))
       await page.fill("[data-testid=run-id]", "second")
       await page.fill("[data-testid=maxCostUsd]", "0")
       await page.click("[data-testid=submit]")
@@ -193,11 +194,21 @@ describe("web dashboard (headless Chromium)", () => {
       await page.screenshot({ path: path.join(shots, "cancelled.png") })
       const cancelled = await (await api(srv, "/v1/runs/second")).json() as { progress: { percent: number } }
       assert.isBelow(cancelled.progress.percent, 100)
+      // Resumed with another budget, which replaces the run's whole (asking for none of it is refused first), and
+      // cancelled again; then resumed by Resume, which keeps that budget, to completion.
+      await page.click("[data-testid=resume-budget]")
+      await page.locator("[data-testid=notice]", { hasText: "Give a max cost, max tokens, or tick none" }).waitFor()
+      await page.fill("[data-testid=resume-max-cost]", "6")
+      await page.click("[data-testid=resume-budget]")
+      await waitForStatus(page, "second", "running")
+      await page.locator("dd", { hasText: /^\$6\.00 at most$/ }).waitFor()
+      await page.click("[data-testid=cancel]")
+      await waitForStatus(page, "second", "cancelled")
       await page.click("[data-testid=resume]")
       await waitForStatus(page, "second", "completed")
       assert.strictEqual(await row(page, "second").locator("[data-testid=percent]").innerText(), "100 %")
       const resumed = await (await api(srv, "/v1/runs/second")).json() as { budget: unknown }
-      assert.deepStrictEqual(resumed.budget, { maxCostUsd: 4.5, maxTokens: 900_000 })
+      assert.deepStrictEqual(resumed.budget, { maxCostUsd: 6, maxTokens: null })
       await page.screenshot({ path: path.join(shots, "resumed.png") })
 
       // Delete asks first, then the run is gone from the page and from the API.

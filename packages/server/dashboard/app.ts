@@ -25,7 +25,12 @@ const say = (message: string, kind: "error" | "info" = "info") => {
 
 const failed = (error: unknown) => {
   if (error instanceof Api.ApiFailure && error.status === 401) return showLogin("The token was refused.")
-  say(error instanceof Api.ApiFailure ? `${error.tag}: ${error.message}` : String(error), "error")
+  const message = error instanceof Api.ApiFailure ?
+    `${error.tag}: ${error.message}` :
+    error instanceof Error
+    ? error.message
+    : String(error)
+  say(message, "error")
 }
 
 const showLogin = (message = "") => {
@@ -160,32 +165,71 @@ const post = (run: RunView, label: string, testId: string, enabled: boolean, suf
 const choice = (attributes: Record<string, string>, values: ReadonlyArray<string>, selected?: string) =>
   h("select", attributes, values.map((v) => h("option", { value: v, selected: v === selected }, v)))
 
+/** The query of a resume with a new budget: limits that replace the run's, or `noBudget` that lifts it. */
+const budgetQuery = (cost: string, tokens: string, none: boolean) => {
+  if (none) return "?noBudget=true"
+  const params = new URLSearchParams([
+    ...(cost === "" ? [] : [["maxCostUsd", cost]]),
+    ...(tokens === "" ? [] : [["maxTokens", tokens]])
+  ])
+  if (params.size === 0) throw new Error("Give a max cost, max tokens, or tick none; Resume keeps the run's budget.")
+  return `?${params}`
+}
+
+/** Resume with another budget than the run's (which the plain Resume keeps). */
+const budgetResume = (run: RunView) => {
+  const number = (testId: string, placeholder: string, step: string) =>
+    h("input", { type: "number", min: 0, step, placeholder, "data-testid": testId })
+  const cost = number("resume-max-cost", "USD", "any")
+  const tokens = number("resume-max-tokens", "tokens", "1")
+  const none = h("input", { type: "checkbox", "data-testid": "resume-no-budget" })
+  return h(
+    "div",
+    { class: "actions" },
+    h("label", {}, "Budget $", cost),
+    tokens,
+    h("label", {}, none, " none"),
+    act(
+      "Resume with this budget",
+      "resume-budget",
+      true,
+      async () =>
+        Api.json("POST", runPath(run, `/resume${budgetQuery(cost.value.trim(), tokens.value.trim(), none.checked)}`))
+    )
+  )
+}
+
 const actions = (run: RunView) => {
   const format = choice({ "data-testid": "format" }, formats, run.plan.output.format)
   return h(
     "div",
-    { class: "actions" },
-    post(run, "Cancel", "cancel", active(run), "/cancel"),
-    post(run, "Resume", "resume", run.resumable && !active(run), "/resume"),
-    post(
-      run,
-      "Retry skipped",
-      "retry-skipped",
-      run.counters.skippedBatches > 0 && !active(run),
-      "/resume?retrySkipped=true"
-    ),
-    act("Delete", "delete", !active(run), async () => {
-      if (!confirm(`Delete run ${run.id}, its rows and its artifact?`)) return
-      await Api.request("DELETE", runPath(run))
-      runs.delete(run.id)
-      selected = null
-    }),
+    {},
     h(
-      "span",
-      { class: "download" },
-      format,
-      act("Download artifact", "download", run.status === "completed", () => Api.download(run, format.value))
-    )
+      "div",
+      { class: "actions" },
+      post(run, "Cancel", "cancel", active(run), "/cancel"),
+      post(run, "Resume", "resume", run.resumable && !active(run), "/resume"),
+      post(
+        run,
+        "Retry skipped",
+        "retry-skipped",
+        run.counters.skippedBatches > 0 && !active(run),
+        "/resume?retrySkipped=true"
+      ),
+      act("Delete", "delete", !active(run), async () => {
+        if (!confirm(`Delete run ${run.id}, its rows and its artifact?`)) return
+        await Api.request("DELETE", runPath(run))
+        runs.delete(run.id)
+        selected = null
+      }),
+      h(
+        "span",
+        { class: "download" },
+        format,
+        act("Download artifact", "download", run.status === "completed", () => Api.download(run, format.value))
+      )
+    ),
+    run.resumable && !active(run) && budgetResume(run)
   )
 }
 
