@@ -165,6 +165,12 @@ const post = (run: RunView, label: string, testId: string, enabled: boolean, suf
 const choice = (attributes: Record<string, string>, values: ReadonlyArray<string>, selected?: string) =>
   h("select", attributes, values.map((v) => h("option", { value: v, selected: v === selected }, v)))
 
+const numberInput = (name: string, placeholder: string, step: "1" | "any" = "1") =>
+  h("input", { type: "number", name, min: 0, step, placeholder, "data-testid": name })
+
+const numberField = (name: string, label: string, placeholder: string, step: "1" | "any" = "1") =>
+  h("label", {}, label, numberInput(name, placeholder, step))
+
 /** The query of a resume with a new budget: limits that replace the run's, or `noBudget` that lifts it. */
 const budgetQuery = (cost: string, tokens: string, none: boolean) => {
   if (none) return "?noBudget=true"
@@ -178,10 +184,8 @@ const budgetQuery = (cost: string, tokens: string, none: boolean) => {
 
 /** Resume with another budget than the run's (which the plain Resume keeps). */
 const budgetResume = (run: RunView) => {
-  const number = (testId: string, placeholder: string, step: string) =>
-    h("input", { type: "number", min: 0, step, placeholder, "data-testid": testId })
-  const cost = number("resume-max-cost", "USD", "any")
-  const tokens = number("resume-max-tokens", "tokens", "1")
+  const cost = numberInput("resume-max-cost", "USD", "any")
+  const tokens = numberInput("resume-max-tokens", "tokens")
   const none = h("input", { type: "checkbox", "data-testid": "resume-no-budget" })
   return h(
     "div",
@@ -398,9 +402,6 @@ const refresh = async () => {
     failed(error)
   }
 }
-
-const numberField = (name: string, label: string, placeholder: string, step: "1" | "any" = "1") =>
-  h("label", {}, label, h("input", { type: "number", name, min: 0, step, placeholder, "data-testid": name }))
 
 const optionalNumber = (form: HTMLFormElement, name: string) => {
   const value = (form.elements.namedItem(name) as HTMLInputElement).value.trim()
