@@ -303,6 +303,29 @@ describe("quarry serve", () => {
           message: "run \"missing\" does not exist; GET /v1/runs lists the runs"
         })
       }
+      // A route under another method is a 405 with the methods it takes; a path that is no route, a 404 that says so.
+      for (
+        const [method, route, allow] of [
+          ["PUT", "/v1/runs", "GET, HEAD, POST"],
+          ["PATCH", "/v1/runs/missing", "GET, HEAD, DELETE"],
+          ["GET", "/v1/runs/missing/cancel", "POST"],
+          ["POST", "/readyz", "GET, HEAD"]
+        ] as const
+      ) {
+        const wrong = await call(server, method, route)
+        assert.strictEqual(wrong.status, 405, `${method} ${route}`)
+        assert.strictEqual(wrong.headers.get("allow"), allow)
+        assert.deepStrictEqual(wrong.json().error, {
+          tag: "MethodNotAllowed",
+          message: `${route} does not take ${method}; it takes ${allow}`
+        })
+      }
+      const nowhere = await call(server, "GET", "/v1/run")
+      assert.strictEqual(nowhere.status, 404)
+      assert.deepStrictEqual(nowhere.json().error, {
+        tag: "RouteNotFound",
+        message: "no route GET /v1/run; GET /openapi.json describes the API, and /docs shows it"
+      })
       // Path and query errors have the API's error shape too (not the platform's own body).
       const badId = await call(server, "GET", "/v1/runs/a%20b")
       assert.strictEqual(badId.status, 400)

@@ -29,6 +29,7 @@ import * as Cluster from "./Cluster.js"
 import * as Dashboard from "./Dashboard.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
+import * as NoRoute from "./NoRoute.js"
 import * as RequestLog from "./RequestLog.js"
 import * as Tracing from "./Tracing.js"
 
@@ -93,6 +94,7 @@ export const layer = (
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
     Layer.provide(Dashboard.layer),
+    Layer.provide(NoRoute.layer),
     Layer.provide(api),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
   )
