@@ -37,6 +37,7 @@ interface Shown {
   readonly status: string
   readonly queuePosition: number | null
   readonly failureReason: string | null
+  readonly lastError: string | null
   readonly progress: { readonly committedBatches: number; readonly totalBatches: number }
   readonly usage: { readonly requests: number; readonly costUsd: number }
   readonly budget: { readonly maxCostUsd: number | null; readonly maxTokens: number | null } | null
@@ -95,6 +96,12 @@ describe("quarry serve: the durable admission queue", () => {
       assert.strictEqual(budgeted.progress.committedBatches, 3)
       assert.strictEqual(fake.log.length, 3, "no request is sent past the stored budget")
       assert.isAtMost(budgeted.usage.costUsd, 0.04)
+      // The stored error says what happened, not a CLI command: the view's `resume` is the API's way on.
+      assert.strictEqual(
+        budgeted.lastError,
+        "run \"budgeted\" stopped before exceeding its budget: spent $0.0364 of its max cost of $0.04, and the next " +
+          "batch would go over; committed batches are kept, and a resume with a higher budget continues it"
+      )
       assert.strictEqual((await ended(second, "holds-slot")).status, "completed")
       // Both executions ended for good: nothing is left to requeue.
       await until(() => queuedRows(db).length === 0, 10_000, "the queue to empty")

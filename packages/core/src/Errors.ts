@@ -310,7 +310,8 @@ export class RunInterrupted extends Schema.TaggedError<RunInterrupted>()("RunInt
 }
 
 /**
- * A run ran past its deadline and was stopped; committed batches are kept. Resume it (with a longer deadline).
+ * A run ran past its deadline and was stopped; committed batches are kept. Resume it (with a longer deadline). Its
+ * message is stored as the run's last error, so it names no front end's command (see `BudgetExceeded`).
  *
  * @since 0.1.0
  * @category errors
@@ -321,12 +322,14 @@ export class DeadlineExceeded extends Schema.TaggedError<DeadlineExceeded>()("De
 }) {
   override get message() {
     return `run "${this.runId}" did not finish within its deadline of ${this.deadlineMs} ms; committed batches are ` +
-      `kept, resume it with \`quarry resume ${this.runId}\``
+      "kept, and a resume continues it"
   }
 }
 
 /**
- * A run stopped before exceeding its cost or token budget. Resume it with a higher budget.
+ * A run stopped before exceeding its cost or token budget. Resume it with a higher budget. The message is stored as
+ * the run's last error, which the CLI, the API and the dashboard all show: it names no front end's command (the
+ * CLI's own message adds `quarry resume`, the API's run view its `resume` route).
  *
  * @since 0.1.0
  * @category errors
@@ -338,10 +341,10 @@ export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("Budget
   max: Schema.Number
 }) {
   override get message() {
-    const [flag, spent, max] = this.limit === "cost" ?
-      ["--max-cost", `$${this.spent.toFixed(4)}`, `$${this.max}`] :
-      ["--max-tokens", `${this.spent} tokens`, `${this.max} tokens`]
-    return `run "${this.runId}" stopped before exceeding its budget: spent ${spent} of ${flag} ${max}, and the next ` +
-      `batch would go over; resume it with a higher ${flag}: \`quarry resume ${this.runId} ${flag} <more>\``
+    const [spent, max] = this.limit === "cost" ?
+      [`$${this.spent.toFixed(4)}`, `its max cost of $${this.max}`] :
+      [`${this.spent} tokens`, `its max of ${this.max} tokens`]
+    return `run "${this.runId}" stopped before exceeding its budget: spent ${spent} of ${max}, and the next batch ` +
+      "would go over; committed batches are kept, and a resume with a higher budget continues it"
   }
 }
