@@ -29,6 +29,22 @@ export interface Limits {
 }
 
 /**
+ * Why limits are no budget, if they are not: a limit must be a number above 0 (`Infinity` is no limit), and tokens
+ * whole. The CLI's flags and the API's schema refuse such limits first; this is the library's check.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const invalidLimits = (limits: Limits): string | undefined => {
+  const { maxCostUsd, maxTokens } = limits
+  if (maxCostUsd !== undefined && !(maxCostUsd > 0)) return `maxCostUsd must be a number above 0, got ${maxCostUsd}`
+  if (maxTokens !== undefined && !(maxTokens > 0 && (Number.isInteger(maxTokens) || maxTokens === Infinity))) {
+    return `maxTokens must be a whole number above 0, got ${maxTokens}`
+  }
+  return undefined
+}
+
+/**
  * An amount of spend.
  *
  * @since 0.1.0

@@ -83,6 +83,8 @@ export interface ExecuteOptions {
    * attempt, also attempts lost to earlier crashes; batches in flight reserve their projected spend (see `Budget`).
    * Not part of the plan: stored with the run when it is claimed, and kept by a resume that gives no budget (resume
    * with a higher budget to go on after one stopped it). A budget given replaces the run's whole: `{}` lifts it.
+   * A limit must be above 0 (`Infinity` is none) and tokens whole: else `execute` dies with an
+   * `IllegalArgumentException` before anything is written.
    */
   readonly budget?: Budget.Limits | undefined
   /** Stop the execution (status `failed`, reason `deadline`) when it runs longer than this. */
@@ -637,6 +639,11 @@ const run = Effect.fnUntraced(function*(x: Execution, reopen: boolean) {
  * @category operations
  */
 export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, options: ExecuteOptions = {}) {
+  // A caller's mistake, refused before anything is read or written (a budget of 0 would stop the run at once).
+  const invalidBudget = options.budget === undefined ? undefined : Budget.invalidLimits(options.budget)
+  if (invalidBudget !== undefined) {
+    return yield* Effect.die(new Cause.IllegalArgumentException(`Workflow.execute: ${invalidBudget}`))
+  }
   const store = yield* RunStore
   const stored = yield* store.getRun(runId)
   const reopen = options.retrySkipped === true && stored.skippedBatches > 0

@@ -6,6 +6,7 @@ import * as Merge from "@quarry/core/Merge"
 import type * as Run from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -199,7 +200,7 @@ describe("batch error policy", () => {
 })
 
 describe("budgets", () => {
-  it.scoped("stop before exceeding, count across restarts, keep the budget on a resume without one, resume with a higher one or none", () =>
+  it.scoped("refuse a limit that is no budget, stop before exceeding, count across restarts, keep the budget on a resume without one, resume with a higher one or none", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const out = path.join(dir, "out.ttl")
@@ -212,6 +213,23 @@ describe("budgets", () => {
           output: { path: out, format: "turtle" }
         })
         assert.isTrue(run.plan.totalBatches > 6)
+        // A limit that is no budget is refused before anything is written.
+        for (
+          const [budget, message] of [
+            [{ maxCostUsd: -1 }, "maxCostUsd must be a number above 0, got -1"],
+            [{ maxCostUsd: Number.NaN }, "maxCostUsd must be a number above 0, got NaN"],
+            [{ maxTokens: 1.5 }, "maxTokens must be a whole number above 0, got 1.5"]
+          ] as const
+        ) {
+          const refused = yield* Effect.exit(Workflow.execute(run.id, { budget }))
+          const defect = Exit.isFailure(refused) ? Option.getOrUndefined(Cause.dieOption(refused.cause)) : undefined
+          assert.instanceOf(defect, Cause.IllegalArgumentException)
+          assert.strictEqual(defect.message, `Workflow.execute: ${message}`)
+        }
+        const untouched = yield* store.getRun(run.id)
+        assert.deepStrictEqual([untouched.status, untouched.budget], ["pending", Option.none()])
+        assert.strictEqual((yield* store.attemptTotals(run.id)).requests, 0)
+
         const exit = yield* Effect.exit(Workflow.execute(run.id, { budget: { maxCostUsd: 0.035 } }))
         assert.isTrue(Exit.isFailure(exit))
         const stopped = yield* store.getRun(run.id)
