@@ -159,6 +159,37 @@ describe("quarry serve", () => {
           headers: { "if-none-match": `"${reference.sha256}"` }
         })
         assert.strictEqual(cached.status, 304)
+        assert.strictEqual(artifact.headers.get("accept-ranges"), "bytes")
+
+        // A broken download goes on where it stopped: two ranges give the same bytes.
+        const ranged = async (range: string, extra: Record<string, string> = {}, query = "") => {
+          const response = await fetch(`${server.url}/v1/runs/moby/artifact${query}`, {
+            headers: { range, ...extra }
+          })
+          return { response, bytes: Buffer.from(await response.arrayBuffer()) }
+        }
+        const half = Math.floor(bytes.length / 2)
+        const head = await ranged(`bytes=0-${half - 1}`)
+        const tail = await ranged(`bytes=${half}-`, { "if-range": `"${reference.sha256}"` })
+        assert.deepStrictEqual([head.response.status, tail.response.status], [206, 206])
+        assert.strictEqual(head.response.headers.get("content-range"), `bytes 0-${half - 1}/${bytes.length}`)
+        assert.strictEqual(
+          tail.response.headers.get("content-range"),
+          `bytes ${half}-${bytes.length - 1}/${bytes.length}`
+        )
+        assert.strictEqual(head.response.headers.get("content-length"), String(half))
+        assert.isTrue(Buffer.concat([head.bytes, tail.bytes]).equals(bytes))
+        assert.isTrue((await ranged("bytes=-10")).bytes.equals(bytes.subarray(-10)))
+        // A range of another version of the file (If-Range), or of several parts, gets the whole file.
+        for (const [range, extra] of [["bytes=0-9", { "if-range": "\"stale\"" }], ["bytes=0-9,20-29", {}]] as const) {
+          const full = await ranged(range, extra)
+          assert.strictEqual(full.response.status, 200, range)
+          assert.isTrue(full.bytes.equals(bytes))
+        }
+        const past = await ranged(`bytes=${bytes.length}-`)
+        assert.strictEqual(past.response.status, 416)
+        assert.strictEqual(past.response.headers.get("content-range"), `bytes */${bytes.length}`)
+        assert.strictEqual(JSON.parse(past.bytes.toString()).error.tag, "RangeNotSatisfiable")
 
         // Another format: the bytes of `quarry export --format ntriples`, with their own ETag.
         const exported = path.join(dir, "moby-export.nt")
@@ -173,6 +204,9 @@ describe("quarry serve", () => {
           assert.strictEqual(nt.headers.get("etag"), `"${ntSha}"`)
           assert.isTrue(Buffer.from(await nt.arrayBuffer()).equals(fs.readFileSync(exported)))
         }
+        const ntPart = await ranged("bytes=10-19", {}, "?format=ntriples")
+        assert.strictEqual(ntPart.response.status, 206)
+        assert.isTrue(ntPart.bytes.equals(fs.readFileSync(exported).subarray(10, 20)))
         const ntCached = await fetch(`${server.url}/v1/runs/moby/artifact?format=ntriples`, {
           headers: { "if-none-match": `"${ntSha}"` }
         })

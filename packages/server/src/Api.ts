@@ -161,9 +161,18 @@ export class Runs extends HttpApiGroup.make("runs")
         })
       }))
       .addSuccess(HttpApiSchema.Text({ contentType: "application/octet-stream" }))
+      .addSuccess(
+        HttpApiSchema.Text({ contentType: "application/octet-stream" }).annotations(
+          HttpApiSchema.annotations({
+            status: 206,
+            description: "the bytes of a `Range` (one range; `If-Range` honoured)"
+          })
+        )
+      )
       .addSuccess(HttpApiSchema.Empty(304))
       .addError(ApiError.NotFound)
       .addError(ApiError.Conflict)
+      .addError(ApiError.RangeNotSatisfiable)
   )
   .add(
     HttpApiEndpoint.get("events", "/runs/:id/events")

@@ -67,6 +67,8 @@ export const Conflict = withStatus(409)
 /** @since 0.1.0 */
 export const PayloadTooLarge = withStatus(413)
 /** @since 0.1.0 */
+export const RangeNotSatisfiable = withStatus(416)
+/** @since 0.1.0 */
 export const Unprocessable = withStatus(422)
 /** @since 0.1.0 */
 export const TooManyRequests = withStatus(429)

@@ -19,6 +19,7 @@ import * as Option from "effect/Option"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { ApiError } from "./ApiError.js"
+import * as ByteRange from "./ByteRange.js"
 
 const contentTypes: Record<Run.OutputFormat, string> = {
   turtle: "text/turtle; charset=utf-8",
@@ -99,8 +100,8 @@ const fileIn = (run: Run.Run, artifact: Run.Artifact, format: Run.OutputFormat, 
 const failure = (status: number, tag: string, message: string) => new ApiError({ status, tag, message })
 
 /**
- * Answers an artifact request: 200 with the bytes, 304 when `If-None-Match` has the format's ETag, 409 before the
- * run completes (or when its file is gone).
+ * Answers an artifact request: 200 with the bytes, 304 when `If-None-Match` has the format's ETag, 206 with the bytes
+ * of a `Range` (416 when none of them exists), 409 before the run completes (or when its file is gone).
  *
  * @since 0.1.0
  * @category handlers
@@ -129,15 +130,39 @@ export const respond = (run: Run.Run, format: Option.Option<Run.OutputFormat>, a
     if (request.headers["if-none-match"]?.split(",").some((tag) => tag.trim() === etag) === true) {
       return HttpServerResponse.empty({ status: 304, headers: { etag } })
     }
-    return yield* HttpServerResponse.file(found.file, { headers: { "content-type": contentTypes[wanted] } }).pipe(
-      // The ETag is the bytes' SHA-256 (the platform's own is size and mtime).
-      Effect.map(HttpServerResponse.setHeader("etag", etag)),
-      Effect.mapError(() =>
-        failure(
-          409,
-          "ArtifactMissing",
-          `the artifact file of run ${run.id} is gone; write it again with quarry export ${run.id}`
-        )
-      )
+    const missing = failure(
+      409,
+      "ArtifactMissing",
+      `the artifact file of run ${run.id} is gone; write it again with quarry export ${run.id}`
     )
+    const size = yield* Effect.try({ try: () => fs.statSync(found.file).size, catch: () => missing })
+    const headers = { "content-type": contentTypes[wanted], etag, "accept-ranges": "bytes" }
+    const selection = ByteRange.select(request.headers["range"], size, request.headers["if-range"], etag)
+    switch (selection._tag) {
+      case "Unsatisfiable":
+        // The API's error shape, with the size a client needs to ask again (`Content-Range`).
+        return HttpServerResponse.unsafeJson({
+          error: {
+            tag: "RangeNotSatisfiable",
+            message: `the ${wanted} artifact of run ${run.id} has ${size} bytes; ${request.headers["range"]} ` +
+              "selects none of them"
+          }
+        }, { status: 416, headers: { "content-range": `bytes */${size}`, etag } })
+      case "Part":
+        // Not the platform's `file` with `bytesToRead`: it reads one byte more than the length it announces.
+        return HttpServerResponse.raw(fs.createReadStream(found.file, selection), {
+          status: 206,
+          headers: {
+            ...headers,
+            "content-range": `bytes ${selection.start}-${selection.end}/${size}`,
+            "content-length": String(selection.end - selection.start + 1)
+          }
+        })
+      case "Whole":
+        return yield* HttpServerResponse.file(found.file, { headers }).pipe(
+          // The ETag is the bytes' SHA-256 (the platform's own is size and mtime).
+          Effect.map(HttpServerResponse.setHeader("etag", etag)),
+          Effect.mapError(() => missing)
+        )
+    }
   })
