@@ -150,7 +150,7 @@ export const respond = (run: Run.Run, format: Option.Option<Run.OutputFormat>, a
         }, { status: 416, headers: { "content-range": `bytes */${size}`, etag } })
       case "Part":
         // Not the platform's `file` with `bytesToRead`: it reads one byte more than the length it announces.
-        return HttpServerResponse.raw(fs.createReadStream(found.file, selection), {
+        return HttpServerResponse.raw(fs.createReadStream(found.file, { start: selection.start, end: selection.end }), {
           status: 206,
           headers: {
             ...headers,

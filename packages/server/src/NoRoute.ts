@@ -1,8 +1,9 @@
 /**
  * The answer to a request that no route takes, in the API's error shape. The platform's router answers it with an
  * empty `404`; a client that sent `PUT /v1/runs` learns more from `405 Method Not Allowed` with the methods the path
- * takes (`Allow`), and one that mistyped a path from a `404` that says where the API is described. The router's own `404` is
- * written before any middleware sees it, hence a route of last resort, which matches only what no other route does.
+ * takes (`Allow`), and one that mistyped a path from a `404` that says where the API is described. The router's own
+ * `404` is written before any middleware sees it, hence a route of last resort, which matches only what no other
+ * route does.
  *
  * @since 0.1.0
  */
