@@ -443,6 +443,11 @@ describe("quarry serve", () => {
         assert.strictEqual(refused.status, 409, refused.text)
         assert.strictEqual(refused.json().error.tag, "CompensationFailed")
         assert.include(refused.json().error.message, "batch-1.upload is locked")
+        // The way on is named for both front ends (the message is also the run's stored last error).
+        assert.include(
+          refused.json().error.message,
+          "run them again: quarry cancel comp --purge, or DELETE /v1/runs/comp"
+        )
         const kept = await call(server, "GET", "/v1/runs/comp")
         assert.strictEqual(kept.status, 200)
         assert.strictEqual(kept.json().compensation.state, "compensation_failed")

@@ -78,7 +78,8 @@ export const layer = (handlers: ReadonlyArray<Handler>): Layer.Layer<Registry> =
   )
 
 /**
- * Some compensation steps failed. `stoppedBecause` is why the run was being undone (kept, never replaced).
+ * Some compensation steps failed. `stoppedBecause` is why the run was being undone (kept, never replaced). The
+ * message is also stored as the run's last error, so it names the way on for the CLI and for a server alike.
  *
  * @since 0.1.0
  * @category errors
@@ -91,7 +92,8 @@ export class CompensationFailed extends Schema.TaggedError<CompensationFailed>()
   override get message() {
     const failed = this.failures.map((f) => `${f.step} (${f.error})`).join("; ")
     return `run "${this.runId}" stopped (${this.stoppedBecause}), and ${this.failures.length} of its compensation ` +
-      `steps failed: ${failed}; fix the cause and run them again with: quarry cancel ${this.runId} --purge`
+      `steps failed: ${failed}; fix the cause and run them again: quarry cancel ${this.runId} --purge, or ` +
+      `DELETE /v1/runs/${this.runId} on a server`
   }
 }
 
