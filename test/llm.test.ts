@@ -59,6 +59,7 @@ interface Shown {
   readonly extractorStatus: Readonly<Record<string, string>>
   readonly plan: { readonly onBatchError: string }
   readonly budget: { readonly maxCostUsd: number | null; readonly maxTokens: number | null } | null
+  readonly resume: string | null
 }
 
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i)
@@ -147,7 +148,10 @@ describe("quarry --extractor llm", () => {
       assert.strictEqual(shown.failureReason, "budget")
       assert.isAtMost(shown.attemptUsage.costUsd, 0.04)
       assert.deepStrictEqual(shown.budget, { maxCostUsd: 0.04, maxTokens: null })
+      // Its resume command raises the budget: a resume without one would stop again at once.
+      assert.strictEqual(shown.resume, resume)
       const human = await run(["status", "budget", "--db", db], { env })
+      assert.include(human.stdout, `failed (resumable: ${resume})`)
       assert.match(
         human.stdout,
         /budget +--max-cost \$0\.04 \(kept by a resume that gives none; --no-budget lifts it\)/

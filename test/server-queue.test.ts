@@ -38,6 +38,7 @@ interface Shown {
   readonly queuePosition: number | null
   readonly failureReason: string | null
   readonly lastError: string | null
+  readonly resume: string | null
   readonly progress: { readonly committedBatches: number; readonly totalBatches: number }
   readonly usage: { readonly requests: number; readonly costUsd: number }
   readonly budget: { readonly maxCostUsd: number | null; readonly maxTokens: number | null } | null
@@ -96,7 +97,9 @@ describe("quarry serve: the durable admission queue", () => {
       assert.strictEqual(budgeted.progress.committedBatches, 3)
       assert.strictEqual(fake.log.length, 3, "no request is sent past the stored budget")
       assert.isAtMost(budgeted.usage.costUsd, 0.04)
-      // The stored error says what happened, not a CLI command: the view's `resume` is the API's way on.
+      // The stored error says what happened, not a CLI command: the view's `resume` is the API's way on, with the
+      // higher budget it needs.
+      assert.strictEqual(budgeted.resume, "POST /v1/runs/budgeted/resume?maxCostUsd=<USD>")
       assert.strictEqual(
         budgeted.lastError,
         "run \"budgeted\" stopped before exceeding its budget: spent $0.0364 of its max cost of $0.04, and the next " +

@@ -60,8 +60,18 @@ export const toJson = (run: Run, ledger: Ledger, now: number, db: string): CoreR
     now,
     queuePosition: Option.none(),
     paths: true,
-    resume: (r) => Flags.resumeCommand(r.id, db)
+    resume: (r) => resumeCommandOf(r, db)
   })
+
+/** `quarry resume`, with a higher budget to give when the run's budget stopped it. */
+const resumeCommandOf = (run: Run, db: string): string =>
+  Flags.resumeCommand(
+    run.id,
+    db,
+    CoreRunView.limitsToRaise(run).flatMap((limit) =>
+      limit === "maxCostUsd" ? ["--max-cost", "<USD>"] : ["--max-tokens", "<N>"]
+    )
+  )
 
 /**
  * One line per compensation step, as `status` and `cancel --purge` show them.
@@ -120,7 +130,7 @@ export const details = (run: Run, ledger: Ledger, now: number, db: string): Read
     "" :
     leaseLive(run, now) ?
     " (executing)" :
-    ` (resumable: ${Flags.resumeCommand(run.id, db)})`
+    ` (resumable: ${resumeCommandOf(run, db)})`
   rows.push(["run", run.id])
   rows.push([
     "status",

@@ -178,6 +178,21 @@ export const leaseLive = (run: Run, now: number): boolean =>
 export const resumable = (run: Run, now: number): boolean => run.status !== "completed" && !leaseLive(run, now)
 
 /**
+ * The limits a resume must raise to continue the run: every limit of its budget when the budget stopped it (a resume
+ * without a budget keeps it and stops again at once, and one with a budget replaces the whole), else none.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const limitsToRaise = (run: Run): ReadonlyArray<"maxCostUsd" | "maxTokens"> => {
+  if (run.status !== "failed" || Option.getOrUndefined(run.failureReason) !== "budget") return []
+  return Option.match(run.budget, {
+    onNone: () => [],
+    onSome: (budget) => (["maxCostUsd", "maxTokens"] as const).filter((limit) => budget[limit] !== undefined)
+  })
+}
+
+/**
  * Spend on attempts whose results were not committed (lost to crashes, or spent on batches that failed the run; a
  * skipped batch commits its failed attempts' usage): the attempt ledger minus the usage of committed batches.
  *

@@ -5,6 +5,7 @@ import type * as Extractor from "@quarry/core/Extractor"
 import * as Merge from "@quarry/core/Merge"
 import type * as Run from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
+import * as RunView from "@quarry/core/RunView"
 import * as Workflow from "@quarry/core/Workflow"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -239,6 +240,7 @@ describe("budgets", () => {
         assert.strictEqual(stopped.committedBatches, 3)
         assert.isAtMost((yield* store.attemptTotals(run.id)).costUsd, 0.035)
         assert.deepStrictEqual(stopped.budget, Option.some({ maxCostUsd: 0.035 }))
+        assert.deepStrictEqual(RunView.limitsToRaise(stopped), ["maxCostUsd"])
 
         // A resume that gives no budget keeps the run's: it stops again at once, nothing extracted.
         const kept = yield* Effect.exit(Workflow.execute(run.id))
@@ -253,7 +255,9 @@ describe("budgets", () => {
         assert.isTrue(Exit.isFailure(tokens))
         assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 4)
 
-        assert.deepStrictEqual((yield* store.getRun(run.id)).budget, Option.some({ maxTokens: 450 }))
+        const byTokens = yield* store.getRun(run.id)
+        assert.deepStrictEqual(byTokens.budget, Option.some({ maxTokens: 450 }))
+        assert.deepStrictEqual(RunView.limitsToRaise(byTokens), ["maxTokens"])
 
         const higher = yield* Effect.exit(Workflow.execute(run.id, { budget: { maxCostUsd: 0.065 } }))
         assert.isTrue(Exit.isFailure(higher))
@@ -262,6 +266,7 @@ describe("budgets", () => {
         // An empty budget lifts the run's: it goes on to the end without limits.
         const done = yield* Workflow.execute(run.id, { budget: {} })
         assert.strictEqual(done.status, "completed")
+        assert.deepStrictEqual(RunView.limitsToRaise(done), [])
         assert.isTrue(Option.isNone(done.budget))
         assert.strictEqual(done.usage.requests, done.plan.totalBatches)
         assert.strictEqual(done.usage.promptTokens, 80 * done.plan.totalBatches)

@@ -41,7 +41,11 @@ const options = (queuePosition: Option.Option<number>, now: number): CoreRunView
   now,
   queuePosition,
   paths: false,
-  resume: (r) => `POST /v1/runs/${r.id}/resume`
+  // A run its budget stopped continues only with a higher one (`<USD>`, `<N>`: the caller's numbers).
+  resume: (r) => {
+    const raise = CoreRunView.limitsToRaise(r).map((limit) => `${limit}=${limit === "maxCostUsd" ? "<USD>" : "<N>"}`)
+    return `POST /v1/runs/${r.id}/resume${raise.length === 0 ? "" : `?${raise.join("&")}`}`
+  }
 })
 
 /**
