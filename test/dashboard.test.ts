@@ -3,13 +3,16 @@
  * browser) against the real `quarry serve` child process on `--port 0` with a temporary database and a token. The
  * test enters the token, submits a document from a file with an ontology file, watches progress reach 100 % through
  * the live updates, downloads the artifact (the same bytes as the API's, in two formats), submits a run with a budget
- * (a refused one first), cancels it and resumes it with another budget, then with its own, deletes one, and saves screenshots under its temporary folder. A
- * missing browser fails the test: `.ci/run` installs `chromium`.
+ * (a refused one first), cancels it and resumes it with another budget, then with its own, deletes one, and saves
+ * screenshots under its temporary folder. A run its budget stopped (an `llm` run against the fake Chat Completions
+ * server) offers no plain Resume, only a higher budget or none. A missing browser fails the test: `.ci/run` installs
+ * `chromium`.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
+import * as FakeLlm from "../packages/cli/test/FakeLlm.js"
 import { makeDir, mobyDick, removeDir, type Running, start } from "./support.js"
 
 const executablePath = "/usr/bin/chromium"
@@ -23,9 +26,9 @@ interface Server {
   readonly url: string
 }
 
-const serve = async (db: string, tokens: string | null = token): Promise<Server> => {
+const serve = async (db: string, tokens: string | null = token, env: Record<string, string> = {}): Promise<Server> => {
   const child = start(["serve", "--db", db, "--port", "0", "--max-active-runs", "1", "--json"], {
-    env: { ...(tokens === null ? {} : { QUARRY_API_TOKENS: tokens }), QUARRY_TEST_EXTRACTOR_DELAY_MS: "60" }
+    env: { ...(tokens === null ? {} : { QUARRY_API_TOKENS: tokens }), QUARRY_TEST_EXTRACTOR_DELAY_MS: "60", ...env }
   })
   await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
     child.child.kill("SIGKILL")
@@ -248,4 +251,50 @@ describe("web dashboard (headless Chromium)", () => {
       await open.child.exited
     }
   }, 60_000)
+
+  it(
+    "a run its budget stopped offers no plain Resume (it would stop again at once), only a higher budget",
+    async () => {
+      const fake = await FakeLlm.start()
+      const llm = await serve(path.join(dir, "llm.db"), null, {
+        QUARRY_LLM_MODEL: "test-model",
+        QUARRY_LLM_BASE_URL: fake.baseUrl,
+        QUARRY_LLM_API_KEY: "sk-test",
+        // USD per million tokens: $0.04 buys three records (as in llm.test.ts).
+        QUARRY_LLM_PRICE_PROMPT: "10",
+        QUARRY_LLM_PRICE_COMPLETION: "20"
+      })
+      try {
+        const submitted = await fetch(`${llm.url}/v1/runs`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            runId: "capped",
+            input: FakeLlm.document(8),
+            extractor: "llm",
+            chunking: { strategy: "sentences", windowSize: 300, overlap: 0, batchSize: 1 },
+            budget: { maxCostUsd: 0.04 }
+          })
+        })
+        assert.strictEqual(submitted.status, 202, await submitted.text())
+        const page = await browser!.newPage()
+        await page.goto(llm.url)
+        await waitForStatus(page, "capped", "failed")
+        await row(page, "capped").click()
+        await page.locator("[data-testid=budget-stopped]").waitFor()
+        assert.isTrue(await page.locator("[data-testid=resume]").isDisabled())
+        assert.strictEqual(fake.log.length, 3)
+        await page.check("[data-testid=resume-no-budget]")
+        await page.click("[data-testid=resume-budget]")
+        await waitForStatus(page, "capped", "completed")
+        assert.strictEqual(fake.log.length, 8)
+        await page.close()
+      } finally {
+        llm.child.child.kill("SIGKILL")
+        await llm.child.exited
+        await fake.close()
+      }
+    },
+    120_000
+  )
 })

@@ -182,6 +182,9 @@ const budgetQuery = (cost: string, tokens: string, none: boolean) => {
   return `?${params}`
 }
 
+/** A run its budget stopped: Resume keeps that budget, so it would stop again at once. */
+const budgetStopped = (run: RunView) => run.status === "failed" && run.failureReason === "budget" && run.budget !== null
+
 /** Resume with another budget than the run's (which the plain Resume keeps). */
 const budgetResume = (run: RunView) => {
   const cost = numberInput("resume-max-cost", "USD", "any")
@@ -190,6 +193,8 @@ const budgetResume = (run: RunView) => {
   return h(
     "div",
     { class: "actions" },
+    budgetStopped(run) &&
+      h("p", { "data-testid": "budget-stopped" }, "Its budget stopped it: give a higher one, or none, to go on."),
     h("label", {}, "Budget $", cost),
     tokens,
     h("label", {}, none, " none"),
@@ -212,7 +217,7 @@ const actions = (run: RunView) => {
       "div",
       { class: "actions" },
       post(run, "Cancel", "cancel", active(run), "/cancel"),
-      post(run, "Resume", "resume", run.resumable && !active(run), "/resume"),
+      post(run, "Resume", "resume", run.resumable && !active(run) && !budgetStopped(run), "/resume"),
       post(
         run,
         "Retry skipped",
@@ -244,7 +249,7 @@ let shownActions: { readonly key: string; readonly element: HTMLElement } | unde
  * a second, and a button replaced between a press and its release takes no click (the chosen format stays, too).
  */
 const actionsOf = (run: RunView) => {
-  const key = JSON.stringify([run.id, run.status, run.resumable, run.counters.skippedBatches > 0])
+  const key = JSON.stringify([run.id, run.status, run.failureReason, run.resumable, run.counters.skippedBatches > 0])
   if (shownActions?.key !== key) shownActions = { key, element: actions(run) }
   return shownActions.element
 }
