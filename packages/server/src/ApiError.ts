@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Schema from "effect/Schema"
 
 /**
@@ -76,3 +77,19 @@ export const TooManyRequests = withStatus(429)
 export const Internal = withStatus(500)
 /** @since 0.1.0 */
 export const Unavailable = withStatus(503)
+
+/**
+ * An error response in the API's wire shape, for the answers built outside the endpoints' error schemas: before any
+ * handler (a body too large, no route, a decode error), with headers of their own (`Retry-After`, `Content-Range`),
+ * or outside the API (the dashboard's assets).
+ *
+ * @since 0.1.0
+ * @category responses
+ */
+export const response = (
+  status: number,
+  tag: string,
+  message: string,
+  headers: HttpServerResponse.Options["headers"] = {}
+): HttpServerResponse.HttpServerResponse =>
+  HttpServerResponse.unsafeJson({ error: { tag, message } }, { status, headers })

@@ -18,7 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { ApiError } from "./ApiError.js"
+import { ApiError, response as errorResponse } from "./ApiError.js"
 import * as ByteRange from "./ByteRange.js"
 
 const contentTypes: Record<Run.OutputFormat, string> = {
@@ -141,13 +141,12 @@ export const respond = (run: Run.Run, format: Option.Option<Run.OutputFormat>, a
     switch (selection._tag) {
       case "Unsatisfiable":
         // The API's error shape, with the size a client needs to ask again (`Content-Range`).
-        return HttpServerResponse.unsafeJson({
-          error: {
-            tag: "RangeNotSatisfiable",
-            message: `the ${wanted} artifact of run ${run.id} has ${size} bytes; ${request.headers["range"]} ` +
-              "selects none of them"
-          }
-        }, { status: 416, headers: { "content-range": `bytes */${size}`, etag } })
+        return errorResponse(
+          416,
+          "RangeNotSatisfiable",
+          `the ${wanted} artifact of run ${run.id} has ${size} bytes; ${request.headers["range"]} selects none of them`,
+          { "content-range": `bytes */${size}`, etag }
+        )
       case "Part":
         // Not the platform's `file` with `bytesToRead`: it reads one byte more than the length it announces.
         return HttpServerResponse.raw(fs.createReadStream(found.file, { start: selection.start, end: selection.end }), {

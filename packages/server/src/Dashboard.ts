@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
+import * as ApiError from "./ApiError.js"
 
 type Asset = "index.html" | "app.js" | "app.css"
 
@@ -56,12 +57,11 @@ const load = Effect.sync((): Loaded => {
 
 const serve = (content: Loaded, name: Asset) =>
   content._tag === "Missing" ?
-    HttpServerResponse.unsafeJson({
-      error: {
-        tag: "DashboardMissing",
-        message: `the dashboard is not built (${content.path} is missing); build it with pnpm build`
-      }
-    }, { status: 404 }) :
+    ApiError.response(
+      404,
+      "DashboardMissing",
+      `the dashboard is not built (${content.path} is missing); build it with pnpm build`
+    ) :
     HttpServerResponse.uint8Array(content.files[name], { contentType: assets[name], headers })
 
 /**

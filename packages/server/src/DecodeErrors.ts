@@ -7,8 +7,8 @@
  * @since 0.1.0
  */
 import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { unsafeJson } from "@effect/platform/HttpServerResponse"
 import * as Schema from "effect/Schema"
+import * as ApiError from "./ApiError.js"
 
 const DecodeError = Schema.parseJson(Schema.Struct({
   _tag: Schema.Literal("HttpApiDecodeError"),
@@ -58,5 +58,5 @@ export const normalize = (response: HttpServerResponse.HttpServerResponse): Http
   const parsed = decode(new TextDecoder().decode(response.body.body))
   if (parsed._tag === "None") return response
   const message = describe(parsed.value.issues, "request")
-  return unsafeJson({ error: { tag: "InvalidRequest", message } }, { status: 400, headers: response.headers })
+  return ApiError.response(400, "InvalidRequest", message, response.headers)
 }

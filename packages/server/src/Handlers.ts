@@ -31,7 +31,7 @@ import { createHash } from "node:crypto"
 import * as path from "node:path"
 import * as Admission from "./Admission.js"
 import { QuarryApi, ResumeParams, SubmitRun } from "./Api.js"
-import { ApiError, from } from "./ApiError.js"
+import { ApiError, from, response as errorResponse } from "./ApiError.js"
 import * as Artifacts from "./Artifacts.js"
 import * as DecodeErrors from "./DecodeErrors.js"
 import * as Metrics from "./Metrics.js"
@@ -190,7 +190,7 @@ const submit = (request: HttpServerRequest.HttpServerRequest) =>
     // A full queue answers with when to come back.
     Effect.catchTag(
       "QueueFull",
-      (e) => json({ error: { tag: e._tag, message: e.message } }, 429, { "retry-after": "5" })
+      (e) => Effect.succeed(errorResponse(429, e._tag, e.message, { "retry-after": "5" }))
     )
   )
 

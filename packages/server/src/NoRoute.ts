@@ -14,6 +14,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import { QuarryApi } from "./Api.js"
+import * as ApiError from "./ApiError.js"
 
 interface Route {
   readonly method: string
@@ -61,18 +62,14 @@ export const methodsOf = (path: string): ReadonlyArray<string> => {
 export const response = (method: string, path: string): HttpServerResponse.HttpServerResponse => {
   const allowed = methodsOf(path)
   return allowed.length > 0 ?
-    HttpServerResponse.unsafeJson({
-      error: {
-        tag: "MethodNotAllowed",
-        message: `${path} does not take ${method}; it takes ${allowed.join(", ")}`
-      }
-    }, { status: 405, headers: { allow: allowed.join(", ") } }) :
-    HttpServerResponse.unsafeJson({
-      error: {
-        tag: "RouteNotFound",
-        message: `no route ${method} ${path}; GET /openapi.json describes the API, and /docs shows it`
-      }
-    }, { status: 404 })
+    ApiError.response(405, "MethodNotAllowed", `${path} does not take ${method}; it takes ${allowed.join(", ")}`, {
+      allow: allowed.join(", ")
+    }) :
+    ApiError.response(
+      404,
+      "RouteNotFound",
+      `no route ${method} ${path}; GET /openapi.json describes the API, and /docs shows it`
+    )
 }
 
 /**

@@ -21,6 +21,7 @@ import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
 import { randomUUID } from "node:crypto"
 import * as Admission from "./Admission.js"
+import * as ApiError from "./ApiError.js"
 import * as DecodeErrors from "./DecodeErrors.js"
 import * as Metrics from "./Metrics.js"
 
@@ -30,12 +31,11 @@ const labels = (tags: Record<string, string>) =>
 const validId = /^[A-Za-z0-9._:-]{1,128}$/
 
 const tooLarge = (maxBodyBytes: number) =>
-  HttpServerResponse.unsafeJson({
-    error: {
-      tag: "PayloadTooLarge",
-      message: `the request body is larger than ${maxBodyBytes} bytes (--max-body); nothing was stored`
-    }
-  }, { status: 413 })
+  ApiError.response(
+    413,
+    "PayloadTooLarge",
+    `the request body is larger than ${maxBodyBytes} bytes (--max-body); nothing was stored`
+  )
 
 const handle = <E, R>(
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
