@@ -7,6 +7,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type { Chunk } from "./Chunking.js"
 import type * as Compensation from "./Compensation.js"
@@ -14,6 +15,7 @@ import { ExtractorError, UnknownExtractor } from "./Errors.js"
 import type { PersistenceError } from "./Errors.js"
 import * as CanonicalJson from "./internal/canonicalJson.js"
 import * as internalLanguageTag from "./internal/languageTag.js"
+import * as Rdf from "./internal/rdf.js"
 import * as internalUsage from "./internal/usage.js"
 import type { Ontology } from "./Ontology.js"
 import type { RunId } from "./Run.js"
@@ -33,15 +35,34 @@ export const Span = Schema.Struct({ start: Schema.Int, end: Schema.Int })
 export type Span = typeof Span.Type
 
 /**
- * A label or class IRI: any string without a NUL character. The store keys an entity by `class NUL normalised label`
- * and reads the class back from the key, and PostgreSQL's `TEXT` refuses NUL; no IRI and no input text holds one.
+ * A label: any string without a NUL character. The store keys an entity by `class NUL normalised label`, and
+ * PostgreSQL's `TEXT` refuses NUL; no input text holds one.
  *
  * @since 0.1.0
  * @category models
  */
 export const Name = Schema.String.pipe(
-  Schema.filter((s) => !s.includes("\u0000") || "a label or type may not hold a NUL character (U+0000)", {
+  Schema.filter((s) => !s.includes("\u0000") || "a label may not hold a NUL character (U+0000)", {
     identifier: "Name"
+  })
+)
+
+/**
+ * An absolute IRI (a class, a property or a datatype): a scheme, a colon, and no space, control character or any of
+ * `<>"{}|^`\`\\. A bare name such as `Person` would make the N-Triples invalid and resolve against a Turtle file's
+ * own location, so an output holding one fails its check (`checkOutput`) instead of reaching the artifact. The store
+ * reads an entity's class back from its key (`class NUL label`): an IRI holds no NUL.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Iri = Schema.String.pipe(
+  Schema.pattern(Rdf.absoluteIri, {
+    identifier: "Iri",
+    message: (issue) =>
+      `expected an absolute IRI such as http://xmlns.com/foaf/0.1/Person (a scheme, a colon, no space), got ${
+        JSON.stringify(issue.actual)
+      }`
   })
 )
 
@@ -54,7 +75,7 @@ export const Name = Schema.String.pipe(
 export const EntityMention = Schema.Struct({
   label: Name,
   /** IRI of the entity's class in the run's ontology. */
-  type: Name,
+  type: Iri,
   span: Span,
   confidence: Schema.Number,
   attributes: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), {
@@ -74,7 +95,7 @@ export type EntityMention = typeof EntityMention.Type
  * @since 0.1.0
  * @category models
  */
-export const EntityRef = Schema.TaggedStruct("Entity", { label: Name, type: Name })
+export const EntityRef = Schema.TaggedStruct("Entity", { label: Name, type: Iri })
 
 /**
  * @since 0.1.0
@@ -105,7 +126,7 @@ export const LanguageTag = Schema.String.pipe(Schema.pattern(languageTagPattern)
  */
 export const Literal = Schema.TaggedStruct("Literal", {
   value: Schema.String,
-  datatype: Schema.optional(Schema.String),
+  datatype: Schema.optional(Iri),
   language: Schema.optional(LanguageTag)
 })
 
@@ -123,7 +144,7 @@ export type Literal = typeof Literal.Type
  */
 export const RelationMention = Schema.Struct({
   subject: EntityRef,
-  predicate: Schema.String,
+  predicate: Iri,
   object: Schema.Union(EntityRef, Literal),
   span: Schema.optional(Span),
   confidence: Schema.Number
@@ -312,6 +333,18 @@ const checkedJson = new WeakMap<BatchOutput, string>()
 export const canonicalJson = (output: BatchOutput): string =>
   checkedJson.get(output) ?? CanonicalJson.write(output) ?? encodeOutput(output)
 
+/** Where an output is wrong and why, the first few places: `entities[0].type: expected an absolute IRI ...`. */
+const describeIssues = (error: ParseResult.ParseError): string => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const shown = issues.slice(0, 3).map((issue) => {
+    const path = issue.path.map((key, i) =>
+      typeof key === "number" ? `[${key}]` : `${i === 0 ? "" : "."}${String(key)}`
+    )
+    return `${path.length === 0 ? "the output" : path.join("")}: ${issue.message}`
+  })
+  return shown.join("; ") + (issues.length > shown.length ? ` (and ${issues.length - shown.length} more)` : "")
+}
+
 /**
  * Checks that an extractor's output survives encoding as the store encodes it and decoding as the merge decodes it
  * (e.g. no `NaN` confidence, which JSON turns into `null`). An output that does not is an `ExtractorError` naming the
@@ -346,7 +379,7 @@ export const checkOutput =
           return decoded
         })
       ),
-      Effect.mapError((error) => refused(error.message, error)),
+      Effect.mapError((error) => refused(describeIssues(error), error)),
       // Effect's parser throws on some values instead of refusing them (`String()` of a null-prototype object as a
       // union's `_tag`): still this output's fault, and the batch's error, not a defect of the run.
       Effect.catchAllDefect((defect) => Effect.fail(refused(String(defect), defect)))

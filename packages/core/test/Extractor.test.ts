@@ -51,6 +51,49 @@ describe("Extractor.checkOutput", () => {
       }
     }))
 
+  it.effect("refuses a class, predicate or datatype that is not an absolute IRI, quoting it", () =>
+    Effect.gen(function*() {
+      const relation = withLanguage("en").relations[0]!
+      const mention = {
+        label: "Pip",
+        type: "http://xmlns.com/foaf/0.1/Person",
+        span: { start: 1, end: 4 },
+        confidence: 0.5,
+        attributes: {}
+      }
+      const wrong: ReadonlyArray<readonly [Extractor.BatchOutput, string, string]> = [
+        [{ entities: [{ ...mention, type: "Person" }], relations: [] }, "entities[0].type", "\"Person\""],
+        [{ entities: [], relations: [{ ...relation, predicate: "knows" }] }, "relations[0].predicate", "\"knows\""],
+        [
+          { entities: [], relations: [{ ...relation, subject: { ...relation.subject, type: "foaf Person" } }] },
+          "relations[0].subject.type",
+          "\"foaf Person\""
+        ],
+        [
+          { entities: [], relations: [{ ...relation, object: { _tag: "Entity", label: "a", type: "" } }] },
+          "relations[0].object.type",
+          "\"\""
+        ],
+        [
+          { entities: [], relations: [{ ...relation, object: { _tag: "Literal", value: "1", datatype: "integer" } }] },
+          "relations[0].object.datatype",
+          "\"integer\""
+        ],
+        [{ entities: [{ ...mention, type: "http://x/<a>" }], relations: [] }, "entities[0].type", "\"http://x/<a>\""]
+      ]
+      for (const [output, where, quoted] of wrong) {
+        const error = yield* Effect.flip(Extractor.checkOutput("custom", 2)(output))
+        assert.include(
+          error.message,
+          `${where}: expected an absolute IRI such as http://xmlns.com/foaf/0.1/Person (a scheme, a colon, no space), ` +
+            `got ${quoted}`
+        )
+      }
+      for (const type of ["urn:isbn:0451450523", "tag:quarry.example,2026:Whale", "https://example.org/Wal%C3%A9"]) {
+        yield* Extractor.checkOutput("custom", 2)({ entities: [{ ...mention, type }], relations: [] })
+      }
+    }))
+
   it.effect("the JSON it encoded is what the store writes, and the same bytes a second encode gives", () =>
     Effect.gen(function*() {
       // Keys out of schema order, optional fields absent and present: encoding must not depend on either.
@@ -139,7 +182,10 @@ describe("Extractor.checkOutput", () => {
         { entities: [{ ...mention, attributes: { a: 1 } }], relations: [] },
         { entities: [], relations: [], usage: null },
         { entities: [], relations: [], usage: { requests: 1, promptTokens: 2, completionTokens: 0.5 } },
-        { entities: [], relations: [{ ...withLanguage("en").relations[0]!, subject: { label: "a", type: "b" } }] },
+        {
+          entities: [],
+          relations: [{ ...withLanguage("en").relations[0]!, subject: { label: "a", type: "urn:x:b" } }]
+        },
         { entities: [], relations: [{ ...withLanguage("en").relations[0]!, object: { _tag: "Other", value: "v" } }] },
         // Effect's parser throws on this one (`String()` of a null-prototype object) instead of refusing it.
         {
@@ -152,7 +198,10 @@ describe("Extractor.checkOutput", () => {
         { entities: [{ ...mention, label: "P\u0000ip" }], relations: [] },
         {
           entities: [],
-          relations: [{ ...withLanguage("en").relations[0]!, subject: { _tag: "Entity", label: "a\u0000", type: "b" } }]
+          relations: [{
+            ...withLanguage("en").relations[0]!,
+            subject: { _tag: "Entity", label: "a\u0000", type: "urn:x:b" }
+          }]
         },
         {
           entities: [],

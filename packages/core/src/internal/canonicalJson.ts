@@ -13,6 +13,7 @@
  */
 import type { BatchOutput } from "../Extractor.js"
 import { pattern as languageTagPattern } from "./languageTag.js"
+import { absoluteIri } from "./rdf.js"
 
 /** Thrown for a value this writer does not vouch for: the caller falls back to the Schema path. */
 class NotPlain extends Error {}
@@ -35,8 +36,11 @@ const int = (n: unknown): string => Number.isSafeInteger(n) ? JSON.stringify(n) 
 
 const str = (s: unknown): string => typeof s === "string" ? JSON.stringify(s) : notPlain()
 
-/** `Extractor.Name`: a label or type, without NUL. */
+/** `Extractor.Name`: a label, without NUL. */
 const name = (s: unknown): string => typeof s === "string" && !s.includes("\u0000") ? JSON.stringify(s) : notPlain()
+
+/** `Extractor.Iri`: a class, property or datatype. */
+const iri = (s: unknown): string => typeof s === "string" && absoluteIri.test(s) ? JSON.stringify(s) : notPlain()
 
 /** `Schema.Array`: every index read, so a hole is refused as the schema refuses `undefined`. */
 const array = (value: unknown, item: (value: unknown) => string): string => {
@@ -67,13 +71,13 @@ const attributes = (value: unknown): string => {
 
 const entity = (value: unknown): string => {
   const e = record(value)
-  return `{"label":${name(e.label)},"type":${name(e.type)},"span":${span(e.span)},"confidence":${num(e.confidence)},` +
+  return `{"label":${name(e.label)},"type":${iri(e.type)},"span":${span(e.span)},"confidence":${num(e.confidence)},` +
     `"attributes":${attributes(e.attributes)}}`
 }
 
 const entityRef = (value: unknown): string => {
   const r = record(value)
-  return r._tag === "Entity" ? `{"_tag":"Entity","label":${name(r.label)},"type":${name(r.type)}}` : notPlain()
+  return r._tag === "Entity" ? `{"_tag":"Entity","label":${name(r.label)},"type":${iri(r.type)}}` : notPlain()
 }
 
 const language = (value: unknown): string =>
@@ -81,7 +85,7 @@ const language = (value: unknown): string =>
 
 const literal = (l: Fields): string =>
   `{"_tag":"Literal","value":${str(l.value)}` +
-  (l.datatype === undefined ? "" : `,"datatype":${str(l.datatype)}`) +
+  (l.datatype === undefined ? "" : `,"datatype":${iri(l.datatype)}`) +
   (l.language === undefined ? "" : `,"language":${language(l.language)}`) + "}"
 
 const object = (value: unknown): string => {
@@ -91,7 +95,7 @@ const object = (value: unknown): string => {
 
 const relation = (value: unknown): string => {
   const r = record(value)
-  return `{"subject":${entityRef(r.subject)},"predicate":${str(r.predicate)},"object":${object(r.object)}` +
+  return `{"subject":${entityRef(r.subject)},"predicate":${iri(r.predicate)},"object":${object(r.object)}` +
     (r.span === undefined ? "" : `,"span":${span(r.span)}`) + `,"confidence":${num(r.confidence)}}`
 }
 

@@ -14,6 +14,12 @@ export const standardPrefixes: Readonly<Record<string, string>> = {
   prov: "http://www.w3.org/ns/prov#"
 }
 
+/**
+ * An absolute IRI that `iriRef` writes as it is: a scheme, a colon, and none of the characters IRIREF forbids. A
+ * relative name such as `Person` would make N-Triples invalid and resolve against a Turtle file's own location.
+ */
+export const absoluteIri = /^[A-Za-z][A-Za-z0-9+.-]*:[^\u0000-\u0020<>"{}|^`\\]*$/u
+
 /** `<iri>`, escaping what IRIREF forbids (the IRIs we mint never contain these; foreign IRIs might). */
 export const iriRef = (iri: string): string =>
   `<${
