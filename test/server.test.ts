@@ -141,6 +141,12 @@ describe("quarry serve", () => {
         // Resuming the stream after the last id seen gives only the end.
         const rest = await readEvents(server, "moby", "67")
         assert.deepStrictEqual(rest.map((e) => e.event), ["run.completed"])
+        // After the final event (an EventSource reconnecting once the stream closed): 204, so that it stops.
+        const seenAll = await fetch(`${server.url}/v1/runs/moby/events`, {
+          headers: { "last-event-id": "68" },
+          signal: AbortSignal.timeout(10_000)
+        })
+        assert.strictEqual(seenAll.status, 204)
 
         const polled = await call(server, "GET", "/v1/runs/moby")
         assert.strictEqual(polled.status, 200)
@@ -159,6 +165,10 @@ describe("quarry serve", () => {
           headers: { "if-none-match": `"${reference.sha256}"` }
         })
         assert.strictEqual(cached.status, 304)
+        for (const tag of [`W/"${reference.sha256}"`, "*", `"other", "${reference.sha256}"`]) {
+          const weak = await fetch(`${server.url}/v1/runs/moby/artifact`, { headers: { "if-none-match": tag } })
+          assert.strictEqual(weak.status, 304, tag)
+        }
         assert.strictEqual(artifact.headers.get("accept-ranges"), "bytes")
 
         // A broken download goes on where it stopped: two ranges give the same bytes.
@@ -298,6 +308,9 @@ describe("quarry serve", () => {
         const [body, tag] of [
           [{ input: "" }, "EmptyInput"],
           [{ input: "a\u0000b" }, "BinaryInput"],
+          [{ input: "a\ud800b" }, "MalformedText"],
+          [{ input: "text", ontology: "" }, "OntologyError"],
+          [{ input: "text", ontology: "@prefix ex: <http://e/> . ex:a ex:b ex:c ." }, "OntologyError"],
           [{ input: "text", chunking: { windowSize: 0 } }, "ChunkingError"],
           [{ input: "text", ontology: "@prefix broken" }, "OntologyError"],
           [{ input: "text", extractor: "nope" }, "UnknownExtractor"],
@@ -327,6 +340,17 @@ describe("quarry serve", () => {
       const large = await call(server, "POST", "/v1/runs", { input: "x".repeat(70_000) })
       assert.strictEqual(large.status, 413)
       assert.strictEqual(large.json().error.tag, "PayloadTooLarge")
+      assert.isString(large.headers.get("x-request-id"))
+      // Chunked, the body's size shows only while it is read: still a 413.
+      const chunked = await fetch(`${server.url}/v1/runs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: new Blob([JSON.stringify({ input: "x".repeat(70_000) })]).stream(),
+        duplex: "half"
+      } as RequestInit)
+      assert.strictEqual(chunked.status, 413)
+      assert.deepStrictEqual(await chunked.json(), large.json())
+      assert.isString(chunked.headers.get("x-request-id"))
       assert.deepStrictEqual((await call(server, "GET", "/v1/runs")).json().runs, [])
 
       for (const route of ["/v1/runs/missing", "/v1/runs/missing/events", "/v1/runs/missing/artifact"]) {
@@ -365,6 +389,13 @@ describe("quarry serve", () => {
       assert.strictEqual(badId.status, 400)
       assert.strictEqual(badId.json().error.tag, "InvalidRequest")
       assert.include(badId.json().error.message, "id: a run id is 1 to 128 characters")
+      // The longest run id reaches its routes (the router's own limit was 100 characters), a longer one is refused.
+      const longest = await call(server, "GET", `/v1/runs/${"x".repeat(128)}/events`)
+      assert.strictEqual(longest.status, 404)
+      assert.strictEqual(longest.json().error.tag, "RunNotFound")
+      const tooLong = await call(server, "GET", `/v1/runs/${"x".repeat(129)}`)
+      assert.strictEqual(tooLong.status, 400)
+      assert.include(tooLong.json().error.message, "id: a run id is 1 to 128 characters")
       const badStatus = await call(server, "GET", "/v1/runs?status=bogus")
       assert.strictEqual(badStatus.status, 400)
       assert.deepStrictEqual(badStatus.json(), {
@@ -389,6 +420,9 @@ describe("quarry serve", () => {
       })
       assert.strictEqual((await call(server, "POST", "/v1/runs", body("first"))).status, 202)
       await until(async () => (await call(server, "GET", "/v1/runs/first")).json().status === "running")
+      const executing = await call(server, "POST", "/v1/runs/first/resume")
+      assert.strictEqual(executing.status, 409, executing.text)
+      assert.strictEqual(executing.json().error.tag, "InvalidRunState")
       const second = await call(server, "POST", "/v1/runs", body("second"))
       assert.strictEqual(second.status, 202)
       assert.strictEqual(second.json().queuePosition, 1)
@@ -404,6 +438,13 @@ describe("quarry serve", () => {
       assert.strictEqual(cancelled.status, 200)
       assert.strictEqual(cancelled.json().status, "cancelled")
       assert.strictEqual(cancelled.json().queuePosition, null)
+      // A resume into a full queue is told when to come back, as a submission is.
+      assert.strictEqual((await call(server, "POST", "/v1/runs", body("fourth"))).status, 202)
+      const refusedResume = await call(server, "POST", "/v1/runs/second/resume")
+      assert.strictEqual(refusedResume.status, 429, refusedResume.text)
+      assert.strictEqual(refusedResume.headers.get("retry-after"), "5")
+      assert.strictEqual(refusedResume.json().error.tag, "QueueFull")
+      assert.strictEqual((await call(server, "POST", "/v1/runs/fourth/cancel")).status, 200)
       const resumed = await call(server, "POST", "/v1/runs/second/resume?retrySkipped=true")
       assert.strictEqual(resumed.status, 202, resumed.text)
       assert.strictEqual(resumed.json().queuePosition, 1)

@@ -157,13 +157,35 @@ export const makeRunId = Effect.map(Clock.currentTimeMillis, (now) =>
   ))
 
 /**
+ * The first lone UTF-16 surrogate of a text, if any: UTF-8 cannot store one (it becomes U+FFFD), so the stored text
+ * would no longer match its digest and every execution would refuse it as modified.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const loneSurrogateAt = (text: string): number | undefined => {
+  const at = text.search(/\p{Surrogate}/u)
+  return at === -1 ? undefined : at
+}
+
+/**
  * Validates options, plans the batches and stores the run with its input and plan in one transaction.
- * Nothing is written when any option is invalid.
+ * Nothing is written when any option is invalid. An input or ontology that is not well-formed UTF-16 text (a lone
+ * surrogate, `loneSurrogateAt`) is a caller's mistake: `create` dies with an `IllegalArgumentException` (the CLI reads
+ * files as UTF-8 and cannot produce one; the API refuses one first).
  *
  * @since 0.1.0
  * @category operations
  */
 export const create = Effect.fn("Workflow.create")(function*(options: CreateOptions) {
+  for (const [name, text] of [["input", options.input], ["ontology", options.ontology?.text ?? ""]] as const) {
+    const at = loneSurrogateAt(text)
+    if (at !== undefined) {
+      return yield* Effect.die(
+        new Cause.IllegalArgumentException(`Workflow.create: the ${name} holds a lone UTF-16 surrogate at ${at}`)
+      )
+    }
+  }
   const store = yield* RunStore
   const registry = yield* Extractor.Registry
   const chunking = yield* Either.match(Chunking.validate(options.chunking ?? {}), {

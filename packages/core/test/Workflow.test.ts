@@ -8,7 +8,9 @@ import { RunId } from "@quarry/core/Run"
 import * as RunStore from "@quarry/core/RunStore"
 import * as SqliteRunStore from "@quarry/core/SqliteRunStore"
 import * as Workflow from "@quarry/core/Workflow"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as N3 from "n3"
@@ -85,6 +87,32 @@ describe("Workflow", () => {
           assert.strictEqual(error._tag, "PersistenceError")
           assert.strictEqual(yield* countRows("runs", "atomic"), 0)
           assert.deepStrictEqual((yield* store.listRuns()).map((r) => r.id), [run.id])
+        }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
+      }))
+
+    it.scoped("an input or ontology with a lone surrogate is refused as a defect before anything is written", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        yield* Effect.gen(function*() {
+          const store = yield* RunStore.RunStore
+          const output = { path: path.join(dir, "s.ttl"), format: "turtle" } as const
+          for (
+            const [options, message] of [
+              [{ input: "Ada\ud800 Lovelace" }, "Workflow.create: the input holds a lone UTF-16 surrogate at 3"],
+              [
+                { input: "Ada", ontology: { text: "\udc00", format: "turtle" } },
+                "Workflow.create: the ontology holds a lone UTF-16 surrogate at 0"
+              ]
+            ] as const
+          ) {
+            const exit = yield* Effect.exit(Workflow.create({ ...options, extractor: "capitalized", output }))
+            const defect = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.dieOption(exit.cause)) : undefined
+            assert.instanceOf(defect, Cause.IllegalArgumentException)
+            assert.strictEqual(defect.message, message)
+          }
+          assert.deepStrictEqual(yield* store.listRuns(), [])
+          // A surrogate pair is one well-formed character.
+          yield* Workflow.create({ input: "Ada \ud83d\udc0b", extractor: "capitalized", output })
         }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
       }))
 

@@ -468,11 +468,12 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
       yield* refuseWhenDraining
       const run = yield* store.getRun(runId)
       if (run.status === "completed" && execution.retrySkipped !== true) return run
-      if (yield* known(core, runId)) return run
+      // Executing, here or elsewhere, is refused; waiting here already is a resume granted (it keeps its place).
       const now = yield* Clock.currentTimeMillis
       if (run.status === "running" && Option.exists(run.lease, (lease) => lease.expiresAt > now)) {
         return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
       }
+      if (yield* known(core, runId)) return run
       yield* refuseWhenFull
       const requestId = yield* currentRequestId
       yield* store.queueExecution({ runId, retrySkipped: execution.retrySkipped, budget: execution.budget, requestId })

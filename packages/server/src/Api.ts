@@ -110,6 +110,10 @@ export class Runs extends HttpApiGroup.make("runs")
     HttpApiEndpoint.post("submit", "/runs")
       .setPayload(SubmitRun)
       .addSuccess(RunView.RunView, { status: 202 })
+      // The same body again (idempotent on runId): the stored run.
+      .addSuccess(RunView.RunView.annotations({ description: "The run this same body created before" }), {
+        status: 200
+      })
       .addError(ApiError.BadRequest)
       .addError(ApiError.Conflict)
       .addError(ApiError.PayloadTooLarge)

@@ -35,6 +35,12 @@ const contentTypes: Record<Run.OutputFormat, string> = {
  */
 export const exportsFolder = ".quarry-exports"
 
+const exportName = new RegExp(`^[0-9a-f]{64}\\.(?:${Object.values(Run.formatExtension).join("|")})(?:\\.sha256)?$`)
+
+/** `<run>.<artifact sha256>.<ext>` or its `.sha256`: not the export of a run whose id extends this one (`a.b`). */
+const isExportOf = (runId: Run.RunId, file: string) =>
+  file.startsWith(`${runId}.`) && exportName.test(file.slice(runId.length + 1))
+
 /**
  * Removes a run's cached exports (after the run is deleted).
  *
@@ -46,8 +52,16 @@ export const removeExports = (artifacts: string, runId: Run.RunId) =>
     const dir = path.join(artifacts, exportsFolder)
     if (!fs.existsSync(dir)) return
     for (const file of fs.readdirSync(dir)) {
-      if (file.startsWith(`${runId}.`)) fs.rmSync(path.join(dir, file), { force: true })
+      if (isExportOf(runId, file)) fs.rmSync(path.join(dir, file), { force: true })
     }
+  })
+
+/** `If-None-Match` names this ETag: weakly compared (`W/` ignored, RFC 9110 13.1.2), `*` naming any. */
+const noneMatch = (header: string | undefined, etag: string) =>
+  header !== undefined &&
+  header.split(",").some((tag) => {
+    const trimmed = tag.trim()
+    return trimmed === "*" || trimmed.replace(/^W\//, "") === etag
   })
 
 /** The ontology the run was planned with, from the database (as `quarry export` loads it). */
@@ -127,7 +141,7 @@ export const respond = (run: Run.Run, format: Option.Option<Run.OutputFormat>, a
       )
     )
     const etag = `"${found.sha256}"`
-    if (request.headers["if-none-match"]?.split(",").some((tag) => tag.trim() === etag) === true) {
+    if (noneMatch(request.headers["if-none-match"], etag)) {
       return HttpServerResponse.empty({ status: 304, headers: { etag } })
     }
     const missing = failure(

@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -35,6 +36,8 @@ import { ApiError, from, response as errorResponse } from "./ApiError.js"
 import * as Artifacts from "./Artifacts.js"
 import * as DecodeErrors from "./DecodeErrors.js"
 import * as Metrics from "./Metrics.js"
+import * as RequestBody from "./RequestBody.js"
+import { tooLargeMessage } from "./RequestLog.js"
 import * as RunEvents from "./RunEvents.js"
 import * as RunView from "./RunView.js"
 
@@ -66,6 +69,10 @@ const unprocessable = from(422)
 const internal = (error: { readonly _tag: string; readonly message: string }) =>
   Effect.zipRight(Effect.logError("request failed", error), Effect.fail(from(500)(error)))
 
+/** A full queue answers with when to come back. */
+const queueFull = (e: { readonly _tag: string; readonly message: string }) =>
+  Effect.succeed(errorResponse(429, e._tag, e.message, { "retry-after": "5" }))
+
 const view = (run: Run.Run) =>
   Effect.gen(function*() {
     const admission = yield* Admission.Admission
@@ -91,8 +98,14 @@ const invalid = (tag: string, message: string) => new ApiError({ status: 422, ta
 /** Reads and decodes the submission: 400 for bytes that are not JSON text, 422 for a body that breaks the schema. */
 const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
-    const bytes = yield* request.arrayBuffer.pipe(
-      Effect.mapError(() => badRequest("RequestError", "the request body could not be read"))
+    const maxBodyBytes = Option.getOrElse(yield* HttpIncomingMessage.MaxBodySize, () => Infinity)
+    // A chunked body has no Content-Length to refuse it by before it is read (RequestLog): its size shows here.
+    const bytes = yield* RequestBody.read(request, Number(maxBodyBytes)).pipe(
+      Effect.catchTags({
+        BodyTooLarge: (e) =>
+          new ApiError({ status: 413, tag: "PayloadTooLarge", message: tooLargeMessage(e.maxBytes) }),
+        BodyUnreadable: () => badRequest("RequestError", "the request body could not be read")
+      })
     )
     const text = yield* Effect.try({
       try: () => new TextDecoder("utf-8", { fatal: true }).decode(bytes),
@@ -113,6 +126,16 @@ const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
     if (submission.input.includes("\u0000")) {
       return yield* invalid("BinaryInput", "input contains NUL characters: it looks binary; send UTF-8 text")
     }
+    for (const [name, text] of [["input", submission.input], ["ontology", submission.ontology ?? ""]] as const) {
+      const at = Workflow.loneSurrogateAt(text)
+      if (at !== undefined) {
+        return yield* invalid(
+          "MalformedText",
+          `${name} holds a lone UTF-16 surrogate (\\u${text.charCodeAt(at).toString(16)}) at character ${at}: ` +
+            "it is not text UTF-8 can store; send well-formed Unicode"
+        )
+      }
+    }
     return submission
   })
 
@@ -124,9 +147,17 @@ const plan = (submission: SubmitRun, info: ServerInfo["Type"]) =>
       onRight: Effect.succeed
     })
     const ontologyText = submission.ontology ?? DefaultOntology.turtle
-    const ontology = yield* Ontology.parse(ontologyText, { source: "ontology", format: "turtle" }).pipe(
+    const ontology = yield* Ontology.parse(ontologyText, { source: "in the request body", format: "turtle" }).pipe(
       Effect.mapError(unprocessable)
     )
+    // Nothing could be typed by it: every mention would be dropped, silently (as `quarry start --ontology` refuses).
+    if (ontology.classes.length === 0) {
+      return yield* invalid(
+        "OntologyError",
+        "the ontology declares no classes (no rdfs:Class or owl:Class), so nothing could be extracted with it; " +
+          "send an ontology with classes, or leave ontology out for the built-in one"
+      )
+    }
     const runId = submission.runId ?? (yield* Workflow.makeRunId)
     const format = submission.format ?? "turtle"
     const create: Workflow.CreateOptions = {
@@ -186,13 +217,7 @@ const submit = (request: HttpServerRequest.HttpServerRequest) =>
       })
     )
     return yield* json(yield* view(run), 202, { location: `/v1/runs/${run.id}` })
-  }).pipe(
-    // A full queue answers with when to come back.
-    Effect.catchTag(
-      "QueueFull",
-      (e) => Effect.succeed(errorResponse(429, e._tag, e.message, { "retry-after": "5" }))
-    )
-  )
+  }).pipe(Effect.catchTag("QueueFull", queueFull))
 
 const cursorOf = (run: Run.Run) => Buffer.from(JSON.stringify([run.createdAt, run.id])).toString("base64url")
 const CursorKey = Schema.parseJson(Schema.Tuple(Schema.Number, Schema.String))
@@ -231,9 +256,12 @@ const list = (
     }
   })
 
+/** The statuses a run ends in (until a resume). */
+const finished: ReadonlySet<Run.RunStatus> = new Set(["completed", "failed", "cancelled", "interrupted"])
+
 const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
-    yield* getRun(runId)
+    const run = yield* getRun(runId)
     const info = yield* ServerInfo
     const admission = yield* Admission.Admission
     const store = yield* RunStore
@@ -241,6 +269,10 @@ const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) 
       Option.map(Option.fromNullable(request.headers["last-event-id"]), Number),
       Number.isSafeInteger
     )
+    // The client saw the final event of a finished run: 204 tells an EventSource to stop reconnecting.
+    if (finished.has(run.status) && Option.exists(lastEventId, (id) => id > run.plan.totalBatches)) {
+      return HttpServerResponse.empty({ status: 204 })
+    }
     const local = yield* admission.isLocal(runId)
     const body = RunEvents.stream(runId, {
       lastEventId,
@@ -254,8 +286,6 @@ const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) 
       headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
     })
   })
-
-const finished: ReadonlySet<Run.RunStatus> = new Set(["completed", "failed", "cancelled", "interrupted"])
 
 /**
  * Deletes a finished run as `quarry cancel --purge` would undo it: its compensation steps that are not done run
@@ -319,11 +349,11 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
           Effect.catchTags({
             RunNotFound: (e) => Effect.fail(notFound(e)),
             InvalidRunState: (e) => Effect.fail(conflict(e)),
-            QueueFull: (e) => Effect.fail(from(429)(e)),
             Draining: (e) => Effect.fail(from(503)(e)),
             PersistenceError: internal
           }),
-          Effect.flatMap(view)
+          Effect.flatMap(view),
+          Effect.catchTag("QueueFull", queueFull)
         ))
     .handle("delete", ({ path }) => remove(path.id))
     .handle("artifact", ({ path, urlParams }) =>

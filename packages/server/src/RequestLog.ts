@@ -30,22 +30,29 @@ const labels = (tags: Record<string, string>) =>
 
 const validId = /^[A-Za-z0-9._:-]{1,128}$/
 
-const tooLarge = (maxBodyBytes: number) =>
-  ApiError.response(
-    413,
-    "PayloadTooLarge",
-    `the request body is larger than ${maxBodyBytes} bytes (--max-body); nothing was stored`
-  )
+/**
+ * What a body over the limit is told, whether its `Content-Length` said so or its chunks did while it was read.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const tooLargeMessage = (maxBodyBytes: number) =>
+  `the request body is larger than ${maxBodyBytes} bytes (--max-body); nothing was stored`
+
+const tooLarge = (maxBodyBytes: number, requestId: string) =>
+  ApiError.response(413, "PayloadTooLarge", tooLargeMessage(maxBodyBytes), { "x-request-id": requestId })
 
 const handle = <E, R>(
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
   request: HttpServerRequest.HttpServerRequest,
-  maxBodyBytes: number
+  maxBodyBytes: number,
+  requestId: string
 ) =>
   Effect.gen(function*() {
     const startedAt = yield* Clock.currentTimeMillis
     const length = Number(request.headers["content-length"] ?? "0")
-    const response = length > maxBodyBytes ? tooLarge(maxBodyBytes) : yield* app.pipe(
+    // Answered without `app`, so its pre-response handler does not run: the request id is set here.
+    const response = length > maxBodyBytes ? tooLarge(maxBodyBytes, requestId) : yield* app.pipe(
       HttpIncomingMessage.withMaxBodySize(Option.some(maxBodyBytes)),
       Effect.catchAllCause((cause) =>
         Effect.flatMap(HttpServerError.causeResponse(cause), ([response, cause]) =>
@@ -93,6 +100,6 @@ export const middleware = (maxBodyBytes: number) =>
           })
         )
       )
-      return yield* Effect.annotateLogs(handle(app, request, maxBodyBytes), { requestId })
+      return yield* Effect.annotateLogs(handle(app, request, maxBodyBytes, requestId), { requestId })
     })
   )

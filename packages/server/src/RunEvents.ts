@@ -148,8 +148,9 @@ export const stream = (runId: RunId, options: Options): Stream.Stream<Uint8Array
   const events = readings.pipe(
     Stream.mapAccum(initial, step),
     Stream.mapConcatChunk((events) => Chunk.fromIterable(events)),
-    Stream.filter((event) => event.id > seen),
+    // The run's end ends the stream even when the client saw it already (a reconnect after the final event).
     Stream.takeUntil(isEnd),
+    Stream.filter((event) => event.id > seen),
     Stream.mapEffect((event) =>
       Effect.map(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => encode(runId, event, now))
     ),

@@ -11,6 +11,7 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import type { SocketServerError } from "@effect/platform/SocketServer"
@@ -60,6 +61,9 @@ export interface Options extends Admission.Options {
   readonly tracing?: Tracing.Settings | undefined
 }
 
+/** Characters a path parameter may have: a run id's 128, and any longer path for the route of last resort. */
+const maxPathParameter = 8192
+
 /**
  * The server: listening once built, drained when its scope closes.
  *
@@ -96,6 +100,9 @@ export const layer = (
     Layer.provide(Dashboard.layer),
     Layer.provide(NoRoute.layer),
     Layer.provide(api),
+    // The router's default takes no path parameter over 100 characters; a run id may have 128. Past this, a path is
+    // still the route of last resort's (a JSON 404), never the router's empty one.
+    Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: maxPathParameter })),
     Layer.provideMerge(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
   )
   // The tracer is installed first, so that the fibers of admission and of the HTTP server start with it.

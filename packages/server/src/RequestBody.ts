@@ -1,0 +1,62 @@
+/**
+ * A request body read whole, up to a limit. Past the limit the rest is read and dropped as it arrives: the platform's
+ * own limit destroys the request, and with it the connection, so a client still sending a chunked body got no answer
+ * at all instead of its `413`.
+ *
+ * @since 0.1.0
+ */
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+
+/**
+ * The body is larger than the limit.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BodyTooLarge extends Data.TaggedError("BodyTooLarge")<{ readonly maxBytes: number }> {}
+
+/**
+ * The body could not be read (the client went away).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BodyUnreadable extends Data.TaggedError("BodyUnreadable")<{ readonly cause: unknown }> {}
+
+/**
+ * The request's body, or `BodyTooLarge` as soon as it passes `maxBytes`.
+ *
+ * @since 0.1.0
+ * @category reading
+ */
+export const read = (
+  request: HttpServerRequest.HttpServerRequest,
+  maxBytes: number
+): Effect.Effect<Uint8Array, BodyTooLarge | BodyUnreadable> =>
+  Effect.async((resume) => {
+    const incoming = NodeHttpServerRequest.toIncomingMessage(request)
+    const chunks: Array<Buffer> = []
+    let bytes = 0
+    let settled = false
+    const settle = (effect: Effect.Effect<Uint8Array, BodyTooLarge | BodyUnreadable>) => {
+      settled = true
+      chunks.length = 0
+      resume(effect)
+    }
+    // Stays attached after the answer, so that the rest of a body too large flows and is dropped.
+    incoming.on("data", (chunk: Buffer) => {
+      if (settled) return
+      bytes += chunk.length
+      if (bytes > maxBytes) settle(Effect.fail(new BodyTooLarge({ maxBytes })))
+      else chunks.push(chunk)
+    })
+    incoming.once("end", () => {
+      if (!settled) settle(Effect.succeed(Buffer.concat(chunks)))
+    })
+    incoming.once("error", (cause) => {
+      if (!settled) settle(Effect.fail(new BodyUnreadable({ cause })))
+    })
+  })
