@@ -42,7 +42,7 @@ export const command = Command.make("export", {
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
     const runId = yield* Start.decodeRunId(flags.runId)
-    if (Option.isSome(flags.out)) yield* Inputs.checkOutput(flags.out.value)
+    if (Option.isSome(flags.out)) yield* Inputs.checkOutput(flags.out.value, { ...Inputs.outFlag, db })
     const artifact = yield* withStore(
       db,
       Effect.gen(function*() {
@@ -53,7 +53,15 @@ export const command = Command.make("export", {
         }
         const format = Start.resolveFormat(flags.format, flags.out, run.plan.outputFormat)
         const target = path.resolve(Option.getOrElse(flags.out, () => Start.defaultOutput(db, runId, format)))
-        yield* Inputs.checkOutput(target)
+        // --out was checked before the database was opened; the default path needs the run's format.
+        if (Option.isNone(flags.out)) {
+          yield* Inputs.checkOutput(target, {
+            what: "the default output",
+            flag: "--out",
+            instead: "pass --out FILE",
+            db
+          })
+        }
         const ontology = yield* loadOntology(run)
         return yield* Merge.merge({ runId, path: target, format, ontology, provenance: provenanceOf(run) })
       }),

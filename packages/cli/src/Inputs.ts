@@ -200,22 +200,28 @@ const checkUrl = (db: string) =>
 
 const sqliteHeader = Buffer.from("SQLite format 3\u0000", "latin1")
 
-/** The directory a file would be created in must exist, be a directory and be writable. */
-const checkDirectory = (file: string, what: string, flag: string) =>
+/**
+ * The directory a file would be created in must exist, be a directory and be writable. `flag` is the option that
+ * names another place; none for a path the user cannot change here (a run's stored artifact).
+ */
+const checkDirectory = (file: string, what: string, flag: string | undefined) =>
   Effect.gen(function*() {
     const directory = path.dirname(path.resolve(file))
     const stat = yield* attempt(() => fs.statSync(directory)).pipe(Effect.option)
     if (stat._tag === "None") {
       return yield* fail(
-        `the directory ${directory} of ${what} ${file} does not exist; create it first (mkdir -p ${directory}) ` +
-          `or pass another ${flag}`
+        `the directory ${directory} of ${what} ${file} does not exist; create it first (mkdir -p ${directory})` +
+          (flag === undefined ? "" : ` or pass another ${flag}`)
       )
     }
-    if (!stat.value.isDirectory()) return yield* fail(`${directory} (in ${flag} ${file}) is not a directory`)
+    if (!stat.value.isDirectory()) {
+      return yield* fail(`${directory} (in ${flag ?? what} ${file}) is not a directory`)
+    }
     const writable = yield* attempt(() => fs.accessSync(directory, fs.constants.W_OK)).pipe(Effect.isSuccess)
     if (!writable) {
       return yield* fail(
-        `the directory ${directory} of ${what} ${file} is not writable; pass a ${flag} in a writable directory`
+        `the directory ${directory} of ${what} ${file} is not writable; ` +
+          (flag === undefined ? "make it writable for this user" : `pass a ${flag} in a writable directory`)
       )
     }
   })
@@ -272,18 +278,119 @@ export const databaseExists = (db: string): boolean => {
 }
 
 /**
- * Checks an artifact path before any work: its directory exists and is writable, and it is not a directory.
+ * `file` as the file system finds it, symbolic links resolved: the path of its directory entry (the directory's
+ * real path plus its name, which a rename replaces) and, when it exists, the real path of what it points to.
+ */
+const realPaths = (file: string): ReadonlyArray<string> => {
+  const absolute = path.resolve(file)
+  let entry = absolute
+  try {
+    entry = path.join(fs.realpathSync(path.dirname(absolute)), path.basename(absolute))
+  } catch {
+    // The directory does not exist: nothing there can be the same file.
+  }
+  try {
+    return [entry, fs.realpathSync(absolute)]
+  } catch {
+    return [entry]
+  }
+}
+
+/** The files SQLite keeps beside a database, with what each one is. */
+const databaseCompanions: ReadonlyArray<readonly [suffix: string, what: string]> = [
+  ["-wal", "write-ahead log"],
+  ["-shm", "shared-memory index"],
+  ["-journal", "rollback journal"]
+]
+
+/**
+ * A file a command reads (its input, its ontology), which the artifact must not overwrite.
  *
  * @since 0.1.0
  * @category validation
  */
-export const checkOutput = (out: string): Effect.Effect<void, UsageError> =>
+export interface Source {
+  /** How messages name it: `input file`, `ontology`. */
+  readonly what: string
+  /** Its path, as the user gave it. */
+  readonly path: string
+}
+
+/**
+ * How the checks of an artifact's path name it, what they protect and what they tell the user to do instead.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export interface OutputCheck {
+  /** How messages name the artifact: `the output`, `the default output`, `run x's artifact`. */
+  readonly what: string
+  /** The option that puts the artifact elsewhere (`--out`); none for a run's stored artifact. */
+  readonly flag: string | undefined
+  /** What to do when the artifact would overwrite a file Quarry needs: `pass another --out`. */
+  readonly instead: string
+  /** The database (`--db`): the artifact may be neither it nor its `-wal`, `-shm` or `-journal` file. */
+  readonly db: string
+  /** The files the command reads. */
+  readonly sources?: ReadonlyArray<Source> | undefined
+}
+
+/**
+ * The naming of an artifact given with `--out FILE`, for `checkOutput`.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const outFlag = { what: "the output", flag: "--out", instead: "pass another --out" } as const
+
+/**
+ * Checks an artifact path before any work: its directory exists and is writable, it is not a directory, and it is
+ * not the database (nor one of its `-wal`, `-shm`, `-journal` files) or a file the command reads. The artifact is
+ * renamed into place at the end, which would replace any of those; paths are compared with symbolic links resolved.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const checkOutput = (out: string, check: OutputCheck): Effect.Effect<void, UsageError> =>
   Effect.gen(function*() {
-    yield* checkDirectory(out, "the output", "--out")
+    const { flag, instead, what } = check
+    yield* checkDirectory(out, what, flag)
+    const target = realPaths(out)
+    const isTarget = (file: string) => realPaths(file).some((candidate) => target.includes(candidate))
+    // A PostgreSQL database has no file here; an in-memory one is refused by the durability check.
+    if (!DatabaseUrl.isPostgres(check.db) && !isEphemeralDatabase(check.db)) {
+      if (isTarget(check.db)) {
+        return yield* fail(
+          `${what} ${out} is the same file as the database ${check.db}: writing the artifact there would replace ` +
+            `the database and every run in it; ${instead}`
+        )
+      }
+      // SQLite names its files after the database's path, as given and as resolved.
+      for (const base of realPaths(check.db)) {
+        for (const [suffix, companion] of databaseCompanions) {
+          if (!isTarget(`${base}${suffix}`)) continue
+          return yield* fail(
+            `${what} ${out} is the ${companion} of the database ${check.db} (${base}${suffix}): writing the ` +
+              `artifact there would corrupt the database; ${instead}`
+          )
+        }
+      }
+    }
+    for (const source of check.sources ?? []) {
+      if (!isTarget(source.path)) continue
+      return yield* fail(
+        `${what} ${out} is the same file as the ${source.what} ${source.path}: writing the artifact there would ` +
+          `overwrite it; ${instead}`
+      )
+    }
     const isDirectory = yield* attempt(() => fs.statSync(out).isDirectory()).pipe(
       Effect.orElseSucceed(() => false)
     )
-    if (isDirectory) return yield* fail(`--out ${out} is a directory; pass a file name`)
+    if (isDirectory) {
+      return yield* fail(
+        `${what} ${out} is a directory; ${flag === undefined ? "move it out of the way" : "pass a file name"}`
+      )
+    }
   })
 
 const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }

@@ -66,7 +66,7 @@ export const command = Command.make("resume", options, (flags) =>
     const limits = yield* Flags.liftBudget(Flags.limitsOf(flags), flags.noBudget)
     const llm = yield* Llm.parse(flags)
     yield* Inputs.checkDatabase(db)
-    if (Option.isSome(flags.out)) yield* Inputs.checkOutput(flags.out.value)
+    if (Option.isSome(flags.out)) yield* Inputs.checkOutput(flags.out.value, { ...Inputs.outFlag, db })
     // Never create a database just to find that the run is not in it.
     if (!Inputs.isEphemeralDatabase(db) && !Inputs.databaseExists(db)) return yield* new RunNotFound({ runId })
 
@@ -102,6 +102,16 @@ export const command = Command.make("resume", options, (flags) =>
       const extractor = stored.plan.extractor.name
       yield* Llm.refuseFor(extractor, llm, `run ${runId} uses the ${extractor} extractor`)
       const extracts = stored.status !== "completed" || (flags.retrySkipped && stored.skippedBatches > 0)
+      // The run ends by writing its artifact where start planned it: a place that went away since is refused now,
+      // not after every remaining batch was extracted.
+      if (extracts) {
+        yield* Inputs.checkOutput(stored.plan.outputPath, {
+          what: `run ${runId}'s artifact`,
+          flag: undefined,
+          instead: "move the database (with its -wal and -shm files) to another name and resume the run from there",
+          db
+        })
+      }
       const registry = extracts ?
         yield* Extractors.registryFor(settings, extractor, llm, {
           runId,

@@ -260,7 +260,16 @@ export const command = Command.make("start", options, (flags) =>
     yield* Inputs.checkDatabase(db)
     const runId = Option.isSome(flags.runId) ? flags.runId.value : yield* Workflow.makeRunId
     const out = path.resolve(Option.getOrElse(flags.out, () => defaultOutput(db, runId, format)))
-    yield* Inputs.checkOutput(out)
+    yield* Inputs.checkOutput(out, {
+      ...(Option.isSome(flags.out) ?
+        Inputs.outFlag :
+        { what: "the default output", flag: "--out", instead: "pass --out FILE, or another --run-id" }),
+      db,
+      sources: [
+        { what: "input file", path: flags.input },
+        ...Option.toArray(Option.map(flags.ontology, (file) => ({ what: "ontology", path: file })))
+      ]
+    })
 
     if (input === "") {
       yield* Effect.flatMap(Output, (output) =>
