@@ -536,6 +536,24 @@ describe("quarry serve", () => {
     60_000
   )
 
+  it("a submission whose artifact would be the database's own file is 422, and the database stays", async () => {
+    const db = path.join(dir, "runs.jsonl")
+    const server = await serve(db)
+    try {
+      const refused = await call(server, "POST", "/v1/runs", { runId: "runs", format: "jsonl", input: "Ahab sailed." })
+      assert.strictEqual(refused.status, 422, refused.text)
+      assert.deepStrictEqual(refused.json().error, {
+        tag: "ArtifactOverDatabase",
+        message: `run runs's artifact ${db} would be the database's own file (${db}) and replace it; ` +
+          "choose another runId or format"
+      })
+      assert.deepStrictEqual((await call(server, "GET", "/v1/runs")).json().runs, [])
+    } finally {
+      await stop(server)
+    }
+    assert.isUndefined(row(db, "runs"))
+  }, 60_000)
+
   it("the OpenAPI document is OpenAPI 3 and lists every route", async () => {
     const server = await serve(path.join(dir, "openapi.db"))
     try {

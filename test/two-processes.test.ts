@@ -1,6 +1,7 @@
 /**
  * Two processes and one run: a second `resume` of a live run exits 4 naming the holder; after the holder is
- * SIGKILLed, resume takes the run over at once (the holder provably died on this host), without waiting for its lease. `cancel` from another process stops a run at its
+ * SIGKILLed, `status` and `runs` call the run orphaned and resume takes it over at once (the holder provably died on
+ * this host), without waiting for its lease. `cancel` from another process stops a run at its
  * next batch boundary (exit 5), and the run stays resumable.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
@@ -47,12 +48,20 @@ describe("two processes", () => {
       assert.include(second.stderr, `run held is being executed by process ${child.pid} on host ${os.hostname()}`)
       assert.include(second.stderr, "quarry cancel held")
       assert.deepInclude(jsonLines(second.stdout)[0], { event: "error", exitCode: 4, error: "RunLocked" })
+      const live = JSON.parse((await run(["status", "held", "--db", db, "--json"], { env })).stdout)
+      assert.deepInclude(live, { resumable: false, resume: null })
+      assert.isTrue(live.lease.live)
 
       child.child.kill("SIGKILL")
       await child.exited
       const stored = readRun(db, "held")!
       assert.strictEqual(stored.status, "running")
       assert.isNotNull(stored.lease_expires_at)
+      // Status and the list say what resume does: the dead holder's lease holds nothing, before it expires.
+      const orphaned = JSON.parse((await run(["status", "held", "--db", db, "--json"], { env })).stdout)
+      assert.deepInclude(orphaned, { status: "running", resumable: true })
+      assert.isFalse(orphaned.lease.live)
+      assert.include((await run(["runs", "--db", db], { env })).stdout, "running (orphaned)")
 
       const takeover = await run(["resume", "held", "--db", db], { env })
       assert.strictEqual(takeover.code, 0, takeover.stderr)

@@ -182,7 +182,12 @@ export class Artifact extends Schema.Class<Artifact>("@quarry/core/Run/Artifact"
  */
 export class Lease extends Schema.Class<Lease>("@quarry/core/Run/Lease")({
   owner: Schema.String,
-  expiresAt: Schema.Number
+  expiresAt: Schema.Number,
+  /**
+   * The holder ran on the reading process's host and is provably gone (killed): a claim takes the lease over at once,
+   * without waiting for it to expire, so the run is not executing whatever `expiresAt` says.
+   */
+  holderGone: Schema.optionalWith(Schema.Boolean, { default: () => false })
 }) {}
 
 /**

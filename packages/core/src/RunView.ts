@@ -161,13 +161,15 @@ export const ledgers = (
   )
 
 /**
- * Whether a run is executing under a live lease at `now`.
+ * Whether a run is executing under a live lease at `now`: not expired, and its holder not provably gone (a process
+ * killed on this host, whose lease a claim takes over at once).
  *
  * @since 0.1.0
  * @category predicates
  */
 export const leaseLive = (run: Run, now: number): boolean =>
-  run.status === "running" && Option.isSome(run.lease) && run.lease.value.expiresAt > now
+  run.status === "running" && Option.isSome(run.lease) && run.lease.value.expiresAt > now &&
+  !run.lease.value.holderGone
 
 /**
  * Whether a resume would continue the run now: not completed, and not executing under a live lease.
@@ -326,7 +328,7 @@ export const make = (run: Run, ledger: Ledger, options: Options): RunView => {
     lease: Option.getOrNull(Option.map(run.lease, (lease) => ({
       owner: lease.owner,
       expiresAt: iso(lease.expiresAt),
-      live: lease.expiresAt > now
+      live: lease.expiresAt > now && !lease.holderGone
     }))),
     cancelRequested: run.cancelRequested
   }

@@ -15,6 +15,7 @@
 import { InvalidRunState, type PersistenceError, type RunNotFound } from "@quarry/core/Errors"
 import type { Run, RunId } from "@quarry/core/Run"
 import { type QueuedExecution, RunStore } from "@quarry/core/RunStore"
+import * as CoreRunView from "@quarry/core/RunView"
 import * as Workflow from "@quarry/core/Workflow"
 import * as WorkflowManager from "@quarry/core/WorkflowManager"
 import * as Cause from "effect/Cause"
@@ -470,7 +471,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
       if (run.status === "completed" && execution.retrySkipped !== true) return run
       // Executing, here or elsewhere, is refused; waiting here already is a resume granted (it keeps its place).
       const now = yield* Clock.currentTimeMillis
-      if (run.status === "running" && Option.exists(run.lease, (lease) => lease.expiresAt > now)) {
+      if (CoreRunView.leaseLive(run, now)) {
         return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
       }
       if (yield* known(core, runId)) return run

@@ -15,6 +15,7 @@ import * as Sharding from "@effect/cluster/Sharding"
 import { InvalidRunState } from "@quarry/core/Errors"
 import type { Run, RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
+import * as CoreRunView from "@quarry/core/RunView"
 import * as Workflow from "@quarry/core/Workflow"
 import type * as WorkflowManager from "@quarry/core/WorkflowManager"
 import * as Clock from "effect/Clock"
@@ -196,7 +197,7 @@ export const make = (local: LocalRuns, runnerId: string, maxQueuedRuns = Infinit
         const run = yield* store.getRun(runId)
         if (run.status === "completed" && execution.retrySkipped !== true) return run
         const now = yield* Clock.currentTimeMillis
-        if (run.status === "running" && Option.exists(run.lease, (lease) => lease.expiresAt > now)) {
+        if (CoreRunView.leaseLive(run, now)) {
           return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
         }
         yield* refuseWhenFull

@@ -11,6 +11,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Chunking from "@quarry/core/Chunking"
 import * as Compensation from "@quarry/core/Compensation"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import * as Durability from "@quarry/core/Durability"
 import * as Extractor from "@quarry/core/Extractor"
@@ -139,6 +140,11 @@ const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
     return submission
   })
 
+/** Whether an artifact at `output` would be written over the SQLite database or one of its companion files. */
+const overwritesDatabase = (output: string, database: string) =>
+  !DatabaseUrl.isPostgres(database) &&
+  ["", "-wal", "-shm", "-journal"].some((suffix) => path.resolve(`${database}${suffix}`) === path.resolve(output))
+
 /** Everything a submission stores, validated: what `Workflow.create` gets, and the digests to compare with. */
 const plan = (submission: SubmitRun, info: ServerInfo["Type"]) =>
   Effect.gen(function*() {
@@ -160,6 +166,14 @@ const plan = (submission: SubmitRun, info: ServerInfo["Type"]) =>
     }
     const runId = submission.runId ?? (yield* Workflow.makeRunId)
     const format = submission.format ?? "turtle"
+    const output = path.join(info.artifacts, `${runId}.${Run.formatExtension[format]}`)
+    if (overwritesDatabase(output, info.database)) {
+      return yield* invalid(
+        "ArtifactOverDatabase",
+        `run ${runId}'s artifact ${output} would be the database's own file (${info.database}) and replace it; ` +
+          "choose another runId or format"
+      )
+    }
     const create: Workflow.CreateOptions = {
       runId,
       input: submission.input,
@@ -167,7 +181,7 @@ const plan = (submission: SubmitRun, info: ServerInfo["Type"]) =>
       extractor: submission.extractor ?? "offline",
       ontology: { text: ontologyText, format: "turtle" },
       concurrency: submission.concurrency,
-      output: { path: path.join(info.artifacts, `${runId}.${Run.formatExtension[format]}`), format },
+      output: { path: output, format },
       onBatchError: submission.onBatchError,
       provenance: submission.provenance
     }

@@ -73,11 +73,6 @@ export const retryDisconnects = <A, E, R>(effect: Effect.Effect<A, E, R>): Effec
     Effect.unsandbox
   )
 
-/** A lease holder that provably died on this host: its lease is taken over without waiting for it to expire. */
-export const holderIsDead = (row: typeof HolderRow.Type) =>
-  row.lease_host !== null && row.lease_pid !== null &&
-  Processes.isDead({ host: row.lease_host, pid: row.lease_pid, started: row.lease_pid_started })
-
 /** The error for a write whose holder no longer holds the run. */
 export const lockedBy = (run: Run) =>
   Option.match(run.lease, {

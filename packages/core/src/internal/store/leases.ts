@@ -6,8 +6,8 @@ import { randomBytes } from "node:crypto"
 import { RunCancelled } from "../../Errors.js"
 import type { Artifact, RunBudget, RunId } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
-import { holderIsDead, lockedBy, persistence, retryDisconnects, type StoreContext } from "./context.js"
-import { budgetJson } from "./rows.js"
+import { lockedBy, persistence, retryDisconnects, type StoreContext } from "./context.js"
+import { budgetJson, holderIsDead } from "./rows.js"
 
 interface ClaimOptions {
   readonly reopen?: boolean | undefined

@@ -18,6 +18,7 @@ import {
   UsageTotals
 } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
+import * as Processes from "../processes.js"
 
 /**
  * An entity key column: TEXT holding `type NUL label` on SQLite, BYTEA on PostgreSQL (whose TEXT refuses NUL).
@@ -88,6 +89,9 @@ export const RunRow = Schema.Struct({
   artifact_format: Schema.NullOr(OutputFormat),
   lease_owner: Schema.NullOr(Schema.String),
   lease_expires_at: Schema.NullOr(Schema.Number),
+  lease_host: Schema.NullOr(Schema.String),
+  lease_pid: Schema.NullOr(Schema.Int),
+  lease_pid_started: Schema.NullOr(Schema.String),
   cancel_requested: Schema.Number,
   budget: Schema.NullOr(Schema.parseJson(RunBudget)),
   extractor_status: Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.String }))
@@ -151,7 +155,9 @@ export const toRun = (row: typeof RunRow.Type): Run =>
       ) :
       Option.none(),
     lease: row.lease_owner !== null && row.lease_expires_at !== null ?
-      Option.some(new Lease({ owner: row.lease_owner, expiresAt: row.lease_expires_at })) :
+      Option.some(
+        new Lease({ owner: row.lease_owner, expiresAt: row.lease_expires_at, holderGone: holderIsDead(row) })
+      ) :
       Option.none(),
     cancelRequested: row.cancel_requested !== 0,
     budget: Option.fromNullable(row.budget),
@@ -180,6 +186,13 @@ export const EntityRow = Schema.Struct({
   label: Schema.String,
   first_batch: Schema.Int
 })
+
+/** A lease holder that provably died on this host: its lease is taken over without waiting for it to expire. */
+export const holderIsDead = (
+  row: Pick<typeof HolderRow.Type, "lease_host" | "lease_pid" | "lease_pid_started">
+): boolean =>
+  row.lease_host !== null && row.lease_pid !== null &&
+  Processes.isDead({ host: row.lease_host, pid: row.lease_pid, started: row.lease_pid_started })
 
 export const HolderRow = Schema.Struct({
   lease_token: Schema.NullOr(Schema.String),

@@ -9,9 +9,9 @@ import * as CrashPoint from "../../CrashPoint.js"
 import { InvalidRunState, PersistenceError, RunAlreadyExists, RunNotFound } from "../../Errors.js"
 import { type RunId, RunStatus } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
-import { genesisDigest, holderIsDead, persistence, retryDisconnects, type StoreContext } from "./context.js"
+import { genesisDigest, persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { insertQueued } from "./queue.js"
-import { budgetJson, encodeSettings, ErrorRow, RunRow, toRun } from "./rows.js"
+import { budgetJson, encodeSettings, ErrorRow, holderIsDead, RunRow, toRun } from "./rows.js"
 
 const runRow = (input: RunStore.NewRun, settings: string, now: number) => ({
   id: input.id,
