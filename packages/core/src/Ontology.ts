@@ -224,7 +224,7 @@ const hintFor = (message: string, format: Format | undefined): string => {
     return `${
       format === "ntriples" ? "N-Triples" : "N-Quads"
     } needs one statement per line of full terms (<iri>, "literal", _:blank) ending in " ."; ` +
-      "if the file is Turtle, give it a .ttl extension or pass format \"turtle\""
+      "if the file is Turtle, give it a .ttl extension (or, from a program, parse it with format \"turtle\")"
   }
   if (/Expected punctuation|Expected dot/.test(message)) {
     return "end the statement with \".\" (or separate predicates with \";\" and objects with \",\")"

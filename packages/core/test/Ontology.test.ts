@@ -274,6 +274,15 @@ describe("Ontology", () => {
         assert.include(error.reason, "end the statement with \".\"")
       }))
 
+    it.effect("Turtle read as N-Triples (a .nt file) says to rename it, the only fix the CLI offers", () =>
+      Effect.gen(function*() {
+        const error = yield* parseError("@prefix ex: <http://example.org/> .\nex:a ex:b ex:c .\n", { format: "nt" })
+        assert.include(
+          error.reason,
+          "if the file is Turtle, give it a .ttl extension (or, from a program, parse it with format \"turtle\")"
+        )
+      }))
+
     it.effect("an unknown format is refused", () =>
       Effect.gen(function*() {
         const error = yield* parseError("", { format: "rdfxml" })
