@@ -36,7 +36,10 @@ const options = {
   db: Flags.db,
   out: Options.text("out").pipe(
     Options.withPseudoName("FILE"),
-    Options.withDescription("Also write the finished artifact here (re-merged from the stored batches)."),
+    Options.withDescription(
+      "Also write the finished artifact here (re-merged from the stored batches; format from the extension, else the " +
+        "run's own)."
+    ),
     Options.optional
   ),
   retrySkipped: Options.boolean("retry-skipped").pipe(
@@ -126,7 +129,10 @@ export const command = Command.make("resume", options, (flags) =>
     Command.withDescription("Continue a run from its last checkpoint, with its own parameters.")
   )
 
-/** Writes a completed run's artifact to another path, re-merged from the stored batches. */
+/**
+ * Writes a completed run's artifact to another path, re-merged from the stored batches, in the format its extension
+ * names (as `quarry export --out` does), else the run's own.
+ */
 const copyArtifact = (run: Run.Run, target: string, json: boolean) =>
   Effect.gen(function*() {
     const output = yield* Output
@@ -134,7 +140,7 @@ const copyArtifact = (run: Run.Run, target: string, json: boolean) =>
     const artifact = yield* Merge.merge({
       runId: run.id,
       path: target,
-      format: run.plan.outputFormat,
+      format: Start.resolveFormat(Option.none(), Option.some(target), run.plan.outputFormat),
       ontology,
       provenance: provenanceOf(run)
     })

@@ -297,6 +297,12 @@ describe("quarry resume", () => {
       assert.strictEqual(result.code, 0, result.stderr())
       assert.strictEqual(sha256File(copy), sha256File(path.join(dir, "orphan.ttl")))
       assert.include(result.stdout(), `artifact ${copy}`)
+      // The copy's format is its extension's, as `export --out` takes it.
+      const nt = path.join(dir, "copy.nt")
+      const again = yield* quarry(["resume", "orphan", "--db", db, "--out", nt])
+      assert.strictEqual(again.code, 0, again.stderr())
+      assert.include(again.stdout(), `artifact ${nt} (ntriples,`)
+      assert.match(fs.readFileSync(nt, "utf8"), /^<https:\/\/w3id\.org\/quarry\/entity\//u)
     }).pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))))
 
   it.scopedLive("an unknown run exits 2 and creates no database", () =>
