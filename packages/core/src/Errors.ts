@@ -68,7 +68,31 @@ export class InvalidRunState extends Schema.TaggedError<InvalidRunState>()("Inva
 }
 
 /**
- * The environment no longer matches what the run was planned with (extractor, chunker, ontology).
+ * One extractor setting that differs between a run and this process (`unset` where one side has none).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const SettingChange = Schema.Struct({ name: Schema.String, stored: Schema.String, current: Schema.String })
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type SettingChange = typeof SettingChange.Type
+
+/**
+ * The settings that differ, for people: `useKnownEntities: true when started, false now`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const describeSettingChanges = (changes: ReadonlyArray<SettingChange>): string =>
+  changes.map((change) => `${change.name}: ${change.stored} when started, ${change.current} now`).join("; ")
+
+/**
+ * The environment no longer matches what the run was planned with (extractor, chunker, ontology). For an extractor
+ * configuration, `settings` names the settings that differ, when the run's stored settings tell.
  *
  * @since 0.1.0
  * @category errors
@@ -77,11 +101,16 @@ export class PlanMismatch extends Schema.TaggedError<PlanMismatch>()("PlanMismat
   runId: RunId,
   field: Schema.String,
   stored: Schema.String,
-  current: Schema.String
+  current: Schema.String,
+  settings: Schema.optional(Schema.Array(SettingChange))
 }) {
   override get message() {
-    return `run "${this.runId}" was started with ${this.field} ${this.stored}, but this process has ${this.current}; ` +
-      `resume it with the same ${this.field}, or start a new run`
+    const start = `run "${this.runId}" was started with ${this.field} ${this.stored}, but this process has ` +
+      this.current
+    return this.settings === undefined || this.settings.length === 0 ?
+      `${start}; resume it with the same ${this.field}, or start a new run` :
+      `${start} (${describeSettingChanges(this.settings)}); resume it with the settings it was started with, or ` +
+      "start a new run"
   }
 }
 

@@ -17,7 +17,9 @@ export const RunId = Schema.String.pipe(
   Schema.pattern(/^[A-Za-z0-9._-]{1,128}$/, {
     message: () => "a run id is 1 to 128 characters of letters, digits, '.', '_' or '-'"
   }),
-  Schema.filter((s) => !s.includes("..") && s !== ".", { message: () => "a run id must not contain '..'" }),
+  Schema.filter((s) => !s.includes("..") && s !== ".", {
+    message: () => "a run id must not be '.' or contain '..'"
+  }),
   Schema.brand("RunId")
 )
 

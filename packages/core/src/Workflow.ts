@@ -237,14 +237,19 @@ const checkExtractor = (run: Run, extractor: Extractor.Extractor): Effect.Effect
     new PlanMismatch({ runId: run.id, field: `extractor ${extractor.name} ${field}`, stored: was, current: now })
   if (extractor.version !== stored.version) return mismatch("version", stored.version, extractor.version)
   if (extractor.configHash === stored.configHash) return Effect.void
-  // The hash decides; a setting that changed names what did.
+  // The hash decides; the settings that changed name what did (an extractor that publishes none names nothing).
   const current = extractor.settings ?? {}
   const show = (value: string | number | boolean | undefined) => value === undefined ? "unset" : String(value)
-  const changed = [...new Set([...Object.keys(stored.settings), ...Object.keys(current)])].sort()
-    .find((key) => stored.settings[key] !== current[key])
-  return changed === undefined ?
-    mismatch("configuration", stored.configHash, extractor.configHash) :
-    mismatch(`setting ${changed}`, show(stored.settings[changed]), show(current[changed]))
+  const settings = [...new Set([...Object.keys(stored.settings), ...Object.keys(current)])].sort()
+    .filter((key) => stored.settings[key] !== current[key])
+    .map((name) => ({ name, stored: show(stored.settings[name]), current: show(current[name]) }))
+  return new PlanMismatch({
+    runId: run.id,
+    field: `extractor ${extractor.name} configuration`,
+    stored: stored.configHash,
+    current: extractor.configHash,
+    ...(settings.length === 0 ? {} : { settings })
+  })
 }
 
 /** The run's stored ontology, parsed and checked against its recorded hash. */

@@ -229,7 +229,7 @@ describe("Workflow", () => {
       settings
     })
 
-    it.scoped("are stored with the run and read back; a changed one is a PlanMismatch naming it", () =>
+    it.scoped("are stored with the run and read back; changed ones are a PlanMismatch naming each, with both hashes", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
         const db = path.join(dir, "q.db")
@@ -251,13 +251,17 @@ describe("Workflow", () => {
         }).pipe(Effect.provide(storeLayer(db, [tuned(settings)])))
 
         const error = yield* Effect.flip(Workflow.execute(run.id)).pipe(
-          Effect.provide(storeLayer(db, [tuned({ ...settings, temperature: 0.5 })]))
+          Effect.provide(storeLayer(db, [tuned({ model: "m", temperature: 0.5, strict: false })]))
         )
         assert.strictEqual(error._tag, "PlanMismatch")
         if (error._tag === "PlanMismatch") {
-          assert.strictEqual(error.field, "extractor capitalized setting temperature")
-          assert.strictEqual(error.stored, "0.3")
-          assert.strictEqual(error.current, "0.5")
+          assert.strictEqual(error.field, "extractor capitalized configuration")
+          assert.deepStrictEqual(error.settings, [
+            { name: "seed", stored: "7", current: "unset" },
+            { name: "temperature", stored: "0.3", current: "0.5" }
+          ])
+          assert.include(error.message, "(seed: 7 when started, unset now; temperature: 0.3 when started, 0.5 now)")
+          assert.include(error.message, `tuned ${JSON.stringify(settings)}`)
         }
         const done = yield* Workflow.execute(run.id).pipe(Effect.provide(storeLayer(db, [tuned(settings)])))
         assert.strictEqual(done.status, "completed")
