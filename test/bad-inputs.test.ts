@@ -203,7 +203,7 @@ describe("bad inputs", () => {
     {
       name: "run id with ..",
       args: () => ["start", small, "--db", db, "--run-id", "x..y"],
-      message: () => "run id \"x..y\" is not valid: a run id must not contain '..'"
+      message: () => "run id \"x..y\" is not valid: a run id must not be '.' or contain '..'"
     },
     {
       name: "run id over 128 characters",
@@ -213,12 +213,13 @@ describe("bad inputs", () => {
     {
       name: "duplicate run id",
       args: () => ["start", small, "--db", db, "--run-id", "done"],
-      message: () => "run \"done\" already exists; choose another --run-id or resume it with `quarry resume done`"
+      message: () =>
+        `run "done" already exists; choose another --run-id or resume it with \`quarry resume done --db ${db}\``
     },
     {
       name: "unknown run id for resume",
       args: () => ["resume", "ghost", "--db", db],
-      message: () => "run \"ghost\" does not exist in this database; list runs with `quarry runs`"
+      message: () => `run "ghost" does not exist in this database; list runs with \`quarry runs --db ${db}\``
     },
     {
       name: "unknown run id for status",

@@ -30,7 +30,7 @@ const purgeWaitMs = 120_000
  * Cancels the run, waiting while a live holder stops it (it compensates as it stops), then runs the steps that are
  * not done yet here. Succeeds with the run and its steps; fails with `CompensationFailed` after the run is read again.
  */
-const purge = (runId: RunId) =>
+const purge = (runId: RunId, db: string) =>
   Effect.gen(function*() {
     const store = yield* RunStore
     const started = yield* Clock.currentTimeMillis
@@ -42,7 +42,9 @@ const purge = (runId: RunId) =>
         return yield* new Errors.RunEnded({
           exitCode: 1,
           message: `run ${runId} is still executing ${purgeWaitMs / 1000} s after its cancel was requested; ` +
-            `its compensation steps were not run here; try again when \`quarry status ${runId}\` shows it cancelled`
+            `its compensation steps were not run here; try again when \`quarry status ${runId}${
+              Flags.dbFlag(db)
+            }\` shows it cancelled`
         })
       }
       yield* Effect.sleep(250)
@@ -110,7 +112,7 @@ const purgeCommand = (runId: RunId, db: string, json: boolean) =>
     const { compensated, ledger, run } = yield* withStore(
       db,
       Effect.gen(function*() {
-        const { compensated, run } = yield* purge(runId)
+        const { compensated, run } = yield* purge(runId, db)
         return { run, compensated, ledger: yield* RunView.ledger(run) }
       }),
       () => Effect.fail(new RunNotFound({ runId }))

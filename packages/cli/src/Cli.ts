@@ -6,22 +6,28 @@
  */
 import type * as CliApp from "@effect/cli/CliApp"
 import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as FairScheduler from "@quarry/core/FairScheduler"
+import * as Run from "@quarry/core/Run"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
+import type * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Cancel from "./Cancel.js"
 import * as Doctor from "./Doctor.js"
 import * as Errors from "./Errors.js"
 import * as Events from "./Events.js"
 import * as ExitCode from "./ExitCode.js"
 import * as Export from "./Export.js"
+import * as Flags from "./Flags.js"
 import * as Help from "./Help.js"
 import * as Llm from "./Llm.js"
 import * as Output from "./Output.js"
@@ -42,6 +48,52 @@ export const version = Version.version
 
 const summary = "durable extraction: text in, knowledge graph out, resumable."
 
+/** A run id given to a command, when it is one (`start` parses it into an `Option`, the others take the text). */
+const runIdOf = (flags: object): Option.Option<string> => {
+  const value: unknown = "runId" in flags ? flags.runId : undefined
+  const raw = Option.isOption(value) ? Option.getOrUndefined(value) : value
+  return Schema.is(Run.RunId)(raw) ? Option.some(raw) : Option.none()
+}
+
+/**
+ * The command, recording its database and run before its handler runs (`Errors.currentInvocation`): an error it
+ * raises is then reported with them, wherever it was raised.
+ */
+const remembered = <Name extends string, R, E, A extends { readonly db: Option.Option<string> }>(
+  self: Command.Command<Name, R, E, A>
+) =>
+  Command.transformHandler(self, (effect, flags: A) =>
+    Flags.resolveDb(flags.db).pipe(
+      Effect.flatMap((db) => FiberRef.set(Errors.currentInvocation, Option.some({ db, runId: runIdOf(flags) }))),
+      Effect.zipRight(effect),
+      (handler) =>
+        Effect.flatMap(FiberRef.get(handlerConsole), (console) =>
+          Option.match(console, {
+            onNone: () => handler,
+            onSome: (console) => Effect.withConsole(handler, console)
+          }))
+    ))
+
+/**
+ * `start` refusing a new run id that starts with `-`: every other command would read it as an option
+ * (`quarry status -x`), so the run could not be addressed. Runs stored with one stay readable.
+ */
+const refusingOptionLikeRunIds = <Name extends string, R, E, A extends { readonly runId: Option.Option<string> }>(
+  self: Command.Command<Name, R, E, A>
+) =>
+  Command.transformHandler(
+    self,
+    (effect, flags: A): Effect.Effect<void, E | ValidationError.ValidationError, R> =>
+      Option.match(Option.filter(flags.runId, (id) => id.startsWith("-")), {
+        onNone: () => effect,
+        onSome: (id) =>
+          Effect.fail(ValidationError.invalidValue(HelpDoc.p(
+            `quarry: run id ${JSON.stringify(id)} is not valid: a run id must not start with '-', which every ` +
+              `command would read as an option (quarry status ${id})`
+          )))
+      })
+  )
+
 /**
  * The root command with every subcommand.
  *
@@ -51,14 +103,14 @@ const summary = "durable extraction: text in, knowledge graph out, resumable."
 export const command = Command.make("quarry").pipe(
   Command.withDescription(summary),
   Command.withSubcommands([
-    Start.command,
-    Resume.command,
-    Status.status,
-    Status.runs,
-    Cancel.command,
-    Export.command,
-    Doctor.command,
-    Serve.command
+    remembered(refusingOptionLikeRunIds(Start.command)),
+    remembered(Resume.command),
+    remembered(Status.status),
+    remembered(Status.runs),
+    remembered(Cancel.command),
+    remembered(Export.command),
+    remembered(Doctor.command),
+    remembered(Serve.command)
   ])
 )
 
@@ -104,7 +156,8 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
       yield* Effect.flatMap(Output.Output, (output) => output.out(help.value))
       return ExitCode.ok
     }
-    yield* cli(argv).pipe(Effect.provideService(Settings.Settings, settings))
+    // @effect/cli prints its parse errors itself, without the `quarry: ` prefix; they are reported below instead.
+    yield* cli(argv).pipe(Effect.provideService(Settings.Settings, settings), withoutParserErrors)
     return ExitCode.ok
   }).pipe(
     Effect.catchAllCause((cause) =>
@@ -117,22 +170,24 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
           return ExitCode.runFailed
         }
         const now = yield* Clock.currentTimeMillis
-        const message = Errors.describe(failure.value, now)
-        if (Option.isSome(message)) yield* output.err(`quarry: ${message.value}`)
+        const error = yield* Errors.explain(failure.value)
+        const invocation = yield* FiberRef.get(Errors.currentInvocation)
+        const message = ValidationError.isValidationError(error) ?
+          Errors.describeParseError(error, argv.slice(2)) :
+          Errors.describe(error, now, Option.match(invocation, { onNone: () => undefined, onSome: (i) => i.db }))
+        yield* output.err(`quarry: ${message}`)
         // A bad option value stops the parse, before `start`/`resume` could report it as their `error` event.
-        if (ValidationError.isValidationError(failure.value) && reportsJsonEvents(argv)) {
-          yield* output.out(Events.encode("error", now, {
-            exitCode: ExitCode.usage,
-            error: "UsageError",
-            message: Help.plain(failure.value.error).trim().replace(/^quarry: /, "")
-          }))
+        if (ValidationError.isValidationError(error) && reportsJsonEvents(argv)) {
+          yield* output.out(Events.encode("error", now, { exitCode: ExitCode.usage, error: "UsageError", message }))
         }
-        return ExitCode.fromError(failure.value)
+        return ExitCode.fromError(error)
       })
     ),
     // Logs go to stderr (stdout carries only results); `--log-level` lowers the threshold.
     Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))),
     Logger.withMinimumLogLevel(LogLevel.Warning),
+    // A bad environment variable is named with what it accepts, wherever it is read (extractors included).
+    Settings.withNamedVariables,
     // Heartbeats and signals must get through while a run does synchronous work.
     Effect.withScheduler(FairScheduler.shared)
   )
@@ -144,6 +199,21 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
  * @category layers
  */
 export const layer: Layer.Layer<Environment> = Layer.mergeAll(NodeContext.layer, Output.layer, Llm.layerServices)
+
+/** The console a command's handler writes to (`Output` writes through it), while the parser's is muted. */
+const handlerConsole = FiberRef.unsafeMake(Option.none<Console.Console>())
+
+/**
+ * `self` with the `error` of its console muted, except in the commands' handlers: what @effect/cli prints there
+ * itself are its parse errors, without the `quarry: ` prefix and misleading in places (see `describeParseError`).
+ */
+const withoutParserErrors = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.consoleWith((console) =>
+    self.pipe(
+      Effect.withConsole({ ...console, error: () => Effect.void }),
+      Effect.locally(handlerConsole, Option.some(console))
+    )
+  )
 
 /** `start --json` and `resume --json` end with one terminal event, also when the command line is refused. */
 const reportsJsonEvents = (argv: ReadonlyArray<string>) => {

@@ -4,10 +4,24 @@
  * @since 0.1.0
  */
 import * as ValidationError from "@effect/cli/ValidationError"
-import { RunLocked } from "@quarry/core/Errors"
+import { CompensationFailed } from "@quarry/core/Compensation"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
+import {
+  describeSettingChanges,
+  PersistenceError,
+  PlanMismatch,
+  RunAlreadyExists,
+  RunLocked,
+  RunNotFound,
+  type SettingChange
+} from "@quarry/core/Errors"
+import type * as OfflineExtractor from "@quarry/offline/OfflineExtractor"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as os from "node:os"
+import * as Help from "./Help.js"
 
 /**
  * Bad usage or bad input (exit code 2); nothing was written.
@@ -94,10 +108,104 @@ const seconds = (ms: number) => `${Math.max(0, Math.ceil(ms / 1000))}s`
  * @since 0.1.0
  * @category formatting
  */
-export const lockedMessage = (error: RunLocked, now: number): string =>
+export const lockedMessage = (error: RunLocked, now: number, db: string = defaultDatabase): string =>
   `run ${error.runId} is being executed by ${describeHolder(error.owner)} (lease owner ${error.owner}, renewed ` +
   `until ${new Date(error.expiresAt).toISOString()}, ${seconds(error.expiresAt - now)} from now); wait for it to ` +
-  `finish, or stop it with: quarry cancel ${error.runId}`
+  `finish, or stop it with: quarry cancel ${error.runId}${dbFlag(db)}`
+
+const defaultDatabase = "./quarry.db"
+
+/**
+ * Quotes a word for a POSIX shell when it needs it.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const shellQuote = (word: string): string =>
+  /^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
+
+/**
+ * ` --db PATH` to repeat in a suggested command, or nothing for the default database.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const dbFlag = (db: string): string =>
+  db === defaultDatabase || db === "quarry.db" ? "" : ` --db ${shellQuote(DatabaseUrl.redact(db))}`
+
+/**
+ * What a command was invoked on: the database it uses and the run it names (when valid), so that an error raised
+ * anywhere in it is reported with them (the `--db` of a suggested command, the `runId` of a JSON `error` event).
+ * Set by `Cli` before a command's handler runs.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Invocation {
+  readonly db: string
+  readonly runId: Option.Option<string>
+}
+
+/**
+ * The invocation of the command running in this fiber, if it got as far as its handler.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const currentInvocation: FiberRef.FiberRef<Option.Option<Invocation>> = FiberRef.unsafeMake(
+  Option.none<Invocation>()
+)
+
+/**
+ * The environment variable that sets each setting of the `offline` extractor.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const offlineVariables: Readonly<Record<string, string>> = {
+  unmapped: "QUARRY_OFFLINE_UNMAPPED",
+  useKnownEntities: "QUARRY_OFFLINE_USE_KNOWN_ENTITIES"
+}
+
+/** Every combination of the offline extractor's settings. */
+const offlineCombinations: ReadonlyArray<OfflineExtractor.Settings> = (["drop", "generic"] as const).flatMap((
+  unmapped
+) => [true, false].map((useKnownEntities) => ({ unmapped, useKnownEntities })))
+
+/**
+ * The error with what the CLI can add to it. The offline extractor publishes no settings, so a run of it stores
+ * only its configuration hash: the settings behind both hashes are found by hashing every combination (two settings,
+ * four combinations), so that the refusal names the setting that changed, also for runs created before.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const explain = (error: unknown): Effect.Effect<unknown> =>
+  error instanceof PlanMismatch && error.field === "extractor offline configuration" && error.settings === undefined ?
+    Effect.promise(() => import("@quarry/offline/OfflineExtractor")).pipe(Effect.map((offline) => {
+      const settingsOf = (hash: string) => offlineCombinations.find((settings) => offline.configHash(settings) === hash)
+      const stored = settingsOf(error.stored)
+      const current = settingsOf(error.current)
+      if (stored === undefined || current === undefined) return error
+      const settings: Array<SettingChange> = (["unmapped", "useKnownEntities"] as const)
+        .filter((name) => stored[name] !== current[name])
+        .map((name) => ({ name, stored: String(stored[name]), current: String(current[name]) }))
+      return settings.length === 0 ? error : new PlanMismatch({ ...error, settings })
+    })) :
+    Effect.succeed(error)
+
+/** A refused resume of changed extractor settings: what changed, and the resume that sets them back. */
+const planMismatchMessage = (error: PlanMismatch, db: string): string => {
+  const settings = error.settings ?? []
+  const offline = error.field === "extractor offline configuration"
+  if (!offline || settings.length === 0 || settings.some((s) => offlineVariables[s.name] === undefined)) {
+    return error.message
+  }
+  const assignments = settings.map((s) => `${offlineVariables[s.name]}=${shellQuote(s.stored)}`).join(" ")
+  return `run "${error.runId}" was started with ${error.field} ${error.stored}, but this process has ` +
+    `${error.current} (${describeSettingChanges(settings)}); resume it with the settings it was started with: ` +
+    `${assignments} quarry resume ${error.runId}${dbFlag(db)}, or start a new run`
+}
 
 const tagOf = (u: unknown): string | undefined =>
   typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" ? u._tag : undefined
@@ -111,13 +219,83 @@ const tagOf = (u: unknown): string | undefined =>
 export const nameOf = (error: unknown): string => tagOf(error) ?? "Error"
 
 /**
- * How an error is told to people; `None` for the parse errors that `@effect/cli` has already printed.
+ * How an error is told to people. Every command it suggests names `db` (the database the command used) unless it
+ * is the default one, so that copying it acts on the same database.
  *
  * @since 0.1.0
  * @category formatting
  */
-export const describe = (error: unknown, now: number): Option.Option<string> => {
-  if (ValidationError.isValidationError(error)) return Option.none()
-  if (error instanceof RunLocked) return Option.some(lockedMessage(error, now))
-  return Option.some(error instanceof Error ? error.message : String(error))
+export const describe = (error: unknown, now: number, db: string = defaultDatabase): string => {
+  if (ValidationError.isValidationError(error)) return Help.plain(error.error).trim().replace(/^quarry: /, "")
+  if (error instanceof RunLocked) return lockedMessage(error, now, db)
+  if (error instanceof RunNotFound) {
+    return `run "${error.runId}" does not exist in this database; list runs with \`quarry runs${dbFlag(db)}\``
+  }
+  if (error instanceof RunAlreadyExists) {
+    return `run "${error.runId}" already exists; choose another --run-id or resume it with \`quarry resume ` +
+      `${error.runId}${dbFlag(db)}\``
+  }
+  if (error instanceof PlanMismatch) return planMismatchMessage(error, db)
+  if (error instanceof CompensationFailed) {
+    return error.message.replace(
+      `quarry cancel ${error.runId} --purge`,
+      `quarry cancel ${error.runId} --purge${dbFlag(db)}`
+    )
+  }
+  if (error instanceof PersistenceError) {
+    return error.message.replace("`quarry doctor`", `\`quarry doctor${dbFlag(db)}\``)
+  }
+  return error instanceof Error ? error.message : String(error)
+}
+
+const logLevels = "all, trace, debug, info, warning, error, fatal or none"
+const shells = "sh, bash, fish or zsh"
+
+/** The value given to option `name` in `args` (`--name value` or `--name=value`), at its first occurrence. */
+const valueOf = (args: ReadonlyArray<string>, name: string): string | undefined => {
+  const index = args.findIndex((arg) => arg === name || arg.startsWith(`${name}=`))
+  if (index < 0) return undefined
+  const arg = args[index]!
+  return arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : args[index + 1]
+}
+
+const badChoice = (args: ReadonlyArray<string>, name: string, what: string, choices: string) => {
+  const value = valueOf(args, name)
+  return value === undefined ?
+    `${name} needs a value: ${choices}` :
+    `${name} ${JSON.stringify(value)} is not ${what}; use ${choices}`
+}
+
+/**
+ * A parse error of @effect/cli for people, from the error and the arguments it parsed (after the program). Its own
+ * texts mislead in two cases, which are named instead: an option given twice is left over, and a built-in option
+ * whose value is not one of its choices is left over too; both read "Received unknown argument".
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const describeParseError = (error: ValidationError.ValidationError, args: ReadonlyArray<string>): string => {
+  const text = Help.plain(error.error).trim().replace(/^quarry: /, "")
+  const command = args[0] !== undefined && !args[0].startsWith("-") ? args[0] : undefined
+  const help = command === undefined ? "quarry --help" : `quarry ${command} --help`
+  const badLogLevel = args.some((arg) => arg === "--log-level" || arg.startsWith("--log-level=")) &&
+    !/^(all|trace|debug|info|warning|error|fatal|none)$/.test(valueOf(args, "--log-level") ?? "")
+  const badShell = args.some((arg) => arg === "--completions" || arg.startsWith("--completions=")) &&
+    !/^(sh|bash|fish|zsh)$/.test(valueOf(args, "--completions") ?? "")
+  if (badLogLevel) return badChoice(args, "--log-level", "a log level", logLevels)
+  if (badShell) return badChoice(args, "--completions", "a shell quarry has completions for", shells)
+  const unknown = /^Received unknown argument: '(.*)'$/.exec(text)
+  if (unknown !== null) {
+    const name = unknown[1]!.split("=")[0]!
+    const given = args.filter((arg) => arg === name || arg.startsWith(`${name}=`)).length
+    if (name.startsWith("-") && given > 1) return `option ${name} is given ${given} times; give it once`
+    return `unknown argument ${JSON.stringify(unknown[1])}; see \`${help}\``
+  }
+  const missing = /^Missing argument <(.*)>$/.exec(text)
+  if (missing !== null) return `${command ?? "quarry"} needs the argument <${missing[1]}>; see \`${help}\``
+  if (/^Invalid subcommand for quarry/.test(text)) {
+    return `unknown command ${JSON.stringify(command ?? args[0] ?? "")}; use one of start, resume, status, runs, ` +
+      "cancel, export, doctor, serve (see `quarry --help`)"
+  }
+  return text
 }

@@ -13,6 +13,7 @@ import * as Workflow from "@quarry/core/Workflow"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Errors from "./Errors.js"
 import * as Events from "./Events.js"
@@ -53,6 +54,9 @@ const beforeClaim = new Set([
 
 const tagOf = (u: unknown): string | undefined =>
   typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" ? u._tag : undefined
+
+const runIdOf = (u: unknown): string | undefined =>
+  typeof u === "object" && u !== null && "runId" in u && typeof u.runId === "string" ? u.runId : undefined
 
 const messageOf = (u: unknown): string => u instanceof Error ? u.message : String(u)
 
@@ -312,16 +316,18 @@ const failed = (r: Reporter, run: Option.Option<Run>, reason: string, error: unk
   Effect.gen(function*() {
     // A full or read-only disk can also refuse the record of the failure: the lease then has to run out.
     const unrecorded = Option.exists(run, (run) => run.status === "running")
+    // Its own suggestions (`quarry doctor`, `quarry cancel x --purge`) with this run's --db.
+    const message = Errors.describe(error, yield* Clock.currentTimeMillis, r.options.db)
     yield* emit(r, "run.failed", {
       ...progressFields(run),
       reason,
-      error: messageOf(error),
+      error: message,
       ...(unrecorded ? { recorded: false } : {}),
       resume: r.hint
     })
     return yield* new Errors.RunEnded({
       exitCode: ExitCode.runFailed,
-      message: `run ${r.runId} failed after ${progressOf(r, run)} batches: ${messageOf(error)}. Every committed ` +
+      message: `run ${r.runId} failed after ${progressOf(r, run)} batches: ${message}. Every committed ` +
         `batch is kept; ${
           unrecorded ?
             "the failure could not be recorded, so the run still shows running until its lease expires; " :
@@ -388,10 +394,14 @@ export const reportErrorsAsJson = (json: boolean) => <A, E, R>(self: Effect.Effe
       error instanceof Errors.RunEnded ? Effect.void : Effect.gen(function*() {
         const output = yield* Output
         const now = yield* Clock.currentTimeMillis
+        const invocation = Option.getOrUndefined(yield* FiberRef.get(Errors.currentInvocation))
+        // The run the error is about, else the one the command was given.
+        const runId = runIdOf(error) ?? Option.getOrUndefined(invocation?.runId ?? Option.none())
         yield* output.out(Events.encode("error", now, {
+          ...(runId === undefined ? {} : { runId }),
           exitCode: ExitCode.fromError(error),
           error: Errors.nameOf(error),
-          message: Option.getOrElse(Errors.describe(error, now), () => messageOf(error))
+          message: Errors.describe(yield* Errors.explain(error), now, invocation?.db)
         }))
       })) :
     self

@@ -6,9 +6,9 @@
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
-import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Errors from "./Errors.js"
 import { UsageError } from "./Errors.js"
 import * as Inputs from "./Inputs.js"
 import { Settings } from "./Settings.js"
@@ -60,7 +60,31 @@ export const validated = <A>(check: (raw: string) => Effect.Effect<A, UsageError
  * @category options
  */
 export const number = (name: string, description: string, requirement: string) =>
-  checked(name, "N", description, (raw) => Inputs.parseNumber(name, raw, requirement))
+  checked(name, "N", description, (raw) => parseWhole(name, raw, requirement))
+
+/**
+ * Parses a number option written in plain decimal: digits (`1000`), or a negative or fractional decimal that the
+ * caller's range check refuses with its own reason (`window (1.5) must be ...`). `0x10`, `1e3`, `Infinity` and the
+ * like are refused, and so are digits past `Number.MAX_SAFE_INTEGER` (as too large, quoting the text as given:
+ * `Number` would round them).
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const parseWhole = (name: string, raw: string, requirement: string): Effect.Effect<number, UsageError> => {
+  const text = raw.trim()
+  if (/^\d+$/.test(text) && !Number.isSafeInteger(Number(text))) {
+    return Effect.fail(
+      new UsageError({
+        message: `${name} (${JSON.stringify(raw)}) is too large: it must be ${requirement}, at most ` +
+          `${Number.MAX_SAFE_INTEGER}`
+      })
+    )
+  }
+  return /^-?\d+(\.\d+)?$/.test(text) ?
+    Effect.succeed(Number(text)) :
+    Effect.fail(new UsageError({ message: `${name} (${JSON.stringify(raw)}) must be ${requirement}` }))
+}
 
 /**
  * `--db PATH`: the database file.
@@ -102,8 +126,7 @@ export const resolveDb = (flag: Option.Option<string>): Effect.Effect<string, ne
  * @since 0.1.0
  * @category formatting
  */
-export const dbFlag = (db: string): string =>
-  db === "./quarry.db" || db === "quarry.db" ? "" : ` --db ${shellQuote(DatabaseUrl.redact(db))}`
+export const dbFlag = Errors.dbFlag
 
 /**
  * The command that resumes a run.
@@ -120,8 +143,7 @@ export const resumeCommand = (runId: string, db: string, args: ReadonlyArray<str
  * @since 0.1.0
  * @category formatting
  */
-export const shellQuote = (word: string): string =>
-  /^[A-Za-z0-9_./:=@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
+export const shellQuote = Errors.shellQuote
 
 /**
  * `--max-cost`, `--max-tokens` and `--deadline`: limits of one execution (`start` or `resume`). The budget is kept

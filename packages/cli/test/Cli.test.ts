@@ -160,7 +160,7 @@ describe("quarry start", () => {
           [["--temperature", "3"], "temperature (\"3\") must be a number from 0 to 2"],
           [["--max-output-tokens", "0"], "max-output-tokens (\"0\") must be a whole number of tokens greater than 0"],
           [["--model", " "], "model must not be empty"],
-          [["--windo", "3"], "Received unknown argument: '--windo'"]
+          [["--windo", "3"], "unknown argument \"--windo\"; see `quarry start --help`"]
         ] as const
       ) {
         const result = yield* quarry(["start", small, "--db", path.join(dir, "q.db"), ...args, "--json"])
@@ -693,6 +693,10 @@ describe("exit codes", () => {
       assert.strictEqual(settings.leaseMs, 1500)
       const bad = yield* quarry(["runs"], { QUARRY_LEASE_MS: "0" })
       assert.strictEqual(bad.code, 2)
-      assert.include(bad.stderr(), "QUARRY_LEASE_MS must be a whole number of milliseconds greater than 0")
+      assert.include(
+        bad.stderr(),
+        "quarry: bad environment: QUARRY_LEASE_MS is \"0\", which is not valid; it must be a whole number of " +
+          "milliseconds greater than 0"
+      )
     }))
 })

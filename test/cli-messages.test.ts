@@ -1,0 +1,209 @@
+/**
+ * The messages of the built `quarry` that tell people what to do: a refused resume names the extractor settings
+ * that changed and the resume that sets them back; a bad environment variable is named with what it accepts;
+ * the command-line parser's errors carry the `quarry: ` prefix and say what is wrong; every suggested command repeats
+ * the `--db` given; `--json` `error` events carry the run id; number options are plain decimal; and a new run id
+ * that would read as an option is refused.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { committedEvents, jsonLines, makeDir, removeDir, run, startMobyDick, texts } from "./support.js"
+
+const book = path.join(texts, "long-multi-chapter.txt")
+
+describe("cli messages", () => {
+  let dir = ""
+  let db = ""
+
+  beforeAll(async () => {
+    dir = makeDir()
+    db = path.join(dir, "st.db")
+    const done = await run(["start", book, "--db", db, "--run-id", "done"])
+    assert.strictEqual(done.code, 0, done.stderr)
+    // A run that stopped after its first batch, to be resumed under other settings.
+    const failed = await run(["start", book, "--db", db, "--run-id", "pm", "--window", "600", "--batch-size", "2"], {
+      env: { QUARRY_TEST_CRASH_AT: "commit.beforeEvent:1" }
+    })
+    assert.notStrictEqual(failed.code, 0)
+  }, 120_000)
+  afterAll(() => removeDir(dir))
+
+  it("a resume under changed offline settings names each setting and the resume that sets them back", async () => {
+    const result = await run(["resume", "pm", "--db", db], {
+      env: { QUARRY_OFFLINE_USE_KNOWN_ENTITIES: "false", QUARRY_OFFLINE_UNMAPPED: "generic" }
+    })
+    assert.strictEqual(result.code, 2, result.stderr)
+    assert.match(
+      result.stderr,
+      /^quarry: run "pm" was started with extractor offline configuration [0-9a-f]{64}, but this process has [0-9a-f]{64} \(unmapped: drop when started, generic now; useKnownEntities: true when started, false now\); resume it with the settings it was started with: QUARRY_OFFLINE_UNMAPPED=drop QUARRY_OFFLINE_USE_KNOWN_ENTITIES=true quarry resume pm --db \S+st\.db, or start a new run\n$/
+    )
+  })
+
+  describe("a bad environment variable is named with what it accepts (exit 2)", () => {
+    const cases: ReadonlyArray<readonly [string, Record<string, string>, ReadonlyArray<string>, string]> = [
+      [
+        "QUARRY_LEASE_MS=abc, for any command",
+        { QUARRY_LEASE_MS: "abc" },
+        ["runs"],
+        "QUARRY_LEASE_MS is \"abc\", which is not valid; it must be a whole number of milliseconds greater than 0, such as 30000 (the default)"
+      ],
+      [
+        "QUARRY_LEASE_MS=0",
+        { QUARRY_LEASE_MS: "0" },
+        ["runs"],
+        "QUARRY_LEASE_MS is \"0\", which is not valid; it must be a whole number of milliseconds greater than 0, such as 30000 (the default)"
+      ],
+      [
+        "QUARRY_OFFLINE_UNMAPPED=bogus",
+        { QUARRY_OFFLINE_UNMAPPED: "bogus" },
+        ["start", book],
+        "QUARRY_OFFLINE_UNMAPPED is \"bogus\", which is not valid; it must be drop (the default) or generic"
+      ],
+      [
+        "QUARRY_OFFLINE_USE_KNOWN_ENTITIES=maybe",
+        { QUARRY_OFFLINE_USE_KNOWN_ENTITIES: "maybe" },
+        ["start", book],
+        "QUARRY_OFFLINE_USE_KNOWN_ENTITIES is \"maybe\", which is not valid; it must be true (the default) or false"
+      ],
+      [
+        "an empty QUARRY_DB",
+        { QUARRY_DB: "" },
+        ["runs"],
+        "QUARRY_DB is set but empty; it must be a SQLite file path, or unset (./quarry.db)"
+      ],
+      [
+        "an empty QUARRY_DATABASE_URL, also beside a set QUARRY_DB",
+        { QUARRY_DATABASE_URL: "", QUARRY_DB: "elsewhere.db" },
+        ["runs"],
+        "QUARRY_DATABASE_URL is set but empty; it must be a postgres:// URL, or unset"
+      ]
+    ]
+    for (const [name, env, args, message] of cases) {
+      it(name, async () => {
+        const result = await run(args, { env, cwd: dir })
+        assert.strictEqual(result.code, 2, result.stderr)
+        assert.strictEqual(result.stderr, `quarry: bad environment: ${message}\n`)
+        assert.strictEqual(result.stdout, "")
+        assert.isFalse(fs.existsSync(path.join(dir, "quarry.db")))
+      })
+    }
+  })
+
+  describe("the parser's errors carry the prefix and say what is wrong (exit 2)", () => {
+    const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>, string]> = [
+      [
+        "a log level that is not one",
+        ["start", book, "--log-level", "verbose"],
+        "quarry: --log-level \"verbose\" is not a log level; use all, trace, debug, info, warning, error, fatal or none"
+      ],
+      [
+        "an option given twice",
+        ["start", book, "--window", "100", "--window", "200"],
+        "quarry: option --window is given 2 times; give it once"
+      ],
+      [
+        "a shell without completions",
+        ["--completions", "tcsh"],
+        "quarry: --completions \"tcsh\" is not a shell quarry has completions for; use sh, bash, fish or zsh"
+      ],
+      ["a missing argument", ["start"], "quarry: start needs the argument <input>; see `quarry start --help`"],
+      [
+        "an unknown option",
+        ["start", book, "--frob"],
+        "quarry: unknown argument \"--frob\"; see `quarry start --help`"
+      ],
+      [
+        "an unknown command",
+        ["frob"],
+        "quarry: unknown command \"frob\"; use one of start, resume, status, runs, cancel, export, doctor, serve (see `quarry --help`)"
+      ]
+    ]
+    for (const [name, args, message] of cases) {
+      it(name, async () => {
+        const result = await run([...args, "--db", path.join(dir, "parse.db")])
+        assert.strictEqual(result.code, 2, result.stderr)
+        assert.strictEqual(result.stderr, `${message}\n`)
+        assert.isFalse(fs.existsSync(path.join(dir, "parse.db")))
+      })
+    }
+  })
+
+  describe("suggested commands carry the --db given", () => {
+    it("a run id already taken", async () => {
+      const result = await run(["start", book, "--db", db, "--run-id", "done"])
+      assert.strictEqual(result.code, 2, result.stderr)
+      assert.include(result.stderr, `resume it with \`quarry resume done --db ${db}\``)
+    })
+
+    it("a run held by a live process (exit 4)", async () => {
+      const { child, db: held } = startMobyDick(dir, "lk", { QUARRY_TEST_EXTRACTOR_DELAY_MS: "40" })
+      try {
+        await child.waitFor((stdout) => committedEvents(stdout) >= 1)
+        const result = await run(["resume", "lk", "--db", held], { env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "40" } })
+        assert.strictEqual(result.code, 4, result.stderr)
+        assert.include(result.stderr, `stop it with: quarry cancel lk --db ${held}\n`)
+      } finally {
+        child.child.kill("SIGKILL")
+        await child.exited
+      }
+    }, 60_000)
+
+    it("none for the default database", async () => {
+      const result = await run(["resume", "ghost"], { cwd: dir })
+      assert.strictEqual(result.code, 2, result.stderr)
+      assert.include(result.stderr, "list runs with `quarry runs`\n")
+    })
+  })
+
+  it("start --json: the error event of a refused start carries the run id", async () => {
+    const result = await run(["start", book, "--db", db, "--run-id", "done", "--json"])
+    assert.strictEqual(result.code, 2, result.stderr)
+    const events = jsonLines(result.stdout)
+    assert.strictEqual(events.length, 1)
+    assert.deepInclude(events[0], { event: "error", runId: "done", error: "RunAlreadyExists" })
+  })
+
+  it("resume --json: the error event carries the run id given, also for an error that does not name it", async () => {
+    const result = await run(["resume", "done", "--db", db, "--json", "--out", path.join(dir, "missing", "x.ttl")])
+    assert.strictEqual(result.code, 2, result.stderr)
+    assert.deepInclude(jsonLines(result.stdout)[0], { event: "error", runId: "done", error: "UsageError" })
+  })
+
+  describe("number options are plain decimal", () => {
+    const cases: ReadonlyArray<readonly [string, string]> = [
+      [
+        "99999999999999999999",
+        "window (\"99999999999999999999\") is too large: it must be a whole number greater than 0, at most 9007199254740991"
+      ],
+      ["0x10", "window (\"0x10\") must be a whole number greater than 0"],
+      ["1e3", "window (\"1e3\") must be a whole number greater than 0"]
+    ]
+    for (const [value, message] of cases) {
+      it(`--window ${value} is refused`, async () => {
+        const result = await run(["start", book, "--db", path.join(dir, "n.db"), "--window", value])
+        assert.strictEqual(result.code, 2, result.stderr)
+        assert.strictEqual(result.stderr, `quarry: ${message}\n`)
+      })
+    }
+  })
+
+  describe("run ids", () => {
+    it("one that starts with '-' is refused at creation (commands would read it as an option)", async () => {
+      const result = await run(["start", book, "--db", path.join(dir, "r.db"), "--run-id=-x", "--json"])
+      assert.strictEqual(result.code, 2, result.stderr)
+      assert.strictEqual(
+        result.stderr,
+        "quarry: run id \"-x\" is not valid: a run id must not start with '-', which every command would read as an option (quarry status -x)\n"
+      )
+      assert.deepInclude(jsonLines(result.stdout)[0], { event: "error", error: "UsageError" })
+      assert.isFalse(fs.existsSync(path.join(dir, "r.db")))
+    })
+
+    it("'.' is refused for what it is", async () => {
+      const result = await run(["start", book, "--db", path.join(dir, "r.db"), "--run-id", "."])
+      assert.strictEqual(result.code, 2, result.stderr)
+      assert.strictEqual(result.stderr, "quarry: run id \".\" is not valid: a run id must not be '.' or contain '..'\n")
+    })
+  })
+})
