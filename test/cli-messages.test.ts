@@ -186,6 +186,17 @@ describe("cli messages", () => {
         assert.strictEqual(result.stderr, `quarry: ${message}\n`)
       })
     }
+    for (const option of ["--max-tokens", "--max-output-tokens"]) {
+      it(`${option} 1e3 is refused`, async () => {
+        const llm = option === "--max-output-tokens" ? ["--extractor", "llm", "--model", "m"] : []
+        const result = await run(["start", book, "--db", path.join(dir, "n.db"), ...llm, option, "1e3"])
+        assert.strictEqual(result.code, 2, result.stderr)
+        assert.strictEqual(
+          result.stderr,
+          `quarry: ${option.slice(2)} ("1e3") must be a whole number of tokens greater than 0\n`
+        )
+      })
+    }
   })
 
   describe("run ids", () => {

@@ -87,6 +87,21 @@ export const parseWhole = (name: string, raw: string, requirement: string): Effe
 }
 
 /**
+ * Parses a count that must be a whole number greater than 0, in plain decimal (see `parseWhole`), naming the
+ * option and the unit in the message.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const parseCount = (name: string, raw: string, unit: string): Effect.Effect<number, UsageError> => {
+  const requirement = `a whole number of ${unit} greater than 0`
+  return Effect.flatMap(parseWhole(name, raw, requirement), (n) =>
+    Number.isInteger(n) && n >= 1 ?
+      Effect.succeed(n) :
+      Effect.fail(new UsageError({ message: `${name} (${JSON.stringify(raw)}) must be ${requirement}` })))
+}
+
+/**
  * `--db PATH`: the database file.
  *
  * @since 0.1.0
@@ -165,7 +180,7 @@ export const limits = {
     "max-tokens",
     "N",
     "Stop before the run's prompt + completion tokens would exceed N, counted and kept like --max-cost.",
-    (raw) => Inputs.parsePositiveInteger("max-tokens", raw, "tokens")
+    (raw) => parseCount("max-tokens", raw, "tokens")
   ),
   deadline: checked(
     "deadline",

@@ -28,7 +28,6 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import { UsageError } from "./Errors.js"
 import * as Flags from "./Flags.js"
-import * as Inputs from "./Inputs.js"
 
 /**
  * The extractor's registry name (`LlmExtractor.name`, repeated here so that naming it does not load the module).
@@ -126,7 +125,7 @@ export const options = {
     "N",
     "llm extractor: completion tokens per call (default: QUARRY_LLM_MAX_TOKENS, else 4096; resume uses the run's " +
       "own).",
-    (raw) => Inputs.parsePositiveInteger("max-output-tokens", raw, "tokens")
+    (raw) => Flags.parseCount("max-output-tokens", raw, "tokens")
   )
 }
 
