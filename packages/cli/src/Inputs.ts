@@ -162,21 +162,6 @@ export const readTextFile = (
 const isPermissionError = (error: unknown) => errnoCode(error) === "EACCES" || errnoCode(error) === "EPERM"
 
 /**
- * Parses a whole-number option given as text. Range checks are left to the caller (the chunking validation names
- * them); text that is not a number at all is refused here, naming the option.
- *
- * @since 0.1.0
- * @category validation
- */
-export const parseNumber = (name: string, raw: string, requirement: string): Effect.Effect<number, UsageError> => {
-  const trimmed = raw.trim()
-  const value = Number(trimmed)
-  return trimmed === "" || Number.isNaN(value) ?
-    fail(`${name} (${JSON.stringify(raw)}) must be ${requirement}`) :
-    Effect.succeed(value)
-}
-
-/**
  * True for the names SQLite treats as in-memory or temporary databases (refused by the durability check, exit 3).
  *
  * @since 0.1.0
@@ -422,18 +407,5 @@ export const parseUsd = (name: string, raw: string): Effect.Effect<number, Usage
   const value = Number(raw.trim().replace(/^\$/, ""))
   return raw.trim() === "" || !Number.isFinite(value) || value <= 0 ?
     fail(`${name} (${JSON.stringify(raw)}) must be an amount in US dollars greater than 0, such as 2.50`) :
-    Effect.succeed(value)
-}
-
-/**
- * Parses a count that must be a whole number greater than 0, naming the option and the unit in the message.
- *
- * @since 0.1.0
- * @category validation
- */
-export const parsePositiveInteger = (name: string, raw: string, unit: string): Effect.Effect<number, UsageError> => {
-  const value = Number(raw.trim())
-  return raw.trim() === "" || !Number.isSafeInteger(value) || value < 1 ?
-    fail(`${name} (${JSON.stringify(raw)}) must be a whole number of ${unit} greater than 0`) :
     Effect.succeed(value)
 }

@@ -2,7 +2,8 @@
  * `quarry serve`: Quarry as a long-running HTTP service (see `@quarry/server`). Every option can also come from a
  * `QUARRY_*` environment variable; tokens come only from the environment (`QUARRY_API_TOKENS`,
  * `QUARRY_API_TOKEN_FILE`). The first SIGTERM/SIGINT drains (readiness off, new work refused, runs recorded
- * `interrupted`, event streams ended) and exits 0; a second one exits at once (130, see `bin.ts`).
+ * `interrupted`, event streams ended, connections closed) and exits 0 within `--drain-timeout`, 1 past it; a second
+ * one exits at once (130, see `main.ts`).
  *
  * @since 0.1.0
  */
@@ -14,6 +15,8 @@ import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Extractor from "@quarry/core/Extractor"
 import type * as QuarryServer from "@quarry/server"
 import type { Admission as AdmissionService } from "@quarry/server/Admission"
+// No platform code in it: small enough to load with every command.
+import * as Connections from "@quarry/server/Connections"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
@@ -77,7 +80,7 @@ const parseSize = (raw: string) => {
 
 const wholeNumber = (name: string, raw: string, min: number) =>
   Effect.flatMap(
-    Inputs.parseNumber(name, raw, `a whole number of ${min} or more`),
+    Flags.parseWhole(name, raw, `a whole number of ${min} or more`),
     (n) =>
       Number.isSafeInteger(n) && n >= min ?
         Effect.succeed(n) :
@@ -236,19 +239,36 @@ const announce = (
     )
   })
 
-/** Drains the admission within the timeout; past it, exits 1 (the leases expire and the next start recovers). */
-const drain = (admission: AdmissionService["Type"], drainTimeoutMs: number, settings: Settings["Type"]) =>
+/** Exits 1: the drain did not finish in time. */
+const giveUp = (drainTimeoutMs: number, why: string) =>
+  Effect.logError(`drain did not finish within ${drainTimeoutMs}ms${why}; exiting anyway`).pipe(
+    // The runs' leases expire and the next start recovers them; nothing committed is lost.
+    Effect.andThen(Effect.sync(() => process.exit(1)))
+  )
+
+/**
+ * Drains within the timeout: the admission first, while the HTTP server still answers (readyz and submissions 503,
+ * with `Connection: close`), then the connections, with what is left of the timeout for the responses in flight.
+ * Past the timeout, exits 1.
+ */
+const drain = (
+  admission: AdmissionService["Type"],
+  connections: Connections.Connections["Type"],
+  drainTimeoutMs: number,
+  settings: Settings["Type"]
+) =>
   Effect.gen(function*() {
     yield* Effect.logInfo("draining")
-    const drained = yield* admission.drain.pipe(Effect.timeout(drainTimeoutMs), Effect.option)
-    if (Option.isNone(drained)) {
-      yield* Effect.logError(`drain did not finish within ${drainTimeoutMs}ms; exiting anyway`)
-      // The runs' leases expire and the next start recovers them; nothing committed is lost.
-      yield* Effect.sync(() => process.exit(1))
-    }
+    const deadline = (yield* Clock.currentTimeMillis) + drainTimeoutMs
+    // The one bound on the whole shutdown, the layer's finalizers included. A timeout on a step would not do: this
+    // runs in a finalizer, where a step cannot be interrupted, so its timeout waits for it.
+    yield* Effect.forkDaemon(Effect.andThen(Effect.sleep(drainTimeoutMs), giveUp(drainTimeoutMs, "")))
+    yield* admission.drain
     // TEST-ONLY (QUARRY_TEST_SHUTDOWN_DELAY_MS): keep answering while drained, so tests can probe it.
     const delay = Option.getOrUndefined(settings.testHooks.shutdownDelayMs)
     if (delay !== undefined) yield* Effect.sleep(delay)
+    const cut = yield* connections.close(Math.max(0, deadline - (yield* Clock.currentTimeMillis)))
+    if (cut > 0) yield* giveUp(drainTimeoutMs, `: ${cut} request(s) in flight were cut`)
   })
 
 /** The parsed flags of `serve`. */
@@ -343,6 +363,12 @@ const serve = (
           })
         ))
     )
+    // Drain before the layer closes (a finalizer added after it runs first): the HTTP server still answers (readyz
+    // 503, submissions 503) meanwhile. Added before anything is announced, so that a signal right after the server
+    // listens drains too: without the drain, closing the server waits for every connection, a quiet one forever.
+    const admission = Context.get(context, server.Admission.Admission)
+    const connections = Context.get(context, Connections.Connections)
+    yield* Effect.addFinalizer(() => drain(admission, connections, flags.drainTimeout, settings))
     const address = Context.get(context, HttpServer.HttpServer).address
     const port = address._tag === "TcpAddress" ? address.port : flags.port
     const url = `http://${flags.host.includes(":") ? `[${flags.host}]` : flags.host}:${port}`
@@ -350,9 +376,7 @@ const serve = (
     // The default extractor's modules (NLP models) load in the background now, not in the first submission (which
     // took 4 s under load in the service benchmark).
     yield* Effect.forkScoped(Effect.ignore(Context.get(context, Extractor.Registry).get(Extractors.defaultName)))
-    // Drain before the layer closes: the HTTP server still answers (readyz 503, submissions 503) meanwhile.
-    const admission = Context.get(context, server.Admission.Admission)
-    yield* Effect.never.pipe(Effect.onInterrupt(() => drain(admission, flags.drainTimeout, settings)))
+    return yield* Effect.never
   }))
 
 /**

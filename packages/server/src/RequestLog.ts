@@ -39,20 +39,20 @@ const validId = /^[A-Za-z0-9._:-]{1,128}$/
 export const tooLargeMessage = (maxBodyBytes: number) =>
   `the request body is larger than ${maxBodyBytes} bytes (--max-body); nothing was stored`
 
-const tooLarge = (maxBodyBytes: number, requestId: string) =>
-  ApiError.response(413, "PayloadTooLarge", tooLargeMessage(maxBodyBytes), { "x-request-id": requestId })
+const tooLarge = (maxBodyBytes: number, headers: Record<string, string>) =>
+  ApiError.response(413, "PayloadTooLarge", tooLargeMessage(maxBodyBytes), headers)
 
 const handle = <E, R>(
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
   request: HttpServerRequest.HttpServerRequest,
   maxBodyBytes: number,
-  requestId: string
+  headers: Record<string, string>
 ) =>
   Effect.gen(function*() {
     const startedAt = yield* Clock.currentTimeMillis
     const length = Number(request.headers["content-length"] ?? "0")
-    // Answered without `app`, so its pre-response handler does not run: the request id is set here.
-    const response = length > maxBodyBytes ? tooLarge(maxBodyBytes, requestId) : yield* app.pipe(
+    // Answered without `app`, so its pre-response handler does not run: its headers are set here.
+    const response = length > maxBodyBytes ? tooLarge(maxBodyBytes, headers) : yield* app.pipe(
       HttpIncomingMessage.withMaxBodySize(Option.some(maxBodyBytes)),
       Effect.catchAllCause((cause) =>
         Effect.flatMap(HttpServerError.causeResponse(cause), ([response, cause]) =>
@@ -92,14 +92,10 @@ export const middleware = (maxBodyBytes: number) =>
       // While draining, connections are not kept alive: a request on a reused connection must not arrive after the
       // server stopped handling requests. The response is written inside `app`, hence a pre-response handler.
       const draining = yield* Effect.flatMap(Admission.Admission, (admission) => Deferred.isDone(admission.draining))
+      const headers = { "x-request-id": requestId, ...(draining ? { connection: "close" } : {}) }
       yield* HttpApp.appendPreResponseHandler((_, response) =>
-        Effect.succeed(
-          HttpServerResponse.setHeaders(DecodeErrors.normalize(response), {
-            "x-request-id": requestId,
-            ...(draining ? { connection: "close" } : {})
-          })
-        )
+        Effect.succeed(HttpServerResponse.setHeaders(DecodeErrors.normalize(response), headers))
       )
-      return yield* Effect.annotateLogs(handle(app, request, maxBodyBytes, requestId), { requestId })
+      return yield* Effect.annotateLogs(handle(app, request, maxBodyBytes, headers), { requestId })
     })
   )

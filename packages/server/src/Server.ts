@@ -19,14 +19,17 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import type * as Extractor from "@quarry/core/Extractor"
 import type { RunStore } from "@quarry/core/RunStore"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
+import type * as Net from "node:net"
 import * as path from "node:path"
 import * as Admission from "./Admission.js"
 import { QuarryApi } from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Cluster from "./Cluster.js"
+import * as Connections from "./Connections.js"
 import * as Dashboard from "./Dashboard.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
@@ -64,6 +67,13 @@ export interface Options extends Admission.Options {
 /** Characters a path parameter may have: a run id's 128, and any longer path for the route of last resort. */
 const maxPathParameter = 8192
 
+/** The Node HTTP server, its connections tracked so that a drain can end them (`Connections`). */
+const nodeServer = (options: Net.ListenOptions) =>
+  Layer.unwrapEffect(Effect.sync(() => {
+    const server = createServer()
+    return NodeHttpServer.layer(() => server, options).pipe(Layer.provideMerge(Connections.layer(server)))
+  }))
+
 /**
  * The server: listening once built, drained when its scope closes.
  *
@@ -73,7 +83,7 @@ const maxPathParameter = 8192
 export const layer = (
   options: Options
 ): Layer.Layer<
-  HttpServer.HttpServer | Admission.Admission,
+  HttpServer.HttpServer | Admission.Admission | Connections.Connections,
   ServeError | SocketServerError,
   RunStore | Extractor.Registry | SqlClient.SqlClient
 > => {
@@ -103,7 +113,7 @@ export const layer = (
     // The router's default takes no path parameter over 100 characters; a run id may have 128. Past this, a path is
     // still the route of last resort's (a JSON 404), never the router's empty one.
     Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: maxPathParameter })),
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
+    Layer.provideMerge(nodeServer({ host: options.host, port: options.port }))
   )
   // The tracer is installed first, so that the fibers of admission and of the HTTP server start with it.
   return http.pipe(
