@@ -3,6 +3,7 @@
  * resumes it, and resuming completes to the same bytes as an uninterrupted run.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as net from "node:net"
 import * as path from "node:path"
 import {
   committedEvents,
@@ -83,6 +84,32 @@ describe("signals", () => {
       assert.isBelow(stored.committed_batches, stored.total_batches)
     },
     120_000
+  )
+
+  it(
+    "SIGINT while its database does not answer yet, before any run exists: exit 130, on stderr and in --json",
+    async () => {
+      // A database server that accepts the connection and never answers: the command waits, before any run exists.
+      const silent = net.createServer(() => {})
+      await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))
+      const db = `postgres://quarry@127.0.0.1:${(silent.address() as net.AddressInfo).port}/quarry`
+      try {
+        const child = start(["start", mobyDick.input, "--db", db, "--run-id", "early", "--json"], { env })
+        await sleep(1_500)
+        child.child.kill("SIGINT")
+        const exit = await child.exited
+        assert.strictEqual(exit.code, 130, child.stderr)
+        const message = `interrupted before run early started executing; nothing was extracted (if \`quarry runs ` +
+          `--db ${db}\` lists it, \`quarry resume early --db ${db}\` runs it)`
+        assert.include(child.stderr, `quarry: ${message}`)
+        const events = jsonLines(child.stdout)
+        assert.strictEqual(events.length, 1, child.stdout)
+        assert.deepInclude(events[0], { event: "error", runId: "early", exitCode: 130, error: "Interrupted", message })
+      } finally {
+        silent.close()
+      }
+    },
+    60_000
   )
 
   it("a second SIGINT exits at once, leaving a consistent database that resumes to the same bytes", async () => {

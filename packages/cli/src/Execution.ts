@@ -382,6 +382,48 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
   })
 
 /**
+ * How far a command got before its run's execution: the run's id once known, and whether the execution began.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BeforeExecution {
+  runId: string | undefined
+  executing: boolean
+}
+
+/**
+ * Says so when a signal stops the command before its run's execution began (the execution reports its own, as
+ * `run.interrupted`): on stderr, and as the `error` event that ends `--json` output. It exited 130 in silence.
+ *
+ * @since 0.1.0
+ * @category reporting
+ */
+export const reportInterruptBefore =
+  (json: boolean, progress: BeforeExecution) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+    Effect.onInterrupt(self, () =>
+      progress.executing ? Effect.void : Effect.gen(function*() {
+        const output = yield* Output
+        const runId = progress.runId
+        const invocation = yield* FiberRef.get(Errors.currentInvocation)
+        const db = Errors.dbFlag(Option.match(invocation, { onNone: () => "", onSome: (i) => i.db }))
+        const message = runId === undefined ?
+          "interrupted before the run was created; nothing was stored" :
+          `interrupted before run ${runId} started executing; nothing was extracted (if \`quarry runs${db}\` lists ` +
+          `it, \`quarry resume ${runId}${db}\` runs it)`
+        yield* output.err(`quarry: ${message}`)
+        if (json) {
+          const now = yield* Clock.currentTimeMillis
+          yield* output.out(Events.encode("error", now, {
+            ...(runId === undefined ? {} : { runId }),
+            exitCode: ExitCode.interrupted,
+            error: "Interrupted",
+            message
+          }))
+        }
+      }))
+
+/**
  * With `--json`, reports an error that ends a command before (or instead of) a run's own terminal event as an
  * `error` event on stdout, so that every `--json` execution ends with one terminal event.
  *

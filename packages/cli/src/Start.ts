@@ -222,8 +222,11 @@ const options = {
  * @since 0.1.0
  * @category commands
  */
-export const command = Command.make("start", options, (flags) =>
-  Effect.gen(function*() {
+export const command = Command.make("start", options, (flags) => {
+  // What an interruption before the execution reports: the run's id once known, and whether the execution began
+  // (then it reports its own, `run.interrupted`).
+  const progress: Execution.BeforeExecution = { runId: Option.getOrUndefined(flags.runId), executing: false }
+  return Effect.gen(function*() {
     const settings = yield* Settings
     const db = yield* Flags.resolveDb(flags.db)
     // Flags first: nothing below touches the disk until they are all valid.
@@ -259,6 +262,7 @@ export const command = Command.make("start", options, (flags) =>
     const ontologySource = Option.getOrElse(ontology, () => ({ text: DefaultOntology.turtle, format: "turtle" }))
     yield* Inputs.checkDatabase(db)
     const runId = Option.isSome(flags.runId) ? flags.runId.value : yield* Workflow.makeRunId
+    progress.runId = runId
     const out = path.resolve(Option.getOrElse(flags.out, () => defaultOutput(db, runId, format)))
     yield* Inputs.checkOutput(out, {
       ...(Option.isSome(flags.out) ?
@@ -293,6 +297,7 @@ export const command = Command.make("start", options, (flags) =>
         onBatchError: Option.getOrUndefined(flags.onBatchError),
         provenance: flags.provenance
       })
+      progress.executing = true
       return yield* Execution.execute(runId, {
         db,
         json: flags.json,
@@ -305,6 +310,5 @@ export const command = Command.make("start", options, (flags) =>
       Effect.provideService(Extractor.Registry, registry),
       Effect.provide(Store.layer(db, settings))
     )
-  }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
-    Command.withDescription("Create a run from a text file and execute it.")
-  )
+  }).pipe(Execution.reportInterruptBefore(flags.json, progress), Execution.reportErrorsAsJson(flags.json))
+}).pipe(Command.withDescription("Create a run from a text file and execute it."))
