@@ -356,6 +356,13 @@ describe("bad inputs", () => {
       code: 3
     },
     {
+      name: "doctor with a PostgreSQL URL without a database name",
+      args: () => ["doctor", "--db", "postgres://quarry:secret@127.0.0.1:5432"],
+      message: () =>
+        "--db postgres://quarry:***@127.0.0.1:5432 needs a host and a database name: " +
+        "postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+    },
+    {
       name: "--db in a directory that does not exist",
       args: () => ["start", small, "--db", path.join(dir, "nowhere", "q.db")],
       message: () =>

@@ -108,6 +108,18 @@ describe("quarry serve --cluster", () => {
       // The run JSON on any node says who executed it last (its lease is released at the end).
       const shown = (await call(suite.nodes[2]!, "GET", `/v1/runs/${ids[0]}`)).json() as { status: string }
       assert.strictEqual(shown.status, "completed")
+
+      // A run deleted and submitted again under its id is a new run: it executes (its first Execute was not taken
+      // for the deleted run's, answered long ago).
+      assert.strictEqual((await call(suite.nodes[2]!, "DELETE", `/v1/runs/${ids[0]}`)).status, 204)
+      await submitMobyDick(entry, ids[0]!)
+      await until(
+        async () => (await runRows(db)).find((r) => r.id === ids[0])?.status === "completed",
+        120_000,
+        "the run submitted again to complete"
+      )
+      assert.strictEqual((await runRows(db)).find((r) => r.id === ids[0])!.digest, suite.reference.digest)
+      await allExecutesAnswered(db)
     },
     400_000
   )

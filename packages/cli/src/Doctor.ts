@@ -39,8 +39,6 @@ const inspectServer = (db: string): Effect.Effect<Report, never, Settings> =>
   Effect.gen(function*() {
     const settings = yield* Settings
     const database = DatabaseUrl.redact(db)
-    const url = yield* Inputs.checkDatabase(db).pipe(Effect.flip, Effect.option)
-    if (url._tag === "Some") return { database, exists: false, durable: false, reasons: [url.value.message] }
     return yield* Effect.gen(function*() {
       const details = yield* Durability.inspect(database)
       return {
@@ -135,6 +133,8 @@ export const command = Command.make("doctor", { db: Flags.db, json: Flags.json }
   Effect.gen(function*() {
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
+    // A URL without a host or a database is bad usage (exit 2), as for every other command, not a database to report.
+    if (DatabaseUrl.isPostgres(db)) yield* Inputs.checkDatabase(db)
     const report = yield* inspect(db)
     if (flags.json) {
       const { details, ...rest } = report

@@ -94,11 +94,18 @@ const ownedShards = (sharding: Sharding.Sharding["Type"], shardsPerGroup = 300) 
   return owned
 }
 
-const toPayload = (execution: WorkflowManager.ExecutionOptions, statusVersion: number) =>
+/**
+ * The primary key of a run's `Execute` at its current status version. The run's creation time keeps a run created
+ * again under a deleted run's id apart from it: with the version alone (which starts again at 0) its message was
+ * taken for the deleted run's, already answered, and the new run never executed.
+ */
+const executeKey = (run: Run) => `c${run.createdAt}-v${run.statusVersion}`
+
+const toPayload = (execution: WorkflowManager.ExecutionOptions, run: Run) =>
   new ClusterRun.ExecutePayload({
     retrySkipped: execution.retrySkipped,
     budget: execution.budget,
-    key: `v${statusVersion}`
+    key: executeKey(run)
   })
 
 /** Runs in these states for `afterMs` (for `running`: `afterMs` past their lease) may have no message. */
@@ -135,7 +142,7 @@ const recoverStuckRuns = (
         const entityId = EntityId.make(run.id)
         const shardId = yield* ClusterRun.QuarryRun.getShardId(entityId)
         const address = EntityAddress.make({ entityType: ClusterRun.QuarryRun.type, entityId, shardId })
-        const existing = yield* storage.requestIdForPrimaryKey({ address, tag: "Execute", id: `v${run.statusVersion}` })
+        const existing = yield* storage.requestIdForPrimaryKey({ address, tag: "Execute", id: executeKey(run) })
         if (Option.isSome(existing)) {
           return
         }
@@ -172,7 +179,7 @@ export const make = (local: LocalRuns, runnerId: string, maxQueuedRuns = Infinit
     )
     // Persisted and not awaited: the message is stored before this returns, the owner answers it when the run ends.
     const sendExecute = (run: Run, execution: WorkflowManager.ExecutionOptions) =>
-      client(run.id).Execute(toPayload(execution, run.statusVersion), { discard: true }).pipe(Effect.orDie)
+      client(run.id).Execute(toPayload(execution, run), { discard: true }).pipe(Effect.orDie)
 
     const submit = Effect.fn("ClusterAdmission.submit")(
       function*(create: Workflow.CreateOptions, execution: WorkflowManager.ExecutionOptions) {

@@ -36,9 +36,10 @@ const Budget = Schema.Struct({
 })
 
 /**
- * The payload of `Execute`. Its primary key is `key`, the run's status version when the message was sent, so that
- * sending the same execution twice (the scan of pending runs, two nodes at once) stores one message; a resume after
- * the run ended has another version, hence a new message.
+ * The payload of `Execute`. Its primary key is `key`, the run's creation time and status version when the message
+ * was sent, so that sending the same execution twice (the scan of pending runs, two nodes at once) stores one
+ * message; a resume after the run ended has another version, and a run created again under a deleted run's id
+ * another creation time, hence a new message.
  *
  * @since 0.1.0
  * @category models
