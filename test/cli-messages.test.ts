@@ -3,12 +3,13 @@
  * that changed and the resume that sets them back; a bad environment variable is named with what it accepts;
  * the command-line parser's errors carry the `quarry: ` prefix and say what is wrong; every suggested command repeats
  * the `--db` given; `--json` `error` events carry the run id; number options are plain decimal; and a new run id
- * that would read as an option is refused.
+ * that would read as an option is refused. A reader that goes away does not crash it with EPIPE.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { committedEvents, jsonLines, makeDir, removeDir, run, startMobyDick, texts } from "./support.js"
+import { bin, committedEvents, jsonLines, makeDir, removeDir, run, startMobyDick, texts } from "./support.js"
 
 const book = path.join(texts, "long-multi-chapter.txt")
 
@@ -216,5 +217,18 @@ describe("cli messages", () => {
       assert.strictEqual(result.code, 2, result.stderr)
       assert.strictEqual(result.stderr, "quarry: run id \".\" is not valid: a run id must not be '.' or contain '..'\n")
     })
+  })
+
+  it("a reader that goes away (quarry --version | true) ends the command quietly: no EPIPE crash, exit 0", async () => {
+    const child = spawn(process.execPath, [bin, "--version"], { stdio: ["ignore", "pipe", "pipe"] })
+    // The read end closes before anything is written: every write to stdout fails with EPIPE.
+    child.stdout.destroy()
+    let stderr = ""
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk
+    })
+    const code = await new Promise<number | null>((resolve) => child.on("exit", (exitCode) => resolve(exitCode)))
+    assert.strictEqual(code, 0, stderr)
+    assert.strictEqual(stderr, "")
   })
 })

@@ -9,6 +9,15 @@
 import { configure } from "./Heap.js"
 import { version } from "./Version.js"
 
+// A reader that went away (`quarry --version | true`) crashed quarry with an unhandled EPIPE and a stack trace where
+// it wrote to the stream itself (the console drops such errors): what is left to write is dropped instead, and the
+// command ends as it would have (a run goes on to its end).
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE" && error.code !== "ERR_STREAM_DESTROYED") throw error
+  })
+}
+
 const args = process.argv.slice(2)
 if (args.length === 1 && args[0] === "--version") {
   // The bytes `@effect/cli` prints for `--version`.
