@@ -44,7 +44,8 @@ export class RunEnded extends Schema.TaggedError<RunEnded>()("RunEnded", {
 }) {}
 
 /**
- * The parts of a lease owner id (`host:pid:random`, see `Workflow.makeOwnerId`).
+ * The parts of a lease owner id (`host:pid:random`, see `Workflow.makeOwnerId`; a cluster runner puts its address
+ * first: `runner/host:pid:random`).
  *
  * @since 0.1.0
  * @category models
@@ -52,6 +53,7 @@ export class RunEnded extends Schema.TaggedError<RunEnded>()("RunEnded", {
 export interface Holder {
   readonly host: string
   readonly pid: number
+  readonly runner: Option.Option<string>
 }
 
 /**
@@ -61,8 +63,10 @@ export interface Holder {
  * @category models
  */
 export const parseOwner = (owner: string): Option.Option<Holder> => {
-  const match = /^(.*):(\d+):[0-9a-f]+$/.exec(owner)
-  return match === null ? Option.none() : Option.some({ host: match[1]!, pid: Number(match[2]) })
+  const match = /^(?:(.+)\/)?([^/]*):(\d+):[0-9a-f]+$/.exec(owner)
+  return match === null ?
+    Option.none() :
+    Option.some({ host: match[2]!, pid: Number(match[3]), runner: Option.fromNullable(match[1]) })
 }
 
 const processAlive = (pid: number): boolean => {
@@ -97,7 +101,10 @@ export const holderIsGone = (owner: string): boolean =>
 export const describeHolder = (owner: string): string =>
   Option.match(parseOwner(owner), {
     onNone: () => owner,
-    onSome: (holder) => `process ${holder.pid} on host ${holder.host}`
+    onSome: (holder) =>
+      `process ${holder.pid} on host ${holder.host}${
+        Option.match(holder.runner, { onNone: () => "", onSome: (runner) => ` (cluster runner ${runner})` })
+      }`
   })
 
 const seconds = (ms: number) => `${Math.max(0, Math.ceil(ms / 1000))}s`
