@@ -315,6 +315,7 @@ describe("quarry serve", () => {
           [{ input: "text", ontology: "@prefix broken" }, "OntologyError"],
           [{ input: "text", extractor: "nope" }, "UnknownExtractor"],
           [{ input: "text", runId: "../etc" }, "InvalidRequest"],
+          [{ input: "text", runId: "-x" }, "InvalidRequest"],
           [{ input: 42 }, "InvalidRequest"],
           [{ input: "text", budget: { maxCostUsd: 0 } }, "InvalidRequest"],
           [{ input: "text", budget: { maxTokens: -3 } }, "InvalidRequest"]

@@ -121,6 +121,13 @@ const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
         invalid("InvalidRequest", DecodeErrors.describe(ParseResult.ArrayFormatter.formatErrorSync(error), "body"))
       )
     )
+    // As `quarry start --run-id` refuses it: every other command would read the run's id as an option.
+    if (submission.runId?.startsWith("-") === true) {
+      return yield* invalid(
+        "InvalidRequest",
+        `runId: a run id must not start with '-', which the CLI would read as an option (quarry status ${submission.runId})`
+      )
+    }
     if (submission.input.trim().length === 0) {
       return yield* invalid("EmptyInput", "input is empty; send the text to extract from")
     }
