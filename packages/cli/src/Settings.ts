@@ -56,12 +56,17 @@ export const accepted: Readonly<Record<string, string>> = {
   QUARRY_OFFLINE_USE_KNOWN_ENTITIES: "true (the default) or false"
 }
 
+/** Variables whose value may hold a secret (a key, a token, a URL with a password): never quoted in a message. */
+const secret = /API_KEY|API_TOKEN|SECRET|PASSWORD|HEADERS|_URL$/
+
 const describeVariable = (name: string, raw: Option.Option<string>, message: string): string =>
   Option.match(raw, {
     onNone: () => `${name}: ${message}`,
     onSome: (value) => {
       const must = accepted[name]
-      const shown = value.trim() === "" ? "set but empty" : `${JSON.stringify(value)}, which is not valid`
+      const shown = value.trim() === "" ?
+        "set but empty" :
+        `${secret.test(name) ? "set to a value (not shown)" : JSON.stringify(value)}, which is not valid`
       // Config's own message repeats the value: "Expected a number value but received "hot"".
       const reason = message.replace(/ but received .*$/s, "").replace(/^Expected/, "expected")
       return must === undefined ? `${name} is ${shown}: ${reason}` : `${name} is ${shown}; it must be ${must}`
