@@ -43,7 +43,7 @@ const purge = (runId: RunId, db: string) =>
           exitCode: 1,
           message: `run ${runId} is still executing ${purgeWaitMs / 1000} s after its cancel was requested; ` +
             `its compensation steps were not run here; try again when \`quarry status ${runId}${
-              Flags.dbFlag(db)
+              Errors.dbFlag(db)
             }\` shows it cancelled`
         })
       }
@@ -92,7 +92,7 @@ export const command = Command.make("cancel", {
         `run ${runId} is cancelled (${run.committedBatches}/${run.plan.totalBatches} batches committed); resume it ` +
           `with: ${Flags.resumeCommand(runId, db)}` +
           (pending === "pending" || pending === "compensation_failed" ?
-            `; its compensation is ${pending}: run it with: quarry cancel ${runId} --purge${Flags.dbFlag(db)}` :
+            `; its compensation is ${pending}: run it with: quarry cancel ${runId} --purge${Errors.dbFlag(db)}` :
             "")
       )
     }
@@ -102,7 +102,7 @@ export const command = Command.make("cancel", {
     })
     yield* output.out(
       `cancellation of run ${runId} requested; ${holder} stops it at its next batch boundary ` +
-        `(check with: quarry status ${runId}${Flags.dbFlag(db)})`
+        `(check with: quarry status ${runId}${Errors.dbFlag(db)})`
     )
   })).pipe(Command.withDescription("Stop a run; it stays resumable. --purge also undoes what it did."))
 

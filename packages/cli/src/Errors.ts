@@ -22,6 +22,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as os from "node:os"
 import * as Help from "./Help.js"
+import * as Settings from "./Settings.js"
 
 /**
  * Bad usage or bad input (exit code 2); nothing was written.
@@ -115,12 +116,10 @@ const seconds = (ms: number) => `${Math.max(0, Math.ceil(ms / 1000))}s`
  * @since 0.1.0
  * @category formatting
  */
-export const lockedMessage = (error: RunLocked, now: number, db: string = defaultDatabase): string =>
+export const lockedMessage = (error: RunLocked, now: number, db: string = Settings.defaultDatabase): string =>
   `run ${error.runId} is being executed by ${describeHolder(error.owner)} (lease owner ${error.owner}, renewed ` +
   `until ${new Date(error.expiresAt).toISOString()}, ${seconds(error.expiresAt - now)} from now); wait for it to ` +
   `finish, or stop it with: quarry cancel ${error.runId}${dbFlag(db)}`
-
-const defaultDatabase = "./quarry.db"
 
 /**
  * Quotes a word for a POSIX shell when it needs it.
@@ -138,7 +137,7 @@ export const shellQuote = (word: string): string =>
  * @category formatting
  */
 export const dbFlag = (db: string): string =>
-  db === defaultDatabase || db === "quarry.db" ? "" : ` --db ${shellQuote(DatabaseUrl.redact(db))}`
+  db === Settings.defaultDatabase || db === "quarry.db" ? "" : ` --db ${shellQuote(DatabaseUrl.redact(db))}`
 
 /**
  * What a command was invoked on: the database it uses and the run it names (when valid), so that an error raised
@@ -232,7 +231,7 @@ export const nameOf = (error: unknown): string => tagOf(error) ?? "Error"
  * @since 0.1.0
  * @category formatting
  */
-export const describe = (error: unknown, now: number, db: string = defaultDatabase): string => {
+export const describe = (error: unknown, now: number, db: string = Settings.defaultDatabase): string => {
   if (ValidationError.isValidationError(error)) return Help.plain(error.error).trim().replace(/^quarry: /, "")
   if (error instanceof RunLocked) return lockedMessage(error, now, db)
   if (error instanceof RunNotFound) {

@@ -136,29 +136,13 @@ export const resolveDb = (flag: Option.Option<string>): Effect.Effect<string, ne
   Effect.map(Settings, (settings) => Option.getOrElse(flag, () => settings.database))
 
 /**
- * ` --db PATH` to repeat in a suggested command, or nothing for the default database.
- *
- * @since 0.1.0
- * @category formatting
- */
-export const dbFlag = Errors.dbFlag
-
-/**
  * The command that resumes a run.
  *
  * @since 0.1.0
  * @category formatting
  */
 export const resumeCommand = (runId: string, db: string, args: ReadonlyArray<string> = []): string =>
-  `quarry resume ${runId}${dbFlag(db)}${args.map((arg) => ` ${arg}`).join("")}`
-
-/**
- * Quotes a word for a POSIX shell when it needs it.
- *
- * @since 0.1.0
- * @category formatting
- */
-export const shellQuote = Errors.shellQuote
+  `quarry resume ${runId}${Errors.dbFlag(db)}${args.map((arg) => ` ${arg}`).join("")}`
 
 /**
  * `--max-cost`, `--max-tokens` and `--deadline`: limits of one execution (`start` or `resume`). The budget is kept

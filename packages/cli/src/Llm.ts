@@ -26,6 +26,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as Errors from "./Errors.js"
 import { UsageError } from "./Errors.js"
 import * as Flags from "./Flags.js"
 
@@ -176,7 +177,7 @@ export const parse = (flags: {
       maxTokens: Option.getOrUndefined(flags.maxOutputTokens),
       args: Option.match(flags.baseUrl, {
         onNone: () => [],
-        onSome: (url) => ["--base-url", Flags.shellQuote(url.trim())]
+        onSome: (url) => ["--base-url", Errors.shellQuote(url.trim())]
       })
     }
   })

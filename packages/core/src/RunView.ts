@@ -14,6 +14,7 @@ import type { PersistenceError } from "./Errors.js"
 import {
   BatchErrorPolicy,
   ExtractorSettings,
+  type Lease,
   OutputFormat,
   type Run,
   type RunId,
@@ -160,6 +161,9 @@ export const ledgers = (
     )
   )
 
+/** A lease holds at `now`: not expired, and its holder not provably gone. */
+const holds = (lease: Lease, now: number): boolean => lease.expiresAt > now && !lease.holderGone
+
 /**
  * Whether a run is executing under a live lease at `now`: not expired, and its holder not provably gone (a process
  * killed on this host, whose lease a claim takes over at once).
@@ -168,8 +172,7 @@ export const ledgers = (
  * @category predicates
  */
 export const leaseLive = (run: Run, now: number): boolean =>
-  run.status === "running" && Option.isSome(run.lease) && run.lease.value.expiresAt > now &&
-  !run.lease.value.holderGone
+  run.status === "running" && Option.isSome(run.lease) && holds(run.lease.value, now)
 
 /**
  * Whether a resume would continue the run now: not completed, and not executing under a live lease.
@@ -328,7 +331,7 @@ export const make = (run: Run, ledger: Ledger, options: Options): RunView => {
     lease: Option.getOrNull(Option.map(run.lease, (lease) => ({
       owner: lease.owner,
       expiresAt: iso(lease.expiresAt),
-      live: lease.expiresAt > now && !lease.holderGone
+      live: holds(lease, now)
     }))),
     cancelRequested: run.cancelRequested
   }

@@ -22,6 +22,15 @@ const replaced = (output: Extractor.BatchOutput, value: unknown, pick: number): 
   return copy as unknown as Extractor.BatchOutput
 }
 
+/** A well-formed mention, for outputs that change one of its values. */
+const mention = {
+  label: "Pip",
+  type: "http://xmlns.com/foaf/0.1/Person",
+  span: { start: 1, end: 4 },
+  confidence: 0.5,
+  attributes: {}
+}
+
 const withLanguage = (language: string): Extractor.BatchOutput => ({
   entities: [],
   relations: [{
@@ -54,13 +63,6 @@ describe("Extractor.checkOutput", () => {
   it.effect("refuses a class, predicate or datatype that is not an absolute IRI, quoting it", () =>
     Effect.gen(function*() {
       const relation = withLanguage("en").relations[0]!
-      const mention = {
-        label: "Pip",
-        type: "http://xmlns.com/foaf/0.1/Person",
-        span: { start: 1, end: 4 },
-        confidence: 0.5,
-        attributes: {}
-      }
       const wrong: ReadonlyArray<readonly [Extractor.BatchOutput, string, string]> = [
         [{ entities: [{ ...mention, type: "Person" }], relations: [] }, "entities[0].type", "\"Person\""],
         [{ entities: [], relations: [{ ...relation, predicate: "knows" }] }, "relations[0].predicate", "\"knows\""],
@@ -164,13 +166,6 @@ describe("Extractor.checkOutput", () => {
 
   it.effect("refuses what JSON or the schema cannot carry, as the Schema path does", () =>
     Effect.gen(function*() {
-      const mention = {
-        label: "Pip",
-        type: "http://xmlns.com/foaf/0.1/Person",
-        span: { start: 1, end: 4 },
-        confidence: 0.5,
-        attributes: {}
-      }
       const sparse: Array<typeof mention> = [mention]
       sparse.length = 2
       const wrong: ReadonlyArray<unknown> = [
