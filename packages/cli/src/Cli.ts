@@ -170,7 +170,7 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
           return ExitCode.runFailed
         }
         const now = yield* Clock.currentTimeMillis
-        const error = yield* Errors.explain(failure.value)
+        const error = failure.value
         const invocation = yield* FiberRef.get(Errors.currentInvocation)
         const message = ValidationError.isValidationError(error) ?
           Errors.describeParseError(error, argv.slice(2)) :

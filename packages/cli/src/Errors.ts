@@ -6,17 +6,7 @@
 import * as ValidationError from "@effect/cli/ValidationError"
 import { CompensationFailed } from "@quarry/core/Compensation"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
-import {
-  describeSettingChanges,
-  PersistenceError,
-  PlanMismatch,
-  RunAlreadyExists,
-  RunLocked,
-  RunNotFound,
-  type SettingChange
-} from "@quarry/core/Errors"
-import type * as OfflineExtractor from "@quarry/offline/OfflineExtractor"
-import * as Effect from "effect/Effect"
+import { PersistenceError, RunAlreadyExists, RunLocked, RunNotFound } from "@quarry/core/Errors"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -162,57 +152,6 @@ export const currentInvocation: FiberRef.FiberRef<Option.Option<Invocation>> = F
   Option.none<Invocation>()
 )
 
-/**
- * The environment variable that sets each setting of the `offline` extractor.
- *
- * @since 0.1.0
- * @category formatting
- */
-export const offlineVariables: Readonly<Record<string, string>> = {
-  unmapped: "QUARRY_OFFLINE_UNMAPPED",
-  useKnownEntities: "QUARRY_OFFLINE_USE_KNOWN_ENTITIES"
-}
-
-/** Every combination of the offline extractor's settings. */
-const offlineCombinations: ReadonlyArray<OfflineExtractor.Settings> = (["drop", "generic"] as const).flatMap((
-  unmapped
-) => [true, false].map((useKnownEntities) => ({ unmapped, useKnownEntities })))
-
-/**
- * The error with what the CLI can add to it. The offline extractor publishes no settings, so a run of it stores
- * only its configuration hash: the settings behind both hashes are found by hashing every combination (two settings,
- * four combinations), so that the refusal names the setting that changed, also for runs created before.
- *
- * @since 0.1.0
- * @category formatting
- */
-export const explain = (error: unknown): Effect.Effect<unknown> =>
-  error instanceof PlanMismatch && error.field === "extractor offline configuration" && error.settings === undefined ?
-    Effect.promise(() => import("@quarry/offline/OfflineExtractor")).pipe(Effect.map((offline) => {
-      const settingsOf = (hash: string) => offlineCombinations.find((settings) => offline.configHash(settings) === hash)
-      const stored = settingsOf(error.stored)
-      const current = settingsOf(error.current)
-      if (stored === undefined || current === undefined) return error
-      const settings: Array<SettingChange> = (["unmapped", "useKnownEntities"] as const)
-        .filter((name) => stored[name] !== current[name])
-        .map((name) => ({ name, stored: String(stored[name]), current: String(current[name]) }))
-      return settings.length === 0 ? error : new PlanMismatch({ ...error, settings })
-    })) :
-    Effect.succeed(error)
-
-/** A refused resume of changed extractor settings: what changed, and the resume that sets them back. */
-const planMismatchMessage = (error: PlanMismatch, db: string): string => {
-  const settings = error.settings ?? []
-  const offline = error.field === "extractor offline configuration"
-  if (!offline || settings.length === 0 || settings.some((s) => offlineVariables[s.name] === undefined)) {
-    return error.message
-  }
-  const assignments = settings.map((s) => `${offlineVariables[s.name]}=${shellQuote(s.stored)}`).join(" ")
-  return `run "${error.runId}" was started with ${error.field} ${error.stored}, but this process has ` +
-    `${error.current} (${describeSettingChanges(settings)}); resume it with the settings it was started with: ` +
-    `${assignments} quarry resume ${error.runId}${dbFlag(db)}, or start a new run`
-}
-
 const tagOf = (u: unknown): string | undefined =>
   typeof u === "object" && u !== null && "_tag" in u && typeof u._tag === "string" ? u._tag : undefined
 
@@ -241,7 +180,6 @@ export const describe = (error: unknown, now: number, db: string = Settings.defa
     return `run "${error.runId}" already exists; choose another --run-id or resume it with \`quarry resume ` +
       `${error.runId}${dbFlag(db)}\``
   }
-  if (error instanceof PlanMismatch) return planMismatchMessage(error, db)
   if (error instanceof CompensationFailed) {
     return error.message.replace(
       `quarry cancel ${error.runId} --purge`,

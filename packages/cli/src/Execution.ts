@@ -443,7 +443,7 @@ export const reportErrorsAsJson = (json: boolean) => <A, E, R>(self: Effect.Effe
           ...(runId === undefined ? {} : { runId }),
           exitCode: ExitCode.fromError(error),
           error: Errors.nameOf(error),
-          message: Errors.describe(yield* Errors.explain(error), now, invocation?.db)
+          message: Errors.describe(error, now, invocation?.db)
         }))
       })) :
     self

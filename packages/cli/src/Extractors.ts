@@ -12,6 +12,7 @@ import * as Extractor from "@quarry/core/Extractor"
 import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import { UsageError } from "./Errors.js"
 import * as Llm from "./Llm.js"
 import type { Settings } from "./Settings.js"
@@ -26,25 +27,39 @@ import * as TestHooks from "./TestHooks.js"
  */
 export const defaultName = "offline"
 
-/** An extractor known by name, built (its module loaded, its environment read) by a command that runs it. */
+/** The settings a resumed run was started with (`Run.plan.extractor.settings`). */
+type StoredSettings = Readonly<Record<string, string | number | boolean>>
+
+/**
+ * An extractor known by name, built (its module loaded, its environment read) by a command that runs it; for a
+ * resumed run with the settings it was started with, when the extractor can read them.
+ */
 interface Entry {
   readonly name: string
-  readonly build: Effect.Effect<Extractor.Extractor, UsageError>
+  readonly build: (stored: StoredSettings | undefined) => Effect.Effect<Extractor.Extractor, UsageError>
 }
 
 const badEnvironment = (error: ConfigError.ConfigError) =>
   new UsageError({ message: `bad environment: ${error.message}` })
 
-const ready = (extractor: Extractor.Extractor): Entry => ({ name: extractor.name, build: Effect.succeed(extractor) })
+const ready = (extractor: Extractor.Extractor): Entry => ({
+  name: extractor.name,
+  build: () => Effect.succeed(extractor)
+})
 
 /** The extractors every `quarry` process knows, with the test-only ones the hooks enable. */
 const builtIn = (settings: Settings["Type"]): ReadonlyArray<Entry> => [
   {
     name: defaultName,
-    // The module reads its own `QUARRY_OFFLINE_*` settings, so a command that never loads it never reads them.
-    build: Effect.promise(() => import("@quarry/offline/OfflineExtractor")).pipe(
-      Effect.flatMap((offline) => Effect.map(Effect.mapError(offline.config, badEnvironment), offline.make))
-    )
+    // The module reads its own `QUARRY_OFFLINE_*` settings, so a command that never loads it never reads them. A
+    // bad variable is refused also on resume, where the run's stored settings win (as the llm extractor's do).
+    build: (stored) =>
+      Effect.promise(() => import("@quarry/offline/OfflineExtractor")).pipe(
+        Effect.flatMap((offline) =>
+          Effect.map(Effect.mapError(offline.config, badEnvironment), (fromEnvironment) =>
+            offline.make(Option.getOrElse(offline.decodeSettings(stored), () => fromEnvironment)))
+        )
+      )
   },
   ready(CapitalizedExtractor.make()),
   ...TestHooks.extractors(settings.testHooks).map(ready)
@@ -67,7 +82,7 @@ const make = (
       // `start` and `resume` build their extractor with `registryFor` first, where bad settings are a usage error.
       return entry === undefined ?
         Effect.fail(new Errors.UnknownExtractor({ name, available: names })) :
-        Effect.orDie(entry.build)
+        Effect.orDie(entry.build(undefined))
     }
   }
 }
@@ -100,7 +115,7 @@ export const names = (settings: Settings["Type"]): ReadonlyArray<string> =>
 
 /**
  * The registry for a run of extractor `name`, with that extractor built: bad settings for it are a `UsageError`
- * before anything is written.
+ * before anything is written. A resumed run's stored settings (`options.stored`) decide over the environment.
  *
  * @since 0.1.0
  * @category constructors
@@ -115,5 +130,5 @@ export const registryFor = (
     if (name === Llm.name) return make(settings, [yield* Llm.make(llm, options)])
     const entry = builtIn(settings).find((e) => e.name === name)
     if (entry === undefined) return yield* new Errors.UnknownExtractor({ name, available: names(settings) })
-    return make(settings, [yield* entry.build])
+    return make(settings, [yield* entry.build(options.stored)])
   })

@@ -237,10 +237,12 @@ const checkExtractor = (run: Run, extractor: Extractor.Extractor): Effect.Effect
     new PlanMismatch({ runId: run.id, field: `extractor ${extractor.name} ${field}`, stored: was, current: now })
   if (extractor.version !== stored.version) return mismatch("version", stored.version, extractor.version)
   if (extractor.configHash === stored.configHash) return Effect.void
-  // The hash decides; the settings that changed name what did (an extractor that publishes none names nothing).
+  // The hash decides; the settings that changed name what did. Nothing is named when either side published none (a
+  // run stored before its extractor published settings would read as every setting changed).
   const current = extractor.settings ?? {}
+  const published = Object.keys(stored.settings).length > 0 && Object.keys(current).length > 0
   const show = (value: string | number | boolean | undefined) => value === undefined ? "unset" : String(value)
-  const settings = [...new Set([...Object.keys(stored.settings), ...Object.keys(current)])].sort()
+  const settings = !published ? [] : [...new Set([...Object.keys(stored.settings), ...Object.keys(current)])].sort()
     .filter((key) => stored.settings[key] !== current[key])
     .map((name) => ({ name, stored: show(stored.settings[name]), current: show(current[name]) }))
   return new PlanMismatch({

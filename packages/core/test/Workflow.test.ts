@@ -268,6 +268,25 @@ describe("Workflow", () => {
         assert.deepStrictEqual(done.plan.extractor.settings, settings)
       }))
 
+    it.scoped("are not named when the run was stored without any", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const db = path.join(dir, "q.db")
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "capitalized",
+          output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+        }).pipe(Effect.provide(storeLayer(db, [tuned({})])))
+        const error = yield* Effect.flip(Workflow.execute(run.id)).pipe(
+          Effect.provide(storeLayer(db, [tuned({ temperature: 0.5 })]))
+        )
+        assert.strictEqual(error._tag, "PlanMismatch")
+        if (error._tag === "PlanMismatch") {
+          assert.strictEqual(error.field, "extractor capitalized configuration")
+          assert.isUndefined(error.settings)
+        }
+      }))
+
     it.scoped("are empty for an extractor that publishes none", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir

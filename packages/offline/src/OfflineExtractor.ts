@@ -15,6 +15,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
 import * as Language from "./internal/language.js"
 import { type TypeMap, typeMap, type Unmapped } from "./internal/mapping.js"
@@ -61,15 +62,23 @@ export interface Options {
 }
 
 /**
- * The options with their defaults filled in.
+ * The options with their defaults filled in: what the extractor publishes with each run (`Extractor.settings`), both
+ * of them being what its `configHash` covers, so that a refused resume names the one that changed and a resume can
+ * build the extractor from the stored ones.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Settings {
-  readonly unmapped: Unmapped
-  readonly useKnownEntities: boolean
-}
+export const Settings = Schema.Struct({
+  unmapped: Schema.Literal("drop", "generic"),
+  useKnownEntities: Schema.Boolean
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Settings = typeof Settings.Type
 
 /**
  * The defaults.
@@ -119,6 +128,15 @@ export const configHash = (options: Options = {}): string => {
   return createHash("sha256").update(JSON.stringify({ unmapped: s.unmapped, useKnownEntities: s.useKnownEntities }))
     .digest("hex")
 }
+
+/**
+ * Reads the settings stored with a run (e.g. to resume it with them). Runs created before the extractor published
+ * its settings stored none, and do not decode.
+ *
+ * @since 0.1.0
+ * @category identity
+ */
+export const decodeSettings = Schema.decodeUnknownOption(Settings)
 
 /**
  * What one extraction reads: the batch's chunks, the run's ontology and (optionally) the entities already known.
@@ -251,7 +269,13 @@ export const make = (options: Options = {}): Extractor.Extractor => {
         })
     })
   })
-  return { name, version, configHash: hash, extract }
+  return {
+    name,
+    version,
+    configHash: hash,
+    settings: { unmapped: settings.unmapped, useKnownEntities: settings.useKnownEntities },
+    extract
+  }
 }
 
 /**

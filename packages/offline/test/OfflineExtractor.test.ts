@@ -646,6 +646,17 @@ describe("OfflineExtractor ontology mapping", () => {
     assert.strictEqual(OfflineExtractor.make().name, "offline")
   })
 
+  it("publishes its settings, which read back as the extractor with the same configuration hash", () => {
+    const extractor = OfflineExtractor.make({ unmapped: "generic", useKnownEntities: false })
+    assert.deepStrictEqual(extractor.settings, { unmapped: "generic", useKnownEntities: false })
+    const stored = Option.getOrThrow(OfflineExtractor.decodeSettings(extractor.settings))
+    assert.strictEqual(OfflineExtractor.make(stored).configHash, extractor.configHash)
+    assert.deepStrictEqual(OfflineExtractor.make().settings, { ...OfflineExtractor.defaults })
+    // A run stored before the extractor published settings has none to read.
+    assert.isTrue(Option.isNone(OfflineExtractor.decodeSettings({})))
+    assert.isTrue(Option.isNone(OfflineExtractor.decodeSettings({ unmapped: "bogus", useKnownEntities: true })))
+  })
+
   it.effect("layerConfig reads QUARRY_OFFLINE_* settings", () =>
     Effect.gen(function*() {
       const extractor = yield* OfflineExtractor.OfflineExtractor
