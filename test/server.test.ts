@@ -555,6 +555,37 @@ describe("quarry serve", () => {
     assert.isUndefined(row(db, "runs"))
   }, 60_000)
 
+  it("an artifact that reaches the database or its write-ahead log through a symbolic link is 422", async () => {
+    const linked = path.join(dir, "linked")
+    fs.mkdirSync(linked)
+    // --db names a link to runs.jsonl: the artifact of run `runs` in jsonl would be renamed over the database itself.
+    const real = path.join(linked, "runs.jsonl")
+    fs.writeFileSync(real, "")
+    const db = path.join(linked, "quarry.db")
+    fs.symlinkSync("runs.jsonl", db)
+    const server = await serve(db)
+    try {
+      const refused = await call(server, "POST", "/v1/runs", { runId: "runs", format: "jsonl", input: "Ahab sailed." })
+      assert.strictEqual(refused.status, 422, refused.text)
+      assert.strictEqual(refused.json().error.tag, "ArtifactOverDatabase")
+      // SQLite names the log after the resolved path, runs.jsonl-wal: a link to it is the log as well.
+      fs.symlinkSync("runs.jsonl-wal", path.join(linked, "log.jsonl"))
+      const log = await call(server, "POST", "/v1/runs", { runId: "log", format: "jsonl", input: "Ahab sailed." })
+      assert.strictEqual(log.status, 422, log.text)
+      assert.deepStrictEqual(log.json().error, {
+        tag: "ArtifactOverDatabase",
+        message: `run log's artifact ${path.join(linked, "log.jsonl")} would be the database's write-ahead log ` +
+          `(${fs.realpathSync(real)}-wal) and corrupt it; choose another runId or format`
+      })
+      assert.deepStrictEqual((await call(server, "GET", "/v1/runs")).json().runs, [])
+    } finally {
+      await stop(server)
+    }
+    assert.isTrue(fs.lstatSync(db).isSymbolicLink())
+    assert.isUndefined(row(db, "runs"))
+    assert.isUndefined(row(db, "log"))
+  }, 60_000)
+
   it("the OpenAPI document is OpenAPI 3 and lists every route", async () => {
     const server = await serve(path.join(dir, "openapi.db"))
     try {

@@ -263,32 +263,6 @@ export const databaseExists = (db: string): boolean => {
 }
 
 /**
- * `file` as the file system finds it, symbolic links resolved: the path of its directory entry (the directory's
- * real path plus its name, which a rename replaces) and, when it exists, the real path of what it points to.
- */
-const realPaths = (file: string): ReadonlyArray<string> => {
-  const absolute = path.resolve(file)
-  let entry = absolute
-  try {
-    entry = path.join(fs.realpathSync(path.dirname(absolute)), path.basename(absolute))
-  } catch {
-    // The directory does not exist: nothing there can be the same file.
-  }
-  try {
-    return [entry, fs.realpathSync(absolute)]
-  } catch {
-    return [entry]
-  }
-}
-
-/** The files SQLite keeps beside a database, with what each one is. */
-const databaseCompanions: ReadonlyArray<readonly [suffix: string, what: string]> = [
-  ["-wal", "write-ahead log"],
-  ["-shm", "shared-memory index"],
-  ["-journal", "rollback journal"]
-]
-
-/**
  * A file a command reads (its input, its ontology), which the artifact must not overwrite.
  *
  * @since 0.1.0
@@ -340,29 +314,21 @@ export const checkOutput = (out: string, check: OutputCheck): Effect.Effect<void
   Effect.gen(function*() {
     const { flag, instead, what } = check
     yield* checkDirectory(out, what, flag)
-    const target = realPaths(out)
-    const isTarget = (file: string) => realPaths(file).some((candidate) => target.includes(candidate))
     // A PostgreSQL database has no file here; an in-memory one is refused by the durability check.
-    if (!DatabaseUrl.isPostgres(check.db) && !isEphemeralDatabase(check.db)) {
-      if (isTarget(check.db)) {
-        return yield* fail(
+    const overwritten = isEphemeralDatabase(check.db) ? Option.none() : DatabaseUrl.overwrittenBy(out, check.db)
+    if (Option.isSome(overwritten)) {
+      const file = overwritten.value
+      return yield* fail(Option.match(file.companion, {
+        onNone: () =>
           `${what} ${out} is the same file as the database ${check.db}: writing the artifact there would replace ` +
-            `the database and every run in it; ${instead}`
-        )
-      }
-      // SQLite names its files after the database's path, as given and as resolved.
-      for (const base of realPaths(check.db)) {
-        for (const [suffix, companion] of databaseCompanions) {
-          if (!isTarget(`${base}${suffix}`)) continue
-          return yield* fail(
-            `${what} ${out} is the ${companion} of the database ${check.db} (${base}${suffix}): writing the ` +
-              `artifact there would corrupt the database; ${instead}`
-          )
-        }
-      }
+          `the database and every run in it; ${instead}`,
+        onSome: (companion) =>
+          `${what} ${out} is the ${companion.what} of the database ${check.db} (${file.path}): writing the ` +
+          `artifact there would corrupt the database; ${instead}`
+      }))
     }
     for (const source of check.sources ?? []) {
-      if (!isTarget(source.path)) continue
+      if (!DatabaseUrl.sameFile(out, source.path)) continue
       return yield* fail(
         `${what} ${out} is the same file as the ${source.what} ${source.path}: writing the artifact there would ` +
           `overwrite it; ${instead}`

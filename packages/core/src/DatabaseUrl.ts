@@ -1,9 +1,13 @@
 /**
- * Telling a PostgreSQL URL from a SQLite path, and showing it without its password. Kept free of drivers, so that
- * the CLI can decide which database to open without loading either.
+ * Telling a PostgreSQL URL from a SQLite path, showing it without its password, and knowing which files a SQLite
+ * database is kept in. Kept free of drivers (Node's `fs` and `path` only), so that the CLI can decide which database
+ * to open, and check the paths it is given, without loading either.
  *
  * @since 0.1.0
  */
+import * as Option from "effect/Option"
+import * as fs from "node:fs"
+import * as path from "node:path"
 
 /**
  * True for a `postgres://` or `postgresql://` URL: what `--db` and `QUARRY_DATABASE_URL` take for PostgreSQL.
@@ -28,4 +32,105 @@ export const redact = (db: string): string => {
   } catch {
     return db.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@")
   }
+}
+
+/**
+ * A file SQLite keeps beside a database, named after the database's path plus a suffix.
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export interface Companion {
+  /** What follows the database's path: `-wal`. */
+  readonly suffix: string
+  /** What it is, for messages: `write-ahead log`. */
+  readonly what: string
+}
+
+/**
+ * The files SQLite keeps beside a database: replacing one corrupts the database as surely as replacing the database.
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const companions: ReadonlyArray<Companion> = [
+  { suffix: "-wal", what: "write-ahead log" },
+  { suffix: "-shm", what: "shared-memory index" },
+  { suffix: "-journal", what: "rollback journal" }
+]
+
+/** The real path of `absolute`'s nearest existing ancestor, plus the rest of `absolute`: where it would be created. */
+const entryOf = (absolute: string): string => {
+  let rest = path.basename(absolute)
+  for (let directory = path.dirname(absolute);; directory = path.dirname(directory)) {
+    try {
+      return path.join(fs.realpathSync(directory), rest)
+    } catch {
+      // Nothing there yet (or not readable): try its parent.
+    }
+    if (path.dirname(directory) === directory) return absolute
+    rest = path.join(path.basename(directory), rest)
+  }
+}
+
+/**
+ * `file` as the file system finds it, symbolic links resolved: the path of its directory entry (its directory's real
+ * path plus its name, which a rename replaces; for a directory that does not exist yet, the nearest existing
+ * ancestor's real path plus the rest) and, when it exists, the real path of what it points to.
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const realPaths = (file: string): ReadonlyArray<string> => {
+  const absolute = path.resolve(file)
+  const entry = entryOf(absolute)
+  try {
+    return [entry, fs.realpathSync(absolute)]
+  } catch {
+    return [entry]
+  }
+}
+
+/**
+ * True when `a` and `b` are the same file or the same directory entry, once symbolic links are resolved: writing
+ * one would replace the other.
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const sameFile = (a: string, b: string): boolean => {
+  const found = realPaths(a)
+  return realPaths(b).some((candidate) => found.includes(candidate))
+}
+
+/**
+ * A file of a SQLite database: the database itself (no companion) or one of its companions.
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export interface DatabaseFile {
+  /** Its path: the database's path, as given or resolved, plus the companion's suffix. */
+  readonly path: string
+  readonly companion: Option.Option<Companion>
+}
+
+/**
+ * The file of the SQLite database `db` that writing `file` would replace: the database itself or one of its
+ * companions, compared with symbolic links resolved. None for a PostgreSQL URL, which has no file here.
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const overwrittenBy = (file: string, db: string): Option.Option<DatabaseFile> => {
+  if (isPostgres(db)) return Option.none()
+  if (sameFile(file, db)) return Option.some({ path: db, companion: Option.none() })
+  // SQLite names its files after the database's path, as given and as resolved.
+  for (const base of realPaths(db)) {
+    for (const companion of companions) {
+      const candidate = `${base}${companion.suffix}`
+      if (sameFile(file, candidate)) return Option.some({ path: candidate, companion: Option.some(companion) })
+    }
+  }
+  return Option.none()
 }

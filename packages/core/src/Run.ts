@@ -30,19 +30,42 @@ export const RunId = Schema.String.pipe(
 export type RunId = typeof RunId.Type
 
 /**
+ * The statuses a run ends in, until a resume: nothing executes it and it can be deleted. `RunStatus` is built from
+ * this list, so a new status is either here or among the two that are not.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const FinishedStatus = Schema.Literal("completed", "failed", "cancelled", "interrupted")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type FinishedStatus = typeof FinishedStatus.Type
+
+/**
  * Where a run is in its life: `pending -> running -> completed`; `running -> failed | cancelled | interrupted`;
  * the last three can be resumed.
  *
  * @since 0.1.0
  * @category models
  */
-export const RunStatus = Schema.Literal("pending", "running", "completed", "failed", "cancelled", "interrupted")
+export const RunStatus = Schema.Literal("pending", "running", ...FinishedStatus.literals)
 
 /**
  * @since 0.1.0
  * @category models
  */
 export type RunStatus = typeof RunStatus.Type
+
+/**
+ * True for a status a run ends in (`FinishedStatus`): not `pending` or `running`.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isFinished: (status: RunStatus) => status is FinishedStatus = Schema.is(FinishedStatus)
 
 /**
  * Statuses from which `resume` continues a run.

@@ -147,11 +147,6 @@ const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
     return submission
   })
 
-/** Whether an artifact at `output` would be written over the SQLite database or one of its companion files. */
-const overwritesDatabase = (output: string, database: string) =>
-  !DatabaseUrl.isPostgres(database) &&
-  ["", "-wal", "-shm", "-journal"].some((suffix) => path.resolve(`${database}${suffix}`) === path.resolve(output))
-
 /** Everything a submission stores, validated: what `Workflow.create` gets, and the digests to compare with. */
 const plan = (submission: SubmitRun, info: ServerInfo["Type"]) =>
   Effect.gen(function*() {
@@ -174,11 +169,18 @@ const plan = (submission: SubmitRun, info: ServerInfo["Type"]) =>
     const runId = submission.runId ?? (yield* Workflow.makeRunId)
     const format = submission.format ?? "turtle"
     const output = path.join(info.artifacts, `${runId}.${Run.formatExtension[format]}`)
-    if (overwritesDatabase(output, info.database)) {
+    // Compared with symbolic links resolved, as `quarry start --out` compares them.
+    const overwritten = DatabaseUrl.overwrittenBy(output, info.database)
+    if (Option.isSome(overwritten)) {
+      const file = overwritten.value
       return yield* invalid(
         "ArtifactOverDatabase",
-        `run ${runId}'s artifact ${output} would be the database's own file (${info.database}) and replace it; ` +
-          "choose another runId or format"
+        Option.match(file.companion, {
+          onNone: () =>
+            `run ${runId}'s artifact ${output} would be the database's own file (${file.path}) and replace it`,
+          onSome: (companion) =>
+            `run ${runId}'s artifact ${output} would be the database's ${companion.what} (${file.path}) and corrupt it`
+        }) + "; choose another runId or format"
       )
     }
     const create: Workflow.CreateOptions = {
@@ -277,9 +279,6 @@ const list = (
     }
   })
 
-/** The statuses a run ends in (until a resume). */
-const finished: ReadonlySet<Run.RunStatus> = new Set(["completed", "failed", "cancelled", "interrupted"])
-
 const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
     const run = yield* getRun(runId)
@@ -291,7 +290,7 @@ const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) 
       Number.isSafeInteger
     )
     // The client saw the final event of a finished run: 204 tells an EventSource to stop reconnecting.
-    if (finished.has(run.status) && Option.exists(lastEventId, (id) => id > run.plan.totalBatches)) {
+    if (Run.isFinished(run.status) && Option.exists(lastEventId, (id) => id > run.plan.totalBatches)) {
       return HttpServerResponse.empty({ status: 204 })
     }
     const local = yield* admission.isLocal(runId)
@@ -319,7 +318,7 @@ const remove = (runId: Run.RunId) =>
     const info = yield* ServerInfo
     const extractors = yield* Extractor.Registry
     const run = yield* getRun(runId)
-    if (!finished.has(run.status)) {
+    if (!Run.isFinished(run.status)) {
       return yield* new ApiError({
         status: 409,
         tag: "InvalidRunState",

@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import type { PersistenceError, RunNotFound } from "@quarry/core/Errors"
-import type { Run, RunId } from "@quarry/core/Run"
+import { type FinishedStatus, isFinished, type Run, type RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
@@ -50,7 +50,8 @@ interface Event {
   readonly fields: Readonly<Record<string, unknown>>
 }
 
-const terminal: Partial<Record<Run["status"], string>> = {
+/** The final event of a run, by the status it ended in. */
+const terminal: Record<FinishedStatus, string> = {
   completed: "run.completed",
   failed: "run.failed",
   cancelled: "run.cancelled",
@@ -79,11 +80,10 @@ const step = (state: State, run: Run): readonly [State, ReadonlyArray<Event>] =>
   if (run.committedBatches > state.committed) {
     events.push({ id: run.committedBatches, name: "batch.committed", fields: progress(run) })
   }
-  const end = terminal[run.status]
-  if (end !== undefined) {
+  if (isFinished(run.status)) {
     events.push({
       id: run.plan.totalBatches + 1,
-      name: end,
+      name: terminal[run.status],
       fields: {
         ...progress(run),
         ...(run.status === "completed" ?

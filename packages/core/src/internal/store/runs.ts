@@ -7,7 +7,7 @@ import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as CrashPoint from "../../CrashPoint.js"
 import { InvalidRunState, PersistenceError, RunAlreadyExists, RunNotFound } from "../../Errors.js"
-import { type RunId, RunStatus } from "../../Run.js"
+import { isFinished, type RunId, RunStatus } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import { genesisDigest, persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { insertQueued } from "./queue.js"
@@ -219,12 +219,11 @@ export const make = (ctx: StoreContext) => {
       persistence("setExtractorStatus")
     )
 
-  const finished = new Set<RunStatus>(["completed", "failed", "cancelled", "interrupted"])
   const deleteRun = (runId: RunId) =>
     transaction(Effect.gen(function*() {
       yield* touch(runId, yield* Clock.currentTimeMillis)
       const run = yield* getRun(runId)
-      if (!finished.has(run.status)) {
+      if (!isFinished(run.status)) {
         return yield* new InvalidRunState({
           runId,
           status: run.status,

@@ -1,0 +1,68 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { tempDir } from "./fixtures.js"
+
+/** What `overwrittenBy` finds, as `[path, companion]` (`database` for the database itself), or none. */
+const overwritten = (file: string, db: string) =>
+  Option.getOrUndefined(
+    Option.map(DatabaseUrl.overwrittenBy(file, db), (hit) => [
+      hit.path,
+      Option.match(hit.companion, { onNone: () => "database", onSome: (c) => c.what })
+    ])
+  )
+
+describe("DatabaseUrl.overwrittenBy", () => {
+  it("names SQLite's -wal, -shm and -journal files", () => {
+    assert.deepStrictEqual(DatabaseUrl.companions.map((c) => c.suffix), ["-wal", "-shm", "-journal"])
+  })
+
+  it.scoped("finds the database through a symbolic link to its directory", () =>
+    Effect.gen(function*() {
+      const dir = fs.realpathSync(yield* tempDir)
+      fs.mkdirSync(path.join(dir, "real"))
+      fs.symlinkSync("real", path.join(dir, "link"))
+      const db = path.join(dir, "real", "runs.db")
+      fs.writeFileSync(db, "")
+      assert.deepStrictEqual(overwritten(path.join(dir, "link", "runs.db"), db), [db, "database"])
+      assert.isUndefined(overwritten(path.join(dir, "link", "other.db"), db))
+    }))
+
+  it.scoped("finds a companion through a link to it, named after the database's resolved path", () =>
+    Effect.gen(function*() {
+      const dir = fs.realpathSync(yield* tempDir)
+      const real = path.join(dir, "runs.jsonl")
+      fs.writeFileSync(real, "")
+      fs.writeFileSync(`${real}-wal`, "")
+      const db = path.join(dir, "quarry.db")
+      fs.symlinkSync("runs.jsonl", db)
+      fs.symlinkSync("runs.jsonl-wal", path.join(dir, "log.jsonl"))
+      assert.deepStrictEqual(overwritten(path.join(dir, "log.jsonl"), db), [`${real}-wal`, "write-ahead log"])
+      assert.deepStrictEqual(overwritten(path.join(dir, "runs.jsonl-shm"), db), [
+        `${real}-shm`,
+        "shared-memory index"
+      ])
+      assert.deepStrictEqual(overwritten(real, db), [db, "database"])
+    }))
+
+  it.scoped("resolves the nearest existing ancestor of a path whose directory does not exist yet", () =>
+    Effect.gen(function*() {
+      const dir = fs.realpathSync(yield* tempDir)
+      fs.mkdirSync(path.join(dir, "real"))
+      fs.symlinkSync("real", path.join(dir, "link"))
+      const db = path.join(dir, "real", "new", "runs.db")
+      assert.deepStrictEqual(overwritten(path.join(dir, "link", "new", "runs.db"), db), [db, "database"])
+      assert.deepStrictEqual(overwritten(path.join(dir, "link", "new", "runs.db-journal"), db), [
+        `${db}-journal`,
+        "rollback journal"
+      ])
+    }))
+
+  it("is none for a PostgreSQL URL, which has no file here (not even one named like the URL)", () => {
+    const url = "postgres://quarry@localhost/postgres"
+    assert.isUndefined(overwritten(url, url))
+  })
+})
