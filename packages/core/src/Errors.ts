@@ -1,5 +1,6 @@
 /**
- * The typed errors of `@quarry/core`. Every message says what happened and what to do about it.
+ * The typed errors of `@quarry/core`. Every message says what happened and what to do about it, in the library's
+ * terms: a front end (the `quarry` CLI, the HTTP server) words its own commands and routes.
  *
  * @since 0.1.0
  */
@@ -15,7 +16,7 @@ import { RunId } from "./Run.js"
  */
 export class RunNotFound extends Schema.TaggedError<RunNotFound>()("RunNotFound", { runId: Schema.String }) {
   override get message() {
-    return `run "${this.runId}" does not exist in this database; list runs with \`quarry runs\``
+    return `run "${this.runId}" does not exist in this database`
   }
 }
 
@@ -29,7 +30,7 @@ export class RunAlreadyExists extends Schema.TaggedError<RunAlreadyExists>()("Ru
   runId: Schema.String
 }) {
   override get message() {
-    return `run "${this.runId}" already exists; choose another --run-id or resume it with \`quarry resume ${this.runId}\``
+    return `run "${this.runId}" already exists; choose another run id, or resume this run`
   }
 }
 
@@ -47,7 +48,7 @@ export class RunLocked extends Schema.TaggedError<RunLocked>()("RunLocked", {
   override get message() {
     return `run "${this.runId}" is being executed by ${this.owner} (lease valid until ${
       new Date(this.expiresAt).toISOString()
-    }); wait for it to finish, or cancel it with \`quarry cancel ${this.runId}\``
+    }); wait for it to finish, or cancel it`
   }
 }
 
@@ -306,7 +307,7 @@ export class MergeError extends Schema.TaggedError<MergeError>()("MergeError", {
  */
 export class RunCancelled extends Schema.TaggedError<RunCancelled>()("RunCancelled", { runId: RunId }) {
   override get message() {
-    return `run "${this.runId}" was cancelled; resume it with \`quarry resume ${this.runId}\``
+    return `run "${this.runId}" was cancelled; it can be resumed`
   }
 }
 
@@ -322,7 +323,7 @@ export class RunFailed extends Schema.TaggedError<RunFailed>()("RunFailed", {
   error: Schema.String
 }) {
   override get message() {
-    return `run "${this.runId}" failed (${this.reason}): ${this.error}; resume it with \`quarry resume ${this.runId}\``
+    return `run "${this.runId}" failed (${this.reason}): ${this.error}; fix the cause, then resume it`
   }
 }
 
@@ -334,7 +335,7 @@ export class RunFailed extends Schema.TaggedError<RunFailed>()("RunFailed", {
  */
 export class RunInterrupted extends Schema.TaggedError<RunInterrupted>()("RunInterrupted", { runId: RunId }) {
   override get message() {
-    return `run "${this.runId}" was interrupted; resume it with \`quarry resume ${this.runId}\``
+    return `run "${this.runId}" was interrupted; it can be resumed`
   }
 }
 

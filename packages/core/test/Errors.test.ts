@@ -1,0 +1,27 @@
+import { assert, describe, it } from "@effect/vitest"
+import { RunAlreadyExists, RunCancelled, RunFailed, RunInterrupted, RunLocked, RunNotFound } from "@quarry/core/Errors"
+import { RunId } from "@quarry/core/Run"
+
+const runId = RunId.make("book")
+
+describe("Errors", () => {
+  it("the run errors name their run and no command of a front end (a library user has no `quarry` to run)", () => {
+    const errors = [
+      new RunNotFound({ runId }),
+      new RunAlreadyExists({ runId }),
+      new RunLocked({ runId, owner: "process 42 on host vm", expiresAt: Date.UTC(2026, 11, 7) }),
+      new RunCancelled({ runId }),
+      new RunFailed({ runId, reason: "ExtractorError", error: "the endpoint answered 500" }),
+      new RunInterrupted({ runId })
+    ]
+    for (const error of errors) {
+      assert.include(error.message, `run "book"`, error._tag)
+      assert.notMatch(error.message, /quarry \w|--\w/, error._tag)
+    }
+    assert.strictEqual(
+      errors[2]!.message,
+      "run \"book\" is being executed by process 42 on host vm (lease valid until 2026-12-07T00:00:00.000Z); wait for " +
+        "it to finish, or cancel it"
+    )
+  })
+})
