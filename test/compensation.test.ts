@@ -7,7 +7,7 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { committedEvents, makeDir, removeDir, run, startMobyDick } from "./support.js"
+import { committedEvents, jsonLines, makeDir, removeDir, run, startMobyDick } from "./support.js"
 
 interface StepJson {
   readonly seq: number
@@ -107,14 +107,27 @@ describe("compensation", () => {
     assert.strictEqual(cancel.code, 0, cancel.stderr)
     const exit = await child.exited
     assert.strictEqual(exit.code, 1, child.stderr)
-    assert.include(child.stderr, "was cancelled")
-    assert.include(child.stderr, "remove upload of batch 1")
+    // Reported as the cancel it is, with the command that runs the failed step again.
+    assert.match(child.stderr, /run locked was cancelled after \d+\/67 batches \(quarry cancel\), but 1 of its /)
+    assert.include(child.stderr, "compensation steps failed: remove upload of batch 1 (")
     assert.include(child.stderr, "is locked")
+    assert.include(
+      child.stderr,
+      `. Fix the cause, then run them again: quarry cancel locked --purge --db ${db}. Every committed batch is kept.`
+    )
+    const ended = jsonLines(child.stdout).at(-1)!
+    assert.strictEqual(ended.event, "run.cancelled")
+    assert.strictEqual(ended.compensation, "compensation_failed")
+    assert.strictEqual(ended.purge, `quarry cancel locked --purge --db ${db}`)
+    assert.deepStrictEqual(
+      (ended.failedSteps as ReadonlyArray<{ step: string }>).map((f) => f.step),
+      ["remove upload of batch 1"]
+    )
 
     const failed = await status(runId, db)
     assert.strictEqual(failed.status, "cancelled")
     assert.strictEqual(failed.failureReason, "compensation_failed")
-    assert.include(failed.lastError, "was cancelled")
+    assert.include(failed.lastError, "run \"locked\" stopped (cancelled), and 1 of its compensation steps failed")
     assert.include(failed.lastError, "remove upload of batch 1")
     assert.strictEqual(failed.compensation.state, "compensation_failed")
     const states = failed.compensation.steps.map((s) => [s.name, s.state])

@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import { CompensationFailed } from "@quarry/core/Compensation"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import { BudgetExceeded, DeadlineExceeded } from "@quarry/core/Errors"
 import * as Merge from "@quarry/core/Merge"
@@ -261,6 +262,29 @@ const cancelled = (r: Reporter, run: Option.Option<Run>) =>
     })
   })
 
+/**
+ * The run was cancelled and some of its compensation steps failed (exit 1): a cancel, with the command that runs the
+ * failed steps again once their cause is fixed.
+ */
+const cancelledWithFailedSteps = (r: Reporter, run: Option.Option<Run>, error: CompensationFailed) =>
+  Effect.gen(function*() {
+    const purge = `quarry cancel ${r.runId} --purge${Errors.dbFlag(r.options.db)}`
+    yield* emit(r, "run.cancelled", {
+      ...progressFields(run),
+      compensation: "compensation_failed",
+      failedSteps: error.failures,
+      purge,
+      resume: r.hint
+    })
+    const steps = error.failures.map((f) => `${f.step} (${f.error})`).join("; ")
+    return yield* new Errors.RunEnded({
+      exitCode: ExitCode.runFailed,
+      message: `run ${r.runId} was cancelled after ${progressOf(r, run)} batches (quarry cancel), but ` +
+        `${error.failures.length} of its compensation steps failed: ${steps}. Fix the cause, then run them again: ` +
+        `${purge}. Every committed batch is kept.`
+    })
+  })
+
 /** The run stopped before its next batch would go over `--max-cost` or `--max-tokens` (exit 1). */
 const overBudget = (r: Reporter, run: Option.Option<Run>, reason: string, error: BudgetExceeded) =>
   Effect.gen(function*() {
@@ -342,6 +366,7 @@ const ended = (r: Reporter) => (error: unknown): Effect.Effect<never, Errors.Run
     yield* status(r, "")
     const run = yield* current(r)
     if (tagOf(error) === "RunCancelled") return yield* cancelled(r, run)
+    if (error instanceof CompensationFailed) return yield* cancelledWithFailedSteps(r, run, error)
     // The reason the run was recorded with (budget, deadline, the error's tag, defect).
     const reason = Option.getOrElse(Option.flatMap(run, (run) => run.failureReason), () => tagOf(error) ?? "defect")
     if (error instanceof BudgetExceeded) return yield* overBudget(r, run, reason, error)

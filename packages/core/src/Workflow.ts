@@ -364,7 +364,7 @@ const compensatingCancel = (runId: RunId) => <A, E, R>(self: Effect.Effect<A, E,
   Effect.catchIf(
     self,
     (error): error is E & RunCancelled => error instanceof RunCancelled,
-    (cancelled) => Effect.zipRight(Compensation.run(runId, cancelled.message), Effect.fail(cancelled))
+    (cancelled) => Effect.zipRight(Compensation.run(runId, "cancelled"), Effect.fail(cancelled))
   )
 
 const tagOf = (u: unknown): string | undefined =>
