@@ -125,6 +125,61 @@ describe("quarry serve --cluster", () => {
   )
 
   it(
+    "a node's output is JSON lines only, through a run and a shard handover (pg's queueing notice logged once as a warning)",
+    async () => {
+      const { db, work } = await suite.workspace("json-lines")
+      const first = await startNode(db, work)
+      suite.nodes.push(first)
+      type Health = { cluster?: { ownedShards: number } }
+      const shards = async (node: Node) =>
+        ((await call(node, "GET", "/healthz")).json() as Health).cluster?.ownedShards ?? 0
+      await until(async () => (await shards(first)) === 300, 60_000, "the first runner to own every shard")
+      // The first runner gives up about half of its shards at once: @effect/cluster releases each in a fiber of its
+      // own, all over one reserved connection, where pg queues them and says so once (a DeprecationWarning).
+      const second = await startNode(db, work)
+      suite.nodes.push(second)
+      await until(
+        async () => (await shards(first)) > 0 && (await shards(second)) > 0,
+        60_000,
+        "the shards to be split over the two runners"
+      )
+      await submitMobyDick(first, "lines")
+      await until(
+        async () => (await runRows(db)).find((r) => r.id === "lines")?.status === "completed",
+        120_000,
+        "the run to complete"
+      )
+      for (const node of [first, second]) {
+        node.child.child.kill("SIGTERM")
+        assert.strictEqual((await node.child.exited).code, 0, node.child.stderr)
+      }
+      const notices = (node: Node) =>
+        node.child.stderr.split("\n").filter((line) => line.includes("client is already executing a query"))
+      const json = (line: string) => {
+        try {
+          JSON.parse(line)
+          return true
+        } catch {
+          return false
+        }
+      }
+      for (const node of [first, second]) {
+        for (const text of [node.child.stdout, node.child.stderr]) {
+          assert.deepStrictEqual(text.split("\n").filter((line) => line !== "" && !json(line)), [], node.owner)
+        }
+        assert.isAtMost(notices(node).length, 1, node.child.stderr)
+      }
+      // The runner that gave its shards up logged pg's notice once, as a warning of its JSON log.
+      const [notice] = notices(first)
+      assert.isDefined(notice, first.child.stderr)
+      const logged = JSON.parse(notice!) as { logLevel: string; annotations: Record<string, unknown> }
+      assert.strictEqual(logged.logLevel, "WARN")
+      assert.strictEqual(logged.annotations["package"], "pg")
+    },
+    240_000
+  )
+
+  it(
     "a SIGTERM rolling restart of every runner while runs execute: no batch extracted twice, every run completes",
     async () => {
       const { db, work } = await suite.workspace("rolling")

@@ -26,6 +26,7 @@ import * as WorkflowManager from "@quarry/core/WorkflowManager"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Admission } from "./Admission.js"
@@ -131,6 +132,53 @@ const migrateClusterTables = (options: Options) =>
     )
   })).pipe(Effect.orDie)
 
+/** The start of `pg`'s notice that a client was given a statement while it still executed others (pg 8.x). */
+const pgQueueNotice = "Calling client.query() when the client is already executing a query"
+
+/**
+ * Logs `pg`'s queueing notice once, as a warning of the JSON log, instead of Node's plain text on stderr; every other
+ * warning keeps Node's own output. The statements come from `@effect/cluster`, not from Quarry: `SqlRunnerStorage`
+ * sends all its shard-lock statements over one reserved connection, and `Sharding` releases each shard in a fiber of
+ * its own, so a runner that gives up many shards at once (another runner joins) hands their `DELETE`s to that one
+ * `pg` client together (measured: 150 at once, and no statement of Quarry's among them). `pg` runs them one after the
+ * other, as it always has; pg 9 will refuse them, so upgrading `pg` past 8 waits for `@effect/cluster` to change.
+ */
+const routePgQueueNotice = Effect.gen(function*() {
+  const printers = process.listeners("warning")
+  // Warnings are off (`--no-warnings`): nothing to route.
+  if (printers.length === 0) return
+  const notice = yield* Deferred.make<string>()
+  const listener = (warning: Error) => {
+    if (warning.name === "DeprecationWarning" && warning.message.startsWith(pgQueueNotice)) {
+      Deferred.unsafeDone(notice, Exit.succeed(warning.message))
+    } else {
+      for (const print of printers) print(warning)
+    }
+  }
+  yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      for (const print of printers) process.removeListener("warning", print)
+      process.on("warning", listener)
+    }),
+    () =>
+      Effect.sync(() => {
+        process.removeListener("warning", listener)
+        for (const print of printers) process.on("warning", print)
+      })
+  )
+  // `pg` says it once per process (`util.deprecate`).
+  yield* Deferred.await(notice).pipe(
+    Effect.flatMap((message) =>
+      Effect.logWarning(
+        `pg: ${message} (said once: @effect/cluster's shard-lock storage sends concurrent statements over one ` +
+          "connection, which pg runs in order; nothing is lost)"
+      )
+    ),
+    Effect.annotateLogs({ package: "pg", warning: "DeprecationWarning" }),
+    Effect.forkScoped
+  )
+})
+
 /**
  * The runner id shown in `/healthz`, `/metrics` and as the lease owner of the runs it executes.
  *
@@ -152,7 +200,9 @@ export const layer = (options: Options): Layer.Layer<
   SocketServerError,
   RunStore | Extractor.Registry | SqlClient.SqlClient
 > =>
-  Layer.unwrapEffect(Effect.gen(function*() {
+  Layer.unwrapScoped(Effect.gen(function*() {
+    // First, so that it is in place before this runner takes or gives up shards, and until it has released them.
+    yield* routePgQueueNotice
     yield* migrateClusterTables(options)
     const local = yield* ClusterAdmission.makeLocalRuns(options.maxActiveRuns ?? 4)
     const owner = `${runnerId(options)}/${Workflow.makeOwnerId()}`
