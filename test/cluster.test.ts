@@ -180,6 +180,42 @@ describe("quarry serve --cluster", () => {
   )
 
   it(
+    "a resume is 202 with queuePosition null, which the OpenAPI document explains for a cluster, and the run executes",
+    async () => {
+      const { db, work } = await suite.workspace("resume")
+      const nodes = [await startNode(db, work)]
+      nodes.push(await startNode(db, work))
+      suite.nodes.push(...nodes)
+      const [entry, other] = [nodes[0]!, nodes[1]!]
+      await submitMobyDick(entry, "again")
+      const row = async () => (await runRows(db)).find((r) => r.id === "again")!
+      await until(async () => (await row()).committed_batches >= 1, 60_000, "the run to commit a batch")
+      assert.strictEqual((await call(other, "POST", "/v1/runs/again/cancel")).status, 200)
+      await until(async () => (await row()).status === "cancelled", 60_000, "the run to be cancelled")
+
+      // Accepted: its Execute message is stored. The body is the run as stored (cancelled until its runner claims
+      // it), and it has no place in a queue to show.
+      const resumed = await call(other, "POST", "/v1/runs/again/resume")
+      assert.strictEqual(resumed.status, 202, resumed.text)
+      const answer = resumed.json() as { status: string; queuePosition: number | null }
+      assert.strictEqual(answer.status, "cancelled")
+      assert.strictEqual(answer.queuePosition, null)
+      type Spec = {
+        components: { schemas: { Run: { properties: { queuePosition: { description?: string } } } } }
+      }
+      const spec = (await call(entry, "GET", "/openapi.json")).json() as Spec
+      const described = spec.components.schemas.Run.properties.queuePosition.description
+      assert.include(described ?? "", "always with quarry serve --cluster")
+
+      await until(async () => (await row()).status === "completed", 120_000, "the resumed run to complete")
+      assert.strictEqual((await row()).digest, suite.reference.digest)
+      assert.strictEqual(sha256File(path.join(work, "again.ttl")), suite.reference.sha256)
+      await allExecutesAnswered(db)
+    },
+    240_000
+  )
+
+  it(
     "a SIGTERM rolling restart of every runner while runs execute: no batch extracted twice, every run completes",
     async () => {
       const { db, work } = await suite.workspace("rolling")

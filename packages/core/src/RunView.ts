@@ -79,8 +79,14 @@ export const RunView = Schema.Struct({
   resumable: Schema.Boolean,
   /** How to resume it (a command for the CLI, a request for the API); null when not resumable. */
   resume: Schema.NullOr(Schema.String),
-  /** 1-based place among the runs waiting for a slot of a server; null when not waiting (always in the CLI). */
-  queuePosition: Schema.NullOr(Schema.Int),
+  /** 1-based place among the runs waiting for a slot of a server; null when not waiting (see its description). */
+  queuePosition: Schema.NullOr(Schema.Int).annotations({
+    description: "1-based place among the runs waiting for a slot of this server; null when the run does not wait " +
+      "(it started at once, executes or ended), always in the CLI (no queue), and always with quarry serve " +
+      "--cluster, where null says nothing about waiting: a cluster has no queue order, a run waits for a slot on " +
+      "the runner that owns it (listed in that runner's /healthz cluster.waiting) and its status stays as stored " +
+      "until that runner claims it"
+  }),
   progress: Schema.Struct({ committedBatches: Schema.Int, totalBatches: Schema.Int, percent: Schema.Int }),
   counters: Schema.Struct({ entityMentions: Schema.Int, relations: Schema.Int, skippedBatches: Schema.Int }),
   /** Usage of committed batches; `attemptUsage` of every attempt; `lostUsage` the difference. */
