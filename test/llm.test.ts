@@ -5,9 +5,13 @@
  * the skip policy and `--retry-skipped`; the circuit breaker's state in `status`; the API key stays secret.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FakeLlm from "../packages/cli/test/FakeLlm.js"
+import * as FakeOpenAi from "../packages/llm/test/FakeOpenAi.js"
 import { jsonLines, makeDir, readRun, removeDir, run, sleep, start, withDb } from "./support.js"
 
 const apiKey = "sk-e2e-SECRET-7f3a9c0d1e2b"
@@ -66,7 +70,7 @@ const range = (from: number, to: number) => Array.from({ length: to - from }, (_
 
 describe("quarry --extractor llm", () => {
   let dir = ""
-  const servers: Array<FakeLlm.FakeLlm> = []
+  const servers: Array<{ readonly close: () => Promise<void> }> = []
 
   beforeAll(() => {
     dir = makeDir()
@@ -107,6 +111,14 @@ describe("quarry --extractor llm", () => {
       out
     ]
     return { server: fake, input, env, db, out, common, startArgs }
+  }
+
+  /** A server that answers every request with `answer` (closed with the suite); `requests` lists what it got. */
+  const scriptedServer = async (answer: FakeOpenAi.Step) => {
+    const scope = Effect.runSync(Scope.make())
+    const fake = await Effect.runPromise(FakeOpenAi.make({ fallback: () => answer }).pipe(Scope.extend(scope)))
+    servers.push({ close: () => Effect.runPromise(Scope.close(scope, Exit.void)) })
+    return { baseUrl: fake.baseUrl, requests: () => Effect.runPromise(fake.requests) }
   }
 
   const status = async (runId: string, db: string, env: Record<string, string>) => {
@@ -363,5 +375,114 @@ describe("quarry --extractor llm", () => {
     assert.deepInclude(shown.lostUsage, { requests: 0, promptTokens: 0, completionTokens: 0 })
     const text = await run(["status", "breaker", ...common], { env })
     assert.match(text.stdout, /extractor state\s+circuit open, endpoint http:\/\/127\.0\.0\.1:\d+\/v1 test-model/)
+  }, 30_000)
+
+  it(
+    "a call timeout that strikes while the HTTP client is still loading fails the batch (timeout), not the run as interrupted",
+    async () => {
+      // The first request of a process loads the HTTP client; a 1 ms timeout interrupts it there. That interruption
+      // must stay the first attempt's: the retry gets its own timeout, and the run fails as a timeout (exit 1).
+      const { db, env, startArgs } = await setup("loadtimeout", 2)
+      const fake = await scriptedServer({ ...FakeOpenAi.completion("{}"), delayMillis: 30_000 })
+      const started = await run(startArgs, {
+        env: { ...env, QUARRY_LLM_BASE_URL: fake.baseUrl, QUARRY_LLM_TIMEOUT: "1 millis", QUARRY_LLM_MAX_ATTEMPTS: "2" }
+      })
+      assert.strictEqual(started.code, 1, started.stderr)
+      assert.include(started.stderr, "no response within the call timeout")
+      assert.include(started.stderr, "(gave up after 2 attempts)")
+      const shown = await status("loadtimeout", db, env)
+      assert.strictEqual(shown.status, "failed")
+      assert.deepInclude(shown.lostUsage, { requests: 2, promptTokens: 0, completionTokens: 0 })
+    },
+    30_000
+  )
+
+  it(
+    "a bad QUARRY_LLM_* value exits 2 naming the variable and what it accepts; nothing is written or sent",
+    async () => {
+      const { db, env, out, server, startArgs } = await setup("badenv", 2)
+      // [variable, value, what the message must say after "expected"]
+      const cases: ReadonlyArray<readonly [string, string, string]> = [
+        ["QUARRY_LLM_TEMPERATURE", "5", "a number from 0 to 2"],
+        ["QUARRY_LLM_TEMPERATURE", "", "a number from 0 to 2"],
+        ["QUARRY_LLM_MAX_TOKENS", "1e3", "a whole number of tokens greater than 0"],
+        ["QUARRY_LLM_SEED", "0x10", "a whole number"],
+        ["QUARRY_LLM_REPAIR_ATTEMPTS", "-3", "a whole number of repair prompts (0 or more)"],
+        ["QUARRY_LLM_RPM", "1.5", "a whole number of requests per minute greater than 0"],
+        ["QUARRY_LLM_TIMEOUT", "0 seconds", "a duration greater than 0"],
+        ["QUARRY_LLM_MAX_RETRY_TIME", "-5 seconds", "a duration"],
+        ["QUARRY_LLM_PRICE_PROMPT", "-10", "a price in USD per million tokens (0 or more)"],
+        [
+          "QUARRY_LLM_PRICES",
+          `{"test-model":{"prompt":1e400,"completion":2}}`,
+          "JSON prices in USD per million tokens by model, such as " +
+          `{"gpt-4o-mini":{"prompt":0.15,"completion":0.6}} (test-model.prompt: Expected a finite number`
+        ],
+        ["QUARRY_LLM_BASE_URL", "ftp://127.0.0.1:1/v1", "an http:// or https:// URL"],
+        [
+          "QUARRY_LLM_BASE_URL",
+          `http://user:${apiKey}@127.0.0.1:1/v1`,
+          "an http:// or https:// URL including the API version path and no credentials"
+        ]
+      ]
+      const results = await Promise.all(
+        cases.map(([name, value]) => run(startArgs, { env: { ...env, [name]: value } }))
+      )
+      cases.forEach(([name, value, accepts], i) => {
+        const refused = results[i]!
+        const what = `${name}=${value}`
+        assert.strictEqual(refused.code, 2, `${what}: ${refused.stderr}`)
+        assert.include(refused.stderr, `quarry: bad llm extractor configuration: ${name} is `, what)
+        assert.include(refused.stderr, `: expected ${accepts}`, what)
+        assert.notInclude(refused.stderr, apiKey, what)
+      })
+      assert.isFalse(fs.existsSync(db), "no database is written")
+      assert.isFalse(fs.existsSync(out), "no artifact is written")
+      assert.strictEqual(server.log.length, 0, "nothing is sent")
+    },
+    // Twelve CLI processes at once, each loading the extractor: more than the suite's default bound on a busy machine.
+    120_000
+  )
+
+  it(
+    "a reply that does not match the schema is named by place, to the model in the repair prompt and to the user",
+    async () => {
+      const { env, startArgs } = await setup("badreply", 1)
+      const reply = JSON.stringify({ entities: [{ label: "Ada Lovelace", type: "Animal" }, { type: "Person" }] })
+      const fake = await scriptedServer(FakeOpenAi.completion(reply))
+      const failed = await run(startArgs, {
+        env: { ...env, QUARRY_LLM_BASE_URL: fake.baseUrl, QUARRY_LLM_REPAIR_ATTEMPTS: "1" }
+      })
+      assert.strictEqual(failed.code, 1, failed.stderr)
+      const problem = `the reply does not match the schema: entities[0].type: Expected "AdministrativeArea" | "City"`
+      assert.include(failed.stderr, `did not match the extraction schema after 1 repair attempt: ${problem}`)
+      assert.include(failed.stderr, `| "Project", actual "Animal"; entities[1].label: is missing`)
+      assert.include(failed.stderr, "entities[1].label: is missing")
+      assert.notInclude(failed.stderr, "Encoded side", "no schema tree")
+      const requests = await fake.requests()
+      assert.strictEqual(requests.length, 2)
+      const repair = requests[1]!.body.messages!.at(-1)!.content
+      assert.include(repair, problem)
+      assert.include(repair, "entities[1].label: is missing")
+    },
+    30_000
+  )
+
+  it("a 2xx body that is not a Chat Completions response is named in a line, with the start of the body", async () => {
+    const { env, startArgs } = await setup("garbage", 1)
+    const html = await scriptedServer({ text: "<html>gateway</html>" })
+    const notJson = await run(startArgs, {
+      env: { ...env, QUARRY_LLM_BASE_URL: html.baseUrl, QUARRY_LLM_MAX_ATTEMPTS: "1" }
+    })
+    assert.strictEqual(notJson.code, 1, notJson.stderr)
+    assert.include(notJson.stderr, "the response is not a Chat Completions response (HTTP 200): not JSON (")
+    assert.include(notJson.stderr, "is not valid JSON); body: <html>gateway</html> (gave up after 1 attempt)")
+    const other = await scriptedServer({ json: { object: "list", data: [] } })
+    const wrong = await run(startArgs.map((a) => a === "garbage" ? "garbage2" : a), {
+      env: { ...env, QUARRY_LLM_BASE_URL: other.baseUrl, QUARRY_LLM_MAX_ATTEMPTS: "1" }
+    })
+    assert.strictEqual(wrong.code, 1, wrong.stderr)
+    assert.include(wrong.stderr, `(HTTP 200): choices: is missing; body: {"object":"list","data":[]} (gave up`)
+    assert.notInclude(wrong.stderr, "Encoded side", "no schema tree")
   }, 30_000)
 })

@@ -23,6 +23,7 @@ import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -57,14 +58,20 @@ export const layerServices: Layer.Layer<Services> = Layer.mergeAll(
     HttpClient.HttpClient,
     Effect.gen(function*() {
       // undici is about a megabyte of JavaScript that only a run of this extractor needs: load it on the first request.
+      // The load runs in its own fiber in the layer's scope and each request only waits for it: a first request
+      // interrupted while it loads (its call timeout, a cancelled run) must not leave the interruption cached for
+      // every later request of the process, which would then end its run as interrupted.
       const scope = yield* Effect.scope
-      const undici = yield* Effect.cached(
-        Effect.promise(() => import("@effect/platform-node/NodeHttpClient")).pipe(
-          Effect.flatMap((module) => Layer.buildWithScope(module.layerUndici, scope)),
-          Effect.map(Context.get(HttpClient.HttpClient))
-        )
+      const load = Effect.promise(() => import("@effect/platform-node/NodeHttpClient")).pipe(
+        Effect.flatMap((module) => Layer.buildWithScope(module.layerUndici, scope)),
+        Effect.map(Context.get(HttpClient.HttpClient))
       )
-      return HttpClient.make((request) => Effect.flatMap(undici, (client) => client.execute(request)))
+      const loading = yield* Effect.cached(
+        Effect.uninterruptibleMask((restore) => Effect.forkIn(restore(load), scope))
+      )
+      return HttpClient.make((request) =>
+        loading.pipe(Effect.flatMap(Fiber.join), Effect.flatMap((client) => client.execute(request)))
+      )
     })
   ),
   RateLimiter.layer,
@@ -89,8 +96,9 @@ const checkBaseUrl = (raw: string): Effect.Effect<string, UsageError> => {
 }
 
 const checkTemperature = (raw: string): Effect.Effect<number, UsageError> => {
+  // Plain decimal, as QUARRY_LLM_TEMPERATURE: 1e0 and 0x1 are refused.
   const value = Number(raw.trim())
-  return raw.trim() === "" || !Number.isFinite(value) || value < 0 || value > 2 ?
+  return !/^(\d+\.?\d*|\.\d+)$/.test(raw.trim()) || value < 0 || value > 2 ?
     fail(`temperature (${JSON.stringify(raw)}) must be a number from 0 to 2`) :
     Effect.succeed(value)
 }

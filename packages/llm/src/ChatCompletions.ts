@@ -12,9 +12,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as Issues from "./internal/issues.js"
 
 /**
  * Why a call failed. `network`, `timeout`, `rate_limited`, `server` and `bad_response` are transient; the others
@@ -355,10 +355,12 @@ export const complete = (
         }
         const decoded = decodeResponse(text)
         if (Either.isLeft(decoded)) {
+          const syntax = Issues.notJson(text)
+          const body = text.trim() === "" ? "the body is empty" : `body: ${truncate(text, 200)}`
           return Effect.fail(failure(
             endpoint,
             "bad_response",
-            `${ParseResult.TreeFormatter.formatErrorSync(decoded.left)}; body: ${text}`,
+            `${syntax === undefined ? Issues.describe(decoded.left) : `not JSON (${syntax})`}; ${body}`,
             { status: response.status }
           ))
         }

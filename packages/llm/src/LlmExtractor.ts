@@ -31,6 +31,7 @@ import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
 import * as ChatCompletions from "./ChatCompletions.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
+import * as ConfigValues from "./internal/config.js"
 import { type BatchText, batchText, occurrences } from "./internal/spans.js"
 import * as Tokens from "./internal/tokens.js"
 import * as Pricing from "./Pricing.js"
@@ -134,15 +135,33 @@ export class LlmBatchFailure extends Schema.TaggedError<LlmBatchFailure>()("LlmB
 export const usageOfError = (error: Errors.ExtractorError): Option.Option<Extractor.Usage> =>
   error.cause instanceof LlmBatchFailure ? Option.some(error.cause.usage) : Option.none()
 
-const positive = (config: Config.Config<number>) =>
-  Config.validate(config, { message: "must be at least 1", validation: (n: number) => n >= 1 })
+const count = (key: string, min: number, unit: string, example: number) =>
+  ConfigValues.whole(
+    key,
+    min,
+    `a whole number of ${unit} ${min === 0 ? "(0 or more)" : "greater than 0"}, such as ${example}`
+  )
 
-const optionalPositive = (key: string) => Config.option(positive(Config.integer(key)))
+const durationOf = (key: string, positive: boolean, example: string) =>
+  ConfigValues.duration(
+    key,
+    positive,
+    `a duration${positive ? " greater than 0" : ""}, such as "${example}" or "1500 millis"`
+  )
+
+const price = (key: string) =>
+  Config.option(
+    ConfigValues.decimal(key, 0, Number.MAX_VALUE, "a price in USD per million tokens (0 or more), such as 0.15")
+  )
 
 /** The configuration with the model from `model` (an explicit model makes `QUARRY_LLM_MODEL` optional). */
 const configWithModel = (model: Config.Config<string>): Config.Config<Options> =>
   Config.all({
-    baseUrl: Config.string("QUARRY_LLM_BASE_URL").pipe(
+    baseUrl: ConfigValues.httpUrl(
+      "QUARRY_LLM_BASE_URL",
+      "an http:// or https:// URL including the API version path and no credentials, such as " +
+        "http://127.0.0.1:8080/v1 or https://api.openai.com/v1"
+    ).pipe(
       Config.withDefault("https://api.openai.com/v1"),
       Config.withDescription("Chat Completions base URL including the version path")
     ),
@@ -150,28 +169,40 @@ const configWithModel = (model: Config.Config<string>): Config.Config<Options> =
       Config.withDescription("API key sent as a bearer token; local servers usually need none")
     ),
     model,
-    temperature: Config.number("QUARRY_LLM_TEMPERATURE").pipe(Config.withDefault(0)),
-    maxTokens: positive(Config.integer("QUARRY_LLM_MAX_TOKENS")).pipe(Config.withDefault(4096)),
+    temperature: ConfigValues.decimal("QUARRY_LLM_TEMPERATURE", 0, 2, "a number from 0 to 2, such as 0.7").pipe(
+      Config.withDefault(0)
+    ),
+    maxTokens: count("QUARRY_LLM_MAX_TOKENS", 1, "tokens", 4096).pipe(Config.withDefault(4096)),
     maxTokensParameter: Config.literal("max_tokens", "max_completion_tokens")("QUARRY_LLM_MAX_TOKENS_PARAMETER").pipe(
       Config.withDefault("max_tokens" as const)
     ),
-    seed: Config.option(Config.integer("QUARRY_LLM_SEED")),
+    seed: Config.option(ConfigValues.whole("QUARRY_LLM_SEED", Number.MIN_SAFE_INTEGER, "a whole number, such as 42")),
     responseFormat: Config.literal("auto", "json_schema", "json_object", "none")("QUARRY_LLM_RESPONSE_FORMAT").pipe(
       Config.withDefault("auto" as const)
     ),
-    callTimeout: Config.duration("QUARRY_LLM_TIMEOUT").pipe(Config.withDefault(Duration.seconds(120))),
-    maxAttempts: positive(Config.integer("QUARRY_LLM_MAX_ATTEMPTS")).pipe(Config.withDefault(6)),
-    maxRetryTime: Config.duration("QUARRY_LLM_MAX_RETRY_TIME").pipe(Config.withDefault(Duration.minutes(10))),
-    repairAttempts: Config.integer("QUARRY_LLM_REPAIR_ATTEMPTS").pipe(Config.withDefault(2)),
-    maxKnownEntities: Config.integer("QUARRY_LLM_MAX_KNOWN_ENTITIES").pipe(Config.withDefault(50)),
-    requestsPerMinute: optionalPositive("QUARRY_LLM_RPM"),
-    tokensPerMinute: optionalPositive("QUARRY_LLM_TPM"),
-    maxConcurrent: positive(Config.integer("QUARRY_LLM_MAX_CONCURRENT")).pipe(Config.withDefault(4)),
-    failureThreshold: positive(Config.integer("QUARRY_LLM_BREAKER_THRESHOLD")).pipe(Config.withDefault(5)),
-    cooldown: Config.duration("QUARRY_LLM_BREAKER_COOLDOWN").pipe(Config.withDefault(Duration.seconds(30))),
-    prices: Config.option(Schema.Config("QUARRY_LLM_PRICES", Schema.parseJson(Pricing.PriceTable))),
-    pricePrompt: Config.option(Config.number("QUARRY_LLM_PRICE_PROMPT")),
-    priceCompletion: Config.option(Config.number("QUARRY_LLM_PRICE_COMPLETION"))
+    callTimeout: durationOf("QUARRY_LLM_TIMEOUT", true, "120 seconds").pipe(Config.withDefault(Duration.seconds(120))),
+    maxAttempts: count("QUARRY_LLM_MAX_ATTEMPTS", 1, "attempts", 6).pipe(Config.withDefault(6)),
+    maxRetryTime: durationOf("QUARRY_LLM_MAX_RETRY_TIME", false, "10 minutes").pipe(
+      Config.withDefault(Duration.minutes(10))
+    ),
+    repairAttempts: count("QUARRY_LLM_REPAIR_ATTEMPTS", 0, "repair prompts", 2).pipe(Config.withDefault(2)),
+    maxKnownEntities: count("QUARRY_LLM_MAX_KNOWN_ENTITIES", 0, "entities", 50).pipe(Config.withDefault(50)),
+    requestsPerMinute: Config.option(count("QUARRY_LLM_RPM", 1, "requests per minute", 500)),
+    tokensPerMinute: Config.option(count("QUARRY_LLM_TPM", 1, "tokens per minute", 200000)),
+    maxConcurrent: count("QUARRY_LLM_MAX_CONCURRENT", 1, "requests", 4).pipe(Config.withDefault(4)),
+    failureThreshold: count("QUARRY_LLM_BREAKER_THRESHOLD", 1, "failures", 5).pipe(Config.withDefault(5)),
+    cooldown: durationOf("QUARRY_LLM_BREAKER_COOLDOWN", false, "30 seconds").pipe(
+      Config.withDefault(Duration.seconds(30))
+    ),
+    prices: Config.option(
+      ConfigValues.json(
+        "QUARRY_LLM_PRICES",
+        Pricing.PriceTable,
+        `JSON prices in USD per million tokens by model, such as {"gpt-4o-mini":{"prompt":0.15,"completion":0.6}}`
+      )
+    ),
+    pricePrompt: price("QUARRY_LLM_PRICE_PROMPT"),
+    priceCompletion: price("QUARRY_LLM_PRICE_COMPLETION")
   }).pipe(Config.map((c): Options => {
     const prices: Record<string, Pricing.Price> = { ...Option.getOrElse(c.prices, () => ({})) }
     if (Option.isSome(c.pricePrompt) || Option.isSome(c.priceCompletion)) {
@@ -211,7 +242,7 @@ const configWithModel = (model: Config.Config<string>): Config.Config<Options> =
  * @category config
  */
 export const config: Config.Config<Options> = configWithModel(
-  Config.nonEmptyString("QUARRY_LLM_MODEL").pipe(Config.withDescription("model name"))
+  ConfigValues.name("QUARRY_LLM_MODEL", "a model name, such as gpt-4o-mini").pipe(Config.withDescription("model name"))
 )
 
 interface Settings {
@@ -688,8 +719,9 @@ const callWithRetries = (
       const now = yield* Clock.currentTimeMillis
       firstFailureAt ??= now
       const elapsed = now - firstFailureAt
+      const attempts = `${attempt} ${attempt === 1 ? "attempt" : "attempts"}`
       if (attempt >= s.maxAttempts) {
-        return yield* Effect.fail(exhausted(error, `${attempt} attempts`))
+        return yield* Effect.fail(exhausted(error, attempts))
       }
       const backoff = Math.min(s.retryMaxDelay, s.retryBaseDelay * 2 ** (attempt - 1))
       const jitter = yield* Random.next
@@ -697,9 +729,16 @@ const callWithRetries = (
         error.retryAfterMillis + jitter * Math.min(1000, s.retryBaseDelay) :
         backoff / 2 + jitter * backoff / 2
       if (elapsed + delay > s.maxRetryTime) {
-        return yield* Effect.fail(
-          exhausted(error, `${attempt} attempts; the next would start after the retry time limit`)
-        )
+        const limit = `the retry time limit (QUARRY_LLM_MAX_RETRY_TIME ${
+          Duration.format(Duration.millis(s.maxRetryTime))
+        })`
+        return yield* Effect.fail(exhausted(
+          error,
+          error.retryAfterMillis === undefined ?
+            `${attempts}; the next would start after ${limit}` :
+            `${attempts}; the server asked to wait ${Duration.format(Duration.millis(error.retryAfterMillis))}, ` +
+            `past ${limit}`
+        ))
       }
       yield* Effect.logWarning(
         `${error.message}; retrying in ${Duration.format(Duration.millis(Math.round(delay)))} ` +
@@ -819,13 +858,16 @@ const extractWith = (env: Env) =>
         return out
       }
       if (repair >= s.repairAttempts) {
-        return yield* failBatch(
-          input,
-          "invalid_output",
-          `the model's reply did not match the extraction schema after ${repair} repair attempts: ${problem.left}`,
-          true,
-          ledger
-        )
+        // The problem is worded for the model; a reply cut off at max tokens needs the user to act.
+        const detail = completion.finishReason === "length" ?
+          `the model's reply was cut off at the limit of ${s.maxTokens} completion tokens` +
+          `${
+            repair === 0 ? "" : `, also after ${repair} ${repair === 1 ? "request" : "requests"} for a shorter one`
+          }; ` +
+          `start a new run with a higher --max-output-tokens (QUARRY_LLM_MAX_TOKENS) or a smaller --batch-size` :
+          `the model's reply did not match the extraction schema` +
+          `${repair === 0 ? "" : ` after ${repair} repair ${repair === 1 ? "attempt" : "attempts"}`}: ${problem.left}`
+        return yield* failBatch(input, "invalid_output", detail, true, ledger)
       }
       yield* Effect.logWarning("the reply did not match the extraction schema; asking the model to repair it").pipe(
         Effect.annotateLogs({ error: problem.left })

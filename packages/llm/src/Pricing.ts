@@ -14,8 +14,8 @@ import * as Schema from "effect/Schema"
  * @category models
  */
 export const Price = Schema.Struct({
-  prompt: Schema.Number.pipe(Schema.nonNegative()),
-  completion: Schema.Number.pipe(Schema.nonNegative())
+  prompt: Schema.Finite.pipe(Schema.nonNegative()),
+  completion: Schema.Finite.pipe(Schema.nonNegative())
 })
 
 /**

@@ -9,9 +9,9 @@ import type * as Extractor from "@quarry/core/Extractor"
 import type * as Ontology from "@quarry/core/Ontology"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
+import * as Issues from "./internal/issues.js"
 
 const OWL_THING = "http://www.w3.org/2002/07/owl#Thing"
 const XSD = "http://www.w3.org/2001/XMLSchema#"
@@ -245,11 +245,16 @@ const unfence = (text: string) => {
  */
 export const decodeReply = (vocabulary: Vocabulary) => {
   const decode = Schema.decodeEither(replySchema(vocabulary), { errors: "all", onExcessProperty: "ignore" })
-  return (content: string): Either.Either<Reply, string> =>
-    Either.mapLeft(decode(unfence(content)), (error) => {
-      const text = ParseResult.TreeFormatter.formatErrorSync(error)
-      return text.length > 1500 ? `${text.slice(0, 1500)}…` : text
-    })
+  return (content: string): Either.Either<Reply, string> => {
+    const text = unfence(content)
+    const syntax = Issues.notJson(text)
+    if (syntax !== undefined) {
+      return Either.left(
+        text === "" ? "the reply is empty, not a JSON object" : `the reply is not valid JSON (${syntax})`
+      )
+    }
+    return Either.mapLeft(decode(text), (error) => `the reply does not match the schema: ${Issues.describe(error)}`)
+  }
 }
 
 /** Bump when the way prompts or schemas are derived changes: it is part of the template hash. */
