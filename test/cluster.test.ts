@@ -7,6 +7,7 @@
  * their in-flight commits and the survivors continue them, with no batch extracted twice (extractor calls counted).
  */
 import { assert, describe, it } from "@effect/vitest"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { usePostgres } from "../packages/core/test/postgres.js"
@@ -210,6 +211,65 @@ describe("quarry serve --cluster", () => {
       await until(async () => (await row()).status === "completed", 120_000, "the resumed run to complete")
       assert.strictEqual((await row()).digest, suite.reference.digest)
       assert.strictEqual(sha256File(path.join(work, "again.ttl")), suite.reference.sha256)
+      await allExecutesAnswered(db)
+    },
+    240_000
+  )
+
+  it(
+    "nodes in different directories: a run's artifact lands in the directory of the runner that finished it; a run stored with an absolute path is written there",
+    async () => {
+      const { db, work } = await suite.workspace("directories")
+      const dirs = [path.join(work, "a"), path.join(work, "b")]
+      for (const dir of dirs) fs.mkdirSync(dir)
+      const nodes = [await startNode(db, dirs[0]!)]
+      nodes.push(await startNode(db, dirs[1]!))
+      suite.nodes.push(...nodes)
+      const [entry, other] = [nodes[0]!, nodes[1]!]
+      const placed = await Nodes.placeRunIds(nodes, "d", 2)
+      const [onEntry, onOther] = [placed.get(entry)!, placed.get(other)!]
+      // Both submitted to the first node, whose directory the second node does not use.
+      const submitted = [onEntry[0]!, onOther[0]!]
+      for (const runId of submitted) await submitMobyDick(entry, runId)
+      // A run stored as before: its artifact's absolute path, planned by the first node, executed by the second.
+      const stored = onOther[1]!
+      await Nodes.storePending(db, dirs[0]!, stored)
+
+      await until(
+        async () => (await runRows(db)).every((r) => r.status === "completed" || r.status === "failed"),
+        120_000,
+        "every run to end"
+      )
+      const rows = new Map((await runRows(db)).map((row) => [row.id, row]))
+      const plans = await Nodes.query<{ id: string; output_path: string }>(db, "SELECT id, output_path FROM runs")
+      const outputs = new Map(plans.map((plan) => [plan.id, plan.output_path]))
+      for (
+        const [runId, dir, elsewhere] of [
+          [submitted[1]!, dirs[1]!, dirs[0]!],
+          [submitted[0]!, dirs[0]!, dirs[1]!]
+        ] as const
+      ) {
+        const row = rows.get(runId)!
+        assert.strictEqual(row.status, "completed", `${runId}: ${JSON.stringify(row)}`)
+        assert.strictEqual(row.digest, suite.reference.digest, runId)
+        // Written into the finishing runner's directory, the plan naming it relative to the artifacts directory.
+        assert.strictEqual(row.artifact_path, path.join(dir, `${runId}.ttl`))
+        assert.strictEqual(sha256File(row.artifact_path!), suite.reference.sha256, runId)
+        assert.isFalse(fs.existsSync(path.join(elsewhere, `${runId}.ttl`)), runId)
+        assert.strictEqual(outputs.get(runId), `${runId}.ttl`)
+      }
+      const kept = rows.get(stored)!
+      assert.strictEqual(kept.status, "completed", JSON.stringify(kept))
+      assert.strictEqual(outputs.get(stored), path.join(dirs[0]!, `${stored}.ttl`))
+      assert.strictEqual(kept.artifact_path, path.join(dirs[0]!, `${stored}.ttl`))
+      assert.strictEqual(sha256File(kept.artifact_path!), suite.reference.sha256)
+      // Any node serves any artifact: the first merges the second's again (its file is elsewhere, as on another
+      // machine, once moved away).
+      fs.renameSync(rows.get(submitted[1]!)!.artifact_path!, path.join(work, "moved.ttl"))
+      const response = await fetch(`${entry.url}/v1/runs/${submitted[1]}/artifact`)
+      assert.strictEqual(response.status, 200)
+      const digest = createHash("sha256").update(Buffer.from(await response.arrayBuffer())).digest("hex")
+      assert.strictEqual(digest, suite.reference.sha256)
       await allExecutesAnswered(db)
     },
     240_000

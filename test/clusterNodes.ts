@@ -58,13 +58,13 @@ const shardsPerGroup = 300
 
 /**
  * Run ids that the cluster places `perRunner` on each of `nodes` (`<prefix>0`, `<prefix>1`, ... skipping those that
- * would crowd a runner). A run executes on its shard's runner, and runner ports differ from run to run: 12 fixed ids
- * left one of 3 runners without a run for 1.5% of 2,000 random port triples. A test that needs every runner busy
- * picks its ids here. The placement is computed as @effect/cluster computes it (the run id's hash picks the shard,
- * a hash ring of the runners' addresses the shard's runner); this waits until each node owns the shards computed
- * for it, so the two cannot disagree.
+ * would crowd a runner), by node. A run executes on its shard's runner, and runner ports differ from run to run: 12
+ * fixed ids left one of 3 runners without a run for 1.5% of 2,000 random port triples. A test that needs every runner
+ * busy picks its ids here. The placement is computed as @effect/cluster computes it (the run id's hash picks the
+ * shard, a hash ring of the runners' addresses the shard's runner); this waits until each node owns the shards
+ * computed for it, so the two cannot disagree.
  */
-export const spreadRunIds = async (nodes: ReadonlyArray<Node>, prefix: string, perRunner: number) => {
+export const placeRunIds = async (nodes: ReadonlyArray<Node>, prefix: string, perRunner: number) => {
   const ring = HashRing.make<RunnerAddress.RunnerAddress>()
   for (const node of nodes) HashRing.add(ring, RunnerAddress.make("127.0.0.1", node.runnerPort), { weight: 1 })
   const runnerOf = HashRing.getShards(ring, shardsPerGroup)!.map((a) => nodes.find((n) => n.runnerPort === a.port)!)
@@ -82,8 +82,14 @@ export const spreadRunIds = async (nodes: ReadonlyArray<Node>, prefix: string, p
     const placed = ids.get(runnerOf[Math.abs(Hash.string(runId) % shardsPerGroup)]!)!
     if (placed.length < perRunner) placed.push(runId)
   }
-  return [...ids.values()].flat().sort((a, b) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)))
+  return ids
 }
+
+/** The ids of `placeRunIds`, in one list ordered by their number. */
+export const spreadRunIds = async (nodes: ReadonlyArray<Node>, prefix: string, perRunner: number) =>
+  [...(await placeRunIds(nodes, prefix, perRunner)).values()].flat().sort((a, b) =>
+    Number(a.slice(prefix.length)) - Number(b.slice(prefix.length))
+  )
 
 /** Stops a node: SIGCONT (in case it was paused), SIGTERM (it drains), SIGKILL if still there after 20 s. */
 export const stopNode = async (node: Node) => {

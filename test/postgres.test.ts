@@ -228,7 +228,15 @@ describe("the CLI on PostgreSQL", () => {
         const artifact = await fetch(`http://127.0.0.1:${listening.port}/v1/runs/posted/artifact`)
         assert.strictEqual(artifact.status, 200)
         assert.strictEqual(await artifact.text(), fs.readFileSync(path.join(dir, "t.ttl"), "utf8"))
-        assert.isTrue(fs.readdirSync(served).length > 0)
+        // Outside a cluster the plan keeps the artifact's absolute path (a cluster stores it relative to the artifacts
+        // directory, for the runner that finishes the run to resolve against its own).
+        const [stored] = await query<{ output_path: string; artifact_path: string }>(
+          db,
+          "SELECT output_path, artifact_path FROM runs WHERE id = 'posted'"
+        )
+        const expected = path.join(fs.realpathSync(served), "posted.ttl")
+        assert.deepStrictEqual(stored, { output_path: expected, artifact_path: expected })
+        assert.isTrue(fs.existsSync(expected))
       } finally {
         server.child.kill("SIGTERM")
         await server.exited

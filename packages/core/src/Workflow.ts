@@ -14,6 +14,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
+import * as path from "node:path"
 import * as Budget from "./Budget.js"
 import * as Cancellation from "./Cancellation.js"
 import * as Chunking from "./Chunking.js"
@@ -96,6 +97,12 @@ export interface ExecuteOptions {
    * commits each batch in its own transaction. Either way each batch has its own row, checkpoint and event.
    */
   readonly groupCommit?: boolean | undefined
+  /**
+   * The directory a run's relative output path is resolved against (default the working directory). A cluster
+   * stores its runs' output paths relative (`<run>.<ext>`), so that the runner finishing a run writes the artifact
+   * into its own directory; the CLI and a single server store absolute paths, which are used as they are.
+   */
+  readonly artifactsDir?: string | undefined
 }
 
 /**
@@ -411,6 +418,8 @@ interface Execution extends Prepared {
   /** Extracted batches waiting for their commit, by batch index. */
   readonly pending: Map<number, Pending>
   readonly groupCommit: boolean
+  /** Where the artifact is written: the run's output path, resolved when it is relative (`artifactsDir`). */
+  readonly artifactPath: string
 }
 
 // Batch i sees the entities of batches < i - concurrency + 1 only: those are committed before it can start whatever
@@ -596,7 +605,7 @@ const mergeAndComplete = Effect.fnUntraced(function*(x: Execution) {
   yield* x.emit({ _tag: "MergeStarted", runId: x.run.id })
   const artifact = yield* Merge.merge({
     runId: x.run.id,
-    path: plan.outputPath,
+    path: x.artifactPath,
     format: plan.outputFormat,
     ontology: x.ontology,
     provenance: plan.provenance ? { extractor: plan.extractor } : undefined,
@@ -631,7 +640,10 @@ const makeExecution = Effect.fnUntraced(function*(
     known: yield* KnownContext.make(store, run.id),
     emit: options.onEvent ?? (() => Effect.void),
     pending: new Map(),
-    groupCommit: options.groupCommit ?? true
+    groupCommit: options.groupCommit ?? true,
+    artifactPath: path.isAbsolute(run.plan.outputPath) ?
+      run.plan.outputPath :
+      path.resolve(options.artifactsDir ?? ".", run.plan.outputPath)
   } satisfies Execution
 })
 
@@ -643,7 +655,7 @@ const run = Effect.fnUntraced(function*(x: Execution, reopen: boolean) {
   const store = yield* RunStore
   if (plan.totalBatches === 0) {
     const artifact = yield* Merge.writeEmpty({
-      path: plan.outputPath,
+      path: x.artifactPath,
       format: plan.outputFormat,
       ontology: x.ontology,
       ...fencing(store, x.lease)

@@ -29,6 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as path from "node:path"
 import type { Admission } from "./Admission.js"
 import * as ClusterAdmission from "./ClusterAdmission.js"
 import * as ClusterExtraction from "./ClusterExtraction.js"
@@ -60,6 +61,12 @@ export interface Options {
   readonly maxActiveRuns?: number | undefined
   /** Runs stored `pending` in the whole cluster beyond which a submission or resume is refused (`QueueFull`). */
   readonly maxQueuedRuns?: number | undefined
+  /**
+   * The server's artifacts directory (default the working directory): a run submitted here stores its artifact's
+   * path relative to it (`<run>.<ext>`), and a run executing here writes such a path into it. Nodes need not share a
+   * directory; a run stored with an absolute path is written at that path. `Server.layer` sets it to its own.
+   */
+  readonly artifacts?: string | undefined
 }
 
 /**
@@ -205,6 +212,7 @@ export const layer = (options: Options): Layer.Layer<
     yield* routePgQueueNotice
     yield* migrateClusterTables(options)
     const local = yield* ClusterAdmission.makeLocalRuns(options.maxActiveRuns ?? 4)
+    const artifacts = path.resolve(options.artifacts ?? ".")
     const owner = `${runnerId(options)}/${Workflow.makeOwnerId()}`
     // With --distribute, the manager's extractors send their batches through the cluster once the runner is up.
     const send = yield* Deferred.make<BatchExtraction.Send>()
@@ -216,6 +224,7 @@ export const layer = (options: Options): Layer.Layer<
     const entities = Layer.mergeAll(
       ClusterRun.layer({
         runnerId: runnerId(options),
+        artifacts,
         onLocal: ClusterAdmission.onLocal(local),
         onWaiting: ClusterAdmission.onWaiting(local),
         slots: local.slots,
@@ -226,7 +235,10 @@ export const layer = (options: Options): Layer.Layer<
         ClusterExtraction.provideSend(send, options.distributeTimeoutMs ?? 600_000) :
         Layer.empty
     )
-    return Layer.mergeAll(entities, ClusterAdmission.layer(local, runnerId(options), options.maxQueuedRuns)).pipe(
-      Layer.provideMerge(base)
-    )
+    const admission = ClusterAdmission.layer(local, {
+      runnerId: runnerId(options),
+      artifacts,
+      maxQueuedRuns: options.maxQueuedRuns
+    })
+    return Layer.mergeAll(entities, admission).pipe(Layer.provideMerge(base))
   }))

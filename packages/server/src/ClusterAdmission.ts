@@ -27,6 +27,7 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as path from "node:path"
 import { Admission, Draining, QueueFull } from "./Admission.js"
 import * as ClusterRun from "./ClusterRun.js"
 
@@ -156,13 +157,42 @@ const recoverStuckRuns = (
   })
 
 /**
+ * Options of cluster admission.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly runnerId: string
+  /** The directory the server plans artifacts in (`<artifacts>/<run>.<ext>`); see `relativeOutput`. */
+  readonly artifacts: string
+  /** Runs stored `pending` in the whole cluster beyond which a submission or resume is refused (`QueueFull`). */
+  readonly maxQueuedRuns?: number | undefined
+  /** How long a run sits in a state that may lack its message before the scan looks at it (default 10 s). */
+  readonly afterMs?: number | undefined
+}
+
+/**
+ * A submission's output path as the cluster stores it: relative to the artifacts directory (`<run>.<ext>`), so that
+ * the runner that finishes the run writes the artifact into its own artifacts directory, whatever directory the node
+ * it was submitted to has. A path outside the directory stays absolute, as stored runs' paths do.
+ */
+const relativeOutput = (artifacts: string, output: Workflow.CreateOptions["output"]) => {
+  const relative = path.relative(artifacts, output.path)
+  const outside = relative === "" || relative === ".." || relative.startsWith(`..${path.sep}`) ||
+    path.isAbsolute(relative)
+  return outside ? output : { ...output, path: relative }
+}
+
+/**
  * Builds cluster admission.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (local: LocalRuns, runnerId: string, maxQueuedRuns = Infinity, afterMs = 10_000) =>
+export const make = (local: LocalRuns, options: Options) =>
   Effect.gen(function*() {
+    const { afterMs = 10_000, maxQueuedRuns = Infinity, runnerId } = options
     const sharding = yield* Sharding.Sharding
     const store = yield* RunStore
     const context = yield* Effect.context<Workflow.ExecuteRequirements>()
@@ -186,7 +216,8 @@ export const make = (local: LocalRuns, runnerId: string, maxQueuedRuns = Infinit
         yield* refuseWhenDraining
         yield* refuseWhenFull
         const queued = { retrySkipped: execution.retrySkipped, budget: execution.budget }
-        const run = yield* Workflow.create({ ...create, queued }).pipe(Effect.provide(context))
+        const output = relativeOutput(options.artifacts, create.output)
+        const run = yield* Workflow.create({ ...create, output, queued }).pipe(Effect.provide(context))
         yield* sendExecute(run, execution)
         return run
       }
@@ -274,8 +305,8 @@ const drain = (local: LocalRuns) =>
  * @since 0.1.0
  * @category layers
  */
-export const layer = (local: LocalRuns, runnerId: string, maxQueuedRuns?: number): Layer.Layer<
+export const layer = (local: LocalRuns, options: Options): Layer.Layer<
   Admission,
   never,
   Workflow.ExecuteRequirements | Sharding.Sharding | MessageStorage.MessageStorage
-> => Layer.scoped(Admission, make(local, runnerId, maxQueuedRuns))
+> => Layer.scoped(Admission, make(local, options))

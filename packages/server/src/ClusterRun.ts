@@ -127,6 +127,8 @@ const logTakenOver = Effect.logWarning(
 export interface HandlerOptions {
   /** This runner (`host:port`), named in what it records. */
   readonly runnerId: string
+  /** This runner's artifacts directory: a run's relative output path (`<run>.<ext>`) is written there. */
+  readonly artifacts: string
   /** Called when an execution starts and ends here (for `/healthz`, events). */
   readonly onLocal: (runId: RunId, executing: boolean) => Effect.Effect<void>
   /** Called when a run starts and stops waiting for a slot here. */
@@ -194,7 +196,12 @@ const executor = (options: HandlerOptions, runId: RunId) =>
         // A message delivered while this node drains waits, unanswered, for the shard's next owner.
         if (yield* Deferred.isDone(options.draining)) return yield* Effect.never
         yield* Ref.set(claimed, false)
-        const handle = yield* manager.resume(runId, { budget, retrySkipped, onEvent: stopAfterCommit })
+        const handle = yield* manager.resume(runId, {
+          budget,
+          retrySkipped,
+          onEvent: stopAfterCommit,
+          artifactsDir: options.artifacts
+        })
         yield* options.onLocal(runId, true)
         const exit = yield* Fiber.await(handle.fiber).pipe(
           // The entity is interrupted when its shard moves (SIGTERM, a runner joining): the run stops after its

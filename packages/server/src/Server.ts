@@ -122,6 +122,7 @@ export const layer = (
         ? Admission.layer(options)
         : Cluster.layer({
           ...options.cluster,
+          artifacts: options.artifacts,
           maxActiveRuns: options.maxActiveRuns,
           maxQueuedRuns: options.maxQueuedRuns
         })
