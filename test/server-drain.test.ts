@@ -3,12 +3,17 @@
  * process: a connection that never sends a request and one halfway through its headers are closed (exit 0); an open
  * event stream ends (exit 0); a request on a quiet connection during the drain is answered 503 `Draining` with
  * `Connection: close`; a request whose body is still arriving at the deadline is cut (exit 1).
+ *
+ * With `--drain-delay`, the server stays up after SIGTERM, not ready but serving new connections, until the delay ends
+ * (or a second signal ends it), and only then drains and closes its port; a signal after that exits at once (130).
+ * The order of events is asserted, never a duration: a request in flight keeps the process up after its port closed,
+ * so that "no longer accepting, still running" can be observed.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as net from "node:net"
 import * as path from "node:path"
-import { call, serve, type Server, until } from "./serverProcess.js"
-import { makeDir, removeDir, type Running } from "./support.js"
+import { call, ended, logLines, serve, type Server, until } from "./serverProcess.js"
+import { makeDir, removeDir, run, type Running } from "./support.js"
 
 const drainTimeoutMs = 3_000
 /** Beyond the drain timeout, for the process to exit: generous, since it only tells a hang from an exit. */
@@ -70,8 +75,13 @@ describe("quarry serve drains within --drain-timeout", () => {
     removeDir(dir)
   })
 
-  const start = async (name: string, env: Readonly<Record<string, string>> = {}, timeoutMs = drainTimeoutMs) => {
-    const server = await serve(path.join(dir, `${name}.db`), ["--drain-timeout", `${timeoutMs}ms`], env)
+  const start = async (
+    name: string,
+    env: Readonly<Record<string, string>> = {},
+    timeoutMs = drainTimeoutMs,
+    args: ReadonlyArray<string> = []
+  ) => {
+    const server = await serve(path.join(dir, `${name}.db`), ["--drain-timeout", `${timeoutMs}ms`, ...args], env)
     servers.push(server)
     return server
   }
@@ -145,5 +155,157 @@ describe("quarry serve drains within --drain-timeout", () => {
     assert.strictEqual(exit.code, 1, server.child.stderr)
     assert.include(server.child.stderr, "drain did not finish")
     await slow.closed
+  })
+})
+
+/** Whether a new connection to the server's port is refused (it no longer listens). */
+const refused = (server: Server) =>
+  new Promise<boolean>((resolve) => {
+    const socket = net.connect(server.port, "127.0.0.1")
+    socket.once("connect", () => {
+      socket.destroy()
+      resolve(false)
+    })
+    socket.once("error", (error: NodeJS.ErrnoException) => resolve(error.code === "ECONNREFUSED"))
+  })
+
+/** A GET on a connection of its own, read until the server closes it; its status line, head and body. */
+const getAlone = async (server: Server, route: string) => {
+  const raw = await connect(server)
+  let closed = false
+  void raw.closed.then(() => closed = true)
+  raw.socket.write(`GET ${route} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+  await until(() => closed, 30_000, `the connection of GET ${route} to close`)
+  const [head = "", body = ""] = raw.received().split("\r\n\r\n")
+  return { head, body }
+}
+
+/** A submission whose body is still arriving: in flight, it keeps the process up once the port is closed. */
+const slowSubmission = async (server: Server) => {
+  const payload = JSON.stringify({ input: "late" })
+  const raw = await connect(server)
+  raw.socket.write(
+    "POST /v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+      `Content-Length: ${Buffer.byteLength(payload)}\r\nExpect: 100-continue\r\n\r\n`
+  )
+  await until(() => raw.received().includes("100 Continue"), 10_000, "100 Continue")
+  raw.socket.write(payload.slice(0, 5))
+  return { raw, finish: () => raw.socket.write(payload.slice(5)) }
+}
+
+/** The drain's log lines, in order: the delay's two, then the drain's own. */
+const drainPhases = (server: Server) =>
+  logLines(server).filter((line) =>
+    ["drain delay: not ready, still serving", "drain delay over", "draining", "closing connections"].includes(
+      String(line.message)
+    )
+  ).map((line) =>
+    line.annotations.endedBy === undefined ? line.message : `${line.message} (${line.annotations.endedBy})`
+  )
+
+describe("quarry serve --drain-delay: not ready but still serving, then the drain", () => {
+  let dir = ""
+  const servers: Array<Server> = []
+  beforeAll(() => {
+    dir = makeDir()
+  })
+  afterAll(() => {
+    for (const server of servers) if (server.child.child.exitCode === null) server.child.child.kill("SIGKILL")
+    removeDir(dir)
+  })
+
+  const start = async (name: string, args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}) => {
+    const server = await serve(path.join(dir, `${name}.db`), args, env)
+    servers.push(server)
+    return server
+  }
+
+  it(
+    "during the delay /readyz is 503, a new connection is served and a submission is 503; a second signal ends " +
+      "the delay, the port closes while a request is in flight, and a third signal exits at once (130)",
+    async () => {
+      // A delay no test outlasts: only the second signal can end it.
+      const server = await start("window", ["--drain-delay", "300", "--drain-timeout", "600s"])
+      const body = { input: "Ishmael met Queequeg in New Bedford.", runId: "before", extractor: "capitalized" }
+      assert.strictEqual((await call(server, "POST", "/v1/runs", body)).status, 202)
+      assert.strictEqual((await ended(server, "before")).status, "completed")
+      const slow = await slowSubmission(server)
+
+      server.child.child.kill("SIGTERM")
+      await until(async () => (await call(server, "GET", "/readyz")).status === 503, 30_000, "readyz 503")
+      const health = await getAlone(server, "/healthz")
+      assert.match(health.head, /^HTTP\/1\.1 200 /)
+      // The client's next request comes on a new connection, which a load balancer sends elsewhere.
+      assert.match(health.head, /^connection: close$/im)
+      assert.include(health.body, "\"draining\":true")
+      const before = await getAlone(server, "/v1/runs/before")
+      assert.match(before.head, /^HTTP\/1\.1 200 /)
+      assert.include(before.body, "\"status\":\"completed\"")
+      const late = await call(server, "POST", "/v1/runs", { input: "late" })
+      assert.strictEqual(late.status, 503)
+      assert.include(late.text, "\"tag\":\"Draining\"")
+      assert.isFalse(await refused(server))
+      assert.deepStrictEqual(drainPhases(server), ["drain delay: not ready, still serving"])
+
+      server.child.child.kill("SIGTERM")
+      await until(() => refused(server), 30_000, "the port to refuse connections")
+      assert.isNull(server.child.child.exitCode, "the request in flight keeps the process up")
+      assert.deepStrictEqual(drainPhases(server), [
+        "drain delay: not ready, still serving",
+        "drain delay over (SIGTERM)",
+        "draining",
+        "closing connections"
+      ])
+
+      const sentAt = Date.now()
+      server.child.child.kill("SIGTERM")
+      const exit = await exitOf(server.child, sentAt)
+      assert.strictEqual(exit.code, 130, server.child.stderr)
+      await slow.raw.closed
+    }
+  )
+
+  it("the delay ends by itself (QUARRY_DRAIN_DELAY), then the port closes and the drain exits 0", async () => {
+    const server = await start("elapsed", ["--drain-timeout", "60s"], { QUARRY_DRAIN_DELAY: "1" })
+    const slow = await slowSubmission(server)
+    server.child.child.kill("SIGTERM")
+    await until(() => refused(server), 30_000, "the port to refuse connections")
+    assert.isNull(server.child.child.exitCode, "the request in flight keeps the process up")
+    assert.deepStrictEqual(drainPhases(server), [
+      "drain delay: not ready, still serving",
+      "drain delay over (timer)",
+      "draining",
+      "closing connections"
+    ])
+    slow.finish()
+    await slow.raw.closed
+    assert.match(slow.raw.received(), /HTTP\/1\.1 503 [^]*"tag":"Draining"/)
+    const exit = await exitOf(server.child, Date.now())
+    assert.strictEqual(exit.code, 0, server.child.stderr)
+  })
+
+  it("without it (default 0) the drain starts at once: no delay, the port closes, exit 0", async () => {
+    const server = await start("default", ["--drain-timeout", "60s"])
+    const slow = await slowSubmission(server)
+    server.child.child.kill("SIGTERM")
+    await until(() => refused(server), 30_000, "the port to refuse connections")
+    assert.isNull(server.child.child.exitCode, "the request in flight keeps the process up")
+    // As before the delay existed: the drain is the first thing logged.
+    assert.strictEqual(drainPhases(server)[0], "draining")
+    assert.notInclude(server.child.stderr, "drain delay")
+    slow.finish()
+    await slow.raw.closed
+    const exit = await exitOf(server.child, Date.now())
+    assert.strictEqual(exit.code, 0, server.child.stderr)
+  })
+
+  it("a delay not shorter than --drain-timeout, which bounds the whole shutdown, is refused: exit 2", async () => {
+    const args = ["serve", "--db", path.join(dir, "refused.db"), "--port", "0", "--drain-delay", "25"]
+    const result = await run([...args, "--drain-timeout", "25s"])
+    assert.strictEqual(result.code, 2, result.stderr)
+    assert.include(result.stderr, "--drain-delay (25 s) must be shorter than --drain-timeout (25 s)")
+    const bad = await run(["serve", "--db", path.join(dir, "refused.db"), "--port", "0", "--drain-delay", "5s"])
+    assert.strictEqual(bad.code, 2, bad.stderr)
+    assert.include(bad.stderr, "a whole number of seconds")
   })
 })

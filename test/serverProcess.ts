@@ -96,3 +96,14 @@ export const samples = (text: string): ReadonlyMap<string, number> =>
 /** The metric family names of an exposition (from its `# TYPE` lines). */
 export const families = (text: string): ReadonlySet<string> =>
   new Set(text.split("\n").filter((line) => line.startsWith("# TYPE ")).map((line) => line.split(" ")[2]!))
+
+/** A JSON log line of the server (stderr). */
+export interface LogLine {
+  readonly message: unknown
+  readonly annotations: Readonly<Record<string, unknown>>
+}
+
+/** The server's JSON log lines so far, in order; `message` keeps only those saying it. */
+export const logLines = (server: Server, message?: string): Array<LogLine> =>
+  server.child.stderr.split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as LogLine)
+    .filter((line) => message === undefined || line.message === message)

@@ -3,7 +3,8 @@
  * `QUARRY_*` environment variable; tokens come only from the environment (`QUARRY_API_TOKENS`,
  * `QUARRY_API_TOKEN_FILE`). The first SIGTERM/SIGINT drains (readiness off, new work refused, runs recorded
  * `interrupted`, event streams ended, connections closed) and exits 0 within `--drain-timeout`, 1 past it; a second
- * one exits at once (130, see `main.ts`).
+ * one exits at once (130, see `main.ts`). With `--drain-delay`, the drain waits that long first, not ready but still
+ * serving, unless a second signal ends the wait (the one after that exits at once).
  *
  * @since 0.1.0
  */
@@ -20,7 +21,9 @@ import * as Connections from "@quarry/server/Connections"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
@@ -78,14 +81,19 @@ const parseSize = (raw: string) => {
     Effect.succeed(Math.floor(Number(match[1]) * sizeUnits[(match[2] ?? "").toLowerCase()]!))
 }
 
-const wholeNumber = (name: string, raw: string, min: number) =>
-  Effect.flatMap(
-    Flags.parseWhole(name, raw, `a whole number of ${min} or more`),
+/** Checks a whole number of `min` or more (of `unit`, when given, e.g. seconds). */
+const wholeNumber = (name: string, raw: string, min: number, unit?: string) => {
+  const requirement = unit === undefined
+    ? `a whole number of ${min} or more`
+    : `a whole number of ${unit}, ${min} or more`
+  return Effect.flatMap(
+    Flags.parseWhole(name, raw, requirement),
     (n) =>
       Number.isSafeInteger(n) && n >= min ?
         Effect.succeed(n) :
-        Effect.fail(new UsageError({ message: `${name} (${raw}) must be a whole number of ${min} or more` }))
+        Effect.fail(new UsageError({ message: `${name} (${raw}) must be ${requirement}` }))
   )
+}
 
 /** An option that falls back to an environment variable, then to a default; `check` types and checks all three. */
 const fromEnv = <A>(
@@ -119,6 +127,9 @@ const duration = (name: string, example: string) => (raw: string) =>
       Effect.fail(new UsageError({ message: `${name} ${JSON.stringify(raw)} is not a duration; e.g. ${example}` })),
     onSome: Effect.succeed
   })
+
+/** Checks a number of whole seconds, 0 or more, into milliseconds. */
+const seconds = (name: string) => (raw: string) => Effect.map(wholeNumber(name, raw, 0, "seconds"), (s) => s * 1000)
 
 /** Checks a TCP port option: a whole number from `min` to 65535. */
 const portNumber = (name: string, min: number) => (raw: string) =>
@@ -172,9 +183,18 @@ const options = {
   drainTimeout: fromEnv(
     "drain-timeout",
     "DURATION",
-    "How long a shutdown may take, e.g. 25s, 2m (or QUARRY_DRAIN_TIMEOUT).",
+    "How long a shutdown may take, --drain-delay included, e.g. 25s, 2m (or QUARRY_DRAIN_TIMEOUT).",
     "25s",
     duration("drain-timeout", "25s")
+  ),
+  drainDelay: fromEnv(
+    "drain-delay",
+    "SECONDS",
+    "Seconds a shutdown waits before draining, not ready (/readyz 503) and taking no new runs but still serving, " +
+      "so that load balancers stop sending requests before the port closes; a second signal ends the wait; part " +
+      "of --drain-timeout (or QUARRY_DRAIN_DELAY).",
+    "0",
+    seconds("drain-delay")
   ),
   noRecover: envFlag("no-recover", "Do not resume the runs earlier processes left behind (or QUARRY_NO_RECOVER)."),
   cluster: envFlag(
@@ -247,27 +267,90 @@ const giveUp = (drainTimeoutMs: number, why: string) =>
   )
 
 /**
+ * Until the scope closes, the next SIGINT or SIGTERM completes `next`. `main.ts` exits at once on a second signal;
+ * meanwhile the second one is this one's, so its listeners are set aside and put back when the scope closes (the
+ * signal after exits at once again).
+ */
+const interceptSignal = (next: Deferred.Deferred<NodeJS.Signals>) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const setAside = (["SIGINT", "SIGTERM"] as const).map((signal) => [signal, process.listeners(signal)] as const)
+      let restored = false
+      const restore = () => {
+        if (restored) return
+        restored = true
+        // Put back before this one goes: a signal without a listener would kill the process.
+        for (const [signal, listeners] of setAside) {
+          for (const listener of listeners) process.on(signal, listener)
+          process.removeListener(signal, onSignal)
+        }
+      }
+      const onSignal = (signal: NodeJS.Signals) => {
+        restore()
+        Deferred.unsafeDone(next, Exit.succeed(signal))
+      }
+      for (const [signal, listeners] of setAside) {
+        process.on(signal, onSignal)
+        for (const listener of listeners) process.removeListener(signal, listener)
+      }
+      return restore
+    }),
+    (restore) => Effect.sync(restore)
+  )
+
+/**
+ * The drain delay: not ready (`/readyz` 503) and taking no new runs, but still taking connections and serving, for
+ * `delayMs` or until the next signal. Responses close their connections meanwhile, so that clients come back on new
+ * ones, which a load balancer that has taken this server out sends elsewhere.
+ */
+const drainDelay = (
+  shutdown: QuarryServer.Server.Shutdown["Type"],
+  connections: Connections.Connections["Type"],
+  delayMs: number
+) =>
+  Effect.scoped(Effect.gen(function*() {
+    const signal = yield* Deferred.make<NodeJS.Signals>()
+    // Before readiness turns off: a client that saw it off may send the second signal.
+    yield* interceptSignal(signal)
+    yield* shutdown.announce
+    yield* connections.endKeepAlive
+    yield* Effect.logInfo("drain delay: not ready, still serving").pipe(Effect.annotateLogs({ drainDelayMs: delayMs }))
+    const endedBy = yield* Deferred.await(signal).pipe(
+      // Interruptible although the drain is not (it runs in a finalizer): once the timer wins, the wait is stopped,
+      // not waited for. Around the timeout instead, the interruption that started the drain would end it at once.
+      Effect.interruptible,
+      Effect.timeoutTo({ duration: delayMs, onSuccess: (name): string => name, onTimeout: () => "timer" })
+    )
+    yield* Effect.logInfo("drain delay over").pipe(Effect.annotateLogs({ endedBy }))
+  }))
+
+/**
  * Drains within the timeout: the admission first, while the HTTP server still answers (readyz and submissions 503,
  * with `Connection: close`), then the connections, with what is left of the timeout for the responses in flight.
- * Past the timeout, exits 1.
+ * The drain delay, when there is one, comes first and counts within the timeout. Past the timeout, exits 1.
  */
 const drain = (
   admission: AdmissionService["Type"],
   connections: Connections.Connections["Type"],
-  drainTimeoutMs: number,
+  shutdown: QuarryServer.Server.Shutdown["Type"],
+  timing: { readonly drainDelayMs: number; readonly drainTimeoutMs: number },
   settings: Settings["Type"]
 ) =>
   Effect.gen(function*() {
-    yield* Effect.logInfo("draining")
+    const { drainDelayMs, drainTimeoutMs } = timing
     const deadline = (yield* Clock.currentTimeMillis) + drainTimeoutMs
     // The one bound on the whole shutdown, the layer's finalizers included. A timeout on a step would not do: this
     // runs in a finalizer, where a step cannot be interrupted, so its timeout waits for it.
     yield* Effect.forkDaemon(Effect.andThen(Effect.sleep(drainTimeoutMs), giveUp(drainTimeoutMs, "")))
+    if (drainDelayMs > 0) yield* drainDelay(shutdown, connections, drainDelayMs)
+    yield* Effect.logInfo("draining")
     yield* admission.drain
     // TEST-ONLY (QUARRY_TEST_SHUTDOWN_DELAY_MS): keep answering while drained, so tests can probe it.
     const delay = Option.getOrUndefined(settings.testHooks.shutdownDelayMs)
     if (delay !== undefined) yield* Effect.sleep(delay)
-    const cut = yield* connections.close(Math.max(0, deadline - (yield* Clock.currentTimeMillis)))
+    const leftMs = Math.max(0, deadline - (yield* Clock.currentTimeMillis))
+    yield* Effect.logInfo("closing connections").pipe(Effect.annotateLogs({ leftMs }))
+    const cut = yield* connections.close(leftMs)
     if (cut > 0) yield* giveUp(drainTimeoutMs, `: ${cut} request(s) in flight were cut`)
   })
 
@@ -281,6 +364,14 @@ const refuseBadFlags = (flags: ServeFlags, db: string, tokens: ReadonlyArray<Red
       return yield* new UsageError({
         message: `refusing to serve ${flags.host} without API tokens: set QUARRY_API_TOKENS (or ` +
           `QUARRY_API_TOKEN_FILE), listen on 127.0.0.1, or pass --insecure-no-auth if the network is trusted`
+      })
+    }
+    if (flags.drainDelay > 0 && flags.drainDelay >= flags.drainTimeout) {
+      const [delay, timeout] = [flags.drainDelay / 1000, flags.drainTimeout / 1000]
+      return yield* new UsageError({
+        message: `--drain-delay (${delay} s) must be shorter than --drain-timeout (${timeout} s), which bounds the ` +
+          `whole shutdown, the delay included: raise --drain-timeout (or QUARRY_DRAIN_TIMEOUT) by the delay to ` +
+          `leave the runs the time they had`
       })
     }
     if (flags.cluster && !DatabaseUrl.isPostgres(db)) {
@@ -364,11 +455,14 @@ const serve = (
         ))
     )
     // Drain before the layer closes (a finalizer added after it runs first): the HTTP server still answers (readyz
-    // 503, submissions 503) meanwhile. Added before anything is announced, so that a signal right after the server
-    // listens drains too: without the drain, closing the server waits for every connection, a quiet one forever.
+    // 503, submissions 503) meanwhile, the drain delay included. Added before anything is announced, so that a signal
+    // right after the server listens drains too: without the drain, closing the server waits for every connection, a
+    // quiet one forever.
     const admission = Context.get(context, server.Admission.Admission)
     const connections = Context.get(context, Connections.Connections)
-    yield* Effect.addFinalizer(() => drain(admission, connections, flags.drainTimeout, settings))
+    const shutdown = Context.get(context, server.Server.Shutdown)
+    const timing = { drainDelayMs: flags.drainDelay, drainTimeoutMs: flags.drainTimeout }
+    yield* Effect.addFinalizer(() => drain(admission, connections, shutdown, timing, settings))
     const address = Context.get(context, HttpServer.HttpServer).address
     const port = address._tag === "TcpAddress" ? address.port : flags.port
     const url = `http://${flags.host.includes(":") ? `[${flags.host}]` : flags.host}:${port}`

@@ -31,6 +31,12 @@ export const firstRequestGraceMs = 1_000
  */
 export class Connections extends Context.Tag("@quarry/server/Connections")<Connections, {
   /**
+   * From now on every response closes its connection (`Connection: close`), while new connections are still taken:
+   * a client's next request opens a connection of its own, which a load balancer that has taken this server out
+   * sends elsewhere, instead of finding its kept-alive connection gone once closing starts.
+   */
+  readonly endKeepAlive: Effect.Effect<void>
+  /**
    * Stops taking connections and ends the open ones: at once those kept alive between requests, new ones (quiet,
    * or halfway through their first request's headers) once `firstRequestGraceMs` have passed since they opened,
    * the others when their last response ends, and whatever is left once `timeoutMs` have passed. Succeeds with the
@@ -59,6 +65,7 @@ export const make = (server: Http.Server): Effect.Effect<Connections["Type"]> =>
     const open = new Map<Net.Socket, Connection>()
     const onAllClosed = new Set<() => void>()
     let closing = false
+    let keepAlive = true
     server.on("connection", (socket: Net.Socket) => {
       open.set(socket, { openedAt: clock.unsafeCurrentTimeMillis(), requests: 0, served: false })
       socket.once("close", () => {
@@ -71,6 +78,8 @@ export const make = (server: Http.Server): Effect.Effect<Connections["Type"]> =>
       if (connection === undefined) return
       connection.requests += 1
       connection.served = true
+      // Read by Node when it writes the response's head: `Connection: close`, and the socket ends after it.
+      if (!keepAlive) response.shouldKeepAlive = false
       // Emitted once the response was handed to the system, or when it was cut.
       response.once("close", () => {
         connection.requests -= 1
@@ -114,7 +123,7 @@ export const make = (server: Http.Server): Effect.Effect<Connections["Type"]> =>
       }
       return cut
     })
-    return Connections.of({ close })
+    return Connections.of({ endKeepAlive: Effect.sync(() => keepAlive = false), close })
   })
 
 /**
