@@ -23,8 +23,21 @@ const say = (message: string, kind: "error" | "info" = "info") => {
   notice.className = message === "" ? "" : kind
 }
 
+/** The notice shown while the server does not answer, cleared by the first read that succeeds again. */
+let unreachable: string | null = null
+
+const reachable = () => {
+  if (unreachable !== null && notice.textContent === unreachable) say("")
+  unreachable = null
+}
+
 const failed = (error: unknown) => {
   if (error instanceof Api.ApiFailure && error.status === 401) return showLogin("The token was refused.")
+  if (error instanceof TypeError) {
+    // fetch's network error: the server is down or restarting; the list is read again every 10 s.
+    unreachable = `The server does not answer (${error.message}); trying again every 10 s.`
+    return say(unreachable, "error")
+  }
   const message = error instanceof Api.ApiFailure ?
     `${error.tag}: ${error.message}` :
     error instanceof Error
@@ -67,10 +80,35 @@ const progressBar = (run: RunView) => {
   fill.style.width = `${run.progress.percent}%`
   return h(
     "div",
-    { class: "progress", title: `${run.progress.committedBatches}/${run.progress.totalBatches} batches` },
+    {
+      class: "progress",
+      title: `${run.progress.committedBatches}/${run.progress.totalBatches} batches`,
+      role: "progressbar",
+      "aria-label": `progress of run ${run.id}`,
+      "aria-valuemin": 0,
+      "aria-valuemax": 100,
+      "aria-valuenow": run.progress.percent
+    },
     h("div", { class: "bar" }, fill),
     h("span", { class: "percent", "data-testid": "percent" }, `${run.progress.percent} %`)
   )
+}
+
+/** Rows take the keyboard too: Tab reaches them, Enter or Space selects one, the arrows move between them. */
+const rowKey = (runId: string) => (event: Event) => {
+  if (!(event instanceof KeyboardEvent) || !(event.currentTarget instanceof HTMLTableRowElement)) return
+  const next = event.key === "ArrowDown" ?
+    event.currentTarget.nextElementSibling :
+    event.key === "ArrowUp" ?
+    event.currentTarget.previousElementSibling :
+    null
+  if (next instanceof HTMLTableRowElement) {
+    event.preventDefault()
+    next.focus()
+  } else if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault()
+    select(runId)
+  }
 }
 
 const row = (run: RunView) =>
@@ -79,9 +117,13 @@ const row = (run: RunView) =>
     {
       "data-run-id": run.id,
       class: run.id === selected ? "selected" : "",
-      onclick: () => select(run.id)
+      tabindex: 0,
+      "aria-selected": run.id === selected ? "true" : "false",
+      onclick: () => select(run.id),
+      onkeydown: rowKey(run.id)
     },
-    h("td", { class: "id" }, run.id),
+    // A long id is cut short with an ellipsis (the whole id in its tooltip and the detail) so the other columns show.
+    h("td", { class: "id", title: run.id }, run.id),
     h("td", {}, h("span", { class: `status ${run.status}`, "data-testid": "status" }, run.status)),
     h("td", {}, progressBar(run)),
     h("td", { class: "num" }, `${run.progress.committedBatches}/${run.progress.totalBatches}`),
@@ -102,6 +144,10 @@ const renderTable = () => {
   const table = document.getElementById("runs")
   if (table === null) return
   const sorted = [...runs.values()].sort((a, b) => b.timings.createdAt.localeCompare(a.timings.createdAt))
+  // The table is built again on every event: the row that had the keyboard focus gets it back.
+  const focused = document.activeElement instanceof HTMLTableRowElement && table.contains(document.activeElement) ?
+    document.activeElement.dataset["runId"] :
+    undefined
   mount(
     table,
     h(
@@ -122,8 +168,8 @@ const renderTable = () => {
           "cost",
           "queue"
         ]
-          .map((label) => h("th", {}, label)),
-        h("th", {}, "updated")
+          .map((label) => h("th", { scope: "col" }, label)),
+        h("th", { scope: "col" }, "updated")
       )
     ),
     h(
@@ -132,6 +178,11 @@ const renderTable = () => {
       sorted.length === 0 ? h("tr", {}, h("td", { colspan: 11, class: "empty" }, "No runs yet.")) : sorted.map(row)
     )
   )
+  if (focused !== undefined) {
+    for (const tr of table.querySelectorAll<HTMLTableRowElement>("tr[data-run-id]")) {
+      if (tr.dataset["runId"] === focused) tr.focus({ preventScroll: true })
+    }
+  }
 }
 
 const facts = (pairs: ReadonlyArray<readonly [string, Node | string | number]>) =>
@@ -399,6 +450,7 @@ const refresh = async () => {
       for (const run of page.runs) seen.set(run.id, run)
       cursor = page.nextCursor
     } while (cursor !== null && seen.size < 1000)
+    reachable()
     runs.clear()
     for (const [id, run] of seen) runs.set(id, run)
     render()
