@@ -1,18 +1,23 @@
 /**
- * `quarry export <run-id>`: re-merge a completed run into any format, without extracting anything.
+ * `quarry export <run-id>`: re-merge a completed run into any format, without extracting anything; `--out -` writes
+ * it to stdout (through a temp file, since the merge writes a file: memory stays flat) and the summary to stderr.
  *
  * @since 0.1.0
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import { InvalidRunState, RunNotFound } from "@quarry/core/Errors"
+import { InvalidRunState, MergeError, RunNotFound } from "@quarry/core/Errors"
 import * as Merge from "@quarry/core/Merge"
+import * as Run from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
+import { pipeline } from "node:stream/promises"
 import * as Events from "./Events.js"
 import * as Flags from "./Flags.js"
 import * as Inputs from "./Inputs.js"
@@ -33,7 +38,7 @@ export const command = Command.make("export", {
   format: Start.formatOption("The format (default: from the --out extension, else the run's own format)."),
   out: Options.text("out").pipe(
     Options.withPseudoName("FILE"),
-    Options.withDescription("Where to write (default: next to the database, named after the run)."),
+    Options.withDescription("Where to write, - for stdout (default: next to the database, named after the run)."),
     Options.optional
   ),
   json: Flags.json
@@ -42,8 +47,15 @@ export const command = Command.make("export", {
     const output = yield* Output
     const db = yield* Flags.resolveDb(flags.db)
     const runId = yield* Start.decodeRunId(flags.runId)
-    if (Option.isSome(flags.out)) yield* Inputs.checkOutput(flags.out.value, { ...Inputs.outFlag, db })
-    const artifact = yield* withStore(
+    const toStdout = Option.contains(flags.out, "-")
+    if (Option.isSome(flags.out) && !toStdout) {
+      yield* Inputs.checkOutput(flags.out.value, {
+        ...Inputs.outFlag,
+        instead: "pass another --out (- for stdout)",
+        db
+      })
+    }
+    const { artifact, skippedBatches } = yield* withStore(
       db,
       Effect.gen(function*() {
         const store = yield* RunStore
@@ -51,7 +63,12 @@ export const command = Command.make("export", {
         if (run.status !== "completed") {
           return yield* new InvalidRunState({ runId, status: run.status, expected: "completed (resume it first)" })
         }
-        const format = Start.resolveFormat(flags.format, flags.out, run.plan.outputFormat)
+        const format = Start.resolveFormat(flags.format, toStdout ? Option.none() : flags.out, run.plan.outputFormat)
+        const ontology = yield* loadOntology(run)
+        const merge = (target: string) =>
+          Merge.merge({ runId, path: target, format, ontology, provenance: provenanceOf(run) })
+        const skippedBatches = run.skippedBatches
+        if (toStdout) return { artifact: yield* toStandardOutput(runId, format, merge), skippedBatches }
         const target = path.resolve(Option.getOrElse(flags.out, () => Start.defaultOutput(db, runId, format)))
         // --out was checked before the database was opened; the default path needs the run's format.
         if (Option.isNone(flags.out)) {
@@ -62,15 +79,56 @@ export const command = Command.make("export", {
             db
           })
         }
-        const ontology = yield* loadOntology(run)
-        return yield* Merge.merge({ runId, path: target, format, ontology, provenance: provenanceOf(run) })
+        return { artifact: yield* merge(target), skippedBatches }
       }),
       () => Effect.fail(new RunNotFound({ runId }))
     )
+    if (artifact === undefined) return
     const now = yield* Clock.currentTimeMillis
-    yield* output.out(
+    const where = toStdout ? "stdout" : artifact.path
+    // With --out - stdout holds the artifact alone.
+    const say = toStdout ? output.err : output.out
+    yield* say(
       flags.json ?
-        JSON.stringify({ runId, time: new Date(now).toISOString(), artifact: Events.artifactJson(artifact) }) :
-        `exported run ${runId}: ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
+        JSON.stringify({
+          runId,
+          time: new Date(now).toISOString(),
+          artifact: { ...Events.artifactJson(artifact), path: toStdout ? "-" : artifact.path },
+          skippedBatches
+        }) :
+        `exported run ${runId}: ${where} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
     )
+    if (skippedBatches > 0 && !flags.json) {
+      yield* output.err(
+        `${skippedBatches} batches of run ${runId} were skipped (--on-batch-error skip), so the artifact is partial; ` +
+          `retry them with: quarry resume ${runId} --retry-skipped`
+      )
+    }
   })).pipe(Command.withDescription("Write a completed run's artifact again, in any format."))
+
+/**
+ * Merges into a private temp folder and copies the file to stdout with backpressure, then removes the folder. A
+ * reader that stops early (`| head`) ends the copy quietly: `undefined`, and nothing more is said.
+ */
+const toStandardOutput = <E, R>(
+  runId: string,
+  format: Run.OutputFormat,
+  merge: (target: string) => Effect.Effect<Run.Artifact, E, R>
+) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "quarry-export-"))),
+    (dir) =>
+      Effect.flatMap(merge(path.join(dir, `${runId}.${Run.formatExtension[format]}`)), (artifact) =>
+        Effect.tryPromise({
+          try: () =>
+            pipeline(fs.createReadStream(artifact.path), process.stdout, { end: false }).then(
+              () => artifact,
+              (error: NodeJS.ErrnoException) => {
+                if (error.code === "EPIPE") return undefined
+                throw error
+              }
+            ),
+          catch: (cause) => new MergeError({ path: "stdout", cause })
+        })),
+    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+  )

@@ -304,8 +304,9 @@ export const outFlag = { what: "the output", flag: "--out", instead: "pass anoth
 
 /**
  * Checks an artifact path before any work: its directory exists and is writable, it is not a directory, and it is
- * not the database (nor one of its `-wal`, `-shm`, `-journal` files) or a file the command reads. The artifact is
- * renamed into place at the end, which would replace any of those; paths are compared with symbolic links resolved.
+ * not the database (nor one of its `-wal`, `-shm`, `-journal` files), a file the command reads, or a device, pipe or
+ * socket. The artifact is renamed into place at the end, which would replace any of those; paths are compared with
+ * symbolic links resolved.
  *
  * @since 0.1.0
  * @category validation
@@ -334,15 +335,33 @@ export const checkOutput = (out: string, check: OutputCheck): Effect.Effect<void
           `overwrite it; ${instead}`
       )
     }
-    const isDirectory = yield* attempt(() => fs.statSync(out).isDirectory()).pipe(
-      Effect.orElseSucceed(() => false)
+    const stat = yield* attempt(() => fs.statSync(out, { throwIfNoEntry: false })).pipe(
+      Effect.orElseSucceed(() => undefined)
     )
-    if (isDirectory) {
+    if (stat?.isDirectory() === true) {
       return yield* fail(
         `${what} ${out} is a directory; ${flag === undefined ? "move it out of the way" : "pass a file name"}`
       )
     }
+    // The rename would replace the device (`/dev/stdout`, `/dev/null`), pipe or socket itself, not write into it.
+    if (stat !== undefined && !stat.isFile()) {
+      return yield* fail(
+        `${what} ${out} is ${specialKind(stat)}, not a regular file: the artifact is renamed into place, which ` +
+          `would replace it; ${instead}`
+      )
+    }
   })
+
+const specialKind = (stat: fs.Stats) =>
+  stat.isCharacterDevice() ?
+    "a character device" :
+    stat.isBlockDevice() ?
+    "a block device" :
+    stat.isFIFO() ?
+    "a named pipe" :
+    stat.isSocket() ?
+    "a socket" :
+    "a special file"
 
 const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 

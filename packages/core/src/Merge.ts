@@ -100,27 +100,39 @@ const writeAll = (handle: fs.FileHandle, buffer: Buffer) => {
   }
 }
 
-/** Writes text to a temp file beside `target`, then fsyncs, checks its size, renames and fsyncs the directory. */
-const atomicFile = (target: string, options: AtomicOptions = {}) =>
+/**
+ * Writes text to a temp file beside `target`, then fsyncs, checks its size, renames and fsyncs the directory. A
+ * `target` that is a symbolic link is written through (the file it names is replaced, the link stays): renaming over
+ * the link would replace it, and `/dev/stdout` is one.
+ */
+const atomicFile = (given: string, options: AtomicOptions = {}) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
+        const target = await fs.realpath(given).catch(() => given)
+        // The rename would replace a device (`/dev/null`), pipe or socket itself, not write into it.
+        const existing = await fs.stat(target).catch(() => undefined)
+        if (existing !== undefined && !existing.isFile()) {
+          throw new Error(
+            `${target} is not a regular file: the artifact would replace it instead of being written to it`
+          )
+        }
         await sweepStaleTemps(target, options.staleAfterMs ?? defaultStaleAfterMs)
         const temp = path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(6).toString("hex")}.tmp`)
-        return { temp, handle: await fs.open(temp, "w") }
+        return { target, temp, handle: await fs.open(temp, "w") }
       },
-      catch: (cause) => new MergeError({ path: target, cause })
+      catch: (cause) => new MergeError({ path: given, cause })
     }),
     ({ handle, temp }, exit) =>
       Effect.promise(async () => {
         await handle.close().catch(() => undefined)
         if (exit._tag === "Failure") await fs.rm(temp, { force: true })
       })
-  ).pipe(Effect.map(({ handle, temp }) => {
+  ).pipe(Effect.map(({ handle, target, temp }) => {
     const hash = createHash("sha256")
     let bytes = 0
     const io = <A>(f: () => Promise<A>) =>
-      Effect.tryPromise({ try: f, catch: (cause) => new MergeError({ path: target, cause }) })
+      Effect.tryPromise({ try: f, catch: (cause) => new MergeError({ path: given, cause }) })
     const write = (text: string) =>
       text === "" ? Effect.void : Effect.try({
         try: () => {
@@ -129,7 +141,7 @@ const atomicFile = (target: string, options: AtomicOptions = {}) =>
           hash.update(buffer)
           bytes += buffer.length
         },
-        catch: (cause) => new MergeError({ path: target, cause })
+        catch: (cause) => new MergeError({ path: given, cause })
       })
     const commit = Effect.gen(function*() {
       yield* io(async () => {

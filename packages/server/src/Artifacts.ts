@@ -3,8 +3,9 @@
  * own format is its artifact; another format is written by the same streaming merge as `quarry export` into an
  * export cache beside the artifacts (`.quarry-exports/<run>.<artifact sha256>.<ext>`, keyed by the artifact's digest
  * so that a run completed again, e.g. after retrying skipped batches, never serves a stale export) and streamed from
- * there. Each format has its own `ETag`: the SHA-256 of its bytes. A node without the artifact's own file (a cluster
- * node other than the one that finished the run) merges it again the same way, and checks its SHA-256.
+ * there. Each format has its own `ETag`: the SHA-256 of its bytes, checked before a file is served (once per version
+ * of the file). A node without the artifact's own file (a cluster node other than the one that finished the run), or
+ * whose file was removed or changed, merges it again the same way, and checks its SHA-256.
  *
  * @since 0.1.0
  */
@@ -16,6 +17,7 @@ import * as Run from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { ApiError, response as errorResponse } from "./ApiError.js"
@@ -74,22 +76,47 @@ const ontologyOf = (run: Run.Run) =>
     return Option.some(yield* Ontology.parse(source.value).pipe(Effect.orDie))
   })
 
+/** The versions of files whose bytes were found to have their digest, oldest first; bounded. */
+const checked = new Map<string, string>()
+const checkedMax = 10_000
+
 /**
- * The artifact's file is here, as written: in a cluster the run may have finished on another node, whose working
- * directory this node does not see; the artifact is then merged again from the committed rows (same bytes).
+ * `file` holds the bytes of `sha256` (and `bytes` of them, when given). Read once per version of the file (device,
+ * inode, size, modification and change times): a file replaced since, even by one of the same size, is read again.
  */
-const sameFile = (artifact: Run.Artifact) =>
-  fs.statSync(artifact.path, { throwIfNoEntry: false })?.size === artifact.bytes
+const holds = (file: string, sha256: string, bytes?: number) =>
+  Effect.promise(async () => {
+    const stat = await fs.promises.stat(file).catch(() => undefined)
+    if (stat === undefined || !stat.isFile() || (bytes !== undefined && stat.size !== bytes)) return false
+    const version = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}:${sha256}`
+    if (checked.get(file) === version) return true
+    const hash = createHash("sha256")
+    try {
+      for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer)
+    } catch {
+      return false
+    }
+    if (hash.digest("hex") !== sha256) return false
+    checked.delete(file)
+    checked.set(file, version)
+    const oldest = checked.keys().next()
+    if (checked.size > checkedMax && oldest.done !== true) checked.delete(oldest.value)
+    return true
+  })
 
 /** The file and digest of the run's output in `format`: its artifact, or a cached (or new) export. */
 const fileIn = (run: Run.Run, artifact: Run.Artifact, format: Run.OutputFormat, artifacts: string) =>
   Effect.gen(function*() {
-    if (format === artifact.format && sameFile(artifact)) return { file: artifact.path, sha256: artifact.sha256 }
+    // The artifact's file as written, else (in a cluster the run may have finished on another node, whose working
+    // directory this node does not see; or the file was removed or changed) merged again: the same rows give the same
+    // bytes. Never served under its ETag with other bytes.
+    if (format === artifact.format && (yield* holds(artifact.path, artifact.sha256, artifact.bytes))) {
+      return { file: artifact.path, sha256: artifact.sha256 }
+    }
     const base = path.join(artifacts, exportsFolder, `${run.id}.${artifact.sha256}.${Run.formatExtension[format]}`)
     const digestFile = `${base}.sha256`
-    if (fs.existsSync(base) && fs.existsSync(digestFile)) {
-      return { file: base, sha256: fs.readFileSync(digestFile, "utf8").trim() }
-    }
+    const cached = fs.existsSync(digestFile) ? fs.readFileSync(digestFile, "utf8").trim() : undefined
+    if (cached !== undefined && (yield* holds(base, cached))) return { file: base, sha256: cached }
     yield* Effect.sync(() => fs.mkdirSync(path.dirname(base), { recursive: true }))
     const written = yield* Merge.merge({
       runId: run.id,

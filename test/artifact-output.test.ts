@@ -1,0 +1,132 @@
+/**
+ * Where artifacts go and what is served as them, with real files: `quarry export --out -` writes the artifact to
+ * stdout (the same bytes as a file, valid for `rapper -c`), `--out` never replaces a named pipe or a symbolic link
+ * (the rename of the atomic write would), an export of a run with skipped batches says that it is partial, and the
+ * server never serves other bytes under an artifact's ETag when its file was replaced by one of the same size.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { call, ended, serve, stop } from "./serverProcess.js"
+import { makeDir, removeDir, run } from "./support.js"
+
+const text = "Captain Ahab commanded the Pequod. Ishmael sailed from Nantucket with Queequeg. Starbuck was the " +
+  "first mate of the ship and Stubb the second. Flask was the third mate."
+
+const rapperAccepts = (file: string, syntax: "turtle" | "ntriples") => {
+  const rapper = spawnSync("rapper", ["-q", "-c", "-i", syntax, file, "http://example.org/"], { encoding: "utf8" })
+  assert.isUndefined(rapper.error, "rapper is missing: apt-get install raptor2-utils")
+  assert.strictEqual(rapper.status, 0, `${file}: ${rapper.stdout}${rapper.stderr}`)
+}
+
+describe("quarry export: stdout, special files and partial runs", () => {
+  let dir = ""
+  let db = ""
+  beforeAll(async () => {
+    dir = makeDir()
+    db = path.join(dir, "q.db")
+    const input = path.join(dir, "in.txt")
+    fs.writeFileSync(input, text)
+    const started = await run([
+      "start",
+      input,
+      "--db",
+      db,
+      "--run-id",
+      "partial",
+      "--extractor",
+      "test-slow",
+      "--window",
+      "40",
+      "--overlap",
+      "0",
+      "--batch-size",
+      "1",
+      "--on-batch-error",
+      "skip"
+    ], { env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1", QUARRY_TEST_FAIL_BATCH: "2" } })
+    assert.strictEqual(started.code, 0, started.stderr)
+  }, 60_000)
+  afterAll(() => removeDir(dir))
+
+  it("writes the artifact to stdout with --out -, the same bytes as a file, and says the run is partial", async () => {
+    for (const [format, syntax] of [["turtle", "turtle"], ["ntriples", "ntriples"], ["jsonl", undefined]] as const) {
+      const file = path.join(dir, `partial.${format}`)
+      const toFile = await run(["export", "partial", "--db", db, "--format", format, "--out", file])
+      assert.strictEqual(toFile.code, 0, toFile.stderr)
+      // Its temp folder goes under TMPDIR.
+      const toStdout = await run(["export", "partial", "--db", db, "--format", format, "--out", "-", "--json"], {
+        env: { TMPDIR: dir }
+      })
+      assert.strictEqual(toStdout.code, 0, toStdout.stderr)
+      assert.strictEqual(toStdout.stdout, fs.readFileSync(file, "utf8"), format)
+      // The summary goes to stderr, with the skipped batch.
+      const summary = JSON.parse(toStdout.stderr.trim()) as {
+        artifact: { path: string; sha256: string }
+        skippedBatches: number
+      }
+      assert.strictEqual(summary.artifact.path, "-")
+      assert.strictEqual(summary.artifact.sha256, createHash("sha256").update(toStdout.stdout).digest("hex"))
+      assert.strictEqual(summary.skippedBatches, 1)
+      assert.include(toFile.stderr, "1 batches of run partial were skipped")
+      if (syntax !== undefined) rapperAccepts(file, syntax)
+    }
+    // No temp folder is left behind.
+    assert.deepStrictEqual(fs.readdirSync(dir).filter((name) => name.startsWith("quarry-export-")), [])
+  }, 60_000)
+
+  it("refuses a named pipe as --out (the rename would replace it) and writes through a symbolic link", async () => {
+    const fifo = path.join(dir, "pipe.ttl")
+    assert.strictEqual(spawnSync("mkfifo", [fifo]).status, 0)
+    const refused = await run(["export", "partial", "--db", db, "--out", fifo])
+    assert.strictEqual(refused.code, 2)
+    assert.include(refused.stderr, "is a named pipe, not a regular file")
+    assert.include(refused.stderr, "- for stdout")
+    assert.isTrue(fs.lstatSync(fifo).isFIFO())
+
+    const real = path.join(dir, "real.nt")
+    const link = path.join(dir, "link.nt")
+    fs.writeFileSync(real, "old\n")
+    fs.symlinkSync("real.nt", link)
+    const written = await run(["export", "partial", "--db", db, "--out", link])
+    assert.strictEqual(written.code, 0, written.stderr)
+    assert.isTrue(fs.lstatSync(link).isSymbolicLink())
+    assert.include(fs.readFileSync(real, "utf8"), "<https://w3id.org/quarry/entity/")
+    rapperAccepts(real, "ntriples")
+  }, 60_000)
+})
+
+describe("GET /v1/runs/{id}/artifact: the bytes of its ETag", () => {
+  let dir = ""
+  beforeAll(() => {
+    dir = makeDir()
+  })
+  afterAll(() => removeDir(dir))
+
+  it("serves the run's own bytes when its file was replaced by one of the same size", async () => {
+    const server = await serve(path.join(dir, "q.db"))
+    try {
+      assert.strictEqual((await call(server, "POST", "/v1/runs", { runId: "ahab", input: text })).status, 202)
+      const done = await ended(server, "ahab") as { status: string; artifact: { sha256: string } }
+      assert.strictEqual(done.status, "completed")
+      const file = path.join(dir, "ahab.ttl")
+      const original = fs.readFileSync(file)
+      const first = await fetch(`${server.url}/v1/runs/ahab/artifact`)
+      assert.strictEqual(Buffer.from(await first.arrayBuffer()).compare(original), 0)
+      // Same size, other bytes: an edit in place.
+      fs.writeFileSync(file, Buffer.alloc(original.length, "Z"))
+      for (const range of [undefined, "bytes=0-9"]) {
+        const response = await fetch(`${server.url}/v1/runs/ahab/artifact`, {
+          headers: range === undefined ? {} : { range }
+        })
+        const body = Buffer.from(await response.arrayBuffer())
+        assert.strictEqual(response.headers.get("etag"), `"${done.artifact.sha256}"`)
+        assert.strictEqual(body.compare(range === undefined ? original : original.subarray(0, 10)), 0, range)
+      }
+    } finally {
+      await stop(server)
+    }
+  }, 60_000)
+})
