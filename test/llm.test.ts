@@ -405,6 +405,7 @@ describe("quarry --extractor llm", () => {
       const cases: ReadonlyArray<readonly [string, string, string]> = [
         ["QUARRY_LLM_TEMPERATURE", "5", "a number from 0 to 2"],
         ["QUARRY_LLM_TEMPERATURE", "", "a number from 0 to 2"],
+        ["QUARRY_LLM_API_KEY", "", "the API key; leave it unset for a server that needs none"],
         ["QUARRY_LLM_MAX_TOKENS", "1e3", "a whole number of tokens greater than 0"],
         ["QUARRY_LLM_SEED", "0x10", "a whole number"],
         ["QUARRY_LLM_REPAIR_ATTEMPTS", "-3", "a whole number of repair prompts (0 or more)"],
@@ -440,7 +441,7 @@ describe("quarry --extractor llm", () => {
       assert.isFalse(fs.existsSync(out), "no artifact is written")
       assert.strictEqual(server.log.length, 0, "nothing is sent")
     },
-    // Twelve CLI processes at once, each loading the extractor: more than the suite's default bound on a busy machine.
+    // Thirteen CLI processes at once, each loading the extractor: more than the suite's default bound on a busy machine.
     120_000
   )
 

@@ -165,7 +165,9 @@ const configWithModel = (model: Config.Config<string>): Config.Config<Options> =
       Config.withDefault("https://api.openai.com/v1"),
       Config.withDescription("Chat Completions base URL including the version path")
     ),
-    apiKey: Config.option(Config.redacted("QUARRY_LLM_API_KEY")).pipe(
+    apiKey: Config.option(
+      ConfigValues.secret("QUARRY_LLM_API_KEY", "the API key; leave it unset for a server that needs none")
+    ).pipe(
       Config.withDescription("API key sent as a bearer token; local servers usually need none")
     ),
     model,

@@ -10,6 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 
 // The provider prefixes the path with the variable's name.
@@ -75,3 +76,9 @@ export const json = <A, I>(key: string, schema: Schema.Schema<A, I>, accepts: st
     )
   )
 }
+
+/** A secret that is not blank (a blank one is a variable whose value was lost, e.g. `KEY=$UNSET_VARIABLE`). */
+export const secret = (key: string, accepts: string): Config.Config<Redacted.Redacted<string>> =>
+  Config.string(key).pipe(
+    Config.mapOrFail((value) => value.trim() === "" ? refuse(accepts) : Either.right(Redacted.make(value)))
+  )
