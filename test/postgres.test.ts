@@ -210,6 +210,20 @@ describe("the CLI on PostgreSQL", () => {
         )).json() as { runs: Array<{ id: string }>; nextCursor: string | null }
         assert.deepStrictEqual(second.runs.map((r) => r.id), ["tiny"])
         assert.isNull(second.nextCursor)
+        // Newest first, as the dashboard lists them; a cursor continues only the order it was handed out in.
+        const newest = await (await fetch(`http://127.0.0.1:${listening.port}/v1/runs?limit=1&order=newest`))
+          .json() as {
+            runs: Array<{ id: string }>
+            nextCursor: string
+          }
+        assert.deepStrictEqual(newest.runs.map((r) => r.id), ["tiny"])
+        const older = await (await fetch(
+          `http://127.0.0.1:${listening.port}/v1/runs?limit=1&order=newest&cursor=${newest.nextCursor}`
+        )).json() as { runs: Array<{ id: string }>; nextCursor: string | null }
+        assert.deepStrictEqual([older.runs.map((r) => r.id), older.nextCursor], [["stop"], null])
+        const mixed = await fetch(`http://127.0.0.1:${listening.port}/v1/runs?limit=1&cursor=${newest.nextCursor}`)
+        assert.strictEqual(mixed.status, 400)
+        assert.include(await mixed.text(), "cursor continues a list in order=newest")
         // A run submitted over HTTP completes, its artifact in the server's working directory (a URL has no folder).
         const submitted = await fetch(`http://127.0.0.1:${listening.port}/v1/runs`, {
           method: "POST",

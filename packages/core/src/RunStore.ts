@@ -253,13 +253,16 @@ export interface RunDetails {
 }
 
 /**
- * Which runs `listRuns` gives: by status, and a keyset page in `(createdAt, id)` order that starts after `after`.
+ * Which runs `listRuns` gives: by status, and a keyset page in `(createdAt, id)` order (newest first with
+ * `newestFirst`) that starts after `after` in that order.
  *
  * @since 0.1.0
  * @category models
  */
 export interface RunFilter {
   readonly status?: RunStatus | undefined
+  /** Newest first: a list that stops after a page shows the runs created last. */
+  readonly newestFirst?: boolean | undefined
   /** The key of the last run of the previous page. */
   readonly after?: { readonly createdAt: number; readonly id: string } | undefined
   /** At most this many runs (default: all). */

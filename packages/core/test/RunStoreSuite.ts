@@ -789,6 +789,21 @@ export const runStoreSuite = (
             after: { createdAt: cancelled[0]!.createdAt, id: cancelled[0]!.id }
           })
           assert.deepStrictEqual(next.map((r) => r.id), ["c"])
+
+          // Newest first: the same runs in the reverse order, paged the same way.
+          const newest: Array<string> = []
+          after = undefined
+          for (;;) {
+            const page: ReadonlyArray<Run> = yield* store.listRuns({ after, limit: 3, newestFirst: true })
+            if (page.length === 0) break
+            newest.push(...page.map((r) => r.id))
+            after = { createdAt: page.at(-1)!.createdAt, id: page.at(-1)!.id }
+          }
+          assert.deepStrictEqual(newest, [...expected].reverse())
+          assert.deepStrictEqual(
+            (yield* store.listRuns({ status: "cancelled", newestFirst: true })).map((r) => r.id),
+            ["c", "Z"]
+          )
         })
       ))
 

@@ -445,7 +445,7 @@ const refresh = async () => {
       const query: string = cursor === null ? "" : `&cursor=${encodeURIComponent(cursor)}`
       const page: { runs: Array<RunView>; nextCursor: string | null } = await Api.json(
         "GET",
-        `/v1/runs?limit=200${query}`
+        `/v1/runs?limit=200&order=newest${query}`
       )
       for (const run of page.runs) seen.set(run.id, run)
       cursor = page.nextCursor

@@ -126,7 +126,12 @@ export class Runs extends HttpApiGroup.make("runs")
       .setUrlParams(Schema.Struct({
         status: Schema.optional(Run.RunStatus),
         limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 1000))),
-        cursor: Schema.optional(Schema.String)
+        cursor: Schema.optional(Schema.String),
+        order: Schema.optional(
+          Schema.Literal("oldest", "newest").annotations({
+            description: "oldest (the default) or newest first; a cursor continues the order it was handed out in"
+          })
+        )
       }))
       .addSuccess(RunView.RunPage)
       .addError(ApiError.BadRequest)

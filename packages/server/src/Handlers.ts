@@ -242,30 +242,47 @@ const submit = (request: HttpServerRequest.HttpServerRequest) =>
     return yield* json(yield* view(run), 202, { location: `/v1/runs/${run.id}` })
   }).pipe(Effect.catchTag("QueueFull", queueFull))
 
-const cursorOf = (run: Run.Run) => Buffer.from(JSON.stringify([run.createdAt, run.id])).toString("base64url")
-const CursorKey = Schema.parseJson(Schema.Tuple(Schema.Number, Schema.String))
+type Order = "oldest" | "newest"
+
+/** A page's cursor: the key of its last run, and the order it was listed in (cursors of before carry none). */
+const cursorOf = (run: Run.Run, order: Order) =>
+  Buffer.from(JSON.stringify(order === "oldest" ? [run.createdAt, run.id] : [run.createdAt, run.id, order]))
+    .toString("base64url")
+const CursorKey = Schema.parseJson(
+  Schema.Tuple(Schema.Number, Schema.String, Schema.optionalElement(Schema.Literal("newest")))
+)
 
 const list = (
   params: {
     readonly status?: Run.RunStatus | undefined
     readonly limit?: number | undefined
     readonly cursor?: string | undefined
+    readonly order?: Order | undefined
   }
 ) =>
   Effect.gen(function*() {
     const store = yield* RunStore
     const limit = params.limit ?? 100
+    const order = params.order ?? "oldest"
     const after = params.cursor === undefined ? Option.none() : Option.some(
       yield* Schema.decodeUnknown(CursorKey)(Buffer.from(params.cursor, "base64url").toString("utf8")).pipe(
         Effect.mapError(() => badRequest("InvalidCursor", "cursor is not one this server handed out; start without it"))
       )
     )
-    // Keyset in SQL: runs are ordered by (created_at, id); a page starts after the cursor's key. One run more than
-    // the page tells whether there is a next one.
+    const listed = Option.isSome(after) ? after.value[2] ?? "oldest" : order
+    if (listed !== order) {
+      return yield* badRequest(
+        "InvalidCursor",
+        `cursor continues a list in order=${listed}; ask with that order, or start without the cursor`
+      )
+    }
+    // Keyset in SQL: runs are ordered by (created_at, id), either way; a page starts after the cursor's key. One run
+    // more than the page tells whether there is a next one.
     const rest = yield* store.listRuns({
       status: params.status,
       after: Option.getOrUndefined(Option.map(after, ([createdAt, id]) => ({ createdAt, id }))),
-      limit: limit + 1
+      limit: limit + 1,
+      newestFirst: order === "newest"
     }).pipe(Effect.catchTag("PersistenceError", internal))
     const page = rest.slice(0, limit)
     const last = page.at(-1)
@@ -275,7 +292,7 @@ const list = (
       runs: yield* RunView.makePage(page, (run) => admission.position(run.id), now).pipe(
         Effect.catchTag("PersistenceError", internal)
       ),
-      nextCursor: rest.length > limit && last !== undefined ? cursorOf(last) : null
+      nextCursor: rest.length > limit && last !== undefined ? cursorOf(last, order) : null
     }
   })
 

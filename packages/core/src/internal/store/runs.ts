@@ -46,7 +46,8 @@ const ListRequest = Schema.Struct({
   status: Schema.NullOr(Schema.String),
   createdAt: Schema.NullOr(Schema.Number),
   id: Schema.String,
-  limit: Schema.Number
+  limit: Schema.Number,
+  newestFirst: Schema.Boolean
 })
 
 /** The run-level operations of the store. */
@@ -75,7 +76,7 @@ export const make = (ctx: StoreContext) => {
       }))
     }).pipe(persistence("createRun"), Effect.withSpan("SqlRunStore.createRun"))
 
-  // Keyset pages over (created_at, id): a page costs the same wherever it starts.
+  // Keyset pages over (created_at, id), either way: a page costs the same wherever it starts.
   const findRuns = SqlSchema.findAll({
     Request: ListRequest,
     Result: RunRow,
@@ -83,10 +84,15 @@ export const make = (ctx: StoreContext) => {
       sql`SELECT * FROM runs WHERE ${
         sql.and([
           ...(req.status === null ? [] : [sql`status = ${req.status}`]),
-          ...(req.createdAt === null ? [] : [sql`(created_at > ${req.createdAt} OR
-            (created_at = ${req.createdAt} AND id > ${req.id}))`])
+          ...(req.createdAt === null ? [] : [
+            req.newestFirst ?
+              sql`(created_at < ${req.createdAt} OR (created_at = ${req.createdAt} AND id < ${req.id}))` :
+              sql`(created_at > ${req.createdAt} OR (created_at = ${req.createdAt} AND id > ${req.id}))`
+          ])
         ])
-      } ORDER BY created_at, id ${req.limit > 0 ? sql`LIMIT ${req.limit}` : sql``}`
+      } ORDER BY ${req.newestFirst ? sql`created_at DESC, id DESC` : sql`created_at, id`} ${
+        req.limit > 0 ? sql`LIMIT ${req.limit}` : sql``
+      }`
   })
 
   const listRuns = (filter: RunStore.RunFilter = {}) =>
@@ -94,7 +100,8 @@ export const make = (ctx: StoreContext) => {
       status: filter.status ?? null,
       createdAt: filter.after?.createdAt ?? null,
       id: filter.after?.id ?? "",
-      limit: filter.limit ?? 0
+      limit: filter.limit ?? 0,
+      newestFirst: filter.newestFirst ?? false
     })).pipe(Effect.map((rows) => rows.map(toRun)), persistence("listRuns"))
 
   // Scrapes read this every few seconds: an aggregate, never the rows (50,000 decoded rows took 40 s). The cast: a
