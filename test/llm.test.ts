@@ -316,6 +316,8 @@ describe("quarry --extractor llm", () => {
       const completed = jsonLines(started.stdout).at(-1)!
       assert.strictEqual(completed.event, "run.completed")
       assert.strictEqual(completed.skippedBatches, 2)
+      // The skipped batch is reported once (the engine's warning), not also by the extractor.
+      assert.strictEqual(started.stderr.split("record 1 violates").length - 1, 1, started.stderr)
       const manifestPath = `${out}.skipped.json`
       assert.strictEqual(completed.manifest, manifestPath)
       const manifest = JSON.parse(fs.readFileSync(manifestPath, "utf8"))

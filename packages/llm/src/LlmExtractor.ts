@@ -770,7 +770,9 @@ const failBatch = (
   Effect.gen(function*() {
     const used = toUsage(yield* Ref.get(ledger.usage))
     const failure = new LlmBatchFailure({ reason, detail, attempts: yield* Ref.get(ledger.attempts), usage: used })
-    yield* Effect.logWarning(`batch failed: ${detail}`).pipe(
+    // Info, not a warning: the engine reports the failure itself (the run's error, or its "skipping batch" warning),
+    // and a second line with the same text only doubles the noise on a terminal.
+    yield* Effect.logInfo(`batch failed: ${detail}`).pipe(
       Effect.annotateLogs({ reason, requests: used.requests, promptTokens: used.promptTokens })
     )
     return yield* Effect.fail(
