@@ -211,6 +211,20 @@ describe("cli messages", () => {
         assert.strictEqual(result.stderr, `quarry: ${message}\n`)
       })
     }
+    for (const [value, accepted] of [["1e3", false], ["0x10", false], ["$2.50", true], [".5", true]] as const) {
+      it(`--max-cost ${value} is ${accepted ? "accepted" : "refused"}`, async () => {
+        const db = path.join(dir, `cost-${accepted}.db`)
+        const result = await run(["start", book, "--db", db, "--max-cost", value, "--out", path.join(dir, "cost.ttl")])
+        assert.strictEqual(result.code, accepted ? 0 : 2, result.stderr)
+        if (!accepted) {
+          assert.strictEqual(
+            result.stderr,
+            `quarry: max-cost ("${value}") must be an amount in US dollars greater than 0, such as 2.50\n`
+          )
+          assert.isFalse(fs.existsSync(db))
+        }
+      })
+    }
     for (const option of ["--max-tokens", "--max-output-tokens"]) {
       it(`${option} 1e3 is refused`, async () => {
         const llm = option === "--max-output-tokens" ? ["--extractor", "llm", "--model", "m"] : []

@@ -447,6 +447,32 @@ describe("quarry --extractor llm", () => {
     120_000
   )
 
+  it("a budget the first batch already passes is reported as gone over, not as 'before exceeding'", async () => {
+    const { env, server, startArgs } = await setup("tiny-budget", 3)
+    // The first batch costs $0.012: nothing projects it before it is answered.
+    const stopped = await run([...startArgs, "--max-cost", "0.001", "--json"], { env })
+    assert.strictEqual(stopped.code, 1, stopped.stderr)
+    assert.strictEqual(jsonLines(stopped.stdout).at(-1)!.committedBatches, 1)
+    assert.include(
+      stopped.stderr,
+      "stopped after 1/3 batches over its budget: spent $0.0120 of --max-cost $0.001 (a batch's cost is known once it " +
+        "is answered, so the first one, or one costlier than those before it, can go over)"
+    )
+    assert.notInclude(stopped.stderr, "before exceeding")
+    assert.strictEqual(server.log.length, 1)
+  })
+
+  it("quarry serve with a bad QUARRY_LLM_* value exits 2 before it opens (or creates) its database", async () => {
+    const { db, env, server } = await setup("badserve", 1)
+    const refused = await run(["serve", "--db", db, "--port", "0"], {
+      env: { ...env, QUARRY_LLM_MODEL: "test-model", QUARRY_LLM_TEMPERATURE: "5" }
+    })
+    assert.strictEqual(refused.code, 2, refused.stderr)
+    assert.include(refused.stderr, "QUARRY_LLM_TEMPERATURE is \"5\"")
+    assert.isFalse(fs.existsSync(db), "no database is created")
+    assert.strictEqual(server.log.length, 0, "nothing is sent")
+  })
+
   it(
     "a reply that does not match the schema is named by place, to the model in the repair prompt and to the user",
     async () => {

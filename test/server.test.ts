@@ -325,6 +325,14 @@ describe("quarry serve", () => {
         assert.strictEqual(response.status, 422, `${JSON.stringify(body)}: ${response.text}`)
         assert.strictEqual(response.json().error.tag, tag)
       }
+      // llm is there only when the server was started with a model: the refusal says how to get it.
+      const llm = await call(server, "POST", "/v1/runs", { input: "text", extractor: "llm" })
+      assert.strictEqual(llm.status, 422)
+      assert.strictEqual(llm.json().error.tag, "UnknownExtractor")
+      assert.match(
+        llm.json().error.message,
+        /^unknown extractor "llm"; available: [^;]+; the llm extractor runs on a server started with QUARRY_LLM_MODEL set/
+      )
       // A budget is checked as --max-cost and --max-tokens are, one line per field (not a 500 from the store).
       const budgets = await call(
         server,

@@ -307,9 +307,12 @@ const overBudget = (r: Reporter, run: Option.Option<Run>, reason: string, error:
     })
     return yield* new Errors.RunEnded({
       exitCode: ExitCode.runFailed,
-      message: `run ${r.runId} stopped after ${progressOf(r, run)} batches before exceeding its budget: spent ` +
-        `${spent} of ${flag} ${max}, and the next batch would go over. Every committed batch is kept; resume ` +
-        `it with a higher budget: ${resume}`
+      message: `run ${r.runId} stopped after ${progressOf(r, run)} batches ${
+        error.spent > error.max ?
+          `over its budget: spent ${spent} of ${flag} ${max} (a batch's cost is known once it is answered, so the ` +
+          `first one, or one costlier than those before it, can go over)` :
+          `before exceeding its budget: spent ${spent} of ${flag} ${max}, and the next batch would go over`
+      }. Every committed batch is kept; resume it with a higher budget: ${resume}`
     })
   })
 

@@ -389,8 +389,10 @@ export const parseDuration = (raw: string): Option.Option<number> => {
  * @category validation
  */
 export const parseUsd = (name: string, raw: string): Effect.Effect<number, UsageError> => {
-  const value = Number(raw.trim().replace(/^\$/, ""))
-  return raw.trim() === "" || !Number.isFinite(value) || value <= 0 ?
+  const amount = raw.trim().replace(/^\$/, "")
+  const value = Number(amount)
+  // Plain decimal, as every number option: not 1e3 or 0x10.
+  return !/^(?:\d+(?:\.\d*)?|\.\d+)$/.test(amount) || !Number.isFinite(value) || value <= 0 ?
     fail(`${name} (${JSON.stringify(raw)}) must be an amount in US dollars greater than 0, such as 2.50`) :
     Effect.succeed(value)
 }

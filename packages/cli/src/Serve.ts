@@ -425,7 +425,6 @@ const serverLayer = (
         } :
         undefined
     }).pipe(
-      Layer.provide(registryLayer(settings)),
       Layer.provideMerge(Store.layer(db, settings, {
         // `pg_stat_activity` tells the runners' sessions apart.
         applicationName: flags.cluster ? `quarry ${flags.runnerHost}:${flags.runnerPort}` : undefined
@@ -442,7 +441,9 @@ const serve = (
 ) =>
   Effect.scoped(Effect.gen(function*() {
     const settings = yield* Settings
-    const context = yield* Layer.build(layer).pipe(
+    // The extractors first: bad `QUARRY_LLM_*` settings exit 2 before the database is opened (or created).
+    const registry = yield* Layer.build(registryLayer(settings))
+    const context = yield* Layer.build(Layer.provide(layer, Layer.succeedContext(registry))).pipe(
       Effect.catchTag("ServeError", (error) =>
         Effect.fail(
           new UsageError({ message: `cannot listen on ${flags.host}:${flags.port}: ${String(error.cause)}` })

@@ -374,7 +374,10 @@ export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("Budget
     const [spent, max] = this.limit === "cost" ?
       [`$${this.spent.toFixed(4)}`, `its max cost of $${this.max}`] :
       [`${this.spent} tokens`, `its max of ${this.max} tokens`]
-    return `run "${this.runId}" stopped before exceeding its budget: spent ${spent} of ${max}, and the next batch ` +
-      "would go over; committed batches are kept, and a resume with a higher budget continues it"
+    const why = this.spent > this.max ?
+      `stopped over its budget: spent ${spent} of ${max} (a batch's cost is known once it is answered, so the ` +
+      "first one, or one costlier than those before it, can go over)" :
+      `stopped before exceeding its budget: spent ${spent} of ${max}, and the next batch would go over`
+    return `run "${this.runId}" ${why}; committed batches are kept, and a resume with a higher budget continues it`
   }
 }

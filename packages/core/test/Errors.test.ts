@@ -1,5 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
-import { RunAlreadyExists, RunCancelled, RunFailed, RunInterrupted, RunLocked, RunNotFound } from "@quarry/core/Errors"
+import {
+  BudgetExceeded,
+  RunAlreadyExists,
+  RunCancelled,
+  RunFailed,
+  RunInterrupted,
+  RunLocked,
+  RunNotFound
+} from "@quarry/core/Errors"
 import { RunId } from "@quarry/core/Run"
 
 const runId = RunId.make("book")
@@ -23,5 +31,13 @@ describe("Errors", () => {
       "run \"book\" is being executed by process 42 on host vm (lease valid until 2026-12-07T00:00:00.000Z); wait for " +
         "it to finish, or cancel it"
     )
+  })
+
+  it("a budget stop says whether the run stopped before its limit or went over it", () => {
+    const before = new BudgetExceeded({ runId, limit: "tokens", spent: 900, max: 1000 })
+    assert.include(before.message, "stopped before exceeding its budget: spent 900 tokens of its max of 1000 tokens")
+    const over = new BudgetExceeded({ runId, limit: "tokens", spent: 1100, max: 1099 })
+    assert.include(over.message, "stopped over its budget: spent 1100 tokens of its max of 1099 tokens")
+    assert.notInclude(over.message, "before exceeding")
   })
 })

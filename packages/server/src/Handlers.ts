@@ -14,6 +14,7 @@ import * as Compensation from "@quarry/core/Compensation"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import * as Durability from "@quarry/core/Durability"
+import type { UnknownExtractor } from "@quarry/core/Errors"
 import * as Extractor from "@quarry/core/Extractor"
 import * as Ontology from "@quarry/core/Ontology"
 import * as Run from "@quarry/core/Run"
@@ -67,6 +68,14 @@ const notFound = (error: { readonly runId: string }) =>
   })
 const conflict = from(409)
 const unprocessable = from(422)
+/** `llm` is registered only when the server starts with a model: say so, rather than only what is available. */
+const unknownExtractor = (error: UnknownExtractor) =>
+  error.name !== "llm" ? unprocessable(error) : new ApiError({
+    status: 422,
+    tag: error._tag,
+    message: `${error.message}; the llm extractor runs on a server started with QUARRY_LLM_MODEL set (and the other ` +
+      `QUARRY_LLM_* settings it needs)`
+  })
 const internal = (error: { readonly _tag: string; readonly message: string }) =>
   Effect.zipRight(Effect.logError("request failed", error), Effect.fail(from(500)(error)))
 
@@ -234,7 +243,7 @@ const submit = (request: HttpServerRequest.HttpServerRequest) =>
         Draining: (e) => Effect.fail(from(503)(e)),
         ChunkingError: (e) => Effect.fail(unprocessable(e)),
         OntologyError: (e) => Effect.fail(unprocessable(e)),
-        UnknownExtractor: (e) => Effect.fail(unprocessable(e)),
+        UnknownExtractor: (e) => Effect.fail(unknownExtractor(e)),
         RunAlreadyExists: (e) => Effect.fail(conflict(e)),
         PersistenceError: internal
       })
