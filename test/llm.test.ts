@@ -514,4 +514,17 @@ describe("quarry --extractor llm", () => {
     assert.include(wrong.stderr, `(HTTP 200): choices: is missing; body: {"object":"list","data":[]} (gave up`)
     assert.notInclude(wrong.stderr, "Encoded side", "no schema tree")
   }, 30_000)
+
+  it("a provider's message that ends its sentence is not followed by a second period", async () => {
+    const { env, startArgs } = await setup("refusedkey", 1)
+    const refusing = await scriptedServer({
+      status: 401,
+      json: { error: { message: "Incorrect API key provided.", type: "invalid_request_error" } }
+    })
+    const failed = await run(startArgs, { env: { ...env, QUARRY_LLM_BASE_URL: refusing.baseUrl } })
+    assert.strictEqual(failed.code, 1, failed.stderr)
+    assert.include(failed.stderr, "Incorrect API key provided")
+    assert.notMatch(failed.stderr, /\.\. Every committed batch is kept/)
+    assert.include(failed.stderr, ". Every committed batch is kept; fix the cause, then resume it with:")
+  }, 30_000)
 })

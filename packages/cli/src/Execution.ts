@@ -354,7 +354,9 @@ const failed = (r: Reporter, run: Option.Option<Run>, reason: string, error: unk
     })
     return yield* new Errors.RunEnded({
       exitCode: ExitCode.runFailed,
-      message: `run ${r.runId} failed after ${progressOf(r, run)} batches: ${message}. Every committed ` +
+      // The error's own message may end its sentence (a provider's text often does).
+      message:
+        `run ${r.runId} failed after ${progressOf(r, run)} batches: ${message.replace(/\.+$/, "")}. Every committed ` +
         `batch is kept; ${
           unrecorded ?
             "the failure could not be recorded, so the run still shows running until its lease expires; " :
