@@ -7,10 +7,10 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type { Chunk } from "./Chunking.js"
 import type * as Compensation from "./Compensation.js"
+import * as DecodeIssues from "./DecodeIssues.js"
 import { ExtractorError, UnknownExtractor } from "./Errors.js"
 import type { PersistenceError } from "./Errors.js"
 import * as CanonicalJson from "./internal/canonicalJson.js"
@@ -333,18 +333,6 @@ const checkedJson = new WeakMap<BatchOutput, string>()
 export const canonicalJson = (output: BatchOutput): string =>
   checkedJson.get(output) ?? CanonicalJson.write(output) ?? encodeOutput(output)
 
-/** Where an output is wrong and why, the first few places: `entities[0].type: expected an absolute IRI ...`. */
-const describeIssues = (error: ParseResult.ParseError): string => {
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-  const shown = issues.slice(0, 3).map((issue) => {
-    const path = issue.path.map((key, i) =>
-      typeof key === "number" ? `[${key}]` : `${i === 0 ? "" : "."}${String(key)}`
-    )
-    return `${path.length === 0 ? "the output" : path.join("")}: ${issue.message}`
-  })
-  return shown.join("; ") + (issues.length > shown.length ? ` (and ${issues.length - shown.length} more)` : "")
-}
-
 /**
  * Checks that an extractor's output survives encoding as the store encodes it and decoding as the merge decodes it
  * (e.g. no `NaN` confidence, which JSON turns into `null`). An output that does not is an `ExtractorError` naming the
@@ -379,7 +367,7 @@ export const checkOutput =
           return decoded
         })
       ),
-      Effect.mapError((error) => refused(describeIssues(error), error)),
+      Effect.mapError((error) => refused(DecodeIssues.describe(error, { max: 3, whole: "the output" }), error)),
       // Effect's parser throws on some values instead of refusing them (`String()` of a null-prototype object as a
       // union's `_tag`): still this output's fault, and the batch's error, not a defect of the run.
       Effect.catchAllDefect((defect) => Effect.fail(refused(String(defect), defect)))

@@ -7,6 +7,7 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as DecodeIssues from "@quarry/core/DecodeIssues"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -14,7 +15,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import * as Issues from "./internal/issues.js"
+import * as Json from "./internal/json.js"
 
 /**
  * Why a call failed. `network`, `timeout`, `rate_limited`, `server` and `bad_response` are transient; the others
@@ -355,12 +356,12 @@ export const complete = (
         }
         const decoded = decodeResponse(text)
         if (Either.isLeft(decoded)) {
-          const syntax = Issues.notJson(text)
+          const syntax = Json.notJson(text)
           const body = text.trim() === "" ? "the body is empty" : `body: ${truncate(text, 200)}`
           return Effect.fail(failure(
             endpoint,
             "bad_response",
-            `${syntax === undefined ? Issues.describe(decoded.left) : `not JSON (${syntax})`}; ${body}`,
+            `${syntax === undefined ? DecodeIssues.describe(decoded.left) : `not JSON (${syntax})`}; ${body}`,
             { status: response.status }
           ))
         }

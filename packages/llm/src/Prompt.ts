@@ -5,13 +5,14 @@
  *
  * @since 0.1.0
  */
+import * as DecodeIssues from "@quarry/core/DecodeIssues"
 import type * as Extractor from "@quarry/core/Extractor"
 import type * as Ontology from "@quarry/core/Ontology"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { createHash } from "node:crypto"
-import * as Issues from "./internal/issues.js"
+import * as Json from "./internal/json.js"
 
 const OWL_THING = "http://www.w3.org/2002/07/owl#Thing"
 const XSD = "http://www.w3.org/2001/XMLSchema#"
@@ -247,13 +248,16 @@ export const decodeReply = (vocabulary: Vocabulary) => {
   const decode = Schema.decodeEither(replySchema(vocabulary), { errors: "all", onExcessProperty: "ignore" })
   return (content: string): Either.Either<Reply, string> => {
     const text = unfence(content)
-    const syntax = Issues.notJson(text)
+    const syntax = Json.notJson(text)
     if (syntax !== undefined) {
       return Either.left(
         text === "" ? "the reply is empty, not a JSON object" : `the reply is not valid JSON (${syntax})`
       )
     }
-    return Either.mapLeft(decode(text), (error) => `the reply does not match the schema: ${Issues.describe(error)}`)
+    return Either.mapLeft(
+      decode(text),
+      (error) => `the reply does not match the schema: ${DecodeIssues.describe(error)}`
+    )
   }
 }
 

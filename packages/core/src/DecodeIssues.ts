@@ -1,21 +1,13 @@
 /**
- * Short, readable decode errors (`entities[0].type: Expected "Person" | "Place", actual "Animal"`) for messages
- * that people and models read: a repair prompt, a failed batch, a bad reply from the server. `Schema`'s tree
+ * Short, readable decode errors (`entities[0].type: Expected "Person" | "Place", actual "Animal"`) for messages that
+ * people and models read: a refused extractor output, a repair prompt, a bad reply from a server. `Schema`'s tree
  * formatter spends most of a length limit on the schema's own structure before it reaches the problem.
+ *
+ * @since 0.1.0
  */
 import * as ParseResult from "effect/ParseResult"
 
 const clip = (text: string, max: number) => text.length > max ? `${text.slice(0, max)}…` : text
-
-/** JSON.parse's own message when `text` is not JSON. */
-export const notJson = (text: string): string | undefined => {
-  try {
-    JSON.parse(text)
-    return undefined
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error)
-  }
-}
 
 const alternative = /^Expected ([\s\S]+), actual ([\s\S]+)$/
 
@@ -34,8 +26,17 @@ const merge = (messages: ReadonlyArray<string>): string => {
     messages.join(", or ")
 }
 
-/** Where the value is wrong and why, the first `max` places. */
-export const describe = (error: ParseResult.ParseError, max = 5): string => {
+/**
+ * Where the value is wrong and why, the first `max` places (5 by default); `whole` names the value itself, when the
+ * problem is at its top.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const describe = (
+  error: ParseResult.ParseError,
+  options: { readonly max?: number | undefined; readonly whole?: string | undefined } = {}
+): string => {
   const byPlace = new Map<string, Array<string>>()
   for (const issue of ParseResult.ArrayFormatter.formatErrorSync(error)) {
     const place = issue.path.map((key, i) =>
@@ -46,8 +47,9 @@ export const describe = (error: ParseResult.ParseError, max = 5): string => {
     byPlace.set(place, messages)
   }
   const places = [...byPlace]
-  const shown = places.slice(0, max).map(([place, messages]) =>
-    `${place === "" ? "" : `${place}: `}${clip(merge(messages), 400)}`
-  )
+  const shown = places.slice(0, options.max ?? 5).map(([place, messages]) => {
+    const where = place === "" ? options.whole : place
+    return `${where === undefined ? "" : `${where}: `}${clip(merge(messages), 400)}`
+  })
   return shown.join("; ") + (places.length > shown.length ? ` (and ${places.length - shown.length} more)` : "")
 }
