@@ -12,6 +12,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FakeLlm from "../packages/cli/test/FakeLlm.js"
 import * as FakeOpenAi from "../packages/llm/test/FakeOpenAi.js"
+import { until } from "./serverProcess.js"
 import { jsonLines, makeDir, readRun, removeDir, run, sleep, start, withDb } from "./support.js"
 
 const apiKey = "sk-e2e-SECRET-7f3a9c0d1e2b"
@@ -514,6 +515,21 @@ describe("quarry --extractor llm", () => {
     assert.include(wrong.stderr, `(HTTP 200): choices: is missing; body: {"object":"list","data":[]} (gave up`)
     assert.notInclude(wrong.stderr, "Encoded side", "no schema tree")
   }, 30_000)
+
+  it("SIGINT during a call: the run is interrupted and the request it sent counts as lost spend", async () => {
+    const { db, env, startArgs } = await setup("sigint", 2)
+    const slow = await scriptedServer({ ...FakeOpenAi.completion("{}"), delayMillis: 30_000 })
+    const child = start([...startArgs, "--json"], { env: { ...env, QUARRY_LLM_BASE_URL: slow.baseUrl } })
+    await child.waitFor((stdout) => stdout.includes("\"run.started\""))
+    await until(async () => (await slow.requests()).length === 1)
+    child.child.kill("SIGINT")
+    const exit = await child.exited
+    assert.strictEqual(exit.code, 130, child.stderr)
+    assert.notInclude(child.stderr, "could not record usage")
+    const shown = await status("sigint", db, env)
+    assert.strictEqual(shown.status, "interrupted")
+    assert.deepInclude(shown.lostUsage, { requests: 1, promptTokens: 0, completionTokens: 0 })
+  }, 60_000)
 
   it("a provider's message that ends its sentence is not followed by a second period", async () => {
     const { env, startArgs } = await setup("refusedkey", 1)

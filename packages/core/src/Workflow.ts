@@ -11,6 +11,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
@@ -647,6 +648,19 @@ const makeExecution = Effect.fnUntraced(function*(
   } satisfies Execution
 })
 
+/**
+ * Runs `self` in a fiber of its own that an interruption interrupts and awaits. An interrupted `raceFirst` only signals
+ * its two fibers and goes on: the extraction's finalizers (the usage of a request in flight) ran after the run's exit
+ * was recorded, when the store could already be closed. Here they end before the interruption does.
+ */
+const awaitingInterruption = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(
+      Effect.fork(restore(self)),
+      (fiber) => restore(Fiber.join(fiber)).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
+    )
+  )
+
 /** The run once claimed: retry skipped batches when reopened, extract and commit the rest, merge, complete. */
 const run = Effect.fnUntraced(function*(x: Execution, reopen: boolean) {
   const { committedBatches, id, plan } = x.run
@@ -697,13 +711,13 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   })
   if (Option.isNone(claimedLease)) return claimed
   const lease = claimedLease.value
-  return yield* Effect.raceFirst(
+  return yield* awaitingInterruption(Effect.raceFirst(
     makeExecution(claimed, prepared, lease, options).pipe(
       Effect.flatMap((execution) => run(execution, reopen)),
       Deadline.bound(runId, options.deadlineMs)
     ),
     Cancellation.watch(lease)
-  ).pipe(
+  )).pipe(
     compensatingCancel(runId),
     Effect.onExit((exit) => recordExit(lease, exit)),
     // Synchronous extractors and SQLite calls would otherwise starve the event loop: the heartbeat's timer would
