@@ -393,7 +393,8 @@ const serverLayer = (
   server: typeof QuarryServer,
   flags: ServeFlags,
   db: string,
-  tokens: ReadonlyArray<Redacted.Redacted>
+  tokens: ReadonlyArray<Redacted.Redacted>,
+  registry: Layer.Layer<Extractor.Registry>
 ) =>
   Effect.gen(function*() {
     const settings = yield* Settings
@@ -425,6 +426,8 @@ const serverLayer = (
         } :
         undefined
     }).pipe(
+      // Provided before the store, whose own registry (for the CLI's commands) has no llm.
+      Layer.provide(registry),
       Layer.provideMerge(Store.layer(db, settings, {
         // `pg_stat_activity` tells the runners' sessions apart.
         applicationName: flags.cluster ? `quarry ${flags.runnerHost}:${flags.runnerPort}` : undefined
@@ -435,15 +438,16 @@ const serverLayer = (
 /** Builds the server, says where it listens, and serves until interrupted; then drains. */
 const serve = (
   server: typeof QuarryServer,
-  layer: Effect.Effect.Success<ReturnType<typeof serverLayer>>,
   flags: ServeFlags,
-  db: string
+  db: string,
+  tokens: ReadonlyArray<Redacted.Redacted>
 ) =>
   Effect.scoped(Effect.gen(function*() {
     const settings = yield* Settings
     // The extractors first: bad `QUARRY_LLM_*` settings exit 2 before the database is opened (or created).
     const registry = yield* Layer.build(registryLayer(settings))
-    const context = yield* Layer.build(Layer.provide(layer, Layer.succeedContext(registry))).pipe(
+    const layer = yield* serverLayer(server, flags, db, tokens, Layer.succeedContext(registry))
+    const context = yield* Layer.build(layer).pipe(
       Effect.catchTag("ServeError", (error) =>
         Effect.fail(
           new UsageError({ message: `cannot listen on ${flags.host}:${flags.port}: ${String(error.cause)}` })
@@ -488,7 +492,7 @@ export const command = Command.make("serve", options, (flags) =>
     yield* Inputs.checkDatabase(db)
     // Loaded here, not at the top: the server (its API reference UI, OpenTelemetry) would slow every other command.
     const server = yield* Effect.promise(() => import("@quarry/server"))
-    yield* serve(server, yield* serverLayer(server, flags, db, tokens), flags, db)
+    yield* serve(server, flags, db, tokens)
   }).pipe(
     // A drained server exits 0: the interruption by the signal was the request to stop, and it was honoured.
     Effect.onInterrupt(() => Effect.sync(() => process.exit(0))),
