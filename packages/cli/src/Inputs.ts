@@ -383,7 +383,15 @@ export const parseDuration = (raw: string): Option.Option<number> => {
 }
 
 /**
- * Parses `--max-cost`: US dollars, a finite number greater than 0 (a leading `$` is allowed).
+ * A number written in plain decimal (`2`, `0.7`, `.5`), as every number option takes it: not `1e3` or `0x10`.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const isPlainDecimal = (text: string): boolean => /^(?:\d+(?:\.\d*)?|\.\d+)$/.test(text)
+
+/**
+ * Parses `--max-cost`: US dollars, a finite number greater than 0 (a leading `$` is allowed), plain decimal.
  *
  * @since 0.1.0
  * @category validation
@@ -391,8 +399,7 @@ export const parseDuration = (raw: string): Option.Option<number> => {
 export const parseUsd = (name: string, raw: string): Effect.Effect<number, UsageError> => {
   const amount = raw.trim().replace(/^\$/, "")
   const value = Number(amount)
-  // Plain decimal, as every number option: not 1e3 or 0x10.
-  return !/^(?:\d+(?:\.\d*)?|\.\d+)$/.test(amount) || !Number.isFinite(value) || value <= 0 ?
+  return !isPlainDecimal(amount) || !Number.isFinite(value) || value <= 0 ?
     fail(`${name} (${JSON.stringify(raw)}) must be an amount in US dollars greater than 0, such as 2.50`) :
     Effect.succeed(value)
 }

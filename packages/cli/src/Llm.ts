@@ -30,6 +30,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Errors from "./Errors.js"
 import { UsageError } from "./Errors.js"
 import * as Flags from "./Flags.js"
+import * as Inputs from "./Inputs.js"
 
 /**
  * The extractor's registry name (`LlmExtractor.name`, repeated here so that naming it does not load the module).
@@ -98,7 +99,7 @@ const checkBaseUrl = (raw: string): Effect.Effect<string, UsageError> => {
 const checkTemperature = (raw: string): Effect.Effect<number, UsageError> => {
   // Plain decimal, as QUARRY_LLM_TEMPERATURE: 1e0 and 0x1 are refused.
   const value = Number(raw.trim())
-  return !/^(\d+\.?\d*|\.\d+)$/.test(raw.trim()) || value < 0 || value > 2 ?
+  return !Inputs.isPlainDecimal(raw.trim()) || value < 0 || value > 2 ?
     fail(`temperature (${JSON.stringify(raw)}) must be a number from 0 to 2`) :
     Effect.succeed(value)
 }
