@@ -4,12 +4,12 @@
  * variable. Numbers are plain decimal: `1e3` and `0x10` are refused as the command line refuses them, and a value
  * that is set but empty is refused rather than read as unset.
  */
+import * as DecodeIssues from "@quarry/core/DecodeIssues"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 
@@ -65,14 +65,10 @@ export const json = <A, I>(key: string, schema: Schema.Schema<A, I>, accepts: st
   const decode = Schema.decodeUnknownEither(Schema.parseJson(schema))
   return Config.string(key).pipe(
     Config.mapOrFail((raw) =>
-      Either.mapLeft(decode(raw), (error) => {
-        const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
-        const at = issue === undefined || issue.path.length === 0 ? "" : `${issue.path.map(String).join(".")}: `
-        return ConfigError.InvalidData(
-          [],
-          `expected ${accepts}${issue === undefined ? "" : ` (${at}${issue.message})`}`
-        )
-      })
+      Either.mapLeft(
+        decode(raw),
+        (error) => ConfigError.InvalidData([], `expected ${accepts} (${DecodeIssues.describe(error, { max: 1 })})`)
+      )
     )
   )
 }
