@@ -63,28 +63,27 @@ const terminate = (server: Server) => {
   return exitOf(server.child, sentAt)
 }
 
-describe("quarry serve drains within --drain-timeout", () => {
-  let dir = ""
-  const servers: Array<Server> = []
-  beforeAll(() => {
-    dir = makeDir()
-  })
-  // A test that failed before its server exited must not leave it behind.
-  afterAll(() => {
-    for (const server of servers) if (server.child.child.exitCode === null) server.child.child.kill("SIGKILL")
-    removeDir(dir)
-  })
+let dir = ""
+const servers: Array<Server> = []
+beforeAll(() => {
+  dir = makeDir()
+})
+// A test that failed before its server exited must not leave it behind.
+afterAll(() => {
+  for (const server of servers) if (server.child.child.exitCode === null) server.child.child.kill("SIGKILL")
+  removeDir(dir)
+})
 
-  const start = async (
-    name: string,
-    env: Readonly<Record<string, string>> = {},
-    timeoutMs = drainTimeoutMs,
-    args: ReadonlyArray<string> = []
-  ) => {
-    const server = await serve(path.join(dir, `${name}.db`), ["--drain-timeout", `${timeoutMs}ms`, ...args], env)
-    servers.push(server)
-    return server
-  }
+/** A server on a database of its own in the test folder (`name`), killed at the end if a test left it running. */
+const launch = async (name: string, args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}) => {
+  const server = await serve(path.join(dir, `${name}.db`), args, env)
+  servers.push(server)
+  return server
+}
+
+describe("quarry serve drains within --drain-timeout", () => {
+  const start = (name: string, env: Readonly<Record<string, string>> = {}, timeoutMs = drainTimeoutMs) =>
+    launch(name, ["--drain-timeout", `${timeoutMs}ms`], env)
 
   it("a connection that never sends a request is closed: exit 0", async () => {
     const server = await start("quiet")
@@ -204,28 +203,12 @@ const drainPhases = (server: Server) =>
   )
 
 describe("quarry serve --drain-delay: not ready but still serving, then the drain", () => {
-  let dir = ""
-  const servers: Array<Server> = []
-  beforeAll(() => {
-    dir = makeDir()
-  })
-  afterAll(() => {
-    for (const server of servers) if (server.child.child.exitCode === null) server.child.child.kill("SIGKILL")
-    removeDir(dir)
-  })
-
-  const start = async (name: string, args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}) => {
-    const server = await serve(path.join(dir, `${name}.db`), args, env)
-    servers.push(server)
-    return server
-  }
-
   it(
     "during the delay /readyz is 503, a new connection is served and a submission is 503; a second signal ends " +
       "the delay, the port closes while a request is in flight, and a third signal exits at once (130)",
     async () => {
       // A delay no test outlasts: only the second signal can end it.
-      const server = await start("window", ["--drain-delay", "300", "--drain-timeout", "600s"])
+      const server = await launch("window", ["--drain-delay", "300", "--drain-timeout", "600s"])
       const body = { input: "Ishmael met Queequeg in New Bedford.", runId: "before", extractor: "capitalized" }
       assert.strictEqual((await call(server, "POST", "/v1/runs", body)).status, 202)
       assert.strictEqual((await ended(server, "before")).status, "completed")
@@ -266,7 +249,7 @@ describe("quarry serve --drain-delay: not ready but still serving, then the drai
   )
 
   it("the delay ends by itself (QUARRY_DRAIN_DELAY), then the port closes and the drain exits 0", async () => {
-    const server = await start("elapsed", ["--drain-timeout", "60s"], { QUARRY_DRAIN_DELAY: "1" })
+    const server = await launch("elapsed", ["--drain-timeout", "60s"], { QUARRY_DRAIN_DELAY: "1" })
     const slow = await slowSubmission(server)
     server.child.child.kill("SIGTERM")
     await until(() => refused(server), 30_000, "the port to refuse connections")
@@ -285,7 +268,7 @@ describe("quarry serve --drain-delay: not ready but still serving, then the drai
   })
 
   it("without it (default 0) the drain starts at once: no delay, the port closes, exit 0", async () => {
-    const server = await start("default", ["--drain-timeout", "60s"])
+    const server = await launch("default", ["--drain-timeout", "60s"])
     const slow = await slowSubmission(server)
     server.child.child.kill("SIGTERM")
     await until(() => refused(server), 30_000, "the port to refuse connections")

@@ -4,7 +4,7 @@
  * `QUARRY_API_TOKEN_FILE`). The first SIGTERM/SIGINT drains (readiness off, new work refused, runs recorded
  * `interrupted`, event streams ended, connections closed) and exits 0 within `--drain-timeout`, 1 past it; a second
  * one exits at once (130, see `main.ts`). With `--drain-delay`, the drain waits that long first, not ready but still
- * serving, unless a second signal ends the wait (the one after that exits at once).
+ * serving, unless a second signal ends the wait (`Signals.takeNext`; the one after that exits at once).
  *
  * @since 0.1.0
  */
@@ -23,7 +23,6 @@ import * as Config from "effect/Config"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
 import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
@@ -39,6 +38,7 @@ import * as Inputs from "./Inputs.js"
 import * as Llm from "./Llm.js"
 import { Output } from "./Output.js"
 import { Settings } from "./Settings.js"
+import * as Signals from "./Signals.js"
 import * as Store from "./Store.js"
 
 const tokensConfig = Config.all({
@@ -267,38 +267,6 @@ const giveUp = (drainTimeoutMs: number, why: string) =>
   )
 
 /**
- * Until the scope closes, the next SIGINT or SIGTERM completes `next`. `main.ts` exits at once on a second signal;
- * meanwhile the second one is this one's, so its listeners are set aside and put back when the scope closes (the
- * signal after exits at once again).
- */
-const interceptSignal = (next: Deferred.Deferred<NodeJS.Signals>) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const setAside = (["SIGINT", "SIGTERM"] as const).map((signal) => [signal, process.listeners(signal)] as const)
-      let restored = false
-      const restore = () => {
-        if (restored) return
-        restored = true
-        // Put back before this one goes: a signal without a listener would kill the process.
-        for (const [signal, listeners] of setAside) {
-          for (const listener of listeners) process.on(signal, listener)
-          process.removeListener(signal, onSignal)
-        }
-      }
-      const onSignal = (signal: NodeJS.Signals) => {
-        restore()
-        Deferred.unsafeDone(next, Exit.succeed(signal))
-      }
-      for (const [signal, listeners] of setAside) {
-        process.on(signal, onSignal)
-        for (const listener of listeners) process.removeListener(signal, listener)
-      }
-      return restore
-    }),
-    (restore) => Effect.sync(restore)
-  )
-
-/**
  * The drain delay: not ready (`/readyz` 503) and taking no new runs, but still taking connections and serving, for
  * `delayMs` or until the next signal. Responses close their connections meanwhile, so that clients come back on new
  * ones, which a load balancer that has taken this server out sends elsewhere.
@@ -309,9 +277,8 @@ const drainDelay = (
   delayMs: number
 ) =>
   Effect.scoped(Effect.gen(function*() {
-    const signal = yield* Deferred.make<NodeJS.Signals>()
     // Before readiness turns off: a client that saw it off may send the second signal.
-    yield* interceptSignal(signal)
+    const signal = yield* Signals.takeNext
     yield* shutdown.announce
     yield* connections.endKeepAlive
     yield* Effect.logInfo("drain delay: not ready, still serving").pipe(Effect.annotateLogs({ drainDelayMs: delayMs }))
