@@ -15,6 +15,7 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { BudgetExceeded } from "./Errors.js"
 import type { Usage } from "./Extractor.js"
+import { reportedCost } from "./internal/usage.js"
 import type { RunId, UsageTotals } from "./Run.js"
 
 /**
@@ -211,7 +212,12 @@ export const make = (options: {
         Effect.catchAll((decision) =>
           decision._tag === "Wait" ?
             Effect.succeed(false) :
-            new BudgetExceeded({ runId, limit: decision.limit, spent: decision.spent, max: decision.max })
+            new BudgetExceeded({
+              runId,
+              limit: decision.limit,
+              spent: decision.limit === "cost" ? reportedCost(decision.spent) : decision.spent,
+              max: decision.max
+            })
         )
       )
     const reserveWithin = (limits: Limits, batchIndex: number) =>

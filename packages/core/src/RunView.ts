@@ -11,6 +11,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Compensation from "./Compensation.js"
 import type { PersistenceError } from "./Errors.js"
+import { reportedCost } from "./internal/usage.js"
 import {
   BatchErrorPolicy,
   ExtractorSettings,
@@ -216,8 +217,8 @@ export const lostUsage = (run: Run, ledger: Ledger): UsageTotals => {
     requests: minus(ledger.attempts.requests, run.usage.requests),
     promptTokens: minus(ledger.attempts.promptTokens, run.usage.promptTokens),
     completionTokens: minus(ledger.attempts.completionTokens, run.usage.completionTokens),
-    // Sums of floating-point costs: drop the noise below a billionth of a cent.
-    costUsd: Math.round(minus(ledger.attempts.costUsd, run.usage.costUsd) * 1e11) / 1e11
+    // A difference of two reported costs: rounded again, or it has noise of its own.
+    costUsd: reportedCost(minus(ledger.attempts.costUsd, run.usage.costUsd))
   })
 }
 

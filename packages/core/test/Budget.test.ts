@@ -74,6 +74,20 @@ describe("Budget", () => {
       assert.deepStrictEqual(yield* budget.spent, { costUsd: 0, tokens: 210 })
     }))
 
+  it.effect("a stop reports what was spent as a clean decimal, not a floating-point sum", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ runId, limits: { maxCostUsd: 0.03 }, spent: nothingSpent, settledBatches: 0 })
+      // $0.012 + $0.01212 is 0.024120000000000003 in floating point; a third batch (~$0.012) would pass $0.03.
+      for (const [batch, costUsd] of [[0, 0.012], [1, 0.01212]] as const) {
+        yield* budget.reserve(batch)
+        yield* budget.record(batch, { ...cent, costUsd })
+        yield* budget.settle(batch)
+      }
+      const error = yield* Effect.flip(budget.reserve(2))
+      assert.strictEqual(error.spent, 0.02412)
+      assert.include(error.message, "spent $0.0241 of its max cost of $0.03")
+    }))
+
   it.effect("spend already at the limit fails at once; without limits nothing ever waits", () =>
     Effect.gen(function*() {
       const spent = new UsageTotals({ requests: 3, promptTokens: 0, completionTokens: 0, costUsd: 0.05 })

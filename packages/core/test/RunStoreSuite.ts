@@ -562,6 +562,49 @@ export const runStoreSuite = (
         })
       ))
 
+    it.scoped("reported costs are clean decimals: sums of float costs are rounded to a billionth of a dollar", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("cents"))
+          const me = yield* take(store, created.id, "me")
+          // 0.012 + 0.01212 is 0.024120000000000003 in floating point; a lost attempt of 0.1 makes 0.12412000000000001.
+          const paid = (costUsd: number) => ({ requests: 1, promptTokens: 10, completionTokens: 2, costUsd })
+          yield* Effect.forEach([0.012, 0.01212], (costUsd, batchIndex) =>
+            Effect.zipRight(
+              store.recordAttempt(created.id, batchIndex, paid(costUsd), `attempt-${batchIndex}`),
+              store.commitBatch({
+                runId: created.id,
+                holder: me,
+                batchIndex,
+                output: { ...syntheticOutput(batchIndex), usage: paid(costUsd) },
+                attempts: 1,
+                durationMs: 5
+              })
+            ))
+          yield* store.recordAttempt(created.id, 2, paid(0.1), "lost")
+          const run = yield* store.getRun(created.id)
+          const details = (yield* store.runDetails([run])).get(run.id)
+          const ledger = { attempts: yield* store.attemptTotals(run.id), skipped: [], compensation: [] }
+          const view = RunView.make(run, ledger, {
+            now: start,
+            queuePosition: Option.none(),
+            paths: true,
+            resume: String
+          })
+          assert.deepStrictEqual(
+            [
+              run.usage.costUsd,
+              details?.attempts.costUsd,
+              view.usage.costUsd,
+              view.attemptUsage.costUsd,
+              view.lostUsage.costUsd
+            ],
+            [0.02412, 0.12412, 0.02412, 0.12412, 0.1]
+          )
+          assert.include(JSON.stringify(view.usage), `"costUsd":0.02412}`)
+        })
+      ))
+
     it.scoped("deleteRun removes a finished run's rows and artifact files; pending and running runs are refused", () =>
       withStore((store) =>
         Effect.gen(function*() {

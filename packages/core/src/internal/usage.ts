@@ -13,6 +13,13 @@ export const Usage = Schema.Struct({
 
 export type Usage = typeof Usage.Type
 
+/**
+ * A reported cost in USD: a sum of floating-point costs rounded to a billionth of a dollar, so that it reads as the
+ * decimal it is (`0.02412`, not `0.024120000000000003`). Sums are kept unrounded (no error builds up over a run);
+ * what is reported (the store's totals, the run view, a budget's stop) goes through here.
+ */
+export const reportedCost = (usd: number): number => Math.round(usd * 1e9) / 1e9
+
 /** The sum of two usages; absent when both are, and without `costUsd` when neither has one. */
 export const add = (a: Usage | undefined, b: Usage | undefined): Usage | undefined => {
   if (a === undefined) return b

@@ -7,6 +7,7 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { type Run, type RunId, UsageTotals } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
+import { reportedCost } from "../usage.js"
 import { persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { CompensationRow, SkippedRow, toCompensationStep, TotalsRow } from "./rows.js"
 
@@ -74,7 +75,7 @@ export const make = (ctx: StoreContext) => {
             requests: row?.requests ?? 0,
             promptTokens: row?.prompt_tokens ?? 0,
             completionTokens: row?.completion_tokens ?? 0,
-            costUsd: row?.cost_usd ?? 0
+            costUsd: reportedCost(row?.cost_usd ?? 0)
           }),
           skipped: skippedOf.get(run.id) ?? [],
           compensation: stepsOf.get(run.id) ?? []

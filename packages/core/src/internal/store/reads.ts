@@ -9,6 +9,7 @@ import type * as Extractor from "../../Extractor.js"
 import { type RunId, UsageTotals } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import { splitKey } from "../entities.js"
+import { reportedCost } from "../usage.js"
 import { persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { BatchRow, EntityRow, TotalsRow } from "./rows.js"
 
@@ -89,7 +90,7 @@ export const make = (ctx: StoreContext) => {
           requests: row.requests ?? 0,
           promptTokens: row.prompt_tokens ?? 0,
           completionTokens: row.completion_tokens ?? 0,
-          costUsd: row.cost_usd ?? 0
+          costUsd: reportedCost(row.cost_usd ?? 0)
         })
       ),
       Effect.catchTag("NoSuchElementException", Effect.die),

@@ -19,6 +19,7 @@ import {
 } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import * as Processes from "../processes.js"
+import { reportedCost } from "../usage.js"
 
 /**
  * An entity key column: TEXT holding `type NUL label` on SQLite, BYTEA on PostgreSQL (whose TEXT refuses NUL).
@@ -139,7 +140,7 @@ export const toRun = (row: typeof RunRow.Type): Run =>
       requests: row.usage_requests,
       promptTokens: row.usage_prompt_tokens,
       completionTokens: row.usage_completion_tokens,
-      costUsd: row.usage_cost_usd
+      costUsd: reportedCost(row.usage_cost_usd)
     }),
     lastError: Option.fromNullable(row.last_error),
     failureReason: Option.fromNullable(row.failure_reason),
