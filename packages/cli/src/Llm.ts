@@ -302,5 +302,8 @@ export const make = (
           `call costs $0 and the budget would never stop the run (bound a free model with --max-tokens)`
       )
     }
-    return yield* module.make(configured)
+    // Only the stored settings can still be refused here: `configWith` checked everything else.
+    return yield* module.make(configured).pipe(
+      Effect.mapError((error) => new UsageError({ message: `bad llm extractor configuration: ${error.message}` }))
+    )
   })

@@ -16,7 +16,7 @@ import type * as Extractor from "@quarry/core/Extractor"
 import type * as Ontology from "@quarry/core/Ontology"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -32,6 +32,7 @@ import { createHash } from "node:crypto"
 import * as ChatCompletions from "./ChatCompletions.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as ConfigValues from "./internal/config.js"
+import * as OptionRules from "./internal/options.js"
 import { type BatchText, batchText, occurrences } from "./internal/spans.js"
 import * as Tokens from "./internal/tokens.js"
 import * as Pricing from "./Pricing.js"
@@ -135,73 +136,71 @@ export class LlmBatchFailure extends Schema.TaggedError<LlmBatchFailure>()("LlmB
 export const usageOfError = (error: Errors.ExtractorError): Option.Option<Extractor.Usage> =>
   error.cause instanceof LlmBatchFailure ? Option.some(error.cause.usage) : Option.none()
 
-const count = (key: string, min: number, unit: string, example: number) =>
-  ConfigValues.whole(
-    key,
-    min,
-    `a whole number of ${unit} ${min === 0 ? "(0 or more)" : "greater than 0"}, such as ${example}`
-  )
+/**
+ * Options a program gave that `make` refuses: the option (`temperature`, `limits.maxConcurrent`), what it accepts
+ * (the words `QUARRY_LLM_*` refusals use) and what it was (never for the key or the URL, which may hold secrets).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidOptions extends Schema.TaggedError<InvalidOptions>()("InvalidOptions", {
+  option: Schema.String,
+  expected: Schema.String,
+  actual: Schema.optional(Schema.String)
+}) {
+  override get message() {
+    return `LlmExtractor option ${this.option}: expected ${this.expected}${
+      this.actual === undefined ? "" : `, got ${this.actual}`
+    }`
+  }
+}
 
-const durationOf = (key: string, positive: boolean, example: string) =>
-  ConfigValues.duration(
-    key,
-    positive,
-    `a duration${positive ? " greater than 0" : ""}, such as "${example}" or "1500 millis"`
-  )
+const { rules } = OptionRules
 
-const price = (key: string) =>
-  Config.option(
-    ConfigValues.decimal(key, 0, Number.MAX_VALUE, "a price in USD per million tokens (0 or more), such as 0.15")
-  )
+const price = (key: string) => Config.option(ConfigValues.decimal(key, rules.price))
 
 /** The configuration with the model from `model` (an explicit model makes `QUARRY_LLM_MODEL` optional). */
 const configWithModel = (model: Config.Config<string>): Config.Config<Options> =>
   Config.all({
-    baseUrl: ConfigValues.httpUrl(
-      "QUARRY_LLM_BASE_URL",
-      "an http:// or https:// URL including the API version path and no credentials, such as " +
-        "http://127.0.0.1:8080/v1 or https://api.openai.com/v1"
-    ).pipe(
+    baseUrl: ConfigValues.httpUrl("QUARRY_LLM_BASE_URL", rules.baseUrl).pipe(
       Config.withDefault("https://api.openai.com/v1"),
       Config.withDescription("Chat Completions base URL including the version path")
     ),
-    apiKey: Config.option(
-      ConfigValues.secret("QUARRY_LLM_API_KEY", "the API key; leave it unset for a server that needs none")
-    ).pipe(
+    apiKey: Config.option(ConfigValues.secret("QUARRY_LLM_API_KEY", rules.apiKey)).pipe(
       Config.withDescription("API key sent as a bearer token; local servers usually need none")
     ),
     model,
-    temperature: ConfigValues.decimal("QUARRY_LLM_TEMPERATURE", 0, 2, "a number from 0 to 2, such as 0.7").pipe(
-      Config.withDefault(0)
-    ),
-    maxTokens: count("QUARRY_LLM_MAX_TOKENS", 1, "tokens", 4096).pipe(Config.withDefault(4096)),
-    maxTokensParameter: Config.literal("max_tokens", "max_completion_tokens")("QUARRY_LLM_MAX_TOKENS_PARAMETER").pipe(
+    temperature: ConfigValues.decimal("QUARRY_LLM_TEMPERATURE", rules.temperature).pipe(Config.withDefault(0)),
+    maxTokens: ConfigValues.whole("QUARRY_LLM_MAX_TOKENS", rules.maxTokens).pipe(Config.withDefault(4096)),
+    maxTokensParameter: Config.literal(...OptionRules.maxTokensParameters)("QUARRY_LLM_MAX_TOKENS_PARAMETER").pipe(
       Config.withDefault("max_tokens" as const)
     ),
-    seed: Config.option(ConfigValues.whole("QUARRY_LLM_SEED", Number.MIN_SAFE_INTEGER, "a whole number, such as 42")),
-    responseFormat: Config.literal("auto", "json_schema", "json_object", "none")("QUARRY_LLM_RESPONSE_FORMAT").pipe(
+    seed: Config.option(ConfigValues.whole("QUARRY_LLM_SEED", rules.seed)),
+    responseFormat: Config.literal(...OptionRules.responseFormats)("QUARRY_LLM_RESPONSE_FORMAT").pipe(
       Config.withDefault("auto" as const)
     ),
-    callTimeout: durationOf("QUARRY_LLM_TIMEOUT", true, "120 seconds").pipe(Config.withDefault(Duration.seconds(120))),
-    maxAttempts: count("QUARRY_LLM_MAX_ATTEMPTS", 1, "attempts", 6).pipe(Config.withDefault(6)),
-    maxRetryTime: durationOf("QUARRY_LLM_MAX_RETRY_TIME", false, "10 minutes").pipe(
+    callTimeout: ConfigValues.duration("QUARRY_LLM_TIMEOUT", rules.callTimeout).pipe(
+      Config.withDefault(Duration.seconds(120))
+    ),
+    maxAttempts: ConfigValues.whole("QUARRY_LLM_MAX_ATTEMPTS", rules.maxAttempts).pipe(Config.withDefault(6)),
+    maxRetryTime: ConfigValues.duration("QUARRY_LLM_MAX_RETRY_TIME", rules.maxRetryTime).pipe(
       Config.withDefault(Duration.minutes(10))
     ),
-    repairAttempts: count("QUARRY_LLM_REPAIR_ATTEMPTS", 0, "repair prompts", 2).pipe(Config.withDefault(2)),
-    maxKnownEntities: count("QUARRY_LLM_MAX_KNOWN_ENTITIES", 0, "entities", 50).pipe(Config.withDefault(50)),
-    requestsPerMinute: Config.option(count("QUARRY_LLM_RPM", 1, "requests per minute", 500)),
-    tokensPerMinute: Config.option(count("QUARRY_LLM_TPM", 1, "tokens per minute", 200000)),
-    maxConcurrent: count("QUARRY_LLM_MAX_CONCURRENT", 1, "requests", 4).pipe(Config.withDefault(4)),
-    failureThreshold: count("QUARRY_LLM_BREAKER_THRESHOLD", 1, "failures", 5).pipe(Config.withDefault(5)),
-    cooldown: durationOf("QUARRY_LLM_BREAKER_COOLDOWN", false, "30 seconds").pipe(
+    repairAttempts: ConfigValues.whole("QUARRY_LLM_REPAIR_ATTEMPTS", rules.repairAttempts).pipe(Config.withDefault(2)),
+    maxKnownEntities: ConfigValues.whole("QUARRY_LLM_MAX_KNOWN_ENTITIES", rules.maxKnownEntities).pipe(
+      Config.withDefault(50)
+    ),
+    requestsPerMinute: Config.option(ConfigValues.whole("QUARRY_LLM_RPM", rules.requestsPerMinute)),
+    tokensPerMinute: Config.option(ConfigValues.whole("QUARRY_LLM_TPM", rules.tokensPerMinute)),
+    maxConcurrent: ConfigValues.whole("QUARRY_LLM_MAX_CONCURRENT", rules.maxConcurrent).pipe(Config.withDefault(4)),
+    failureThreshold: ConfigValues.whole("QUARRY_LLM_BREAKER_THRESHOLD", rules.failureThreshold).pipe(
+      Config.withDefault(5)
+    ),
+    cooldown: ConfigValues.duration("QUARRY_LLM_BREAKER_COOLDOWN", rules.cooldown).pipe(
       Config.withDefault(Duration.seconds(30))
     ),
     prices: Config.option(
-      ConfigValues.json(
-        "QUARRY_LLM_PRICES",
-        Pricing.PriceTable,
-        `JSON prices in USD per million tokens by model, such as {"gpt-4o-mini":{"prompt":0.15,"completion":0.6}}`
-      )
+      ConfigValues.json("QUARRY_LLM_PRICES", Pricing.PriceTable, `JSON ${OptionRules.pricesAccepts}`)
     ),
     pricePrompt: price("QUARRY_LLM_PRICE_PROMPT"),
     priceCompletion: price("QUARRY_LLM_PRICE_COMPLETION")
@@ -244,7 +243,7 @@ const configWithModel = (model: Config.Config<string>): Config.Config<Options> =
  * @category config
  */
 export const config: Config.Config<Options> = configWithModel(
-  ConfigValues.name("QUARRY_LLM_MODEL", "a model name, such as gpt-4o-mini").pipe(Config.withDescription("model name"))
+  ConfigValues.name("QUARRY_LLM_MODEL", rules.model).pipe(Config.withDescription("model name"))
 )
 
 interface Settings {
@@ -918,7 +917,9 @@ const circuitPublisher = (breaker: CircuitBreaker.CircuitBreaker["Type"], s: Set
 }
 
 /**
- * Builds the extractor. Uses the process-wide `RateLimiter` and `CircuitBreaker` and the given `HttpClient`.
+ * Builds the extractor. Uses the process-wide `RateLimiter` and `CircuitBreaker` and the given `HttpClient`. Options
+ * that the `QUARRY_LLM_*` readers would refuse (a temperature of `Infinity`, a negative `maxTokens`, a base URL that
+ * is not http(s)) are refused here too, as `InvalidOptions` naming the first one, before anything is sent.
  *
  * @since 0.1.0
  * @category constructors
@@ -927,10 +928,12 @@ export const make = (
   options: Options
 ): Effect.Effect<
   Extractor.Extractor,
-  never,
+  InvalidOptions,
   HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker
 > =>
   Effect.gen(function*() {
+    const invalid = OptionRules.problem(options)
+    if (invalid !== undefined) return yield* new InvalidOptions(invalid)
     const breaker = yield* CircuitBreaker.CircuitBreaker
     const s = resolve(options)
     const env: Env = {
@@ -968,8 +971,11 @@ export class LlmExtractor extends Context.Tag("@quarry/llm/LlmExtractor")<LlmExt
  */
 export const layer = (
   options: Options
-): Layer.Layer<LlmExtractor, never, HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker> =>
-  Layer.effect(LlmExtractor, make(options))
+): Layer.Layer<
+  LlmExtractor,
+  InvalidOptions,
+  HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker
+> => Layer.effect(LlmExtractor, make(options))
 
 /**
  * The extractor built from `QUARRY_LLM_*` configuration, with `overrides` (e.g. CLI flags) taking precedence.
@@ -987,15 +993,22 @@ export const layerConfig = (
 
 /**
  * The options from `QUARRY_LLM_*` configuration with `overrides` taking precedence; an overriding `model` makes
- * `QUARRY_LLM_MODEL` optional (and is the model the `QUARRY_LLM_PRICE_*` shortcut prices).
+ * `QUARRY_LLM_MODEL` optional (and is the model the `QUARRY_LLM_PRICE_*` shortcut prices). An override `make` would
+ * refuse is refused here, as invalid data at the option's name.
  *
  * @since 0.1.0
  * @category config
  */
 export const configWith = (overrides: Partial<Options> = {}): Config.Config<Options> =>
-  Config.map(
+  Config.mapOrFail(
     overrides.model === undefined ? config : configWithModel(Config.succeed(overrides.model)),
-    (options) => ({ ...options, ...definedOnly(overrides) })
+    (configured) => {
+      const options = { ...configured, ...definedOnly(overrides) }
+      const invalid = OptionRules.problem(options)
+      return invalid === undefined ?
+        Either.right(options) :
+        Either.left(ConfigError.InvalidData([invalid.option], new InvalidOptions(invalid).message))
+    }
   )
 
 /**
@@ -1010,7 +1023,9 @@ export const makeConfig = (
   Extractor.Extractor,
   ConfigError.ConfigError,
   HttpClient.HttpClient | RateLimiter.RateLimiter | CircuitBreaker.CircuitBreaker
-> => Effect.flatMap(configWith(overrides), make)
+> =>
+  // `configWith` refused what `make` would: its options are valid.
+  Effect.flatMap(configWith(overrides), (options) => Effect.orDie(make(options)))
 
 const definedOnly = (overrides: Partial<Options>): Partial<Options> =>
   Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined))

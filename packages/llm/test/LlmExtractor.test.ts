@@ -572,6 +572,58 @@ describe("LlmExtractor", () => {
       assert.include(String(missing), "QUARRY_LLM_MODEL")
     }))
 
+  it.effect("make refuses bad options by name, in the words the QUARRY_LLM_* readers use", () =>
+    Effect.gen(function*() {
+      const base = options("http://127.0.0.1:9/v1")
+      const refused = (patch: Partial<LlmExtractor.Options>) =>
+        Effect.flip(LlmExtractor.make({ ...base, ...patch })).pipe(Effect.map((error) => error.message))
+      const cases: ReadonlyArray<readonly [Partial<LlmExtractor.Options>, string]> = [
+        [{ temperature: Infinity }, "temperature: expected a number from 0 to 2, such as 0.7, got Infinity"],
+        [{ temperature: Number.NaN }, "temperature: expected a number from 0 to 2, such as 0.7, got NaN"],
+        [{ maxTokens: -1 }, "maxTokens: expected a whole number of tokens greater than 0, such as 4096, got -1"],
+        [{ maxTokens: 1.5 }, "maxTokens: expected a whole number of tokens greater than 0, such as 4096, got 1.5"],
+        [{ repairAttempts: -1 }, "repairAttempts: expected a whole number of repair prompts (0 or more)"],
+        [{ baseUrl: "ftp://example.org/v1" }, "baseUrl: expected an http:// or https:// URL"],
+        [{ model: " " }, "model: expected a model name, such as gpt-4o-mini, got \" \""],
+        [{ callTimeout: 0 }, "callTimeout: expected a duration greater than 0, such as \"120 seconds\""],
+        [{ maxRetryTime: "-5 seconds" }, "maxRetryTime: expected a duration, such as \"10 minutes\""],
+        [{ limits: { maxConcurrent: 0 } }, "limits.maxConcurrent: expected a whole number of requests greater than 0"],
+        [{ breaker: { cooldown: -1 } }, "breaker.cooldown: expected a duration, such as \"30 seconds\""],
+        [{ prices: { "test-model": { prompt: -1, completion: 0 } } }, "prices: expected prices in USD per million"],
+        [{ responseFormat: JSON.parse("\"xml\"") }, "responseFormat: expected one of \"auto\", \"json_schema\""]
+      ]
+      for (const [patch, expected] of cases) {
+        assert.include(yield* refused(patch), `LlmExtractor option ${expected}`, JSON.stringify(patch))
+      }
+      // Neither the key nor a URL (which may hold credentials) is echoed.
+      const url = yield* refused({ baseUrl: "https://user:hunter2@example.org/v1" })
+      assert.notInclude(url, "hunter2")
+      assert.strictEqual(
+        yield* refused({ apiKey: Redacted.make(" ") }),
+        "LlmExtractor option apiKey: expected the API key; leave it unset for a server that needs none"
+      )
+      // The environment's refusal of the same value says the same.
+      const fromEnv = yield* Effect.flip(
+        Effect.withConfigProvider(
+          LlmExtractor.config,
+          ConfigProvider.fromMap(new Map([["QUARRY_LLM_MODEL", "m"], ["QUARRY_LLM_TEMPERATURE", "5"]]))
+        )
+      )
+      assert.include(String(fromEnv), "expected a number from 0 to 2, such as 0.7")
+      // Good options still build.
+      assert.strictEqual((yield* LlmExtractor.make({ ...base, temperature: 2, maxTokens: 1 })).name, "llm")
+    }).pipe(Effect.provide(services)))
+
+  it.effect("configWith refuses an override that make would refuse, by the option's name", () =>
+    Effect.gen(function*() {
+      const provider = ConfigProvider.fromMap(new Map([["QUARRY_LLM_BASE_URL", "http://127.0.0.1:9/v1"]]))
+      const refused = yield* Effect.flip(
+        Effect.withConfigProvider(LlmExtractor.configWith({ model: "m", maxTokens: 0 }), provider)
+      )
+      assert.include(String(refused), "maxTokens")
+      assert.include(String(refused), "expected a whole number of tokens greater than 0, such as 4096, got 0")
+    }))
+
   it.scopedLive("makeConfig with an explicit model needs no QUARRY_LLM_MODEL, and prices that model", () =>
     Effect.gen(function*() {
       const fake = yield* FakeOpenAi.make()
