@@ -58,6 +58,29 @@ export interface Snapshot {
 }
 
 /**
+ * What holds a request back: the endpoint's requests-per-minute or tokens-per-minute limit, or a pause the server
+ * asked for (a 429's `Retry-After`, see `pause`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WaitCause = "requests_per_minute" | "tokens_per_minute" | "retry_after"
+
+/**
+ * A wait for admission, as it starts: `millis` from now, for the longest of the causes that hold the request back.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Wait {
+  readonly key: string
+  readonly cause: WaitCause
+  readonly millis: number
+  /** The endpoint's limit behind the cause (absent for `retry_after`). */
+  readonly limit?: number | undefined
+}
+
+/**
  * A single request needs more tokens than the endpoint's tokens-per-minute limit: it could never be admitted.
  *
  * @since 0.1.0
@@ -83,13 +106,15 @@ export class RequestTooLarge extends Schema.TaggedError<RequestTooLarge>()("Requ
 export class RateLimiter extends Context.Tag("@quarry/llm/RateLimiter")<RateLimiter, {
   /**
    * Runs `f` once the endpoint admits a request of `estimatedTokens` tokens. The first caller's `limits` configure
-   * the endpoint for the life of the process; a caller with different limits gets a warning.
+   * the endpoint for the life of the process; a caller with different limits gets a warning. `onWait` hears of each
+   * wait for admission as it starts (callers queued behind it wait for its turn to end, and then for their own).
    */
   readonly withPermit: <A, E, R>(
     key: string,
     limits: Limits,
     estimatedTokens: number,
-    f: (permit: Permit) => Effect.Effect<A, E, R>
+    f: (permit: Permit) => Effect.Effect<A, E, R>,
+    onWait?: ((wait: Wait) => Effect.Effect<void>) | undefined
   ) => Effect.Effect<A, E | RequestTooLarge, R>
   /** Admits nothing for this endpoint until the delay has passed (a server's `Retry-After`). */
   readonly pause: (key: string, delay: Duration.DurationInput) => Effect.Effect<void>
@@ -122,24 +147,35 @@ const prune = (bucket: Bucket, now: number) => {
   if (i > 0) bucket.entries = bucket.entries.slice(i)
 }
 
-/** Milliseconds until a request of `tokens` tokens fits, or 0 if it fits now. */
-const waitFor = (bucket: Bucket, now: number, tokens: number): number => {
+/** How long until a request of `tokens` tokens fits (0 if it fits now), and the cause of the longest wait. */
+const waitFor = (bucket: Bucket, now: number, tokens: number): Pick<Wait, "millis" | "cause"> => {
   const { requestsPerMinute: rpm, tokensPerMinute: tpm } = bucket.limits
-  let wait = Math.max(0, bucket.pausedUntil - now)
+  let millis = Math.max(0, bucket.pausedUntil - now)
+  let cause: WaitCause = "retry_after"
+  const atLeast = (ms: number, why: WaitCause) => {
+    if (ms > millis) [millis, cause] = [ms, why]
+  }
   if (rpm !== undefined && bucket.entries.length + 1 > rpm) {
     const oldest = bucket.entries[bucket.entries.length - rpm]!
-    wait = Math.max(wait, oldest.at + windowMillis - now)
+    atLeast(oldest.at + windowMillis - now, "requests_per_minute")
   }
   if (tpm !== undefined) {
     let used = bucket.entries.reduce((sum, e) => sum + e.tokens, 0)
     for (const entry of bucket.entries) {
       if (used + tokens <= tpm) break
       used -= entry.tokens
-      wait = Math.max(wait, entry.at + windowMillis - now)
+      atLeast(entry.at + windowMillis - now, "tokens_per_minute")
     }
   }
-  return wait
+  return { millis, cause }
 }
+
+const limitOf = (limits: Limits, cause: WaitCause) =>
+  cause === "requests_per_minute" ?
+    limits.requestsPerMinute :
+    cause === "tokens_per_minute" ?
+    limits.tokensPerMinute :
+    undefined
 
 /** The endpoint's bucket, made with `limits` on first use (later different limits are logged and ignored). */
 const bucketFor = (buckets: Map<string, Bucket>, key: string, limits: Limits) =>
@@ -168,13 +204,18 @@ const bucketFor = (buckets: Map<string, Bucket>, key: string, limits: Limits) =>
   })
 
 // Admission is serialised per endpoint (the gate), so waiters are admitted in arrival order.
-const admit = (key: string, bucket: Bucket, tokens: number): Effect.Effect<Permit> =>
+const admit = (
+  key: string,
+  bucket: Bucket,
+  tokens: number,
+  onWait: ((wait: Wait) => Effect.Effect<void>) | undefined
+): Effect.Effect<Permit> =>
   Effect.gen(function*() {
     while (true) {
       const now = yield* Clock.currentTimeMillis
       prune(bucket, now)
       const wait = waitFor(bucket, now, tokens)
-      if (wait <= 0) {
+      if (wait.millis <= 0) {
         const entry: Entry = { at: now, tokens }
         bucket.entries.push(entry)
         return {
@@ -187,7 +228,11 @@ const admit = (key: string, bucket: Bucket, tokens: number): Effect.Effect<Permi
             })
         }
       }
-      yield* Effect.sleep(Duration.millis(wait))
+      if (onWait !== undefined) {
+        const limit = limitOf(bucket.limits, wait.cause)
+        yield* onWait({ key, cause: wait.cause, millis: wait.millis, ...(limit === undefined ? {} : { limit }) })
+      }
+      yield* Effect.sleep(Duration.millis(wait.millis))
     }
   }).pipe(bucket.gate.withPermits(1))
 
@@ -204,14 +249,15 @@ export const make: Effect.Effect<RateLimiter["Type"]> = Effect.sync(() => {
     key: string,
     limits: Limits,
     estimatedTokens: number,
-    f: (permit: Permit) => Effect.Effect<A, E, R>
+    f: (permit: Permit) => Effect.Effect<A, E, R>,
+    onWait?: ((wait: Wait) => Effect.Effect<void>) | undefined
   ): Effect.Effect<A, E | RequestTooLarge, R> =>
     Effect.flatMap(bucketFor(buckets, key, limits), (bucket): Effect.Effect<A, E | RequestTooLarge, R> => {
       const tpm = bucket.limits.tokensPerMinute
       if (tpm !== undefined && estimatedTokens > tpm) {
         return Effect.fail(new RequestTooLarge({ key, estimatedTokens, tokensPerMinute: tpm }))
       }
-      const run = Effect.flatMap(admit(key, bucket, estimatedTokens), (permit) =>
+      const run = Effect.flatMap(admit(key, bucket, estimatedTokens, onWait), (permit) =>
         Effect.acquireUseRelease(
           Effect.sync(() => {
             bucket.inFlight++

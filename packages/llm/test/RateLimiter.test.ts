@@ -110,6 +110,45 @@ describe("RateLimiter", () => {
       assert.isTrue(Option.isSome(snapshot) && snapshot.value.requestsInWindow === 3)
     }))
 
+  it.effect("tells onWait of each wait as it starts, with its cause and limit; callers queued behind it wait silently", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter.make
+      const waits: Array<RateLimiter.Wait & { readonly at: number }> = []
+      const onWait = (wait: RateLimiter.Wait) =>
+        Effect.map(Clock.currentTimeMillis, (at) => void waits.push({ ...wait, at }))
+      const call = (key: string, limits: RateLimiter.Limits, tokens = 1) =>
+        limiter.withPermit(key, limits, tokens, () => Effect.void, onWait)
+      // One request a minute: the second caller waits a minute, the third (held by the gate) is told only at its turn.
+      const callers = yield* Effect.fork(
+        Effect.all([call("rpm", { requestsPerMinute: 1 }), call("rpm", { requestsPerMinute: 1 }), call("rpm", {})], {
+          concurrency: "unbounded"
+        })
+      )
+      yield* TestClock.adjust("1 second")
+      assert.deepStrictEqual(waits, [{ key: "rpm", cause: "requests_per_minute", millis: minute, limit: 1, at: 0 }])
+      yield* TestClock.adjust("1 minute")
+      assert.deepStrictEqual(waits.map((w) => [w.cause, w.at, w.millis]), [
+        ["requests_per_minute", 0, minute],
+        ["requests_per_minute", minute, minute]
+      ])
+      yield* TestClock.adjust("1 minute")
+      yield* Fiber.join(callers)
+      waits.length = 0
+      // Tokens per minute, and a pause a server asked for (the longer cause is the one named).
+      yield* call("tpm", { tokensPerMinute: 100 }, 80)
+      const tpm = yield* Effect.fork(call("tpm", { tokensPerMinute: 100 }, 80))
+      yield* TestClock.adjust("1 second")
+      assert.deepInclude(waits[0]!, { key: "tpm", cause: "tokens_per_minute", millis: minute, limit: 100 })
+      // Paused at 1 s for 5 minutes: woken at 60 s, the caller has 4 minutes and 1 s to go.
+      yield* limiter.pause("tpm", "5 minutes")
+      yield* TestClock.adjust("1 minute")
+      assert.deepInclude(waits[1]!, { key: "tpm", cause: "retry_after", millis: 4 * minute + 1000 })
+      assert.notProperty(waits[1]!, "limit")
+      yield* TestClock.adjust("5 minutes")
+      yield* Fiber.join(tpm)
+      assert.strictEqual(waits.length, 2)
+    }))
+
   it.effect("runs at most maxConcurrent requests at once per endpoint, independently of other endpoints", () =>
     Effect.gen(function*() {
       const limiter = yield* RateLimiter.make
