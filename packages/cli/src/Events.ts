@@ -17,6 +17,7 @@ import type { Artifact, Run, UsageTotals } from "@quarry/core/Run"
 export type EventName =
   | "run.started"
   | "batch.committed"
+  | "extractor.waiting"
   | "merge.started"
   | "run.completed"
   | "run.failed"

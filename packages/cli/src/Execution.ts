@@ -7,6 +7,7 @@
 import { CompensationFailed } from "@quarry/core/Compensation"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import { BudgetExceeded, DeadlineExceeded } from "@quarry/core/Errors"
+import * as Extractor from "@quarry/core/Extractor"
 import * as Merge from "@quarry/core/Merge"
 import type { Run, RunId } from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
@@ -174,6 +175,23 @@ const runStarted = (r: Reporter, event: Extract<Workflow.WorkflowEvent, { _tag: 
   })
 }
 
+/**
+ * The extractor waits (an endpoint's rate limit): a line on stderr, so that a wait does not pass for a hang, and the
+ * progress line again below it.
+ */
+const extractorWaiting = (r: Reporter, event: Extract<Workflow.WorkflowEvent, { _tag: "ExtractorWaiting" }>) => {
+  const message = Extractor.waitMessage(event.wait)
+  return r.options.json ?
+    emit(r, "extractor.waiting", {
+      batchIndex: event.batchIndex,
+      reason: event.wait.reason,
+      endpoint: event.wait.endpoint,
+      waitMs: Math.round(event.wait.millis),
+      message
+    }) :
+    Effect.zipRight(r.output.err(`quarry: run ${r.runId}: ${message}`), draw(r, true))
+}
+
 /** The workflow's progress events as events and the progress line. */
 const onEvent = (r: Reporter) => (event: Workflow.WorkflowEvent): Effect.Effect<void> => {
   switch (event._tag) {
@@ -192,6 +210,8 @@ const onEvent = (r: Reporter) => (event: Workflow.WorkflowEvent): Effect.Effect<
         }),
         draw(r, event.committedBatches === event.totalBatches)
       )
+    case "ExtractorWaiting":
+      return extractorWaiting(r, event)
     case "MergeStarted":
       return Effect.zipRight(
         emit(r, "merge.started"),

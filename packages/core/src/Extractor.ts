@@ -201,6 +201,37 @@ export interface KnownEntity {
 }
 
 /**
+ * A pause an extractor makes before it can go on with a batch (an endpoint's rate limit, a pause a server asked
+ * for), announced as it starts so that a front end can tell a wait from a hang.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Wait {
+  /** A stable code for programs, e.g. `requests_per_minute` (the llm extractor's are in docs/llm.md). */
+  readonly reason: string
+  /** What is waited on, safe to show (no credentials), e.g. an endpoint. */
+  readonly endpoint: string
+  /** How long, from when it is reported. */
+  readonly millis: number
+  /** For people, completing "waiting 45 s for ...": `the rate limit of <endpoint> (QUARRY_LLM_RPM=2)`. */
+  readonly description: string
+}
+
+/**
+ * A wait for people: `waiting 45 s for the rate limit of <endpoint> (QUARRY_LLM_RPM=2)` (whole seconds, rounded up;
+ * minutes from two minutes on).
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const waitMessage = (wait: Wait): string => {
+  const seconds = Math.max(1, Math.ceil(wait.millis / 1000))
+  const length = seconds < 120 ? `${seconds} s` : `${Math.ceil(seconds / 60)} min`
+  return `waiting ${length} for ${wait.description}`
+}
+
+/**
  * What an extractor gets for one batch. `knownEntities` waits until every batch before `batchIndex - concurrency + 1`
  * is committed and then reads exactly those batches' entities, so the context never depends on timing.
  *
@@ -227,6 +258,12 @@ export interface BatchInput {
    * Absent outside a workflow.
    */
   readonly reportStatus?: ((status: Readonly<Record<string, string>>) => Effect.Effect<void>) | undefined
+  /**
+   * Announces a wait as it starts, for the run's front ends (`quarry start`'s stderr line and `--json` event). Only
+   * waits a person would notice (a few seconds or more), and one per wait, not per batch held by it. Absent outside
+   * a workflow, and for a batch extracted in another process (`BatchExtraction`): log the wait there as well.
+   */
+  readonly reportWait?: ((wait: Wait) => Effect.Effect<void>) | undefined
   /**
    * Records, durably, a step that undoes something this batch does outside the database (e.g. deletes an uploaded
    * file); call it before the action. The steps run newest first if the run is cancelled, by the handler registered

@@ -67,6 +67,13 @@ export type WorkflowEvent =
     readonly relations: number
   }
   | { readonly _tag: "MergeStarted"; readonly runId: RunId }
+  /** The extractor announced a wait (e.g. an endpoint's rate limit) before it can go on with the batch. */
+  | {
+    readonly _tag: "ExtractorWaiting"
+    readonly runId: RunId
+    readonly batchIndex: number
+    readonly wait: Extractor.Wait
+  }
 
 /**
  * Options of `execute`.
@@ -458,6 +465,7 @@ const extract = (x: Execution, batch: Chunking.Batch) =>
       knownEntities: Effect.provideService(knownEntities(x, batch.index), RunStore, store),
       recordUsage: (usage) => Effect.zipRight(x.budget.record(batch.index, usage), x.ledger.record(batch.index, usage)),
       reportStatus: x.ledger.reportStatus,
+      reportWait: (wait) => x.emit({ _tag: "ExtractorWaiting", runId: x.run.id, batchIndex: batch.index, wait }),
       compensate: (step) =>
         Compensation.register(x.run.id, step).pipe(
           Effect.asVoid,

@@ -35,6 +35,7 @@ import * as ConfigValues from "./internal/config.js"
 import * as OptionRules from "./internal/options.js"
 import { type BatchText, batchText, occurrences } from "./internal/spans.js"
 import * as Tokens from "./internal/tokens.js"
+import * as Waits from "./internal/waits.js"
 import * as Pricing from "./Pricing.js"
 import * as Prompt from "./Prompt.js"
 import * as RateLimiter from "./RateLimiter.js"
@@ -416,6 +417,8 @@ interface Ledger {
   readonly record: (usage: Extractor.Usage) => Effect.Effect<void>
   /** Publishes the endpoint's circuit state with the run when it changed since the run last heard of it. */
   readonly publishCircuit: Effect.Effect<void>
+  /** Announces a long wait for the rate limiter (see `internal/waits`). */
+  readonly announceWait: (wait: RateLimiter.Wait) => Effect.Effect<void>
 }
 
 const circuitName = (state: CircuitBreaker.State): string =>
@@ -640,7 +643,7 @@ const sendCounted = (env: Env, request: ChatCompletions.Request, promptEstimate:
       yield* permit.settle(reported.promptTokens + reported.completionTokens)
       yield* account(env, ledger, reported.promptTokens, reported.completionTokens)
       return completion
-    }))
+    }), ledger.announceWait)
 
 /** One HTTP attempt through the breaker and the limiter, accounted in the ledger. */
 const attemptOnce = (
@@ -819,7 +822,8 @@ const extractWith = (env: Env) =>
       usage: yield* Ref.make<MutableUsage>({ requests: 0, promptTokens: 0, completionTokens: 0, costUsd: undefined }),
       attempts: yield* Ref.make(0),
       record: input.recordUsage ?? (() => Effect.void),
-      publishCircuit: env.publishCircuit(input)
+      publishCircuit: env.publishCircuit(input),
+      announceWait: Waits.announcer(input)
     }
     const batch = batchText(input.chunks)
     const text = batch.text
