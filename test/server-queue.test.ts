@@ -2,15 +2,16 @@
  * The durable admission queue of `quarry serve`, end to end: real server processes on one SQLite file, stopped with
  * SIGTERM or SIGKILL and started again. A submission waiting behind `--max-active-runs 1` keeps its budget across
  * the restart (the budget bites: an `llm` run against the project's fake Chat Completions server stops at it; a
- * resume without a budget keeps it, one with a higher budget replaces it, `noBudget=true` lifts it), and a resume
- * waiting for a slot is still done after a kill.
+ * resume without a budget keeps it, one with a higher budget replaces it, `noBudget=true` lifts it), a resume
+ * waiting for a slot is still done after a kill, and a submission waiting during the drain delay does not take the
+ * slot that frees then: it stays queued for the next server.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import Database from "better-sqlite3"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FakeLlm from "../packages/cli/test/FakeLlm.js"
-import { call, ended, serve, stop, until } from "./serverProcess.js"
+import { call, ended, logLines, serve, stop, until } from "./serverProcess.js"
 import { makeDir, mobyDick, removeDir, run } from "./support.js"
 
 /** A long run of the slow test extractor: it holds the only slot until the server stops. */
@@ -20,6 +21,16 @@ const blocker = (runId: string) => ({
   extractor: "test-slow",
   chunking: { windowSize: 2000, batchSize: 10 }
 })
+
+/** A run's stored status, read without write access. */
+const storedStatus = (db: string, runId: string) => {
+  const sqlite = new Database(db, { readonly: true, fileMustExist: true })
+  try {
+    return (sqlite.prepare("SELECT status FROM runs WHERE id = ?").get(runId) as { status: string }).status
+  } finally {
+    sqlite.close()
+  }
+}
 
 /** The queued executions as stored, read without write access. */
 const queuedRows = (db: string) => {
@@ -203,6 +214,51 @@ describe("quarry serve: the durable admission queue", () => {
         const started = second.child.stderr.split("\n").filter((line) => line.includes("\"run started\""))
         assert.lengthOf(started, 1, started.join("\n"))
         assert.include(started[0], "\"runId\":\"slot\"")
+      } finally {
+        await stop(second)
+      }
+    },
+    180_000
+  )
+
+  it(
+    "a submission waiting during the drain delay does not start when the slot frees: it stays pending and queued, " +
+      "and the next server runs it",
+    async () => {
+      const db = path.join(dir, "delay.db")
+      const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "200" }
+      // The delay ends by itself: no second signal, which would also end it.
+      const args = ["--max-active-runs", "1", "--drain-delay", "5", "--drain-timeout", "60s"]
+      const first = await serve(db, args, env)
+      const status = async (runId: string) => ((await call(first, "GET", `/v1/runs/${runId}`)).json() as Shown).status
+      try {
+        assert.strictEqual((await call(first, "POST", "/v1/runs", blocker("busy"))).status, 202)
+        await until(async () => (await status("busy")) === "running", 30_000, "busy to run")
+        const waiting = { runId: "waiting", input: "Captain Ahab commanded the Pequod.", extractor: "test-slow" }
+        const submitted = await call(first, "POST", "/v1/runs", waiting)
+        assert.strictEqual((submitted.json() as Shown).queuePosition, 1, submitted.text)
+        first.child.child.kill("SIGTERM")
+        await until(async () => (await call(first, "GET", "/readyz")).status === 503, 30_000, "readyz 503")
+        // The only slot frees during the delay.
+        assert.strictEqual((await call(first, "POST", "/v1/runs/busy/cancel")).status, 200)
+        await until(async () => (await status("busy")) === "cancelled", 30_000, "busy to end cancelled")
+        assert.lengthOf(logLines(first, "draining"), 0, "the slot freed during the delay")
+        assert.strictEqual(((await call(first, "GET", "/v1/runs/waiting")).json() as Shown).queuePosition, 1)
+        const exit = await first.child.exited
+        assert.strictEqual(exit.code, 0, first.child.stderr)
+      } finally {
+        await stop(first)
+      }
+      const started = logLines(first, "run started").filter((line) => line.annotations.runId === "waiting")
+      assert.lengthOf(started, 0, first.child.stderr)
+      assert.strictEqual(storedStatus(db, "waiting"), "pending")
+      assert.deepStrictEqual(queuedRows(db).map((r) => r.run_id), ["waiting"])
+
+      const second = await serve(db, ["--max-active-runs", "1"], { QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" })
+      try {
+        assert.strictEqual((await ended(second, "waiting")).status, "completed")
+        assert.strictEqual(storedStatus(db, "busy"), "cancelled")
+        await until(() => queuedRows(db).length === 0, 10_000, "the queue to empty")
       } finally {
         await stop(second)
       }

@@ -267,19 +267,19 @@ const giveUp = (drainTimeoutMs: number, why: string) =>
   )
 
 /**
- * The drain delay: not ready (`/readyz` 503) and taking no new runs, but still taking connections and serving, for
- * `delayMs` or until the next signal. Responses close their connections meanwhile, so that clients come back on new
- * ones, which a load balancer that has taken this server out sends elsewhere.
+ * The drain delay: not ready (`/readyz` 503), taking no new runs and starting no queued one, but still taking
+ * connections and serving, for `delayMs` or until the next signal. Responses close their connections meanwhile, so
+ * that clients come back on new ones, which a load balancer that has taken this server out sends elsewhere.
  */
 const drainDelay = (
-  shutdown: QuarryServer.Server.Shutdown["Type"],
+  admission: AdmissionService["Type"],
   connections: Connections.Connections["Type"],
   delayMs: number
 ) =>
   Effect.scoped(Effect.gen(function*() {
     // Before readiness turns off: a client that saw it off may send the second signal.
     const signal = yield* Signals.takeNext
-    yield* shutdown.announce
+    yield* admission.stopAdmitting
     yield* connections.endKeepAlive
     yield* Effect.logInfo("drain delay: not ready, still serving").pipe(Effect.annotateLogs({ drainDelayMs: delayMs }))
     const endedBy = yield* Deferred.await(signal).pipe(
@@ -299,7 +299,6 @@ const drainDelay = (
 const drain = (
   admission: AdmissionService["Type"],
   connections: Connections.Connections["Type"],
-  shutdown: QuarryServer.Server.Shutdown["Type"],
   timing: { readonly drainDelayMs: number; readonly drainTimeoutMs: number },
   settings: Settings["Type"]
 ) =>
@@ -309,7 +308,7 @@ const drain = (
     // The one bound on the whole shutdown, the layer's finalizers included. A timeout on a step would not do: this
     // runs in a finalizer, where a step cannot be interrupted, so its timeout waits for it.
     yield* Effect.forkDaemon(Effect.andThen(Effect.sleep(drainTimeoutMs), giveUp(drainTimeoutMs, "")))
-    if (drainDelayMs > 0) yield* drainDelay(shutdown, connections, drainDelayMs)
+    if (drainDelayMs > 0) yield* drainDelay(admission, connections, drainDelayMs)
     yield* Effect.logInfo("draining")
     yield* admission.drain
     // TEST-ONLY (QUARRY_TEST_SHUTDOWN_DELAY_MS): keep answering while drained, so tests can probe it.
@@ -432,9 +431,8 @@ const serve = (
     // quiet one forever.
     const admission = Context.get(context, server.Admission.Admission)
     const connections = Context.get(context, Connections.Connections)
-    const shutdown = Context.get(context, server.Server.Shutdown)
     const timing = { drainDelayMs: flags.drainDelay, drainTimeoutMs: flags.drainTimeout }
-    yield* Effect.addFinalizer(() => drain(admission, connections, shutdown, timing, settings))
+    yield* Effect.addFinalizer(() => drain(admission, connections, timing, settings))
     const address = Context.get(context, HttpServer.HttpServer).address
     const port = address._tag === "TcpAddress" ? address.port : flags.port
     const url = `http://${flags.host.includes(":") ? `[${flags.host}]` : flags.host}:${port}`

@@ -8,7 +8,9 @@
  * options. An execution the database failed (before its claim, or by a lost connection after it) goes back to the
  * queue and starts again after a wait (see `DatabaseRetry`); a read the database failed does not stop admission.
  * An execution that cannot start here (see `Unstartable`) is recorded `failed`, and its row kept for the next start.
- * Drain stops taking work and interrupts every run here, which records them `interrupted` (resumable).
+ * Drain stops taking work and interrupts every run here, which records them `interrupted` (resumable). Admission may
+ * stop before it (`quarry serve --drain-delay`): not ready, no new work and no queued run started, while the runs
+ * executing go on.
  *
  * @since 0.1.0
  */
@@ -323,10 +325,10 @@ const boot = (core: Core, recover: boolean) =>
     }
   })
 
-/** Starts queued runs while slots are free. */
-const fill = (core: Core, maxActiveRuns: number, isDraining: Effect.Effect<boolean>) =>
+/** Starts queued runs while slots are free, unless admission is closed. */
+const fill = (core: Core, maxActiveRuns: number, isClosed: Effect.Effect<boolean>) =>
   Effect.gen(function*() {
-    while (!(yield* isDraining)) {
+    while (!(yield* isClosed)) {
       const running = yield* Ref.get(core.active)
       if (running.size >= maxActiveRuns) return
       const now = yield* Clock.currentTimeMillis
@@ -387,6 +389,12 @@ export class Admission extends Context.Tag("@quarry/server/Admission")<Admission
    */
   readonly changes: PubSub.PubSub<RunId>
   readonly stats: Effect.Effect<Stats>
+  /**
+   * Stops admitting, before the drain: submissions and resumes are refused (`Draining`), `stats` reports draining (so
+   * the server is not ready), and no queued run starts (it stays queued, durably, for the next start), while the runs
+   * executing here, their event streams and every other request go on until `drain`.
+   */
+  readonly stopAdmitting: Effect.Effect<void>
   /** Completes when draining starts. */
   readonly draining: Deferred.Deferred<void>
   /** Stops taking work and interrupts every run executing here (recorded `interrupted`). */
@@ -415,6 +423,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
   const queue = yield* Ref.make<ReadonlyArray<Entry>>([])
   const active = yield* Ref.make<ReadonlySet<RunId>>(new Set())
   const started = yield* Ref.make(false)
+  const stopped = yield* Ref.make(false)
   const draining = yield* Deferred.make<void>()
   const wake = yield* Queue.sliding<void>(1)
   // Sliding: a subscriber that falls behind loses old notices, never blocks a run (it reads the run again anyway).
@@ -422,6 +431,8 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
 
   const core: Core = { store, manager, queue, active, wake, changes, runsScope }
   const isDraining = Deferred.isDone(draining)
+  // Admitting nothing: stopped (the drain delay), or draining.
+  const isClosed = Effect.zipWith(Ref.get(stopped), isDraining, (a, b) => a || b)
 
   // A read failing beyond the store's retries (the database down for a while) must not stop admission: boot is
   // tried again until it succeeds (the server reports not ready meanwhile), a scan at its next turn.
@@ -432,7 +443,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     )
     yield* Ref.set(started, true)
     while (true) {
-      yield* fill(core, options.maxActiveRuns, isDraining)
+      yield* fill(core, options.maxActiveRuns, isClosed)
       yield* Queue.take(wake).pipe(Effect.timeout(scanIntervalMs), Effect.ignore)
       if (recover) {
         yield* orphans(core, false).pipe(
@@ -446,7 +457,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
   )
   const dispatcherFiber = yield* Effect.forkIn(dispatcher, runsScope)
 
-  const refuseWhenDraining = Effect.flatMap(isDraining, (d) => d ? Effect.fail(new Draining()) : Effect.void)
+  const refuseWhenDraining = Effect.flatMap(isClosed, (d) => d ? Effect.fail(new Draining()) : Effect.void)
   const refuseWhenFull = Effect.flatMap(Ref.get(queue), (entries) =>
     entries.length >= options.maxQueuedRuns ?
       Effect.fail(new QueueFull({ maxQueuedRuns: options.maxQueuedRuns })) :
@@ -486,7 +497,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
   const stats = Effect.all({
     active: Effect.map(Ref.get(active), (set) => set.size),
     queued: Effect.map(Ref.get(queue), (entries) => entries.length),
-    draining: isDraining,
+    draining: isClosed,
     started: Ref.get(started)
   })
 
@@ -504,6 +515,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     isLocal: (runId) => known(core, runId),
     changes,
     stats,
+    stopAdmitting: Ref.set(stopped, true),
     draining,
     drain
   })

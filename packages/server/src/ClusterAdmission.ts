@@ -198,8 +198,10 @@ export const make = (local: LocalRuns, options: Options) =>
     const context = yield* Effect.context<Workflow.ExecuteRequirements>()
     const client = yield* ClusterRun.QuarryRun.client
     const draining = local.draining
+    // Set when admission stops before the drain (`stopAdmitting`): no new work; the runs here go on until the drain.
+    const stopped = yield* Ref.make(false)
     const refuseWhenDraining = Effect.flatMap(
-      Deferred.isDone(draining),
+      Effect.zipWith(Ref.get(stopped), Deferred.isDone(draining), (a, b) => a || b),
       (d) => d ? Effect.fail(new Draining()) : Effect.void
     )
     // The cluster's queue is its `pending` runs, wherever they were submitted (two nodes may pass the check at once).
@@ -262,18 +264,24 @@ export const make = (local: LocalRuns, options: Options) =>
       position: () => Effect.succeed(Option.none()),
       isLocal,
       changes: local.changes,
-      stats: stats(local, sharding, runnerId),
+      stats: stats(local, sharding, runnerId, stopped),
+      stopAdmitting: Ref.set(stopped, true),
       draining,
       drain: drain(local)
     })
   })
 
 /** What `/healthz` and `/metrics` show of this node. */
-const stats = (local: LocalRuns, sharding: Sharding.Sharding["Type"], runnerId: string) =>
+const stats = (
+  local: LocalRuns,
+  sharding: Sharding.Sharding["Type"],
+  runnerId: string,
+  stopped: Ref.Ref<boolean>
+) =>
   Effect.all({
     active: Effect.map(Ref.get(local.executing), (set) => set.size),
     queued: Effect.map(Ref.get(local.waiting), (set) => set.size),
-    draining: Deferred.isDone(local.draining),
+    draining: Effect.zipWith(Ref.get(stopped), Deferred.isDone(local.draining), (a, b) => a || b),
     started: Effect.succeed(true),
     cluster: Effect.zipWith(Ref.get(local.executing), Ref.get(local.waiting), (set, waiting) => ({
       runnerId,

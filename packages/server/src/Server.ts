@@ -2,8 +2,8 @@
  * The service as a layer: admission over the workflow manager, the API handlers with bearer auth, the OpenAPI
  * document (`/openapi.json`), the API reference UI (`/docs`, served from the package, no CDN), the web dashboard (`/`),
  * the Node HTTP server, and the OTLP trace exporter when configured. Closing the layer drains: the runs are
- * interrupted (recorded `interrupted`) before the HTTP server and the
- * database close. `Shutdown.announce` may precede the drain: not ready, still serving.
+ * interrupted (recorded `interrupted`) before the HTTP server and the database close. `Admission.stopAdmitting` may
+ * precede the drain: not ready, still serving.
  *
  * @since 0.1.0
  */
@@ -19,11 +19,9 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import type * as Extractor from "@quarry/core/Extractor"
 import type { RunStore } from "@quarry/core/RunStore"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
-import * as Ref from "effect/Ref"
 import { createServer } from "node:http"
 import type * as Net from "node:net"
 import * as path from "node:path"
@@ -66,47 +64,6 @@ export interface Options extends Admission.Options {
   readonly tracing?: Tracing.Settings | undefined
 }
 
-/**
- * The start of a shutdown, announced before the drain (`quarry serve --drain-delay`): the server reports that it is
- * not ready (`/readyz` 503, `/healthz` `draining`) and refuses new runs and resumes (503 `Draining`, as a drain
- * does), so that load balancers take it out, while it still takes connections, answers every other request, and
- * lets its runs and event streams go on until the drain (`Admission.drain`).
- *
- * @since 0.1.0
- * @category models
- */
-export class Shutdown extends Context.Tag("@quarry/server/Server/Shutdown")<Shutdown, {
-  readonly announce: Effect.Effect<void>
-}>() {}
-
-/**
- * Admission that also refuses work, and reports itself draining, once the shutdown is announced. Its `draining`
- * signal and `drain` stay admission's own: event streams and kept-alive connections end with the drain itself.
- */
-const announceable = <E, R>(
-  admission: Layer.Layer<Admission.Admission, E, R>
-): Layer.Layer<Admission.Admission | Shutdown, E, R> =>
-  Layer.effectContext(Effect.gen(function*() {
-    const inner = yield* Admission.Admission
-    const announced = yield* Ref.make(false)
-    const refuse = Effect.flatMap(
-      Ref.get(announced),
-      (yes) => yes ? Effect.fail(new Admission.Draining()) : Effect.void
-    )
-    const outer = Admission.Admission.of({
-      ...inner,
-      submit: (create, execution) => Effect.zipRight(refuse, inner.submit(create, execution)),
-      resume: (runId, execution) => Effect.zipRight(refuse, inner.resume(runId, execution)),
-      stats: Effect.map(
-        Effect.zip(inner.stats, Ref.get(announced)),
-        ([stats, yes]) => yes ? { ...stats, draining: true } : stats
-      )
-    })
-    return Context.make(Admission.Admission, outer).pipe(
-      Context.add(Shutdown, Shutdown.of({ announce: Ref.set(announced, true) }))
-    )
-  })).pipe(Layer.provide(admission))
-
 /** Characters a path parameter may have: a run id's 128, and any longer path for the route of last resort. */
 const maxPathParameter = 8192
 
@@ -118,7 +75,7 @@ const nodeServer = (options: Net.ListenOptions) =>
   }))
 
 /**
- * The server: listening once built, drained when its scope closes (see `Shutdown` for what may come before).
+ * The server: listening once built, drained when its scope closes (`Admission.stopAdmitting` may come before).
  *
  * @since 0.1.0
  * @category layers
@@ -126,7 +83,7 @@ const nodeServer = (options: Net.ListenOptions) =>
 export const layer = (
   options: Options
 ): Layer.Layer<
-  HttpServer.HttpServer | Admission.Admission | Connections.Connections | Shutdown,
+  HttpServer.HttpServer | Admission.Admission | Connections.Connections,
   ServeError | SocketServerError,
   RunStore | Extractor.Registry | SqlClient.SqlClient
 > => {
@@ -160,7 +117,7 @@ export const layer = (
   )
   // The tracer is installed first, so that the fibers of admission and of the HTTP server start with it.
   return http.pipe(
-    Layer.provideMerge(announceable(
+    Layer.provideMerge(
       options.cluster === undefined
         ? Admission.layer(options)
         : Cluster.layer({
@@ -169,7 +126,7 @@ export const layer = (
           maxActiveRuns: options.maxActiveRuns,
           maxQueuedRuns: options.maxQueuedRuns
         })
-    )),
+    ),
     Layer.provide(options.tracing === undefined ? Layer.empty : Tracing.layerExporter(options.tracing, options.version))
   )
 }
