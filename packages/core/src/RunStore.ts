@@ -443,7 +443,11 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
     statusVersion: number,
     outcome: UnstartedOutcome
   ) => Effect.Effect<boolean, PersistenceError>
-  /** Asks a run to stop. A run that is not executing is marked `cancelled` at once. */
+  /**
+   * Asks a run to stop. A run that is not executing is marked `cancelled` at once. Its queued execution is removed; a
+   * `cancelled` run that had one (a resume waiting) gets a new status version, so that a claim expecting the version
+   * the resume read is refused (`RunCancelled`).
+   */
   readonly requestCancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
   /** Committed batch outputs with index greater than `after`, in order, at most `limit`. */
   readonly batchPage: (

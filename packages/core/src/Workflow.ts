@@ -111,6 +111,12 @@ export interface ExecuteOptions {
    * into its own directory; the CLI and a single server store absolute paths, which are used as they are.
    */
   readonly artifactsDir?: string | undefined
+  /**
+   * The run's status version when this execution was requested, for a request stored before it executes (a
+   * cluster's `Execute` message): a cancel since then wins (`RunCancelled`), as one since `execute` read the run
+   * does. Default: the version `execute` reads.
+   */
+  readonly requestedVersion?: number | undefined
 }
 
 /**
@@ -714,7 +720,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   const prepared = yield* prepare(stored)
   const { lease: claimedLease, run: claimed } = yield* Lease.claim(runId, options, {
     reopen,
-    expectedVersion: stored.statusVersion,
+    expectedVersion: options.requestedVersion ?? stored.statusVersion,
     budget: options.budget
   })
   if (Option.isNone(claimedLease)) return claimed

@@ -784,6 +784,29 @@ export const runStoreSuite = (
         })
       ))
 
+    it.scoped("requestCancel of a cancelled run withdraws its waiting resume: a claim expecting the resume's version is refused", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("withdrawn"))
+          const cancelled = yield* store.requestCancel(created.id)
+          // Without a queued execution a second cancel changes nothing.
+          assert.strictEqual((yield* store.requestCancel(created.id)).statusVersion, cancelled.statusVersion)
+          // A resume queued at this version, then withdrawn by a cancel before its claim.
+          yield* store.queueExecution({ runId: created.id, budget: { maxCostUsd: 1 } })
+          const withdrawn = yield* store.requestCancel(created.id)
+          assert.strictEqual(withdrawn.status, "cancelled")
+          assert.isTrue(withdrawn.statusVersion > cancelled.statusVersion)
+          assert.deepStrictEqual(yield* store.queuedExecutions, [])
+          const refused = yield* flipOrFail(
+            store.claim(created.id, "me", leaseMs, { expectedVersion: cancelled.statusVersion })
+          )
+          assert.strictEqual(refused._tag, "RunCancelled")
+          // A resume requested after the cancel executes.
+          const resumed = yield* store.claim(created.id, "me", leaseMs, { expectedVersion: withdrawn.statusVersion })
+          assert.strictEqual(resumed.run.status, "running")
+        })
+      ))
+
     it.scoped("countStatus counts the runs of one status, as countRuns does", () =>
       withStore((store) =>
         Effect.gen(function*() {

@@ -12,9 +12,9 @@ import * as EntityId from "@effect/cluster/EntityId"
 import * as MessageStorage from "@effect/cluster/MessageStorage"
 import * as ShardId from "@effect/cluster/ShardId"
 import * as Sharding from "@effect/cluster/Sharding"
-import { InvalidRunState } from "@quarry/core/Errors"
+import { InvalidRunState, PersistenceError } from "@quarry/core/Errors"
 import type { Run, RunId } from "@quarry/core/Run"
-import { RunStore } from "@quarry/core/RunStore"
+import { type QueuedExecution, RunStore } from "@quarry/core/RunStore"
 import * as CoreRunView from "@quarry/core/RunView"
 import * as Workflow from "@quarry/core/Workflow"
 import type * as WorkflowManager from "@quarry/core/WorkflowManager"
@@ -106,8 +106,41 @@ const toPayload = (execution: WorkflowManager.ExecutionOptions, run: Run) =>
   new ClusterRun.ExecutePayload({
     retrySkipped: execution.retrySkipped,
     budget: execution.budget,
-    key: executeKey(run)
+    key: executeKey(run),
+    version: run.statusVersion
   })
+
+/** A run's `Execute` at its current status version, as addressed in the message storage. */
+const executeAddress = (run: Run) =>
+  Effect.gen(function*() {
+    const entityId = EntityId.make(run.id)
+    const shardId = yield* ClusterRun.QuarryRun.getShardId(entityId)
+    const address = EntityAddress.make({ entityType: ClusterRun.QuarryRun.type, entityId, shardId })
+    return { address, tag: "Execute", id: executeKey(run) }
+  })
+
+/** The options a queued execution was requested with, as a resume gives them (for comparing two requests). */
+const requested = (retrySkipped: boolean | undefined, budget: WorkflowManager.ExecutionOptions["budget"]) =>
+  JSON.stringify({
+    retrySkipped: retrySkipped === true,
+    budget: budget === undefined ? null : { maxCostUsd: budget.maxCostUsd ?? null, maxTokens: budget.maxTokens ?? null }
+  })
+
+/** A waiting execution's options for people: `budget maxCostUsd 1, retrySkipped`. */
+const describeQueued = (entry: QueuedExecution | undefined) => {
+  const budget = entry === undefined ? Option.none() : entry.budget
+  const parts = Option.match(budget, {
+    onNone: () => ["the run's budget"],
+    onSome: (limits) => {
+      const set = [
+        ...(limits.maxCostUsd === undefined ? [] : [`maxCostUsd ${limits.maxCostUsd}`]),
+        ...(limits.maxTokens === undefined ? [] : [`maxTokens ${limits.maxTokens}`])
+      ]
+      return [set.length === 0 ? "no budget" : `budget ${set.join(", ")}`]
+    }
+  })
+  return [...parts, ...(entry?.retrySkipped === true ? ["retrySkipped"] : [])].join(", ")
+}
 
 /** Runs in these states for `afterMs` (for `running`: `afterMs` past their lease) may have no message. */
 const stuck = (now: number, afterMs: number) => (run: Run) =>
@@ -140,10 +173,7 @@ const recoverStuckRuns = (
     const queued = new Map((yield* store.queuedExecutions).map((entry) => [entry.runId, entry]))
     yield* Effect.forEach(stale, (run) =>
       Effect.gen(function*() {
-        const entityId = EntityId.make(run.id)
-        const shardId = yield* ClusterRun.QuarryRun.getShardId(entityId)
-        const address = EntityAddress.make({ entityType: ClusterRun.QuarryRun.type, entityId, shardId })
-        const existing = yield* storage.requestIdForPrimaryKey({ address, tag: "Execute", id: executeKey(run) })
+        const existing = yield* storage.requestIdForPrimaryKey(yield* executeAddress(run))
         if (Option.isSome(existing)) {
           return
         }
@@ -197,6 +227,13 @@ export const make = (local: LocalRuns, options: Options) =>
     const store = yield* RunStore
     const context = yield* Effect.context<Workflow.ExecuteRequirements>()
     const client = yield* ClusterRun.QuarryRun.client
+    const storage = yield* MessageStorage.MessageStorage
+    // The stored `Execute` of the run's current version, if one was sent.
+    const pendingExecute = (run: Run) =>
+      Effect.flatMap(executeAddress(run), storage.requestIdForPrimaryKey).pipe(
+        Effect.provideService(Sharding.Sharding, sharding),
+        Effect.mapError((cause) => new PersistenceError({ operation: "pendingExecute", cause }))
+      )
     const draining = local.draining
     // Set when admission stops before the drain (`stopAdmitting`): no new work; the runs here go on until the drain.
     const stopped = yield* Ref.make(false)
@@ -239,6 +276,21 @@ export const make = (local: LocalRuns, options: Options) =>
         const now = yield* Clock.currentTimeMillis
         if (CoreRunView.leaseLive(run, now)) {
           return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
+        }
+        // An execution already requested at this version (a resume or the submission, not yet claimed): its message
+        // holds its options, which a second message would not replace. The same request again is granted; another
+        // one is refused rather than taken and ignored (cancel the run, then resume it with the new options).
+        if (Option.isSome(yield* pendingExecute(run))) {
+          const waiting = (yield* store.queuedExecutions).find((entry) => entry.runId === runId)
+          const asked = requested(execution.retrySkipped, execution.budget)
+          if (asked === requested(waiting?.retrySkipped, Option.getOrUndefined(waiting?.budget ?? Option.none()))) {
+            return run
+          }
+          return yield* new InvalidRunState({
+            runId,
+            status: `${run.status} with a resume waiting for its runner (${describeQueued(waiting)})`,
+            expected: "not waiting to execute: cancel it, then resume it with the new options"
+          })
         }
         yield* refuseWhenFull
         yield* store.queueExecution({ runId, retrySkipped: execution.retrySkipped, budget: execution.budget })

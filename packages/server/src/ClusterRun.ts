@@ -47,7 +47,12 @@ const Budget = Schema.Struct({
 export class ExecutePayload extends Schema.Class<ExecutePayload>("@quarry/server/ClusterRun/ExecutePayload")({
   retrySkipped: Schema.optional(Schema.Boolean),
   budget: Schema.optional(Budget),
-  key: Schema.String
+  key: Schema.String,
+  /**
+   * The run's status version when the message was sent: a cancel since then wins, and the run is not executed.
+   * Optional, so that messages stored by an earlier version still decode.
+   */
+  version: Schema.optional(Schema.Number)
 }) {
   /** The message's primary key within its entity (the run). */
   [PrimaryKey.symbol]() {
@@ -86,6 +91,10 @@ export const QuarryRun = Entity.make("QuarryRun", [Execute, Cancel])
 const stopped = (cause: Cause.Cause<unknown>) =>
   Cause.isInterruptedOnly(cause) ||
   Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "RunInterrupted"))
+
+/** The run was cancelled: while it executed, or before its claim, after the message was sent (`requestedVersion`). */
+const cancelled = (cause: Cause.Cause<unknown>) =>
+  Option.exists(Cause.failureOption(cause), (error) => Predicate.isTagged(error, "RunCancelled"))
 
 /** The run's lease was taken over by another runner (this one was paused or cut off past its lease). */
 const lost = (cause: Cause.Cause<unknown>) =>
@@ -191,7 +200,7 @@ const executor = (options: HandlerOptions, runId: RunId) =>
       )
     // A run taken over from a dead runner may still be under its lease: the caller retries `RunLocked`. It also
     // retries `NotStarted` and `ConnectionLost` (see `retryable`).
-    return ({ budget, retrySkipped }: ExecutePayload) =>
+    return ({ budget, retrySkipped, version }: ExecutePayload) =>
       Effect.gen(function*() {
         // A message delivered while this node drains waits, unanswered, for the shard's next owner.
         if (yield* Deferred.isDone(options.draining)) return yield* Effect.never
@@ -199,6 +208,7 @@ const executor = (options: HandlerOptions, runId: RunId) =>
         const handle = yield* manager.resume(runId, {
           budget,
           retrySkipped,
+          requestedVersion: version,
           onEvent: stopAfterCommit,
           artifactsDir: options.artifacts
         })
@@ -217,6 +227,12 @@ const executor = (options: HandlerOptions, runId: RunId) =>
           ),
           Effect.ensuring(options.onLocal(runId, false))
         )
+        // Cancelled while it executed, or before its claim (after the message was sent: it waited for a slot or its
+        // shard), when nothing was executed.
+        if (Exit.isFailure(exit) && cancelled(exit.cause)) {
+          if (!(yield* Ref.get(claimed))) yield* Effect.logInfo("the run was cancelled before it started: not executed")
+          return { status: "cancelled" }
+        }
         if (Exit.isFailure(exit) && !stopped(exit.cause)) {
           yield* reportTakenOver(exit)
           // Answered once recorded: the run is no longer `pending`, and a resume sends another message.

@@ -159,12 +159,19 @@ export const make = (ctx: StoreContext) => {
       yield* touch(runId, now)
       const run = yield* getRun(runId)
       // A cancelled run must not start from the admission queue, here or after a restart.
-      if (run.status !== "completed") yield* sql`DELETE FROM queued_executions WHERE run_id = ${runId}`
+      const withdrawn = run.status === "completed" ?
+        [] :
+        yield* sql<{ run_id: string }>`DELETE FROM queued_executions WHERE run_id = ${runId} RETURNING run_id`
       switch (run.status) {
         case "completed":
           return yield* new InvalidRunState({ runId, status: run.status, expected: "not yet completed" })
-        case "cancelled":
-          return run
+        case "cancelled": {
+          if (withdrawn.length === 0) return run
+          // A resume waiting for its execution is withdrawn: the new version makes an execution requested before
+          // this cancel (a cluster's stored message) find the run cancelled since, and not start (`RunCancelled`).
+          yield* sql`UPDATE runs SET status_version = status_version + 1 WHERE id = ${runId}`
+          return yield* reread(runId)
+        }
         case "running": {
           const live = Option.isSome(run.lease) && run.lease.value.expiresAt > now &&
             !holderIsDead(yield* ctx.readHolder(runId))

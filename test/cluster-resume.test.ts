@@ -1,0 +1,122 @@
+/**
+ * `quarry serve --cluster`: resume and cancel of a run whose execution waits for its runner (real `quarry serve`
+ * processes of the bundle on one real PostgreSQL). Each runner has one slot (`--max-active-runs 1`) and a run holds
+ * it, so a submitted or resumed run waits, its `Execute` message stored and not yet claimed.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { usePostgres } from "../packages/core/test/postgres.js"
+import * as Nodes from "./clusterNodes.js"
+import { allExecutesAnswered, type Node, query, runRows, submitMobyDick } from "./clusterNodes.js"
+import { call, until } from "./serverProcess.js"
+
+const adminUrl = usePostgres()
+
+describe("quarry serve --cluster: a run waiting for its runner", () => {
+  const suite = Nodes.useClusterSuite(adminUrl)
+
+  /** Two runners of one slot each; `ids` are run ids placed on the first (`held`), the second node is `other`. */
+  const twoRunners = async (name: string, count: number) => {
+    const { db, work } = await suite.workspace(name)
+    // Slow batches: the run that holds the slot executes for about 20 s unless cancelled.
+    const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "300" }
+    const nodes = [await Nodes.startNode(db, work, env, ["--max-active-runs", "1"])]
+    nodes.push(await Nodes.startNode(db, work, env, ["--max-active-runs", "1"]))
+    suite.nodes.push(...nodes)
+    const held = nodes[0]!
+    const ids = (await Nodes.placeRunIds(nodes, "w", count)).get(held)!
+    return { db, held, other: nodes[1]!, ids }
+  }
+
+  const row = async (db: string, runId: string) => (await runRows(db)).find((r) => r.id === runId)
+  const waitFor = (db: string, runId: string, check: (r: Nodes.RunRow) => boolean, what: string) =>
+    until(
+      async () => {
+        const found = await row(db, runId)
+        return found !== undefined && check(found)
+      },
+      120_000,
+      what
+    )
+  const budgets = async (db: string, runId: string) => ({
+    run: (await query<{ budget: string | null }>(db, "SELECT budget FROM runs WHERE id = $1", [runId]))[0]?.budget,
+    queued: (await query<{ budget: string | null }>(db, "SELECT budget FROM queued_executions WHERE run_id = $1", [
+      runId
+    ]))[0]?.budget
+  })
+  const waiting = async (node: Node, runId: string) =>
+    ((await call(node, "GET", "/healthz")).json() as { cluster: { waiting: Array<string> } }).cluster.waiting
+      .includes(runId)
+
+  it(
+    "a second resume with another budget before the claim is 409 and the same one 202: the run executes with the first's budget, which its queued execution keeps",
+    async () => {
+      const { db, held, ids, other } = await twoRunners("budget", 2)
+      const [runId, holder] = [ids[0]!, ids[1]!]
+      await submitMobyDick(held, runId)
+      await waitFor(db, runId, (r) => r.committed_batches >= 1, "the run to commit a batch")
+      assert.strictEqual((await call(other, "POST", `/v1/runs/${runId}/cancel`)).status, 200)
+      await waitFor(db, runId, (r) => r.status === "cancelled", "the run to be cancelled")
+      await submitMobyDick(held, holder)
+      await waitFor(db, holder, (r) => r.status === "running", "another run to hold the slot")
+
+      const first = await call(other, "POST", `/v1/runs/${runId}/resume?maxCostUsd=1`)
+      assert.strictEqual(first.status, 202, first.text)
+      await until(() => waiting(held, runId), 60_000, "the resumed run to wait for the slot")
+      // The same request again (a client's retry) is granted; another budget is refused, saying what waits.
+      const again = await call(held, "POST", `/v1/runs/${runId}/resume?maxCostUsd=1`)
+      assert.strictEqual(again.status, 202, again.text)
+      const second = await call(other, "POST", `/v1/runs/${runId}/resume?maxCostUsd=2`)
+      assert.strictEqual(second.status, 409, second.text)
+      const error = (second.json() as { error: { tag: string; message: string } }).error
+      assert.strictEqual(error.tag, "InvalidRunState")
+      assert.include(error.message, "resume waiting for its runner (budget maxCostUsd 1)")
+      assert.include(error.message, "cancel it, then resume it with the new options")
+      assert.deepStrictEqual(await budgets(db, runId), { run: null, queued: `{"maxCostUsd":1}` })
+
+      assert.strictEqual((await call(other, "POST", `/v1/runs/${holder}/cancel`)).status, 200)
+      await waitFor(db, runId, (r) => r.status === "completed", "the resumed run to complete")
+      assert.deepStrictEqual(await budgets(db, runId), { run: `{"maxCostUsd":1}`, queued: `{"maxCostUsd":1}` })
+      assert.strictEqual((await row(db, runId))!.digest, suite.reference.digest)
+      await allExecutesAnswered(db)
+    },
+    300_000
+  )
+
+  it(
+    "a cancel of a submitted or resumed run that waits for its runner's slot stops it: neither executes, and a resume afterwards completes",
+    async () => {
+      const { db, held, ids, other } = await twoRunners("cancel", 3)
+      const [submitted, resumed, holder] = [ids[0]!, ids[1]!, ids[2]!]
+      await submitMobyDick(held, holder)
+      await waitFor(db, holder, (r) => r.status === "running", "a run to hold the slot")
+      // A submission waiting for the slot, cancelled through the other node.
+      await submitMobyDick(held, submitted)
+      await until(() => waiting(held, submitted), 60_000, "the submission to wait for the slot")
+      assert.strictEqual((await call(other, "POST", `/v1/runs/${submitted}/cancel`)).status, 200)
+      // A cancelled run resumed, then cancelled again while its resume waits.
+      await submitMobyDick(held, resumed)
+      assert.strictEqual((await call(other, "POST", `/v1/runs/${resumed}/cancel`)).status, 200)
+      assert.strictEqual((await call(other, "POST", `/v1/runs/${resumed}/resume`)).status, 202)
+      await until(() => waiting(held, resumed), 60_000, "the resume to wait for the slot")
+      assert.strictEqual((await call(other, "POST", `/v1/runs/${resumed}/cancel`)).status, 200)
+
+      // The slot frees: each waiting message is answered without executing its run.
+      assert.strictEqual((await call(other, "POST", `/v1/runs/${holder}/cancel`)).status, 200)
+      await allExecutesAnswered(db)
+      for (const runId of [submitted, resumed]) {
+        const found = (await row(db, runId))!
+        assert.strictEqual(found.status, "cancelled", runId)
+        assert.strictEqual(found.committed_batches, 0, runId)
+        assert.isNull(found.lease_owner, runId)
+      }
+      assert.match(held.child.stderr, /the run was cancelled before it started: not executed/)
+
+      // Still resumable: a resume now executes it to the end.
+      assert.strictEqual((await call(other, "POST", `/v1/runs/${resumed}/resume`)).status, 202)
+      await waitFor(db, resumed, (r) => r.status === "completed", "the run resumed again to complete")
+      assert.strictEqual((await row(db, resumed))!.digest, suite.reference.digest)
+      await allExecutesAnswered(db)
+    },
+    300_000
+  )
+})
