@@ -12,7 +12,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FakeLlm from "../packages/cli/test/FakeLlm.js"
 import * as FakeOpenAi from "../packages/llm/test/FakeOpenAi.js"
-import { until } from "./serverProcess.js"
+import { serve, until } from "./serverProcess.js"
 import { jsonLines, makeDir, removeDir, start } from "./support.js"
 
 describe("quarry --extractor llm announces long waits", () => {
@@ -108,6 +108,46 @@ describe("quarry --extractor llm announces long waits", () => {
     )
     assert.notInclude(child.stderr, "waiting", "with --json the wait is an event, not a line")
     assert.strictEqual(jsonLines(child.stdout).at(-1)!.event, "run.interrupted")
+  }, 60_000)
+
+  it("quarry serve logs the wait, with the run and the batch", async () => {
+    const fake = await FakeLlm.start()
+    closers.push(fake.close)
+    const server = await serve(path.join(dir, "serve.db"), [], {
+      QUARRY_LLM_MODEL: "test-model",
+      QUARRY_LLM_BASE_URL: fake.baseUrl,
+      QUARRY_LLM_RPM: "1"
+    })
+    try {
+      const submitted = await fetch(`${server.url}/v1/runs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          runId: "served",
+          input: FakeLlm.document(3),
+          extractor: "llm",
+          chunking: { strategy: "sentences", windowSize: 300, overlap: 0, batchSize: 1 }
+        })
+      })
+      assert.strictEqual(submitted.status, 202, await submitted.text())
+      // Whole lines only: the last piece may still be on its way.
+      const waiting = () =>
+        server.child.stderr.split("\n").slice(0, -1).filter((line) => line.includes("\"waiting ")).map((line) =>
+          JSON.parse(line) as { message: string; logLevel: string; annotations: Record<string, unknown> }
+        )
+      await until(() => waiting().length > 0, 30_000, "the wait in the server's log")
+      const [logged] = waiting()
+      const endpoint = `${fake.baseUrl} test-model`
+      assert.match(
+        logged!.message,
+        new RegExp(`^waiting \\d+ s for the rate limit of ${escape(endpoint)} \\(QUARRY_LLM_RPM=1\\)$`)
+      )
+      assert.strictEqual(logged!.logLevel, "INFO")
+      assert.deepInclude(logged!.annotations, { runId: "served", batch: 1, endpoint, reason: "requests_per_minute" })
+    } finally {
+      server.child.child.kill("SIGKILL")
+      await server.child.exited
+    }
   }, 60_000)
 })
 
