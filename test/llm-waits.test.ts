@@ -2,7 +2,7 @@
  * Long waits of the `llm` extractor are announced, not silent: a real `quarry start` against a Chat Completions
  * server on 127.0.0.1 waits for its endpoint's rate limit (`QUARRY_LLM_RPM=1`) or for a pause the server asked for
  * (429 with `Retry-After`), and says so on stderr, or as an `extractor.waiting` event with `--json`, as the wait
- * starts. Each test stops the run with SIGINT once the wait is announced: it never sits out the wait.
+ * starts; `quarry serve` logs it. Each test stops the process once the wait is announced: none sits out the wait.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
