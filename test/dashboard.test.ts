@@ -5,8 +5,9 @@
  * the live updates, downloads the artifact (the same bytes as the API's, in two formats), submits a run with a budget
  * (a refused one first), cancels it and resumes it with another budget, then with its own, deletes one, and saves
  * screenshots under its temporary folder. A run its budget stopped (an `llm` run against the fake Chat Completions
- * server) offers no plain Resume, only a higher budget or none. A missing browser fails the test: `.ci/run` installs
- * `chromium`.
+ * server) offers no plain Resume, only a higher budget or none. When the server restarts under the page, live progress
+ * comes back as soon as the new server answers, not with the next list refresh. A missing browser fails the test:
+ * `.ci/run` installs `chromium`.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
@@ -26,8 +27,13 @@ interface Server {
   readonly url: string
 }
 
-const serve = async (db: string, tokens: string | null = token, env: Record<string, string> = {}): Promise<Server> => {
-  const child = start(["serve", "--db", db, "--port", "0", "--max-active-runs", "1", "--json"], {
+const serve = async (
+  db: string,
+  tokens: string | null = token,
+  env: Record<string, string> = {},
+  port = 0
+): Promise<Server> => {
+  const child = start(["serve", "--db", db, "--port", String(port), "--max-active-runs", "1", "--json"], {
     env: { ...(tokens === null ? {} : { QUARRY_API_TOKENS: tokens }), QUARRY_TEST_EXTRACTOR_DELAY_MS: "60", ...env }
   })
   await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
@@ -296,5 +302,70 @@ describe("web dashboard (headless Chromium)", () => {
       }
     },
     120_000
+  )
+
+  it(
+    "live progress comes back as soon as a restarted server answers, not with the next list refresh",
+    async () => {
+      const db = path.join(dir, "restart.db")
+      const first = await serve(db, null)
+      const port = new URL(first.url).port
+      let second: Server | undefined
+      try {
+        // The whole book, 60 ms a batch: it is still executing after the restart.
+        const submitted = await fetch(`${first.url}/v1/runs`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            runId: "long",
+            input: fs.readFileSync(mobyDick.input, "utf8"),
+            extractor: "test-slow",
+            chunking: { windowSize: 1000, batchSize: 1 }
+          })
+        })
+        assert.strictEqual(submitted.status, 202, await submitted.text())
+        const page = await browser!.newPage()
+        // The page's periodic list refresh never comes in this test: only finding the server again can bring the
+        // progress back. (Its only interval is that refresh; its other timers are timeouts.)
+        await page.addInitScript({
+          content: "const every = window.setInterval.bind(window);" +
+            "window.setInterval = (handler, _ms, ...args) => every(handler, 3600000, ...args)"
+        })
+        await page.goto(first.url)
+        // The committed batches the page shows, from the progress bar's tooltip ("12/1490 batches"), until more
+        // than `floor` (read from here: the page's policy allows no script from a test).
+        const committed = async () =>
+          Number.parseInt((await row(page, "long").locator("[role=progressbar]").getAttribute("title")) ?? "", 10)
+        const moreThan = async (floor: number) => {
+          const deadline = Date.now() + 60_000
+          while (!((await committed()) > floor)) {
+            assert.isBelow(Date.now(), deadline, `no progress past ${floor} batches shown`)
+            await page.waitForTimeout(100)
+          }
+        }
+        await waitForStatus(page, "long", "running")
+        await moreThan(0)
+
+        // SIGTERM: the run is interrupted, the event stream ends, the page finds no server.
+        first.child.child.kill("SIGTERM")
+        assert.strictEqual((await first.child.exited).code, 0, first.child.stderr)
+        await page.locator("[data-testid=notice]", { hasText: "The server does not answer" }).waitFor({
+          timeout: 60_000
+        })
+        const before = await committed()
+
+        // The next server on the same port resumes the run; the page follows it again, and the notice goes.
+        second = await serve(db, null, {}, Number(port))
+        await moreThan(before)
+        await page.locator("[data-testid=notice]", { hasText: "does not answer" }).waitFor({ state: "detached" })
+        await page.close()
+      } finally {
+        for (const server of [first, second]) {
+          if (server !== undefined && server.child.child.exitCode === null) server.child.child.kill("SIGKILL")
+          await server?.child.exited
+        }
+      }
+    },
+    180_000
   )
 })

@@ -14,6 +14,11 @@ const streams = new Map<string, AbortController>()
 const maxStreams = 3
 let selected: string | null = null
 let refreshTimer: ReturnType<typeof setInterval> | undefined
+/** The list is read this often (runs submitted elsewhere appear); active runs update through their event streams. */
+const listRefreshMs = 10_000
+/** While the server does not answer, it is looked for this often: a refused connection costs nothing. */
+const lookAgainMs = 2_000
+let lookAgainTimer: ReturnType<typeof setTimeout> | undefined
 
 const root = document.getElementById("app")!
 const notice = document.getElementById("notice")!
@@ -31,11 +36,24 @@ const reachable = () => {
   unreachable = null
 }
 
+/**
+ * Reads the list again soon, once: after a network error, so that a server back from a restart is found within
+ * seconds and its runs followed again at once, not at the next list refresh.
+ */
+const lookAgain = () => {
+  if (lookAgainTimer !== undefined) return
+  lookAgainTimer = setTimeout(() => {
+    lookAgainTimer = undefined
+    void refresh()
+  }, lookAgainMs)
+}
+
 const failed = (error: unknown) => {
   if (error instanceof Api.ApiFailure && error.status === 401) return showLogin("The token was refused.")
   if (error instanceof TypeError) {
-    // fetch's network error: the server is down or restarting; the list is read again every 10 s.
-    unreachable = `The server does not answer (${error.message}); trying again every 10 s.`
+    // fetch's network error: the server is down or restarting.
+    unreachable = `The server does not answer (${error.message}); trying again every ${lookAgainMs / 1000} s.`
+    lookAgain()
     return say(unreachable, "error")
   }
   const message = error instanceof Api.ApiFailure ?
@@ -48,6 +66,8 @@ const failed = (error: unknown) => {
 
 const showLogin = (message = "") => {
   clearInterval(refreshTimer)
+  clearTimeout(lookAgainTimer)
+  lookAgainTimer = undefined
   for (const controller of streams.values()) controller.abort()
   streams.clear()
   const input = h("input", { type: "password", name: "token", "data-testid": "token", autocomplete: "off" })
@@ -404,7 +424,8 @@ const applyEvent = (runId: string, event: Api.ServerEvent) => {
 /**
  * Follows the events of a waiting or executing run, within the stream budget. A stream that ends with the run
  * refreshes at once; one that ends otherwise (the server drains, the network fails) waits before looking again, so
- * that a server refusing streams is not asked again in a tight loop.
+ * that a server refusing streams is not asked again in a tight loop (a server that does not answer is then looked
+ * for until it does: `lookAgain`).
  */
 const follow = (run: RunView) => {
   if (!active(run) || streams.has(run.id) || streams.size >= maxStreams) return
@@ -450,6 +471,8 @@ const refresh = async () => {
       for (const run of page.runs) seen.set(run.id, run)
       cursor = page.nextCursor
     } while (cursor !== null && seen.size < 1000)
+    // A server back from a restart may answer before its boot recovery resumed the runs it left: read once more.
+    if (unreachable !== null) lookAgain()
     reachable()
     runs.clear()
     for (const [id, run] of seen) runs.set(id, run)
@@ -578,7 +601,7 @@ const showDashboard = () => {
   clearInterval(refreshTimer)
   // Active runs update through their event streams; the list is for runs started elsewhere and costs the server
   // a few queries per run, so it is read less often.
-  refreshTimer = setInterval(() => void refresh(), 10_000)
+  refreshTimer = setInterval(() => void refresh(), listRefreshMs)
 }
 
 /** Opens the dashboard when the API answers with the token of this tab (or without one), else asks for it. */
