@@ -263,6 +263,28 @@ describe("quarry serve --cluster", () => {
       assert.strictEqual(outputs.get(stored), path.join(dirs[0]!, `${stored}.ttl`))
       assert.strictEqual(kept.artifact_path, path.join(dirs[0]!, `${stored}.ttl`))
       assert.strictEqual(sha256File(kept.artifact_path!), suite.reference.sha256)
+      // `quarry status` shows the relative plan as stored, with where it is resolved, and the file written; the API
+      // shows neither path; an absolute plan gets no note.
+      const moved = submitted[1]!
+      const shown = await run(["status", moved, "--db", db], { cwd: work })
+      assert.strictEqual(shown.code, 0, shown.stderr)
+      const value = (key: string) =>
+        shown.stdout.split("\n").find((line) => line.startsWith(`${key} `))?.slice(key.length).trimStart()
+      assert.strictEqual(
+        value("output"),
+        `${moved}.ttl (turtle); relative: the cluster runner that finishes the run writes it into its working ` +
+          "directory, quarry resume into the current one"
+      )
+      const written = path.join(dirs[1]!, `${moved}.ttl`)
+      assert.strictEqual(value("artifact"), `${written} (turtle, ${fs.statSync(written).size} bytes)`)
+      type Shown = { plan: { output: { path: string | null } }; artifact: { path: string | null } }
+      const json = JSON.parse((await run(["status", moved, "--db", db, "--json"], { cwd: work })).stdout) as Shown
+      assert.strictEqual(json.plan.output.path, `${moved}.ttl`)
+      assert.strictEqual(json.artifact.path, written)
+      const api = (await call(other, "GET", `/v1/runs/${moved}`)).json() as Shown
+      assert.deepStrictEqual([api.plan.output.path, api.artifact.path], [null, null])
+      const absolute = await run(["status", stored, "--db", db], { cwd: work })
+      assert.notInclude(absolute.stdout, "relative:")
       // Any node serves any artifact: the first merges the second's again (its file is elsewhere, as on another
       // machine, once moved away).
       fs.renameSync(rows.get(submitted[1]!)!.artifact_path!, path.join(work, "moved.ttl"))

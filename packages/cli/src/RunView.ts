@@ -8,6 +8,7 @@ import type { Run } from "@quarry/core/Run"
 import type { CompensationStep } from "@quarry/core/RunStore"
 import * as CoreRunView from "@quarry/core/RunView"
 import * as Option from "effect/Option"
+import * as path from "node:path"
 import * as Errors from "./Errors.js"
 import * as Events from "./Events.js"
 import * as Flags from "./Flags.js"
@@ -88,6 +89,16 @@ export const compensationLines = (steps: ReadonlyArray<CompensationStep>): Reado
 
 const when = (ms: Option.Option<number>) => Option.match(ms, { onNone: () => "-", onSome: iso })
 
+/**
+ * A relative planned output (a run submitted to `quarry serve --cluster`) is resolved by whoever finishes the run:
+ * say where that puts it, since the bare name names no file (`artifact` shows the path written, once completed).
+ */
+const relativeNote = (outputPath: string) =>
+  path.isAbsolute(outputPath) ?
+    "" :
+    "; relative: the cluster runner that finishes the run writes it into its working directory, " +
+    "quarry resume into the current one"
+
 /** The rows of `details` that show what the run was planned with (all stored with it). */
 const planRows = (run: Run): Array<[string, string]> => {
   const rows: Array<[string, string]> = []
@@ -109,7 +120,9 @@ const planRows = (run: Run): Array<[string, string]> => {
   rows.push(["ontology", Option.match(run.plan.ontologySha256, { onNone: () => "none", onSome: (s) => `sha256 ${s}` })])
   rows.push([
     "output",
-    `${run.plan.outputPath} (${run.plan.outputFormat})${run.plan.provenance ? ", with PROV-O provenance" : ""}`
+    `${run.plan.outputPath} (${run.plan.outputFormat})${run.plan.provenance ? ", with PROV-O provenance" : ""}${
+      relativeNote(run.plan.outputPath)
+    }`
   ])
   rows.push([
     "on batch error",
