@@ -1,7 +1,8 @@
 /**
  * `quarry serve --cluster`: resume and cancel of a run whose execution waits for its runner (real `quarry serve`
  * processes of the bundle on one real PostgreSQL). Each runner has one slot (`--max-active-runs 1`) and a run holds
- * it, so a submitted or resumed run waits, its `Execute` message stored and not yet claimed.
+ * it, so a submitted or resumed run waits, its `Execute` message stored and not yet claimed. And a cancel of a run
+ * whose runner stopped answering (SIGSTOP), which the runner that takes it over must honour.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { usePostgres } from "../packages/core/test/postgres.js"
@@ -109,12 +110,45 @@ describe("quarry serve --cluster: a run waiting for its runner", () => {
         assert.strictEqual(found.committed_batches, 0, runId)
         assert.isNull(found.lease_owner, runId)
       }
-      assert.match(held.child.stderr, /the run was cancelled before it started: not executed/)
+      assert.match(held.child.stderr, /the run was cancelled before this runner claimed it: not executed here/)
 
       // Still resumable: a resume now executes it to the end.
       assert.strictEqual((await call(other, "POST", `/v1/runs/${resumed}/resume`)).status, 202)
       await waitFor(db, resumed, (r) => r.status === "completed", "the run resumed again to complete")
       assert.strictEqual((await row(db, resumed))!.digest, suite.reference.digest)
+      await allExecutesAnswered(db)
+    },
+    300_000
+  )
+
+  it(
+    "a run cancelled while its runner is paused (SIGSTOP) is recorded cancelled by the runner that takes it over, with no batch committed after the cancel",
+    async () => {
+      const { db, held, ids, other } = await twoRunners("paused", 1)
+      const runId = ids[0]!
+      await submitMobyDick(other, runId)
+      await waitFor(db, runId, (r) => r.committed_batches >= 2 && r.lease_owner?.startsWith(held.owner) === true, "r")
+      held.child.child.kill("SIGSTOP")
+      try {
+        // Its commits stop here (one frozen inside its transaction is rolled back by the server, never committed).
+        const committed = (await row(db, runId))!.committed_batches
+        const cancelled = await call(other, "POST", `/v1/runs/${runId}/cancel`)
+        assert.strictEqual(cancelled.status, 200, cancelled.text)
+        // The lease of the paused runner is live: the request is a flag, which the runner taking the run over sees.
+        assert.isTrue((cancelled.json() as { cancelRequested: boolean }).cancelRequested)
+        await waitFor(db, runId, (r) => r.status !== "running", "the run to end")
+        const ended = (await row(db, runId))!
+        assert.strictEqual(ended.status, "cancelled", JSON.stringify(ended))
+        assert.strictEqual(ended.committed_batches, committed)
+        assert.isNull(ended.lease_owner)
+        await until(
+          () => /cancelled before this runner claimed it/.test(other.child.stderr),
+          30_000,
+          "the other runner to log it"
+        )
+      } finally {
+        held.child.child.kill("SIGCONT")
+      }
       await allExecutesAnswered(db)
     },
     300_000

@@ -368,7 +368,9 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
    * Takes the run's lease with a fresh token and moves it to `running`. A completed run is returned unchanged.
    * Fails with `RunLocked` while another claim's lease is live; an expired lease, or one whose holder is provably
    * dead (same host, process gone), is taken over. With `expectedVersion` (the `statusVersion` the caller read),
-   * a run cancelled since then fails with `RunCancelled`: a cancel that raced the caller sticks. A `budget` given
+   * a run cancelled since then fails with `RunCancelled`: a cancel that raced the caller sticks. Taking over a
+   * `running` run whose cancel was requested (its holder stopped before it saw the request) records it `cancelled`
+   * and fails with `RunCancelled`, instead of executing it again. A `budget` given
    * becomes the run's whole `budget`, and one without a finite limit (`{}`) lifts it; without one, the run keeps
    * the one it has.
    */

@@ -807,6 +807,26 @@ export const runStoreSuite = (
         })
       ))
 
+    it.scoped("a claim taking over a run whose cancel was requested records it cancelled (RunCancelled)", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("cancel-then-stall"))
+          yield* take(store, created.id, "stalled")
+          assert.isTrue((yield* store.requestCancel(created.id)).cancelRequested)
+          // Its holder never sees the request (paused, cut off); its lease expires and another process claims.
+          yield* TestClock.adjust(leaseMs + 1)
+          const refused = yield* flipOrFail(store.claim(created.id, "next", leaseMs))
+          assert.strictEqual(refused._tag, "RunCancelled")
+          const ended = yield* store.getRun(created.id)
+          assert.strictEqual(ended.status, "cancelled")
+          assert.isTrue(Option.isNone(ended.lease))
+          // Resumable as any cancelled run: the next claim executes it.
+          const resumed = yield* store.claim(created.id, "next", leaseMs)
+          assert.strictEqual(resumed.run.status, "running")
+          assert.isFalse(resumed.run.cancelRequested)
+        })
+      ))
+
     it.scoped("countStatus counts the runs of one status, as countRuns does", () =>
       withStore((store) =>
         Effect.gen(function*() {

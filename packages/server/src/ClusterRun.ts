@@ -230,7 +230,9 @@ const executor = (options: HandlerOptions, runId: RunId) =>
         // Cancelled while it executed, or before its claim (after the message was sent: it waited for a slot or its
         // shard), when nothing was executed.
         if (Exit.isFailure(exit) && cancelled(exit.cause)) {
-          if (!(yield* Ref.get(claimed))) yield* Effect.logInfo("the run was cancelled before it started: not executed")
+          if (!(yield* Ref.get(claimed))) {
+            yield* Effect.logInfo("the run was cancelled before this runner claimed it: not executed here")
+          }
           return { status: "cancelled" }
         }
         if (Exit.isFailure(exit) && !stopped(exit.cause)) {

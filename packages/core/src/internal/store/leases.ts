@@ -39,6 +39,19 @@ export const make = (ctx: StoreContext) => {
       ) {
         return yield* lockedBy(run)
       }
+      // Its cancel was requested while it executed, and its holder stopped before honouring it (died, or paused past
+      // its lease): the cancel wins here, as the holder would have let it. Committed, so not a failure in here.
+      if (run.status === "running" && run.cancelRequested) {
+        yield* sql`UPDATE runs SET
+            status = 'cancelled',
+            status_version = status_version + 1,
+            finished_at = ${now},
+            lease_owner = NULL,
+            lease_token = NULL,
+            lease_expires_at = NULL
+          WHERE id = ${runId} AND status_version = ${run.statusVersion}`
+        return "cancelled" as const
+      }
       // The token is the fence: every later write of this claim presents it, and a new claim replaces it.
       const holder: RunStore.LeaseHolder = { owner, token: randomBytes(16).toString("hex") }
       // No budget given keeps the run's; one given replaces it whole (without a finite limit: none).
@@ -58,7 +71,11 @@ export const make = (ctx: StoreContext) => {
           budget = CASE WHEN ${keepBudget} = 1 THEN budget ELSE ${budgetJson(options.budget)} END
         WHERE id = ${runId} AND status_version = ${run.statusVersion}`
       return { run: yield* reread(runId), holder: Option.some(holder) } satisfies RunStore.Claimed
-    }))).pipe(persistence("claim"), Effect.withSpan("SqlRunStore.claim", { attributes: { runId } }))
+    }))).pipe(
+      Effect.flatMap((claimed) => claimed === "cancelled" ? new RunCancelled({ runId }) : Effect.succeed(claimed)),
+      persistence("claim"),
+      Effect.withSpan("SqlRunStore.claim", { attributes: { runId } })
+    )
 
   const heartbeat = (runId: RunId, holder: RunStore.LeaseHolder, leaseMs: number) =>
     Effect.gen(function*() {
