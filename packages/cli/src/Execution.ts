@@ -6,7 +6,7 @@
  */
 import { CompensationFailed } from "@quarry/core/Compensation"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
-import { BudgetExceeded, DeadlineExceeded } from "@quarry/core/Errors"
+import { BudgetExceeded, DeadlineExceeded, estimateText } from "@quarry/core/Errors"
 import * as Extractor from "@quarry/core/Extractor"
 import * as Merge from "@quarry/core/Merge"
 import type { Run, RunId } from "@quarry/core/Run"
@@ -305,6 +305,22 @@ const cancelledWithFailedSteps = (r: Reporter, run: Option.Option<Run>, error: C
     })
   })
 
+/** How the run stopped against `flag`: before its first, estimated batch, over the budget, or before its next batch. */
+const overBudgetReason = (r: Reporter, run: Option.Option<Run>, error: BudgetExceeded, flag: string) => {
+  const [spent, max] = error.limit === "cost" ?
+    [`$${error.spent.toFixed(4)}`, `$${error.max}`] :
+    [`${error.spent} tokens`, `${error.max} tokens`]
+  if (error.estimate !== undefined) {
+    return `stopped before its first batch, which the extractor estimates at ` +
+      `${estimateText(error.limit, error.estimate)}, more than ${flag} ${max}; nothing was spent on it`
+  }
+  const why = error.spent > error.max ?
+    `over its budget: spent ${spent} of ${flag} ${max} (a batch's cost is known once it is answered, so one ` +
+    `costlier than projected can go over, as can a first batch its extractor does not estimate)` :
+    `before exceeding its budget: spent ${spent} of ${flag} ${max}, and the next batch would go over`
+  return `stopped after ${progressOf(r, run)} batches ${why}`
+}
+
 /** The run stopped before its next batch would go over `--max-cost` or `--max-tokens` (exit 1). */
 const overBudget = (r: Reporter, run: Option.Option<Run>, reason: string, error: BudgetExceeded) =>
   Effect.gen(function*() {
@@ -315,24 +331,23 @@ const overBudget = (r: Reporter, run: Option.Option<Run>, reason: string, error:
       flag,
       error.limit === "cost" ? "<USD>" : "<N>"
     ])
-    const [spent, max] = error.limit === "cost" ?
-      [`$${error.spent.toFixed(4)}`, `$${error.max}`] :
-      [`${error.spent} tokens`, `${error.max} tokens`]
     yield* emit(r, "run.failed", {
       ...progressFields(run),
       reason,
       error: messageOf(error),
-      budget: { limit: error.limit, spent: error.spent, max: error.max },
+      budget: {
+        limit: error.limit,
+        spent: error.spent,
+        max: error.max,
+        ...(error.estimate === undefined ? {} : { estimate: error.estimate })
+      },
       resume
     })
     return yield* new Errors.RunEnded({
       exitCode: ExitCode.runFailed,
-      message: `run ${r.runId} stopped after ${progressOf(r, run)} batches ${
-        error.spent > error.max ?
-          `over its budget: spent ${spent} of ${flag} ${max} (a batch's cost is known once it is answered, so the ` +
-          `first one, or one costlier than those before it, can go over)` :
-          `before exceeding its budget: spent ${spent} of ${flag} ${max}, and the next batch would go over`
-      }. Every committed batch is kept; resume it with a higher budget: ${resume}`
+      message: `run ${r.runId} ${overBudgetReason(r, run, error, flag)}. ${
+        error.estimate === undefined ? "Every committed batch is kept; resume" : "Resume"
+      } it with a higher budget: ${resume}`
     })
   })
 

@@ -4,8 +4,13 @@
  * Each batch reserves its projected spend (the average spend per settled batch so far) before it starts; a batch
  * starts only when what is spent, plus what in-flight batches still hold, plus its own projection fits the limit.
  * As a batch records usage its reservation shrinks by that much, and it is released when the batch settles. Until
- * one batch has settled nothing is known about the cost of a batch, so the first one runs alone. So, whatever the
- * concurrency, spend exceeds the limit by no more than the batches that cost more than projected.
+ * one batch has settled nothing is measured about the cost of a batch, so the first one runs alone, reserving the
+ * extractor's estimate of it (`Extractor.estimate`) when there is one: a budget the estimate does not fit stops the
+ * run before anything is spent. Once a batch has settled, the measured average is the projection and the estimate
+ * is not asked again: an estimate is made before the reply is known and must be pessimistic (the llm extractor
+ * counts a reply of its full `maxTokens`), so holding every batch to it would stop runs with most of their budget
+ * left. So, whatever the concurrency, spend exceeds the limit by no more than the batches that cost more than
+ * projected (or, the first, than estimated).
  *
  * @since 0.1.0
  */
@@ -14,7 +19,7 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { BudgetExceeded } from "./Errors.js"
-import type { Usage } from "./Extractor.js"
+import type { Estimate, Usage } from "./Extractor.js"
 import { reportedCost } from "./internal/usage.js"
 import type { RunId, UsageTotals } from "./Run.js"
 
@@ -65,9 +70,13 @@ export interface Spend {
 export interface Budget {
   /**
    * Waits until the batch's projected spend fits and reserves it. Fails with `BudgetExceeded` when it does not fit
-   * and no other batch holds a reservation (so none can free one). Call in batch order.
+   * and no other batch holds a reservation (so none can free one). Call in batch order. `estimate` is run only when
+   * no batch has settled yet (and no other is in flight), to stand in for the projection.
    */
-  readonly reserve: (batchIndex: number) => Effect.Effect<void, BudgetExceeded>
+  readonly reserve: (
+    batchIndex: number,
+    estimate?: Effect.Effect<Option.Option<Estimate>> | undefined
+  ) => Effect.Effect<void, BudgetExceeded>
   /** Counts one attempt's usage against the budget and against the batch's reservation. */
   readonly record: (batchIndex: number, usage: Usage) => Effect.Effect<void>
   /** Releases the batch's reservation; its recorded spend now informs the projection. */
@@ -97,7 +106,14 @@ type Decision = { readonly _tag: "Reserve"; readonly spend: Spend } | NoReservat
 
 type NoReservation =
   | { readonly _tag: "Wait" }
-  | { readonly _tag: "Exceeded"; readonly limit: "cost" | "tokens"; readonly spent: number; readonly max: number }
+  | {
+    readonly _tag: "Exceeded"
+    readonly limit: "cost" | "tokens"
+    readonly spent: number
+    readonly max: number
+    /** The estimate that stood in for the projection, when it is what did not fit. */
+    readonly estimate: Option.Option<Estimate>
+  }
 
 const zero: Spend = { costUsd: 0, tokens: 0 }
 const plus = (a: Spend, b: Spend): Spend => ({ costUsd: a.costUsd + b.costUsd, tokens: a.tokens + b.tokens })
@@ -118,13 +134,22 @@ const projectionOf = (state: State): Option.Option<Spend> =>
       tokens: state.settledSpent.tokens / Math.max(1, state.settled)
     })
 
-/** Whether a batch may start now, must wait for in-flight batches, or would exceed the budget. */
-const decide = (limits: Limits, state: State): Decision => {
+const ofEstimate = (estimate: Estimate): Spend => ({
+  costUsd: estimate.costUsd ?? 0,
+  tokens: estimate.promptTokens + estimate.completionTokens
+})
+
+/**
+ * Whether a batch may start now, must wait for in-flight batches, or would exceed the budget. `estimate` is the
+ * batch's, used only while no batch has settled.
+ */
+const decide = (limits: Limits, state: State, estimate: Option.Option<Estimate>): Decision => {
   const outstanding = [...state.held.values()].reduce((sum, held) => plus(sum, held.reserved), zero)
   const projected = projectionOf(state)
   // The first batch runs alone: it tells what a batch costs.
   if (Option.isNone(projected) && state.held.size > 0) return { _tag: "Wait" }
-  const spend = Option.getOrElse(projected, () => zero)
+  const estimated = Option.isNone(projected) ? estimate : Option.none()
+  const spend = Option.getOrElse(projected, () => Option.match(estimated, { onNone: () => zero, onSome: ofEstimate }))
   const checks = [
     {
       limit: "cost" as const,
@@ -142,7 +167,7 @@ const decide = (limits: Limits, state: State): Decision => {
   for (const { limit, max, more, spent } of checks) {
     if (max === undefined || (spent < max && spent + more <= max)) continue
     // In-flight batches may cost less than they reserved: wait for them before giving up.
-    return state.held.size > 0 ? { _tag: "Wait" } : { _tag: "Exceeded", limit, spent, max }
+    return state.held.size > 0 ? { _tag: "Wait" } : { _tag: "Exceeded", limit, spent, max, estimate: estimated }
   }
   return { _tag: "Reserve", spend }
 }
@@ -202,9 +227,9 @@ export const make = (options: {
 
     // Every change of the state (usage recorded, a batch settled) may make room: decide again on each, atomically.
     // Only a reservation changes the state: a `Wait` must not publish, or every waiter would wake every other one.
-    const attempt = (limits: Limits, batchIndex: number) =>
+    const attempt = (limits: Limits, batchIndex: number, estimate: Option.Option<Estimate>) =>
       SubscriptionRef.modifyEffect(state, (current) => {
-        const decision = decide(limits, current)
+        const decision = decide(limits, current, estimate)
         return decision._tag === "Reserve" ?
           Effect.succeed([true, withHeld(current, batchIndex, { reserved: decision.spend, recorded: zero })] as const) :
           Effect.fail(decision)
@@ -216,23 +241,37 @@ export const make = (options: {
               runId,
               limit: decision.limit,
               spent: decision.limit === "cost" ? reportedCost(decision.spent) : decision.spent,
-              max: decision.max
+              max: decision.max,
+              estimate: Option.getOrUndefined(Option.map(decision.estimate, (e) => {
+                const spend = ofEstimate(e)
+                return { tokens: spend.tokens, costUsd: reportedCost(spend.costUsd), basis: e.basis }
+              }))
             })
         )
       )
-    const reserveWithin = (limits: Limits, batchIndex: number) =>
-      state.changes.pipe(
-        Stream.mapEffect(() => attempt(limits, batchIndex)),
-        Stream.filter((reserved) => reserved),
-        Stream.runHead,
-        Effect.asVoid
-      )
+    const reserveWithin = (
+      limits: Limits,
+      batchIndex: number,
+      estimate: Effect.Effect<Option.Option<Estimate>> | undefined
+    ) =>
+      Effect.gen(function*() {
+        // Estimated only when the estimate can count: no projection yet, and no batch in flight to wait for.
+        const current = yield* SubscriptionRef.get(state)
+        const estimated = estimate !== undefined && Option.isNone(projectionOf(current)) && current.held.size === 0 ?
+          yield* estimate :
+          Option.none()
+        yield* state.changes.pipe(
+          Stream.mapEffect(() => attempt(limits, batchIndex, estimated)),
+          Stream.filter((reserved) => reserved),
+          Stream.runHead
+        )
+      })
 
     return {
-      reserve: (batchIndex) =>
+      reserve: (batchIndex, estimate) =>
         limits === undefined || (limits.maxCostUsd === undefined && limits.maxTokens === undefined) ?
           Effect.void :
-          reserveWithin(limits, batchIndex),
+          reserveWithin(limits, batchIndex, estimate),
       record: (batchIndex, usage) => SubscriptionRef.update(state, (current) => recorded(current, batchIndex, usage)),
       settle: (batchIndex) => SubscriptionRef.update(state, (current) => settled(current, batchIndex)),
       spent: Effect.map(SubscriptionRef.get(state), (s) => s.spent),

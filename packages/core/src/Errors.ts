@@ -357,9 +357,23 @@ export class DeadlineExceeded extends Schema.TaggedError<DeadlineExceeded>()("De
 }
 
 /**
+ * What the extractor estimated the run's first batch at (`Extractor.Estimate`), when that estimate is what did not fit
+ * the budget: tokens as budgets count them (prompt plus completion), the cost, and what they are made of.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const BudgetEstimate = Schema.Struct({
+  tokens: Schema.Number,
+  costUsd: Schema.Number,
+  basis: Schema.String
+})
+
+/**
  * A run stopped before exceeding its cost or token budget. Resume it with a higher budget. The message is stored as
  * the run's last error, which the CLI, the API and the dashboard all show: it names no front end's command (the
- * CLI's own message adds `quarry resume`, the API's run view its `resume` route).
+ * CLI's own message adds `quarry resume`, the API's run view its `resume` route). `estimate` is there when the run
+ * stopped before its first batch, which the extractor estimated above the budget: nothing was spent on it.
  *
  * @since 0.1.0
  * @category errors
@@ -368,16 +382,31 @@ export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("Budget
   runId: RunId,
   limit: Schema.Literal("cost", "tokens"),
   spent: Schema.Number,
-  max: Schema.Number
+  max: Schema.Number,
+  estimate: Schema.optional(BudgetEstimate)
 }) {
   override get message() {
     const [spent, max] = this.limit === "cost" ?
       [`$${this.spent.toFixed(4)}`, `its max cost of $${this.max}`] :
       [`${this.spent} tokens`, `its max of ${this.max} tokens`]
+    if (this.estimate !== undefined) {
+      return `run "${this.runId}" stopped before its first batch, which the extractor estimates at ` +
+        `${estimateText(this.limit, this.estimate)}, more than ${max}; nothing was spent on it, and a resume with a ` +
+        "higher budget continues it"
+    }
     const why = this.spent > this.max ?
-      `stopped over its budget: spent ${spent} of ${max} (a batch's cost is known once it is answered, so the ` +
-      "first one, or one costlier than those before it, can go over)" :
+      `stopped over its budget: spent ${spent} of ${max} (a batch's cost is known once it is answered, so one ` +
+      "costlier than projected can go over, as can a first batch its extractor does not estimate)" :
       `stopped before exceeding its budget: spent ${spent} of ${max}, and the next batch would go over`
     return `run "${this.runId}" ${why}; committed batches are kept, and a resume with a higher budget continues it`
   }
 }
+
+/**
+ * An estimate in words, the limit it is held to first: `$0.082944 (about 1,134 prompt tokens ... )`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const estimateText = (limit: "cost" | "tokens", estimate: typeof BudgetEstimate.Type): string =>
+  `${limit === "cost" ? `$${estimate.costUsd}` : `${estimate.tokens} tokens`} (${estimate.basis})`

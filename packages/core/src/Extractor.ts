@@ -273,6 +273,30 @@ export interface BatchInput {
 }
 
 /**
+ * What a batch is expected to spend, told before it runs: tokens counted as budgets count them (prompt plus
+ * completion), the cost when the extractor knows its prices, and what the numbers are made of, in words that
+ * complete "estimated at $0.08 (...)": `about 1134 prompt tokens (...) + up to 4096 completion tokens (...)`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Estimate {
+  readonly promptTokens: number
+  readonly completionTokens: number
+  readonly costUsd?: number | undefined
+  readonly basis: string
+}
+
+/**
+ * What an estimate sees of a batch: its chunks and the ontology. Not the known entities: they are read when the batch
+ * runs, once the batches before it are committed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type EstimateInput = Pick<BatchInput, "runId" | "batchIndex" | "chunks" | "ontology">
+
+/**
  * An extractor. `version`, `configHash` and `settings` are stored with each run; resume refuses a different version
  * or hash.
  *
@@ -292,6 +316,13 @@ export interface Extractor {
    */
   readonly settings?: Readonly<Record<string, string | number | boolean>> | undefined
   readonly extract: (input: BatchInput) => Effect.Effect<BatchOutput, ExtractorError>
+  /**
+   * What a batch will spend, estimated before it is sent (optional; an extractor that pays for calls should have
+   * one, pessimistic rather than optimistic). A budget holds a run's first batch to it, before any batch has shown
+   * what one costs: a budget it does not fit stops the run with nothing spent. Without one the first batch runs
+   * whatever it costs, and a budget smaller than it is found out afterwards.
+   */
+  readonly estimate?: ((input: EstimateInput) => Effect.Effect<Estimate>) | undefined
   /** The handlers of the compensation steps this extractor records (`BatchInput.compensate`). */
   readonly compensationHandlers?: ReadonlyArray<Compensation.Handler> | undefined
 }

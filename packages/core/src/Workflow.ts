@@ -89,7 +89,8 @@ export interface ExecuteOptions {
   readonly onEvent?: ((event: WorkflowEvent) => Effect.Effect<void>) | undefined
   /**
    * Stop (status `failed`, reason `budget`) before spend would exceed these limits. Spend counts every recorded
-   * attempt, also attempts lost to earlier crashes; batches in flight reserve their projected spend (see `Budget`).
+   * attempt, also attempts lost to earlier crashes; batches in flight reserve their projected spend, the first one
+   * the extractor's estimate of it (see `Budget`).
    * Not part of the plan: stored with the run when it is claimed, and kept by a resume that gives no budget (resume
    * with a higher budget to go on after one stopped it). A budget given replaces the run's whole: `{}` lifts it.
    * A limit must be above 0 (`Infinity` is none) and tokens whole: else `execute` dies with an
@@ -489,12 +490,20 @@ const extract = (x: Execution, batch: Chunking.Batch) =>
     return { ...result, durationMs: finished - started }
   }).pipe(Effect.annotateLogs({ batch: batch.index }))
 
+/** The extractor's estimate of a batch, for a budget that has no measured projection yet. */
+const estimateOf = (x: Execution, batch: Chunking.Batch) => {
+  const estimate = x.extractor.estimate
+  return estimate === undefined ? undefined : Effect.asSome(
+    estimate({ runId: x.run.id, batchIndex: batch.index, chunks: batch.chunks, ontology: x.ontology })
+  )
+}
+
 /**
  * Reserves the batch's budget. When the budget is exhausted, first lets every earlier batch commit: they are
  * extracted and paid for already.
  */
 const reserve = (x: Execution, batch: Chunking.Batch) =>
-  x.budget.reserve(batch.index).pipe(
+  x.budget.reserve(batch.index, estimateOf(x, batch)).pipe(
     Effect.tapError(() => x.committed.atLeast(batch.index)),
     Effect.as(batch)
   )
@@ -693,7 +702,7 @@ const run = Effect.fnUntraced(function*(x: Execution, reopen: boolean) {
   if (reopen) {
     yield* SkipPolicy.retrySkipped(x.lease, (batchIndex) => {
       const batch = x.batches[batchIndex]!
-      return Effect.zipRight(x.budget.reserve(batchIndex), extract(x, batch))
+      return Effect.zipRight(x.budget.reserve(batchIndex, estimateOf(x, batch)), extract(x, batch))
     })
   }
   yield* extractAndCommit(x)

@@ -88,6 +88,44 @@ describe("Budget", () => {
       assert.include(error.message, "spent $0.0241 of its max cost of $0.03")
     }))
 
+  it.effect("before any batch settled, the extractor's estimate stands in for the projection; after, the average does", () =>
+    Effect.gen(function*() {
+      let asked = 0
+      const estimate = (costUsd: number) =>
+        Effect.sync(() => {
+          asked++
+          return Option.some({ promptTokens: 900, completionTokens: 100, costUsd, basis: "900 + 100 tokens" })
+        })
+      // An estimate the budget does not fit stops the first batch, with the estimate in the error.
+      const small = yield* Budget.make({ runId, limits: { maxCostUsd: 0.001 }, spent: nothingSpent, settledBatches: 0 })
+      const error = yield* Effect.flip(small.reserve(0, estimate(0.0012000000000000001)))
+      assert.deepStrictEqual(
+        [error.limit, error.spent, error.max, error.estimate],
+        ["cost", 0, 0.001, { tokens: 1000, costUsd: 0.0012, basis: "900 + 100 tokens" }]
+      )
+      assert.include(error.message, "stopped before its first batch, which the extractor estimates at $0.0012 (900")
+      const tokens = yield* Budget.make({ runId, limits: { maxTokens: 999 }, spent: nothingSpent, settledBatches: 0 })
+      assert.strictEqual((yield* Effect.flip(tokens.reserve(0, estimate(0)))).estimate?.tokens, 1000)
+
+      // One it fits is reserved; once a batch settled, its measured cost is the projection and no estimate is asked.
+      const budget = yield* Budget.make({
+        runId,
+        limits: { maxCostUsd: 0.025 },
+        spent: nothingSpent,
+        settledBatches: 0
+      })
+      asked = 0
+      yield* budget.reserve(0, estimate(0.02))
+      // 0.02 reserved by batch 0: batch 1 waits for it (and is not estimated: batch 0 will be measured first).
+      const second = yield* Effect.fork(budget.reserve(1, estimate(0.02)))
+      assert.isTrue(yield* isWaiting(second))
+      yield* budget.record(0, cent)
+      yield* budget.settle(0)
+      // Projected at the $0.01 measured, not the $0.02 estimated: 0.01 spent + 0.01 fits $0.025.
+      yield* Fiber.join(second)
+      assert.strictEqual(asked, 1)
+    }))
+
   it.effect("spend already at the limit fails at once; without limits nothing ever waits", () =>
     Effect.gen(function*() {
       const spent = new UsageTotals({ requests: 3, promptTokens: 0, completionTokens: 0, costUsd: 0.05 })
@@ -159,6 +197,49 @@ describe("Budget in a workflow", () => {
         assert.strictEqual(done.status, "completed")
         assert.strictEqual((yield* store.attemptTotals(run.id)).requests, done.plan.totalBatches)
       }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [extractor])))
+    }))
+
+  it.scopedLive("a first batch estimated above the budget is never extracted; one estimated within it runs", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const { extractor, peak } = meteredSlow()
+      const estimated: Extractor.Extractor = {
+        ...extractor,
+        estimate: (input) =>
+          Effect.succeed({
+            promptTokens: input.chunks.length * 80,
+            completionTokens: 20,
+            costUsd: 0.01,
+            basis: "80 tokens per chunk"
+          })
+      }
+      yield* Effect.gen(function*() {
+        const store = yield* RunStore
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "capitalized",
+          chunking: { windowSize: 300, overlap: 50, batchSize: 1 },
+          concurrency: 2,
+          output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+        })
+        const error = yield* Effect.flip(Workflow.execute(run.id, { budget: { maxCostUsd: 0.005 } }))
+        assert.strictEqual(error._tag, "BudgetExceeded")
+        assert.deepStrictEqual(error._tag === "BudgetExceeded" ? error.estimate : undefined, {
+          tokens: 100,
+          costUsd: 0.01,
+          basis: "80 tokens per chunk"
+        })
+        assert.strictEqual(peak.max, 0, "no batch was extracted")
+        assert.strictEqual((yield* store.attemptTotals(run.id)).requests, 0)
+        const stopped = yield* store.getRun(run.id)
+        assert.deepStrictEqual([stopped.committedBatches, stopped.failureReason], [0, Option.some("budget")])
+        assert.include(Option.getOrElse(stopped.lastError, () => ""), "stopped before its first batch")
+
+        // A budget the estimate fits: the first batch runs, and the measured $0.01 projects the rest.
+        const resumed = yield* Effect.flip(Workflow.execute(run.id, { budget: { maxCostUsd: 0.035 } }))
+        assert.strictEqual(resumed._tag, "BudgetExceeded")
+        assert.strictEqual((yield* store.getRun(run.id)).committedBatches, 3)
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [estimated])))
     }))
 
   it.scopedLive("without a budget, batches are not held back: all 8 slots fill", () =>

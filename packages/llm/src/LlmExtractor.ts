@@ -889,6 +889,35 @@ const extractWith = (env: Env) =>
       batch: input.batchIndex
     }))
 
+/**
+ * A batch's spend before it is sent, for a budget: its prompt as the bundled tokenizer counts it (without known
+ * entities, which are read when the batch runs) plus a reply of the full `maxTokens`, at the configured prices. A
+ * pessimistic estimate of one request: most replies are shorter, and retries or repairs are not counted.
+ */
+const estimateWith = (env: Env) => (input: Extractor.EstimateInput): Effect.Effect<Extractor.Estimate> =>
+  Effect.sync(() => {
+    const s = env.s
+    const text = batchText(input.chunks).text
+    // An empty batch sends nothing (see `extractWith`).
+    if (text.trim() === "") return { promptTokens: 0, completionTokens: 0, costUsd: 0, basis: "an empty batch" }
+    const p = env.preparedFor(input.ontology)
+    const prompt = Tokens.estimatePrompt([
+      { role: "system", content: p.system },
+      { role: "user", content: Prompt.userMessage(p.vocabulary, text, []) }
+    ])
+    const price = Object.hasOwn(s.prices, s.model) ? s.prices[s.model] : undefined
+    const tokens = `about ${prompt} prompt tokens (the batch's prompt, counted with the bundled tokenizer) + up to ` +
+      `${s.maxTokens} completion tokens (a reply as long as maxTokens allows)`
+    return {
+      promptTokens: prompt,
+      completionTokens: s.maxTokens,
+      costUsd: Option.getOrUndefined(Pricing.cost(s.prices, s.model, prompt, s.maxTokens)),
+      basis: price === undefined ?
+        `${tokens}; model ${s.model} has no price` :
+        `${tokens}, at $${price.prompt} and $${price.completion} per million tokens`
+    }
+  })
+
 /** The prompt pieces per ontology, at most 8 kept. */
 const preparedCache = () => {
   const prepared = new Map<string, Prepared>()
@@ -956,7 +985,14 @@ export const make = (
       preparedFor: preparedCache(),
       publishCircuit: circuitPublisher(breaker, s)
     }
-    return { name, version, configHash: configHash(options), settings: settingsOf(options), extract: extractWith(env) }
+    return {
+      name,
+      version,
+      configHash: configHash(options),
+      settings: settingsOf(options),
+      extract: extractWith(env),
+      estimate: estimateWith(env)
+    }
   })
 
 /**

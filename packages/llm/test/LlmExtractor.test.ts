@@ -572,6 +572,31 @@ describe("LlmExtractor", () => {
       assert.include(String(missing), "QUARRY_LLM_MODEL")
     }))
 
+  it.scopedLive("estimates a batch before sending it: the prompt it will send, a full reply of maxTokens, its prices", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      // No usage in the reply: the extractor counts the prompt it sent with the same tokenizer.
+      yield* fake.enqueue(FakeOpenAi.completion(goodReply, { usage: null }))
+      const extractor = yield* LlmExtractor.make(options(fake.baseUrl))
+      const input = batch(text)
+      const estimate = yield* extractor.estimate!(input)
+      assert.strictEqual((yield* fake.requests).length, 0, "estimating sends nothing")
+      assert.strictEqual(estimate.completionTokens, 500)
+      // $1 and $2 per million tokens.
+      assert.strictEqual(estimate.costUsd, (estimate.promptTokens * 1 + 500 * 2) / 1e6)
+      assert.strictEqual(
+        estimate.basis,
+        `about ${estimate.promptTokens} prompt tokens (the batch's prompt, counted with the bundled tokenizer) + up ` +
+          "to 500 completion tokens (a reply as long as maxTokens allows), at $1 and $2 per million tokens"
+      )
+      const output = yield* extractor.extract(input)
+      assert.strictEqual(output.usage?.promptTokens, estimate.promptTokens, "the prompt estimated is the one sent")
+      const unpriced = yield* LlmExtractor.make(options(fake.baseUrl, { prices: {} }))
+      const free = yield* unpriced.estimate!(input)
+      assert.isUndefined(free.costUsd)
+      assert.include(free.basis, "; model test-model has no price")
+    }).pipe(Effect.provide(services)))
+
   it.effect("make refuses bad options by name, in the words the QUARRY_LLM_* readers use", () =>
     Effect.gen(function*() {
       const base = options("http://127.0.0.1:9/v1")
