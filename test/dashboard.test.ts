@@ -266,11 +266,9 @@ describe("web dashboard (headless Chromium)", () => {
         QUARRY_LLM_MODEL: "test-model",
         QUARRY_LLM_BASE_URL: fake.baseUrl,
         QUARRY_LLM_API_KEY: "sk-test",
-        // USD per million tokens: $0.04 buys three records (as in llm.test.ts), and holds the first one's estimate
-        // with a full reply of 1000 tokens (about $0.03).
+        // USD per million tokens: $0.04 buys three records (as in llm.test.ts).
         QUARRY_LLM_PRICE_PROMPT: "10",
-        QUARRY_LLM_PRICE_COMPLETION: "20",
-        QUARRY_LLM_MAX_TOKENS: "1000"
+        QUARRY_LLM_PRICE_COMPLETION: "20"
       })
       try {
         const submitted = await fetch(`${llm.url}/v1/runs`, {

@@ -140,8 +140,8 @@ describe("quarry --extractor llm", () => {
     async () => {
       const { db, env, server, startArgs } = await setup("budget", 8)
       // Record b costs 0.012 + 0.00012 b: after 3 records $0.0364, and a 4th (projected from the average) would pass
-      // $0.04. The first is estimated at its prompt plus a full reply of 1000 tokens (about $0.03): within $0.04.
-      const stopped = await run([...startArgs, "--max-output-tokens", "1000", "--max-cost", "0.04", "--json"], { env })
+      // $0.04. The first is estimated at its prompt (about $0.01): within $0.04.
+      const stopped = await run([...startArgs, "--max-cost", "0.04", "--json"], { env })
       assert.strictEqual(stopped.code, 1, stopped.stderr)
       const failed = jsonLines(stopped.stdout).at(-1)!
       assert.strictEqual(failed.event, "run.failed")
@@ -452,28 +452,30 @@ describe("quarry --extractor llm", () => {
     "a budget below the first batch's estimate sends no request (exit 1, reason budget, the estimate and what it is made of); a budget above it runs",
     async () => {
       const { db, env, server, startArgs } = await setup("tiny-budget", 3)
-      // The first batch is estimated at its prompt plus a full reply of 4096 tokens (the default) at $20 per million.
+      // The first batch is estimated at its prompt (about 1,000 tokens) at $10 per million: about $0.01.
       const stopped = await run([...startArgs, "--max-cost", "0.000001", "--json"], { env })
       assert.strictEqual(stopped.code, 1, stopped.stderr)
       const failed = jsonLines(stopped.stdout).at(-1)!
       assert.deepStrictEqual([failed.event, failed.reason, failed.committedBatches], ["run.failed", "budget", 0])
       const { estimate } = failed.budget as { estimate: { tokens: number; costUsd: number; basis: string } }
-      const promptTokens = estimate.tokens - 4096
-      assert.isAbove(promptTokens, 0)
-      assert.strictEqual(estimate.costUsd, costOf(promptTokens, 4096))
+      const promptTokens = estimate.tokens
+      assert.isAbove(promptTokens, 100)
+      assert.strictEqual(estimate.costUsd, costOf(promptTokens, 0))
       assert.include(
         stopped.stderr,
         `run tiny-budget stopped before its first batch, which the extractor estimates at $${estimate.costUsd} ` +
-          `(about ${promptTokens} prompt tokens (the batch's prompt, counted with the bundled tokenizer) + up to 4096 ` +
-          `completion tokens (a reply as long as maxTokens allows), at $10 and $20 per million tokens), more than ` +
-          `--max-cost $0.000001; nothing was spent on it.`
+          `(its prompt alone: about ${promptTokens} tokens, counted with the bundled tokenizer, at $10 per million ` +
+          `prompt tokens), more than --max-cost $0.000001; nothing was spent on it.`
       )
       assert.strictEqual(server.log.length, 0, "no request is sent")
-      // --max-tokens counts the same tokens, prompt plus a full reply: 4096 cannot hold them.
-      const tokens = await run(["resume", "tiny-budget", "--db", db, "--max-tokens", "4096"], { env })
+      // --max-tokens counts the same prompt tokens: 100 cannot hold them.
+      const tokens = await run(["resume", "tiny-budget", "--db", db, "--max-tokens", "100"], { env })
       assert.strictEqual(tokens.code, 1, tokens.stderr)
-      assert.include(tokens.stderr, `estimates at ${estimate.tokens} tokens (about ${promptTokens} prompt tokens`)
-      assert.include(tokens.stderr, "more than --max-tokens 4096 tokens; nothing was spent on it")
+      assert.include(
+        tokens.stderr,
+        `estimates at ${promptTokens} tokens (its prompt alone: about ${promptTokens} tokens`
+      )
+      assert.include(tokens.stderr, "more than --max-tokens 100 tokens; nothing was spent on it")
       assert.strictEqual(server.log.length, 0, "no request is sent under --max-tokens either")
 
       // A budget above the estimate runs as before: the measured cost projects the later batches.
@@ -487,21 +489,20 @@ describe("quarry --extractor llm", () => {
 
   it("a first batch that costs more than its estimate is reported as gone over, not as 'before exceeding'", async () => {
     const { env, startArgs } = await setup("costlier", 3)
-    // Estimated at about $0.02 (its prompt, a reply of at most 50 tokens), but the server reports 5,000 + 100 tokens.
+    // Estimated at about $0.01 (its prompt), but the server reports 5,000 + 100 tokens.
     const fake = await scriptedServer(
       FakeOpenAi.completion(JSON.stringify({ entities: [], relations: [] }), {
         usage: { prompt_tokens: 5000, completion_tokens: 100 }
       })
     )
-    const stopped = await run([...startArgs, "--max-output-tokens", "50", "--max-cost", "0.04"], {
+    const stopped = await run([...startArgs, "--max-cost", "0.04"], {
       env: { ...env, QUARRY_LLM_BASE_URL: fake.baseUrl }
     })
     assert.strictEqual(stopped.code, 1, stopped.stderr)
     assert.include(
       stopped.stderr,
       "stopped after 1/3 batches over its budget: spent $0.0520 of --max-cost $0.04 (a batch's cost is known once " +
-        "it is answered, so one costlier than projected can go over, as can a first batch its extractor does not " +
-        "estimate)"
+        "it is answered, so the first one, or one costlier than those before it, can go over)"
     )
     assert.notInclude(stopped.stderr, "before exceeding")
     assert.strictEqual((await fake.requests()).length, 1)

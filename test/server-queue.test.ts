@@ -72,9 +72,7 @@ describe("quarry serve: the durable admission queue", () => {
       QUARRY_LLM_API_KEY: "sk-test",
       // USD per million tokens: record b costs 0.012 + 0.00012 b, so $0.04 buys three records (as in llm.test.ts).
       QUARRY_LLM_PRICE_PROMPT: "10",
-      QUARRY_LLM_PRICE_COMPLETION: "20",
-      // The first batch is estimated with a full reply of 1000 tokens (about $0.03), which $0.04 holds.
-      QUARRY_LLM_MAX_TOKENS: "1000"
+      QUARRY_LLM_PRICE_COMPLETION: "20"
     }
     const first = await serve(db, ["--max-active-runs", "1"], env)
     try {

@@ -315,8 +315,8 @@ const overBudgetReason = (r: Reporter, run: Option.Option<Run>, error: BudgetExc
       `${estimateText(error.limit, error.estimate)}, more than ${flag} ${max}; nothing was spent on it`
   }
   const why = error.spent > error.max ?
-    `over its budget: spent ${spent} of ${flag} ${max} (a batch's cost is known once it is answered, so one ` +
-    `costlier than projected can go over, as can a first batch its extractor does not estimate)` :
+    `over its budget: spent ${spent} of ${flag} ${max} (a batch's cost is known once it is answered, so the ` +
+    `first one, or one costlier than those before it, can go over)` :
     `before exceeding its budget: spent ${spent} of ${flag} ${max}, and the next batch would go over`
   return `stopped after ${progressOf(r, run)} batches ${why}`
 }

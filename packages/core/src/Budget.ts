@@ -5,12 +5,11 @@
  * starts only when what is spent, plus what in-flight batches still hold, plus its own projection fits the limit.
  * As a batch records usage its reservation shrinks by that much, and it is released when the batch settles. Until
  * one batch has settled nothing is measured about the cost of a batch, so the first one runs alone, reserving the
- * extractor's estimate of it (`Extractor.estimate`) when there is one: a budget the estimate does not fit stops the
- * run before anything is spent. Once a batch has settled, the measured average is the projection and the estimate
- * is not asked again: an estimate is made before the reply is known and must be pessimistic (the llm extractor
- * counts a reply of its full `maxTokens`), so holding every batch to it would stop runs with most of their budget
- * left. So, whatever the concurrency, spend exceeds the limit by no more than the batches that cost more than
- * projected (or, the first, than estimated).
+ * extractor's estimate of it (`Extractor.estimate`) when there is one: what the batch will spend at least (the llm
+ * extractor: its prompt), so a budget it does not fit stops the run before anything is spent. Once a batch has
+ * settled, the measured average is the projection and the estimate is not asked again. So, whatever the
+ * concurrency, spend exceeds the limit by no more than the batches that cost more than projected (or, the first,
+ * than estimated).
  *
  * @since 0.1.0
  */

@@ -395,15 +395,15 @@ export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("Budget
         "higher budget continues it"
     }
     const why = this.spent > this.max ?
-      `stopped over its budget: spent ${spent} of ${max} (a batch's cost is known once it is answered, so one ` +
-      "costlier than projected can go over, as can a first batch its extractor does not estimate)" :
+      `stopped over its budget: spent ${spent} of ${max} (a batch's cost is known once it is answered, so the ` +
+      "first one, or one costlier than those before it, can go over)" :
       `stopped before exceeding its budget: spent ${spent} of ${max}, and the next batch would go over`
     return `run "${this.runId}" ${why}; committed batches are kept, and a resume with a higher budget continues it`
   }
 }
 
 /**
- * An estimate in words, the limit it is held to first: `$0.082944 (about 1,134 prompt tokens ... )`.
+ * An estimate in words, the limit it is held to first: `$0.01134 (its prompt alone: about 1134 tokens, ...)`.
  *
  * @since 0.1.0
  * @category errors

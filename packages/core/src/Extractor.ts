@@ -273,9 +273,9 @@ export interface BatchInput {
 }
 
 /**
- * What a batch is expected to spend, told before it runs: tokens counted as budgets count them (prompt plus
+ * What a batch will spend at least, told before it runs: tokens counted as budgets count them (prompt plus
  * completion), the cost when the extractor knows its prices, and what the numbers are made of, in words that
- * complete "estimated at $0.08 (...)": `about 1134 prompt tokens (...) + up to 4096 completion tokens (...)`.
+ * complete "estimated at $0.011 (...)": `its prompt alone: about 1134 tokens, ...`.
  *
  * @since 0.1.0
  * @category models
@@ -317,10 +317,11 @@ export interface Extractor {
   readonly settings?: Readonly<Record<string, string | number | boolean>> | undefined
   readonly extract: (input: BatchInput) => Effect.Effect<BatchOutput, ExtractorError>
   /**
-   * What a batch will spend, estimated before it is sent (optional; an extractor that pays for calls should have
-   * one, pessimistic rather than optimistic). A budget holds a run's first batch to it, before any batch has shown
-   * what one costs: a budget it does not fit stops the run with nothing spent. Without one the first batch runs
-   * whatever it costs, and a budget smaller than it is found out afterwards.
+   * What a batch will spend at least, estimated before it is sent (optional; an extractor that pays for calls
+   * should have one). A budget holds a run's first batch to it, before any batch has shown what one costs: a budget
+   * it does not fit stops the run with nothing spent, since the batch would surely go over. It is a floor, not a
+   * worst case (the llm extractor counts its prompt and not the reply): an estimate above what batches cost would
+   * refuse budgets that hold many of them. Without one the first batch runs whatever it costs.
    */
   readonly estimate?: ((input: EstimateInput) => Effect.Effect<Estimate>) | undefined
   /** The handlers of the compensation steps this extractor records (`BatchInput.compensate`). */

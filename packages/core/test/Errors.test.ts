@@ -39,13 +39,13 @@ describe("Errors", () => {
     const over = new BudgetExceeded({ runId, limit: "tokens", spent: 1100, max: 1099 })
     assert.include(over.message, "stopped over its budget: spent 1100 tokens of its max of 1099 tokens")
     assert.notInclude(over.message, "before exceeding")
-    const estimate = { tokens: 5000, costUsd: 0.082, basis: "about 904 prompt tokens + up to 4096 completion tokens" }
-    const first = new BudgetExceeded({ runId, limit: "cost", spent: 0, max: 0.01, estimate })
+    const estimate = { tokens: 904, costUsd: 0.00904, basis: "its prompt alone: about 904 tokens" }
+    const first = new BudgetExceeded({ runId, limit: "cost", spent: 0, max: 0.001, estimate })
     assert.strictEqual(
       first.message,
-      `run "book" stopped before its first batch, which the extractor estimates at $0.082 (about 904 prompt tokens + ` +
-        `up to 4096 completion tokens), more than its max cost of $0.01; nothing was spent on it, and a resume with ` +
-        `a higher budget continues it`
+      `run "book" stopped before its first batch, which the extractor estimates at $0.00904 (its prompt alone: ` +
+        `about 904 tokens), more than its max cost of $0.001; nothing was spent on it, and a resume with a higher ` +
+        `budget continues it`
     )
   })
 })

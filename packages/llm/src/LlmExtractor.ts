@@ -890,9 +890,10 @@ const extractWith = (env: Env) =>
     }))
 
 /**
- * A batch's spend before it is sent, for a budget: its prompt as the bundled tokenizer counts it (without known
- * entities, which are read when the batch runs) plus a reply of the full `maxTokens`, at the configured prices. A
- * pessimistic estimate of one request: most replies are shorter, and retries or repairs are not counted.
+ * What a batch will spend at least, before it is sent, for a budget: its prompt as the bundled tokenizer counts it
+ * (without known entities, which are read when the batch runs) at the configured prompt price. The reply is not
+ * counted: its length is known only once it arrives, and a full `maxTokens` reply (the worst case, often ten times
+ * the usual one) would stop budgets that hold many batches.
  */
 const estimateWith = (env: Env) => (input: Extractor.EstimateInput): Effect.Effect<Extractor.Estimate> =>
   Effect.sync(() => {
@@ -906,15 +907,14 @@ const estimateWith = (env: Env) => (input: Extractor.EstimateInput): Effect.Effe
       { role: "user", content: Prompt.userMessage(p.vocabulary, text, []) }
     ])
     const price = Object.hasOwn(s.prices, s.model) ? s.prices[s.model] : undefined
-    const tokens = `about ${prompt} prompt tokens (the batch's prompt, counted with the bundled tokenizer) + up to ` +
-      `${s.maxTokens} completion tokens (a reply as long as maxTokens allows)`
+    const tokens = `its prompt alone: about ${prompt} tokens, counted with the bundled tokenizer`
     return {
       promptTokens: prompt,
-      completionTokens: s.maxTokens,
-      costUsd: Option.getOrUndefined(Pricing.cost(s.prices, s.model, prompt, s.maxTokens)),
+      completionTokens: 0,
+      costUsd: Option.getOrUndefined(Pricing.cost(s.prices, s.model, prompt, 0)),
       basis: price === undefined ?
         `${tokens}; model ${s.model} has no price` :
-        `${tokens}, at $${price.prompt} and $${price.completion} per million tokens`
+        `${tokens}, at $${price.prompt} per million prompt tokens`
     }
   })
 

@@ -572,7 +572,7 @@ describe("LlmExtractor", () => {
       assert.include(String(missing), "QUARRY_LLM_MODEL")
     }))
 
-  it.scopedLive("estimates a batch before sending it: the prompt it will send, a full reply of maxTokens, its prices", () =>
+  it.scopedLive("estimates a batch before sending it at what it will spend at least: the prompt it will send, at its prompt price", () =>
     Effect.gen(function*() {
       const fake = yield* FakeOpenAi.make()
       // No usage in the reply: the extractor counts the prompt it sent with the same tokenizer.
@@ -581,13 +581,14 @@ describe("LlmExtractor", () => {
       const input = batch(text)
       const estimate = yield* extractor.estimate!(input)
       assert.strictEqual((yield* fake.requests).length, 0, "estimating sends nothing")
-      assert.strictEqual(estimate.completionTokens, 500)
-      // $1 and $2 per million tokens.
-      assert.strictEqual(estimate.costUsd, (estimate.promptTokens * 1 + 500 * 2) / 1e6)
+      // The reply is not counted: its length is known only once it arrives.
+      assert.strictEqual(estimate.completionTokens, 0)
+      // $1 per million prompt tokens.
+      assert.strictEqual(estimate.costUsd, estimate.promptTokens / 1e6)
       assert.strictEqual(
         estimate.basis,
-        `about ${estimate.promptTokens} prompt tokens (the batch's prompt, counted with the bundled tokenizer) + up ` +
-          "to 500 completion tokens (a reply as long as maxTokens allows), at $1 and $2 per million tokens"
+        `its prompt alone: about ${estimate.promptTokens} tokens, counted with the bundled tokenizer, at $1 per ` +
+          "million prompt tokens"
       )
       const output = yield* extractor.extract(input)
       assert.strictEqual(output.usage?.promptTokens, estimate.promptTokens, "the prompt estimated is the one sent")
