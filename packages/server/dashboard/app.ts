@@ -31,6 +31,9 @@ const say = (message: string, kind: "error" | "info" = "info") => {
 /** The notice shown while the server does not answer, cleared by the first read that succeeds again. */
 let unreachable: string | null = null
 
+/** Set when the server stopped answering; cleared once a server that answers again has resumed what it left. */
+let recovering = false
+
 const reachable = () => {
   if (unreachable !== null && notice.textContent === unreachable) say("")
   unreachable = null
@@ -53,6 +56,7 @@ const failed = (error: unknown) => {
   if (error instanceof TypeError) {
     // fetch's network error: the server is down or restarting.
     unreachable = `The server does not answer (${error.message}); trying again every ${lookAgainMs / 1000} s.`
+    recovering = true
     lookAgain()
     return say(unreachable, "error")
   }
@@ -458,6 +462,18 @@ const reload = async (runId: string) => {
   }
 }
 
+/**
+ * A server back from a restart answers before its boot recovery has resumed the runs it left, and resumes them one
+ * slot at a time: read the list again every few seconds until boot recovery is done (`/startupz`) and no run waits in
+ * the queue without running, so that each is followed as soon as it runs, not at the next list refresh.
+ */
+const lookWhileRecovering = async (seen: ReadonlyMap<string, RunView>) => {
+  const started = await Api.request("GET", "/startupz").then(() => true, () => false)
+  const waiting = [...seen.values()].some((run) => run.queuePosition !== null && run.status !== "running")
+  if (!started || waiting) lookAgain()
+  else recovering = false
+}
+
 const refresh = async () => {
   try {
     const seen = new Map<string, RunView>()
@@ -471,13 +487,12 @@ const refresh = async () => {
       for (const run of page.runs) seen.set(run.id, run)
       cursor = page.nextCursor
     } while (cursor !== null && seen.size < 1000)
-    // A server back from a restart may answer before its boot recovery resumed the runs it left: read once more.
-    if (unreachable !== null) lookAgain()
     reachable()
     runs.clear()
     for (const [id, run] of seen) runs.set(id, run)
     render()
     for (const run of runs.values()) follow(run)
+    if (recovering) await lookWhileRecovering(seen)
   } catch (error) {
     failed(error)
   }
