@@ -70,7 +70,7 @@ describe("quarry serve --cluster: a run waiting for its runner", () => {
       assert.strictEqual(second.status, 409, second.text)
       const error = (second.json() as { error: { tag: string; message: string } }).error
       assert.strictEqual(error.tag, "InvalidRunState")
-      assert.include(error.message, "resume waiting for its runner (budget maxCostUsd 1)")
+      assert.include(error.message, "with an execution waiting for its runner (budget maxCostUsd 1)")
       assert.include(error.message, "cancel it, then resume it with the new options")
       assert.deepStrictEqual(await budgets(db, runId), { run: null, queued: `{"maxCostUsd":1}` })
 

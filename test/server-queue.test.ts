@@ -154,42 +154,54 @@ describe("quarry serve: the durable admission queue", () => {
     }
   }, 180_000)
 
-  it("a resume waiting for a slot survives SIGKILL: the next server runs it to completion", async () => {
-    const db = path.join(dir, "resume.db")
-    const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "200", QUARRY_LEASE_MS: "3000" }
-    const first = await serve(db, ["--max-active-runs", "1"], env)
-    try {
-      assert.strictEqual((await call(first, "POST", "/v1/runs", blocker("busy"))).status, 202)
-      const waiting = {
-        runId: "again",
-        input: "Captain Ahab commanded the Pequod. Ishmael sailed from Nantucket with Queequeg.",
-        extractor: "test-slow"
+  it(
+    "a resume waiting for a slot keeps its options (the same again is 202, others 409) and survives SIGKILL: the next server runs it to completion",
+    async () => {
+      const db = path.join(dir, "resume.db")
+      const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "200", QUARRY_LEASE_MS: "3000" }
+      const first = await serve(db, ["--max-active-runs", "1"], env)
+      try {
+        assert.strictEqual((await call(first, "POST", "/v1/runs", blocker("busy"))).status, 202)
+        const waiting = {
+          runId: "again",
+          input: "Captain Ahab commanded the Pequod. Ishmael sailed from Nantucket with Queequeg.",
+          extractor: "test-slow"
+        }
+        assert.strictEqual((await call(first, "POST", "/v1/runs", waiting)).status, 202)
+        const cancelled = await call(first, "POST", "/v1/runs/again/cancel")
+        assert.strictEqual((cancelled.json() as Shown).status, "cancelled")
+        assert.deepStrictEqual(queuedRows(db).map((r) => r.run_id), ["busy"])
+        const refused = await call(first, "POST", "/v1/runs/again/resume?maxCostUsd=-1")
+        assert.strictEqual(refused.status, 400, refused.text)
+        assert.deepStrictEqual(queuedRows(db).map((r) => r.run_id), ["busy"])
+        const resumed = await call(first, "POST", "/v1/runs/again/resume?retrySkipped=true")
+        assert.strictEqual(resumed.status, 202, resumed.text)
+        assert.strictEqual((resumed.json() as Shown).queuePosition, 1)
+        assert.deepStrictEqual(queuedRows(db).map((r) => [r.run_id, r.retry_skipped]), [["busy", 0], ["again", 1]])
+        // The waiting execution runs with its own options: the same request again is granted, another one refused.
+        const same = await call(first, "POST", "/v1/runs/again/resume?retrySkipped=true")
+        assert.strictEqual(same.status, 202, same.text)
+        const other = await call(first, "POST", "/v1/runs/again/resume?maxTokens=1000")
+        assert.strictEqual(other.status, 409, other.text)
+        assert.include(other.text, "with an execution waiting for a slot (the run's budget, retrySkipped)")
+        assert.include(other.text, "cancel it, then resume it with the new options")
+        assert.deepStrictEqual(queuedRows(db).map((r) => [r.run_id, r.retry_skipped]), [["busy", 0], ["again", 1]])
+      } finally {
+        first.child.child.kill("SIGKILL")
+        await first.child.exited
       }
-      assert.strictEqual((await call(first, "POST", "/v1/runs", waiting)).status, 202)
-      const cancelled = await call(first, "POST", "/v1/runs/again/cancel")
-      assert.strictEqual((cancelled.json() as Shown).status, "cancelled")
-      assert.deepStrictEqual(queuedRows(db).map((r) => r.run_id), ["busy"])
-      const refused = await call(first, "POST", "/v1/runs/again/resume?maxCostUsd=-1")
-      assert.strictEqual(refused.status, 400, refused.text)
-      assert.deepStrictEqual(queuedRows(db).map((r) => r.run_id), ["busy"])
-      const resumed = await call(first, "POST", "/v1/runs/again/resume?retrySkipped=true")
-      assert.strictEqual(resumed.status, 202, resumed.text)
-      assert.strictEqual((resumed.json() as Shown).queuePosition, 1)
-      assert.deepStrictEqual(queuedRows(db).map((r) => [r.run_id, r.retry_skipped]), [["busy", 0], ["again", 1]])
-    } finally {
-      first.child.child.kill("SIGKILL")
-      await first.child.exited
-    }
-    const second = await serve(db, ["--max-active-runs", "1"], { ...env, QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" })
-    try {
-      const again = await ended(second, "again") as unknown as Shown
-      assert.strictEqual(again.status, "completed")
-      assert.strictEqual((await ended(second, "busy")).status, "completed")
-      await until(() => queuedRows(db).length === 0, 10_000, "the queue to empty")
-    } finally {
-      await stop(second)
-    }
-  }, 180_000)
+      const second = await serve(db, ["--max-active-runs", "1"], { ...env, QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" })
+      try {
+        const again = await ended(second, "again") as unknown as Shown
+        assert.strictEqual(again.status, "completed")
+        assert.strictEqual((await ended(second, "busy")).status, "completed")
+        await until(() => queuedRows(db).length === 0, 10_000, "the queue to empty")
+      } finally {
+        await stop(second)
+      }
+    },
+    180_000
+  )
 
   it(
     "a queued run completed meanwhile by `quarry resume` leaves the queue at the next start without executing",

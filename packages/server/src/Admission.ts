@@ -42,6 +42,7 @@ import * as Scope from "effect/Scope"
 import * as DatabaseRetry from "./DatabaseRetry.js"
 import * as Metrics from "./Metrics.js"
 import * as Unstartable from "./Unstartable.js"
+import * as WaitingExecution from "./WaitingExecution.js"
 
 /**
  * The queue is full: the run was not stored. Retry later.
@@ -480,10 +481,15 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
       yield* refuseWhenDraining
       const run = yield* store.getRun(runId)
       if (run.status === "completed" && execution.retrySkipped !== true) return run
-      // Executing, here or elsewhere, is refused; waiting here already is a resume granted (it keeps its place).
+      // Executing, here or elsewhere, is refused; waiting here already is a resume granted with the same options (it
+      // keeps its place) and refused with others, which the waiting execution would not take.
       const now = yield* Clock.currentTimeMillis
       if (CoreRunView.leaseLive(run, now)) {
         return yield* new InvalidRunState({ runId, status: run.status, expected: "not executing (it is running)" })
+      }
+      const waiting = (yield* Ref.get(core.queue)).find((entry) => entry.runId === runId)
+      if (waiting !== undefined && !WaitingExecution.same(waiting.execution, execution)) {
+        return yield* WaitingExecution.conflict(run, waiting.execution, "a slot")
       }
       if (yield* known(core, runId)) return run
       yield* refuseWhenFull

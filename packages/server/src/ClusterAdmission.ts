@@ -30,6 +30,7 @@ import * as Schedule from "effect/Schedule"
 import * as path from "node:path"
 import { Admission, Draining, QueueFull } from "./Admission.js"
 import * as ClusterRun from "./ClusterRun.js"
+import * as WaitingExecution from "./WaitingExecution.js"
 
 /**
  * The runs executing on this node, shared by the entity handlers and admission.
@@ -119,28 +120,11 @@ const executeAddress = (run: Run) =>
     return { address, tag: "Execute", id: executeKey(run) }
   })
 
-/** The options a queued execution was requested with, as a resume gives them (for comparing two requests). */
-const requested = (retrySkipped: boolean | undefined, budget: WorkflowManager.ExecutionOptions["budget"]) =>
-  JSON.stringify({
-    retrySkipped: retrySkipped === true,
-    budget: budget === undefined ? null : { maxCostUsd: budget.maxCostUsd ?? null, maxTokens: budget.maxTokens ?? null }
-  })
-
-/** A waiting execution's options for people: `budget maxCostUsd 1, retrySkipped`. */
-const describeQueued = (entry: QueuedExecution | undefined) => {
-  const budget = entry === undefined ? Option.none() : entry.budget
-  const parts = Option.match(budget, {
-    onNone: () => ["the run's budget"],
-    onSome: (limits) => {
-      const set = [
-        ...(limits.maxCostUsd === undefined ? [] : [`maxCostUsd ${limits.maxCostUsd}`]),
-        ...(limits.maxTokens === undefined ? [] : [`maxTokens ${limits.maxTokens}`])
-      ]
-      return [set.length === 0 ? "no budget" : `budget ${set.join(", ")}`]
-    }
-  })
-  return [...parts, ...(entry?.retrySkipped === true ? ["retrySkipped"] : [])].join(", ")
-}
+/** The options a queued execution was requested with. */
+const requestedOf = (entry: QueuedExecution | undefined): WaitingExecution.Requested => ({
+  retrySkipped: entry?.retrySkipped,
+  budget: entry === undefined ? undefined : Option.getOrUndefined(entry.budget)
+})
 
 /** Runs in these states for `afterMs` (for `running`: `afterMs` past their lease) may have no message. */
 const stuck = (now: number, afterMs: number) => (run: Run) =>
@@ -282,16 +266,9 @@ export const make = (local: LocalRuns, options: Options) =>
         // holds its options, which a second message would not replace. The same request again is granted; another
         // one is refused rather than taken and ignored (cancel the run, then resume it with the new options).
         if (Option.isSome(yield* pendingExecute(run))) {
-          const waiting = (yield* store.queuedExecutions).find((entry) => entry.runId === runId)
-          const asked = requested(execution.retrySkipped, execution.budget)
-          if (asked === requested(waiting?.retrySkipped, Option.getOrUndefined(waiting?.budget ?? Option.none()))) {
-            return run
-          }
-          return yield* new InvalidRunState({
-            runId,
-            status: `${run.status} with a resume waiting for its runner (${describeQueued(waiting)})`,
-            expected: "not waiting to execute: cancel it, then resume it with the new options"
-          })
+          const waiting = requestedOf((yield* store.queuedExecutions).find((entry) => entry.runId === runId))
+          if (WaitingExecution.same(waiting, execution)) return run
+          return yield* WaitingExecution.conflict(run, waiting, "its runner")
         }
         yield* refuseWhenFull
         yield* store.queueExecution({ runId, retrySkipped: execution.retrySkipped, budget: execution.budget })
