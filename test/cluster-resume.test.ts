@@ -15,12 +15,15 @@ const adminUrl = usePostgres()
 describe("quarry serve --cluster: a run waiting for its runner", () => {
   const suite = Nodes.useClusterSuite(adminUrl)
 
-  /** Two runners of one slot each; `ids` are run ids placed on the first (`held`), the second node is `other`. */
-  const twoRunners = async (name: string, count: number) => {
+  /**
+   * Two runners of one slot each; `ids` are run ids placed on the first (`held`, started with `heldArgs` too), the
+   * second node is `other`.
+   */
+  const twoRunners = async (name: string, count: number, heldArgs: ReadonlyArray<string> = []) => {
     const { db, work } = await suite.workspace(name)
     // Slow batches: the run that holds the slot executes for about 20 s unless cancelled.
     const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "300" }
-    const nodes = [await Nodes.startNode(db, work, env, ["--max-active-runs", "1"])]
+    const nodes = [await Nodes.startNode(db, work, env, ["--max-active-runs", "1", ...heldArgs])]
     nodes.push(await Nodes.startNode(db, work, env, ["--max-active-runs", "1"]))
     suite.nodes.push(...nodes)
     const held = nodes[0]!
@@ -149,6 +152,36 @@ describe("quarry serve --cluster: a run waiting for its runner", () => {
       } finally {
         held.child.child.kill("SIGCONT")
       }
+      await allExecutesAnswered(db)
+    },
+    300_000
+  )
+
+  it(
+    "a run waiting for its runner's slot does not start there during the runner's drain delay, even when the slot frees: the shard's next owner executes it",
+    async () => {
+      const { db, held, ids, other } = await twoRunners("delay", 2, ["--drain-delay", "12", "--drain-timeout", "40s"])
+      const [holder, queued] = [ids[0]!, ids[1]!]
+      await submitMobyDick(held, holder)
+      await waitFor(db, holder, (r) => r.status === "running", "a run to hold the slot")
+      await submitMobyDick(held, queued)
+      await until(() => waiting(held, queued), 60_000, "the submission to wait for the slot")
+
+      held.child.child.kill("SIGTERM")
+      await until(async () => (await call(held, "GET", "/readyz")).status === 503, 30_000, "the drain delay")
+      // The slot frees during the delay; the waiting run must not take it.
+      assert.strictEqual((await call(other, "POST", `/v1/runs/${holder}/cancel`)).status, 200)
+      await waitFor(db, holder, (r) => r.status === "cancelled", "the run holding the slot to end")
+      while (held.child.child.exitCode === null) {
+        const found = (await row(db, queued))!
+        assert.isFalse(found.lease_owner?.startsWith(held.owner) === true, JSON.stringify(found))
+        assert.strictEqual(found.status, "pending")
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      assert.strictEqual((await held.child.exited).code, 0, held.child.stderr)
+
+      await waitFor(db, queued, (r) => r.status === "completed", "the shard's next owner to execute it")
+      assert.strictEqual((await row(db, queued))!.digest, suite.reference.digest)
       await allExecutesAnswered(db)
     },
     300_000

@@ -228,7 +228,8 @@ export const layer = (options: Options): Layer.Layer<
         onLocal: ClusterAdmission.onLocal(local),
         onWaiting: ClusterAdmission.onWaiting(local),
         slots: local.slots,
-        draining: local.draining
+        draining: local.draining,
+        stopped: local.stopped
       }),
       ClusterExtraction.layer,
       options.distribute === true ?

@@ -46,6 +46,8 @@ export interface LocalRuns {
   readonly maxActiveRuns: number
   readonly changes: PubSub.PubSub<RunId>
   readonly draining: Deferred.Deferred<void>
+  /** Completes when admission stops before the drain (`stopAdmitting`): no new work; the runs here go on. */
+  readonly stopped: Deferred.Deferred<void>
 }
 
 /**
@@ -61,7 +63,8 @@ export const makeLocalRuns = (maxActiveRuns: number): Effect.Effect<LocalRuns> =
     slots: Effect.makeSemaphore(maxActiveRuns),
     maxActiveRuns: Effect.succeed(maxActiveRuns),
     changes: PubSub.sliding<RunId>(1024),
-    draining: Deferred.make<void>()
+    draining: Deferred.make<void>(),
+    stopped: Deferred.make<void>()
   })
 
 /**
@@ -220,12 +223,7 @@ export const make = (local: LocalRuns, options: Options) =>
         Effect.mapError((cause) => new PersistenceError({ operation: "pendingExecute", cause }))
       )
     const draining = local.draining
-    // Set when admission stops before the drain (`stopAdmitting`): no new work; the runs here go on until the drain.
-    const stopped = yield* Ref.make(false)
-    const refuseWhenDraining = Effect.flatMap(
-      Effect.zipWith(Ref.get(stopped), Deferred.isDone(draining), (a, b) => a || b),
-      (d) => d ? Effect.fail(new Draining()) : Effect.void
-    )
+    const refuseWhenDraining = Effect.flatMap(isDraining(local), (d) => d ? Effect.fail(new Draining()) : Effect.void)
     // The cluster's queue is its `pending` runs, wherever they were submitted (two nodes may pass the check at once).
     const refuseWhenFull = Effect.flatMap(
       store.countStatus("pending"),
@@ -296,24 +294,23 @@ export const make = (local: LocalRuns, options: Options) =>
       position: () => Effect.succeed(Option.none()),
       isLocal,
       changes: local.changes,
-      stats: stats(local, sharding, runnerId, stopped),
-      stopAdmitting: Ref.set(stopped, true),
+      stats: stats(local, sharding, runnerId),
+      stopAdmitting: Effect.asVoid(Deferred.succeed(local.stopped, undefined)),
       draining,
       drain: drain(local)
     })
   })
 
+/** Whether the node stopped admitting or drains. */
+const isDraining = (local: LocalRuns) =>
+  Effect.zipWith(Deferred.isDone(local.stopped), Deferred.isDone(local.draining), (a, b) => a || b)
+
 /** What `/healthz` and `/metrics` show of this node. */
-const stats = (
-  local: LocalRuns,
-  sharding: Sharding.Sharding["Type"],
-  runnerId: string,
-  stopped: Ref.Ref<boolean>
-) =>
+const stats = (local: LocalRuns, sharding: Sharding.Sharding["Type"], runnerId: string) =>
   Effect.all({
     active: Effect.map(Ref.get(local.executing), (set) => set.size),
     queued: Effect.map(Ref.get(local.waiting), (set) => set.size),
-    draining: Effect.zipWith(Ref.get(stopped), Deferred.isDone(local.draining), (a, b) => a || b),
+    draining: isDraining(local),
     started: Effect.succeed(true),
     cluster: Effect.zipWith(Ref.get(local.executing), Ref.get(local.waiting), (set, waiting) => ({
       runnerId,

@@ -152,6 +152,11 @@ export interface HandlerOptions {
    * records `interrupted`, and its message waits, unanswered, for the shard's next owner.
    */
   readonly draining: Deferred.Deferred<void>
+  /**
+   * Completes when admission stops before the drain (`--drain-delay`): from then on a message starts no execution
+   * here (one that waited for a slot, which a run ending frees) and waits, unanswered, for the shard's next owner.
+   */
+  readonly stopped: Deferred.Deferred<void>
   /** How long a moving run may take to reach its next commit before it is interrupted at once (default 30 s). */
   readonly stopGraceMs?: number | undefined
   /** How long a claim refused by a live lease (a dead runner's, not yet expired) is retried (default 2 minutes). */
@@ -202,8 +207,11 @@ const executor = (options: HandlerOptions, runId: RunId) =>
     // retries `NotStarted` and `ConnectionLost` (see `retryable`).
     return ({ budget, retrySkipped, version }: ExecutePayload) =>
       Effect.gen(function*() {
-        // A message delivered while this node drains waits, unanswered, for the shard's next owner.
-        if (yield* Deferred.isDone(options.draining)) return yield* Effect.never
+        // A message delivered (or given a slot) while this node drains, or stops admitting before it, waits,
+        // unanswered, for the shard's next owner.
+        if ((yield* Deferred.isDone(options.draining)) || (yield* Deferred.isDone(options.stopped))) {
+          return yield* Effect.never
+        }
         yield* Ref.set(claimed, false)
         const handle = yield* manager.resume(runId, {
           budget,
