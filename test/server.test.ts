@@ -651,7 +651,8 @@ describe("quarry serve", () => {
       const refused = await call(server, "POST", "/v1/runs", { input: "late" })
       assert.strictEqual(refused.status, 503)
       assert.strictEqual(refused.json().error.tag, "Draining")
-      for (const id of ids) assert.strictEqual(row(db, id)!.status, "interrupted", id)
+      // Readiness and admission stop first; the drain then interrupts the runs, each recorded before the exit.
+      await until(() => ids.every((id) => row(db, id)?.status === "interrupted"), 10_000, "the runs interrupted")
       // Open event streams end with the drain, before the process exits.
       await stream
       assert.isNull(server.child.child.exitCode)
