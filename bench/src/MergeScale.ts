@@ -60,7 +60,7 @@ export const configs: Record<"smoke" | "quick" | "full", Config> = {
     v8Defaults: false
   },
   full: {
-    sizes: [{ batches: 1_000, repeats: 5 }, { batches: 10_000, repeats: 3 }, { batches: 100_000, repeats: 3 }],
+    sizes: [{ batches: 1_000, repeats: 5 }, { batches: 10_000, repeats: 5 }, { batches: 100_000, repeats: 3 }],
     naive: [100, 200, 1_000],
     naiveRepeats: 5,
     isolate: true,
