@@ -36,6 +36,14 @@ const normal = (r: Requested) =>
  */
 export const same = (a: Requested, b: Requested): boolean => normal(a) === normal(b)
 
+const limitsText = (limits: Budget.Limits) => {
+  const set = [
+    ...(limits.maxCostUsd === undefined ? [] : [`maxCostUsd ${limits.maxCostUsd}`]),
+    ...(limits.maxTokens === undefined ? [] : [`maxTokens ${limits.maxTokens}`])
+  ]
+  return set.length === 0 ? "no budget" : `budget ${set.join(", ")}`
+}
+
 /**
  * A request's options for people: `budget maxCostUsd 1, retrySkipped`.
  *
@@ -43,13 +51,7 @@ export const same = (a: Requested, b: Requested): boolean => normal(a) === norma
  * @category formatting
  */
 export const describe = (r: Requested): string => {
-  const limits = r.budget === undefined ?
-    "the run's budget" :
-    [
-      ...(r.budget.maxCostUsd === undefined ? [] : [`maxCostUsd ${r.budget.maxCostUsd}`]),
-      ...(r.budget.maxTokens === undefined ? [] : [`maxTokens ${r.budget.maxTokens}`])
-    ].join(", ") || "no budget"
-  const budget = r.budget === undefined || limits === "no budget" ? limits : `budget ${limits}`
+  const budget = r.budget === undefined ? "the run's budget" : limitsText(r.budget)
   return r.retrySkipped === true ? `${budget}, retrySkipped` : budget
 }
 
