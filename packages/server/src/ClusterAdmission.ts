@@ -215,7 +215,6 @@ export const make = (local: LocalRuns, options: Options) =>
     const context = yield* Effect.context<Workflow.ExecuteRequirements>()
     const client = yield* ClusterRun.QuarryRun.client
     const storage = yield* MessageStorage.MessageStorage
-    const scope = yield* Effect.scope
     // The stored `Execute` of the run's current version, if one was sent.
     const pendingExecute = (run: Run) =>
       Effect.flatMap(executeAddress(run), storage.requestIdForPrimaryKey).pipe(
@@ -275,12 +274,13 @@ export const make = (local: LocalRuns, options: Options) =>
       }
     )
 
-    // The flag first (a run not executing anywhere ends `cancelled` from it), then the owner, at once. Not awaited:
-    // an owner that does not answer (paused, cut off) held the answer until its shard moved (19 s measured); the
-    // flag is enough, as the owner's next heartbeat or commit, or the claim of whoever takes the run over, sees it.
+    // The flag first (a run not executing anywhere ends `cancelled` from it), then the owner, at once. Awaited: the
+    // owner's handler requests the cancel again, and one delivered after the answer (after a resume the client sent
+    // next) withdrew that resume (the cluster test's resume never ran). An owner that does not answer (paused, cut
+    // off) holds the answer until its shard moves (19 s measured).
     const cancel = Effect.fn("ClusterAdmission.cancel")(function*(runId: RunId) {
       yield* store.requestCancel(runId)
-      yield* Effect.forkIn(client(runId).Cancel(undefined, { discard: true }).pipe(Effect.ignore), scope)
+      yield* client(runId).Cancel(undefined, { discard: true }).pipe(Effect.ignore)
       yield* PubSub.publish(local.changes, runId)
       return yield* store.getRun(runId)
     })
