@@ -199,6 +199,12 @@ describe("web dashboard (headless Chromium)", () => {
       await page.clock.resume()
       const planned = await (await api(srv, "/v1/runs/second")).json() as { plan: { concurrency: number } }
       assert.strictEqual(planned.plan.concurrency, 2)
+      // Its row is updated in place as its batches commit (many a second): a row built again between a press and its
+      // release would take no click.
+      const shown = await row(page, "second").elementHandle()
+      const batches = row(page, "second").locator("td.num").first()
+      await batches.filter({ hasNotText: await batches.innerText() }).waitFor()
+      assert.isTrue(await shown!.evaluate((tr) => tr.isConnected), "the row was replaced")
       await row(page, "second").click()
       await page.locator("[data-testid=detail-id]", { hasText: "second" }).waitFor()
       await page.locator("dd", { hasText: /^\$4\.50 at most, 900,000 tokens at most$/ }).waitFor()

@@ -4,7 +4,7 @@
  * `dist/dashboard/app.js` and served by `quarry serve` at `/`.
  */
 import * as Api from "./api.js"
-import { count, dollars, duration, h, mount, time } from "./dom.js"
+import { count, dollars, duration, h, morph, mount, time } from "./dom.js"
 
 type RunView = Api.RunView
 
@@ -119,7 +119,7 @@ const progressBar = (run: RunView) => {
 }
 
 /** Rows take the keyboard too: Tab reaches them, Enter or Space selects one, the arrows move between them. */
-const rowKey = (runId: string) => (event: Event) => {
+const rowKey = (event: Event) => {
   if (!(event instanceof KeyboardEvent) || !(event.currentTarget instanceof HTMLTableRowElement)) return
   const next = event.key === "ArrowDown" ?
     event.currentTarget.nextElementSibling :
@@ -131,8 +131,14 @@ const rowKey = (runId: string) => (event: Event) => {
     next.focus()
   } else if (event.key === "Enter" || event.key === " ") {
     event.preventDefault()
-    select(runId)
+    selectRow(event)
   }
+}
+
+/** The run of the row an event is on (rows are updated in place, so their listeners read the row). */
+const selectRow = (event: Event) => {
+  const runId = event.currentTarget instanceof HTMLTableRowElement ? event.currentTarget.dataset["runId"] : undefined
+  if (runId !== undefined) select(runId)
 }
 
 const row = (run: RunView) =>
@@ -143,8 +149,8 @@ const row = (run: RunView) =>
       class: run.id === selected ? "selected" : "",
       tabindex: 0,
       "aria-selected": run.id === selected ? "true" : "false",
-      onclick: () => select(run.id),
-      onkeydown: rowKey(run.id)
+      onclick: selectRow,
+      onkeydown: rowKey
     },
     // A long id is cut short with an ellipsis (the whole id in its tooltip and the detail) so the other columns show.
     h("td", { class: "id", title: run.id }, run.id),
@@ -168,11 +174,11 @@ const renderTable = () => {
   const table = document.getElementById("runs")
   if (table === null) return
   const sorted = [...runs.values()].sort((a, b) => b.timings.createdAt.localeCompare(a.timings.createdAt))
-  // The table is built again on every event: the row that had the keyboard focus gets it back.
+  // A row added or removed builds the body again: the row that had the keyboard focus gets it back.
   const focused = document.activeElement instanceof HTMLTableRowElement && table.contains(document.activeElement) ?
     document.activeElement.dataset["runId"] :
     undefined
-  mount(
+  morph(
     table,
     h(
       "thead",

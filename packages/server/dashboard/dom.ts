@@ -4,6 +4,9 @@
 
 type Child = Node | string | number | null | undefined | false
 
+/** The listeners `h` gave each element, in order: `morph` keeps an element only when its new one has the same. */
+const listenersOf = new WeakMap<Element, ReadonlyArray<unknown>>()
+
 /** Attributes: `on*` functions become listeners, the rest attributes (`false`/`null` leave them out). */
 type Attributes = Record<string, string | number | boolean | null | undefined | ((event: Event) => void)>
 
@@ -14,9 +17,13 @@ export const h = <K extends keyof HTMLElementTagNameMap>(
   ...children: ReadonlyArray<Child | ReadonlyArray<Child>>
 ): HTMLElementTagNameMap[K] => {
   const element = document.createElement(tag)
+  const listeners: Array<unknown> = []
+  listenersOf.set(element, listeners)
   for (const [name, value] of Object.entries(attributes)) {
-    if (typeof value === "function") element.addEventListener(name.slice(2), value)
-    else if (value === true) element.setAttribute(name, "")
+    if (typeof value === "function") {
+      element.addEventListener(name.slice(2), value)
+      listeners.push(value)
+    } else if (value === true) element.setAttribute(name, "")
     else if (value !== false && value !== null && value !== undefined) element.setAttribute(name, String(value))
   }
   for (const child of children.flat()) {
@@ -28,6 +35,44 @@ export const h = <K extends keyof HTMLElementTagNameMap>(
 
 /** Replaces the children of `parent`. */
 export const mount = (parent: Element, ...children: ReadonlyArray<Node>) => parent.replaceChildren(...children)
+
+/**
+ * Makes the children of `parent` look like `children` while keeping the elements they have in common: an element
+ * replaced between a press and its release takes no click, and a run's events re-render many times a second.
+ * Elements of the same tag and the same listeners are updated in place (so a listener that should survive reads the
+ * element it is on rather than closing over what it showed); the others are replaced.
+ */
+export const morph = (parent: Element, ...children: ReadonlyArray<Node>) =>
+  parent.childNodes.length === children.length ?
+    [...parent.childNodes].forEach((node, i) => patch(node, children[i]!)) :
+    mount(parent, ...children)
+
+const patch = (target: Node, fresh: Node): void => {
+  if (target instanceof Text && fresh instanceof Text) {
+    if (target.data !== fresh.data) target.data = fresh.data
+  } else if (target instanceof HTMLElement && fresh instanceof HTMLElement && sameKind(target, fresh)) {
+    copyAttributes(target, fresh)
+    morph(target, ...fresh.childNodes)
+  } else {
+    target.parentNode?.replaceChild(fresh, target)
+  }
+}
+
+const sameKind = (target: HTMLElement, fresh: HTMLElement) => {
+  const [before, after] = [listenersOf.get(target) ?? [], listenersOf.get(fresh) ?? []]
+  return target.tagName === fresh.tagName && before.length === after.length && before.every((l, i) => l === after[i])
+}
+
+const copyAttributes = (target: HTMLElement, fresh: HTMLElement) => {
+  for (const name of target.getAttributeNames()) if (!fresh.hasAttribute(name)) target.removeAttribute(name)
+  for (const name of fresh.getAttributeNames()) {
+    // Through the CSSOM: the Content-Security-Policy refuses style attributes set as attributes.
+    if (name === "style") target.style.cssText = fresh.style.cssText
+    else if (target.getAttribute(name) !== fresh.getAttribute(name)) {
+      target.setAttribute(name, fresh.getAttribute(name)!)
+    }
+  }
+}
 
 /** `1234567` as `1,234,567`. */
 export const count = (n: number) => n.toLocaleString("en-US")
