@@ -138,9 +138,16 @@ export const problems = (node: Node) => node.child.stderr.split("\n").filter((l)
 
 /**
  * Waits until every stored `Execute` message has its reply: a run that ended answered its message, so no later shard
- * move delivers it again. (Its ids are 64-bit; a reply stored under a rounded id matched no message.)
+ * move delivers it again. (Its ids are 64-bit; a reply stored under a rounded id matched no message.) Then no queued
+ * execution is left either: a row left behind would be executed again by a single server's boot on this database.
  */
-export const allExecutesAnswered = (db: string) =>
+export const allExecutesAnswered = async (db: string) => {
+  await executesAnswered(db)
+  const queued = await query(db, "SELECT run_id FROM queued_executions")
+  if (queued.length > 0) throw new Error(`queued executions left behind: ${JSON.stringify(queued)}`)
+}
+
+const executesAnswered = (db: string) =>
   until(
     async () =>
       (await query<{ n: string }>(

@@ -10,8 +10,8 @@ import * as Option from "effect/Option"
 import { randomBytes } from "node:crypto"
 import * as os from "node:os"
 import type { PersistenceError, RunCancelled, RunLocked } from "./Errors.js"
-import type { RunBudget, RunId } from "./Run.js"
-import { keepLease, type LeaseHolder, RunStore } from "./RunStore.js"
+import type { RunId } from "./Run.js"
+import { type ClaimOptions, keepLease, type LeaseHolder, RunStore } from "./RunStore.js"
 
 /**
  * The lease of one execution, once its claim succeeded.
@@ -54,11 +54,7 @@ export const makeOwnerId = (): string => `${os.hostname()}:${process.pid}:${rand
 export const claim = (
   runId: RunId,
   options: { readonly owner?: string | undefined; readonly leaseMs?: number | undefined },
-  claimOptions: {
-    readonly reopen?: boolean | undefined
-    readonly expectedVersion?: number | undefined
-    readonly budget?: RunBudget | undefined
-  }
+  claimOptions: ClaimOptions
 ) =>
   Effect.gen(function*() {
     const leaseMs = options.leaseMs ?? defaultLeaseMs

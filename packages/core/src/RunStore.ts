@@ -100,6 +100,26 @@ export interface LeaseHolder {
 }
 
 /**
+ * Options of `claim`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClaimOptions {
+  /** Reopen a completed run (to retry its skipped batches). */
+  readonly reopen?: boolean | undefined
+  /** The `statusVersion` the caller read: a run cancelled since then fails with `RunCancelled`. */
+  readonly expectedVersion?: number | undefined
+  /** Becomes the run's whole budget (one without a finite limit lifts it); without one the run keeps its own. */
+  readonly budget?: RunBudget | undefined
+  /**
+   * Take the run's queued execution off the queue with the lease, in the claim's transaction: for an execution
+   * whose request is kept elsewhere until it ends (a cluster's stored `Execute` message).
+   */
+  readonly dequeue?: boolean | undefined
+}
+
+/**
  * What `claim` gives: the run and, when it took the lease, the holder to present on every write. A completed run
  * that was not reopened is returned without a holder.
  *
@@ -179,6 +199,11 @@ export interface UnstartedOutcome {
   /** The error's tag, e.g. `UnknownExtractor`. */
   readonly reason: string
   readonly error: string
+  /**
+   * Also take the run's queued execution off the queue, for a request that ends here (a cluster's answered
+   * message). Default false: a single server keeps it, and its next start tries the run again.
+   */
+  readonly dequeue?: boolean | undefined
 }
 
 /**
@@ -370,19 +395,13 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
    * dead (same host, process gone), is taken over. With `expectedVersion` (the `statusVersion` the caller read),
    * a run cancelled since then fails with `RunCancelled`: a cancel that raced the caller sticks. Taking over a
    * `running` run whose cancel was requested (its holder stopped before it saw the request) records it `cancelled`
-   * and fails with `RunCancelled`, instead of executing it again. A `budget` given
-   * becomes the run's whole `budget`, and one without a finite limit (`{}`) lifts it; without one, the run keeps
-   * the one it has.
+   * and fails with `RunCancelled`, instead of executing it again. See `ClaimOptions` for the budget and `dequeue`.
    */
   readonly claim: (
     runId: RunId,
     owner: string,
     leaseMs: number,
-    options?: {
-      readonly reopen?: boolean | undefined
-      readonly expectedVersion?: number | undefined
-      readonly budget?: RunBudget | undefined
-    }
+    options?: ClaimOptions
   ) => Effect.Effect<Claimed, RunNotFound | RunLocked | RunCancelled | PersistenceError>
   /** Extends the lease; fails with `RunLocked` when the lease was lost. Returns whether cancellation was requested. */
   readonly heartbeat: (
@@ -480,6 +499,14 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
    * new options.
    */
   readonly queueExecution: (entry: NewQueuedExecution) => Effect.Effect<void, RunNotFound | PersistenceError>
+  /**
+   * Queues the run's execution unless one waits already, atomically (for requests that may arrive at two processes
+   * at once: a cluster's nodes): answers the waiting one, whose options stand, or none when this one was queued. A
+   * row queued before the run's last end (`finishedAt`) is not waiting: it is replaced.
+   */
+  readonly queueExecutionOnce: (
+    entry: NewQueuedExecution
+  ) => Effect.Effect<Option.Option<QueuedExecution>, RunNotFound | PersistenceError>
   /** Removes a run's queued execution (none is fine). `requestCancel` and `deleteRun` remove it too. */
   readonly dequeueExecution: (runId: RunId) => Effect.Effect<void, PersistenceError>
   /** Every queued execution in FIFO order. */

@@ -118,6 +118,12 @@ export interface ExecuteOptions {
    * does. Default: the version `execute` reads.
    */
   readonly requestedVersion?: number | undefined
+  /**
+   * The claim takes the run's queued execution off the queue, for a request kept elsewhere until the run ends (a
+   * cluster's `Execute` message). Default false: a single server keeps the row until the execution ends, and
+   * executes it again from there after a crash.
+   */
+  readonly dequeue?: boolean | undefined
 }
 
 /**
@@ -730,7 +736,8 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   const { lease: claimedLease, run: claimed } = yield* Lease.claim(runId, options, {
     reopen,
     expectedVersion: options.requestedVersion ?? stored.statusVersion,
-    budget: options.budget
+    budget: options.budget,
+    dequeue: options.dequeue
   })
   if (Option.isNone(claimedLease)) return claimed
   const lease = claimedLease.value

@@ -526,9 +526,15 @@ export const runStoreSuite = (
           assert.deepStrictEqual((yield* store.errors(created.id)).map((e) => [e.reason, e.message]), [
             ["UnknownExtractor", unstarted.error]
           ])
-          // A failed run resumed and failing again before its claim: recorded again.
+          // A failed run resumed and failing again before its claim: recorded again. Its queued execution stays
+          // (a single server's next start tries it again), unless the request ends there (`dequeue`).
+          yield* store.queueExecution({ runId: created.id })
           assert.isTrue(yield* store.failUnstarted(created.id, failed.statusVersion, unstarted))
           assert.strictEqual((yield* store.errors(created.id)).length, 2)
+          assert.strictEqual((yield* store.queuedExecutions).length, 1)
+          const again = yield* store.getRun(created.id)
+          assert.isTrue(yield* store.failUnstarted(created.id, again.statusVersion, { ...unstarted, dequeue: true }))
+          assert.deepStrictEqual(yield* store.queuedExecutions, [])
 
           // Executing elsewhere, or ended for good: left alone.
           const running = (yield* store.claim(created.id, "elsewhere", leaseMs)).run
@@ -804,6 +810,53 @@ export const runStoreSuite = (
           // A resume requested after the cancel executes.
           const resumed = yield* store.claim(created.id, "me", leaseMs, { expectedVersion: withdrawn.statusVersion })
           assert.strictEqual(resumed.run.status, "running")
+        })
+      ))
+
+    it.scoped("queueExecutionOnce queues when nothing waits, else answers the waiting one unchanged; a row older than the run's end is replaced", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const created = yield* store.createRun(newRun("once"))
+          const first = { runId: created.id, budget: { maxCostUsd: 1 } }
+          assert.isTrue(Option.isNone(yield* store.queueExecutionOnce(first)))
+          const waiting = yield* store.queueExecutionOnce({ runId: created.id, budget: { maxCostUsd: 2 } })
+          const waitingBudget: unknown = Option.getOrNull(Option.flatMap(waiting, (row) => row.budget))
+          assert.deepStrictEqual(waitingBudget, { maxCostUsd: 1 })
+          assert.deepStrictEqual((yield* store.queuedExecutions).map((row) => Option.getOrNull(row.budget)), [{
+            maxCostUsd: 1
+          }])
+          // The run executes and ends (a claim without dequeue leaves the row, as a single server's does until the
+          // execution ends): the row no longer waits, and the next request replaces it.
+          const claimed = yield* store.claim(created.id, "me", leaseMs)
+          yield* TestClock.adjust(1)
+          yield* store.finish(created.id, Option.getOrThrow(claimed.holder), { status: "failed", error: "boom" })
+          yield* TestClock.adjust(1)
+          assert.isTrue(Option.isNone(yield* store.queueExecutionOnce({ runId: created.id, budget: { maxTokens: 5 } })))
+          assert.deepStrictEqual((yield* store.queuedExecutions).map((row) => Option.getOrNull(row.budget)), [{
+            maxTokens: 5
+          }])
+          const missing = yield* flipOrFail(store.queueExecutionOnce({ runId: RunId.make("missing") }))
+          assert.strictEqual(missing._tag, "RunNotFound")
+        })
+      ))
+
+    it.scoped("a claim with dequeue takes the run's queued execution off the queue; one without keeps it", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const [kept, taken] = [yield* store.createRun(newRun("kept")), yield* store.createRun(newRun("taken"))]
+          for (const run of [kept, taken]) yield* store.queueExecution({ runId: run.id, budget: { maxTokens: 9 } })
+          yield* store.claim(kept.id, "me", leaseMs)
+          // A refused claim (a live lease) leaves it.
+          yield* store.claim(taken.id, "other", leaseMs)
+          assert.strictEqual(
+            (yield* flipOrFail(store.claim(taken.id, "me", leaseMs, { dequeue: true })))._tag,
+            "RunLocked"
+          )
+          assert.deepStrictEqual((yield* store.queuedExecutions).map((row) => row.runId), [kept.id, taken.id])
+          yield* TestClock.adjust(leaseMs + 1)
+          const claimed = yield* store.claim(taken.id, "me", leaseMs, { dequeue: true })
+          assert.strictEqual(claimed.run.status, "running")
+          assert.deepStrictEqual((yield* store.queuedExecutions).map((row) => row.runId), [kept.id])
         })
       ))
 

@@ -215,6 +215,7 @@ export const make = (local: LocalRuns, options: Options) =>
     const context = yield* Effect.context<Workflow.ExecuteRequirements>()
     const client = yield* ClusterRun.QuarryRun.client
     const storage = yield* MessageStorage.MessageStorage
+    const scope = yield* Effect.scope
     // The stored `Execute` of the run's current version, if one was sent.
     const pendingExecute = (run: Run) =>
       Effect.flatMap(executeAddress(run), storage.requestIdForPrimaryKey).pipe(
@@ -268,19 +269,31 @@ export const make = (local: LocalRuns, options: Options) =>
           return yield* WaitingExecution.conflict(run, waiting, "its runner")
         }
         yield* refuseWhenFull
-        yield* store.queueExecution({ runId, retrySkipped: execution.retrySkipped, budget: execution.budget })
+        // Atomic: of two resumes at two nodes at once, the second finds the first's row (as it would its message).
+        const waiting = yield* store.queueExecutionOnce({
+          runId,
+          retrySkipped: execution.retrySkipped,
+          budget: execution.budget
+        })
+        if (Option.isSome(waiting) && !WaitingExecution.same(requestedOf(waiting.value), execution)) {
+          return yield* WaitingExecution.conflict(run, requestedOf(waiting.value), "its runner")
+        }
+        // The first's message, or the same one again (same version, same options): stored once.
         yield* sendExecute(run, execution)
         return run
       }
     )
 
-    // The flag first (a run not executing anywhere ends `cancelled` from it), then the owner, at once. Awaited: the
-    // owner's handler requests the cancel again, and one delivered after the answer (after a resume the client sent
-    // next) withdrew that resume (the cluster test's resume never ran). An owner that does not answer (paused, cut
-    // off) holds the answer until its shard moves (19 s measured).
+    // The flag first (a run not executing anywhere ends `cancelled` from it), then, for a run executing, its owner.
+    // Not awaited: an owner that does not answer (paused, cut off) holds the send until its shard moves (19 s
+    // measured), and the flag is enough there (the owner's next heartbeat or commit, or the takeover's claim, sees
+    // it). A `Cancel` delivered after a resume the client sent next stops nothing: it names the version it cancels.
     const cancel = Effect.fn("ClusterAdmission.cancel")(function*(runId: RunId) {
-      yield* store.requestCancel(runId)
-      yield* client(runId).Cancel(undefined, { discard: true }).pipe(Effect.ignore)
+      const requested = yield* store.requestCancel(runId)
+      if (requested.status === "running") {
+        const interrupt = client(runId).Cancel({ version: requested.statusVersion }, { discard: true })
+        yield* Effect.forkIn(Effect.ignore(interrupt), scope)
+      }
       yield* PubSub.publish(local.changes, runId)
       return yield* store.getRun(runId)
     })

@@ -72,12 +72,17 @@ export const Execute = Rpc.make("Execute", {
 }).annotate(ClusterSchema.Persisted, true)
 
 /**
- * Interrupts the run on its owner (the cancel flag is set in the store before this is sent).
+ * Interrupts the run's execution on its owner. The cancel flag is set in the store before this is sent, and
+ * `version` is the run's status version then: the owner interrupts only an execution still at that version, so a
+ * `Cancel` delivered late (after the run ended cancelled and a resume started it again) stops nothing.
  *
  * @since 0.1.0
  * @category rpcs
  */
-export const Cancel = Rpc.make("Cancel", { success: Schema.Boolean })
+export const Cancel = Rpc.make("Cancel", {
+  payload: { version: Schema.Int },
+  success: Schema.Boolean
+})
 
 /**
  * The entity.
@@ -176,6 +181,8 @@ const executor = (options: HandlerOptions, runId: RunId) =>
     const claimed = yield* Ref.make(false)
     // Executions in a row that lost their connection after their claim, without a batch committed.
     const failuresInARow = yield* Ref.make(0)
+    // The execution running here, for `Cancel`.
+    const execution = yield* Ref.make(Option.none<Fiber.RuntimeFiber<unknown, unknown>>())
     const stopAfterCommit = (event: Workflow.WorkflowEvent) =>
       event._tag === "RunStarted" ?
         Ref.set(claimed, true) :
@@ -205,7 +212,7 @@ const executor = (options: HandlerOptions, runId: RunId) =>
       )
     // A run taken over from a dead runner may still be under its lease: the caller retries `RunLocked`. It also
     // retries `NotStarted` and `ConnectionLost` (see `retryable`).
-    return ({ budget, retrySkipped, version }: ExecutePayload) =>
+    const execute = ({ budget, retrySkipped, version }: ExecutePayload) =>
       Effect.gen(function*() {
         // A message delivered (or given a slot) while this node drains, or stops admitting before it, waits,
         // unanswered, for the shard's next owner.
@@ -217,9 +224,12 @@ const executor = (options: HandlerOptions, runId: RunId) =>
           budget,
           retrySkipped,
           requestedVersion: version,
+          // The message is the request; a queued row left behind would be executed by a single server's boot.
+          dequeue: true,
           onEvent: stopAfterCommit,
           artifactsDir: options.artifacts
         })
+        yield* Ref.set(execution, Option.some(handle.fiber))
         yield* options.onLocal(runId, true)
         const exit = yield* Fiber.await(handle.fiber).pipe(
           // The entity is interrupted when its shard moves (SIGTERM, a runner joining): the run stops after its
@@ -233,7 +243,7 @@ const executor = (options: HandlerOptions, runId: RunId) =>
               Effect.catchAll(() => Fiber.interrupt(handle.fiber))
             )
           ),
-          Effect.ensuring(options.onLocal(runId, false))
+          Effect.ensuring(Effect.zipRight(Ref.set(execution, Option.none()), options.onLocal(runId, false)))
         )
         // Cancelled while it executed, or before its claim (after the message was sent: it waited for a slot or its
         // shard), when nothing was executed.
@@ -248,7 +258,8 @@ const executor = (options: HandlerOptions, runId: RunId) =>
           // Answered once recorded: the run is no longer `pending`, and a resume sends another message.
           const unstartable = Unstartable.errorOf(exit.cause)
           if (unstartable !== undefined) {
-            yield* Unstartable.record(runId, unstartable, `runner ${options.runnerId}`)
+            // Its message is answered: the request ends here, row and all.
+            yield* Unstartable.record(runId, unstartable, { where: `runner ${options.runnerId}`, dequeue: true })
             return { status: "failed" }
           }
           return yield* Effect.failCause(exit.cause)
@@ -263,6 +274,17 @@ const executor = (options: HandlerOptions, runId: RunId) =>
       }).pipe(
         Effect.catchTag("PersistenceError", retryable)
       )
+    // The fiber before the run: while the run is still `running` at `version`, the execution read is the one
+    // that claimed it then (one started since would follow an end, which moves the version on).
+    const cancel = (version: number) =>
+      Effect.gen(function*() {
+        const fiber = yield* Ref.get(execution)
+        const run = yield* store.getRun(runId)
+        if (Option.isNone(fiber) || run.status !== "running" || run.statusVersion !== version) return false
+        yield* Fiber.interrupt(fiber.value)
+        return true
+      }).pipe(Effect.catchAll(() => Effect.succeed(false)))
+    return { execute, cancel }
   })
 
 /**
@@ -275,10 +297,9 @@ const executor = (options: HandlerOptions, runId: RunId) =>
 export const layer = (options: HandlerOptions) =>
   QuarryRun.toLayer(
     Effect.gen(function*() {
-      const manager = yield* WorkflowManager.WorkflowManager
       const address = yield* Entity.CurrentAddress
       const runId = RunId.make(address.entityId)
-      const execute = yield* executor(options, runId)
+      const { cancel, execute } = yield* executor(options, runId)
       const withSlot = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
         Effect.zipRight(
           options.onWaiting(runId, true),
@@ -316,13 +337,8 @@ export const layer = (options: HandlerOptions) =>
             Effect.catchAll((error) => Effect.as(Effect.logWarning("execution failed", error), { status: "failed" })),
             Effect.annotateLogs({ runId })
           ),
-        Cancel: () =>
-          manager.cancel(runId).pipe(
-            Effect.as(true),
-            Effect.catchAll(() =>
-              Effect.succeed(false)
-            )
-          )
+        Cancel: (envelope) =>
+          cancel(envelope.payload.version)
       }
     }),
     // Cancel must reach the entity while Execute runs.

@@ -43,8 +43,9 @@ export const errorOf = (cause: Cause.Cause<unknown>): Unstartable | undefined =>
   )
 
 /**
- * Records the run `failed` with the reason it could not start (`where`: the runner, in a cluster), unless it moved
- * on meanwhile (a cancel, another execution). A run deleted meanwhile has nothing to record.
+ * Records the run `failed` with the reason it could not start, unless it moved on meanwhile (a cancel, another
+ * execution). A run deleted meanwhile has nothing to record. In a cluster, `where` names the runner, and `dequeue`
+ * ends the request (see `RunStore.UnstartedOutcome`).
  *
  * @since 0.1.0
  * @category utils
@@ -52,13 +53,14 @@ export const errorOf = (cause: Cause.Cause<unknown>): Unstartable | undefined =>
 export const record = (
   runId: RunId,
   error: Unstartable,
-  where?: string
+  cluster?: { readonly where: string; readonly dequeue: boolean }
 ): Effect.Effect<void, PersistenceError, RunStore> =>
   Effect.gen(function*() {
     const store = yield* RunStore
     const run = yield* store.getRun(runId)
-    const message = where === undefined ? error.message : `${error.message} (on ${where})`
-    if (yield* store.failUnstarted(runId, run.statusVersion, { reason: error._tag, error: message })) {
+    const message = cluster === undefined ? error.message : `${error.message} (on ${cluster.where})`
+    const outcome = { reason: error._tag, error: message, dequeue: cluster?.dequeue }
+    if (yield* store.failUnstarted(runId, run.statusVersion, outcome)) {
       yield* Effect.logError(`the run cannot start here, recorded failed: ${message}`)
     }
   }).pipe(Effect.catchTag("RunNotFound", () => Effect.void))

@@ -4,16 +4,10 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { randomBytes } from "node:crypto"
 import { RunCancelled } from "../../Errors.js"
-import type { Artifact, RunBudget, RunId } from "../../Run.js"
+import type { Artifact, RunId } from "../../Run.js"
 import type * as RunStore from "../../RunStore.js"
 import { lockedBy, persistence, retryDisconnects, type StoreContext } from "./context.js"
 import { budgetJson, holderIsDead } from "./rows.js"
-
-interface ClaimOptions {
-  readonly reopen?: boolean | undefined
-  readonly expectedVersion?: number | undefined
-  readonly budget?: RunBudget | undefined
-}
 
 /** The lease operations of the store. */
 // A namespace of short operations over one context (each reads at once), not one long function.
@@ -22,7 +16,7 @@ export const make = (ctx: StoreContext) => {
 
   // Retried on a lost connection: a claim whose COMMIT never landed wrote nothing; one whose COMMIT landed before the
   // answer was lost left a lease nobody holds, so the retry is refused (`RunLocked`) until that lease expires.
-  const claim = (runId: RunId, owner: string, leaseMs: number, options: ClaimOptions = {}) =>
+  const claim = (runId: RunId, owner: string, leaseMs: number, options: RunStore.ClaimOptions = {}) =>
     retryDisconnects(transaction(Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       yield* touch(runId, now)
@@ -70,6 +64,7 @@ export const make = (ctx: StoreContext) => {
           cancel_requested = 0,
           budget = CASE WHEN ${keepBudget} = 1 THEN budget ELSE ${budgetJson(options.budget)} END
         WHERE id = ${runId} AND status_version = ${run.statusVersion}`
+      if (options.dequeue === true) yield* sql`DELETE FROM queued_executions WHERE run_id = ${runId}`
       return { run: yield* reread(runId), holder: Option.some(holder) } satisfies RunStore.Claimed
     }))).pipe(
       Effect.flatMap((claimed) => claimed === "cancelled" ? new RunCancelled({ runId }) : Effect.succeed(claimed)),

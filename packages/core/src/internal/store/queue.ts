@@ -51,6 +51,15 @@ export const insertQueued = (ctx: StoreContext, entry: RunStore.NewQueuedExecuti
         request_id = excluded.request_id`
   })
 
+const toQueued = (row: typeof QueuedRow.Type): RunStore.QueuedExecution => ({
+  runId: row.run_id,
+  seq: row.seq,
+  retrySkipped: row.retry_skipped === 1,
+  budget: Option.fromNullable(row.budget),
+  requestId: Option.fromNullable(row.request_id),
+  queuedAt: row.queued_at
+})
+
 /** The queue's operations of the store. */
 export const make = (ctx: StoreContext) => {
   const { sql, transaction } = ctx
@@ -75,19 +84,30 @@ export const make = (ctx: StoreContext) => {
       Result: QueuedRow,
       execute: () => sql`SELECT * FROM queued_executions ORDER BY seq`
     })(undefined)
-  ).pipe(
-    Effect.map((rows) =>
-      rows.map((row): RunStore.QueuedExecution => ({
-        runId: row.run_id,
-        seq: row.seq,
-        retrySkipped: row.retry_skipped === 1,
-        budget: Option.fromNullable(row.budget),
-        requestId: Option.fromNullable(row.request_id),
-        queuedAt: row.queued_at
-      }))
-    ),
-    persistence("queuedExecutions")
-  )
+  ).pipe(Effect.map((rows) => rows.map(toQueued)), persistence("queuedExecutions"))
 
-  return { queueExecution, dequeueExecution, queuedExecutions }
+  const queuedOf = SqlSchema.single({
+    Request: RunId,
+    Result: QueuedRow,
+    execute: (runId) => sql`SELECT * FROM queued_executions WHERE run_id = ${runId}`
+  })
+
+  // The first request wins: `touch` locks the run's row, so a second caller (another cluster node) waits for the
+  // first's COMMIT and then finds its row.
+  const queueExecutionOnce = (entry: RunStore.NewQueuedExecution) =>
+    transaction(Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      yield* ctx.touch(entry.runId, now)
+      const run = yield* ctx.getRun(entry.runId)
+      // A row queued before the run's last end was left by an execution that ran: nothing waits on it.
+      if (Option.isSome(run.finishedAt)) {
+        yield* sql`DELETE FROM queued_executions
+          WHERE run_id = ${entry.runId} AND queued_at < ${run.finishedAt.value}`
+      }
+      const inserted = yield* sql`INSERT INTO queued_executions ${sql.insert(yield* queuedRow(entry, now))}
+        ON CONFLICT (run_id) DO NOTHING RETURNING run_id`
+      return inserted.length > 0 ? Option.none() : Option.some(toQueued(yield* queuedOf(entry.runId)))
+    })).pipe(persistence("queueExecutionOnce"), Effect.withSpan("SqlRunStore.queueExecutionOnce"))
+
+  return { queueExecution, queueExecutionOnce, dequeueExecution, queuedExecutions }
 }

@@ -211,6 +211,7 @@ export const make = (ctx: StoreContext) => {
       if (rows.length === 0) return false
       yield* sql`INSERT INTO run_errors (run_id, at, reason, message)
         VALUES (${runId}, ${now}, ${outcome.reason}, ${outcome.error})`
+      if (outcome.dequeue === true) yield* sql`DELETE FROM queued_executions WHERE run_id = ${runId}`
       return true
     }))).pipe(persistence("failUnstarted"))
 
