@@ -305,7 +305,14 @@ export class MergeError extends Schema.TaggedError<MergeError>()("MergeError", {
  * @since 0.1.0
  * @category errors
  */
-export class RunCancelled extends Schema.TaggedError<RunCancelled>()("RunCancelled", { runId: RunId }) {
+export class RunCancelled extends Schema.TaggedError<RunCancelled>()("RunCancelled", {
+  runId: RunId,
+  /**
+   * Set when a claim recorded the cancel for a holder that stopped before it saw the request (paused, dead): the
+   * claimer owes that execution's undo steps.
+   */
+  tookOver: Schema.optional(Schema.Boolean)
+}) {
   override get message() {
     return `run "${this.runId}" was cancelled; it can be resumed`
   }

@@ -738,7 +738,13 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
     expectedVersion: options.requestedVersion ?? stored.statusVersion,
     budget: options.budget,
     dequeue: options.dequeue
-  })
+  }).pipe(
+    // The cancel of a holder that stopped before it saw it: its undo steps run here, as they would have there.
+    Effect.tapErrorTag(
+      "RunCancelled",
+      (cancelled) => cancelled.tookOver === true ? Compensation.run(runId, "cancelled") : Effect.void
+    )
+  )
   if (Option.isNone(claimedLease)) return claimed
   const lease = claimedLease.value
   return yield* awaitingInterruption(Effect.raceFirst(

@@ -9,6 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as TestClock from "effect/TestClock"
 import * as path from "node:path"
 import { makeGate, readText, scriptedExtractor, sharedData, storeLayer, tempDir } from "./fixtures.js"
 
@@ -167,6 +168,33 @@ describe("Compensation in a workflow", () => {
         assert.deepStrictEqual(world.undone, ["batch 2", "batch 0", "batch 1", "app"])
         assert.strictEqual(Compensation.stateOf(yield* stepsOf), "done")
       }).pipe(Effect.provide(Layer.merge(storeLayer(path.join(dir, "q.db"), [undoingExtractor(gate)]), world.layer)))
+    }))
+
+  it.scoped("a cancel the next claim honours for a holder that stopped first (paused, dead) undoes its steps there", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const world = makeWorld()
+      yield* Effect.gen(function*() {
+        const store = yield* RunStore.RunStore
+        yield* Workflow.create(createOptions(dir))
+        // A holder recorded its steps and was asked to cancel, but stopped before it saw the request.
+        yield* store.claim(runId, "stalled", 1_000)
+        yield* Compensation.register(runId, { handler: "delete-upload", name: "upload a", payload: { id: "a" } })
+        yield* Compensation.register(runId, { handler: "release-job", name: "job b", payload: { id: "b" } })
+        assert.isTrue((yield* store.requestCancel(runId)).cancelRequested)
+        yield* TestClock.adjust(1_001)
+        const error = yield* Effect.flip(Workflow.execute(runId))
+        assert.strictEqual(error._tag, "RunCancelled")
+        assert.deepStrictEqual(world.undone, ["b", "a"])
+        assert.strictEqual(Compensation.stateOf(yield* stepsOf), "done")
+        assert.strictEqual((yield* store.getRun(runId)).status, "cancelled")
+        // An execution refused because the run was cancelled since it was requested undoes nothing (as a cancel of
+        // a run nothing executes does not): its step stays for `quarry cancel --purge`.
+        yield* Compensation.register(runId, { handler: "delete-upload", name: "upload c", payload: { id: "c" } })
+        assert.strictEqual((yield* Effect.flip(Workflow.execute(runId, { requestedVersion: 0 })))._tag, "RunCancelled")
+        assert.deepStrictEqual(world.undone, ["b", "a"])
+        assert.strictEqual(Compensation.stateOf(yield* stepsOf), "pending")
+      }).pipe(Effect.provide(Layer.merge(storeLayer(path.join(dir, "q.db")), world.layer)))
     }))
 
   it.scoped("a cancel seen at a checkpoint (another process asked) fails execute with CompensationFailed", () =>

@@ -870,6 +870,8 @@ export const runStoreSuite = (
           yield* TestClock.adjust(leaseMs + 1)
           const refused = yield* flipOrFail(store.claim(created.id, "next", leaseMs))
           assert.strictEqual(refused._tag, "RunCancelled")
+          // The claimer owes the stopped execution's undo steps.
+          assert.isTrue(refused._tag === "RunCancelled" && refused.tookOver === true)
           const ended = yield* store.getRun(created.id)
           assert.strictEqual(ended.status, "cancelled")
           assert.isTrue(Option.isNone(ended.lease))

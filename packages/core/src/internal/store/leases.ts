@@ -67,7 +67,9 @@ export const make = (ctx: StoreContext) => {
       if (options.dequeue === true) yield* sql`DELETE FROM queued_executions WHERE run_id = ${runId}`
       return { run: yield* reread(runId), holder: Option.some(holder) } satisfies RunStore.Claimed
     }))).pipe(
-      Effect.flatMap((claimed) => claimed === "cancelled" ? new RunCancelled({ runId }) : Effect.succeed(claimed)),
+      Effect.flatMap((claimed) =>
+        claimed === "cancelled" ? new RunCancelled({ runId, tookOver: true }) : Effect.succeed(claimed)
+      ),
       persistence("claim"),
       Effect.withSpan("SqlRunStore.claim", { attributes: { runId } })
     )
