@@ -208,6 +208,11 @@ describe("web dashboard (headless Chromium)", () => {
       await row(page, "second").click()
       await page.locator("[data-testid=detail-id]", { hasText: "second" }).waitFor()
       await page.locator("dd", { hasText: /^\$4\.50 at most, 900,000 tokens at most$/ }).waitFor()
+      // So is the detail (its text can be selected and copied while the run progresses).
+      const detailPercent = page.locator("#detail [data-testid=percent]")
+      const shownPercent = await detailPercent.elementHandle()
+      await detailPercent.filter({ hasNotText: await detailPercent.innerText() }).waitFor()
+      assert.isTrue(await shownPercent!.evaluate((span) => span.isConnected), "the detail was replaced")
       await page.click("[data-testid=cancel]")
       await waitForStatus(page, "second", "cancelled")
       await page.screenshot({ path: path.join(shots, "cancelled.png") })

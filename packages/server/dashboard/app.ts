@@ -324,6 +324,7 @@ const actions = (run: RunView) => {
 }
 
 let shownActions: { readonly key: string; readonly element: HTMLElement } | undefined
+let actionsBuilt = 0
 
 /**
  * The run's buttons, built again only when what they can do changes: a run's events re-render the detail many times
@@ -331,7 +332,12 @@ let shownActions: { readonly key: string; readonly element: HTMLElement } | unde
  */
 const actionsOf = (run: RunView) => {
   const key = JSON.stringify([run.id, run.status, run.failureReason, run.resumable, run.counters.skippedBatches > 0])
-  if (shownActions?.key !== key) shownActions = { key, element: actions(run) }
+  if (shownActions?.key !== key) {
+    // Its buttons read its own drop-down and fields: `morph` must replace it whole, not patch one into the other.
+    const element = actions(run)
+    element.dataset["key"] = String(++actionsBuilt)
+    shownActions = { key, element }
+  }
   return shownActions.element
 }
 
@@ -342,7 +348,7 @@ const renderDetail = () => {
   if (run === undefined) return mount(panel, h("p", { class: "hint" }, "Select a run to see its plan and state."))
   const c = run.plan.chunking
   const breaker = run.extractorStatus["circuit"] ?? run.extractorStatus["breaker"]
-  mount(
+  morph(
     panel,
     h(
       "h2",

@@ -39,8 +39,9 @@ export const mount = (parent: Element, ...children: ReadonlyArray<Node>) => pare
 /**
  * Makes the children of `parent` look like `children` while keeping the elements they have in common: an element
  * replaced between a press and its release takes no click, and a run's events re-render many times a second.
- * Elements of the same tag and the same listeners are updated in place (so a listener that should survive reads the
- * element it is on rather than closing over what it showed); the others are replaced.
+ * Elements of the same tag, the same listeners and the same `data-key` are updated in place (so a listener that
+ * should survive reads the element it is on rather than closing over what it showed); the others are replaced. A
+ * part whose listeners close over its own elements takes a new `data-key` each time it is built.
  */
 export const morph = (parent: Element, ...children: ReadonlyArray<Node>) =>
   parent.childNodes.length === children.length ?
@@ -48,6 +49,8 @@ export const morph = (parent: Element, ...children: ReadonlyArray<Node>) =>
     mount(parent, ...children)
 
 const patch = (target: Node, fresh: Node): void => {
+  // A node kept between renders (a cached part) is already what it should be.
+  if (target === fresh) return
   if (target instanceof Text && fresh instanceof Text) {
     if (target.data !== fresh.data) target.data = fresh.data
   } else if (target instanceof HTMLElement && fresh instanceof HTMLElement && sameKind(target, fresh)) {
@@ -60,7 +63,8 @@ const patch = (target: Node, fresh: Node): void => {
 
 const sameKind = (target: HTMLElement, fresh: HTMLElement) => {
   const [before, after] = [listenersOf.get(target) ?? [], listenersOf.get(fresh) ?? []]
-  return target.tagName === fresh.tagName && before.length === after.length && before.every((l, i) => l === after[i])
+  return target.tagName === fresh.tagName && target.dataset["key"] === fresh.dataset["key"] &&
+    before.length === after.length && before.every((l, i) => l === after[i])
 }
 
 const copyAttributes = (target: HTMLElement, fresh: HTMLElement) => {
