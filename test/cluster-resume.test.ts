@@ -41,6 +41,13 @@ describe("quarry serve --cluster: a run waiting for its runner", () => {
       120_000,
       what
     )
+  /** A resume through `node` is accepted and executes the run to the end, with the reference's output. */
+  const resumesToTheEnd = async (db: string, node: Node, runId: string) => {
+    const resumed = await call(node, "POST", `/v1/runs/${runId}/resume`)
+    assert.strictEqual(resumed.status, 202, resumed.text)
+    await waitFor(db, runId, (r) => r.status === "completed", `the resumed run ${runId} to complete`)
+    assert.strictEqual((await row(db, runId))!.digest, suite.reference.digest)
+  }
   const budgets = async (db: string, runId: string) => ({
     run: (await query<{ budget: string | null }>(db, "SELECT budget FROM runs WHERE id = $1", [runId]))[0]?.budget,
     queued: (await query<{ budget: string | null }>(db, "SELECT budget FROM queued_executions WHERE run_id = $1", [
@@ -124,9 +131,7 @@ describe("quarry serve --cluster: a run waiting for its runner", () => {
       assert.match(held.child.stderr, /the run was cancelled before this runner claimed it: not executed here/)
 
       // Still resumable: a resume now executes it to the end.
-      assert.strictEqual((await call(other, "POST", `/v1/runs/${resumed}/resume`)).status, 202)
-      await waitFor(db, resumed, (r) => r.status === "completed", "the run resumed again to complete")
-      assert.strictEqual((await row(db, resumed))!.digest, suite.reference.digest)
+      await resumesToTheEnd(db, other, resumed)
       await allExecutesAnswered(db)
     },
     300_000
@@ -162,9 +167,7 @@ describe("quarry serve --cluster: a run waiting for its runner", () => {
         held.child.child.kill("SIGCONT")
       }
       // Resumed, it executes to the end: the `Cancel` sent to the paused runner names the execution it cancelled.
-      assert.strictEqual((await call(other, "POST", `/v1/runs/${runId}/resume`)).status, 202)
-      await waitFor(db, runId, (r) => r.status === "completed", "the resumed run to complete")
-      assert.strictEqual((await row(db, runId))!.digest, suite.reference.digest)
+      await resumesToTheEnd(db, other, runId)
       await allExecutesAnswered(db)
     },
     300_000

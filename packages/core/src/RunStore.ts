@@ -71,8 +71,9 @@ export interface NewQueuedExecution {
 }
 
 /**
- * A queued execution as stored: kept from the request until the execution ends (completed, failed or cancelled),
- * so a restart requeues a waiting one and resumes an interrupted one with the same budget.
+ * A queued execution as stored: on a single server, kept from the request until the execution ends (completed,
+ * failed or cancelled), so a restart requeues a waiting one and resumes an interrupted one with the same budget; in
+ * a cluster, until the runner's claim (`ClaimOptions.dequeue`), after which its stored message is the request.
  *
  * @since 0.1.0
  * @category models
