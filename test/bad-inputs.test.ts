@@ -3,6 +3,7 @@
  * nothing on stdout, and leaves the database exactly as it was (same bytes, same modification time, no journal).
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import Database from "better-sqlite3"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import {
@@ -20,6 +21,8 @@ interface Snapshot {
   readonly sha256: string
   readonly mtimeMs: number
   readonly siblings: ReadonlyArray<string>
+  /** The other application's database, which no command may change (nor switch to WAL). */
+  readonly foreign: string
 }
 
 describe("bad inputs", () => {
@@ -32,7 +35,8 @@ describe("bad inputs", () => {
   const take = (withJournal = false): Snapshot => ({
     sha256: sha256File(db),
     mtimeMs: fs.statSync(db).mtimeMs,
-    siblings: fs.readdirSync(dir).filter((name) => withJournal || !/-(wal|shm|journal)$/.test(name)).sort()
+    siblings: fs.readdirSync(dir).filter((name) => withJournal || !/-(wal|shm|journal)$/.test(name)).sort(),
+    foreign: sha256File(path.join(dir, "foreign.db"))
   })
 
   beforeAll(async () => {
@@ -47,6 +51,10 @@ describe("bad inputs", () => {
       Buffer.from("Ahab's caf\u00e9 na\u00efve r\u00e9sum\u00e9\n", "latin1")
     )
     fs.writeFileSync(path.join(dir, "notes.db"), notes)
+    fs.writeFileSync(path.join(dir, "utf16.txt"), Buffer.from("\uFEFFCaptain Ahab\n", "utf16le"))
+    const foreign = new Database(path.join(dir, "foreign.db"))
+    foreign.exec("CREATE TABLE runs (x); CREATE TABLE notes (y); INSERT INTO notes VALUES ('mine')")
+    foreign.close()
     fs.mkdirSync(path.join(dir, "folder"))
     fs.mkdirSync(path.join(dir, "readonly"))
     fs.writeFileSync(path.join(dir, "secret.txt"), "Captain Ahab's private log.\n", { mode: 0o600 })
@@ -76,6 +84,8 @@ describe("bad inputs", () => {
     readonly unprivileged?: boolean
     /** Text that must appear nowhere in the output (a secret given where it does not belong). */
     readonly absent?: string
+    /** Given to the command on its standard input (a pipe). */
+    readonly stdin?: string
   }> = [
     {
       name: "missing input file",
@@ -91,6 +101,24 @@ describe("bad inputs", () => {
       name: "binary input",
       args: () => ["start", path.join(dir, "image.png"), "--db", db],
       message: () => "looks like a binary file (a NUL byte at offset 8)"
+    },
+    {
+      name: "a binary device (/dev/zero, read only up to its first NUL byte)",
+      args: () => ["start", "/dev/zero", "--db", db],
+      message: () => "input file /dev/zero looks like a binary file (a NUL byte at offset 0)"
+    },
+    {
+      name: "UTF-16 input (its byte order mark)",
+      args: () => ["start", path.join(dir, "utf16.txt"), "--db", db],
+      message: () =>
+        `input file ${path.join(dir, "utf16.txt")} is UTF-16 text (it starts with a UTF-16 byte order mark); ` +
+        `Quarry reads UTF-8, so convert it first`
+    },
+    {
+      name: "a pipe that gives more than --max-input-size (read up to the limit, refused beyond)",
+      args: () => ["start", "/dev/stdin", "--db", db, "--max-input-size", "1K"],
+      stdin: "Call me Ishmael. ".repeat(200),
+      message: () => "input file /dev/stdin gives more than the limit of 1024 bytes"
     },
     {
       name: "invalid UTF-8",
@@ -350,6 +378,18 @@ describe("bad inputs", () => {
         `--db ${path.join(dir, "notes.db")} is not a SQLite database (it does not start with the SQLite header)`
     },
     {
+      name: "--db of another application (a SQLite file without Quarry's tables, one named like Quarry's)",
+      args: () => ["runs", "--db", path.join(dir, "foreign.db")],
+      message: () =>
+        `--db ${path.join(dir, "foreign.db")} is a SQLite database of something else (its tables: notes, runs), ` +
+        "not a Quarry database; pass a Quarry database, or a new file name to create one"
+    },
+    {
+      name: "start on a --db of another application",
+      args: () => ["start", small, "--db", path.join(dir, "foreign.db")],
+      message: () => `--db ${path.join(dir, "foreign.db")} is a SQLite database of something else`
+    },
+    {
       name: "--db :memory:",
       args: () => ["start", small, "--db", ":memory:"],
       message: () => "database :memory: is not durable: it is an in-memory database",
@@ -383,7 +423,8 @@ describe("bad inputs", () => {
         const result = await run(c.args(), {
           cwd: dir,
           ...(c.env === undefined ? {} : { env: c.env }),
-          ...(c.unprivileged === true ? unprivileged : {})
+          ...(c.unprivileged === true ? unprivileged : {}),
+          ...(c.stdin === undefined ? {} : { stdin: c.stdin })
         })
         assert.strictEqual(result.code, c.code ?? 2, result.stderr)
         assert.include(result.stderr, c.message())
@@ -391,12 +432,13 @@ describe("bad inputs", () => {
         if (c.absent !== undefined) assert.notInclude(result.stderr, c.absent)
         assert.deepStrictEqual(take(), snapshot)
         assert.strictEqual(fs.readFileSync(path.join(dir, "notes.db"), "utf8"), notes)
+        assert.strictEqual(sha256File(path.join(dir, "foreign.db")), snapshot!.foreign)
       }, 180_000) // a generous bound: under a loaded machine one CLI start can take a minute
     }
   })
 
   it("leaves no journal behind: the database and its directory are exactly as before", () => {
-    assert.deepStrictEqual(take(true), snapshot)
+    assert.deepStrictEqual(take(true), snapshot, JSON.stringify([take(true), snapshot]))
   })
 
   it("--db in a read-only directory (as an unprivileged user): exit 2, nothing created", async () => {
@@ -458,6 +500,22 @@ describe("inputs that are valid but unusual", () => {
       ])
       assert.strictEqual(result.code, 0, result.stderr)
       const status = await run(["status", name, "--db", path.join(dir, `${name}.db`), "--json"])
+      return { sha256: sha256File(out), input: (jsonLines(status.stdout)[0]!.plan as { input: unknown }).input }
+    }))
+    assert.deepStrictEqual(ran[1], ran[0])
+  }, 60_000)
+
+  it("an input read from a pipe (/dev/stdin) gives the same input, SHA-256 and artifact as the file", async () => {
+    const file = path.join(texts, "long-multi-chapter.txt")
+    const text = fs.readFileSync(file, "utf8")
+    const ran = await Promise.all([["file", file], ["pipe", "/dev/stdin"]].map(async ([name, input]) => {
+      const out = path.join(dir, `${name}.ttl`)
+      const piped = path.join(dir, `${name}.db`)
+      const result = await run(["start", input!, "--db", piped, "--run-id", "r", "--out", out], {
+        ...(name === "pipe" ? { stdin: text } : {})
+      })
+      assert.strictEqual(result.code, 0, result.stderr)
+      const status = await run(["status", "r", "--db", piped, "--json"])
       return { sha256: sha256File(out), input: (jsonLines(status.stdout)[0]!.plan as { input: unknown }).input }
     }))
     assert.deepStrictEqual(ran[1], ran[0])

@@ -52,6 +52,8 @@ export interface SpawnOptions {
   readonly cwd?: string | undefined
   /** Run as this user (and its own group), e.g. `unprivileged.uid` so that file permissions apply to it. */
   readonly uid?: number
+  /** Written to the child's standard input (a pipe), then closed; without it, standard input is closed. */
+  readonly stdin?: string
 }
 
 /** Starts `node quarry.js <args>`. */
@@ -60,8 +62,9 @@ export const start = (args: ReadonlyArray<string>, options: SpawnOptions = {}): 
     cwd: options.cwd ?? os.tmpdir(),
     env: childEnv(options.env ?? {}),
     ...(options.uid === undefined ? {} : { uid: options.uid, gid: options.uid }),
-    stdio: ["ignore", "pipe", "pipe"]
+    stdio: [options.stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"]
   })
+  if (options.stdin !== undefined) child.stdin!.end(options.stdin)
   const listeners = new Set<() => void>()
   const running: Running = {
     child,

@@ -107,8 +107,9 @@ const formatSize = (bytes: number) =>
 
 /**
  * Reads a UTF-8 text file: it must exist, be a readable file (not a directory) of at most `maxBytes` (checked with
- * `stat`, before reading it), contain no NUL byte (binary) and be valid UTF-8. A byte order mark is dropped: offsets
- * count from the first character after it. `what` names the file in messages ("input file", "ontology").
+ * `stat` before reading a regular file; a pipe or device, whose size `stat` cannot tell, is read up to the limit and
+ * refused beyond it), contain no NUL byte (binary) and be valid UTF-8. A byte order mark is dropped: offsets count
+ * from the first character after it. `what` names the file in messages ("input file", "ontology").
  *
  * @since 0.1.0
  * @category validation
@@ -133,7 +134,7 @@ export const readTextFile = (
           `the limit with --max-input-size (or QUARRY_MAX_INPUT_BYTES)`
       )
     }
-    const bytes = yield* attempt(() => fs.readFileSync(file)).pipe(
+    const bytes = yield* (stat.isFile() ? attempt(() => fs.readFileSync(file)) : readStreamed(file, maxBytes)).pipe(
       Effect.catchAll((error) =>
         fail(
           `cannot read ${what} ${file}: ${describeFsError(error)}${
@@ -142,6 +143,19 @@ export const readTextFile = (
         )
       )
     )
+    if (bytes === "over") {
+      return yield* fail(
+        `${what} ${file} gives more than the limit of ${formatSize(maxBytes)} (${specialKind(stat)}, read up to ` +
+          `the limit); raise the limit with --max-input-size (or QUARRY_MAX_INPUT_BYTES)`
+      )
+    }
+    const wide = wideEncodingOf(bytes)
+    if (wide !== undefined) {
+      return yield* fail(
+        `${what} ${file} is ${wide} text (it starts with a ${wide} byte order mark); Quarry reads UTF-8, so ` +
+          `convert it first, e.g. \`iconv -f ${wide} -t UTF-8 ${file} > ${file}.utf8\``
+      )
+    }
     const nul = bytes.indexOf(0)
     if (nul >= 0) {
       return yield* fail(
@@ -158,6 +172,44 @@ export const readTextFile = (
       )
     )
   })
+
+/**
+ * Reads a pipe or device whose size `stat` cannot tell: `"over"` past `maxBytes`, and no further than a chunk holding
+ * a NUL byte (a binary stream such as /dev/zero, refused by the caller). Asynchronous, so a signal still stops it.
+ */
+const readStreamed = (file: string, maxBytes: number): Effect.Effect<Buffer | "over", unknown> =>
+  Effect.tryPromise({
+    try: async () => {
+      // This process's standard input is read where it is: a pipe from a spawning process may be a socket, which
+      // cannot be opened again by its /dev/stdin name (ENXIO).
+      const stream = stdinNames.has(path.resolve(file)) ? process.stdin : fs.createReadStream(file)
+      const chunks: Array<Buffer> = []
+      let total = 0
+      try {
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          total += chunk.length
+          if (total > maxBytes) return "over"
+          chunks.push(chunk)
+          if (chunk.includes(0)) break
+        }
+      } finally {
+        if (stream !== process.stdin) stream.destroy()
+      }
+      return Buffer.concat(chunks)
+    },
+    catch: (error) => error
+  })
+
+const stdinNames = new Set(["/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"])
+
+/** `UTF-16` or `UTF-32` when the bytes start with that encoding's byte order mark (either byte order). */
+const wideEncodingOf = (bytes: Uint8Array): string | undefined => {
+  const [a, b, c, d] = bytes
+  if (a === 0xff && b === 0xfe) return c === 0 && d === 0 ? "UTF-32" : "UTF-16"
+  if (a === 0xfe && b === 0xff) return "UTF-16"
+  if (a === 0 && b === 0 && c === 0xfe && d === 0xff) return "UTF-32"
+  return undefined
+}
 
 const isPermissionError = (error: unknown) => errnoCode(error) === "EACCES" || errnoCode(error) === "EPERM"
 
@@ -184,6 +236,9 @@ const checkUrl = (db: string) =>
   })
 
 const sqliteHeader = Buffer.from("SQLite format 3\u0000", "latin1")
+
+/** What is read of a database file's header: the magic string up to the application id (bytes 68 to 71). */
+const headerBytes = 72
 
 /**
  * The directory a file would be created in must exist, be a directory and be writable. `flag` is the option that
@@ -231,20 +286,60 @@ export const checkDatabase = (db: string): Effect.Effect<void, UsageError> =>
     const header = yield* attempt(() => {
       const fd = fs.openSync(db, "r")
       try {
-        const buffer = Buffer.alloc(sqliteHeader.length)
+        const buffer = Buffer.alloc(headerBytes)
         const read = fs.readSync(fd, buffer, 0, buffer.length, 0)
         return buffer.subarray(0, read)
       } finally {
         fs.closeSync(fd)
       }
     }).pipe(Effect.catchAll((error) => fail(`cannot read the database ${db}: ${describeFsError(error)}`)))
-    if (!header.equals(sqliteHeader)) {
+    if (!header.subarray(0, sqliteHeader.length).equals(sqliteHeader)) {
       return yield* fail(
         `--db ${db} is not a SQLite database (it does not start with the SQLite header); pass a Quarry ` +
           `database, or a new file name to create one`
       )
     }
+    if (header.length === headerBytes && header.readUInt32BE(68) === DatabaseUrl.sqliteApplicationId) return
+    const foreign = yield* foreignTables(db)
+    if (foreign.length > 0) {
+      const shown = foreign.length > 5 ? [...foreign.slice(0, 5), `and ${foreign.length - 5} more`] : foreign
+      return yield* fail(
+        `--db ${db} is a SQLite database of something else (its tables: ${shown.join(", ")}), not a Quarry ` +
+          `database; pass a Quarry database, or a new file name to create one`
+      )
+    }
   })
+
+/**
+ * The tables of an existing SQLite file that Quarry did not create (none for a Quarry database or an empty one),
+ * read without writing: opening it as a database would switch it to WAL and add Quarry's tables to it. Only for a
+ * file without Quarry's application id (another application's, or one written before Quarry set it): a read-only
+ * connection to a database in WAL mode leaves its -wal and -shm files behind. A file that cannot be read here
+ * (locked, damaged) is left to the durability check.
+ */
+const foreignTables = (db: string): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.promise(() => import("better-sqlite3")).pipe(
+    Effect.flatMap(({ default: Sqlite }) =>
+      attempt(() => {
+        const connection = new Sqlite(db, { readonly: true, fileMustExist: true })
+        try {
+          const tables = connection.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+          ).pluck().all() as Array<string>
+          // Quarry's first migration as the migrator recorded it (another Effect application has that table too),
+          // or none yet: the migrator creates its table before the migrations, which another process may be running.
+          const first = tables.includes("effect_sql_migrations") ?
+            connection.prepare("SELECT name FROM effect_sql_migrations ORDER BY migration_id LIMIT 1").pluck().get() :
+            "none"
+          const quarry = first === "create_runs" || first === undefined
+          return quarry ? [] : tables
+        } finally {
+          connection.close()
+        }
+      })
+    ),
+    Effect.orElseSucceed((): ReadonlyArray<string> => [])
+  )
 
 /**
  * True when the database file exists (read-only commands never create one).

@@ -15,6 +15,7 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as DatabaseUrl from "./DatabaseUrl.js"
 import * as Durability from "./Durability.js"
 import { DurabilityError, PersistenceError } from "./Errors.js"
 import { validated } from "./internal/database.js"
@@ -131,6 +132,14 @@ const open = (filename: string) =>
     ).pipe(Layer.provide(Reactivity.layer))
   }))
 
+/** Writes Quarry's application id into the file's header, once (the CLI reads it to tell Quarry's files apart). */
+const markAsQuarrys = (sql: SqlClient.SqlClient) =>
+  Effect.gen(function*() {
+    const rows = yield* sql<{ application_id: number }>`PRAGMA application_id`
+    if (rows[0]?.application_id === DatabaseUrl.sqliteApplicationId) return
+    yield* sql.unsafe(`PRAGMA application_id = ${DatabaseUrl.sqliteApplicationId}`)
+  })
+
 const prepare = (filename: string, options: Options, quickCheck: boolean) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -146,6 +155,7 @@ const prepare = (filename: string, options: Options, quickCheck: boolean) =>
         reasons: [`migration failed: ${new PersistenceError({ operation: "migrate", cause: defect }).message}`]
       })
     ))
+    yield* markAsQuarrys(sql)
     return Database.of({ [validated]: true, filename, sql })
   }).pipe(
     Effect.catchTags({

@@ -59,12 +59,16 @@ export const companions: ReadonlyArray<Companion> = [
   { suffix: "-journal", what: "rollback journal" }
 ]
 
+// The C library's realpath: Node's own (JavaScript) one, given a pipe's /proc link (`/dev/stdin` from a pipe),
+// leaves the module loader unable to find packages afterwards (Node 20: better-sqlite3's `bindings`).
+const realpath = (file: string) => fs.realpathSync.native(file)
+
 /** The real path of `absolute`'s nearest existing ancestor, plus the rest of `absolute`: where it would be created. */
 const entryOf = (absolute: string): string => {
   let rest = path.basename(absolute)
   for (let directory = path.dirname(absolute);; directory = path.dirname(directory)) {
     try {
-      return path.join(fs.realpathSync(directory), rest)
+      return path.join(realpath(directory), rest)
     } catch {
       // Nothing there yet (or not readable): try its parent.
     }
@@ -85,7 +89,7 @@ export const realPaths = (file: string): ReadonlyArray<string> => {
   const absolute = path.resolve(file)
   const entry = entryOf(absolute)
   try {
-    return [entry, fs.realpathSync(absolute)]
+    return [entry, realpath(absolute)]
   } catch {
     return [entry]
   }
@@ -102,6 +106,15 @@ export const sameFile = (a: string, b: string): boolean => {
   const found = realPaths(a)
   return realPaths(b).some((candidate) => found.includes(candidate))
 }
+
+/**
+ * The application id Quarry writes into its SQLite files (`PRAGMA application_id`, bytes 68 to 71 of the file's
+ * header, "Qrry"): a file that carries it is a Quarry database, which can be told without opening it.
+ *
+ * @since 0.1.0
+ * @category files
+ */
+export const sqliteApplicationId = 0x51727279
 
 /**
  * A file of a SQLite database: the database itself (no companion) or one of its companions.

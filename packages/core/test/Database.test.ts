@@ -3,6 +3,7 @@ import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Database from "@quarry/core/Database"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Durability from "@quarry/core/Durability"
 import { RunId } from "@quarry/core/Run"
 import * as RunStore from "@quarry/core/RunStore"
@@ -78,6 +79,7 @@ describe("Database", () => {
         assert.strictEqual(yield* pragma("synchronous"), 2)
         assert.strictEqual(yield* pragma("foreign_keys"), 1)
         assert.strictEqual(yield* pragma("busy_timeout"), Database.busyTimeoutMs)
+        assert.strictEqual(yield* pragma("application_id"), DatabaseUrl.sqliteApplicationId)
         const names = yield* tables
         for (const table of ["runs", "run_inputs", "batches", "checkpoints", "entities", "run_errors"]) {
           assert.include(names, table)
@@ -87,7 +89,8 @@ describe("Database", () => {
         // The report reads the schema version of a database migrated on this very connection.
         assert.strictEqual(report.schemaVersion, report.supportedSchemaVersion)
       }).pipe(Effect.provide(Database.layer(file)))
-      assert.isTrue(fs.existsSync(file))
+      // Once closed (its log checkpointed), the file's header says whose it is: the CLI reads it without opening it.
+      assert.strictEqual(fs.readFileSync(file).readUInt32BE(68), DatabaseUrl.sqliteApplicationId)
     }))
 
   it.scoped("reopening keeps the data and does not migrate again", () =>
