@@ -92,6 +92,19 @@ describe("quarry serve: the durable admission queue", () => {
         ["holds-slot", null],
         ["budgeted", "{\"maxCostUsd\":0.04}"]
       ])
+      // Idempotent on runId, budget included: the same body is the run, another budget (or none) a conflict.
+      const body = {
+        runId: "budgeted",
+        input: FakeLlm.document(8),
+        extractor: "llm",
+        chunking: { strategy: "sentences", windowSize: 300, overlap: 0, batchSize: 1 }
+      }
+      assert.strictEqual((await call(first, "POST", "/v1/runs", { ...body, budget: { maxCostUsd: 0.04 } })).status, 200)
+      for (const budget of [{ maxCostUsd: 0.05 }, { maxCostUsd: 0.04, maxTokens: 5 }, undefined]) {
+        const other = await call(first, "POST", "/v1/runs", { ...body, ...(budget === undefined ? {} : { budget }) })
+        assert.strictEqual(other.status, 409, `${JSON.stringify(budget)}: ${other.text}`)
+        assert.include(other.text, "already exists with a different input, parameters or budget")
+      }
     } finally {
       await stop(first)
     }
@@ -177,6 +190,11 @@ describe("quarry serve: the durable admission queue", () => {
         const resumed = await call(first, "POST", "/v1/runs/again/resume?retrySkipped=true")
         assert.strictEqual(resumed.status, 202, resumed.text)
         assert.strictEqual((resumed.json() as Shown).queuePosition, 1)
+        // Waiting to execute again, it is pending (its stored status is still its last end), in every view.
+        assert.strictEqual((resumed.json() as Shown).status, "pending")
+        assert.strictEqual(((await call(first, "GET", "/v1/runs/again")).json() as Shown).status, "pending")
+        const listed = (await call(first, "GET", "/v1/runs")).json() as { runs: ReadonlyArray<Shown & { id: string }> }
+        assert.strictEqual(listed.runs.find((r) => r.id === "again")?.status, "pending")
         assert.deepStrictEqual(queuedRows(db).map((r) => [r.run_id, r.retry_skipped]), [["busy", 0], ["again", 1]])
         // The waiting execution runs with its own options: the same request again is granted, another one refused.
         const same = await call(first, "POST", "/v1/runs/again/resume?retrySkipped=true")
@@ -186,6 +204,12 @@ describe("quarry serve: the durable admission queue", () => {
         assert.include(other.text, "with an execution waiting for a slot (the run's budget, retrySkipped)")
         assert.include(other.text, "cancel it, then resume it with the new options")
         assert.deepStrictEqual(queuedRows(db).map((r) => [r.run_id, r.retry_skipped]), [["busy", 0], ["again", 1]])
+        // Cancelled and resumed with a budget, it shows the budget it waits with (the run's own is replaced at start).
+        assert.strictEqual((await call(first, "POST", "/v1/runs/again/cancel")).status, 200)
+        const budgeted = await call(first, "POST", "/v1/runs/again/resume?maxTokens=1000&retrySkipped=true")
+        assert.strictEqual(budgeted.status, 202, budgeted.text)
+        assert.deepStrictEqual((budgeted.json() as Shown).budget, { maxCostUsd: null, maxTokens: 1000 })
+        assert.strictEqual((budgeted.json() as Shown).status, "pending")
       } finally {
         first.child.child.kill("SIGKILL")
         await first.child.exited

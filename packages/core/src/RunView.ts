@@ -18,6 +18,7 @@ import {
   type Lease,
   OutputFormat,
   type Run,
+  type RunBudget,
   type RunId,
   RunStatus,
   UsageTotals
@@ -293,6 +294,17 @@ const plan = (run: Run, paths: boolean): RunView["plan"] => ({
 })
 
 /**
+ * A budget as shown: `null` without a limit (a budget of none is kept as none).
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const budget = (limits: RunBudget): RunView["budget"] =>
+  limits.maxCostUsd === undefined && limits.maxTokens === undefined ?
+    null :
+    { maxCostUsd: limits.maxCostUsd ?? null, maxTokens: limits.maxTokens ?? null }
+
+/**
  * The view of a run.
  *
  * @since 0.1.0
@@ -312,10 +324,7 @@ export const make = (run: Run, ledger: Ledger, options: Options): RunView => {
     usage: usage(run.usage),
     attemptUsage: usage(ledger.attempts),
     lostUsage: usage(lostUsage(run, ledger)),
-    budget: Option.getOrNull(Option.map(run.budget, (b) => ({
-      maxCostUsd: b.maxCostUsd ?? null,
-      maxTokens: b.maxTokens ?? null
-    }))),
+    budget: Option.getOrNull(Option.map(run.budget, budget)),
     skipped: ledger.skipped.map((s) => ({ batchIndex: s.batchIndex, error: s.error })),
     extractorStatus: run.extractorStatus,
     timings: {

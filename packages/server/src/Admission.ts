@@ -355,11 +355,22 @@ const cancel = Effect.fn("Admission.cancel")(function*(core: Core, runId: RunId)
   return run
 })
 
-const position = (core: Core, runId: RunId) =>
-  Effect.map(Ref.get(core.queue), (entries) => {
+const waiting = (core: Core, runId: RunId) =>
+  Effect.map(Ref.get(core.queue), (entries): Option.Option<Waiting> => {
     const index = entries.findIndex((e) => e.runId === runId)
-    return index < 0 ? Option.none<number>() : Option.some(index + 1)
+    return index < 0 ? Option.none() : Option.some({ position: index + 1, execution: entries[index]!.execution })
   })
+
+/**
+ * A run waiting in this server's queue for a slot: its 1-based place and the options it will execute with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Waiting {
+  readonly position: number
+  readonly execution: WorkflowManager.ExecutionOptions
+}
 
 /**
  * The admission service.
@@ -380,8 +391,8 @@ export class Admission extends Context.Tag("@quarry/server/Admission")<Admission
   ) => Effect.Effect<Run, QueueFull | Draining | RunNotFound | InvalidRunState | PersistenceError>
   /** Cancels a run, queued or executing. */
   readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
-  /** The 1-based place of a waiting run. */
-  readonly position: (runId: RunId) => Effect.Effect<Option.Option<number>>
+  /** A run's place in this server's queue and the options it waits with; none when it does not wait here. */
+  readonly waiting: (runId: RunId) => Effect.Effect<Option.Option<Waiting>>
   /** Whether the run waits or executes in this process (its changes are announced on `changes`). */
   readonly isLocal: (runId: RunId) => Effect.Effect<boolean>
   /**
@@ -517,7 +528,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     submit,
     resume,
     cancel: (runId) => cancel(core, runId),
-    position: (runId) => position(core, runId),
+    waiting: (runId) => waiting(core, runId),
     isLocal: (runId) => known(core, runId),
     changes,
     stats,

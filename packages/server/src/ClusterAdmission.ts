@@ -304,7 +304,7 @@ export const make = (local: LocalRuns, options: Options) =>
       submit,
       resume,
       cancel,
-      position: () => Effect.succeed(Option.none()),
+      waiting: () => Effect.succeed(Option.none()),
       isLocal,
       changes: local.changes,
       stats: stats(local, sharding, runnerId),

@@ -87,7 +87,7 @@ const view = (run: Run.Run) =>
   Effect.gen(function*() {
     const admission = yield* Admission.Admission
     const now = yield* Clock.currentTimeMillis
-    return yield* RunView.make(run, yield* admission.position(run.id), now).pipe(
+    return yield* RunView.make(run, yield* admission.waiting(run.id), now).pipe(
       Effect.catchTag("PersistenceError", internal)
     )
   })
@@ -218,6 +218,26 @@ const samePlan = (run: Run.Run, submitted: Effect.Effect.Success<ReturnType<type
     Option.contains(p.ontologySha256, submitted.ontologySha256)
 }
 
+/** A submission's budget for comparing: without a limit it is no budget (a new run keeps none either way). */
+const budgetKey = (
+  budget: { readonly maxCostUsd?: number | undefined; readonly maxTokens?: number | undefined } | undefined
+) =>
+  budget?.maxCostUsd === undefined && budget?.maxTokens === undefined ?
+    "none" :
+    JSON.stringify([budget.maxCostUsd ?? null, budget.maxTokens ?? null])
+
+/**
+ * Whether a stored run executes with the budget a submission gives: its waiting execution's (queued, or still
+ * executing on this server), else the run's own.
+ */
+const sameBudget = (run: Run.Run, budget: SubmitRun["budget"]) =>
+  Effect.gen(function*() {
+    const queued = yield* (yield* RunStore).queuedExecutions.pipe(Effect.catchTag("PersistenceError", internal))
+    const waiting = queued.find((execution) => execution.runId === run.id)
+    const recorded = waiting === undefined ? run.budget : waiting.budget
+    return budgetKey(Option.getOrUndefined(recorded)) === budgetKey(budget)
+  })
+
 const submit = (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
     const info = yield* ServerInfo
@@ -228,11 +248,11 @@ const submit = (request: HttpServerRequest.HttpServerRequest) =>
     const runId = planned.runId
     const existing = yield* store.getRun(runId).pipe(Effect.option)
     if (Option.isSome(existing)) {
-      if (!samePlan(existing.value, planned)) {
+      if (!samePlan(existing.value, planned) || !(yield* sameBudget(existing.value, submission.budget))) {
         return yield* new ApiError({
           status: 409,
           tag: "RunAlreadyExists",
-          message: `run ${runId} already exists with a different input or parameters; choose another runId`
+          message: `run ${runId} already exists with a different input, parameters or budget; choose another runId`
         })
       }
       return yield* json(yield* view(existing.value), 200)
@@ -298,7 +318,7 @@ const list = (
     const admission = yield* Admission.Admission
     const now = yield* Clock.currentTimeMillis
     return {
-      runs: yield* RunView.makePage(page, (run) => admission.position(run.id), now).pipe(
+      runs: yield* RunView.makePage(page, (run) => admission.waiting(run.id), now).pipe(
         Effect.catchTag("PersistenceError", internal)
       ),
       nextCursor: rest.length > limit && last !== undefined ? cursorOf(last, order) : null

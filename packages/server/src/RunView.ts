@@ -9,8 +9,9 @@ import type * as Run from "@quarry/core/Run"
 import type { RunStore } from "@quarry/core/RunStore"
 import * as CoreRunView from "@quarry/core/RunView"
 import * as Effect from "effect/Effect"
-import type * as Option from "effect/Option"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type * as Admission from "./Admission.js"
 
 /**
  * The run JSON.
@@ -37,9 +38,9 @@ export const RunPage = Schema.Struct({
   nextCursor: Schema.NullOr(Schema.String)
 }).annotations({ identifier: "RunPage" })
 
-const options = (queuePosition: Option.Option<number>, now: number): CoreRunView.Options => ({
+const options = (waiting: Option.Option<Admission.Waiting>, now: number): CoreRunView.Options => ({
   now,
-  queuePosition,
+  queuePosition: Option.map(waiting, (w) => w.position),
   paths: false,
   // A run its budget stopped continues only with a higher one (`<USD>`, `<N>`: the caller's numbers).
   resume: (r) => {
@@ -49,17 +50,34 @@ const options = (queuePosition: Option.Option<number>, now: number): CoreRunView
 })
 
 /**
- * The view of a run at time `now`, with its queue position when it waits for a slot.
+ * What a run waiting for a slot here will be: `pending` (a resumed run's stored status is still its last end, which a
+ * client polling for an end would take for this execution's), with the budget it waits with, when it gives one.
+ */
+const asWaiting = (view: RunView, waiting: Option.Option<Admission.Waiting>): RunView => {
+  if (Option.isNone(waiting)) return view
+  const budget = waiting.value.execution.budget
+  return {
+    ...view,
+    status: "pending",
+    budget: budget === undefined ? view.budget : CoreRunView.budget(budget)
+  }
+}
+
+/**
+ * The view of a run at time `now`, with its queue position and waiting options when it waits for a slot.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (
   run: Run.Run,
-  queuePosition: Option.Option<number>,
+  waiting: Option.Option<Admission.Waiting>,
   now: number
 ): Effect.Effect<RunView, PersistenceError, RunStore> =>
-  Effect.map(CoreRunView.ledger(run), (ledger) => CoreRunView.make(run, ledger, options(queuePosition, now)))
+  Effect.map(
+    CoreRunView.ledger(run),
+    (ledger) => asWaiting(CoreRunView.make(run, ledger, options(waiting, now)), waiting)
+  )
 
 /**
  * The views of a page of runs, their ledgers read for the whole page at once (one query per kind of detail).
@@ -69,13 +87,13 @@ export const make = (
  */
 export const makePage = <E, R>(
   runs: ReadonlyArray<Run.Run>,
-  queuePosition: (run: Run.Run) => Effect.Effect<Option.Option<number>, E, R>,
+  waitingOf: (run: Run.Run) => Effect.Effect<Option.Option<Admission.Waiting>, E, R>,
   now: number
 ): Effect.Effect<ReadonlyArray<RunView>, PersistenceError | E, RunStore | R> =>
   Effect.flatMap(
     CoreRunView.ledgers(runs),
     (rows) =>
       Effect.forEach(rows, ({ ledger, run }) =>
-        Effect.map(queuePosition(run), (position) =>
-          CoreRunView.make(run, ledger, options(position, now))))
+        Effect.map(waitingOf(run), (waiting) =>
+          asWaiting(CoreRunView.make(run, ledger, options(waiting, now)), waiting)))
   )
