@@ -11,7 +11,7 @@ import Database from "better-sqlite3"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FakeLlm from "../packages/cli/test/FakeLlm.js"
-import { call, ended, logLines, serve, stop, until } from "./serverProcess.js"
+import { call, ended, logLines, readEvents, serve, stop, until } from "./serverProcess.js"
 import { makeDir, mobyDick, removeDir, run } from "./support.js"
 
 /** A long run of the slow test extractor: it holds the only slot until the server stops. */
@@ -172,6 +172,7 @@ describe("quarry serve: the durable admission queue", () => {
     async () => {
       const db = path.join(dir, "resume.db")
       const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "200", QUARRY_LEASE_MS: "3000" }
+      let cancelledEnd: Awaited<ReturnType<typeof readEvents>>[number] | undefined
       const first = await serve(db, ["--max-active-runs", "1"], env)
       try {
         assert.strictEqual((await call(first, "POST", "/v1/runs", blocker("busy"))).status, 202)
@@ -183,6 +184,9 @@ describe("quarry serve: the durable admission queue", () => {
         assert.strictEqual((await call(first, "POST", "/v1/runs", waiting)).status, 202)
         const cancelled = await call(first, "POST", "/v1/runs/again/cancel")
         assert.strictEqual((cancelled.json() as Shown).status, "cancelled")
+        // A client that followed it saw its end; once it is resumed, reconnecting with that id is not the end.
+        cancelledEnd = (await readEvents(first, "again")).at(-1)
+        assert.strictEqual(cancelledEnd?.event, "run.cancelled")
         assert.deepStrictEqual(queuedRows(db).map((r) => r.run_id), ["busy"])
         const refused = await call(first, "POST", "/v1/runs/again/resume?maxCostUsd=-1")
         assert.strictEqual(refused.status, 400, refused.text)
@@ -210,6 +214,12 @@ describe("quarry serve: the durable admission queue", () => {
         assert.strictEqual(budgeted.status, 202, budgeted.text)
         assert.deepStrictEqual((budgeted.json() as Shown).budget, { maxCostUsd: null, maxTokens: 1000 })
         assert.strictEqual((budgeted.json() as Shown).status, "pending")
+        const following = await fetch(`${first.url}/v1/runs/again/events`, {
+          headers: { "last-event-id": cancelledEnd!.id },
+          signal: AbortSignal.timeout(10_000)
+        })
+        assert.strictEqual(following.status, 200, "a waiting run's stream stays open")
+        await following.body?.cancel()
       } finally {
         first.child.child.kill("SIGKILL")
         await first.child.exited
@@ -218,6 +228,9 @@ describe("quarry serve: the durable admission queue", () => {
       try {
         const again = await ended(second, "again") as unknown as Shown
         assert.strictEqual(again.status, "completed")
+        // Reconnecting with the id of the cancelled end gives this execution's events, to its end.
+        const after = await readEvents(second, "again", cancelledEnd!.id)
+        assert.deepStrictEqual([after[0]?.event, after.at(-1)?.event], ["run.started", "run.completed"])
         assert.strictEqual((await ended(second, "busy")).status, "completed")
         await until(() => queuedRows(db).length === 0, 10_000, "the queue to empty")
       } finally {

@@ -10,6 +10,7 @@ import Database from "better-sqlite3"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { readEvents } from "./serverProcess.js"
 import { makeDir, mobyDick, referenceRun, removeDir, run, type Running, sha256File, sleep, start } from "./support.js"
 
 const slow = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "25" }
@@ -93,22 +94,6 @@ const keyPaths = (value: unknown, prefix = ""): Array<string> =>
     Object.entries(value).flatMap(([key, item]) => [`${prefix}.${key}`, ...keyPaths(item, `${prefix}.${key}`)]) :
     []
 
-/** Reads an SSE stream to its end: the events with their ids and names. */
-const readEvents = async (server: Server, runId: string, lastEventId?: string) => {
-  const response = await fetch(`${server.url}/v1/runs/${runId}/events`, {
-    headers: lastEventId === undefined ? {} : { "last-event-id": lastEventId }
-  })
-  assert.strictEqual(response.status, 200)
-  assert.include(response.headers.get("content-type") ?? "", "text/event-stream")
-  const text = await response.text()
-  return text.split("\n\n").filter((block) => block.startsWith("id:")).map((block) => {
-    const fields = Object.fromEntries(
-      block.split("\n").map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 2)])
-    )
-    return { id: Number(fields.id), event: fields.event!, data: JSON.parse(fields.data!) as Record<string, unknown> }
-  })
-}
-
 describe("quarry serve", () => {
   let dir = ""
   let reference = { sha256: "", digest: "" }
@@ -136,17 +121,24 @@ describe("quarry serve", () => {
         const last = events.at(-1)!
         assert.strictEqual(last.event, "run.completed")
         assert.strictEqual(last.data.committedBatches, 67)
-        assert.deepStrictEqual(events.map((e) => e.id), [...events.map((e) => e.id)].sort((a, b) => a - b))
+        const order = (e: { version: number; n: number }) => e.version * 1e6 + e.n
+        assert.deepStrictEqual(events.map(order), [...events.map(order)].sort((a, b) => a - b))
 
-        // Resuming the stream after the last id seen gives only the end.
-        const rest = await readEvents(server, "moby", "67")
-        assert.deepStrictEqual(rest.map((e) => e.event), ["run.completed"])
+        // Resuming the stream after the last id seen gives only the end (also from an id of before versions).
+        const lastBatch = events.filter((e) => e.event === "batch.committed").at(-1)!
+        assert.strictEqual(lastBatch.n, 67)
+        for (const seen of [lastBatch.id, "67"]) {
+          const rest = await readEvents(server, "moby", seen)
+          assert.deepStrictEqual(rest.map((e) => e.event), ["run.completed"])
+        }
         // After the final event (an EventSource reconnecting once the stream closed): 204, so that it stops.
-        const seenAll = await fetch(`${server.url}/v1/runs/moby/events`, {
-          headers: { "last-event-id": "68" },
-          signal: AbortSignal.timeout(10_000)
-        })
-        assert.strictEqual(seenAll.status, 204)
+        for (const seen of [last.id, "68"]) {
+          const seenAll = await fetch(`${server.url}/v1/runs/moby/events`, {
+            headers: { "last-event-id": seen },
+            signal: AbortSignal.timeout(10_000)
+          })
+          assert.strictEqual(seenAll.status, 204)
+        }
 
         const polled = await call(server, "GET", "/v1/runs/moby")
         assert.strictEqual(polled.status, 200)
@@ -641,7 +633,9 @@ describe("quarry serve", () => {
       const sent = Date.now()
       assert.strictEqual((await call(server, "GET", "/readyz")).status, 200)
       const events = (await fetch(`${server.url}/v1/runs/d1/events`)).body!.getReader()
-      const first = new TextDecoder().decode((await events.read()).value)
+      // The stream opens with a comment, then the run's events.
+      let first = ""
+      while (!first.includes("\n\nid:")) first += new TextDecoder().decode((await events.read()).value)
       assert.include(first, "event: run.started")
       const stream = (async () => {
         while (!(await events.read()).done) continue

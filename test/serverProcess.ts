@@ -107,3 +107,28 @@ export interface LogLine {
 export const logLines = (server: Server, message?: string): Array<LogLine> =>
   server.child.stderr.split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as LogLine)
     .filter((line) => message === undefined || line.message === message)
+
+/**
+ * Reads an SSE stream to its end: the events with their ids (`<version>:<n>`, also split) and names.
+ */
+export const readEvents = async (server: Pick<Server, "url">, runId: string, lastEventId?: string) => {
+  const response = await fetch(`${server.url}/v1/runs/${runId}/events`, {
+    headers: lastEventId === undefined ? {} : { "last-event-id": lastEventId }
+  })
+  assert.strictEqual(response.status, 200)
+  assert.include(response.headers.get("content-type") ?? "", "text/event-stream")
+  const text = await response.text()
+  return text.split("\n\n").filter((block) => block.startsWith("id:")).map((block) => {
+    const fields = Object.fromEntries(
+      block.split("\n").map((line) => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 2)])
+    )
+    const [version, n] = fields.id!.split(":").map(Number)
+    return {
+      id: fields.id!,
+      version: version!,
+      n: n!,
+      event: fields.event!,
+      data: JSON.parse(fields.data!) as Record<string, unknown>
+    }
+  })
+}

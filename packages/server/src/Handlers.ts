@@ -331,17 +331,17 @@ const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) 
     const info = yield* ServerInfo
     const admission = yield* Admission.Admission
     const store = yield* RunStore
-    const lastEventId = Option.filter(
-      Option.map(Option.fromNullable(request.headers["last-event-id"]), Number),
-      Number.isSafeInteger
-    )
-    // The client saw the final event of a finished run: 204 tells an EventSource to stop reconnecting.
-    if (Run.isFinished(run.status) && Option.exists(lastEventId, (id) => id > run.plan.totalBatches)) {
+    const lastEventId = RunEvents.parseEventId(request.headers["last-event-id"])
+    const waiting = Effect.map(admission.waiting(runId), Option.isSome)
+    // The client saw the final event of a finished run (not one resumed since): 204 tells an EventSource to stop
+    // reconnecting.
+    if (!(yield* waiting) && Option.exists(lastEventId, (seen) => RunEvents.sawEnd(run, seen))) {
       return HttpServerResponse.empty({ status: 204 })
     }
     const local = yield* admission.isLocal(runId)
     const body = RunEvents.stream(runId, {
       lastEventId,
+      waiting,
       pollMs: info.pollMs,
       local: local ? Option.some(admission.changes) : Option.none(),
       heartbeatMs: info.heartbeatMs,

@@ -3,9 +3,11 @@
  * `batch.committed`, `run.completed`, `run.failed`, `run.cancelled`, `run.interrupted`). The events are derived from
  * the stored run, so that any process answers for any run: a run that waits or executes in this process is read
  * again when admission announces a change (a batch committed, the run ended), with a slow safety read; a run owned
- * elsewhere is polled. Event ids are the committed batch count
- * (`run.started` is 0, the final event `totalBatches + 1`): a client that reconnects with `Last-Event-ID` gets only
- * what it has not seen. Heartbeat comments keep proxies from closing a quiet stream.
+ * elsewhere is polled. An event's id is `<status version>:<n>`, `n` the committed batch count (`run.started` is 0, the
+ * final event `totalBatches + 1`) and the version the run's as read, which grows with every execution and end: a
+ * client that reconnects with `Last-Event-ID` gets only what it has not seen, also after the run was resumed. A
+ * run waiting for a slot here is pending whatever its stored status (its last end). Heartbeat comments keep proxies
+ * from closing a quiet stream.
  *
  * @since 0.1.0
  */
@@ -26,8 +28,10 @@ import * as Stream from "effect/Stream"
  * @category models
  */
 export interface Options {
-  /** The id of the last event the client saw (`Last-Event-ID`). */
-  readonly lastEventId: Option.Option<number>
+  /** The id of the last event the client saw (`Last-Event-ID`, see `parseEventId`). */
+  readonly lastEventId: Option.Option<EventId>
+  /** Whether the run waits for a slot here (then it is pending, whatever its stored status); default never. */
+  readonly waiting?: Effect.Effect<boolean> | undefined
   /** How often a run owned by another process is read. */
   readonly pollMs: number
   /** The change notices of runs executing here, when this run is one of them. */
@@ -44,8 +48,52 @@ interface State {
   readonly committed: number
 }
 
+/**
+ * An event's id: the run's status version as read, and the committed batch count (0 for `run.started`,
+ * `totalBatches + 1` for the final event). A version of `undefined` is an id of before versions (a plain number),
+ * compared by its count alone.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface EventId {
+  readonly version: number | undefined
+  readonly n: number
+}
+
+/**
+ * The `Last-Event-ID` a client sent: `<version>:<n>`, or a plain `<n>` (ids before versions); none when unreadable.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const parseEventId = (header: string | undefined): Option.Option<EventId> => {
+  const match = header === undefined ? null : /^(?:(\d+):)?(\d+)$/.exec(header.trim())
+  if (match === null) return Option.none()
+  const version = match[1] === undefined ? undefined : Number(match[1])
+  const n = Number(match[2])
+  return Number.isSafeInteger(n) && (version === undefined || Number.isSafeInteger(version)) ?
+    Option.some({ version, n }) :
+    Option.none()
+}
+
+/** Whether the event `id` comes after `seen`. */
+const isAfter = (id: EventId, seen: EventId) =>
+  seen.version === undefined || id.version === seen.version ?
+    id.n > seen.n :
+    (id.version ?? 0) > seen.version
+
+/**
+ * Whether `seen` is the final event of the run as it is: a client that saw it has nothing more to wait for.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const sawEnd = (run: Run, seen: EventId): boolean =>
+  isFinished(run.status) && !isAfter({ version: run.statusVersion, n: run.plan.totalBatches + 1 }, seen)
+
 interface Event {
-  readonly id: number
+  readonly id: EventId
   readonly name: string
   readonly fields: Readonly<Record<string, unknown>>
 }
@@ -67,22 +115,25 @@ const progress = (run: Run) => ({
 })
 
 /** The events a new reading of the run adds to what was already sent. */
-const step = (state: State, run: Run): readonly [State, ReadonlyArray<Event>] => {
-  if (run.status === "pending") return [state, []]
+const step = (state: State, [run, waiting]: readonly [Run, boolean]): readonly [State, ReadonlyArray<Event>] => {
+  if (run.status === "pending" || waiting) return [state, []]
   const events: Array<Event> = []
+  // A run's end moved its version on by one: its started and batch events keep the version they were sent with.
+  const executing = isFinished(run.status) ? run.statusVersion - 1 : run.statusVersion
+  const id = (n: number): EventId => ({ version: executing, n })
   if (!state.started) {
     events.push({
-      id: 0,
+      id: id(0),
       name: "run.started",
       fields: { totalBatches: run.plan.totalBatches, committedBatches: run.committedBatches }
     })
   }
   if (run.committedBatches > state.committed) {
-    events.push({ id: run.committedBatches, name: "batch.committed", fields: progress(run) })
+    events.push({ id: id(run.committedBatches), name: "batch.committed", fields: progress(run) })
   }
   if (isFinished(run.status)) {
     events.push({
-      id: run.plan.totalBatches + 1,
+      id: { version: run.statusVersion, n: run.plan.totalBatches + 1 },
       name: terminal[run.status],
       fields: {
         ...progress(run),
@@ -114,7 +165,7 @@ const isEnd = (event: Event) => event.name !== "run.started" && event.name !== "
  * @category encoding
  */
 export const encode = (runId: RunId, event: Event, now: number): string =>
-  `id: ${event.id}\nevent: ${event.name}\ndata: ${
+  `id: ${event.id.version}:${event.id.n}\nevent: ${event.name}\ndata: ${
     JSON.stringify({ event: event.name, time: new Date(now).toISOString(), runId, ...event.fields })
   }\n\n`
 
@@ -138,19 +189,27 @@ const localTriggers = (runId: RunId, changes: PubSub.PubSub<RunId>, safetyMs: nu
  * @category streams
  */
 export const stream = (runId: RunId, options: Options): Stream.Stream<Uint8Array, never, RunStore> => {
-  const seen = Option.getOrElse(options.lastEventId, () => -1)
-  const initial: State = { started: seen >= 0, committed: Math.max(0, seen) }
-  const read = Effect.flatMap(RunStore, (store) => store.getRun(runId))
-  const readings: Stream.Stream<Run, PersistenceError | RunNotFound, RunStore> = Option.match(options.local, {
-    onNone: () => Stream.repeatEffectWithSchedule(read, Schedule.spaced(options.pollMs)),
-    onSome: (changes) => Stream.mapEffect(localTriggers(runId, changes, options.localPollMs ?? 5_000), () => read)
-  })
+  // Every reading derives its events afresh from the stored run; those the client saw are filtered out.
+  const initial: State = { started: false, committed: 0 }
+  const read = Effect.zip(
+    Effect.flatMap(RunStore, (store) => store.getRun(runId)),
+    options.waiting ?? Effect.succeed(false)
+  )
+  const readings: Stream.Stream<readonly [Run, boolean], PersistenceError | RunNotFound, RunStore> = Option.match(
+    options.local,
+    {
+      onNone: () => Stream.repeatEffectWithSchedule(read, Schedule.spaced(options.pollMs)),
+      onSome: (changes) => Stream.mapEffect(localTriggers(runId, changes, options.localPollMs ?? 5_000), () => read)
+    }
+  )
   const events = readings.pipe(
     Stream.mapAccum(initial, step),
     Stream.mapConcatChunk((events) => Chunk.fromIterable(events)),
     // The run's end ends the stream even when the client saw it already (a reconnect after the final event).
     Stream.takeUntil(isEnd),
-    Stream.filter((event) => event.id > seen),
+    Stream.filter((event) =>
+      Option.match(options.lastEventId, { onNone: () => true, onSome: (seen) => isAfter(event.id, seen) })
+    ),
     Stream.mapEffect((event) =>
       Effect.map(Effect.clockWith((clock) => clock.currentTimeMillis), (now) => encode(runId, event, now))
     ),
@@ -159,7 +218,10 @@ export const stream = (runId: RunId, options: Options): Stream.Stream<Uint8Array
     )
   )
   const heartbeats = Stream.tick(options.heartbeatMs).pipe(Stream.drop(1), Stream.as(": heartbeat\n\n"))
+  // A comment first: the response's headers go out with it, so a client of a run that waits for a slot (no event
+  // yet) knows at once that its stream is open.
   return Stream.merge(events, heartbeats, { haltStrategy: "left" }).pipe(
+    Stream.prepend(Chunk.of(": connected\n\n")),
     Stream.interruptWhen(options.until),
     Stream.map((text) => encoder.encode(text))
   )
