@@ -6,7 +6,6 @@
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
-import * as Options from "@effect/cli/Options"
 import { InvalidRunState, MergeError, RunNotFound } from "@quarry/core/Errors"
 import * as Merge from "@quarry/core/Merge"
 import * as Run from "@quarry/core/Run"
@@ -36,10 +35,9 @@ export const command = Command.make("export", {
   runId: Args.text({ name: "run-id" }).pipe(Args.withDescription("The completed run to export.")),
   db: Flags.db,
   format: Start.formatOption("The format (default: from the --out extension, else the run's own format)."),
-  out: Options.text("out").pipe(
-    Options.withPseudoName("FILE"),
-    Options.withDescription("Where to write, - for stdout (default: next to the database, named after the run)."),
-    Options.optional
+  out: Flags.out(
+    "Where to write, - for stdout (default: next to the database, named after the run).",
+    "pass a file name (- for stdout)"
   ),
   json: Flags.json
 }, (flags) =>

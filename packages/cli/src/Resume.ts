@@ -34,13 +34,9 @@ const maxTakeovers = 3
 const options = {
   runId: Args.text({ name: "run-id" }).pipe(Args.withDescription("The run to continue.")),
   db: Flags.db,
-  out: Options.text("out").pipe(
-    Options.withPseudoName("FILE"),
-    Options.withDescription(
-      "Also write the finished artifact here (re-merged from the stored batches; format from the extension, else the " +
-        "run's own)."
-    ),
-    Options.optional
+  out: Flags.out(
+    "Also write the finished artifact here (re-merged from the stored batches; format from the extension, else the " +
+      "run's own)."
   ),
   retrySkipped: Options.boolean("retry-skipped").pipe(
     Options.withDescription(
