@@ -99,7 +99,7 @@ export const command = Command.make("export", {
     if (skippedBatches > 0 && !flags.json) {
       yield* output.err(
         `${skippedBatches} batches of run ${runId} were skipped (--on-batch-error skip), so the artifact is partial; ` +
-          `retry them with: quarry resume ${runId} --retry-skipped`
+          `retry them with: ${Flags.resumeCommand(runId, db, ["--retry-skipped"])}`
       )
     }
   })).pipe(Command.withDescription("Write a completed run's artifact again, in any format."))
