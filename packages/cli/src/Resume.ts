@@ -15,6 +15,7 @@ import { RunStore } from "@quarry/core/RunStore"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { createHash } from "node:crypto"
 import * as path from "node:path"
 import * as Errors from "./Errors.js"
 import * as Events from "./Events.js"
@@ -100,6 +101,9 @@ export const command = Command.make("resume", options, (flags) =>
       const stored = yield* Effect.flatMap(RunStore, (store) => store.getRun(runId))
       const extractor = stored.plan.extractor.name
       yield* Llm.refuseFor(extractor, llm, `run ${runId} uses the ${extractor} extractor`)
+      if (Option.isSome(flags.out)) {
+        yield* Inputs.checkNotStoredText(path.resolve(flags.out.value), yield* storedTexts(stored), Inputs.outFlag)
+      }
       const extracts = stored.status !== "completed" || (flags.retrySkipped && stored.skippedBatches > 0)
       // The run ends by writing its artifact where start planned it: a place that went away since is refused now,
       // not after every remaining batch was extracted.
@@ -156,6 +160,33 @@ const copyArtifact = (run: Run.Run, target: string, json: boolean) =>
  */
 export const provenanceOf = (run: Run.Run): { readonly extractor: Run.ExtractorIdentity } | undefined =>
   run.plan.provenance ? { extractor: run.plan.extractor } : undefined
+
+/**
+ * The texts a run stored (its input and its ontology), which an artifact written for it must not overwrite.
+ *
+ * @since 0.1.0
+ * @category execution
+ */
+export const storedTexts = (run: Run.Run) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const ontology = Option.isNone(run.plan.ontologySha256) ?
+      Option.none<string>() :
+      yield* store.readOntologySource(run.plan.ontologySha256.value)
+    const input: Inputs.StoredText = {
+      what: `the input of run ${run.id}`,
+      sha256: run.plan.inputSha256,
+      length: run.plan.inputLength
+    }
+    return [
+      input,
+      ...Option.toArray(Option.map(ontology, (text): Inputs.StoredText => ({
+        what: `the ontology of run ${run.id}`,
+        sha256: createHash("sha256").update(text).digest("hex"),
+        length: text.length
+      })))
+    ]
+  })
 
 /**
  * The ontology a run was planned with, loaded from the database.
