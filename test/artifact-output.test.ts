@@ -1,8 +1,9 @@
 /**
  * Where artifacts go and what is served as them, with real files: `quarry export --out -` writes the artifact to
  * stdout (the same bytes as a file, valid for `rapper -c`), `--out` never replaces a named pipe or a symbolic link
- * (the rename of the atomic write would), an export of a run with skipped batches says that it is partial, and the
- * server never serves other bytes under an artifact's ETag when its file was replaced by one of the same size.
+ * (the rename of the atomic write would), an export of a run with skipped batches says that it is partial (and, as
+ * the manifest of those batches does, how to retry them on this database), and the server never serves other bytes
+ * under an artifact's ETag when its file was replaced by one of the same size.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
@@ -75,6 +76,17 @@ describe("quarry export: stdout, special files and partial runs", () => {
     }
     // No temp folder is left behind.
     assert.deepStrictEqual(fs.readdirSync(dir).filter((name) => name.startsWith("quarry-export-")), [])
+  }, 60_000)
+
+  it("the skipped batches' manifest and export's summary give the retry command with the --db", async () => {
+    const retry = `quarry resume partial --db ${db} --retry-skipped`
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, "partial.ttl.skipped.json"), "utf8")) as {
+      resume: string
+    }
+    assert.strictEqual(manifest.resume, retry)
+    const exported = await run(["export", "partial", "--db", db, "--out", path.join(dir, "retry.ttl")])
+    assert.strictEqual(exported.code, 0, exported.stderr)
+    assert.include(exported.stderr, `retry them with: ${retry}\n`)
   }, 60_000)
 
   it("refuses a named pipe as --out (the rename would replace it) and writes through a symbolic link", async () => {

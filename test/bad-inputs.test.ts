@@ -414,6 +414,27 @@ describe("bad inputs", () => {
       name: "--out in a directory that does not exist",
       args: () => ["start", small, "--db", db, "--out", path.join(dir, "nowhere", "out.ttl")],
       message: () => `the directory ${path.join(dir, "nowhere")} of the output`
+    },
+    // Checked before the path is resolved: `out/` was written as a file named `out`, '' as the working directory.
+    ...(["start", "resume", "export"] as const).flatMap((command) => {
+      const withOut = (out: string) => [command, command === "start" ? small : "done", "--db", db, "--out", out]
+      return [
+        {
+          name: `${command} --out out/ (a directory that does not exist)`,
+          args: () => withOut("out/"),
+          message: () => `--out "out/" ends with /, so it names a directory, not a file; pass a file name`
+        },
+        {
+          name: `${command} --out ''`,
+          args: () => withOut(""),
+          message: () => "--out is empty; pass a file name"
+        }
+      ]
+    }),
+    {
+      name: "--out new/. (a directory that does not exist)",
+      args: () => ["start", small, "--db", db, "--out", "new/."],
+      message: () => `--out "new/." ends with ., so it names a directory, not a file; pass a file name`
     }
   ]
 

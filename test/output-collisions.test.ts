@@ -172,6 +172,69 @@ describe.concurrent("an artifact path that would replace a file Quarry reads or 
     assert.strictEqual(sha256File(db), sha256)
   }, 60_000)
 
+  // export and resume know the run's input and ontology by content only (the run keeps no path of them).
+  const holdsMessage = (out: string, what: string, instead = "pass another --out") =>
+    `the output ${out} holds ${what} (the same SHA-256): writing the artifact there would overwrite it; ${instead}`
+
+  it("export --out a copy of the run's input: exit 2, the file unchanged, the database unchanged", async () => {
+    const { db, dir, sha256 } = withDatabase()
+    const input = path.join(dir, "in.txt")
+    fs.copyFileSync(small, input)
+    await refused(
+      ["export", "done", "--db", db, "--out", "in.txt"],
+      dir,
+      holdsMessage(input, "the input of run done", "pass another --out (- for stdout)")
+    )
+    assert.strictEqual(sha256File(input), sha256File(small))
+    assert.strictEqual(sha256File(db), sha256)
+  }, 60_000)
+
+  it("resume --out the run's input with a byte order mark: exit 2, the file unchanged", async () => {
+    const { db, dir, sha256 } = withDatabase()
+    const input = path.join(dir, "in.txt")
+    fs.writeFileSync(input, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), fs.readFileSync(small)]))
+    const before = sha256File(input)
+    await refused(["resume", "done", "--db", db, "--out", "in.txt"], dir, holdsMessage(input, "the input of run done"))
+    assert.strictEqual(sha256File(input), before)
+    assert.strictEqual(sha256File(db), sha256)
+  }, 60_000)
+
+  it("export and resume --out the run's ontology file: exit 2, the ontology unchanged", async () => {
+    const { db, dir } = withDatabase()
+    fs.writeFileSync(path.join(dir, "myont.ttl"), ontology)
+    const started = await run(
+      ["start", small, ...light, "--db", db, "--run-id", "ont", "--ontology", "myont.ttl", "--out", "ont.ttl"],
+      { cwd: dir }
+    )
+    assert.strictEqual(started.code, 0, started.stderr)
+    const sha256 = sha256File(db)
+    const file = path.join(dir, "myont.ttl")
+    const commands = [["export", "pass another --out (- for stdout)"], ["resume", "pass another --out"]] as const
+    for (const [command, instead] of commands) {
+      await refused(
+        [command, "ont", "--db", db, "--out", "myont.ttl"],
+        dir,
+        holdsMessage(file, "the ontology of run ont", instead)
+      )
+    }
+    assert.strictEqual(fs.readFileSync(file, "utf8"), ontology)
+    assert.strictEqual(sha256File(db), sha256)
+  }, 60_000)
+
+  it("export done, whose default artifact holds the run's input: exit 2, the file unchanged", async () => {
+    const { db, dir, sha256 } = withDatabase()
+    const input = path.join(dir, "done.ttl")
+    fs.copyFileSync(small, input)
+    await refused(
+      ["export", "done", "--db", db],
+      dir,
+      `the default output ${input} holds the input of run done (the same SHA-256): writing the artifact there would ` +
+        `overwrite it; pass --out FILE`
+    )
+    assert.strictEqual(sha256File(input), sha256File(small))
+    assert.strictEqual(sha256File(db), sha256)
+  }, 60_000)
+
   it("export done --db done.ttl, whose default artifact is the database: exit 2, the database unchanged", async () => {
     const { db, dir, sha256 } = withDatabase("done.ttl")
     await refused(

@@ -73,6 +73,8 @@ interface Reporter {
   readonly limitArgs: ReadonlyArray<string>
   /** The command that resumes the run, with the same limits: a resume without them would run unbounded. */
   readonly hint: string
+  /** The command that retries its skipped batches (printed, and written into their manifest). */
+  readonly retryHint: string
   readonly state: {
     started: boolean
     total: number
@@ -96,6 +98,7 @@ const makeReporter = (runId: RunId, options: ExecutionOptions) =>
       extractorArgs,
       limitArgs,
       hint: Flags.resumeCommand(runId, options.db, [...extractorArgs, ...limitArgs]),
+      retryHint: Flags.resumeCommand(runId, options.db, [...extractorArgs, ...limitArgs, "--retry-skipped"]),
       state: { started: false, total: 0, committed: 0, atStart: 0, entities: 0, lastDraw: 0 }
     }
     return reporter
@@ -264,8 +267,7 @@ const completed = (r: Reporter) => (run: Run) =>
     if (manifest !== undefined) {
       yield* r.output.out(
         `${Events.plural(run.skippedBatches, "batch was", "batches were")} skipped (--on-batch-error skip), ` +
-          `so the artifact is partial; they are listed in ${manifest}. Retry them with: ` +
-          `${Flags.resumeCommand(r.runId, r.options.db, [...r.extractorArgs, ...r.limitArgs, "--retry-skipped"])}`
+          `so the artifact is partial; they are listed in ${manifest}. Retry them with: ${r.retryHint}`
       )
     }
     return run
@@ -430,7 +432,8 @@ export const execute = (runId: RunId, options: ExecutionOptions) =>
       onEvent: onEvent(r),
       budget: options.limits?.budget,
       deadlineMs: options.limits?.deadlineMs,
-      retrySkipped: options.retrySkipped
+      retrySkipped: options.retrySkipped,
+      retryCommand: r.retryHint
     }).pipe(
       Effect.onInterrupt(() => interrupted(r)),
       Effect.catchAllCause((cause): Effect.Effect<never, Workflow.ExecuteError | Errors.RunEnded> => {

@@ -6,7 +6,6 @@
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
-import * as Options from "@effect/cli/Options"
 import { InvalidRunState, MergeError, RunNotFound } from "@quarry/core/Errors"
 import * as Merge from "@quarry/core/Merge"
 import * as Run from "@quarry/core/Run"
@@ -22,9 +21,15 @@ import * as Events from "./Events.js"
 import * as Flags from "./Flags.js"
 import * as Inputs from "./Inputs.js"
 import { Output } from "./Output.js"
-import { loadOntology, provenanceOf } from "./Resume.js"
+import { loadOntology, provenanceOf, storedTexts } from "./Resume.js"
 import * as Start from "./Start.js"
 import { withStore } from "./Status.js"
+
+/** How the checks of `--out FILE` name it. */
+const outFlag = { ...Inputs.outFlag, instead: "pass another --out (- for stdout)" }
+
+/** How the checks of the default path name it. */
+const defaultOutput = { what: "the default output", flag: "--out", instead: "pass --out FILE" }
 
 /**
  * The `export` command.
@@ -36,10 +41,9 @@ export const command = Command.make("export", {
   runId: Args.text({ name: "run-id" }).pipe(Args.withDescription("The completed run to export.")),
   db: Flags.db,
   format: Start.formatOption("The format (default: from the --out extension, else the run's own format)."),
-  out: Options.text("out").pipe(
-    Options.withPseudoName("FILE"),
-    Options.withDescription("Where to write, - for stdout (default: next to the database, named after the run)."),
-    Options.optional
+  out: Flags.out(
+    "Where to write, - for stdout (default: next to the database, named after the run).",
+    "pass a file name (- for stdout)"
   ),
   json: Flags.json
 }, (flags) =>
@@ -48,13 +52,7 @@ export const command = Command.make("export", {
     const db = yield* Flags.resolveDb(flags.db)
     const runId = yield* Start.decodeRunId(flags.runId)
     const toStdout = Option.contains(flags.out, "-")
-    if (Option.isSome(flags.out) && !toStdout) {
-      yield* Inputs.checkOutput(flags.out.value, {
-        ...Inputs.outFlag,
-        instead: "pass another --out (- for stdout)",
-        db
-      })
-    }
+    if (Option.isSome(flags.out) && !toStdout) yield* Inputs.checkOutput(flags.out.value, { ...outFlag, db })
     const { artifact, skippedBatches } = yield* withStore(
       db,
       Effect.gen(function*() {
@@ -70,15 +68,10 @@ export const command = Command.make("export", {
         const skippedBatches = run.skippedBatches
         if (toStdout) return { artifact: yield* toStandardOutput(runId, format, merge), skippedBatches }
         const target = path.resolve(Option.getOrElse(flags.out, () => Start.defaultOutput(db, runId, format)))
+        const naming = Option.isSome(flags.out) ? outFlag : defaultOutput
         // --out was checked before the database was opened; the default path needs the run's format.
-        if (Option.isNone(flags.out)) {
-          yield* Inputs.checkOutput(target, {
-            what: "the default output",
-            flag: "--out",
-            instead: "pass --out FILE",
-            db
-          })
-        }
+        if (Option.isNone(flags.out)) yield* Inputs.checkOutput(target, { ...naming, db })
+        yield* Inputs.checkNotStoredText(target, yield* storedTexts(run), naming)
         return { artifact: yield* merge(target), skippedBatches }
       }),
       () => Effect.fail(new RunNotFound({ runId }))
@@ -101,7 +94,7 @@ export const command = Command.make("export", {
     if (skippedBatches > 0 && !flags.json) {
       yield* output.err(
         `${skippedBatches} batches of run ${runId} were skipped (--on-batch-error skip), so the artifact is partial; ` +
-          `retry them with: quarry resume ${runId} --retry-skipped`
+          `retry them with: ${Flags.resumeCommand(runId, db, ["--retry-skipped"])}`
       )
     }
   })).pipe(Command.withDescription("Write a completed run's artifact again, in any format."))

@@ -8,6 +8,7 @@ import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as path from "node:path"
 import * as Errors from "./Errors.js"
 import { UsageError } from "./Errors.js"
 import * as Inputs from "./Inputs.js"
@@ -115,6 +116,36 @@ export const db = Options.text("db").pipe(
   ),
   Options.optional
 )
+
+/**
+ * `--out FILE`: where an artifact goes. A value that cannot name a file is refused as the command line is parsed,
+ * before the command resolves it to an absolute path, which would hide why: an empty one (the working directory),
+ * and one that ends with `/`, `.` or `..` (a directory: `out/` was written as a file named `out`). `instead` says
+ * what to pass.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const out = (description: string, instead = "pass a file name") =>
+  checked("out", "FILE", description, (raw) => parseOut(raw, instead))
+
+/**
+ * Checks the form of an `--out` value (see `out`); the command checks the file itself when it reaches it.
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const parseOut = (raw: string, instead: string): Effect.Effect<string, UsageError> => {
+  if (raw === "") return Effect.fail(new UsageError({ message: `--out is empty; ${instead}` }))
+  const ending = raw.endsWith("/") ? "/" : path.basename(raw)
+  return ending === "/" || ending === "." || ending === ".." ?
+    Effect.fail(
+      new UsageError({
+        message: `--out ${JSON.stringify(raw)} ends with ${ending}, so it names a directory, not a file; ${instead}`
+      })
+    ) :
+    Effect.succeed(raw)
+}
 
 /**
  * `--json`: machine-readable output on stdout.

@@ -8,6 +8,7 @@ import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { UsageError } from "./Errors.js"
@@ -443,6 +444,86 @@ export const checkOutput = (out: string, check: OutputCheck): Effect.Effect<void
       return yield* fail(
         `${what} ${out} is ${specialKind(stat)}, not a regular file: the artifact is renamed into place, which ` +
           `would replace it; ${instead}`
+      )
+    }
+  })
+
+/**
+ * A text a run stored when it was created (its input, its ontology), which `export` and `resume --out` know by content
+ * only: the run keeps no path of the files it read.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export interface StoredText {
+  /** How messages name it: `the input of run r3`. */
+  readonly what: string
+  /** The SHA-256 of its UTF-8 bytes. */
+  readonly sha256: string
+  /** Its length in UTF-16 code units. */
+  readonly length: number
+}
+
+const byteOrderMark = Buffer.from([0xef, 0xbb, 0xbf])
+
+/**
+ * The SHA-256 of a file's bytes, read in chunks (memory stays flat); `dropBom` leaves out a leading UTF-8 byte order
+ * mark, as `readTextFile` does.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const fileSha256 = (file: string, dropBom = false): Effect.Effect<string, unknown> =>
+  attempt(() => {
+    const hash = createHash("sha256")
+    const buffer = Buffer.alloc(1024 * 1024)
+    const fd = fs.openSync(file, "r")
+    try {
+      let first = true
+      while (true) {
+        const read = fs.readSync(fd, buffer)
+        if (read === 0) break
+        const chunk = buffer.subarray(0, read)
+        const bom = dropBom && first && chunk.subarray(0, byteOrderMark.length).equals(byteOrderMark)
+        hash.update(bom ? chunk.subarray(byteOrderMark.length) : chunk)
+        first = false
+      }
+    } finally {
+      fs.closeSync(fd)
+    }
+    return hash.digest("hex")
+  })
+
+/**
+ * Refuses an artifact path whose file holds one of `texts` (its bytes, a byte order mark aside), which the rename
+ * would replace. Only a file whose size fits a text's length is read: UTF-8 takes one to three bytes per UTF-16 code
+ * unit. An empty text is left out: an empty file loses nothing.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const checkNotStoredText = (
+  out: string,
+  texts: ReadonlyArray<StoredText>,
+  check: Pick<OutputCheck, "what" | "instead">
+): Effect.Effect<void, UsageError> =>
+  Effect.gen(function*() {
+    const stat = yield* attempt(() => fs.statSync(out, { throwIfNoEntry: false })).pipe(
+      Effect.orElseSucceed(() => undefined)
+    )
+    if (stat === undefined || !stat.isFile()) return
+    const size = stat.size
+    const candidates = texts.filter((text) =>
+      text.length > 0 && size >= text.length && size <= 3 * text.length + byteOrderMark.length
+    )
+    if (candidates.length === 0) return
+    // An unreadable file is left to the write, which says why it failed.
+    const digest = yield* Effect.option(fileSha256(out, true))
+    const held = candidates.find((text) => Option.contains(digest, text.sha256))
+    if (held !== undefined) {
+      return yield* fail(
+        `${check.what} ${out} holds ${held.what} (the same SHA-256): writing the artifact there would overwrite ` +
+          `it; ${check.instead}`
       )
     }
   })

@@ -15,8 +15,11 @@ import { RunStore } from "@quarry/core/RunStore"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Errors from "./Errors.js"
+import { UsageError } from "./Errors.js"
 import * as Events from "./Events.js"
 import * as Execution from "./Execution.js"
 import * as Extractors from "./Extractors.js"
@@ -34,13 +37,9 @@ const maxTakeovers = 3
 const options = {
   runId: Args.text({ name: "run-id" }).pipe(Args.withDescription("The run to continue.")),
   db: Flags.db,
-  out: Options.text("out").pipe(
-    Options.withPseudoName("FILE"),
-    Options.withDescription(
-      "Also write the finished artifact here (re-merged from the stored batches; format from the extension, else the " +
-        "run's own)."
-    ),
-    Options.optional
+  out: Flags.out(
+    "Also write the finished artifact here (re-merged from the stored batches; format from the extension, else the " +
+      "run's own)."
   ),
   retrySkipped: Options.boolean("retry-skipped").pipe(
     Options.withDescription(
@@ -104,17 +103,15 @@ export const command = Command.make("resume", options, (flags) =>
       const stored = yield* Effect.flatMap(RunStore, (store) => store.getRun(runId))
       const extractor = stored.plan.extractor.name
       yield* Llm.refuseFor(extractor, llm, `run ${runId} uses the ${extractor} extractor`)
+      if (Option.isSome(flags.out)) {
+        yield* Inputs.checkNotStoredText(path.resolve(flags.out.value), yield* storedTexts(stored), Inputs.outFlag)
+      }
       const extracts = stored.status !== "completed" || (flags.retrySkipped && stored.skippedBatches > 0)
       // The run ends by writing its artifact where start planned it: a place that went away since is refused now,
       // not after every remaining batch was extracted.
-      if (extracts) {
-        yield* Inputs.checkOutput(stored.plan.outputPath, {
-          what: `run ${runId}'s artifact`,
-          flag: undefined,
-          instead: "move the database (with its -wal and -shm files) to another name and resume the run from there",
-          db
-        })
-      }
+      if (extracts) yield* Inputs.checkOutput(stored.plan.outputPath, artifactPlace(runId, db))
+      // A completed run is reported with its artifact: that file must still be the one it wrote.
+      else yield* restoreArtifact(stored, db)
       const registry = extracts ?
         yield* Extractors.registryFor(settings, extractor, llm, {
           runId,
@@ -128,6 +125,67 @@ export const command = Command.make("resume", options, (flags) =>
   }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
     Command.withDescription("Continue a run from its last checkpoint, with its own parameters.")
   )
+
+/** How the checks of a run's own artifact path name it: no option moves it. */
+const artifactPlace = (runId: string, db: string): Inputs.OutputCheck => ({
+  what: `run ${runId}'s artifact`,
+  flag: undefined,
+  instead: "move the database (with its -wal and -shm files) to another name and resume the run from there",
+  db
+})
+
+/**
+ * Makes sure a completed run's artifact file is the one the run wrote, before resume reports it: a missing one is
+ * written again from the stored batches (the same bytes), and another file in its place (changed, or replaced) is
+ * refused, not overwritten: its bytes may be someone's work, and `export --out` replaces it when asked to.
+ */
+const restoreArtifact = (run: Run.Run, db: string) =>
+  Effect.gen(function*() {
+    if (Option.isNone(run.artifact)) return
+    const artifact = run.artifact.value
+    // A file that cannot be looked at or read is left to whoever reads it.
+    const stat = yield* Effect.option(Effect.try(() => fs.statSync(artifact.path, { throwIfNoEntry: false })))
+    if (Option.isNone(stat)) return
+    if (stat.value === undefined) return yield* writeAgain(run, artifact, db)
+    const changed = !stat.value.isFile() || stat.value.size !== artifact.bytes ||
+      Option.exists(yield* Effect.option(Inputs.fileSha256(artifact.path)), (sha256) => sha256 !== artifact.sha256)
+    if (!changed) return
+    return yield* new UsageError({
+      message: `run ${run.id} is completed, but its artifact ${artifact.path} is not the file it wrote ` +
+        `(${artifact.bytes} bytes, sha256 ${artifact.sha256}): it was changed or replaced since, and resume does not ` +
+        `overwrite it; write the artifact again with \`${exportCommand(run.id, artifact, db)}\``
+    })
+  })
+
+/** The `quarry export` that writes a run's artifact again at its own path, in its own format. */
+const exportCommand = (runId: string, artifact: Run.Artifact, db: string) => {
+  const byExtension = Start.resolveFormat(Option.none(), Option.some(artifact.path), artifact.format)
+  return `quarry export ${runId} --out ${Errors.shellQuote(artifact.path)}` +
+    `${byExtension === artifact.format ? "" : ` --format ${artifact.format}`}${Errors.dbFlag(db)}`
+}
+
+/** Writes a completed run's missing artifact again where it was, from the stored batches. */
+const writeAgain = (run: Run.Run, artifact: Run.Artifact, db: string) =>
+  Effect.gen(function*() {
+    const output = yield* Output
+    yield* Inputs.checkOutput(artifact.path, artifactPlace(run.id, db))
+    const written = yield* Merge.merge({
+      runId: run.id,
+      path: artifact.path,
+      format: artifact.format,
+      ontology: yield* loadOntology(run),
+      provenance: provenanceOf(run)
+    })
+    // The merge is deterministic: other bytes from the same stored batches would mean a bug, not a state.
+    if (written.sha256 !== artifact.sha256) {
+      return yield* Effect.dieMessage(
+        `run ${run.id}: its artifact, merged again, has sha256 ${written.sha256}, not ${artifact.sha256}`
+      )
+    }
+    yield* output.err(
+      `quarry: run ${run.id}'s artifact ${artifact.path} was missing; written again from the stored batches`
+    )
+  })
 
 /**
  * Writes a completed run's artifact to another path, re-merged from the stored batches, in the format its extension
@@ -160,6 +218,33 @@ const copyArtifact = (run: Run.Run, target: string, json: boolean) =>
  */
 export const provenanceOf = (run: Run.Run): { readonly extractor: Run.ExtractorIdentity } | undefined =>
   run.plan.provenance ? { extractor: run.plan.extractor } : undefined
+
+/**
+ * The texts a run stored (its input and its ontology), which an artifact written for it must not overwrite.
+ *
+ * @since 0.1.0
+ * @category execution
+ */
+export const storedTexts = (run: Run.Run) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const ontology = Option.isNone(run.plan.ontologySha256) ?
+      Option.none<string>() :
+      yield* store.readOntologySource(run.plan.ontologySha256.value)
+    const input: Inputs.StoredText = {
+      what: `the input of run ${run.id}`,
+      sha256: run.plan.inputSha256,
+      length: run.plan.inputLength
+    }
+    return [
+      input,
+      ...Option.toArray(Option.map(ontology, (text): Inputs.StoredText => ({
+        what: `the ontology of run ${run.id}`,
+        sha256: createHash("sha256").update(text).digest("hex"),
+        length: text.length
+      })))
+    ]
+  })
 
 /**
  * The ontology a run was planned with, loaded from the database.

@@ -180,7 +180,7 @@ const options = {
     "FILE",
     "An ontology in Turtle, N-Triples, N-Quads or TriG (default: the built-in FOAF + schema.org subset)."
   ),
-  out: optionalText("out", "FILE", "Where the artifact goes (default: next to the database, named after the run)."),
+  out: Flags.out("Where the artifact goes (default: next to the database, named after the run)."),
   format: formatOption("The artifact's format (default: from the --out extension, else turtle)."),
   onBatchError: Flags.checked(
     "on-batch-error",

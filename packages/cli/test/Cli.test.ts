@@ -204,6 +204,43 @@ describe("quarry resume", () => {
       assert.isTrue(events[0]!.alreadyCompleted)
     }))
 
+  it.scopedLive("a completed run whose artifact was removed gets it written again, the same bytes, and says so", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const db = path.join(dir, "q.db")
+      const artifact = path.join(dir, "r.ttl")
+      assert.strictEqual((yield* quarry(["start", small, "--db", db, "--run-id", "r", ...smallFlags])).code, 0)
+      const written = sha256File(artifact)
+      fs.rmSync(artifact)
+      const again = yield* quarry(["resume", "r", "--db", db])
+      assert.strictEqual(again.code, 0, again.stderr())
+      assert.include(again.stderr(), `run r's artifact ${artifact} was missing; written again from the stored batches`)
+      assert.include(again.stdout(), `artifact ${artifact} (turtle,`)
+      assert.strictEqual(sha256File(artifact), written)
+    }))
+
+  it.scopedLive("a completed run whose artifact changed is refused (exit 2), the file kept, with the export to run", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const db = path.join(dir, "q.db")
+      const artifact = path.join(dir, "r.ttl")
+      assert.strictEqual((yield* quarry(["start", small, "--db", db, "--run-id", "r", ...smallFlags])).code, 0)
+      const written = sha256File(artifact)
+      fs.appendFileSync(artifact, "# my note\n")
+      const edited = sha256File(artifact)
+      const again = yield* quarry(["resume", "r", "--db", db])
+      assert.strictEqual(again.code, ExitCode.usage, again.stderr())
+      assert.strictEqual(again.stdout(), "")
+      const fix = ["export", "r", "--out", artifact, "--db", db]
+      assert.include(again.stderr(), `run r is completed, but its artifact ${artifact} is not the file it wrote`)
+      assert.include(again.stderr(), `write the artifact again with \`quarry ${fix.join(" ")}\``)
+      assert.strictEqual(sha256File(artifact), edited)
+      // The command it names restores the run's bytes, and resume reports them again.
+      assert.strictEqual((yield* quarry(fix)).code, 0)
+      assert.strictEqual(sha256File(artifact), written)
+      assert.strictEqual((yield* quarry(["resume", "r", "--db", db])).code, 0)
+    }))
+
   it.scopedLive("a failed run exits 1, says how to resume, and resumes to the bytes of an uninterrupted run", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

@@ -367,7 +367,8 @@ export const manifestPath = (artifactPath: string): string => `${artifactPath}.s
 
 /**
  * Writes (or, when nothing was skipped, removes) the manifest listing the batches a partial artifact is missing,
- * with their document offsets and errors.
+ * with their document offsets and errors, and `resume`: the command that retries them (default
+ * `quarry resume <run> --retry-skipped`).
  *
  * @since 0.1.0
  * @category merging
@@ -376,7 +377,8 @@ export const writeSkippedManifest = Effect.fn("Merge.writeSkippedManifest")(func
   runId: RunId,
   artifactPath: string,
   skipped: ReadonlyArray<SkippedBatch>,
-  batches: ReadonlyArray<Chunking.Batch>
+  batches: ReadonlyArray<Chunking.Batch>,
+  resume = `quarry resume ${runId} --retry-skipped`
 ) {
   const target = manifestPath(artifactPath)
   if (skipped.length === 0) {
@@ -396,7 +398,7 @@ export const writeSkippedManifest = Effect.fn("Merge.writeSkippedManifest")(func
           const chunks = batches[batchIndex]?.chunks ?? []
           return { batch: batchIndex, start: chunks[0]?.start ?? null, end: chunks.at(-1)?.end ?? null, error }
         }),
-        resume: `quarry resume ${runId} --retry-skipped`
+        resume
       },
       null,
       2

@@ -102,6 +102,11 @@ export interface ExecuteOptions {
   /** Re-extract the batches that were skipped under the `skip` policy (reopens a completed run). */
   readonly retrySkipped?: boolean | undefined
   /**
+   * The command the manifest of skipped batches gives for retrying them (default `quarry resume <run>
+   * --retry-skipped`): the CLI's names the database it used.
+   */
+  readonly retryCommand?: string | undefined
+  /**
    * Commit the batches that are extracted and next in order together, in one transaction (default true); false
    * commits each batch in its own transaction. Either way each batch has its own row, checkpoint and event.
    */
@@ -441,6 +446,8 @@ interface Execution extends Prepared {
   readonly groupCommit: boolean
   /** Where the artifact is written: the run's output path, resolved when it is relative (`artifactsDir`). */
   readonly artifactPath: string
+  /** The command the manifest of skipped batches gives for retrying them. */
+  readonly retryCommand: string | undefined
 }
 
 // Batch i sees the entities of batches < i - concurrency + 1 only: those are committed before it can start whatever
@@ -641,7 +648,13 @@ const mergeAndComplete = Effect.fnUntraced(function*(x: Execution) {
     provenance: plan.provenance ? { extractor: plan.extractor } : undefined,
     ...fencing(store, x.lease)
   })
-  yield* Merge.writeSkippedManifest(x.run.id, artifact.path, yield* store.skippedBatches(x.run.id), x.batches)
+  yield* Merge.writeSkippedManifest(
+    x.run.id,
+    artifact.path,
+    yield* store.skippedBatches(x.run.id),
+    x.batches,
+    x.retryCommand
+  )
   yield* CrashPoint.hit("merge.afterRename")
   return yield* store.complete(x.run.id, x.lease.holder, artifact)
 })
@@ -673,7 +686,8 @@ const makeExecution = Effect.fnUntraced(function*(
     groupCommit: options.groupCommit ?? true,
     artifactPath: path.isAbsolute(run.plan.outputPath) ?
       run.plan.outputPath :
-      path.resolve(options.artifactsDir ?? ".", run.plan.outputPath)
+      path.resolve(options.artifactsDir ?? ".", run.plan.outputPath),
+    retryCommand: options.retryCommand
   } satisfies Execution
 })
 
