@@ -123,6 +123,11 @@ describe("cli messages", () => {
         "quarry: --log-level \"verbose\" is not a log level; use all, trace, debug, info, warning, error, fatal or none"
       ],
       [
+        "--log-level given twice",
+        ["runs", "--log-level", "info", "--log-level=debug"],
+        "quarry: option --log-level is given 2 times; give it once"
+      ],
+      [
         "an option given twice",
         ["start", book, "--window", "100", "--window", "200"],
         "quarry: option --window is given 2 times; give it once"
@@ -152,6 +157,41 @@ describe("cli messages", () => {
         assert.isFalse(fs.existsSync(path.join(dir, "parse.db")))
       })
     }
+  })
+
+  describe("--log-level works in any position, as any other option does", () => {
+    const given = (): ReadonlyArray<readonly [ReadonlyArray<string>, number, string]> => [
+      [["doctor", "--db", db, "--log-level", "error"], 0, ""],
+      [["doctor", "--db", db, "--json", "--log-level", "error"], 0, ""],
+      [["runs", "--json", "--log-level", "error", "--db", db], 0, ""],
+      [["runs", "--status", "completed", "--log-level", "error", "--db", db], 0, ""],
+      [["status", "--db", db, "--log-level", "error"], 0, ""],
+      [["cancel", "--db", db, "--log-level", "error", "nope"], 2, "quarry: run \"nope\" does not exist"],
+      [["start", "--db", db, "--log-level", "error", path.join(dir, "nope.txt")], 2, "quarry: input file"]
+    ]
+    it("after a command's options, before its argument: the command runs (or refuses what it refuses)", async () => {
+      for (const [args, code, message] of given()) {
+        const result = await run(args)
+        assert.strictEqual(result.code, code, `${args.join(" ")}: ${result.stderr}`)
+        assert.isTrue(result.stderr.startsWith(message), `${args.join(" ")}: ${result.stderr}`)
+        assert.notInclude(result.stderr, "unknown argument")
+      }
+    }, 120_000)
+
+    it("the level applies wherever it is given", async () => {
+      const debug = [
+        ["status", "done", "--db", db, "--log-level", "debug"],
+        ["status", "--db", db, "--log-level=debug", "done"],
+        ["status", "--log-level", "debug", "--db", db, "done"]
+      ]
+      for (const args of debug) {
+        const result = await run(args)
+        assert.strictEqual(result.code, 0, `${args.join(" ")}: ${result.stderr}`)
+        assert.match(result.stderr, /level=DEBUG/, args.join(" "))
+      }
+      const quiet = await run(["status", "done", "--db", db])
+      assert.notMatch(quiet.stderr, /level=DEBUG/)
+    }, 60_000)
   })
 
   describe("suggested commands carry the --db given", () => {

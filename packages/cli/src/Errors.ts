@@ -192,7 +192,6 @@ export const describe = (error: unknown, now: number, db: string = Settings.defa
   return error instanceof Error ? error.message : String(error)
 }
 
-const logLevels = "all, trace, debug, info, warning, error, fatal or none"
 const shells = "sh, bash, fish or zsh"
 
 /** The value given to option `name` in `args` (`--name value` or `--name=value`), at its first occurrence. */
@@ -222,11 +221,8 @@ export const describeParseError = (error: ValidationError.ValidationError, args:
   const text = Help.plain(error.error).trim().replace(/^quarry: /, "")
   const command = args[0] !== undefined && !args[0].startsWith("-") ? args[0] : undefined
   const help = command === undefined ? "quarry --help" : `quarry ${command} --help`
-  const badLogLevel = args.some((arg) => arg === "--log-level" || arg.startsWith("--log-level=")) &&
-    !/^(all|trace|debug|info|warning|error|fatal|none)$/.test(valueOf(args, "--log-level") ?? "")
   const badShell = args.some((arg) => arg === "--completions" || arg.startsWith("--completions=")) &&
     !/^(sh|bash|fish|zsh)$/.test(valueOf(args, "--completions") ?? "")
-  if (badLogLevel) return badChoice(args, "--log-level", "a log level", logLevels)
   if (badShell) return badChoice(args, "--completions", "a shell quarry has completions for", shells)
   const unknown = /^Received unknown argument: '(.*)'$/.exec(text)
   if (unknown !== null) {
