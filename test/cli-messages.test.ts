@@ -17,6 +17,7 @@ import {
   removeDir,
   run,
   sha256File,
+  start,
   startMobyDick,
   texts
 } from "./support.js"
@@ -158,6 +159,20 @@ describe("cli messages", () => {
       })
     }
   })
+
+  it("--wizard is refused as an unknown argument (exit 2), not a prompt that waits for a terminal", async () => {
+    const db = path.join(dir, "wizard.db")
+    for (const args of [["runs", "--wizard"], ["start", book, "--wizard=true"], ["--wizard"]]) {
+      const child = start([...args, "--db", db])
+      const hung = setTimeout(() => child.child.kill("SIGKILL"), 20_000)
+      const { code } = await child.exited
+      clearTimeout(hung)
+      assert.strictEqual(code, 2, `${args.join(" ")}: ${child.stderr}`)
+      const command = args[0] === "--wizard" ? "" : ` ${args[0]}`
+      assert.include(child.stderr, `quarry: unknown argument "${args.at(-1)}"; see \`quarry${command} --help\`\n`)
+    }
+    assert.isFalse(fs.existsSync(db))
+  }, 90_000)
 
   describe("--log-level works in any position, as any other option does", () => {
     const given = (): ReadonlyArray<readonly [ReadonlyArray<string>, number, string]> => [

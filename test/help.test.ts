@@ -107,8 +107,28 @@ describe("quarry --completions bash", () => {
         ], { encoding: "utf8" }).trim()
       assert.strictEqual(complete(["quarry", "st"]), "start status")
       assert.strictEqual(complete(["quarry", "start", "--chu"]), "--chunking")
+      assert.strictEqual(
+        complete(["quarry", "runs", "--"]),
+        "--status --db --json --completions --log-level --help --version"
+      )
     } finally {
       removeDir(dir)
     }
+  })
+
+  it("no script offers @effect/cli's --wizard, which quarry refuses; the built-ins quarry has are offered", async () => {
+    for (const shell of ["sh", "bash", "zsh", "fish"]) {
+      const script = await run(["--completions", shell])
+      assert.strictEqual(script.code, 0, script.stderr)
+      assert.notInclude(script.stdout, "wizard", shell)
+      assert.include(script.stdout, "log-level", shell)
+    }
+  })
+
+  it("--completions is taken anywhere, as any other option: after a command's options too", async () => {
+    const script = await run(["--completions", "bash"])
+    const after = await run(["start", "--db", "q.db", "--completions=bash"])
+    assert.strictEqual(after.code, 0, after.stderr)
+    assert.strictEqual(after.stdout, script.stdout)
   })
 })

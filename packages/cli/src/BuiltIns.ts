@@ -1,16 +1,19 @@
 /**
  * The built-in options quarry reads itself, before @effect/cli parses the command line. @effect/cli finds its
  * built-ins only ahead of a command's own options (`quarry doctor --db x --log-level error` was an unknown argument),
- * so `--log-level` is taken out wherever it is given.
+ * so `--log-level` and `--completions` are taken out wherever they are given; its `--wizard` (an interactive prompt
+ * that waits forever without a terminal) is refused, and left out of the completion scripts.
  *
  * @since 0.1.0
  */
+import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
+import * as Errors from "./Errors.js"
 
 /**
  * The arguments after the program, with the built-in options that take a value taken out.
@@ -23,6 +26,8 @@ export interface CommandLine {
   readonly args: ReadonlyArray<string>
   /** The values given to `--log-level`, in order (`undefined`: the option ended the command line). */
   readonly logLevels: ReadonlyArray<string | undefined>
+  /** The values given to `--completions`, likewise. */
+  readonly completions: ReadonlyArray<string | undefined>
 }
 
 /** After `--`, every argument is the command's own, as @effect/cli reads it. */
@@ -50,14 +55,15 @@ const take = (args: ReadonlyArray<string>, name: string) => {
 }
 
 /**
- * Takes `--log-level` out of `args` (the arguments after the program), wherever it is.
+ * Takes `--log-level` and `--completions` out of `args` (the arguments after the program), wherever they are.
  *
  * @since 0.1.0
  * @category parsing
  */
 export const split = (args: ReadonlyArray<string>): CommandLine => {
   const logLevel = take(args, "--log-level")
-  return { args: logLevel.rest, logLevels: logLevel.values }
+  const completions = take(logLevel.rest, "--completions")
+  return { args: completions.rest, logLevels: logLevel.values, completions: completions.values }
 }
 
 /** A refused command line, as @effect/cli's own parse errors are (exit 2, and an `error` event for `--json`). */
@@ -93,4 +99,45 @@ export const logLevel = (line: CommandLine): Effect.Effect<LogLevel.LogLevel, Va
   Effect.map(
     choice(line.logLevels, "--log-level", "a log level", logLevels),
     Option.getOrElse(() => LogLevel.Warning)
+  )
+
+/**
+ * Refuses `--wizard` as the unknown option it is here: @effect/cli's wizard prompts for every option with its
+ * generic placeholders, and waits forever for a terminal that is not there.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const refuseWizard = (line: CommandLine): Effect.Effect<void, ValidationError.ValidationError> => {
+  const wizard = line.args.slice(0, optionsEnd(line.args)).find((arg) => /^--wizard(=|$)/.test(arg))
+  return wizard === undefined ? Effect.void : Effect.fail(refused(Errors.unknownArgument(wizard, line.args)))
+}
+
+const shells = [
+  ["sh", Command.getBashCompletions],
+  ["bash", Command.getBashCompletions],
+  ["fish", Command.getFishCompletions],
+  ["zsh", Command.getZshCompletions]
+] as const
+
+/** @effect/cli offers its built-in `--wizard` in every script: a line of its own in zsh and fish, a word in bash. */
+const withoutWizard = (lines: ReadonlyArray<string>): ReadonlyArray<string> =>
+  lines.filter((line) => !/'--wizard\[| -l wizard /.test(line)).map((line) => line.replace(" --wizard ", " "))
+
+/**
+ * The completion script `--completions` asks for, for `command` run as `quarry`, without `--wizard`.
+ *
+ * @since 0.1.0
+ * @category completions
+ */
+export const completions = <Name extends string, R, E, A>(
+  line: CommandLine,
+  command: Command.Command<Name, R, E, A>
+): Effect.Effect<Option.Option<string>, ValidationError.ValidationError> =>
+  Effect.flatMap(
+    choice(line.completions, "--completions", "a shell quarry has completions for", shells),
+    Option.match({
+      onNone: () => Effect.succeedNone,
+      onSome: (script) => Effect.map(script(command, "quarry"), (lines) => Option.some(withoutWizard(lines).join("\n")))
+    })
   )

@@ -153,10 +153,12 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
       Effect.mapError((error) => new Errors.UsageError({ message: `bad environment: ${error.message}` }))
     )
     yield* refuseSecretOptions(argv)
+    yield* BuiltIns.refuseWizard(line)
     const logLevel = yield* BuiltIns.logLevel(line)
-    const help = Help.requested(line.args, version, summary, helpEntries)
-    if (Option.isSome(help)) {
-      yield* Effect.flatMap(Output.Output, (output) => output.out(help.value))
+    const completions = yield* BuiltIns.completions(line, command)
+    const answer = Option.orElse(completions, () => Help.requested(line.args, version, summary, helpEntries))
+    if (Option.isSome(answer)) {
+      yield* Effect.flatMap(Output.Output, (output) => output.out(answer.value))
       return ExitCode.ok
     }
     // @effect/cli prints its parse errors itself, without the `quarry: ` prefix; they are reported below instead.
