@@ -93,6 +93,12 @@ describe("cli messages", () => {
         "QUARRY_OFFLINE_USE_KNOWN_ENTITIES is \"maybe\", which is not valid; it must be true (the default) or false"
       ],
       [
+        "QUARRY_MAX_INPUT_BYTES=abc, in the form of every other variable",
+        { QUARRY_MAX_INPUT_BYTES: "abc" },
+        ["start", book],
+        "QUARRY_MAX_INPUT_BYTES is \"abc\", which is not valid; it must be a whole number of bytes greater than 0, such as 536870912 (512 MB, the default)"
+      ],
+      [
         "an empty QUARRY_DB",
         { QUARRY_DB: "" },
         ["runs"],

@@ -149,9 +149,7 @@ export type Environment = CliApp.CliApp.Environment | Output.Output | Llm.Servic
 export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, Environment> => {
   const line = BuiltIns.split(argv.slice(2))
   return Effect.gen(function*() {
-    const settings = yield* Settings.config.pipe(
-      Effect.mapError((error) => new Errors.UsageError({ message: `bad environment: ${error.message}` }))
-    )
+    const settings = yield* Effect.mapError(Settings.config, Errors.badEnvironment)
     yield* refuseSecretOptions(argv)
     yield* BuiltIns.refuseWizard(line)
     const logLevel = yield* BuiltIns.logLevel(line)

@@ -7,6 +7,7 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import { CompensationFailed } from "@quarry/core/Compensation"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import { PersistenceError, RunAlreadyExists, RunLocked, RunNotFound } from "@quarry/core/Errors"
+import type * as ConfigError from "effect/ConfigError"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -21,6 +22,16 @@ import * as Settings from "./Settings.js"
  * @category errors
  */
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { message: Schema.String }) {}
+
+/**
+ * A refused environment variable, as every command reports one: `bad environment: ` and what `Settings.namingVariables`
+ * says of it (the variable, its value and what it accepts).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const badEnvironment = (error: ConfigError.ConfigError): UsageError =>
+  new UsageError({ message: `bad environment: ${error.message}` })
 
 /**
  * A run ended without completing (failed, cancelled) and its terminal event was already reported; carries the exit
