@@ -129,6 +129,12 @@ describe("bad inputs", () => {
         "max-input-size (\"lots\") must be a size greater than 0: bytes, or with a unit, such as 64MB or 2GB"
     },
     {
+      name: "--max-input-size too large to count",
+      args: () => ["start", small, "--db", db, "--max-input-size", "99999999999G"],
+      message: () =>
+        "max-input-size (\"99999999999G\") is too large: it must be a size greater than 0, at most 9007199254740991 bytes"
+    },
+    {
       name: "ontology with a syntax error",
       args: () => ["start", small, "--db", db, "--ontology", path.join(dir, "broken.ttl")],
       message: () => `ontology ${path.join(dir, "broken.ttl")} could not be read (line 3, column 1)`
