@@ -90,7 +90,7 @@ describe("cli messages", () => {
         "QUARRY_OFFLINE_USE_KNOWN_ENTITIES=maybe",
         { QUARRY_OFFLINE_USE_KNOWN_ENTITIES: "maybe" },
         ["start", book],
-        "QUARRY_OFFLINE_USE_KNOWN_ENTITIES is \"maybe\", which is not valid; it must be true (the default) or false"
+        "QUARRY_OFFLINE_USE_KNOWN_ENTITIES is \"maybe\", which is not valid; it must be true (the default) or false, in any case (also yes or no, on or off, 1 or 0)"
       ],
       [
         "QUARRY_MAX_INPUT_BYTES=abc, in the form of every other variable",

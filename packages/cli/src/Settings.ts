@@ -53,7 +53,7 @@ export const accepted: Readonly<Record<string, string>> = {
   QUARRY_LEASE_MS: `a whole number of milliseconds greater than 0, such as ${Workflow.defaultLeaseMs} (the default)`,
   QUARRY_MAX_INPUT_BYTES: "a whole number of bytes greater than 0, such as 536870912 (512 MB, the default)",
   QUARRY_OFFLINE_UNMAPPED: "drop (the default) or generic",
-  QUARRY_OFFLINE_USE_KNOWN_ENTITIES: "true (the default) or false"
+  QUARRY_OFFLINE_USE_KNOWN_ENTITIES: "true (the default) or false, in any case (also yes or no, on or off, 1 or 0)"
 }
 
 /** Variables whose value may hold a secret (a key, a token, a URL with a password): never quoted in a message. */
