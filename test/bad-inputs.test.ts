@@ -369,6 +369,14 @@ describe("bad inputs", () => {
         "postgres://USER:PASSWORD@HOST:PORT/DATABASE"
     },
     {
+      name: "--db that is a URL of another database than PostgreSQL",
+      args: () => ["start", small, "--db", "mysql://quarry:secret@127.0.0.1/quarry"],
+      message: () =>
+        "--db is a mysql:// URL, which quarry cannot open; pass a postgres:// (or postgresql://) URL, or the path of " +
+        "a SQLite file",
+      absent: "secret"
+    },
+    {
       name: "--db in a directory that does not exist",
       args: () => ["start", small, "--db", path.join(dir, "nowhere", "q.db")],
       message: () =>

@@ -105,6 +105,18 @@ describe("cli messages", () => {
         "QUARRY_DB is set but empty; it must be a SQLite file path, or unset (./quarry.db)"
       ],
       [
+        "QUARRY_DATABASE_URL of another database than PostgreSQL (not shown: a URL may carry a password)",
+        { QUARRY_DATABASE_URL: "mysql://quarry:secret@db/quarry" },
+        ["runs"],
+        "QUARRY_DATABASE_URL is set to a value (not shown), which is not valid; it must be a postgres:// URL, or unset"
+      ],
+      [
+        "QUARRY_DB that is a URL of another database",
+        { QUARRY_DB: "mysql://quarry:secret@db/quarry" },
+        ["runs"],
+        "QUARRY_DB is set to a value (not shown), which is not valid; it must be a SQLite file path, or unset (./quarry.db)"
+      ],
+      [
         "an empty QUARRY_DATABASE_URL, also beside a set QUARRY_DB",
         { QUARRY_DATABASE_URL: "", QUARRY_DB: "elsewhere.db" },
         ["runs"],
@@ -121,6 +133,33 @@ describe("cli messages", () => {
       })
     }
   })
+
+  it(
+    "a URL of another database is refused, not read as a SQLite path (start created mysql:/x in a directory mysql:)",
+    async () => {
+      const cwd = makeDir()
+      try {
+        fs.mkdirSync(path.join(cwd, "mysql:"))
+        const runs = [
+          run(["start", book], { cwd, env: { QUARRY_DATABASE_URL: "mysql://x" } }),
+          run(["start", book, "--db", "mysql://x"], { cwd })
+        ]
+        const [fromVariable, fromOption] = await Promise.all(runs)
+        assert.strictEqual(fromVariable!.code, 2, fromVariable!.stderr)
+        assert.match(fromVariable!.stderr, /^quarry: bad environment: QUARRY_DATABASE_URL is set to a value/)
+        assert.strictEqual(fromOption!.code, 2, fromOption!.stderr)
+        assert.strictEqual(
+          fromOption!.stderr,
+          "quarry: --db is a mysql:// URL, which quarry cannot open; pass a postgres:// (or postgresql://) URL, or the " +
+            "path of a SQLite file\n"
+        )
+        assert.deepStrictEqual(fs.readdirSync(path.join(cwd, "mysql:")), [])
+      } finally {
+        removeDir(cwd)
+      }
+    },
+    60_000
+  )
 
   describe("the parser's errors carry the prefix and say what is wrong (exit 2)", () => {
     const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>, string]> = [
