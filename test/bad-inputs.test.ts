@@ -132,7 +132,8 @@ describe("bad inputs", () => {
       name: "--max-input-size too large to count",
       args: () => ["start", small, "--db", db, "--max-input-size", "99999999999G"],
       message: () =>
-        "max-input-size (\"99999999999G\") is too large: it must be a size greater than 0, at most 9007199254740991 bytes"
+        "max-input-size (\"99999999999G\") is too large: it must be a size greater than 0, at most " +
+        "9007199254740991 bytes"
     },
     {
       name: "ontology with a syntax error",

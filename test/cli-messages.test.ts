@@ -1,9 +1,10 @@
 /**
  * The messages of the built `quarry` that tell people what to do (and a resume that needs none: it keeps the offline
- * extractor's stored settings); a bad environment variable is named with what it accepts;
- * the command-line parser's errors carry the `quarry: ` prefix and say what is wrong; every suggested command repeats
- * the `--db` given; `--json` `error` events carry the run id; number options are plain decimal; and a new run id
- * that would read as an option is refused. A reader that goes away does not crash it with EPIPE.
+ * extractor's stored settings); a bad environment variable is named with what it accepts; a URL of another database
+ * than PostgreSQL is refused; the command-line parser's errors carry the `quarry: ` prefix and say what is wrong;
+ * `--log-level` works anywhere, `--wizard` is refused rather than waiting for a terminal; every suggested command
+ * repeats the `--db` given; `--json` `error` events carry the run id; number options are plain decimal; and a new
+ * run id that would read as an option is refused. A reader that goes away does not crash it with EPIPE.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"

@@ -1,7 +1,8 @@
 /**
  * The bundled `quarry`'s help and shell completion: `--help` lists the commands one line each within 80 columns,
  * each command's help names every option once with its meaning and none of @effect/cli's filler, and
- * `--completions bash` prints a script bash can source and complete with.
+ * `--completions bash` prints a script bash can source and complete with (anywhere on the command line); no script
+ * offers @effect/cli's `--wizard`, which quarry refuses.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
@@ -116,7 +117,7 @@ describe("quarry --completions bash", () => {
     }
   })
 
-  it("no script offers @effect/cli's --wizard, which quarry refuses; the built-ins quarry has are offered", async () => {
+  it("no script offers @effect/cli's --wizard, which quarry refuses; quarry's built-ins are offered", async () => {
     for (const shell of ["sh", "bash", "zsh", "fish"]) {
       const script = await run(["--completions", shell])
       assert.strictEqual(script.code, 0, script.stderr)
