@@ -157,6 +157,13 @@ describe("bad inputs", () => {
         "max-input-size (\"lots\") must be a size greater than 0: bytes, or with a unit, such as 64MB or 2GB"
     },
     {
+      name: "--max-input-size too large to count",
+      args: () => ["start", small, "--db", db, "--max-input-size", "99999999999G"],
+      message: () =>
+        "max-input-size (\"99999999999G\") is too large: it must be a size greater than 0, at most " +
+        "9007199254740991 bytes"
+    },
+    {
       name: "ontology with a syntax error",
       args: () => ["start", small, "--db", db, "--ontology", path.join(dir, "broken.ttl")],
       message: () => `ontology ${path.join(dir, "broken.ttl")} could not be read (line 3, column 1)`
@@ -401,6 +408,14 @@ describe("bad inputs", () => {
       message: () =>
         "--db postgres://quarry:***@127.0.0.1:5432 needs a host and a database name: " +
         "postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+    },
+    {
+      name: "--db that is a URL of another database than PostgreSQL",
+      args: () => ["start", small, "--db", "mysql://quarry:secret@127.0.0.1/quarry"],
+      message: () =>
+        "--db is a mysql:// URL, which quarry cannot open; pass a postgres:// (or postgresql://) URL, or the path of " +
+        "a SQLite file",
+      absent: "secret"
     },
     {
       name: "--db in a directory that does not exist",

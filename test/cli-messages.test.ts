@@ -1,9 +1,10 @@
 /**
  * The messages of the built `quarry` that tell people what to do (and a resume that needs none: it keeps the offline
- * extractor's stored settings); a bad environment variable is named with what it accepts;
- * the command-line parser's errors carry the `quarry: ` prefix and say what is wrong; every suggested command repeats
- * the `--db` given; `--json` `error` events carry the run id; number options are plain decimal; and a new run id
- * that would read as an option is refused. A reader that goes away does not crash it with EPIPE.
+ * extractor's stored settings); a bad environment variable is named with what it accepts; a URL of another database
+ * than PostgreSQL is refused; the command-line parser's errors carry the `quarry: ` prefix and say what is wrong;
+ * `--log-level` works anywhere, `--wizard` is refused rather than waiting for a terminal; every suggested command
+ * repeats the `--db` given; `--json` `error` events carry the run id; number options are plain decimal; and a new
+ * run id that would read as an option is refused. A reader that goes away does not crash it with EPIPE.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
@@ -17,6 +18,7 @@ import {
   removeDir,
   run,
   sha256File,
+  start,
   startMobyDick,
   texts
 } from "./support.js"
@@ -89,13 +91,31 @@ describe("cli messages", () => {
         "QUARRY_OFFLINE_USE_KNOWN_ENTITIES=maybe",
         { QUARRY_OFFLINE_USE_KNOWN_ENTITIES: "maybe" },
         ["start", book],
-        "QUARRY_OFFLINE_USE_KNOWN_ENTITIES is \"maybe\", which is not valid; it must be true (the default) or false"
+        "QUARRY_OFFLINE_USE_KNOWN_ENTITIES is \"maybe\", which is not valid; it must be true (the default) or false, in any case (also yes or no, on or off, 1 or 0)"
+      ],
+      [
+        "QUARRY_MAX_INPUT_BYTES=abc, in the form of every other variable",
+        { QUARRY_MAX_INPUT_BYTES: "abc" },
+        ["start", book],
+        "QUARRY_MAX_INPUT_BYTES is \"abc\", which is not valid; it must be a whole number of bytes greater than 0, such as 536870912 (512 MB, the default)"
       ],
       [
         "an empty QUARRY_DB",
         { QUARRY_DB: "" },
         ["runs"],
         "QUARRY_DB is set but empty; it must be a SQLite file path, or unset (./quarry.db)"
+      ],
+      [
+        "QUARRY_DATABASE_URL of another database than PostgreSQL (not shown: a URL may carry a password)",
+        { QUARRY_DATABASE_URL: "mysql://quarry:secret@db/quarry" },
+        ["runs"],
+        "QUARRY_DATABASE_URL is set to a value (not shown), which is not valid; it must be a postgres:// URL, or unset"
+      ],
+      [
+        "QUARRY_DB that is a URL of another database",
+        { QUARRY_DB: "mysql://quarry:secret@db/quarry" },
+        ["runs"],
+        "QUARRY_DB is set to a value (not shown), which is not valid; it must be a SQLite file path, or unset (./quarry.db)"
       ],
       [
         "an empty QUARRY_DATABASE_URL, also beside a set QUARRY_DB",
@@ -115,12 +135,44 @@ describe("cli messages", () => {
     }
   })
 
+  it(
+    "a URL of another database is refused, not read as a SQLite path (start created mysql:/x in a directory mysql:)",
+    async () => {
+      const cwd = makeDir()
+      try {
+        fs.mkdirSync(path.join(cwd, "mysql:"))
+        const runs = [
+          run(["start", book], { cwd, env: { QUARRY_DATABASE_URL: "mysql://x" } }),
+          run(["start", book, "--db", "mysql://x"], { cwd })
+        ]
+        const [fromVariable, fromOption] = await Promise.all(runs)
+        assert.strictEqual(fromVariable!.code, 2, fromVariable!.stderr)
+        assert.match(fromVariable!.stderr, /^quarry: bad environment: QUARRY_DATABASE_URL is set to a value/)
+        assert.strictEqual(fromOption!.code, 2, fromOption!.stderr)
+        assert.strictEqual(
+          fromOption!.stderr,
+          "quarry: --db is a mysql:// URL, which quarry cannot open; pass a postgres:// (or postgresql://) URL, or the " +
+            "path of a SQLite file\n"
+        )
+        assert.deepStrictEqual(fs.readdirSync(path.join(cwd, "mysql:")), [])
+      } finally {
+        removeDir(cwd)
+      }
+    },
+    60_000
+  )
+
   describe("the parser's errors carry the prefix and say what is wrong (exit 2)", () => {
     const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>, string]> = [
       [
         "a log level that is not one",
         ["start", book, "--log-level", "verbose"],
         "quarry: --log-level \"verbose\" is not a log level; use all, trace, debug, info, warning, error, fatal or none"
+      ],
+      [
+        "--log-level given twice",
+        ["runs", "--log-level", "info", "--log-level=debug"],
+        "quarry: option --log-level is given 2 times; give it once"
       ],
       [
         "an option given twice",
@@ -152,6 +204,55 @@ describe("cli messages", () => {
         assert.isFalse(fs.existsSync(path.join(dir, "parse.db")))
       })
     }
+  })
+
+  it("--wizard is refused as an unknown argument (exit 2), not a prompt that waits for a terminal", async () => {
+    const db = path.join(dir, "wizard.db")
+    for (const args of [["runs", "--wizard"], ["start", book, "--wizard=true"], ["--wizard"]]) {
+      const child = start([...args, "--db", db])
+      const hung = setTimeout(() => child.child.kill("SIGKILL"), 20_000)
+      const { code } = await child.exited
+      clearTimeout(hung)
+      assert.strictEqual(code, 2, `${args.join(" ")}: ${child.stderr}`)
+      const command = args[0] === "--wizard" ? "" : ` ${args[0]}`
+      assert.include(child.stderr, `quarry: unknown argument "${args.at(-1)}"; see \`quarry${command} --help\`\n`)
+    }
+    assert.isFalse(fs.existsSync(db))
+  }, 90_000)
+
+  describe("--log-level works in any position, as any other option does", () => {
+    const given = (): ReadonlyArray<readonly [ReadonlyArray<string>, number, string]> => [
+      [["doctor", "--db", db, "--log-level", "error"], 0, ""],
+      [["doctor", "--db", db, "--json", "--log-level", "error"], 0, ""],
+      [["runs", "--json", "--log-level", "error", "--db", db], 0, ""],
+      [["runs", "--status", "completed", "--log-level", "error", "--db", db], 0, ""],
+      [["status", "--db", db, "--log-level", "error"], 0, ""],
+      [["cancel", "--db", db, "--log-level", "error", "nope"], 2, "quarry: run \"nope\" does not exist"],
+      [["start", "--db", db, "--log-level", "error", path.join(dir, "nope.txt")], 2, "quarry: input file"]
+    ]
+    it("after a command's options, before its argument: the command runs (or refuses what it refuses)", async () => {
+      for (const [args, code, message] of given()) {
+        const result = await run(args)
+        assert.strictEqual(result.code, code, `${args.join(" ")}: ${result.stderr}`)
+        assert.isTrue(result.stderr.startsWith(message), `${args.join(" ")}: ${result.stderr}`)
+        assert.notInclude(result.stderr, "unknown argument")
+      }
+    }, 120_000)
+
+    it("the level applies wherever it is given", async () => {
+      const debug = [
+        ["status", "done", "--db", db, "--log-level", "debug"],
+        ["status", "--db", db, "--log-level=debug", "done"],
+        ["status", "--log-level", "debug", "--db", db, "done"]
+      ]
+      for (const args of debug) {
+        const result = await run(args)
+        assert.strictEqual(result.code, 0, `${args.join(" ")}: ${result.stderr}`)
+        assert.match(result.stderr, /level=DEBUG/, args.join(" "))
+      }
+      const quiet = await run(["status", "done", "--db", db])
+      assert.notMatch(quiet.stderr, /level=DEBUG/)
+    }, 60_000)
   })
 
   describe("suggested commands carry the --db given", () => {

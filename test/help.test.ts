@@ -1,7 +1,8 @@
 /**
  * The bundled `quarry`'s help and shell completion: `--help` lists the commands one line each within 80 columns,
  * each command's help names every option once with its meaning and none of @effect/cli's filler, and
- * `--completions bash` prints a script bash can source and complete with.
+ * `--completions bash` prints a script bash can source and complete with (anywhere on the command line); no script
+ * offers @effect/cli's `--wizard`, which quarry refuses.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
@@ -107,8 +108,28 @@ describe("quarry --completions bash", () => {
         ], { encoding: "utf8" }).trim()
       assert.strictEqual(complete(["quarry", "st"]), "start status")
       assert.strictEqual(complete(["quarry", "start", "--chu"]), "--chunking")
+      assert.strictEqual(
+        complete(["quarry", "runs", "--"]),
+        "--status --db --json --completions --log-level --help --version"
+      )
     } finally {
       removeDir(dir)
     }
+  })
+
+  it("no script offers @effect/cli's --wizard, which quarry refuses; quarry's built-ins are offered", async () => {
+    for (const shell of ["sh", "bash", "zsh", "fish"]) {
+      const script = await run(["--completions", shell])
+      assert.strictEqual(script.code, 0, script.stderr)
+      assert.notInclude(script.stdout, "wizard", shell)
+      assert.include(script.stdout, "log-level", shell)
+    }
+  })
+
+  it("--completions is taken anywhere, as any other option: after a command's options too", async () => {
+    const script = await run(["--completions", "bash"])
+    const after = await run(["start", "--db", "q.db", "--completions=bash"])
+    assert.strictEqual(after.code, 0, after.stderr)
+    assert.strictEqual(after.stdout, script.stdout)
   })
 })

@@ -21,6 +21,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as BuiltIns from "./BuiltIns.js"
 import * as Cancel from "./Cancel.js"
 import * as Doctor from "./Doctor.js"
 import * as Errors from "./Errors.js"
@@ -145,19 +146,25 @@ export type Environment = CliApp.CliApp.Environment | Output.Output | Llm.Servic
  * @since 0.1.0
  * @category running
  */
-export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, Environment> =>
-  Effect.gen(function*() {
-    const settings = yield* Settings.config.pipe(
-      Effect.mapError((error) => new Errors.UsageError({ message: `bad environment: ${error.message}` }))
-    )
+export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, Environment> => {
+  const line = BuiltIns.split(argv.slice(2))
+  return Effect.gen(function*() {
+    const settings = yield* Effect.mapError(Settings.config, Errors.badEnvironment)
     yield* refuseSecretOptions(argv)
-    const help = Help.requested(argv.slice(2), version, summary, helpEntries)
-    if (Option.isSome(help)) {
-      yield* Effect.flatMap(Output.Output, (output) => output.out(help.value))
+    yield* BuiltIns.refuseWizard(line)
+    const logLevel = yield* BuiltIns.logLevel(line)
+    const completions = yield* BuiltIns.completions(line, command)
+    const answer = Option.orElse(completions, () => Help.requested(line.args, version, summary, helpEntries))
+    if (Option.isSome(answer)) {
+      yield* Effect.flatMap(Output.Output, (output) => output.out(answer.value))
       return ExitCode.ok
     }
     // @effect/cli prints its parse errors itself, without the `quarry: ` prefix; they are reported below instead.
-    yield* cli(argv).pipe(Effect.provideService(Settings.Settings, settings), withoutParserErrors)
+    yield* cli([...argv.slice(0, 2), ...line.args]).pipe(
+      Effect.provideService(Settings.Settings, settings),
+      withoutParserErrors,
+      Logger.withMinimumLogLevel(logLevel)
+    )
     return ExitCode.ok
   }).pipe(
     Effect.catchAllCause((cause) =>
@@ -173,17 +180,17 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
         const error = failure.value
         const invocation = yield* FiberRef.get(Errors.currentInvocation)
         const message = ValidationError.isValidationError(error) ?
-          Errors.describeParseError(error, argv.slice(2)) :
+          Errors.describeParseError(error, line.args) :
           Errors.describe(error, now, Option.match(invocation, { onNone: () => undefined, onSome: (i) => i.db }))
         yield* output.err(`quarry: ${message}`)
         // A bad option value stops the parse, before `start`/`resume` could report it as their `error` event.
-        if (ValidationError.isValidationError(error) && reportsJsonEvents(argv)) {
+        if (ValidationError.isValidationError(error) && reportsJsonEvents(line.args)) {
           yield* output.out(Events.encode("error", now, { exitCode: ExitCode.usage, error: "UsageError", message }))
         }
         return ExitCode.fromError(error)
       })
     ),
-    // Logs go to stderr (stdout carries only results); `--log-level` lowers the threshold.
+    // Logs go to stderr (stdout carries only results); `--log-level` sets the threshold of the command.
     Effect.provide(Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))),
     Logger.withMinimumLogLevel(LogLevel.Warning),
     // A bad environment variable is named with what it accepts, wherever it is read (extractors included).
@@ -191,6 +198,7 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<number, never, E
     // Heartbeats and signals must get through while a run does synchronous work.
     Effect.withScheduler(FairScheduler.shared)
   )
+}
 
 /**
  * The services `run` needs, on Node with the real process streams.
@@ -216,10 +224,8 @@ const withoutParserErrors = <A, E, R>(self: Effect.Effect<A, E, R>) =>
   )
 
 /** `start --json` and `resume --json` end with one terminal event, also when the command line is refused. */
-const reportsJsonEvents = (argv: ReadonlyArray<string>) => {
-  const args = argv.slice(2)
-  return (args[0] === "start" || args[0] === "resume") && args.includes("--json")
-}
+const reportsJsonEvents = (args: ReadonlyArray<string>) =>
+  (args[0] === "start" || args[0] === "resume") && args.includes("--json")
 
 /**
  * An API key given as an option is refused before the parser sees it: the parser would echo `--api-key=<key>` as

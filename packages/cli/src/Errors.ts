@@ -7,6 +7,7 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import { CompensationFailed } from "@quarry/core/Compensation"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import { PersistenceError, RunAlreadyExists, RunLocked, RunNotFound } from "@quarry/core/Errors"
+import type * as ConfigError from "effect/ConfigError"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -21,6 +22,16 @@ import * as Settings from "./Settings.js"
  * @category errors
  */
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { message: Schema.String }) {}
+
+/**
+ * A refused environment variable, as every command reports one: `bad environment: ` and what `Settings.namingVariables`
+ * says of it (the variable, its value and what it accepts).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const badEnvironment = (error: ConfigError.ConfigError): UsageError =>
+  new UsageError({ message: `bad environment: ${error.message}` })
 
 /**
  * A run ended without completing (failed, cancelled) and its terminal event was already reported; carries the exit
@@ -192,51 +203,44 @@ export const describe = (error: unknown, now: number, db: string = Settings.defa
   return error instanceof Error ? error.message : String(error)
 }
 
-const logLevels = "all, trace, debug, info, warning, error, fatal or none"
-const shells = "sh, bash, fish or zsh"
+/** The command `args` (after the program) name, if they start with one. */
+const commandOf = (args: ReadonlyArray<string>): string | undefined =>
+  args[0] !== undefined && !args[0].startsWith("-") ? args[0] : undefined
 
-/** The value given to option `name` in `args` (`--name value` or `--name=value`), at its first occurrence. */
-const valueOf = (args: ReadonlyArray<string>, name: string): string | undefined => {
-  const index = args.findIndex((arg) => arg === name || arg.startsWith(`${name}=`))
-  if (index < 0) return undefined
-  const arg = args[index]!
-  return arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : args[index + 1]
-}
-
-const badChoice = (args: ReadonlyArray<string>, name: string, what: string, choices: string) => {
-  const value = valueOf(args, name)
-  return value === undefined ?
-    `${name} needs a value: ${choices}` :
-    `${name} ${JSON.stringify(value)} is not ${what}; use ${choices}`
+/** Where the options of the command `args` name are listed. */
+const helpOf = (args: ReadonlyArray<string>): string => {
+  const command = commandOf(args)
+  return command === undefined ? "quarry --help" : `quarry ${command} --help`
 }
 
 /**
- * A parse error of @effect/cli for people, from the error and the arguments it parsed (after the program). Its own
- * texts mislead in two cases, which are named instead: an option given twice is left over, and a built-in option
- * whose value is not one of its choices is left over too; both read "Received unknown argument".
+ * The message for an argument that the command `args` (after the program) name does not take.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const unknownArgument = (arg: string, args: ReadonlyArray<string>): string =>
+  `unknown argument ${JSON.stringify(arg)}; see \`${helpOf(args)}\``
+
+/**
+ * A parse error of @effect/cli for people, from the error and the arguments it parsed (after the program). An option
+ * given twice is named as such: @effect/cli leaves the second one over, as "Received unknown argument".
  *
  * @since 0.1.0
  * @category formatting
  */
 export const describeParseError = (error: ValidationError.ValidationError, args: ReadonlyArray<string>): string => {
   const text = Help.plain(error.error).trim().replace(/^quarry: /, "")
-  const command = args[0] !== undefined && !args[0].startsWith("-") ? args[0] : undefined
-  const help = command === undefined ? "quarry --help" : `quarry ${command} --help`
-  const badLogLevel = args.some((arg) => arg === "--log-level" || arg.startsWith("--log-level=")) &&
-    !/^(all|trace|debug|info|warning|error|fatal|none)$/.test(valueOf(args, "--log-level") ?? "")
-  const badShell = args.some((arg) => arg === "--completions" || arg.startsWith("--completions=")) &&
-    !/^(sh|bash|fish|zsh)$/.test(valueOf(args, "--completions") ?? "")
-  if (badLogLevel) return badChoice(args, "--log-level", "a log level", logLevels)
-  if (badShell) return badChoice(args, "--completions", "a shell quarry has completions for", shells)
+  const command = commandOf(args)
   const unknown = /^Received unknown argument: '(.*)'$/.exec(text)
   if (unknown !== null) {
     const name = unknown[1]!.split("=")[0]!
     const given = args.filter((arg) => arg === name || arg.startsWith(`${name}=`)).length
     if (name.startsWith("-") && given > 1) return `option ${name} is given ${given} times; give it once`
-    return `unknown argument ${JSON.stringify(unknown[1])}; see \`${help}\``
+    return unknownArgument(unknown[1]!, args)
   }
   const missing = /^Missing argument <(.*)>$/.exec(text)
-  if (missing !== null) return `${command ?? "quarry"} needs the argument <${missing[1]}>; see \`${help}\``
+  if (missing !== null) return `${command ?? "quarry"} needs the argument <${missing[1]}>; see \`${helpOf(args)}\``
   if (/^Invalid subcommand for quarry/.test(text)) {
     return `unknown command ${JSON.stringify(command ?? args[0] ?? "")}; use one of start, resume, status, runs, ` +
       "cancel, export, doctor, serve (see `quarry --help`)"

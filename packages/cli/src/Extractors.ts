@@ -9,11 +9,10 @@
 import * as CapitalizedExtractor from "@quarry/core/CapitalizedExtractor"
 import * as Errors from "@quarry/core/Errors"
 import * as Extractor from "@quarry/core/Extractor"
-import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { UsageError } from "./Errors.js"
+import { badEnvironment, UsageError } from "./Errors.js"
 import * as Llm from "./Llm.js"
 import type { Settings } from "./Settings.js"
 import * as TestHooks from "./TestHooks.js"
@@ -38,9 +37,6 @@ interface Entry {
   readonly name: string
   readonly build: (stored: StoredSettings | undefined) => Effect.Effect<Extractor.Extractor, UsageError>
 }
-
-const badEnvironment = (error: ConfigError.ConfigError) =>
-  new UsageError({ message: `bad environment: ${error.message}` })
 
 const ready = (extractor: Extractor.Extractor): Entry => ({
   name: extractor.name,

@@ -6,6 +6,7 @@
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as path from "node:path"
@@ -103,18 +104,27 @@ export const parseCount = (name: string, raw: string, unit: string): Effect.Effe
 }
 
 /**
- * `--db PATH`: the database file.
+ * `--db PATH`: the database file, or a `postgres://` URL; a URL of another scheme is refused as the command line is
+ * parsed (read as a path, `mysql://x` would be a file `x` in a directory `mysql:`).
  *
  * @since 0.1.0
  * @category options
  */
-export const db = Options.text("db").pipe(
-  Options.withPseudoName("PATH"),
-  Options.withDescription(
-    "The database holding the runs: a SQLite file (default ./quarry.db, or QUARRY_DB) " +
-      "or a postgres:// URL (or QUARRY_DATABASE_URL)."
-  ),
-  Options.optional
+export const db = checked(
+  "db",
+  "PATH",
+  "The database holding the runs: a SQLite file (default ./quarry.db, or QUARRY_DB) " +
+    "or a postgres:// URL (or QUARRY_DATABASE_URL).",
+  (raw) =>
+    Option.match(DatabaseUrl.unsupportedScheme(raw), {
+      onNone: () => Effect.succeed(raw),
+      // Not echoed: a URL may carry a password.
+      onSome: (scheme) =>
+        new UsageError({
+          message: `--db is a ${scheme}:// URL, which quarry cannot open; pass a postgres:// (or postgresql://) URL, ` +
+            `or the path of a SQLite file`
+        })
+    })
 )
 
 /**

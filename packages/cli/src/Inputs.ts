@@ -88,7 +88,8 @@ const sizeUnits: Record<string, number> = {
 }
 
 /**
- * Parses a size: bytes, or a number with a binary unit (`K`/`KB`, `M`/`MB`, `G`/`GB`, powers of 1024).
+ * Parses a size: bytes, or a number with a binary unit (`K`/`KB`, `M`/`MB`, `G`/`GB`, powers of 1024). A size past
+ * `Number.MAX_SAFE_INTEGER` bytes is refused as too large (it could not be counted exactly).
  *
  * @since 0.1.0
  * @category validation
@@ -97,9 +98,13 @@ export const parseSize = (name: string, raw: string): Effect.Effect<number, Usag
   const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim())
   const unit = match === null ? undefined : sizeUnits[match[2]!.toLowerCase()]
   const bytes = match === null || unit === undefined ? Number.NaN : Math.floor(Number(match[1]) * unit)
+  const given = `${name} (${JSON.stringify(raw)})`
+  if (bytes > Number.MAX_SAFE_INTEGER) {
+    return fail(`${given} is too large: it must be a size greater than 0, at most ${Number.MAX_SAFE_INTEGER} bytes`)
+  }
   return Number.isSafeInteger(bytes) && bytes > 0 ?
     Effect.succeed(bytes) :
-    fail(`${name} (${JSON.stringify(raw)}) must be a size greater than 0: bytes, or with a unit, such as 64MB or 2GB`)
+    fail(`${given} must be a size greater than 0: bytes, or with a unit, such as 64MB or 2GB`)
 }
 
 /** A size for people: `536870912 bytes (512 MB)`. */

@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Workflow from "@quarry/core/Workflow"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
@@ -26,18 +27,21 @@ export const defaultDatabase = "./quarry.db"
 /**
  * The database variables: `QUARRY_DATABASE_URL`, else `QUARRY_DB`, else the default. One set but empty (or blank) is
  * refused by name rather than read as unset: a deployment whose `QUARRY_DATABASE_URL=$URL` lost its value would
- * otherwise write to another database unnoticed.
+ * otherwise write to another database unnoticed. So is a URL of another database than PostgreSQL (`mysql://...`),
+ * which would otherwise be read as a SQLite path.
  */
 const database = Config.all([
   Config.option(Config.string("QUARRY_DATABASE_URL")),
   Config.option(Config.string("QUARRY_DB"))
 ]).pipe(
   Config.mapOrFail(([url, file]) => {
-    const empty = [["QUARRY_DATABASE_URL", url] as const, ["QUARRY_DB", file] as const]
-      .find(([, value]) => Option.exists(value, (value) => value.trim() === ""))
-    return empty === undefined ?
+    const refused = [["QUARRY_DATABASE_URL", url] as const, ["QUARRY_DB", file] as const]
+      .find(([, value]) =>
+        Option.exists(value, (value) => value.trim() === "" || Option.isSome(DatabaseUrl.unsupportedScheme(value)))
+      )
+    return refused === undefined ?
       Either.right(Option.getOrElse(Option.orElse(url, () => file), () => defaultDatabase)) :
-      Either.left(ConfigError.InvalidData([empty[0]], "empty"))
+      Either.left(ConfigError.InvalidData([refused[0]], "empty, or a URL of another database than PostgreSQL"))
   })
 )
 
@@ -53,11 +57,14 @@ export const accepted: Readonly<Record<string, string>> = {
   QUARRY_LEASE_MS: `a whole number of milliseconds greater than 0, such as ${Workflow.defaultLeaseMs} (the default)`,
   QUARRY_MAX_INPUT_BYTES: "a whole number of bytes greater than 0, such as 536870912 (512 MB, the default)",
   QUARRY_OFFLINE_UNMAPPED: "drop (the default) or generic",
-  QUARRY_OFFLINE_USE_KNOWN_ENTITIES: "true (the default) or false"
+  QUARRY_OFFLINE_USE_KNOWN_ENTITIES: "true (the default) or false, in any case (also yes or no, on or off, 1 or 0)"
 }
 
-/** Variables whose value may hold a secret (a key, a token, a URL with a password): never quoted in a message. */
-const secret = /API_KEY|API_TOKEN|SECRET|PASSWORD|HEADERS|_URL$/
+/**
+ * Variables whose value may hold a secret (a key, a token, a URL with a password): never quoted in a message.
+ * `QUARRY_DB` is refused only when it is a URL (or empty).
+ */
+const secret = /API_KEY|API_TOKEN|SECRET|PASSWORD|HEADERS|_URL$|^QUARRY_DB$/
 
 const describeVariable = (name: string, raw: Option.Option<string>, message: string): string =>
   Option.match(raw, {

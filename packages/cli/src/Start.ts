@@ -22,7 +22,7 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as path from "node:path"
-import { UsageError } from "./Errors.js"
+import { badEnvironment, UsageError } from "./Errors.js"
 import * as Execution from "./Execution.js"
 import * as Extractors from "./Extractors.js"
 import * as Flags from "./Flags.js"
@@ -110,7 +110,7 @@ const maxInputBytes = (flag: Option.Option<number>) =>
       Config.integer("QUARRY_MAX_INPUT_BYTES").pipe(
         Config.validate({ message: "must be a whole number of bytes greater than 0", validation: (n) => n > 0 }),
         Config.withDefault(Inputs.defaultMaxInputBytes),
-        Effect.mapError((error) => new UsageError({ message: `QUARRY_MAX_INPUT_BYTES: ${error}` }))
+        Effect.mapError(badEnvironment)
       )
   })
 

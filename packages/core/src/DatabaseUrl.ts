@@ -18,6 +18,19 @@ import * as path from "node:path"
 export const isPostgres = (db: string): boolean => /^postgres(?:ql)?:\/\//i.test(db)
 
 /**
+ * The scheme of a URL that names a database quarry cannot open (`mysql` of `mysql://x`): any `scheme://` but
+ * PostgreSQL's. Such a value is no SQLite path either: read as one, `mysql://x` is a file `x` in a directory `mysql:`.
+ *
+ * @since 0.1.0
+ * @category urls
+ */
+export const unsupportedScheme = (db: string): Option.Option<string> => {
+  // Two characters at least: `C://x` is a Windows drive, not a scheme.
+  const scheme = /^([a-z][a-z0-9+.-]+):\/\//i.exec(db)
+  return scheme === null || isPostgres(db) ? Option.none() : Option.some(scheme[1]!)
+}
+
+/**
  * The database as it may be shown: a URL without its password (a SQLite path as it is).
  *
  * @since 0.1.0

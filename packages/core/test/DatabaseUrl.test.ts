@@ -66,3 +66,14 @@ describe("DatabaseUrl.overwrittenBy", () => {
     assert.isUndefined(overwritten(url, url))
   })
 })
+
+describe("DatabaseUrl.unsupportedScheme", () => {
+  it("names the scheme of any URL but PostgreSQL's, and nothing in a SQLite path", () => {
+    const scheme = (db: string) => Option.getOrUndefined(DatabaseUrl.unsupportedScheme(db))
+    assert.strictEqual(scheme("mysql://quarry:secret@db/quarry"), "mysql")
+    assert.strictEqual(scheme("file:///tmp/q.db"), "file")
+    for (const db of ["postgres://u@h/d", "POSTGRESQL://u@h/d", "./quarry.db", "mysql:/x", "C://q.db", ":memory:"]) {
+      assert.isUndefined(scheme(db), db)
+    }
+  })
+})

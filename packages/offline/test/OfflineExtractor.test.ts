@@ -5,6 +5,7 @@ import * as Extractor from "@quarry/core/Extractor"
 import * as Ontology from "@quarry/core/Ontology"
 import * as Run from "@quarry/core/Run"
 import * as OfflineExtractor from "@quarry/offline/OfflineExtractor"
+import * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -670,6 +671,26 @@ describe("OfflineExtractor ontology mapping", () => {
         )
       )
     ))
+
+  it.effect("config reads QUARRY_OFFLINE_USE_KNOWN_ENTITIES as true or false in any case, or yes/no, on/off, 1/0", () =>
+    Effect.gen(function*() {
+      const read = (value: string) =>
+        Effect.withConfigProvider(
+          OfflineExtractor.config,
+          ConfigProvider.fromMap(new Map([["QUARRY_OFFLINE_USE_KNOWN_ENTITIES", value]]))
+        )
+      const spellings = [["TRUE", true], ["False", false], ["no", false], ["ON", true], ["1", true], [
+        "0",
+        false
+      ]] as const
+      for (const [value, expected] of spellings) {
+        assert.strictEqual((yield* read(value)).useKnownEntities, expected, value)
+      }
+      const refused = yield* Effect.flip(read("maybe"))
+      assert.isTrue(
+        ConfigError.isInvalidData(refused) && refused.path.join("_") === "QUARRY_OFFLINE_USE_KNOWN_ENTITIES"
+      )
+    }))
 })
 
 // Language tags ---------------------------------------------------------------------------------------------------
