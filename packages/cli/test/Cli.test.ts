@@ -204,13 +204,18 @@ describe("quarry resume", () => {
       assert.isTrue(events[0]!.alreadyCompleted)
     }))
 
+  /** Run `r` completed in a fresh directory: its database, its artifact and the artifact's SHA-256. */
+  const completedRun = Effect.gen(function*() {
+    const dir = yield* tempDir
+    const db = path.join(dir, "q.db")
+    const artifact = path.join(dir, "r.ttl")
+    assert.strictEqual((yield* quarry(["start", small, "--db", db, "--run-id", "r", ...smallFlags])).code, 0)
+    return { db, artifact, written: sha256File(artifact) }
+  })
+
   it.scopedLive("a completed run whose artifact was removed gets it written again, the same bytes, and says so", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
-      const db = path.join(dir, "q.db")
-      const artifact = path.join(dir, "r.ttl")
-      assert.strictEqual((yield* quarry(["start", small, "--db", db, "--run-id", "r", ...smallFlags])).code, 0)
-      const written = sha256File(artifact)
+      const { artifact, db, written } = yield* completedRun
       fs.rmSync(artifact)
       const again = yield* quarry(["resume", "r", "--db", db])
       assert.strictEqual(again.code, 0, again.stderr())
@@ -221,11 +226,7 @@ describe("quarry resume", () => {
 
   it.scopedLive("a completed run whose artifact changed is refused (exit 2), the file kept, with the export to run", () =>
     Effect.gen(function*() {
-      const dir = yield* tempDir
-      const db = path.join(dir, "q.db")
-      const artifact = path.join(dir, "r.ttl")
-      assert.strictEqual((yield* quarry(["start", small, "--db", db, "--run-id", "r", ...smallFlags])).code, 0)
-      const written = sha256File(artifact)
+      const { artifact, db, written } = yield* completedRun
       fs.appendFileSync(artifact, "# my note\n")
       const edited = sha256File(artifact)
       const again = yield* quarry(["resume", "r", "--db", db])
