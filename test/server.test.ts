@@ -464,6 +464,31 @@ describe("quarry serve", () => {
     }
   }, 120_000)
 
+  it("a JSON body nested deeper than 64 levels is 400 JsonTooDeep (it was a 500), and nothing is stored", async () => {
+    const server = await serve(path.join(dir, "deep.db"))
+    try {
+      const nested = (open: string, close: string, levels: number) =>
+        `{"input":"x","extractor":${open.repeat(levels)}1${close.repeat(levels)}}`
+      for (const body of [nested("[", "]", 3000), nested("{\"a\":", "}", 20_000), nested("[", "]", 64)]) {
+        const deep = await call(server, "POST", "/v1/runs", body)
+        assert.strictEqual(deep.status, 400, deep.text)
+        assert.deepStrictEqual(deep.json().error, {
+          tag: "JsonTooDeep",
+          message: "the request body nests arrays and objects deeper than 64 levels; a submission needs 2 (the body, " +
+            "then chunking or budget)"
+        })
+      }
+      // 64 levels, the body's own included, still reach the schema, which names the field.
+      const deepest = await call(server, "POST", "/v1/runs", nested("[", "]", 63))
+      assert.strictEqual(deepest.status, 422, deepest.text)
+      assert.match(deepest.json().error.message, /^extractor: Expected string, actual \[\[/)
+      assert.deepStrictEqual((await call(server, "GET", "/v1/runs")).json().runs, [])
+      assert.notInclude(server.child.stderr, "request failed")
+    } finally {
+      await stop(server)
+    }
+  }, 60_000)
+
   it(
     "DELETE runs the run's compensation steps first; a failing step keeps the run (409), a retry deletes it",
     async () => {

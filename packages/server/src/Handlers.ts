@@ -105,7 +105,10 @@ const sha256 = (text: string) => createHash("sha256").update(text, "utf8").diges
 const badRequest = (tag: string, message: string) => new ApiError({ status: 400, tag, message })
 const invalid = (tag: string, message: string) => new ApiError({ status: 422, tag, message })
 
-/** Reads and decodes the submission: 400 for bytes that are not JSON text, 422 for a body that breaks the schema. */
+/**
+ * Reads and decodes the submission: 400 for bytes that are not JSON text (or nest too deep to decode), 422 for a body
+ * that breaks the schema.
+ */
 const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
     const maxBodyBytes = Option.getOrElse(yield* HttpIncomingMessage.MaxBodySize, () => Infinity)
@@ -125,6 +128,13 @@ const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
       try: (): unknown => JSON.parse(text),
       catch: (error) => badRequest("InvalidJson", `the request body is not JSON: ${String(error)}`)
     })
+    if (RequestBody.nestsDeeperThan(body, RequestBody.maxJsonDepth)) {
+      return yield* badRequest(
+        "JsonTooDeep",
+        `the request body nests arrays and objects deeper than ${RequestBody.maxJsonDepth} levels; a submission ` +
+          "needs 2 (the body, then chunking or budget)"
+      )
+    }
     const submission = yield* Schema.decodeUnknown(SubmitRun, { onExcessProperty: "error", errors: "all" })(body).pipe(
       Effect.mapError((error) =>
         invalid("InvalidRequest", DecodeErrors.describe(ParseResult.ArrayFormatter.formatErrorSync(error), "body"))
