@@ -490,6 +490,33 @@ describe("quarry serve", () => {
   }, 60_000)
 
   it(
+    "a method the API does not handle (PROPFIND, MKCOL, LOCK, SEARCH, PURGE) is a JSON 405 with Allow, or a JSON 404 off the API",
+    async () => {
+      const server = await serve(path.join(dir, "methods.db"))
+      try {
+        for (const method of ["PROPFIND", "MKCOL", "LOCK", "SEARCH", "PURGE"]) {
+          const wrong = await call(server, method, "/v1/runs")
+          assert.strictEqual(wrong.status, 405, `${method}: ${wrong.text}`)
+          assert.strictEqual(wrong.headers.get("allow"), "GET, HEAD, POST")
+          assert.deepStrictEqual(wrong.json().error, {
+            tag: "MethodNotAllowed",
+            message: `/v1/runs does not take ${method}; it takes GET, HEAD, POST`
+          })
+          const nowhere = await call(server, method, "/nowhere")
+          assert.strictEqual(nowhere.status, 404, `${method}: ${nowhere.text}`)
+          assert.strictEqual(nowhere.json().error.tag, "RouteNotFound")
+        }
+        // HEAD still answers as GET does.
+        assert.strictEqual((await fetch(`${server.url}/v1/runs`, { method: "HEAD" })).status, 200)
+        assert.notInclude(server.child.stderr, "request failed")
+      } finally {
+        await stop(server)
+      }
+    },
+    60_000
+  )
+
+  it(
     "DELETE runs the run's compensation steps first; a failing step keeps the run (409), a retry deletes it",
     async () => {
       const uploads = path.join(dir, "comp-uploads")
