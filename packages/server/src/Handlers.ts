@@ -106,11 +106,21 @@ const badRequest = (tag: string, message: string) => new ApiError({ status: 400,
 const invalid = (tag: string, message: string) => new ApiError({ status: 422, tag, message })
 
 /**
- * Reads and decodes the submission: 400 for bytes that are not JSON text (or nest too deep to decode), 422 for a body
- * that breaks the schema.
+ * Reads and decodes the submission: 415 for a body not sent as JSON, 400 for bytes that are not JSON text (or nest too
+ * deep to decode), 422 for a body that breaks the schema.
  */
 const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
+    const contentType = request.headers["content-type"]
+    if (!RequestBody.isJson(contentType)) {
+      return yield* new ApiError({
+        status: 415,
+        tag: "UnsupportedMediaType",
+        message: `the request body must be JSON sent with Content-Type: application/json (got ${
+          contentType ?? "no Content-Type"
+        }); nothing was stored`
+      })
+    }
     const maxBodyBytes = Option.getOrElse(yield* HttpIncomingMessage.MaxBodySize, () => Infinity)
     // A chunked body has no Content-Length to refuse it by before it is read (RequestLog): its size shows here.
     const bytes = yield* RequestBody.read(request, Number(maxBodyBytes)).pipe(

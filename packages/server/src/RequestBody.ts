@@ -1,7 +1,8 @@
 /**
  * A request body read whole, up to a limit. Past the limit the rest is read and dropped as it arrives: the platform's
  * own limit destroys the request, and with it the connection, so a client still sending a chunked body got no answer
- * at all instead of its `413`. A JSON body is checked for its nesting depth before any schema sees it.
+ * at all instead of its `413`. A JSON body must say so in its `Content-Type`, and is checked for its nesting depth
+ * before any schema sees it.
  *
  * @since 0.1.0
  */
@@ -91,3 +92,13 @@ export const nestsDeeperThan = (value: unknown, levels: number): boolean => {
   }
   return false
 }
+
+/**
+ * Whether a `Content-Type` is JSON (`application/json`, with parameters such as `charset=utf-8` or not). A form or
+ * `text/plain` is what a page of another site can send without a CORS preflight: never taken as JSON.
+ *
+ * @since 0.1.0
+ * @category reading
+ */
+export const isJson = (contentType: string | undefined): boolean =>
+  contentType !== undefined && /^application\/json\s*(;|$)/i.test(contentType.trim())
