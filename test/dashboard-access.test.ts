@@ -3,7 +3,8 @@
  * the real `quarry serve` with a token: Tab reaches the runs and Enter selects one, a 128-character id leaves the
  * status column in view, the token is in no URL, cookie or `localStorage`, and the page says when the server does not
  * answer and stops saying it once a restarted server answers again. A page of another site can neither change the runs
- * of a server without tokens nor read them through a DNS name pointed at it.
+ * of a server without tokens nor read them through a DNS name pointed at it. The API reference at `/docs` asks no other
+ * host for anything.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
@@ -158,5 +159,41 @@ Promise.all([
       }
     },
     120_000
+  )
+
+  it(
+    "/docs, the API reference, shows every route and asks no other host for anything (no font from fonts.scalar.com)",
+    async () => {
+      const quarry = await serve(path.join(dir, "docs.db"), 0)
+      servers.push(quarry.child)
+      try {
+        const page = await browser!.newPage()
+        const origin = `http://127.0.0.1:${quarry.port}`
+        // Another host's requests are noted and cut at once: none leaves the test, none keeps the page loading.
+        const elsewhere: Array<string> = []
+        await page.route((url) => url.origin !== origin, (route) => {
+          elsewhere.push(route.request().url())
+          return route.abort()
+        })
+        const refusedByPolicy: Array<string> = []
+        page.on("console", (message) => {
+          if (message.text().includes("Content Security Policy")) refusedByPolicy.push(message.text())
+        })
+        await page.goto(`${origin}/docs`)
+        // Scalar writes paths with zero-width spaces between their segments.
+        await page.waitForFunction(
+          "document.body.innerText.replaceAll('\\u200b', '').includes('/v1/runs/{id}/artifact')",
+          null,
+          { timeout: 30_000 }
+        )
+        await page.waitForLoadState("networkidle")
+        await page.close()
+        assert.deepStrictEqual(elsewhere, [])
+        assert.deepStrictEqual(refusedByPolicy, [])
+      } finally {
+        await kill(quarry.child)
+      }
+    },
+    60_000
   )
 })

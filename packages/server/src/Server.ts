@@ -10,7 +10,6 @@
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
@@ -33,6 +32,7 @@ import * as Cluster from "./Cluster.js"
 import * as Connections from "./Connections.js"
 import * as CrossSite from "./CrossSite.js"
 import * as Dashboard from "./Dashboard.js"
+import * as Docs from "./Docs.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
 import * as NoRoute from "./NoRoute.js"
@@ -110,7 +110,7 @@ export const layer = (
     // Probes and scrapes arrive every few seconds: no span each (they are counted in the metrics).
     HttpMiddleware.withTracerDisabledForUrls(["/livez", "/readyz", "/startupz", "/healthz", "/metrics"]),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
-    Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+    Layer.provide(Docs.layer),
     Layer.provide(Dashboard.layer),
     Layer.provide(NoRoute.layer),
     Layer.provide(CrossSite.layer({
