@@ -2,21 +2,25 @@
  * The dashboard for a keyboard, for long run ids and through a server restart, in Debian's headless Chromium against
  * the real `quarry serve` with a token: Tab reaches the runs and Enter selects one, a 128-character id leaves the
  * status column in view, the token is in no URL, cookie or `localStorage`, and the page says when the server does not
- * answer and stops saying it once a restarted server answers again.
+ * answer and stops saying it once a restarted server answers again. A page of another site can neither change the runs
+ * of a server without tokens nor read them through a DNS name pointed at it. The API reference at `/docs` asks no other
+ * host for anything.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
 import * as path from "node:path"
 import { type Browser, chromium } from "playwright-core"
-import { makeDir, removeDir, type Running, start } from "./support.js"
+import { makeDir, mobyDick, removeDir, type Running, start } from "./support.js"
 
 const executablePath = "/usr/bin/chromium"
 const token = "access-s3cret-token"
 const longId = "r".repeat(128)
 const text = "Captain Ahab commanded the Pequod. Ishmael sailed from Nantucket with Queequeg."
 
-const serve = async (db: string, port: number) => {
-  const child = start(["serve", "--db", db, "--port", String(port), "--json"], { env: { QUARRY_API_TOKENS: token } })
+const serve = async (db: string, port: number, env: Record<string, string> = { QUARRY_API_TOKENS: token }) => {
+  const child = start(["serve", "--db", db, "--port", String(port), "--json"], { env })
   await child.waitFor((stdout) => stdout.includes("server.listening")).catch((error) => {
     child.child.kill("SIGKILL")
     throw error
@@ -29,11 +33,11 @@ const kill = async (child: Running) => {
   await child.exited
 }
 
-const submit = async (port: number, runId: string) => {
+const submit = async (port: number, runId: string, input = text) => {
   const response = await fetch(`http://127.0.0.1:${port}/v1/runs`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify({ runId, input: text })
+    body: JSON.stringify({ runId, input })
   })
   assert.strictEqual(response.status, 202, await response.text())
 }
@@ -46,7 +50,11 @@ describe("web dashboard: keyboard, long ids, restarts (headless Chromium)", () =
   beforeAll(async () => {
     assert.isTrue(fs.existsSync(executablePath), `${executablePath} is missing: apt-get install chromium`)
     dir = makeDir()
-    browser = await chromium.launch({ executablePath, args: ["--headless", "--no-sandbox", "--disable-gpu"] })
+    browser = await chromium.launch({
+      executablePath,
+      // rebound.test: a DNS name an attacker points at the user's loopback.
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP rebound.test 127.0.0.1"]
+    })
   }, 60_000)
 
   afterAll(async () => {
@@ -105,4 +113,87 @@ describe("web dashboard: keyboard, long ids, restarts (headless Chromium)", () =
     })
     await page.close()
   }, 180_000)
+
+  it(
+    "a page of another site cannot submit or cancel runs of a server without tokens, nor read it through a DNS name pointed at it",
+    async () => {
+      const db = path.join(dir, "cross-site.db")
+      const quarry = await serve(db, 0, { QUARRY_TEST_EXTRACTOR_DELAY_MS: "100" })
+      servers.push(quarry.child)
+      const target = `http://127.0.0.1:${quarry.port}`
+      await submit(quarry.port, "kept", fs.readFileSync(mobyDick.input, "utf8"))
+      // The other site: no-cors requests and a form, none of which needs a CORS preflight.
+      const attacker = http.createServer((_, response) => {
+        response.setHeader("content-type", "text/html")
+        response.end(`<!doctype html><form id="form" method="POST" action="${target}/v1/runs" enctype="text/plain">
+<input name='{"runId":"by-form","input":"planted' value='"}'></form><script>
+Promise.all([
+  fetch("${target}/v1/runs", { method: "POST", mode: "no-cors", body: '{"runId":"by-fetch","input":"planted"}' }),
+  fetch("${target}/v1/runs/kept/cancel", { method: "POST", mode: "no-cors" })
+]).then(() => document.getElementById("form").submit())
+</script>`)
+      })
+      await new Promise<void>((resolve) => attacker.listen(0, "127.0.0.1", resolve))
+      try {
+        const page = await browser!.newPage()
+        const formAnswer = page.waitForResponse((response) =>
+          response.request().method() === "POST" &&
+          response.request().resourceType() === "document"
+        )
+        await page.goto(`http://localhost:${(attacker.address() as AddressInfo).port}/`)
+        assert.strictEqual((await formAnswer).status(), 403)
+        await page.waitForURL(`${target}/v1/runs`)
+        // DNS rebinding: the page's own origin, answered by the server.
+        const rebound = await page.goto(`http://rebound.test:${quarry.port}/v1/runs`)
+        assert.strictEqual(rebound?.status(), 403)
+        assert.include(await rebound!.text(), "HostNotAllowed")
+        await page.close()
+        const refused = quarry.child.stderr.split("\n").filter((line) => line.includes("\"status\":403"))
+        assert.strictEqual(refused.length, 4, quarry.child.stderr)
+        const runs = await (await fetch(`${target}/v1/runs`)).json() as { runs: Array<{ id: string; status: string }> }
+        assert.deepStrictEqual(runs.runs.map((run) => run.id), ["kept"])
+        assert.notStrictEqual(runs.runs[0]!.status, "cancelled")
+      } finally {
+        attacker.close()
+        await kill(quarry.child)
+      }
+    },
+    120_000
+  )
+
+  it(
+    "/docs, the API reference, shows every route and asks no other host for anything (no font from fonts.scalar.com)",
+    async () => {
+      const quarry = await serve(path.join(dir, "docs.db"), 0)
+      servers.push(quarry.child)
+      try {
+        const page = await browser!.newPage()
+        const origin = `http://127.0.0.1:${quarry.port}`
+        // Another host's requests are noted and cut at once: none leaves the test, none keeps the page loading.
+        const elsewhere: Array<string> = []
+        await page.route((url) => url.origin !== origin, (route) => {
+          elsewhere.push(route.request().url())
+          return route.abort()
+        })
+        const refusedByPolicy: Array<string> = []
+        page.on("console", (message) => {
+          if (message.text().includes("Content Security Policy")) refusedByPolicy.push(message.text())
+        })
+        await page.goto(`${origin}/docs`)
+        // Scalar writes paths with zero-width spaces between their segments.
+        await page.waitForFunction(
+          "document.body.innerText.replaceAll('\\u200b', '').includes('/v1/runs/{id}/artifact')",
+          null,
+          { timeout: 30_000 }
+        )
+        await page.waitForLoadState("networkidle")
+        await page.close()
+        assert.deepStrictEqual(elsewhere, [])
+        assert.deepStrictEqual(refusedByPolicy, [])
+      } finally {
+        await kill(quarry.child)
+      }
+    },
+    60_000
+  )
 })

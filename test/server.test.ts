@@ -9,6 +9,7 @@ import * as RunView from "@quarry/core/RunView"
 import Database from "better-sqlite3"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as path from "node:path"
 import { readEvents } from "./serverProcess.js"
 import { makeDir, mobyDick, referenceRun, removeDir, run, type Running, sha256File, sleep, start } from "./support.js"
@@ -64,6 +65,21 @@ const call = async (
   })
   const text = await response.text()
   return { status: response.status, headers: response.headers, text, json: () => JSON.parse(text) }
+}
+
+/** A request with headers fetch would not send as given (`Host`, `Origin`, `Sec-Fetch-Site`), over node:http. */
+const raw = async (server: Server, method: string, route: string, headers: Record<string, string>, body?: string) => {
+  const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const request = http.request(`${server.url}${route}`, { method, headers }, (response) => {
+      let text = ""
+      response.setEncoding("utf8")
+      response.on("data", (chunk: string) => (text += chunk))
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, text }))
+    })
+    request.on("error", reject)
+    request.end(body)
+  })
+  return { status, text, json: () => JSON.parse(text) }
 }
 
 /** A run's row, read without write access (a crashed server's database is never repaired by the test). */
@@ -293,6 +309,7 @@ describe("quarry serve", () => {
       assert.strictEqual(notJson.json().error.tag, "InvalidJson")
       const binary = await fetch(`${server.url}/v1/runs`, {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: Buffer.from([0x7b, 0xff, 0xfe, 0x7d])
       })
       assert.strictEqual(binary.status, 400)
@@ -455,6 +472,180 @@ describe("quarry serve", () => {
       await stop(server)
     }
   }, 120_000)
+
+  it("a JSON body nested deeper than 64 levels is 400 JsonTooDeep (it was a 500), and nothing is stored", async () => {
+    const server = await serve(path.join(dir, "deep.db"))
+    try {
+      const nested = (open: string, close: string, levels: number) =>
+        `{"input":"x","extractor":${open.repeat(levels)}1${close.repeat(levels)}}`
+      for (const body of [nested("[", "]", 3000), nested("{\"a\":", "}", 20_000), nested("[", "]", 64)]) {
+        const deep = await call(server, "POST", "/v1/runs", body)
+        assert.strictEqual(deep.status, 400, deep.text)
+        assert.deepStrictEqual(deep.json().error, {
+          tag: "JsonTooDeep",
+          message: "the request body nests arrays and objects deeper than 64 levels; a submission needs 2 (the body, " +
+            "then chunking or budget)"
+        })
+      }
+      // 64 levels, the body's own included, still reach the schema, which names the field.
+      const deepest = await call(server, "POST", "/v1/runs", nested("[", "]", 63))
+      assert.strictEqual(deepest.status, 422, deepest.text)
+      assert.match(deepest.json().error.message, /^extractor: Expected string, actual \[\[/)
+      assert.deepStrictEqual((await call(server, "GET", "/v1/runs")).json().runs, [])
+      assert.notInclude(server.child.stderr, "request failed")
+    } finally {
+      await stop(server)
+    }
+  }, 60_000)
+
+  it(
+    "a method the API does not handle (PROPFIND, MKCOL, LOCK, SEARCH, PURGE) is a JSON 405 with Allow, or a JSON 404 off the API",
+    async () => {
+      const server = await serve(path.join(dir, "methods.db"))
+      try {
+        for (const method of ["PROPFIND", "MKCOL", "LOCK", "SEARCH", "PURGE"]) {
+          const wrong = await call(server, method, "/v1/runs")
+          assert.strictEqual(wrong.status, 405, `${method}: ${wrong.text}`)
+          assert.strictEqual(wrong.headers.get("allow"), "GET, HEAD, POST")
+          assert.deepStrictEqual(wrong.json().error, {
+            tag: "MethodNotAllowed",
+            message: `/v1/runs does not take ${method}; it takes GET, HEAD, POST`
+          })
+          const nowhere = await call(server, method, "/nowhere")
+          assert.strictEqual(nowhere.status, 404, `${method}: ${nowhere.text}`)
+          assert.strictEqual(nowhere.json().error.tag, "RouteNotFound")
+        }
+        // HEAD still answers as GET does.
+        assert.strictEqual((await fetch(`${server.url}/v1/runs`, { method: "HEAD" })).status, 200)
+        assert.notInclude(server.child.stderr, "request failed")
+      } finally {
+        await stop(server)
+      }
+    },
+    60_000
+  )
+
+  it(
+    "another site's page cannot write: a foreign Origin or Sec-Fetch-Site is 403 on every route that changes runs, a body not sent as application/json is 415, and nothing changes",
+    async () => {
+      const server = await serve(path.join(dir, "cross-site.db"), [], { QUARRY_TEST_EXTRACTOR_DELAY_MS: "0" })
+      try {
+        const port = new URL(server.url).port
+        const json = { "content-type": "application/json" }
+        assert.strictEqual(
+          (await call(server, "POST", "/v1/runs", { runId: "kept", input: "Call me Ishmael." })).status,
+          202
+        )
+        await until(async () => (await call(server, "GET", "/v1/runs/kept")).json().status === "completed")
+        const planted = JSON.stringify({ runId: "planted", input: "Captain Ahab commanded the Pequod." })
+        for (
+          const sender of [
+            { origin: "http://evil.example" },
+            { origin: "null" },
+            { origin: `http://localhost:${port}` },
+            { "sec-fetch-site": "cross-site", origin: "http://evil.example" },
+            { "sec-fetch-site": "same-site" }
+          ]
+        ) {
+          for (
+            const [method, route, body] of [
+              ["POST", "/v1/runs", planted],
+              ["POST", "/v1/runs/kept/cancel", undefined],
+              ["POST", "/v1/runs/kept/resume?retrySkipped=true", undefined],
+              ["DELETE", "/v1/runs/kept", undefined]
+            ] as const
+          ) {
+            for (const type of ["text/plain", "application/x-www-form-urlencoded", "application/json"]) {
+              const refused = await raw(server, method, route, { ...sender, "content-type": type }, body)
+              assert.strictEqual(refused.status, 403, `${method} ${route} ${JSON.stringify(sender)}: ${refused.text}`)
+              assert.strictEqual(refused.json().error.tag, "CrossOriginRequest")
+            }
+          }
+          // Reading is not refused: CORS keeps the answer from the page.
+          assert.strictEqual((await raw(server, "GET", "/v1/runs/kept", sender)).status, 200)
+        }
+        const runs = (await call(server, "GET", "/v1/runs")).json().runs as Array<{ id: string; status: string }>
+        assert.deepStrictEqual(runs.map((run) => [run.id, run.status]), [["kept", "completed"]])
+        assert.deepStrictEqual(
+          (await raw(server, "POST", "/v1/runs", { "content-type": "text/plain" }, planted)).json().error,
+          {
+            tag: "UnsupportedMediaType",
+            message: "the request body must be JSON sent with Content-Type: application/json (got text/plain); " +
+              "nothing was stored"
+          }
+        )
+        for (const type of [{ "content-type": "application/x-www-form-urlencoded" }, {}]) {
+          const unsupported = await raw(server, "POST", "/v1/runs", type, planted)
+          assert.strictEqual(unsupported.status, 415, unsupported.text)
+        }
+        assert.strictEqual((await call(server, "GET", "/v1/runs/planted")).status, 404)
+        // The server's own pages (and clients that are not browsers) go on: same Origin, or same-origin.
+        const own = await raw(server, "POST", "/v1/runs", { ...json, origin: server.url }, planted)
+        assert.strictEqual(own.status, 202, own.text)
+        const charset = await raw(
+          server,
+          "POST",
+          "/v1/runs",
+          { "content-type": "application/json; charset=utf-8" },
+          planted
+        )
+        assert.strictEqual(charset.status, 200, charset.text)
+        await until(async () => (await call(server, "GET", "/v1/runs/planted")).json().status === "completed")
+        assert.strictEqual(
+          (await raw(server, "DELETE", "/v1/runs/planted", { "sec-fetch-site": "same-origin" })).status,
+          204
+        )
+      } finally {
+        await stop(server)
+      }
+    },
+    60_000
+  )
+
+  it(
+    "a Host that is not the server's (DNS rebinding) is 403 without tokens on every route, addresses, localhost and --allowed-hosts pass; with tokens Host is not checked",
+    async () => {
+      const server = await serve(path.join(dir, "hosts.db"), ["--allowed-hosts", "quarry.internal, Other.Example"])
+      const withTokens = await serve(path.join(dir, "hosts-tokens.db"), [], { QUARRY_API_TOKENS: "s3cret" })
+      try {
+        const port = new URL(server.url).port
+        for (const route of ["/v1/runs", "/", "/healthz", "/openapi.json", "/docs"]) {
+          for (const host of ["attacker.example", `attacker.example:${port}`, `localhost.attacker.example:${port}`]) {
+            const refused = await raw(server, "GET", route, { host })
+            assert.strictEqual(refused.status, 403, `${route} ${host}: ${refused.text}`)
+            assert.strictEqual(refused.json().error.tag, "HostNotAllowed")
+          }
+          for (
+            const host of [
+              `127.0.0.1:${port}`,
+              `localhost:${port}`,
+              `[::1]:${port}`,
+              "app.localhost",
+              "10.0.0.7",
+              `quarry.internal:${port}`,
+              "OTHER.example."
+            ]
+          ) {
+            assert.strictEqual((await raw(server, "GET", route, { host })).status, 200, `${route} ${host}`)
+          }
+        }
+        const bearer = { authorization: "Bearer s3cret" }
+        assert.strictEqual((await raw(withTokens, "GET", "/v1/runs", { ...bearer, host: "quarry.svc" })).status, 200)
+        const crossSite = await raw(
+          withTokens,
+          "POST",
+          "/v1/runs",
+          { ...bearer, host: "quarry.svc", origin: "http://evil.example", "content-type": "text/plain" },
+          JSON.stringify({ input: "planted" })
+        )
+        assert.strictEqual(crossSite.status, 403, crossSite.text)
+      } finally {
+        await stop(server)
+        await stop(withTokens)
+      }
+    },
+    60_000
+  )
 
   it(
     "DELETE runs the run's compensation steps first; a failing step keeps the run (409), a retry deletes it",

@@ -155,6 +155,20 @@ const registryLayer = (settings: Settings["Type"]) =>
     )
   ).pipe(Layer.provide(Llm.layerServices))
 
+const hostName = /^(\*|[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?)$/i
+
+/** Checks `--allowed-hosts`: host names (or `*`), comma-separated, without scheme or port. */
+const hostNames = (raw: string) => {
+  const names = raw.split(",").map((name) => name.trim()).filter((name) => name.length > 0)
+  const bad = names.find((name) => !hostName.test(name))
+  return bad === undefined ? Effect.succeed(names) : Effect.fail(
+    new UsageError({
+      message: `allowed-hosts: ${JSON.stringify(bad)} is not a host name; give names alone, without scheme or port ` +
+        `(e.g. quarry.internal,quarry.example.com)`
+    })
+  )
+}
+
 const options = {
   db: Flags.db,
   host: fromEnv("host", "HOST", "The interface to listen on (or QUARRY_HOST).", "127.0.0.1", Effect.succeed),
@@ -228,6 +242,18 @@ const options = {
     "With --cluster: the port of the runner protocol (or QUARRY_RUNNER_PORT).",
     "34431",
     portNumber("runner-port", 1)
+  ),
+  allowedHosts: Options.text("allowed-hosts").pipe(
+    Options.withPseudoName("NAMES"),
+    Options.withDescription(
+      "Host names this server is reached by besides IP addresses, localhost and --host, comma-separated (* for " +
+        "any): without API tokens, a request naming another Host is refused, so that no web page reaches the " +
+        "server through a DNS name pointed at it; with tokens, Host is checked only when this is set (or " +
+        "QUARRY_ALLOWED_HOSTS). Default: none."
+    ),
+    Options.withFallbackConfig(Config.string("QUARRY_ALLOWED_HOSTS")),
+    Options.withDefault(""),
+    Options.mapEffect(Flags.validated(hostNames))
   ),
   insecureNoAuth: Options.boolean("insecure-no-auth").pipe(
     Options.withDescription("Serve a non-loopback host without API tokens (anyone who reaches it can submit).")
@@ -375,6 +401,7 @@ const serverLayer = (
       maxQueuedRuns: flags.maxQueuedRuns,
       maxBodyBytes: flags.maxBody,
       tokens,
+      allowedHosts: flags.allowedHosts,
       recover: !flags.noRecover,
       leaseMs: settings.leaseMs,
       // Shown on /healthz and in the log: a server URL without its password.

@@ -117,6 +117,7 @@ export class Runs extends HttpApiGroup.make("runs")
       .addError(ApiError.BadRequest)
       .addError(ApiError.Conflict)
       .addError(ApiError.PayloadTooLarge)
+      .addError(ApiError.UnsupportedMediaType)
       .addError(ApiError.Unprocessable)
       .addError(ApiError.TooManyRequests)
       .addError(ApiError.Unavailable)
@@ -247,4 +248,10 @@ export class Probes extends HttpApiGroup.make("probes")
  * @since 0.1.0
  * @category api
  */
-export class QuarryApi extends HttpApi.make("quarry").add(Runs).add(Probes).annotate(OpenApi.Title, "Quarry") {}
+export class QuarryApi extends HttpApi.make("quarry")
+  .add(Runs)
+  .add(Probes)
+  // Any route, for a page of another site (`CrossSite`).
+  .addError(ApiError.Forbidden)
+  .annotate(OpenApi.Title, "Quarry")
+{}

@@ -62,11 +62,15 @@ export const BadRequest = withStatus(400)
 /** @since 0.1.0 */
 export const Unauthorized = withStatus(401)
 /** @since 0.1.0 */
+export const Forbidden = withStatus(403)
+/** @since 0.1.0 */
 export const NotFound = withStatus(404)
 /** @since 0.1.0 */
 export const Conflict = withStatus(409)
 /** @since 0.1.0 */
 export const PayloadTooLarge = withStatus(413)
+/** @since 0.1.0 */
+export const UnsupportedMediaType = withStatus(415)
 /** @since 0.1.0 */
 export const RangeNotSatisfiable = withStatus(416)
 /** @since 0.1.0 */

@@ -105,9 +105,22 @@ const sha256 = (text: string) => createHash("sha256").update(text, "utf8").diges
 const badRequest = (tag: string, message: string) => new ApiError({ status: 400, tag, message })
 const invalid = (tag: string, message: string) => new ApiError({ status: 422, tag, message })
 
-/** Reads and decodes the submission: 400 for bytes that are not JSON text, 422 for a body that breaks the schema. */
+/**
+ * Reads and decodes the submission: 415 for a body not sent as JSON, 400 for bytes that are not JSON text (or nest too
+ * deep to decode), 422 for a body that breaks the schema.
+ */
 const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
+    const contentType = request.headers["content-type"]
+    if (!RequestBody.isJson(contentType)) {
+      return yield* new ApiError({
+        status: 415,
+        tag: "UnsupportedMediaType",
+        message: `the request body must be JSON sent with Content-Type: application/json (got ${
+          contentType ?? "no Content-Type"
+        }); nothing was stored`
+      })
+    }
     const maxBodyBytes = Option.getOrElse(yield* HttpIncomingMessage.MaxBodySize, () => Infinity)
     // A chunked body has no Content-Length to refuse it by before it is read (RequestLog): its size shows here.
     const bytes = yield* RequestBody.read(request, Number(maxBodyBytes)).pipe(
@@ -125,6 +138,13 @@ const readSubmission = (request: HttpServerRequest.HttpServerRequest) =>
       try: (): unknown => JSON.parse(text),
       catch: (error) => badRequest("InvalidJson", `the request body is not JSON: ${String(error)}`)
     })
+    if (RequestBody.nestsDeeperThan(body, RequestBody.maxJsonDepth)) {
+      return yield* badRequest(
+        "JsonTooDeep",
+        `the request body nests arrays and objects deeper than ${RequestBody.maxJsonDepth} levels; a submission ` +
+          "needs 2 (the body, then chunking or budget)"
+      )
+    }
     const submission = yield* Schema.decodeUnknown(SubmitRun, { onExcessProperty: "error", errors: "all" })(body).pipe(
       Effect.mapError((error) =>
         invalid("InvalidRequest", DecodeErrors.describe(ParseResult.ArrayFormatter.formatErrorSync(error), "body"))

@@ -1,16 +1,18 @@
 /**
- * The answer to a request that no route takes, in the API's error shape. The platform's router answers it with an
- * empty `404`; a client that sent `PUT /v1/runs` learns more from `405 Method Not Allowed` with the methods the path
- * takes (`Allow`), and one that mistyped a path from a `404` that says where the API is described. The router's own
- * `404` is written before any middleware sees it, hence a route of last resort, which matches only what no other
- * route does.
+ * The answer to a request that no route takes, in the API's error shape. The platform's router fails it with
+ * `RouteNotFound`, which it answers with an empty `404`; a client that sent `PUT /v1/runs` learns more from `405 Method
+ * Not Allowed` with the methods the path takes (`Allow`), and one that mistyped a path from a `404` that says where
+ * the API is described. The server's error handling writes that `404` before the request middleware sees the
+ * failure, so it is answered in an API-level middleware, which wraps the router itself, for any method: the routes
+ * of last resort that answered it before could be declared only under the router's own methods, and `PROPFIND` or
+ * `MKCOL` still got the empty `404`.
  *
  * @since 0.1.0
  */
 import * as HttpApi from "@effect/platform/HttpApi"
-import { Router } from "@effect/platform/HttpApiBuilder"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerError from "@effect/platform/HttpServerError"
+import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import { QuarryApi } from "./Api.js"
@@ -72,20 +74,22 @@ export const response = (method: string, path: string): HttpServerResponse.HttpS
     )
 }
 
+const isRouteNotFound = (error: unknown): error is HttpServerError.RouteNotFound =>
+  HttpServerError.isServerError(error) && error._tag === "RouteNotFound"
+
+/** `app`, with the router's `RouteNotFound` answered by `response`. */
+const answerUnrouted = <E, R>(
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
+): Effect.Effect<HttpServerResponse.HttpServerResponse, E, R> =>
+  Effect.catchAll(app, (error) =>
+    isRouteNotFound(error) ?
+      Effect.succeed(response(error.request.method, error.request.url.split("?")[0]!)) :
+      Effect.fail(error))
+
 /**
- * The route of last resort, `*` under every method but `HEAD`: the router answers a `HEAD` with the `GET` route of
- * its path only when no `HEAD` route matches.
+ * The router's `RouteNotFound` answered by `response`, whatever the method.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<never> = Router.use((router) => {
-  const answer = Effect.map(
-    HttpServerRequest.HttpServerRequest,
-    (request) => response(request.method, request.url.split("?")[0]!)
-  )
-  return Effect.all(
-    [router.get, router.post, router.put, router.patch, router.del, router.options].map((route) => route("*", answer)),
-    { discard: true }
-  )
-})
+export const layer: Layer.Layer<never> = HttpApiBuilder.middleware(answerUnrouted)

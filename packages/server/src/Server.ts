@@ -1,5 +1,6 @@
 /**
- * The service as a layer: admission over the workflow manager, the API handlers with bearer auth, the OpenAPI
+ * The service as a layer: admission over the workflow manager, the API handlers with bearer auth and no access for
+ * other sites' pages (`CrossSite`), the OpenAPI
  * document (`/openapi.json`), the API reference UI (`/docs`, served from the package, no CDN), the web dashboard (`/`),
  * the Node HTTP server, and the OTLP trace exporter when configured. Closing the layer drains: the runs are
  * interrupted (recorded `interrupted`) before the HTTP server and the database close. `Admission.stopAdmitting` may
@@ -9,7 +10,6 @@
  */
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpApiScalar from "@effect/platform/HttpApiScalar"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
@@ -30,7 +30,9 @@ import { QuarryApi } from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Cluster from "./Cluster.js"
 import * as Connections from "./Connections.js"
+import * as CrossSite from "./CrossSite.js"
 import * as Dashboard from "./Dashboard.js"
+import * as Docs from "./Docs.js"
 import * as Handlers from "./Handlers.js"
 import * as Metrics from "./Metrics.js"
 import * as NoRoute from "./NoRoute.js"
@@ -49,6 +51,8 @@ export interface Options extends Admission.Options {
   readonly port: number
   readonly maxBodyBytes: number
   readonly tokens: ReadonlyArray<Redacted.Redacted<string>>
+  /** Host names of the server besides `host`, IP addresses and `localhost` (`CrossSite`); `*` takes any. */
+  readonly allowedHosts?: ReadonlyArray<string> | undefined
   /** The database file (reported by `/healthz`; artifacts go next to it unless `artifacts` is set). */
   readonly database: string
   readonly artifacts?: string | undefined
@@ -106,9 +110,14 @@ export const layer = (
     // Probes and scrapes arrive every few seconds: no span each (they are counted in the metrics).
     HttpMiddleware.withTracerDisabledForUrls(["/livez", "/readyz", "/startupz", "/healthz", "/metrics"]),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
-    Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+    Layer.provide(Docs.layer),
     Layer.provide(Dashboard.layer),
     Layer.provide(NoRoute.layer),
+    Layer.provide(CrossSite.layer({
+      host: options.host,
+      allowedHosts: options.allowedHosts ?? [],
+      withTokens: options.tokens.length > 0
+    })),
     Layer.provide(api),
     // The router's default takes no path parameter over 100 characters; a run id may have 128. Past this, a path is
     // still the route of last resort's (a JSON 404), never the router's empty one.
