@@ -6,9 +6,11 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as RunView from "@quarry/core/RunView"
+import { freePort } from "@quarry/testkit/Ports"
 import Database from "better-sqlite3"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as path from "node:path"
 import { makeDir, mobyDick, referenceRun, removeDir, run, type Running, sha256File, sleep, start } from "./support.js"
 
@@ -83,6 +85,26 @@ const until = async (check: () => boolean | Promise<boolean>, timeoutMs = 90_000
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await sleep(100)
   }
+}
+
+/**
+ * The status of the first request the server takes on `port`: tried again every 5 ms from its start while the port
+ * refuses connections, so that it arrives the moment the port opens.
+ */
+const firstResponse = async (server: Running, port: number, route: string): Promise<number | undefined> => {
+  while (server.child.exitCode === null) {
+    const status = await new Promise<number | "refused">((resolve, reject) => {
+      http.get({ host: "127.0.0.1", port, path: route, agent: false }, (response) => {
+        response.resume().on("end", () => resolve(response.statusCode ?? 0))
+      }).on(
+        "error",
+        (error: NodeJS.ErrnoException) => error.code === "ECONNREFUSED" ? resolve("refused") : reject(error)
+      )
+    })
+    if (status !== "refused") return status
+    await sleep(5)
+  }
+  return undefined
 }
 
 /** Every key path of a JSON value, objects only (arrays are compared by their elements' paths). */
@@ -627,6 +649,20 @@ describe("quarry serve", () => {
       await stop(server)
     }
   }, 60_000)
+
+  it("the first request on the port, sent as it opens, is answered once the server can (never left hanging)", async () => {
+    const port = await freePort()
+    const server = start(["serve", "--db", path.join(dir, "first.db"), "--port", String(port), "--json"])
+    try {
+      // The port opens before the server's handler is attached (the other layers are built in between): a request
+      // that lands there waits for it.
+      const first = await firstResponse(server, port, "/livez")
+      assert.strictEqual(first, 200, server.stderr)
+    } finally {
+      server.child.kill("SIGKILL")
+      await server.exited
+    }
+  })
 
   it(
     "SIGTERM with three active runs: readyz and submissions 503, exit 0, runs interrupted; a restart completes them unasked",
