@@ -664,6 +664,26 @@ describe("quarry serve", () => {
     }
   })
 
+  it("probes are answered while the offline extractor works through a batch of 400,000 characters", async () => {
+    const server = await serve(path.join(dir, "big-batches.db"))
+    try {
+      const chunking = { windowSize: 20_000, overlap: 0, batchSize: 20 }
+      const submitted = await call(server, "POST", "/v1/runs", { input: mobyText(), runId: "big", chunking })
+      assert.strictEqual(submitted.status, 202, submitted.text)
+      // Between the first batch's commit and the second's: only the second batch's extraction runs then (the first
+      // one's time also holds the loading of the extractor's modules, which lets the event loop turn anyway).
+      let answered = 0
+      while (answered < 5) {
+        const probe = await call(server, "GET", "/livez")
+        const run = (await call(server, "GET", "/v1/runs/big")).json() as { progress: { committedBatches: number } }
+        assert.isBelow(run.progress.committedBatches, 2, `only ${answered} probes answered during the second batch`)
+        if (run.progress.committedBatches === 1 && probe.status === 200) answered++
+      }
+    } finally {
+      await stop(server)
+    }
+  }, 180_000)
+
   it(
     "SIGTERM with three active runs: readyz and submissions 503, exit 0, runs interrupted; a restart completes them unasked",
     async () => {
