@@ -6,6 +6,7 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import * as RunView from "@quarry/core/RunView"
+import { freePort } from "@quarry/testkit/Ports"
 import Database from "better-sqlite3"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
@@ -100,6 +101,26 @@ const until = async (check: () => boolean | Promise<boolean>, timeoutMs = 90_000
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await sleep(100)
   }
+}
+
+/**
+ * The status of the first request the server takes on `port`: tried again every 5 ms from its start while the port
+ * refuses connections, so that it arrives the moment the port opens.
+ */
+const firstResponse = async (server: Running, port: number, route: string): Promise<number | undefined> => {
+  while (server.child.exitCode === null) {
+    const status = await new Promise<number | "refused">((resolve, reject) => {
+      http.get({ host: "127.0.0.1", port, path: route, agent: false }, (response) => {
+        response.resume().on("end", () => resolve(response.statusCode ?? 0))
+      }).on(
+        "error",
+        (error: NodeJS.ErrnoException) => error.code === "ECONNREFUSED" ? resolve("refused") : reject(error)
+      )
+    })
+    if (status !== "refused") return status
+    await sleep(5)
+  }
+  return undefined
 }
 
 /** Every key path of a JSON value, objects only (arrays are compared by their elements' paths). */
@@ -810,6 +831,40 @@ describe("quarry serve", () => {
       await stop(server)
     }
   }, 60_000)
+
+  it("the first request on the port, sent as it opens, is answered once the server can (never left hanging)", async () => {
+    const port = await freePort()
+    const server = start(["serve", "--db", path.join(dir, "first.db"), "--port", String(port), "--json"])
+    try {
+      // The port opens before the server's handler is attached (the other layers are built in between): a request
+      // that lands there waits for it.
+      const first = await firstResponse(server, port, "/livez")
+      assert.strictEqual(first, 200, server.stderr)
+    } finally {
+      server.child.kill("SIGKILL")
+      await server.exited
+    }
+  })
+
+  it("probes are answered while the offline extractor works through a batch of 400,000 characters", async () => {
+    const server = await serve(path.join(dir, "big-batches.db"))
+    try {
+      const chunking = { windowSize: 20_000, overlap: 0, batchSize: 20 }
+      const submitted = await call(server, "POST", "/v1/runs", { input: mobyText(), runId: "big", chunking })
+      assert.strictEqual(submitted.status, 202, submitted.text)
+      // Between the first batch's commit and the second's: only the second batch's extraction runs then (the first
+      // one's time also holds the loading of the extractor's modules, which lets the event loop turn anyway).
+      let answered = 0
+      while (answered < 5) {
+        const probe = await call(server, "GET", "/livez")
+        const run = (await call(server, "GET", "/v1/runs/big")).json() as { progress: { committedBatches: number } }
+        assert.isBelow(run.progress.committedBatches, 2, `only ${answered} probes answered during the second batch`)
+        if (run.progress.committedBatches === 1 && probe.status === 200) answered++
+      }
+    } finally {
+      await stop(server)
+    }
+  }, 180_000)
 
   it(
     "SIGTERM with three active runs: readyz and submissions 503, exit 0, runs interrupted; a restart completes them unasked",

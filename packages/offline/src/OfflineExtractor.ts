@@ -22,6 +22,7 @@ import * as Language from "./internal/language.js"
 import { type TypeMap, typeMap, type Unmapped } from "./internal/mapping.js"
 import { collect, decide, type Known } from "./internal/mentions.js"
 import { canonicalLabels, findRelations } from "./internal/relations.js"
+import * as Steps from "./internal/steps.js"
 import { labelKey, segmentsOf } from "./internal/text.js"
 
 /**
@@ -191,13 +192,8 @@ const typeMapFor = (ontology: Option.Option<Ontology>, unmapped: Unmapped): Type
 
 const compareStrings = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0)
 
-/**
- * Extracts the mentions and relations of a batch: pure, synchronous and deterministic.
- *
- * @since 0.1.0
- * @category extraction
- */
-export const extractSync = (input: Input, options: Options = {}): Extractor.BatchOutput => {
+/** The extraction of a batch, a step at a time (compromise tags a text a piece at a time, see `internal/nlp`). */
+function* extraction(input: Input, options: Options): Steps.Steps<Extractor.BatchOutput> {
   const settings = resolve(options)
   const types = typeMapFor(input.ontology, settings.unmapped)
   const knownEntities = settings.useKnownEntities ? input.knownEntities ?? [] : []
@@ -217,12 +213,15 @@ export const extractSync = (input: Input, options: Options = {}): Extractor.Batc
   }
   const known: Known = { byKey, personTokens }
   const segments = segmentsOf(input.chunks)
-  const { analysed, occurrences } = collect(segments, types)
+  const { analysed, occurrences } = yield* collect(segments, types)
   const mentions = decide(occurrences, types, known)
+  yield
   const canonical = canonicalLabels(mentions, knownPeople)
+  yield
   // One language per batch, from the batch's own text (docs/extractor.md#language-tags).
   const language = Language.detect(segments)
   const relations = findRelations(analysed, mentions, canonical, types).map((r) => Language.tagLiteral(r, language))
+  yield
   const entities: Array<Extractor.EntityMention> = []
   mentions.forEach((m, i) => {
     if (m.type === undefined) return
@@ -256,6 +255,15 @@ export const extractSync = (input: Input, options: Options = {}): Extractor.Batc
 }
 
 /**
+ * Extracts the mentions and relations of a batch: pure, synchronous and deterministic.
+ *
+ * @since 0.1.0
+ * @category extraction
+ */
+export const extractSync = (input: Input, options: Options = {}): Extractor.BatchOutput =>
+  Steps.runSync(extraction(input, options))
+
+/**
  * Builds the extractor.
  *
  * @since 0.1.0
@@ -278,17 +286,24 @@ export const make = (options: Options = {}): Extractor.Extractor => {
         )
       ) :
       []
-    return yield* Effect.try({
-      try: () => extractSync({ chunks: input.chunks, ontology: input.ontology, knownEntities }, settings),
-      catch: (cause) =>
-        new ExtractorError({
-          extractor: name,
-          batchIndex: input.batchIndex,
-          reason: `the offline extractor failed: ${cause instanceof Error ? cause.message : String(cause)}`,
-          retryable: false,
-          cause
-        })
-    })
+    const steps = extraction({ chunks: input.chunks, ontology: input.ontology, knownEntities }, settings)
+    // A batch of a megabyte takes compromise tens of seconds: between its steps the fiber yields, and under the
+    // workflow's fair scheduler the event loop turns (a server answers its probes, a drain interrupts the batch).
+    for (;;) {
+      const step = yield* Effect.try({
+        try: () => steps.next(),
+        catch: (cause) =>
+          new ExtractorError({
+            extractor: name,
+            batchIndex: input.batchIndex,
+            reason: `the offline extractor failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+            retryable: false,
+            cause
+          })
+      })
+      if (step.done === true) return step.value
+      yield* Effect.yieldNow()
+    }
   })
   return {
     name,

@@ -2,8 +2,11 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Chunking from "@quarry/core/Chunking"
 import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import * as Extractor from "@quarry/core/Extractor"
+import * as FairScheduler from "@quarry/core/FairScheduler"
 import * as Ontology from "@quarry/core/Ontology"
 import * as Run from "@quarry/core/Run"
+import * as Nlp from "@quarry/offline/internal/nlp"
+import * as Steps from "@quarry/offline/internal/steps"
 import * as OfflineExtractor from "@quarry/offline/OfflineExtractor"
 import * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
@@ -761,5 +764,40 @@ describe("OfflineExtractor determinism", () => {
           assert.strictEqual(Extractor.encodeOutput(third), Extractor.encodeOutput(first))
         }
       }
+    }))
+})
+
+// The event loop --------------------------------------------------------------------------------------------------
+
+describe("OfflineExtractor and the event loop", () => {
+  const moby = readText("moby-dick.txt")
+
+  it.effect("compromise tags a text a piece of whole sentences at a time exactly as it tags the whole text", () =>
+    Effect.sync(() => {
+      for (const text of [moby.slice(0, 200_000), ...texts.map(readText)]) {
+        assert.deepStrictEqual(Steps.runSync(Nlp.analyse(text)), Steps.runSync(Nlp.analyse(text, Infinity)))
+      }
+    }))
+
+  it.live("the event loop turns while a batch of 100,000 characters is extracted (fair scheduler)", () =>
+    Effect.gen(function*() {
+      let turns = 0
+      let next: NodeJS.Immediate | undefined
+      const count = () => {
+        turns++
+        next = setImmediate(count)
+      }
+      // Read by the extractor before it starts: the count starts with the extraction.
+      const knownEntities = Effect.sync(() => {
+        next = setImmediate(count)
+        return []
+      })
+      const input = { ...batch(moby.slice(0, 100_000), Option.none()), knownEntities }
+      yield* OfflineExtractor.make().extract(input).pipe(
+        Effect.withScheduler(FairScheduler.shared),
+        Effect.ensuring(Effect.sync(() => clearImmediate(next)))
+      )
+      // An extraction that holds the event loop lets it turn once at most, before it starts.
+      assert.isAbove(turns, 2)
     }))
 })

@@ -1,15 +1,17 @@
 /**
  * The connections of the Node HTTP server, so that a drain ends. Node's `server.close()` waits for every connection,
  * and its `closeIdleConnections()` skips one that has not sent a whole request yet: a client that connected and
- * stayed quiet held `quarry serve` past `--drain-timeout`, until it went away. Kept free of platform code, so the CLI
- * can load it at start-up.
+ * stayed quiet held `quarry serve` past `--drain-timeout`, until it went away. Also the requests that arrive before
+ * the server has a handler for them: `NodeHttpServer` listens as soon as its layer is built, but attaches its handler
+ * only once the rest of the server's layers are (0.4 s at start-up here), and Node leaves a request nobody answers
+ * hanging for good. Such a request waits for the handler. Kept free of platform code, so the CLI can load it at
+ * start-up.
  *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import type * as Http from "node:http"
 import type * as Net from "node:net"
 
@@ -43,6 +45,11 @@ export class Connections extends Context.Tag("@quarry/server/Connections")<Conne
    * number of requests so cut short.
    */
   readonly close: (timeoutMs: number) => Effect.Effect<number>
+  /**
+   * Ends the connections of the requests still waiting for a handler: for a start that failed or was interrupted
+   * after listening, before the server's own close, which would wait for them.
+   */
+  readonly dropWaiting: Effect.Effect<void>
 }>() {}
 
 /** An open connection. */
@@ -53,8 +60,12 @@ interface Connection {
   served: boolean
 }
 
+/** A `"request"` listener of a Node HTTP server. */
+type RequestListener = (request: Http.IncomingMessage, response: Http.ServerResponse) => void
+
 /**
- * Tracks the connections of `server`, which must not be listening yet.
+ * Tracks the connections of `server`, which must not be listening yet. The first `"request"` listener added after
+ * this is the server's handler: requests that arrive before it wait for it.
  *
  * @since 0.1.0
  * @category constructors
@@ -73,7 +84,10 @@ export const make = (server: Http.Server): Effect.Effect<Connections["Type"]> =>
         if (open.size === 0) { for (const resume of onAllClosed) resume() }
       })
     })
+    let handler: RequestListener | undefined
+    let waiting: Array<readonly [Http.IncomingMessage, Http.ServerResponse]> = []
     server.on("request", (request: Http.IncomingMessage, response: Http.ServerResponse) => {
+      if (handler === undefined) waiting.push([request, response])
       const connection = open.get(request.socket)
       if (connection === undefined) return
       connection.requests += 1
@@ -86,6 +100,23 @@ export const make = (server: Http.Server): Effect.Effect<Connections["Type"]> =>
         // A kept-alive connection is not reused once closing starts.
         if (closing && connection.requests === 0) request.socket.destroy()
       })
+    })
+    server.on("newListener", (event: string | symbol, listener: RequestListener) => {
+      if (event !== "request" || handler !== undefined) return
+      handler = listener
+      const early = waiting
+      waiting = []
+      // Once Node has added it, and before any request that comes next.
+      process.nextTick(() => {
+        for (const [request, response] of early) if (!request.socket.destroyed) listener(request, response)
+      })
+    })
+    server.on("removeListener", (event: string | symbol, listener: RequestListener) => {
+      if (event === "request" && listener === handler) handler = undefined
+    })
+    const dropWaiting = Effect.sync(() => {
+      for (const [request] of waiting) request.socket.destroy()
+      waiting = []
     })
     const allClosed = Effect.async<void>((resume) => {
       if (open.size === 0) return resume(Effect.void)
@@ -123,13 +154,5 @@ export const make = (server: Http.Server): Effect.Effect<Connections["Type"]> =>
       }
       return cut
     })
-    return Connections.of({ endKeepAlive: Effect.sync(() => keepAlive = false), close })
+    return Connections.of({ endKeepAlive: Effect.sync(() => keepAlive = false), close, dropWaiting })
   })
-
-/**
- * The connections of `server` as a layer, built before it listens.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layer = (server: Http.Server): Layer.Layer<Connections> => Layer.effect(Connections, make(server))

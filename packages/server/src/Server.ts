@@ -12,13 +12,14 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
-import type * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import type { SocketServerError } from "@effect/platform/SocketServer"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import type * as Extractor from "@quarry/core/Extractor"
 import type { RunStore } from "@quarry/core/RunStore"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
@@ -71,12 +72,20 @@ export interface Options extends Admission.Options {
 /** Characters a path parameter may have: a run id's 128, and any longer path for the route of last resort. */
 const maxPathParameter = 8192
 
-/** The Node HTTP server, its connections tracked so that a drain can end them (`Connections`). */
+/**
+ * The Node HTTP server, its connections tracked from before it listens, so that a drain can end them and a request
+ * that arrives before the handler waits for it (`Connections`).
+ */
 const nodeServer = (options: Net.ListenOptions) =>
-  Layer.unwrapEffect(Effect.sync(() => {
+  Layer.scopedContext(Effect.gen(function*() {
     const server = createServer()
-    return NodeHttpServer.layer(() => server, options).pipe(Layer.provideMerge(Connections.layer(server)))
-  }))
+    const connections = yield* Connections.make(server)
+    const listening = yield* NodeHttpServer.make(() => server, options)
+    // Before the server's own close, which waits for every connection: a start that fails or is interrupted once
+    // listening never serves the requests waiting for the handler.
+    yield* Effect.addFinalizer(() => connections.dropWaiting)
+    return Context.make(HttpServer.HttpServer, listening).pipe(Context.add(Connections.Connections, connections))
+  })).pipe(Layer.provideMerge(NodeHttpServer.layerContext))
 
 /**
  * The server: listening once built, drained when its scope closes (`Admission.stopAdmitting` may come before).

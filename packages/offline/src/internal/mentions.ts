@@ -31,6 +31,7 @@ import {
 } from "./lexicon.js"
 import type { Kind, TypeMap } from "./mapping.js"
 import { analyse, isFirstName, isGivenName, lexiconTags, type Token, type Unit } from "./nlp.js"
+import type { Steps } from "./steps.js"
 import { findEmails, findUrls, labelKey, layoutOf, mask, type Segment } from "./text.js"
 
 /** Kinds a name can have (values have fixed kinds). */
@@ -586,12 +587,12 @@ interface SegmentScope {
 }
 
 /** A segment with URLs and e-mails found and masked, and its sentences analysed. */
-const prepare = (segment: Segment) => {
+function* prepare(segment: Segment) {
   const urls = findUrls(segment.text)
   const withoutUrls = mask(segment.text, urls)
   const emails = findEmails(withoutUrls)
   const masked = mask(withoutUrls, emails)
-  return { segment, urls, emails, masked, units: analyse(masked) }
+  return { segment, urls, emails, masked, units: yield* analyse(masked) }
 }
 
 /** The words capitalised inside a sentence somewhere in the batch (not only at its start). */
@@ -916,16 +917,17 @@ const classWordCues = (scope: SegmentScope) => {
   }
 }
 
-/** Collects the occurrences of a batch's segments. Occurrence offsets are document offsets. */
-export const collect = (
+/** Collects the occurrences of a batch's segments, a step at a time. Occurrence offsets are document offsets. */
+export function* collect(
   segments: ReadonlyArray<Segment>,
   types: TypeMap
-): { readonly occurrences: Array<Occurrence>; readonly analysed: Array<AnalysedSegment> } => {
+): Steps<{ readonly occurrences: Array<Occurrence>; readonly analysed: Array<AnalysedSegment> }> {
   const occurrences: Array<Occurrence> = []
   const analysed: Array<AnalysedSegment> = []
   let unitBase = 0
   let lists = 0
-  const prepared = segments.map(prepare)
+  const prepared = []
+  for (const segment of segments) prepared.push(yield* prepare(segment))
   // A capital at the start of a sentence counts as a name when the same word is capitalised inside a sentence too.
   const capitalisedElsewhere = capitalisedWords(prepared.flatMap((p) => p.units))
   for (const { segment, urls, emails, masked, units } of prepared) {
@@ -955,6 +957,7 @@ export const collect = (
     for (const m of emails) valueOccurrence(scope, m, "email")
     for (const m of urls) valueOccurrence(scope, m, "url")
     for (const d of findDates(masked)) valueOccurrence(scope, d, "date", d.value, d.datatype)
+    yield
     nameOccurrences(scope, layout, capitalisedElsewhere)
     lists = markLists(scope, lists)
     markOf(scope)
@@ -970,6 +973,7 @@ export const collect = (
       lineOf: (offset) => layout.line(offset - base)
     })
     unitBase += units.length
+    yield
   }
   return { occurrences, analysed }
 }
