@@ -131,7 +131,8 @@ describe("quarry serve on PostgreSQL: the database failing beyond the store's re
         await until(
           async () => {
             const shown = (await call(server, "GET", "/v1/runs/flapping")).json() as Shown
-            return shown.status === "failed" && shown.queuePosition !== null
+            // Stored `failed`, it waits in the queue to be tried again: the API shows it `pending` with its place.
+            return shown.status === "pending" && shown.queuePosition !== null
           },
           60_000,
           "flapping to wait in the queue"
