@@ -19,6 +19,7 @@ import * as Extractor from "@quarry/core/Extractor"
 import * as Ontology from "@quarry/core/Ontology"
 import * as Run from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
+import * as CoreRunView from "@quarry/core/RunView"
 import * as Workflow from "@quarry/core/Workflow"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -238,13 +239,8 @@ const samePlan = (run: Run.Run, submitted: Effect.Effect.Success<ReturnType<type
     Option.contains(p.ontologySha256, submitted.ontologySha256)
 }
 
-/** A submission's budget for comparing: without a limit it is no budget (a new run keeps none either way). */
-const budgetKey = (
-  budget: { readonly maxCostUsd?: number | undefined; readonly maxTokens?: number | undefined } | undefined
-) =>
-  budget?.maxCostUsd === undefined && budget?.maxTokens === undefined ?
-    "none" :
-    JSON.stringify([budget.maxCostUsd ?? null, budget.maxTokens ?? null])
+/** A budget for comparing, as the run JSON shows it: without a limit it is no budget. */
+const budgetKey = (budget: Run.RunBudget | undefined) => JSON.stringify(CoreRunView.budget(budget ?? {}))
 
 /**
  * Whether a stored run executes with the budget a submission gives: its waiting execution's (queued, or still
