@@ -14,6 +14,7 @@ import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import type * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
+import * as OpenApi from "@effect/platform/OpenApi"
 import type { SocketServerError } from "@effect/platform/SocketServer"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
@@ -91,7 +92,8 @@ export const layer = (
   ServeError | SocketServerError,
   RunStore | Extractor.Registry | SqlClient.SqlClient
 > => {
-  const api = HttpApiBuilder.api(QuarryApi).pipe(
+  // The document's version is the server's, as /healthz reports it.
+  const api = HttpApiBuilder.api(QuarryApi.annotate(OpenApi.Version, options.version)).pipe(
     Layer.provide(Handlers.layer),
     Layer.provide(Metrics.layer),
     Layer.provide(Auth.layer(options.tokens)),
