@@ -1,8 +1,8 @@
 /**
  * The service as a layer: admission over the workflow manager, the API handlers with bearer auth and no access for
- * other sites' pages (`CrossSite`), the OpenAPI
- * document (`/openapi.json`), the API reference UI (`/docs`, served from the package, no CDN), the web dashboard (`/`),
- * the Node HTTP server, and the OTLP trace exporter when configured. Closing the layer drains: the runs are
+ * other sites' pages (`CrossSite`), the OpenAPI document (`/openapi.json`), the API reference UI (`/docs`, served from
+ * the package, nothing from another host), the web dashboard (`/`), the Node HTTP server, and the OTLP trace exporter
+ * when configured. Closing the layer drains: the runs are
  * interrupted (recorded `interrupted`) before the HTTP server and the database close. `Admission.stopAdmitting` may
  * precede the drain: not ready, still serving.
  *
