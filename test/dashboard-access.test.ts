@@ -192,6 +192,11 @@ Promise.all([
         await page.close()
         assert.deepStrictEqual(elsewhere, [])
         assert.deepStrictEqual(refusedByPolicy, [])
+        // The router also serves the page with a trailing slash and a query: with the same policy.
+        for (const route of ["/docs", "/docs/", "/docs?theme=moon"]) {
+          const policy = (await fetch(`${origin}${route}`)).headers.get("content-security-policy")
+          assert.match(policy ?? "", /^default-src 'self'; /, route)
+        }
       } finally {
         await kill(quarry.child)
       }

@@ -83,6 +83,11 @@ const raw = async (server: Server, method: string, route: string, headers: Recor
   return { status, text, json: () => JSON.parse(text) }
 }
 
+/** What the OpenAPI test reads of an operation. */
+interface Operation {
+  readonly responses: Record<string, { readonly headers?: Record<string, unknown> } | undefined>
+}
+
 /** A run's row, read without write access (a crashed server's database is never repaired by the test). */
 const row = (db: string, runId: string) => {
   const sqlite = new Database(db, { readonly: true, fileMustExist: true })
@@ -865,6 +870,62 @@ describe("quarry serve", () => {
       await stop(server)
     }
   }, 180_000)
+
+  it(
+    "the OpenAPI document declares what the server answers: each format's media type, the events' 204, the server's version, a 401's WWW-Authenticate, 404 RouteNotFound and 405 MethodNotAllowed",
+    async () => {
+      const token = { authorization: "Bearer s3cret" }
+      const server = await serve(path.join(dir, "document.db"), [], { QUARRY_API_TOKENS: "s3cret" })
+      try {
+        const spec = (await call(server, "GET", "/openapi.json")).json()
+        assert.strictEqual(spec.info.version, (await call(server, "GET", "/healthz")).json().version)
+        const body = { runId: "doc", input: "Captain Ahab commanded the Pequod." }
+        assert.strictEqual((await call(server, "POST", "/v1/runs", body, token)).status, 202)
+        await until(async () =>
+          (await call(server, "GET", "/v1/runs/doc", undefined, token)).json().status === "completed"
+        )
+        const artifact = spec.paths["/v1/runs/{id}/artifact"].get.responses
+        for (const format of ["turtle", "ntriples", "jsonl"]) {
+          const route = `/v1/runs/doc/artifact?format=${format}`
+          const whole = await call(server, "GET", route, undefined, token)
+          assert.strictEqual(whole.status, 200, whole.text)
+          assert.include(Object.keys(artifact["200"].content), whole.headers.get("content-type"), format)
+          const part = await call(server, "GET", route, undefined, { ...token, range: "bytes=0-9" })
+          assert.strictEqual(part.status, 206, part.text)
+          assert.include(Object.keys(artifact["206"].content), part.headers.get("content-type"), format)
+        }
+        const finished = await call(server, "GET", "/v1/runs/doc/events", undefined, {
+          ...token,
+          "last-event-id": "99"
+        })
+        assert.strictEqual(finished.status, 204)
+        assert.property(spec.paths["/v1/runs/{id}/events"].get.responses, "204")
+        const refused = await call(server, "GET", "/v1/runs")
+        assert.strictEqual(refused.status, 401)
+        assert.strictEqual(refused.headers.get("www-authenticate"), "Bearer")
+        for (const [route, operations] of Object.entries(spec.paths as Record<string, Record<string, Operation>>)) {
+          for (const [method, operation] of Object.entries(operations)) {
+            const unauthorized = operation.responses["401"]
+            if (route.startsWith("/v1/")) {
+              assert.property(unauthorized?.headers ?? {}, "WWW-Authenticate", method + route)
+            }
+          }
+        }
+        const wrong = await call(server, "PUT", "/v1/runs", undefined, token)
+        assert.strictEqual(wrong.status, 405)
+        assert.strictEqual(wrong.json().error.tag, "MethodNotAllowed")
+        assert.property(spec.components.responses.MethodNotAllowed.headers, "Allow")
+        const nowhere = await call(server, "GET", "/v1/run", undefined, token)
+        assert.strictEqual(nowhere.status, 404)
+        assert.strictEqual(nowhere.json().error.tag, "RouteNotFound")
+        assert.property(spec.components.responses, "RouteNotFound")
+        assert.include(spec.info.description, "#/components/responses/RouteNotFound")
+      } finally {
+        await stop(server)
+      }
+    },
+    60_000
+  )
 
   it(
     "SIGTERM with three active runs: readyz and submissions 503, exit 0, runs interrupted; a restart completes them unasked",

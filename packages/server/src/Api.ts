@@ -12,6 +12,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as OpenApi from "@effect/platform/OpenApi"
 import * as Run from "@quarry/core/Run"
+import * as Record from "effect/Record"
 import * as Schema from "effect/Schema"
 import * as ApiError from "./ApiError.js"
 import * as RunView from "./RunView.js"
@@ -100,6 +101,86 @@ export class Authorization extends HttpApiMiddleware.Tag<Authorization>()("@quar
 const RunPath = Schema.Struct({ id: Run.RunId })
 
 /**
+ * The media type of each artifact format, as `GET /v1/runs/{id}/artifact` sends it.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const artifactMediaTypes: Readonly<Record<Run.OutputFormat, string>> = {
+  turtle: "text/turtle; charset=utf-8",
+  ntriples: "application/n-triples; charset=utf-8",
+  jsonl: "application/x-ndjson; charset=utf-8"
+}
+
+/** What the OpenAPI transforms below rewrite of a response, an operation and the document (typed loosely there). */
+type Response = Readonly<Record<string, unknown>>
+type Operation = { readonly responses?: Readonly<Record<string, Response>> | undefined }
+type Document = {
+  readonly info?: Readonly<Record<string, unknown>> | undefined
+  readonly paths?: Readonly<Record<string, Readonly<Record<string, Operation>>>> | undefined
+  readonly components?: Readonly<Record<string, unknown>> | undefined
+}
+
+const withResponses = (operation: Operation, rewrite: (response: Response, status: string) => Response): Operation => ({
+  ...operation,
+  responses: Record.map(operation.responses ?? {}, rewrite)
+})
+
+/** An artifact's answer (200, 206) in each format's media type: a declared success has only one. */
+const artifactContent = (operation: Operation): Operation =>
+  withResponses(operation, (response, status) =>
+    status === "200" || status === "206" ?
+      {
+        ...response,
+        content: Record.fromEntries(
+          Object.values(artifactMediaTypes).map((type) => [type, { schema: { type: "string" } }])
+        )
+      } :
+      response)
+
+const errorContent = { "application/json": { schema: { $ref: "#/components/schemas/Error" } } }
+
+/**
+ * What no operation declares: a 401's challenge (RFC 9110 requires it), and the answers of requests that reach no
+ * operation (`NoRoute`).
+ */
+const undeclared = (document: Document): Document => ({
+  ...document,
+  info: {
+    ...document.info,
+    description: "Errors are `{ \"error\": { \"tag\", \"message\" } }`. Besides each operation's answers: a path the " +
+      "API takes under other methods answers `405` (`#/components/responses/MethodNotAllowed`, with `Allow`), a " +
+      "path that is no route `404` (`#/components/responses/RouteNotFound`), and a request a browser sends for " +
+      "another site's page `403`."
+  },
+  paths: Record.map(
+    document.paths ?? {},
+    (operations) =>
+      Record.map(operations, (operation) =>
+        withResponses(operation, (response, status) =>
+          status === "401" ?
+            {
+              ...response,
+              headers: {
+                "WWW-Authenticate": { description: "The scheme to send: `Bearer`", schema: { type: "string" } }
+              }
+            } :
+            response))
+  ),
+  components: {
+    ...document.components,
+    responses: {
+      MethodNotAllowed: {
+        description: "`MethodNotAllowed`: the path is a route under other methods, those of `Allow`",
+        headers: { Allow: { description: "The methods the path takes", schema: { type: "string" } } },
+        content: errorContent
+      },
+      RouteNotFound: { description: "`RouteNotFound`: the path is no route of the API", content: errorContent }
+    }
+  }
+})
+
+/**
  * The run endpoints under `/v1`.
  *
  * @since 0.1.0
@@ -170,7 +251,11 @@ export class Runs extends HttpApiGroup.make("runs")
           description: "turtle, ntriples or jsonl (default: the run's own format, its stored artifact)"
         })
       }))
-      .addSuccess(HttpApiSchema.Text({ contentType: "application/octet-stream" }))
+      .addSuccess(
+        HttpApiSchema.Text({ contentType: "application/octet-stream" }).annotations({
+          description: "the artifact, in its format's media type"
+        })
+      )
       .addSuccess(
         HttpApiSchema.Text({ contentType: "application/octet-stream" }).annotations(
           HttpApiSchema.annotations({
@@ -183,11 +268,17 @@ export class Runs extends HttpApiGroup.make("runs")
       .addError(ApiError.NotFound)
       .addError(ApiError.Conflict)
       .addError(ApiError.RangeNotSatisfiable)
+      .annotate(OpenApi.Transform, artifactContent)
   )
   .add(
     HttpApiEndpoint.get("events", "/runs/:id/events")
       .setPath(RunPath)
       .addSuccess(HttpApiSchema.Text({ contentType: "text/event-stream" }))
+      .addSuccess(
+        HttpApiSchema.Empty(204).annotations({
+          description: "the run finished and `Last-Event-ID` names its final event: an EventSource stops reconnecting"
+        })
+      )
       .addError(ApiError.NotFound)
   )
   .middleware(Authorization)
@@ -254,4 +345,5 @@ export class QuarryApi extends HttpApi.make("quarry")
   // Any route, for a page of another site (`CrossSite`).
   .addError(ApiError.Forbidden)
   .annotate(OpenApi.Title, "Quarry")
+  .annotate(OpenApi.Transform, undeclared)
 {}

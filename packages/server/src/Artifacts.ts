@@ -20,14 +20,9 @@ import * as Option from "effect/Option"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { artifactMediaTypes } from "./Api.js"
 import { ApiError, response as errorResponse } from "./ApiError.js"
 import * as ByteRange from "./ByteRange.js"
-
-const contentTypes: Record<Run.OutputFormat, string> = {
-  turtle: "text/turtle; charset=utf-8",
-  ntriples: "application/n-triples; charset=utf-8",
-  jsonl: "application/x-ndjson; charset=utf-8"
-}
 
 /**
  * The export cache's folder under the artifacts folder.
@@ -177,7 +172,7 @@ export const respond = (run: Run.Run, format: Option.Option<Run.OutputFormat>, a
       `the artifact file of run ${run.id} is gone; write it again with quarry export ${run.id}`
     )
     const size = yield* Effect.try({ try: () => fs.statSync(found.file).size, catch: () => missing })
-    const headers = { "content-type": contentTypes[wanted], etag, "accept-ranges": "bytes" }
+    const headers = { "content-type": artifactMediaTypes[wanted], etag, "accept-ranges": "bytes" }
     const selection = ByteRange.select(request.headers["range"], size, request.headers["if-range"], etag)
     switch (selection._tag) {
       case "Unsatisfiable":

@@ -1,9 +1,11 @@
 /**
  * Bearer tokens for the `/v1` routes: compared in constant time (SHA-256 digests of equal length through
- * `timingSafeEqual`), never logged, never echoed.
+ * `timingSafeEqual`), never logged, never echoed. A refusal names the scheme to use (`WWW-Authenticate: Bearer`).
  *
  * @since 0.1.0
  */
+import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -33,6 +35,14 @@ const unauthorized = new ApiError({
   message: "missing or wrong bearer token: send Authorization: Bearer <token> with one of QUARRY_API_TOKENS"
 })
 
+/** A 401 names the scheme it wants (RFC 9110): the platform's error response carries no header of its own. */
+const refuse = Effect.zipRight(
+  HttpApp.appendPreResponseHandler((_, response) =>
+    Effect.succeed(HttpServerResponse.setHeader(response, "www-authenticate", "Bearer"))
+  ),
+  Effect.fail(unauthorized)
+)
+
 /**
  * The authorization middleware. Without tokens every request passes (the CLI allows that only on a loopback host
  * or with `--insecure-no-auth`).
@@ -44,7 +54,6 @@ export const layer = (tokens: ReadonlyArray<Redacted.Redacted<string>>): Layer.L
   Layer.succeed(
     Authorization,
     Authorization.of({
-      bearer: (given) =>
-        tokens.length === 0 || matches(tokens, Redacted.value(given)) ? Effect.void : Effect.fail(unauthorized)
+      bearer: (given) => tokens.length === 0 || matches(tokens, Redacted.value(given)) ? Effect.void : refuse
     })
   )

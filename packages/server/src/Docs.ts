@@ -32,10 +32,13 @@ export const contentSecurityPolicy = "default-src 'self'; script-src 'self' 'uns
   "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; " +
   "worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
+/** The page's path, with the trailing slash the router ignores. */
+const page = new RegExp(`^${path}/?(\\?|$)`)
+
 /** The policy on the page's answer (the platform's layer takes no headers). */
 const withPolicy = HttpApiBuilder.middleware((app) =>
   Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-    request.url.split("?")[0] === path ?
+    page.test(request.url) ?
       Effect.map(app, HttpServerResponse.setHeader("content-security-policy", contentSecurityPolicy)) :
       app)
 )

@@ -1,8 +1,8 @@
 /**
  * The service as a layer: admission over the workflow manager, the API handlers with bearer auth and no access for
- * other sites' pages (`CrossSite`), the OpenAPI
- * document (`/openapi.json`), the API reference UI (`/docs`, served from the package, no CDN), the web dashboard (`/`),
- * the Node HTTP server, and the OTLP trace exporter when configured. Closing the layer drains: the runs are
+ * other sites' pages (`CrossSite`), the OpenAPI document (`/openapi.json`), the API reference UI (`/docs`, served from
+ * the package, nothing from another host), the web dashboard (`/`), the Node HTTP server, and the OTLP trace exporter
+ * when configured. Closing the layer drains: the runs are
  * interrupted (recorded `interrupted`) before the HTTP server and the database close. `Admission.stopAdmitting` may
  * precede the drain: not ready, still serving.
  *
@@ -14,6 +14,7 @@ import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
+import * as OpenApi from "@effect/platform/OpenApi"
 import type { SocketServerError } from "@effect/platform/SocketServer"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
@@ -100,7 +101,8 @@ export const layer = (
   ServeError | SocketServerError,
   RunStore | Extractor.Registry | SqlClient.SqlClient
 > => {
-  const api = HttpApiBuilder.api(QuarryApi).pipe(
+  // The document's version is the server's, as /healthz reports it.
+  const api = HttpApiBuilder.api(QuarryApi.annotate(OpenApi.Version, options.version)).pipe(
     Layer.provide(Handlers.layer),
     Layer.provide(Metrics.layer),
     Layer.provide(Auth.layer(options.tokens)),
