@@ -2,8 +2,8 @@
  * `quarry serve`: Quarry as a long-running HTTP service (see `@quarry/server`). Every option can also come from a
  * `QUARRY_*` environment variable; tokens come only from the environment (`QUARRY_API_TOKENS`,
  * `QUARRY_API_TOKEN_FILE`). The first SIGTERM/SIGINT drains (readiness off, new work refused, runs recorded
- * `interrupted`, event streams ended, connections closed) and exits 0 within `--drain-timeout`, 1 past it; a second
- * one exits at once (130, see `main.ts`). With `--drain-delay`, the drain waits that long first, not ready but still
+ * `interrupted`, event streams ended after their runs' last events, connections closed) and exits 0 within
+ * `--drain-timeout`, 1 past it; a second one exits at once (130, see `main.ts`). With `--drain-delay`, the drain waits that long first, not ready but still
  * serving, unless a second signal ends the wait (`Signals.takeNext`; the one after that exits at once).
  *
  * @since 0.1.0

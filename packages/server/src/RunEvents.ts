@@ -5,7 +5,8 @@
  * again when admission announces a change (a batch committed, the run ended), with a slow safety read; a run owned
  * elsewhere is polled. Event ids are the committed batch count
  * (`run.started` is 0, the final event `totalBatches + 1`): a client that reconnects with `Last-Event-ID` gets only
- * what it has not seen. Heartbeat comments keep proxies from closing a quiet stream.
+ * what it has not seen. Heartbeat comments keep proxies from closing a quiet stream. A drain ends every stream once
+ * the runs here are stopped, after a last reading: a run it interrupted sends `run.interrupted`.
  *
  * @since 0.1.0
  */
@@ -35,7 +36,10 @@ export interface Options {
   /** How often a local run is read when no notice came (a safety net; default 5 s). */
   readonly localPollMs?: number | undefined
   readonly heartbeatMs: number
-  /** Ends the stream (the server is draining). */
+  /**
+   * Ends the stream after one last reading of the run (the server drained: the runs here were stopped, and the last
+   * reading sends the final event of one that was interrupted).
+   */
   readonly until: Effect.Effect<void>
 }
 
@@ -132,7 +136,8 @@ const localTriggers = (runId: RunId, changes: PubSub.PubSub<RunId>, safetyMs: nu
     ).pipe(Stream.buffer({ capacity: 1, strategy: "sliding" }))))
 
 /**
- * The event stream of a run, as bytes, ending after the run's final event (or when `until` completes).
+ * The event stream of a run, as bytes, ending after the run's final event (or after a last reading once `until`
+ * completes).
  *
  * @since 0.1.0
  * @category streams
@@ -141,10 +146,11 @@ export const stream = (runId: RunId, options: Options): Stream.Stream<Uint8Array
   const seen = Option.getOrElse(options.lastEventId, () => -1)
   const initial: State = { started: seen >= 0, committed: Math.max(0, seen) }
   const read = Effect.flatMap(RunStore, (store) => store.getRun(runId))
-  const readings: Stream.Stream<Run, PersistenceError | RunNotFound, RunStore> = Option.match(options.local, {
+  const triggered: Stream.Stream<Run, PersistenceError | RunNotFound, RunStore> = Option.match(options.local, {
     onNone: () => Stream.repeatEffectWithSchedule(read, Schedule.spaced(options.pollMs)),
     onSome: (changes) => Stream.mapEffect(localTriggers(runId, changes, options.localPollMs ?? 5_000), () => read)
   })
+  const readings = Stream.concat(Stream.interruptWhen(triggered, options.until), Stream.fromEffect(read))
   const events = readings.pipe(
     Stream.mapAccum(initial, step),
     Stream.mapConcatChunk((events) => Chunk.fromIterable(events)),
@@ -159,8 +165,5 @@ export const stream = (runId: RunId, options: Options): Stream.Stream<Uint8Array
     )
   )
   const heartbeats = Stream.tick(options.heartbeatMs).pipe(Stream.drop(1), Stream.as(": heartbeat\n\n"))
-  return Stream.merge(events, heartbeats, { haltStrategy: "left" }).pipe(
-    Stream.interruptWhen(options.until),
-    Stream.map((text) => encoder.encode(text))
-  )
+  return Stream.merge(events, heartbeats, { haltStrategy: "left" }).pipe(Stream.map((text) => encoder.encode(text)))
 }
