@@ -567,6 +567,33 @@ describe("quarry serve", () => {
     60_000
   )
 
+  it("limits that would refuse every run exit 2 at start, also from the environment; the smallest limit takes one", async () => {
+    const refusals: ReadonlyArray<readonly [ReadonlyArray<string>, Record<string, string>, string]> = [
+      [["--max-queued-runs", "0"], {}, "max-queued-runs (0) must be 1 or more"],
+      [[], { QUARRY_MAX_QUEUED_RUNS: "0" }, "max-queued-runs (0) must be 1 or more"],
+      [["--max-body", "0"], {}, "less than the smallest submission ({\"input\":\"x\"}, 13 bytes)"],
+      [[], { QUARRY_MAX_BODY: "12B" }, "less than the smallest submission ({\"input\":\"x\"}, 13 bytes)"]
+    ]
+    const db = path.join(dir, "limits.db")
+    for (const [args, env, message] of refusals) {
+      const child = start(["serve", "--db", db, "--port", "0", "--json", ...args], { env })
+      // One that serves instead is stopped at once: it failed the test.
+      const served = await child.waitFor((stdout) => stdout.includes("server.listening")).then(() => true, () => false)
+      if (served) child.child.kill("SIGKILL")
+      const exit = await child.exited
+      assert.isFalse(served, `${args.join(" ")} ${JSON.stringify(env)} was served`)
+      assert.strictEqual(exit.code, 2, child.stderr)
+      assert.include(child.stderr, message)
+      assert.isFalse(fs.existsSync(db))
+    }
+    const server = await serve(db, ["--max-body", "13B", "--max-queued-runs", "1"], {})
+    try {
+      assert.strictEqual((await call(server, "POST", "/v1/runs", { input: "x" })).status, 202)
+    } finally {
+      await stop(server)
+    }
+  })
+
   it("a submission whose artifact would be the database's own file is 422, and the database stays", async () => {
     const db = path.join(dir, "runs.jsonl")
     const server = await serve(db)
