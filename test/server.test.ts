@@ -12,6 +12,7 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
+import { onTestFinished } from "vitest"
 import { makeDir, mobyDick, referenceRun, removeDir, run, type Running, sha256File, sleep, start } from "./support.js"
 
 const slow = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "25" }
@@ -680,15 +681,15 @@ describe("quarry serve", () => {
   it("the first request on the port, sent as it opens, is answered once the server can (never left hanging)", async () => {
     const port = await freePort()
     const server = start(["serve", "--db", path.join(dir, "first.db"), "--port", String(port), "--json"])
-    try {
-      // The port opens before the server's handler is attached (the other layers are built in between): a request
-      // that lands there waits for it.
-      const first = await firstResponse(server, port, "/livez")
-      assert.strictEqual(first, 200, server.stderr)
-    } finally {
+    // Also when the request is never answered and the test times out.
+    onTestFinished(async () => {
       server.child.kill("SIGKILL")
       await server.exited
-    }
+    })
+    // The port opens before the server's handler is attached (the other layers are built in between): a request
+    // that lands there waits for it.
+    const first = await firstResponse(server, port, "/livez")
+    assert.strictEqual(first, 200, server.stderr)
   })
 
   it("probes are answered while the offline extractor works through a batch of 400,000 characters", async () => {
