@@ -1,8 +1,9 @@
 /**
  * `quarry serve`'s drain ends within `--drain-timeout` whatever its clients do, over raw TCP sockets to the real
- * process: a connection that never sends a request and one halfway through its headers are closed (exit 0); an open
- * event stream ends (exit 0); a request on a quiet connection during the drain is answered 503 `Draining` with
- * `Connection: close`; a request whose body is still arriving at the deadline is cut (exit 1).
+ * process: a connection that never sends a request and one halfway through its headers are closed (exit 0); open
+ * event streams end, each after its run's `run.interrupted` (exit 0); a request on a quiet connection during the
+ * drain is answered 503 `Draining` with `Connection: close`; a request whose body is still arriving at the deadline
+ * is cut (exit 1).
  *
  * With `--drain-delay`, the server stays up after SIGTERM, not ready but serving new connections, until the delay ends
  * (or a second signal ends it), and only then drains and closes its port; a signal after that exits at once (130).
@@ -103,19 +104,25 @@ describe("quarry serve drains within --drain-timeout", () => {
     await half.closed
   })
 
-  it("an open event stream ends with the drain: exit 0", async () => {
+  it("open event streams end with the drain, each after its run's run.interrupted: exit 0", async () => {
     const server = await start("events", { QUARRY_TEST_EXTRACTOR_DELAY_MS: "200" })
     const input = "Ishmael met Queequeg in New Bedford. ".repeat(200)
     const body = { input, runId: "watched", extractor: "test-slow", chunking: { windowSize: 200, batchSize: 1 } }
     assert.strictEqual((await call(server, "POST", "/v1/runs", body)).status, 202)
-    const events = await connect(server)
-    events.socket.write("GET /v1/runs/watched/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    await until(() => events.received().includes("event: run.started"), 30_000, "the stream's first event")
+    const streams = await Promise.all(Array.from({ length: 10 }, () => connect(server)))
+    for (const events of streams) events.socket.write("GET /v1/runs/watched/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    for (const events of streams) {
+      await until(() => events.received().includes("event: run.started"), 30_000, "the stream's first event")
+    }
     const exit = await terminate(server)
     assert.strictEqual(exit.code, 0, server.child.stderr)
-    await events.closed
-    // The chunked body's last chunk: the stream was ended, not cut.
-    assert.isTrue(events.received().endsWith("\r\n0\r\n\r\n"), events.received().slice(-200))
+    for (const events of streams) {
+      await events.closed
+      // The drain recorded the run interrupted, and the stream said so before it ended.
+      assert.include(events.received(), "event: run.interrupted")
+      // The chunked body's last chunk: the stream was ended, not cut.
+      assert.isTrue(events.received().endsWith("\r\n0\r\n\r\n"), events.received().slice(-200))
+    }
   })
 
   it("a request on a quiet connection during the drain is answered 503 Draining, Connection: close", async () => {

@@ -12,6 +12,7 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
+import { onTestFinished } from "vitest"
 import { readEvents } from "./serverProcess.js"
 import { makeDir, mobyDick, referenceRun, removeDir, run, type Running, sha256File, sleep, start } from "./support.js"
 
@@ -754,6 +755,33 @@ describe("quarry serve", () => {
     60_000
   )
 
+  it("limits that would refuse every run exit 2 at start, also from the environment; the smallest limit takes one", async () => {
+    const refusals: ReadonlyArray<readonly [ReadonlyArray<string>, Record<string, string>, string]> = [
+      [["--max-queued-runs", "0"], {}, "max-queued-runs (0) must be 1 or more"],
+      [[], { QUARRY_MAX_QUEUED_RUNS: "0" }, "max-queued-runs (0) must be 1 or more"],
+      [["--max-body", "0"], {}, "less than the smallest submission ({\"input\":\"x\"}, 13 bytes)"],
+      [[], { QUARRY_MAX_BODY: "12B" }, "less than the smallest submission ({\"input\":\"x\"}, 13 bytes)"]
+    ]
+    const db = path.join(dir, "limits.db")
+    for (const [args, env, message] of refusals) {
+      const child = start(["serve", "--db", db, "--port", "0", "--json", ...args], { env })
+      // One that serves instead is stopped at once: it failed the test.
+      const served = await child.waitFor((stdout) => stdout.includes("server.listening")).then(() => true, () => false)
+      if (served) child.child.kill("SIGKILL")
+      const exit = await child.exited
+      assert.isFalse(served, `${args.join(" ")} ${JSON.stringify(env)} was served`)
+      assert.strictEqual(exit.code, 2, child.stderr)
+      assert.include(child.stderr, message)
+      assert.isFalse(fs.existsSync(db))
+    }
+    const server = await serve(db, ["--max-body", "13B", "--max-queued-runs", "1"], {})
+    try {
+      assert.strictEqual((await call(server, "POST", "/v1/runs", { input: "x" })).status, 202)
+    } finally {
+      await stop(server)
+    }
+  })
+
   it("a submission whose artifact would be the database's own file is 422, and the database stays", async () => {
     const db = path.join(dir, "runs.jsonl")
     const server = await serve(db)
@@ -840,15 +868,15 @@ describe("quarry serve", () => {
   it("the first request on the port, sent as it opens, is answered once the server can (never left hanging)", async () => {
     const port = await freePort()
     const server = start(["serve", "--db", path.join(dir, "first.db"), "--port", String(port), "--json"])
-    try {
-      // The port opens before the server's handler is attached (the other layers are built in between): a request
-      // that lands there waits for it.
-      const first = await firstResponse(server, port, "/livez")
-      assert.strictEqual(first, 200, server.stderr)
-    } finally {
+    // Also when the request is never answered and the test times out.
+    onTestFinished(async () => {
       server.child.kill("SIGKILL")
       await server.exited
-    }
+    })
+    // The port opens before the server's handler is attached (the other layers are built in between): a request
+    // that lands there waits for it.
+    const first = await firstResponse(server, port, "/livez")
+    assert.strictEqual(first, 200, server.stderr)
   })
 
   it("probes are answered while the offline extractor works through a batch of 400,000 characters", async () => {

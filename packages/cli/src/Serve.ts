@@ -2,8 +2,8 @@
  * `quarry serve`: Quarry as a long-running HTTP service (see `@quarry/server`). Every option can also come from a
  * `QUARRY_*` environment variable; tokens come only from the environment (`QUARRY_API_TOKENS`,
  * `QUARRY_API_TOKEN_FILE`). The first SIGTERM/SIGINT drains (readiness off, new work refused, runs recorded
- * `interrupted`, event streams ended, connections closed) and exits 0 within `--drain-timeout`, 1 past it; a second
- * one exits at once (130, see `main.ts`). With `--drain-delay`, the drain waits that long first, not ready but still
+ * `interrupted`, event streams ended after their runs' last events, connections closed) and exits 0 within
+ * `--drain-timeout`, 1 past it; a second one exits at once (130, see `main.ts`). With `--drain-delay`, the drain waits that long first, not ready but still
  * serving, unless a second signal ends the wait (`Signals.takeNext`; the one after that exits at once).
  *
  * @since 0.1.0
@@ -81,6 +81,21 @@ const parseSize = (raw: string) => {
     Effect.succeed(Math.floor(Number(match[1]) * sizeUnits[(match[2] ?? "").toLowerCase()]!))
 }
 
+/** The smallest body a submission can have, `{"input":"x"}`: a smaller `--max-body` refuses every one (413). */
+const smallestSubmission = JSON.stringify({ input: "x" }).length
+
+/** Checks `--max-body`: a size, at least the smallest submission's. */
+const bodyLimit = (raw: string) =>
+  Effect.filterOrFail(
+    parseSize(raw),
+    (bytes) => bytes >= smallestSubmission,
+    (bytes) =>
+      new UsageError({
+        message: `max-body ${JSON.stringify(raw)} is ${bytes} bytes, less than the smallest submission ` +
+          `({"input":"x"}, ${smallestSubmission} bytes): every POST /v1/runs would be 413; use e.g. 50MB`
+      })
+  )
+
 /** Checks a whole number of `min` or more (of `unit`, when given, e.g. seconds). */
 const wholeNumber = (name: string, raw: string, min: number, unit?: string) => {
   const requirement = unit === undefined
@@ -94,6 +109,21 @@ const wholeNumber = (name: string, raw: string, min: number, unit?: string) => {
         Effect.fail(new UsageError({ message: `${name} (${raw}) must be ${requirement}` }))
   )
 }
+
+/**
+ * Checks `--max-queued-runs`: 1 or more. Every submission and resume waits in the queue, if only until a free slot
+ * takes it (on a cluster it is `pending` until its runner claims it), so 0 refuses them all.
+ */
+const queueLimit = (raw: string) =>
+  Effect.filterOrFail(
+    wholeNumber("max-queued-runs", raw, 0),
+    (n) => n >= 1,
+    () =>
+      new UsageError({
+        message: `max-queued-runs (${raw}) must be 1 or more: every submission waits in the queue, if only until a ` +
+          `free slot takes it, so 0 would refuse them all (429)`
+      })
+  )
 
 /** An option that falls back to an environment variable, then to a default; `check` types and checks all three. */
 const fromEnv = <A>(
@@ -183,16 +213,16 @@ const options = {
   maxQueuedRuns: fromEnv(
     "max-queued-runs",
     "N",
-    "Runs waiting at most; beyond, submissions get 429 (or QUARRY_MAX_QUEUED_RUNS).",
+    "Runs waiting at most, 1 or more; beyond, submissions get 429 (or QUARRY_MAX_QUEUED_RUNS).",
     "1000",
-    (raw) => wholeNumber("max-queued-runs", raw, 0)
+    queueLimit
   ),
   maxBody: fromEnv(
     "max-body",
     "SIZE",
     "The largest request body, e.g. 50MB, 512KB (or QUARRY_MAX_BODY).",
     "50MB",
-    parseSize
+    bodyLimit
   ),
   drainTimeout: fromEnv(
     "drain-timeout",

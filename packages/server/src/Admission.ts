@@ -409,6 +409,11 @@ export class Admission extends Context.Tag("@quarry/server/Admission")<Admission
   readonly stopAdmitting: Effect.Effect<void>
   /** Completes when draining starts. */
   readonly draining: Deferred.Deferred<void>
+  /**
+   * Completes when the drain has stopped the runs here (recorded `interrupted`; on a cluster, handed to other
+   * runners): an event stream reads its run a last time then, and ends.
+   */
+  readonly drained: Deferred.Deferred<void>
   /** Stops taking work and interrupts every run executing here (recorded `interrupted`). */
   readonly drain: Effect.Effect<void>
 }>() {}
@@ -437,6 +442,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
   const started = yield* Ref.make(false)
   const stopped = yield* Ref.make(false)
   const draining = yield* Deferred.make<void>()
+  const drained = yield* Deferred.make<void>()
   const wake = yield* Queue.sliding<void>(1)
   // Sliding: a subscriber that falls behind loses old notices, never blocks a run (it reads the run again anyway).
   const changes = yield* PubSub.sliding<RunId>(1024)
@@ -522,6 +528,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     if (!(yield* Deferred.succeed(draining, undefined))) return
     yield* Fiber.interrupt(dispatcherFiber)
     yield* Scope.close(runsScope, Exit.void)
+    yield* Deferred.succeed(drained, undefined)
   }).pipe(Effect.withSpan("Admission.drain"))
 
   return Admission.of({
@@ -534,6 +541,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     stats,
     stopAdmitting: Ref.set(stopped, true),
     draining,
+    drained,
     drain
   })
 })

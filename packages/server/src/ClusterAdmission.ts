@@ -46,6 +46,8 @@ export interface LocalRuns {
   readonly maxActiveRuns: number
   readonly changes: PubSub.PubSub<RunId>
   readonly draining: Deferred.Deferred<void>
+  /** Completes when the drain has seen every run here stop. */
+  readonly drained: Deferred.Deferred<void>
   /** Completes when admission stops before the drain (`stopAdmitting`): no new work; the runs here go on. */
   readonly stopped: Deferred.Deferred<void>
 }
@@ -64,6 +66,7 @@ export const makeLocalRuns = (maxActiveRuns: number): Effect.Effect<LocalRuns> =
     maxActiveRuns: Effect.succeed(maxActiveRuns),
     changes: PubSub.sliding<RunId>(1024),
     draining: Deferred.make<void>(),
+    drained: Deferred.make<void>(),
     stopped: Deferred.make<void>()
   })
 
@@ -310,6 +313,7 @@ export const make = (local: LocalRuns, options: Options) =>
       stats: stats(local, sharding, runnerId),
       stopAdmitting: Effect.asVoid(Deferred.succeed(local.stopped, undefined)),
       draining,
+      drained: local.drained,
       drain: drain(local)
     })
   })
@@ -346,6 +350,7 @@ const drain = (local: LocalRuns) =>
         schedule: Schedule.spaced(Duration.millis(20))
       })
     ),
+    Effect.zipRight(Deferred.succeed(local.drained, undefined)),
     Effect.asVoid
   )
 

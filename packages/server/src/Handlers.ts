@@ -361,7 +361,7 @@ const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) 
       pollMs: info.pollMs,
       local: local ? Option.some(admission.changes) : Option.none(),
       heartbeatMs: info.heartbeatMs,
-      until: Deferred.await(admission.draining)
+      until: Deferred.await(admission.drained)
     }).pipe(Stream.provideService(RunStore, store))
     return HttpServerResponse.stream(body, {
       contentType: "text/event-stream",

@@ -7,7 +7,8 @@
  * final event `totalBatches + 1`) and the version the run's as read, which grows with every execution and end: a
  * client that reconnects with `Last-Event-ID` gets only what it has not seen, also after the run was resumed. A
  * run waiting for a slot here is pending whatever its stored status (its last end). Heartbeat comments keep proxies
- * from closing a quiet stream.
+ * from closing a quiet stream. A drain ends every stream once the runs here are stopped, after a last reading: a
+ * run it interrupted sends `run.interrupted`.
  *
  * @since 0.1.0
  */
@@ -39,7 +40,10 @@ export interface Options {
   /** How often a local run is read when no notice came (a safety net; default 5 s). */
   readonly localPollMs?: number | undefined
   readonly heartbeatMs: number
-  /** Ends the stream (the server is draining). */
+  /**
+   * Ends the stream after one last reading of the run (the server drained: the runs here were stopped, and the last
+   * reading sends the final event of one that was interrupted).
+   */
   readonly until: Effect.Effect<void>
 }
 
@@ -183,7 +187,8 @@ const localTriggers = (runId: RunId, changes: PubSub.PubSub<RunId>, safetyMs: nu
     ).pipe(Stream.buffer({ capacity: 1, strategy: "sliding" }))))
 
 /**
- * The event stream of a run, as bytes, ending after the run's final event (or when `until` completes).
+ * The event stream of a run, as bytes, ending after the run's final event (or after a last reading once `until`
+ * completes).
  *
  * @since 0.1.0
  * @category streams
@@ -195,13 +200,14 @@ export const stream = (runId: RunId, options: Options): Stream.Stream<Uint8Array
     Effect.flatMap(RunStore, (store) => store.getRun(runId)),
     options.waiting ?? Effect.succeed(false)
   )
-  const readings: Stream.Stream<readonly [Run, boolean], PersistenceError | RunNotFound, RunStore> = Option.match(
+  const triggered: Stream.Stream<readonly [Run, boolean], PersistenceError | RunNotFound, RunStore> = Option.match(
     options.local,
     {
       onNone: () => Stream.repeatEffectWithSchedule(read, Schedule.spaced(options.pollMs)),
       onSome: (changes) => Stream.mapEffect(localTriggers(runId, changes, options.localPollMs ?? 5_000), () => read)
     }
   )
+  const readings = Stream.concat(Stream.interruptWhen(triggered, options.until), Stream.fromEffect(read))
   const events = readings.pipe(
     Stream.mapAccum(initial, step),
     Stream.mapConcatChunk((events) => Chunk.fromIterable(events)),
@@ -222,7 +228,6 @@ export const stream = (runId: RunId, options: Options): Stream.Stream<Uint8Array
   // yet) knows at once that its stream is open.
   return Stream.merge(events, heartbeats, { haltStrategy: "left" }).pipe(
     Stream.prepend(Chunk.of(": connected\n\n")),
-    Stream.interruptWhen(options.until),
     Stream.map((text) => encoder.encode(text))
   )
 }
