@@ -97,7 +97,19 @@ describe("cli messages", () => {
         "QUARRY_MAX_INPUT_BYTES=abc, in the form of every other variable",
         { QUARRY_MAX_INPUT_BYTES: "abc" },
         ["start", book],
-        "QUARRY_MAX_INPUT_BYTES is \"abc\", which is not valid; it must be a whole number of bytes greater than 0, such as 536870912 (512 MB, the default)"
+        "QUARRY_MAX_INPUT_BYTES is \"abc\", which is not valid; it must be a whole number of bytes greater than 0 and at most 9007199254740991, such as 536870912 (512 MB, the default)"
+      ],
+      [
+        "QUARRY_MAX_INPUT_BYTES past the largest exact number (it was read as no limit)",
+        { QUARRY_MAX_INPUT_BYTES: "99999999999999999999" },
+        ["start", book],
+        "QUARRY_MAX_INPUT_BYTES is \"99999999999999999999\", which is not valid; it must be a whole number of bytes greater than 0 and at most 9007199254740991, such as 536870912 (512 MB, the default)"
+      ],
+      [
+        "QUARRY_CLUSTER=maybe, for serve's switches",
+        { QUARRY_CLUSTER: "maybe" },
+        ["serve", "--port", "0"],
+        "QUARRY_CLUSTER is \"maybe\", which is not valid; it must be true or false, in any case (also yes or no, on or off, 1 or 0), or unset"
       ],
       [
         "an empty QUARRY_DB",

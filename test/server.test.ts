@@ -759,8 +759,11 @@ describe("quarry serve", () => {
     const refusals: ReadonlyArray<readonly [ReadonlyArray<string>, Record<string, string>, string]> = [
       [["--max-queued-runs", "0"], {}, "max-queued-runs (0) must be 1 or more"],
       [[], { QUARRY_MAX_QUEUED_RUNS: "0" }, "max-queued-runs (0) must be 1 or more"],
-      [["--max-body", "0"], {}, "less than the smallest submission ({\"input\":\"x\"}, 13 bytes)"],
-      [[], { QUARRY_MAX_BODY: "12B" }, "less than the smallest submission ({\"input\":\"x\"}, 13 bytes)"]
+      [["--max-body", "0"], {}, "max-body (\"0\") must be a size greater than 0"],
+      [[], { QUARRY_MAX_BODY: "12B" }, "less than the smallest submission ({\"input\":\"x\"}, 13 bytes)"],
+      // Past what the server can decode, a limit takes bodies it then cannot read.
+      [["--max-body", "1GB"], {}, "more than the largest body the server can decode (536870888 bytes"],
+      [[], { QUARRY_MAX_BODY: "99999999999999999999" }, "is too large"]
     ]
     const db = path.join(dir, "limits.db")
     for (const [args, env, message] of refusals) {
@@ -1004,6 +1007,29 @@ describe("quarry serve", () => {
     },
     180_000
   )
+
+  it("QUARRY_NO_RECOVER=TRUE (any case): a restart leaves the killed server's run as it was", async () => {
+    const db = path.join(dir, "no-recover.db")
+    const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "100", QUARRY_LEASE_MS: "1000" }
+    const server = await serve(db, [], env)
+    assert.strictEqual((await call(server, "POST", "/v1/runs", mobyBody("left"))).status, 202)
+    await until(() => (row(db, "left")?.committed_batches ?? 0) >= 2, 60_000, "commits")
+    server.child.child.kill("SIGKILL")
+    await server.child.exited
+    const left = row(db, "left")!
+    const restarted = await serve(db, [], { ...env, QUARRY_TEST_EXTRACTOR_DELAY_MS: "0", QUARRY_NO_RECOVER: "TRUE" })
+    try {
+      // Long past the lease, when recovery would have taken the run and committed more batches.
+      await sleep(4_000)
+      const view = (await call(restarted, "GET", "/v1/runs/left")).json() as {
+        progress: { committedBatches: number }
+      }
+      assert.strictEqual(view.progress.committedBatches, left.committed_batches)
+      assert.strictEqual(row(db, "left")!.committed_batches, left.committed_batches)
+    } finally {
+      await stop(restarted)
+    }
+  }, 120_000)
 
   it(
     "SIGKILL: a restart leaves the dead server's live lease alone, then recovers the run once it expires",

@@ -7,6 +7,7 @@ import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
+import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as path from "node:path"
@@ -54,6 +55,48 @@ export const checked = <A>(
  */
 export const validated = <A>(check: (raw: string) => Effect.Effect<A, UsageError>) => (raw: string) =>
   Effect.mapError(check(raw), (error) => ValidationError.invalidValue(HelpDoc.p(`quarry: ${error.message}`)))
+
+const switchSpellings: Readonly<Record<string, boolean>> = {
+  true: true,
+  false: false,
+  yes: true,
+  no: false,
+  on: true,
+  off: false,
+  "1": true,
+  "0": false
+}
+
+/**
+ * A switch that its environment variable can also turn on (`--cluster`, `QUARRY_CLUSTER`): `true` or `false` in any
+ * case, or `yes`/`no`, `on`/`off`, `1`/`0` (`Config.boolean` took `true` but refused `TRUE`, with a message of
+ * @effect/cli's own wrapping).
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const switchWithVariable = (name: string, variable: string, description: string): Options.Options<boolean> =>
+  Options.boolean(name).pipe(
+    Options.withDescription(description),
+    Options.withFallbackConfig(Config.string(variable)),
+    Options.withDefault(false),
+    Options.mapEffect((value) =>
+      typeof value === "boolean" ? Effect.succeed(value) : validated((raw) => {
+        const found: boolean | undefined = switchSpellings[raw.trim().toLowerCase()]
+        return found === undefined ?
+          Effect.fail(
+            new UsageError({
+              message:
+                `bad environment: ${variable} is ${
+                  raw.trim() === "" ? "set but empty" : `${JSON.stringify(raw)}, which is not valid`
+                }` +
+                "; it must be true or false, in any case (also yes or no, on or off, 1 or 0), or unset"
+            })
+          ) :
+          Effect.succeed(found)
+      })(value)
+    )
+  )
 
 /**
  * An optional number (`N`), refused unless it parses as one; the command checks its range.

@@ -30,6 +30,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as buffer from "node:buffer"
 import * as fs from "node:fs"
 import { UsageError } from "./Errors.js"
 import * as Extractors from "./Extractors.js"
@@ -72,29 +73,30 @@ const readTokens = Effect.gen(function*() {
 
 const loopback = (host: string) => host === "127.0.0.1" || host === "::1" || host === "localhost"
 
-const sizeUnits: Record<string, number> = { "": 1, b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }
-
-const parseSize = (raw: string) => {
-  const match = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/i.exec(raw.trim())
-  return match === null ?
-    Effect.fail(new UsageError({ message: `max-body ${JSON.stringify(raw)} is not a size; use e.g. 50MB or 512KB` })) :
-    Effect.succeed(Math.floor(Number(match[1]) * sizeUnits[(match[2] ?? "").toLowerCase()]!))
-}
-
 /** The smallest body a submission can have, `{"input":"x"}`: a smaller `--max-body` refuses every one (413). */
 const smallestSubmission = JSON.stringify({ input: "x" }).length
 
-/** Checks `--max-body`: a size, at least the smallest submission's. */
+/** The largest body the server can decode: its JSON text is one JavaScript string (V8 caps their length). */
+const largestBody = buffer.constants.MAX_STRING_LENGTH
+
+/** Checks `--max-body`: a size, from the smallest submission's to the largest body the server can decode. */
 const bodyLimit = (raw: string) =>
-  Effect.filterOrFail(
-    parseSize(raw),
-    (bytes) => bytes >= smallestSubmission,
-    (bytes) =>
-      new UsageError({
-        message: `max-body ${JSON.stringify(raw)} is ${bytes} bytes, less than the smallest submission ` +
-          `({"input":"x"}, ${smallestSubmission} bytes): every POST /v1/runs would be 413; use e.g. 50MB`
-      })
-  )
+  Effect.flatMap(Inputs.parseSize("max-body", raw), (bytes) =>
+    bytes < smallestSubmission ?
+      Effect.fail(
+        new UsageError({
+          message: `max-body ${JSON.stringify(raw)} is ${bytes} bytes, less than the smallest submission ` +
+            `({"input":"x"}, ${smallestSubmission} bytes): every POST /v1/runs would be 413; use e.g. 50MB`
+        })
+      ) :
+      bytes > largestBody ?
+      Effect.fail(
+        new UsageError({
+          message: `max-body ${JSON.stringify(raw)} is ${bytes} bytes, more than the largest body the server can ` +
+            `decode (${largestBody} bytes, the longest string Node holds); use e.g. 500MB`
+        })
+      ) :
+      Effect.succeed(bytes))
 
 /** Checks a whole number of `min` or more (of `unit`, when given, e.g. seconds). */
 const wholeNumber = (name: string, raw: string, min: number, unit?: string) => {
@@ -144,11 +146,7 @@ const fromEnv = <A>(
 
 /** A boolean option that falls back to `QUARRY_<NAME>`, then to false. */
 const envFlag = (name: string, description: string) =>
-  Options.boolean(name).pipe(
-    Options.withDescription(description),
-    Options.withFallbackConfig(Config.boolean(`QUARRY_${name.toUpperCase().replace(/-/g, "_")}`)),
-    Options.withDefault(false)
-  )
+  Flags.switchWithVariable(name, `QUARRY_${name.toUpperCase().replace(/-/g, "_")}`, description)
 
 /** Checks a duration option (`25s`, `2m`) into milliseconds; `example` goes into the error. */
 const duration = (name: string, example: string) => (raw: string) =>

@@ -55,7 +55,8 @@ export const accepted: Readonly<Record<string, string>> = {
   QUARRY_DATABASE_URL: "a postgres:// URL, or unset",
   QUARRY_DB: "a SQLite file path, or unset (./quarry.db)",
   QUARRY_LEASE_MS: `a whole number of milliseconds greater than 0, such as ${Workflow.defaultLeaseMs} (the default)`,
-  QUARRY_MAX_INPUT_BYTES: "a whole number of bytes greater than 0, such as 536870912 (512 MB, the default)",
+  QUARRY_MAX_INPUT_BYTES:
+    `a whole number of bytes greater than 0 and at most ${Number.MAX_SAFE_INTEGER}, such as 536870912 (512 MB, the default)`,
   QUARRY_OFFLINE_UNMAPPED: "drop (the default) or generic",
   QUARRY_OFFLINE_USE_KNOWN_ENTITIES: "true (the default) or false, in any case (also yes or no, on or off, 1 or 0)"
 }

@@ -108,7 +108,11 @@ const maxInputBytes = (flag: Option.Option<number>) =>
     onSome: Effect.succeed,
     onNone: () =>
       Config.integer("QUARRY_MAX_INPUT_BYTES").pipe(
-        Config.validate({ message: "must be a whole number of bytes greater than 0", validation: (n) => n > 0 }),
+        // Past the largest safe integer a number is rounded: 99999999999999999999 read as no limit at all.
+        Config.validate({
+          message: "must be a whole number of bytes greater than 0",
+          validation: (n) => n > 0 && Number.isSafeInteger(n)
+        }),
         Config.withDefault(Inputs.defaultMaxInputBytes),
         Effect.mapError(badEnvironment)
       )
