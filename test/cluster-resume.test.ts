@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { usePostgres } from "../packages/core/test/postgres.js"
 import * as Nodes from "./clusterNodes.js"
 import { allExecutesAnswered, type Node, query, runRows, submitMobyDick } from "./clusterNodes.js"
-import { call, until } from "./serverProcess.js"
+import { call, readEvents, until } from "./serverProcess.js"
 
 const adminUrl = usePostgres()
 
@@ -78,6 +78,18 @@ describe("quarry serve --cluster: a run waiting for its runner", () => {
       assert.deepStrictEqual(raced.map((r) => r.status).sort(), [202, 409], raced.map((r) => r.text).join("\n"))
       const [won, lost] = raced[0]!.status === 202 ? [1, 2] : [2, 1]
       await until(() => waiting(held, runId), 60_000, "the resumed run to wait for the slot")
+      // Every node shows it pending, with the budget it waits with, though it is stored cancelled until its runner
+      // claims it; and its event stream waits for this execution (it ended at once with the cancel before).
+      for (const node of [held, other]) {
+        const shown = (await call(node, "GET", `/v1/runs/${runId}`)).json() as {
+          status: string
+          queuePosition: number | null
+          budget: { maxCostUsd: number | null } | null
+        }
+        assert.deepStrictEqual([shown.status, shown.queuePosition, shown.budget?.maxCostUsd], ["pending", null, won])
+      }
+      assert.strictEqual((await row(db, runId))!.status, "cancelled")
+      const events = readEvents(other, runId)
       // The same request again (a client's retry) is granted; another budget is refused, saying what waits.
       const again = await call(held, "POST", `/v1/runs/${runId}/resume?maxCostUsd=${won}`)
       assert.strictEqual(again.status, 202, again.text)
@@ -91,6 +103,8 @@ describe("quarry serve --cluster: a run waiting for its runner", () => {
 
       assert.strictEqual((await call(other, "POST", `/v1/runs/${holder}/cancel`)).status, 200)
       await waitFor(db, runId, (r) => r.status === "completed", "the resumed run to complete")
+      const names = (await events).map((e) => e.event)
+      assert.deepStrictEqual([names[0], names.at(-1)], ["run.started", "run.completed"], names.join(", "))
       const ended = await budgets(db, runId)
       assert.strictEqual(ended.run, `{"maxCostUsd":${won}}`)
       // The claim took its queued execution off the queue: the stored message was the request from then on.

@@ -355,20 +355,23 @@ const cancel = Effect.fn("Admission.cancel")(function*(core: Core, runId: RunId)
   return run
 })
 
-const waiting = (core: Core, runId: RunId) =>
-  Effect.map(Ref.get(core.queue), (entries): Option.Option<Waiting> => {
-    const index = entries.findIndex((e) => e.runId === runId)
-    return index < 0 ? Option.none() : Option.some({ position: index + 1, execution: entries[index]!.execution })
+const waitingRuns = (core: Core) =>
+  Effect.map(Ref.get(core.queue), (entries) => {
+    const byId = new Map(
+      entries.map((e, index) => [e.runId, { position: Option.some(index + 1), execution: e.execution }])
+    )
+    return (run: Run): Option.Option<Waiting> => Option.fromNullable(byId.get(run.id))
   })
 
 /**
- * A run waiting in this server's queue for a slot: its 1-based place and the options it will execute with.
+ * A run waiting to execute: its 1-based place in this server's queue (none on a cluster, which has no queue order:
+ * each runner starts the runs of its shards as its own slots free) and the options it will execute with.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Waiting {
-  readonly position: number
+  readonly position: Option.Option<number>
   readonly execution: WorkflowManager.ExecutionOptions
 }
 
@@ -391,8 +394,11 @@ export class Admission extends Context.Tag("@quarry/server/Admission")<Admission
   ) => Effect.Effect<Run, QueueFull | Draining | RunNotFound | InvalidRunState | PersistenceError>
   /** Cancels a run, queued or executing. */
   readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
-  /** A run's place in this server's queue and the options it waits with; none when it does not wait here. */
-  readonly waiting: (runId: RunId) => Effect.Effect<Option.Option<Waiting>>
+  /**
+   * The runs waiting to execute, as read now: of a run, its place in the queue and the options it waits with; none
+   * when it does not wait (it executes, or ended, or waits for nothing).
+   */
+  readonly waitingRuns: Effect.Effect<(run: Run) => Option.Option<Waiting>, PersistenceError>
   /** Whether the run waits or executes in this process (its changes are announced on `changes`). */
   readonly isLocal: (runId: RunId) => Effect.Effect<boolean>
   /**
@@ -535,7 +541,7 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     submit,
     resume,
     cancel: (runId) => cancel(core, runId),
-    waiting: (runId) => waiting(core, runId),
+    waitingRuns: waitingRuns(core),
     isLocal: (runId) => known(core, runId),
     changes,
     stats,

@@ -28,7 +28,7 @@ import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as path from "node:path"
-import { Admission, Draining, QueueFull } from "./Admission.js"
+import { Admission, Draining, QueueFull, type Waiting } from "./Admission.js"
 import * as ClusterRun from "./ClusterRun.js"
 import * as WaitingExecution from "./WaitingExecution.js"
 
@@ -131,6 +131,22 @@ const requestedOf = (entry: QueuedExecution | undefined): WaitingExecution.Reque
   retrySkipped: entry?.retrySkipped,
   budget: entry === undefined ? undefined : Option.getOrUndefined(entry.budget)
 })
+
+/**
+ * The runs waiting for a runner: those with an execution requested (a submission or a resume) that no runner has
+ * claimed yet, whose row the claim deletes. Until then the run's stored status is its last end (a resumed run's
+ * `cancelled`), which a client polling for the end would take for this execution's. A row older than the run's last
+ * end was left by an execution that ran.
+ */
+const waitingRuns = (store: RunStore["Type"]) =>
+  Effect.map(store.queuedExecutions, (entries) => {
+    const byId = new Map(entries.map((entry) => [entry.runId, entry]))
+    return (run: Run): Option.Option<Waiting> => {
+      const entry = byId.get(run.id)
+      if (entry === undefined || Option.exists(run.finishedAt, (at) => entry.queuedAt < at)) return Option.none()
+      return Option.some({ position: Option.none(), execution: requestedOf(entry) })
+    }
+  })
 
 /** Runs in these states for `afterMs` (for `running`: `afterMs` past their lease) may have no message. */
 const stuck = (now: number, afterMs: number) => (run: Run) =>
@@ -307,7 +323,7 @@ export const make = (local: LocalRuns, options: Options) =>
       submit,
       resume,
       cancel,
-      waiting: () => Effect.succeed(Option.none()),
+      waitingRuns: waitingRuns(store),
       isLocal,
       changes: local.changes,
       stats: stats(local, sharding, runnerId),

@@ -84,14 +84,24 @@ const internal = (error: { readonly _tag: string; readonly message: string }) =>
 const queueFull = (e: { readonly _tag: string; readonly message: string }) =>
   Effect.succeed(errorResponse(429, e._tag, e.message, { "retry-after": "5" }))
 
-const view = (run: Run.Run) =>
+/** The runs waiting to execute, as read now. */
+const waitingRuns = Effect.flatMap(Admission.Admission, (admission) => admission.waitingRuns).pipe(
+  Effect.catchTag("PersistenceError", internal)
+)
+
+/**
+ * The view of the run `read` gives, read after the waiting runs: a run that a slot or a runner takes in between shows
+ * executing, not at the end it had before (what a resumed run read first, then not found waiting any more, showed).
+ */
+const viewOf = <E, R>(read: Effect.Effect<Run.Run, E, R>) =>
   Effect.gen(function*() {
-    const admission = yield* Admission.Admission
+    const waiting = yield* waitingRuns
+    const run = yield* read
     const now = yield* Clock.currentTimeMillis
-    return yield* RunView.make(run, yield* admission.waiting(run.id), now).pipe(
-      Effect.catchTag("PersistenceError", internal)
-    )
+    return yield* RunView.make(run, waiting(run), now).pipe(Effect.catchTag("PersistenceError", internal))
   })
+
+const view = (run: Run.Run) => viewOf(Effect.succeed(run))
 
 const getRun = (runId: Run.RunId) =>
   Effect.flatMap(RunStore, (store) => store.getRun(runId)).pipe(
@@ -323,6 +333,7 @@ const list = (
     }
     // Keyset in SQL: runs are ordered by (created_at, id), either way; a page starts after the cursor's key. One run
     // more than the page tells whether there is a next one.
+    const waiting = yield* waitingRuns
     const rest = yield* store.listRuns({
       status: params.status,
       after: Option.getOrUndefined(Option.map(after, ([createdAt, id]) => ({ createdAt, id }))),
@@ -331,10 +342,9 @@ const list = (
     }).pipe(Effect.catchTag("PersistenceError", internal))
     const page = rest.slice(0, limit)
     const last = page.at(-1)
-    const admission = yield* Admission.Admission
     const now = yield* Clock.currentTimeMillis
     return {
-      runs: yield* RunView.makePage(page, (run) => admission.waiting(run.id), now).pipe(
+      runs: yield* RunView.makePage(page, waiting, now).pipe(
         Effect.catchTag("PersistenceError", internal)
       ),
       nextCursor: rest.length > limit && last !== undefined ? cursorOf(last, order) : null
@@ -343,15 +353,19 @@ const list = (
 
 const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) =>
   Effect.gen(function*() {
+    const admission = yield* Admission.Admission
+    const waiting = Effect.map(
+      admission.waitingRuns,
+      (waitingRuns) => (run: Run.Run) => Option.isSome(waitingRuns(run))
+    )
+    const waitsNow = yield* Effect.catchTag(waiting, "PersistenceError", internal)
     const run = yield* getRun(runId)
     const info = yield* ServerInfo
-    const admission = yield* Admission.Admission
     const store = yield* RunStore
     const lastEventId = RunEvents.parseEventId(request.headers["last-event-id"])
-    const waiting = Effect.map(admission.waiting(runId), Option.isSome)
     // The client saw the final event of a finished run (not one resumed since): 204 tells an EventSource to stop
     // reconnecting.
-    if (!(yield* waiting) && Option.exists(lastEventId, (seen) => RunEvents.sawEnd(run, seen))) {
+    if (!waitsNow(run) && Option.exists(lastEventId, (seen) => RunEvents.sawEnd(run, seen))) {
       return HttpServerResponse.empty({ status: 204 })
     }
     const local = yield* admission.isLocal(runId)
@@ -412,7 +426,7 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
   handlers
     .handleRaw("submit", ({ request }) => submit(request))
     .handle("list", ({ urlParams }) => list(urlParams))
-    .handle("get", ({ path }) => Effect.flatMap(getRun(path.id), view))
+    .handle("get", ({ path }) => viewOf(getRun(path.id)))
     .handle("cancel", ({ path }) =>
       Effect.flatMap(Admission.Admission, (a) => a.cancel(path.id)).pipe(
         Effect.catchTags({
@@ -420,7 +434,7 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
           InvalidRunState: (e) => Effect.fail(conflict(e)),
           PersistenceError: internal
         }),
-        Effect.flatMap(view)
+        Effect.zipRight(viewOf(getRun(path.id)))
       ))
     .handle("resume", ({ path, urlParams }) =>
       Effect.flatMap(Admission.Admission, (a) =>
@@ -434,7 +448,8 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
             Draining: (e) => Effect.fail(from(503)(e)),
             PersistenceError: internal
           }),
-          Effect.flatMap(view),
+          // Read again: its slot or its runner may have taken it already.
+          Effect.zipRight(viewOf(getRun(path.id))),
           Effect.catchTag("QueueFull", queueFull)
         ))
     .handle("delete", ({ path }) => remove(path.id))

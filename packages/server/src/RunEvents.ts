@@ -31,8 +31,11 @@ import * as Stream from "effect/Stream"
 export interface Options {
   /** The id of the last event the client saw (`Last-Event-ID`, see `parseEventId`). */
   readonly lastEventId: Option.Option<EventId>
-  /** Whether the run waits for a slot here (then it is pending, whatever its stored status); default never. */
-  readonly waiting?: Effect.Effect<boolean> | undefined
+  /**
+   * Which runs wait to execute, as read now (such a run is pending, whatever its stored status); default none. Read
+   * before the run, so that a run claimed in between is seen executing rather than at its last end.
+   */
+  readonly waiting?: Effect.Effect<(run: Run) => boolean, PersistenceError> | undefined
   /** How often a run owned by another process is read. */
   readonly pollMs: number
   /** The change notices of runs executing here, when this run is one of them. */
@@ -196,9 +199,10 @@ const localTriggers = (runId: RunId, changes: PubSub.PubSub<RunId>, safetyMs: nu
 export const stream = (runId: RunId, options: Options): Stream.Stream<Uint8Array, never, RunStore> => {
   // Every reading derives its events afresh from the stored run; those the client saw are filtered out.
   const initial: State = { started: false, committed: 0 }
-  const read = Effect.zip(
+  const read = Effect.zipWith(
+    options.waiting ?? Effect.succeed(() => false),
     Effect.flatMap(RunStore, (store) => store.getRun(runId)),
-    options.waiting ?? Effect.succeed(false)
+    (waiting, run) => [run, waiting(run)] as const
   )
   const triggered: Stream.Stream<readonly [Run, boolean], PersistenceError | RunNotFound, RunStore> = Option.match(
     options.local,

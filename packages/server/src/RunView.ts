@@ -40,7 +40,7 @@ export const RunPage = Schema.Struct({
 
 const options = (waiting: Option.Option<Admission.Waiting>, now: number): CoreRunView.Options => ({
   now,
-  queuePosition: Option.map(waiting, (w) => w.position),
+  queuePosition: Option.flatMap(waiting, (w) => w.position),
   paths: false,
   // A run its budget stopped continues only with a higher one (`<USD>`, `<N>`: the caller's numbers).
   resume: (r) => {
@@ -85,15 +85,13 @@ export const make = (
  * @since 0.1.0
  * @category constructors
  */
-export const makePage = <E, R>(
+export const makePage = (
   runs: ReadonlyArray<Run.Run>,
-  waitingOf: (run: Run.Run) => Effect.Effect<Option.Option<Admission.Waiting>, E, R>,
+  waitingOf: (run: Run.Run) => Option.Option<Admission.Waiting>,
   now: number
-): Effect.Effect<ReadonlyArray<RunView>, PersistenceError | E, RunStore | R> =>
-  Effect.flatMap(
-    CoreRunView.ledgers(runs),
-    (rows) =>
-      Effect.forEach(rows, ({ ledger, run }) =>
-        Effect.map(waitingOf(run), (waiting) =>
-          asWaiting(CoreRunView.make(run, ledger, options(waiting, now)), waiting)))
-  )
+): Effect.Effect<ReadonlyArray<RunView>, PersistenceError, RunStore> =>
+  Effect.map(CoreRunView.ledgers(runs), (rows) =>
+    rows.map(({ ledger, run }) => {
+      const waiting = waitingOf(run)
+      return asWaiting(CoreRunView.make(run, ledger, options(waiting, now)), waiting)
+    }))
