@@ -62,6 +62,23 @@ describe("quarry serve: the durable admission queue", () => {
   })
   afterAll(() => removeDir(dir))
 
+  it("a resume sent while a cancelled run's execution here is still ending is queued, not dropped: the run completes", async () => {
+    const db = path.join(dir, "ending.db")
+    // Each execution stays here 3 s after its end is stored: the moment the resume below lands in.
+    const server = await serve(db, [], { QUARRY_TEST_EXTRACTOR_DELAY_MS: "50", QUARRY_TEST_SETTLE_DELAY_MS: "3000" })
+    try {
+      assert.strictEqual((await call(server, "POST", "/v1/runs", blocker("ending"))).status, 202)
+      await until(async () => ((await call(server, "GET", "/v1/runs/ending")).json() as Shown).status === "running")
+      assert.strictEqual((await call(server, "POST", "/v1/runs/ending/cancel")).status, 200)
+      await until(() => storedStatus(db, "ending") === "cancelled", 60_000, "the cancel to be stored")
+      const resumed = await call(server, "POST", "/v1/runs/ending/resume")
+      assert.strictEqual(resumed.status, 202, resumed.text)
+      assert.strictEqual((await ended(server, "ending")).status, "completed")
+    } finally {
+      await stop(server)
+    }
+  })
+
   it("a submission waiting behind --max-active-runs 1 keeps its budget across SIGTERM and a restart", async () => {
     const fake = await FakeLlm.start()
     const db = path.join(dir, "budget.db")

@@ -432,6 +432,7 @@ const serverLayer = (
       allowedHosts: flags.allowedHosts,
       recover: !flags.noRecover,
       leaseMs: settings.leaseMs,
+      settleDelayMs: Option.getOrUndefined(settings.testHooks.settleDelayMs),
       // Shown on /healthz and in the log: a server URL without its password.
       database: DatabaseUrl.redact(db),
       version: "0.1.0",

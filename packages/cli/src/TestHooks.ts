@@ -21,6 +21,8 @@
  *   `batch-<index>.upload.locked` exists (a failure a test can cause and remove).
  * - `QUARRY_TEST_SHUTDOWN_DELAY_MS`: after a signal has interrupted a run (and the run was recorded `interrupted`),
  *   the process waits this long before reporting it, so that a test can send the second signal during shutdown.
+ * - `QUARRY_TEST_SETTLE_DELAY_MS`: `serve` keeps a run's execution this long after its end is stored, before its
+ *   slot frees, so that a test can send a request in that moment.
  *
  * @since 0.1.0
  */
@@ -83,6 +85,7 @@ export const config = Config.all({
   failBatch: Config.option(Config.integer("QUARRY_TEST_FAIL_BATCH")),
   commitDelayMs: Config.option(Config.integer("QUARRY_TEST_COMMIT_DELAY_MS")),
   shutdownDelayMs: Config.option(Config.integer("QUARRY_TEST_SHUTDOWN_DELAY_MS")),
+  settleDelayMs: Config.option(Config.integer("QUARRY_TEST_SETTLE_DELAY_MS")),
   crashAt: Config.option(crashAt),
   crashLog: Config.option(Config.string("QUARRY_TEST_CRASH_LOG")),
   compensationDir: Config.option(Config.string("QUARRY_TEST_COMPENSATION_DIR"))

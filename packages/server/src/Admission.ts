@@ -84,6 +84,11 @@ export interface Options {
   readonly leaseMs?: number | undefined
   /** How often to look for orphaned runs and refill free slots (default a third of the lease). */
   readonly scanIntervalMs?: number | undefined
+  /**
+   * TEST-ONLY (`QUARRY_TEST_SETTLE_DELAY_MS`): how long a run's execution stays here after its end is stored, before
+   * its slot frees, so that a test can land a request in that moment.
+   */
+  readonly settleDelayMs?: number | undefined
 }
 
 /**
@@ -146,6 +151,7 @@ const currentRequestId = Effect.map(
 
 /** What admission's parts share: the store, the manager, the in-memory copy of the queue and its signals. */
 interface Core {
+  readonly settleDelayMs: number
   readonly store: RunStore["Type"]
   readonly manager: Effect.Effect.Success<ReturnType<typeof WorkflowManager.make>>
   readonly queue: Ref.Ref<ReadonlyArray<Entry>>
@@ -171,14 +177,17 @@ const entryOf = (row: QueuedExecution): Entry => ({
 const known = (core: Core, runId: RunId) =>
   Effect.zipWith(Ref.get(core.queue), Ref.get(core.active), (q, a) => a.has(runId) || q.some((e) => e.runId === runId))
 
-/** Frees the slot of a run whose fiber ended, logs and counts the end. Answers the run as stored, if readable. */
+/** Logs and counts the end of a run whose fiber ended. Answers the run as stored, if readable. */
 const settle = (core: Core, runId: RunId) =>
-  Ref.update(core.active, (set) => new Set([...set].filter((id) => id !== runId))).pipe(
-    Effect.zipRight(core.store.getRun(runId)),
+  core.store.getRun(runId).pipe(
     Effect.tap((run) => Effect.logInfo("run ended").pipe(Effect.annotateLogs({ status: run.status }))),
     Effect.tap((run) => Metric.increment(Metric.tagged(Metrics.runsEnded, "status", run.status))),
     Effect.option
   )
+
+/** Frees the slot of a run whose execution here is over. */
+const release = (core: Core, runId: RunId) =>
+  Ref.update(core.active, (set) => new Set([...set].filter((id) => id !== runId)))
 
 /** What follows a run's end here: queued again, given up, dropped from the stored queue, or kept there. */
 type NextStep =
@@ -244,9 +253,13 @@ const recordUnstarted = (runId: RunId, exit: Exit.Exit<Run, Workflow.ExecuteErro
   )
 }
 
-/** After a run's fiber ends: frees its slot, logs and counts the end, and does what follows it (see `nextStep`). */
+/**
+ * After a run's fiber ends: logs and counts the end, does what follows it (see `nextStep`), and only then frees its
+ * slot, so that a resume waiting for the end (see `awaitEnd`) queues its own row after this one left the queue.
+ */
 const ended = (core: Core, entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteError>) =>
   Effect.gen(function*() {
+    if (core.settleDelayMs > 0) yield* Effect.sleep(core.settleDelayMs)
     const judged = yield* recordUnstarted(entry.runId, exit)
     const run = yield* settle(core, entry.runId)
     const then = nextStep(entry, judged, run)
@@ -255,8 +268,40 @@ const ended = (core: Core, entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteEr
     if (then._tag === "gaveUp" || then._tag === "ended") {
       yield* core.store.dequeueExecution(entry.runId).pipe(Effect.ignore)
     }
-    yield* PubSub.publish(core.changes, entry.runId)
-    yield* Queue.offer(core.wake, undefined)
+  }).pipe(
+    Effect.ensuring(release(core, entry.runId)),
+    Effect.zipRight(PubSub.publish(core.changes, entry.runId)),
+    Effect.zipRight(Queue.offer(core.wake, undefined))
+  )
+
+/** How long a resume waits for the end of the run's execution here, once its end is stored. */
+const endWaitMs = 10_000
+
+/**
+ * Waits until the run's execution here is over, when its end is stored but its fiber is still winding down (not in
+ * the queue, no live lease). Taken for an execution still under way, a resume in that moment was answered `202`
+ * and dropped: the run stayed `cancelled`. Answers whether it waited.
+ */
+const awaitEnd = (core: Core, run: Run, now: number) =>
+  Effect.gen(function*() {
+    const inQueue = (yield* Ref.get(core.queue)).some((entry) => entry.runId === run.id)
+    const active = (yield* Ref.get(core.active)).has(run.id)
+    if (inQueue || !active || CoreRunView.leaseLive(run, now)) return false
+    yield* Effect.repeat(Ref.get(core.active), {
+      until: (set) => !set.has(run.id),
+      schedule: Schedule.spaced(Duration.millis(10))
+    }).pipe(
+      Effect.timeoutFail({
+        duration: Duration.millis(endWaitMs),
+        onTimeout: () =>
+          new InvalidRunState({
+            runId: run.id,
+            status: run.status,
+            expected: "not executing (its execution here is still ending; try again in a moment)"
+          })
+      })
+    )
+    return true
   })
 
 // The run's fibers inherit these annotations: its logs carry the run id and the id of the request that queued it.
@@ -453,7 +498,16 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
   // Sliding: a subscriber that falls behind loses old notices, never blocks a run (it reads the run again anyway).
   const changes = yield* PubSub.sliding<RunId>(1024)
 
-  const core: Core = { store, manager, queue, active, wake, changes, runsScope }
+  const core: Core = {
+    settleDelayMs: options.settleDelayMs ?? 0,
+    store,
+    manager,
+    queue,
+    active,
+    wake,
+    changes,
+    runsScope
+  }
   const isDraining = Deferred.isDone(draining)
   // Admitting nothing: stopped (the drain delay), or draining.
   const isClosed = Effect.zipWith(Ref.get(stopped), isDraining, (a, b) => a || b)
@@ -502,7 +556,9 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
   const resume = Effect.fn("Admission.resume")(
     function*(runId: RunId, execution: WorkflowManager.ExecutionOptions) {
       yield* refuseWhenDraining
-      const run = yield* store.getRun(runId)
+      const read = yield* store.getRun(runId)
+      // The run as it is once its execution here, ended, is over.
+      const run = (yield* awaitEnd(core, read, yield* Clock.currentTimeMillis)) ? yield* store.getRun(runId) : read
       if (run.status === "completed" && execution.retrySkipped !== true) return run
       // Executing, here or elsewhere, is refused; waiting here already is a resume granted with the same options (it
       // keeps its place) and refused with others, which the waiting execution would not take.
