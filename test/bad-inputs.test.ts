@@ -410,6 +410,21 @@ describe("bad inputs", () => {
         "postgres://USER:PASSWORD@HOST:PORT/DATABASE"
     },
     {
+      name: "start on a PostgreSQL URL with its password in the query, which cannot be reached",
+      args: () => ["start", small, "--db", "postgres://quarry@127.0.0.1:1/quarry?password=secret"],
+      message: () =>
+        "database postgres://quarry@127.0.0.1:1/quarry?password=*** is not durable: it cannot be reached as a " +
+        "PostgreSQL database",
+      code: 3,
+      absent: "secret"
+    },
+    {
+      name: "doctor with a PostgreSQL URL that does not parse, its password in the query",
+      args: () => ["doctor", "--db", "postgres://quarry@127.0.0.1:99999/quarry?password=secret"],
+      message: () => "--db postgres://quarry@127.0.0.1:99999/quarry?password=*** is not a valid PostgreSQL URL",
+      absent: "secret"
+    },
+    {
       name: "--db that is a URL of another database than PostgreSQL",
       args: () => ["start", small, "--db", "mysql://quarry:secret@127.0.0.1/quarry"],
       message: () =>

@@ -152,6 +152,35 @@ describe("quarry serve --cluster: a run waiting for its runner", () => {
   )
 
   it(
+    "a run deleted while its submission waited for the slot, and submitted again under its id, executes with the new submission's budget: the deleted run's message is answered without executing",
+    async () => {
+      const { db, held, ids, other } = await twoRunners("deleted", 2)
+      const [runId, holder] = [ids[0]!, ids[1]!]
+      await submitMobyDick(held, holder)
+      await waitFor(db, holder, (r) => r.status === "running", "a run to hold the slot")
+      const submit = (input: string, maxTokens: number) =>
+        call(other, "POST", "/v1/runs", { runId, input, extractor: "test-slow", budget: { maxTokens } })
+      assert.strictEqual((await submit("Captain Ahab commanded the Pequod.", 111)).status, 202)
+      await until(() => waiting(held, runId), 60_000, "the submission to wait for the slot")
+      assert.strictEqual((await call(other, "POST", `/v1/runs/${runId}/cancel`)).status, 200)
+      const deleted = await call(other, "DELETE", `/v1/runs/${runId}`)
+      assert.strictEqual(deleted.status, 204, deleted.text)
+      const again = await submit("Starbuck was the chief mate of the Pequod.", 999)
+      assert.strictEqual(again.status, 202, again.text)
+
+      // The slot frees: the deleted run's message comes first, then the new run's.
+      assert.strictEqual((await call(other, "POST", `/v1/runs/${holder}/cancel`)).status, 200)
+      await waitFor(db, runId, (r) => r.status === "completed", "the new run to complete")
+      const ended = await budgets(db, runId)
+      assert.strictEqual(ended.run, `{"maxTokens":999}`)
+      assert.isUndefined(ended.queued)
+      assert.match(held.child.stderr, /the run of this message was deleted since/)
+      await allExecutesAnswered(db)
+    },
+    300_000
+  )
+
+  it(
     "a run cancelled while its runner is paused (SIGSTOP) is answered at once and recorded cancelled by the runner that takes it over, with no batch committed after the cancel; resumed, it completes",
     async () => {
       const { db, held, ids, other } = await twoRunners("paused", 1)

@@ -12,7 +12,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { usePostgres } from "../packages/core/test/postgres.js"
 import * as Nodes from "./clusterNodes.js"
-import { allExecutesAnswered, type Node, runRows, submitMobyDick } from "./clusterNodes.js"
+import { allExecutesAnswered, type Node, query, runRows, submitMobyDick } from "./clusterNodes.js"
 import { call, until } from "./serverProcess.js"
 import { run, sha256File } from "./support.js"
 
@@ -30,6 +30,16 @@ describe("quarry serve --cluster", () => {
     assert.strictEqual(result.code, 2, result.stderr)
     assert.include(result.stderr, "--cluster needs a PostgreSQL database")
     assert.isFalse(fs.existsSync(path.join(suite.dir, "single.db")))
+  })
+
+  it("refuses an empty --runner-host or QUARRY_RUNNER_HOST (exit 2, nothing written)", async () => {
+    const { db, work } = await suite.workspace("blank-host")
+    for (const [args, env] of [[["--runner-host", ""], {}], [[], { QUARRY_RUNNER_HOST: " " }]] as const) {
+      const result = await run(["serve", "--cluster", "--db", db, "--port", "0", ...args], { env, cwd: work })
+      assert.strictEqual(result.code, 2, result.stderr)
+      assert.include(result.stderr, "runner-host is empty; pass the address other runners reach this one at")
+    }
+    assert.deepStrictEqual(await query(db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"), [])
   })
 
   it(

@@ -258,4 +258,26 @@ describe("the CLI on PostgreSQL", () => {
     },
     180_000
   )
+
+  it(
+    "doctor and start on a database holding another application's table refuse it (exit 3), writing nothing",
+    async () => {
+      const db = await database()
+      await query(db, "CREATE TABLE runs (id TEXT PRIMARY KEY, note TEXT)")
+      const out = path.join(dir, "theirs.ttl")
+      for (const args of [["doctor"], ["start", path.join(dir, "tiny.txt"), "--out", out]]) {
+        const result = await run([...args, "--db", db])
+        assert.strictEqual(result.code, 3, result.stderr)
+        assert.include(
+          result.stderr,
+          "migration failed: Migration \"1_create_runs\" failed (relation \"runs\" already exists)"
+        )
+        assert.notInclude(result.stderr, "internal error")
+      }
+      assert.isFalse(fs.existsSync(out))
+      const tables = await query(db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+      assert.deepStrictEqual(tables.map((t) => t.tablename), ["runs"])
+    },
+    120_000
+  )
 })

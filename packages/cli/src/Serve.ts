@@ -167,6 +167,16 @@ const portNumber = (name: string, min: number) => (raw: string) =>
     (port) => new UsageError({ message: `${name} (${port}) must be at most 65535` })
   )
 
+/** A blank address (a `QUARRY_RUNNER_HOST` that lost its value) names no runner: `@effect/cluster` dies on it. */
+const runnerHost = (raw: string) =>
+  raw.trim() === "" ?
+    Effect.fail(
+      new UsageError({
+        message: "runner-host is empty; pass the address other runners reach this one at (in Kubernetes, the pod IP)"
+      })
+    ) :
+    Effect.succeed(raw)
+
 /**
  * The extractors the server runs: the built-in ones, plus `llm` when `QUARRY_LLM_MODEL` is set, built once from the
  * `QUARRY_LLM_*` environment (bad settings exit 2 before the server listens).
@@ -262,7 +272,7 @@ const options = {
     "HOST",
     "With --cluster: the address other runners reach this one at (or QUARRY_RUNNER_HOST).",
     "127.0.0.1",
-    Effect.succeed
+    runnerHost
   ),
   runnerPort: fromEnv(
     "runner-port",

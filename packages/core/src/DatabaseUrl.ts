@@ -41,11 +41,15 @@ export const redact = (db: string): string => {
   try {
     const parsed = new URL(db)
     if (parsed.password !== "") parsed.password = "***"
-    return parsed.toString()
+    return hideQueryPasswords(parsed.toString())
   } catch {
-    return db.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@")
+    return hideQueryPasswords(db.replace(/\/\/([^:/@]*):[^@]*@/, "//$1:***@"))
   }
 }
+
+// `pg` also takes the password from the query (`postgres://u@h/db?password=secret`), libpq the TLS key's
+// (`sslpassword`). Replaced in the text, not through `searchParams`, which would re-encode the other parameters (`%20` as `+`).
+const hideQueryPasswords = (url: string): string => url.replace(/([?&](?:ssl)?password=)[^&#]*/gi, "$1***")
 
 /**
  * A file SQLite keeps beside a database, named after the database's path plus a suffix.

@@ -9,7 +9,12 @@ import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { DurabilityError } from "./Errors.js"
-import { entityTypesWithNul, latestPgSchemaVersion, latestSchemaVersion } from "./internal/migrations.js"
+import {
+  entityTypesWithNul,
+  foreignPgMigrations,
+  latestPgSchemaVersion,
+  latestSchemaVersion
+} from "./internal/migrations.js"
 
 /**
  * PostgreSQL's settings that decide whether a committed transaction survives a crash.
@@ -164,11 +169,17 @@ const inspectPg = (sql: SqlClient.SqlClient, filename: string) =>
     if (settings.full_page_writes !== "on") {
       reasons.push("full_page_writes is off; a torn page after a crash cannot be repaired, set it to on")
     }
-    const migrated = settings.migrated ?
-      yield* sql<{ version: number | null }>`SELECT MAX(migration_id) AS version FROM effect_sql_migrations` :
-      [{ version: 0 }]
-    const schemaVersion = Number(migrated[0]?.version ?? 0)
-    if (schemaVersion > latestPgSchemaVersion) {
+    const recorded = settings.migrated ?
+      yield* sql<{ id: number; name: string }>`SELECT migration_id AS id, name FROM effect_sql_migrations` :
+      []
+    const schemaVersion = Math.max(0, ...recorded.map((row) => Number(row.id)))
+    const foreign = foreignPgMigrations(recorded.map((row) => ({ id: Number(row.id), name: row.name })))
+    if (foreign.length > 0) {
+      reasons.push(
+        `it holds the migrations of something else (effect_sql_migrations: ${foreign.join(", ")}), not Quarry's; ` +
+          "give Quarry a database of its own"
+      )
+    } else if (schemaVersion > latestPgSchemaVersion) {
       reasons.push(
         `the schema version is ${schemaVersion} but this Quarry knows up to ${latestPgSchemaVersion}; upgrade Quarry`
       )

@@ -5,10 +5,12 @@
  * @since 0.1.0
  */
 import * as PgClient from "@effect/sql-pg/PgClient"
+import * as Migrator from "@effect/sql/Migrator"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import pg from "pg"
 import { Database } from "./Database.js"
 import * as DatabaseUrl from "./DatabaseUrl.js"
@@ -79,7 +81,7 @@ export const layer = (
   const prepare = Effect.gen(function*() {
     // Refuse unsafe settings and a newer schema before migrating anything.
     yield* Durability.validate(filename)
-    yield* migratePg
+    yield* migratePg.pipe(Effect.catchSomeDefect(failedMigration(filename)))
     return Database.of({ [validated]: true, filename, sql: yield* PgClient.PgClient })
   }).pipe(
     Effect.catchTags({
@@ -115,6 +117,15 @@ const connect = (url: string, options: Options) =>
       })
     )
   )
+
+/**
+ * The migrator dies when a migration's statement fails, e.g. `relation "runs" already exists` in a database that
+ * holds another application's tables: a refusal that says so, not an internal error.
+ */
+const failedMigration = (filename: string) => (defect: unknown) =>
+  defect instanceof Migrator.MigrationError ?
+    Option.some(Effect.fail(refuse(filename)(`migration failed: ${defect.message} (${describe(defect.cause)})`))) :
+    Option.none()
 
 const describe = (error: unknown): string => {
   const cause = typeof error === "object" && error !== null && "cause" in error ? error.cause : error

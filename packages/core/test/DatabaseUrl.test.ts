@@ -77,3 +77,31 @@ describe("DatabaseUrl.unsupportedScheme", () => {
     }
   })
 })
+
+describe("DatabaseUrl.redact", () => {
+  it("hides the password of the user part", () => {
+    assert.strictEqual(DatabaseUrl.redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db")
+  })
+
+  it("hides a password given in the query, which pg connects with, and keeps the other parameters as written", () => {
+    assert.strictEqual(
+      DatabaseUrl.redact("postgres://u@h:5432/db?options=-c%20x%3Dy&password=secret&sslmode=disable"),
+      "postgres://u@h:5432/db?options=-c%20x%3Dy&password=***&sslmode=disable"
+    )
+    assert.strictEqual(
+      DatabaseUrl.redact("postgresql://u:a@h/db?sslpassword=k3y&PASSWORD=b"),
+      "postgresql://u:***@h/db?sslpassword=***&PASSWORD=***"
+    )
+  })
+
+  it("hides a query password in a URL it cannot parse", () => {
+    assert.strictEqual(
+      DatabaseUrl.redact("postgres://u@h:99999/db?password=secret"),
+      "postgres://u@h:99999/db?password=***"
+    )
+  })
+
+  it("leaves a SQLite path as it is", () => {
+    assert.strictEqual(DatabaseUrl.redact("./x?password=1.db"), "./x?password=1.db")
+  })
+})

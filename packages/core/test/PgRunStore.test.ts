@@ -143,6 +143,45 @@ import * as Fiber from "effect/Fiber"
       assert.isFalse(tables[0]?.present)
     }))
 
+  it.scoped("a database holding another application's table named like Quarry's is refused, and left as it was", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase(adminUrl())
+      yield* Effect.promise(() => query(url, "CREATE TABLE runs (id TEXT PRIMARY KEY, note TEXT)"))
+      yield* Effect.promise(() => query(url, "INSERT INTO runs VALUES ('a', 'theirs')"))
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(PgDatabase.layer(url))))
+      assert.strictEqual(error._tag, "DurabilityError")
+      assert.deepStrictEqual(error.reasons, [
+        "migration failed: Migration \"1_create_runs\" failed (relation \"runs\" already exists)"
+      ])
+      const tables = yield* Effect.promise(() =>
+        query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+      )
+      assert.deepStrictEqual(tables.map((t) => t.tablename), ["runs"])
+      assert.deepStrictEqual(yield* Effect.promise(() => query(url, "SELECT * FROM runs")), [{
+        id: "a",
+        note: "theirs"
+      }])
+    }))
+
+  it.scoped("a database whose effect_sql_migrations holds another application's migrations is refused, unmigrated", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase(adminUrl())
+      yield* Effect.promise(() =>
+        query(url, "CREATE TABLE effect_sql_migrations (migration_id integer primary key, name text not null)")
+      )
+      yield* Effect.promise(() => query(url, "INSERT INTO effect_sql_migrations VALUES (1, 'init'), (2, 'users')"))
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(PgDatabase.layer(url))))
+      assert.strictEqual(error._tag, "DurabilityError")
+      assert.deepStrictEqual(error.reasons, [
+        "it holds the migrations of something else (effect_sql_migrations: 1 init, 2 users), not Quarry's; " +
+        "give Quarry a database of its own"
+      ])
+      const tables = yield* Effect.promise(() =>
+        query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+      )
+      assert.deepStrictEqual(tables.map((t) => t.tablename), ["effect_sql_migrations"])
+    }))
+
   it.scoped("doctor's report on a safe server lists its settings and the schema version", () =>
     Effect.gen(function*() {
       const url = yield* freshDatabase(adminUrl())

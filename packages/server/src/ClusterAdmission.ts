@@ -114,7 +114,8 @@ const toPayload = (execution: WorkflowManager.ExecutionOptions, run: Run) =>
     retrySkipped: execution.retrySkipped,
     budget: execution.budget,
     key: executeKey(run),
-    version: run.statusVersion
+    version: run.statusVersion,
+    createdAt: run.createdAt
   })
 
 /** A run's `Execute` at its current status version, as addressed in the message storage. */

@@ -52,7 +52,12 @@ export class ExecutePayload extends Schema.Class<ExecutePayload>("@quarry/server
    * The run's status version when the message was sent: a cancel since then wins, and the run is not executed.
    * Optional, so that messages stored by an earlier version still decode.
    */
-  version: Schema.optional(Schema.Number)
+  version: Schema.optional(Schema.Number),
+  /**
+   * The run's creation time: a message of a run deleted since, whose id a new run took, is not the new run's request
+   * (its budget and options are the deleted run's). Optional, as `version`.
+   */
+  createdAt: Schema.optional(Schema.Number)
 }) {
   /** The message's primary key within its entity (the run). */
   [PrimaryKey.symbol]() {
@@ -210,14 +215,23 @@ const executor = (options: HandlerOptions, runId: RunId) =>
         Ref.get(claimed),
         (ours) => ours && Exit.isFailure(exit) && lost(exit.cause) ? logTakenOver : Effect.void
       )
+    // The creation time of the run stored under this id now, none once it was deleted.
+    const createdAtNow = store.getRun(runId).pipe(
+      Effect.map((run): number | undefined => run.createdAt),
+      Effect.catchTag("RunNotFound", () => Effect.succeed(undefined))
+    )
     // A run taken over from a dead runner may still be under its lease: the caller retries `RunLocked`. It also
     // retries `NotStarted` and `ConnectionLost` (see `retryable`).
-    const execute = ({ budget, retrySkipped, version }: ExecutePayload) =>
+    const execute = ({ budget, createdAt, retrySkipped, version }: ExecutePayload) =>
       Effect.gen(function*() {
         // A message delivered (or given a slot) while this node drains, or stops admitting before it, waits,
         // unanswered, for the shard's next owner.
         if ((yield* Deferred.isDone(options.draining)) || (yield* Deferred.isDone(options.stopped))) {
           return yield* Effect.never
+        }
+        if (createdAt !== undefined && (yield* createdAtNow) !== createdAt) {
+          yield* Effect.logInfo("the run of this message was deleted since (its id may name a new run): not executed")
+          return { status: "deleted" }
         }
         yield* Ref.set(claimed, false)
         const handle = yield* manager.resume(runId, {

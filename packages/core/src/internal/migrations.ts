@@ -387,6 +387,23 @@ const pgMigrations = {
 /** The newest PostgreSQL schema version this code knows. */
 export const latestPgSchemaVersion = Object.keys(pgMigrations).length
 
+/** Each PostgreSQL migration's name by its id, as the migrator records them (`1` -> `create_runs`). */
+const pgMigrationNames = new Map(
+  Object.keys(pgMigrations).map((key) => [Number(key.slice(0, key.indexOf("_"))), key.slice(key.indexOf("_") + 1)])
+)
+
+/**
+ * The recorded migrations (`id name`) that are not Quarry's: `effect_sql_migrations` is `@effect/sql`'s table, so
+ * another application on the same database may have written it. Read as Quarry's, its ids would pass for Quarry's
+ * schema version and skip (or refuse as newer) Quarry's own migrations. Ids beyond this Quarry's are a newer
+ * Quarry's, whose names it cannot know.
+ */
+export const foreignPgMigrations = (
+  recorded: ReadonlyArray<{ readonly id: number; readonly name: string }>
+): ReadonlyArray<string> =>
+  recorded.filter(({ id, name }) => id <= latestPgSchemaVersion && pgMigrationNames.get(id) !== name)
+    .map(({ id, name }) => `${id} ${name}`)
+
 /**
  * Migrates PostgreSQL inside one transaction that first takes an advisory lock: a second process migrating the same
  * empty database waits, then finds everything done (PostgreSQL's DDL is transactional; the migrator's own
