@@ -184,7 +184,7 @@ const recoverStuckRuns = (
         if (Option.isSome(existing)) {
           return
         }
-        yield* Effect.logWarning(`a ${run.status} run had no Execute message: sent`)
+        yield* Effect.logWarning(`run ${run.id}, ${run.status}, had no Execute message: sent`)
         const entry = queued.get(run.id)
         yield* sendExecute(run, {
           retrySkipped: entry?.retrySkipped,
