@@ -263,8 +263,13 @@ const ended = (core: Core, entry: Entry, exit: Exit.Exit<Run, Workflow.ExecuteEr
     const judged = yield* recordUnstarted(entry.runId, exit)
     const run = yield* settle(core, entry.runId)
     const then = nextStep(entry, judged, run)
-    if (then._tag === "again") yield* requeue(core, entry, then.failures, then.error)
-    if (then._tag === "gaveUp") yield* Effect.logError(DatabaseRetry.gaveUp)
+    // Out of the active set before it is queued again, so that its next launch is never taken for this one.
+    if (then._tag === "again") {
+      yield* Effect.zipRight(release(core, entry.runId), requeue(core, entry, then.failures, then.error))
+    }
+    if (then._tag === "gaveUp") {
+      yield* Effect.logError(DatabaseRetry.gaveUp)
+    }
     if (then._tag === "gaveUp" || then._tag === "ended") {
       yield* core.store.dequeueExecution(entry.runId).pipe(Effect.ignore)
     }
