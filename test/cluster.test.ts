@@ -13,7 +13,7 @@ import * as path from "node:path"
 import { usePostgres } from "../packages/core/test/postgres.js"
 import * as Nodes from "./clusterNodes.js"
 import { allExecutesAnswered, type Node, query, runRows, submitMobyDick } from "./clusterNodes.js"
-import { call, until } from "./serverProcess.js"
+import { call, readEvents, until } from "./serverProcess.js"
 import { run, sha256File } from "./support.js"
 
 const adminUrl = usePostgres()
@@ -24,6 +24,31 @@ const startNode = (db: string, dir: string, env: Readonly<Record<string, string>
 
 describe("quarry serve --cluster", () => {
   const suite = Nodes.useClusterSuite(adminUrl)
+
+  it(
+    "a runner's drain: the event stream of one of its runs, read through another node, goes on to the end of the execution that continues it",
+    async () => {
+      const { db, work } = await suite.workspace("drained-stream")
+      // Slow batches: the run executes for about 20 s, so the drain lands in the middle of it.
+      const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "300" }
+      const nodes = [await startNode(db, work, env), await startNode(db, work, env)]
+      suite.nodes.push(...nodes)
+      const [reader, drained] = [nodes[0]!, nodes[1]!]
+      const runId = (await Nodes.placeRunIds(nodes, "s", 1)).get(drained)![0]!
+      await submitMobyDick(reader, runId)
+      const row = async () => (await runRows(db)).find((r) => r.id === runId)
+      await until(async () => ((await row())?.committed_batches ?? 0) >= 2, 60_000, "the run to commit on its runner")
+      const events = readEvents(reader, runId)
+      await Nodes.stopNode(drained)
+      // Interrupted by the drain, the run is no end to a client: the survivor continues it (it ended the stream with
+      // run.interrupted, and a reconnect with that event's id got 204, which stops an EventSource for good).
+      const names = (await events).map((e) => e.event)
+      assert.deepStrictEqual([names[0], names.at(-1)], ["run.started", "run.completed"], names.join(", "))
+      assert.notInclude(names, "run.interrupted")
+      assert.strictEqual((await row())!.digest, suite.reference.digest)
+    },
+    180_000
+  )
 
   it("refuses --cluster with a SQLite database (exit 2, nothing written)", async () => {
     const result = await run(["serve", "--cluster", "--db", path.join(suite.dir, "single.db")])

@@ -137,15 +137,18 @@ const requestedOf = (entry: QueuedExecution | undefined): WaitingExecution.Reque
  * The runs waiting for a runner: those with an execution requested (a submission or a resume) that no runner has
  * claimed yet, whose row the claim deletes. Until then the run's stored status is its last end (a resumed run's
  * `cancelled`), which a client polling for the end would take for this execution's. A row older than the run's last
- * end was left by an execution that ran.
+ * end was left by an execution that ran. And every `interrupted` run: the cluster continues it (a survivor takes
+ * over the runs of a drained runner; the scan sends an `Execute` to one left without), so it is no end to wait for,
+ * and its event stream goes on to the end of the execution that continues it.
  */
 const waitingRuns = (store: RunStore["Type"]) =>
   Effect.map(store.queuedExecutions, (entries) => {
     const byId = new Map(entries.map((entry) => [entry.runId, entry]))
     return (run: Run): Option.Option<Waiting> => {
       const entry = byId.get(run.id)
-      if (entry === undefined || Option.exists(run.finishedAt, (at) => entry.queuedAt < at)) return Option.none()
-      return Option.some({ position: Option.none(), execution: requestedOf(entry) })
+      const requested = entry !== undefined && !Option.exists(run.finishedAt, (at) => entry.queuedAt < at)
+      if (!requested && run.status !== "interrupted") return Option.none()
+      return Option.some({ position: Option.none(), execution: requested ? requestedOf(entry) : {} })
     }
   })
 
