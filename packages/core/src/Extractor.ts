@@ -402,6 +402,12 @@ const checkedJson = new WeakMap<BatchOutput, string>()
 export const canonicalJson = (output: BatchOutput): string =>
   checkedJson.get(output) ?? CanonicalJson.write(output) ?? encodeOutput(output)
 
+// An extractor written in JavaScript may return anything, `null` included: its usage is read only from an object.
+const usageOf = (output: unknown): Usage | undefined =>
+  typeof output === "object" && output !== null && "usage" in output && Schema.is(Usage)(output.usage) ?
+    output.usage :
+    undefined
+
 /**
  * Checks that an extractor's output survives encoding as the store encodes it and decoding as the merge decodes it
  * (e.g. no `NaN` confidence, which JSON turns into `null`). An output that does not is an `ExtractorError` naming the
@@ -425,9 +431,14 @@ export const checkOutput =
         batchIndex,
         reason: `its output does not match the batch output schema (a bug in the extractor): ${message}`,
         retryable: false,
-        usage: Schema.is(Usage)(output.usage) ? output.usage : undefined,
+        usage: usageOf(output),
         cause
       })
+    // The schema's own wording of the whole output's type is hundreds of characters long.
+    if (typeof output !== "object" || output === null || Array.isArray(output)) {
+      const got = Array.isArray(output) ? "an array" : output === null ? "null" : typeof output
+      return Effect.fail(refused(`the output: expected an object with entities and relations, got ${got}`, output))
+    }
     // Suspended: the encode runs (and may throw) when the effect runs, where a defect is caught below.
     return Effect.suspend(() => encodeOutputEffect(output)).pipe(
       Effect.flatMap((json) =>

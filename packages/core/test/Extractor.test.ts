@@ -210,6 +210,28 @@ describe("Extractor.checkOutput", () => {
       }
     }))
 
+  it.effect("refuses an output that is not an object (an extractor in JavaScript returning nothing) as the batch's error", () =>
+    Effect.gen(function*() {
+      const outputs: ReadonlyArray<[unknown, string]> = [
+        [null, "null"],
+        [undefined, "undefined"],
+        [42, "number"],
+        ["entities", "string"],
+        [[], "an array"]
+      ]
+      for (const [output, got] of outputs) {
+        const error = yield* Effect.flip(Extractor.checkOutput("custom", 4)(output as Extractor.BatchOutput))
+        assert.strictEqual(error._tag, "ExtractorError")
+        assert.strictEqual(error.batchIndex, 4)
+        assert.isFalse(error.retryable)
+        assert.strictEqual(
+          error.message,
+          "extractor custom failed on batch 4: its output does not match the batch output schema (a bug in the " +
+            `extractor): the output: expected an object with entities and relations, got ${got}`
+        )
+      }
+    }))
+
   it.effect("drops excess keys and undefined optional fields as the Schema encoding does, and refuses NaN", () =>
     Effect.gen(function*() {
       const relation = withLanguage("en").relations[0]!
