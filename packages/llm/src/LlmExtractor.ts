@@ -710,6 +710,8 @@ const callWithRetries = (
     const promptEstimate = Tokens.estimatePrompt(messages)
     // The retry time counts from the first failure: time queued in the rate limiter before it is not retrying.
     let firstFailureAt: number | undefined
+    // An open circuit says nothing of why it opened: when this call's own failures opened it, the last one is kept.
+    let lastSent: ChatCompletions.ChatError | undefined
     let attempt = 1
     while (true) {
       yield* Ref.update(ledger.attempts, (n) => n + 1)
@@ -719,6 +721,10 @@ const callWithRetries = (
       if (Either.isRight(result)) return result.right
       const error = result.left
       if (yield* stepDownFormat(env, error, used)) continue
+      if (error.reason === "circuit_open" && lastSent !== undefined) {
+        return yield* Effect.fail(withLastFailure(error, lastSent))
+      }
+      if (error.reason !== "circuit_open") lastSent = error
       if (!error.retryable) return yield* Effect.fail(error)
       const now = yield* Clock.currentTimeMillis
       firstFailureAt ??= now
@@ -751,6 +757,15 @@ const callWithRetries = (
       yield* Effect.sleep(Duration.millis(delay))
       attempt++
     }
+  })
+
+/** A circuit-open refusal that also names the failure of this call's last attempt. */
+const withLastFailure = (open: ChatCompletions.ChatError, last: ChatCompletions.ChatError) =>
+  new ChatCompletions.ChatError({
+    reason: open.reason,
+    endpoint: open.endpoint,
+    detail: `${open.detail}; this batch's last attempt failed with: ${last.problem}`,
+    ...(open.retryAfterMillis === undefined ? {} : { retryAfterMillis: open.retryAfterMillis })
   })
 
 const exhausted = (error: ChatCompletions.ChatError, what: string) =>
