@@ -66,6 +66,9 @@ export const Iri = Schema.String.pipe(
   })
 )
 
+// Finite: JSON writes NaN and Infinity as null, and a refusal should name the value the extractor gave, not null.
+const Confidence = Schema.Finite
+
 /**
  * One occurrence of an entity in the document.
  *
@@ -77,7 +80,7 @@ export const EntityMention = Schema.Struct({
   /** IRI of the entity's class in the run's ontology. */
   type: Iri,
   span: Span,
-  confidence: Schema.Number,
+  confidence: Confidence,
   attributes: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), {
     default: () => ({})
   })
@@ -147,7 +150,7 @@ export const RelationMention = Schema.Struct({
   predicate: Iri,
   object: Schema.Union(EntityRef, Literal),
   span: Schema.optional(Span),
-  confidence: Schema.Number
+  confidence: Confidence
 })
 
 /**

@@ -260,4 +260,18 @@ describe("Extractor.checkOutput", () => {
       assert.strictEqual(error.batchIndex, 5)
       assert.include(error.message, "does not match the batch output schema")
     }))
+
+  it.effect("names a confidence that is not finite as the extractor gave it, not as the null JSON makes of it", () =>
+    Effect.gen(function*() {
+      const relation = { ...withLanguage("en").relations[0]!, confidence: Number.NEGATIVE_INFINITY }
+      const outputs: ReadonlyArray<[Extractor.BatchOutput, string]> = [
+        [{ entities: [{ ...mention, confidence: Number.NaN }], relations: [] }, "entities[0].confidence: "],
+        [{ entities: [], relations: [relation] }, "relations[0].confidence: "]
+      ]
+      for (const [output, place] of outputs) {
+        const error = yield* Effect.flip(Extractor.checkOutput("custom", 0)(output))
+        const issue = error.message.slice(error.message.indexOf(place))
+        assert.match(issue, /^(entities|relations)\[0\]\.confidence: Expected a finite number, actual (NaN|-Infinity)$/)
+      }
+    }))
 })
