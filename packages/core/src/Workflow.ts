@@ -15,6 +15,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import * as Budget from "./Budget.js"
 import * as Cancellation from "./Cancellation.js"
@@ -27,6 +28,7 @@ import {
   BudgetExceeded,
   DeadlineExceeded,
   InputMismatch,
+  MergeError,
   type PersistenceError,
   PlanMismatch,
   RunCancelled,
@@ -659,6 +661,33 @@ const mergeAndComplete = Effect.fnUntraced(function*(x: Execution) {
   return yield* store.complete(x.run.id, x.lease.holder, artifact)
 })
 
+/** Where the artifact is written: the run's output path, resolved when it is relative. */
+const artifactPathOf = (run: Run, options: ExecuteOptions) =>
+  path.isAbsolute(run.plan.outputPath) ?
+    run.plan.outputPath :
+    path.resolve(options.artifactsDir ?? ".", run.plan.outputPath)
+
+/**
+ * The artifact's directory must be there before anything is extracted: the merge would find it missing only after
+ * every batch was extracted (and paid for).
+ */
+const checkArtifactDirectory = (artifactPath: string) => {
+  const directory = path.dirname(artifactPath)
+  const refuse = (problem: string) => new MergeError({ path: artifactPath, cause: new Error(problem) })
+  return Effect.tryPromise({ try: () => fs.stat(directory), catch: (error) => error }).pipe(
+    Effect.mapError((error) =>
+      (error as NodeJS.ErrnoException).code === "ENOENT" ?
+        refuse(`its directory ${directory} does not exist; create it, then resume the run`) :
+        new MergeError({ path: artifactPath, cause: error })
+    ),
+    Effect.flatMap((stat) =>
+      stat.isDirectory() ?
+        Effect.void :
+        Effect.fail(refuse(`${directory} is not a directory; make it one, then resume the run`))
+    )
+  )
+}
+
 /** The execution's policies, starting from what the run recorded before. */
 const makeExecution = Effect.fnUntraced(function*(
   run: Run,
@@ -684,9 +713,7 @@ const makeExecution = Effect.fnUntraced(function*(
     emit: options.onEvent ?? (() => Effect.void),
     pending: new Map(),
     groupCommit: options.groupCommit ?? true,
-    artifactPath: path.isAbsolute(run.plan.outputPath) ?
-      run.plan.outputPath :
-      path.resolve(options.artifactsDir ?? ".", run.plan.outputPath),
+    artifactPath: artifactPathOf(run, options),
     retryCommand: options.retryCommand
   } satisfies Execution
 })
@@ -747,6 +774,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   const reopen = options.retrySkipped === true && stored.skippedBatches > 0
   if (stored.status === "completed" && !reopen) return stored
   const prepared = yield* prepare(stored)
+  yield* checkArtifactDirectory(artifactPathOf(stored, options))
   const { lease: claimedLease, run: claimed } = yield* Lease.claim(runId, options, {
     reopen,
     expectedVersion: options.requestedVersion ?? stored.statusVersion,
