@@ -16,6 +16,7 @@ import type { PersistenceError } from "./Errors.js"
 import * as CanonicalJson from "./internal/canonicalJson.js"
 import * as internalLanguageTag from "./internal/languageTag.js"
 import * as Rdf from "./internal/rdf.js"
+import * as Unstorable from "./internal/unstorable.js"
 import * as internalUsage from "./internal/usage.js"
 import type { Ontology } from "./Ontology.js"
 import type { RunId } from "./Run.js"
@@ -423,11 +424,6 @@ const usageOf = (output: unknown): Usage | undefined =>
  */
 export const checkOutput =
   (extractor: string, batchIndex: number) => (output: BatchOutput): Effect.Effect<BatchOutput, ExtractorError> => {
-    const json = CanonicalJson.write(output)
-    if (json !== undefined) {
-      checkedJson.set(output, json)
-      return Effect.succeed(output)
-    }
     const refused = (message: string, cause: unknown) =>
       new ExtractorError({
         extractor,
@@ -437,6 +433,15 @@ export const checkOutput =
         usage: usageOf(output),
         cause
       })
+    // Well-formed, but holding a string the store cannot keep: the batch's error, before anything is written.
+    const storable = (checked: BatchOutput, json: string): Effect.Effect<BatchOutput, ExtractorError> => {
+      const problem = Unstorable.find(checked, json)
+      if (problem !== undefined) return Effect.fail(refused(`${problem}, which the store cannot keep`, checked))
+      checkedJson.set(checked, json)
+      return Effect.succeed(checked)
+    }
+    const json = CanonicalJson.write(output)
+    if (json !== undefined) return storable(output, json)
     // The schema's own wording of the whole output's type is hundreds of characters long.
     if (typeof output !== "object" || output === null || Array.isArray(output)) {
       const got = Array.isArray(output) ? "an array" : output === null ? "null" : typeof output
@@ -444,13 +449,9 @@ export const checkOutput =
     }
     // Suspended: the encode runs (and may throw) when the effect runs, where a defect is caught below.
     return Effect.suspend(() => encodeOutputEffect(output)).pipe(
-      Effect.flatMap((json) =>
-        Effect.map(decodeOutput(json), (decoded) => {
-          checkedJson.set(decoded, json)
-          return decoded
-        })
-      ),
+      Effect.flatMap((json) => Effect.map(decodeOutput(json), (decoded) => [decoded, json] as const)),
       Effect.mapError((error) => refused(DecodeIssues.describe(error, { max: 3, whole: "the output" }), error)),
+      Effect.flatMap(([decoded, json]) => storable(decoded, json)),
       // Effect's parser throws on some values instead of refusing them (`String()` of a null-prototype object as a
       // union's `_tag`): still this output's fault, and the batch's error, not a defect of the run.
       Effect.catchAllDefect((defect) => Effect.fail(refused(String(defect), defect)))

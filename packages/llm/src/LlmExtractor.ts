@@ -511,9 +511,10 @@ const toOutput = (
         droppedRelations++
         continue
       }
+      const value = storableText(r.object)
       object = property.datatype === undefined ?
-        { _tag: "Literal", value: r.object } :
-        { _tag: "Literal", value: r.object, datatype: property.datatype }
+        { _tag: "Literal", value } :
+        { _tag: "Literal", value, datatype: property.datatype }
     } else {
       const objectType = classes.get(r.objectType)
       const label = resolveLabel(r.object)
@@ -539,6 +540,14 @@ const toOutput = (
   )
   return { entities: sorted, relations: [...relations.values()], droppedEntities, droppedRelations }
 }
+
+/**
+ * A literal is the model's own text, not the document's: a `\u0000` or half a surrogate pair it wrote (JSON allows
+ * both) becomes U+FFFD, as a decoder does with bytes that are not text, since the store refuses them
+ * (`Extractor.checkOutput`) and the batch would fail as if the extractor had a bug.
+ */
+const storableText = (text: string): string =>
+  text.replace(/\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd")
 
 /** Known entities named in the batch text, in the run's order, at most `max`. */
 const relevantKnown = (known: ReadonlyArray<Extractor.KnownEntity>, text: string, max: number) => {
