@@ -41,7 +41,7 @@ import * as KnownContext from "./internal/knownContext.js"
 import * as Lease from "./Lease.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
-import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId } from "./Run.js"
+import { BatchErrorPolicy, ExtractorIdentity, OutputFormat, type Run, RunId } from "./Run.js"
 import { type BatchCommit, type Checkpoint, type NewQueuedExecution, type Outcome, RunStore } from "./RunStore.js"
 import * as SkipPolicy from "./SkipPolicy.js"
 import * as UsageLedger from "./UsageLedger.js"
@@ -191,6 +191,26 @@ export const makeRunId = Effect.map(Clock.currentTimeMillis, (now) =>
     }`
   ))
 
+const choices = (values: ReadonlyArray<string>) =>
+  values.map((v) => JSON.stringify(v)).join(", ").replace(/, ([^,]*)$/, " or $1")
+
+/**
+ * A choice the types allow only among a few words, given otherwise (by a program in JavaScript, or from a settings
+ * file): the store would refuse the row with its whole schema as the message.
+ */
+const invalidChoice = (options: CreateOptions): string | undefined => {
+  const checks = [
+    ["output.format", options.output.format, OutputFormat.literals],
+    ["onBatchError", options.onBatchError ?? "fail", BatchErrorPolicy.literals]
+  ] as const
+  for (const [name, value, allowed] of checks) {
+    if (!(allowed as ReadonlyArray<unknown>).includes(value)) {
+      return `${name} is ${JSON.stringify(value)}; expected ${choices(allowed)}`
+    }
+  }
+  return undefined
+}
+
 /**
  * The first lone UTF-16 surrogate of a text, if any: UTF-8 cannot store one (it becomes U+FFFD), so the stored text
  * would no longer match its digest and every execution would refuse it as modified.
@@ -221,6 +241,8 @@ export const create = Effect.fn("Workflow.create")(function*(options: CreateOpti
       )
     }
   }
+  const invalid = invalidChoice(options)
+  if (invalid !== undefined) return yield* Effect.die(new Cause.IllegalArgumentException(`Workflow.create: ${invalid}`))
   const store = yield* RunStore
   const registry = yield* Extractor.Registry
   const chunking = yield* Either.match(Chunking.validate(options.chunking ?? {}), {

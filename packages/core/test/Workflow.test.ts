@@ -116,6 +116,34 @@ describe("Workflow", () => {
         }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
       }))
 
+    it.scoped("an output format or batch-error policy the types do not allow is refused as a defect, naming it", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        yield* Effect.gen(function*() {
+          const store = yield* RunStore.RunStore
+          const output = { path: path.join(dir, "f.ttl"), format: "turtle" } as const
+          // What a program written in JavaScript, or reading its settings from a file, can pass.
+          const wrong: ReadonlyArray<[Record<string, unknown>, string]> = [
+            [
+              { output: { ...output, format: "ttl" } },
+              `Workflow.create: output.format is "ttl"; expected "turtle", "ntriples" or "jsonl"`
+            ],
+            [
+              { output, onBatchError: "skipp" },
+              `Workflow.create: onBatchError is "skipp"; expected "fail" or "skip"`
+            ]
+          ]
+          for (const [options, message] of wrong) {
+            const create = Workflow.create({ input: "Ada", extractor: "capitalized", output, ...options })
+            const exit = yield* Effect.exit(create)
+            const defect = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.dieOption(exit.cause)) : undefined
+            assert.instanceOf(defect, Cause.IllegalArgumentException)
+            assert.strictEqual(defect.message, message)
+          }
+          assert.deepStrictEqual(yield* store.listRuns(), [])
+        }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
+      }))
+
     it.scoped("resume uses the stored parameters, not the caller's or the defaults, and skips committed batches", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
