@@ -382,6 +382,39 @@ export const layerRegistry = (...extractors: ReadonlyArray<Extractor>): Layer.La
 export const encodeOutput = Schema.encodeSync(Schema.parseJson(BatchOutput))
 
 /**
+ * Runs `extractor.extract(input)` so that a throw, in `extract` itself or in its effect, is the batch's
+ * non-retryable `ExtractorError` naming the extractor, the batch and what was thrown (a bug in the extractor, as a
+ * refused output is), not a defect of the run without either; the skip policy then applies to it.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const extractBatch = (extractor: Extractor, input: BatchInput): Effect.Effect<BatchOutput, ExtractorError> =>
+  Effect.suspend(() => extractor.extract(input)).pipe(
+    Effect.catchAllDefect((defect) =>
+      Effect.fail(
+        new ExtractorError({
+          extractor: extractor.name,
+          batchIndex: input.batchIndex,
+          reason: `it threw ${thrown(defect)} (a bug in the extractor)`,
+          retryable: false,
+          cause: defect
+        })
+      )
+    )
+  )
+
+const thrown = (defect: unknown): string => {
+  if (defect instanceof Error) return `${defect.name}: ${defect.message}`
+  try {
+    return String(defect)
+  } catch {
+    // An object without a prototype has no toString.
+    return "an object that has no string form"
+  }
+}
+
+/**
  * Decodes a stored batch output.
  *
  * @since 0.1.0

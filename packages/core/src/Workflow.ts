@@ -501,7 +501,7 @@ const extract = (x: Execution, batch: Chunking.Batch) =>
   Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
     const store = yield* RunStore
-    const result = yield* x.extractor.extract({
+    const result = yield* Extractor.extractBatch(x.extractor, {
       runId: x.run.id,
       batchIndex: batch.index,
       chunks: batch.chunks,
