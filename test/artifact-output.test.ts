@@ -49,6 +49,11 @@ describe("quarry export: stdout, special files and partial runs", () => {
       "skip"
     ], { env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1", QUARRY_TEST_FAIL_BATCH: "2" } })
     assert.strictEqual(started.code, 0, started.stderr)
+    assert.include(
+      started.stdout,
+      `1 batch was skipped (--on-batch-error skip), so the artifact is partial; it is listed in ` +
+        `${path.join(dir, "partial.ttl.skipped.json")}. Retry it with: quarry resume partial --db ${db} --retry-skipped`
+    )
   }, 60_000)
   afterAll(() => removeDir(dir))
 
@@ -71,7 +76,7 @@ describe("quarry export: stdout, special files and partial runs", () => {
       assert.strictEqual(summary.artifact.path, "-")
       assert.strictEqual(summary.artifact.sha256, createHash("sha256").update(toStdout.stdout).digest("hex"))
       assert.strictEqual(summary.skippedBatches, 1)
-      assert.include(toFile.stderr, "1 batches of run partial were skipped")
+      assert.include(toFile.stderr, "1 batch of run partial was skipped")
       if (syntax !== undefined) rapperAccepts(file, syntax)
     }
     // No temp folder is left behind.
@@ -86,7 +91,7 @@ describe("quarry export: stdout, special files and partial runs", () => {
     assert.strictEqual(manifest.resume, retry)
     const exported = await run(["export", "partial", "--db", db, "--out", path.join(dir, "retry.ttl")])
     assert.strictEqual(exported.code, 0, exported.stderr)
-    assert.include(exported.stderr, `retry them with: ${retry}\n`)
+    assert.include(exported.stderr, `retry it with: ${retry}\n`)
   }, 60_000)
 
   it("refuses a named pipe as --out (the rename would replace it) and writes through a symbolic link", async () => {

@@ -60,6 +60,10 @@ describe("bad inputs", () => {
     fs.writeFileSync(path.join(dir, "secret.txt"), "Captain Ahab's private log.\n", { mode: 0o600 })
     fs.writeFileSync(path.join(dir, "broken.ttl"), "@prefix ex: <http://example.org/> .\nex:a ex:b\n")
     fs.writeFileSync(path.join(dir, "classless.ttl"), "@prefix ex: <http://example.org/> .\nex:a ex:b ex:c .\n")
+    fs.writeFileSync(
+      path.join(dir, "rdfxml.owl"),
+      "<?xml version=\"1.0\"?>\n<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\"/>\n"
+    )
     // 600 MB that take no space: read whole, they would take seconds and 600 MB of memory.
     fs.writeFileSync(path.join(dir, "huge.txt"), "")
     fs.truncateSync(path.join(dir, "huge.txt"), 600 * 1024 * 1024)
@@ -174,6 +178,13 @@ describe("bad inputs", () => {
       message: () =>
         `ontology ${path.join(dir, "classless.ttl")} declares no classes (no rdfs:Class or owl:Class), so nothing ` +
         `could be extracted with it`
+    },
+    {
+      name: "ontology in RDF/XML (.owl, an extension that names no format)",
+      args: () => ["start", small, "--db", db, "--ontology", path.join(dir, "rdfxml.owl")],
+      message: () =>
+        `ontology ${path.join(dir, "rdfxml.owl")} could not be read (line 1, column 1): Unexpected "<?xml"; this ` +
+        "looks like RDF/XML, which Quarry does not read: convert it to Turtle first (e.g. rapper -i rdfxml -o turtle)"
     },
     {
       name: "missing ontology file",
@@ -555,6 +566,36 @@ describe("inputs that are valid but unusual", () => {
     }))
     assert.deepStrictEqual(ran[1], ran[0])
   }, 60_000)
+
+  it(
+    "an ontology in Turtle named .owl (no format of its own) is read as Ontology.load reads it: the .ttl's artifact",
+    async () => {
+      const foaf = path.join(path.dirname(texts), "ontologies", "foaf.ttl")
+      fs.copyFileSync(foaf, path.join(dir, "foaf.owl"))
+      const ran = await Promise.all(
+        [["ttl", foaf], ["owl", path.join(dir, "foaf.owl")]].map(async ([name, ontology]) => {
+          const out = path.join(dir, `onto-${name}.ttl`)
+          const db = path.join(dir, `onto-${name}.db`)
+          const result = await run([
+            "start",
+            path.join(texts, "long-multi-chapter.txt"),
+            "--db",
+            db,
+            "--run-id",
+            "o",
+            "--ontology",
+            ontology!,
+            "--out",
+            out
+          ])
+          assert.strictEqual(result.code, 0, result.stderr)
+          return sha256File(out)
+        })
+      )
+      assert.strictEqual(ran[1], ran[0])
+    },
+    60_000
+  )
 
   it("an input read from a pipe (/dev/stdin) gives the same input, SHA-256 and artifact as the file", async () => {
     const file = path.join(texts, "long-multi-chapter.txt")

@@ -265,9 +265,11 @@ const completed = (r: Reporter) => (run: Run) =>
     }
     if (run.usage.requests > 0) yield* r.output.out(`usage ${Events.usageText(run.usage)}`)
     if (manifest !== undefined) {
+      const one = run.skippedBatches === 1
       yield* r.output.out(
         `${Events.plural(run.skippedBatches, "batch was", "batches were")} skipped (--on-batch-error skip), ` +
-          `so the artifact is partial; they are listed in ${manifest}. Retry them with: ${r.retryHint}`
+          `so the artifact is partial; ${one ? "it is" : "they are"} listed in ${manifest}. ` +
+          `Retry ${one ? "it" : "them"} with: ${r.retryHint}`
       )
     }
     return run

@@ -92,9 +92,11 @@ export const command = Command.make("export", {
         `exported run ${runId}: ${where} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
     )
     if (skippedBatches > 0 && !flags.json) {
+      const one = skippedBatches === 1
       yield* output.err(
-        `${skippedBatches} batches of run ${runId} were skipped (--on-batch-error skip), so the artifact is partial; ` +
-          `retry them with: ${Flags.resumeCommand(runId, db, ["--retry-skipped"])}`
+        `${Events.plural(skippedBatches, "batch", "batches")} of run ${runId} ${one ? "was" : "were"} skipped ` +
+          `(--on-batch-error skip), so the artifact is partial; retry ${one ? "it" : "them"} with: ` +
+          Flags.resumeCommand(runId, db, ["--retry-skipped"])
       )
     }
   })).pipe(Command.withDescription("Write a completed run's artifact again, in any format."))

@@ -122,7 +122,8 @@ const maxInputBytes = (flag: Option.Option<number>) =>
 const readOntology = (file: string, maxBytes: number) =>
   Effect.gen(function*() {
     const text = yield* Inputs.readTextFile(file, "ontology", maxBytes)
-    const format = path.extname(file).slice(1) || undefined
+    // As Ontology.load reads a file: an extension that names no format (.owl, .txt) is read permissively.
+    const format = Option.getOrUndefined(Ontology.formatOfPath(file))
     const parsed = yield* Ontology.parse(text, { source: file, format })
     // Nothing could be typed by it: every mention would be dropped, silently.
     if (parsed.classes.length === 0) {

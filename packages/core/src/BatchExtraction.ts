@@ -194,7 +194,7 @@ export const makeServer = Effect.gen(function*() {
     const reader = yield* readerOf(request.runId)
     const usage: Array<Extractor.Usage> = []
     const statuses: Array<Readonly<Record<string, string>>> = []
-    const result = yield* Effect.either(extractor.extract({
+    const result = yield* Effect.either(Extractor.extractBatch(extractor, {
       runId: request.runId,
       batchIndex: request.batchIndex,
       chunks: request.chunks,

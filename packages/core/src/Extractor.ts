@@ -16,6 +16,7 @@ import type { PersistenceError } from "./Errors.js"
 import * as CanonicalJson from "./internal/canonicalJson.js"
 import * as internalLanguageTag from "./internal/languageTag.js"
 import * as Rdf from "./internal/rdf.js"
+import * as Unstorable from "./internal/unstorable.js"
 import * as internalUsage from "./internal/usage.js"
 import type { Ontology } from "./Ontology.js"
 import type { RunId } from "./Run.js"
@@ -66,6 +67,9 @@ export const Iri = Schema.String.pipe(
   })
 )
 
+// Finite: JSON writes NaN and Infinity as null, and a refusal should name the value the extractor gave, not null.
+const Confidence = Schema.Finite
+
 /**
  * One occurrence of an entity in the document.
  *
@@ -77,7 +81,7 @@ export const EntityMention = Schema.Struct({
   /** IRI of the entity's class in the run's ontology. */
   type: Iri,
   span: Span,
-  confidence: Schema.Number,
+  confidence: Confidence,
   attributes: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), {
     default: () => ({})
   })
@@ -147,7 +151,7 @@ export const RelationMention = Schema.Struct({
   predicate: Iri,
   object: Schema.Union(EntityRef, Literal),
   span: Schema.optional(Span),
-  confidence: Schema.Number
+  confidence: Confidence
 })
 
 /**
@@ -378,6 +382,39 @@ export const layerRegistry = (...extractors: ReadonlyArray<Extractor>): Layer.La
 export const encodeOutput = Schema.encodeSync(Schema.parseJson(BatchOutput))
 
 /**
+ * Runs `extractor.extract(input)` so that a throw, in `extract` itself or in its effect, is the batch's
+ * non-retryable `ExtractorError` naming the extractor, the batch and what was thrown (a bug in the extractor, as a
+ * refused output is), not a defect of the run without either; the skip policy then applies to it.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const extractBatch = (extractor: Extractor, input: BatchInput): Effect.Effect<BatchOutput, ExtractorError> =>
+  Effect.suspend(() => extractor.extract(input)).pipe(
+    Effect.catchAllDefect((defect) =>
+      Effect.fail(
+        new ExtractorError({
+          extractor: extractor.name,
+          batchIndex: input.batchIndex,
+          reason: `it threw ${thrown(defect)} (a bug in the extractor)`,
+          retryable: false,
+          cause: defect
+        })
+      )
+    )
+  )
+
+const thrown = (defect: unknown): string => {
+  if (defect instanceof Error) return `${defect.name}: ${defect.message}`
+  try {
+    return String(defect)
+  } catch {
+    // An object without a prototype has no toString.
+    return "an object that has no string form"
+  }
+}
+
+/**
  * Decodes a stored batch output.
  *
  * @since 0.1.0
@@ -402,6 +439,12 @@ const checkedJson = new WeakMap<BatchOutput, string>()
 export const canonicalJson = (output: BatchOutput): string =>
   checkedJson.get(output) ?? CanonicalJson.write(output) ?? encodeOutput(output)
 
+// An extractor written in JavaScript may return anything, `null` included: its usage is read only from an object.
+const usageOf = (output: unknown): Usage | undefined =>
+  typeof output === "object" && output !== null && "usage" in output && Schema.is(Usage)(output.usage) ?
+    output.usage :
+    undefined
+
 /**
  * Checks that an extractor's output survives encoding as the store encodes it and decoding as the merge decodes it
  * (e.g. no `NaN` confidence, which JSON turns into `null`). An output that does not is an `ExtractorError` naming the
@@ -414,29 +457,34 @@ export const canonicalJson = (output: BatchOutput): string =>
  */
 export const checkOutput =
   (extractor: string, batchIndex: number) => (output: BatchOutput): Effect.Effect<BatchOutput, ExtractorError> => {
-    const json = CanonicalJson.write(output)
-    if (json !== undefined) {
-      checkedJson.set(output, json)
-      return Effect.succeed(output)
-    }
     const refused = (message: string, cause: unknown) =>
       new ExtractorError({
         extractor,
         batchIndex,
         reason: `its output does not match the batch output schema (a bug in the extractor): ${message}`,
         retryable: false,
-        usage: Schema.is(Usage)(output.usage) ? output.usage : undefined,
+        usage: usageOf(output),
         cause
       })
+    // Well-formed, but holding a string the store cannot keep: the batch's error, before anything is written.
+    const storable = (checked: BatchOutput, json: string): Effect.Effect<BatchOutput, ExtractorError> => {
+      const problem = Unstorable.find(checked, json)
+      if (problem !== undefined) return Effect.fail(refused(`${problem}, which the store cannot keep`, checked))
+      checkedJson.set(checked, json)
+      return Effect.succeed(checked)
+    }
+    const json = CanonicalJson.write(output)
+    if (json !== undefined) return storable(output, json)
+    // The schema's own wording of the whole output's type is hundreds of characters long.
+    if (typeof output !== "object" || output === null || Array.isArray(output)) {
+      const got = Array.isArray(output) ? "an array" : output === null ? "null" : typeof output
+      return Effect.fail(refused(`the output: expected an object with entities and relations, got ${got}`, output))
+    }
     // Suspended: the encode runs (and may throw) when the effect runs, where a defect is caught below.
     return Effect.suspend(() => encodeOutputEffect(output)).pipe(
-      Effect.flatMap((json) =>
-        Effect.map(decodeOutput(json), (decoded) => {
-          checkedJson.set(decoded, json)
-          return decoded
-        })
-      ),
+      Effect.flatMap((json) => Effect.map(decodeOutput(json), (decoded) => [decoded, json] as const)),
       Effect.mapError((error) => refused(DecodeIssues.describe(error, { max: 3, whole: "the output" }), error)),
+      Effect.flatMap(([decoded, json]) => storable(decoded, json)),
       // Effect's parser throws on some values instead of refusing them (`String()` of a null-prototype object as a
       // union's `_tag`): still this output's fault, and the batch's error, not a defect of the run.
       Effect.catchAllDefect((defect) => Effect.fail(refused(String(defect), defect)))

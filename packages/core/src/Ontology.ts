@@ -215,7 +215,17 @@ export const formatOfPath = (path: string): Option.Option<Format> => {
   return dot < 0 || dot < path.lastIndexOf("/") ? Option.none() : formatOf(path.slice(dot + 1))
 }
 
-const hintFor = (message: string, format: Format | undefined): string => {
+const hintFor = (message: string, format: Format | undefined, text: string): string => {
+  // Syntaxes n3 does not read, which a file named .owl, .rdf or .jsonld often holds.
+  const start = text.trimStart()
+  if (/^<(\?xml|rdf:RDF)\b/.test(start)) {
+    return "this looks like RDF/XML, which Quarry does not read: convert it to Turtle first (e.g. rapper -i rdfxml -o " +
+      "turtle)"
+  }
+  // `{"` (or `[{"`): a TriG graph block or a Turtle `[ ]` never opens with a quoted key.
+  if (/^\[?\s*\{\s*"/.test(start)) {
+    return "this looks like JSON-LD, which Quarry does not read: convert it to Turtle first"
+  }
   const undefinedPrefix = /Undefined prefix "([^"]*)"/.exec(message)
   if (undefinedPrefix !== null) {
     return `declare the prefix before its first use, e.g. \`@prefix ${undefinedPrefix[1]} <http://example.org/ns#> .\``
@@ -315,7 +325,11 @@ export const parseQuads = Effect.fn("Ontology.parseQuads")(function*(text: strin
     catch: (cause) => {
       const raw = cause instanceof Error ? cause.message : String(cause)
       const message = raw.replace(/\s*on line \d+\.?$/, "")
-      return new OntologyError({ source, reason: `${message}; ${hintFor(raw, format)}`, ...locate(text, raw, cause) })
+      return new OntologyError({
+        source,
+        reason: `${message}; ${hintFor(raw, format, text)}`,
+        ...locate(text, raw, cause)
+      })
     }
   })
   if (quads.some(hasTripleTerm)) {

@@ -15,6 +15,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import * as Budget from "./Budget.js"
 import * as Cancellation from "./Cancellation.js"
@@ -27,6 +28,7 @@ import {
   BudgetExceeded,
   DeadlineExceeded,
   InputMismatch,
+  MergeError,
   type PersistenceError,
   PlanMismatch,
   RunCancelled,
@@ -39,7 +41,7 @@ import * as KnownContext from "./internal/knownContext.js"
 import * as Lease from "./Lease.js"
 import * as Merge from "./Merge.js"
 import * as Ontology from "./Ontology.js"
-import { type BatchErrorPolicy, ExtractorIdentity, type OutputFormat, type Run, RunId } from "./Run.js"
+import { BatchErrorPolicy, ExtractorIdentity, OutputFormat, type Run, RunId } from "./Run.js"
 import { type BatchCommit, type Checkpoint, type NewQueuedExecution, type Outcome, RunStore } from "./RunStore.js"
 import * as SkipPolicy from "./SkipPolicy.js"
 import * as UsageLedger from "./UsageLedger.js"
@@ -189,6 +191,26 @@ export const makeRunId = Effect.map(Clock.currentTimeMillis, (now) =>
     }`
   ))
 
+const choices = (values: ReadonlyArray<string>) =>
+  values.map((v) => JSON.stringify(v)).join(", ").replace(/, ([^,]*)$/, " or $1")
+
+/**
+ * A choice the types allow only among a few words, given otherwise (by a program in JavaScript, or from a settings
+ * file): the store would refuse the row with its whole schema as the message.
+ */
+const invalidChoice = (options: CreateOptions): string | undefined => {
+  const checks = [
+    ["output.format", options.output.format, OutputFormat.literals],
+    ["onBatchError", options.onBatchError ?? "fail", BatchErrorPolicy.literals]
+  ] as const
+  for (const [name, value, allowed] of checks) {
+    if (!(allowed as ReadonlyArray<unknown>).includes(value)) {
+      return `${name} is ${JSON.stringify(value)}; expected ${choices(allowed)}`
+    }
+  }
+  return undefined
+}
+
 /**
  * The first lone UTF-16 surrogate of a text, if any: UTF-8 cannot store one (it becomes U+FFFD), so the stored text
  * would no longer match its digest and every execution would refuse it as modified.
@@ -219,6 +241,8 @@ export const create = Effect.fn("Workflow.create")(function*(options: CreateOpti
       )
     }
   }
+  const invalid = invalidChoice(options)
+  if (invalid !== undefined) return yield* Effect.die(new Cause.IllegalArgumentException(`Workflow.create: ${invalid}`))
   const store = yield* RunStore
   const registry = yield* Extractor.Registry
   const chunking = yield* Either.match(Chunking.validate(options.chunking ?? {}), {
@@ -477,7 +501,7 @@ const extract = (x: Execution, batch: Chunking.Batch) =>
   Effect.gen(function*() {
     const started = yield* Clock.currentTimeMillis
     const store = yield* RunStore
-    const result = yield* x.extractor.extract({
+    const result = yield* Extractor.extractBatch(x.extractor, {
       runId: x.run.id,
       batchIndex: batch.index,
       chunks: batch.chunks,
@@ -659,6 +683,33 @@ const mergeAndComplete = Effect.fnUntraced(function*(x: Execution) {
   return yield* store.complete(x.run.id, x.lease.holder, artifact)
 })
 
+/** Where the artifact is written: the run's output path, resolved when it is relative. */
+const artifactPathOf = (run: Run, options: ExecuteOptions) =>
+  path.isAbsolute(run.plan.outputPath) ?
+    run.plan.outputPath :
+    path.resolve(options.artifactsDir ?? ".", run.plan.outputPath)
+
+/**
+ * The artifact's directory must be there before anything is extracted: the merge would find it missing only after
+ * every batch was extracted (and paid for).
+ */
+const checkArtifactDirectory = (artifactPath: string) => {
+  const directory = path.dirname(artifactPath)
+  const refuse = (problem: string) => new MergeError({ path: artifactPath, cause: new Error(problem) })
+  return Effect.tryPromise({ try: () => fs.stat(directory), catch: (error) => error }).pipe(
+    Effect.mapError((error) =>
+      (error as NodeJS.ErrnoException).code === "ENOENT" ?
+        refuse(`its directory ${directory} does not exist; create it, then resume the run`) :
+        new MergeError({ path: artifactPath, cause: error })
+    ),
+    Effect.flatMap((stat) =>
+      stat.isDirectory() ?
+        Effect.void :
+        Effect.fail(refuse(`${directory} is not a directory; make it one, then resume the run`))
+    )
+  )
+}
+
 /** The execution's policies, starting from what the run recorded before. */
 const makeExecution = Effect.fnUntraced(function*(
   run: Run,
@@ -684,9 +735,7 @@ const makeExecution = Effect.fnUntraced(function*(
     emit: options.onEvent ?? (() => Effect.void),
     pending: new Map(),
     groupCommit: options.groupCommit ?? true,
-    artifactPath: path.isAbsolute(run.plan.outputPath) ?
-      run.plan.outputPath :
-      path.resolve(options.artifactsDir ?? ".", run.plan.outputPath),
+    artifactPath: artifactPathOf(run, options),
     retryCommand: options.retryCommand
   } satisfies Execution
 })
@@ -747,6 +796,7 @@ export const execute = Effect.fn("Workflow.execute")(function*(runId: RunId, opt
   const reopen = options.retrySkipped === true && stored.skippedBatches > 0
   if (stored.status === "completed" && !reopen) return stored
   const prepared = yield* prepare(stored)
+  yield* checkArtifactDirectory(artifactPathOf(stored, options))
   const { lease: claimedLease, run: claimed } = yield* Lease.claim(runId, options, {
     reopen,
     expectedVersion: options.requestedVersion ?? stored.statusVersion,

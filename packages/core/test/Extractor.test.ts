@@ -210,6 +210,28 @@ describe("Extractor.checkOutput", () => {
       }
     }))
 
+  it.effect("refuses an output that is not an object (an extractor in JavaScript returning nothing) as the batch's error", () =>
+    Effect.gen(function*() {
+      const outputs: ReadonlyArray<[unknown, string]> = [
+        [null, "null"],
+        [undefined, "undefined"],
+        [42, "number"],
+        ["entities", "string"],
+        [[], "an array"]
+      ]
+      for (const [output, got] of outputs) {
+        const error = yield* Effect.flip(Extractor.checkOutput("custom", 4)(output as Extractor.BatchOutput))
+        assert.strictEqual(error._tag, "ExtractorError")
+        assert.strictEqual(error.batchIndex, 4)
+        assert.isFalse(error.retryable)
+        assert.strictEqual(
+          error.message,
+          "extractor custom failed on batch 4: its output does not match the batch output schema (a bug in the " +
+            `extractor): the output: expected an object with entities and relations, got ${got}`
+        )
+      }
+    }))
+
   it.effect("drops excess keys and undefined optional fields as the Schema encoding does, and refuses NaN", () =>
     Effect.gen(function*() {
       const relation = withLanguage("en").relations[0]!
@@ -220,7 +242,7 @@ describe("Extractor.checkOutput", () => {
         type: "http://xmlns.com/foaf/0.1/Person",
         span,
         confidence: -0,
-        attributes: { "2": "two", a: "\ud800 \"quoted\"", "1": "one" },
+        attributes: { "2": "two", a: "\u0001 \"quoted\"", "1": "one" },
         note: "not in the schema"
       }
       const literal = { _tag: "Literal" as const, value: "v", datatype: undefined }
@@ -237,5 +259,58 @@ describe("Extractor.checkOutput", () => {
       const error = yield* Effect.flip(Extractor.checkOutput("llm", 5)(nan))
       assert.strictEqual(error.batchIndex, 5)
       assert.include(error.message, "does not match the batch output schema")
+    }))
+
+  it.effect("refuses a NUL or a lone surrogate in any string, which PostgreSQL cannot store and SQLite garbles", () =>
+    Effect.gen(function*() {
+      const relation = withLanguage("en").relations[0]!
+      const outputs: ReadonlyArray<[Extractor.BatchOutput, string]> = [
+        [
+          { entities: [], relations: [{ ...relation, object: { _tag: "Literal", value: "a\u0000b" } }] },
+          "relations[0].object.value: holds a NUL character (U+0000)"
+        ],
+        [
+          { entities: [], relations: [{ ...relation, object: { _tag: "Literal", value: "half \ud83d of an emoji" } }] },
+          "relations[0].object.value: holds a lone surrogate (U+D83D), half of a character"
+        ],
+        [
+          { entities: [{ ...mention, label: "Pip\udc00" }], relations: [] },
+          "entities[0].label: holds a lone surrogate (U+DC00), half of a character"
+        ],
+        [
+          { entities: [{ ...mention, attributes: { note: "x\u0000" } }], relations: [] },
+          "entities[0].attributes.note: holds a NUL character (U+0000)"
+        ],
+        [
+          { entities: [{ ...mention, attributes: { ["k\ud800"]: "v" } }], relations: [] },
+          "entities[0].attributes: a key holds a lone surrogate (U+D800), half of a character"
+        ]
+      ]
+      for (const [output, problem] of outputs) {
+        const error = yield* Effect.flip(Extractor.checkOutput("custom", 2)(output))
+        assert.strictEqual(
+          error.message,
+          "extractor custom failed on batch 2: its output does not match the batch output schema (a bug in the " +
+            `extractor): ${problem}, which the store cannot keep`
+        )
+        assert.isFalse(error.retryable)
+      }
+      // A backslash written before a u is text, and a whole surrogate pair is a character: both are kept.
+      const kept = { entities: [{ ...mention, label: "Pip \\u0000 \ud83d\ude00" }], relations: [] }
+      assert.deepStrictEqual(yield* Extractor.checkOutput("custom", 2)(kept), kept)
+    }))
+
+  it.effect("names a confidence that is not finite as the extractor gave it, not as the null JSON makes of it", () =>
+    Effect.gen(function*() {
+      const relation = { ...withLanguage("en").relations[0]!, confidence: Number.NEGATIVE_INFINITY }
+      const outputs: ReadonlyArray<[Extractor.BatchOutput, string]> = [
+        [{ entities: [{ ...mention, confidence: Number.NaN }], relations: [] }, "entities[0].confidence: "],
+        [{ entities: [], relations: [relation] }, "relations[0].confidence: "]
+      ]
+      for (const [output, place] of outputs) {
+        const error = yield* Effect.flip(Extractor.checkOutput("custom", 0)(output))
+        const issue = error.message.slice(error.message.indexOf(place))
+        assert.match(issue, /^(entities|relations)\[0\]\.confidence: Expected a finite number, actual (NaN|-Infinity)$/)
+      }
     }))
 })

@@ -283,6 +283,21 @@ describe("Ontology", () => {
         )
       }))
 
+    it.effect("RDF/XML and JSON-LD, which n3 does not read, are named as what they look like", () =>
+      Effect.gen(function*() {
+        const rdfXml = yield* parseError(
+          "\n<?xml version=\"1.0\"?>\n<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\"/>\n"
+        )
+        assert.include(rdfXml.reason, "this looks like RDF/XML, which Quarry does not read: convert it to Turtle first")
+        const jsonLd = yield* parseError("[{\"@id\": \"http://example.org/A\", \"@type\": [\"http://example.org/C\"]}]")
+        assert.include(jsonLd.reason, "this looks like JSON-LD, which Quarry does not read: convert it to Turtle first")
+        // A TriG graph block or a Turtle blank node opening the text is neither.
+        const trig = yield* parseError("{ <http://example.org/a> <http://example.org/b> }", { format: "trig" })
+        assert.notInclude(trig.reason, "JSON-LD")
+        const turtle = yield* parseError("[ <http://example.org/b> <http://example.org/c> ] <x", { format: "turtle" })
+        assert.notInclude(turtle.reason, "JSON-LD")
+      }))
+
     it.effect("an unknown format is refused", () =>
       Effect.gen(function*() {
         const error = yield* parseError("", { format: "rdfxml" })

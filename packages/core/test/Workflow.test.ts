@@ -116,6 +116,34 @@ describe("Workflow", () => {
         }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
       }))
 
+    it.scoped("an output format or batch-error policy the types do not allow is refused as a defect, naming it", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        yield* Effect.gen(function*() {
+          const store = yield* RunStore.RunStore
+          const output = { path: path.join(dir, "f.ttl"), format: "turtle" } as const
+          // What a program written in JavaScript, or reading its settings from a file, can pass.
+          const wrong: ReadonlyArray<[Record<string, unknown>, string]> = [
+            [
+              { output: { ...output, format: "ttl" } },
+              `Workflow.create: output.format is "ttl"; expected "turtle", "ntriples" or "jsonl"`
+            ],
+            [
+              { output, onBatchError: "skipp" },
+              `Workflow.create: onBatchError is "skipp"; expected "fail" or "skip"`
+            ]
+          ]
+          for (const [options, message] of wrong) {
+            const create = Workflow.create({ input: "Ada", extractor: "capitalized", output, ...options })
+            const exit = yield* Effect.exit(create)
+            const defect = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.dieOption(exit.cause)) : undefined
+            assert.instanceOf(defect, Cause.IllegalArgumentException)
+            assert.strictEqual(defect.message, message)
+          }
+          assert.deepStrictEqual(yield* store.listRuns(), [])
+        }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"))))
+      }))
+
     it.scoped("resume uses the stored parameters, not the caller's or the defaults, and skips committed batches", () =>
       Effect.gen(function*() {
         const dir = yield* tempDir
@@ -359,6 +387,66 @@ describe("Workflow", () => {
             completionTokens: 1
           })
         }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [brokenOn(1)])))
+      }))
+  })
+
+  describe("an extractor that throws", () => {
+    const base = scriptedExtractor({ name: "throwing" })
+    // Inside its effect, and in `extract` itself before any effect exists: both are the extractor's bug.
+    const throwing = (batchIndex: number, how: "effect" | "call"): Extractor.Extractor => ({
+      ...base,
+      extract: (input) => {
+        if (input.batchIndex !== batchIndex) return base.extract(input)
+        if (how === "call") throw new TypeError("Cannot read properties of undefined (reading 'text')")
+        return Effect.sync(() => {
+          throw new Error("kaboom")
+        })
+      }
+    })
+    const create = (dir: string, name: string, onBatchError: "fail" | "skip") =>
+      Workflow.create({
+        input: text,
+        extractor: "throwing",
+        chunking: custom,
+        onBatchError,
+        output: { path: path.join(dir, `${name}.ttl`), format: "turtle" }
+      })
+
+    it.scoped("fails its batch with an ExtractorError naming the extractor, the batch and what it threw", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const cases = [
+          ["effect", "Error: kaboom"],
+          ["call", "TypeError: Cannot read properties of undefined (reading 'text')"]
+        ] as const
+        for (const [how, thrown] of cases) {
+          yield* Effect.gen(function*() {
+            const run = yield* create(dir, how, "fail")
+            const error = yield* Effect.flip(Workflow.execute(run.id))
+            assert.strictEqual(error._tag, "ExtractorError")
+            assert.strictEqual(
+              error.message,
+              `extractor throwing failed on batch 2: it threw ${thrown} (a bug in the extractor)`
+            )
+            const failed = yield* (yield* RunStore.RunStore).getRun(run.id)
+            assert.strictEqual(failed.status, "failed")
+            assert.strictEqual(failed.committedBatches, 2)
+          }).pipe(Effect.provide(storeLayer(path.join(dir, `${how}.db`), [throwing(2, how)])))
+        }
+      }))
+
+    it.scoped("under the skip policy, the batch is skipped with that error and the run completes", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        yield* Effect.gen(function*() {
+          const store = yield* RunStore.RunStore
+          const run = yield* create(dir, "skip", "skip")
+          assert.strictEqual((yield* Workflow.execute(run.id)).status, "completed")
+          const skipped = yield* store.skippedBatches(run.id)
+          assert.deepStrictEqual(skipped.map((s) => [s.batchIndex, s.error]), [
+            [1, "extractor throwing failed on batch 1: it threw Error: kaboom (a bug in the extractor)"]
+          ])
+        }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [throwing(1, "effect")])))
       }))
   })
 

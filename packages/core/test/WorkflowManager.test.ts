@@ -4,12 +4,14 @@ import { type OutputFormat, RunId } from "@quarry/core/Run"
 import * as RunStore from "@quarry/core/RunStore"
 import * as Workflow from "@quarry/core/Workflow"
 import * as WorkflowManager from "@quarry/core/WorkflowManager"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import {
   cleanArtifact,
@@ -248,6 +250,36 @@ describe("WorkflowManager", () => {
       assert.isTrue(overlapped, "the two runs must really execute at the same time")
       assert.deepStrictEqual(readBytes(path.join(dir, "iso-a.jsonl")), aloneA)
       assert.deepStrictEqual(readBytes(path.join(dir, "iso-b.jsonl")), aloneB)
+    }))
+
+  it.scoped("an output directory that does not exist is refused before any batch is extracted; then the run resumes", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const extracted: Array<number> = []
+      const counting = gated((input) => Effect.sync(() => extracted.push(input.batchIndex)))
+      const missing = path.join(dir, "not-yet")
+      yield* Effect.gen(function*() {
+        const manager = yield* WorkflowManager.make()
+        const handle = yield* manager.start({ ...startOptions(missing, "nodir", docA) })
+        const exit = yield* Effect.exit(manager.await(handle.runId))
+        assert.isTrue(Exit.isFailure(exit))
+        const error = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
+        assert.strictEqual(error?._tag, "MergeError")
+        assert.strictEqual(
+          error?.message,
+          `could not write the artifact ${path.join(missing, "nodir.turtle")}: its directory ${missing} does not ` +
+            `exist; create it, then resume the run`
+        )
+        assert.deepStrictEqual(extracted, [], "nothing is extracted for an artifact that cannot be written")
+        const stored = yield* (yield* RunStore.RunStore).getRun(handle.runId)
+        assert.strictEqual(stored.committedBatches, 0)
+        fs.mkdirSync(missing)
+        yield* manager.resume(handle.runId)
+        const done = yield* manager.await(handle.runId)
+        assert.strictEqual(done.status, "completed")
+        assert.strictEqual(extracted.length, done.plan.totalBatches)
+        assert.isTrue(fs.statSync(path.join(missing, "nodir.turtle")).isFile())
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [counting])))
     }))
 
   describe("await after the run's fiber ended", () => {

@@ -67,9 +67,18 @@ export class ChatError extends Schema.TaggedError<ChatError>()("ChatError", {
     return isRetryable(this.reason)
   }
 
-  override get message() {
+  /**
+   * What went wrong, without the endpoint: `server error (HTTP 500): ...`.
+   *
+   * @since 0.1.0
+   */
+  get problem(): string {
     const status = this.status === undefined ? "" : ` (HTTP ${this.status})`
-    return `${this.endpoint}: ${describe[this.reason]}${status}: ${this.detail}`
+    return `${describe[this.reason]}${status}: ${this.detail}`
+  }
+
+  override get message() {
+    return `${this.endpoint}: ${this.problem}`
   }
 }
 

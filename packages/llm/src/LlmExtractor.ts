@@ -511,9 +511,10 @@ const toOutput = (
         droppedRelations++
         continue
       }
+      const value = storableText(r.object)
       object = property.datatype === undefined ?
-        { _tag: "Literal", value: r.object } :
-        { _tag: "Literal", value: r.object, datatype: property.datatype }
+        { _tag: "Literal", value } :
+        { _tag: "Literal", value, datatype: property.datatype }
     } else {
       const objectType = classes.get(r.objectType)
       const label = resolveLabel(r.object)
@@ -539,6 +540,14 @@ const toOutput = (
   )
   return { entities: sorted, relations: [...relations.values()], droppedEntities, droppedRelations }
 }
+
+/**
+ * A literal is the model's own text, not the document's: a `\u0000` or half a surrogate pair it wrote (JSON allows
+ * both) becomes U+FFFD, as a decoder does with bytes that are not text, since the store refuses them
+ * (`Extractor.checkOutput`) and the batch would fail as if the extractor had a bug.
+ */
+const storableText = (text: string): string =>
+  text.replace(/\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd")
 
 /** Known entities named in the batch text, in the run's order, at most `max`. */
 const relevantKnown = (known: ReadonlyArray<Extractor.KnownEntity>, text: string, max: number) => {
@@ -710,6 +719,8 @@ const callWithRetries = (
     const promptEstimate = Tokens.estimatePrompt(messages)
     // The retry time counts from the first failure: time queued in the rate limiter before it is not retrying.
     let firstFailureAt: number | undefined
+    // An open circuit says nothing of why it opened: when this call's own failures opened it, the last one is kept.
+    let lastSent: ChatCompletions.ChatError | undefined
     let attempt = 1
     while (true) {
       yield* Ref.update(ledger.attempts, (n) => n + 1)
@@ -719,6 +730,10 @@ const callWithRetries = (
       if (Either.isRight(result)) return result.right
       const error = result.left
       if (yield* stepDownFormat(env, error, used)) continue
+      if (error.reason === "circuit_open" && lastSent !== undefined) {
+        return yield* Effect.fail(withLastFailure(error, lastSent))
+      }
+      if (error.reason !== "circuit_open") lastSent = error
       if (!error.retryable) return yield* Effect.fail(error)
       const now = yield* Clock.currentTimeMillis
       firstFailureAt ??= now
@@ -751,6 +766,15 @@ const callWithRetries = (
       yield* Effect.sleep(Duration.millis(delay))
       attempt++
     }
+  })
+
+/** A circuit-open refusal that also names the failure of this call's last attempt. */
+const withLastFailure = (open: ChatCompletions.ChatError, last: ChatCompletions.ChatError) =>
+  new ChatCompletions.ChatError({
+    reason: open.reason,
+    endpoint: open.endpoint,
+    detail: `${open.detail}; this batch's last attempt failed with: ${last.problem}`,
+    ...(open.retryAfterMillis === undefined ? {} : { retryAfterMillis: open.retryAfterMillis })
   })
 
 const exhausted = (error: ChatCompletions.ChatError, what: string) =>

@@ -496,6 +496,52 @@ describe("LlmExtractor", () => {
       assert.notInclude(logs.lines.join("\n"), apiKey)
     }).pipe(Effect.provide(services)))
 
+  it.scopedLive("a batch whose own failures opened the circuit says what they were, not only that it is open", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const opts = options(fake.baseUrl, { maxAttempts: 3, breaker: { failureThreshold: 2, cooldown: "30 seconds" } })
+      const extractor = yield* LlmExtractor.make(opts)
+      yield* fake.enqueue(FakeOpenAi.error(500, "the GPU is on fire"), FakeOpenAi.error(502, "bad gateway"))
+      const error = expectFailure(yield* Effect.exit(extractor.extract(batch(text))))
+      assert.strictEqual((yield* fake.requests).length, 2, "the third attempt met the open circuit")
+      assert.strictEqual(
+        error.message,
+        `extractor llm failed on batch 0: ${fake.baseUrl}: circuit breaker open after repeated failures: calls to ` +
+          `${LlmExtractor.endpointKey(opts.baseUrl, opts.model)} are suspended after 2 consecutive failures; ` +
+          error.message.split("; ")[1] + "; this batch's last attempt failed with: server error (HTTP 502): " +
+          "bad gateway"
+      )
+      assert.isTrue(error.retryable)
+    }).pipe(Effect.provide(services)))
+
+  it.scopedLive("a literal the model wrote with a NUL or half a surrogate pair is kept with U+FFFD, which the store can keep", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const literal = (object: string) => ({
+        subject: "Ada Lovelace",
+        subjectType: "Person",
+        predicate: "birthYear",
+        object,
+        objectType: "literal",
+        evidence: "",
+        confidence: 0.6
+      })
+      // JSON.stringify writes both as the escapes a model would write (\u0000, \ud83d); JSON.parse makes them again.
+      const reply = JSON.stringify({
+        entities: [{ label: "Ada Lovelace", type: "Person", confidence: 0.9 }],
+        relations: [literal("18\u000015"), literal("1815 \ud83d")]
+      })
+      yield* fake.enqueue(FakeOpenAi.completion(reply))
+      const extractor = yield* LlmExtractor.make(options(fake.baseUrl))
+      const output = yield* extractor.extract(batch(text))
+      assert.deepStrictEqual(output.relations.map((r) => r.object._tag === "Literal" ? r.object.value : ""), [
+        "18\ufffd15",
+        "1815 \ufffd"
+      ])
+      const checked = yield* Effect.either(ExtractorModule.checkOutput("llm", 0)(output))
+      assert.isTrue(Either.isRight(checked))
+    }).pipe(Effect.provide(services)))
+
   it.scoped("publishes the circuit state with the run when it changes, once per change", () =>
     Effect.gen(function*() {
       const fake = yield* FakeOpenAi.make()
