@@ -72,7 +72,10 @@ export class WorkflowManager extends Context.Tag("@quarry/core/WorkflowManager")
     options: Workflow.CreateOptions,
     execution?: ExecutionOptions
   ) => Effect.Effect<RunHandle, Workflow.CreateError>
-  /** Executes a stored run from its last checkpoint. While it is active here, returns its handle. */
+  /**
+   * Executes a stored run from its last checkpoint. While it is active here, returns its handle; a request at
+   * another version (`requestedVersion`) waits for that execution's end instead, then executes.
+   */
   readonly resume: (runId: RunId, execution?: ExecutionOptions) => Effect.Effect<RunHandle>
   /** Requests cancellation; a run executing here is interrupted and recorded `cancelled`. */
   readonly cancel: (runId: RunId) => Effect.Effect<Run, RunNotFound | InvalidRunState | PersistenceError>
@@ -174,19 +177,36 @@ export const make = (options: ManagerOptions = {}) =>
     const runs = yield* FiberMap.make<RunId, Run, Workflow.ExecuteError>()
     const exits = makeRecentExits(options.recentExits ?? 1_000)
 
+    // The version each active execution was requested at (`ExecutionOptions.requestedVersion`).
+    const requested = new Map<RunId, number | undefined>()
+
     // `FiberMap.run` with `onlyIfMissing` hands back an already-interrupted dummy fiber when the key is taken, so the
     // active run's own fiber is looked up before launching, and again after (should another launch have won).
-    const launch = (runId: RunId, execution: ExecutionOptions = {}) =>
+    const launch = (runId: RunId, execution: ExecutionOptions = {}): Effect.Effect<RunHandle> =>
       Effect.gen(function*() {
         const active = FiberMap.unsafeGet(runs, runId)
-        if (Option.isSome(active)) return { runId, fiber: active.value }
+        if (Option.isSome(active)) {
+          const version = execution.requestedVersion
+          if (version === undefined || requested.get(runId) === version) return { runId, fiber: active.value }
+          // A request at another version (a cluster's `Execute` sent after the run's last end) follows the active
+          // execution, which has recorded that end and is winding down: joined, it was answered with that end
+          // (`cancelled`), and the run never executed again.
+          yield* Fiber.await(active.value)
+          return yield* launch(runId, execution)
+        }
+        requested.set(runId, execution.requestedVersion)
         const fiber = yield* FiberMap.run(
           runs,
           runId,
           Workflow.execute(runId, { ...execution, owner, leaseMs: options.leaseMs }).pipe(
             Effect.provide(context),
             // Kept before the fiber leaves the map, so that no `await` finds neither.
-            Effect.onExit((exit) => Effect.sync(() => exits.set(runId, exit)))
+            Effect.onExit((exit) =>
+              Effect.sync(() => {
+                exits.set(runId, exit)
+                requested.delete(runId)
+              })
+            )
           ),
           { onlyIfMissing: true }
         )

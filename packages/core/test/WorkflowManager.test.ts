@@ -104,6 +104,33 @@ describe("WorkflowManager", () => {
       }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [gated(gate.before)])))
     }))
 
+  it.scoped("a request at another version does not join the active execution: it follows its end, then executes", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const clean = yield* cleanArtifact(dir, "next", { input: docA, extractor: "capitalized", chunking })
+      const gate = yield* makeGate(2)
+      yield* Effect.gen(function*() {
+        const manager = yield* WorkflowManager.make()
+        const store = yield* RunStore.RunStore
+        const options = startOptions(dir, "next", docA)
+        const first = yield* manager.start(options)
+        yield* gate.reached
+        // As a cluster's `Execute` sent once the cancel below is stored (it moves the version on by one), delivered
+        // while the cancelled execution is still active here.
+        const version = (yield* store.getRun(first.runId)).statusVersion + 1
+        const next = yield* Effect.fork(manager.resume(first.runId, { requestedVersion: version }))
+        yield* Effect.yieldNow()
+        assert.isNull(next.unsafePoll(), "it joined the active execution")
+        yield* gate.open
+        yield* manager.cancel(first.runId)
+        const handle = yield* Fiber.join(next)
+        assert.notStrictEqual(handle.fiber, first.fiber)
+        const done = yield* manager.await(first.runId)
+        assert.strictEqual(done.status, "completed")
+        assert.deepStrictEqual(readBytes(options.output.path), clean)
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [gated(gate.before)])))
+    }))
+
   it.scopedLive("await of a failing run gives its typed error, and the failure is recorded", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
