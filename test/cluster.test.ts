@@ -72,27 +72,28 @@ describe("quarry serve --cluster", () => {
     async () => {
       const { db, work } = await suite.workspace("cluster")
       // The first node migrates Quarry's and the cluster's tables; the others start on a migrated database.
-      suite.nodes.push(await startNode(db, work))
-      suite.nodes.push(...await Promise.all([startNode(db, work), startNode(db, work)]))
-      const [entry, victim] = [suite.nodes[0]!, suite.nodes[1]!]
+      const nodes = [await startNode(db, work)]
+      nodes.push(...await Promise.all([startNode(db, work), startNode(db, work)]))
+      suite.nodes.push(...nodes)
+      const [entry, victim] = [nodes[0]!, nodes[1]!]
 
       // The 300 shards are split over the three runners; each node says which runner it is.
       type Health = { cluster?: { runnerId: string; ownedShards: number; executing: Array<string> } }
       const health = async (node: Node) => ((await call(node, "GET", "/healthz")).json() as Health).cluster
       await until(
         async () => {
-          const all = await Promise.all(suite.nodes.map(health))
+          const all = await Promise.all(nodes.map(health))
           return all.every((c) => (c?.ownedShards ?? 0) > 0) && all.reduce((n, c) => n + c!.ownedShards, 0) === 300
         },
         60_000,
         "the shards to be balanced"
       )
-      for (const node of suite.nodes) assert.strictEqual((await health(node))?.runnerId, `127.0.0.1:${node.runnerPort}`)
+      for (const node of nodes) assert.strictEqual((await health(node))?.runnerId, `127.0.0.1:${node.runnerPort}`)
       const metrics = (await call(entry, "GET", "/metrics")).text
       assert.match(metrics, new RegExp(`quarry_cluster_owned_shards\\{runner="127.0.0.1:${entry.runnerPort}"\\} \\d+`))
 
       // Four runs for each runner (fixed ids would now and then leave one without any).
-      const ids = await Nodes.spreadRunIds(suite.nodes, "c", 4)
+      const ids = await Nodes.spreadRunIds(nodes, "c", 4)
       for (const runId of ids) await submitMobyDick(entry, runId)
 
       // Every runner executes some of the runs (the lease owner names the runner).
@@ -142,12 +143,12 @@ describe("quarry serve --cluster", () => {
       }
       await allExecutesAnswered(db)
       // The run JSON on any node says who executed it last (its lease is released at the end).
-      const shown = (await call(suite.nodes[2]!, "GET", `/v1/runs/${ids[0]}`)).json() as { status: string }
+      const shown = (await call(nodes[2]!, "GET", `/v1/runs/${ids[0]}`)).json() as { status: string }
       assert.strictEqual(shown.status, "completed")
 
       // A run deleted and submitted again under its id is a new run: it executes (its first Execute was not taken
       // for the deleted run's, answered long ago).
-      assert.strictEqual((await call(suite.nodes[2]!, "DELETE", `/v1/runs/${ids[0]}`)).status, 204)
+      assert.strictEqual((await call(nodes[2]!, "DELETE", `/v1/runs/${ids[0]}`)).status, 204)
       await submitMobyDick(entry, ids[0]!)
       await until(
         async () => (await runRows(db)).find((r) => r.id === ids[0])?.status === "completed",
