@@ -6,7 +6,8 @@
  * elsewhere is polled. An event's id is `<status version>:<n>`, `n` the committed batch count (`run.started` is 0, the
  * final event `totalBatches + 1`) and the version the run's as read, which grows with every execution and end: a
  * client that reconnects with `Last-Event-ID` gets only what it has not seen, also after the run was resumed. A
- * run waiting for a slot here is pending whatever its stored status (its last end). Heartbeat comments keep proxies
+ * run waiting to execute (`Admission.waitingRuns`: for a slot here, for its runner's claim, or on a cluster
+ * interrupted) is pending whatever its stored status (its last end). Heartbeat comments keep proxies
  * from closing a quiet stream. A drain ends every stream once the runs here are stopped, after a last reading: a
  * run it interrupted sends `run.interrupted`.
  *
