@@ -512,6 +512,8 @@ export class RunStore extends Context.Tag("@quarry/core/RunStore")<RunStore, {
   readonly dequeueExecution: (runId: RunId) => Effect.Effect<void, PersistenceError>
   /** Every queued execution in FIFO order. */
   readonly queuedExecutions: Effect.Effect<ReadonlyArray<QueuedExecution>, PersistenceError>
+  /** The run's queued execution, if one is queued (whether it still waits: see `queueExecutionOnce`). */
+  readonly queuedExecution: (runId: RunId) => Effect.Effect<Option.Option<QueuedExecution>, PersistenceError>
   /** Records a pending compensation step after the run's others (one transaction). */
   readonly addCompensation: (
     runId: RunId,

@@ -840,6 +840,26 @@ export const runStoreSuite = (
         })
       ))
 
+    it.scoped("queuedExecution reads one run's queued execution, the same as in the whole queue, or none", () =>
+      withStore((store) =>
+        Effect.gen(function*() {
+          const [first, second, idle] = [
+            yield* store.createRun(newRun("one-first")),
+            yield* store.createRun(newRun("one-second")),
+            yield* store.createRun(newRun("one-idle"))
+          ]
+          yield* store.queueExecution({ runId: first.id })
+          yield* store.queueExecution({ runId: second.id, retrySkipped: true, budget: { maxCostUsd: 2 } })
+          const queue = yield* store.queuedExecutions
+          assert.deepStrictEqual(yield* store.queuedExecution(second.id), Option.fromNullable(queue[1]))
+          assert.strictEqual(Option.getOrThrow(yield* store.queuedExecution(second.id)).runId, second.id)
+          assert.isTrue(Option.isNone(yield* store.queuedExecution(idle.id)))
+          yield* store.dequeueExecution(second.id)
+          assert.isTrue(Option.isNone(yield* store.queuedExecution(second.id)))
+          assert.isTrue(Option.isSome(yield* store.queuedExecution(first.id)))
+        })
+      ))
+
     it.scoped("a claim with dequeue takes the run's queued execution off the queue; one without keeps it", () =>
       withStore((store) =>
         Effect.gen(function*() {

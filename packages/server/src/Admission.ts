@@ -449,6 +449,8 @@ export class Admission extends Context.Tag("@quarry/server/Admission")<Admission
    * when it does not wait (it executes, or ended, or waits for nothing).
    */
   readonly waitingRuns: Effect.Effect<(run: Run) => Option.Option<Waiting>, PersistenceError>
+  /** `waitingRuns` read for the run `runId` (on a cluster, its stored row only): ask it of that run only. */
+  readonly waitingRun: (runId: RunId) => Effect.Effect<(run: Run) => Option.Option<Waiting>, PersistenceError>
   /** Whether the run waits or executes in this process (its changes are announced on `changes`). */
   readonly isLocal: (runId: RunId) => Effect.Effect<boolean>
   /**
@@ -603,6 +605,8 @@ export const make = Effect.fn("Admission.make")(function*(options: Options) {
     resume,
     cancel: (runId) => cancel(core, runId),
     waitingRuns: waitingRuns(core),
+    // The queue is in memory: reading it whole costs no more than reading one entry.
+    waitingRun: () => waitingRuns(core),
     isLocal: (runId) => known(core, runId),
     changes,
     stats,

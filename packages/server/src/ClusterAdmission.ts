@@ -141,16 +141,24 @@ const requestedOf = (entry: QueuedExecution | undefined): WaitingExecution.Reque
  * over the runs of a drained runner; the scan sends an `Execute` to one left without), so it is no end to wait for,
  * and its event stream goes on to the end of the execution that continues it.
  */
+const waitingWith = (entry: QueuedExecution | undefined, run: Run): Option.Option<Waiting> => {
+  const requested = entry !== undefined && !Option.exists(run.finishedAt, (at) => entry.queuedAt < at)
+  if (!requested && run.status !== "interrupted") return Option.none()
+  return Option.some({ position: Option.none(), execution: requested ? requestedOf(entry) : {} })
+}
+
 const waitingRuns = (store: RunStore["Type"]) =>
   Effect.map(store.queuedExecutions, (entries) => {
     const byId = new Map(entries.map((entry) => [entry.runId, entry]))
-    return (run: Run): Option.Option<Waiting> => {
-      const entry = byId.get(run.id)
-      const requested = entry !== undefined && !Option.exists(run.finishedAt, (at) => entry.queuedAt < at)
-      if (!requested && run.status !== "interrupted") return Option.none()
-      return Option.some({ position: Option.none(), execution: requested ? requestedOf(entry) : {} })
-    }
+    return (run: Run) => waitingWith(byId.get(run.id), run)
   })
+
+/** `waitingRuns` for one run: its row only. */
+const waitingRun = (store: RunStore["Type"]) => (runId: RunId) =>
+  Effect.map(
+    store.queuedExecution(runId),
+    (entry) => (run: Run) => waitingWith(run.id === runId ? Option.getOrUndefined(entry) : undefined, run)
+  )
 
 /** Runs in these states for `afterMs` (for `running`: `afterMs` past their lease) may have no message. */
 const stuck = (now: number, afterMs: number) => (run: Run) =>
@@ -287,7 +295,7 @@ export const make = (local: LocalRuns, options: Options) =>
         // holds its options, which a second message would not replace. The same request again is granted; another
         // one is refused rather than taken and ignored (cancel the run, then resume it with the new options).
         if (Option.isSome(yield* pendingExecute(run))) {
-          const waiting = requestedOf((yield* store.queuedExecutions).find((entry) => entry.runId === runId))
+          const waiting = requestedOf(Option.getOrUndefined(yield* store.queuedExecution(runId)))
           if (WaitingExecution.same(waiting, execution)) return run
           return yield* WaitingExecution.conflict(run, waiting, "its runner")
         }
@@ -328,6 +336,7 @@ export const make = (local: LocalRuns, options: Options) =>
       resume,
       cancel,
       waitingRuns: waitingRuns(store),
+      waitingRun: waitingRun(store),
       isLocal,
       changes: local.changes,
       stats: stats(local, sharding, runnerId),

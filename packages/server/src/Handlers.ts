@@ -89,19 +89,25 @@ const waitingRuns = Effect.flatMap(Admission.Admission, (admission) => admission
   Effect.catchTag("PersistenceError", internal)
 )
 
+/** Whether the run `runId` waits to execute, as read now. */
+const waitingRun = (runId: Run.RunId) =>
+  Effect.flatMap(Admission.Admission, (admission) => admission.waitingRun(runId)).pipe(
+    Effect.catchTag("PersistenceError", internal)
+  )
+
 /**
  * The view of the run `read` gives, read after the waiting runs: a run that a slot or a runner takes in between shows
  * executing, not at the end it had before (what a resumed run read first, then not found waiting any more, showed).
  */
-const viewOf = <E, R>(read: Effect.Effect<Run.Run, E, R>) =>
+const viewOf = <E, R>(runId: Run.RunId, read: Effect.Effect<Run.Run, E, R>) =>
   Effect.gen(function*() {
-    const waiting = yield* waitingRuns
+    const waiting = yield* waitingRun(runId)
     const run = yield* read
     const now = yield* Clock.currentTimeMillis
     return yield* RunView.make(run, waiting(run), now).pipe(Effect.catchTag("PersistenceError", internal))
   })
 
-const view = (run: Run.Run) => viewOf(Effect.succeed(run))
+const view = (run: Run.Run) => viewOf(run.id, Effect.succeed(run))
 
 const getRun = (runId: Run.RunId) =>
   Effect.flatMap(RunStore, (store) => store.getRun(runId)).pipe(
@@ -258,9 +264,8 @@ const budgetKey = (budget: Run.RunBudget | undefined) => JSON.stringify(CoreRunV
  */
 const sameBudget = (run: Run.Run, budget: SubmitRun["budget"]) =>
   Effect.gen(function*() {
-    const queued = yield* (yield* RunStore).queuedExecutions.pipe(Effect.catchTag("PersistenceError", internal))
-    const waiting = queued.find((execution) => execution.runId === run.id)
-    const recorded = waiting === undefined ? run.budget : waiting.budget
+    const waiting = yield* (yield* RunStore).queuedExecution(run.id).pipe(Effect.catchTag("PersistenceError", internal))
+    const recorded = Option.match(waiting, { onNone: () => run.budget, onSome: (execution) => execution.budget })
     return budgetKey(Option.getOrUndefined(recorded)) === budgetKey(budget)
   })
 
@@ -355,8 +360,8 @@ const events = (runId: Run.RunId, request: HttpServerRequest.HttpServerRequest) 
   Effect.gen(function*() {
     const admission = yield* Admission.Admission
     const waiting = Effect.map(
-      admission.waitingRuns,
-      (waitingRuns) => (run: Run.Run) => Option.isSome(waitingRuns(run))
+      admission.waitingRun(runId),
+      (waitingRun) => (run: Run.Run) => Option.isSome(waitingRun(run))
     )
     const waitsNow = yield* Effect.catchTag(waiting, "PersistenceError", internal)
     const run = yield* getRun(runId)
@@ -426,7 +431,7 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
   handlers
     .handleRaw("submit", ({ request }) => submit(request))
     .handle("list", ({ urlParams }) => list(urlParams))
-    .handle("get", ({ path }) => viewOf(getRun(path.id)))
+    .handle("get", ({ path }) => viewOf(path.id, getRun(path.id)))
     .handle("cancel", ({ path }) =>
       Effect.flatMap(Admission.Admission, (a) => a.cancel(path.id)).pipe(
         Effect.catchTags({
@@ -434,7 +439,7 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
           InvalidRunState: (e) => Effect.fail(conflict(e)),
           PersistenceError: internal
         }),
-        Effect.zipRight(viewOf(getRun(path.id)))
+        Effect.zipRight(viewOf(path.id, getRun(path.id)))
       ))
     .handle("resume", ({ path, urlParams }) =>
       Effect.flatMap(Admission.Admission, (a) =>
@@ -449,7 +454,7 @@ const runsGroup = HttpApiBuilder.group(QuarryApi, "runs", (handlers) =>
             PersistenceError: internal
           }),
           // Read again: its slot or its runner may have taken it already.
-          Effect.zipRight(viewOf(getRun(path.id))),
+          Effect.zipRight(viewOf(path.id, getRun(path.id))),
           Effect.catchTag("QueueFull", queueFull)
         ))
     .handle("delete", ({ path }) => remove(path.id))

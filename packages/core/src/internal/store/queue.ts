@@ -86,11 +86,19 @@ export const make = (ctx: StoreContext) => {
     })(undefined)
   ).pipe(Effect.map((rows) => rows.map(toQueued)), persistence("queuedExecutions"))
 
-  const queuedOf = SqlSchema.single({
+  const byRunId = {
     Request: RunId,
     Result: QueuedRow,
-    execute: (runId) => sql`SELECT * FROM queued_executions WHERE run_id = ${runId}`
-  })
+    execute: (runId: string) => sql`SELECT * FROM queued_executions WHERE run_id = ${runId}`
+  }
+  const queuedOf = SqlSchema.single(byRunId)
+
+  // One row by key: a single run's answer or event stream reads no other run's row.
+  const queuedExecution = (runId: RunId) =>
+    retryDisconnects(SqlSchema.findOne(byRunId)(runId)).pipe(
+      Effect.map(Option.map(toQueued)),
+      persistence("queuedExecution")
+    )
 
   // The first request wins: `touch` locks the run's row, so a second caller (another cluster node) waits for the
   // first's COMMIT and then finds its row.
@@ -109,5 +117,5 @@ export const make = (ctx: StoreContext) => {
       return inserted.length > 0 ? Option.none() : Option.some(toQueued(yield* queuedOf(entry.runId)))
     })).pipe(persistence("queueExecutionOnce"), Effect.withSpan("SqlRunStore.queueExecutionOnce"))
 
-  return { queueExecution, queueExecutionOnce, dequeueExecution, queuedExecutions }
+  return { queueExecution, queueExecutionOnce, dequeueExecution, queuedExecutions, queuedExecution }
 }
