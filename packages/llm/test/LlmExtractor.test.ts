@@ -67,6 +67,15 @@ const expectFailure = <A>(exit: Exit.Exit<A, Errors.ExtractorError>): Errors.Ext
   return failure.value
 }
 
+/** Moves the test clock a second at a time until `fiber` is done (a retry's waits are on that clock). */
+const runClockUntilDone = <A, E>(fiber: Fiber.Fiber<A, E>) =>
+  Effect.gen(function*() {
+    while (Option.isNone(yield* Fiber.poll(fiber))) {
+      yield* TestClock.adjust("1 second")
+      yield* sleepReal(1)
+    }
+  })
+
 describe("LlmExtractor", () => {
   it.scopedLive("extracts entities and relations with document spans, and reports usage", () =>
     Effect.gen(function*() {
@@ -496,20 +505,67 @@ describe("LlmExtractor", () => {
       assert.notInclude(logs.lines.join("\n"), apiKey)
     }).pipe(Effect.provide(services)))
 
-  it.scopedLive("a batch whose own failures opened the circuit says what they were, not only that it is open", () =>
+  it.scoped("a retry that would meet the open circuit waits for its trial call, which is sent and can succeed", () =>
     Effect.gen(function*() {
       const fake = yield* FakeOpenAi.make()
-      const opts = options(fake.baseUrl, { maxAttempts: 3, breaker: { failureThreshold: 2, cooldown: "30 seconds" } })
+      // The defaults: six attempts; the fifth consecutive failure opens the circuit for 30 seconds.
+      yield* fake.enqueue(
+        ...Array.from({ length: 5 }, () => FakeOpenAi.error(500, "down")),
+        FakeOpenAi.completion(goodReply)
+      )
+      const extractor = yield* LlmExtractor.make(options(fake.baseUrl, { callTimeout: "1 hour" }))
+      const fiber = yield* Effect.fork(Effect.exit(extractor.extract(batch(text))))
+      yield* runClockUntilDone(fiber)
+      const exit = yield* Fiber.join(fiber)
+      assert.isTrue(Exit.isSuccess(exit), "the sixth attempt was the trial call, not a refusal")
+      const requests = yield* fake.requests
+      assert.strictEqual(requests.length, 6)
+      assert.isAtLeast(requests[5]!.receivedAt - requests[4]!.receivedAt, 30_000, "sent when the cooldown ended")
+    }).pipe(Effect.provide(services)))
+
+  it.scoped("a retry refused by a circuit another batch opened is not spent: it waits for the trial call", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const breaker = yield* CircuitBreaker.CircuitBreaker
+      const settings = { callTimeout: "1 hour", breaker: { failureThreshold: 2, cooldown: "30 seconds" } } as const
+      const retrying = yield* LlmExtractor.make(options(fake.baseUrl, { ...settings, maxAttempts: 2 }))
+      const other = yield* LlmExtractor.make(options(fake.baseUrl, { ...settings, maxAttempts: 1 }))
+      const key = LlmExtractor.endpointKey(fake.baseUrl, "test-model")
+      yield* fake.enqueue(
+        FakeOpenAi.error(500, "down"),
+        FakeOpenAi.error(500, "down"),
+        FakeOpenAi.completion(goodReply)
+      )
+      const fiber = yield* Effect.fork(Effect.exit(retrying.extract(batch(text))))
+      yield* eventually(Effect.map(breaker.state(key), (state) => state.consecutiveFailures === 1))
+      // While the first batch waits for its retry, another batch's failure opens the circuit.
+      yield* Effect.exit(other.extract(batch(text, { batchIndex: 1 })))
+      assert.strictEqual((yield* breaker.state(key))._tag, "Open")
+      yield* runClockUntilDone(fiber)
+      const exit = yield* Fiber.join(fiber)
+      assert.isTrue(Exit.isSuccess(exit), "the refused attempt did not fail the batch nor use its second attempt")
+      const requests = yield* fake.requests
+      assert.strictEqual(requests.length, 3)
+      assert.isAtLeast(requests[2]!.receivedAt - requests[1]!.receivedAt, 30_000, "sent when the cooldown ended")
+    }).pipe(Effect.provide(services)))
+
+  it.scopedLive("a batch whose own failures opened the circuit gives up at once when its trial is past the retry time, naming the last failure", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const opts = options(fake.baseUrl, {
+        maxAttempts: 3,
+        maxRetryTime: "10 seconds",
+        breaker: { failureThreshold: 2, cooldown: "30 seconds" }
+      })
       const extractor = yield* LlmExtractor.make(opts)
       yield* fake.enqueue(FakeOpenAi.error(500, "the GPU is on fire"), FakeOpenAi.error(502, "bad gateway"))
       const error = expectFailure(yield* Effect.exit(extractor.extract(batch(text))))
-      assert.strictEqual((yield* fake.requests).length, 2, "the third attempt met the open circuit")
+      assert.strictEqual((yield* fake.requests).length, 2, "no third attempt: it would only meet the open circuit")
       assert.strictEqual(
         error.message,
-        `extractor llm failed on batch 0: ${fake.baseUrl}: circuit breaker open after repeated failures: calls to ` +
-          `${LlmExtractor.endpointKey(opts.baseUrl, opts.model)} are suspended after 2 consecutive failures; ` +
-          error.message.split("; ")[1] + "; this batch's last attempt failed with: server error (HTTP 502): " +
-          "bad gateway"
+        `extractor llm failed on batch 0: ${fake.baseUrl}: server error (HTTP 502): bad gateway (gave up after 2 ` +
+          `attempts; the circuit breaker is open and its next trial call is in 30s, past the retry time limit ` +
+          `(QUARRY_LLM_MAX_RETRY_TIME 10s))`
       )
       assert.isTrue(error.retryable)
     }).pipe(Effect.provide(services)))
