@@ -640,7 +640,8 @@ const sendCounted = (env: Env, request: ChatCompletions.Request, promptEstimate:
         const error = reply.left
         yield* account(env, ledger, 0, 0)
         if (error.reason === "rate_limited" && error.retryAfterMillis !== undefined) {
-          yield* env.limiter.pause(env.s.key, Duration.millis(error.retryAfterMillis))
+          // No call waits past the retry time limit, so neither does the endpoint, whatever the server asked.
+          yield* env.limiter.pause(env.s.key, Duration.millis(Math.min(error.retryAfterMillis, env.s.maxRetryTime)))
         }
         return yield* Effect.fail(error)
       }
@@ -768,9 +769,11 @@ const pastLimit = (s: Settings, last: ChatCompletions.ChatError, wait: RetryWait
   }
 }
 
-/** A wait as a message shows it: whole seconds from a second up. */
+/** A wait as a message shows it: whole seconds from a second up; an absurd one (a server's) is only "more than 24h". */
 const waitText = (millis: number) =>
-  Duration.format(Duration.millis(millis < 1000 ? Math.round(millis) : Math.ceil(millis / 1000) * 1000))
+  millis > 24 * 60 * 60_000 ?
+    "more than 24h" :
+    Duration.format(Duration.millis(millis < 1000 ? Math.round(millis) : Math.ceil(millis / 1000) * 1000))
 
 /**
  * Attempts until success, a permanent failure, or the attempt/time budget is spent. A retry never meets the open

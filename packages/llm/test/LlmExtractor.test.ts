@@ -5,7 +5,9 @@ import * as ExtractorModule from "@quarry/core/Extractor"
 import * as CircuitBreaker from "@quarry/llm/CircuitBreaker"
 import * as LlmExtractor from "@quarry/llm/LlmExtractor"
 import * as Prompt from "@quarry/llm/Prompt"
+import * as RateLimiter from "@quarry/llm/RateLimiter"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -276,6 +278,33 @@ describe("LlmExtractor", () => {
       assert.strictEqual((yield* fake.requests).length, 1)
       assert.isTrue(error.retryable)
       assert.include(error.message, "retry time limit")
+    }).pipe(Effect.provide(services)))
+
+  it.scoped("an absurd Retry-After fails the call at once in plain words, and pauses the endpoint only for the retry time limit", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const limiter = yield* RateLimiter.RateLimiter
+      yield* fake.enqueue(
+        FakeOpenAi.error(429, "slow down", { headers: { "retry-after": "99999999999999999999" } }),
+        FakeOpenAi.completion(goodReply)
+      )
+      const extractor = yield* LlmExtractor.make(options(fake.baseUrl, { callTimeout: "1 hour" }))
+      const error = expectFailure(yield* Effect.exit(extractor.extract(batch(text))))
+      assert.strictEqual(
+        error.message,
+        `extractor llm failed on batch 0: ${fake.baseUrl}: rate limited by the server (HTTP 429): slow down (gave up ` +
+          `after 1 attempt; the server asked to wait more than 24h, past the retry time limit ` +
+          `(QUARRY_LLM_MAX_RETRY_TIME 10m))`
+      )
+      const key = LlmExtractor.endpointKey(fake.baseUrl, "test-model")
+      const paused = Option.flatMap(yield* limiter.snapshot(key), (s) => s.pausedUntil)
+      assert.deepStrictEqual(paused, Option.some((yield* Clock.currentTimeMillis) + 10 * 60_000))
+      // The next batch is sent once the endpoint's pause is over, not in 3 quadrillion years.
+      const next = yield* Effect.fork(extractor.extract(batch(text, { batchIndex: 1 })))
+      yield* TestClock.adjust("10 minutes")
+      const output = yield* Fiber.join(next)
+      assert.strictEqual(output.entities.length, 3)
+      assert.strictEqual((yield* fake.requests).length, 2)
     }).pipe(Effect.provide(services)))
 
   it.scopedLive("times out a slow call and retries it", () =>
