@@ -716,37 +716,24 @@ interface RetryWait {
 }
 
 /**
- * How long until the endpoint's circuit lets a call through: the rest of an open circuit's cooldown, or for a call
- * refused while another call's trial is in flight, the refusal's own estimate (at least 100 ms, so that a zero
- * cooldown does not spin).
- */
-const circuitWait = (env: Env, refusal: ChatCompletions.ChatError | undefined, now: number) =>
-  Effect.map(env.breaker.state(env.s.key), (state) =>
-    Math.max(
-      state._tag === "Open" ? state.openUntil - now : 0,
-      refusal === undefined ? 0 : Math.max(100, refusal.retryAfterMillis ?? 0)
-    ))
-
-/**
  * The wait before attempt `sent + 1` after `last` failed: its backoff or the server's Retry-After, but never less than
- * the time until the circuit breaker lets a call through, so that the attempt is sent, not refused.
+ * the rest of an open circuit's cooldown, so that the attempt is sent, not refused. After a refusal while another
+ * call's trial was in flight (the circuit half-open), the backoff again: that trial may end at any moment.
  */
-const retryWait = (
-  env: Env,
-  last: ChatCompletions.ChatError,
-  refusal: ChatCompletions.ChatError | undefined,
-  sent: number,
-  now: number
-) =>
+const retryWait = (env: Env, last: ChatCompletions.ChatError, refused: boolean, sent: number, now: number) =>
   Effect.gen(function*() {
     const s = env.s
     const jitter = yield* Random.next
     const backoff = Math.min(s.retryMaxDelay, s.retryBaseDelay * 2 ** (sent - 1))
+    const backoffWait = backoff / 2 + jitter * backoff / 2
+    const state = yield* env.breaker.state(s.key)
+    const cooldown = state._tag === "Open" ? state.openUntil - now : 0
+    // At least 100 ms after a refusal, so that a zero backoff and cooldown do not spin.
+    if (refused) return { millis: Math.max(100, cooldown, backoffWait), cause: "circuit" } satisfies RetryWait
     const own: RetryWait = last.retryAfterMillis !== undefined ?
       { millis: last.retryAfterMillis + jitter * Math.min(1000, s.retryBaseDelay), cause: "retry_after" } :
-      { millis: backoff / 2 + jitter * backoff / 2, cause: "backoff" }
-    const circuit: RetryWait = { millis: yield* circuitWait(env, refusal, now), cause: "circuit" }
-    return circuit.millis > own.millis ? circuit : own
+      { millis: backoffWait, cause: "backoff" }
+    return cooldown > own.millis ? { millis: cooldown, cause: "circuit" } satisfies RetryWait : own
   })
 
 /** Why no attempt follows `wait`: it would start past the retry time limit. */
@@ -802,23 +789,23 @@ const callWithRetries = (
       if (Either.isRight(result)) return result.right
       const error = result.left
       if (yield* stepDownFormat(env, error, used)) continue
-      const refusal = error.reason === "circuit_open" ? error : undefined
-      const last = refusal === undefined ? error : lastSent
+      const refused = error.reason === "circuit_open"
+      const last = refused ? lastSent : error
       // A circuit that was open before this call sent anything fails it at once: that is what a breaker is for.
       if (last === undefined) return yield* Effect.fail(error)
-      if (refusal === undefined) sent++
+      if (!refused) sent++
       lastSent = last
       if (!last.retryable) return yield* Effect.fail(last)
       const attempts = `${sent} ${sent === 1 ? "attempt" : "attempts"}`
       if (sent >= s.maxAttempts) return yield* Effect.fail(exhausted(last, attempts))
       const now = yield* Clock.currentTimeMillis
       firstFailureAt ??= now
-      const wait = yield* retryWait(env, last, refusal, sent, now)
+      const wait = yield* retryWait(env, last, refused, sent, now)
       if (now - firstFailureAt + wait.millis > s.maxRetryTime) {
         return yield* Effect.fail(pastLimit(s, last, wait, attempts))
       }
       const when = wait.cause === "circuit" ?
-        `the circuit breaker is open: retrying with its trial call in ${waitText(wait.millis)}` :
+        `the circuit breaker is open: retrying when it lets a call through, in ${waitText(wait.millis)}` :
         `retrying in ${waitText(wait.millis)}`
       yield* Effect.logWarning(`${last.message}; ${when} (attempt ${sent + 1} of ${s.maxAttempts})`)
       yield* Effect.sleep(Duration.millis(wait.millis))

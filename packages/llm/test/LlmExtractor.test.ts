@@ -578,6 +578,43 @@ describe("LlmExtractor", () => {
       assert.isAtLeast(requests[2]!.receivedAt - requests[1]!.receivedAt, 30_000, "sent when the cooldown ended")
     }).pipe(Effect.provide(services)))
 
+  it.scoped("a retry refused while another batch's trial call is in flight is not spent: it tries again after its backoff", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const breaker = yield* CircuitBreaker.CircuitBreaker
+      const settings = { callTimeout: "1 hour", breaker: { failureThreshold: 2, cooldown: "10 seconds" } } as const
+      // Backoffs of 20 to 40 seconds: longer than the cooldown, so that the other batch's trial goes first.
+      const retrying = yield* LlmExtractor.make(options(fake.baseUrl, {
+        ...settings,
+        maxAttempts: 2,
+        retryBaseDelay: "40 seconds",
+        retryMaxDelay: "40 seconds"
+      }))
+      const other = yield* LlmExtractor.make(options(fake.baseUrl, { ...settings, maxAttempts: 1 }))
+      const key = LlmExtractor.endpointKey(fake.baseUrl, "test-model")
+      yield* fake.enqueue(
+        FakeOpenAi.error(500, "down"),
+        FakeOpenAi.error(500, "down"),
+        { ...FakeOpenAi.completion(goodReply), delayMillis: 1000 },
+        FakeOpenAi.completion(goodReply)
+      )
+      const fiber = yield* Effect.fork(Effect.exit(retrying.extract(batch(text))))
+      yield* eventually(Effect.map(breaker.state(key), (state) => state.consecutiveFailures === 1))
+      yield* Effect.exit(other.extract(batch(text, { batchIndex: 1 })))
+      yield* TestClock.adjust("10 seconds")
+      const trial = yield* Effect.fork(other.extract(batch(text, { batchIndex: 2 })))
+      yield* eventually(Effect.map(fake.requests, (r) => r.length === 3))
+      // The retry comes while the trial's reply is on its way (a real second): the breaker refuses it.
+      yield* TestClock.adjust("30 seconds")
+      yield* eventually(Effect.map(Fiber.poll(trial), Option.isSome))
+      assert.deepStrictEqual(yield* breaker.state(key), { _tag: "Closed", consecutiveFailures: 0 })
+      assert.strictEqual((yield* fake.requests).length, 3, "the refused retry sent nothing")
+      yield* runClockUntilDone(fiber)
+      const exit = yield* Fiber.join(fiber)
+      assert.isTrue(Exit.isSuccess(exit), "the refusal did not fail the batch nor use its second attempt")
+      assert.strictEqual((yield* fake.requests).length, 4)
+    }).pipe(Effect.provide(services)))
+
   it.scopedLive("a batch whose own failures opened the circuit gives up at once when its trial is past the retry time, naming the last failure", () =>
     Effect.gen(function*() {
       const fake = yield* FakeOpenAi.make()
