@@ -110,6 +110,47 @@ describe("quarry --extractor llm announces long waits", () => {
     assert.strictEqual(jsonLines(child.stdout).at(-1)!.event, "run.interrupted")
   }, 60_000)
 
+  it(
+    "an absurd Retry-After: the batch gives up in plain words, and the endpoint pauses for the retry time limit",
+    async () => {
+      // As above, but record 1's server asks for 3 quadrillion years; the run skips that batch and goes on.
+      let refused = false
+      const scope = Effect.runSync(Scope.make())
+      const fake = await Effect.runPromise(
+        FakeOpenAi.make({
+          fallback: (body) => {
+            const record = /Record (\d+)/.exec(body.messages?.at(-1)?.content ?? "")?.[1]
+            if (record === "01" && !refused) {
+              refused = true
+              return FakeOpenAi.error(429, "come back later", { headers: { "retry-after": "99999999999999999999" } })
+            }
+            const reply = FakeOpenAi.completion(JSON.stringify({ entities: [], relations: [] }))
+            return record === "00" ? { ...reply, delayMillis: 1000 } : reply
+          }
+        }).pipe(Scope.extend(scope))
+      )
+      closers.push(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+      const child = start([...startArgs("absurd", 3), "--concurrency", "2", "--on-batch-error", "skip"], {
+        env: { QUARRY_LLM_BASE_URL: fake.baseUrl }
+      })
+      await until(() => child.stderr.includes("waiting"), 30_000, `the wait on stderr:\n${child.stderr}`)
+      child.child.kill("SIGINT")
+      const exit = await child.exited
+      assert.strictEqual(exit.code, 130, child.stderr)
+      assert.include(
+        child.stderr,
+        "(gave up after 1 attempt; the server asked to wait more than 24h, past the retry time limit " +
+          "(QUARRY_LLM_MAX_RETRY_TIME 10m))"
+      )
+      const endpoint = `${fake.baseUrl} test-model`
+      const lines = child.stderr.split("\n").filter((line) => line.includes("waiting"))
+      assert.deepStrictEqual(lines, [
+        `quarry: run absurd: waiting 10 min for the pause ${endpoint} asked for (HTTP 429 with Retry-After)`
+      ])
+    },
+    60_000
+  )
+
   it("quarry serve logs the wait, with the run and the batch", async () => {
     const fake = await FakeLlm.start()
     closers.push(fake.close)

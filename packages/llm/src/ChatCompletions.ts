@@ -237,7 +237,10 @@ export const scrub = (text: string, apiKey: Option.Option<Redacted.Redacted<stri
 const truncate = (text: string, max = 500) => text.length > max ? `${text.slice(0, max)}…` : text
 
 /**
- * The delay a response asks for: `retry-after-ms` (OpenAI), else `Retry-After` in seconds or as an HTTP date.
+ * The delay a response asks for: `retry-after-ms` (OpenAI), else `Retry-After` in seconds or as an HTTP date (one in
+ * the past asks for none). A value that is none of these (negative, `1e3`, junk) is no request to wait: `undefined`,
+ * so the caller's own backoff applies. A huge one stays finite (at most `Number.MAX_SAFE_INTEGER`); the caller decides
+ * how long it will actually wait.
  *
  * @since 0.1.0
  * @category endpoints
@@ -246,14 +249,22 @@ export const retryAfterMillis = (
   headers: Readonly<Record<string, string | undefined>>,
   now: number
 ): number | undefined => {
-  const ms = headers["retry-after-ms"]
-  if (ms !== undefined && ms.trim() !== "" && Number.isFinite(Number(ms))) return Math.max(0, Number(ms))
-  const value = headers["retry-after"]
-  if (value === undefined || value.trim() === "") return undefined
-  if (Number.isFinite(Number(value))) return Math.max(0, Number(value) * 1000)
-  const date = Date.parse(value)
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
+  const ms = decimal(headers["retry-after-ms"])
+  if (ms !== undefined) return safeMillis(ms)
+  const value = headers["retry-after"]?.trim()
+  if (value === undefined || value === "") return undefined
+  const seconds = decimal(value)
+  if (seconds !== undefined) return safeMillis(seconds * 1000)
+  // An HTTP date names its day and month: without a letter, `Date.parse` would read "-5" as a year.
+  const date = /[a-z]/i.test(value) ? Date.parse(value) : Number.NaN
+  return Number.isNaN(date) ? undefined : safeMillis(date - now)
 }
+
+/** A plain non-negative decimal number (`20`, `1.5`), as the headers write delays. */
+const decimal = (text: string | undefined): number | undefined =>
+  text !== undefined && /^\s*\d+(\.\d+)?\s*$/.test(text) ? Number(text) : undefined
+
+const safeMillis = (millis: number) => Math.min(Number.MAX_SAFE_INTEGER, Math.max(0, Math.round(millis)))
 
 const requestBody = (request: Request): Record<string, unknown> => {
   const body: Record<string, unknown> = {

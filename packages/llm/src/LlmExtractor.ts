@@ -4,7 +4,8 @@
  *
  * Every HTTP attempt goes through the process-wide `CircuitBreaker` and `RateLimiter` of its endpoint (base URL +
  * model). Transient failures (network, timeout, 429, 5xx) are retried with exponential backoff and jitter, bounded in
- * attempts and total time, honouring `Retry-After`; a reply that is not valid JSON or does not match the schema is
+ * attempts and total time, honouring `Retry-After`, and a retry waits for the circuit breaker's trial call rather than
+ * meet the open circuit; a reply that is not valid JSON or does not match the schema is
  * sent back with the validation error, a bounded number of times. The batch's `usage` sums every attempt. After an
  * attempt, a change of the endpoint's circuit state is published with the run (`BatchInput.reportStatus`).
  *
@@ -639,7 +640,8 @@ const sendCounted = (env: Env, request: ChatCompletions.Request, promptEstimate:
         const error = reply.left
         yield* account(env, ledger, 0, 0)
         if (error.reason === "rate_limited" && error.retryAfterMillis !== undefined) {
-          yield* env.limiter.pause(env.s.key, Duration.millis(error.retryAfterMillis))
+          // No call waits past the retry time limit, so neither does the endpoint, whatever the server asked.
+          yield* env.limiter.pause(env.s.key, Duration.millis(Math.min(error.retryAfterMillis, env.s.maxRetryTime)))
         }
         return yield* Effect.fail(error)
       }
@@ -707,7 +709,64 @@ const stepDownFormat = (env: Env, error: ChatCompletions.ChatError, used: Format
     return true
   })
 
-/** Attempts until success, a permanent failure, or the attempt/time budget is spent. */
+/** The wait before the next attempt, and what it waits for. */
+interface RetryWait {
+  readonly millis: number
+  readonly cause: "backoff" | "retry_after" | "circuit"
+}
+
+/**
+ * The wait before attempt `sent + 1` after `last` failed: its backoff or the server's Retry-After, but never less than
+ * the rest of an open circuit's cooldown, so that the attempt is sent, not refused. After a refusal while another
+ * call's trial was in flight (the circuit half-open), the backoff again: that trial may end at any moment.
+ */
+const retryWait = (env: Env, last: ChatCompletions.ChatError, refused: boolean, sent: number, now: number) =>
+  Effect.gen(function*() {
+    const s = env.s
+    const jitter = yield* Random.next
+    const backoff = Math.min(s.retryMaxDelay, s.retryBaseDelay * 2 ** (sent - 1))
+    const backoffWait = backoff / 2 + jitter * backoff / 2
+    const state = yield* env.breaker.state(s.key)
+    const cooldown = state._tag === "Open" ? state.openUntil - now : 0
+    // At least 100 ms after a refusal, so that a zero backoff and cooldown do not spin.
+    if (refused) return { millis: Math.max(100, cooldown, backoffWait), cause: "circuit" } satisfies RetryWait
+    const own: RetryWait = last.retryAfterMillis !== undefined ?
+      { millis: last.retryAfterMillis + jitter * Math.min(1000, s.retryBaseDelay), cause: "retry_after" } :
+      { millis: backoffWait, cause: "backoff" }
+    return cooldown > own.millis ? { millis: cooldown, cause: "circuit" } satisfies RetryWait : own
+  })
+
+/** Why no attempt follows `wait`: it would start past the retry time limit. */
+const pastLimit = (s: Settings, last: ChatCompletions.ChatError, wait: RetryWait, attempts: string) => {
+  const limit = `the retry time limit (QUARRY_LLM_MAX_RETRY_TIME ${Duration.format(Duration.millis(s.maxRetryTime))})`
+  switch (wait.cause) {
+    case "backoff":
+      return exhausted(last, `${attempts}; the next would start after ${limit}`)
+    case "retry_after":
+      return exhausted(
+        last,
+        `${attempts}; the server asked to wait ${waitText(last.retryAfterMillis ?? wait.millis)}, past ${limit}`
+      )
+    case "circuit":
+      return exhausted(
+        last,
+        `${attempts}; the circuit breaker is open and its next trial call is in ${waitText(wait.millis)}, ` +
+          `past ${limit}`
+      )
+  }
+}
+
+/** A wait as a message shows it: whole seconds from a second up; an absurd one (a server's) is only "more than 24h". */
+const waitText = (millis: number) =>
+  millis > 24 * 60 * 60_000 ?
+    "more than 24h" :
+    Duration.format(Duration.millis(millis < 1000 ? Math.round(millis) : Math.ceil(millis / 1000) * 1000))
+
+/**
+ * Attempts until success, a permanent failure, or the attempt/time budget is spent. A retry never meets the open
+ * circuit: it waits for the breaker's trial call instead, and an attempt the breaker refuses anyway (another call's
+ * trial in flight) sent nothing and is not counted.
+ */
 const callWithRetries = (
   env: Env,
   messages: ReadonlyArray<ChatCompletions.Message>,
@@ -719,9 +778,9 @@ const callWithRetries = (
     const promptEstimate = Tokens.estimatePrompt(messages)
     // The retry time counts from the first failure: time queued in the rate limiter before it is not retrying.
     let firstFailureAt: number | undefined
-    // An open circuit says nothing of why it opened: when this call's own failures opened it, the last one is kept.
+    // The last failure of an attempt that was sent: what a batch that gives up names, not the open circuit.
     let lastSent: ChatCompletions.ChatError | undefined
-    let attempt = 1
+    let sent = 0
     while (true) {
       yield* Ref.update(ledger.attempts, (n) => n + 1)
       const used = yield* Ref.get(env.format)
@@ -730,51 +789,27 @@ const callWithRetries = (
       if (Either.isRight(result)) return result.right
       const error = result.left
       if (yield* stepDownFormat(env, error, used)) continue
-      if (error.reason === "circuit_open" && lastSent !== undefined) {
-        return yield* Effect.fail(withLastFailure(error, lastSent))
-      }
-      if (error.reason !== "circuit_open") lastSent = error
-      if (!error.retryable) return yield* Effect.fail(error)
+      const refused = error.reason === "circuit_open"
+      const last = refused ? lastSent : error
+      // A circuit that was open before this call sent anything fails it at once: that is what a breaker is for.
+      if (last === undefined) return yield* Effect.fail(error)
+      if (!refused) sent++
+      lastSent = last
+      if (!last.retryable) return yield* Effect.fail(last)
+      const attempts = `${sent} ${sent === 1 ? "attempt" : "attempts"}`
+      if (sent >= s.maxAttempts) return yield* Effect.fail(exhausted(last, attempts))
       const now = yield* Clock.currentTimeMillis
       firstFailureAt ??= now
-      const elapsed = now - firstFailureAt
-      const attempts = `${attempt} ${attempt === 1 ? "attempt" : "attempts"}`
-      if (attempt >= s.maxAttempts) {
-        return yield* Effect.fail(exhausted(error, attempts))
+      const wait = yield* retryWait(env, last, refused, sent, now)
+      if (now - firstFailureAt + wait.millis > s.maxRetryTime) {
+        return yield* Effect.fail(pastLimit(s, last, wait, attempts))
       }
-      const backoff = Math.min(s.retryMaxDelay, s.retryBaseDelay * 2 ** (attempt - 1))
-      const jitter = yield* Random.next
-      const delay = error.retryAfterMillis !== undefined ?
-        error.retryAfterMillis + jitter * Math.min(1000, s.retryBaseDelay) :
-        backoff / 2 + jitter * backoff / 2
-      if (elapsed + delay > s.maxRetryTime) {
-        const limit = `the retry time limit (QUARRY_LLM_MAX_RETRY_TIME ${
-          Duration.format(Duration.millis(s.maxRetryTime))
-        })`
-        return yield* Effect.fail(exhausted(
-          error,
-          error.retryAfterMillis === undefined ?
-            `${attempts}; the next would start after ${limit}` :
-            `${attempts}; the server asked to wait ${Duration.format(Duration.millis(error.retryAfterMillis))}, ` +
-            `past ${limit}`
-        ))
-      }
-      yield* Effect.logWarning(
-        `${error.message}; retrying in ${Duration.format(Duration.millis(Math.round(delay)))} ` +
-          `(attempt ${attempt + 1} of ${s.maxAttempts})`
-      )
-      yield* Effect.sleep(Duration.millis(delay))
-      attempt++
+      const when = wait.cause === "circuit" ?
+        `the circuit breaker is open: retrying when it lets a call through, in ${waitText(wait.millis)}` :
+        `retrying in ${waitText(wait.millis)}`
+      yield* Effect.logWarning(`${last.message}; ${when} (attempt ${sent + 1} of ${s.maxAttempts})`)
+      yield* Effect.sleep(Duration.millis(wait.millis))
     }
-  })
-
-/** A circuit-open refusal that also names the failure of this call's last attempt. */
-const withLastFailure = (open: ChatCompletions.ChatError, last: ChatCompletions.ChatError) =>
-  new ChatCompletions.ChatError({
-    reason: open.reason,
-    endpoint: open.endpoint,
-    detail: `${open.detail}; this batch's last attempt failed with: ${last.problem}`,
-    ...(open.retryAfterMillis === undefined ? {} : { retryAfterMillis: open.retryAfterMillis })
   })
 
 const exhausted = (error: ChatCompletions.ChatError, what: string) =>

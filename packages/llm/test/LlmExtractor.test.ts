@@ -5,7 +5,9 @@ import * as ExtractorModule from "@quarry/core/Extractor"
 import * as CircuitBreaker from "@quarry/llm/CircuitBreaker"
 import * as LlmExtractor from "@quarry/llm/LlmExtractor"
 import * as Prompt from "@quarry/llm/Prompt"
+import * as RateLimiter from "@quarry/llm/RateLimiter"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -66,6 +68,15 @@ const expectFailure = <A>(exit: Exit.Exit<A, Errors.ExtractorError>): Errors.Ext
   if (Option.isNone(failure)) return assert.fail(`expected a typed failure, got ${Cause.pretty(exit.cause)}`)
   return failure.value
 }
+
+/** Moves the test clock a second at a time until `fiber` is done (a retry's waits are on that clock). */
+const runClockUntilDone = <A, E>(fiber: Fiber.Fiber<A, E>) =>
+  Effect.gen(function*() {
+    while (Option.isNone(yield* Fiber.poll(fiber))) {
+      yield* TestClock.adjust("1 second")
+      yield* sleepReal(1)
+    }
+  })
 
 describe("LlmExtractor", () => {
   it.scopedLive("extracts entities and relations with document spans, and reports usage", () =>
@@ -267,6 +278,33 @@ describe("LlmExtractor", () => {
       assert.strictEqual((yield* fake.requests).length, 1)
       assert.isTrue(error.retryable)
       assert.include(error.message, "retry time limit")
+    }).pipe(Effect.provide(services)))
+
+  it.scoped("an absurd Retry-After fails the call at once in plain words, and pauses the endpoint only for the retry time limit", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const limiter = yield* RateLimiter.RateLimiter
+      yield* fake.enqueue(
+        FakeOpenAi.error(429, "slow down", { headers: { "retry-after": "99999999999999999999" } }),
+        FakeOpenAi.completion(goodReply)
+      )
+      const extractor = yield* LlmExtractor.make(options(fake.baseUrl, { callTimeout: "1 hour" }))
+      const error = expectFailure(yield* Effect.exit(extractor.extract(batch(text))))
+      assert.strictEqual(
+        error.message,
+        `extractor llm failed on batch 0: ${fake.baseUrl}: rate limited by the server (HTTP 429): slow down (gave up ` +
+          `after 1 attempt; the server asked to wait more than 24h, past the retry time limit ` +
+          `(QUARRY_LLM_MAX_RETRY_TIME 10m))`
+      )
+      const key = LlmExtractor.endpointKey(fake.baseUrl, "test-model")
+      const paused = Option.flatMap(yield* limiter.snapshot(key), (s) => s.pausedUntil)
+      assert.deepStrictEqual(paused, Option.some((yield* Clock.currentTimeMillis) + 10 * 60_000))
+      // The next batch is sent once the endpoint's pause is over, not in 3 quadrillion years.
+      const next = yield* Effect.fork(extractor.extract(batch(text, { batchIndex: 1 })))
+      yield* TestClock.adjust("10 minutes")
+      const output = yield* Fiber.join(next)
+      assert.strictEqual(output.entities.length, 3)
+      assert.strictEqual((yield* fake.requests).length, 2)
     }).pipe(Effect.provide(services)))
 
   it.scopedLive("times out a slow call and retries it", () =>
@@ -496,20 +534,104 @@ describe("LlmExtractor", () => {
       assert.notInclude(logs.lines.join("\n"), apiKey)
     }).pipe(Effect.provide(services)))
 
-  it.scopedLive("a batch whose own failures opened the circuit says what they were, not only that it is open", () =>
+  it.scoped("a retry that would meet the open circuit waits for its trial call, which is sent and can succeed", () =>
     Effect.gen(function*() {
       const fake = yield* FakeOpenAi.make()
-      const opts = options(fake.baseUrl, { maxAttempts: 3, breaker: { failureThreshold: 2, cooldown: "30 seconds" } })
+      // The defaults: six attempts; the fifth consecutive failure opens the circuit for 30 seconds.
+      yield* fake.enqueue(
+        ...Array.from({ length: 5 }, () => FakeOpenAi.error(500, "down")),
+        FakeOpenAi.completion(goodReply)
+      )
+      const extractor = yield* LlmExtractor.make(options(fake.baseUrl, { callTimeout: "1 hour" }))
+      const fiber = yield* Effect.fork(Effect.exit(extractor.extract(batch(text))))
+      yield* runClockUntilDone(fiber)
+      const exit = yield* Fiber.join(fiber)
+      assert.isTrue(Exit.isSuccess(exit), "the sixth attempt was the trial call, not a refusal")
+      const requests = yield* fake.requests
+      assert.strictEqual(requests.length, 6)
+      assert.isAtLeast(requests[5]!.receivedAt - requests[4]!.receivedAt, 30_000, "sent when the cooldown ended")
+    }).pipe(Effect.provide(services)))
+
+  it.scoped("a retry refused by a circuit another batch opened is not spent: it waits for the trial call", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const breaker = yield* CircuitBreaker.CircuitBreaker
+      const settings = { callTimeout: "1 hour", breaker: { failureThreshold: 2, cooldown: "30 seconds" } } as const
+      const retrying = yield* LlmExtractor.make(options(fake.baseUrl, { ...settings, maxAttempts: 2 }))
+      const other = yield* LlmExtractor.make(options(fake.baseUrl, { ...settings, maxAttempts: 1 }))
+      const key = LlmExtractor.endpointKey(fake.baseUrl, "test-model")
+      yield* fake.enqueue(
+        FakeOpenAi.error(500, "down"),
+        FakeOpenAi.error(500, "down"),
+        FakeOpenAi.completion(goodReply)
+      )
+      const fiber = yield* Effect.fork(Effect.exit(retrying.extract(batch(text))))
+      yield* eventually(Effect.map(breaker.state(key), (state) => state.consecutiveFailures === 1))
+      // While the first batch waits for its retry, another batch's failure opens the circuit.
+      yield* Effect.exit(other.extract(batch(text, { batchIndex: 1 })))
+      assert.strictEqual((yield* breaker.state(key))._tag, "Open")
+      yield* runClockUntilDone(fiber)
+      const exit = yield* Fiber.join(fiber)
+      assert.isTrue(Exit.isSuccess(exit), "the refused attempt did not fail the batch nor use its second attempt")
+      const requests = yield* fake.requests
+      assert.strictEqual(requests.length, 3)
+      assert.isAtLeast(requests[2]!.receivedAt - requests[1]!.receivedAt, 30_000, "sent when the cooldown ended")
+    }).pipe(Effect.provide(services)))
+
+  it.scoped("a retry refused while another batch's trial call is in flight is not spent: it tries again after its backoff", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const breaker = yield* CircuitBreaker.CircuitBreaker
+      const settings = { callTimeout: "1 hour", breaker: { failureThreshold: 2, cooldown: "10 seconds" } } as const
+      // Backoffs of 20 to 40 seconds: longer than the cooldown, so that the other batch's trial goes first.
+      const retrying = yield* LlmExtractor.make(options(fake.baseUrl, {
+        ...settings,
+        maxAttempts: 2,
+        retryBaseDelay: "40 seconds",
+        retryMaxDelay: "40 seconds"
+      }))
+      const other = yield* LlmExtractor.make(options(fake.baseUrl, { ...settings, maxAttempts: 1 }))
+      const key = LlmExtractor.endpointKey(fake.baseUrl, "test-model")
+      yield* fake.enqueue(
+        FakeOpenAi.error(500, "down"),
+        FakeOpenAi.error(500, "down"),
+        { ...FakeOpenAi.completion(goodReply), delayMillis: 1000 },
+        FakeOpenAi.completion(goodReply)
+      )
+      const fiber = yield* Effect.fork(Effect.exit(retrying.extract(batch(text))))
+      yield* eventually(Effect.map(breaker.state(key), (state) => state.consecutiveFailures === 1))
+      yield* Effect.exit(other.extract(batch(text, { batchIndex: 1 })))
+      yield* TestClock.adjust("10 seconds")
+      const trial = yield* Effect.fork(other.extract(batch(text, { batchIndex: 2 })))
+      yield* eventually(Effect.map(fake.requests, (r) => r.length === 3))
+      // The retry comes while the trial's reply is on its way (a real second): the breaker refuses it.
+      yield* TestClock.adjust("30 seconds")
+      yield* eventually(Effect.map(Fiber.poll(trial), Option.isSome))
+      assert.deepStrictEqual(yield* breaker.state(key), { _tag: "Closed", consecutiveFailures: 0 })
+      assert.strictEqual((yield* fake.requests).length, 3, "the refused retry sent nothing")
+      yield* runClockUntilDone(fiber)
+      const exit = yield* Fiber.join(fiber)
+      assert.isTrue(Exit.isSuccess(exit), "the refusal did not fail the batch nor use its second attempt")
+      assert.strictEqual((yield* fake.requests).length, 4)
+    }).pipe(Effect.provide(services)))
+
+  it.scopedLive("a batch whose own failures opened the circuit gives up at once when its trial is past the retry time, naming the last failure", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const opts = options(fake.baseUrl, {
+        maxAttempts: 3,
+        maxRetryTime: "10 seconds",
+        breaker: { failureThreshold: 2, cooldown: "30 seconds" }
+      })
       const extractor = yield* LlmExtractor.make(opts)
       yield* fake.enqueue(FakeOpenAi.error(500, "the GPU is on fire"), FakeOpenAi.error(502, "bad gateway"))
       const error = expectFailure(yield* Effect.exit(extractor.extract(batch(text))))
-      assert.strictEqual((yield* fake.requests).length, 2, "the third attempt met the open circuit")
+      assert.strictEqual((yield* fake.requests).length, 2, "no third attempt: it would only meet the open circuit")
       assert.strictEqual(
         error.message,
-        `extractor llm failed on batch 0: ${fake.baseUrl}: circuit breaker open after repeated failures: calls to ` +
-          `${LlmExtractor.endpointKey(opts.baseUrl, opts.model)} are suspended after 2 consecutive failures; ` +
-          error.message.split("; ")[1] + "; this batch's last attempt failed with: server error (HTTP 502): " +
-          "bad gateway"
+        `extractor llm failed on batch 0: ${fake.baseUrl}: server error (HTTP 502): bad gateway (gave up after 2 ` +
+          `attempts; the circuit breaker is open and its next trial call is in 30s, past the retry time limit ` +
+          `(QUARRY_LLM_MAX_RETRY_TIME 10s))`
       )
       assert.isTrue(error.retryable)
     }).pipe(Effect.provide(services)))
