@@ -147,8 +147,9 @@ export const parseCount = (name: string, raw: string, unit: string): Effect.Effe
 }
 
 /**
- * `--db PATH`: the database file, or a `postgres://` URL; a URL of another scheme is refused as the command line is
- * parsed (read as a path, `mysql://x` would be a file `x` in a directory `mysql:`).
+ * `--db PATH`: the database file, or a `postgres://` URL; a URL of another scheme, or a near-miss of one
+ * (`postgres:/x`, see `DatabaseUrl.malformed`), is refused as the command line is parsed (read as a path,
+ * `mysql://x` would be a file `x` in a directory `mysql:`).
  *
  * @since 0.1.0
  * @category options
@@ -160,7 +161,7 @@ export const db = checked(
     "or a postgres:// URL (or QUARRY_DATABASE_URL).",
   (raw) =>
     Option.match(DatabaseUrl.unsupportedScheme(raw), {
-      onNone: () => Effect.succeed(raw),
+      onNone: () => Effect.as(refuseMalformed(raw), raw),
       // Not echoed: a URL may carry a password.
       onSome: (scheme) =>
         new UsageError({
@@ -169,6 +170,17 @@ export const db = checked(
         })
     })
 )
+
+/** A near-miss of a URL, refused before it is read as a path (`postgres:/x` would create a directory `postgres:`). */
+const refuseMalformed = (raw: string): Effect.Effect<void, UsageError> =>
+  Option.match(DatabaseUrl.malformed(raw), {
+    onNone: () => Effect.void,
+    onSome: (reason) =>
+      new UsageError({
+        message: `--db is ${reason}; pass a PostgreSQL URL as ${DatabaseUrl.postgresForm}, or the path of a SQLite ` +
+          `file (start it with ./ to mean a file so named)`
+      })
+  })
 
 /**
  * `--out FILE`: where an artifact goes. A value that cannot name a file is refused as the command line is parsed,
