@@ -2,8 +2,9 @@
  * Where artifacts go and what is served as them, with real files: `quarry export --out -` writes the artifact to
  * stdout (the same bytes as a file, valid for `rapper -c`), `--out` never replaces a named pipe or a symbolic link
  * (the rename of the atomic write would), an export of a run with skipped batches says that it is partial (and, as
- * the manifest of those batches does, how to retry them on this database), and the server never serves other bytes
- * under an artifact's ETag when its file was replaced by one of the same size.
+ * the manifest of those batches does, how to retry them on this database), a resume of a completed run writes its
+ * missing artifact and manifest again, and the server never serves other bytes under an artifact's ETag when its
+ * file was replaced by one of the same size.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
@@ -22,6 +23,21 @@ const rapperAccepts = (file: string, syntax: "turtle" | "ntriples") => {
   assert.strictEqual(rapper.status, 0, `${file}: ${rapper.stdout}${rapper.stderr}`)
 }
 
+/** A run of `text` in batches of one chunk of 40 characters, whose batch 2 fails and is skipped. */
+const partialFlags = [
+  "--extractor",
+  "test-slow",
+  "--window",
+  "40",
+  "--overlap",
+  "0",
+  "--batch-size",
+  "1",
+  "--on-batch-error",
+  "skip"
+]
+const failSecondBatch = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1", QUARRY_TEST_FAIL_BATCH: "2" }
+
 describe("quarry export: stdout, special files and partial runs", () => {
   let dir = ""
   let db = ""
@@ -30,24 +46,9 @@ describe("quarry export: stdout, special files and partial runs", () => {
     db = path.join(dir, "q.db")
     const input = path.join(dir, "in.txt")
     fs.writeFileSync(input, text)
-    const started = await run([
-      "start",
-      input,
-      "--db",
-      db,
-      "--run-id",
-      "partial",
-      "--extractor",
-      "test-slow",
-      "--window",
-      "40",
-      "--overlap",
-      "0",
-      "--batch-size",
-      "1",
-      "--on-batch-error",
-      "skip"
-    ], { env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1", QUARRY_TEST_FAIL_BATCH: "2" } })
+    const started = await run(["start", input, "--db", db, "--run-id", "partial", ...partialFlags], {
+      env: failSecondBatch
+    })
     assert.strictEqual(started.code, 0, started.stderr)
     assert.include(
       started.stdout,
@@ -93,6 +94,35 @@ describe("quarry export: stdout, special files and partial runs", () => {
     assert.strictEqual(exported.code, 0, exported.stderr)
     assert.include(exported.stderr, `retry it with: ${retry}\n`)
   }, 60_000)
+
+  it(
+    "resume of a completed run writes its missing artifact and manifest of skipped batches again, same bytes",
+    async () => {
+      const started = await run(
+        ["start", path.join(dir, "in.txt"), "--db", db, "--run-id", "lost", ...partialFlags],
+        { env: failSecondBatch }
+      )
+      assert.strictEqual(started.code, 0, started.stderr)
+      const [artifact, manifest] = [path.join(dir, "lost.ttl"), path.join(dir, "lost.ttl.skipped.json")]
+      const original = { artifact: fs.readFileSync(artifact), manifest: fs.readFileSync(manifest) }
+      fs.rmSync(artifact)
+      fs.rmSync(manifest)
+      const resumed = await run(["resume", "lost", "--db", db])
+      assert.strictEqual(resumed.code, 0, resumed.stderr)
+      assert.include(
+        resumed.stderr,
+        `quarry: run lost's manifest of skipped batches ${manifest} was missing; written again`
+      )
+      assert.isTrue(fs.readFileSync(artifact).equals(original.artifact))
+      assert.isTrue(fs.readFileSync(manifest).equals(original.manifest), fs.readFileSync(manifest, "utf8"))
+      // The manifest alone, under an artifact that is still there.
+      fs.rmSync(manifest)
+      const again = await run(["resume", "lost", "--db", db])
+      assert.strictEqual(again.code, 0, again.stderr)
+      assert.isTrue(fs.readFileSync(manifest).equals(original.manifest))
+    },
+    60_000
+  )
 
   it("refuses a named pipe as --out (the rename would replace it) and writes through a symbolic link", async () => {
     const fifo = path.join(dir, "pipe.ttl")

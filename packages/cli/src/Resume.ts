@@ -6,6 +6,7 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as Chunking from "@quarry/core/Chunking"
 import { RunNotFound } from "@quarry/core/Errors"
 import * as Extractor from "@quarry/core/Extractor"
 import * as Merge from "@quarry/core/Merge"
@@ -111,7 +112,10 @@ export const command = Command.make("resume", options, (flags) =>
       // not after every remaining batch was extracted.
       if (extracts) yield* Inputs.checkOutput(stored.plan.outputPath, artifactPlace(runId, db))
       // A completed run is reported with its artifact: that file must still be the one it wrote.
-      else yield* restoreArtifact(stored, db)
+      else {
+        const retry = Flags.resumeCommand(runId, db, [...llm.args, ...limits.args, "--retry-skipped"])
+        yield* restoreArtifact(stored, db, retry)
+      }
       const registry = extracts ?
         yield* Extractors.registryFor(settings, extractor, llm, {
           runId,
@@ -137,24 +141,66 @@ const artifactPlace = (runId: string, db: string): Inputs.OutputCheck => ({
 /**
  * Makes sure a completed run's artifact file is the one the run wrote, before resume reports it: a missing one is
  * written again from the stored batches (the same bytes), and another file in its place (changed, or replaced) is
- * refused, not overwritten: its bytes may be someone's work, and `export --out` replaces it when asked to.
+ * refused, not overwritten: its bytes may be someone's work, and `export --out` replaces it when asked to. A missing
+ * manifest of skipped batches is written again too, `retry` as its command.
  */
-const restoreArtifact = (run: Run.Run, db: string) =>
+const restoreArtifact = (run: Run.Run, db: string, retry: string) =>
   Effect.gen(function*() {
     if (Option.isNone(run.artifact)) return
     const artifact = run.artifact.value
     // A file that cannot be looked at or read is left to whoever reads it.
     const stat = yield* Effect.option(Effect.try(() => fs.statSync(artifact.path, { throwIfNoEntry: false })))
     if (Option.isNone(stat)) return
-    if (stat.value === undefined) return yield* writeAgain(run, artifact, db)
-    const changed = !stat.value.isFile() || stat.value.size !== artifact.bytes ||
-      Option.exists(yield* Effect.option(Inputs.fileSha256(artifact.path)), (sha256) => sha256 !== artifact.sha256)
-    if (!changed) return
-    return yield* new UsageError({
-      message: `run ${run.id} is completed, but its artifact ${artifact.path} is not the file it wrote ` +
-        `(${artifact.bytes} bytes, sha256 ${artifact.sha256}): it was changed or replaced since, and resume does not ` +
-        `overwrite it; write the artifact again with \`${exportCommand(run.id, artifact, db)}\``
-    })
+    if (stat.value === undefined) yield* writeAgain(run, artifact, db)
+    else {
+      const changed = !stat.value.isFile() || stat.value.size !== artifact.bytes ||
+        Option.exists(yield* Effect.option(Inputs.fileSha256(artifact.path)), (sha256) => sha256 !== artifact.sha256)
+      if (changed) {
+        return yield* new UsageError({
+          message: `run ${run.id} is completed, but its artifact ${artifact.path} is not the file it wrote ` +
+            `(${artifact.bytes} bytes, sha256 ${artifact.sha256}): it was changed or replaced since, and resume does ` +
+            `not overwrite it; write the artifact again with \`${exportCommand(run.id, artifact, db)}\``
+        })
+      }
+    }
+    yield* restoreManifest(run, artifact.path, retry)
+  })
+
+/** True when nothing is at `file`; a file that cannot be looked at is left to whoever reads it. */
+const isMissing = (file: string): boolean => {
+  try {
+    return fs.lstatSync(file, { throwIfNoEntry: false }) === undefined
+  } catch {
+    return false
+  }
+}
+
+/** Writes a completed run's missing manifest of skipped batches again; one that is there is left as it is. */
+const restoreManifest = (run: Run.Run, artifactPath: string, retry: string) =>
+  Effect.gen(function*() {
+    const target = Merge.manifestPath(artifactPath)
+    if (run.skippedBatches === 0 || !isMissing(target)) return
+    yield* writeManifest(run, artifactPath, retry)
+    yield* (yield* Output).err(
+      `quarry: run ${run.id}'s manifest of skipped batches ${target} was missing; written again from the stored batches`
+    )
+  })
+
+/**
+ * Writes the manifest of a completed run's skipped batches beside `artifactPath`, as the run's merge does, with
+ * `retry` as the command that retries them; its offsets come from the stored input, chunked as planned. The
+ * manifest's path, or none for a run that skipped nothing (nothing is written then).
+ *
+ * @since 0.1.0
+ * @category execution
+ */
+export const writeManifest = (run: Run.Run, artifactPath: string, retry: string) =>
+  Effect.gen(function*() {
+    if (run.skippedBatches === 0) return Option.none<string>()
+    const store = yield* RunStore
+    const batches = Chunking.plan(yield* store.readInput(run.id), run.plan.chunking)
+    yield* Merge.writeSkippedManifest(run.id, artifactPath, yield* store.skippedBatches(run.id), batches, retry)
+    return Option.some(Merge.manifestPath(artifactPath))
   })
 
 /** The `quarry export` that writes a run's artifact again at its own path, in its own format. */
