@@ -104,18 +104,21 @@ export const command = Command.make("resume", options, (flags) =>
       const stored = yield* Effect.flatMap(RunStore, (store) => store.getRun(runId))
       const extractor = stored.plan.extractor.name
       yield* Llm.refuseFor(extractor, llm, `run ${runId} uses the ${extractor} extractor`)
+      const retry = Flags.resumeCommand(runId, db, [...llm.args, ...limits.args, "--retry-skipped"])
       if (Option.isSome(flags.out)) {
-        yield* Inputs.checkNotStoredText(path.resolve(flags.out.value), yield* storedTexts(stored), Inputs.outFlag)
+        const out = path.resolve(flags.out.value)
+        yield* Inputs.checkNotStoredText(out, yield* storedTexts(stored), Inputs.outFlag)
+        // Its copy gets the manifest too if the run skips batches, which a run under `skip` may do yet.
+        if (stored.skippedBatches > 0 || stored.plan.onBatchError === "skip") {
+          yield* checkManifest(out, Inputs.outFlag, db, stored)
+        }
       }
       const extracts = stored.status !== "completed" || (flags.retrySkipped && stored.skippedBatches > 0)
       // The run ends by writing its artifact where start planned it: a place that went away since is refused now,
       // not after every remaining batch was extracted.
       if (extracts) yield* Inputs.checkOutput(stored.plan.outputPath, artifactPlace(runId, db))
       // A completed run is reported with its artifact: that file must still be the one it wrote.
-      else {
-        const retry = Flags.resumeCommand(runId, db, [...llm.args, ...limits.args, "--retry-skipped"])
-        yield* restoreArtifact(stored, db, retry)
-      }
+      else yield* restoreArtifact(stored, db, retry)
       const registry = extracts ?
         yield* Extractors.registryFor(settings, extractor, llm, {
           runId,
@@ -124,7 +127,7 @@ export const command = Command.make("resume", options, (flags) =>
         }) :
         Extractors.registry(settings)
       const run = yield* attempt(0).pipe(Effect.provideService(Extractor.Registry, registry))
-      if (Option.isSome(flags.out)) yield* copyArtifact(run, path.resolve(flags.out.value), flags.json)
+      if (Option.isSome(flags.out)) yield* copyArtifact(run, path.resolve(flags.out.value), flags.json, retry)
     }).pipe(Effect.provide(Store.layer(db, settings)))
   }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
     Command.withDescription("Continue a run from its last checkpoint, with its own parameters.")
@@ -237,7 +240,7 @@ const writeAgain = (run: Run.Run, artifact: Run.Artifact, db: string) =>
  * Writes a completed run's artifact to another path, re-merged from the stored batches, in the format its extension
  * names (as `quarry export --out` does), else the run's own.
  */
-const copyArtifact = (run: Run.Run, target: string, json: boolean) =>
+const copyArtifact = (run: Run.Run, target: string, json: boolean, retry: string) =>
   Effect.gen(function*() {
     const output = yield* Output
     const ontology = yield* loadOntology(run)
@@ -248,12 +251,33 @@ const copyArtifact = (run: Run.Run, target: string, json: boolean) =>
       ontology,
       provenance: provenanceOf(run)
     })
+    const manifest = yield* writeManifest(run, artifact.path, retry)
     const now = yield* Clock.currentTimeMillis
     yield* output.out(
       json ?
-        Events.encode("artifact.written", now, { runId: run.id, artifact: Events.artifactJson(artifact) }) :
-        `artifact ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
+        Events.encode("artifact.written", now, {
+          runId: run.id,
+          artifact: Events.artifactJson(artifact),
+          manifest: Option.getOrNull(manifest)
+        }) :
+        `artifact ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})` +
+        Option.match(manifest, { onNone: () => "", onSome: (file) => `; its skipped batches are listed in ${file}` })
     )
+  })
+
+/**
+ * Checks the place of the manifest of skipped batches that goes beside a partial artifact written to `target`, as
+ * `target`'s own place is checked, before anything is written: a partial file without it would pass for complete.
+ *
+ * @since 0.1.0
+ * @category execution
+ */
+export const checkManifest = (target: string, naming: Omit<Inputs.OutputCheck, "db">, db: string, run: Run.Run) =>
+  Effect.gen(function*() {
+    const what = { ...naming, what: `the manifest of skipped batches of ${naming.what}` }
+    const manifest = Merge.manifestPath(target)
+    yield* Inputs.checkOutput(manifest, { ...what, db })
+    yield* Inputs.checkNotStoredText(manifest, yield* storedTexts(run), what)
   })
 
 /**
