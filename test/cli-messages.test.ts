@@ -67,6 +67,32 @@ describe("cli messages", () => {
     assert.deepStrictEqual(settings, { unmapped: "drop", useKnownEntities: true })
   }, 120_000)
 
+  it(
+    "every yes-or-no variable takes the same spellings (QUARRY_OFFLINE_USE_KNOWN_ENTITIES refused \"FALSE \")",
+    async () => {
+      const cwd = makeDir()
+      try {
+        fs.writeFileSync(path.join(cwd, "in.txt"), "Captain Ahab met Ishmael in Nantucket.\n")
+        const started = await run(["start", "in.txt", "--run-id", "spaced"], {
+          cwd,
+          env: { QUARRY_OFFLINE_USE_KNOWN_ENTITIES: " FALSE " }
+        })
+        assert.strictEqual(started.code, 0, started.stderr)
+        const status = await run(["status", "spaced", "--json"], { cwd })
+        const settings =
+          (JSON.parse(status.stdout) as { plan: { extractor: { settings: unknown } } }).plan.extractor.settings
+        assert.deepStrictEqual(settings, { unmapped: "drop", useKnownEntities: false })
+        // The same spelling turns serve's --cluster on, which a SQLite database refuses.
+        const served = await run(["serve", "--port", "0"], { cwd, env: { QUARRY_CLUSTER: " YES " } })
+        assert.strictEqual(served.code, 2, served.stderr)
+        assert.match(served.stderr, /^quarry: --cluster needs a PostgreSQL database/)
+      } finally {
+        removeDir(cwd)
+      }
+    },
+    60_000
+  )
+
   describe("a bad environment variable is named with what it accepts (exit 2)", () => {
     const cases: ReadonlyArray<readonly [string, Record<string, string>, ReadonlyArray<string>, string]> = [
       [
