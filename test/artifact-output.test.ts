@@ -2,8 +2,10 @@
  * Where artifacts go and what is served as them, with real files: `quarry export --out -` writes the artifact to
  * stdout (the same bytes as a file, valid for `rapper -c`), `--out` never replaces a named pipe or a symbolic link
  * (the rename of the atomic write would), an export of a run with skipped batches says that it is partial (and, as
- * the manifest of those batches does, how to retry them on this database), and the server never serves other bytes
- * under an artifact's ETag when its file was replaced by one of the same size.
+ * the manifest of those batches does, how to retry them on this database), an export or a `resume --out` of it to a
+ * file writes that manifest beside the file, a resume of a completed run writes its missing artifact and manifest
+ * again, and the server never serves other bytes under an artifact's ETag when its
+ * file was replaced by one of the same size.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
@@ -11,7 +13,7 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { call, ended, serve, stop } from "./serverProcess.js"
-import { makeDir, removeDir, run } from "./support.js"
+import { jsonLines, makeDir, removeDir, run } from "./support.js"
 
 const text = "Captain Ahab commanded the Pequod. Ishmael sailed from Nantucket with Queequeg. Starbuck was the " +
   "first mate of the ship and Stubb the second. Flask was the third mate."
@@ -22,6 +24,29 @@ const rapperAccepts = (file: string, syntax: "turtle" | "ntriples") => {
   assert.strictEqual(rapper.status, 0, `${file}: ${rapper.stdout}${rapper.stderr}`)
 }
 
+/** The manifest of a partial artifact's skipped batches. */
+interface Manifest {
+  readonly runId: string
+  readonly artifact: string
+  readonly skipped: ReadonlyArray<unknown>
+  readonly resume: string
+}
+
+/** A run of `text` in batches of one chunk of 40 characters, whose batch 2 fails and is skipped. */
+const partialFlags = [
+  "--extractor",
+  "test-slow",
+  "--window",
+  "40",
+  "--overlap",
+  "0",
+  "--batch-size",
+  "1",
+  "--on-batch-error",
+  "skip"
+]
+const failSecondBatch = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1", QUARRY_TEST_FAIL_BATCH: "2" }
+
 describe("quarry export: stdout, special files and partial runs", () => {
   let dir = ""
   let db = ""
@@ -30,24 +55,9 @@ describe("quarry export: stdout, special files and partial runs", () => {
     db = path.join(dir, "q.db")
     const input = path.join(dir, "in.txt")
     fs.writeFileSync(input, text)
-    const started = await run([
-      "start",
-      input,
-      "--db",
-      db,
-      "--run-id",
-      "partial",
-      "--extractor",
-      "test-slow",
-      "--window",
-      "40",
-      "--overlap",
-      "0",
-      "--batch-size",
-      "1",
-      "--on-batch-error",
-      "skip"
-    ], { env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1", QUARRY_TEST_FAIL_BATCH: "2" } })
+    const started = await run(["start", input, "--db", db, "--run-id", "partial", ...partialFlags], {
+      env: failSecondBatch
+    })
     assert.strictEqual(started.code, 0, started.stderr)
     assert.include(
       started.stdout,
@@ -93,6 +103,80 @@ describe("quarry export: stdout, special files and partial runs", () => {
     assert.strictEqual(exported.code, 0, exported.stderr)
     assert.include(exported.stderr, `retry it with: ${retry}\n`)
   }, 60_000)
+
+  it("export to a file of a partial run writes its manifest of skipped batches beside it (it wrote none)", async () => {
+    const out = path.join(dir, "shared", "partial-copy.jsonl")
+    fs.mkdirSync(path.dirname(out))
+    const exported = await run(["export", "partial", "--db", db, "--out", out, "--json"])
+    assert.strictEqual(exported.code, 0, exported.stderr)
+    const own = JSON.parse(fs.readFileSync(path.join(dir, "partial.ttl.skipped.json"), "utf8")) as Manifest
+    const copy = JSON.parse(fs.readFileSync(`${out}.skipped.json`, "utf8")) as Manifest
+    assert.deepStrictEqual(copy, { ...own, artifact: out })
+    const summary = JSON.parse(exported.stdout) as { manifest: string | null; skippedBatches: number }
+    assert.strictEqual(summary.manifest, `${out}.skipped.json`)
+    assert.deepStrictEqual(fs.readdirSync(path.dirname(out)).sort(), [
+      "partial-copy.jsonl",
+      "partial-copy.jsonl.skipped.json"
+    ])
+    // Refused before anything is written when the manifest's place cannot take it.
+    const blocked = path.join(dir, "shared", "blocked.ttl")
+    fs.mkdirSync(`${blocked}.skipped.json`)
+    const refused = await run(["export", "partial", "--db", db, "--out", blocked])
+    assert.strictEqual(refused.code, 2, refused.stderr)
+    assert.include(
+      refused.stderr,
+      `the manifest of skipped batches of the output ${blocked}.skipped.json is a directory`
+    )
+    assert.isFalse(fs.existsSync(blocked))
+  }, 60_000)
+
+  it("resume --out of a partial run writes its manifest beside the copy too", async () => {
+    const out = path.join(dir, "resumed-copy.ttl")
+    const resumed = await run(["resume", "partial", "--db", db, "--out", out, "--json"])
+    assert.strictEqual(resumed.code, 0, resumed.stderr)
+    const own = JSON.parse(fs.readFileSync(path.join(dir, "partial.ttl.skipped.json"), "utf8")) as Manifest
+    assert.deepStrictEqual(JSON.parse(fs.readFileSync(`${out}.skipped.json`, "utf8")), { ...own, artifact: out })
+    const written = jsonLines(resumed.stdout).find((event) => event.event === "artifact.written")
+    assert.strictEqual(written?.manifest, `${out}.skipped.json`)
+    const blocked = path.join(dir, "resume-blocked.ttl")
+    fs.mkdirSync(`${blocked}.skipped.json`)
+    const refused = await run(["resume", "partial", "--db", db, "--out", blocked])
+    assert.strictEqual(refused.code, 2, refused.stderr)
+    assert.include(
+      refused.stderr,
+      `the manifest of skipped batches of the output ${blocked}.skipped.json is a directory`
+    )
+    assert.isFalse(fs.existsSync(blocked))
+  }, 60_000)
+
+  it(
+    "resume of a completed run writes its missing artifact and manifest of skipped batches again, same bytes",
+    async () => {
+      const started = await run(
+        ["start", path.join(dir, "in.txt"), "--db", db, "--run-id", "lost", ...partialFlags],
+        { env: failSecondBatch }
+      )
+      assert.strictEqual(started.code, 0, started.stderr)
+      const [artifact, manifest] = [path.join(dir, "lost.ttl"), path.join(dir, "lost.ttl.skipped.json")]
+      const original = { artifact: fs.readFileSync(artifact), manifest: fs.readFileSync(manifest) }
+      fs.rmSync(artifact)
+      fs.rmSync(manifest)
+      const resumed = await run(["resume", "lost", "--db", db])
+      assert.strictEqual(resumed.code, 0, resumed.stderr)
+      assert.include(
+        resumed.stderr,
+        `quarry: run lost's manifest of skipped batches ${manifest} was missing; written again`
+      )
+      assert.isTrue(fs.readFileSync(artifact).equals(original.artifact))
+      assert.isTrue(fs.readFileSync(manifest).equals(original.manifest), fs.readFileSync(manifest, "utf8"))
+      // The manifest alone, under an artifact that is still there.
+      fs.rmSync(manifest)
+      const again = await run(["resume", "lost", "--db", db])
+      assert.strictEqual(again.code, 0, again.stderr)
+      assert.isTrue(fs.readFileSync(manifest).equals(original.manifest))
+    },
+    60_000
+  )
 
   it("refuses a named pipe as --out (the rename would replace it) and writes through a symbolic link", async () => {
     const fifo = path.join(dir, "pipe.ttl")

@@ -67,6 +67,32 @@ describe("cli messages", () => {
     assert.deepStrictEqual(settings, { unmapped: "drop", useKnownEntities: true })
   }, 120_000)
 
+  it(
+    "every yes-or-no variable takes the same spellings (QUARRY_OFFLINE_USE_KNOWN_ENTITIES refused \"FALSE \")",
+    async () => {
+      const cwd = makeDir()
+      try {
+        fs.writeFileSync(path.join(cwd, "in.txt"), "Captain Ahab met Ishmael in Nantucket.\n")
+        const started = await run(["start", "in.txt", "--run-id", "spaced"], {
+          cwd,
+          env: { QUARRY_OFFLINE_USE_KNOWN_ENTITIES: " FALSE " }
+        })
+        assert.strictEqual(started.code, 0, started.stderr)
+        const status = await run(["status", "spaced", "--json"], { cwd })
+        const settings =
+          (JSON.parse(status.stdout) as { plan: { extractor: { settings: unknown } } }).plan.extractor.settings
+        assert.deepStrictEqual(settings, { unmapped: "drop", useKnownEntities: false })
+        // The same spelling turns serve's --cluster on, which a SQLite database refuses.
+        const served = await run(["serve", "--port", "0"], { cwd, env: { QUARRY_CLUSTER: " YES " } })
+        assert.strictEqual(served.code, 2, served.stderr)
+        assert.match(served.stderr, /^quarry: --cluster needs a PostgreSQL database/)
+      } finally {
+        removeDir(cwd)
+      }
+    },
+    60_000
+  )
+
   describe("a bad environment variable is named with what it accepts (exit 2)", () => {
     const cases: ReadonlyArray<readonly [string, Record<string, string>, ReadonlyArray<string>, string]> = [
       [
@@ -121,7 +147,8 @@ describe("cli messages", () => {
         "QUARRY_DATABASE_URL of another database than PostgreSQL (not shown: a URL may carry a password)",
         { QUARRY_DATABASE_URL: "mysql://quarry:secret@db/quarry" },
         ["runs"],
-        "QUARRY_DATABASE_URL is set to a value (not shown), which is not valid; it must be a postgres:// URL, or unset"
+        "QUARRY_DATABASE_URL is set to a value (not shown), which is not valid; it must be a PostgreSQL URL " +
+        "(postgres://user@host:port/db), or unset"
       ],
       [
         "QUARRY_DB that is a URL of another database",
@@ -133,7 +160,7 @@ describe("cli messages", () => {
         "an empty QUARRY_DATABASE_URL, also beside a set QUARRY_DB",
         { QUARRY_DATABASE_URL: "", QUARRY_DB: "elsewhere.db" },
         ["runs"],
-        "QUARRY_DATABASE_URL is set but empty; it must be a postgres:// URL, or unset"
+        "QUARRY_DATABASE_URL is set but empty; it must be a PostgreSQL URL (postgres://user@host:port/db), or unset"
       ]
     ]
     for (const [name, env, args, message] of cases) {
@@ -173,6 +200,82 @@ describe("cli messages", () => {
     },
     60_000
   )
+
+  describe("a near-miss of a URL is refused before anything is created (postgres:/x made a directory postgres:)", () => {
+    const advice = "pass a PostgreSQL URL as postgres://user@host:port/db, or the path of a SQLite file (start it " +
+      "with ./ to mean a file so named)"
+    const variableAdvice = "set QUARRY_DATABASE_URL to postgres://user@host:port/db, or QUARRY_DB to the path of a " +
+      "SQLite file (start it with ./ to mean a file so named)"
+    const pg = (seen: string, scheme = "postgres") =>
+      `a malformed PostgreSQL URL (it starts with "${seen}", not "${scheme}://")`
+    const cases: ReadonlyArray<readonly [ReadonlyArray<string>, Readonly<Record<string, string>>, string]> = [
+      [["start", "in.txt", "--db", "postgres:/x"], {}, `--db is ${pg("postgres:/")}; ${advice}`],
+      [["start", "in.txt", "--db", "postgresql:/x"], {}, `--db is ${pg("postgresql:/", "postgresql")}; ${advice}`],
+      [["start", "in.txt", "--db", "postgres:x"], {}, `--db is ${pg("postgres:")}; ${advice}`],
+      [["start", "in.txt", "--db", "POSTGRES:/u:secret@h/d"], {}, `--db is ${pg("POSTGRES:/")}; ${advice}`],
+      [
+        ["runs", "--db", "mysql:/x"],
+        {},
+        `--db is a malformed URL (it starts with "mysql:/", not "mysql://"); ${advice}`
+      ],
+      [
+        ["start", "in.txt", "--db", "file:q.db"],
+        {},
+        `--db is a file: URI (it starts with "file:"), which quarry does not read; ${advice}`
+      ],
+      [
+        ["start", "in.txt", "--db", "sqlite:/q.db"],
+        {},
+        `--db is a sqlite: URI (it starts with "sqlite:/"), which quarry does not read; ${advice}`
+      ],
+      [["serve", "--port", "0", "--db", "postgres:/x"], {}, `--db is ${pg("postgres:/")}; ${advice}`],
+      [
+        ["start", "in.txt"],
+        { QUARRY_DATABASE_URL: "postgres:/x" },
+        `bad environment: QUARRY_DATABASE_URL is ${pg("postgres:/")}; ${variableAdvice}`
+      ],
+      [
+        ["runs"],
+        { QUARRY_DB: "postgresql:x" },
+        `bad environment: QUARRY_DB is ${pg("postgresql:", "postgresql")}; ${variableAdvice}`
+      ],
+      [
+        ["serve", "--port", "0"],
+        { QUARRY_DATABASE_URL: "postgres:/u:secret@h/d" },
+        `bad environment: QUARRY_DATABASE_URL is ${pg("postgres:/")}; ${variableAdvice}`
+      ]
+    ]
+    for (const [args, env, message] of cases) {
+      it(`${args.join(" ")} ${JSON.stringify(env)}`, async () => {
+        const cwd = makeDir()
+        try {
+          fs.writeFileSync(path.join(cwd, "in.txt"), "Captain Ahab met Ishmael in Nantucket.\n")
+          const result = await run(args, { cwd, env })
+          assert.strictEqual(result.code, 2, result.stderr)
+          assert.strictEqual(result.stderr, `quarry: ${message}\n`)
+          assert.strictEqual(result.stdout, "")
+          assert.deepStrictEqual(fs.readdirSync(cwd), ["in.txt"])
+        } finally {
+          removeDir(cwd)
+        }
+      })
+    }
+
+    it("paths with a colon elsewhere, or after ./, stay SQLite files", async () => {
+      const cwd = makeDir()
+      try {
+        fs.writeFileSync(path.join(cwd, "in.txt"), "Captain Ahab met Ishmael in Nantucket.\n")
+        fs.mkdirSync(path.join(cwd, "data"))
+        for (const db of ["./data/run:1.db", "run:1.db", "./postgres:x"]) {
+          const result = await run(["start", "in.txt", "--db", db, "--out", `${db}.ttl`], { cwd })
+          assert.strictEqual(result.code, 0, result.stderr)
+          assert.isTrue(fs.statSync(path.join(cwd, db)).isFile(), db)
+        }
+      } finally {
+        removeDir(cwd)
+      }
+    }, 60_000)
+  })
 
   describe("the parser's errors carry the prefix and say what is wrong (exit 2)", () => {
     const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>, string]> = [

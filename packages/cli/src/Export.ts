@@ -21,7 +21,7 @@ import * as Events from "./Events.js"
 import * as Flags from "./Flags.js"
 import * as Inputs from "./Inputs.js"
 import { Output } from "./Output.js"
-import { loadOntology, provenanceOf, storedTexts } from "./Resume.js"
+import { checkManifest, loadOntology, provenanceOf, storedTexts, writeManifest } from "./Resume.js"
 import * as Start from "./Start.js"
 import { withStore } from "./Status.js"
 
@@ -53,7 +53,8 @@ export const command = Command.make("export", {
     const runId = yield* Start.decodeRunId(flags.runId)
     const toStdout = Option.contains(flags.out, "-")
     if (Option.isSome(flags.out) && !toStdout) yield* Inputs.checkOutput(flags.out.value, { ...outFlag, db })
-    const { artifact, skippedBatches } = yield* withStore(
+    const retry = Flags.resumeCommand(runId, db, ["--retry-skipped"])
+    const { artifact, manifest, skippedBatches } = yield* withStore(
       db,
       Effect.gen(function*() {
         const store = yield* RunStore
@@ -66,13 +67,17 @@ export const command = Command.make("export", {
         const merge = (target: string) =>
           Merge.merge({ runId, path: target, format, ontology, provenance: provenanceOf(run) })
         const skippedBatches = run.skippedBatches
-        if (toStdout) return { artifact: yield* toStandardOutput(runId, format, merge), skippedBatches }
+        if (toStdout) {
+          return { artifact: yield* toStandardOutput(runId, format, merge), manifest: Option.none(), skippedBatches }
+        }
         const target = path.resolve(Option.getOrElse(flags.out, () => Start.defaultOutput(db, runId, format)))
         const naming = Option.isSome(flags.out) ? outFlag : defaultOutput
         // --out was checked before the database was opened; the default path needs the run's format.
         if (Option.isNone(flags.out)) yield* Inputs.checkOutput(target, { ...naming, db })
         yield* Inputs.checkNotStoredText(target, yield* storedTexts(run), naming)
-        return { artifact: yield* merge(target), skippedBatches }
+        if (skippedBatches > 0) yield* checkManifest(target, naming, db, run)
+        const artifact = yield* merge(target)
+        return { artifact, manifest: yield* writeManifest(run, artifact.path, retry), skippedBatches }
       }),
       () => Effect.fail(new RunNotFound({ runId }))
     )
@@ -87,7 +92,8 @@ export const command = Command.make("export", {
           runId,
           time: new Date(now).toISOString(),
           artifact: { ...Events.artifactJson(artifact), path: toStdout ? "-" : artifact.path },
-          skippedBatches
+          skippedBatches,
+          manifest: Option.getOrNull(manifest)
         }) :
         `exported run ${runId}: ${where} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
     )
@@ -95,8 +101,12 @@ export const command = Command.make("export", {
       const one = skippedBatches === 1
       yield* output.err(
         `${Events.plural(skippedBatches, "batch", "batches")} of run ${runId} ${one ? "was" : "were"} skipped ` +
-          `(--on-batch-error skip), so the artifact is partial; retry ${one ? "it" : "them"} with: ` +
-          Flags.resumeCommand(runId, db, ["--retry-skipped"])
+          `(--on-batch-error skip), so the artifact is partial; ` +
+          Option.match(manifest, {
+            onNone: () => "",
+            onSome: (file) => `${one ? "it is" : "they are"} listed in ${file}; `
+          }) +
+          `retry ${one ? "it" : "them"} with: ${retry}`
       )
     }
   })).pipe(Command.withDescription("Write a completed run's artifact again, in any format."))

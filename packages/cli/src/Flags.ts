@@ -6,6 +6,7 @@
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
+import * as BooleanSetting from "@quarry/core/BooleanSetting"
 import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as Config from "effect/Config"
 import * as Effect from "effect/Effect"
@@ -56,17 +57,6 @@ export const checked = <A>(
 export const validated = <A>(check: (raw: string) => Effect.Effect<A, UsageError>) => (raw: string) =>
   Effect.mapError(check(raw), (error) => ValidationError.invalidValue(HelpDoc.p(`quarry: ${error.message}`)))
 
-const switchSpellings: Readonly<Record<string, boolean>> = {
-  true: true,
-  false: false,
-  yes: true,
-  no: false,
-  on: true,
-  off: false,
-  "1": true,
-  "0": false
-}
-
 /**
  * A switch that its environment variable can also turn on (`--cluster`, `QUARRY_CLUSTER`): `true` or `false` in any
  * case, or `yes`/`no`, `on`/`off`, `1`/`0` (`Config.boolean` took `true` but refused `TRUE`, with a message of
@@ -82,18 +72,18 @@ export const switchWithVariable = (name: string, variable: string, description: 
     Options.withDefault(false),
     Options.mapEffect((value) =>
       typeof value === "boolean" ? Effect.succeed(value) : validated((raw) => {
-        const found: boolean | undefined = switchSpellings[raw.trim().toLowerCase()]
-        return found === undefined ?
+        const found = BooleanSetting.parse(raw)
+        return Option.isNone(found) ?
           Effect.fail(
             new UsageError({
               message:
                 `bad environment: ${variable} is ${
                   raw.trim() === "" ? "set but empty" : `${JSON.stringify(raw)}, which is not valid`
                 }` +
-                "; it must be true or false, in any case (also yes or no, on or off, 1 or 0), or unset"
+                `; it must be ${BooleanSetting.accepted}, or unset`
             })
           ) :
-          Effect.succeed(found)
+          Effect.succeed(found.value)
       })(value)
     )
   )
@@ -147,8 +137,9 @@ export const parseCount = (name: string, raw: string, unit: string): Effect.Effe
 }
 
 /**
- * `--db PATH`: the database file, or a `postgres://` URL; a URL of another scheme is refused as the command line is
- * parsed (read as a path, `mysql://x` would be a file `x` in a directory `mysql:`).
+ * `--db PATH`: the database file, or a `postgres://` URL; a URL of another scheme, or a near-miss of one
+ * (`postgres:/x`, see `DatabaseUrl.malformed`), is refused as the command line is parsed (read as a path,
+ * `mysql://x` would be a file `x` in a directory `mysql:`).
  *
  * @since 0.1.0
  * @category options
@@ -160,7 +151,7 @@ export const db = checked(
     "or a postgres:// URL (or QUARRY_DATABASE_URL).",
   (raw) =>
     Option.match(DatabaseUrl.unsupportedScheme(raw), {
-      onNone: () => Effect.succeed(raw),
+      onNone: () => Effect.as(refuseMalformed(raw), raw),
       // Not echoed: a URL may carry a password.
       onSome: (scheme) =>
         new UsageError({
@@ -169,6 +160,17 @@ export const db = checked(
         })
     })
 )
+
+/** A near-miss of a URL, refused before it is read as a path (`postgres:/x` would create a directory `postgres:`). */
+const refuseMalformed = (raw: string): Effect.Effect<void, UsageError> =>
+  Option.match(DatabaseUrl.malformed(raw), {
+    onNone: () => Effect.void,
+    onSome: (reason) =>
+      new UsageError({
+        message: `--db is ${reason}; pass a PostgreSQL URL as ${DatabaseUrl.postgresForm}, or the path of a SQLite ` +
+          `file (start it with ./ to mean a file so named)`
+      })
+  })
 
 /**
  * `--out FILE`: where an artifact goes. A value that cannot name a file is refused as the command line is parsed,

@@ -6,6 +6,7 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as Chunking from "@quarry/core/Chunking"
 import { RunNotFound } from "@quarry/core/Errors"
 import * as Extractor from "@quarry/core/Extractor"
 import * as Merge from "@quarry/core/Merge"
@@ -103,15 +104,21 @@ export const command = Command.make("resume", options, (flags) =>
       const stored = yield* Effect.flatMap(RunStore, (store) => store.getRun(runId))
       const extractor = stored.plan.extractor.name
       yield* Llm.refuseFor(extractor, llm, `run ${runId} uses the ${extractor} extractor`)
+      const retry = Flags.resumeCommand(runId, db, [...llm.args, ...limits.args, "--retry-skipped"])
       if (Option.isSome(flags.out)) {
-        yield* Inputs.checkNotStoredText(path.resolve(flags.out.value), yield* storedTexts(stored), Inputs.outFlag)
+        const out = path.resolve(flags.out.value)
+        yield* Inputs.checkNotStoredText(out, yield* storedTexts(stored), Inputs.outFlag)
+        // Its copy gets the manifest too if the run skips batches, which a run under `skip` may do yet.
+        if (stored.skippedBatches > 0 || stored.plan.onBatchError === "skip") {
+          yield* checkManifest(out, Inputs.outFlag, db, stored)
+        }
       }
       const extracts = stored.status !== "completed" || (flags.retrySkipped && stored.skippedBatches > 0)
       // The run ends by writing its artifact where start planned it: a place that went away since is refused now,
       // not after every remaining batch was extracted.
       if (extracts) yield* Inputs.checkOutput(stored.plan.outputPath, artifactPlace(runId, db))
       // A completed run is reported with its artifact: that file must still be the one it wrote.
-      else yield* restoreArtifact(stored, db)
+      else yield* restoreArtifact(stored, db, retry)
       const registry = extracts ?
         yield* Extractors.registryFor(settings, extractor, llm, {
           runId,
@@ -120,7 +127,7 @@ export const command = Command.make("resume", options, (flags) =>
         }) :
         Extractors.registry(settings)
       const run = yield* attempt(0).pipe(Effect.provideService(Extractor.Registry, registry))
-      if (Option.isSome(flags.out)) yield* copyArtifact(run, path.resolve(flags.out.value), flags.json)
+      if (Option.isSome(flags.out)) yield* copyArtifact(run, path.resolve(flags.out.value), flags.json, retry)
     }).pipe(Effect.provide(Store.layer(db, settings)))
   }).pipe(Execution.reportErrorsAsJson(flags.json))).pipe(
     Command.withDescription("Continue a run from its last checkpoint, with its own parameters.")
@@ -137,24 +144,66 @@ const artifactPlace = (runId: string, db: string): Inputs.OutputCheck => ({
 /**
  * Makes sure a completed run's artifact file is the one the run wrote, before resume reports it: a missing one is
  * written again from the stored batches (the same bytes), and another file in its place (changed, or replaced) is
- * refused, not overwritten: its bytes may be someone's work, and `export --out` replaces it when asked to.
+ * refused, not overwritten: its bytes may be someone's work, and `export --out` replaces it when asked to. A missing
+ * manifest of skipped batches is written again too, `retry` as its command.
  */
-const restoreArtifact = (run: Run.Run, db: string) =>
+const restoreArtifact = (run: Run.Run, db: string, retry: string) =>
   Effect.gen(function*() {
     if (Option.isNone(run.artifact)) return
     const artifact = run.artifact.value
     // A file that cannot be looked at or read is left to whoever reads it.
     const stat = yield* Effect.option(Effect.try(() => fs.statSync(artifact.path, { throwIfNoEntry: false })))
     if (Option.isNone(stat)) return
-    if (stat.value === undefined) return yield* writeAgain(run, artifact, db)
-    const changed = !stat.value.isFile() || stat.value.size !== artifact.bytes ||
-      Option.exists(yield* Effect.option(Inputs.fileSha256(artifact.path)), (sha256) => sha256 !== artifact.sha256)
-    if (!changed) return
-    return yield* new UsageError({
-      message: `run ${run.id} is completed, but its artifact ${artifact.path} is not the file it wrote ` +
-        `(${artifact.bytes} bytes, sha256 ${artifact.sha256}): it was changed or replaced since, and resume does not ` +
-        `overwrite it; write the artifact again with \`${exportCommand(run.id, artifact, db)}\``
-    })
+    if (stat.value === undefined) yield* writeAgain(run, artifact, db)
+    else {
+      const changed = !stat.value.isFile() || stat.value.size !== artifact.bytes ||
+        Option.exists(yield* Effect.option(Inputs.fileSha256(artifact.path)), (sha256) => sha256 !== artifact.sha256)
+      if (changed) {
+        return yield* new UsageError({
+          message: `run ${run.id} is completed, but its artifact ${artifact.path} is not the file it wrote ` +
+            `(${artifact.bytes} bytes, sha256 ${artifact.sha256}): it was changed or replaced since, and resume does ` +
+            `not overwrite it; write the artifact again with \`${exportCommand(run.id, artifact, db)}\``
+        })
+      }
+    }
+    yield* restoreManifest(run, artifact.path, retry)
+  })
+
+/** True when nothing is at `file`; a file that cannot be looked at is left to whoever reads it. */
+const isMissing = (file: string): boolean => {
+  try {
+    return fs.lstatSync(file, { throwIfNoEntry: false }) === undefined
+  } catch {
+    return false
+  }
+}
+
+/** Writes a completed run's missing manifest of skipped batches again; one that is there is left as it is. */
+const restoreManifest = (run: Run.Run, artifactPath: string, retry: string) =>
+  Effect.gen(function*() {
+    const target = Merge.manifestPath(artifactPath)
+    if (run.skippedBatches === 0 || !isMissing(target)) return
+    yield* writeManifest(run, artifactPath, retry)
+    yield* (yield* Output).err(
+      `quarry: run ${run.id}'s manifest of skipped batches ${target} was missing; written again from the stored batches`
+    )
+  })
+
+/**
+ * Writes the manifest of a completed run's skipped batches beside `artifactPath`, as the run's merge does, with
+ * `retry` as the command that retries them; its offsets come from the stored input, chunked as planned. The
+ * manifest's path, or none for a run that skipped nothing (nothing is written then).
+ *
+ * @since 0.1.0
+ * @category execution
+ */
+export const writeManifest = (run: Run.Run, artifactPath: string, retry: string) =>
+  Effect.gen(function*() {
+    if (run.skippedBatches === 0) return Option.none<string>()
+    const store = yield* RunStore
+    const batches = Chunking.plan(yield* store.readInput(run.id), run.plan.chunking)
+    yield* Merge.writeSkippedManifest(run.id, artifactPath, yield* store.skippedBatches(run.id), batches, retry)
+    return Option.some(Merge.manifestPath(artifactPath))
   })
 
 /** The `quarry export` that writes a run's artifact again at its own path, in its own format. */
@@ -191,7 +240,7 @@ const writeAgain = (run: Run.Run, artifact: Run.Artifact, db: string) =>
  * Writes a completed run's artifact to another path, re-merged from the stored batches, in the format its extension
  * names (as `quarry export --out` does), else the run's own.
  */
-const copyArtifact = (run: Run.Run, target: string, json: boolean) =>
+const copyArtifact = (run: Run.Run, target: string, json: boolean, retry: string) =>
   Effect.gen(function*() {
     const output = yield* Output
     const ontology = yield* loadOntology(run)
@@ -202,12 +251,33 @@ const copyArtifact = (run: Run.Run, target: string, json: boolean) =>
       ontology,
       provenance: provenanceOf(run)
     })
+    const manifest = yield* writeManifest(run, artifact.path, retry)
     const now = yield* Clock.currentTimeMillis
     yield* output.out(
       json ?
-        Events.encode("artifact.written", now, { runId: run.id, artifact: Events.artifactJson(artifact) }) :
-        `artifact ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})`
+        Events.encode("artifact.written", now, {
+          runId: run.id,
+          artifact: Events.artifactJson(artifact),
+          manifest: Option.getOrNull(manifest)
+        }) :
+        `artifact ${artifact.path} (${artifact.format}, ${artifact.bytes} bytes, sha256 ${artifact.sha256})` +
+        Option.match(manifest, { onNone: () => "", onSome: (file) => `; its skipped batches are listed in ${file}` })
     )
+  })
+
+/**
+ * Checks the place of the manifest of skipped batches that goes beside a partial artifact written to `target`, as
+ * `target`'s own place is checked, before anything is written: a partial file without it would pass for complete.
+ *
+ * @since 0.1.0
+ * @category execution
+ */
+export const checkManifest = (target: string, naming: Omit<Inputs.OutputCheck, "db">, db: string, run: Run.Run) =>
+  Effect.gen(function*() {
+    const what = { ...naming, what: `the manifest of skipped batches of ${naming.what}` }
+    const manifest = Merge.manifestPath(target)
+    yield* Inputs.checkOutput(manifest, { ...what, db })
+    yield* Inputs.checkNotStoredText(manifest, yield* storedTexts(run), what)
   })
 
 /**

@@ -28,22 +28,32 @@ export const defaultDatabase = "./quarry.db"
  * The database variables: `QUARRY_DATABASE_URL`, else `QUARRY_DB`, else the default. One set but empty (or blank) is
  * refused by name rather than read as unset: a deployment whose `QUARRY_DATABASE_URL=$URL` lost its value would
  * otherwise write to another database unnoticed. So is a URL of another database than PostgreSQL (`mysql://...`),
- * which would otherwise be read as a SQLite path.
+ * which would otherwise be read as a SQLite path, and a near-miss of a URL (`postgres:/x`, see `DatabaseUrl.malformed`).
  */
 const database = Config.all([
   Config.option(Config.string("QUARRY_DATABASE_URL")),
   Config.option(Config.string("QUARRY_DB"))
 ]).pipe(
   Config.mapOrFail(([url, file]) => {
-    const refused = [["QUARRY_DATABASE_URL", url] as const, ["QUARRY_DB", file] as const]
-      .find(([, value]) =>
-        Option.exists(value, (value) => value.trim() === "" || Option.isSome(DatabaseUrl.unsupportedScheme(value)))
-      )
-    return refused === undefined ?
-      Either.right(Option.getOrElse(Option.orElse(url, () => file), () => defaultDatabase)) :
-      Either.left(ConfigError.InvalidData([refused[0]], "empty, or a URL of another database than PostgreSQL"))
+    const variables = [["QUARRY_DATABASE_URL", url] as const, ["QUARRY_DB", file] as const]
+    const refused = variables.find(([, value]) =>
+      Option.exists(value, (value) => value.trim() === "" || Option.isSome(DatabaseUrl.unsupportedScheme(value)))
+    )
+    if (refused !== undefined) {
+      return Either.left(ConfigError.InvalidData([refused[0]], "empty, or a URL of another database than PostgreSQL"))
+    }
+    for (const [name, value] of variables) {
+      const reason = Option.flatMap(value, DatabaseUrl.malformed)
+      if (Option.isSome(reason)) {
+        return Either.left(ConfigError.InvalidData([name], `is ${reason.value}; ${malformedAdvice}`))
+      }
+    }
+    return Either.right(Option.getOrElse(Option.orElse(url, () => file), () => defaultDatabase))
   })
 )
+
+const malformedAdvice = `set QUARRY_DATABASE_URL to ${DatabaseUrl.postgresForm}, or QUARRY_DB to the path of a ` +
+  `SQLite file (start it with ./ to mean a file so named)`
 
 /**
  * What each variable the CLI and its extractors read accepts, for the message that refuses a bad value.
@@ -52,7 +62,7 @@ const database = Config.all([
  * @category config
  */
 export const accepted: Readonly<Record<string, string>> = {
-  QUARRY_DATABASE_URL: "a postgres:// URL, or unset",
+  QUARRY_DATABASE_URL: `a PostgreSQL URL (${DatabaseUrl.postgresForm}), or unset`,
   QUARRY_DB: "a SQLite file path, or unset (./quarry.db)",
   QUARRY_LEASE_MS: `a whole number of milliseconds greater than 0, such as ${Workflow.defaultLeaseMs} (the default)`,
   QUARRY_MAX_INPUT_BYTES:
@@ -70,7 +80,9 @@ const secret = /API_KEY|API_TOKEN|SECRET|PASSWORD|HEADERS|_URL$|^QUARRY_DB$/
 const describeVariable = (name: string, raw: Option.Option<string>, message: string): string =>
   Option.match(raw, {
     onNone: () => `${name}: ${message}`,
+    // A refusal that says what the value is (`is a malformed PostgreSQL URL ...`) is kept as written.
     onSome: (value) => {
+      if (message.startsWith("is ")) return `${name} ${message}`
       const must = accepted[name]
       const shown = value.trim() === "" ?
         "set but empty" :

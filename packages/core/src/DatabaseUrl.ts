@@ -31,6 +31,40 @@ export const unsupportedScheme = (db: string): Option.Option<string> => {
 }
 
 /**
+ * The form a PostgreSQL URL takes, for messages that refuse a malformed one.
+ *
+ * @since 0.1.0
+ * @category urls
+ */
+export const postgresForm = "postgres://user@host:port/db"
+
+/**
+ * What is wrong with a value that is a near-miss of a URL rather than a SQLite path, or none: a PostgreSQL URL
+ * without its `//` (`postgres:/x`, `postgres:x`), any `scheme:/` with one slash (`mysql:/x`), or a SQLite URI
+ * (`file:q.db`, `sqlite:q.db`), which SQLite opens here as a file of that very name. Read as paths, these create
+ * files and directories named after the URL. A path that starts with `./` is never one (`./postgres:x`).
+ *
+ * @since 0.1.0
+ * @category urls
+ */
+export const malformed = (db: string): Option.Option<string> => {
+  if (isPostgres(db) || Option.isSome(unsupportedScheme(db))) return Option.none()
+  const start = /^([a-z][a-z0-9+.-]*):(\/*)/i.exec(db)
+  if (start === null) return Option.none()
+  const [seen, scheme] = [JSON.stringify(start[0]), start[1]!.toLowerCase()]
+  if (scheme === "postgres" || scheme === "postgresql") {
+    return Option.some(`a malformed PostgreSQL URL (it starts with ${seen}, not "${scheme}://")`)
+  }
+  if (scheme === "file" || scheme === "sqlite" || scheme === "sqlite3") {
+    return Option.some(`a ${scheme}: URI (it starts with ${seen}), which quarry does not read`)
+  }
+  // One letter is a drive (`C:/x`), and a name with a colon but no slash after it a file (`run:1.db`).
+  return scheme.length > 1 && start[2] === "/" ?
+    Option.some(`a malformed URL (it starts with ${seen}, not "${scheme}://")`) :
+    Option.none()
+}
+
+/**
  * The database as it may be shown: a URL without its password (a SQLite path as it is).
  *
  * @since 0.1.0

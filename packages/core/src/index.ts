@@ -2,6 +2,7 @@
  * @since 0.1.0
  */
 export * as BatchExtraction from "./BatchExtraction.js"
+export * as BooleanSetting from "./BooleanSetting.js"
 export * as Budget from "./Budget.js"
 export * as Cancellation from "./Cancellation.js"
 export * as CapitalizedExtractor from "./CapitalizedExtractor.js"

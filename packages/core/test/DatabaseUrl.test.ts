@@ -78,6 +78,20 @@ describe("DatabaseUrl.unsupportedScheme", () => {
   })
 })
 
+describe("DatabaseUrl.malformed", () => {
+  it("finds near-misses of a URL, and nothing in a URL quarry reads or a path with a colon elsewhere", () => {
+    const malformed = (db: string) => Option.isSome(DatabaseUrl.malformed(db))
+    for (
+      const db of ["postgres:/x", "postgresql:/x", "postgres:x", "Postgres:", "mysql:/x", "file:q.db", "sqlite:/q"]
+    ) {
+      assert.isTrue(malformed(db), db)
+    }
+    for (const db of ["postgres://u@h/d", "mysql://x", "./postgres:x", "./data/run:1.db", "run:1.db", "C:/q.db"]) {
+      assert.isFalse(malformed(db), db)
+    }
+  })
+})
+
 describe("DatabaseUrl.redact", () => {
   it("hides the password of the user part", () => {
     assert.strictEqual(DatabaseUrl.redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db")

@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import * as BooleanSetting from "@quarry/core/BooleanSetting"
 import { ExtractorError } from "@quarry/core/Errors"
 import type * as Extractor from "@quarry/core/Extractor"
 import type { Ontology } from "@quarry/core/Ontology"
@@ -13,7 +14,6 @@ import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -101,26 +101,6 @@ export const resolve = (options: Options = {}): Settings => ({
   useKnownEntities: options.useKnownEntities ?? defaults.useKnownEntities
 })
 
-const spellings: ReadonlyArray<readonly [string, boolean]> = [
-  ["true", true],
-  ["false", false],
-  ["yes", true],
-  ["no", false],
-  ["on", true],
-  ["off", false],
-  ["1", true],
-  ["0", false]
-]
-
-/** A yes-or-no variable: `true` or `false`, or the other spellings `Config.boolean` reads, in any case (`TRUE`). */
-const yesOrNo = (name: string): Config.Config<boolean> =>
-  Config.string(name).pipe(Config.mapOrFail((text) => {
-    const found = spellings.find(([spelling]) => spelling === text.toLowerCase())
-    return found === undefined ?
-      Either.left(ConfigError.InvalidData([], `Expected true or false but received ${JSON.stringify(text)}`)) :
-      Either.right(found[1])
-  }))
-
 /**
  * The options read from the environment: `QUARRY_OFFLINE_UNMAPPED` (`generic` | `drop`) and
  * `QUARRY_OFFLINE_USE_KNOWN_ENTITIES` (`true` | `false` in any case, or `yes`/`no`, `on`/`off`, `1`/`0`).
@@ -133,7 +113,7 @@ export const config: Config.Config<Settings> = Config.all({
     Config.withDefault(defaults.unmapped),
     Config.withDescription("what to do with mentions whose kind has no class in the ontology: drop | generic")
   ),
-  useKnownEntities: yesOrNo("QUARRY_OFFLINE_USE_KNOWN_ENTITIES").pipe(
+  useKnownEntities: BooleanSetting.config("QUARRY_OFFLINE_USE_KNOWN_ENTITIES").pipe(
     Config.withDefault(defaults.useKnownEntities),
     Config.withDescription("type bare names by the entities committed by earlier batches")
   )
