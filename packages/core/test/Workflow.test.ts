@@ -390,6 +390,35 @@ describe("Workflow", () => {
       }))
   })
 
+  it.scoped("refuses a span ending beyond the document, naming the batch and the place", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const base = scriptedExtractor({ name: "overrun" })
+      const overrun: Extractor.Extractor = {
+        ...base,
+        extract: (input) =>
+          Effect.map(base.extract(input), (output) => ({
+            ...output,
+            entities: [{ ...output.entities[0]!, span: { start: 0, end: text.length + 1 } }]
+          }))
+      }
+      yield* Effect.gen(function*() {
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "overrun",
+          chunking: custom,
+          output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+        })
+        const error = yield* Effect.flip(Workflow.execute(run.id))
+        assert.include(
+          error.message,
+          `extractor overrun failed on batch 0: its output does not match the batch output schema (a bug in the ` +
+            `extractor): entities[0].span: ends at ${text.length + 1}, beyond the end of the document ` +
+            `(${text.length} characters)`
+        )
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [overrun])))
+    }))
+
   describe("an extractor that throws", () => {
     const base = scriptedExtractor({ name: "throwing" })
     // Inside its effect, and in `extract` itself before any effect exists: both are the extractor's bug.

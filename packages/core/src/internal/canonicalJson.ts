@@ -34,6 +34,9 @@ const num = (n: unknown): string => typeof n === "number" && Number.isFinite(n) 
 /** `Schema.Int`. */
 const int = (n: unknown): string => Number.isSafeInteger(n) ? JSON.stringify(n) : notPlain()
 
+/** `Schema.Int`, as a number (`-0` writes as `0`, as JSON writes it). */
+const offset = (n: unknown): number => typeof n === "number" && Number.isSafeInteger(n) ? n : notPlain()
+
 const str = (s: unknown): string => typeof s === "string" ? JSON.stringify(s) : notPlain()
 
 /** `Extractor.Name`: a label, without NUL. */
@@ -50,9 +53,15 @@ const array = (value: unknown, item: (value: unknown) => string): string => {
   return `[${out}]`
 }
 
+/** The end no span may pass in the output being written (`write`'s `documentLength`). */
+let spanLimit = Number.POSITIVE_INFINITY
+
+/** `Extractor.CheckedSpan`, ending within the document. */
 const span = (value: unknown): string => {
   const s = record(value)
-  return `{"start":${int(s.start)},"end":${int(s.end)}}`
+  const start = offset(s.start)
+  const end = offset(s.end)
+  return start >= 0 && end >= start && end <= spanLimit ? `{"start":${start},"end":${end}}` : notPlain()
 }
 
 const attributes = (value: unknown): string => {
@@ -110,7 +119,8 @@ const usage = (value: unknown): string => {
  * The canonical JSON of an output this writer vouches for, or `undefined` when it does not: the caller then takes
  * the Schema path.
  */
-export const write = (output: BatchOutput): string | undefined => {
+export const write = (output: BatchOutput, documentLength = Number.POSITIVE_INFINITY): string | undefined => {
+  spanLimit = documentLength
   try {
     const o = record(output)
     return `{"entities":${array(o.entities, entity)},"relations":${array(o.relations, relation)}` +
