@@ -14,6 +14,7 @@ import * as DecodeIssues from "./DecodeIssues.js"
 import { ExtractorError, UnknownExtractor } from "./Errors.js"
 import type { PersistenceError } from "./Errors.js"
 import * as CanonicalJson from "./internal/canonicalJson.js"
+import * as internalEntities from "./internal/entities.js"
 import * as internalLanguageTag from "./internal/languageTag.js"
 import * as Rdf from "./internal/rdf.js"
 import * as Unstorable from "./internal/unstorable.js"
@@ -37,7 +38,8 @@ export type Span = typeof Span.Type
 
 /**
  * A label: any string without a NUL character. The store keys an entity by `class NUL normalised label`, and
- * PostgreSQL's `TEXT` refuses NUL; no input text holds one.
+ * PostgreSQL's `TEXT` refuses NUL; no input text holds one. New outputs are held to `CheckedName` as well (not
+ * empty once normalised); stored ones are read with this schema.
  *
  * @since 0.1.0
  * @category models
@@ -206,8 +208,39 @@ const spanProblem = (s: Span): string | undefined =>
     undefined :
     `a span runs from start to end, 0 <= start <= end; got start ${s.start} and end ${s.end}`
 
+const namelessProblem = (label: string): string | undefined =>
+  internalEntities.isNamed(label) ?
+    undefined :
+    "a label must name something, and this one is empty once normalised (case, Unicode form, white space); got " +
+    JSON.stringify(label)
+
+/**
+ * A label as a new output must give it: a `Name` that is not empty once normalised (`NFKC`, lower case, white space
+ * collapsed), since the entity's IRI and key are made of the normalised label, and every nameless entity of a class
+ * would be one entity (`.../entity/Person/`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const CheckedName = Name.pipe(Schema.filter((s) => namelessProblem(s) ?? true))
+
+const CheckedEntityRef = Schema.TaggedStruct("Entity", { label: CheckedName, type: Iri })
+
+// The merge names an entity by its `canonical` attribute when there is one: it is held to the label's rule.
+const CheckedEntityMention = Schema.Struct({ ...EntityMention.fields, label: CheckedName, span: CheckedSpan }).pipe(
+  Schema.filter((m) => {
+    const canonical = m.attributes.canonical
+    const message = canonical === undefined ? undefined : namelessProblem(canonical)
+    return message === undefined || { path: ["attributes", "canonical"], message }
+  })
+)
+
 // On the relation, not its optional span: a union with `undefined` would add "or Expected undefined" to the message.
-const CheckedRelationMention = RelationMention.pipe(
+const CheckedRelationMention = Schema.Struct({
+  ...RelationMention.fields,
+  subject: CheckedEntityRef,
+  object: Schema.Union(CheckedEntityRef, Literal)
+}).pipe(
   Schema.filter((r) => {
     const message = r.span === undefined ? undefined : spanProblem(r.span)
     return message === undefined || { path: ["span"], message }
@@ -215,15 +248,16 @@ const CheckedRelationMention = RelationMention.pipe(
 )
 
 /**
- * What `checkOutput` accepts: a `BatchOutput` whose spans are `CheckedSpan`s. It has the same type and encoding;
- * the merge decodes stored outputs with the more lenient `BatchOutput`.
+ * What `checkOutput` accepts: a `BatchOutput` whose spans are `CheckedSpan`s and whose labels (and `canonical`
+ * attributes) are `CheckedName`s. It has the same type and encoding; the merge decodes stored outputs with the more
+ * lenient `BatchOutput`.
  *
  * @since 0.1.0
  * @category models
  */
 export const CheckedBatchOutput = Schema.Struct({
   ...BatchOutput.fields,
-  entities: Schema.Array(Schema.Struct({ ...EntityMention.fields, span: CheckedSpan })),
+  entities: Schema.Array(CheckedEntityMention),
   relations: Schema.Array(CheckedRelationMention)
 })
 

@@ -369,3 +369,61 @@ describe("Extractor spans", () => {
       assert.deepStrictEqual(yield* Extractor.decodeOutput(Extractor.encodeOutput(stored)), stored)
     }))
 })
+
+describe("Extractor labels", () => {
+  const relation = withLanguage("en").relations[0]!
+  const ref = (label: string) => ({ _tag: "Entity" as const, label, type: "http://xmlns.com/foaf/0.1/Person" })
+  const nameless = (got: string) =>
+    `a label must name something, and this one is empty once normalised (case, Unicode form, white space); got ${got}`
+
+  it.effect("refuses a label that normalises to nothing, in a mention, a canonical name or a relation, naming the place", () =>
+    Effect.gen(function*() {
+      const outputs: ReadonlyArray<[Extractor.BatchOutput, string]> = [
+        [{ entities: [mention, { ...mention, label: "" }], relations: [] }, `entities[1].label: ${nameless("\"\"")}`],
+        [
+          { entities: [{ ...mention, label: " \t\n" }], relations: [] },
+          `entities[0].label: ${nameless("\" \\t\\n\"")}`
+        ],
+        // An ideographic space and a no-break space are white space too.
+        [
+          { entities: [{ ...mention, label: "\u3000\u00a0" }], relations: [] },
+          `entities[0].label: ${nameless("\"\u3000\u00a0\"")}`
+        ],
+        [
+          { entities: [{ ...mention, attributes: { canonical: " " } }], relations: [] },
+          `entities[0].attributes.canonical: ${nameless("\" \"")}`
+        ],
+        [
+          { entities: [], relations: [{ ...relation, subject: ref("") }] },
+          `relations[0].subject.label: ${nameless("\"\"")}`
+        ],
+        [
+          { entities: [], relations: [{ ...relation, object: ref("  ") }] },
+          `relations[0].object.label: ${nameless("\"  \"")}`
+        ]
+      ]
+      for (const [output, problem] of outputs) {
+        const error = yield* Effect.flip(Extractor.checkOutput("custom", 2)(output))
+        assert.strictEqual(
+          error.message,
+          "extractor custom failed on batch 2: its output does not match the batch output schema (a bug in the " +
+            `extractor): ${problem}`
+        )
+        assert.isFalse(error.retryable)
+      }
+    }))
+
+  it.effect("accepts labels of any script, and single characters that are not white space", () =>
+    Effect.gen(function*() {
+      for (const label of ["Ahab", "É", "北京", "\u00a0Pip ", "_", "0"]) {
+        const output = { entities: [{ ...mention, label }], relations: [{ ...relation, subject: ref(label) }] }
+        assert.deepStrictEqual(yield* Extractor.checkOutput("custom", 2)(output), output)
+      }
+    }))
+
+  it.effect("still reads a stored output with a label a new output may not have", () =>
+    Effect.gen(function*() {
+      const stored = { entities: [{ ...mention, label: " " }], relations: [{ ...relation, subject: ref("") }] }
+      assert.deepStrictEqual(yield* Extractor.decodeOutput(Extractor.encodeOutput(stored)), stored)
+    }))
+})

@@ -12,6 +12,7 @@
  * fails there.
  */
 import type { BatchOutput } from "../Extractor.js"
+import { isNamed } from "./entities.js"
 import { pattern as languageTagPattern } from "./languageTag.js"
 import { absoluteIri } from "./rdf.js"
 
@@ -39,8 +40,9 @@ const offset = (n: unknown): number => typeof n === "number" && Number.isSafeInt
 
 const str = (s: unknown): string => typeof s === "string" ? JSON.stringify(s) : notPlain()
 
-/** `Extractor.Name`: a label, without NUL. */
-const name = (s: unknown): string => typeof s === "string" && !s.includes("\u0000") ? JSON.stringify(s) : notPlain()
+/** `Extractor.CheckedName`: a label, without NUL, not empty once normalised. */
+const name = (s: unknown): string =>
+  typeof s === "string" && !s.includes("\u0000") && isNamed(s) ? JSON.stringify(s) : notPlain()
 
 /** `Extractor.Iri`: a class, property or datatype. */
 const iri = (s: unknown): string => typeof s === "string" && absoluteIri.test(s) ? JSON.stringify(s) : notPlain()
@@ -69,7 +71,8 @@ const attributes = (value: unknown): string => {
   let out = "{"
   let first = true
   for (const key of Object.keys(fields)) {
-    const text = str(fields[key])
+    // `canonical` names the entity at the merge (`Extractor.CheckedEntityMention`).
+    const text = key === "canonical" ? name(fields[key]) : str(fields[key])
     // The Schema encoding assigns keys to a plain object, where `__proto__` is the prototype's setter: it is lost.
     if (key === "__proto__") continue
     out += `${first ? "" : ","}${JSON.stringify(key)}:${text}`

@@ -4,6 +4,15 @@ import { createHash } from "node:crypto"
 export const normalizeLabel = (label: string): string =>
   label.normalize("NFKC").toLowerCase().replace(/\s+/gu, " ").trim()
 
+/**
+ * Whether a label names something once normalised: nameless labels would all be one entity per class. A label with a
+ * visible ASCII character first (almost all) is named without normalising it: NFKC keeps ASCII as it is.
+ */
+export const isNamed = (label: string): boolean => {
+  const first = label.charCodeAt(0)
+  return (first > 0x20 && first < 0x7f) || normalizeLabel(label) !== ""
+}
+
 /** The identity of an entity within a run: its class and its normalised label. */
 export const entityKey = (label: string, type: string): string => `${type}\u0000${normalizeLabel(label)}`
 
