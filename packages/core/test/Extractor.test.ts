@@ -421,6 +421,32 @@ describe("Extractor labels", () => {
       }
     }))
 
+  const spaces = FastCheck.constantFrom(
+    " ",
+    "\t",
+    "\n",
+    "\u00a0",
+    "\u2003",
+    "\u3000",
+    "\ufeff",
+    "\u2028",
+    "\u200b",
+    "\u00a8"
+  )
+  it.prop(
+    "refuses a label exactly when normalising it (NFKC, lower case, white space collapsed and trimmed) leaves nothing",
+    [FastCheck.array(FastCheck.oneof(spaces, FastCheck.fullUnicode()), { maxLength: 4 }).map((cs) => cs.join(""))],
+    ([label]) => {
+      const normalised = label.normalize("NFKC").toLowerCase().replace(/\s+/gu, " ").trim()
+      const checked = Effect.runSync(
+        Effect.either(Extractor.checkOutput("prop", 0)({ entities: [{ ...mention, label }], relations: [] }))
+      )
+      const nameless = Either.isLeft(checked) && checked.left.message.includes("a label must name something")
+      assert.strictEqual(nameless, normalised === "")
+    },
+    { fastCheck: { numRuns: 2000 } }
+  )
+
   it.effect("still reads a stored output with a label a new output may not have", () =>
     Effect.gen(function*() {
       const stored = { entities: [{ ...mention, label: " " }], relations: [{ ...relation, subject: ref("") }] }

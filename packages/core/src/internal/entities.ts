@@ -4,14 +4,14 @@ import { createHash } from "node:crypto"
 export const normalizeLabel = (label: string): string =>
   label.normalize("NFKC").toLowerCase().replace(/\s+/gu, " ").trim()
 
+const notSpace = /\S/
+
 /**
- * Whether a label names something once normalised: nameless labels would all be one entity per class. A label with a
- * visible ASCII character first (almost all) is named without normalising it: NFKC keeps ASCII as it is.
+ * Whether a label names something once normalised (`normalizeLabel(label) !== ""`): nameless labels would all be one
+ * entity per class. Tested without normalising, which costs a microsecond per label: NFKC removes no character, and
+ * the only code points it maps to white space alone are white space already (checked over all of them, 2026-12-07).
  */
-export const isNamed = (label: string): boolean => {
-  const first = label.charCodeAt(0)
-  return (first > 0x20 && first < 0x7f) || normalizeLabel(label) !== ""
-}
+export const isNamed = (label: string): boolean => notSpace.test(label)
 
 /** The identity of an entity within a run: its class and its normalised label. */
 export const entityKey = (label: string, type: string): string => `${type}\u0000${normalizeLabel(label)}`
