@@ -16,10 +16,10 @@ import * as Compensation from "./Compensation.js"
 import { ExtractorError } from "./Errors.js"
 import * as Extractor from "./Extractor.js"
 import * as FairScheduler from "./FairScheduler.js"
-import { entityIri } from "./internal/entities.js"
+import { classSegments, seeKnown } from "./internal/entities.js"
 import * as Ontology from "./Ontology.js"
 import { type Run, RunId } from "./Run.js"
-import { knownEntitiesReader, RunStore } from "./RunStore.js"
+import { knownEntitiesReader, type KnownEntity, RunStore } from "./RunStore.js"
 
 /**
  * The extractor a batch must be extracted with: its name, version and configuration hash, as the run stored them.
@@ -114,6 +114,13 @@ const checkIdentity = (request: Request, extractor: Extractor.Extractor) => {
     )
 }
 
+/** Known entities with the IRIs the merge gives them: their classes seen as the merge sees them. */
+const knownWithIris = (rows: ReadonlyArray<KnownEntity>): ReadonlyArray<Extractor.KnownEntity> => {
+  const segments = classSegments()
+  seeKnown(segments, rows)
+  return rows.map((e) => ({ label: e.label, type: e.type, iri: segments.iri(e.label, e.type) }))
+}
+
 /** What the serving side reads for a batch (its run, ontology, known entities), cached across the run's batches. */
 const makeReads = (store: RunStore["Type"]) => {
   const ontologies = boundedMap<Ontology.Ontology>(16)
@@ -201,10 +208,7 @@ export const makeServer = Effect.gen(function*() {
       ontology,
       knownEntities: horizon <= 0 ?
         Effect.succeed([]) :
-        Effect.map(
-          reader(horizon),
-          (rows) => rows.map((e) => ({ label: e.label, type: e.type, iri: entityIri(e.label, e.type) }))
-        ),
+        Effect.map(reader(horizon), knownWithIris),
       recordUsage: (u) => Effect.sync(() => void usage.push(u)),
       reportStatus: (status) => Effect.sync(() => void statuses.push(status)),
       compensate: (step) =>

@@ -14,6 +14,7 @@ import * as DecodeIssues from "./DecodeIssues.js"
 import { ExtractorError, UnknownExtractor } from "./Errors.js"
 import type { PersistenceError } from "./Errors.js"
 import * as CanonicalJson from "./internal/canonicalJson.js"
+import * as internalEntities from "./internal/entities.js"
 import * as internalLanguageTag from "./internal/languageTag.js"
 import * as Rdf from "./internal/rdf.js"
 import * as Unstorable from "./internal/unstorable.js"
@@ -37,7 +38,8 @@ export type Span = typeof Span.Type
 
 /**
  * A label: any string without a NUL character. The store keys an entity by `class NUL normalised label`, and
- * PostgreSQL's `TEXT` refuses NUL; no input text holds one.
+ * PostgreSQL's `TEXT` refuses NUL; no input text holds one. New outputs are held to `CheckedName` as well (not
+ * empty once normalised); stored ones are read with this schema.
  *
  * @since 0.1.0
  * @category models
@@ -191,6 +193,73 @@ export const BatchOutput = Schema.Struct({
  * @category models
  */
 export type BatchOutput = typeof BatchOutput.Type
+
+/**
+ * A span as a new output must give it: `0 <= start <= end`. Only new outputs are held to it (`checkOutput`); stored
+ * ones are read with `Span`, so that nothing committed before the rule became unreadable.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const CheckedSpan = Span.pipe(Schema.filter((s) => spanProblem(s) ?? true))
+
+const spanProblem = (s: Span): string | undefined =>
+  s.start >= 0 && s.end >= s.start ?
+    undefined :
+    `a span runs from start to end, 0 <= start <= end; got start ${s.start} and end ${s.end}`
+
+const namelessProblem = (label: string): string | undefined =>
+  internalEntities.isNamed(label) ?
+    undefined :
+    "a label must name something, and this one is empty once normalised (case, Unicode form, white space); got " +
+    JSON.stringify(label)
+
+/**
+ * A label as a new output must give it: a `Name` that is not empty once normalised (`NFKC`, lower case, white space
+ * collapsed), since the entity's IRI and key are made of the normalised label, and every nameless entity of a class
+ * would be one entity (`.../entity/Person/`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const CheckedName = Name.pipe(Schema.filter((s) => namelessProblem(s) ?? true))
+
+const CheckedEntityRef = Schema.TaggedStruct("Entity", { label: CheckedName, type: Iri })
+
+// The merge names an entity by its `canonical` attribute when there is one: it is held to the label's rule.
+const CheckedEntityMention = Schema.Struct({ ...EntityMention.fields, label: CheckedName, span: CheckedSpan }).pipe(
+  Schema.filter((m) => {
+    const canonical = m.attributes.canonical
+    const message = canonical === undefined ? undefined : namelessProblem(canonical)
+    return message === undefined || { path: ["attributes", "canonical"], message }
+  })
+)
+
+// On the relation, not its optional span: a union with `undefined` would add "or Expected undefined" to the message.
+const CheckedRelationMention = Schema.Struct({
+  ...RelationMention.fields,
+  subject: CheckedEntityRef,
+  object: Schema.Union(CheckedEntityRef, Literal)
+}).pipe(
+  Schema.filter((r) => {
+    const message = r.span === undefined ? undefined : spanProblem(r.span)
+    return message === undefined || { path: ["span"], message }
+  })
+)
+
+/**
+ * What `checkOutput` accepts: a `BatchOutput` whose spans are `CheckedSpan`s and whose labels (and `canonical`
+ * attributes) are `CheckedName`s. It has the same type and encoding; the merge decodes stored outputs with the more
+ * lenient `BatchOutput`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const CheckedBatchOutput = Schema.Struct({
+  ...BatchOutput.fields,
+  entities: Schema.Array(CheckedEntityMention),
+  relations: Schema.Array(CheckedRelationMention)
+})
 
 /**
  * An entity the run already knows from committed batches.
@@ -422,7 +491,25 @@ const thrown = (defect: unknown): string => {
  */
 export const decodeOutput = Schema.decodeUnknown(Schema.parseJson(BatchOutput))
 
-const encodeOutputEffect = Schema.encode(Schema.parseJson(BatchOutput))
+const encodeCheckedEffect = Schema.encode(Schema.parseJson(CheckedBatchOutput))
+const decodeChecked = Schema.decodeUnknown(Schema.parseJson(CheckedBatchOutput))
+
+/** The first span of `output` ending beyond a document of `length` characters, with its place. */
+const spanBeyond = (output: BatchOutput, length: number): string | undefined => {
+  const beyond = (place: string, span: Span | undefined) =>
+    span !== undefined && span.end > length ?
+      `${place}.span: ends at ${span.end}, beyond the end of the document (${length} characters)` :
+      undefined
+  for (const [i, e] of output.entities.entries()) {
+    const found = beyond(`entities[${i}]`, e.span)
+    if (found !== undefined) return found
+  }
+  for (const [i, r] of output.relations.entries()) {
+    const found = beyond(`relations[${i}]`, r.span)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
 
 // The JSON `checkOutput` encoded, by the output it returned: the commit writes these bytes instead of encoding the
 // same output a second time (a second pass of the writer, or of the Schema encode for an output the writer does not
@@ -447,8 +534,10 @@ const usageOf = (output: unknown): Usage | undefined =>
 
 /**
  * Checks that an extractor's output survives encoding as the store encodes it and decoding as the merge decodes it
- * (e.g. no `NaN` confidence, which JSON turns into `null`). An output that does not is an `ExtractorError` naming the
- * batch (not retryable: the same input gives the same output), with the output's usage when that is well formed.
+ * (e.g. no `NaN` confidence, which JSON turns into `null`), and that it is sound where the merge cannot tell
+ * (`CheckedBatchOutput`: no span ending before it starts; none ending beyond a document of `documentLength`
+ * characters, when that is given). An output that is not is an `ExtractorError` naming the batch and the place (not
+ * retryable: the same input gives the same output), with the output's usage when that is well formed.
  * An output the hand-written writer vouches for (`internal/canonicalJson`, which checks as it writes) is returned as
  * it is, with that JSON; any other goes through the Schema encode and decode, which accept it or name what is wrong.
  *
@@ -456,7 +545,8 @@ const usageOf = (output: unknown): Usage | undefined =>
  * @category encoding
  */
 export const checkOutput =
-  (extractor: string, batchIndex: number) => (output: BatchOutput): Effect.Effect<BatchOutput, ExtractorError> => {
+  (extractor: string, batchIndex: number, documentLength = Number.POSITIVE_INFINITY) =>
+  (output: BatchOutput): Effect.Effect<BatchOutput, ExtractorError> => {
     const refused = (message: string, cause: unknown) =>
       new ExtractorError({
         extractor,
@@ -473,7 +563,7 @@ export const checkOutput =
       checkedJson.set(checked, json)
       return Effect.succeed(checked)
     }
-    const json = CanonicalJson.write(output)
+    const json = CanonicalJson.write(output, documentLength)
     if (json !== undefined) return storable(output, json)
     // The schema's own wording of the whole output's type is hundreds of characters long.
     if (typeof output !== "object" || output === null || Array.isArray(output)) {
@@ -481,10 +571,13 @@ export const checkOutput =
       return Effect.fail(refused(`the output: expected an object with entities and relations, got ${got}`, output))
     }
     // Suspended: the encode runs (and may throw) when the effect runs, where a defect is caught below.
-    return Effect.suspend(() => encodeOutputEffect(output)).pipe(
-      Effect.flatMap((json) => Effect.map(decodeOutput(json), (decoded) => [decoded, json] as const)),
+    return Effect.suspend(() => encodeCheckedEffect(output)).pipe(
+      Effect.flatMap((json) => Effect.map(decodeChecked(json), (decoded) => [decoded, json] as const)),
       Effect.mapError((error) => refused(DecodeIssues.describe(error, { max: 3, whole: "the output" }), error)),
-      Effect.flatMap(([decoded, json]) => storable(decoded, json)),
+      Effect.flatMap(([decoded, json]) => {
+        const beyond = spanBeyond(decoded, documentLength)
+        return beyond === undefined ? storable(decoded, json) : Effect.fail(refused(beyond, decoded))
+      }),
       // Effect's parser throws on some values instead of refusing them (`String()` of a null-prototype object as a
       // union's `_tag`): still this output's fault, and the batch's error, not a defect of the run.
       Effect.catchAllDefect((defect) => Effect.fail(refused(String(defect), defect)))

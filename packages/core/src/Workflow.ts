@@ -517,7 +517,7 @@ const extract = (x: Execution, batch: Chunking.Batch) =>
           Effect.provideService(RunStore, store)
         )
     }).pipe(
-      Effect.flatMap(Extractor.checkOutput(x.extractor.name, batch.index)),
+      Effect.flatMap(Extractor.checkOutput(x.extractor.name, batch.index, x.run.plan.inputLength)),
       EngineMetrics.trackExtraction(x.extractor.name),
       SkipPolicy.apply(x.run.plan.onBatchError),
       Effect.ensuring(Effect.zipRight(x.budget.settle(batch.index), x.known.release(batch.index))),

@@ -76,6 +76,52 @@ describe("BatchExtraction", () => {
       }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [contextual])))
     }))
 
+  it.scoped("a served batch is told the IRIs a local one is, for classes that share a local name", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const ORG = "http://www.w3.org/ns/org#Organization"
+      const FOAF_ORG = "http://xmlns.com/foaf/0.1/Organization"
+      const named = (type: string) => ({ label: "Acme", type })
+      const acme = (type: string) => ({ _tag: "Entity" as const, ...named(type) })
+      const span = { start: 0, end: 4 }
+      // Batches 0 and 1 name Acme under two classes; later ones write the IRIs their context gave them.
+      const namespaces: Extractor.Extractor = {
+        name: "capitalized",
+        version: "1",
+        configHash: "namespaces",
+        extract: (input) =>
+          input.batchIndex < 2 ?
+            Effect.succeed({
+              entities: [{ ...named(input.batchIndex === 0 ? ORG : FOAF_ORG), span, confidence: 1, attributes: {} }],
+              relations: []
+            }) :
+            Effect.map(Effect.orDie(input.knownEntities), (known) => ({
+              entities: [],
+              relations: [{
+                subject: acme(ORG),
+                predicate: "https://example.org/told",
+                object: { _tag: "Literal" as const, value: known.map((e) => e.iri).join(" ") },
+                confidence: 1
+              }]
+            }))
+      }
+      yield* Effect.gen(function*() {
+        const local = yield* Extractor.Registry
+        const { send } = wire(yield* BatchExtraction.makeServer)
+        const straight = yield* execute("straight", path.join(dir, "a.ttl"), local)
+        const spread = yield* execute(
+          "spread",
+          path.join(dir, "b.ttl"),
+          BatchExtraction.distributeRegistry(local, send)
+        )
+        assert.strictEqual(spread.bytes, straight.bytes)
+        assert.include(
+          readText(path.join(dir, "a.ttl")),
+          "\"https://w3id.org/quarry/entity/Organization/acme https://w3id.org/quarry/entity/Organization_e7206caf/acme\""
+        )
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [namespaces])))
+    }))
+
   it.scoped("a server with another extractor version refuses; the owner extracts the batch itself", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

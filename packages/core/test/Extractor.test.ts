@@ -124,8 +124,9 @@ describe("Extractor.checkOutput", () => {
   const schemaCheck = (output: Extractor.BatchOutput) => {
     try {
       return Either.flatMap(
-        Schema.encodeEither(Schema.parseJson(Extractor.BatchOutput))(output),
-        (json) => Either.map(Schema.decodeUnknownEither(Schema.parseJson(Extractor.BatchOutput))(json), () => json)
+        Schema.encodeEither(Schema.parseJson(Extractor.CheckedBatchOutput))(output),
+        (json) =>
+          Either.map(Schema.decodeUnknownEither(Schema.parseJson(Extractor.CheckedBatchOutput))(json), () => json)
       )
     } catch (thrown) {
       return Either.left(thrown)
@@ -134,7 +135,7 @@ describe("Extractor.checkOutput", () => {
 
   it.prop(
     "writes the bytes of the Schema encoding, and accepts exactly what the Schema encode and decode accept",
-    [Extractor.BatchOutput],
+    [Extractor.CheckedBatchOutput],
     ([output]) => {
       const expected = schemaCheck(output)
       const checked = Effect.runSync(Effect.either(Extractor.checkOutput("prop", 0)(output)))
@@ -151,7 +152,11 @@ describe("Extractor.checkOutput", () => {
   // exactly what the Schema encode and decode refuse, and write their bytes for the rest.
   it.prop(
     "with one value anywhere replaced by any value: accepts and writes exactly as the Schema encode and decode",
-    [Extractor.BatchOutput, FastCheck.anything({ withSparseArray: true, withNullPrototype: true }), FastCheck.nat()],
+    [
+      Extractor.CheckedBatchOutput,
+      FastCheck.anything({ withSparseArray: true, withNullPrototype: true }),
+      FastCheck.nat()
+    ],
     ([valid, replacement, pick]) => {
       const output = replaced(valid, replacement, pick)
       const expected = schemaCheck(output)
@@ -312,5 +317,139 @@ describe("Extractor.checkOutput", () => {
         const issue = error.message.slice(error.message.indexOf(place))
         assert.match(issue, /^(entities|relations)\[0\]\.confidence: Expected a finite number, actual (NaN|-Infinity)$/)
       }
+    }))
+})
+
+describe("Extractor spans", () => {
+  const relation = withLanguage("en").relations[0]!
+  const refusal = (problem: string) =>
+    "extractor custom failed on batch 2: its output does not match the batch output schema (a bug in the extractor): " +
+    problem
+
+  it.effect("refuses a span that starts before the document or ends before it starts, naming the place", () =>
+    Effect.gen(function*() {
+      const outputs: ReadonlyArray<[Extractor.BatchOutput, string]> = [
+        [
+          { entities: [mention, { ...mention, span: { start: 9, end: 3 } }], relations: [] },
+          "entities[1].span: a span runs from start to end, 0 <= start <= end; got start 9 and end 3"
+        ],
+        [
+          { entities: [{ ...mention, span: { start: -1, end: 3 } }], relations: [] },
+          "entities[0].span: a span runs from start to end, 0 <= start <= end; got start -1 and end 3"
+        ],
+        [
+          { entities: [], relations: [{ ...relation, span: { start: 5, end: 4 } }] },
+          "relations[0].span: a span runs from start to end, 0 <= start <= end; got start 5 and end 4"
+        ]
+      ]
+      for (const [output, problem] of outputs) {
+        const error = yield* Effect.flip(Extractor.checkOutput("custom", 2)(output))
+        assert.strictEqual(error.message, refusal(problem))
+        assert.isFalse(error.retryable)
+      }
+    }))
+
+  it.effect("refuses a span that ends beyond the document when its length is given, and accepts one ending at it", () =>
+    Effect.gen(function*() {
+      const beyond = { entities: [mention, { ...mention, span: { start: 4, end: 11 } }], relations: [] }
+      const error = yield* Effect.flip(Extractor.checkOutput("custom", 2, 10)(beyond))
+      assert.strictEqual(
+        error.message,
+        refusal("entities[1].span: ends at 11, beyond the end of the document (10 characters)")
+      )
+      const atEnd = { entities: [{ ...mention, span: { start: 10, end: 10 } }], relations: [] }
+      assert.deepStrictEqual(yield* Extractor.checkOutput("custom", 2, 10)(atEnd), atEnd)
+      // Without a length, the check has no end to compare with.
+      assert.deepStrictEqual(yield* Extractor.checkOutput("custom", 2)(beyond), beyond)
+    }))
+
+  it.effect("still reads a stored output whose spans a new output may not have", () =>
+    Effect.gen(function*() {
+      const stored = { entities: [{ ...mention, span: { start: -2, end: -5 } }], relations: [] }
+      assert.deepStrictEqual(yield* Extractor.decodeOutput(Extractor.encodeOutput(stored)), stored)
+    }))
+})
+
+describe("Extractor labels", () => {
+  const relation = withLanguage("en").relations[0]!
+  const ref = (label: string) => ({ _tag: "Entity" as const, label, type: "http://xmlns.com/foaf/0.1/Person" })
+  const nameless = (got: string) =>
+    `a label must name something, and this one is empty once normalised (case, Unicode form, white space); got ${got}`
+
+  it.effect("refuses a label that normalises to nothing, in a mention, a canonical name or a relation, naming the place", () =>
+    Effect.gen(function*() {
+      const outputs: ReadonlyArray<[Extractor.BatchOutput, string]> = [
+        [{ entities: [mention, { ...mention, label: "" }], relations: [] }, `entities[1].label: ${nameless("\"\"")}`],
+        [
+          { entities: [{ ...mention, label: " \t\n" }], relations: [] },
+          `entities[0].label: ${nameless("\" \\t\\n\"")}`
+        ],
+        // An ideographic space and a no-break space are white space too.
+        [
+          { entities: [{ ...mention, label: "\u3000\u00a0" }], relations: [] },
+          `entities[0].label: ${nameless("\"\u3000\u00a0\"")}`
+        ],
+        [
+          { entities: [{ ...mention, attributes: { canonical: " " } }], relations: [] },
+          `entities[0].attributes.canonical: ${nameless("\" \"")}`
+        ],
+        [
+          { entities: [], relations: [{ ...relation, subject: ref("") }] },
+          `relations[0].subject.label: ${nameless("\"\"")}`
+        ],
+        [
+          { entities: [], relations: [{ ...relation, object: ref("  ") }] },
+          `relations[0].object.label: ${nameless("\"  \"")}`
+        ]
+      ]
+      for (const [output, problem] of outputs) {
+        const error = yield* Effect.flip(Extractor.checkOutput("custom", 2)(output))
+        assert.strictEqual(
+          error.message,
+          "extractor custom failed on batch 2: its output does not match the batch output schema (a bug in the " +
+            `extractor): ${problem}`
+        )
+        assert.isFalse(error.retryable)
+      }
+    }))
+
+  it.effect("accepts labels of any script, and single characters that are not white space", () =>
+    Effect.gen(function*() {
+      for (const label of ["Ahab", "É", "北京", "\u00a0Pip ", "_", "0"]) {
+        const output = { entities: [{ ...mention, label }], relations: [{ ...relation, subject: ref(label) }] }
+        assert.deepStrictEqual(yield* Extractor.checkOutput("custom", 2)(output), output)
+      }
+    }))
+
+  const spaces = FastCheck.constantFrom(
+    " ",
+    "\t",
+    "\n",
+    "\u00a0",
+    "\u2003",
+    "\u3000",
+    "\ufeff",
+    "\u2028",
+    "\u200b",
+    "\u00a8"
+  )
+  it.prop(
+    "refuses a label exactly when normalising it (NFKC, lower case, white space collapsed and trimmed) leaves nothing",
+    [FastCheck.array(FastCheck.oneof(spaces, FastCheck.fullUnicode()), { maxLength: 4 }).map((cs) => cs.join(""))],
+    ([label]) => {
+      const normalised = label.normalize("NFKC").toLowerCase().replace(/\s+/gu, " ").trim()
+      const checked = Effect.runSync(
+        Effect.either(Extractor.checkOutput("prop", 0)({ entities: [{ ...mention, label }], relations: [] }))
+      )
+      const nameless = Either.isLeft(checked) && checked.left.message.includes("a label must name something")
+      assert.strictEqual(nameless, normalised === "")
+    },
+    { fastCheck: { numRuns: 2000 } }
+  )
+
+  it.effect("still reads a stored output with a label a new output may not have", () =>
+    Effect.gen(function*() {
+      const stored = { entities: [{ ...mention, label: " " }], relations: [{ ...relation, subject: ref("") }] }
+      assert.deepStrictEqual(yield* Extractor.decodeOutput(Extractor.encodeOutput(stored)), stored)
     }))
 })

@@ -14,6 +14,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as N3 from "n3"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import {
@@ -387,6 +388,139 @@ describe("Workflow", () => {
             completionTokens: 1
           })
         }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [brokenOn(1)])))
+      }))
+  })
+
+  it.scoped("refuses a span ending beyond the document, naming the batch and the place", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const base = scriptedExtractor({ name: "overrun" })
+      const overrun: Extractor.Extractor = {
+        ...base,
+        extract: (input) =>
+          Effect.map(base.extract(input), (output) => ({
+            ...output,
+            entities: [{ ...output.entities[0]!, span: { start: 0, end: text.length + 1 } }]
+          }))
+      }
+      yield* Effect.gen(function*() {
+        const run = yield* Workflow.create({
+          input: text,
+          extractor: "overrun",
+          chunking: custom,
+          output: { path: path.join(dir, "out.ttl"), format: "turtle" }
+        })
+        const error = yield* Effect.flip(Workflow.execute(run.id))
+        assert.include(
+          error.message,
+          `extractor overrun failed on batch 0: its output does not match the batch output schema (a bug in the ` +
+            `extractor): entities[0].span: ends at ${text.length + 1}, beyond the end of the document ` +
+            `(${text.length} characters)`
+        )
+      }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [overrun])))
+    }))
+
+  describe("classes with the same local name in different namespaces", () => {
+    const ORG = "http://www.w3.org/ns/org#Organization"
+    const FOAF_ORG = "http://xmlns.com/foaf/0.1/Organization"
+    const EX_ORG = "https://example.org/vocab#Organization"
+    const FOAF_PROJECT = "http://xmlns.com/foaf/0.1/Project"
+    const PURL_PROJECT = "http://purl.org/example/Project"
+    const ENTITY = "https://w3id.org/quarry/entity/"
+    const found = (label: string, type: string): Extractor.EntityMention => ({
+      label,
+      type,
+      span: { start: 0, end: 4 },
+      confidence: 1,
+      attributes: {}
+    })
+    const ref = (label: string, type: string) => ({ _tag: "Entity" as const, label, type })
+    // Batch 1 names Acme under two classes at once; example.org's Organization appears only in a relation.
+    const scripted: ReadonlyArray<Extractor.BatchOutput> = [
+      { entities: [found("Acme", ORG)], relations: [] },
+      {
+        entities: [
+          found("Beta", FOAF_ORG),
+          found("Acme", FOAF_ORG),
+          found("Beta", ORG),
+          // Both new in this batch: the class IRI first in order keeps the plain name, whatever the mention order.
+          found("Zed", FOAF_PROJECT),
+          found("Zed", PURL_PROJECT)
+        ],
+        relations: [
+          {
+            subject: ref("Acme", FOAF_ORG),
+            predicate: "http://www.w3.org/ns/org#linkedTo",
+            object: ref("Acme", ORG),
+            confidence: 1
+          },
+          {
+            subject: ref("Beta", ORG),
+            predicate: "http://www.w3.org/ns/org#linkedTo",
+            object: ref("Gamma", EX_ORG),
+            confidence: 1
+          }
+        ]
+      }
+    ]
+    const qualified = (type: string, local = "Organization") =>
+      `${local}_${createHash("sha256").update(type).digest("hex").slice(0, 8)}`
+
+    it.scoped("are distinct entities with distinct IRIs, the first class keeping its plain IRI, as the context says", () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const known: Array<Extractor.KnownEntity> = []
+        const extractor: Extractor.Extractor = {
+          name: "namespaces",
+          version: "1",
+          configHash: "namespaces-1",
+          extract: (input) =>
+            Effect.gen(function*() {
+              if (input.batchIndex === 2) known.push(...yield* Effect.orDie(input.knownEntities))
+              return scripted[input.batchIndex] ?? { entities: [], relations: [] }
+            })
+        }
+        const out = path.join(dir, "out.nt")
+        yield* Effect.gen(function*() {
+          const run = yield* Workflow.create({
+            input: text,
+            extractor: "namespaces",
+            chunking: custom,
+            output: { path: out, format: "ntriples" }
+          })
+          yield* Workflow.execute(run.id)
+        }).pipe(Effect.provide(storeLayer(path.join(dir, "q.db"), [extractor])))
+        const types = new Map<string, Array<string>>()
+        const links: Array<[string, string]> = []
+        for (const q of new N3.Parser({ format: "N-Triples" }).parse(readText(out))) {
+          if (q.predicate.value === "http://www.w3.org/1999/02/22-rdf-syntax-ns#type") {
+            types.set(q.subject.value, [...types.get(q.subject.value) ?? [], q.object.value])
+          }
+          if (q.predicate.value.endsWith("linkedTo")) links.push([q.subject.value, q.object.value])
+        }
+        const expected = new Map([
+          [`${ENTITY}Organization/acme`, [ORG]],
+          [`${ENTITY}${qualified(FOAF_ORG)}/beta`, [FOAF_ORG]],
+          [`${ENTITY}${qualified(FOAF_ORG)}/acme`, [FOAF_ORG]],
+          [`${ENTITY}Organization/beta`, [ORG]],
+          [`${ENTITY}${qualified(FOAF_PROJECT, "Project")}/zed`, [FOAF_PROJECT]],
+          [`${ENTITY}Project/zed`, [PURL_PROJECT]],
+          [`${ENTITY}${qualified(EX_ORG)}/gamma`, [EX_ORG]]
+        ])
+        assert.deepStrictEqual(types, expected)
+        assert.deepStrictEqual(links, [
+          [`${ENTITY}${qualified(FOAF_ORG)}/acme`, `${ENTITY}Organization/acme`],
+          [`${ENTITY}Organization/beta`, `${ENTITY}${qualified(EX_ORG)}/gamma`]
+        ])
+        // The known-entity context given to batch 2 names the entities by the IRIs the artifact gives them.
+        assert.deepStrictEqual(known.map((e) => [e.label, e.type, e.iri]), [
+          ["Acme", ORG, `${ENTITY}Organization/acme`],
+          ["Zed", PURL_PROJECT, `${ENTITY}Project/zed`],
+          ["Beta", ORG, `${ENTITY}Organization/beta`],
+          ["Acme", FOAF_ORG, `${ENTITY}${qualified(FOAF_ORG)}/acme`],
+          ["Beta", FOAF_ORG, `${ENTITY}${qualified(FOAF_ORG)}/beta`],
+          ["Zed", FOAF_PROJECT, `${ENTITY}${qualified(FOAF_PROJECT, "Project")}/zed`]
+        ])
       }))
   })
 

@@ -12,6 +12,7 @@
  * fails there.
  */
 import type { BatchOutput } from "../Extractor.js"
+import { isNamed } from "./entities.js"
 import { pattern as languageTagPattern } from "./languageTag.js"
 import { absoluteIri } from "./rdf.js"
 
@@ -34,10 +35,14 @@ const num = (n: unknown): string => typeof n === "number" && Number.isFinite(n) 
 /** `Schema.Int`. */
 const int = (n: unknown): string => Number.isSafeInteger(n) ? JSON.stringify(n) : notPlain()
 
+/** `Schema.Int`, as a number (`-0` writes as `0`, as JSON writes it). */
+const offset = (n: unknown): number => typeof n === "number" && Number.isSafeInteger(n) ? n : notPlain()
+
 const str = (s: unknown): string => typeof s === "string" ? JSON.stringify(s) : notPlain()
 
-/** `Extractor.Name`: a label, without NUL. */
-const name = (s: unknown): string => typeof s === "string" && !s.includes("\u0000") ? JSON.stringify(s) : notPlain()
+/** `Extractor.CheckedName`: a label, without NUL, not empty once normalised. */
+const name = (s: unknown): string =>
+  typeof s === "string" && !s.includes("\u0000") && isNamed(s) ? JSON.stringify(s) : notPlain()
 
 /** `Extractor.Iri`: a class, property or datatype. */
 const iri = (s: unknown): string => typeof s === "string" && absoluteIri.test(s) ? JSON.stringify(s) : notPlain()
@@ -50,9 +55,15 @@ const array = (value: unknown, item: (value: unknown) => string): string => {
   return `[${out}]`
 }
 
+/** The end no span may pass in the output being written (`write`'s `documentLength`). */
+let spanLimit = Number.POSITIVE_INFINITY
+
+/** `Extractor.CheckedSpan`, ending within the document. */
 const span = (value: unknown): string => {
   const s = record(value)
-  return `{"start":${int(s.start)},"end":${int(s.end)}}`
+  const start = offset(s.start)
+  const end = offset(s.end)
+  return start >= 0 && end >= start && end <= spanLimit ? `{"start":${start},"end":${end}}` : notPlain()
 }
 
 const attributes = (value: unknown): string => {
@@ -60,7 +71,8 @@ const attributes = (value: unknown): string => {
   let out = "{"
   let first = true
   for (const key of Object.keys(fields)) {
-    const text = str(fields[key])
+    // `canonical` names the entity at the merge (`Extractor.CheckedEntityMention`).
+    const text = key === "canonical" ? name(fields[key]) : str(fields[key])
     // The Schema encoding assigns keys to a plain object, where `__proto__` is the prototype's setter: it is lost.
     if (key === "__proto__") continue
     out += `${first ? "" : ","}${JSON.stringify(key)}:${text}`
@@ -110,7 +122,8 @@ const usage = (value: unknown): string => {
  * The canonical JSON of an output this writer vouches for, or `undefined` when it does not: the caller then takes
  * the Schema path.
  */
-export const write = (output: BatchOutput): string | undefined => {
+export const write = (output: BatchOutput, documentLength = Number.POSITIVE_INFINITY): string | undefined => {
+  spanLimit = documentLength
   try {
     const o = record(output)
     return `{"entities":${array(o.entities, entity)},"relations":${array(o.relations, relation)}` +

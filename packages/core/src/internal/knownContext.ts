@@ -10,7 +10,7 @@ import type { PersistenceError } from "../Errors.js"
 import type * as Extractor from "../Extractor.js"
 import type { RunId } from "../Run.js"
 import type { RunStore } from "../RunStore.js"
-import { entityIri } from "./entities.js"
+import { classSegments, seeKnown } from "./entities.js"
 
 /** A batch's context, and the release that says its extraction is over. */
 export interface KnownContext {
@@ -27,6 +27,8 @@ export interface KnownContext {
 export const make = (store: RunStore["Type"], runId: RunId): Effect.Effect<KnownContext> =>
   Effect.map(Effect.makeSemaphore(1), (lock) => {
     let entities: Array<Extractor.KnownEntity> = []
+    // As the merge gives them (`ClassSegments`), so that an IRI in the context is the artifact's.
+    const segments = classSegments()
     // The batches extracting with `entities` itself: while any is, it must not change.
     let holders = new Set<number>()
     // countBefore[b]: how many entities were first seen before batch b, for every b read so far.
@@ -40,10 +42,11 @@ export const make = (store: RunStore["Type"], runId: RunId): Effect.Effect<Known
           entities = entities.slice()
           holders = new Set()
         }
+        seeKnown(segments, rows)
         // Rows come in order of first batch: when a row of batch f arrives, every entity so far is from before f.
         for (const row of rows) {
           while (countBefore.length <= row.firstBatch) countBefore.push(entities.length)
-          entities.push({ label: row.label, type: row.type, iri: entityIri(row.label, row.type) })
+          entities.push({ label: row.label, type: row.type, iri: segments.iri(row.label, row.type) })
         }
         while (countBefore.length <= beforeBatch) countBefore.push(entities.length)
       })
