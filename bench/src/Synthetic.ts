@@ -83,7 +83,10 @@ const random = (seed: number) => {
 export const output = (batchIndex: number, shape: Shape): Extractor.BatchOutput => {
   const next = random(batchIndex * 7919 + 17)
   const entities: Array<Extractor.EntityMention> = []
-  const base = batchIndex * 4000
+  // Spans lie in the batch's own window of `input` (so within the document, as the output check requires); they may
+  // overlap, which nothing checks.
+  const base = batchIndex * chunking.windowSize
+  const end = (start: number, length: number) => Math.min(start + length, base + chunking.windowSize)
   for (let j = 0; j < shape.entities; j++) {
     const recurring = j % 2 === 0
     const id = recurring ? Math.floor(next() * shape.pool) : batchIndex * shape.entities + j
@@ -91,11 +94,11 @@ export const output = (batchIndex: number, shape: Shape): Extractor.BatchOutput 
     const label = type.endsWith("Place") ?
       `${places[id % places.length]} ${id}` :
       `${givenNames[id % givenNames.length]}${recurring ? "" : " Jr"} ${id}`
-    const start = base + j * 60 + Math.floor(next() * 20)
+    const start = base + Math.floor(next() * chunking.windowSize / 2)
     entities.push({
       label,
       type,
-      span: { start, end: start + label.length },
+      span: { start, end: end(start, label.length) },
       confidence: Math.round((0.5 + next() / 2) * 1000) / 1000,
       attributes: j % 5 === 0 ? { jobTitle: "harpooneer" } : {}
     })
@@ -111,7 +114,7 @@ export const output = (batchIndex: number, shape: Shape): Extractor.BatchOutput 
       object: k % 2 === 0 ?
         { _tag: "Entity", label: other.label, type: other.type } :
         { _tag: "Literal", value: String(1800 + ((batchIndex + k) % 60)), datatype: gYear },
-      span: { start, end: start + 80 },
+      span: { start, end: end(start, 80) },
       confidence: 0.75
     })
   }
