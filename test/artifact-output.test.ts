@@ -104,6 +104,18 @@ describe("quarry export: stdout, special files and partial runs", () => {
     assert.include(exported.stderr, `retry it with: ${retry}\n`)
   }, 60_000)
 
+  /** `command partial --out blocked`, where a directory stands in the manifest's place: exit 2, nothing written. */
+  const refusedForManifestPlace = async (command: "export" | "resume", blocked: string) => {
+    fs.mkdirSync(`${blocked}.skipped.json`)
+    const refused = await run([command, "partial", "--db", db, "--out", blocked])
+    assert.strictEqual(refused.code, 2, refused.stderr)
+    assert.include(
+      refused.stderr,
+      `the manifest of skipped batches of the output ${blocked}.skipped.json is a directory`
+    )
+    assert.isFalse(fs.existsSync(blocked))
+  }
+
   it("export to a file of a partial run writes its manifest of skipped batches beside it (it wrote none)", async () => {
     const out = path.join(dir, "shared", "partial-copy.jsonl")
     fs.mkdirSync(path.dirname(out))
@@ -119,15 +131,7 @@ describe("quarry export: stdout, special files and partial runs", () => {
       "partial-copy.jsonl.skipped.json"
     ])
     // Refused before anything is written when the manifest's place cannot take it.
-    const blocked = path.join(dir, "shared", "blocked.ttl")
-    fs.mkdirSync(`${blocked}.skipped.json`)
-    const refused = await run(["export", "partial", "--db", db, "--out", blocked])
-    assert.strictEqual(refused.code, 2, refused.stderr)
-    assert.include(
-      refused.stderr,
-      `the manifest of skipped batches of the output ${blocked}.skipped.json is a directory`
-    )
-    assert.isFalse(fs.existsSync(blocked))
+    await refusedForManifestPlace("export", path.join(dir, "shared", "blocked.ttl"))
   }, 60_000)
 
   it("resume --out of a partial run writes its manifest beside the copy too", async () => {
@@ -138,15 +142,7 @@ describe("quarry export: stdout, special files and partial runs", () => {
     assert.deepStrictEqual(JSON.parse(fs.readFileSync(`${out}.skipped.json`, "utf8")), { ...own, artifact: out })
     const written = jsonLines(resumed.stdout).find((event) => event.event === "artifact.written")
     assert.strictEqual(written?.manifest, `${out}.skipped.json`)
-    const blocked = path.join(dir, "resume-blocked.ttl")
-    fs.mkdirSync(`${blocked}.skipped.json`)
-    const refused = await run(["resume", "partial", "--db", db, "--out", blocked])
-    assert.strictEqual(refused.code, 2, refused.stderr)
-    assert.include(
-      refused.stderr,
-      `the manifest of skipped batches of the output ${blocked}.skipped.json is a directory`
-    )
-    assert.isFalse(fs.existsSync(blocked))
+    await refusedForManifestPlace("resume", path.join(dir, "resume-blocked.ttl"))
   }, 60_000)
 
   it(

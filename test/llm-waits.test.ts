@@ -48,6 +48,31 @@ describe("quarry --extractor llm announces long waits", () => {
     ]
   }
 
+  /**
+   * A Chat Completions server refusing record 1's first request (429, `Retry-After: retryAfter`) and answering record 0
+   * a second late, so that record 2's request (which waits for record 0's commit: its known entities) comes during the
+   * endpoint's pause.
+   */
+  const refusingRecordOnce = async (message: string, retryAfter: string) => {
+    let refused = false
+    const scope = Effect.runSync(Scope.make())
+    const fake = await Effect.runPromise(
+      FakeOpenAi.make({
+        fallback: (body) => {
+          const record = /Record (\d+)/.exec(body.messages?.at(-1)?.content ?? "")?.[1]
+          if (record === "01" && !refused) {
+            refused = true
+            return FakeOpenAi.error(429, message, { headers: { "retry-after": retryAfter } })
+          }
+          const reply = FakeOpenAi.completion(JSON.stringify({ entities: [], relations: [] }))
+          return record === "00" ? { ...reply, delayMillis: 1000 } : reply
+        }
+      }).pipe(Scope.extend(scope))
+    )
+    closers.push(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+    return fake
+  }
+
   it("a wait for QUARRY_LLM_RPM is a line on stderr naming the limit and the endpoint", async () => {
     const fake = await FakeLlm.start()
     closers.push(fake.close)
@@ -70,24 +95,8 @@ describe("quarry --extractor llm announces long waits", () => {
   }, 60_000)
 
   it("with --json, a pause the server asked for (429 Retry-After) is an extractor.waiting event", async () => {
-    // Record 1's first request is refused for 30 s: the endpoint pauses. Record 0 is answered a second later, so that
-    // record 2's request (which waits for record 0's commit: its known entities) comes during the pause.
-    let refused = false
-    const scope = Effect.runSync(Scope.make())
-    const fake = await Effect.runPromise(
-      FakeOpenAi.make({
-        fallback: (body) => {
-          const record = /Record (\d+)/.exec(body.messages?.at(-1)?.content ?? "")?.[1]
-          if (record === "01" && !refused) {
-            refused = true
-            return FakeOpenAi.error(429, "Rate limit reached for requests", { headers: { "retry-after": "30" } })
-          }
-          const reply = FakeOpenAi.completion(JSON.stringify({ entities: [], relations: [] }))
-          return record === "00" ? { ...reply, delayMillis: 1000 } : reply
-        }
-      }).pipe(Scope.extend(scope))
-    )
-    closers.push(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+    // Record 1's first request is refused for 30 s: the endpoint pauses while record 2's request waits.
+    const fake = await refusingRecordOnce("Rate limit reached for requests", "30")
     const child = start([...startArgs("pause", 3), "--concurrency", "2", "--json"], {
       env: { QUARRY_LLM_BASE_URL: fake.baseUrl }
     })
@@ -113,23 +122,8 @@ describe("quarry --extractor llm announces long waits", () => {
   it(
     "an absurd Retry-After: the batch gives up in plain words, and the endpoint pauses for the retry time limit",
     async () => {
-      // As above, but record 1's server asks for 3 quadrillion years; the run skips that batch and goes on.
-      let refused = false
-      const scope = Effect.runSync(Scope.make())
-      const fake = await Effect.runPromise(
-        FakeOpenAi.make({
-          fallback: (body) => {
-            const record = /Record (\d+)/.exec(body.messages?.at(-1)?.content ?? "")?.[1]
-            if (record === "01" && !refused) {
-              refused = true
-              return FakeOpenAi.error(429, "come back later", { headers: { "retry-after": "99999999999999999999" } })
-            }
-            const reply = FakeOpenAi.completion(JSON.stringify({ entities: [], relations: [] }))
-            return record === "00" ? { ...reply, delayMillis: 1000 } : reply
-          }
-        }).pipe(Scope.extend(scope))
-      )
-      closers.push(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+      // The server asks for 3 quadrillion years; the run skips that batch and goes on.
+      const fake = await refusingRecordOnce("come back later", "99999999999999999999")
       const child = start([...startArgs("absurd", 3), "--concurrency", "2", "--on-batch-error", "skip"], {
         env: { QUARRY_LLM_BASE_URL: fake.baseUrl }
       })
