@@ -6,13 +6,14 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as FileSystem from "@effect/platform/FileSystem"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as SqlClient from "@effect/sql/SqlClient"
+import type * as SqlConnection from "@effect/sql/SqlConnection"
 import * as Statement from "@effect/sql/Statement"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as DatabaseUrl from "./DatabaseUrl.js"
@@ -20,6 +21,7 @@ import * as Durability from "./Durability.js"
 import { DurabilityError, PersistenceError } from "./Errors.js"
 import { validated } from "./internal/database.js"
 import { migrate } from "./internal/migrations.js"
+import * as SqliteConnection from "./internal/sqliteConnection.js"
 import { failOnSqlDefect } from "./internal/transaction.js"
 
 /**
@@ -80,16 +82,15 @@ const wantsQuickCheck = (filename: string, mode: QuickCheck): boolean => {
 }
 
 /**
- * The driver's client releases its connection permit before a statement outside a transaction runs, so such a
- * statement could run inside another fiber's open transaction (and vanish with its rollback). This client acquires
- * statements the way the driver acquires transactions: the permit is held until the statement is done. Transactions
- * begin IMMEDIATE: they take the write lock first (waiting on `busy_timeout`) instead of failing with SQLITE_BUSY
+ * The client over the connection: a statement outside a transaction reserves the connection until it is done, as a
+ * transaction does (released early, such a statement could run inside another fiber's open transaction and vanish
+ * with its rollback). Transactions begin IMMEDIATE: they take the write lock first (waiting on `busy_timeout`) instead of failing with SQLITE_BUSY
  * when a read snapshot has to be upgraded.
  */
-const serialised = (driver: SqliteClient.SqliteClient) =>
+const serialised = (connection: { readonly reserve: Effect.Effect<SqlConnection.Connection, never, Scope.Scope> }) =>
   SqlClient.make({
-    acquirer: driver.reserve,
-    transactionAcquirer: driver.reserve,
+    acquirer: connection.reserve,
+    transactionAcquirer: connection.reserve,
     compiler: Statement.makeCompilerSqlite(),
     spanAttributes: [["db.system.name", "sqlite"]],
     beginTransaction: "BEGIN IMMEDIATE"
@@ -115,7 +116,7 @@ const open = (filename: string) =>
     if (reasons.length > 0) return yield* new DurabilityError({ filename, reasons })
     return Layer.scoped(
       SqlClient.SqlClient,
-      SqliteClient.make({ filename }).pipe(
+      SqliteConnection.open(filename).pipe(
         // The driver throws while opening a file that is not a database (SQLITE_NOTADB): a finding, not a defect.
         Effect.catchAllDefect(Effect.fail),
         // Opening switches the file to WAL, which needs it alone for a moment: when another process opens the same
