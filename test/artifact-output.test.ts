@@ -3,7 +3,8 @@
  * stdout (the same bytes as a file, valid for `rapper -c`), `--out` never replaces a named pipe or a symbolic link
  * (the rename of the atomic write would), an export of a run with skipped batches says that it is partial (and, as
  * the manifest of those batches does, how to retry them on this database), an export or a `resume --out` of it to a
- * file writes that manifest beside the file, a resume of a completed run writes its missing artifact and manifest
+ * file writes that manifest beside the file (and an export of a run without skipped batches removes one left there),
+ * a resume of a completed run writes its missing artifact and manifest
  * again, and the server never serves other bytes under an artifact's ETag when its
  * file was replaced by one of the same size.
  */
@@ -132,6 +133,22 @@ describe("quarry export: stdout, special files and partial runs", () => {
     ])
     // Refused before anything is written when the manifest's place cannot take it.
     await refusedForManifestPlace("export", path.join(dir, "shared", "blocked.ttl"))
+  }, 60_000)
+
+  it("export of a run that skipped nothing removes the manifest an earlier export left beside its file", async () => {
+    const out = path.join(dir, "reused.ttl")
+    assert.strictEqual((await run(["export", "partial", "--db", db, "--out", out])).code, 0)
+    assert.isTrue(fs.existsSync(`${out}.skipped.json`))
+    const input = path.join(dir, "in.txt")
+    const whole = path.join(dir, "whole.ttl")
+    const started = await run(["start", input, "--db", db, "--run-id", "whole", "--out", whole, ...partialFlags], {
+      env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1" }
+    })
+    assert.strictEqual(started.code, 0, started.stderr)
+    const exported = await run(["export", "whole", "--db", db, "--out", out])
+    assert.strictEqual(exported.code, 0, exported.stderr)
+    assert.strictEqual(fs.readFileSync(out, "utf8"), fs.readFileSync(whole, "utf8"))
+    assert.isFalse(fs.existsSync(`${out}.skipped.json`))
   }, 60_000)
 
   it("resume --out of a partial run writes its manifest beside the copy too", async () => {

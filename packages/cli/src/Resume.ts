@@ -192,14 +192,18 @@ const restoreManifest = (run: Run.Run, artifactPath: string, retry: string) =>
 /**
  * Writes the manifest of a completed run's skipped batches beside `artifactPath`, as the run's merge does, with
  * `retry` as the command that retries them; its offsets come from the stored input, chunked as planned. The
- * manifest's path, or none for a run that skipped nothing (nothing is written then).
+ * manifest's path, or none for a run that skipped nothing: a manifest left there by an earlier artifact is removed
+ * then (as the merge does), since it would call this complete one partial.
  *
  * @since 0.1.0
  * @category execution
  */
 export const writeManifest = (run: Run.Run, artifactPath: string, retry: string) =>
   Effect.gen(function*() {
-    if (run.skippedBatches === 0) return Option.none<string>()
+    if (run.skippedBatches === 0) {
+      yield* Merge.writeSkippedManifest(run.id, artifactPath, [], [], retry)
+      return Option.none<string>()
+    }
     const store = yield* RunStore
     const batches = Chunking.plan(yield* store.readInput(run.id), run.plan.chunking)
     yield* Merge.writeSkippedManifest(run.id, artifactPath, yield* store.skippedBatches(run.id), batches, retry)
