@@ -328,50 +328,45 @@ const section = (config: Config, data: Data): Report.Section => {
       "3,417 µs of wall time. A process that never forces a full collection pays most of it once. The in-process " +
       "comparisons of two builds in the notes below also forced a full collection before each run, so their " +
       "differences of a few percent lie within the noise of that warm-up.",
-      "Where the time goes (measured by hand, 2026-12-05, machine under load: `node --cpu-prof` of the engine loop at " +
-      "concurrency 1 on tmpfs, and better-sqlite3's statement calls timed in the same process): SQLite's own " +
-      "statement work is about 28% of the samples, the Effect runtime about 27% (fibers, statement and transaction " +
-      "scopes, the stream), deflate 5%, GC 5%, the output check 5% (`Schema.is` and the canonical JSON writer). The " +
-      "store's statements run in a tight better-sqlite3 loop cost about what raw's do (790 µs to 1,010 µs against " +
-      "690 µs to 870 µs per batch over four probes), but between the store's JavaScript they take longer (1,190 µs to " +
-      "1,680 µs: the multi-row entity insert 640 µs to 770 µs against 350 µs to 480 µs, COMMIT 420 µs to 570 µs " +
-      "against 280 µs to 430 µs); 2,000 small allocations between the raw loop's statements slowed them by about a " +
-      "third in the same probe, so most likely the runtime's allocations evict SQLite's pages and code from the CPU " +
-      "caches. One `@effect/sql` statement costs about " +
-      "15 µs to 18 µs of CPU against about 1 µs for a prepared better-sqlite3 statement, an empty `sql.withTransaction` " +
-      "about 55 µs (BEGIN IMMEDIATE and COMMIT are prepared anew each time by the driver). Spans are not the cost: the " +
-      "engine loop under `Effect.withTracerEnabled(false)` used 3% less CPU, within the noise.",
-      "What this round removed (in-process A/B against the previous build, CPU per batch): the output check's Schema " +
-      "encode and decode (about 430 µs of CPU per 10 KB output, now `Schema.is` and a hand-written canonical JSON " +
-      "writer, about 200 µs, byte-identical by a property test), the `UPDATE ... RETURNING` that opened every SQLite " +
-      "commit (a `SELECT`: `BEGIN IMMEDIATE` holds the write lock already), and a tagged metric built per batch: the " +
-      "engine at concurrency 1 uses 0.86x the CPU and commitBatch 0.87x. At concurrency above 1 group commit had " +
-      "formed no groups (each batch came back from its post-extraction yield one scheduler turn after the one before " +
-      "it, so it was alone at its turn); the batch whose turn it is now gives the scheduler up to concurrency - 1 " +
-      "turns first (never a wait for a running extractor, nothing at concurrency 1).",
-      "Where a commit's time goes, timed inside `commitBatch` by hand (2026-12-06, quiet machine, tmpfs, wall time " +
-      "per batch of the store loop): encoding, hashing and deflating before the transaction 525 µs to 630 µs (in this " +
-      "loop that includes the output check, which the engine runs at extraction), from the transaction's start to its " +
-      "body 157 µs to 174 µs, the fence read 106 µs to 119 µs, the batch row 85 µs, the entity rows 435 µs to 480 µs " +
-      "(SQLite's own part 303 µs), the checkpoint row 81 µs, the progress update about 95 µs, from COMMIT to the end " +
-      "340 µs to 390 µs. Each `@effect/sql` statement costs 50 µs to 70 µs there beyond SQLite's own work.",
-      "Three ways to close the gap were tried the same day and not kept, measured against the same build in one " +
-      "process (rounds alternating). (1) A better-sqlite3 connection of Quarry's own under `@effect/sql`, with " +
-      "prepared statements in a plain LRU map and BEGIN and COMMIT prepared once (instead of " +
-      "`@effect/sql-sqlite-node`'s Effect `Cache` lookup per statement): one statement in a transaction cost 12.7 µs " +
-      "against 11.6 µs before, and commitBatch 1.03x the CPU. The cost is `@effect/sql`'s statement machinery " +
-      "(fiber references, span, compile), not the driver: a statement run on the transaction's connection directly " +
-      "costs 2.7 µs to 3.5 µs. (2) The entity rows as one JSON parameter read by `json_each` in one constant statement, " +
-      "instead of a multi-row insert of 250 parameters: commitBatch 1.02x and 1.07x the CPU in two runs. (3) An " +
-      "experiment outside `@effect/sql`, which this issue rules out: the commit's statements as prepared better-sqlite3 " +
-      "statements in one synchronous step from BEGIN IMMEDIATE to COMMIT under the client's permit. commitBatch fell " +
-      "to 1,250 µs to 1,590 µs wall and 970 µs to 1,150 µs CPU per batch (from 1,910 µs to 2,180 µs and 1,610 µs to " +
-      "1,700 µs); the engine at concurrency 1 to 1,530 µs to 1,910 µs wall and 1,360 µs to 1,630 µs CPU (from 2,150 µs " +
-      "to 2,250 µs and 1,940 µs to 2,110 µs), against raw's 975 µs to 1,020 µs and 610 µs to 630 µs: 1.5x to 2.0x wall " +
-      "and 2.2x to 2.7x CPU. So P1 stays out of reach even without `@effect/sql` on the commit path: the workflow's " +
-      "own runtime work around each batch (the extraction call, output check, ordered stream, events: 280 µs to " +
-      "480 µs of CPU, the engine's CPU minus commitBatch's in the same runs) is half to three quarters of raw's whole " +
-      "cost.",
+      "What this round removed (2026-12-07; the build before it, 30deadf, measured in the same session, " +
+      "`pnpm bench --only 1` alternating between the two builds, twice): the engine at concurrency 1 went from " +
+      "2,100 µs and 3,768 µs of CPU per batch (3.29x and 3.67x raw) to 1,625 µs and 1,477 µs (2.61x and 2.31x), " +
+      "its wall time from 2.47x and 3.07x raw to 2.00x and 1.83x; commitBatch from 2.42x and 2.65x raw's CPU to " +
+      "1.64x and 1.54x. (1) Quarry's own SQLite connection under `@effect/sql` (`internal/sqliteConnection`, in place " +
+      "of `@effect/sql-sqlite-node`'s) can run a list of statements in one synchronous step: a commit's writes are " +
+      "compiled by `@effect/sql`'s compiler and run on the transaction's connection in two such steps, instead of one " +
+      "Effect per statement through the client (50 µs to 70 µs of CPU each: span, fiber references, acquiring the " +
+      "connection). (2) In that step the entity rows are single-row inserts of one prepared statement: in the store " +
+      "loop a 50-row insert in the same step left commitBatch at about 1,220 µs to 1,400 µs of CPU per batch, 50 " +
+      "single-row inserts at about 1,050 µs to 1,100 µs (PostgreSQL keeps multi-row inserts: a statement is a round " +
+      "trip there). (3) A budget without limits keeps its state in a `Ref`: its `SubscriptionRef` published every " +
+      "settled batch to nobody (in-process A/B over 80 runs: 0.91x the engine's CPU). (4) The extraction histogram's " +
+      "tagged key is built once (`Metric.tagged` builds and looks up a new key on every update) and commitBatch's span " +
+      "captures no stack trace: 0.92x to 0.99x over three A/B runs.",
+      "Where the time goes now (measured by hand, 2026-12-07, better-sqlite3's statement calls timed in the store " +
+      "loop and in the raw loop, 3,200 batches each): the store's statements take about 1,010 µs of wall time per " +
+      "batch (COMMIT 758 µs with its fsync, 50 entity inserts 180 µs, BEGIN IMMEDIATE 22 µs, the fence read 19 µs, " +
+      "the batch row 16 µs, the progress update 8 µs, the checkpoint 5 µs) against raw's 820 µs (COMMIT 628 µs, " +
+      "entities 150 µs, the batch row 26 µs, a deferred BEGIN 2 µs). The engine at concurrency 1 runs 388 Effect " +
+      "operations per batch (counted in the fiber's run loop), commitBatch 210 of them, so the Effect runtime is a " +
+      "small part now (about 14% of the engine's samples in `node --cpu-prof`); the rest is spread: the output check " +
+      "(the canonical JSON writer), hashing and deflate (which raw does too), the garbage all of it makes (GC about 6% " +
+      "of the samples), and the statements' own JavaScript. The workflow around a commit (extraction call, output " +
+      "check, ordered stream, events, budget and ledger) costs about 500 µs to 600 µs of CPU per batch (the engine's " +
+      "CPU minus commitBatch's), against raw's whole 620 µs: for 1.5x, the engine's commit and workflow together " +
+      "would have about 310 µs beyond raw's own work.",
+      "Tried 2026-12-06 and not kept: the entity rows as one JSON parameter read by `json_each` (commitBatch 1.02x " +
+      "and 1.07x the CPU); a connection of Quarry's own with statements still run one Effect each through the client " +
+      "(1.03x: the cost was the per-statement machinery, which the one-step run above now skips). An experiment that " +
+      "day ran the commit outside `@effect/sql` altogether and reached about what this round's one-step run reaches " +
+      "within it (commitBatch 970 µs to 1,150 µs of CPU per batch).",
+      "Removed 2026-12-05: the output check's Schema encode and decode (about 430 µs of CPU per 10 KB output; now a " +
+      "hand-written canonical JSON writer, byte-identical by a property test), the `UPDATE ... RETURNING` that opened " +
+      "every SQLite commit (a `SELECT`: `BEGIN IMMEDIATE` holds the write lock already), and a tagged metric built per " +
+      "batch: the engine at concurrency 1 used 0.86x the CPU, commitBatch 0.87x. At concurrency above 1 group commit " +
+      "had formed no groups (each batch came back from its post-extraction yield one scheduler turn after the one " +
+      "before it, so it was alone at its turn); the batch whose turn it is now gives the scheduler up to " +
+      "concurrency - 1 turns first (never a wait for a running extractor, nothing at concurrency 1).",
       "Removed 2026-12-06: the output check's `Schema.is` before the canonical JSON writer (about 60 µs of CPU and " +
       "180 KB of garbage per 10 KB output, a third of commitBatch's allocations by V8's sampling heap profiler: " +
       "605 KB to 405 KB per batch). The writer now checks each value as it writes it and leaves anything else to the " +
@@ -383,7 +378,7 @@ const section = (config: Config, data: Data): Report.Section => {
       "pages of the entity table, so fsync's share is the same for both.",
       "At concurrency 1 nothing can be grouped: a batch keeps its concurrency slot until it is committed (at most " +
       "`concurrency` batches are ever extracted and not committed), so the next batch is extracted only after the " +
-      "commit. The gap there is the per-statement and runtime overhead above, and SQLite slowed by it."
+      "commit."
     ]
   }
 }
