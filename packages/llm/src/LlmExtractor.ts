@@ -782,10 +782,13 @@ const callWithRetries = (
     let lastSent: ChatCompletions.ChatError | undefined
     let sent = 0
     while (true) {
-      yield* Ref.update(ledger.attempts, (n) => n + 1)
       const used = yield* Ref.get(env.format)
       const result = yield* Effect.either(attemptOnce(env, messages, schema, used, promptEstimate, ledger))
       yield* ledger.publishCircuit
+      // A call the open circuit refused sent nothing: not an attempt (as the message's count says).
+      if (Either.isRight(result) || result.left.reason !== "circuit_open") {
+        yield* Ref.update(ledger.attempts, (n) => n + 1)
+      }
       if (Either.isRight(result)) return result.right
       const error = result.left
       if (yield* stepDownFormat(env, error, used)) continue

@@ -615,6 +615,42 @@ describe("LlmExtractor", () => {
       assert.strictEqual((yield* fake.requests).length, 4)
     }).pipe(Effect.provide(services)))
 
+  it.scoped("a batch that gives up after a refused retry counts only the attempts it sent", () =>
+    Effect.gen(function*() {
+      const fake = yield* FakeOpenAi.make()
+      const breaker = yield* CircuitBreaker.CircuitBreaker
+      const settings = { callTimeout: "1 hour", breaker: { failureThreshold: 2, cooldown: "10 seconds" } } as const
+      const retrying = yield* LlmExtractor.make(options(fake.baseUrl, {
+        ...settings,
+        maxAttempts: 2,
+        retryBaseDelay: "40 seconds",
+        retryMaxDelay: "40 seconds"
+      }))
+      const other = yield* LlmExtractor.make(options(fake.baseUrl, { ...settings, maxAttempts: 1 }))
+      const key = LlmExtractor.endpointKey(fake.baseUrl, "test-model")
+      yield* fake.enqueue(
+        FakeOpenAi.error(500, "down"),
+        FakeOpenAi.error(500, "down"),
+        { ...FakeOpenAi.completion(goodReply), delayMillis: 1000 },
+        FakeOpenAi.error(500, "down again")
+      )
+      const fiber = yield* Effect.fork(Effect.exit(retrying.extract(batch(text))))
+      yield* eventually(Effect.map(breaker.state(key), (state) => state.consecutiveFailures === 1))
+      yield* Effect.exit(other.extract(batch(text, { batchIndex: 1 })))
+      yield* TestClock.adjust("10 seconds")
+      const trial = yield* Effect.fork(other.extract(batch(text, { batchIndex: 2 })))
+      yield* eventually(Effect.map(fake.requests, (r) => r.length === 3))
+      // The retry comes while the trial's reply is on its way: refused, then sent after its backoff, and failed.
+      yield* TestClock.adjust("30 seconds")
+      yield* eventually(Effect.map(Fiber.poll(trial), Option.isSome))
+      yield* runClockUntilDone(fiber)
+      const error = expectFailure(yield* Fiber.join(fiber))
+      assert.strictEqual((yield* fake.requests).length, 4)
+      assert.include(error.message, "gave up after 2 attempts")
+      assert.instanceOf(error.cause, LlmExtractor.LlmBatchFailure)
+      assert.strictEqual((error.cause as LlmExtractor.LlmBatchFailure).attempts, 2)
+    }).pipe(Effect.provide(services)))
+
   it.scopedLive("a batch whose own failures opened the circuit gives up at once when its trial is past the retry time, naming the last failure", () =>
     Effect.gen(function*() {
       const fake = yield* FakeOpenAi.make()
