@@ -349,12 +349,18 @@ const section = (config: Config, data: Data): Report.Section => {
       "the batch row 16 µs, the progress update 8 µs, the checkpoint 5 µs) against raw's 820 µs (COMMIT 628 µs, " +
       "entities 150 µs, the batch row 26 µs, a deferred BEGIN 2 µs). The engine at concurrency 1 runs 388 Effect " +
       "operations per batch (counted in the fiber's run loop), commitBatch 210 of them, so the Effect runtime is a " +
-      "small part now (about 14% of the engine's samples in `node --cpu-prof`); the rest is spread: the output check " +
+      "small part now (about 14% of the engine's samples in `node --cpu-prof`). Timed inside the engine, commitBatch " +
+      "takes 1,100 µs to 1,250 µs of a batch's 1,350 µs to 1,580 µs of CPU: the workflow around it (extraction call, " +
+      "output check, ordered stream, events, budget, ledger) is now about 250 µs to 340 µs. Inside commitBatch (store " +
+      "loop, wall time per batch, 3,200 batches): encoding, hashing and deflating 317 µs (the output check's JSON is " +
+      "reused in the engine), entity keys 65 µs, starting the transaction (`sql.withTransaction`, BEGIN IMMEDIATE) " +
+      "123 µs, the fence read 87 µs (19 µs of it SQLite's), the outputs' and entities' writes 218 µs, the " +
+      "checkpoint and progress 48 µs, COMMIT with its fsync and the transaction's end 846 µs. The rest is spread: " +
+      "the output check " +
       "(the canonical JSON writer), hashing and deflate (which raw does too), the garbage all of it makes (GC about 6% " +
-      "of the samples), and the statements' own JavaScript. The workflow around a commit (extraction call, output " +
-      "check, ordered stream, events, budget and ledger) costs about 500 µs to 600 µs of CPU per batch (the engine's " +
-      "CPU minus commitBatch's), against raw's whole 620 µs: for 1.5x, the engine's commit and workflow together " +
-      "would have about 310 µs beyond raw's own work.",
+      "of the samples), and the statements' own JavaScript. For 1.5x raw's CPU (about 620 µs per batch) the engine's " +
+      "commit and workflow together would have about 310 µs beyond raw's own work; the transaction's start and the " +
+      "fence read alone take about 200 µs, the workflow 250 µs to 340 µs.",
       "Tried 2026-12-06 and not kept: the entity rows as one JSON parameter read by `json_each` (commitBatch 1.02x " +
       "and 1.07x the CPU); a connection of Quarry's own with statements still run one Effect each through the client " +
       "(1.03x: the cost was the per-statement machinery, which the one-step run above now skips). An experiment that " +
