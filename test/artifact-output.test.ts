@@ -3,8 +3,8 @@
  * stdout (the same bytes as a file, valid for `rapper -c`), `--out` never replaces a named pipe or a symbolic link
  * (the rename of the atomic write would), an export of a run with skipped batches says that it is partial (and, as
  * the manifest of those batches does, how to retry them on this database), an export or a `resume --out` of it to a
- * file writes that manifest beside the file (and an export of a run without skipped batches removes one left there),
- * a resume of a completed run writes its missing artifact and manifest
+ * file writes that manifest beside the file (and an export of a run without skipped batches removes one left there;
+ * `start` checks its place before anything is written), a resume of a completed run writes its missing artifact and manifest
  * again, and the server never serves other bytes under an artifact's ETag when its
  * file was replaced by one of the same size.
  */
@@ -134,6 +134,23 @@ describe("quarry export: stdout, special files and partial runs", () => {
     // Refused before anything is written when the manifest's place cannot take it.
     await refusedForManifestPlace("export", path.join(dir, "shared", "blocked.ttl"))
   }, 60_000)
+
+  it(
+    "start refuses an output whose manifest of skipped batches cannot go beside it, before anything is written",
+    async () => {
+      const out = path.join(dir, "start-blocked.ttl")
+      const fresh = path.join(dir, "start-blocked.db")
+      fs.mkdirSync(`${out}.skipped.json`)
+      const refused = await run(["start", path.join(dir, "in.txt"), "--db", fresh, "--out", out, ...partialFlags], {
+        env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1" }
+      })
+      assert.strictEqual(refused.code, 2, refused.stderr)
+      assert.include(refused.stderr, `the manifest of skipped batches of the output ${out}.skipped.json is a directory`)
+      assert.isFalse(fs.existsSync(fresh))
+      assert.isFalse(fs.existsSync(out))
+    },
+    60_000
+  )
 
   it("export of a run that skipped nothing removes the manifest an earlier export left beside its file", async () => {
     const out = path.join(dir, "reused.ttl")

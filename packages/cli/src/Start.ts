@@ -11,6 +11,7 @@ import * as DatabaseUrl from "@quarry/core/DatabaseUrl"
 import * as DefaultOntology from "@quarry/core/DefaultOntology"
 import { RunAlreadyExists } from "@quarry/core/Errors"
 import * as Extractor from "@quarry/core/Extractor"
+import * as Merge from "@quarry/core/Merge"
 import * as Ontology from "@quarry/core/Ontology"
 import * as Run from "@quarry/core/Run"
 import { RunStore } from "@quarry/core/RunStore"
@@ -269,7 +270,7 @@ export const command = Command.make("start", options, (flags) => {
     const runId = Option.isSome(flags.runId) ? flags.runId.value : yield* Workflow.makeRunId
     progress.runId = runId
     const out = path.resolve(Option.getOrElse(flags.out, () => defaultOutput(db, runId, format)))
-    yield* Inputs.checkOutput(out, {
+    const outputCheck: Inputs.OutputCheck = {
       ...(Option.isSome(flags.out) ?
         Inputs.outFlag :
         { what: "the default output", flag: "--out", instead: "pass --out FILE, or another --run-id" }),
@@ -278,6 +279,13 @@ export const command = Command.make("start", options, (flags) => {
         { what: "input file", path: flags.input },
         ...Option.toArray(Option.map(flags.ontology, (file) => ({ what: "ontology", path: file })))
       ]
+    }
+    yield* Inputs.checkOutput(out, outputCheck)
+    // The merge writes the manifest of skipped batches there, or removes one left there: a place that cannot take
+    // either would fail the run only after every batch was extracted.
+    yield* Inputs.checkOutput(Merge.manifestPath(out), {
+      ...outputCheck,
+      what: `the manifest of skipped batches of ${outputCheck.what}`
     })
 
     if (input === "") {
