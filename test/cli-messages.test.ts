@@ -213,6 +213,13 @@ describe("cli messages", () => {
       [["start", "in.txt", "--db", "postgresql:/x"], {}, `--db is ${pg("postgresql:/", "postgresql")}; ${advice}`],
       [["start", "in.txt", "--db", "postgres:x"], {}, `--db is ${pg("postgres:")}; ${advice}`],
       [["start", "in.txt", "--db", "POSTGRES:/u:secret@h/d"], {}, `--db is ${pg("POSTGRES:/")}; ${advice}`],
+      [["start", "in.txt", "--db", "postgres//u:secret@h/d"], {}, `--db is ${pg("postgres//")}; ${advice}`],
+      [["runs", "--db", " postgres://u:secret@h/d"], {}, `--db is a URL with spaces around it; ${advice}`],
+      [
+        ["runs"],
+        { QUARRY_DATABASE_URL: "postgres://u:secret@h/d " },
+        `bad environment: QUARRY_DATABASE_URL is a URL with spaces around it; ${variableAdvice}`
+      ],
       [
         ["runs", "--db", "mysql:/x"],
         {},

@@ -40,15 +40,25 @@ export const postgresForm = "postgres://user@host:port/db"
 
 /**
  * What is wrong with a value that is a near-miss of a URL rather than a SQLite path, or none: a PostgreSQL URL
- * without its `//` (`postgres:/x`, `postgres:x`), any `scheme:/` with one slash (`mysql:/x`), or a SQLite URI
- * (`file:q.db`, `sqlite:q.db`), which SQLite opens here as a file of that very name. Read as paths, these create
- * files and directories named after the URL. A path that starts with `./` is never one (`./postgres:x`).
+ * without its `//` (`postgres:/x`, `postgres:x`) or its colon (`postgres//x`), any `scheme:/` with one slash
+ * (`mysql:/x`), a SQLite URI (`file:q.db`, `sqlite:q.db`), which SQLite opens here as a file of that very name, or
+ * a URL with spaces around it (a quoted variable's stray space). Read as paths, these create files and directories
+ * named after the URL. A path that starts with `./` is never one (`./postgres:x`).
  *
  * @since 0.1.0
  * @category urls
  */
 export const malformed = (db: string): Option.Option<string> => {
+  const trimmed = db.trim()
+  if (trimmed !== db && (isPostgres(trimmed) || Option.isSome(unsupportedScheme(trimmed)))) {
+    return Option.some("a URL with spaces around it")
+  }
   if (isPostgres(db) || Option.isSome(unsupportedScheme(db))) return Option.none()
+  const colonless = /^(postgres(?:ql)?)\/\//i.exec(db)
+  if (colonless !== null) {
+    const scheme = colonless[1]!.toLowerCase()
+    return Option.some(`a malformed PostgreSQL URL (it starts with "${colonless[0]}", not "${scheme}://")`)
+  }
   const start = /^([a-z][a-z0-9+.-]*):(\/*)/i.exec(db)
   if (start === null) return Option.none()
   const [seen, scheme] = [JSON.stringify(start[0]), start[1]!.toLowerCase()]

@@ -80,13 +80,46 @@ describe("DatabaseUrl.unsupportedScheme", () => {
 
 describe("DatabaseUrl.malformed", () => {
   it("finds near-misses of a URL, and nothing in a URL quarry reads or a path with a colon elsewhere", () => {
+    assert.deepStrictEqual(
+      DatabaseUrl.malformed(" postgres://u:secret@h/d"),
+      Option.some("a URL with spaces around it")
+    )
+    assert.deepStrictEqual(
+      DatabaseUrl.malformed("postgres//u:secret@h/d"),
+      Option.some(`a malformed PostgreSQL URL (it starts with "postgres//", not "postgres://")`)
+    )
     const malformed = (db: string) => Option.isSome(DatabaseUrl.malformed(db))
     for (
-      const db of ["postgres:/x", "postgresql:/x", "postgres:x", "Postgres:", "mysql:/x", "file:q.db", "sqlite:/q"]
+      const db of [
+        "postgres:/x",
+        "postgresql:/x",
+        "postgres:x",
+        "Postgres:",
+        "mysql:/x",
+        "file:q.db",
+        "sqlite:/q",
+        "postgres//u@h/d",
+        "PostgreSQL//u@h/d",
+        " postgres://u@h/d",
+        "postgres://u@h/d ",
+        "\tmysql://x"
+      ]
     ) {
       assert.isTrue(malformed(db), db)
     }
-    for (const db of ["postgres://u@h/d", "mysql://x", "./postgres:x", "./data/run:1.db", "run:1.db", "C:/q.db"]) {
+    for (
+      const db of [
+        "postgres://u@h/d",
+        "mysql://x",
+        "./postgres:x",
+        "./data/run:1.db",
+        "run:1.db",
+        "C:/q.db",
+        " q.db",
+        "./postgres//u@h/d",
+        "postgresx//d"
+      ]
+    ) {
       assert.isFalse(malformed(db), db)
     }
   })
