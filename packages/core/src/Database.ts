@@ -84,8 +84,8 @@ const wantsQuickCheck = (filename: string, mode: QuickCheck): boolean => {
 /**
  * The client over the connection: a statement outside a transaction reserves the connection until it is done, as a
  * transaction does (released early, such a statement could run inside another fiber's open transaction and vanish
- * with its rollback). Transactions begin IMMEDIATE: they take the write lock first (waiting on `busy_timeout`) instead of failing with SQLITE_BUSY
- * when a read snapshot has to be upgraded.
+ * with its rollback). Transactions begin IMMEDIATE: they take the write lock first (waiting on `busy_timeout`)
+ * instead of failing with SQLITE_BUSY when a read snapshot has to be upgraded.
  */
 const serialised = (connection: { readonly reserve: Effect.Effect<SqlConnection.Connection, never, Scope.Scope> }) =>
   SqlClient.make({

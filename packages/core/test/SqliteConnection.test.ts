@@ -47,11 +47,11 @@ describe("SqliteConnection", () => {
     Effect.gen(function*() {
       const connection = yield* reserved
       const failure = yield* Effect.flip(connection.execute("SELECT nope FROM t", [], undefined))
-      assert.strictEqual(failure.message, "Failed to prepare statement ")
+      assert.strictEqual(failure.message, "Failed to prepare statement")
       assert.include(String(failure.cause), "no such column: nope")
     }))
 
-  it.scoped("safe integers are honoured per statement", () =>
+  it.scoped("safe integers are honoured per run of a statement", () =>
     Effect.gen(function*() {
       const connection = yield* reserved
       yield* connection.execute("INSERT INTO t (n) VALUES (?)", [2n ** 60n + 1n], undefined)
@@ -59,6 +59,9 @@ describe("SqliteConnection", () => {
         Effect.provideService(SqlClient.SafeIntegers, true)
       )
       assert.strictEqual(rows[0].n, 2n ** 60n + 1n)
+      // The same (kept) statement without them reads numbers again.
+      const again = yield* connection.execute("SELECT n FROM t", [], undefined)
+      assert.strictEqual(typeof again[0].n, "number")
     }))
 
   it.scoped("the statement cache keeps the most recently used statements and prepares the rest again", () =>

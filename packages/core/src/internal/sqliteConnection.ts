@@ -62,9 +62,10 @@ export const open = (filename: string) =>
     db.pragma("journal_mode = WAL")
     const prepared = statementCache(db)
 
-    // Synchronous: a statement's rows (a reader) or nothing; `raw` gives a writer's result instead.
+    // Synchronous: a statement's rows (a reader) or its result. A kept statement is set for each run, so that one
+    // run with `SafeIntegers` does not change what the next run without it reads.
     const runSync = (statement: Sqlite.Statement, params: ReadonlyArray<unknown>, safeIntegers: boolean) => {
-      if (safeIntegers) statement.safeIntegers(true)
+      statement.safeIntegers(safeIntegers)
       return statement.reader ? statement.all(...params) : statement.run(...params)
     }
     const run = (sql: string, params: ReadonlyArray<unknown>, raw: boolean) =>
@@ -74,7 +75,7 @@ export const open = (filename: string) =>
         try {
           statement = prepared(sql)
         } catch (cause) {
-          return Effect.fail(failure("Failed to prepare statement ")(cause))
+          return Effect.fail(failure("Failed to prepare statement")(cause))
         }
         try {
           const result = runSync(statement, params, safeIntegers)
