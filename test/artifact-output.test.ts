@@ -106,9 +106,9 @@ describe("quarry export: stdout, special files and partial runs", () => {
   }, 60_000)
 
   /** `command partial --out blocked`, where a directory stands in the manifest's place: exit 2, nothing written. */
-  const refusedForManifestPlace = async (command: "export" | "resume", blocked: string) => {
+  const refusedForManifestPlace = async (command: "export" | "resume", blocked: string, runId = "partial") => {
     fs.mkdirSync(`${blocked}.skipped.json`)
-    const refused = await run([command, "partial", "--db", db, "--out", blocked])
+    const refused = await run([command, runId, "--db", db, "--out", blocked])
     assert.strictEqual(refused.code, 2, refused.stderr)
     assert.include(
       refused.stderr,
@@ -152,21 +152,28 @@ describe("quarry export: stdout, special files and partial runs", () => {
     60_000
   )
 
-  it("export of a run that skipped nothing removes the manifest an earlier export left beside its file", async () => {
-    const out = path.join(dir, "reused.ttl")
-    assert.strictEqual((await run(["export", "partial", "--db", db, "--out", out])).code, 0)
-    assert.isTrue(fs.existsSync(`${out}.skipped.json`))
-    const input = path.join(dir, "in.txt")
-    const whole = path.join(dir, "whole.ttl")
-    const started = await run(["start", input, "--db", db, "--run-id", "whole", "--out", whole, ...partialFlags], {
-      env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1" }
-    })
-    assert.strictEqual(started.code, 0, started.stderr)
-    const exported = await run(["export", "whole", "--db", db, "--out", out])
-    assert.strictEqual(exported.code, 0, exported.stderr)
-    assert.strictEqual(fs.readFileSync(out, "utf8"), fs.readFileSync(whole, "utf8"))
-    assert.isFalse(fs.existsSync(`${out}.skipped.json`))
-  }, 60_000)
+  it(
+    "export of a run that skipped nothing removes the manifest an earlier export left beside its file, and checks its place",
+    async () => {
+      const out = path.join(dir, "reused.ttl")
+      assert.strictEqual((await run(["export", "partial", "--db", db, "--out", out])).code, 0)
+      assert.isTrue(fs.existsSync(`${out}.skipped.json`))
+      const input = path.join(dir, "in.txt")
+      const whole = path.join(dir, "whole.ttl")
+      const started = await run(["start", input, "--db", db, "--run-id", "whole", "--out", whole, ...partialFlags], {
+        env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "1" }
+      })
+      assert.strictEqual(started.code, 0, started.stderr)
+      const exported = await run(["export", "whole", "--db", db, "--out", out])
+      assert.strictEqual(exported.code, 0, exported.stderr)
+      assert.strictEqual(fs.readFileSync(out, "utf8"), fs.readFileSync(whole, "utf8"))
+      assert.isFalse(fs.existsSync(`${out}.skipped.json`))
+      // Where no manifest can be removed, refused before anything is written, as for a partial run.
+      await refusedForManifestPlace("export", path.join(dir, "whole-blocked.ttl"), "whole")
+      await refusedForManifestPlace("resume", path.join(dir, "whole-resume-blocked.ttl"), "whole")
+    },
+    60_000
+  )
 
   it("resume --out of a partial run writes its manifest beside the copy too", async () => {
     const out = path.join(dir, "resumed-copy.ttl")

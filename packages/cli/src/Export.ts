@@ -75,7 +75,8 @@ export const command = Command.make("export", {
         // --out was checked before the database was opened; the default path needs the run's format.
         if (Option.isNone(flags.out)) yield* Inputs.checkOutput(target, { ...naming, db })
         yield* Inputs.checkNotStoredText(target, yield* storedTexts(run), naming)
-        if (skippedBatches > 0) yield* checkManifest(target, naming, db, run)
+        // The manifest is written beside the file, or a stale one removed there: its place is checked either way.
+        yield* checkManifest(target, naming, db, run)
         const artifact = yield* merge(target)
         return { artifact, manifest: yield* writeManifest(run, artifact.path, retry), skippedBatches }
       }),

@@ -108,10 +108,8 @@ export const command = Command.make("resume", options, (flags) =>
       if (Option.isSome(flags.out)) {
         const out = path.resolve(flags.out.value)
         yield* Inputs.checkNotStoredText(out, yield* storedTexts(stored), Inputs.outFlag)
-        // Its copy gets the manifest too if the run skips batches, which a run under `skip` may do yet.
-        if (stored.skippedBatches > 0 || stored.plan.onBatchError === "skip") {
-          yield* checkManifest(out, Inputs.outFlag, db, stored)
-        }
+        // Its copy gets the manifest too if the run skips batches, or a stale one there is removed.
+        yield* checkManifest(out, Inputs.outFlag, db, stored)
       }
       const extracts = stored.status !== "completed" || (flags.retrySkipped && stored.skippedBatches > 0)
       // The run ends by writing its artifact where start planned it: a place that went away since is refused now,
@@ -270,8 +268,9 @@ const copyArtifact = (run: Run.Run, target: string, json: boolean, retry: string
   })
 
 /**
- * Checks the place of the manifest of skipped batches that goes beside a partial artifact written to `target`, as
- * `target`'s own place is checked, before anything is written: a partial file without it would pass for complete.
+ * Checks the place of the manifest of skipped batches beside an artifact written to `target` (written there for a
+ * partial artifact, which without it would pass for complete; removed there otherwise), as `target`'s own place is
+ * checked, before anything is written.
  *
  * @since 0.1.0
  * @category execution
