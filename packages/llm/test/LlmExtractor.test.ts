@@ -578,7 +578,18 @@ describe("LlmExtractor", () => {
       assert.isAtLeast(requests[2]!.receivedAt - requests[1]!.receivedAt, 30_000, "sent when the cooldown ended")
     }).pipe(Effect.provide(services)))
 
-  it.scoped("a retry refused while another batch's trial call is in flight is not spent: it tries again after its backoff", () =>
+  /**
+   * A batch whose retry comes while another batch's trial call is in flight (its reply takes a real second): the
+   * breaker refuses the retry, which is tried again after its backoff and answered `retried`. `whileRefused` runs once
+   * the trial is done and before the retry is tried again. The batch's exit and the fake server.
+   */
+  const refusedDuringTrial = (
+    retried: FakeOpenAi.Step,
+    whileRefused: (
+      fake: FakeOpenAi.FakeOpenAi,
+      key: string
+    ) => Effect.Effect<void, never, CircuitBreaker.CircuitBreaker>
+  ) =>
     Effect.gen(function*() {
       const fake = yield* FakeOpenAi.make()
       const breaker = yield* CircuitBreaker.CircuitBreaker
@@ -596,7 +607,7 @@ describe("LlmExtractor", () => {
         FakeOpenAi.error(500, "down"),
         FakeOpenAi.error(500, "down"),
         { ...FakeOpenAi.completion(goodReply), delayMillis: 1000 },
-        FakeOpenAi.completion(goodReply)
+        retried
       )
       const fiber = yield* Effect.fork(Effect.exit(retrying.extract(batch(text))))
       yield* eventually(Effect.map(breaker.state(key), (state) => state.consecutiveFailures === 1))
@@ -604,47 +615,32 @@ describe("LlmExtractor", () => {
       yield* TestClock.adjust("10 seconds")
       const trial = yield* Effect.fork(other.extract(batch(text, { batchIndex: 2 })))
       yield* eventually(Effect.map(fake.requests, (r) => r.length === 3))
-      // The retry comes while the trial's reply is on its way (a real second): the breaker refuses it.
       yield* TestClock.adjust("30 seconds")
       yield* eventually(Effect.map(Fiber.poll(trial), Option.isSome))
-      assert.deepStrictEqual(yield* breaker.state(key), { _tag: "Closed", consecutiveFailures: 0 })
-      assert.strictEqual((yield* fake.requests).length, 3, "the refused retry sent nothing")
+      yield* whileRefused(fake, key)
       yield* runClockUntilDone(fiber)
-      const exit = yield* Fiber.join(fiber)
+      return { exit: yield* Fiber.join(fiber), fake }
+    })
+
+  it.scoped("a retry refused while another batch's trial call is in flight is not spent: it tries again after its backoff", () =>
+    Effect.gen(function*() {
+      const { exit, fake } = yield* refusedDuringTrial(
+        FakeOpenAi.completion(goodReply),
+        (fake, key) =>
+          Effect.gen(function*() {
+            const breaker = yield* CircuitBreaker.CircuitBreaker
+            assert.deepStrictEqual(yield* breaker.state(key), { _tag: "Closed", consecutiveFailures: 0 })
+            assert.strictEqual((yield* fake.requests).length, 3, "the refused retry sent nothing")
+          })
+      )
       assert.isTrue(Exit.isSuccess(exit), "the refusal did not fail the batch nor use its second attempt")
       assert.strictEqual((yield* fake.requests).length, 4)
     }).pipe(Effect.provide(services)))
 
   it.scoped("a batch that gives up after a refused retry counts only the attempts it sent", () =>
     Effect.gen(function*() {
-      const fake = yield* FakeOpenAi.make()
-      const breaker = yield* CircuitBreaker.CircuitBreaker
-      const settings = { callTimeout: "1 hour", breaker: { failureThreshold: 2, cooldown: "10 seconds" } } as const
-      const retrying = yield* LlmExtractor.make(options(fake.baseUrl, {
-        ...settings,
-        maxAttempts: 2,
-        retryBaseDelay: "40 seconds",
-        retryMaxDelay: "40 seconds"
-      }))
-      const other = yield* LlmExtractor.make(options(fake.baseUrl, { ...settings, maxAttempts: 1 }))
-      const key = LlmExtractor.endpointKey(fake.baseUrl, "test-model")
-      yield* fake.enqueue(
-        FakeOpenAi.error(500, "down"),
-        FakeOpenAi.error(500, "down"),
-        { ...FakeOpenAi.completion(goodReply), delayMillis: 1000 },
-        FakeOpenAi.error(500, "down again")
-      )
-      const fiber = yield* Effect.fork(Effect.exit(retrying.extract(batch(text))))
-      yield* eventually(Effect.map(breaker.state(key), (state) => state.consecutiveFailures === 1))
-      yield* Effect.exit(other.extract(batch(text, { batchIndex: 1 })))
-      yield* TestClock.adjust("10 seconds")
-      const trial = yield* Effect.fork(other.extract(batch(text, { batchIndex: 2 })))
-      yield* eventually(Effect.map(fake.requests, (r) => r.length === 3))
-      // The retry comes while the trial's reply is on its way: refused, then sent after its backoff, and failed.
-      yield* TestClock.adjust("30 seconds")
-      yield* eventually(Effect.map(Fiber.poll(trial), Option.isSome))
-      yield* runClockUntilDone(fiber)
-      const error = expectFailure(yield* Fiber.join(fiber))
+      const { exit, fake } = yield* refusedDuringTrial(FakeOpenAi.error(500, "down again"), () => Effect.void)
+      const error = expectFailure(exit)
       assert.strictEqual((yield* fake.requests).length, 4)
       assert.include(error.message, "gave up after 2 attempts")
       assert.instanceOf(error.cause, LlmExtractor.LlmBatchFailure)
