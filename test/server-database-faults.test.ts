@@ -183,11 +183,13 @@ describe("quarry serve on PostgreSQL: the database failing beyond the store's re
     )
   }, 200_000)
 
-  it("a scan during a 4 s outage fails and admission goes on: a run submitted after it completes", async () => {
+  it("a scan during a 10 s outage fails and admission goes on: a run submitted after it completes", async () => {
     const { db, work } = await suite.workspace("outage")
     await serving(db, work, async (server) => {
-      // The server scans every second, and the store gives a read up after about 1.5 s.
-      await outage(db, 4_000)
+      // The server scans every second, and the store gives a read up after 6 attempts and 1.55 s of backoff; on a
+      // loaded machine (test files run two at a time) each refused connection attempt takes a while too, so the
+      // outage outlasts a scan's retries by a margin (with 4 s, a scan once outlived it and succeeded afterwards).
+      await outage(db, 10_000)
       await submitMobyDick(server, "after")
       await completedLikeReference(db, "after", server)
       assert.match(server.child.stderr, /the scan for orphaned runs failed on the database/)
