@@ -10,17 +10,17 @@ import { assert, describe, it } from "@effect/vitest"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { usePostgres } from "../packages/core/test/postgres.js"
+import { freePort, usePostgres } from "../packages/core/test/postgres.js"
 import * as Nodes from "./clusterNodes.js"
-import { allExecutesAnswered, type Node, query, runRows, submitMobyDick } from "./clusterNodes.js"
+import { allExecutesAnswered, type Node, problems, query, runRows, submitMobyDick } from "./clusterNodes.js"
 import { call, readEvents, until } from "./serverProcess.js"
 import { run, sha256File } from "./support.js"
 
 const adminUrl = usePostgres()
 
 // Slots for every run (12): a moved run must not wait for a survivor's slot (the failover is what is measured).
-const startNode = (db: string, dir: string, env: Readonly<Record<string, string>> = {}) =>
-  Nodes.startNode(db, dir, { QUARRY_MAX_ACTIVE_RUNS: "12", ...env })
+const startNode = (db: string, dir: string, env: Readonly<Record<string, string>> = {}, runnerPort?: number) =>
+  Nodes.startNode(db, dir, { QUARRY_MAX_ACTIVE_RUNS: "12", ...env }, [], runnerPort)
 
 describe("quarry serve --cluster", () => {
   const suite = Nodes.useClusterSuite(adminUrl)
@@ -398,5 +398,40 @@ describe("quarry serve --cluster", () => {
       for (const [batch, n] of perBatch) assert.strictEqual(n, ids.length, `batch ${batch} extracted ${n} times`)
     },
     600_000
+  )
+
+  it(
+    "a run whose shard moves to a joining runner is stopped within the grace, not at its next commit, and continues there",
+    async () => {
+      const { db, work } = await suite.workspace("moving")
+      // Batches far longer than the test: the run reaches no commit while its shard moves. A grace of 1 s (30 s by
+      // default) is what bounds its stop.
+      const env = { QUARRY_TEST_EXTRACTOR_DELAY_MS: "600000", QUARRY_TEST_STOP_GRACE_MS: "1000" }
+      const first = await startNode(db, work, env)
+      suite.nodes.push(first)
+      const joinerPort = await freePort()
+      const portOf = Nodes.runnerPortOf([first.runnerPort, joinerPort])
+      let n = 0
+      while (portOf(`m${n}`) !== joinerPort) n++
+      const runId = `m${n}`
+      await submitMobyDick(first, runId)
+      const row = async () => (await runRows(db)).find((r) => r.id === runId)
+      await until(async () => (await row())?.lease_owner?.startsWith(first.owner) === true, 60_000, "the first claim")
+
+      const joiner = await startNode(db, work, env, joinerPort)
+      suite.nodes.push(joiner)
+      await until(
+        async () => (await row())?.lease_owner?.startsWith(joiner.owner) === true,
+        90_000,
+        "the joining runner to claim the run"
+      ).catch(async (error) => {
+        throw new Error(`${String(error)}: ${JSON.stringify(await row())}\n${problems(first)}`)
+      })
+      assert.deepInclude(await row(), { status: "running", committed_batches: 0 })
+      // Nothing would end these runs' batches: stopped at once, not drained.
+      for (const node of [first, joiner]) node.child.child.kill("SIGKILL")
+      await Promise.all([first.child.exited, joiner.child.exited])
+    },
+    180_000
   )
 })

@@ -32,9 +32,10 @@ export const startNode = async (
   db: string,
   dir: string,
   env: Readonly<Record<string, string>> = {},
-  args: ReadonlyArray<string> = []
+  args: ReadonlyArray<string> = [],
+  port?: number
 ): Promise<Node> => {
-  const runnerPort = await freePort()
+  const runnerPort = port ?? await freePort()
   const child = start(
     ["serve", "--cluster", "--db", db, "--port", "0", "--runner-port", String(runnerPort), "--json", ...args],
     { cwd: dir, env: { QUARRY_TEST_EXTRACTOR_DELAY_MS: "60", ...env } }
@@ -65,9 +66,7 @@ const shardsPerGroup = 300
  * computed for it, so the two cannot disagree.
  */
 export const placeRunIds = async (nodes: ReadonlyArray<Node>, prefix: string, perRunner: number) => {
-  const ring = HashRing.make<RunnerAddress.RunnerAddress>()
-  for (const node of nodes) HashRing.add(ring, RunnerAddress.make("127.0.0.1", node.runnerPort), { weight: 1 })
-  const runnerOf = HashRing.getShards(ring, shardsPerGroup)!.map((a) => nodes.find((n) => n.runnerPort === a.port)!)
+  const runnerOf = shardRunners(nodes.map((n) => n.runnerPort)).map((port) => nodes.find((n) => n.runnerPort === port)!)
   const owned = (node: Node) =>
     call(node, "GET", "/healthz").then((r) => (r.json() as { cluster?: { ownedShards: number } }).cluster?.ownedShards)
   await until(
@@ -83,6 +82,19 @@ export const placeRunIds = async (nodes: ReadonlyArray<Node>, prefix: string, pe
     if (placed.length < perRunner) placed.push(runId)
   }
   return ids
+}
+
+/** The runner port of each shard once runners on `ports` share the shards (@effect/cluster's hash ring). */
+const shardRunners = (ports: ReadonlyArray<number>): Array<number> => {
+  const ring = HashRing.make<RunnerAddress.RunnerAddress>()
+  for (const port of ports) HashRing.add(ring, RunnerAddress.make("127.0.0.1", port), { weight: 1 })
+  return HashRing.getShards(ring, shardsPerGroup)!.map((a) => a.port)
+}
+
+/** The runner port a run would execute on once runners on `ports` share the shards. */
+export const runnerPortOf = (ports: ReadonlyArray<number>) => {
+  const runners = shardRunners(ports)
+  return (runId: string) => runners[Math.abs(Hash.string(runId) % shardsPerGroup)]!
 }
 
 /** The ids of `placeRunIds`, in one list ordered by their number. */

@@ -91,13 +91,19 @@ describe("signals", () => {
     async () => {
       // A database server that accepts the connection and never answers: the command waits, before any run exists.
       const silent = net.createServer(() => {})
+      // Its first connection says the command is waiting on the database; a fixed sleep could end, on a loaded
+      // machine (test files run two at a time), before the process has set up its signal handlers.
+      const connected = new Promise<void>((resolve) => silent.once("connection", () => resolve()))
       await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))
       const db = `postgres://quarry@127.0.0.1:${(silent.address() as net.AddressInfo).port}/quarry`
       try {
         const child = start(["start", mobyDick.input, "--db", db, "--run-id", "early", "--json"], { env })
-        await sleep(1_500)
+        await connected
+        const sent = Date.now()
         child.child.kill("SIGINT")
         const exit = await child.exited
+        // Closing the pool waits at most 1 s for the connection still opening; it once waited for its 5 s timeout.
+        assert.isBelow(Date.now() - sent, 3_500)
         assert.strictEqual(exit.code, 130, child.stderr)
         const message = `interrupted before run early started executing; nothing was extracted (if \`quarry runs ` +
           `--db ${db}\` lists it, \`quarry resume early --db ${db}\` runs it)`

@@ -454,7 +454,8 @@ const serverLayer = (
           runnerPort: flags.runnerPort,
           leaseMs: yield* clusterLeaseMs,
           distribute: flags.distribute,
-          distributeTimeoutMs: flags.distributeTimeout
+          distributeTimeoutMs: flags.distributeTimeout,
+          stopGraceMs: Option.getOrUndefined(settings.testHooks.stopGraceMs)
         } :
         undefined
     }).pipe(

@@ -23,6 +23,8 @@
  *   the process waits this long before reporting it, so that a test can send the second signal during shutdown.
  * - `QUARRY_TEST_SETTLE_DELAY_MS`: `serve` keeps a run's execution this long after its end is stored, before its
  *   slot frees, so that a test can send a request in that moment.
+ * - `QUARRY_TEST_STOP_GRACE_MS`: `serve --cluster` gives a run whose shard moves this long (instead of 30 s) to reach
+ *   its next commit before interrupting it, so that a test can see the bound without waiting for it.
  *
  * @since 0.1.0
  */
@@ -86,6 +88,7 @@ export const config = Config.all({
   commitDelayMs: Config.option(Config.integer("QUARRY_TEST_COMMIT_DELAY_MS")),
   shutdownDelayMs: Config.option(Config.integer("QUARRY_TEST_SHUTDOWN_DELAY_MS")),
   settleDelayMs: Config.option(Config.integer("QUARRY_TEST_SETTLE_DELAY_MS")),
+  stopGraceMs: Config.option(Config.integer("QUARRY_TEST_STOP_GRACE_MS")),
   crashAt: Config.option(crashAt),
   crashLog: Config.option(Config.string("QUARRY_TEST_CRASH_LOG")),
   compensationDir: Config.option(Config.string("QUARRY_TEST_COMPENSATION_DIR"))

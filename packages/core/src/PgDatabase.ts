@@ -108,7 +108,10 @@ const connect = (url: string, options: Options) =>
       pool.on("error", () => {})
       return pool
     }),
-    (pool) => Effect.promise(() => pool.end()).pipe(Effect.timeoutOption(1_000))
+    // Interruptible within the (uninterruptible) release, so that the timeout can end the wait: around it, the
+    // timeout waited for `end`, which waits for a connection still opening (5 s against a server that never
+    // answers, so a Ctrl-C took 5 s).
+    (pool) => Effect.promise(() => pool.end()).pipe(Effect.interruptible, Effect.timeoutOption(1_000))
   ).pipe(
     Effect.tap((pool) =>
       Effect.tryPromise({

@@ -57,6 +57,11 @@ export interface Options {
   readonly distribute?: boolean | undefined
   /** With `distribute`: how long the owner waits for a batch's reply before extracting it itself (default 10 min). */
   readonly distributeTimeoutMs?: number | undefined
+  /**
+   * How long a run whose shard moves (a runner joining) may take to reach its next commit, which loses no extracted
+   * batch, before it is interrupted at once (default 30 s).
+   */
+  readonly stopGraceMs?: number | undefined
   /** Runs executing at once on this runner; the others of its shards wait, their messages stored (default 4). */
   readonly maxActiveRuns?: number | undefined
   /** Runs stored `pending` in the whole cluster beyond which a submission or resume is refused (`QueueFull`). */
@@ -229,7 +234,8 @@ export const layer = (options: Options): Layer.Layer<
         onWaiting: ClusterAdmission.onWaiting(local),
         slots: local.slots,
         draining: local.draining,
-        stopped: local.stopped
+        stopped: local.stopped,
+        stopGraceMs: options.stopGraceMs
       }),
       ClusterExtraction.layer,
       options.distribute === true ?

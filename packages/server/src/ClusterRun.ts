@@ -248,10 +248,14 @@ const executor = (options: HandlerOptions, runId: RunId) =>
         const exit = yield* Fiber.await(handle.fiber).pipe(
           // The entity is interrupted when its shard moves (SIGTERM, a runner joining): the run stops after its
           // in-flight commit (at most `stopGraceMs` later, else at once), recorded `interrupted`, and the unanswered
-          // message goes to the shard's next owner, which continues without extracting a batch again.
+          // message goes to the shard's next owner, which continues without extracting a batch again. The wait is
+          // interruptible inside this (uninterruptible) handler so that the grace's timeout can end it; without, the
+          // timeout waited for the run's next commit however long its batch took.
           Effect.onInterrupt(() =>
             Ref.set(stopping, true).pipe(
-              Effect.zipRight(Fiber.await(handle.fiber).pipe(Effect.timeout(options.stopGraceMs ?? 30_000))),
+              Effect.zipRight(
+                Fiber.await(handle.fiber).pipe(Effect.interruptible, Effect.timeout(options.stopGraceMs ?? 30_000))
+              ),
               // Its shard moved because this runner was paused: its late commit may be what stopped it.
               Effect.tap(reportTakenOver),
               Effect.catchAll(() => Fiber.interrupt(handle.fiber))
