@@ -5,6 +5,7 @@
  * process, each run's digest chain the reference's (no batch committed twice or skipped). The failover time is
  * recorded. A SIGTERM rolling restart of every runner while runs execute: each drained runner stops its runs after
  * their in-flight commits and the survivors continue them, with no batch extracted twice (extractor calls counted).
+ * A run whose shard moves to a joining runner in the middle of a long batch stops within its grace and continues there.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { createHash } from "node:crypto"

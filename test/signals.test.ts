@@ -91,8 +91,8 @@ describe("signals", () => {
     async () => {
       // A database server that accepts the connection and never answers: the command waits, before any run exists.
       const silent = net.createServer(() => {})
-      // Its first connection says the command is waiting on the database; a fixed sleep could end, on a loaded
-      // machine (test files run two at a time), before the process has set up its signal handlers.
+      // Its first connection says the command is waiting on the database. A fixed sleep (1.5 s) could end before
+      // that: on a loaded machine (test files run two at a time) the command connected after 3.3 s.
       const connected = new Promise<void>((resolve) => silent.once("connection", () => resolve()))
       await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))
       const db = `postgres://quarry@127.0.0.1:${(silent.address() as net.AddressInfo).port}/quarry`
